@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# bench/device_run.sh: the one script to run on the GPU machine. Builds eli with CUDA for sm_90
+# (Release, tests on, all cores), runs the C++ tests (CudaKernel* included) and writes every log to
+# $OUT (set by the device tool; defaults to ./device_out). Exit status: non-zero if the build or
+# any test failed; the logs are written either way.
+#   usage: bench/device_run.sh [gtest filter, default '*']
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${OUT:-$ROOT/device_out}"
+BUILD="${ELI_DEVICE_BUILD_DIR:-$ROOT/build/device}"
+FILTER="${1:-*}"
+mkdir -p "$OUT"
+export PATH="/usr/local/cuda/bin:$PATH"
+
+{
+  echo "== $(date -u +%FT%TZ) host $(hostname)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv || true
+  nvcc --version | tail -2 || true
+  cmake --version | head -1
+} 2>&1 | tee "$OUT/env.log"
+
+GEN=()
+command -v ninja >/dev/null && GEN=(-G Ninja)
+cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DELI_BUILD_TESTS=ON \
+  -DELI_CUDA=ON -DELI_CUDA_ARCHS=90 2>&1 | tee "$OUT/configure.log"
+cmake --build "$BUILD" --target eli_cpp_tests -j "$(nproc)" 2>&1 | tee "$OUT/build.log"
+
+status=0
+"$BUILD/eli_cpp_tests" --gtest_filter="$FILTER" --gtest_output="xml:$OUT/gtest.xml" 2>&1 \
+  | tee "$OUT/tests.log" || status=$?
+# The GPU suites once more, alone, so their result is easy to find.
+"$BUILD/eli_cpp_tests" --gtest_filter='CudaKernel*' 2>&1 | tee "$OUT/tests_cuda.log" || status=$?
+if grep -q "no CUDA device" "$OUT/tests_cuda.log"; then
+  echo "!! CudaKernel tests skipped: no CUDA device visible" | tee -a "$OUT/tests_cuda.log"
+  status=1
+fi
+echo "== exit status $status" | tee "$OUT/status.log"
+exit "$status"

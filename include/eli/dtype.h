@@ -1,0 +1,45 @@
+// eli/dtype.h: element types of tensors, including GGUF block-quantized storage types.
+//
+// Invariants: for a block type, a row of n elements (n a multiple of block_elems) takes
+// n / block_elems * block_bytes bytes; for a plain type block_elems == 1. The numeric values of
+// DType are eli's own and never written to files.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace eli {
+
+enum class DType : uint8_t {
+  kF32,
+  kF16,
+  kBF16,
+  kI32,
+  kI64,
+  kU8,
+  // GGUF block-quantized storage types (dequantized at load for now).
+  kQ8_0,
+  kQ4_0,
+  kQ4_1,
+  kQ5_0,
+  kQ5_1,
+  kQ4_K,
+  kQ5_K,
+  kQ6_K,
+};
+
+struct DTypeInfo {
+  const char* name;      // "f32", "bf16", "q4_k", ...
+  int64_t block_elems;   // elements per block (1 for plain types)
+  int64_t block_bytes;   // bytes per block
+  bool is_float;         // plain floating point
+  bool is_quantized;     // block-quantized storage
+};
+
+const DTypeInfo& dtype_info(DType dtype);
+inline const char* dtype_name(DType dtype) { return dtype_info(dtype).name; }
+// Parses "float32"/"f32"/"F32", "bfloat16"/"bf16", "float16"/"f16"/"half"; throws on others.
+DType parse_dtype(const std::string& name);
+
+}  // namespace eli

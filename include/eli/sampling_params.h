@@ -1,0 +1,35 @@
+// eli/sampling_params.h: how one request picks its next token and when it stops.
+//
+// Invariants (validate_sampling_params): temperature >= 0 and finite (0 = greedy); top_k == 0 or
+// -1 means off, else >= 1; 0 < top_p <= 1; 0 <= min_p <= 1; repetition_penalty > 0; penalties
+// finite; max_tokens >= 1; logprobs in [0, kMaxLogprobs]; stop ids in [0, vocab).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace eli {
+
+constexpr int kMaxLogprobs = 20;
+
+struct SamplingParams {
+  int64_t max_tokens = 16;
+  double temperature = 1.0;
+  int64_t top_k = 0;
+  double top_p = 1.0;
+  double min_p = 0.0;
+  double repetition_penalty = 1.0;
+  double presence_penalty = 0.0;
+  double frequency_penalty = 0.0;
+  uint64_t seed = 0;
+  bool has_seed = false;
+  std::vector<int64_t> stop_token_ids;
+  bool ignore_eos = false;
+  int logprobs = -1;  // -1: none; 0: the sampled token's logprob; n: plus the top n
+};
+
+// Throws eli::Error(kInvalidArgument) naming the bad field.
+void validate_sampling_params(const SamplingParams& p, int64_t vocab_size);
+
+}  // namespace eli

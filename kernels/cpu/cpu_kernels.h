@@ -1,0 +1,41 @@
+// kernels/cpu/cpu_kernels.h: the optimized CPU kernels (registry signature). Each is a template
+// over the instruction set whose inner loops it uses (cpu_isa.h); the drivers are shared, the
+// instantiations for kGeneric (any CPU) and kAvx2 (x86 builds) live in the driver files.
+// Semantics are exactly those of the reference kernels (kernels/ref/ref_kernels.h).
+#pragma once
+
+#include "kernels/cpu/cpu_isa.h"
+#include "kernels/registry.h"
+
+namespace eli {
+
+template <CpuIsaKind I> void matmul_cpu_f32(const void* args, const ExecContext& ctx);
+template <CpuIsaKind I> void matmul_cpu_bf16(const void* args, const ExecContext& ctx);
+template <CpuIsaKind I> void attention_cpu(const void* args, const ExecContext& ctx);
+template <CpuIsaKind I> void rms_norm_cpu(const void* args, const ExecContext& ctx);
+template <CpuIsaKind I> void rope_cpu(const void* args, const ExecContext& ctx);
+template <CpuIsaKind I> void swiglu_cpu(const void* args, const ExecContext& ctx);
+template <CpuIsaKind I> void embedding_cpu_f32(const void* args, const ExecContext& ctx);
+template <CpuIsaKind I> void embedding_cpu_bf16(const void* args, const ExecContext& ctx);
+
+// The ISA table of I (the AVX tables exist only in x86 builds).
+template <CpuIsaKind I>
+inline const CpuIsa& isa_table() {
+#ifdef ELI_X86
+  if constexpr (I == CpuIsaKind::kAvx2) return cpu_isa_avx2();
+#endif
+  static_assert(I == CpuIsaKind::kGeneric || I == CpuIsaKind::kAvx2, "no table for this ISA");
+  return cpu_isa_generic();
+}
+
+// Explicit instantiation of one KernelFn template for every ISA of this build.
+#ifdef ELI_X86
+#define ELI_CPU_INSTANTIATE(fn)                                                 \
+  template void fn<CpuIsaKind::kGeneric>(const void*, const ExecContext&);     \
+  template void fn<CpuIsaKind::kAvx2>(const void*, const ExecContext&);
+#else
+#define ELI_CPU_INSTANTIATE(fn) \
+  template void fn<CpuIsaKind::kGeneric>(const void*, const ExecContext&);
+#endif
+
+}  // namespace eli

@@ -1,0 +1,21 @@
+// kernels/cuda/cuda_kernels.h: the CUDA backend's contribution to the kernel registry. Plain C++
+// (no CUDA includes); kernels/kernel_table.cc calls add_cuda_kernels under #ifdef ELI_WITH_CUDA.
+//
+// Every CUDA kernel reads ExecContext::stream as a cudaStream_t (nullptr: legacy default stream),
+// takes device pointers in its args struct, and throws eli::Error(kDevice) if the launch fails.
+#pragma once
+
+#include <vector>
+
+#include "kernels/registry.h"
+
+namespace eli {
+
+void add_cuda_kernels(std::vector<KernelEntry>& table);
+
+// Individual launchers (registered by add_cuda_kernels; declared for benchmarks and tests).
+void rmsnorm_f32_cuda(const void* args, const ExecContext& ctx);     // RmsNormArgs
+void embedding_f32_cuda(const void* args, const ExecContext& ctx);   // EmbeddingArgs, f32 table
+void embedding_bf16_cuda(const void* args, const ExecContext& ctx);  // EmbeddingArgs, bf16 table
+
+}  // namespace eli

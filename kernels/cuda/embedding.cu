@@ -1,0 +1,103 @@
+// kernels/cuda/embedding.cu: token embedding gather, f32 or bf16 table -> f32 rows.
+//
+// One block per token; ids are clamped to [0, vocab) on the device as a last defence (the caller
+// validates them first). float4 / 4 x bf16 loads when hidden is a multiple of 4 and the pointers
+// are aligned; a scalar path otherwise. out is (T, H) contiguous, table is (V, H) contiguous.
+#include <climits>
+#include <cstdint>
+
+#include "eli/error.h"
+#include "kernels/cuda/block_reduce.cuh"
+#include "kernels/cuda/cuda_kernels.h"
+#include "runtime/device/cuda/cuda_check.h"
+
+namespace eli {
+namespace {
+
+__device__ __forceinline__ float bf16_to_f32(uint16_t b) { return __uint_as_float(static_cast<uint32_t>(b) << 16); }
+
+__device__ __forceinline__ int64_t clamp_id(int32_t id, int64_t vocab) {
+  return id < 0 ? 0 : (id >= vocab ? vocab - 1 : static_cast<int64_t>(id));
+}
+
+template <bool kVec>
+__global__ void embedding_f32_kernel(float* __restrict__ out, const float* __restrict__ table,
+                                     const int32_t* __restrict__ ids, int64_t hidden, int64_t vocab) {
+  const int64_t t = blockIdx.x;
+  const float* src = table + clamp_id(ids[t], vocab) * hidden;
+  float* dst = out + t * hidden;
+  if (kVec) {
+    const float4* s4 = reinterpret_cast<const float4*>(src);
+    float4* d4 = reinterpret_cast<float4*>(dst);
+    for (int64_t i = threadIdx.x; i < hidden / 4; i += blockDim.x) d4[i] = s4[i];
+  } else {
+    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = src[i];
+  }
+}
+
+template <bool kVec>
+__global__ void embedding_bf16_kernel(float* __restrict__ out, const uint16_t* __restrict__ table,
+                                      const int32_t* __restrict__ ids, int64_t hidden, int64_t vocab) {
+  const int64_t t = blockIdx.x;
+  const uint16_t* src = table + clamp_id(ids[t], vocab) * hidden;
+  float* dst = out + t * hidden;
+  if (kVec) {
+    const uint2* s4 = reinterpret_cast<const uint2*>(src);  // 4 bf16 per load
+    float4* d4 = reinterpret_cast<float4*>(dst);
+    for (int64_t i = threadIdx.x; i < hidden / 4; i += blockDim.x) {
+      const uint2 p = s4[i];
+      d4[i] = make_float4(__uint_as_float(p.x << 16), __uint_as_float(p.x & 0xffff0000u),
+                          __uint_as_float(p.y << 16), __uint_as_float(p.y & 0xffff0000u));
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = bf16_to_f32(src[i]);
+  }
+}
+
+bool aligned(const void* p, uintptr_t n) { return (reinterpret_cast<uintptr_t>(p) & (n - 1)) == 0; }
+
+void check_args(const EmbeddingArgs& a) {
+  ELI_CHECK(a.n_tokens >= 0 && a.hidden >= 0 && a.vocab > 0, "embedding: bad shape tokens=", a.n_tokens,
+            " hidden=", a.hidden, " vocab=", a.vocab);
+  ELI_CHECK(a.n_tokens <= INT_MAX, "embedding: ", a.n_tokens, " tokens exceed the grid limit");
+}
+
+}  // namespace
+
+void embedding_f32_cuda(const void* args_ptr, const ExecContext& ctx) {
+  const EmbeddingArgs& a = *static_cast<const EmbeddingArgs*>(args_ptr);
+  check_args(a);
+  if (a.n_tokens == 0 || a.hidden == 0) return;
+  cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
+  const float* table = static_cast<const float*>(a.table);
+  const bool vec = a.hidden % 4 == 0 && aligned(a.out, 16) && aligned(table, 16);
+  const dim3 grid(static_cast<unsigned>(a.n_tokens));
+  if (vec) {
+    embedding_f32_kernel<true><<<grid, cuda::threads_for(a.hidden / 4), 0, stream>>>(a.out, table, a.ids,
+                                                                                    a.hidden, a.vocab);
+  } else {
+    embedding_f32_kernel<false><<<grid, cuda::threads_for(a.hidden), 0, stream>>>(a.out, table, a.ids,
+                                                                                 a.hidden, a.vocab);
+  }
+  ELI_CUDA_CHECK_LAUNCH();
+}
+
+void embedding_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
+  const EmbeddingArgs& a = *static_cast<const EmbeddingArgs*>(args_ptr);
+  check_args(a);
+  if (a.n_tokens == 0 || a.hidden == 0) return;
+  cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
+  const uint16_t* table = static_cast<const uint16_t*>(a.table);
+  const bool vec = a.hidden % 4 == 0 && aligned(a.out, 16) && aligned(table, 8);
+  const dim3 grid(static_cast<unsigned>(a.n_tokens));
+  if (vec) {
+    embedding_bf16_kernel<true><<<grid, cuda::threads_for(a.hidden / 4), 0, stream>>>(a.out, table, a.ids,
+                                                                                     a.hidden, a.vocab);
+  } else {
+    embedding_bf16_kernel<false><<<grid, cuda::threads_for(a.hidden), 0, stream>>>(a.out, table, a.ids,
+                                                                                  a.hidden, a.vocab);
+  }
+  ELI_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace eli

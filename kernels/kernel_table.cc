@@ -1,0 +1,70 @@
+// kernels/kernel_table.cc: THE list of kernels of this build. Every kernel is added here,
+// explicitly (static-library linking cannot drop them); registry.cc serves lookups from it.
+//
+// Priorities: ref 0, generic threaded CPU 10, AVX2 20; CUDA entries come from add_cuda_kernels().
+#include <vector>
+
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/ref/dequant_ref.h"
+#include "kernels/ref/ref_kernels.h"
+#include "kernels/registry.h"
+
+#ifdef ELI_WITH_CUDA
+#include "kernels/cuda/cuda_kernels.h"
+#endif
+
+namespace eli {
+
+namespace {
+
+constexpr int kPrioRef = 0;
+constexpr int kPrioGeneric = 10;
+constexpr int kPrioAvx2 = 20;
+
+// The optimized CPU kernels of one instruction set.
+template <CpuIsaKind I>
+void add_cpu_isa(std::vector<KernelEntry>& t, const char* variant, int prio, bool (*usable)()) {
+  constexpr DeviceKind kCpu = DeviceKind::kCPU;
+  t.push_back({Op::kEmbedding, kCpu, DType::kF32, variant, prio, embedding_cpu_f32<I>, usable});
+  t.push_back({Op::kEmbedding, kCpu, DType::kBF16, variant, prio, embedding_cpu_bf16<I>, usable});
+  t.push_back({Op::kRmsNorm, kCpu, DType::kF32, variant, prio, rms_norm_cpu<I>, usable});
+  t.push_back({Op::kMatmul, kCpu, DType::kF32, variant, prio, matmul_cpu_f32<I>, usable});
+  t.push_back({Op::kMatmul, kCpu, DType::kBF16, variant, prio, matmul_cpu_bf16<I>, usable});
+  t.push_back({Op::kRope, kCpu, DType::kF32, variant, prio, rope_cpu<I>, usable});
+  t.push_back({Op::kSwiglu, kCpu, DType::kF32, variant, prio, swiglu_cpu<I>, usable});
+  t.push_back({Op::kAttention, kCpu, DType::kF32, variant, prio, attention_cpu<I>, usable});
+}
+
+}  // namespace
+
+std::vector<KernelEntry> build_kernel_table() {
+  constexpr DeviceKind kCpu = DeviceKind::kCPU;
+  std::vector<KernelEntry> t;
+  // References.
+  t.push_back({Op::kEmbedding, kCpu, DType::kF32, "ref", kPrioRef, embedding_ref_f32, nullptr});
+  t.push_back({Op::kEmbedding, kCpu, DType::kBF16, "ref", kPrioRef, embedding_ref_bf16, nullptr});
+  t.push_back({Op::kRmsNorm, kCpu, DType::kF32, "ref", kPrioRef, rms_norm_ref, nullptr});
+  t.push_back({Op::kMatmul, kCpu, DType::kF32, "ref", kPrioRef, matmul_ref_f32, nullptr});
+  t.push_back({Op::kMatmul, kCpu, DType::kBF16, "ref", kPrioRef, matmul_ref_bf16, nullptr});
+  t.push_back({Op::kRope, kCpu, DType::kF32, "ref", kPrioRef, rope_ref, nullptr});
+  t.push_back({Op::kSwiglu, kCpu, DType::kF32, "ref", kPrioRef, swiglu_ref, nullptr});
+  t.push_back({Op::kKvWrite, kCpu, DType::kF32, "ref", kPrioRef, kv_write_ref, nullptr});
+  t.push_back({Op::kAttention, kCpu, DType::kF32, "ref", kPrioRef, attention_ref, nullptr});
+  for (DType q : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ4_K,
+                  DType::kQ5_K, DType::kQ6_K}) {
+    KernelFn fn = dequant_ref_kernel(q);
+    if (fn != nullptr) t.push_back({Op::kDequant, kCpu, q, "ref", kPrioRef, fn, nullptr});
+  }
+  // Optimized CPU kernels.
+  add_cpu_isa<CpuIsaKind::kGeneric>(t, "generic", kPrioGeneric, nullptr);
+#ifdef ELI_X86
+  add_cpu_isa<CpuIsaKind::kAvx2>(t, "avx2", kPrioAvx2, cpu_has_avx2);
+#endif
+#ifdef ELI_WITH_CUDA
+  add_cuda_kernels(t);
+#endif
+  return t;
+}
+
+}  // namespace eli

@@ -1,0 +1,77 @@
+// kernels/ref/attention_ref.cc: reference KvWrite and causal paged Attention over a ragged batch
+// (see ref_kernels.h for the masking rule). Softmax in double with max subtraction.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "eli/error.h"
+#include "kernels/ref/ref_kernels.h"
+
+namespace eli {
+
+void kv_write_ref(const void* args, const ExecContext&) {
+  const auto& a = *static_cast<const KvWriteArgs*>(args);
+  const int64_t row = a.n_kv_heads * a.head_dim;
+  for (int64_t t = 0; t < a.n_tokens; ++t) {
+    const int64_t slot = a.slot_mapping[t];
+    if (slot < 0 || slot >= a.n_slots) continue;
+    for (int64_t j = 0; j < row; ++j) {
+      a.k_cache[slot * row + j] = a.k[t * a.k_stride + j];
+      a.v_cache[slot * row + j] = a.v[t * a.v_stride + j];
+    }
+  }
+}
+
+void attention_ref(const void* args, const ExecContext&) {
+  const auto& a = *static_cast<const AttentionArgs*>(args);
+  ELI_CHECK(a.n_kv_heads > 0 && a.n_heads % a.n_kv_heads == 0, "attention: n_heads ", a.n_heads,
+            " not a multiple of n_kv_heads ", a.n_kv_heads);
+  ELI_CHECK(a.block_size > 0 && a.head_dim > 0, "attention: bad block_size/head_dim");
+  const int64_t group = a.n_heads / a.n_kv_heads;
+  const int64_t hd = a.head_dim;
+  std::vector<double> scores, acc(hd);
+  for (int64_t s = 0; s < a.n_seqs; ++s) {
+    const int32_t* blocks = a.block_tables + s * a.max_blocks_per_seq;
+    for (int64_t t = a.cu_seqlens[s]; t < a.cu_seqlens[s + 1]; ++t) {
+      int64_t lo, hi;
+      attention_kv_range(a.positions[t], a.context_lens[s], a.max_blocks_per_seq * a.block_size,
+                         a.sliding_window, &lo, &hi);
+      for (int64_t h = 0; h < a.n_heads; ++h) {
+        const float* q = a.q + t * a.q_stride + h * hd;
+        float* out = a.out + t * a.out_stride + h * hd;
+        const int64_t kvh = h / group;
+        auto kv_offset = [&](int64_t j) {
+          const int64_t slot = static_cast<int64_t>(blocks[j / a.block_size]) * a.block_size + j % a.block_size;
+          return (slot * a.n_kv_heads + kvh) * hd;
+        };
+        if (hi < lo) {
+          for (int64_t d = 0; d < hd; ++d) out[d] = 0.0f;
+          continue;
+        }
+        scores.assign(hi - lo + 1, 0.0);
+        double mx = -INFINITY;
+        for (int64_t j = lo; j <= hi; ++j) {
+          const float* k = a.k_cache + kv_offset(j);
+          double dot = 0.0;
+          for (int64_t d = 0; d < hd; ++d) dot += static_cast<double>(q[d]) * k[d];
+          scores[j - lo] = dot * a.scale;
+          if (scores[j - lo] > mx) mx = scores[j - lo];
+        }
+        double sum = 0.0;
+        for (double& sc : scores) {
+          sc = std::exp(sc - mx);
+          sum += sc;
+        }
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t j = lo; j <= hi; ++j) {
+          const float* v = a.v_cache + kv_offset(j);
+          const double p = scores[j - lo] / sum;
+          for (int64_t d = 0; d < hd; ++d) acc[d] += p * v[d];
+        }
+        for (int64_t d = 0; d < hd; ++d) out[d] = static_cast<float>(acc[d]);
+      }
+    }
+  }
+}
+
+}  // namespace eli

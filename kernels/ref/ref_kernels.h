@@ -1,0 +1,51 @@
+// kernels/ref/ref_kernels.h: the reference CPU kernels. Naive, single-threaded, obviously correct;
+// every faster kernel is tested against these. Each has the registry signature (KernelFn) and
+// reads the args struct of its op from kernels/ops.h. Accumulations are done in double.
+//
+// Semantics shared with every other backend (the contract the parity tests check):
+// - Embedding: ids out of [0, V) are clamped to the nearest valid row.
+// - RmsNorm: if residual is set, residual += x first (residual rows are contiguous, stride H), then
+//   out = residual * rsqrt(mean(residual^2) + eps) * (weight + weight_offset). out may alias x.
+// - Matmul: out[m, n] (+)= sum_k x[m, k] * w[n, k] + bias[n].
+// - Rope: rotate-half (NeoX) pairs (i, i + rot_dim/2) for i < rot_dim/2; dims >= rot_dim untouched;
+//   angle = float(position) * inv_freq[table][i] computed as an f32 product (as HF transformers);
+//   cos and sin are multiplied by attention_scaling.
+// - Swiglu: out = silu(gate) * up.
+// - KvWrite: token t goes to slot_mapping[t]; slots < 0 or >= n_slots are skipped.
+// - Attention: query t of seq s at position p attends kv positions
+//   [window ? max(0, p - window + 1) : 0, min(p, context_len - 1, max_blocks * B - 1)];
+//   head h reads kv head h / (nh / nkv); no visible position gives a zero output row.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/ops.h"
+#include "kernels/ref/float_convert.h"  // bf16_to_f32, f32_to_bf16
+#include "kernels/registry.h"
+
+namespace eli {
+
+void embedding_ref_f32(const void* args, const ExecContext& ctx);   // EmbeddingArgs
+void embedding_ref_bf16(const void* args, const ExecContext& ctx);  // EmbeddingArgs
+void rms_norm_ref(const void* args, const ExecContext& ctx);        // RmsNormArgs
+void matmul_ref_f32(const void* args, const ExecContext& ctx);      // MatmulArgs
+void matmul_ref_bf16(const void* args, const ExecContext& ctx);     // MatmulArgs
+void rope_ref(const void* args, const ExecContext& ctx);            // RopeArgs
+void swiglu_ref(const void* args, const ExecContext& ctx);          // SwigluArgs
+void kv_write_ref(const void* args, const ExecContext& ctx);        // KvWriteArgs
+void attention_ref(const void* args, const ExecContext& ctx);       // AttentionArgs
+
+// Visible kv range [*lo, *hi] of a query at position `pos` (empty when *hi < *lo); shared by every
+// CPU attention kernel so that they agree on masking.
+inline void attention_kv_range(int64_t pos, int64_t context_len, int64_t max_kv, int64_t window,
+                               int64_t* lo, int64_t* hi) {
+  int64_t h = pos;
+  if (h > context_len - 1) h = context_len - 1;
+  if (h > max_kv - 1) h = max_kv - 1;
+  int64_t l = 0;
+  if (window > 0 && pos - window + 1 > 0) l = pos - window + 1;
+  *lo = l;
+  *hi = h;
+}
+
+}  // namespace eli

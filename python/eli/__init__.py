@@ -1,0 +1,48 @@
+# eli: the Efficient LLM Inference runtime. The package re-exports the public API; the compiled
+# engine (_eli) is an implementation detail, imported lazily so that pure-Python parts (the CLI's
+# --help, `eli pull`, tokenizers) work even before it is needed. Never imports torch.
+from __future__ import annotations
+
+from .errors import (EliError, InvalidRequestError, ModelLoadError, ModelResolutionError, OutOfMemoryError,
+                     UnsupportedError)
+from .outputs import RequestOutput
+from .sampling_params import SamplingParams
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Lazy access to the engine-backed API.
+    if name == "LLM":
+        from .llm import LLM
+
+        return LLM
+    raise AttributeError(f"module 'eli' has no attribute {name!r}")
+
+
+def inspect_model(path: str) -> dict:
+    """Headers and metadata of a model (no weights read): format, spec, tensors, GGUF metadata."""
+    from . import _eli
+
+    return _eli.inspect_model(str(path))
+
+
+def cuda_device_count() -> int:
+    from . import _eli
+
+    return _eli.cuda_device_count()
+
+
+__all__ = [
+    "LLM",
+    "SamplingParams",
+    "RequestOutput",
+    "inspect_model",
+    "cuda_device_count",
+    "EliError",
+    "InvalidRequestError",
+    "ModelLoadError",
+    "ModelResolutionError",
+    "OutOfMemoryError",
+    "UnsupportedError",
+]

@@ -1,0 +1,203 @@
+# eli/llm.py: eli.LLM, the offline Python API: load a model, generate (batched), stream, chat,
+# score. The C++ engine does the work (GIL released); this layer turns text into ids and back,
+# applies stop strings and chat templates.
+#
+# Invariants: every request added to the engine is either finished or aborted before a public
+# method returns (or raises), so an exception or a broken-off stream never leaves KV blocks held.
+from __future__ import annotations
+
+import time
+from typing import Iterable, Iterator, Optional, Sequence, Union
+
+import numpy as np
+
+from . import hub
+from .chat_template import render_chat
+from .errors import InvalidRequestError, ModelLoadError
+from .outputs import RequestOutput
+from .request_tracker import RequestTracker
+from .sampling_params import SamplingParams
+from .tokenizer import Tokenizer
+
+Prompt = Union[str, Sequence[int]]
+
+
+def _native():
+    from . import _eli  # the compiled engine; imported lazily so pure-Python tools work without it
+
+    return _eli
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    # The CUDA model path lands with the CUDA backend; until then "auto" means the CPU.
+    return "cpu"
+
+
+class LLM:
+    """A loaded model ready to generate.
+
+    model: a Hugging Face directory (config.json + safetensors), a .gguf file, a short name
+    ("smollm2") or a Hugging Face repo id; None means the default model (SmolLM2-135M-Instruct).
+    """
+
+    def __init__(self, model: Optional[str] = None, *, device: str = "auto", dtype: str = "auto",
+                 n_threads: Optional[int] = None, block_size: int = 16, num_kv_blocks: Optional[int] = None,
+                 kv_cache_bytes: Optional[int] = None, max_num_seqs: int = 64,
+                 max_num_batched_tokens: int = 2048, max_model_len: Optional[int] = None,
+                 enable_chunked_prefill: bool = True, seed: Optional[int] = None,
+                 download: bool = True, progress: bool = True):
+        path = hub.resolve_model(model, allow_download=download, progress=progress)
+        native = _native()
+        meta = native.inspect_model(path)
+        self.model_path = path
+        config = {
+            "model": path,
+            "device": _resolve_device(device),
+            "dtype": dtype,
+            "n_threads": n_threads or 0,
+            "block_size": block_size,
+            "num_kv_blocks": num_kv_blocks or 0,
+            "kv_cache_bytes": kv_cache_bytes or 0,
+            "max_num_seqs": max_num_seqs,
+            "max_num_batched_tokens": max_num_batched_tokens,
+            "max_model_len": max_model_len or 0,
+            "enable_chunked_prefill": enable_chunked_prefill,
+            "seed": seed or 0,
+        }
+        self._engine = native.Engine(config)
+        self.info = self._engine.info()
+        vocab = self.info["spec"]["vocab_size"]
+        try:
+            if meta["format"] == "gguf":
+                self.tokenizer = Tokenizer.from_gguf_metadata(meta["gguf_metadata"], n_embedding_rows=vocab)
+            else:
+                self.tokenizer = Tokenizer.from_hf_dir(path, n_embedding_rows=vocab)
+        except ValueError as e:
+            raise ModelLoadError(f"{path}: tokenizer: {e}") from e
+        # EOS ids the tokenizer knows (generation_config.json, GGUF) beyond the model config's.
+        spec_eos = set(self.info["spec"]["eos_token_ids"])
+        self._extra_eos = [i for i in self.tokenizer.eos_token_ids if i not in spec_eos]
+        self.last_stats: dict = {}
+
+    # ---- requests ---------------------------------------------------------------------------
+    def _encode(self, prompt: Prompt) -> tuple[Optional[str], list[int]]:
+        if isinstance(prompt, str):
+            return prompt, self.tokenizer.encode(prompt)
+        ids = list(prompt)
+        for i in ids:
+            if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+                raise InvalidRequestError(f"token ids must be integers, got {i!r}")
+        return None, [int(i) for i in ids]
+
+    def _add(self, prompt: Prompt, params: SamplingParams) -> RequestTracker:
+        text, ids = self._encode(prompt)
+        rid = self._engine.add_request(ids, params.engine_dict(self._extra_eos))
+        return RequestTracker(rid, text, ids, params, self.tokenizer)
+
+    def _run(self, trackers: dict[int, RequestTracker]) -> Iterator[RequestTracker]:
+        """Steps the engine until every tracked request ends; yields trackers that changed."""
+        try:
+            while any(not t.finished for t in trackers.values()) or self._engine.has_unfinished():
+                changed = []
+                for rid, token, logprob, top, finish, error in self._engine.step():
+                    t = trackers.get(rid)
+                    if t is None:
+                        continue
+                    if token >= 0 and not t.finished:
+                        if t.add_token(token, logprob, top):
+                            self._engine.abort(rid)  # a stop string matched: free its blocks now
+                    if finish:
+                        t.finish(finish, error)
+                    changed.append(t)
+                yield from changed
+        finally:
+            for rid, t in trackers.items():
+                if not t.finished:
+                    self._engine.abort(rid)
+                    t.finish("abort")
+            while self._engine.has_unfinished():  # deliver the abort echoes
+                self._engine.step()
+
+    def generate(self, prompts: Union[Prompt, Sequence[Prompt]], params: Union[SamplingParams, Sequence[SamplingParams], None] = None) -> list[RequestOutput]:
+        """Generates for every prompt in one continuous batch; returns outputs in prompt order."""
+        if isinstance(prompts, str) or (isinstance(prompts, Sequence) and prompts and isinstance(prompts[0], (int, np.integer))):
+            prompts = [prompts]
+        prompts = list(prompts)
+        if params is None:
+            params = SamplingParams()
+        plist = list(params) if isinstance(params, Sequence) else [params] * len(prompts)
+        if len(plist) != len(prompts):
+            raise InvalidRequestError(f"{len(plist)} sampling params for {len(prompts)} prompts")
+        trackers: dict[int, RequestTracker] = {}
+        order = []
+        try:
+            for p, sp in zip(prompts, plist):
+                t = self._add(p, sp)
+                trackers[t.output.request_id] = t
+                order.append(t.output.request_id)
+        except Exception:
+            for rid in trackers:
+                self._engine.abort(rid)
+            while self._engine.has_unfinished():
+                self._engine.step()
+            raise
+        start = time.perf_counter()
+        for _ in self._run(trackers):
+            pass
+        self.last_stats = {"seconds": time.perf_counter() - start,
+                           "generated_tokens": sum(len(t.output.token_ids) for t in trackers.values())}
+        return [trackers[rid].result() for rid in order]
+
+    def stream(self, prompt: Prompt, params: Optional[SamplingParams] = None) -> Iterator[str]:
+        """Yields text pieces as they are generated (never broken UTF-8, never part of a stop string)."""
+        params = params or SamplingParams()
+        t = self._add(prompt, params)
+        start = time.perf_counter()
+        first = None
+        for _ in self._run({t.output.request_id: t}):
+            if first is None and t.output.token_ids:
+                first = time.perf_counter()
+            piece = t.pending_text()
+            if piece:
+                yield piece
+        piece = t.pending_text()
+        if piece:
+            yield piece
+        end = time.perf_counter()
+        n = len(t.output.token_ids)
+        first = first or end
+        self.last_stats = {
+            "prompt_tokens": len(t.output.prompt_token_ids),
+            "generated_tokens": n,
+            "prefill_seconds": first - start,
+            "decode_seconds": end - first,
+            "finish_reason": t.output.finish_reason,
+        }
+        self.last_output = t.result()
+
+    def _chat_prompt(self, messages: list[dict], chat_template: Optional[str] = None,
+                     add_generation_prompt: bool = True) -> list[int]:
+        tok = self.tokenizer
+        text = render_chat(chat_template or tok.chat_template, messages, add_generation_prompt=add_generation_prompt,
+                           bos_token=tok.bos_token, eos_token=tok.eos_token)
+        # The template writes BOS itself where the model wants one.
+        return tok.encode(text, add_special_tokens=False)
+
+    def chat(self, messages: list[dict], params: Optional[SamplingParams] = None, *,
+             chat_template: Optional[str] = None) -> RequestOutput:
+        """One assistant reply to `messages` ([{"role": ..., "content": ...}, ...])."""
+        return self.generate([self._chat_prompt(messages, chat_template)], params)[0]
+
+    def stream_chat(self, messages: list[dict], params: Optional[SamplingParams] = None, *,
+                    chat_template: Optional[str] = None) -> Iterator[str]:
+        return self.stream(self._chat_prompt(messages, chat_template), params)
+
+    def score(self, token_ids: Iterable[int]) -> np.ndarray:
+        """Logits of every position, float32 of shape (len, vocab) (for parity checks)."""
+        _, ids = self._encode(list(token_ids))
+        return self._engine.score(ids)
+
+    def stats(self) -> dict:
+        return self._engine.stats()

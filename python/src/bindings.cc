@@ -1,0 +1,83 @@
+// python/src/bindings.cc: the _eli extension module. Bindings only translate: Python dicts and
+// lists <-> the C++ structs of include/eli, eli::Error kinds -> Python exception types. Long
+// calls (load, step, score) release the GIL.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstring>
+
+#include "eli/engine.h"
+#include "eli/error.h"
+#include "python/src/convert.h"
+#include "runtime/device/device.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace eli {
+namespace {
+
+nb::ndarray<nb::numpy, float, nb::ndim<2>> score(Engine& e, const std::vector<int32_t>& ids) {
+  std::vector<float>* data;
+  {
+    nb::gil_scoped_release release;
+    data = new std::vector<float>(e.score(ids));
+  }
+  nb::capsule owner(data, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
+  const size_t rows = ids.size();
+  const size_t cols = rows == 0 ? 0 : data->size() / rows;
+  return nb::ndarray<nb::numpy, float, nb::ndim<2>>(data->data(), {rows, cols}, owner);
+}
+
+nb::list step(Engine& e) {
+  std::vector<TokenOutput> outs;
+  {
+    nb::gil_scoped_release release;
+    outs = e.step();
+  }
+  nb::list result;
+  for (const TokenOutput& o : outs) {
+    result.append(nb::make_tuple(o.request_id, o.token, o.logprob, o.top_logprobs,
+                                 finish_reason_name(o.finish), o.error));
+  }
+  return result;
+}
+
+}  // namespace
+}  // namespace eli
+
+NB_MODULE(_eli, m) {
+  using namespace eli;
+  m.doc() = "eli native engine (implementation detail; use the eli package)";
+  register_error_translator();
+
+  nb::class_<Engine>(m, "Engine")
+      .def("__init__",
+           [](Engine* self, const nb::dict& cfg) {
+             EngineConfig c = engine_config_from_dict(cfg);
+             nb::gil_scoped_release release;
+             new (self) Engine(c);
+           },
+           "config"_a)
+      .def("info", [](const Engine& e) { return engine_info_to_dict(e.info()); })
+      .def("add_request",
+           [](Engine& e, const std::vector<int32_t>& prompt, const nb::dict& params) {
+             return e.add_request(prompt, sampling_params_from_dict(params));
+           },
+           "prompt"_a, "params"_a)
+      .def("abort", &Engine::abort, "request_id"_a)
+      .def("step", &step)
+      .def("has_unfinished", &Engine::has_unfinished)
+      .def("score", &score, "token_ids"_a)
+      .def("stats", [](const Engine& e) { return engine_stats_to_dict(e.stats()); });
+
+  m.def("inspect_model", &inspect_model, "path"_a,
+        "Reads a model's headers and metadata (no weights) and returns a dict.");
+  m.def("cuda_device_count", &cuda_device_count);
+  m.def("cuda_compiled", &cuda_compiled);
+  m.def("list_kernels", &list_kernels);
+}

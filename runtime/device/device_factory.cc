@@ -1,0 +1,66 @@
+// runtime/device/device_factory.cc: device names ("cpu", "cuda", "cuda:N"), create_device, and the
+// CPU-only stand-ins of the CUDA entry points (a CPU-only build keeps every Device API; creating a
+// CUDA device throws eli::Error(kNotCompiled)). "auto" is resolved by the caller, not here.
+#include <cctype>
+#include <memory>
+#include <string>
+
+#include "eli/device.h"
+#include "eli/error.h"
+#include "runtime/device/device.h"
+
+namespace eli {
+
+namespace {
+constexpr int kMaxDeviceIndex = 1023;
+}
+
+DeviceId parse_device(const std::string& name) {
+  if (name == "cpu" || name == "cpu:0") return DeviceId{DeviceKind::kCPU, 0};
+  if (name == "cuda") return DeviceId{DeviceKind::kCUDA, 0};
+  const std::string prefix = "cuda:";
+  if (name.size() > prefix.size() && name.size() <= prefix.size() + 4 &&
+      name.compare(0, prefix.size(), prefix) == 0) {
+    int index = 0;
+    bool digits = true;
+    for (size_t i = prefix.size(); i < name.size(); ++i) {
+      if (!std::isdigit(static_cast<unsigned char>(name[i]))) {
+        digits = false;
+        break;
+      }
+      index = index * 10 + (name[i] - '0');
+    }
+    if (digits && index <= kMaxDeviceIndex) return DeviceId{DeviceKind::kCUDA, index};
+  }
+  ELI_THROW(kInvalidArgument, "unknown device '", name.substr(0, 64),
+            "' (expected \"cpu\", \"cuda\" or \"cuda:N\")");
+}
+
+std::string device_name(DeviceId id) {
+  switch (id.kind) {
+    case DeviceKind::kCPU: return "cpu";
+    case DeviceKind::kCUDA: return "cuda:" + std::to_string(id.index);
+  }
+  return "unknown:" + std::to_string(static_cast<int>(id.kind));
+}
+
+std::unique_ptr<Device> create_device(DeviceId id) {
+  switch (id.kind) {
+    case DeviceKind::kCPU:
+      ELI_CHECK(id.index == 0, "there is one CPU device (cpu:0), not cpu:", id.index);
+      return create_cpu_device();
+    case DeviceKind::kCUDA:
+      return create_cuda_device(id.index);
+  }
+  ELI_THROW(kInvalidArgument, "unknown device kind ", static_cast<int>(id.kind));
+}
+
+#ifndef ELI_WITH_CUDA
+std::unique_ptr<Device> create_cuda_device(int index) {
+  ELI_THROW(kNotCompiled, "eli was built without CUDA (cannot create cuda:", index, ")");
+}
+int cuda_device_count() { return 0; }
+bool cuda_compiled() { return false; }
+#endif
+
+}  // namespace eli

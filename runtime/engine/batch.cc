@@ -1,0 +1,41 @@
+// runtime/engine/batch.cc: consistency check of a Batch against itself and the KV pool. Called
+// once per step before any kernel reads the batch (kernels trust it).
+#include "eli/batch.h"
+
+#include "eli/error.h"
+
+namespace eli {
+
+void check_batch(const Batch& b, int64_t block_size, int64_t n_blocks, int64_t vocab_size) {
+  const int64_t T = b.n_tokens(), S = b.n_seqs();
+  ELI_CHECK_KIND(kInternal, static_cast<int64_t>(b.positions.size()) == T &&
+                                static_cast<int64_t>(b.slot_mapping.size()) == T,
+                 "batch arrays disagree on the token count");
+  ELI_CHECK_KIND(kInternal, static_cast<int64_t>(b.cu_seqlens.size()) == S + 1 && b.cu_seqlens[0] == 0 &&
+                                b.cu_seqlens[S] == T,
+                 "batch cu_seqlens inconsistent");
+  ELI_CHECK_KIND(kInternal, static_cast<int64_t>(b.block_tables.size()) == S * b.max_blocks_per_seq,
+                 "batch block table size inconsistent");
+  for (int32_t id : b.token_ids) ELI_CHECK(id >= 0 && id < vocab_size, "token id ", id, " out of range [0, ", vocab_size, ")");
+  for (int64_t s = 0; s < S; ++s) {
+    const int32_t begin = b.cu_seqlens[s], end = b.cu_seqlens[s + 1];
+    ELI_CHECK_KIND(kInternal, begin <= end, "batch cu_seqlens not increasing");
+    const int64_t n_new = end - begin, ctx = b.context_lens[s];
+    ELI_CHECK_KIND(kInternal, ctx >= n_new && ctx <= b.max_blocks_per_seq * block_size,
+                   "sequence ", s, " context ", ctx, " does not fit its block table");
+    for (int32_t i = begin; i < end; ++i) {
+      const int64_t pos = ctx - n_new + (i - begin);
+      ELI_CHECK_KIND(kInternal, b.positions[i] == pos, "position of token ", i, " is ", b.positions[i], ", expected ", pos);
+      const int32_t block = b.block_tables[s * b.max_blocks_per_seq + pos / block_size];
+      ELI_CHECK_KIND(kInternal, block >= 0 && block < n_blocks, "KV block id ", block, " out of range");
+      ELI_CHECK_KIND(kInternal, b.slot_mapping[i] == block * block_size + pos % block_size, "slot of token ", i, " wrong");
+    }
+    for (int64_t j = 0; j < (ctx + block_size - 1) / block_size; ++j) {
+      const int32_t block = b.block_tables[s * b.max_blocks_per_seq + j];
+      ELI_CHECK_KIND(kInternal, block >= 0 && block < n_blocks, "KV block id ", block, " out of range");
+    }
+  }
+  for (int32_t r : b.logits_indices) ELI_CHECK_KIND(kInternal, r >= 0 && r < T, "logits index ", r, " out of range");
+}
+
+}  // namespace eli

@@ -1,0 +1,68 @@
+// runtime/engine/memory_plan.cc: see memory_plan.h.
+#include "runtime/engine/memory_plan.h"
+
+#include <algorithm>
+
+#include "eli/error.h"
+#include "runtime/device/device.h"
+#include "runtime/model/model_files.h"
+
+namespace eli {
+
+DType choose_weight_dtype(const std::string& requested, const ModelFiles& files, DeviceId device) {
+  if (requested.empty() || requested == "auto") {
+    // CPU: keep bf16 checkpoints in bf16 (half the bytes per token); everything else (f32, f16,
+    // dequantized GGUF blocks) runs in f32, which is exact with respect to the stored values.
+    auto it = files.weights->tensors().find(files.name_of("model.embed_tokens.weight"));
+    if (it != files.weights->tensors().end() && it->second.dtype == DType::kBF16) return DType::kBF16;
+    return DType::kF32;
+  }
+  DType d = parse_dtype(requested);
+  if (device.kind == DeviceKind::kCPU && d == DType::kF16) {
+    ELI_THROW(kUnsupported, "dtype float16 is not supported on the CPU backend; use bfloat16 or float32");
+  }
+  return d;
+}
+
+KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const Device& device) {
+  KvPlan plan;
+  KvCacheShape& s = plan.shape;
+  ELI_CHECK(config.block_size >= 1 && config.block_size <= 1024, "block_size ", config.block_size,
+            " out of range [1, 1024]");
+  ELI_CHECK(config.max_num_seqs >= 1, "max_num_seqs must be >= 1");
+  ELI_CHECK(config.max_num_batched_tokens >= 1, "max_num_batched_tokens must be >= 1");
+  ELI_CHECK(config.num_kv_blocks >= 0 && config.max_model_len >= 0, "KV sizes must be >= 0");
+  s.n_layers = spec.n_layers;
+  s.block_size = config.block_size;
+  s.n_kv_heads = spec.n_kv_heads;
+  s.head_dim = spec.head_dim;
+  s.dtype = DType::kF32;
+  const uint64_t per_block = s.bytes_per_block();
+  if (config.num_kv_blocks > 0) {
+    s.n_blocks = config.num_kv_blocks;
+  } else {
+    uint64_t bytes = config.kv_cache_bytes;
+    if (bytes == 0) {
+      // Default: enough for max_num_seqs full contexts, capped at a quarter of available memory
+      // and 4 GiB, and never less than one full context when that fits.
+      const uint64_t ctx = static_cast<uint64_t>(config.max_model_len > 0 ? config.max_model_len : spec.max_position);
+      const uint64_t per_token = per_block / static_cast<uint64_t>(s.block_size);
+      const uint64_t want = per_token * ctx * static_cast<uint64_t>(config.max_num_seqs);
+      const uint64_t cap = std::min<uint64_t>(device.available_bytes() / 4, uint64_t{4} << 30);
+      bytes = std::min(want, std::max(cap, per_token * ctx));
+      bytes = std::min(bytes, device.available_bytes() / 2);
+    }
+    s.n_blocks = static_cast<int64_t>(bytes / per_block);
+    ELI_CHECK_KIND(kOutOfMemory, s.n_blocks >= 1, "kv_cache_bytes (", bytes, ") is smaller than one KV block (",
+                   per_block, " bytes)");
+  }
+  ELI_CHECK(s.n_blocks < (int64_t{1} << 30), "num_kv_blocks ", s.n_blocks, " is absurd");
+  const int64_t pool_tokens = s.n_blocks * s.block_size;
+  int64_t len = config.max_model_len > 0 ? config.max_model_len : spec.max_position;
+  ELI_CHECK(config.max_model_len <= spec.max_position || config.max_model_len == 0, "max_model_len ",
+            config.max_model_len, " exceeds the model's context of ", spec.max_position);
+  plan.max_model_len = std::min(len, pool_tokens);
+  return plan;
+}
+
+}  // namespace eli

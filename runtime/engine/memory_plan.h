@@ -1,0 +1,30 @@
+// runtime/engine/memory_plan.h: the decisions made once at start-up: which dtype the weight
+// matrices are held in, and how many KV blocks the pool gets.
+//
+// Invariants: the KV pool is sized from an explicit count, an explicit byte budget, or a default
+// share of the device's available memory, in that order of precedence; max_model_len never exceeds
+// what the pool can hold for one sequence nor the model's context.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "eli/device.h"
+#include "eli/dtype.h"
+#include "eli/engine.h"
+#include "runtime/kv/kv_cache.h"
+
+namespace eli {
+
+class Device;
+struct ModelFiles;
+
+DType choose_weight_dtype(const std::string& requested, const ModelFiles& files, DeviceId device);
+
+struct KvPlan {
+  KvCacheShape shape;
+  int64_t max_model_len = 0;
+};
+KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const Device& device);
+
+}  // namespace eli

@@ -1,0 +1,33 @@
+// runtime/engine/sequence.h: one request as the scheduler and the engine see it.
+//
+// Invariants: tokens = prompt then outputs; 0 <= num_computed <= tokens.size() (KV of the first
+// num_computed tokens is in `blocks`); blocks.size() * block_size >= num_computed; a waiting
+// sequence holds no blocks unless it was never scheduled; a finished one holds none.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "eli/sampling_params.h"
+#include "runtime/engine/sampler.h"
+
+namespace eli {
+
+enum class SeqState { kWaiting, kRunning, kFinished };
+
+struct Sequence {
+  int64_t id = -1;
+  std::vector<int32_t> tokens;    // prompt + generated
+  int64_t prompt_len = 0;
+  int64_t num_computed = 0;       // tokens whose K/V are in the cache
+  std::vector<int32_t> blocks;    // KV block table
+  SeqState state = SeqState::kWaiting;
+  SamplingParams params;
+  std::unique_ptr<SequenceSamplingState> sampling;
+
+  int64_t n_generated() const { return static_cast<int64_t>(tokens.size()) - prompt_len; }
+  int64_t n_tokens() const { return static_cast<int64_t>(tokens.size()); }
+};
+
+}  // namespace eli

@@ -1,0 +1,27 @@
+// runtime/kv/kv_cache.cc: see kv_cache.h.
+#include "runtime/kv/kv_cache.h"
+
+#include "eli/error.h"
+#include "runtime/core/checked_math.h"
+#include "runtime/device/device.h"
+
+namespace eli {
+
+uint64_t KvCacheShape::bytes_per_block() const {
+  int64_t n = 0;
+  ELI_CHECK(checked_mul(block_size, n_kv_heads, &n) && checked_mul(n, head_dim, &n) &&
+                checked_mul(n, n_layers, &n) && checked_mul(n, 2 * dtype_info(dtype).block_bytes, &n),
+            "KV block size overflows");
+  return static_cast<uint64_t>(n);
+}
+
+KvCache::KvCache(Device& device, const KvCacheShape& shape) : shape_(shape) {
+  ELI_CHECK(shape.dtype == DType::kF32, "the KV cache is float32 on this backend");
+  ELI_CHECK(shape.n_blocks > 0 && shape.block_size > 0, "empty KV cache");
+  for (int64_t l = 0; l < shape.n_layers; ++l) {
+    k_.push_back(Tensor::empty(device, shape.dtype, {shape.n_blocks, shape.block_size, shape.n_kv_heads, shape.head_dim}));
+    v_.push_back(Tensor::empty(device, shape.dtype, {shape.n_blocks, shape.block_size, shape.n_kv_heads, shape.head_dim}));
+  }
+}
+
+}  // namespace eli

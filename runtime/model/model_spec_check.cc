@@ -1,0 +1,92 @@
+// runtime/model/model_spec_check.cc: validate_model_spec (see model_spec_check.h). Messages name
+// the config.json field too, since that is what the user can look at.
+#include "runtime/model/model_spec_check.h"
+
+#include <cmath>
+
+#include "eli/error.h"
+#include "runtime/core/checked_math.h"
+
+namespace eli {
+namespace {
+
+template <typename... Args>
+[[noreturn]] void fail(const std::string& source, const Args&... parts) {
+  // Thrown directly: the message names the file and the check; a helper line adds nothing.
+  throw Error(ErrorKind::kModelLoad, detail::concat(source, ": ", parts...));
+}
+
+void check_range(const std::string& source, const char* field, int64_t v, int64_t lo, int64_t hi) {
+  if (v < lo || v > hi) fail(source, field, " = ", v, " is out of range [", lo, ", ", hi, "]");
+}
+
+void check_positive(const std::string& source, const char* field, double v) {
+  if (!std::isfinite(v) || v <= 0) fail(source, field, " = ", v, " must be finite and > 0");
+}
+
+}  // namespace
+
+void validate_model_spec(const ModelSpec& s, const std::string& source) {
+  if (s.architecture.empty()) fail(source, "no architecture");
+  check_range(source, "num_hidden_layers", s.n_layers, 1, kMaxLayers);
+  check_range(source, "hidden_size", s.hidden_size, 1, kMaxHidden);
+  check_range(source, "intermediate_size", s.intermediate_size, 1, kMaxIntermediate);
+  check_range(source, "vocab_size", s.vocab_size, 1, kMaxVocab);
+  check_range(source, "num_attention_heads", s.n_heads, 1, kMaxHeads);
+  check_range(source, "num_key_value_heads", s.n_kv_heads, 1, kMaxHeads);
+  if (s.n_heads % s.n_kv_heads != 0) {
+    fail(source, "num_key_value_heads = ", s.n_kv_heads, " does not divide num_attention_heads = ", s.n_heads);
+  }
+  check_range(source, "head_dim", s.head_dim, 2, kMaxHeadDim);
+  if (s.head_dim % 2 != 0) fail(source, "head_dim = ", s.head_dim, " is odd (RoPE rotates pairs)");
+  int64_t q_width = 0;
+  if (!checked_mul(s.n_heads, s.head_dim, &q_width) || q_width > kMaxHidden * 4) {
+    fail(source, "num_attention_heads x head_dim is too large");
+  }
+  check_range(source, "max_position_embeddings", s.max_position, 1, kMaxPositions);
+  check_positive(source, "rms_norm_eps", s.rms_norm_eps);
+  if (s.rms_norm_eps >= 1.0) fail(source, "rms_norm_eps = ", s.rms_norm_eps, " is absurd (>= 1)");
+  check_range(source, "sliding_window", s.sliding_window, 0, kMaxPositions);
+  const RopeSpec& r = s.rope;
+  check_positive(source, "rope_theta", r.theta);
+  if (!std::isfinite(r.partial_rotary_factor) || r.partial_rotary_factor <= 0 || r.partial_rotary_factor > 1) {
+    fail(source, "partial_rotary_factor = ", r.partial_rotary_factor, " must be in (0, 1]");
+  }
+  const double rot = static_cast<double>(s.head_dim) * r.partial_rotary_factor;
+  const auto rot_dims = static_cast<int64_t>(rot);
+  if (rot_dims < 2 || rot_dims % 2 != 0) {
+    fail(source, "partial_rotary_factor x head_dim = ", rot, " rotary dims must be even and >= 2");
+  }
+  if (r.scaling != RopeScaling::kNone) {
+    check_positive(source, "rope scaling factor", r.factor);
+    if (r.factor > 1e6) fail(source, "rope scaling factor = ", r.factor, " is absurd");
+    check_range(source, "rope original_max_position_embeddings", r.original_max_position, 0, kMaxPositions);
+  }
+  if (r.scaling == RopeScaling::kLlama3) {
+    check_positive(source, "rope low_freq_factor", r.low_freq_factor);
+    check_positive(source, "rope high_freq_factor", r.high_freq_factor);
+    if (r.high_freq_factor <= r.low_freq_factor) {
+      fail(source, "rope high_freq_factor = ", r.high_freq_factor, " must exceed low_freq_factor = ",
+           r.low_freq_factor);
+    }
+    if (r.original_max_position <= 0) fail(source, "llama3 rope needs original_max_position_embeddings > 0");
+  }
+  if (r.scaling == RopeScaling::kYarn) {
+    check_positive(source, "rope beta_fast", r.beta_fast);
+    check_positive(source, "rope beta_slow", r.beta_slow);
+    if (!std::isfinite(r.attention_factor) || r.attention_factor < 0) {
+      fail(source, "rope attention_factor = ", r.attention_factor, " must be finite and >= 0");
+    }
+  }
+  if (s.bos_token_id < -1 || s.bos_token_id >= s.vocab_size) {
+    fail(source, "bos_token_id = ", s.bos_token_id, " is outside the vocabulary (", s.vocab_size, ")");
+  }
+  if (s.eos_token_ids.size() > 64) fail(source, "more than 64 eos_token_id values");
+  for (int64_t id : s.eos_token_ids) {
+    if (id < 0 || id >= s.vocab_size) {
+      fail(source, "eos_token_id = ", id, " is outside the vocabulary (", s.vocab_size, ")");
+    }
+  }
+}
+
+}  // namespace eli

@@ -1,0 +1,70 @@
+// runtime/model/transformer_weights.h: the weights of one decoder-only transformer, placed in
+// the layout the forward pass wants, whatever file they came from.
+//
+// Layout (all row-major, matrices are (out_features, in_features) like nn.Linear):
+//   embed      (V, H)                      matrix dtype
+//   qkv        ((nh + 2 nkv) * hd, H)      q rows, then k rows, then v rows (merged at load)
+//   o          (H, nh * hd)
+//   gate_up    (2 I, H)                    gate rows, then up rows (merged at load)
+//   down       (H, I)
+//   lm_head    (V, H)                      aliases embed when tied
+// Vectors (norm weights, biases) are always f32. Matrices are f32 or bf16 (`matrix_dtype`).
+// Invariants: every shape was checked against the ModelSpec before any copy; Q/K rows of llama
+// GGUF files are un-permuted back to the HF (rotate-half) order.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "eli/dtype.h"
+#include "eli/model_spec.h"
+#include "runtime/core/tensor.h"
+
+namespace eli {
+
+class ThreadPool;
+class WeightSource;
+
+struct WeightMatrix {
+  Tensor t;  // (rows, cols) in matrix dtype; may alias a memory-mapped file
+  int64_t rows() const { return t.dim(0); }
+  int64_t cols() const { return t.dim(1); }
+  const void* data() const { return t.view().data; }
+  DType dtype() const { return t.view().dtype; }
+};
+
+struct LayerWeights {
+  WeightMatrix qkv, o, gate_up, down;
+  std::vector<float> qkv_bias;      // ((nh + 2 nkv) * hd) or empty
+  std::vector<float> o_bias;        // (H) or empty
+  std::vector<float> gate_up_bias;  // (2 I) or empty
+  std::vector<float> down_bias;     // (H) or empty
+  std::vector<float> q_norm, k_norm;       // (hd) or empty (Qwen3)
+  std::vector<float> attn_norm, mlp_norm;  // (H)
+};
+
+struct TransformerWeights {
+  DType matrix_dtype = DType::kF32;
+  WeightMatrix embed, lm_head;
+  std::vector<float> final_norm;  // (H)
+  std::vector<LayerWeights> layers;
+  std::shared_ptr<WeightSource> source;  // keeps zero-copy views alive
+  uint64_t n_params = 0;
+};
+
+// Where the weights come from: HF names (model.layers.N...) are the canonical names; a GGUF
+// source is read through the name map.
+struct WeightLoadOptions {
+  DType matrix_dtype = DType::kF32;   // f32 or bf16
+  bool gguf_llama_permuted = false;   // undo llama.cpp's Q/K row permutation
+  ThreadPool* pool = nullptr;
+};
+
+// `name_of(hf_name)` gives the source's name for a canonical HF tensor name ("" if unknown).
+TransformerWeights load_transformer_weights(const ModelSpec& spec, std::shared_ptr<WeightSource> source,
+                                            const std::function<std::string(const std::string&)>& name_of,
+                                            const WeightLoadOptions& options);
+
+}  // namespace eli

@@ -1,0 +1,132 @@
+// tests/cpp/kernel_test_util.h: helpers of the kernel parity tests (test_kernels*.cc): which
+// registry entries to test, staging host buffers onto the entry's device, random data, and the
+// tolerance check. Every candidate is compared with the "ref" entry of the same op and dtype.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/ref/ref_kernels.h"
+#include "kernels/registry.h"
+#include "runtime/core/thread_pool.h"
+#include "runtime/device/device.h"
+
+namespace eli::ktest {
+
+inline std::string entry_name(const KernelEntry& e) {
+  return std::string(op_name(e.op)) + "/" + (e.device == DeviceKind::kCUDA ? "cuda" : "cpu") + "/" +
+         dtype_name(e.dtype) + "/" + e.variant;
+}
+
+// Registry entries to check against the reference: every usable non-ref entry of `op` whose
+// device is present (CUDA entries only when a GPU is visible).
+inline std::vector<const KernelEntry*> candidates(Op op) {
+  std::vector<const KernelEntry*> out;
+  for (const KernelEntry& e : all_kernels()) {
+    if (e.op != op || std::string(e.variant) == "ref") continue;
+    if (e.usable != nullptr && !e.usable()) continue;
+    if (e.device == DeviceKind::kCUDA && cuda_device_count() == 0) continue;
+    out.push_back(&e);
+  }
+  return out;
+}
+
+inline const KernelEntry& ref_of(const KernelEntry& e) {
+  return get_kernel(e.op, DeviceKind::kCPU, e.dtype, "ref");
+}
+
+// Staging of host vectors for one kernel call on `kind`: CPU kernels use the host memory itself;
+// CUDA kernels get device copies, and outputs are copied back by finish().
+class Stage {
+ public:
+  explicit Stage(DeviceKind kind) {
+    if (kind == DeviceKind::kCUDA) dev_ = create_device(DeviceId{DeviceKind::kCUDA, 0});
+  }
+  ~Stage() {
+    if (dev_) for (void* p : allocs_) dev_->free(p);
+  }
+  template <typename T>
+  const T* in(const std::vector<T>& host) {
+    if (!dev_ || host.empty()) return host.data();
+    return static_cast<const T*>(upload(host.data(), host.size() * sizeof(T)));
+  }
+  template <typename T>
+  T* inout(std::vector<T>& host) {
+    if (!dev_ || host.empty()) return host.data();
+    void* d = upload(host.data(), host.size() * sizeof(T));
+    back_.push_back({host.data(), d, host.size() * sizeof(T)});
+    return static_cast<T*>(d);
+  }
+  void finish() {
+    if (!dev_) return;
+    dev_->synchronize();
+    for (const auto& b : back_) dev_->copy_device_to_host(b.host, b.dev, b.bytes);
+    dev_->synchronize();
+  }
+
+ private:
+  void* upload(const void* src, size_t bytes) {
+    void* d = dev_->allocate(bytes);
+    allocs_.push_back(d);
+    dev_->copy_host_to_device(d, src, bytes);
+    return d;
+  }
+  struct Back {
+    void* host;
+    void* dev;
+    size_t bytes;
+  };
+  std::unique_ptr<Device> dev_;
+  std::vector<void*> allocs_;
+  std::vector<Back> back_;
+};
+
+// Thread pools to run CPU candidates with: none (calling thread) and a 3-thread pool.
+inline std::vector<ThreadPool*> pools_for(const KernelEntry& e) {
+  static ThreadPool pool(3);
+  if (e.device != DeviceKind::kCPU) return {nullptr};
+  return {nullptr, &pool};
+}
+
+inline std::vector<float> rand_vec(std::mt19937& rng, size_t n, float lo = -1.0f, float hi = 1.0f) {
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+inline std::vector<uint16_t> rand_bf16(std::mt19937& rng, size_t n) {
+  std::vector<float> f = rand_vec(rng, n);
+  std::vector<uint16_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = f32_to_bf16(f[i]);
+  return v;
+}
+
+// Every element within tol * max(|ref|) (at least tol * 1e-3); NaN in either side fails.
+inline void expect_close(const std::vector<float>& got, const std::vector<float>& ref, double tol,
+                         const std::string& what) {
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  double scale = 1e-3;
+  for (float r : ref) scale = std::max(scale, static_cast<double>(std::fabs(r)));
+  size_t bad = 0, first = 0;
+  double worst = 0.0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double err = std::fabs(static_cast<double>(got[i]) - ref[i]);
+    if (!(err <= tol * scale)) {
+      if (bad++ == 0) first = i;
+      if (!(err <= worst)) worst = err;
+    }
+  }
+  EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << got.size() << " elements off (first at " << first
+                     << ": got " << (got.empty() ? 0.f : got[first]) << ", ref " << (ref.empty() ? 0.f : ref[first])
+                     << "; worst error " << worst << ", allowed " << tol * scale << ")";
+}
+
+constexpr float kSentinel = 12345.0f;  // fills padding of strided outputs: must stay untouched
+
+}  // namespace eli::ktest
