@@ -20,9 +20,13 @@ export PATH="/usr/local/cuda/bin:$PATH"
   cmake --version | head -1
 } 2>&1 | tee "$OUT/env.log"
 
-GEN=()
-command -v ninja >/dev/null && GEN=(-G Ninja)
-cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DELI_BUILD_TESTS=ON \
+EXTRA=()
+command -v ninja >/dev/null && EXTRA+=(-G Ninja)
+# GoogleTest: the machine's own, else a prefix carried with the tree (GTEST_PREFIX or
+# build/gtest_prefix: include/ and lib/<triple>/{libgtest*.a,cmake/GTest} copied from a dev box).
+GTEST_PREFIX="${GTEST_PREFIX:-$ROOT/build/gtest_prefix}"
+[ -d "$GTEST_PREFIX" ] && EXTRA+=(-DCMAKE_PREFIX_PATH="$GTEST_PREFIX")
+cmake -S "$ROOT" -B "$BUILD" "${EXTRA[@]}" -DCMAKE_BUILD_TYPE=Release -DELI_BUILD_TESTS=ON \
   -DELI_CUDA=ON -DELI_CUDA_ARCHS=90 2>&1 | tee "$OUT/configure.log"
 cmake --build "$BUILD" --target eli_cpp_tests -j "$(nproc)" 2>&1 | tee "$OUT/build.log"
 

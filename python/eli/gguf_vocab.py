@@ -221,7 +221,7 @@ def _add_specials(tok: HfTokenizer, strings: list[str], special: bool) -> None:
             tok.add_tokens(added)
 
 
-def _build_gpt2(tokens, token_types, merges_raw, pre) -> tuple[HfTokenizer, list[str]]:
+def _build_gpt2(tokens, token_types, merges_raw) -> tuple[HfTokenizer, list[str]]:
     alphabet_map = byte_to_unicode()
     alphabet = set(alphabet_map.values())
     vocab = {}
@@ -288,7 +288,7 @@ def build_gguf_vocab(meta: dict) -> GgufVocab:
     if model == "gpt2":
         if merges_raw is None:
             raise ValueError("GGUF gpt2 tokenizer lacks 'tokenizer.ggml.merges'")
-        tok, specials = _build_gpt2(tokens, token_types, merges_raw, pre)
+        tok, specials = _build_gpt2(tokens, token_types, merges_raw)
     else:
         if arch in ("gemma", "gemma2", "gemma3"):
             # Gemma needs its own spelling of space runs and merge order: not implemented yet.

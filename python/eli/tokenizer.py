@@ -14,8 +14,8 @@ import os
 import pathlib
 from typing import Iterable
 
+from tokenizers import AddedToken, processors
 from tokenizers import Tokenizer as HfTokenizer
-from tokenizers import processors
 
 from .gguf_vocab import build_gguf_vocab
 
@@ -89,6 +89,9 @@ class Tokenizer:
                 raise ValueError(f"the tokenizer has {self._vocab_size} tokens but the model has only "
                                  f"{n_embedding_rows} embedding rows")
             limit = min(limit, n_embedding_rows)
+        # Models often pad their embedding beyond the tokenizer (e.g. to a multiple of 64); such
+        # rows can be generated and decode to nothing.
+        self._n_ids = max(self._vocab_size, n_embedding_rows or 0)
         self.bos_token_id = self._check_id("bos_token_id", bos_token_id, limit)
         self.pad_token_id = self._check_id("pad_token_id", pad_token_id, limit)
         self.unk_token_id = self._check_id("unk_token_id", unk_token_id, limit)
@@ -192,10 +195,12 @@ class Tokenizer:
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         ids = list(ids)
-        n = self._vocab_size
+        n = self._n_ids
         for i in ids:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
                 raise ValueError(f"token id {i!r} is outside the vocabulary of {n} tokens")
+        if n > self._vocab_size:
+            ids = [i for i in ids if i < self._vocab_size]  # padding rows: no text
         return self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
 
     def __len__(self) -> int:
@@ -245,8 +250,6 @@ class Tokenizer:
         bos_tok, eos_tok, pad_tok, unk_tok = named("bos_token"), named("eos_token"), named("pad_token"), named("unk_token")
         # Named special tokens that are in the vocabulary are matched whole, like transformers does.
         known = {str(t.content) for t in backend.get_added_tokens_decoder().values()}
-        from tokenizers import AddedToken
-
         missing = [t for t in dict.fromkeys([bos_tok, eos_tok, unk_tok, pad_tok])
                    if t is not None and t not in known and backend.token_to_id(t) is not None]
         if missing:

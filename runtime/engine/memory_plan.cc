@@ -24,6 +24,15 @@ DType choose_weight_dtype(const std::string& requested, const ModelFiles& files,
   return d;
 }
 
+int64_t model_context_length(const ModelSpec& spec) {
+  // Dynamic NTK scaling exists to run past max_position_embeddings (by `factor`, as vLLM does);
+  // the other scalings already state their extended length in max_position_embeddings.
+  if (spec.rope.scaling == RopeScaling::kDynamic && spec.rope.factor > 1.0) {
+    return static_cast<int64_t>(static_cast<double>(spec.max_position) * spec.rope.factor);
+  }
+  return spec.max_position;
+}
+
 KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const Device& device) {
   KvPlan plan;
   KvCacheShape& s = plan.shape;
@@ -45,7 +54,7 @@ KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const De
     if (bytes == 0) {
       // Default: enough for max_num_seqs full contexts, capped at a quarter of available memory
       // and 4 GiB, and never less than one full context when that fits.
-      const uint64_t ctx = static_cast<uint64_t>(config.max_model_len > 0 ? config.max_model_len : spec.max_position);
+      const uint64_t ctx = static_cast<uint64_t>(config.max_model_len > 0 ? config.max_model_len : model_context_length(spec));
       const uint64_t per_token = per_block / static_cast<uint64_t>(s.block_size);
       const uint64_t want = per_token * ctx * static_cast<uint64_t>(config.max_num_seqs);
       const uint64_t cap = std::min<uint64_t>(device.available_bytes() / 4, uint64_t{4} << 30);
@@ -57,11 +66,13 @@ KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const De
                    per_block, " bytes)");
   }
   ELI_CHECK(s.n_blocks < (int64_t{1} << 30), "num_kv_blocks ", s.n_blocks, " is absurd");
-  const int64_t pool_tokens = s.n_blocks * s.block_size;
-  int64_t len = config.max_model_len > 0 ? config.max_model_len : spec.max_position;
-  ELI_CHECK(config.max_model_len <= spec.max_position || config.max_model_len == 0, "max_model_len ",
-            config.max_model_len, " exceeds the model's context of ", spec.max_position);
-  plan.max_model_len = std::min(len, pool_tokens);
+  const int64_t context = model_context_length(spec);
+  int64_t len = config.max_model_len > 0 ? config.max_model_len : context;
+  ELI_CHECK(config.max_model_len <= context, "max_model_len ", config.max_model_len,
+            " exceeds the model's context of ", context);
+  // Not capped by the pool: a request longer than the pool is rejected at admission with the
+  // block counts, which says more than a silently shorter context.
+  plan.max_model_len = len;
   return plan;
 }
 

@@ -3,7 +3,7 @@
 //
 // Invariants: the KV pool is sized from an explicit count, an explicit byte budget, or a default
 // share of the device's available memory, in that order of precedence; max_model_len never exceeds
-// what the pool can hold for one sequence nor the model's context.
+// the model's context.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +25,8 @@ struct KvPlan {
   KvCacheShape shape;
   int64_t max_model_len = 0;
 };
+// Longest sequence the model supports (max_position, times the factor for dynamic RoPE).
+int64_t model_context_length(const ModelSpec& spec);
 KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const Device& device);
 
 }  // namespace eli

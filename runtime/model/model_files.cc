@@ -89,8 +89,7 @@ ModelFiles open_model_files(const std::string& path) {
     ModelFiles m;
     m.path = path;
     m.format = "safetensors";
-    m.spec = parse_hf_config(config);
-    validate_model_spec(m.spec, config);
+    m.spec = parse_hf_config(config);  // validates the spec too
     m.weights = std::shared_ptr<WeightSource>(open_safetensors(path).release());
     m.name_of = [](const std::string& hf) { return hf; };
     return m;

@@ -7,6 +7,11 @@
 #   - score: reproduce the full-forward logits within 1e-4 relative (max abs error / max abs reference),
 #     with the same argmax on every row that is not a near-tie;
 #   - generate: reproduce HF's 20 greedy tokens (eos ignored), alone and batched with a second prompt.
+# Dynamic NTK RoPE (llama_rope_dynamic, max_position 16) follows HF's cached semantics, which differ from
+# recomputing the whole sequence: a forward over positions [0, n) rotates all its tokens with the base
+# for seq_len = max(n, max_position); each decode token at position p uses the base for max(p + 1,
+# max_position); cached keys keep the rotation they were written with. (The uncached alternative gives
+# different greedy tokens for prompt2 of that model, so the test tells the two apart.)
 import pathlib
 
 import numpy as np

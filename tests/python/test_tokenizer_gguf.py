@@ -154,6 +154,7 @@ def _finish(w) -> None:
     w.close()
 
 
+@functools.lru_cache(maxsize=4)
 def hf_gguf_tokenizer(path: pathlib.Path):
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
