@@ -40,6 +40,7 @@ import json
 import os
 import pathlib
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -212,6 +213,8 @@ def bench_llama(cfg: dict) -> dict:
     lc.llama_backend_init()
     mparams = lc.llama_model_default_params()
     mparams.use_mmap = True
+    # Extra buffer types = ggml's AMX and repacked-weight paths (on by default, as in llama-bench).
+    mparams.use_extra_bufts = cfg.get("extra_bufts", True)
     model = lc.llama_model_load_from_file(cfg["model"].encode(), mparams)
     if not model:
         raise RuntimeError(f"llama.cpp could not load {cfg['model']}")
@@ -258,7 +261,8 @@ def bench_llama(cfg: dict) -> dict:
     raw = lc.llama_print_system_info()  # bytes (c_char_p)
     sysinfo = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
     res = run_protocol(cfg, prefill_fn, decode_fn, info={"llama_cpp_version": lc.__version__,
-                                                         "system_info": sysinfo.strip()})
+                                                         "system_info": sysinfo.strip(),
+                                                         "extra_bufts": mparams.use_extra_bufts})
     lc.llama_free(ctx)
     lc.llama_model_free(model)
     return res
@@ -281,6 +285,24 @@ def worker_main(cfg: dict) -> None:
 
 
 def run_worker(cfg: dict) -> dict:
+    try:
+        return _run_worker(cfg)
+    except WorkerCrash as e:
+        if cfg["engine"] != "llama.cpp" or e.returncode != -signal.SIGILL or not cfg.get("extra_bufts", True):
+            raise
+    # ggml's AMX path (an "extra buffer type", used for Q4_1 on AMX CPUs) can die with SIGILL on
+    # tileloadd where the tile state is not usable (seen in VMs): rerun without extra buffer types.
+    print(f"  llama.cpp {cfg['dtype']}: SIGILL with extra buffer types (AMX); retrying without", file=sys.stderr)
+    return _run_worker({**cfg, "extra_bufts": False})
+
+
+class WorkerCrash(RuntimeError):
+    def __init__(self, msg: str, returncode: int):
+        super().__init__(msg)
+        self.returncode = returncode
+
+
+def _run_worker(cfg: dict) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT / "python"), env.get("PYTHONPATH", "")] if p)
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(cfg)], capture_output=True, text=True,
@@ -288,8 +310,8 @@ def run_worker(cfg: dict) -> dict:
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
-    raise RuntimeError(f"worker {cfg['engine']} {cfg['dtype']} failed (rc {proc.returncode}):\n"
-                       f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    raise WorkerCrash(f"worker {cfg['engine']} {cfg['dtype']} failed (rc {proc.returncode}):\n"
+                      f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}", proc.returncode)
 
 
 def main() -> int:
@@ -357,7 +379,12 @@ def main() -> int:
                      "prefill_spread": _spread(samples[key]["prefill"]),
                      "decode_spread": _spread(samples[key]["decode"])})
     by = {(r["engine"], r["dtype"]): r for r in rows}
-    lcpp = next((v for k, v in infos.items() if k[0] == "llama.cpp"), {})
+    lcpp = dict(next((v for k, v in infos.items() if k[0] == "llama.cpp"), {}))
+    lcpp.pop("extra_bufts", None)
+    if lcpp:
+        lcpp["extra_bufts_by_dtype"] = {k[1]: v.get("extra_bufts") for k, v in infos.items() if k[0] == "llama.cpp"}
+    for r in rows:
+        r["note"] = "*" if infos[(r["engine"], r["dtype"])].get("extra_bufts") is False else ""
     print(f"\ncpu: {cpu_name()}; threads {args.threads}; load avg before/after {load_before:.2f}/{load_after:.2f}")
     if lcpp:
         print(f"llama-cpp-python {lcpp.get('llama_cpp_version')}: {lcpp.get('system_info', '')[:300]}")
@@ -398,8 +425,10 @@ def print_table(rows: list[dict], by: dict, args) -> None:
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
-        print(f"{r['engine']:<10} {r['dtype']:<5} {r['model'][:48]:<48} {args.threads:>3} "
+        print(f"{r['engine']:<10} {r['dtype'] + r['note']:<5} {r['model'][:48]:<48} {args.threads:>3} "
               f"{r['prefill']:>10.1f} +-{100 * r['prefill_spread']:>3.0f}% {r['decode']:>8.1f} +-{100 * r['decode_spread']:>3.0f}%")
+    if any(r["note"] for r in rows):
+        print("* llama.cpp without extra buffer types (AMX/repack): the default path died with SIGILL here")
     pairs = [(("eli", "f32"), ("llama.cpp", "F32")), (("eli", "bf16"), ("llama.cpp", "BF16")),
              (("eli", "bf16"), ("llama.cpp", "F16"))]
     lines = []

@@ -1,7 +1,7 @@
 // kernels/kernel_table.cc: THE list of kernels of this build. Every kernel is added here,
 // explicitly (static-library linking cannot drop them); registry.cc serves lookups from it.
 //
-// Priorities: ref 0, generic threaded CPU 10, AVX2 20; CUDA entries come from add_cuda_kernels().
+// Priorities: ref 0, generic threaded CPU 10, AVX2 20, AVX-512 30; CUDA entries come from add_cuda_kernels().
 #include <vector>
 
 #include "kernels/cpu/cpu_features.h"
@@ -21,6 +21,7 @@ namespace {
 constexpr int kPrioRef = 0;
 constexpr int kPrioGeneric = 10;
 constexpr int kPrioAvx2 = 20;
+constexpr int kPrioAvx512 = 30;
 
 // The optimized CPU kernels of one instruction set.
 template <CpuIsaKind I>
@@ -60,6 +61,7 @@ std::vector<KernelEntry> build_kernel_table() {
   add_cpu_isa<CpuIsaKind::kGeneric>(t, "generic", kPrioGeneric, nullptr);
 #ifdef ELI_X86
   add_cpu_isa<CpuIsaKind::kAvx2>(t, "avx2", kPrioAvx2, cpu_has_avx2);
+  add_cpu_isa<CpuIsaKind::kAvx512>(t, "avx512", kPrioAvx512, cpu_has_avx512);
 #endif
 #ifdef ELI_WITH_CUDA
   add_cuda_kernels(t);

@@ -7,7 +7,7 @@ Writes, deterministically (seeded):
                                    input_ids      int64 (L,)         one fixed sequence
                                    logits         float32 (L, V)     full forward of input_ids
                                    greedy_prompt  int64 (P,)         prompt of the greedy test
-                                   greedy_tokens  int64 (20,)        model.generate(do_sample=False), eos off
+                                   greedy_tokens  int64 (20,)        greedy with the KV cache, EOS an ordinary token
                                    prompt2        int64 (P2,)        second prompt (batch test), other length
                                    greedy_tokens2 int64 (20,)        its 20 greedy tokens
   tests/data/smollm2_reference.json  greedy tokens + logprobs and a paragraph perplexity of the real
@@ -162,21 +162,34 @@ def full_logits(out: pathlib.Path, ids: np.ndarray) -> np.ndarray:
     return m(torch.from_numpy(ids)[None]).logits[0].float().numpy()
 
 
+
+@torch.no_grad()
+def greedy_with_cache(model, prompt_ids: list, n_new: int):
+    """Greedy decoding with the KV cache, EOS treated as an ordinary token (vLLM's ignore_eos).
+    Returns (tokens, per-step raw logits). Same forward calls as generate(): the prompt, then one
+    token at a time, so position-dependent RoPE (dynamic NTK) behaves exactly as in generate()."""
+    ids = torch.tensor([prompt_ids])
+    out = model(ids, use_cache=True)
+    toks, logits = [], []
+    for _ in range(n_new):
+        lg = out.logits[0, -1].float()
+        t = int(torch.argmax(lg))
+        toks.append(t)
+        logits.append(lg)
+        out = model(torch.tensor([[t]]), past_key_values=out.past_key_values, use_cache=True)
+    return toks, logits
+
 @torch.no_grad()
 def hf_greedy(out: pathlib.Path, prompt: np.ndarray, n_new: int):
-    """model.generate(do_sample=False) with eos disabled; returns (tokens, per-step top1-top2 margin)."""
+    """Greedy decoding (EOS not special); returns (tokens, per-step top1-top2 margin)."""
     from transformers import GenerationConfig
 
     m = load(out)
-    gc = GenerationConfig(max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False, eos_token_id=None,
-                          pad_token_id=PAD_ID, bos_token_id=BOS_ID, output_logits=True,
-                          return_dict_in_generate=True)
-    r = m.generate(torch.from_numpy(prompt)[None], generation_config=gc, attention_mask=torch.ones(1, len(prompt),
-                   dtype=torch.long))
-    toks = r.sequences[0, len(prompt):].numpy().astype(np.int64)
+    new, logits = greedy_with_cache(m, [int(t) for t in prompt], n_new)
+    toks = np.array(new, dtype=np.int64)
     margins = []
-    for lg in r.logits:
-        top2 = torch.topk(lg[0].float(), 2).values
+    for lg in logits:
+        top2 = torch.topk(lg, 2).values
         margins.append(float(top2[0] - top2[1]))
     assert len(toks) == n_new, (len(toks), n_new)
     return toks, float(min(margins))
@@ -359,9 +372,6 @@ def build_smollm2(gguf: pathlib.Path):
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32,
                                                  attn_implementation="eager").eval()
-    gc = GenerationConfig(max_new_tokens=32, min_new_tokens=32, do_sample=False, eos_token_id=None,
-                          pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else 0,
-                          output_logits=True, return_dict_in_generate=True)
     prompts = []
     for kind, text in SMOL_PROMPTS:
         if kind == "chat":
@@ -375,14 +385,12 @@ def build_smollm2(gguf: pathlib.Path):
             ids = tok(text, add_special_tokens=True).input_ids
             rendered = text
         ids = [int(i) for i in ids]
-        r = model.generate(torch.tensor([ids]), generation_config=gc, attention_mask=torch.ones(1, len(ids),
-                           dtype=torch.long))
-        new = [int(t) for t in r.sequences[0, len(ids):]]
+        new, step_logits = greedy_with_cache(model, ids, 32)
         logprobs, margin = [], float("inf")
-        for t, lg in zip(new, r.logits):
-            lp = torch.log_softmax(lg[0].double(), -1)
+        for t, lg in zip(new, step_logits):
+            lp = torch.log_softmax(lg.double(), -1)
             logprobs.append(float(lp[t]))
-            top2 = torch.topk(lg[0], 2).values
+            top2 = torch.topk(lg, 2).values
             margin = min(margin, float(top2[0] - top2[1]))
         prompts.append(dict(kind=kind, text=text, rendered=rendered, prompt_ids=ids, greedy_ids=new,
                             greedy_logprobs=logprobs, greedy_text=tok.decode(new), min_margin=margin))

@@ -78,7 +78,7 @@ class Engine {
   // blocks than the pool has). Returns its id.
   int64_t add_request(const std::vector<int32_t>& prompt, const SamplingParams& params);
   // Ends a request at whatever phase it is in; its final output (kAbort) comes from the next step.
-  void abort(int64_t request_id);
+  void abort_request(int64_t request_id);
   // One scheduler iteration: returns the new tokens and the requests that ended.
   std::vector<TokenOutput> step();
   bool has_unfinished() const;

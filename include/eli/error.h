@@ -1,7 +1,7 @@
 // eli/error.h: the one exception type of the engine and the checking macros.
 //
 // Invariants: library code reports failures by throwing eli::Error (or a subclass) or by returning
-// a Status for expected conditions; it never calls exit() or abort(). Every Error carries a kind,
+// a Status for expected conditions; it never terminates the process. Every Error carries a kind,
 // so bindings can map it to a typed Python exception (ModelLoadError -> eli.ModelLoadError).
 #pragma once
 

@@ -17,6 +17,12 @@ namespace eli {
 
 enum class CpuIsaKind { kGeneric, kAvx2, kAvx512 };
 
+// rows x row_bytes bytes at base (row stride stride_bytes) to prefetch; base == nullptr: none.
+struct PrefetchRows {
+  const void* base = nullptr;
+  int64_t rows = 0, row_bytes = 0, stride_bytes = 0;
+};
+
 struct CpuIsa {
   const char* name;
   // Matmul tile: c[i * ldc + j] += sum_{p < k} a[i * lda + p] * b[j * ldb + p] for i < mr, j < nr.
@@ -40,11 +46,22 @@ struct CpuIsa {
   void (*swiglu_row)(float* out, const float* gate, const float* up, int64_t n);
   // x[i], x[i + half] rotated by (cos[i], sin[i]) for i < half.
   void (*rope_row)(float* x, const float* cos, const float* sin, int64_t half);
+  // Packed GEMM for the prefill regime (panel_n == 0: not provided, the driver uses the tiles).
+  // A panel is (kc, panel_n) f32, K-major: panel[p * panel_n + j] = w[j * ldw + p] for j < nr,
+  // 0 for nr <= j < panel_n. gemm_panel: c[i * ldc + j] += sum_{p < kc} a[i * lda + p] *
+  // panel[p * panel_n + j] for i < m, j < nr (nr in [1, panel_n]).
+  int panel_n;
+  void (*pack_panel_f32)(const float* w, int64_t ldw, int nr, int64_t kc, float* panel);
+  void (*pack_panel_bf16)(const uint16_t* w, int64_t ldw, int nr, int64_t kc, float* panel);
+  // pf: memory the caller reads next (the next panel's weights), prefetched while computing.
+  void (*gemm_panel)(const float* a, int64_t lda, int64_t m, const float* panel, int64_t kc,
+                     float* c, int64_t ldc, int nr, const PrefetchRows& pf);
 };
 
 const CpuIsa& cpu_isa_generic();
 #ifdef ELI_X86
 const CpuIsa& cpu_isa_avx2();
+const CpuIsa& cpu_isa_avx512();  // AVX-512 F/BW/VL/DQ; elementwise loops shared with AVX2
 #endif
 
 }  // namespace eli

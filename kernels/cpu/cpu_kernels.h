@@ -1,6 +1,6 @@
 // kernels/cpu/cpu_kernels.h: the optimized CPU kernels (registry signature). Each is a template
 // over the instruction set whose inner loops it uses (cpu_isa.h); the drivers are shared, the
-// instantiations for kGeneric (any CPU) and kAvx2 (x86 builds) live in the driver files.
+// instantiations for kGeneric (any CPU), kAvx2 and kAvx512 (x86 builds) live in the driver files.
 // Semantics are exactly those of the reference kernels (kernels/ref/ref_kernels.h).
 #pragma once
 
@@ -23,8 +23,10 @@ template <CpuIsaKind I>
 inline const CpuIsa& isa_table() {
 #ifdef ELI_X86
   if constexpr (I == CpuIsaKind::kAvx2) return cpu_isa_avx2();
+  if constexpr (I == CpuIsaKind::kAvx512) return cpu_isa_avx512();
 #endif
-  static_assert(I == CpuIsaKind::kGeneric || I == CpuIsaKind::kAvx2, "no table for this ISA");
+  static_assert(I == CpuIsaKind::kGeneric || I == CpuIsaKind::kAvx2 || I == CpuIsaKind::kAvx512,
+                "no table for this ISA");
   return cpu_isa_generic();
 }
 
@@ -32,7 +34,8 @@ inline const CpuIsa& isa_table() {
 #ifdef ELI_X86
 #define ELI_CPU_INSTANTIATE(fn)                                                 \
   template void fn<CpuIsaKind::kGeneric>(const void*, const ExecContext&);     \
-  template void fn<CpuIsaKind::kAvx2>(const void*, const ExecContext&);
+  template void fn<CpuIsaKind::kAvx2>(const void*, const ExecContext&);         \
+  template void fn<CpuIsaKind::kAvx512>(const void*, const ExecContext&);
 #else
 #define ELI_CPU_INSTANTIATE(fn) \
   template void fn<CpuIsaKind::kGeneric>(const void*, const ExecContext&);

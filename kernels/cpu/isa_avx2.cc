@@ -233,7 +233,8 @@ void rope_row(float* x, const float* cos, const float* sin, int64_t half) {
 const CpuIsa& cpu_isa_avx2() {
   static const CpuIsa kIsa = {"avx2",      tile_f32,  tile_bf16, kTileM,      kTileN,
                               bf16_to_f32, attention_row, sum_sq, scale_mul, add_inplace,
-                              swiglu_row,  rope_row};
+                              swiglu_row,  rope_row,  0,         nullptr,
+                              nullptr,     nullptr};
   return kIsa;
 }
 

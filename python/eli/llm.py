@@ -107,7 +107,7 @@ class LLM:
                         continue
                     if token >= 0 and not t.finished:
                         if t.add_token(token, logprob, top):
-                            self._engine.abort(rid)  # a stop string matched: free its blocks now
+                            self._engine.abort_request(rid)  # a stop string matched: free its blocks now
                     if finish:
                         t.finish(finish, error)
                     changed.append(t)
@@ -115,7 +115,7 @@ class LLM:
         finally:
             for rid, t in trackers.items():
                 if not t.finished:
-                    self._engine.abort(rid)
+                    self._engine.abort_request(rid)
                     t.finish("abort")
             while self._engine.has_unfinished():  # deliver the abort echoes
                 self._engine.step()
@@ -139,7 +139,7 @@ class LLM:
                 order.append(t.output.request_id)
         except Exception:
             for rid in trackers:
-                self._engine.abort(rid)
+                self._engine.abort_request(rid)
             while self._engine.has_unfinished():
                 self._engine.step()
             raise

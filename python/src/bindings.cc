@@ -69,7 +69,7 @@ NB_MODULE(_eli, m) {
              return e.add_request(prompt, sampling_params_from_dict(params));
            },
            "prompt"_a, "params"_a)
-      .def("abort", &Engine::abort, "request_id"_a)
+      .def("abort_request", &Engine::abort_request, "request_id"_a)
       .def("step", &step)
       .def("has_unfinished", &Engine::has_unfinished)
       .def("score", &score, "token_ids"_a)

@@ -1,10 +1,45 @@
-// runtime/core/thread_pool.cc: see thread_pool.h. Work is handed out in chunks from a shared
-// counter under the mutex (chunks are coarse: a few per thread), so no lock-free tricks are needed.
+// runtime/core/thread_pool.cc: see thread_pool.h.
+//
+// Protocol (atomics seq_cst unless noted; the two handshakes below are Dekker pairs):
+// - caller: writes job_*, next_ = done_ = 0, open_ = true, generation_++; if sleepers_ > 0 it
+//   takes the mutex and notifies. It claims and runs chunks itself, waits until done_ == n (every
+//   claimed chunk finished), then open_ = false and waits until active_ == 0.
+// - worker: spins (bounded) until generation_ changes; to block it does sleepers_++ and re-checks
+//   generation_ under the mutex, so a bump is never missed. Then it registers (active_++), and
+//   only if open_ reads true does it read the job and claim chunks; finally active_--.
+// The caller never waits for a worker that has not claimed work, so a descheduled worker (loaded
+// machine) costs nothing: the caller just runs every chunk itself.
 #include "runtime/core/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define ELI_CPU_RELAX() _mm_pause()
+#else
+#define ELI_CPU_RELAX() std::this_thread::yield()
+#endif
 
 namespace eli {
+
+namespace {
+
+constexpr int kPauseSpins = 200;  // pause-loop iterations (~a few microseconds) before yielding
+
+// Spins on cond with pause, yielding the CPU after a while (the thread we wait for may be off-CPU).
+template <typename Cond>
+void spin_until(Cond cond) {
+  for (int i = 0; !cond(); ++i) {
+    if (i < kPauseSpins) {
+      ELI_CPU_RELAX();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -15,87 +50,99 @@ ThreadPool::ThreadPool(int n_threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
+    stop_.store(true);
   }
   work_cv_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain) {
-  if (n <= 0) return;
-  grain = std::max<int64_t>(grain, 1);
-  {
-    std::unique_lock<std::mutex> lock(mutex_);
-    if (in_job_ || n_threads_ == 1 || n <= grain) {  // nested or trivially small: run inline
-      lock.unlock();
-      fn(0, n);
-      return;
-    }
-    in_job_ = true;
-    job_ = &fn;
-    job_n_ = n;
-    // About 4 chunks per thread balances uneven rows without much locking.
-    int64_t chunk = (n + 4 * n_threads_ - 1) / (4 * n_threads_);
-    job_chunk_ = std::max(chunk, grain);
-    job_next_ = 0;
-    error_ = nullptr;
-    ++generation_;
-  }
-  work_cv_.notify_all();
-  // The caller works too.
+void ThreadPool::record_error(std::exception_ptr e) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!error_) error_ = std::move(e);
+}
+
+void ThreadPool::run_chunks(const RangeFn& fn) {
   for (;;) {
-    int64_t begin, end;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (job_next_ >= job_n_) break;
-      begin = job_next_;
-      end = std::min(job_n_, begin + job_chunk_);
-      job_next_ = end;
-    }
+    const int64_t begin = next_.fetch_add(job_chunk_, std::memory_order_relaxed);
+    if (begin >= job_n_) return;
+    const int64_t end = std::min(job_n_, begin + job_chunk_);
     try {
       fn(begin, end);
     } catch (...) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (!error_) error_ = std::current_exception();
+      record_error(std::current_exception());
     }
+    done_.fetch_add(end - begin, std::memory_order_release);
   }
+}
+
+void ThreadPool::parallel_for(int64_t n, RangeFn fn, int64_t grain) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  bool expected = false;
+  if (n_threads_ == 1 || n <= grain || !in_job_.compare_exchange_strong(expected, true)) {
+    fn(0, n);  // trivially small, single-threaded, or nested: run inline
+    return;
+  }
+  job_ = &fn;
+  job_n_ = n;
+  // About 4 chunks per thread balances uneven rows; the counter makes claiming cheap.
+  const int64_t chunk = (n + 4 * n_threads_ - 1) / (4 * n_threads_);
+  job_chunk_ = std::max(chunk, grain);
+  next_.store(0, std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
+  open_.store(true);          // publishes the job fields above
+  generation_.fetch_add(1);   // wakes spinning workers
+  if (sleepers_.load() > 0) {
+    { std::lock_guard<std::mutex> lock(mutex_); }
+    work_cv_.notify_all();
+  }
+  run_chunks(fn);
+  spin_until([&] { return done_.load(std::memory_order_acquire) >= n; });
+  open_.store(false);
+  spin_until([&] { return active_.load() == 0; });
+  job_ = nullptr;
   std::exception_ptr error;
   {
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_cv_.wait(lock, [this] { return busy_ == 0; });
-    job_ = nullptr;
-    in_job_ = false;
+    std::lock_guard<std::mutex> lock(mutex_);
     error = error_;
     error_ = nullptr;
   }
+  in_job_.store(false);
   if (error) std::rethrow_exception(error);
 }
 
 void ThreadPool::worker(int) {
-  int64_t seen = 0;
-  std::unique_lock<std::mutex> lock(mutex_);
+  using Clock = std::chrono::steady_clock;
+  int64_t seen = generation_.load();
   for (;;) {
-    work_cv_.wait(lock, [&] { return stop_ || (generation_ != seen && job_ != nullptr); });
-    if (stop_) return;
-    seen = generation_;
-    ++busy_;
-    while (job_ != nullptr && job_next_ < job_n_) {
-      int64_t begin = job_next_;
-      int64_t end = std::min(job_n_, begin + job_chunk_);
-      job_next_ = end;
-      const auto* fn = job_;
-      lock.unlock();
-      try {
-        (*fn)(begin, end);
-      } catch (...) {
-        lock.lock();
-        if (!error_) error_ = std::current_exception();
-        lock.unlock();
+    // Spin a little: the next job of a decode step usually comes within microseconds.
+    int64_t gen = generation_.load(std::memory_order_acquire);
+    if (gen == seen && !stop_.load(std::memory_order_relaxed)) {
+      const auto deadline = Clock::now() + std::chrono::microseconds(kSpinMicros);
+      for (int i = 1;; ++i) {
+        // Pause briefly, then yield: on an oversubscribed machine the caller may share this core,
+        // and a pure spin would hold it off until the time slice ends.
+        if (i < kPauseSpins) {
+          ELI_CPU_RELAX();
+        } else {
+          std::this_thread::yield();
+        }
+        gen = generation_.load(std::memory_order_acquire);
+        if (gen != seen || stop_.load(std::memory_order_relaxed)) break;
+        if ((i & 15) == 0 && Clock::now() > deadline) break;
       }
-      lock.lock();
     }
-    --busy_;
-    if (busy_ == 0) done_cv_.notify_all();
+    if (gen == seen) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      sleepers_.fetch_add(1);
+      work_cv_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+      sleepers_.fetch_sub(1);
+    }
+    if (stop_.load()) return;
+    active_.fetch_add(1);
+    seen = generation_.load();
+    if (open_.load()) run_chunks(*job_);
+    active_.fetch_sub(1);
   }
 }
 

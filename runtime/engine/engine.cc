@@ -44,7 +44,7 @@ struct Engine::Impl {
   std::unique_ptr<Scheduler> scheduler;
   Sampler sampler;
   std::map<int64_t, std::unique_ptr<Sequence>> requests;
-  std::vector<TokenOutput> pending;  // ends reported by abort(), delivered by the next step()
+  std::vector<TokenOutput> pending;  // ends reported by abort_request(), delivered by the next step()
   std::vector<float> logits;         // (n_logits, V)
   std::mt19937_64 seed_rng;
   int64_t next_id = 0;
@@ -137,7 +137,7 @@ int64_t Engine::add_request(const std::vector<int32_t>& prompt, const SamplingPa
   return raw->id;
 }
 
-void Engine::abort(int64_t request_id) {
+void Engine::abort_request(int64_t request_id) {
   Impl& m = *impl_;
   auto it = m.requests.find(request_id);
   if (it == m.requests.end()) return;  // already ended: nothing to do

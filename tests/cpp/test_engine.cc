@@ -84,7 +84,7 @@ TEST(EngineApi, AbortFreesBlocksAndReportsOnce) {
   int64_t b = e.add_request({6, 7, 8}, p);
   e.step();
   e.step();
-  e.abort(a);
+  e.abort_request(a);
   EXPECT_GT(e.stats().kv_blocks_total - e.stats().kv_blocks_free, 0);
   int aborted = 0;
   for (const TokenOutput& o : run_to_end(e)) {
@@ -94,7 +94,7 @@ TEST(EngineApi, AbortFreesBlocksAndReportsOnce) {
     }
   }
   EXPECT_EQ(aborted, 1);
-  e.abort(b);  // already finished: a no-op
+  e.abort_request(b);  // already finished: a no-op
   EXPECT_FALSE(e.has_unfinished());
   EXPECT_EQ(e.stats().kv_blocks_free, e.stats().kv_blocks_total);
 }
