@@ -95,6 +95,30 @@ def load_avg() -> float:
         return -1.0
 
 
+def cpu_busy(seconds: float = 1.0) -> float:
+    """Fraction of all CPUs busy (any process) over `seconds`, from /proc/stat; -1 if unknown."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    try:
+        t0, i0 = snap()
+        time.sleep(seconds)
+        t1, i1 = snap()
+    except OSError:
+        return -1.0
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_idle(max_wait: float, threshold: float) -> float:
+    """Waits (up to max_wait s) until the machine is idle (busy < threshold); returns the last busy."""
+    deadline = time.monotonic() + max_wait
+    busy = cpu_busy()
+    while busy > threshold and time.monotonic() < deadline:
+        busy = cpu_busy(2.0)
+    return busy
+
+
 # ---- eli --------------------------------------------------------------------------------------
 def bench_eli(cfg: dict) -> dict:
     import eli
@@ -328,6 +352,8 @@ def main() -> int:
     ap.add_argument("--llama-dtypes", default=",".join(LLAMA_DTYPES))
     ap.add_argument("--cache-dir", default=str(pathlib.Path.home() / ".cache" / "eli" / "bench"))
     ap.add_argument("--out-dir", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
+                    help="before each configuration wait up to S seconds for the CPUs to be idle (busy < 15%%)")
     ap.add_argument("--no-json", action="store_true")
     ap.add_argument("--profile", action="store_true", help="also cProfile a gen-len eli decode (f32)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -355,11 +381,14 @@ def main() -> int:
     load_before = load_avg()
     samples: dict[tuple, dict] = {}
     infos: dict[tuple, dict] = {}
+    busy_before: dict[tuple, list] = {}
     for rnd in range(args.rounds):
         for c in configs:
             key = (c["engine"], c["dtype"])
-            print(f"[round {rnd + 1}/{args.rounds}] {key[0]} {key[1]} (load {load_avg():.2f}) ...", file=sys.stderr,
-                  flush=True)
+            busy = wait_idle(args.wait_idle, 0.15) if args.wait_idle > 0 else cpu_busy()
+            busy_before.setdefault(key, []).append(round(busy, 3))
+            print(f"[round {rnd + 1}/{args.rounds}] {key[0]} {key[1]} (load {load_avg():.2f}, cpu busy "
+                  f"{100 * busy:.0f}%) ...", file=sys.stderr, flush=True)
             r = run_worker({**c, **common, "round": rnd})
             s = samples.setdefault(key, {"prefill": [], "decode": []})
             s["prefill"] += r["prefill"]
@@ -398,7 +427,8 @@ def main() -> int:
                                 "prompt_len": args.prompt_len if field == "prefill" else 1,
                                 "gen_len": 0 if field == "prefill" else args.gen_len, "metric": metric,
                                 "value": round(r[field], 2), "unit": "tok/s",
-                                "samples": [round(x, 2) for x in samples[(r["engine"], r["dtype"])][field]]})
+                                "samples": [round(x, 2) for x in samples[(r["engine"], r["dtype"])][field]],
+                                "cpu_busy_before": busy_before[(r["engine"], r["dtype"])]})
         date = datetime.datetime.now().strftime("%Y-%m-%d")
         doc = {"cpu": cpu_name(), "commit": git_commit(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
                "threads": args.threads, "protocol": f"llama-bench -p {args.prompt_len} -n {args.gen_len}; median of "

@@ -29,6 +29,7 @@ struct EngineConfig {
   int64_t max_num_batched_tokens = 2048;  // tokens in one step
   int64_t max_model_len = 0;           // 0: the model's context (capped by the KV pool)
   bool enable_chunked_prefill = true;
+  bool enable_prefix_caching = true;   // reuse KV blocks of shared prompt prefixes (verified)
   uint64_t seed = 0;                   // engine seed for requests without their own
 };
 

@@ -3,6 +3,13 @@
 # --help, `eli pull`, tokenizers) work even before it is needed. Never imports torch.
 from __future__ import annotations
 
+import os as _os
+
+# Development hook: ELI_NATIVE_DIR names a build directory whose _eli module is used instead of
+# the installed one (several developers, one source tree, separate builds).
+if _os.environ.get("ELI_NATIVE_DIR"):
+    __path__.insert(0, _os.environ["ELI_NATIVE_DIR"])  # noqa: F821 (package __path__)
+
 from .errors import (EliError, InvalidRequestError, ModelLoadError, ModelResolutionError, OutOfMemoryError,
                      UnsupportedError)
 from .outputs import RequestOutput
@@ -17,6 +24,10 @@ def __getattr__(name):
         from .llm import LLM
 
         return LLM
+    if name == "AsyncLLM":
+        from .async_llm import AsyncLLM
+
+        return AsyncLLM
     raise AttributeError(f"module 'eli' has no attribute {name!r}")
 
 
@@ -35,6 +46,7 @@ def cuda_device_count() -> int:
 
 __all__ = [
     "LLM",
+    "AsyncLLM",
     "SamplingParams",
     "RequestOutput",
     "inspect_model",

@@ -1,4 +1,4 @@
-# eli/cli.py: the `eli` command line (generate, chat, info, pull, list).
+# eli/cli.py: the `eli` command line (generate, chat, info, pull, list, serve, bench serve).
 #
 # Invariants: main(argv) returns an exit code and never raises SystemExit itself (the console-script
 # wrapper exits with it): 0 ok, 1 expected error (printed as one `error: ...` line, no traceback;
@@ -40,6 +40,8 @@ examples:
   eli chat --system "You are terse."
   eli info smollm2 --json
   eli pull smollm2
+  eli serve -m smollm2 --port 8000 --api-key sk-local  # OpenAI-compatible HTTP server
+  eli bench serve --url http://127.0.0.1:8000 --num-requests 100 --concurrency 8
 
 Models (--model / MODEL): a Hugging Face model directory (config.json + *.safetensors), a .gguf
 file, a short name (see `eli list`), or a Hugging Face repo id owner/name (needs huggingface_hub).
@@ -187,7 +189,104 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list known short model names and whether they are cached",
                    description="List the short model names eli can pull, and their cache state.")
+    _add_serve_parsers(sub, fmt)
     return parser
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+_ENGINE_OPTIONS = ("block_size", "num_kv_blocks", "kv_cache_bytes", "enable_prefix_caching",
+                   "enable_chunked_prefill", "max_num_seqs", "max_num_batched_tokens", "max_model_len")
+
+
+def _add_serve_parsers(sub, fmt) -> None:
+    serve = sub.add_parser(
+        "serve", formatter_class=fmt, help="OpenAI-compatible HTTP server (needs the `serve` extra)",
+        description="Serve a model over an OpenAI-compatible HTTP API: POST /v1/completions, "
+        "POST /v1/chat/completions (stream or not), GET /v1/models, GET /health, GET /metrics "
+        "(Prometheus). Needs fastapi, uvicorn and prometheus-client "
+        "(pip install 'efficient-llm-inference[serve]'). SIGINT/SIGTERM shut down gracefully.",
+        epilog="examples:\n  eli serve -m smollm2\n"
+        "  eli serve -m ./Qwen2.5-0.5B-Instruct --host 0.0.0.0 --port 8080 --api-key $KEY\n"
+        "  curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\\n"
+        "       -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}'",
+    )
+    _add_model_args(serve)
+    net = serve.add_argument_group("server")
+    net.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    net.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    net.add_argument("--api-key", default=os.environ.get("ELI_API_KEY"), metavar="KEY",
+                     help="require `Authorization: Bearer KEY` on /v1 (default: $ELI_API_KEY, else none)")
+    net.add_argument("--served-model-name", default=None, metavar="NAME",
+                     help="model id clients use (default: the --model value)")
+    net.add_argument("--chat-template", default=None, metavar="FILE",
+                     help="Jinja chat template file overriding the model's")
+    net.add_argument("--max-waiting-requests", type=_nonneg_int, default=0, metavar="N",
+                     help="answer 429 when N requests already wait (default: 0 = no limit)")
+    net.add_argument("--wedge-timeout", type=_positive_float, default=60.0, metavar="S",
+                     help="/health fails when the engine has work but made no progress for S seconds")
+    net.add_argument("--graceful-timeout", type=_positive_float, default=30.0, metavar="S",
+                     help="on shutdown, wait up to S seconds for in-flight requests (default: 30)")
+    net.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    eng = serve.add_argument_group("engine")
+    eng.add_argument("--block-size", type=_positive_int, default=None, metavar="N", help="KV block size (tokens)")
+    eng.add_argument("--num-kv-blocks", type=_positive_int, default=None, metavar="N", help="KV blocks in the pool")
+    eng.add_argument("--kv-cache-bytes", type=_positive_int, default=None, metavar="B", help="KV pool size in bytes")
+    eng.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=None,
+                     help="reuse KV blocks of shared prompt prefixes")
+    eng.add_argument("--enable-chunked-prefill", action=argparse.BooleanOptionalAction, default=None,
+                     help="split long prompts across steps")
+    eng.add_argument("--max-num-seqs", type=_positive_int, default=None, metavar="N", help="max running requests")
+    eng.add_argument("--max-num-batched-tokens", type=_positive_int, default=None, metavar="N",
+                     help="max tokens per engine step")
+    eng.add_argument("--max-model-len", type=_positive_int, default=None, metavar="N",
+                     help="context length limit (default: the model's)")
+
+    bench = sub.add_parser("bench", formatter_class=fmt, help="benchmarks (bench serve: load-test a server)",
+                           description="Benchmarks. `eli bench serve` load-tests an OpenAI-compatible server.")
+    bsub = bench.add_subparsers(dest="bench_command", metavar="BENCH")
+    bsub.required = True
+    bs = bsub.add_parser(
+        "serve", formatter_class=fmt, help="load-test an OpenAI-compatible server",
+        description="Send streaming /v1/completions requests (seeded workload; Poisson arrivals at "
+        "--request-rate, or a fixed --concurrency) and report throughput and mean/p50/p90/p99 of "
+        "TTFT, TPOT (time per output token) and end-to-end latency.",
+        epilog="examples:\n  eli bench serve --url http://127.0.0.1:8000 --num-requests 200 --concurrency 16\n"
+        "  eli bench serve --request-rate 4 --length-dist lognormal --input-len-mean 256 --out run.json",
+    )
+    bs.add_argument("--url", default="http://127.0.0.1:8000", help="server root URL")
+    bs.add_argument("--model", default=None, help="model id (default: the server's first model)")
+    bs.add_argument("--api-key", default=os.environ.get("ELI_API_KEY"), metavar="KEY")
+    bs.add_argument("--num-requests", type=_positive_int, default=200, metavar="N")
+    bs.add_argument("--request-rate", type=_positive_float, default=None, metavar="R",
+                    help="Poisson arrival rate in requests/s (default: all at once)")
+    bs.add_argument("--concurrency", type=_positive_int, default=None, metavar="C",
+                    help="at most C requests in flight")
+    bs.add_argument("--seed", type=int, default=0)
+    bs.add_argument("--input-len-mean", type=_positive_int, default=128, metavar="N")
+    bs.add_argument("--output-len-mean", type=_positive_int, default=128, metavar="N")
+    bs.add_argument("--length-dist", choices=["fixed", "lognormal"], default="fixed",
+                    help="fixed lengths, or ShareGPT-like lognormal lengths with those means")
+    bs.add_argument("--out", default=None, metavar="FILE", help="also write the results as JSON")
+    bs.add_argument("--json", action="store_true", help="print JSON instead of the table")
 
 
 def _version() -> str:
@@ -475,8 +574,57 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from eli.server import run_server
+    except ImportError as e:
+        raise RuntimeError(f"`eli serve` needs the serve extra ({e}); "
+                           f"pip install 'efficient-llm-inference[serve]'") from e
+    template = None
+    if args.chat_template:
+        with open(args.chat_template, encoding="utf-8") as f:
+            template = f.read()
+    if not 0 < args.port < 65536:
+        raise _UsageError(f"--port must be in 1..65535, got {args.port}")
+    eli = _import_engine("AsyncLLM")
+    path = hub.resolve_model(args.model, allow_download=not args.offline, progress=True)
+    kwargs = {k: getattr(args, k) for k in _ENGINE_OPTIONS if getattr(args, k) is not None}
+    if args.threads is not None:
+        kwargs["n_threads"] = args.threads
+    llm = eli.AsyncLLM(path, device=args.device, dtype=args.dtype, **kwargs)
+    name = args.served_model_name or args.model or hub.DEFAULT_MODEL
+    print(f"eli serve: {name} on http://{args.host}:{args.port}/v1", file=sys.stderr)
+    try:
+        run_server(llm, model_name=name, host=args.host, port=args.port, api_key=args.api_key,
+                   chat_template=template, max_waiting=args.max_waiting_requests,
+                   wedge_timeout_s=args.wedge_timeout, graceful_timeout_s=args.graceful_timeout,
+                   log_level=args.log_level)
+    finally:
+        llm.shutdown()  # idempotent; the app's lifespan normally did it already
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import asyncio
+    import math
+
+    from eli.bench_serve import format_table, run_bench
+
+    summary = asyncio.run(run_bench(
+        args.url, model=args.model, num_requests=args.num_requests,
+        request_rate=args.request_rate or math.inf, concurrency=args.concurrency, seed=args.seed,
+        input_len_mean=args.input_len_mean, output_len_mean=args.output_len_mean, dist=args.length_dist,
+        api_key=args.api_key))
+    text = json.dumps(summary, indent=2)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    print(text if args.json else format_table(summary))
+    return 0 if summary["successful"] > 0 else 1
+
+
 _COMMANDS = {"generate": cmd_generate, "gen": cmd_generate, "chat": cmd_chat, "info": cmd_info,
-             "pull": cmd_pull, "list": cmd_list}
+             "pull": cmd_pull, "list": cmd_list, "serve": cmd_serve, "bench": cmd_bench}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,9 +1,12 @@
 # eli/llm.py: eli.LLM, the offline Python API: load a model, generate (batched), stream, chat,
-# score. The C++ engine does the work (GIL released); this layer turns text into ids and back,
-# applies stop strings and chat templates.
+# score; and EngineFrontend, the setup it shares with eli.AsyncLLM (async_llm.py). The C++
+# AsyncEngine runs the step loop on its own thread (GIL released); this layer submits requests,
+# reads their outputs, turns text into ids and back, applies stop strings and chat templates.
 #
-# Invariants: every request added to the engine is either finished or aborted before a public
-# method returns (or raises), so an exception or a broken-off stream never leaves KV blocks held.
+# Invariants: every request added to the engine has delivered its final output (finished or
+# aborted) before a public method returns (or raises), so an exception or a broken-off stream never
+# leaves KV blocks held. Requests are read per id, so interleaved streams and generate calls (or
+# several threads) never take each other's outputs.
 from __future__ import annotations
 
 import time
@@ -20,6 +23,7 @@ from .sampling_params import SamplingParams
 from .tokenizer import Tokenizer
 
 Prompt = Union[str, Sequence[int]]
+_kWaitMs = 100  # output waits return to Python this often, so Ctrl-C is seen
 
 
 def _native():
@@ -35,8 +39,10 @@ def _resolve_device(device: str) -> str:
     return "cpu"
 
 
-class LLM:
-    """A loaded model ready to generate.
+class EngineFrontend:
+    """What eli.LLM and eli.AsyncLLM share: model resolution, the engine config, the tokenizer,
+    prompt encoding and chat rendering. The engine is a _eli.AsyncEngine: its own C++ thread runs
+    the step loop; this class only submits, aborts and reads outputs.
 
     model: a Hugging Face directory (config.json + safetensors), a .gguf file, a short name
     ("smollm2") or a Hugging Face repo id; None means the default model (SmolLM2-135M-Instruct).
@@ -46,8 +52,8 @@ class LLM:
                  n_threads: Optional[int] = None, block_size: int = 16, num_kv_blocks: Optional[int] = None,
                  kv_cache_bytes: Optional[int] = None, max_num_seqs: int = 64,
                  max_num_batched_tokens: int = 2048, max_model_len: Optional[int] = None,
-                 enable_chunked_prefill: bool = True, seed: Optional[int] = None,
-                 download: bool = True, progress: bool = True):
+                 enable_chunked_prefill: bool = True, enable_prefix_caching: bool = True,
+                 seed: Optional[int] = None, download: bool = True, progress: bool = True):
         path = hub.resolve_model(model, allow_download=download, progress=progress)
         native = _native()
         meta = native.inspect_model(path)
@@ -64,24 +70,28 @@ class LLM:
             "max_num_batched_tokens": max_num_batched_tokens,
             "max_model_len": max_model_len or 0,
             "enable_chunked_prefill": enable_chunked_prefill,
+            "enable_prefix_caching": enable_prefix_caching,
             "seed": seed or 0,
         }
-        self._engine = native.Engine(config)
-        self.info = self._engine.info()
-        vocab = self.info["spec"]["vocab_size"]
+        engine = native.AsyncEngine(config)
         try:
-            if meta["format"] == "gguf":
-                self.tokenizer = Tokenizer.from_gguf_metadata(meta["gguf_metadata"], n_embedding_rows=vocab)
-            else:
-                self.tokenizer = Tokenizer.from_hf_dir(path, n_embedding_rows=vocab)
-        except ValueError as e:
-            raise ModelLoadError(f"{path}: tokenizer: {e}") from e
+            self.info = engine.info()
+            vocab = self.info["spec"]["vocab_size"]
+            try:
+                if meta["format"] == "gguf":
+                    self.tokenizer = Tokenizer.from_gguf_metadata(meta["gguf_metadata"], n_embedding_rows=vocab)
+                else:
+                    self.tokenizer = Tokenizer.from_hf_dir(path, n_embedding_rows=vocab)
+            except ValueError as e:
+                raise ModelLoadError(f"{path}: tokenizer: {e}") from e
+        except BaseException:
+            engine.shutdown(False)
+            raise
+        self._engine = engine
         # EOS ids the tokenizer knows (generation_config.json, GGUF) beyond the model config's.
         spec_eos = set(self.info["spec"]["eos_token_ids"])
         self._extra_eos = [i for i in self.tokenizer.eos_token_ids if i not in spec_eos]
-        self.last_stats: dict = {}
 
-    # ---- requests ---------------------------------------------------------------------------
     def _encode(self, prompt: Prompt) -> tuple[Optional[str], list[int]]:
         if isinstance(prompt, str):
             return prompt, self.tokenizer.encode(prompt)
@@ -91,34 +101,88 @@ class LLM:
                 raise InvalidRequestError(f"token ids must be integers, got {i!r}")
         return None, [int(i) for i in ids]
 
+    def chat_prompt_ids(self, messages: list[dict], chat_template: Optional[str] = None,
+                        add_generation_prompt: bool = True) -> list[int]:
+        """Renders `messages` with the chat template (the model's unless given) to prompt ids."""
+        tok = self.tokenizer
+        text = render_chat(chat_template or tok.chat_template, messages, add_generation_prompt=add_generation_prompt,
+                           bos_token=tok.bos_token, eos_token=tok.eos_token)
+        # The template writes BOS itself where the model wants one.
+        return tok.encode(text, add_special_tokens=False)
+
+    _chat_prompt = chat_prompt_ids
+
+    def stats(self) -> dict:
+        """Engine counters (KV blocks, running/waiting, preemptions, prefix cache, tokens, steps)."""
+        return self._engine.stats()
+
+    def health(self) -> dict:
+        """healthy, error, steps, busy, seconds_since_last_step (busy and old: the loop is wedged)."""
+        return self._engine.health()
+
+    def healthy(self) -> bool:
+        return self._engine.healthy()
+
+    def score(self, token_ids: Iterable[int]) -> np.ndarray:
+        """Logits of every position, float32 of shape (len, vocab) (for parity checks). Runs on the
+        engine thread between two steps."""
+        _, ids = self._encode(list(token_ids))
+        return self._engine.score(ids)
+
+
+class LLM(EngineFrontend):
+    """A loaded model ready to generate (blocking API). See EngineFrontend for the arguments."""
+
+    def __init__(self, model: Optional[str] = None, **kwargs):
+        super().__init__(model, **kwargs)
+        self.last_stats: dict = {}
+
+    def shutdown(self) -> None:
+        """Stops the engine thread; requests still in flight end with finish_reason "abort"."""
+        self._engine.shutdown(False)
+
+    # ---- requests ---------------------------------------------------------------------------
     def _add(self, prompt: Prompt, params: SamplingParams) -> RequestTracker:
         text, ids = self._encode(prompt)
         rid = self._engine.add_request(ids, params.engine_dict(self._extra_eos))
         return RequestTracker(rid, text, ids, params, self.tokenizer)
 
     def _run(self, trackers: dict[int, RequestTracker]) -> Iterator[RequestTracker]:
-        """Steps the engine until every tracked request ends; yields trackers that changed."""
+        """Reads the tracked requests' outputs until each has its final engine output; yields the
+        trackers that changed. On exit (also an exception or a closed generator) every request
+        still open is aborted and its final output awaited, so its KV blocks are free."""
+        engine = self._engine
+        open_ids = set(trackers)
         try:
-            while any(not t.finished for t in trackers.values()) or self._engine.has_unfinished():
-                changed = []
-                for rid, token, logprob, top, finish, error in self._engine.step():
-                    t = trackers.get(rid)
-                    if t is None:
-                        continue
+            while open_ids:
+                outs = engine.wait_request_outputs(list(open_ids), _kWaitMs)
+                if outs is None:
+                    break
+                changed = {}
+                for rid, token, logprob, top, finish, error in outs:
+                    t = trackers[rid]
                     if token >= 0 and not t.finished:
                         if t.add_token(token, logprob, top):
-                            self._engine.abort_request(rid)  # a stop string matched: free its blocks now
+                            engine.abort_request(rid)  # a stop string matched: free its blocks now
                     if finish:
                         t.finish(finish, error)
-                    changed.append(t)
-                yield from changed
+                        open_ids.discard(rid)
+                    changed[rid] = t
+                yield from changed.values()
         finally:
-            for rid, t in trackers.items():
+            for rid in open_ids:
+                engine.abort_request(rid)
+            while open_ids:  # the abort echoes
+                outs = engine.wait_request_outputs(list(open_ids), _kWaitMs)
+                if outs is None:
+                    break
+                for rid, _, _, _, finish, error in outs:
+                    if finish:
+                        trackers[rid].finish(finish, error)
+                        open_ids.discard(rid)
+            for t in trackers.values():
                 if not t.finished:
-                    self._engine.abort_request(rid)
                     t.finish("abort")
-            while self._engine.has_unfinished():  # deliver the abort echoes
-                self._engine.step()
 
     def generate(self, prompts: Union[Prompt, Sequence[Prompt]], params: Union[SamplingParams, Sequence[SamplingParams], None] = None) -> list[RequestOutput]:
         """Generates for every prompt in one continuous batch; returns outputs in prompt order."""
@@ -130,25 +194,17 @@ class LLM:
         plist = list(params) if isinstance(params, Sequence) else [params] * len(prompts)
         if len(plist) != len(prompts):
             raise InvalidRequestError(f"{len(plist)} sampling params for {len(prompts)} prompts")
-        trackers: dict[int, RequestTracker] = {}
-        order = []
-        try:
-            for p, sp in zip(prompts, plist):
-                t = self._add(p, sp)
-                trackers[t.output.request_id] = t
-                order.append(t.output.request_id)
-        except Exception:
-            for rid in trackers:
-                self._engine.abort_request(rid)
-            while self._engine.has_unfinished():
-                self._engine.step()
-            raise
+        encoded = [self._encode(p) for p in prompts]
+        eos = self._extra_eos
+        rids = self._engine.add_requests([ids for _, ids in encoded], [sp.engine_dict(eos) for sp in plist])
+        trackers = {rid: RequestTracker(rid, text, ids, sp, self.tokenizer)
+                    for rid, (text, ids), sp in zip(rids, encoded, plist)}
         start = time.perf_counter()
         for _ in self._run(trackers):
             pass
         self.last_stats = {"seconds": time.perf_counter() - start,
                            "generated_tokens": sum(len(t.output.token_ids) for t in trackers.values())}
-        return [trackers[rid].result() for rid in order]
+        return [trackers[rid].result() for rid in rids]
 
     def stream(self, prompt: Prompt, params: Optional[SamplingParams] = None) -> Iterator[str]:
         """Yields text pieces as they are generated (never broken UTF-8, never part of a stop string)."""
@@ -177,14 +233,6 @@ class LLM:
         }
         self.last_output = t.result()
 
-    def _chat_prompt(self, messages: list[dict], chat_template: Optional[str] = None,
-                     add_generation_prompt: bool = True) -> list[int]:
-        tok = self.tokenizer
-        text = render_chat(chat_template or tok.chat_template, messages, add_generation_prompt=add_generation_prompt,
-                           bos_token=tok.bos_token, eos_token=tok.eos_token)
-        # The template writes BOS itself where the model wants one.
-        return tok.encode(text, add_special_tokens=False)
-
     def chat(self, messages: list[dict], params: Optional[SamplingParams] = None, *,
              chat_template: Optional[str] = None) -> RequestOutput:
         """One assistant reply to `messages` ([{"role": ..., "content": ...}, ...])."""
@@ -193,11 +241,3 @@ class LLM:
     def stream_chat(self, messages: list[dict], params: Optional[SamplingParams] = None, *,
                     chat_template: Optional[str] = None) -> Iterator[str]:
         return self.stream(self._chat_prompt(messages, chat_template), params)
-
-    def score(self, token_ids: Iterable[int]) -> np.ndarray:
-        """Logits of every position, float32 of shape (len, vocab) (for parity checks)."""
-        _, ids = self._encode(list(token_ids))
-        return self._engine.score(ids)
-
-    def stats(self) -> dict:
-        return self._engine.stats()

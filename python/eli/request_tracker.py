@@ -4,18 +4,33 @@
 # Invariants: `pending_text()` never returns text that could still turn out to be the start of a
 # stop string (it holds back the last max_stop_len - 1 characters until the request ends); once a
 # stop string matched, the text ends right before it (or after it with include_stop_str_in_output)
-# and the request is finished with reason "stop".
+# and the request is finished with reason "stop". `snapshot()` hands out each token, logprob and
+# character exactly once as a delta (what pending_text() released, nothing of a partial stop string
+# or of an incomplete UTF-8 sequence).
 from __future__ import annotations
 
-from typing import Optional
+import dataclasses
+from typing import Any, Optional
 
 from .detokenizer import IncrementalDetokenizer
 from .outputs import RequestOutput
 from .sampling_params import SamplingParams
 
 
+@dataclasses.dataclass
+class StreamOutput(RequestOutput):
+    """A cumulative snapshot of a streaming request plus what is new since the previous one.
+
+    `text` is the text released so far (so the concatenated delta_text equals it); on the final
+    snapshot (finish_reason set) it is the full output text."""
+
+    delta_text: str = ""
+    delta_token_ids: list[int] = dataclasses.field(default_factory=list)
+    delta_logprobs: Optional[list[dict[int, float]]] = None
+
+
 class RequestTracker:
-    def __init__(self, request_id: int, prompt: Optional[str], prompt_ids: list[int], params: SamplingParams,
+    def __init__(self, request_id: Any, prompt: Optional[str], prompt_ids: list[int], params: SamplingParams,
                  tokenizer):
         self.params = params
         self.output = RequestOutput(request_id=request_id, prompt=prompt, prompt_token_ids=prompt_ids,
@@ -25,6 +40,7 @@ class RequestTracker:
         self._hold = max((len(s) for s in self._stops), default=1) - 1
         self._text = ""        # all decoded text so far (up to a stop string, if one matched)
         self._emitted = 0      # chars of _text already handed out by pending_text()
+        self._sent_tokens = 0  # tokens (and logprob entries) already handed out by snapshot()
 
     @property
     def finished(self) -> bool:
@@ -81,3 +97,17 @@ class RequestTracker:
     def result(self) -> RequestOutput:
         self.output.text = self._text
         return self.output
+
+    def snapshot(self) -> StreamOutput:
+        """The cumulative state now, with the deltas since the previous snapshot."""
+        out = self.output
+        delta_text = self.pending_text()
+        n = len(out.token_ids)
+        delta_ids = out.token_ids[self._sent_tokens:n]
+        delta_lp = None if out.logprobs is None else out.logprobs[self._sent_tokens:n]
+        self._sent_tokens = n
+        return StreamOutput(request_id=out.request_id, prompt=out.prompt, prompt_token_ids=out.prompt_token_ids,
+                            text=self._text[:self._emitted], token_ids=list(out.token_ids),
+                            logprobs=None if out.logprobs is None else list(out.logprobs),
+                            finish_reason=out.finish_reason, error=out.error, delta_text=delta_text,
+                            delta_token_ids=delta_ids, delta_logprobs=delta_lp)

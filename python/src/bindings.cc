@@ -19,6 +19,7 @@ namespace nb = nanobind;
 using namespace nb::literals;
 
 namespace eli {
+void bind_async_engine(nb::module_& m);  // python/src/async_bindings.cc
 namespace {
 
 nb::ndarray<nb::numpy, float, nb::ndim<2>> score(Engine& e, const std::vector<int32_t>& ids) {
@@ -74,6 +75,8 @@ NB_MODULE(_eli, m) {
       .def("has_unfinished", &Engine::has_unfinished)
       .def("score", &score, "token_ids"_a)
       .def("stats", [](const Engine& e) { return engine_stats_to_dict(e.stats()); });
+
+  bind_async_engine(m);
 
   m.def("inspect_model", &inspect_model, "path"_a,
         "Reads a model's headers and metadata (no weights) and returns a dict.");

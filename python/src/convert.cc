@@ -79,6 +79,7 @@ EngineConfig engine_config_from_dict(const nb::dict& d) {
   get(d, "max_num_batched_tokens", &c.max_num_batched_tokens);
   get(d, "max_model_len", &c.max_model_len);
   get(d, "enable_chunked_prefill", &c.enable_chunked_prefill);
+  get(d, "enable_prefix_caching", &c.enable_prefix_caching);
   get(d, "seed", &c.seed);
   return c;
 }

@@ -85,8 +85,8 @@ void ThreadPool::parallel_for(int64_t n, RangeFn fn, int64_t grain) {
   }
   job_ = &fn;
   job_n_ = n;
-  // About 4 chunks per thread balances uneven rows; the counter makes claiming cheap.
-  const int64_t chunk = (n + 4 * n_threads_ - 1) / (4 * n_threads_);
+  // About 16 chunks per thread balance uneven rows and memory stalls; claiming is one atomic add.
+  const int64_t chunk = (n + 16 * n_threads_ - 1) / (16 * n_threads_);
   job_chunk_ = std::max(chunk, grain);
   next_.store(0, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);

@@ -100,6 +100,7 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   sc.max_num_seqs = config.max_num_seqs;
   sc.max_num_batched_tokens = config.max_num_batched_tokens;
   sc.enable_chunked_prefill = config.enable_chunked_prefill;
+  sc.enable_prefix_caching = config.enable_prefix_caching;
   m.scheduler = std::make_unique<Scheduler>(sc, *m.blocks);
 }
 
@@ -184,7 +185,10 @@ std::vector<TokenOutput> Engine::step() {
   for (const ScheduledSeq& s : sched) {
     Sequence* seq = s.seq;
     seq->num_computed += s.n_new;
-    if (!s.sample) continue;
+    if (!s.sample) {
+      m.scheduler->cache_full_blocks(seq);
+      continue;
+    }
     const float* lrow = &m.logits[static_cast<size_t>(row++ * V)];
     TokenOutput out;
     out.request_id = seq->id;
@@ -201,6 +205,7 @@ std::vector<TokenOutput> Engine::step() {
       outs.push_back(std::move(out));
       continue;
     }
+    m.scheduler->cache_full_blocks(seq);  // after a good sample: never share a poisoned row's blocks
     seq->tokens.push_back(out.token);
     seq->sampling->append_output(out.token);
     ++m.counters.generated_tokens;
@@ -265,6 +270,8 @@ EngineStats Engine::stats() const {
   s.num_running = m.scheduler->num_running();
   s.num_waiting = m.scheduler->num_waiting();
   s.preemptions = m.scheduler->preemptions();
+  s.prefix_cache_hits = m.scheduler->prefix_cache_hits();
+  s.prefix_cache_queries = m.scheduler->prefix_cache_queries();
   return s;
 }
 

@@ -10,6 +10,7 @@ namespace eli {
 Scheduler::Scheduler(const SchedulerConfig& config, BlockPool& pool) : config_(config), pool_(pool) {
   ELI_CHECK(config.block_size > 0 && config.max_num_seqs > 0 && config.max_num_batched_tokens > 0,
             "scheduler limits must be positive");
+  ELI_CHECK(config.block_hash != nullptr, "scheduler needs a block hash function");
 }
 
 void Scheduler::add(Sequence* seq) {
@@ -17,13 +18,25 @@ void Scheduler::add(Sequence* seq) {
   waiting_.push_back(seq);
 }
 
+void Scheduler::release_blocks(Sequence* seq) {
+  if (config_.enable_prefix_caching) {
+    // Tail first: the end of a chain is evicted before its head, which later prompts share more.
+    std::vector<int32_t> rev(seq->blocks.rbegin(), seq->blocks.rend());
+    pool_.release(rev);
+  } else {
+    pool_.release(seq->blocks);
+  }
+  seq->blocks.clear();
+  seq->n_cached_blocks = 0;
+  seq->prefix_cache_stopped = false;
+}
+
 void Scheduler::remove(Sequence* seq) {
   auto w = std::find(waiting_.begin(), waiting_.end(), seq);
   if (w != waiting_.end()) waiting_.erase(w);
   auto r = std::find(running_.begin(), running_.end(), seq);
   if (r != running_.end()) running_.erase(r);
-  pool_.release(seq->blocks);
-  seq->blocks.clear();
+  release_blocks(seq);
   seq->state = SeqState::kFinished;
 }
 
@@ -35,12 +48,52 @@ bool Scheduler::grow_blocks(Sequence* seq, int64_t n_tokens) {
 void Scheduler::preempt(Sequence* seq) {
   auto r = std::find(running_.begin(), running_.end(), seq);
   if (r != running_.end()) running_.erase(r);
-  pool_.release(seq->blocks);
-  seq->blocks.clear();
-  seq->num_computed = 0;  // recompute prompt + generated tokens when it runs again
+  release_blocks(seq);
+  seq->num_computed = 0;  // recompute (or find in the prefix cache) prompt + generated tokens later
   seq->state = SeqState::kWaiting;
   waiting_.push_front(seq);
   ++preemptions_;
+}
+
+std::vector<int32_t> Scheduler::lookup_prefix(const Sequence& seq) const {
+  std::vector<int32_t> hits;
+  const int64_t B = config_.block_size;
+  const int64_t max_blocks = (seq.n_tokens() - 1) / B;  // at least one token left to compute
+  uint64_t parent_hash = kPrefixRootHash, parent_serial = 0;
+  for (int64_t i = 0; i < max_blocks; ++i) {
+    const int32_t* toks = seq.tokens.data() + i * B;
+    const uint64_t h = config_.block_hash(parent_hash, toks, B);
+    const int32_t b = pool_.find_cached(h, parent_serial, toks, B);
+    if (b < 0) break;
+    hits.push_back(b);
+    parent_hash = h;
+    parent_serial = pool_.cache_serial(b);
+  }
+  return hits;
+}
+
+void Scheduler::cache_full_blocks(Sequence* seq) {
+  if (!config_.enable_prefix_caching || seq->prefix_cache_stopped) return;
+  const int64_t B = config_.block_size;
+  const int64_t n_full = std::min<int64_t>(seq->num_computed / B, static_cast<int64_t>(seq->blocks.size()));
+  while (seq->n_cached_blocks < n_full) {
+    const int64_t i = seq->n_cached_blocks;
+    uint64_t parent_hash = kPrefixRootHash, parent_serial = 0;
+    if (i > 0) {
+      const int32_t parent = seq->blocks[static_cast<size_t>(i - 1)];
+      parent_hash = pool_.cache_hash(parent);
+      parent_serial = pool_.cache_serial(parent);
+    }
+    const int32_t* toks = seq->tokens.data() + i * B;
+    const uint64_t h = config_.block_hash(parent_hash, toks, B);
+    if (!pool_.cache_block(seq->blocks[static_cast<size_t>(i)], h, parent_serial, toks, B)) {
+      // Another block holds this hash (the same tokens computed concurrently, or a collision):
+      // this chain stays private from here on.
+      seq->prefix_cache_stopped = true;
+      return;
+    }
+    ++seq->n_cached_blocks;
+  }
 }
 
 std::vector<ScheduledSeq> Scheduler::schedule() {
@@ -74,15 +127,35 @@ std::vector<ScheduledSeq> Scheduler::schedule() {
   }
 
   // 2. Waiting sequences, first come first served, while budget, sequence slots and blocks last.
+  const int64_t B = config_.block_size;
   while (!waiting_.empty() && budget > 0 && static_cast<int64_t>(running_.size()) < config_.max_num_seqs) {
     Sequence* seq = waiting_.front();
-    int64_t remaining = seq->n_tokens() - seq->num_computed;
+    std::vector<int32_t> hits;
+    const bool lookup = config_.enable_prefix_caching && seq->num_computed == 0 && seq->blocks.empty();
+    if (lookup) hits = lookup_prefix(*seq);
+    const int64_t n_hit = static_cast<int64_t>(hits.size());
+    const int64_t computed = seq->num_computed + n_hit * B;
+    int64_t remaining = seq->n_tokens() - computed;
     if (!config_.enable_chunked_prefill && remaining > budget) {
       // Unchunked: a prompt runs whole. One larger than the whole budget still runs alone.
       if (!out.empty() || remaining <= config_.max_num_batched_tokens) break;
     }
     int64_t n_new = config_.enable_chunked_prefill ? std::min(remaining, budget) : remaining;
-    if (!grow_blocks(seq, seq->num_computed + n_new)) break;  // no preemption for new work
+    // Blocks to allocate beyond the hits; hit blocks that are free leave the free queue first.
+    const int64_t need = blocks_for(computed + n_new) - static_cast<int64_t>(seq->blocks.size()) - n_hit;
+    const int64_t free_hits = std::count_if(hits.begin(), hits.end(), [&](int32_t b) { return pool_.refcount(b) == 0; });
+    if (need > pool_.n_free() - free_hits) break;  // no preemption for new work
+    for (int32_t b : hits) {
+      pool_.acquire_cached(b);
+      seq->blocks.push_back(b);
+    }
+    seq->num_computed = computed;
+    seq->n_cached_blocks = n_hit;
+    ELI_CHECK_KIND(kInternal, grow_blocks(seq, computed + n_new), "KV blocks vanished during admission");
+    if (lookup) {
+      prefix_cache_queries_ += seq->n_tokens();
+      prefix_cache_hits_ += n_hit * B;
+    }
     waiting_.pop_front();
     seq->state = SeqState::kRunning;
     running_.push_back(seq);

@@ -4,9 +4,17 @@
 // as it goes. When blocks run out for a running sequence, the newest running sequence is preempted
 // (its blocks freed, its tokens recomputed later from the front of the queue).
 //
+// Automatic prefix caching (enable_prefix_caching): when a waiting sequence is admitted (it has
+// nothing computed: new or preempted) the longest verified chain of cached full blocks of its
+// tokens is taken by reference and counted as computed, always leaving at least one token to run
+// (the last one must produce logits). After each step the caller registers the blocks that became
+// full (cache_full_blocks). Sequences release their blocks tail first, so a chain is evicted from
+// its end.
+//
 // Pure host logic, deterministic given its inputs. Invariants: a sequence is in exactly one of
-// waiting_ / running_ or neither (finished); running_ is in admission order; the pool's blocks are
-// exactly those held by the sequences in running_ (plus nothing else) after every call.
+// waiting_ / running_ or neither (finished); running_ is in admission order; every used block's
+// refcount is the number of sequences in running_ holding it; a block held by two sequences is a
+// full prefix-cache entry at the same index of both block tables, with identical tokens.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +23,7 @@
 
 #include "runtime/engine/sequence.h"
 #include "runtime/kv/block_pool.h"
+#include "runtime/kv/prefix_cache.h"
 
 namespace eli {
 
@@ -23,6 +32,8 @@ struct SchedulerConfig {
   int64_t max_num_seqs = 64;
   int64_t max_num_batched_tokens = 2048;
   bool enable_chunked_prefill = true;
+  bool enable_prefix_caching = true;
+  BlockHashFn block_hash = hash_kv_block;  // injectable for tests (forced collisions)
 };
 
 struct ScheduledSeq {
@@ -39,21 +50,33 @@ class Scheduler {
   // Removes a sequence at any phase and frees its blocks (abort, finish, error).
   void remove(Sequence* seq);
   std::vector<ScheduledSeq> schedule();
+  // Registers the blocks of `seq` that its num_computed tokens filled as prefix-cache entries.
+  // Call after a step's K/V were written and num_computed advanced. No-op when caching is off.
+  void cache_full_blocks(Sequence* seq);
 
   int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
   int64_t num_waiting() const { return static_cast<int64_t>(waiting_.size()); }
   int64_t preemptions() const { return preemptions_; }
+  // Tokens looked up in the prefix cache at admission, and those found there.
+  int64_t prefix_cache_queries() const { return prefix_cache_queries_; }
+  int64_t prefix_cache_hits() const { return prefix_cache_hits_; }
   int64_t blocks_for(int64_t n_tokens) const { return (n_tokens + config_.block_size - 1) / config_.block_size; }
+  const SchedulerConfig& config() const { return config_; }
 
  private:
   bool grow_blocks(Sequence* seq, int64_t n_tokens);
   void preempt(Sequence* seq);
+  void release_blocks(Sequence* seq);
+  // The cached blocks of the longest verified chain of seq's full blocks, at most
+  // (n_tokens - 1) / block_size of them. No side effects.
+  std::vector<int32_t> lookup_prefix(const Sequence& seq) const;
 
   SchedulerConfig config_;
   BlockPool& pool_;
   std::deque<Sequence*> waiting_;
   std::vector<Sequence*> running_;
   int64_t preemptions_ = 0;
+  int64_t prefix_cache_queries_ = 0, prefix_cache_hits_ = 0;
 };
 
 }  // namespace eli

@@ -3,6 +3,8 @@
 // Invariants: tokens = prompt then outputs; 0 <= num_computed <= tokens.size() (KV of the first
 // num_computed tokens is in `blocks`); blocks.size() * block_size >= num_computed; a waiting
 // sequence holds no blocks unless it was never scheduled; a finished one holds none.
+// Prefix caching: blocks[0, n_cached_blocks) are prefix-cache entries (hits taken at admission or
+// blocks this sequence filled and registered); they are full and never written again.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +24,8 @@ struct Sequence {
   int64_t prompt_len = 0;
   int64_t num_computed = 0;       // tokens whose K/V are in the cache
   std::vector<int32_t> blocks;    // KV block table
+  int64_t n_cached_blocks = 0;    // leading blocks that are prefix-cache entries
+  bool prefix_cache_stopped = false;  // a block could not be registered: register no more
   SeqState state = SeqState::kWaiting;
   SamplingParams params;
   std::unique_ptr<SequenceSamplingState> sampling;

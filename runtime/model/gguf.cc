@@ -21,10 +21,40 @@ namespace {
 constexpr uint32_t kGgufMagic = 0x46554747u;  // "GGUF" read little-endian
 constexpr uint64_t kMaxKeyLength = 65535;
 constexpr uint32_t kMaxDims = 4;
+// Total array elements over all metadata (real files: ~1M, e.g. 3 tokenizer arrays of 256K). Bounds
+// the DOM: a u8 array element costs 8 bytes here and a string 32+, so bytes-left checks alone
+// would let a large file amplify 8-32x in memory.
+constexpr uint64_t kMaxMetadataArrayElements = uint64_t{1} << 24;
 constexpr uint64_t kMaxAlignment = 1ull << 30;
 // Smallest possible encodings, used to bound counts by the bytes left.
 constexpr uint64_t kMinKvBytes = 8 + 4 + 1;          // empty key, type, u8 value
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;  // empty name, 1 dim, type, offset
+
+// Returns n if p[0, n) is valid UTF-8 (no overlong forms, no encoded surrogates, nothing past
+// U+10FFFF), else the offset of the first bad byte. GGUF strings are UTF-8 by the format; a string
+// that is not could not be handed to Python (or a tokenizer) as text.
+uint64_t invalid_utf8_at(const uint8_t* p, uint64_t n) {
+  uint64_t i = 0;
+  while (i < n) {
+    const uint8_t c = p[i];
+    if (c < 0x80) { ++i; continue; }
+    uint64_t len = 0;
+    uint32_t cp = 0;
+    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1Fu; }
+    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0Fu; }
+    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07u; }
+    else return i;
+    if (n - i < len) return i;
+    for (uint64_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (p[i + k] & 0x3Fu);
+    }
+    static constexpr uint32_t kMinCp[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMinCp[len] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return i;
+    i += len;
+  }
+  return n;
+}
 
 // ggml type codes -> (name, eli dtype or none).
 struct GgmlType {
@@ -142,6 +172,8 @@ class GgufParser {
       fail(what, " length ", len, " at offset ", pos_ - 8, " runs past the end of the file (", remaining(),
            " bytes left)");
     if (len > max_len) fail(what, " length ", len, " exceeds the limit ", max_len);
+    const uint64_t bad = invalid_utf8_at(data_ + pos_, len);
+    if (bad != len) fail(what, " at offset ", pos_, " is not valid UTF-8 (bad byte at offset ", pos_ + bad, ")");
     std::string s(reinterpret_cast<const char*>(data_ + pos_), static_cast<size_t>(len));
     pos_ += len;
     return s;
@@ -156,6 +188,7 @@ class GgufParser {
   void parse_tensor_infos(uint64_t n_tensors);
 
   GgufFile& out_;
+  uint64_t array_elements_ = 0;  // metadata array elements read so far (<= kMaxMetadataArrayElements)
   std::string path_;
   const uint8_t* data_;
   uint64_t size_;
@@ -208,6 +241,10 @@ void GgufParser::read_array(GgufValue& v, const std::string& key) {
   if (!checked_mul_u64(count, scalar_size(v.elem_type), &min_bytes) || min_bytes > remaining())
     fail("array length ", count, " of ", gguf_type_name(v.elem_type), " for key '", key,
          "' overflows or runs past the end of the file (", remaining(), " bytes left)");
+  if (count > kMaxMetadataArrayElements - array_elements_)
+    fail("array length ", count, " for key '", key, "' exceeds the limit of ", kMaxMetadataArrayElements,
+         " metadata array elements per file");
+  array_elements_ += count;
   const size_t n = static_cast<size_t>(count);
   GgufValue elem;
   if (v.elem_type == GgufType::kString) {

@@ -1,0 +1,187 @@
+# eli/async_llm.py: eli.AsyncLLM, the asyncio API the OpenAI server builds on. The C++ AsyncEngine
+# runs the step loop on its own thread; one Python thread ("eli-outputs") waits for outputs with
+# the GIL released and hands each request's batch to that request's asyncio.Queue through
+# loop.call_soon_threadsafe; `generate()` turns them into StreamOutput snapshots.
+#
+# Contract (kept stable for the server):
+#   llm = AsyncLLM(model, **same keywords as eli.LLM); llm.tokenizer; llm.info
+#   async for out in llm.generate(prompt, params, request_id=None): ...  # StreamOutput snapshots
+#       cumulative text/token_ids/logprobs plus delta_text/delta_token_ids/delta_logprobs; the last
+#       one has finish_reason ("stop", "length", "abort", "error"; error text in .error).
+#       Admission errors (bad ids, too long, bad params, duplicate id, engine dead or shut down)
+#       raise from the first __anext__, before any output.
+#   await llm.abort(request_id); llm.chat_prompt_ids(messages, chat_template=None) -> list[int]
+#   llm.stats(); llm.health(); llm.healthy(); llm.shutdown(drain=False)
+#
+# Invariants: a request whose consumer stops iterating, or whose task is cancelled, is aborted in
+# the generator's finally (the C++ loop frees its blocks before its next step). Routing never loses
+# an output: outputs that arrive before a request's route is registered wait in `_early`, and the
+# route is registered by the thread that admitted the request, under the same lock the pump uses.
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, AsyncIterator, Optional
+
+from .errors import InvalidRequestError
+from .llm import EngineFrontend, Prompt
+from .request_tracker import RequestTracker, StreamOutput
+from .sampling_params import SamplingParams
+
+_kWaitMs = 100          # the pump returns to Python this often (to notice a shutdown)
+_kAdmitThreads = 16     # admissions that can wait for the same step (one step applies them all)
+
+_live = weakref.WeakSet()
+
+
+@atexit.register
+def _shutdown_all() -> None:
+    # A daemon thread blocked in C++ at interpreter exit is unsafe: stop every pump first.
+    for d in list(_live):
+        d.shutdown(False)
+
+
+class _Route:
+    __slots__ = ("loop", "queue")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue):
+        self.loop = loop
+        self.queue = queue
+
+
+class _Dispatcher:
+    """Owns the pump thread; holds no reference to the AsyncLLM (so that can be collected)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.lock = threading.Lock()
+        self.routes: dict[int, _Route] = {}
+        self.early: dict[int, list] = {}
+        self.thread = threading.Thread(target=self._pump, name="eli-outputs", daemon=True)
+        self.thread.start()
+        _live.add(self)
+
+    def submit(self, ids: list[int], params: dict, route: _Route) -> int:
+        """Admits a request (blocks up to one engine step) and registers its route."""
+        rid = self.engine.add_request(ids, params)
+        with self.lock:
+            early = self.early.pop(rid, None)
+            if not (early and early[-1][4]):
+                self.routes[rid] = route
+            if early:
+                self._post(route, early)
+        return rid
+
+    @staticmethod
+    def _post(route: _Route, items: list) -> None:
+        try:
+            route.loop.call_soon_threadsafe(route.queue.put_nowait, items)
+        except RuntimeError:
+            pass  # its event loop is closed: nobody is listening
+
+    def _pump(self) -> None:
+        engine = self.engine
+        while True:
+            outs = engine.wait_outputs(_kWaitMs)
+            if outs is None:
+                return
+            if not outs:
+                continue
+            by_rid: dict[int, list] = {}
+            for o in outs:
+                by_rid.setdefault(o[0], []).append(o)
+            with self.lock:
+                for rid, items in by_rid.items():
+                    route = self.routes.get(rid)
+                    if route is None:
+                        self.early.setdefault(rid, []).extend(items)
+                        continue
+                    if items[-1][4]:  # final output: the route is done
+                        del self.routes[rid]
+                    self._post(route, items)
+
+    def shutdown(self, drain: bool) -> None:
+        self.engine.shutdown(drain)  # every request gets its final output; the pump then ends
+        if self.thread is not threading.current_thread():
+            self.thread.join()
+        _live.discard(self)
+
+
+class AsyncLLM(EngineFrontend):
+    """A loaded model serving concurrent asyncio requests. Same constructor keywords as eli.LLM."""
+
+    def __init__(self, model: Optional[str] = None, **kwargs):
+        super().__init__(model, **kwargs)
+        self._dispatch = _Dispatcher(self._engine)
+        self._admit = ThreadPoolExecutor(max_workers=_kAdmitThreads, thread_name_prefix="eli-admit")
+        self._ids: dict[Any, int] = {}  # request_id -> engine id, while its generator runs
+
+    async def generate(self, prompt: Prompt, params: Optional[SamplingParams] = None,
+                       request_id: Any = None) -> AsyncIterator[StreamOutput]:
+        """Streams the request's snapshots; the last one has finish_reason set."""
+        params = params or SamplingParams()
+        if request_id is not None and request_id in self._ids:
+            raise InvalidRequestError(f"request id {request_id!r} is already running")
+        text, ids = self._encode(prompt)
+        engine_params = params.engine_dict(self._extra_eos)
+        loop = asyncio.get_running_loop()
+        route = _Route(loop, asyncio.Queue())
+        key = object() if request_id is None else request_id
+        self._ids[key] = -1  # reserved: a second generate() with this id fails while we admit
+        try:
+            fut = loop.run_in_executor(self._admit, self._dispatch.submit, ids, engine_params, route)
+            try:
+                rid = await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                # Admission goes on in its thread; abort the request as soon as it has an id.
+                fut.add_done_callback(
+                    lambda f: f.cancelled() or f.exception() is not None or self._engine.abort_request(f.result()))
+                raise
+        except BaseException:
+            self._ids.pop(key, None)
+            raise
+        if request_id is None:
+            del self._ids[key]
+            key = rid
+        self._ids[key] = rid
+        tracker = RequestTracker(key, text, ids, params, self.tokenizer)
+        ended = False  # the engine delivered its final output
+        try:
+            while not tracker.finished:
+                items = await route.queue.get()
+                for _, token, logprob, top, finish, error in items:
+                    if token >= 0 and not tracker.finished:
+                        if tracker.add_token(token, logprob, top):
+                            self._engine.abort_request(rid)  # a stop string matched: free its blocks now
+                    if finish:
+                        ended = True
+                        tracker.finish(finish, error)
+                yield tracker.snapshot()
+        finally:
+            if self._ids.get(key) == rid:
+                del self._ids[key]
+            if not ended and not tracker.finished:
+                self._engine.abort_request(rid)
+
+    async def abort(self, request_id: Any) -> None:
+        """Ends a running request; its generator yields a final output with finish_reason "abort".
+        Unknown or finished ids are ignored."""
+        rid = self._ids.get(request_id)
+        if rid is not None and rid >= 0:
+            self._engine.abort_request(rid)
+
+    def shutdown(self, drain: bool = False) -> None:
+        """Stops the engine: requests in flight end with "abort" (or finish first, with drain);
+        later generate() calls raise. Idempotent."""
+        self._dispatch.shutdown(drain)  # the admission threads stay: later calls get the engine's error
+
+    def __del__(self):
+        d = getattr(self, "_dispatch", None)
+        if d is not None:
+            d.shutdown(False)
+        admit = getattr(self, "_admit", None)
+        if admit is not None:
+            admit.shutdown(wait=False)

@@ -1,0 +1,134 @@
+# eli/server/metrics.py: the server's Prometheus metrics (prometheus_client), and the engine
+# progress watchdog behind /health.
+#
+# Invariants: every app has its own CollectorRegistry (several servers in one process, e.g. tests,
+# never clash). Engine-side numbers (running/waiting requests, KV blocks, prefix cache, preemptions,
+# token counters) are read from llm.stats() at scrape time by a custom collector, so they can never
+# drift from the engine; per-request latencies (TTFT, time per output token, end-to-end) are
+# histograms the request handlers observe. Names follow vLLM's, with the "eli:" prefix.
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+                 7.5, 10.0, 20.0, 40.0, 80.0)
+_TPOT_BUCKETS = (0.001, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2,
+                 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+_E2E_BUCKETS = (0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
+                60.0, 120.0, 300.0)
+
+
+class _EngineCollector:
+    def __init__(self, stats: Callable[[], dict], model: str):
+        self._stats = stats
+        self._model = model
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        try:
+            s = self._stats() or {}
+        except Exception:  # noqa: BLE001 -- a dead engine must not break the scrape
+            s = {}
+        label = ["model_name"]
+        val = [self._model]
+
+        def gauge(name, doc, v):
+            g = GaugeMetricFamily(name, doc, labels=label)
+            g.add_metric(val, float(v))
+            return g
+
+        def counter(name, doc, v):
+            c = CounterMetricFamily(name, doc, labels=label)
+            c.add_metric(val, float(v))
+            return c
+
+        g = lambda k: s.get(k) or 0  # noqa: E731
+        total, free = g("kv_blocks_total"), g("kv_blocks_free")
+        used = max(total - free, 0)
+        hits, queries = g("prefix_cache_hits"), g("prefix_cache_queries")
+        yield gauge("eli:num_requests_running", "Requests in the running batch.", g("num_running"))
+        yield gauge("eli:num_requests_waiting", "Requests waiting to be scheduled.", g("num_waiting"))
+        yield gauge("eli:kv_blocks_total", "KV cache blocks in the pool.", total)
+        yield gauge("eli:kv_blocks_used", "KV cache blocks in use.", used)
+        yield gauge("eli:kv_cache_usage_perc", "Fraction of KV cache blocks in use (0-1).",
+                    used / total if total else 0.0)
+        yield gauge("eli:prefix_cache_hit_rate", "Prefix cache hits / queries since start (0-1).",
+                    hits / queries if queries else 0.0)
+        yield counter("eli:prefix_cache_hits", "Prefix cache hits (blocks).", hits)
+        yield counter("eli:prefix_cache_queries", "Prefix cache queries (blocks).", queries)
+        yield counter("eli:num_preemptions", "Requests preempted (KV cache full).", g("preemptions"))
+        yield counter("eli:prompt_tokens", "Prompt tokens processed.", g("prompt_tokens"))
+        yield counter("eli:generation_tokens", "Tokens generated.", g("generated_tokens"))
+
+
+class ServerMetrics:
+    """Per-app registry: engine collector + request histograms/counters."""
+
+    def __init__(self, stats: Callable[[], dict], model: str):
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_EngineCollector(stats, model))
+        labels = ["model_name"]
+        self._model = model
+        self.ttft = Histogram("eli:time_to_first_token_seconds", "Time to first token.", labels,
+                              buckets=_TTFT_BUCKETS, registry=self.registry).labels(model)
+        self.tpot = Histogram("eli:time_per_output_token_seconds", "Time per output token after the first.",
+                              labels, buckets=_TPOT_BUCKETS, registry=self.registry).labels(model)
+        self.e2e = Histogram("eli:e2e_request_latency_seconds", "End-to-end request latency.", labels,
+                             buckets=_E2E_BUCKETS, registry=self.registry).labels(model)
+        self._success = Counter("eli:request_success", "Finished requests by finish reason.",
+                                labels + ["finished_reason"], registry=self.registry)
+        self._http = Counter("eli:http_requests", "HTTP API requests by endpoint and status.",
+                             ["endpoint", "status"], registry=self.registry)
+
+    def finished(self, reason: Optional[str]) -> None:
+        self._success.labels(self._model, reason or "unknown").inc()
+
+    def http(self, endpoint: str, status: int) -> None:
+        self._http.labels(endpoint, str(status)).inc()
+
+    def observe(self, start: float, first: Optional[float], end: float, n_tokens: int) -> None:
+        """One finished sequence: arrival time, first-token time, end time (perf_counter), tokens."""
+        self.e2e.observe(max(end - start, 0.0))
+        if first is not None:
+            self.ttft.observe(max(first - start, 0.0))
+            if n_tokens > 1:
+                self.tpot.observe(max(end - first, 0.0) / (n_tokens - 1))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class ProgressWatchdog:
+    """Says whether the engine is wedged: it has work but its token counters stopped moving for
+    longer than `timeout_s`. sample() is called periodically (and by /health)."""
+
+    def __init__(self, stats: Callable[[], dict], timeout_s: float):
+        self._stats = stats
+        self.timeout_s = timeout_s
+        self._last_key = None
+        self._last_progress = time.monotonic()
+
+    def sample(self) -> Optional[str]:
+        """None when fine, else the reason the engine looks wedged."""
+        now = time.monotonic()
+        try:
+            s = self._stats() or {}
+        except Exception as e:  # noqa: BLE001
+            return f"engine stats failed: {e}"
+        busy = (s.get("num_running") or 0) + (s.get("num_waiting") or 0) > 0
+        key = (s.get("prompt_tokens"), s.get("generated_tokens"), s.get("preemptions"))
+        if not busy or key != self._last_key:
+            self._last_progress = now
+        self._last_key = key
+        stalled = now - self._last_progress
+        if busy and stalled > self.timeout_s:
+            return f"engine made no progress for {stalled:.0f} s with requests pending"
+        return None

@@ -1,0 +1,431 @@
+// runtime/engine/async_engine.cc: see include/eli/async_engine.h for the threading design.
+//
+// Locks: mu_ guards the command queue and the lifecycle flags; out_mu_ guards the per-request
+// output queues, the stats snapshot and the death record. They are never held together, and the
+// Engine is called only from the loop thread (never under out_mu_, so readers never wait on a step).
+// Invariant: a request id is in `ready` iff its state exists and its queue is non-empty.
+#include "eli/async_engine.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include "eli/error.h"
+
+namespace eli {
+namespace {
+
+struct Command {
+  std::function<void()> run;                       // on the loop thread, Engine alive
+  std::function<void(std::exception_ptr)> cancel;  // the loop stopped before running it; may be empty
+};
+
+struct RequestState {
+  std::deque<TokenOutput> queue;
+  bool ended = false;  // its final output was published (it is in `queue` or was read)
+};
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+struct AsyncEngine::Impl {
+  std::unique_ptr<Engine> engine;
+
+  // ---- guarded by mu ----
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Command> commands;
+  bool accepting = true;  // new requests and scores are taken
+  bool stop = false, drain = false;
+  bool exited = false;    // the loop will run no more commands
+  int64_t fault_after = -1;
+  std::string fault_message;
+  int64_t pause_after = -1;  // test hook: steps left before pausing; -1: never
+  bool paused = false;       // test hook: commands still run, steps do not (except to stop)
+
+  // ---- guarded by out_mu ----
+  mutable std::mutex out_mu;
+  std::condition_variable out_cv;
+  std::unordered_map<int64_t, RequestState> reqs;
+  std::set<int64_t> ready;
+  bool stopped = false;  // the loop thread has exited
+  bool dead = false;
+  std::string error;
+  EngineStats stats;
+
+  // ---- loop thread only ----
+  std::set<int64_t> live;  // admitted, final output not yet published
+
+  std::atomic<int64_t> steps{0};
+  std::atomic<int64_t> last_step_ns{now_ns()};
+  std::atomic<bool> busy{false};
+  std::mutex join_mu;
+  std::thread thread;
+
+  void push(Command cmd, bool admission) {
+    std::exception_ptr refused;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      if (!exited && (!admission || accepting)) {
+        commands.push_back(std::move(cmd));
+        cv.notify_one();
+        return;
+      }
+      refused = refusal();
+    }
+    if (!admission) return;  // an abort after the end: nothing to do
+    std::rethrow_exception(refused);
+  }
+
+  std::exception_ptr refusal() const {
+    std::lock_guard<std::mutex> lk(out_mu);
+    if (dead) return std::make_exception_ptr(Error(ErrorKind::kDevice, "the engine failed: " + error));
+    return std::make_exception_ptr(Error(ErrorKind::kInvalidArgument, "the engine is shut down"));
+  }
+
+  // Runs fn on the loop thread and returns its result (or rethrows its exception) here.
+  template <typename R>
+  R call(std::function<R()> fn, bool admission) {
+    auto promise = std::make_shared<std::promise<R>>();
+    std::future<R> future = promise->get_future();
+    Command cmd;
+    cmd.run = [promise, fn = std::move(fn)] {
+      try {
+        promise->set_value(fn());
+      } catch (...) {
+        promise->set_exception(std::current_exception());
+      }
+    };
+    cmd.cancel = [promise](std::exception_ptr e) { promise->set_exception(e); };
+    push(std::move(cmd), admission);
+    return future.get();
+  }
+
+  // Loop thread: registers an admitted request so its outputs have a queue.
+  void register_request(int64_t id) {
+    {
+      std::lock_guard<std::mutex> lk(out_mu);
+      reqs[id];
+    }
+    live.insert(id);
+  }
+
+  // Loop thread: forgets a request admitted by a failed batch (its abort echo is dropped).
+  void unregister_request(int64_t id) {
+    engine->abort_request(id);
+    live.erase(id);
+    std::lock_guard<std::mutex> lk(out_mu);
+    reqs.erase(id);
+    ready.erase(id);
+  }
+
+  void publish(std::vector<TokenOutput>& outs) {
+    if (outs.empty()) return;
+    {
+      std::lock_guard<std::mutex> lk(out_mu);
+      for (TokenOutput& o : outs) {
+        const int64_t id = o.request_id;
+        auto it = reqs.find(id);
+        if (o.finish != FinishReason::kNone) live.erase(id);
+        if (it == reqs.end()) continue;  // rolled back by add_requests
+        if (o.finish != FinishReason::kNone) it->second.ended = true;
+        it->second.queue.push_back(std::move(o));
+        ready.insert(id);
+      }
+    }
+    out_cv.notify_all();
+  }
+
+  void refresh_stats() {
+    EngineStats s = engine->stats();
+    std::lock_guard<std::mutex> lk(out_mu);
+    stats = s;
+  }
+
+  // Loop thread, after a failed step: every in-flight request gets the error; the Engine is
+  // abandoned.
+  void die(const std::string& message) {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      accepting = false;
+    }
+    std::vector<TokenOutput> outs;
+    for (int64_t id : live) {
+      TokenOutput o;
+      o.request_id = id;
+      o.finish = FinishReason::kError;
+      o.error = message;
+      outs.push_back(std::move(o));
+    }
+    {
+      std::lock_guard<std::mutex> lk(out_mu);
+      dead = true;
+      error = message;
+    }
+    publish(outs);
+    live.clear();
+  }
+
+  void loop();
+};
+
+void AsyncEngine::Impl::loop() {
+  for (;;) {
+    std::vector<Command> cmds;
+    bool stop_now = false, drain_now = false;
+    {
+      std::unique_lock<std::mutex> lk(mu);
+      for (;;) {
+        const bool work = engine->has_unfinished() && (!paused || stop);
+        busy.store(work || !commands.empty());
+        if (work || !commands.empty()) break;
+        if (stop) {
+          exited = true;
+          break;
+        }
+        cv.wait(lk);
+      }
+      if (exited) break;
+      cmds.swap(commands);
+      stop_now = stop;
+      drain_now = drain;
+    }
+    try {
+      for (Command& c : cmds) c.run();
+      if (stop_now && !drain_now) {
+        std::vector<int64_t> ids(live.begin(), live.end());
+        for (int64_t id : ids) engine->abort_request(id);
+      }
+      bool step_now = engine->has_unfinished();
+      if (step_now) {
+        std::lock_guard<std::mutex> lk(mu);
+        step_now = !paused || stop;
+      }
+      if (step_now) {
+        {
+          std::lock_guard<std::mutex> lk(mu);
+          if (pause_after > 0 && --pause_after == 0) paused = true;
+          if (fault_after == 0) {
+            fault_after = -1;
+            throw Error(ErrorKind::kDevice, fault_message);
+          }
+          if (fault_after > 0) --fault_after;
+        }
+        std::vector<TokenOutput> outs = engine->step();
+        steps.fetch_add(1);
+        last_step_ns.store(now_ns());
+        refresh_stats();  // before publishing: a reader who saw a final output sees its blocks free
+        publish(outs);
+      } else {
+        refresh_stats();
+      }
+    } catch (const std::exception& e) {
+      die(e.what());
+      break;
+    } catch (...) {
+      die("unknown error in the engine step");
+      break;
+    }
+  }
+  // No command runs any more: refuse those still queued, then wake every reader.
+  std::vector<Command> left;
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    exited = true;
+    accepting = false;
+    left.swap(commands);
+  }
+  busy.store(false);
+  std::exception_ptr refused = refusal();
+  for (Command& c : left) {
+    if (c.cancel) c.cancel(refused);
+  }
+  {
+    std::lock_guard<std::mutex> lk(out_mu);
+    stopped = true;
+  }
+  out_cv.notify_all();
+}
+
+AsyncEngine::AsyncEngine(const EngineConfig& config) : AsyncEngine(std::make_unique<Engine>(config)) {}
+
+AsyncEngine::AsyncEngine(std::unique_ptr<Engine> engine) : impl_(new Impl) {
+  ELI_CHECK(engine != nullptr, "AsyncEngine needs an engine");
+  impl_->engine = std::move(engine);
+  impl_->stats = impl_->engine->stats();
+  impl_->thread = std::thread([m = impl_.get()] { m->loop(); });
+}
+
+AsyncEngine::~AsyncEngine() { shutdown(false); }
+
+const EngineInfo& AsyncEngine::info() const { return impl_->engine->info(); }
+
+int64_t AsyncEngine::add_request(const std::vector<int32_t>& prompt, const SamplingParams& params) {
+  Impl* m = impl_.get();
+  return m->call<int64_t>(
+      [m, &prompt, &params] {
+        const int64_t id = m->engine->add_request(prompt, params);
+        m->register_request(id);
+        return id;
+      },
+      true);
+}
+
+std::vector<int64_t> AsyncEngine::add_requests(const std::vector<std::vector<int32_t>>& prompts,
+                                               const std::vector<SamplingParams>& params) {
+  ELI_CHECK(prompts.size() == params.size(), prompts.size(), " prompts but ", params.size(), " sampling params");
+  Impl* m = impl_.get();
+  return m->call<std::vector<int64_t>>(
+      [m, &prompts, &params] {
+        std::vector<int64_t> ids;
+        for (size_t i = 0; i < prompts.size(); ++i) {
+          try {
+            ids.push_back(m->engine->add_request(prompts[i], params[i]));
+            m->register_request(ids.back());
+          } catch (const Error& e) {
+            for (int64_t id : ids) m->unregister_request(id);
+            if (prompts.size() == 1) throw;
+            throw Error(e.kind(), detail::concat("prompt ", i, ": ", e.what()));
+          } catch (...) {
+            for (int64_t id : ids) m->unregister_request(id);
+            throw;
+          }
+        }
+        return ids;
+      },
+      true);
+}
+
+void AsyncEngine::abort_request(int64_t request_id) {
+  Impl* m = impl_.get();
+  Command cmd;
+  cmd.run = [m, request_id] { m->engine->abort_request(request_id); };
+  m->push(std::move(cmd), false);
+}
+
+bool AsyncEngine::wait_outputs(std::vector<TokenOutput>* out, int timeout_ms) {
+  Impl& m = *impl_;
+  std::unique_lock<std::mutex> lk(m.out_mu);
+  auto pred = [&m] { return !m.ready.empty() || m.stopped; };
+  if (timeout_ms < 0) {
+    m.out_cv.wait(lk, pred);
+  } else {
+    m.out_cv.wait_for(lk, std::chrono::milliseconds(timeout_ms), pred);
+  }
+  const size_t before = out->size();
+  for (int64_t id : m.ready) {
+    auto it = m.reqs.find(id);
+    if (it == m.reqs.end()) continue;
+    for (TokenOutput& o : it->second.queue) out->push_back(std::move(o));
+    it->second.queue.clear();
+    if (it->second.ended) m.reqs.erase(it);
+  }
+  m.ready.clear();
+  return out->size() > before || !m.stopped;
+}
+
+bool AsyncEngine::wait_request_outputs(const std::vector<int64_t>& request_ids, std::vector<TokenOutput>* out,
+                                       int timeout_ms) {
+  Impl& m = *impl_;
+  std::unique_lock<std::mutex> lk(m.out_mu);
+  auto pred = [&m, &request_ids] {
+    if (m.stopped) return true;
+    bool any_known = false;
+    for (int64_t id : request_ids) {
+      if (m.ready.count(id)) return true;
+      any_known = any_known || m.reqs.count(id) != 0;
+    }
+    return !any_known;
+  };
+  if (timeout_ms < 0) {
+    m.out_cv.wait(lk, pred);
+  } else {
+    m.out_cv.wait_for(lk, std::chrono::milliseconds(timeout_ms), pred);
+  }
+  const size_t before = out->size();
+  bool any_left = false;
+  for (int64_t id : request_ids) {
+    auto it = m.reqs.find(id);
+    if (it == m.reqs.end()) continue;
+    for (TokenOutput& o : it->second.queue) out->push_back(std::move(o));
+    it->second.queue.clear();
+    m.ready.erase(id);
+    if (it->second.ended) {
+      m.reqs.erase(it);
+    } else {
+      any_left = true;
+    }
+  }
+  return out->size() > before || (any_left && !m.stopped);
+}
+
+std::vector<float> AsyncEngine::score(const std::vector<int32_t>& token_ids) {
+  Impl* m = impl_.get();
+  return m->call<std::vector<float>>([m, &token_ids] { return m->engine->score(token_ids); }, true);
+}
+
+EngineStats AsyncEngine::stats() const {
+  std::lock_guard<std::mutex> lk(impl_->out_mu);
+  return impl_->stats;
+}
+
+bool AsyncEngine::healthy() const {
+  std::lock_guard<std::mutex> lk(impl_->out_mu);
+  return !impl_->dead;
+}
+
+std::string AsyncEngine::error() const {
+  std::lock_guard<std::mutex> lk(impl_->out_mu);
+  return impl_->error;
+}
+
+int64_t AsyncEngine::steps() const { return impl_->steps.load(); }
+
+std::chrono::steady_clock::time_point AsyncEngine::last_step_time() const {
+  return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(impl_->last_step_ns.load()));
+}
+
+bool AsyncEngine::busy() const { return impl_->busy.load(); }
+
+void AsyncEngine::shutdown(bool drain) {
+  Impl& m = *impl_;
+  {
+    std::lock_guard<std::mutex> lk(m.mu);
+    m.accepting = false;
+    if (!m.stop) m.drain = drain;
+    if (!drain) m.drain = false;  // a later non-draining shutdown cuts a drain short
+    m.stop = true;
+  }
+  m.cv.notify_one();
+  std::lock_guard<std::mutex> lk(m.join_mu);
+  if (m.thread.joinable()) m.thread.join();
+}
+
+void AsyncEngine::pause_after_steps(int64_t n) {
+  {
+    std::lock_guard<std::mutex> lk(impl_->mu);
+    impl_->paused = n == 0;
+    impl_->pause_after = n > 0 ? n : -1;
+  }
+  impl_->cv.notify_one();
+}
+
+void AsyncEngine::inject_step_fault(int64_t after_steps, const std::string& message) {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  impl_->fault_after = after_steps < 0 ? -1 : after_steps;
+  impl_->fault_message = message;
+}
+
+}  // namespace eli
