@@ -15,11 +15,13 @@
 #
 # Engines and model files:
 #   eli f32 / eli bf16: eli.LLM(<Q4_1 gguf>, dtype=...) -- the engine dequantizes the GGUF on load.
-#     Timed at the engine boundary (the compiled Engine's add_request/step, as llama-bench times
-#     llama_decode); each step also samples (greedy) a token, which llama-bench does not.
+#     Timed at the engine boundary: the synchronous compiled engine (_eli.Engine add_request/step,
+#     stepped from this process, as llama-bench times llama_decode); each step also samples (greedy)
+#     a token, which llama-bench does not.
 #   eli-api f32 / bf16: the same through the public Python API (LLM.stream with its own timers:
-#     prefill = time to the first token, decode = the rest), i.e. including the Python request
-#     tracker and incremental detokenizer; the gap to the "eli" rows is the Python overhead.
+#     prefill = time to the first token, decode = the rest), i.e. including the AsyncEngine step
+#     thread hand-off, the Python request tracker and the incremental detokenizer; the gap to the
+#     "eli" rows is that overhead.
 #   llama.cpp Q4_1 / F32 / BF16 / F16: llama-cpp-python's low-level bindings (llama_decode on a
 #     llama_batch_get_one batch, llama_synchronize after each call, KV memory cleared before each
 #     repetition), the same calls llama-bench makes, with its context defaults (n_batch 2048,
@@ -124,10 +126,19 @@ def bench_eli(cfg: dict) -> dict:
     import eli
     from eli.sampling_params import SamplingParams
 
-    llm = eli.LLM(cfg["model"], dtype=ELI_DTYPES[cfg["dtype"]], n_threads=cfg["threads"], download=False,
-                  progress=False)
-    engine = llm._engine  # the compiled engine: the boundary llama-bench's llama_decode corresponds to
-    vocab = llm.info["spec"]["vocab_size"]
+    if cfg["engine"] == "eli":
+        # The synchronous compiled engine, stepped from here: the boundary that llama-bench's
+        # llama_decode corresponds to (no engine thread, no Python request tracking).
+        from eli import _eli
+
+        engine = _eli.Engine({"model": cfg["model"], "device": "cpu", "dtype": ELI_DTYPES[cfg["dtype"]],
+                              "n_threads": cfg["threads"]})
+        info = engine.info()
+    else:
+        llm = eli.LLM(cfg["model"], dtype=ELI_DTYPES[cfg["dtype"]], n_threads=cfg["threads"], download=False,
+                      progress=False)
+        info = llm.info
+    vocab = info["spec"]["vocab_size"]
     p_len, g_len = cfg["prompt_len"], cfg["gen_len"]
 
     def run_engine(ids: list[int], max_tokens: int) -> list[float]:
@@ -165,8 +176,8 @@ def bench_eli(cfg: dict) -> dict:
 
     if cfg["engine"] == "eli-api":
         prefill, decode = api_prefill, api_decode
-    return run_protocol(cfg, prefill, decode, info={"weight_dtype": llm.info["weight_dtype"],
-                                                     "num_threads": llm.info["num_threads"]})
+    return run_protocol(cfg, prefill, decode, info={"weight_dtype": info["weight_dtype"],
+                                                     "num_threads": info["num_threads"]})
 
 
 def profile_eli_decode(model: str, dtype: str, threads: int, gen_len: int) -> None:

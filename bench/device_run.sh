@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # bench/device_run.sh: the one script to run on the GPU machine. Builds eli with CUDA for sm_90
 # (Release, tests on, all cores), runs the C++ tests (CudaKernel* included) and writes every log to
-# $OUT (set by the device tool; defaults to ./device_out). Exit status: non-zero if the build or
-# any test failed; the logs are written either way.
+# $OUT (set by the device tool; defaults to ./device_out); then (unless ELI_DEVICE_SKIP_PYTHON=1)
+# pip-installs the Python package with CUDA for sm_90 and runs the GPU parity tests
+# (tests/python/test_cuda_parity.py, tests/python/test_model_parity.py); with
+# ELI_DEVICE_MEMCHECK=1 also runs the CUDA kernel tests under compute-sanitizer memcheck.
+# Exit status: non-zero if the build or any test failed; the logs are written either way.
+# The SmolLM2 GGUF is not on the GPU machine (no network, too big to carry): its GPU test runs
+# only when ELI_TEST_SMOLLM2 names a copy.
 #   usage: bench/device_run.sh [gtest filter, default '*']
 set -euo pipefail
 
@@ -38,6 +43,27 @@ status=0
 if grep -q "no CUDA device" "$OUT/tests_cuda.log"; then
   echo "!! CudaKernel tests skipped: no CUDA device visible" | tee -a "$OUT/tests_cuda.log"
   status=1
+fi
+
+if [ "${ELI_DEVICE_MEMCHECK:-0}" = "1" ] && command -v compute-sanitizer >/dev/null; then
+  compute-sanitizer --tool memcheck --error-exitcode 9 "$BUILD/eli_cpp_tests" \
+    --gtest_filter='CudaKernel*:-*RepeatedLoop*:*OutOfMemory*' 2>&1 | tail -n 60 > "$OUT/memcheck.log" || status=$?
+  tail -n 5 "$OUT/memcheck.log"
+fi
+
+if [ "${ELI_DEVICE_SKIP_PYTHON:-0}" != "1" ]; then
+  {
+    python3 --version
+    python3 -c "import numpy, nanobind, scikit_build_core, tokenizers, jinja2, safetensors, pytest; print('py deps ok')"
+    python3 -c "import tqdm" 2>/dev/null && echo "tqdm ok" || echo "tqdm missing (only the download progress bar uses it)"
+  } 2>&1 | tee "$OUT/python_env.log" || status=$?
+  ELI_CUDA=ON ELI_CUDA_ARCHS=90 CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    python3 -m pip install --no-build-isolation --no-deps -v "$ROOT" > "$OUT/pip_install.log" 2>&1 || {
+      status=$?; tail -n 40 "$OUT/pip_install.log"; }
+  # From outside the source tree so that `import eli` finds the installed package.
+  (cd /tmp && PYTHONUNBUFFERED=1 python3 -m pytest -q -rs -p no:cacheprovider \
+      "$ROOT/tests/python/test_cuda_parity.py" "$ROOT/tests/python/test_model_parity.py" 2>&1) \
+    | tee "$OUT/pytest_gpu.log" || status=$?
 fi
 echo "== exit status $status" | tee "$OUT/status.log"
 exit "$status"

@@ -6,8 +6,9 @@
 // it (add_request, add_requests, abort_request, score) becomes a command in a mutex-protected
 // queue; the loop thread applies queued commands between two steps. Calls that return something
 // (add_request: the id or the admission error; score: the logits) wait on a promise that the loop
-// thread fulfils, so admission errors reach the caller synchronously with their ErrorKind, after
-// at most one step of waiting. abort_request does not wait: the loop thread applies it before its
+// thread fulfils, so admission errors reach the caller synchronously (thrown again in the caller
+// as eli::Error with the same kind and message), after at most one step of waiting; admissions
+// queued during one step are all applied before the next, so concurrent submitters batch. abort_request does not wait: the loop thread applies it before its
 // next step, which frees the request's KV blocks and delivers its final kAbort output.
 //
 // Invariants:

@@ -7,6 +7,12 @@ void add_cuda_kernels(std::vector<KernelEntry>& table) {
   table.push_back({Op::kRmsNorm, DeviceKind::kCUDA, DType::kF32, "cuda", 10, rmsnorm_f32_cuda, nullptr});
   table.push_back({Op::kEmbedding, DeviceKind::kCUDA, DType::kF32, "cuda", 10, embedding_f32_cuda, nullptr});
   table.push_back({Op::kEmbedding, DeviceKind::kCUDA, DType::kBF16, "cuda", 10, embedding_bf16_cuda, nullptr});
+  table.push_back({Op::kMatmul, DeviceKind::kCUDA, DType::kF32, "cuda", 10, matmul_f32_cuda, nullptr});
+  table.push_back({Op::kMatmul, DeviceKind::kCUDA, DType::kBF16, "cuda", 10, matmul_bf16_cuda, nullptr});
+  table.push_back({Op::kRope, DeviceKind::kCUDA, DType::kF32, "cuda", 10, rope_f32_cuda, nullptr});
+  table.push_back({Op::kSwiglu, DeviceKind::kCUDA, DType::kF32, "cuda", 10, swiglu_f32_cuda, nullptr});
+  table.push_back({Op::kKvWrite, DeviceKind::kCUDA, DType::kF32, "cuda", 10, kv_write_f32_cuda, nullptr});
+  table.push_back({Op::kAttention, DeviceKind::kCUDA, DType::kF32, "cuda", 10, attention_f32_cuda, nullptr});
 }
 
 }  // namespace eli

@@ -17,5 +17,11 @@ void add_cuda_kernels(std::vector<KernelEntry>& table);
 void rmsnorm_f32_cuda(const void* args, const ExecContext& ctx);     // RmsNormArgs
 void embedding_f32_cuda(const void* args, const ExecContext& ctx);   // EmbeddingArgs, f32 table
 void embedding_bf16_cuda(const void* args, const ExecContext& ctx);  // EmbeddingArgs, bf16 table
+void matmul_f32_cuda(const void* args, const ExecContext& ctx);      // MatmulArgs, f32 weights
+void matmul_bf16_cuda(const void* args, const ExecContext& ctx);     // MatmulArgs, bf16 weights
+void rope_f32_cuda(const void* args, const ExecContext& ctx);        // RopeArgs
+void swiglu_f32_cuda(const void* args, const ExecContext& ctx);      // SwigluArgs
+void kv_write_f32_cuda(const void* args, const ExecContext& ctx);    // KvWriteArgs, f32 cache
+void attention_f32_cuda(const void* args, const ExecContext& ctx);   // AttentionArgs, f32 cache
 
 }  // namespace eli

@@ -152,6 +152,8 @@ class AsyncLLM(EngineFrontend):
         try:
             while not tracker.finished:
                 items = await route.queue.get()
+                while not route.queue.empty():  # a slow consumer gets one snapshot for all that came
+                    items = items + route.queue.get_nowait()
                 for _, token, logprob, top, finish, error in items:
                     if token >= 0 and not tracker.finished:
                         if tracker.add_token(token, logprob, top):

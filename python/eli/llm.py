@@ -33,10 +33,11 @@ def _native():
 
 
 def _resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when this build sees a CUDA device, else "cpu"; anything else is passed
+    through ("cpu", "cuda", "cuda:N"; the engine raises a typed error for what it cannot run)."""
     if device != "auto":
         return device
-    # The CUDA model path lands with the CUDA backend; until then "auto" means the CPU.
-    return "cpu"
+    return "cuda" if _native().cuda_device_count() > 0 else "cpu"
 
 
 class EngineFrontend:

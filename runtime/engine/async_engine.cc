@@ -22,9 +22,23 @@
 namespace eli {
 namespace {
 
+// An error crossing threads as plain data (kind + message), not as an exception_ptr: the caller
+// rethrows it as eli::Error. (Sharing exception objects between threads also trips TSan.)
+struct Failure {
+  ErrorKind kind = ErrorKind::kInternal;
+  std::string message;
+};
+
+template <typename R>
+struct Reply {
+  R value{};
+  bool ok = false;
+  Failure failure;
+};
+
 struct Command {
-  std::function<void()> run;                       // on the loop thread, Engine alive
-  std::function<void(std::exception_ptr)> cancel;  // the loop stopped before running it; may be empty
+  std::function<void()> run;                     // on the loop thread, Engine alive
+  std::function<void(const Failure&)> cancel;    // the loop stopped before running it; may be empty
 };
 
 struct RequestState {
@@ -75,7 +89,6 @@ struct AsyncEngine::Impl {
   std::thread thread;
 
   void push(Command cmd, bool admission) {
-    std::exception_ptr refused;
     {
       std::lock_guard<std::mutex> lk(mu);
       if (!exited && (!admission || accepting)) {
@@ -83,34 +96,47 @@ struct AsyncEngine::Impl {
         cv.notify_one();
         return;
       }
-      refused = refusal();
     }
     if (!admission) return;  // an abort after the end: nothing to do
-    std::rethrow_exception(refused);
+    Failure f = refusal();
+    throw Error(f.kind, f.message);
   }
 
-  std::exception_ptr refusal() const {
+  Failure refusal() const {
     std::lock_guard<std::mutex> lk(out_mu);
-    if (dead) return std::make_exception_ptr(Error(ErrorKind::kDevice, "the engine failed: " + error));
-    return std::make_exception_ptr(Error(ErrorKind::kInvalidArgument, "the engine is shut down"));
+    if (dead) return {ErrorKind::kDevice, "the engine failed: " + error};
+    return {ErrorKind::kInvalidArgument, "the engine is shut down"};
   }
 
-  // Runs fn on the loop thread and returns its result (or rethrows its exception) here.
+  // Runs fn on the loop thread and returns its result (or throws its error) here.
   template <typename R>
   R call(std::function<R()> fn, bool admission) {
-    auto promise = std::make_shared<std::promise<R>>();
-    std::future<R> future = promise->get_future();
+    auto promise = std::make_shared<std::promise<Reply<R>>>();
+    std::future<Reply<R>> future = promise->get_future();
     Command cmd;
     cmd.run = [promise, fn = std::move(fn)] {
+      Reply<R> r;
       try {
-        promise->set_value(fn());
-      } catch (...) {
-        promise->set_exception(std::current_exception());
+        r.value = fn();
+        r.ok = true;
+      } catch (const Error& e) {
+        r.failure = {e.kind(), e.what()};
+      } catch (const std::bad_alloc&) {
+        r.failure = {ErrorKind::kOutOfMemory, "out of host memory"};
+      } catch (const std::exception& e) {
+        r.failure = {ErrorKind::kInternal, e.what()};
       }
+      promise->set_value(std::move(r));
     };
-    cmd.cancel = [promise](std::exception_ptr e) { promise->set_exception(e); };
+    cmd.cancel = [promise](const Failure& f) {
+      Reply<R> r;
+      r.failure = f;
+      promise->set_value(std::move(r));
+    };
     push(std::move(cmd), admission);
-    return future.get();
+    Reply<R> r = future.get();
+    if (!r.ok) throw Error(r.failure.kind, r.failure.message);
+    return std::move(r.value);
   }
 
   // Loop thread: registers an admitted request so its outputs have a queue.
@@ -178,6 +204,15 @@ struct AsyncEngine::Impl {
     live.clear();
   }
 
+  // Refuses the commands of a batch that will not run (the engine died part-way through it).
+  void cancel_from(std::vector<Command>* cmds, size_t first) {
+    if (first >= cmds->size()) return;
+    const Failure refused = refusal();
+    for (size_t i = first; i < cmds->size(); ++i) {
+      if ((*cmds)[i].cancel) (*cmds)[i].cancel(refused);
+    }
+  }
+
   void loop();
 };
 
@@ -202,8 +237,9 @@ void AsyncEngine::Impl::loop() {
       stop_now = stop;
       drain_now = drain;
     }
+    size_t n_run = 0;
     try {
-      for (Command& c : cmds) c.run();
+      for (; n_run < cmds.size(); ++n_run) cmds[n_run].run();
       if (stop_now && !drain_now) {
         std::vector<int64_t> ids(live.begin(), live.end());
         for (int64_t id : ids) engine->abort_request(id);
@@ -233,9 +269,11 @@ void AsyncEngine::Impl::loop() {
       }
     } catch (const std::exception& e) {
       die(e.what());
+      cancel_from(&cmds, n_run + 1);
       break;
     } catch (...) {
       die("unknown error in the engine step");
+      cancel_from(&cmds, n_run + 1);
       break;
     }
   }
@@ -248,7 +286,7 @@ void AsyncEngine::Impl::loop() {
     left.swap(commands);
   }
   busy.store(false);
-  std::exception_ptr refused = refusal();
+  const Failure refused = refusal();
   for (Command& c : left) {
     if (c.cancel) c.cancel(refused);
   }

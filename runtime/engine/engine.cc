@@ -68,9 +68,11 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   m.config = config;
   m.seed_rng.seed(config.seed != 0 ? config.seed : std::random_device{}());
   DeviceId dev = parse_device(config.device);
-  ELI_CHECK_KIND(kUnsupported, dev.kind == DeviceKind::kCPU, "model execution on ", config.device,
-                 " is not available yet in this build; use device=\"cpu\"");
+  // create_device throws kNotCompiled for CUDA in a CPU-only build and kDevice for a missing GPU.
   m.device = create_device(dev);
+  // Kernels launch on the current CUDA device, which nothing sets yet: only cuda:0 for now.
+  ELI_CHECK_KIND(kUnsupported, dev.kind != DeviceKind::kCUDA || dev.index == 0, "model execution on ",
+                 config.device, " is not supported yet; use device=\"cuda:0\"");
   m.pool = std::make_unique<ThreadPool>(config.n_threads);
 
   ModelFiles files = open_model_files(config.model);
@@ -87,7 +89,7 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   m.info.device = device_name(dev);
   m.info.n_params = weights.n_params;
   m.info.n_threads = m.pool->n_threads();
-  m.model = std::make_unique<Transformer>(files.spec, std::move(weights), m.pool.get());
+  m.model = std::make_unique<Transformer>(files.spec, std::move(weights), m.pool.get(), m.device.get());
 
   KvPlan plan = plan_kv_cache(config, files.spec, *m.device);
   m.kv = std::make_unique<KvCache>(*m.device, plan.shape);

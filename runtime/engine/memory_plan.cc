@@ -10,6 +10,18 @@
 namespace eli {
 
 DType choose_weight_dtype(const std::string& requested, const ModelFiles& files, DeviceId device) {
+  if (device.kind == DeviceKind::kCUDA) {
+    if (requested.empty() || requested == "auto") {
+      // CUDA: bf16 weights (f32 activations) unless the checkpoint is f32, which runs in f32.
+      auto it = files.weights->tensors().find(files.name_of("model.embed_tokens.weight"));
+      if (it != files.weights->tensors().end() && it->second.dtype == DType::kF32) return DType::kF32;
+      return DType::kBF16;
+    }
+    DType d = parse_dtype(requested);
+    ELI_CHECK_KIND(kUnsupported, d == DType::kF32 || d == DType::kBF16, "dtype ", requested,
+                   " is not supported on the CUDA backend yet; use bfloat16 or float32");
+    return d;
+  }
   if (requested.empty() || requested == "auto") {
     // CPU: keep bf16 checkpoints in bf16 (half the bytes per token); everything else (f32, f16,
     // dequantized GGUF blocks) runs in f32, which is exact with respect to the stored values.
@@ -57,9 +69,17 @@ KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const De
       const uint64_t ctx = static_cast<uint64_t>(config.max_model_len > 0 ? config.max_model_len : model_context_length(spec));
       const uint64_t per_token = per_block / static_cast<uint64_t>(s.block_size);
       const uint64_t want = per_token * ctx * static_cast<uint64_t>(config.max_num_seqs);
-      const uint64_t cap = std::min<uint64_t>(device.available_bytes() / 4, uint64_t{4} << 30);
-      bytes = std::min(want, std::max(cap, per_token * ctx));
-      bytes = std::min(bytes, device.available_bytes() / 2);
+      const uint64_t avail = device.available_bytes();
+      if (device.id().kind == DeviceKind::kCPU) {
+        const uint64_t cap = std::min<uint64_t>(avail / 4, uint64_t{4} << 30);
+        bytes = std::min(want, std::max(cap, per_token * ctx));
+        bytes = std::min(bytes, avail / 2);
+      } else {
+        // A GPU: the weights are already on it, so `avail` is what is left; the KV pool takes at
+        // most half of it (the rest is for workspaces and other processes), and no more than
+        // max_num_seqs full contexts need.
+        bytes = std::min(want, avail / 2);
+      }
     }
     s.n_blocks = static_cast<int64_t>(bytes / per_block);
     ELI_CHECK_KIND(kOutOfMemory, s.n_blocks >= 1, "kv_cache_bytes (", bytes, ") is smaller than one KV block (",

@@ -4,6 +4,10 @@
 // Invariants: the KV pool is sized from an explicit count, an explicit byte budget, or a default
 // share of the device's available memory, in that order of precedence; max_model_len never exceeds
 // the model's context.
+// Defaults: CPU: min(max_num_seqs full contexts, max(min(avail/4, 4 GiB), one context), avail/2).
+// CUDA (planned after the weights are uploaded): min(max_num_seqs full contexts, free/2).
+// Weight dtype "auto": CPU keeps bf16 checkpoints in bf16, else f32; CUDA uses f32 for f32
+// checkpoints and bf16 for the rest (bf16, f16, GGUF); float16 is refused on both for now.
 #pragma once
 
 #include <cstdint>

@@ -16,11 +16,20 @@ uint64_t KvCacheShape::bytes_per_block() const {
 }
 
 KvCache::KvCache(Device& device, const KvCacheShape& shape) : shape_(shape) {
-  ELI_CHECK(shape.dtype == DType::kF32, "the KV cache is float32 on this backend");
+  ELI_CHECK(shape.dtype == DType::kF32, "the KV cache is float32 on every backend for now");
   ELI_CHECK(shape.n_blocks > 0 && shape.block_size > 0, "empty KV cache");
   for (int64_t l = 0; l < shape.n_layers; ++l) {
     k_.push_back(Tensor::empty(device, shape.dtype, {shape.n_blocks, shape.block_size, shape.n_kv_heads, shape.head_dim}));
     v_.push_back(Tensor::empty(device, shape.dtype, {shape.n_blocks, shape.block_size, shape.n_kv_heads, shape.head_dim}));
+  }
+  if (device.id().kind != DeviceKind::kCPU) {
+    // Never-written slots hold zeros rather than stale device memory (attention never reads them,
+    // but a bug then shows as wrong numbers, not NaNs from garbage). The CPU path skips this so
+    // that its pages are only touched when used.
+    for (int64_t l = 0; l < shape.n_layers; ++l) {
+      device.memset_zero(k_[static_cast<size_t>(l)].ptr<void>(), k_[static_cast<size_t>(l)].nbytes());
+      device.memset_zero(v_[static_cast<size_t>(l)].ptr<void>(), v_[static_cast<size_t>(l)].nbytes());
+    }
   }
 }
 

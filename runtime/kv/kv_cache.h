@@ -1,6 +1,8 @@
 // runtime/kv/kv_cache.h: the storage of the paged KV cache of one model on one device.
 //
-// Layout per layer: k, v: (n_blocks, block_size, n_kv_heads, head_dim), f32 on the CPU backend.
+// Layout per layer: k, v: (n_blocks, block_size, n_kv_heads, head_dim), f32, in the memory of the
+// Device it was made with (host RAM for the CPU, device memory for CUDA: then k()/v() are device
+// pointers, for kernels only). Device storage starts zeroed.
 // Block ids index the first dimension and mean the same on every tier (GPU, host).
 // Invariants: storage is allocated once at construction (sized by the memory planner) and never
 // grows; the BlockPool that hands out ids lives beside it in the engine.
@@ -24,6 +26,7 @@ struct KvCacheShape {
 
 class KvCache {
  public:
+  // `device` must outlive the cache.
   KvCache(Device& device, const KvCacheShape& shape);
   const KvCacheShape& shape() const { return shape_; }
   float* k(int64_t layer) const { return k_[static_cast<size_t>(layer)].ptr<float>(); }

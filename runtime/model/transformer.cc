@@ -1,5 +1,6 @@
-// runtime/model/transformer.cc: the forward pass of the decoder-only family on the CPU backend,
-// through the kernel registry (so the optimized kernels and the references are interchangeable).
+// runtime/model/transformer.cc: the forward pass of the decoder-only family, through the kernel
+// registry (so the optimized kernels and the references are interchangeable), on the CPU or on a
+// CUDA device (see transformer.h for where each buffer lives).
 #include "runtime/model/transformer.h"
 
 #include <algorithm>
@@ -8,21 +9,54 @@
 
 #include "eli/error.h"
 #include "kernels/registry.h"
+#include "runtime/core/checked_math.h"
+#include "runtime/device/device.h"
+#include "runtime/device/pooled_device.h"
 #include "runtime/kv/kv_cache.h"
 
 namespace eli {
 
-Transformer::Transformer(ModelSpec spec, TransformerWeights weights, ThreadPool* pool)
-    : spec_(std::move(spec)), weights_(std::move(weights)), pool_(pool) {
+Transformer::Transformer(ModelSpec spec, TransformerWeights weights, ThreadPool* pool, Device* device)
+    : spec_(std::move(spec)), weights_(std::move(weights)), pool_(pool), device_(device) {
   qkv_dim_ = (spec_.n_heads + 2 * spec_.n_kv_heads) * spec_.head_dim;
   static_rope_ = compute_rope_table(spec_, spec_.max_position);
+  if (device_ != nullptr && device_->id().kind != DeviceKind::kCPU) {
+    kind_ = device_->id().kind;
+    PooledDevice* pooled = as_pooled(*device_);
+    stream_ = pooled != nullptr ? pooled->default_stream() : nullptr;
+    placed_ = upload_weights(weights_, *device_, nullptr);
+    // The device copies are the weights now: drop the host matrices and vectors (and the mapped
+    // file behind zero-copy views), keeping the metadata.
+    TransformerWeights meta;
+    meta.matrix_dtype = weights_.matrix_dtype;
+    meta.n_params = weights_.n_params;
+    weights_ = std::move(meta);
+  } else {
+    device_ = nullptr;
+    placed_ = place_on_host(weights_);
+  }
+}
+
+void Transformer::grow(Buffer& b, int64_t n) {
+  if (b.capacity >= n && b.data != nullptr) return;
+  const int64_t want = std::max<int64_t>(n, 1);
+  if (device_ == nullptr) {
+    b.host.resize(static_cast<size_t>(want));
+    b.data = b.host.data();
+  } else {
+    b.dev = Tensor();  // free first (the pool reuses the block on the same stream)
+    b.dev = Tensor::empty(*device_, DType::kF32, {want});
+    b.data = b.dev.ptr<float>();
+  }
+  b.capacity = want;
 }
 
 void Transformer::ensure_workspace(int64_t T, int64_t n_logits) {
-  auto grow = [](std::vector<float>& v, int64_t n) {
-    if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  };
   const ModelSpec& s = spec_;
+  int64_t n = 0;
+  ELI_CHECK(checked_mul(T, std::max<int64_t>({s.hidden_size, qkv_dim_, 2 * s.intermediate_size}), &n) &&
+                checked_mul(n_logits, std::max<int64_t>(s.hidden_size, s.vocab_size), &n),
+            "workspace size overflows for ", T, " tokens");
   grow(x_, T * s.hidden_size);
   grow(h_, T * s.hidden_size);
   grow(qkv_, T * qkv_dim_);
@@ -30,6 +64,7 @@ void Transformer::ensure_workspace(int64_t T, int64_t n_logits) {
   grow(gate_up_, T * 2 * s.intermediate_size);
   grow(act_, T * s.intermediate_size);
   grow(sel_, n_logits * s.hidden_size);
+  if (device_ != nullptr) grow(logits_, n_logits * s.vocab_size);
   if (static_cast<int64_t>(rope_table_of_token_.size()) < T) rope_table_of_token_.resize(static_cast<size_t>(T));
 }
 
@@ -50,6 +85,40 @@ void Transformer::build_rope_tables(const Batch& batch) {
   }
 }
 
+void Transformer::upload_batch(const Batch& batch) {
+  const int64_t T = batch.n_tokens();
+  // Packed layout (int32): token_ids, positions, cu_seqlens, context_lens, block_tables,
+  // slot_mapping, logits_indices, table_of_token; each array starts at a multiple of 4 elements.
+  const std::vector<int32_t>* arrays[] = {&batch.token_ids, &batch.positions, &batch.cu_seqlens,
+                                          &batch.context_lens, &batch.block_tables, &batch.slot_mapping,
+                                          &batch.logits_indices};
+  constexpr int kArrays = 8;
+  int64_t offsets[kArrays + 1];
+  offsets[0] = 0;
+  for (int i = 0; i < kArrays; ++i) {
+    const int64_t n = i < 7 ? static_cast<int64_t>(arrays[i]->size()) : T;
+    offsets[i + 1] = offsets[i] + (n + 3) / 4 * 4;
+  }
+  staging_.assign(static_cast<size_t>(offsets[kArrays]), 0);
+  for (int i = 0; i < 7; ++i) std::copy(arrays[i]->begin(), arrays[i]->end(), staging_.begin() + offsets[i]);
+  std::copy(rope_table_of_token_.begin(), rope_table_of_token_.begin() + T, staging_.begin() + offsets[7]);
+  static_assert(sizeof(int32_t) == sizeof(float), "int32 arrays share the f32 buffer type");
+  grow(batch_ints_, offsets[kArrays]);
+  device_->copy_host_to_device(batch_ints_.data, staging_.data(), staging_.size() * sizeof(int32_t), stream_);
+  const int32_t* base = reinterpret_cast<const int32_t*>(batch_ints_.data);
+  dev_token_ids_ = base + offsets[0];
+  dev_positions_ = base + offsets[1];
+  dev_cu_seqlens_ = base + offsets[2];
+  dev_context_lens_ = base + offsets[3];
+  dev_block_tables_ = base + offsets[4];
+  dev_slot_mapping_ = base + offsets[5];
+  dev_logits_indices_ = base + offsets[6];
+  dev_table_of_token_ = base + offsets[7];
+  grow(rope_dev_, static_cast<int64_t>(rope_inv_freq_.size()));
+  device_->copy_host_to_device(rope_dev_.data, rope_inv_freq_.data(), rope_inv_freq_.size() * sizeof(float),
+                               stream_);
+}
+
 void Transformer::forward(const Batch& batch, KvCache& kv, float* logits) {
   const ModelSpec& s = spec_;
   const int64_t T = batch.n_tokens(), H = s.hidden_size, I = s.intermediate_size;
@@ -61,41 +130,65 @@ void Transformer::forward(const Batch& batch, KvCache& kv, float* logits) {
   ensure_workspace(T, n_logits);
   build_rope_tables(batch);
 
-  const DeviceKind cpu = DeviceKind::kCPU;
-  const DType wt = weights_.matrix_dtype;
-  const ExecContext ctx{pool_, nullptr};
-  const KernelEntry& k_embed = get_kernel(Op::kEmbedding, cpu, wt);
-  const KernelEntry& k_norm = get_kernel(Op::kRmsNorm, cpu, DType::kF32);
-  const KernelEntry& k_matmul = get_kernel(Op::kMatmul, cpu, wt);
-  const KernelEntry& k_rope = get_kernel(Op::kRope, cpu, DType::kF32);
-  const KernelEntry& k_swiglu = get_kernel(Op::kSwiglu, cpu, DType::kF32);
-  const KernelEntry& k_kv = get_kernel(Op::kKvWrite, cpu, DType::kF32);
-  const KernelEntry& k_attn = get_kernel(Op::kAttention, cpu, DType::kF32);
+  const bool on_host = device_ == nullptr;
+  const int32_t* token_ids = batch.token_ids.data();
+  const int32_t* positions = batch.positions.data();
+  const int32_t* cu_seqlens = batch.cu_seqlens.data();
+  const int32_t* context_lens = batch.context_lens.data();
+  const int32_t* block_tables = batch.block_tables.data();
+  const int32_t* slot_mapping = batch.slot_mapping.data();
+  const int32_t* table_of_token = rope_table_of_token_.data();
+  const float* inv_freq = rope_inv_freq_.data();
+  if (!on_host) {
+    upload_batch(batch);
+    token_ids = dev_token_ids_;
+    positions = dev_positions_;
+    cu_seqlens = dev_cu_seqlens_;
+    context_lens = dev_context_lens_;
+    block_tables = dev_block_tables_;
+    slot_mapping = dev_slot_mapping_;
+    table_of_token = dev_table_of_token_;
+    inv_freq = rope_dev_.data;
+  }
 
-  auto matmul = [&](float* out, const float* x, const WeightMatrix& w, const std::vector<float>& bias,
-                    int64_t m, bool accumulate) {
-    MatmulArgs a{out, x, w.data(), bias.empty() ? nullptr : bias.data(), m, w.rows(), w.cols(),
-                 w.rows(), w.cols(), accumulate};
+  const DeviceKind dk = kind_;
+  const DType wt = placed_.matrix_dtype;
+  const ExecContext ctx{on_host ? pool_ : nullptr, stream_};
+  const KernelEntry& k_embed = get_kernel(Op::kEmbedding, dk, wt);
+  const KernelEntry& k_norm = get_kernel(Op::kRmsNorm, dk, DType::kF32);
+  const KernelEntry& k_matmul = get_kernel(Op::kMatmul, dk, wt);
+  const KernelEntry& k_rope = get_kernel(Op::kRope, dk, DType::kF32);
+  const KernelEntry& k_swiglu = get_kernel(Op::kSwiglu, dk, DType::kF32);
+  const KernelEntry& k_kv = get_kernel(Op::kKvWrite, dk, DType::kF32);
+  const KernelEntry& k_attn = get_kernel(Op::kAttention, dk, DType::kF32);
+
+  // w is (n, k) row-major in the matrix dtype.
+  auto matmul = [&](float* out, const float* x, const void* w, const float* bias, int64_t m, int64_t n,
+                    int64_t k, bool accumulate) {
+    MatmulArgs a{out, x, w, bias, m, n, k, n, k, accumulate};
     k_matmul.fn(&a, ctx);
   };
-  auto norm = [&](float* out, const float* x, const std::vector<float>& weight, int64_t rows, int64_t width,
+  auto norm = [&](float* out, const float* x, const float* weight, int64_t rows, int64_t width,
                   int64_t out_stride, int64_t x_stride) {
-    RmsNormArgs a{out, nullptr, x, weight.data(), rows, width, out_stride, x_stride,
-                  static_cast<float>(s.rms_norm_eps), 0.0f};
+    RmsNormArgs a{out, nullptr, x, weight, rows, width, out_stride, x_stride, static_cast<float>(s.rms_norm_eps),
+                  0.0f};
     k_norm.fn(&a, ctx);
   };
 
-  EmbeddingArgs ea{x_.data(), weights_.embed.data(), batch.token_ids.data(), T, H, V};
+  float* x = x_.data;
+  float* h = h_.data;
+  float* qkv = qkv_.data;
+  EmbeddingArgs ea{x, placed_.embed, token_ids, T, H, V};
   k_embed.fn(&ea, ctx);
 
   const int64_t rot_dim = rope_rot_dim(s);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   for (int64_t l = 0; l < s.n_layers; ++l) {
-    const LayerWeights& L = weights_.layers[static_cast<size_t>(l)];
+    const PlacedLayer& L = placed_.layers[static_cast<size_t>(l)];
     // --- attention block ---
-    norm(h_.data(), x_.data(), L.attn_norm, T, H, H, H);
-    matmul(qkv_.data(), h_.data(), L.qkv, L.qkv_bias, T, false);
-    float* q = qkv_.data();
+    norm(h, x, L.attn_norm, T, H, H, H);
+    matmul(qkv, h, L.qkv, L.qkv_bias, T, qkv_dim_, H, false);
+    float* q = qkv;
     float* k = q + nh * hd;
     float* v = k + nkv * hd;
     if (s.qk_norm) {
@@ -104,36 +197,45 @@ void Transformer::forward(const Batch& batch, KvCache& kv, float* logits) {
         norm(k + t * qkv_dim_, k + t * qkv_dim_, L.k_norm, nkv, hd, hd, hd);
       }
     }
-    RopeArgs rq{q, batch.positions.data(), rope_inv_freq_.data(), rope_table_of_token_.data(), T, nh, hd,
-                rot_dim, qkv_dim_, static_rope_.attention_scaling};
+    RopeArgs rq{q, positions, inv_freq, table_of_token, T, nh, hd, rot_dim, qkv_dim_, static_rope_.attention_scaling};
     k_rope.fn(&rq, ctx);
     RopeArgs rk = rq;
     rk.x = k;
     rk.n_heads = nkv;
     k_rope.fn(&rk, ctx);
-    KvWriteArgs kw{kv.k(l), kv.v(l), k, v, batch.slot_mapping.data(), T, nkv, hd, qkv_dim_, qkv_dim_,
-                   ks.n_blocks * ks.block_size};
+    KvWriteArgs kw{kv.k(l), kv.v(l), k, v, slot_mapping, T, nkv, hd, qkv_dim_, qkv_dim_, ks.n_blocks * ks.block_size};
     k_kv.fn(&kw, ctx);
-    AttentionArgs aa{attn_.data(), q, kv.k(l), kv.v(l), batch.cu_seqlens.data(), batch.positions.data(),
-                     batch.context_lens.data(), batch.block_tables.data(), batch.n_seqs(), nh, nkv, hd,
-                     ks.block_size, batch.max_blocks_per_seq, qkv_dim_, nh * hd, s.sliding_window, scale};
+    AttentionArgs aa{attn_.data, q, kv.k(l), kv.v(l), cu_seqlens, positions, context_lens, block_tables,
+                     batch.n_seqs(), nh, nkv, hd, ks.block_size, batch.max_blocks_per_seq, qkv_dim_, nh * hd,
+                     s.sliding_window, scale};
     k_attn.fn(&aa, ctx);
-    matmul(x_.data(), attn_.data(), L.o, L.o_bias, T, true);
+    matmul(x, attn_.data, L.o, L.o_bias, T, H, nh * hd, true);
     // --- MLP block ---
-    norm(h_.data(), x_.data(), L.mlp_norm, T, H, H, H);
-    matmul(gate_up_.data(), h_.data(), L.gate_up, L.gate_up_bias, T, false);
-    SwigluArgs sa{act_.data(), gate_up_.data(), T, I, I, 2 * I};
+    norm(h, x, L.mlp_norm, T, H, H, H);
+    matmul(gate_up_.data, h, L.gate_up, L.gate_up_bias, T, 2 * I, H, false);
+    SwigluArgs sa{act_.data, gate_up_.data, T, I, I, 2 * I};
     k_swiglu.fn(&sa, ctx);
-    matmul(x_.data(), act_.data(), L.down, L.down_bias, T, true);
-  }
-  // Final norm and head, only for the rows whose logits are wanted.
-  for (int64_t r = 0; r < n_logits; ++r) {
-    std::memcpy(&sel_[r * H], &x_[static_cast<size_t>(batch.logits_indices[r]) * H], H * sizeof(float));
+    matmul(x, act_.data, L.down, L.down_bias, T, H, I, true);
   }
   if (n_logits == 0) return;
-  norm(sel_.data(), sel_.data(), weights_.final_norm, n_logits, H, H, H);
-  static const std::vector<float> kNoBias;
-  matmul(logits, sel_.data(), weights_.lm_head, kNoBias, n_logits, false);
+  // Final norm and head, only for the rows whose logits are wanted.
+  float* sel = sel_.data;
+  if (on_host) {
+    for (int64_t r = 0; r < n_logits; ++r) {
+      std::memcpy(&sel[r * H], &x[static_cast<size_t>(batch.logits_indices[r]) * H], H * sizeof(float));
+    }
+  } else {
+    // A row gather is an f32 embedding lookup with the residual stream as the table.
+    EmbeddingArgs ga{sel, x, dev_logits_indices_, n_logits, H, T};
+    get_kernel(Op::kEmbedding, dk, DType::kF32).fn(&ga, ctx);
+  }
+  norm(sel, sel, placed_.final_norm, n_logits, H, H, H);
+  float* out = on_host ? logits : logits_.data;
+  matmul(out, sel, placed_.lm_head, nullptr, n_logits, V, H, false);
+  if (!on_host) {
+    // Synchronous on the device's stream: the logits are on the host when this returns.
+    device_->copy_device_to_host(logits, out, static_cast<size_t>(n_logits * V) * sizeof(float), nullptr);
+  }
 }
 
 }  // namespace eli

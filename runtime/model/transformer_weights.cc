@@ -7,12 +7,14 @@
 #include "runtime/model/transformer_weights.h"
 
 #include <cstring>
+#include <utility>
 #include <sstream>
 
 #include "eli/error.h"
 #include "kernels/ref/dequant_ref.h"
 #include "kernels/ref/float_convert.h"
 #include "runtime/core/thread_pool.h"
+#include "runtime/device/device.h"
 #include "runtime/model/weight_source.h"
 
 namespace eli {
@@ -222,6 +224,99 @@ TransformerWeights load_transformer_weights(const ModelSpec& spec, std::shared_p
   }
   w.n_params = ld.count();
   return w;
+}
+
+namespace {
+
+const float* vec_ptr(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
+
+// Copies host data to `device`, remembering the copy (and which host pointer it came from, so that
+// an aliased matrix such as a tied lm_head is uploaded once).
+class Uploader {
+ public:
+  Uploader(Device& device, void* stream, PlacedWeights& out) : device_(device), stream_(stream), out_(out) {}
+  const void* matrix(const WeightMatrix& m) {
+    if (m.data() == nullptr) return nullptr;
+    for (const auto& [host, dev] : done_) {
+      if (host == m.data()) return dev;
+    }
+    Tensor t = Tensor::empty(device_, m.dtype(), {m.rows(), m.cols()});
+    device_.copy_host_to_device(t.ptr<void>(), m.data(), t.nbytes(), stream_);
+    return keep(m.data(), std::move(t));
+  }
+  const float* vec(const std::vector<float>& v) {
+    if (v.empty()) return nullptr;
+    Tensor t = Tensor::empty(device_, DType::kF32, {static_cast<int64_t>(v.size())});
+    device_.copy_host_to_device(t.ptr<void>(), v.data(), t.nbytes(), stream_);
+    return static_cast<const float*>(keep(v.data(), std::move(t)));
+  }
+
+ private:
+  const void* keep(const void* host, Tensor t) {
+    const void* dev = t.ptr<void>();
+    out_.device_bytes += t.nbytes();
+    out_.storage.push_back(std::move(t));
+    done_.emplace_back(host, dev);
+    return dev;
+  }
+  Device& device_;
+  void* stream_;
+  PlacedWeights& out_;
+  std::vector<std::pair<const void*, const void*>> done_;
+};
+
+}  // namespace
+
+PlacedWeights place_on_host(const TransformerWeights& w) {
+  PlacedWeights p;
+  p.matrix_dtype = w.matrix_dtype;
+  p.embed = w.embed.data();
+  p.lm_head = w.lm_head.data();
+  p.final_norm = vec_ptr(w.final_norm);
+  for (const LayerWeights& L : w.layers) {
+    PlacedLayer q;
+    q.qkv = L.qkv.data();
+    q.o = L.o.data();
+    q.gate_up = L.gate_up.data();
+    q.down = L.down.data();
+    q.qkv_bias = vec_ptr(L.qkv_bias);
+    q.o_bias = vec_ptr(L.o_bias);
+    q.gate_up_bias = vec_ptr(L.gate_up_bias);
+    q.down_bias = vec_ptr(L.down_bias);
+    q.q_norm = vec_ptr(L.q_norm);
+    q.k_norm = vec_ptr(L.k_norm);
+    q.attn_norm = vec_ptr(L.attn_norm);
+    q.mlp_norm = vec_ptr(L.mlp_norm);
+    p.layers.push_back(q);
+  }
+  return p;
+}
+
+PlacedWeights upload_weights(const TransformerWeights& w, Device& device, void* stream) {
+  PlacedWeights p;
+  p.matrix_dtype = w.matrix_dtype;
+  Uploader up(device, stream, p);
+  p.embed = up.matrix(w.embed);
+  p.lm_head = up.matrix(w.lm_head);
+  p.final_norm = up.vec(w.final_norm);
+  for (const LayerWeights& L : w.layers) {
+    PlacedLayer q;
+    q.qkv = up.matrix(L.qkv);
+    q.o = up.matrix(L.o);
+    q.gate_up = up.matrix(L.gate_up);
+    q.down = up.matrix(L.down);
+    q.qkv_bias = up.vec(L.qkv_bias);
+    q.o_bias = up.vec(L.o_bias);
+    q.gate_up_bias = up.vec(L.gate_up_bias);
+    q.down_bias = up.vec(L.down_bias);
+    q.q_norm = up.vec(L.q_norm);
+    q.k_norm = up.vec(L.k_norm);
+    q.attn_norm = up.vec(L.attn_norm);
+    q.mlp_norm = up.vec(L.mlp_norm);
+    p.layers.push_back(q);
+  }
+  if (stream == nullptr) device.synchronize();
+  return p;
 }
 
 }  // namespace eli

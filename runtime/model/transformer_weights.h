@@ -11,6 +11,10 @@
 // Vectors (norm weights, biases) are always f32. Matrices are f32 or bf16 (`matrix_dtype`).
 // Invariants: every shape was checked against the ModelSpec before any copy; Q/K rows of llama
 // GGUF files are un-permuted back to the HF (rotate-half) order.
+//
+// Placement: the forward pass reads weights only through PlacedWeights (raw pointers on one
+// device). place_on_host() points into the TransformerWeights themselves; upload_weights() copies
+// every matrix and vector to a device (tied embed/lm_head stay one allocation) and owns the copies.
 #pragma once
 
 #include <functional>
@@ -66,5 +70,39 @@ struct WeightLoadOptions {
 TransformerWeights load_transformer_weights(const ModelSpec& spec, std::shared_ptr<WeightSource> source,
                                             const std::function<std::string(const std::string&)>& name_of,
                                             const WeightLoadOptions& options);
+
+class Device;
+
+// The pointers of every weight on one device. Empty vectors (absent biases, q/k norms) are nullptr.
+struct PlacedLayer {
+  const void* qkv = nullptr;
+  const void* o = nullptr;
+  const void* gate_up = nullptr;
+  const void* down = nullptr;
+  const float* qkv_bias = nullptr;
+  const float* o_bias = nullptr;
+  const float* gate_up_bias = nullptr;
+  const float* down_bias = nullptr;
+  const float* q_norm = nullptr;
+  const float* k_norm = nullptr;
+  const float* attn_norm = nullptr;
+  const float* mlp_norm = nullptr;
+};
+struct PlacedWeights {
+  DType matrix_dtype = DType::kF32;
+  const void* embed = nullptr;
+  const void* lm_head = nullptr;
+  const float* final_norm = nullptr;
+  std::vector<PlacedLayer> layers;
+  std::vector<Tensor> storage;  // device copies owned by this placement (empty on the host)
+  uint64_t device_bytes = 0;    // bytes of `storage`
+};
+
+// Pointers into `w` itself: valid while `w` (or what it was moved into) lives, since a move keeps
+// the vectors' buffers and the Tensors' shared storage in place.
+PlacedWeights place_on_host(const TransformerWeights& w);
+// Copies of every weight on `device` (through its allocator), queued on `stream` (nullptr: the
+// device's default stream, synchronous); the host weights may be dropped once it returns.
+PlacedWeights upload_weights(const TransformerWeights& w, Device& device, void* stream = nullptr);
 
 }  // namespace eli
