@@ -5,11 +5,10 @@
 // plain memcpy and complete before returning; synchronize() is a no-op.
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 
 #include "eli/error.h"
@@ -18,14 +17,20 @@
 namespace eli {
 
 uint64_t host_available_bytes() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string line;
-  while (std::getline(meminfo, line)) {
-    if (line.rfind("MemAvailable:", 0) == 0) {
-      std::istringstream is(line.substr(13));
-      uint64_t kib = 0;
-      if (is >> kib) return kib * 1024;
+  // /proc/meminfo's MemAvailable (what the kernel can give without swapping); plain stdio, no
+  // iostreams, so this works even where the C++ runtime's locale machinery is unusable.
+  if (FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char line[256];
+    unsigned long long kib = 0;
+    bool found = false;
+    while (std::fgets(line, sizeof(line), f) != nullptr) {
+      if (std::sscanf(line, "MemAvailable: %llu kB", &kib) == 1) {
+        found = true;
+        break;
+      }
     }
+    std::fclose(f);
+    if (found) return static_cast<uint64_t>(kib) * 1024;
   }
   long pages = sysconf(_SC_AVPHYS_PAGES);
   long page_size = sysconf(_SC_PAGESIZE);

@@ -112,3 +112,23 @@ TEST(EngineApi, MissingModelIsModelLoadError) {
 
 }  // namespace
 }  // namespace eli
+
+namespace eli {
+namespace {
+
+// The default memory plan (no explicit KV size) on the CPU device: the pool is sized from the
+// available memory and the model's context, and the engine runs.
+TEST(EngineApi, DefaultKvSizingRuns) {
+  EngineConfig c = tiny_config();
+  c.num_kv_blocks = 0;
+  Engine e(c);
+  EXPECT_GT(e.info().num_kv_blocks, 0);
+  SamplingParams p;
+  p.max_tokens = 3;
+  p.temperature = 0.0;
+  e.add_request({1, 2, 3}, p);
+  EXPECT_EQ(run_to_end(e).size(), 3u);
+}
+
+}  // namespace
+}  // namespace eli
