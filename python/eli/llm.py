@@ -100,6 +100,8 @@ class EngineFrontend:
         for i in ids:
             if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
                 raise InvalidRequestError(f"token ids must be integers, got {i!r}")
+            if not -(2**31) <= int(i) < 2**31:  # the engine checks the vocabulary range
+                raise InvalidRequestError(f"token id {int(i)} is outside the vocabulary")
         return None, [int(i) for i in ids]
 
     def chat_prompt_ids(self, messages: list[dict], chat_template: Optional[str] = None,

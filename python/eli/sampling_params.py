@@ -36,6 +36,8 @@ class SamplingParams:
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
             self.stop = [self.stop]
+        if self.stop is not None and not isinstance(self.stop, (list, tuple)):
+            raise InvalidRequestError(f"stop must be a string or a list of strings, got {self.stop!r}")
         self.stop = list(self.stop or [])
         if len(self.stop) > kMaxStopStrings:
             raise InvalidRequestError(f"at most {kMaxStopStrings} stop strings are allowed, got {len(self.stop)}")
@@ -44,9 +46,9 @@ class SamplingParams:
                 raise InvalidRequestError(f"stop strings must be non-empty strings, got {s!r}")
             if len(s) > kMaxStopStringChars:
                 raise InvalidRequestError(f"a stop string is {len(s)} characters; the limit is {kMaxStopStringChars}")
-        self.stop_token_ids = [self._int("stop_token_ids", i) for i in (self.stop_token_ids or [])]
+        self.stop_token_ids = [self._int("stop_token_ids", i, 32) for i in (self.stop_token_ids or [])]
         for name in ("max_tokens", "top_k"):
-            self._int(name, getattr(self, name))
+            self._int(name, getattr(self, name), 64)
         for name in ("temperature", "top_p", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -56,12 +58,15 @@ class SamplingParams:
             if self.seed < 0 or self.seed >= 2**64:
                 raise InvalidRequestError(f"seed must be in [0, 2**64), got {self.seed}")
         if self.logprobs is not None:
-            self._int("logprobs", self.logprobs)
+            self._int("logprobs", self.logprobs, 32)
 
     @staticmethod
-    def _int(name: str, v) -> int:
+    def _int(name: str, v, bits: int = 64) -> int:
+        # The C++ fields are int32/int64: values past them are invalid requests, not cast errors.
         if isinstance(v, bool) or not isinstance(v, int):
             raise InvalidRequestError(f"{name} must be an integer, got {v!r}")
+        if not -(2 ** (bits - 1)) <= v < 2 ** (bits - 1):
+            raise InvalidRequestError(f"{name} {v} is out of range")
         return v
 
     def engine_dict(self, extra_stop_ids: Sequence[int] = ()) -> dict:

@@ -176,7 +176,7 @@ _COUNTS = st.one_of(st.integers(-3, 8), st.sampled_from([2**20, 2**20 + 1, 2**31
     "max_tokens": _COUNTS, "temperature": _NUMBERS, "top_k": _COUNTS, "top_p": _NUMBERS, "min_p": _NUMBERS,
     "repetition_penalty": _NUMBERS, "presence_penalty": _NUMBERS, "frequency_penalty": _NUMBERS,
     "seed": st.one_of(st.none(), st.integers(-5, 2**65)), "logprobs": _COUNTS,
-    "stop": st.one_of(st.none(), st.text(max_size=4), st.lists(st.text(max_size=4), max_size=3)),  # stop=1: xfail below
+    "stop": st.one_of(st.none(), st.text(max_size=4), st.lists(st.text(max_size=4), max_size=3)),
     "stop_token_ids": st.one_of(st.none(), st.lists(st.integers(-2**40, 2**40), max_size=3)),
 }))
 def test_random_sampling_params_valid_or_value_error(eli, llm, kw):
@@ -211,19 +211,15 @@ def test_random_token_prompts_result_or_invalid_request(eli, llm, ids):
     assert list(out[0].prompt_token_ids) == ids
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="fuzz finding (docs/fuzzing.md): ids outside int32 reach the bindings unchecked and raise "
-                          "TypeError; python/eli/llm.py _encode should refuse them with InvalidRequestError")
+# Fuzz finding (docs/fuzzing.md), fixed: ids outside int32 used to reach the bindings unchecked.
 @pytest.mark.parametrize("bad", [2**31, -(2**31) - 1, 2**64])
 def test_token_ids_outside_int32_are_invalid_request(eli, llm, bad):
     with pytest.raises(eli.InvalidRequestError):
         llm.generate([[1, bad]], eli.SamplingParams(max_tokens=1))
 
 
-@pytest.mark.xfail(strict=True, raises=(TypeError, RuntimeError),
-                   reason="fuzz findings (docs/fuzzing.md): SamplingParams(stop=1) raises TypeError; an "
-                          "integer field past its C++ width (int32 logprobs, int64 max_tokens/top_k) reaches "
-                          "the bindings and raises RuntimeError(std::bad_cast)")
+# Fuzz findings (docs/fuzzing.md), fixed: stop=1 and integers past their C++ width used to raise
+# TypeError / RuntimeError(std::bad_cast).
 @pytest.mark.parametrize("kw", [{"stop": 1}, {"max_tokens": 2**63}, {"top_k": 2**64}, {"logprobs": 2**31}])
 def test_sampling_params_findings_are_value_errors(eli, llm, kw):
     with pytest.raises(ValueError):
