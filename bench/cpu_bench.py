@@ -90,6 +90,15 @@ def git_commit() -> str:
         return "unknown"
 
 
+def eli_build() -> str:
+    """The compiled module eli imports (resolved) and its mtime: the build may differ from `commit`."""
+    so = next((ROOT / "python" / "eli").glob("_eli*.so"), None)
+    if so is None:
+        return "unknown"
+    real = so.resolve()
+    return f"{real} ({datetime.datetime.fromtimestamp(real.stat().st_mtime).isoformat(timespec='seconds')})"
+
+
 def load_avg() -> float:
     try:
         return os.getloadavg()[0]
@@ -444,7 +453,7 @@ def main() -> int:
         doc = {"cpu": cpu_name(), "commit": git_commit(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
                "threads": args.threads, "protocol": f"llama-bench -p {args.prompt_len} -n {args.gen_len}; median of "
                f"{args.reps * args.rounds} after {args.warmup} warm-up", "load_avg_before_after": [load_before, load_after],
-               "llama_cpp": lcpp, "results": results}
+               "eli_build": eli_build(), "llama_cpp": lcpp, "results": results}
         out_dir = pathlib.Path(args.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"{date}_{cpu_short_name()}_cpu_smollm2.json"

@@ -17,51 +17,10 @@
 #include "kernels/registry.h"
 #include "runtime/device/device.h"
 #include "runtime/device/pooled_device.h"
+#include "tests/cpp/device_test_util.h"
 
 namespace eli {
 namespace {
-
-// A device buffer of T that frees itself; filled from / read back to host vectors.
-template <typename T>
-class DevBuf {
- public:
-  DevBuf(Device& dev, size_t n) : dev_(dev), n_(n), p_(static_cast<T*>(dev.allocate(n * sizeof(T)))) {}
-  DevBuf(Device& dev, const std::vector<T>& host) : DevBuf(dev, host.size()) { upload(host); }
-  ~DevBuf() { dev_.free(p_); }
-  DevBuf(const DevBuf&) = delete;
-  DevBuf& operator=(const DevBuf&) = delete;
-  void upload(const std::vector<T>& host) { dev_.copy_host_to_device(p_, host.data(), host.size() * sizeof(T)); }
-  std::vector<T> download() const {
-    std::vector<T> host(n_);
-    dev_.copy_device_to_host(host.data(), p_, n_ * sizeof(T));
-    return host;
-  }
-  T* get() const { return p_; }
-
- private:
-  Device& dev_;
-  size_t n_;
-  T* p_;
-};
-
-std::vector<float> random_floats(size_t n, std::mt19937& rng, float lo = -2.f, float hi = 2.f) {
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
-void expect_close(const std::vector<float>& got, const std::vector<float>& want, float rtol, float atol,
-                  const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  size_t bad = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (!(std::fabs(got[i] - want[i]) <= atol + rtol * std::fabs(want[i]))) {
-      if (++bad <= 3) ADD_FAILURE() << what << ": [" << i << "] got " << got[i] << " want " << want[i];
-    }
-  }
-  EXPECT_EQ(bad, 0u) << what;
-}
 
 class CudaKernelTest : public ::testing::Test {
  protected:
@@ -94,7 +53,7 @@ void check_rmsnorm(Device& dev, const ExecContext& ctx, const KernelEntry& e, in
 
   RmsNormArgs h{out.data(), with_residual ? res.data() : nullptr, x.data(), w.data(), rows, hidden,
                 out_stride, x_stride, 1e-6f, weight_offset};
-  DevBuf<float> d_x(dev, x), d_w(dev, w), d_res(dev, res), d_out(dev, out);
+  DeviceBuffer<float> d_x(dev, x), d_w(dev, w), d_res(dev, res), d_out(dev, out);
   RmsNormArgs d{d_out.get(), with_residual ? d_res.get() : nullptr, d_x.get(), d_w.get(), rows, hidden,
                 out_stride, x_stride, 1e-6f, weight_offset};
   ref->fn(&h, ExecContext{});
@@ -154,10 +113,10 @@ TEST_F(CudaKernelTest, EmbeddingMatchesRef) {
         EmbeddingArgs h{out.data(), h_table, ids.data(), n_tokens, hidden, vocab};
         ref->fn(&h, ExecContext{});
 
-        DevBuf<float> d_tf(*dev_, table_f);
-        DevBuf<uint16_t> d_tb(*dev_, table_b);
-        DevBuf<int32_t> d_ids(*dev_, ids);
-        DevBuf<float> d_out(*dev_, static_cast<size_t>(n_tokens * hidden));
+        DeviceBuffer<float> d_tf(*dev_, table_f);
+        DeviceBuffer<uint16_t> d_tb(*dev_, table_b);
+        DeviceBuffer<int32_t> d_ids(*dev_, ids);
+        DeviceBuffer<float> d_out(*dev_, static_cast<size_t>(n_tokens * hidden));
         const void* d_table = bf16 ? static_cast<const void*>(d_tb.get()) : d_tf.get();
         EmbeddingArgs d{d_out.get(), d_table, d_ids.get(), n_tokens, hidden, vocab};
         e->fn(&d, ctx_);
@@ -182,7 +141,7 @@ TEST_F(CudaKernelTest, EveryEntryIsCovered) {
 TEST_F(CudaKernelTest, DeviceCopiesAndStats) {
   std::mt19937 rng(3);
   std::vector<float> a = random_floats(12345, rng);
-  DevBuf<float> d1(*dev_, a), d2(*dev_, a.size());
+  DeviceBuffer<float> d1(*dev_, a), d2(*dev_, a.size());
   dev_->copy_device_to_device(d2.get(), d1.get(), a.size() * sizeof(float));
   EXPECT_EQ(d2.download(), a);
   dev_->memset_zero(d2.get(), a.size() * sizeof(float));
@@ -204,7 +163,7 @@ TEST_F(CudaKernelTest, OutOfMemoryIsATypedError) {
     EXPECT_NE(std::string(e.what()).find("device free"), std::string::npos) << e.what();
   }
   // The device still works afterwards (OOM is not sticky).
-  DevBuf<float> ok(*dev_, 1000);
+  DeviceBuffer<float> ok(*dev_, 1000);
   pool.set_budget(pool.stats().reserved_bytes + (1u << 20));
   EXPECT_THROW(dev_->allocate(64u << 20), Error);
   pool.set_budget(0);
@@ -217,10 +176,10 @@ TEST_F(CudaKernelTest, RepeatedLoopMakesNoDriverAllocs) {
   const int64_t rows = 17, hidden = 4096;
   std::mt19937 rng(5);
   std::vector<float> w = random_floats(hidden, rng);
-  DevBuf<float> d_w(*dev_, w);
+  DeviceBuffer<float> d_w(*dev_, w);
   auto step = [&]() {
-    DevBuf<float> x(*dev_, static_cast<size_t>(rows * hidden)), res(*dev_, static_cast<size_t>(rows * hidden));
-    DevBuf<float> out(*dev_, static_cast<size_t>(rows * hidden)), scratch(*dev_, size_t{3 << 20});
+    DeviceBuffer<float> x(*dev_, static_cast<size_t>(rows * hidden)), res(*dev_, static_cast<size_t>(rows * hidden));
+    DeviceBuffer<float> out(*dev_, static_cast<size_t>(rows * hidden)), scratch(*dev_, size_t{3 << 20});
     dev_->memset_zero(x.get(), rows * hidden * sizeof(float), ctx_.stream);
     dev_->memset_zero(res.get(), rows * hidden * sizeof(float), ctx_.stream);
     RmsNormArgs a{out.get(), res.get(), x.get(), d_w.get(), rows, hidden, hidden, hidden, 1e-6f, 0.f};

@@ -20,51 +20,13 @@
 #include "kernels/registry.h"
 #include "runtime/device/device.h"
 #include "runtime/device/pooled_device.h"
+#include "tests/cpp/device_test_util.h"
 
 namespace eli {
 namespace {
 
-// Device copy of a host vector; freed with the object.
-template <typename T>
-class Dev {
- public:
-  Dev(Device& dev, const std::vector<T>& host) : dev_(dev), n_(host.size()) {
-    p_ = static_cast<T*>(dev.allocate(std::max<size_t>(1, n_) * sizeof(T)));
-    if (n_) dev.copy_host_to_device(p_, host.data(), n_ * sizeof(T));
-  }
-  ~Dev() { dev_.free(p_); }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  std::vector<T> get() const {
-    std::vector<T> h(n_);
-    if (n_) dev_.copy_device_to_host(h.data(), p_, n_ * sizeof(T));
-    return h;
-  }
-  T* p() const { return p_; }
-
- private:
-  Device& dev_;
-  size_t n_;
-  T* p_;
-};
-
 std::vector<float> rnd(size_t n, std::mt19937& rng, float lo = -1.f, float hi = 1.f) {
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
-void expect_near_all(const std::vector<float>& got, const std::vector<float>& want, float rtol, float atol,
-                     const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  size_t bad = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (!(std::fabs(got[i] - want[i]) <= atol + rtol * std::fabs(want[i]))) {
-      if (++bad <= 3) ADD_FAILURE() << what << ": [" << i << "] got " << got[i] << " want " << want[i];
-    }
-  }
-  EXPECT_EQ(bad, 0u) << what;
+  return random_floats(n, rng, lo, hi);
 }
 
 class CudaKernelOps : public ::testing::Test {
@@ -91,15 +53,15 @@ TEST_F(CudaKernelOps, MatmulMatchesRef) {
           std::vector<float> out = rnd(m * os, rng_);
           std::vector<uint16_t> wb(wf.size());
           for (size_t i = 0; i < wf.size(); ++i) wb[i] = f32_to_bf16(wf[i]);
-          Dev<float> dx(*dev_, x), dwf(*dev_, wf), db(*dev_, bias), dout(*dev_, out);
-          Dev<uint16_t> dwb(*dev_, wb);
+          DeviceBuffer<float> dx(*dev_, x), dwf(*dev_, wf), db(*dev_, bias), dout(*dev_, out);
+          DeviceBuffer<uint16_t> dwb(*dev_, wb);
           const void* hw = dt == DType::kF32 ? static_cast<const void*>(wf.data()) : wb.data();
-          const void* dw = dt == DType::kF32 ? static_cast<const void*>(dwf.p()) : dwb.p();
+          const void* dw = dt == DType::kF32 ? static_cast<const void*>(dwf.get()) : dwb.get();
           MatmulArgs h{out.data(), x.data(), hw, bias.data(), m, n, k, os, xs, acc};
-          MatmulArgs d{dout.p(), dx.p(), dw, db.p(), m, n, k, os, xs, acc};
+          MatmulArgs d{dout.get(), dx.get(), dw, db.get(), m, n, k, os, xs, acc};
           ref(Op::kMatmul, dt).fn(&h, ExecContext{});
           cuda(Op::kMatmul, dt).fn(&d, ctx_);
-          expect_near_all(dout.get(), out, 1e-5f, 1e-5f,
+          expect_close(dout.download(), out, 1e-5f, 1e-5f,
                           std::string("matmul ") + dtype_name(dt) + " m=" + std::to_string(m) + " k=" +
                               std::to_string(k) + " acc=" + std::to_string(acc));
         }
@@ -116,13 +78,13 @@ TEST_F(CudaKernelOps, RopeMatchesRef) {
       std::vector<int32_t> pos = {0, 1, 7, 300, 4095};
       std::vector<float> inv = rnd(2 * rot / 2, rng_, 0.f, 1.f);
       std::vector<int32_t> tok = {0, 1, 1, 0, 1};
-      Dev<float> dx(*dev_, x), dinv(*dev_, inv);
-      Dev<int32_t> dpos(*dev_, pos), dtok(*dev_, tok);
+      DeviceBuffer<float> dx(*dev_, x), dinv(*dev_, inv);
+      DeviceBuffer<int32_t> dpos(*dev_, pos), dtok(*dev_, tok);
       RopeArgs h{x.data(), pos.data(), inv.data(), tables ? tok.data() : nullptr, T, nh, hd, rot, stride, 1.25f};
-      RopeArgs d{dx.p(), dpos.p(), dinv.p(), tables ? dtok.p() : nullptr, T, nh, hd, rot, stride, 1.25f};
+      RopeArgs d{dx.get(), dpos.get(), dinv.get(), tables ? dtok.get() : nullptr, T, nh, hd, rot, stride, 1.25f};
       ref(Op::kRope, DType::kF32).fn(&h, ExecContext{});
       cuda(Op::kRope, DType::kF32).fn(&d, ctx_);
-      expect_near_all(dx.get(), x, 1e-6f, 1e-6f, "rope rot=" + std::to_string(rot));
+      expect_close(dx.download(), x, 1e-6f, 1e-6f, "rope rot=" + std::to_string(rot));
     }
   }
 }
@@ -130,12 +92,12 @@ TEST_F(CudaKernelOps, RopeMatchesRef) {
 TEST_F(CudaKernelOps, SwigluMatchesRef) {
   const int64_t rows = 7, inter = 37, in_stride = 2 * inter + 3, out_stride = inter + 1;
   std::vector<float> gu = rnd(rows * in_stride, rng_, -6.f, 6.f), out = rnd(rows * out_stride, rng_);
-  Dev<float> dgu(*dev_, gu), dout(*dev_, out);
+  DeviceBuffer<float> dgu(*dev_, gu), dout(*dev_, out);
   SwigluArgs h{out.data(), gu.data(), rows, inter, out_stride, in_stride};
-  SwigluArgs d{dout.p(), dgu.p(), rows, inter, out_stride, in_stride};
+  SwigluArgs d{dout.get(), dgu.get(), rows, inter, out_stride, in_stride};
   ref(Op::kSwiglu, DType::kF32).fn(&h, ExecContext{});
   cuda(Op::kSwiglu, DType::kF32).fn(&d, ctx_);
-  expect_near_all(dout.get(), out, 1e-6f, 1e-6f, "swiglu");
+  expect_close(dout.download(), out, 1e-6f, 1e-6f, "swiglu");
 }
 
 TEST_F(CudaKernelOps, KvWriteMatchesRef) {
@@ -143,14 +105,14 @@ TEST_F(CudaKernelOps, KvWriteMatchesRef) {
   std::vector<float> kc = rnd(NB * B * nkv * hd, rng_), vc = rnd(NB * B * nkv * hd, rng_);
   std::vector<float> k = rnd(T * stride, rng_), v = rnd(T * stride, rng_);
   std::vector<int32_t> slots = {0, 5, -1, 11, 12};  // -1 and 12 (>= n_slots) are skipped
-  Dev<float> dkc(*dev_, kc), dvc(*dev_, vc), dk(*dev_, k), dv(*dev_, v);
-  Dev<int32_t> ds(*dev_, slots);
+  DeviceBuffer<float> dkc(*dev_, kc), dvc(*dev_, vc), dk(*dev_, k), dv(*dev_, v);
+  DeviceBuffer<int32_t> ds(*dev_, slots);
   KvWriteArgs h{kc.data(), vc.data(), k.data(), v.data(), slots.data(), T, nkv, hd, stride, stride, NB * B};
-  KvWriteArgs d{dkc.p(), dvc.p(), dk.p(), dv.p(), ds.p(), T, nkv, hd, stride, stride, NB * B};
+  KvWriteArgs d{dkc.get(), dvc.get(), dk.get(), dv.get(), ds.get(), T, nkv, hd, stride, stride, NB * B};
   ref(Op::kKvWrite, DType::kF32).fn(&h, ExecContext{});
   cuda(Op::kKvWrite, DType::kF32).fn(&d, ctx_);
-  expect_near_all(dkc.get(), kc, 0.f, 0.f, "kv_write k");
-  expect_near_all(dvc.get(), vc, 0.f, 0.f, "kv_write v");
+  expect_close(dkc.download(), kc, 0.f, 0.f, "kv_write k");
+  expect_close(dvc.download(), vc, 0.f, 0.f, "kv_write v");
 }
 
 TEST_F(CudaKernelOps, AttentionMatchesRef) {
@@ -165,19 +127,19 @@ TEST_F(CudaKernelOps, AttentionMatchesRef) {
   const int64_t T = 7;
   std::vector<float> q = rnd(T * qs, rng_, -2.f, 2.f);
   std::vector<float> kc = rnd(NB * B * nkv * hd, rng_, -2.f, 2.f), vc = rnd(NB * B * nkv * hd, rng_);
-  Dev<float> dq(*dev_, q), dkc(*dev_, kc), dvc(*dev_, vc);
-  Dev<int32_t> dcu(*dev_, cu), dctx(*dev_, ctx_lens), dpos(*dev_, pos), dtab(*dev_, tables);
+  DeviceBuffer<float> dq(*dev_, q), dkc(*dev_, kc), dvc(*dev_, vc);
+  DeviceBuffer<int32_t> dcu(*dev_, cu), dctx(*dev_, ctx_lens), dpos(*dev_, pos), dtab(*dev_, tables);
   for (int64_t window : {0, 3, 100}) {
     std::vector<float> out = rnd(T * os, rng_);
-    Dev<float> dout(*dev_, out);
+    DeviceBuffer<float> dout(*dev_, out);
     const float scale = 1.f / std::sqrt(static_cast<float>(hd));
     AttentionArgs h{out.data(), q.data(), kc.data(), vc.data(), cu.data(), pos.data(), ctx_lens.data(),
                     tables.data(), 2, nh, nkv, hd, B, mbps, qs, os, window, scale};
-    AttentionArgs d{dout.p(), dq.p(), dkc.p(), dvc.p(), dcu.p(), dpos.p(), dctx.p(), dtab.p(), 2, nh, nkv, hd,
+    AttentionArgs d{dout.get(), dq.get(), dkc.get(), dvc.get(), dcu.get(), dpos.get(), dctx.get(), dtab.get(), 2, nh, nkv, hd,
                     B, mbps, qs, os, window, scale};
     ref(Op::kAttention, DType::kF32).fn(&h, ExecContext{});
     cuda(Op::kAttention, DType::kF32).fn(&d, ctx_);
-    expect_near_all(dout.get(), out, 1e-5f, 1e-5f, "attention window=" + std::to_string(window));
+    expect_close(dout.download(), out, 1e-5f, 1e-5f, "attention window=" + std::to_string(window));
   }
 }
 
@@ -195,7 +157,7 @@ TEST_F(CudaKernelOps, EngineScoreMatchesCpu) {
   std::vector<float> want = Engine(c).score(ids);
   c.device = "cuda";
   std::vector<float> got = Engine(c).score(ids);
-  expect_near_all(got, want, 1e-4f, 1e-4f, "llama_base score");
+  expect_close(got, want, 1e-4f, 1e-4f, "llama_base score");
 }
 
 // Runs everywhere: asking for CUDA where it cannot run is a typed error (kNotCompiled in a CPU-only

@@ -2,15 +2,19 @@
 #
 # SmolLM2's template (read from its GGUF) and a few hand-written templates exercising the helpers
 # (tojson, namespace, loop controls, bos_token) must render exactly like transformers'
-# apply_chat_template. Sandbox escapes, runaway loops, memory bombs, oversized output and malformed
+# apply_chat_template did: its renders are committed in tests/data/tokenizers/chat_template_reference.json
+# (scripts/make_tokenizer_references.py, which reads kConversations / kCustomTemplates from here; no
+# transformers at test time). Sandbox escapes, runaway loops, memory bombs, oversized output and malformed
 # message lists must all end in a ValueError, quickly.
 from __future__ import annotations
 
+import functools
+import json
 import time
 
 import pytest
 
-from test_tokenizer_gguf import eli_module, hf_gguf_tokenizer, read_gguf_meta, synthetic_dir
+from test_tokenizer_gguf import eli_module, kTokDataDir, read_gguf_meta
 
 chat_template = eli_module("chat_template")
 render_chat = chat_template.render_chat
@@ -26,27 +30,34 @@ kConversations = [
 ]
 
 
+@functools.lru_cache(maxsize=1)
+def chat_reference() -> dict:
+    """transformers' renders, written by scripts/make_tokenizer_references.py."""
+    ref = json.loads((kTokDataDir / "chat_template_reference.json").read_text(encoding="utf-8"))
+    assert ref["generator"] == "scripts/make_tokenizer_references.py"
+    # The committed renders are of exactly these conversations (regenerate the reference if they change).
+    assert ref["conversations"] == kConversations
+    return ref
+
+
 @pytest.fixture(scope="module")
 def smol(smollm2_gguf):
     meta = read_gguf_meta(str(smollm2_gguf))
-    return Tokenizer.from_gguf_metadata(meta), hf_gguf_tokenizer(smollm2_gguf)
-
-
-@pytest.fixture(scope="module")
-def hf_small():
-    return hf_gguf_tokenizer(synthetic_dir() / "sp.gguf")
+    return Tokenizer.from_gguf_metadata(meta), chat_reference()["smollm2"]
 
 
 @pytest.mark.parametrize("add_gen", [True, False])
 def test_smollm2_template_matches_transformers(smol, add_gen):
-    tok, hf = smol
+    tok, ref = smol
     assert tok.chat_template and "<|im_start|>" in tok.chat_template
-    for msgs in kConversations:
-        want = hf.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_gen)
-        got = render_chat(tok.chat_template, msgs, add_generation_prompt=add_gen, bos_token=tok.bos_token,
+    assert tok.chat_template == ref["chat_template"]
+    renders = ref[str(add_gen).lower()]
+    assert [r["messages"] for r in renders] == kConversations
+    for r in renders:
+        got = render_chat(tok.chat_template, r["messages"], add_generation_prompt=add_gen, bos_token=tok.bos_token,
                           eos_token=tok.eos_token)
-        assert got == want
-        assert tok.encode(got, add_special_tokens=False) == hf.encode(want, add_special_tokens=False)
+        assert got == r["text"]
+        assert tok.encode(got, add_special_tokens=False) == r["ids"]
 
 
 kCustomTemplates = [
@@ -61,12 +72,15 @@ kCustomTemplates = [
 
 
 @pytest.mark.parametrize("template", kCustomTemplates)
-def test_custom_templates_match_transformers(hf_small, template):
-    for msgs in kConversations:
-        want = hf_small.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, chat_template=template)
-        got = render_chat(template, msgs, add_generation_prompt=True, bos_token=hf_small.bos_token,
-                          eos_token=hf_small.eos_token)
-        assert got == want
+def test_custom_templates_match_transformers(template):
+    refs = [c for c in chat_reference()["custom"] if c["template"] == template]
+    assert len(refs) == 1, "template missing from chat_template_reference.json: regenerate it"
+    ref = refs[0]
+    assert [r["messages"] for r in ref["renders"]] == kConversations
+    for r in ref["renders"]:
+        got = render_chat(template, r["messages"], add_generation_prompt=True, bos_token=ref["bos_token"],
+                          eos_token=ref["eos_token"])
+        assert got == r["text"]
 
 
 def test_fallback_and_helpers():

@@ -1,7 +1,7 @@
 # tests/python/test_detokenizer.py: streaming detokenization never breaks text.
 #
 # For the real SmolLM2 vocabulary (byte-level BPE) and the synthetic SentencePiece-style and byte-level
-# GGUF vocabularies of test_tokenizer_gguf.py: the pieces returned by push() plus flush() must equal
+# GGUF vocabularies committed in tests/data/tokenizers: the pieces returned by push() plus flush() must equal
 # tokenizer.decode(all ids), for random id sequences and for encoded multibyte/emoji text, with and
 # without skipping special tokens; no piece may carry a U+FFFD that the final text does not have.
 from __future__ import annotations
@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from test_tokenizer_gguf import eli_module, random_texts, read_gguf_meta, synthetic_dir
+from test_tokenizer_gguf import eli_module, random_texts, read_gguf_meta, synthetic_gguf
 
 Tokenizer = eli_module("tokenizer").Tokenizer
 IncrementalDetokenizer = eli_module("detokenizer").IncrementalDetokenizer
@@ -18,7 +18,7 @@ IncrementalDetokenizer = eli_module("detokenizer").IncrementalDetokenizer
 
 @pytest.fixture(scope="module", params=["smollm2", "sp", "bl"])
 def tok(request, smollm2_gguf):
-    path = str(smollm2_gguf) if request.param == "smollm2" else str(synthetic_dir() / f"{request.param}.gguf")
+    path = str(smollm2_gguf) if request.param == "smollm2" else str(synthetic_gguf(request.param))
     return Tokenizer.from_gguf_metadata(read_gguf_meta(path))
 
 
@@ -65,7 +65,7 @@ def test_encoded_multibyte_text(tok):
 
 
 def test_bytes_held_until_complete():
-    tok = Tokenizer.from_gguf_metadata(read_gguf_meta(str(synthetic_dir() / "sp.gguf")))
+    tok = Tokenizer.from_gguf_metadata(read_gguf_meta(str(synthetic_gguf("sp"))))
     ids = [tok.token_to_id(f"<0x{b:02X}>") for b in "😀".encode("utf-8")]
     d = IncrementalDetokenizer(tok)
     # A byte run is released by the first token after it (a later invalid byte would change the whole run).
@@ -73,7 +73,7 @@ def test_bytes_held_until_complete():
     assert d.push(tok.token_to_id("a")) == "😀a"
     assert d.flush() == ""
     # Byte-level BPE: the character is released as soon as its last byte arrives.
-    bl = Tokenizer.from_gguf_metadata(read_gguf_meta(str(synthetic_dir() / "bl.gguf")))
+    bl = Tokenizer.from_gguf_metadata(read_gguf_meta(str(synthetic_gguf("bl"))))
     alphabet = eli_module("gguf_vocab").byte_to_unicode()
     ids = [bl.token_to_id(alphabet[b]) for b in "😀".encode("utf-8")]
     d = IncrementalDetokenizer(bl)
