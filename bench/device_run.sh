@@ -27,7 +27,7 @@ export PATH="/usr/local/cuda/bin:$PATH"
 
 EXTRA=()
 command -v ninja >/dev/null && EXTRA+=(-G Ninja)
-# GoogleTest: the machine's own, else a prefix carried with the tree (GTEST_PREFIX or
+# GoogleTest: the machine's own, else a prefix carried with the tree (made by bench/make_gtest_prefix.sh; GTEST_PREFIX or
 # build/gtest_prefix: include/ and lib/<triple>/{libgtest*.a,cmake/GTest} copied from a dev box).
 GTEST_PREFIX="${GTEST_PREFIX:-$ROOT/build/gtest_prefix}"
 [ -d "$GTEST_PREFIX" ] && EXTRA+=(-DCMAKE_PREFIX_PATH="$GTEST_PREFIX")
