@@ -267,54 +267,42 @@ class Uploader {
 
 }  // namespace
 
-PlacedWeights place_on_host(const TransformerWeights& w) {
-  PlacedWeights p;
+// Walks every weight of `w` once, filling `p` with what `matrix` / `vec` return for it.
+template <typename PlaceMatrix, typename PlaceVec>
+void place_all(const TransformerWeights& w, PlacedWeights& p, PlaceMatrix matrix, PlaceVec vec) {
   p.matrix_dtype = w.matrix_dtype;
-  p.embed = w.embed.data();
-  p.lm_head = w.lm_head.data();
-  p.final_norm = vec_ptr(w.final_norm);
+  p.embed = matrix(w.embed);
+  p.lm_head = matrix(w.lm_head);
+  p.final_norm = vec(w.final_norm);
   for (const LayerWeights& L : w.layers) {
     PlacedLayer q;
-    q.qkv = L.qkv.data();
-    q.o = L.o.data();
-    q.gate_up = L.gate_up.data();
-    q.down = L.down.data();
-    q.qkv_bias = vec_ptr(L.qkv_bias);
-    q.o_bias = vec_ptr(L.o_bias);
-    q.gate_up_bias = vec_ptr(L.gate_up_bias);
-    q.down_bias = vec_ptr(L.down_bias);
-    q.q_norm = vec_ptr(L.q_norm);
-    q.k_norm = vec_ptr(L.k_norm);
-    q.attn_norm = vec_ptr(L.attn_norm);
-    q.mlp_norm = vec_ptr(L.mlp_norm);
+    q.qkv = matrix(L.qkv);
+    q.o = matrix(L.o);
+    q.gate_up = matrix(L.gate_up);
+    q.down = matrix(L.down);
+    q.qkv_bias = vec(L.qkv_bias);
+    q.o_bias = vec(L.o_bias);
+    q.gate_up_bias = vec(L.gate_up_bias);
+    q.down_bias = vec(L.down_bias);
+    q.q_norm = vec(L.q_norm);
+    q.k_norm = vec(L.k_norm);
+    q.attn_norm = vec(L.attn_norm);
+    q.mlp_norm = vec(L.mlp_norm);
     p.layers.push_back(q);
   }
+}
+
+PlacedWeights place_on_host(const TransformerWeights& w) {
+  PlacedWeights p;
+  place_all(w, p, [](const WeightMatrix& m) { return m.data(); }, vec_ptr);
   return p;
 }
 
 PlacedWeights upload_weights(const TransformerWeights& w, Device& device, void* stream) {
   PlacedWeights p;
-  p.matrix_dtype = w.matrix_dtype;
   Uploader up(device, stream, p);
-  p.embed = up.matrix(w.embed);
-  p.lm_head = up.matrix(w.lm_head);
-  p.final_norm = up.vec(w.final_norm);
-  for (const LayerWeights& L : w.layers) {
-    PlacedLayer q;
-    q.qkv = up.matrix(L.qkv);
-    q.o = up.matrix(L.o);
-    q.gate_up = up.matrix(L.gate_up);
-    q.down = up.matrix(L.down);
-    q.qkv_bias = up.vec(L.qkv_bias);
-    q.o_bias = up.vec(L.o_bias);
-    q.gate_up_bias = up.vec(L.gate_up_bias);
-    q.down_bias = up.vec(L.down_bias);
-    q.q_norm = up.vec(L.q_norm);
-    q.k_norm = up.vec(L.k_norm);
-    q.attn_norm = up.vec(L.attn_norm);
-    q.mlp_norm = up.vec(L.mlp_norm);
-    p.layers.push_back(q);
-  }
+  place_all(w, p, [&](const WeightMatrix& m) { return up.matrix(m); },
+            [&](const std::vector<float>& v) { return up.vec(v); });
   if (stream == nullptr) device.synchronize();
   return p;
 }
