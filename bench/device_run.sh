@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/device_run.sh: the one script to run on the GPU machine. Builds eli with CUDA for sm_90
-# (Release, tests on, all cores), runs the C++ tests (CudaKernel* included) and writes every log to
-# $OUT (set by the device tool; defaults to ./device_out); then (unless ELI_DEVICE_SKIP_PYTHON=1)
+# (Release, tests on, all cores), runs the C++ tests (CudaKernel* and CudaEngine* included) and
+# writes every log to $OUT (set by the device tool; defaults to ./device_out); then (unless ELI_DEVICE_SKIP_PYTHON=1)
 # pip-installs the Python package with CUDA for sm_90 and runs the GPU parity tests
 # (tests/python/test_cuda_parity.py, tests/python/test_model_parity.py); with
 # ELI_DEVICE_MEMCHECK=1 also runs the CUDA kernel tests under compute-sanitizer memcheck.
@@ -39,9 +39,9 @@ status=0
 "$BUILD/eli_cpp_tests" --gtest_filter="$FILTER" --gtest_output="xml:$OUT/gtest.xml" 2>&1 \
   | tee "$OUT/tests.log" || status=$?
 # The GPU suites once more, alone, so their result is easy to find.
-"$BUILD/eli_cpp_tests" --gtest_filter='CudaKernel*' 2>&1 | tee "$OUT/tests_cuda.log" || status=$?
+"$BUILD/eli_cpp_tests" --gtest_filter='CudaKernel*:CudaEngine*' 2>&1 | tee "$OUT/tests_cuda.log" || status=$?
 if grep -q "no CUDA device" "$OUT/tests_cuda.log"; then
-  echo "!! CudaKernel tests skipped: no CUDA device visible" | tee -a "$OUT/tests_cuda.log"
+  echo "!! CudaKernel/CudaEngine tests skipped: no CUDA device visible" | tee -a "$OUT/tests_cuda.log"
   status=1
 fi
 
@@ -62,7 +62,8 @@ if [ "${ELI_DEVICE_SKIP_PYTHON:-0}" != "1" ]; then
       status=$?; tail -n 40 "$OUT/pip_install.log"; }
   # From outside the source tree so that `import eli` finds the installed package.
   (cd /tmp && PYTHONUNBUFFERED=1 python3 -m pytest -q -rs -p no:cacheprovider \
-      "$ROOT/tests/python/test_cuda_parity.py" "$ROOT/tests/python/test_model_parity.py" 2>&1) \
+      "$ROOT/tests/python/test_cuda_parity.py" "$ROOT/tests/python/test_model_parity.py" \
+      "$ROOT/tests/python/test_cuda_engine_equivalence.py" ${ELI_DEVICE_PYTEST_EXTRA:-} 2>&1) \
     | tee "$OUT/pytest_gpu.log" || status=$?
 fi
 echo "== exit status $status" | tee "$OUT/status.log"

@@ -3,6 +3,12 @@
 
 namespace eli {
 
+size_t attention_workspace_bytes(int64_t n_tokens, int64_t n_heads, int64_t head_dim) {
+  if (n_tokens <= 0 || n_heads <= 0 || head_dim <= 0) return 0;
+  return static_cast<size_t>(n_tokens) * static_cast<size_t>(n_heads) * kAttentionMaxSplits *
+         static_cast<size_t>(head_dim + 2) * sizeof(float);
+}
+
 const char* op_name(Op op) {
   switch (op) {
     case Op::kEmbedding: return "embedding";
@@ -13,6 +19,12 @@ const char* op_name(Op op) {
     case Op::kKvWrite: return "kv_write";
     case Op::kAttention: return "attention";
     case Op::kDequant: return "dequant";
+    case Op::kGemv: return "gemv";
+    case Op::kGemm: return "gemm";
+    case Op::kNormCast: return "norm_cast";
+    case Op::kSwigluCast: return "swiglu_cast";
+    case Op::kRopeKvWrite: return "rope_kv_write";
+    case Op::kSample: return "sample";
     case Op::kCount: break;
   }
   return "unknown_op";

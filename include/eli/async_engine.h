@@ -16,8 +16,16 @@
 //   engine fails (kError with the message for every in-flight request) or shuts down without
 //   draining (kAbort). An output is delivered once: by wait_outputs() or wait_request_outputs().
 // - After a step throws (e.g. a device fault) the engine is dead: healthy() is false, error()
-//   holds the message, the Engine is never touched again, and add_request()/score() throw kDevice.
+//   holds the message, every in-flight and waiting request ends with kError, the Engine is never
+//   touched again, and add_request()/score() throw Error(kDevice, kEngineDeadPrefix + reason).
+//   The one exception is a step that throws kOutOfMemory (a device allocation failed, or the
+//   step_oom fault point): every in-flight request ends with kError and frees its KV blocks, and
+//   the engine stays healthy and keeps serving.
+// - The loop never waits for a reader: outputs not yet read wait in per-request queues
+//   (queued_outputs() counts them; at most max_tokens + 1 per request).
 // - stats() is a snapshot refreshed by the loop thread after every command batch and every step.
+// Fault points checked by the loop (runtime/core/fault_injection.h, docs/fault_injection.md):
+// slow_step_ms, step_oom and kernel_poison, before each step.
 #pragma once
 
 #include <chrono>
@@ -29,6 +37,10 @@
 #include "eli/engine.h"
 
 namespace eli {
+
+// Start of the message of the error a dead engine throws for new work (kind kDevice); the rest is
+// the reason it died. The Python bindings map it to eli.EngineDeadError.
+constexpr const char* kEngineDeadPrefix = "engine is dead: ";
 
 class AsyncEngine {
  public:
@@ -68,6 +80,9 @@ class AsyncEngine {
   // Engine::score on the loop thread, between steps.
   std::vector<float> score(const std::vector<int32_t>& token_ids);
   EngineStats stats() const;
+
+  // Outputs published by the loop and not yet read by wait_outputs / wait_request_outputs.
+  int64_t queued_outputs() const;
 
   bool healthy() const;
   std::string error() const;  // why the engine died; empty while healthy

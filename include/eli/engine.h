@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "eli/device.h"
 #include "eli/model_spec.h"
 #include "eli/sampling_params.h"
 
@@ -24,12 +25,21 @@ struct EngineConfig {
   int n_threads = 0;                   // CPU worker threads; 0: all hardware threads
   int64_t block_size = 16;             // tokens per KV block
   int64_t num_kv_blocks = 0;           // 0: derived from kv_cache_bytes
-  uint64_t kv_cache_bytes = 0;         // 0: a default share of the device memory
+  uint64_t kv_cache_bytes = 0;         // 0: what the memory budget leaves (CUDA), a default share (CPU)
+  std::string kv_cache_dtype = "auto"; // "auto" (CUDA: bfloat16 with bf16 weights, else float32;
+                                       // CPU: float32), "float32", "bfloat16" (CUDA only)
+  // CUDA memory budget: the fraction of the device's TOTAL memory eli may hold in all (weights,
+  // workspaces, KV cache, cached allocator blocks, a fixed headroom), as in vLLM. Must be in
+  // (0, 1]. gpu_memory_bytes > 0 is an absolute budget that overrides the fraction. The CPU
+  // validates but ignores both.
+  double gpu_memory_utilization = 0.9;
+  uint64_t gpu_memory_bytes = 0;
   int64_t max_num_seqs = 64;           // sequences in one step
   int64_t max_num_batched_tokens = 2048;  // tokens in one step
   int64_t max_model_len = 0;           // 0: the model's context (capped by the KV pool)
   bool enable_chunked_prefill = true;
   bool enable_prefix_caching = true;   // reuse KV blocks of shared prompt prefixes (verified)
+  bool enable_cuda_graphs = true;      // CUDA: replay captured graphs for decode steps
   uint64_t seed = 0;                   // engine seed for requests without their own
 };
 
@@ -53,6 +63,16 @@ struct EngineStats {
   int64_t prompt_tokens = 0, generated_tokens = 0, steps = 0;
 };
 
+// Device memory as planned at start-up (CUDA; on the CPU only kv_bytes is set, budget is 0).
+struct EngineMemoryInfo {
+  uint64_t budget_bytes = 0;     // what eli may hold in all (gpu_memory_utilization x total, or gpu_memory_bytes)
+  uint64_t total_bytes = 0;      // the device's memory
+  uint64_t weights_bytes = 0;    // weights on the device
+  uint64_t workspace_bytes = 0;  // activation workspaces, sized for the largest step
+  uint64_t kv_bytes = 0;         // the KV pool
+  uint64_t headroom_bytes = 0;   // kept free of the plan (driver, cuBLAS, CUDA graphs, rounding)
+};
+
 struct EngineInfo {
   ModelSpec spec;
   std::string format;        // "safetensors" or "gguf"
@@ -62,6 +82,8 @@ struct EngineInfo {
   int64_t max_model_len = 0;
   int64_t block_size = 0;
   int64_t num_kv_blocks = 0;
+  std::string kv_cache_dtype;  // dtype of the KV cache ("f32", "bf16"), like weight_dtype
+  EngineMemoryInfo memory;
   int n_threads = 0;
 };
 
@@ -86,6 +108,8 @@ class Engine {
   // Full-sequence logits (len, vocab), row-major, for parity checks. Uses its own KV blocks.
   std::vector<float> score(const std::vector<int32_t>& token_ids);
   EngineStats stats() const;
+  // The device allocator's counters: a warmed-up decode loop leaves n_driver_allocs unchanged.
+  MemoryStats memory_stats() const;
 
  private:
   struct Impl;

@@ -17,6 +17,8 @@ void attention_cpu_run(const AttentionArgs& a, const CpuIsa& isa, ThreadPool* po
   ELI_CHECK(a.n_kv_heads > 0 && a.n_heads > 0 && a.n_heads % a.n_kv_heads == 0, "attention: n_heads ",
             a.n_heads, " not a multiple of n_kv_heads ", a.n_kv_heads);
   ELI_CHECK(a.block_size > 0 && a.head_dim > 0 && a.n_seqs >= 0, "attention: bad sizes");
+  ELI_CHECK_KIND(kUnsupported, a.q_dtype == DType::kF32 && a.out_dtype == DType::kF32,
+                 "CPU attention takes f32 queries and outputs");
   const int64_t n_tokens = a.cu_seqlens[a.n_seqs];
   std::vector<int32_t> seq_of_token(static_cast<size_t>(n_tokens));  // (T)
   for (int64_t s = 0; s < a.n_seqs; ++s) {
@@ -31,7 +33,7 @@ void attention_cpu_run(const AttentionArgs& a, const CpuIsa& isa, ThreadPool* po
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t t = i / a.n_heads, h = i % a.n_heads;
       const int64_t s = seq_of_token[t];
-      float* out = a.out + t * a.out_stride + h * a.head_dim;
+      float* out = static_cast<float*>(a.out) + t * a.out_stride + h * a.head_dim;
       int64_t lo, hi;
       attention_kv_range(a.positions[t], a.context_lens[s], max_kv, a.sliding_window, &lo, &hi);
       if (hi < lo) {
@@ -40,7 +42,7 @@ void attention_cpu_run(const AttentionArgs& a, const CpuIsa& isa, ThreadPool* po
       }
       if (scratch.size() < static_cast<size_t>(hi - lo + 1)) scratch.resize(static_cast<size_t>(hi - lo + 1));
       isa.attention_row(a, a.block_tables + s * a.max_blocks_per_seq, h / group,
-                        a.q + t * a.q_stride + h * a.head_dim, out, lo, hi, scratch.data());
+                        static_cast<const float*>(a.q) + t * a.q_stride + h * a.head_dim, out, lo, hi, scratch.data());
     }
   });
 }

@@ -140,7 +140,7 @@ void attention_row(const AttentionArgs& a, const int32_t* blocks, int64_t kv_hea
   const int64_t n = hi - lo + 1;
   float mx = -INFINITY;
   for (int64_t j = 0; j < n; ++j) {
-    const float s = dot(q, a.k_cache + offset(lo + j), hd) * a.scale;
+    const float s = dot(q, static_cast<const float*>(a.k_cache) + offset(lo + j), hd) * a.scale;
     scratch[j] = s;
     mx = s > mx ? s : mx;
   }
@@ -159,7 +159,7 @@ void attention_row(const AttentionArgs& a, const int32_t* blocks, int64_t kv_hea
   }
   for (int64_t d = 0; d < hd; ++d) out[d] = 0.0f;
   for (j = 0; j < n; ++j) {
-    const float* v = a.v_cache + offset(lo + j);
+    const float* v = static_cast<const float*>(a.v_cache) + offset(lo + j);
     const __m256 p = _mm256_set1_ps(scratch[j]);
     int64_t d = 0;
     for (; d + 8 <= hd; d += 8)

@@ -319,7 +319,7 @@ void attention_row(const AttentionArgs& a, const int32_t* blocks, int64_t kv_hea
   if (in_regs)
     for (int v = 0; v < nv; ++v) qv[v] = _mm512_maskz_loadu_ps(tail_mask(hd - 16 * v), q + 16 * v);
   float mx = -INFINITY;
-  for_each_kv(a, blocks, kv_head, a.k_cache, lo, hi, [&](int64_t j, const float* kr) {
+  for_each_kv(a, blocks, kv_head, static_cast<const float*>(a.k_cache), lo, hi, [&](int64_t j, const float* kr) {
     float s;
     if (in_regs) {
       __m512 acc = _mm512_mul_ps(qv[0], _mm512_maskz_loadu_ps(tail_mask(hd), kr));
@@ -344,7 +344,7 @@ void attention_row(const AttentionArgs& a, const int32_t* blocks, int64_t kv_hea
   if (in_regs) {
     __m512 acc[8];
     for (int v = 0; v < 8; ++v) acc[v] = _mm512_setzero_ps();
-    for_each_kv(a, blocks, kv_head, a.v_cache, lo, hi, [&](int64_t j, const float* vr) {
+    for_each_kv(a, blocks, kv_head, static_cast<const float*>(a.v_cache), lo, hi, [&](int64_t j, const float* vr) {
       const __m512 p = _mm512_set1_ps(scratch[j - lo]);
       for (int v = 0; v < nv; ++v)
         acc[v] = _mm512_fmadd_ps(p, _mm512_maskz_loadu_ps(tail_mask(hd - 16 * v), vr + 16 * v), acc[v]);
@@ -355,7 +355,7 @@ void attention_row(const AttentionArgs& a, const int32_t* blocks, int64_t kv_hea
     return;
   }
   for (int64_t d = 0; d < hd; ++d) out[d] = 0.0f;
-  for_each_kv(a, blocks, kv_head, a.v_cache, lo, hi, [&](int64_t j, const float* vr) {
+  for_each_kv(a, blocks, kv_head, static_cast<const float*>(a.v_cache), lo, hi, [&](int64_t j, const float* vr) {
     const __m512 p = _mm512_set1_ps(scratch[j - lo]);
     for (int64_t d = 0; d < hd; d += 16) {
       const __mmask16 m = tail_mask(hd - d);

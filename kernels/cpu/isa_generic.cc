@@ -59,7 +59,7 @@ void attention_row(const AttentionArgs& a, const int32_t* blocks, int64_t kv_hea
   const int64_t n = hi - lo + 1;
   float mx = -INFINITY;
   for (int64_t j = 0; j < n; ++j) {
-    const float* k = a.k_cache + offset(lo + j);
+    const float* k = static_cast<const float*>(a.k_cache) + offset(lo + j);
     float s = 0.0f;
     for (int64_t d = 0; d < hd; ++d) s += q[d] * k[d];
     scratch[j] = s * a.scale;
@@ -72,7 +72,7 @@ void attention_row(const AttentionArgs& a, const int32_t* blocks, int64_t kv_hea
   }
   for (int64_t d = 0; d < hd; ++d) out[d] = 0.0f;
   for (int64_t j = 0; j < n; ++j) {
-    const float* v = a.v_cache + offset(lo + j);
+    const float* v = static_cast<const float*>(a.v_cache) + offset(lo + j);
     for (int64_t d = 0; d < hd; ++d) out[d] += scratch[j] * v[d];
   }
   const float inv = 1.0f / sum;

@@ -39,14 +39,14 @@ __device__ void attend_one(const AttentionArgs& a, int64_t t, int64_t h) {
   if (hi > a.max_blocks_per_seq * a.block_size - 1) hi = a.max_blocks_per_seq * a.block_size - 1;
   int64_t lo = 0;
   if (a.sliding_window > 0 && pos - a.sliding_window + 1 > 0) lo = pos - a.sliding_window + 1;
-  float* out = a.out + t * a.out_stride + h * hd;
+  float* out = static_cast<float*>(a.out) + t * a.out_stride + h * hd;
   if (hi < lo) {
     for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) out[d] = 0.f;
     return;
   }
   const int64_t kvh = h / (a.n_heads / a.n_kv_heads);
   const int32_t* blocks = a.block_tables + s * a.max_blocks_per_seq;
-  const float* q = a.q + t * a.q_stride + h * hd;
+  const float* q = static_cast<const float*>(a.q) + t * a.q_stride + h * hd;
   float qr[kMaxSlots], acc[kMaxSlots];
 #pragma unroll
   for (int j = 0; j < kMaxSlots; ++j) {
@@ -58,8 +58,8 @@ __device__ void attend_one(const AttentionArgs& a, int64_t t, int64_t h) {
   for (int64_t p = lo + warp; p <= hi; p += kWarps) {
     const int64_t slot = static_cast<int64_t>(blocks[p / a.block_size]) * a.block_size + p % a.block_size;
     const int64_t off = (slot * a.n_kv_heads + kvh) * hd;
-    const float* k = a.k_cache + off;
-    const float* v = a.v_cache + off;
+    const float* k = static_cast<const float*>(a.k_cache) + off;
+    const float* v = static_cast<const float*>(a.v_cache) + off;
     float dot = 0.f;
 #pragma unroll
     for (int j = 0; j < kMaxSlots; ++j) {

@@ -23,5 +23,20 @@ void rope_f32_cuda(const void* args, const ExecContext& ctx);        // RopeArgs
 void swiglu_f32_cuda(const void* args, const ExecContext& ctx);      // SwigluArgs
 void kv_write_f32_cuda(const void* args, const ExecContext& ctx);    // KvWriteArgs, f32 cache
 void attention_f32_cuda(const void* args, const ExecContext& ctx);   // AttentionArgs, f32 cache
+// bf16 path (kernels/cuda/attention_bf16.cu): paged flash attention for prefill, split-K decode.
+void attention_bf16_cuda(const void* args, const ExecContext& ctx);  // AttentionArgs, bf16 cache
+// Decode GEMV (kernels/cuda/gemv.cu) and GEMM through cuBLASLt (kernels/cuda/gemm_cublaslt.cu).
+void gemv_bf16_cuda(const void* args, const ExecContext& ctx);       // GemvArgs, bf16 weights
+void gemv_f32_cuda(const void* args, const ExecContext& ctx);        // GemvArgs, f32 weights
+void gemm_bf16_cuda(const void* args, const ExecContext& ctx);       // GemmArgs, bf16 weights
+void gemm_f32_cuda(const void* args, const ExecContext& ctx);        // GemmArgs, f32 weights
+// Mixed-precision elementwise ops (kernels/cuda/mixed_elementwise.cu).
+void norm_cast_cuda(const void* args, const ExecContext& ctx);       // NormCastArgs
+void swiglu_cast_cuda(const void* args, const ExecContext& ctx);     // SwigluCastArgs
+void kv_write_bf16_cuda(const void* args, const ExecContext& ctx);   // KvWriteArgs, bf16 cache
+void rope_kv_write_f32_cuda(const void* args, const ExecContext& ctx);   // RopeKvWriteArgs, f32 cache
+void rope_kv_write_bf16_cuda(const void* args, const ExecContext& ctx);  // RopeKvWriteArgs, bf16 cache
+// Sampling on the device (kernels/cuda/sampling.cu).
+void sample_cuda(const void* args, const ExecContext& ctx);          // SampleArgs
 
 }  // namespace eli

@@ -111,7 +111,7 @@ void kv_write_f32_cuda(const void* args_ptr, const ExecContext& ctx) {
   for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kMaxGridY) {
     const int64_t n = std::min(kMaxGridY, a.n_tokens - t0);
     kv_write_kernel<<<dim3(bx, static_cast<unsigned>(n)), kThreads, 0, stream>>>(
-        a.k_cache, a.v_cache, a.k, a.v, a.slot_mapping, t0, row, a.k_stride, a.v_stride, a.n_slots);
+        static_cast<float*>(a.k_cache), static_cast<float*>(a.v_cache), a.k, a.v, a.slot_mapping, t0, row, a.k_stride, a.v_stride, a.n_slots);
     ELI_CUDA_CHECK_LAUNCH();
   }
 }

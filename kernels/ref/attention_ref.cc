@@ -9,21 +9,52 @@
 
 namespace eli {
 
-void kv_write_ref(const void* args, const ExecContext&) {
-  const auto& a = *static_cast<const KvWriteArgs*>(args);
+namespace {
+
+// Element i of a buffer holding f32 or bf16 values, as float; and the store counterpart.
+inline float load_as_f32(const void* p, DType dt, int64_t i) {
+  return dt == DType::kBF16 ? bf16_to_f32(static_cast<const uint16_t*>(p)[i]) : static_cast<const float*>(p)[i];
+}
+inline void store_from_f32(void* p, DType dt, int64_t i, float v) {
+  if (dt == DType::kBF16) {
+    static_cast<uint16_t*>(p)[i] = f32_to_bf16(v);
+  } else {
+    static_cast<float*>(p)[i] = v;
+  }
+}
+
+void kv_write_ref_impl(const KvWriteArgs& a, DType cache) {
   const int64_t row = a.n_kv_heads * a.head_dim;
   for (int64_t t = 0; t < a.n_tokens; ++t) {
     const int64_t slot = a.slot_mapping[t];
     if (slot < 0 || slot >= a.n_slots) continue;
     for (int64_t j = 0; j < row; ++j) {
-      a.k_cache[slot * row + j] = a.k[t * a.k_stride + j];
-      a.v_cache[slot * row + j] = a.v[t * a.v_stride + j];
+      store_from_f32(a.k_cache, cache, slot * row + j, a.k[t * a.k_stride + j]);
+      store_from_f32(a.v_cache, cache, slot * row + j, a.v[t * a.v_stride + j]);
     }
   }
 }
 
+void attention_ref_impl(const AttentionArgs& a, DType cache);
+
+}  // namespace
+
+void kv_write_ref(const void* args, const ExecContext&) {
+  kv_write_ref_impl(*static_cast<const KvWriteArgs*>(args), DType::kF32);
+}
+void kv_write_ref_bf16(const void* args, const ExecContext&) {
+  kv_write_ref_impl(*static_cast<const KvWriteArgs*>(args), DType::kBF16);
+}
 void attention_ref(const void* args, const ExecContext&) {
-  const auto& a = *static_cast<const AttentionArgs*>(args);
+  attention_ref_impl(*static_cast<const AttentionArgs*>(args), DType::kF32);
+}
+void attention_ref_bf16(const void* args, const ExecContext&) {
+  attention_ref_impl(*static_cast<const AttentionArgs*>(args), DType::kBF16);
+}
+
+namespace {
+
+void attention_ref_impl(const AttentionArgs& a, DType cache) {
   ELI_CHECK(a.n_kv_heads > 0 && a.n_heads % a.n_kv_heads == 0, "attention: n_heads ", a.n_heads,
             " not a multiple of n_kv_heads ", a.n_kv_heads);
   ELI_CHECK(a.block_size > 0 && a.head_dim > 0, "attention: bad block_size/head_dim");
@@ -37,23 +68,24 @@ void attention_ref(const void* args, const ExecContext&) {
       attention_kv_range(a.positions[t], a.context_lens[s], a.max_blocks_per_seq * a.block_size,
                          a.sliding_window, &lo, &hi);
       for (int64_t h = 0; h < a.n_heads; ++h) {
-        const float* q = a.q + t * a.q_stride + h * hd;
-        float* out = a.out + t * a.out_stride + h * hd;
+        const int64_t q0 = t * a.q_stride + h * hd, o0 = t * a.out_stride + h * hd;
         const int64_t kvh = h / group;
         auto kv_offset = [&](int64_t j) {
           const int64_t slot = static_cast<int64_t>(blocks[j / a.block_size]) * a.block_size + j % a.block_size;
           return (slot * a.n_kv_heads + kvh) * hd;
         };
         if (hi < lo) {
-          for (int64_t d = 0; d < hd; ++d) out[d] = 0.0f;
+          for (int64_t d = 0; d < hd; ++d) store_from_f32(a.out, a.out_dtype, o0 + d, 0.0f);
           continue;
         }
         scores.assign(hi - lo + 1, 0.0);
         double mx = -INFINITY;
         for (int64_t j = lo; j <= hi; ++j) {
-          const float* k = a.k_cache + kv_offset(j);
+          const int64_t k0 = kv_offset(j);
           double dot = 0.0;
-          for (int64_t d = 0; d < hd; ++d) dot += static_cast<double>(q[d]) * k[d];
+          for (int64_t d = 0; d < hd; ++d) {
+            dot += static_cast<double>(load_as_f32(a.q, a.q_dtype, q0 + d)) * load_as_f32(a.k_cache, cache, k0 + d);
+          }
           scores[j - lo] = dot * a.scale;
           if (scores[j - lo] > mx) mx = scores[j - lo];
         }
@@ -64,14 +96,16 @@ void attention_ref(const void* args, const ExecContext&) {
         }
         std::fill(acc.begin(), acc.end(), 0.0);
         for (int64_t j = lo; j <= hi; ++j) {
-          const float* v = a.v_cache + kv_offset(j);
+          const int64_t v0 = kv_offset(j);
           const double p = scores[j - lo] / sum;
-          for (int64_t d = 0; d < hd; ++d) acc[d] += p * v[d];
+          for (int64_t d = 0; d < hd; ++d) acc[d] += p * load_as_f32(a.v_cache, cache, v0 + d);
         }
-        for (int64_t d = 0; d < hd; ++d) out[d] = static_cast<float>(acc[d]);
+        for (int64_t d = 0; d < hd; ++d) store_from_f32(a.out, a.out_dtype, o0 + d, static_cast<float>(acc[d]));
       }
     }
   }
 }
+
+}  // namespace
 
 }  // namespace eli

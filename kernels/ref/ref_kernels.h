@@ -32,8 +32,20 @@ void matmul_ref_f32(const void* args, const ExecContext& ctx);      // MatmulArg
 void matmul_ref_bf16(const void* args, const ExecContext& ctx);     // MatmulArgs
 void rope_ref(const void* args, const ExecContext& ctx);            // RopeArgs
 void swiglu_ref(const void* args, const ExecContext& ctx);          // SwigluArgs
-void kv_write_ref(const void* args, const ExecContext& ctx);        // KvWriteArgs
-void attention_ref(const void* args, const ExecContext& ctx);       // AttentionArgs
+void kv_write_ref(const void* args, const ExecContext& ctx);        // KvWriteArgs, f32 cache
+void kv_write_ref_bf16(const void* args, const ExecContext& ctx);   // KvWriteArgs, bf16 cache
+void attention_ref(const void* args, const ExecContext& ctx);       // AttentionArgs, f32 cache
+void attention_ref_bf16(const void* args, const ExecContext& ctx);  // AttentionArgs, bf16 cache
+// Mixed-precision references (kernels/ref/mixed_ref.cc): compositions of the plain references
+// with the dtype conversions done exactly where the device kernels do them.
+void gemv_ref_f32(const void* args, const ExecContext& ctx);        // GemvArgs, f32 weights
+void gemv_ref_bf16(const void* args, const ExecContext& ctx);       // GemvArgs, bf16 weights
+void gemm_ref_f32(const void* args, const ExecContext& ctx);        // GemmArgs, f32 weights
+void gemm_ref_bf16(const void* args, const ExecContext& ctx);       // GemmArgs, bf16 weights
+void norm_cast_ref(const void* args, const ExecContext& ctx);       // NormCastArgs
+void swiglu_cast_ref(const void* args, const ExecContext& ctx);     // SwigluCastArgs
+void rope_kv_write_ref_f32(const void* args, const ExecContext& ctx);   // RopeKvWriteArgs, f32 cache
+void rope_kv_write_ref_bf16(const void* args, const ExecContext& ctx);  // RopeKvWriteArgs, bf16 cache
 
 // Visible kv range [*lo, *hi] of a query at position `pos` (empty when *hi < *lo); shared by every
 // CPU attention kernel so that they agree on masking.

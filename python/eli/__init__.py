@@ -10,8 +10,8 @@ import os as _os
 if _os.environ.get("ELI_NATIVE_DIR"):
     __path__.insert(0, _os.environ["ELI_NATIVE_DIR"])  # noqa: F821 (package __path__)
 
-from .errors import (EliError, InvalidRequestError, ModelLoadError, ModelResolutionError, OutOfMemoryError,
-                     UnsupportedError)
+from .errors import (EliError, EngineDeadError, InvalidRequestError, ModelLoadError, ModelResolutionError,
+                     OutOfMemoryError, UnsupportedError)
 from .outputs import RequestOutput
 from .sampling_params import SamplingParams
 
@@ -52,6 +52,7 @@ __all__ = [
     "inspect_model",
     "cuda_device_count",
     "EliError",
+    "EngineDeadError",
     "InvalidRequestError",
     "ModelLoadError",
     "ModelResolutionError",

@@ -12,11 +12,16 @@
 #       raise from the first __anext__, before any output.
 #   await llm.abort(request_id); llm.chat_prompt_ids(messages, chat_template=None) -> list[int]
 #   llm.stats(); llm.health(); llm.healthy(); llm.shutdown(drain=False)
+#   A dead engine (a device fault) raises eli.EngineDeadError for new requests; requests in flight
+#   when it died end with finish_reason "error".
 #
 # Invariants: a request whose consumer stops iterating, or whose task is cancelled, is aborted in
 # the generator's finally (the C++ loop frees its blocks before its next step). Routing never loses
 # an output: outputs that arrive before a request's route is registered wait in `_early`, and the
 # route is registered by the thread that admitted the request, under the same lock the pump uses.
+# Nothing waits for a slow consumer: neither the C++ loop nor the pump. Its outputs wait in its
+# route's queue (at most max_tokens + 1 of them) and it gets them all in its next snapshot;
+# health()["stream_queued_outputs"] counts what all routes hold.
 from __future__ import annotations
 
 import asyncio
@@ -45,11 +50,50 @@ def _shutdown_all() -> None:
 
 
 class _Route:
-    __slots__ = ("loop", "queue")
+    """Where one request's outputs go: a queue on its event loop. `deliver` and `close` run on that
+    loop; `counter` (the dispatcher) counts outputs in queues, exactly: delivered minus consumed,
+    and nothing is delivered (or counted) after close."""
+    __slots__ = ("loop", "queue", "counter", "closed")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue):
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, counter=None):
         self.loop = loop
         self.queue = queue
+        self.counter = counter
+        self.closed = False
+
+    def deliver(self, items: list) -> None:
+        if self.closed:
+            return
+        self.queue.put_nowait(items)
+        if self.counter is not None:
+            self.counter.add(len(items))
+
+    def take(self) -> list:
+        """Every batch queued now, flattened, without waiting."""
+        items = []
+        while not self.queue.empty():
+            items.extend(self.queue.get_nowait())
+        return items
+
+    def consumed(self, n: int) -> None:
+        if self.counter is not None:
+            self.counter.add(-n)
+
+    def close(self) -> None:
+        self.closed = True
+        self.consumed(len(self.take()))
+
+
+class _Counter:
+    __slots__ = ("lock", "value")
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.value = 0
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            self.value += n
 
 
 class _Dispatcher:
@@ -60,6 +104,7 @@ class _Dispatcher:
         self.lock = threading.Lock()
         self.routes: dict[int, _Route] = {}
         self.early: dict[int, list] = {}
+        self.queued = _Counter()  # outputs waiting in routes' queues (slow consumers)
         self.thread = threading.Thread(target=self._pump, name="eli-outputs", daemon=True)
         self.thread.start()
         _live.add(self)
@@ -78,7 +123,7 @@ class _Dispatcher:
     @staticmethod
     def _post(route: _Route, items: list) -> None:
         try:
-            route.loop.call_soon_threadsafe(route.queue.put_nowait, items)
+            route.loop.call_soon_threadsafe(route.deliver, items)
         except RuntimeError:
             pass  # its event loop is closed: nobody is listening
 
@@ -128,7 +173,7 @@ class AsyncLLM(EngineFrontend):
         text, ids = self._encode(prompt)
         engine_params = params.engine_dict(self._extra_eos)
         loop = asyncio.get_running_loop()
-        route = _Route(loop, asyncio.Queue())
+        route = _Route(loop, asyncio.Queue(), self._dispatch.queued)
         key = object() if request_id is None else request_id
         self._ids[key] = -1  # reserved: a second generate() with this id fails while we admit
         try:
@@ -151,9 +196,9 @@ class AsyncLLM(EngineFrontend):
         ended = False  # the engine delivered its final output
         try:
             while not tracker.finished:
-                items = await route.queue.get()
-                while not route.queue.empty():  # a slow consumer gets one snapshot for all that came
-                    items = items + route.queue.get_nowait()
+                items = list(await route.queue.get())
+                items.extend(route.take())  # a slow consumer gets one snapshot for all that came
+                route.consumed(len(items))
                 for _, token, logprob, top, finish, error in items:
                     if token >= 0 and not tracker.finished:
                         if tracker.add_token(token, logprob, top):
@@ -163,10 +208,17 @@ class AsyncLLM(EngineFrontend):
                         tracker.finish(finish, error)
                 yield tracker.snapshot()
         finally:
+            route.close()
             if self._ids.get(key) == rid:
                 del self._ids[key]
             if not ended and not tracker.finished:
                 self._engine.abort_request(rid)
+
+    def health(self) -> dict:
+        """As eli.LLM's, plus stream_queued_outputs: outputs waiting for slow stream consumers."""
+        h = super().health()
+        h["stream_queued_outputs"] = self._dispatch.queued.value
+        return h
 
     async def abort(self, request_id: Any) -> None:
         """Ends a running request; its generator yields a final output with finish_reason "abort".

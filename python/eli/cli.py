@@ -85,6 +85,32 @@ def _add_model_args(p: argparse.ArgumentParser, *, load: bool = True) -> None:
                    help="compute/weight dtype (default: auto, picked per device and model)")
     g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                    help="CPU threads (default: engine's choice)")
+    g.add_argument("--gpu-memory-utilization", type=_fraction, default=None, metavar="F",
+                   help="fraction in (0, 1] of the GPU's total memory eli may hold in all: weights, "
+                   "workspaces, KV cache and a fixed headroom; the KV cache gets what is left "
+                   "(default: 0.9; CUDA only)")
+    g.add_argument("--kv-cache-dtype", choices=["auto", "float32", "bfloat16"], default=None,
+                   help="KV cache dtype (default: auto = bfloat16 on CUDA with bf16 weights, else "
+                   "float32; bfloat16 needs CUDA)")
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got '{text}'") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
+    return value
+
+
+# Model-loading options passed to the engine only when given (the engine's defaults apply otherwise).
+_MEMORY_OPTIONS = ("gpu_memory_utilization", "kv_cache_dtype")
+
+
+def _memory_kwargs(args: argparse.Namespace) -> dict:
+    return {k: getattr(args, k) for k in _MEMORY_OPTIONS if getattr(args, k, None) is not None}
 
 
 def _add_sampling_args(p: argparse.ArgumentParser, *, max_tokens: int) -> None:
@@ -211,7 +237,8 @@ def _positive_float(text: str) -> float:
 
 
 _ENGINE_OPTIONS = ("block_size", "num_kv_blocks", "kv_cache_bytes", "enable_prefix_caching",
-                   "enable_chunked_prefill", "max_num_seqs", "max_num_batched_tokens", "max_model_len")
+                   "enable_chunked_prefill", "max_num_seqs", "max_num_batched_tokens", "max_model_len",
+                   "enable_cuda_graphs")
 
 
 def _add_serve_parsers(sub, fmt) -> None:
@@ -251,6 +278,8 @@ def _add_serve_parsers(sub, fmt) -> None:
                      help="reuse KV blocks of shared prompt prefixes")
     eng.add_argument("--enable-chunked-prefill", action=argparse.BooleanOptionalAction, default=None,
                      help="split long prompts across steps")
+    eng.add_argument("--enable-cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+                     help="CUDA: replay captured graphs for decode steps (default: on)")
     eng.add_argument("--max-num-seqs", type=_positive_int, default=None, metavar="N", help="max running requests")
     eng.add_argument("--max-num-batched-tokens", type=_positive_int, default=None, metavar="N",
                      help="max tokens per engine step")
@@ -316,7 +345,7 @@ def _load(args: argparse.Namespace, *, progress: bool):
     eli = _import_engine("LLM", "SamplingParams")
     path = hub.resolve_model(args.model, allow_download=not args.offline, progress=progress)
     t0 = time.perf_counter()
-    llm = eli.LLM(path, device=args.device, dtype=args.dtype, n_threads=args.threads)
+    llm = eli.LLM(path, device=args.device, dtype=args.dtype, n_threads=args.threads, **_memory_kwargs(args))
     return eli, llm, time.perf_counter() - t0
 
 
@@ -588,6 +617,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     kwargs = {k: getattr(args, k) for k in _ENGINE_OPTIONS if getattr(args, k) is not None}
     if args.threads is not None:
         kwargs["n_threads"] = args.threads
+    kwargs.update(_memory_kwargs(args))
     llm = eli.AsyncLLM(path, device=args.device, dtype=args.dtype, **kwargs)
     name = args.served_model_name or args.model or hub.DEFAULT_MODEL
     print(f"eli serve: {name} on http://{args.host}:{args.port}/v1", file=sys.stderr)

@@ -27,6 +27,15 @@ class EliError(RuntimeError):
     """An engine failure that is not the caller's fault (device error, broken invariant)."""
 
 
+class EngineDeadError(EliError):
+    """The engine died (a device fault broke it) and takes no more work; the message says why.
+
+    Raised for every new request (and score) after the death; requests that were in flight when it
+    died end with finish_reason "error". A CUDA context broken by a kernel fault stays broken for the
+    whole process: a new engine needs a new process.
+    """
+
+
 class InvalidRequestError(ValueError):
     """A request or parameter the engine rejects (bad ids, too long for the context, bad sampling)."""
 
@@ -43,6 +52,7 @@ __all__ = [
     "ModelResolutionError",
     "ModelLoadError",
     "EliError",
+    "EngineDeadError",
     "InvalidRequestError",
     "OutOfMemoryError",
     "UnsupportedError",

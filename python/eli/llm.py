@@ -32,6 +32,29 @@ def _native():
     return _eli
 
 
+_KV_CACHE_DTYPES = ("auto", "float32", "bfloat16")
+
+
+def _memory_config(gpu_memory_utilization, gpu_memory_bytes, kv_cache_dtype) -> dict:
+    """Checks the memory keywords (before any model is resolved or loaded) and returns their engine
+    config entries. The engine checks them again, and what only it knows (bfloat16 KV on the CPU,
+    a budget the GPU cannot give, weights over the budget)."""
+    f = gpu_memory_utilization
+    if isinstance(f, bool) or not isinstance(f, (int, float, np.integer, np.floating)):
+        raise InvalidRequestError(f"gpu_memory_utilization must be a number in (0, 1], got {f!r}")
+    if not 0.0 < float(f) <= 1.0:  # NaN fails too
+        raise InvalidRequestError(
+            f"gpu_memory_utilization must be in (0, 1], got {f} (the fraction of the GPU's total memory "
+            "eli may hold; for an absolute budget pass gpu_memory_bytes)")
+    b = gpu_memory_bytes
+    if b is not None and (isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 0 < int(b) < 2**64):
+        raise InvalidRequestError(f"gpu_memory_bytes must be a positive integer (bytes) or None, got {b!r}")
+    if kv_cache_dtype not in _KV_CACHE_DTYPES:
+        raise InvalidRequestError(
+            f"kv_cache_dtype must be one of {', '.join(_KV_CACHE_DTYPES)}; got {kv_cache_dtype!r}")
+    return {"gpu_memory_utilization": float(f), "gpu_memory_bytes": int(b or 0), "kv_cache_dtype": kv_cache_dtype}
+
+
 def _resolve_device(device: str) -> str:
     """"auto" -> "cuda" when this build sees a CUDA device, else "cpu"; anything else is passed
     through ("cpu", "cuda", "cuda:N"; the engine raises a typed error for what it cannot run)."""
@@ -47,6 +70,16 @@ class EngineFrontend:
 
     model: a Hugging Face directory (config.json + safetensors), a .gguf file, a short name
     ("smollm2") or a Hugging Face repo id; None means the default model (SmolLM2-135M-Instruct).
+
+    Memory (CUDA): gpu_memory_utilization is the fraction in (0, 1] of the GPU's total memory eli may
+    hold in all (weights, workspaces, KV cache, a fixed headroom), as in vLLM; gpu_memory_bytes, when
+    given, is an absolute budget that overrides it. The KV cache gets what the budget leaves (capped
+    by max_num_seqs full contexts) unless num_kv_blocks or kv_cache_bytes say otherwise; anything
+    that cannot fit raises eli.OutOfMemoryError at load, with the numbers. kv_cache_dtype: "auto"
+    (bfloat16 on CUDA with bf16 weights, else float32), "float32" or "bfloat16" (CUDA only).
+    self.info["memory"] has the plan (budget, weights, workspace, KV and headroom bytes).
+    enable_cuda_graphs: decode steps replay CUDA graphs captured per batch-size bucket (default);
+    False launches every kernel eagerly (for comparisons and debugging).
     """
 
     def __init__(self, model: Optional[str] = None, *, device: str = "auto", dtype: str = "auto",
@@ -54,7 +87,10 @@ class EngineFrontend:
                  kv_cache_bytes: Optional[int] = None, max_num_seqs: int = 64,
                  max_num_batched_tokens: int = 2048, max_model_len: Optional[int] = None,
                  enable_chunked_prefill: bool = True, enable_prefix_caching: bool = True,
+                 gpu_memory_utilization: float = 0.9, gpu_memory_bytes: Optional[int] = None,
+                 kv_cache_dtype: str = "auto", enable_cuda_graphs: bool = True,
                  seed: Optional[int] = None, download: bool = True, progress: bool = True):
+        memory = _memory_config(gpu_memory_utilization, gpu_memory_bytes, kv_cache_dtype)
         path = hub.resolve_model(model, allow_download=download, progress=progress)
         native = _native()
         meta = native.inspect_model(path)
@@ -72,7 +108,9 @@ class EngineFrontend:
             "max_model_len": max_model_len or 0,
             "enable_chunked_prefill": enable_chunked_prefill,
             "enable_prefix_caching": enable_prefix_caching,
+            "enable_cuda_graphs": bool(enable_cuda_graphs),
             "seed": seed or 0,
+            **memory,
         }
         engine = native.AsyncEngine(config)
         try:

@@ -77,6 +77,7 @@ nb::dict health(const AsyncEngine& e) {
   d["error"] = e.error();
   d["steps"] = e.steps();
   d["busy"] = e.busy();
+  d["queued_outputs"] = e.queued_outputs();
   d["seconds_since_last_step"] =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - e.last_step_time()).count();
   return d;
@@ -107,6 +108,7 @@ void bind_async_engine(nb::module_& m) {
       .def("wait_request_outputs", &wait_request_outputs, "request_ids"_a, "timeout_ms"_a)
       .def("score", &score, "token_ids"_a)
       .def("stats", [](const AsyncEngine& e) { return engine_stats_to_dict(e.stats()); })
+      .def("queued_outputs", &AsyncEngine::queued_outputs)
       .def("healthy", &AsyncEngine::healthy)
       .def("error", &AsyncEngine::error)
       .def("health", &health)

@@ -13,6 +13,7 @@
 #include "eli/engine.h"
 #include "eli/error.h"
 #include "python/src/convert.h"
+#include "runtime/core/fault_injection.h"
 #include "runtime/device/device.h"
 
 namespace nb = nanobind;
@@ -74,7 +75,8 @@ NB_MODULE(_eli, m) {
       .def("step", &step)
       .def("has_unfinished", &Engine::has_unfinished)
       .def("score", &score, "token_ids"_a)
-      .def("stats", [](const Engine& e) { return engine_stats_to_dict(e.stats()); });
+      .def("stats", [](const Engine& e) { return engine_stats_to_dict(e.stats()); })
+      .def("memory_stats", [](const Engine& e) { return memory_stats_to_dict(e.memory_stats()); });
 
   bind_async_engine(m);
 
@@ -83,4 +85,21 @@ NB_MODULE(_eli, m) {
   m.def("cuda_device_count", &cuda_device_count);
   m.def("cuda_compiled", &cuda_compiled);
   m.def("list_kernels", &list_kernels);
+
+  // Fault injection for tests (runtime/core/fault_injection.h, docs/fault_injection.md): compiled
+  // into every build, inert until armed; process-global.
+  m.def("fault_points", &fault_point_names);
+  m.def("arm_fault", nb::overload_cast<const std::string&, const std::string&>(&arm_fault), "name"_a,
+        "spec"_a = "", "Arms a fault point, e.g. arm_fault(\"preempt_storm\", \"prob=0.5:seed=1\").");
+  m.def("arm_faults", &arm_faults, "faults"_a, "Arms an ELI_FAULTS-style list (all or nothing).");
+  m.def("disarm_fault", [](const std::string& name) { disarm_fault(fault_point_from_name(name)); }, "name"_a);
+  m.def("disarm_faults", &disarm_all_faults);
+  m.def("fault_armed", [](const std::string& name) { return fault_armed(fault_point_from_name(name)); }, "name"_a);
+  m.def("fault_counts",
+        [](const std::string& name) {
+          FaultCounts c = fault_counts(fault_point_from_name(name));
+          return std::make_pair(c.checks, c.fires);
+        },
+        "name"_a, "(checks, fires) since the point was last armed.");
+  m.def("fault_env_enabled", &fault_env_enabled, "Whether this build reads ELI_FAULTS (test builds only).");
 }

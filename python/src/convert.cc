@@ -4,6 +4,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include "eli/async_engine.h"
 #include "eli/error.h"
 #include "kernels/registry.h"
 #include "runtime/model/gguf.h"
@@ -59,6 +60,10 @@ void register_error_translator() {
         case ErrorKind::kOutOfMemory: cls = "OutOfMemoryError"; break;
         case ErrorKind::kUnsupported:
         case ErrorKind::kNotCompiled: cls = "UnsupportedError"; break;
+        case ErrorKind::kDevice:
+          // A dead AsyncEngine refusing new work (include/eli/async_engine.h).
+          cls = std::string(e.what()).rfind(kEngineDeadPrefix, 0) == 0 ? "EngineDeadError" : "EliError";
+          break;
         default: cls = "EliError"; break;
       }
       PyErr_SetString(errors.attr(cls).ptr(), e.what());
@@ -75,11 +80,15 @@ EngineConfig engine_config_from_dict(const nb::dict& d) {
   get(d, "block_size", &c.block_size);
   get(d, "num_kv_blocks", &c.num_kv_blocks);
   get(d, "kv_cache_bytes", &c.kv_cache_bytes);
+  get(d, "kv_cache_dtype", &c.kv_cache_dtype);
+  get(d, "gpu_memory_utilization", &c.gpu_memory_utilization);
+  get(d, "gpu_memory_bytes", &c.gpu_memory_bytes);
   get(d, "max_num_seqs", &c.max_num_seqs);
   get(d, "max_num_batched_tokens", &c.max_num_batched_tokens);
   get(d, "max_model_len", &c.max_model_len);
   get(d, "enable_chunked_prefill", &c.enable_chunked_prefill);
   get(d, "enable_prefix_caching", &c.enable_prefix_caching);
+  get(d, "enable_cuda_graphs", &c.enable_cuda_graphs);
   get(d, "seed", &c.seed);
   return c;
 }
@@ -139,7 +148,26 @@ nb::dict engine_info_to_dict(const EngineInfo& info) {
   d["max_model_len"] = info.max_model_len;
   d["block_size"] = info.block_size;
   d["num_kv_blocks"] = info.num_kv_blocks;
+  d["kv_cache_dtype"] = info.kv_cache_dtype;
+  nb::dict mem;
+  mem["budget_bytes"] = info.memory.budget_bytes;
+  mem["total_bytes"] = info.memory.total_bytes;
+  mem["weights_bytes"] = info.memory.weights_bytes;
+  mem["workspace_bytes"] = info.memory.workspace_bytes;
+  mem["kv_bytes"] = info.memory.kv_bytes;
+  mem["headroom_bytes"] = info.memory.headroom_bytes;
+  d["memory"] = mem;
   d["num_threads"] = info.n_threads;
+  return d;
+}
+
+nb::dict memory_stats_to_dict(const MemoryStats& s) {
+  nb::dict d;
+  d["reserved_bytes"] = s.reserved_bytes;
+  d["in_use_bytes"] = s.in_use_bytes;
+  d["peak_in_use_bytes"] = s.peak_in_use_bytes;
+  d["n_driver_allocs"] = s.n_driver_allocs;
+  d["n_allocs"] = s.n_allocs;
   return d;
 }
 

@@ -14,6 +14,7 @@ SamplingParams sampling_params_from_dict(const nanobind::dict& d);
 nanobind::dict spec_to_dict(const ModelSpec& s);
 nanobind::dict engine_info_to_dict(const EngineInfo& info);
 nanobind::dict engine_stats_to_dict(const EngineStats& s);
+nanobind::dict memory_stats_to_dict(const MemoryStats& s);
 nanobind::dict inspect_model(const std::string& path);
 nanobind::list list_kernels();
 

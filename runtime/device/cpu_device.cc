@@ -40,6 +40,27 @@ uint64_t host_available_bytes() {
 
 namespace {
 
+// /proc/meminfo's MemTotal, else sysconf (0 if neither works).
+uint64_t host_total_bytes() {
+  if (FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char line[256];
+    unsigned long long kib = 0;
+    bool found = false;
+    while (std::fgets(line, sizeof(line), f) != nullptr) {
+      if (std::sscanf(line, "MemTotal: %llu kB", &kib) == 1) {
+        found = true;
+        break;
+      }
+    }
+    std::fclose(f);
+    if (found) return static_cast<uint64_t>(kib) * 1024;
+  }
+  long pages = sysconf(_SC_PHYS_PAGES);
+  long page_size = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page_size > 0) return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size);
+  return 0;
+}
+
 class AlignedHostBackend : public PoolBackend {
  public:
   void* alloc(size_t bytes) override {
@@ -68,6 +89,7 @@ class CpuDevice final : public PooledDevice {
   void synchronize() override {}
   MemoryStats memory_stats() const override { return pool_.stats().to_memory_stats(); }
   uint64_t available_bytes() const override { return host_available_bytes(); }
+  uint64_t total_bytes() const override { return host_total_bytes(); }
   SizeClassPool& pool() override { return pool_; }
 
  private:

@@ -14,13 +14,7 @@
 
 namespace eli {
 
-struct MemoryStats {
-  uint64_t reserved_bytes = 0;   // held from the driver / OS (including cached free blocks)
-  uint64_t in_use_bytes = 0;     // handed out to callers now
-  uint64_t peak_in_use_bytes = 0;
-  uint64_t n_driver_allocs = 0;  // calls into the driver allocator (cudaMalloc, aligned_alloc)
-  uint64_t n_allocs = 0;         // allocate() calls served
-};
+// MemoryStats (the allocator's counters) is declared in eli/device.h.
 
 class Device {
  public:
@@ -36,6 +30,8 @@ class Device {
   virtual MemoryStats memory_stats() const = 0;
   // Bytes the device can still give (free device memory; for the CPU, available RAM).
   virtual uint64_t available_bytes() const = 0;
+  // The device's whole memory (cudaMemGetInfo's total; for the CPU, MemTotal).
+  virtual uint64_t total_bytes() const = 0;
 };
 
 std::unique_ptr<Device> create_cpu_device();

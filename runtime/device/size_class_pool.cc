@@ -1,10 +1,13 @@
 // runtime/device/size_class_pool.cc: the caching allocator's bookkeeping (see size_class_pool.h).
+// Fault point "device_alloc" (runtime/core/fault_injection.h): allocate() throws the same
+// Error(kOutOfMemory) a failed backend allocation throws, before touching any state.
 #include "runtime/device/size_class_pool.h"
 
 #include <algorithm>
 
 #include "eli/error.h"
 #include "runtime/core/checked_math.h"
+#include "runtime/core/fault_injection.h"
 
 namespace eli {
 
@@ -25,6 +28,7 @@ SizeClassPool::SizeClassPool(PoolBackend* backend, SizeClassPoolOptions options)
             "pool granularities must be positive");
   ELI_CHECK(options_.large_reuse_slack_percent >= 100, "large_reuse_slack_percent must be >= 100");
   stats_.budget_bytes = options_.budget_bytes;
+  load_faults_from_env();
 }
 
 SizeClassPool::~SizeClassPool() {
@@ -99,6 +103,7 @@ void* SizeClassPool::backend_alloc_locked(size_t rounded, size_t requested) {
 void* SizeClassPool::allocate(size_t bytes, void* stream) {
   const size_t rounded = round_size(bytes);
   std::lock_guard<std::mutex> lock(mu_);
+  if (fault_fires(FaultPoint::kDeviceAlloc)) throw_oom_locked(bytes, rounded, "injected fault device_alloc");
   size_t size = rounded;
   void* p = take_cached_locked(rounded, stream, &size);
   if (p != nullptr) {

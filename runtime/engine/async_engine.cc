@@ -3,7 +3,13 @@
 // Locks: mu_ guards the command queue and the lifecycle flags; out_mu_ guards the per-request
 // output queues, the stats snapshot and the death record. They are never held together, and the
 // Engine is called only from the loop thread (never under out_mu_, so readers never wait on a step).
-// Invariant: a request id is in `ready` iff its state exists and its queue is non-empty.
+// Invariants: a request id is in `ready` iff its state exists and its queue is non-empty; `queued`
+// is the total length of all queues. Publishing never waits for a reader: a slow reader only makes
+// its own queue longer (at most max_tokens + 1 outputs per request).
+//
+// Fault points (runtime/core/fault_injection.h) checked before each step: slow_step_ms (sleep),
+// step_oom (the step throws kOutOfMemory), kernel_poison (CUDA: the context is broken, so the step
+// fails as after a real kernel fault; CPU: the step throws kDevice).
 #include "eli/async_engine.h"
 
 #include <atomic>
@@ -17,7 +23,9 @@
 #include <thread>
 #include <unordered_map>
 
+#include "eli/device.h"
 #include "eli/error.h"
+#include "runtime/core/fault_injection.h"
 
 namespace eli {
 namespace {
@@ -78,6 +86,7 @@ struct AsyncEngine::Impl {
   bool dead = false;
   std::string error;
   EngineStats stats;
+  int64_t queued = 0;  // outputs published and not yet read
 
   // ---- loop thread only ----
   std::set<int64_t> live;  // admitted, final output not yet published
@@ -104,7 +113,7 @@ struct AsyncEngine::Impl {
 
   Failure refusal() const {
     std::lock_guard<std::mutex> lk(out_mu);
-    if (dead) return {ErrorKind::kDevice, "the engine failed: " + error};
+    if (dead) return {ErrorKind::kDevice, kEngineDeadPrefix + error};
     return {ErrorKind::kInvalidArgument, "the engine is shut down"};
   }
 
@@ -153,7 +162,11 @@ struct AsyncEngine::Impl {
     engine->abort_request(id);
     live.erase(id);
     std::lock_guard<std::mutex> lk(out_mu);
-    reqs.erase(id);
+    auto it = reqs.find(id);
+    if (it != reqs.end()) {
+      queued -= static_cast<int64_t>(it->second.queue.size());
+      reqs.erase(it);
+    }
     ready.erase(id);
   }
 
@@ -165,9 +178,12 @@ struct AsyncEngine::Impl {
         const int64_t id = o.request_id;
         auto it = reqs.find(id);
         if (o.finish != FinishReason::kNone) live.erase(id);
-        if (it == reqs.end()) continue;  // rolled back by add_requests
+        // Rolled back by add_requests, or already ended (the engine's abort echo of a request
+        // that was failed after an out-of-memory step): nothing more is delivered.
+        if (it == reqs.end() || it->second.ended) continue;
         if (o.finish != FinishReason::kNone) it->second.ended = true;
         it->second.queue.push_back(std::move(o));
+        ++queued;
         ready.insert(id);
       }
     }
@@ -202,6 +218,43 @@ struct AsyncEngine::Impl {
     }
     publish(outs);
     live.clear();
+  }
+
+  // Loop thread, after a step threw kOutOfMemory (a device allocation failed; the Engine's state is
+  // intact: the step's sequences keep their blocks and nothing advanced). Every in-flight request
+  // ends with kError and its blocks are freed now; the engine stays healthy and takes new work.
+  // (Which requests were in the failed step is not visible here, so all of them end.)
+  void recover_from_oom(const std::string& what) {
+    const std::string message = "out of memory during a step (the request was ended; the engine goes on): " + what;
+    std::vector<TokenOutput> outs;
+    for (int64_t id : live) {
+      engine->abort_request(id);  // frees its blocks; publish() drops the kAbort echo
+      TokenOutput o;
+      o.request_id = id;
+      o.finish = FinishReason::kError;
+      o.error = message;
+      outs.push_back(std::move(o));
+    }
+    last_step_ns.store(now_ns());  // the loop is making progress, not wedged
+    refresh_stats();
+    publish(outs);
+  }
+
+  // Loop thread, right before a step: the fault points of the step (no-ops unless armed).
+  void step_faults() {
+    int64_t ms = 0;
+    if (fault_fires(FaultPoint::kSlowStep, &ms) && ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    if (fault_fires(FaultPoint::kStepOom)) {
+      ELI_THROW(kOutOfMemory, "injected fault step_oom: a device allocation failed during the step");
+    }
+    if (fault_fires(FaultPoint::kKernelPoison)) {
+      const DeviceId dev = parse_device(engine->info().device);
+      if (dev.kind == DeviceKind::kCUDA) {
+        poison_cuda_context(dev.index);  // the step below fails at its first CUDA call
+      } else {
+        ELI_THROW(kDevice, "injected fault kernel_poison: simulated device fault on ", engine->info().device);
+      }
+    }
   }
 
   // Refuses the commands of a batch that will not run (the engine died part-way through it).
@@ -259,7 +312,15 @@ void AsyncEngine::Impl::loop() {
           }
           if (fault_after > 0) --fault_after;
         }
-        std::vector<TokenOutput> outs = engine->step();
+        std::vector<TokenOutput> outs;
+        try {
+          step_faults();
+          outs = engine->step();
+        } catch (const Error& e) {
+          if (e.kind() != ErrorKind::kOutOfMemory) throw;
+          recover_from_oom(e.what());
+          continue;
+        }
         steps.fetch_add(1);
         last_step_ns.store(now_ns());
         refresh_stats();  // before publishing: a reader who saw a final output sees its blocks free
@@ -301,6 +362,7 @@ AsyncEngine::AsyncEngine(const EngineConfig& config) : AsyncEngine(std::make_uni
 
 AsyncEngine::AsyncEngine(std::unique_ptr<Engine> engine) : impl_(new Impl) {
   ELI_CHECK(engine != nullptr, "AsyncEngine needs an engine");
+  load_faults_from_env();
   impl_->engine = std::move(engine);
   impl_->stats = impl_->engine->stats();
   impl_->thread = std::thread([m = impl_.get()] { m->loop(); });
@@ -366,6 +428,7 @@ bool AsyncEngine::wait_outputs(std::vector<TokenOutput>* out, int timeout_ms) {
   for (int64_t id : m.ready) {
     auto it = m.reqs.find(id);
     if (it == m.reqs.end()) continue;
+    m.queued -= static_cast<int64_t>(it->second.queue.size());
     for (TokenOutput& o : it->second.queue) out->push_back(std::move(o));
     it->second.queue.clear();
     if (it->second.ended) m.reqs.erase(it);
@@ -397,6 +460,7 @@ bool AsyncEngine::wait_request_outputs(const std::vector<int64_t>& request_ids, 
   for (int64_t id : request_ids) {
     auto it = m.reqs.find(id);
     if (it == m.reqs.end()) continue;
+    m.queued -= static_cast<int64_t>(it->second.queue.size());
     for (TokenOutput& o : it->second.queue) out->push_back(std::move(o));
     it->second.queue.clear();
     m.ready.erase(id);
@@ -417,6 +481,11 @@ std::vector<float> AsyncEngine::score(const std::vector<int32_t>& token_ids) {
 EngineStats AsyncEngine::stats() const {
   std::lock_guard<std::mutex> lk(impl_->out_mu);
   return impl_->stats;
+}
+
+int64_t AsyncEngine::queued_outputs() const {
+  std::lock_guard<std::mutex> lk(impl_->out_mu);
+  return impl_->queued;
 }
 
 bool AsyncEngine::healthy() const {

@@ -14,6 +14,8 @@
 #include "eli/error.h"
 #include "runtime/core/thread_pool.h"
 #include "runtime/device/device.h"
+#include "runtime/device/pooled_device.h"
+#include "runtime/engine/device_sampler.h"
 #include "runtime/engine/memory_plan.h"
 #include "runtime/engine/scheduler.h"
 #include "runtime/kv/kv_cache.h"
@@ -43,6 +45,7 @@ struct Engine::Impl {
   std::unique_ptr<BlockPool> blocks;
   std::unique_ptr<Scheduler> scheduler;
   Sampler sampler;
+  std::unique_ptr<DeviceSampler> device_sampler;  // device models: sampling next to the logits
   std::map<int64_t, std::unique_ptr<Sequence>> requests;
   std::vector<TokenOutput> pending;  // ends reported by abort_request(), delivered by the next step()
   std::vector<float> logits;         // (n_logits, V)
@@ -66,6 +69,7 @@ struct Engine::Impl {
 Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   Impl& m = *impl_;
   m.config = config;
+  validate_memory_config(config);
   m.seed_rng.seed(config.seed != 0 ? config.seed : std::random_device{}());
   DeviceId dev = parse_device(config.device);
   // create_device throws kNotCompiled for CUDA in a CPU-only build and kDevice for a missing GPU.
@@ -73,15 +77,26 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   // Kernels launch on the current CUDA device, which nothing sets yet: only cuda:0 for now.
   ELI_CHECK_KIND(kUnsupported, dev.kind != DeviceKind::kCUDA || dev.index == 0, "model execution on ",
                  config.device, " is not supported yet; use device=\"cuda:0\"");
+  const bool on_device = dev.kind != DeviceKind::kCPU;
   m.pool = std::make_unique<ThreadPool>(config.n_threads);
 
   ModelFiles files = open_model_files(config.model);
   DType wdtype = choose_weight_dtype(config.dtype, files, dev);
+  DType kv_dtype = choose_kv_cache_dtype(config.kv_cache_dtype, wdtype, dev);
+  // The device budget is taken before anything is uploaded: free + held now is what eli can get.
+  MemoryBudget budget;
+  if (on_device) budget = plan_memory_budget(config, *m.device);
   WeightLoadOptions opt;
   opt.matrix_dtype = wdtype;
   opt.gguf_llama_permuted = files.gguf_llama_permuted;
   opt.pool = m.pool.get();
   TransformerWeights weights = load_transformer_weights(files.spec, files.weights, files.name_of, opt);
+  if (on_device) {
+    // Weights over the budget fail here, with the numbers, before any upload; the allocator's
+    // budget then bounds the upload, the workspaces and the KV cache.
+    check_weights_fit(budget, estimate_device_weight_bytes(weights));
+    apply_pool_budget(*m.device, budget);
+  }
 
   m.info.spec = files.spec;
   m.info.format = files.format;
@@ -90,13 +105,39 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   m.info.n_params = weights.n_params;
   m.info.n_threads = m.pool->n_threads();
   m.model = std::make_unique<Transformer>(files.spec, std::move(weights), m.pool.get(), m.device.get());
+  if (on_device) {
+    // Sampling on the device (its buffers are sized once, before the KV pool is planned): the
+    // logits never travel to the host.
+    m.device_sampler = std::make_unique<DeviceSampler>(*m.device, config.max_num_seqs, files.spec.vocab_size);
+  }
 
-  KvPlan plan = plan_kv_cache(config, files.spec, *m.device);
+  KvPlan plan;
+  EngineMemoryInfo& mem = m.info.memory;
+  mem.total_bytes = m.device->total_bytes();
+  if (on_device) {
+    // Workspaces for the largest step, reserved before the KV pool takes what is left. Logits
+    // rows: max_num_seqs per step, or one score() chunk (min(max_num_batched_tokens, 256) rows).
+    const int64_t max_logits =
+        std::max<int64_t>(config.max_num_seqs, std::min<int64_t>(config.max_num_batched_tokens, 256));
+    mem.workspace_bytes = m.model->reserve_workspace(config.max_num_batched_tokens, max_logits);
+    mem.weights_bytes = m.model->device_weight_bytes();
+    check_weights_fit(budget, mem.weights_bytes);
+    // Blocks freed while the workspaces grew are garbage now: give them back before measuring.
+    if (PooledDevice* pooled = as_pooled(*m.device)) pooled->pool().release_cached();
+    plan = plan_device_kv_cache(config, files.spec, budget, *m.device, mem.weights_bytes, mem.workspace_bytes, kv_dtype);
+    mem.budget_bytes = budget.budget_bytes;
+    mem.headroom_bytes = budget.headroom_bytes;
+  } else {
+    plan = plan_kv_cache(config, files.spec, *m.device);
+  }
   m.kv = std::make_unique<KvCache>(*m.device, plan.shape);
+  mem.kv_bytes = m.kv->nbytes();
   m.blocks = std::make_unique<BlockPool>(plan.shape.n_blocks);
   m.info.max_model_len = plan.max_model_len;
   m.info.block_size = plan.shape.block_size;
   m.info.num_kv_blocks = plan.shape.n_blocks;
+  m.info.kv_cache_dtype = dtype_name(plan.shape.dtype);
+  m.model->set_graphs_enabled(config.enable_cuda_graphs);
   SchedulerConfig sc;
   sc.block_size = plan.shape.block_size;
   sc.max_num_seqs = config.max_num_seqs;
@@ -180,8 +221,23 @@ std::vector<TokenOutput> Engine::step() {
     std::copy(seq.blocks.begin(), seq.blocks.end(), batch.block_tables.begin() + i * max_blocks);
     if (sched[i].sample) batch.logits_indices.push_back(batch.cu_seqlens.back() - 1);
   }
-  m.logits.resize(static_cast<size_t>(batch.n_logits() * V));
-  m.model->forward(batch, *m.kv, m.logits.data());
+  // Sampling: on the device next to the logits (device models), else the host Sampler.
+  std::vector<SampleResult> dev_results;
+  std::vector<std::string> dev_errors;
+  if (m.device_sampler != nullptr) {
+    std::vector<const SamplingParams*> ps;
+    std::vector<SequenceSamplingState*> ss;
+    for (const ScheduledSeq& s : sched) {
+      if (!s.sample) continue;
+      ps.push_back(&s.seq->params);
+      ss.push_back(s.seq->sampling.get());
+    }
+    float* d_logits = m.model->forward_on_device(batch, *m.kv);
+    if (!ps.empty()) m.device_sampler->sample(d_logits, batch.n_logits(), V, ps, ss, &dev_results, &dev_errors);
+  } else {
+    m.logits.resize(static_cast<size_t>(batch.n_logits() * V));
+    m.model->forward(batch, *m.kv, m.logits.data());
+  }
 
   int64_t row = 0;
   for (const ScheduledSeq& s : sched) {
@@ -191,11 +247,19 @@ std::vector<TokenOutput> Engine::step() {
       m.scheduler->cache_full_blocks(seq);
       continue;
     }
-    const float* lrow = &m.logits[static_cast<size_t>(row++ * V)];
+    const int64_t r_index = row++;
     TokenOutput out;
     out.request_id = seq->id;
     try {
-      SampleResult r = m.sampler.sample(lrow, V, seq->params, *seq->sampling);
+      SampleResult r;
+      if (m.device_sampler != nullptr) {
+        if (!dev_errors[static_cast<size_t>(r_index)].empty()) {
+          ELI_THROW(kInvalidArgument, dev_errors[static_cast<size_t>(r_index)]);
+        }
+        r = std::move(dev_results[static_cast<size_t>(r_index)]);
+      } else {
+        r = m.sampler.sample(&m.logits[static_cast<size_t>(r_index * V)], V, seq->params, *seq->sampling);
+      }
       out.token = r.token;
       out.logprob = r.logprob;
       out.top_logprobs = std::move(r.top_logprobs);
@@ -276,5 +340,7 @@ EngineStats Engine::stats() const {
   s.prefix_cache_queries = m.scheduler->prefix_cache_queries();
   return s;
 }
+
+MemoryStats Engine::memory_stats() const { return impl_->device->memory_stats(); }
 
 }  // namespace eli

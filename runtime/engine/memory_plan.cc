@@ -2,10 +2,15 @@
 #include "runtime/engine/memory_plan.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <vector>
 
 #include "eli/error.h"
 #include "runtime/device/device.h"
+#include "runtime/device/pooled_device.h"
 #include "runtime/model/model_files.h"
+#include "runtime/model/transformer_weights.h"
 
 namespace eli {
 
@@ -45,19 +50,190 @@ int64_t model_context_length(const ModelSpec& spec) {
   return spec.max_position;
 }
 
-KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const Device& device) {
-  KvPlan plan;
-  KvCacheShape& s = plan.shape;
+
+DType choose_kv_cache_dtype(const std::string& requested, DType weight_dtype, DeviceId device) {
+  const bool cuda = device.kind == DeviceKind::kCUDA;
+  if (requested.empty() || requested == "auto") {
+    // bf16 KV halves the bytes every decode step reads; the f32 paths (CPU, f32 weights on CUDA)
+    // keep f32 so that they stay exact references.
+    return cuda && weight_dtype == DType::kBF16 ? DType::kBF16 : DType::kF32;
+  }
+  DType d = DType::kF32;
+  try {
+    d = parse_dtype(requested);
+  } catch (const Error&) {
+    ELI_THROW(kInvalidArgument, "unknown kv_cache_dtype '", requested, "' (expected auto, float32 or bfloat16)");
+  }
+  ELI_CHECK_KIND(kUnsupported, d == DType::kF32 || (cuda && d == DType::kBF16), "kv_cache_dtype ", requested,
+                 " is not supported on the ", cuda ? "CUDA" : "CPU", " backend; use ",
+                 cuda ? "auto, bfloat16 or float32" : "auto or float32");
+  return d;
+}
+
+void validate_memory_config(const EngineConfig& config) {
+  const double f = config.gpu_memory_utilization;
+  // Written so that NaN fails too.
+  ELI_CHECK(f > 0.0 && f <= 1.0, "gpu_memory_utilization must be in (0, 1], got ", f,
+            " (the fraction of the GPU's total memory eli may hold; for an absolute budget set gpu_memory_bytes)");
+}
+
+std::string format_bytes(uint64_t bytes) {
+  char buf[64];
+  const double x = static_cast<double>(bytes);
+  if (bytes >= (uint64_t{1} << 30)) {
+    std::snprintf(buf, sizeof(buf), "%.2f GiB", x / static_cast<double>(uint64_t{1} << 30));
+  } else if (bytes >= (uint64_t{1} << 20)) {
+    std::snprintf(buf, sizeof(buf), "%.1f MiB", x / static_cast<double>(uint64_t{1} << 20));
+  } else if (bytes >= 1024) {
+    std::snprintf(buf, sizeof(buf), "%.1f KiB", x / 1024.0);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(bytes));
+  }
+  return buf;
+}
+
+namespace {
+
+uint64_t sat_add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+uint64_t sat_mul(uint64_t a, uint64_t b) { return (b != 0 && a > UINT64_MAX / b) ? UINT64_MAX : a * b; }
+
+// "0.90"; tiny fractions in two significant digits ("1e-06") rather than "0.00".
+std::string format_fraction(double f) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), f >= 0.01 ? "%.2f" : "%.2g", f);
+  return buf;
+}
+
+// The checks every plan shares; fills everything of the shape but dtype and n_blocks.
+KvCacheShape base_kv_shape(const EngineConfig& config, const ModelSpec& spec) {
   ELI_CHECK(config.block_size >= 1 && config.block_size <= 1024, "block_size ", config.block_size,
             " out of range [1, 1024]");
   ELI_CHECK(config.max_num_seqs >= 1, "max_num_seqs must be >= 1");
   ELI_CHECK(config.max_num_batched_tokens >= 1, "max_num_batched_tokens must be >= 1");
   ELI_CHECK(config.num_kv_blocks >= 0 && config.max_model_len >= 0, "KV sizes must be >= 0");
+  KvCacheShape s;
   s.n_layers = spec.n_layers;
   s.block_size = config.block_size;
   s.n_kv_heads = spec.n_kv_heads;
   s.head_dim = spec.head_dim;
   s.dtype = DType::kF32;
+  return s;
+}
+
+// Sets plan.max_model_len (checked against the model's context) and checks the block count.
+void finish_kv_plan(const EngineConfig& config, const ModelSpec& spec, KvPlan* plan) {
+  ELI_CHECK(plan->shape.n_blocks < (int64_t{1} << 30), "num_kv_blocks ", plan->shape.n_blocks, " is absurd");
+  const int64_t context = model_context_length(spec);
+  ELI_CHECK(config.max_model_len <= context, "max_model_len ", config.max_model_len,
+            " exceeds the model's context of ", context);
+  // Not capped by the pool: a request longer than the pool is rejected at admission with the
+  // block counts, which says more than a silently shorter context.
+  plan->max_model_len = config.max_model_len > 0 ? config.max_model_len : context;
+}
+
+// Bytes of the KV cache of every context of max_num_seqs sequences at full length.
+uint64_t full_contexts_bytes(const EngineConfig& config, const ModelSpec& spec, const KvCacheShape& s) {
+  const uint64_t ctx = static_cast<uint64_t>(config.max_model_len > 0 ? config.max_model_len : model_context_length(spec));
+  const uint64_t per_token = s.bytes_per_block() / static_cast<uint64_t>(s.block_size);
+  return sat_mul(sat_mul(per_token, ctx), static_cast<uint64_t>(config.max_num_seqs));
+}
+
+}  // namespace
+
+std::string MemoryBudget::describe() const {
+  std::string s = format_bytes(budget_bytes);
+  if (fraction > 0.0) {
+    s += " (" + format_fraction(fraction) + " of " + format_bytes(total_bytes) + ")";
+  } else {
+    s += " (gpu_memory_bytes)";
+  }
+  return s;
+}
+
+uint64_t MemoryBudget::pool_budget_bytes() const {
+  const uint64_t outside = headroom_bytes > kPoolSlackBytes ? headroom_bytes - kPoolSlackBytes : 0;
+  return budget_bytes > outside ? budget_bytes - outside : 1;  // 0 would mean "no budget"
+}
+
+MemoryBudget plan_memory_budget(const EngineConfig& config, const Device& device) {
+  validate_memory_config(config);
+  MemoryBudget b;
+  b.total_bytes = device.total_bytes();
+  b.free_bytes = device.available_bytes();
+  b.held_bytes = device.memory_stats().reserved_bytes;
+  if (config.gpu_memory_bytes > 0) {
+    b.budget_bytes = config.gpu_memory_bytes;
+  } else {
+    b.fraction = config.gpu_memory_utilization;
+    b.budget_bytes = static_cast<uint64_t>(std::floor(b.fraction * static_cast<double>(b.total_bytes)));
+  }
+  b.headroom_bytes = kHeadroomFixedBytes +
+                     static_cast<uint64_t>(kHeadroomBudgetFraction * static_cast<double>(b.budget_bytes));
+  const uint64_t obtainable = sat_add(b.free_bytes, b.held_bytes);
+  if (b.budget_bytes > obtainable) {
+    const uint64_t others = b.total_bytes > obtainable ? b.total_bytes - obtainable : 0;
+    std::string most;
+    if (b.total_bytes > 0) {
+      const double f = std::floor(100.0 * static_cast<double>(obtainable) / static_cast<double>(b.total_bytes)) / 100.0;
+      most = " (at most " + format_fraction(f) + " now)";
+    }
+    ELI_THROW(kOutOfMemory, "the memory budget of ", b.describe(), " is more than eli can get on ",
+              device_name(device.id()), ": ", format_bytes(b.free_bytes), " free + ", format_bytes(b.held_bytes),
+              " held by eli, of ", format_bytes(b.total_bytes), " total (", format_bytes(others),
+              " used by other processes and this process's CUDA context); lower gpu_memory_utilization", most,
+              " or gpu_memory_bytes, or free the device");
+  }
+  return b;
+}
+
+void check_weights_fit(const MemoryBudget& b, uint64_t weight_bytes) {
+  if (weight_bytes > b.budget_bytes) {
+    ELI_THROW(kOutOfMemory, "weights need ", format_bytes(weight_bytes), ", the budget is ", b.describe(),
+              "; raise gpu_memory_utilization or gpu_memory_bytes, or hold the weights in a smaller dtype");
+  }
+  if (sat_add(weight_bytes, b.headroom_bytes) >= b.budget_bytes) {
+    ELI_THROW(kOutOfMemory, "the weights (", format_bytes(weight_bytes), ") and the headroom (",
+              format_bytes(b.headroom_bytes), ": 256 MiB + 2% of the budget, for the CUDA context, cuBLAS and ",
+              "CUDA graphs) leave no room for the KV cache in the budget of ", b.describe(),
+              "; raise gpu_memory_utilization or gpu_memory_bytes");
+  }
+}
+
+uint64_t estimate_device_weight_bytes(const TransformerWeights& w) {
+  // Mirrors upload_weights(): each distinct matrix once (a tied lm_head aliases embed), each
+  // non-empty f32 vector.
+  std::vector<const void*> seen;
+  uint64_t bytes = 0;
+  auto matrix = [&](const WeightMatrix& m) {
+    if (m.data() == nullptr || std::find(seen.begin(), seen.end(), m.data()) != seen.end()) return;
+    seen.push_back(m.data());
+    bytes += m.t.nbytes();
+  };
+  auto vec = [&](const std::vector<float>& v) { bytes += v.size() * sizeof(float); };
+  matrix(w.embed);
+  matrix(w.lm_head);
+  vec(w.final_norm);
+  for (const LayerWeights& L : w.layers) {
+    matrix(L.qkv);
+    matrix(L.o);
+    matrix(L.gate_up);
+    matrix(L.down);
+    for (const std::vector<float>* v : {&L.qkv_bias, &L.o_bias, &L.gate_up_bias, &L.down_bias, &L.q_norm, &L.k_norm,
+                                        &L.attn_norm, &L.mlp_norm}) {
+      vec(*v);
+    }
+  }
+  return bytes;
+}
+
+void apply_pool_budget(Device& device, const MemoryBudget& budget) {
+  if (PooledDevice* pooled = as_pooled(device)) pooled->pool().set_budget(budget.pool_budget_bytes());
+}
+
+KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const Device& device) {
+  KvPlan plan;
+  KvCacheShape& s = plan.shape;
+  s = base_kv_shape(config, spec);
   const uint64_t per_block = s.bytes_per_block();
   if (config.num_kv_blocks > 0) {
     s.n_blocks = config.num_kv_blocks;
@@ -68,16 +244,14 @@ KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const De
       // and 4 GiB, and never less than one full context when that fits.
       const uint64_t ctx = static_cast<uint64_t>(config.max_model_len > 0 ? config.max_model_len : model_context_length(spec));
       const uint64_t per_token = per_block / static_cast<uint64_t>(s.block_size);
-      const uint64_t want = per_token * ctx * static_cast<uint64_t>(config.max_num_seqs);
+      const uint64_t want = full_contexts_bytes(config, spec, s);
       const uint64_t avail = device.available_bytes();
       if (device.id().kind == DeviceKind::kCPU) {
         const uint64_t cap = std::min<uint64_t>(avail / 4, uint64_t{4} << 30);
         bytes = std::min(want, std::max(cap, per_token * ctx));
         bytes = std::min(bytes, avail / 2);
       } else {
-        // A GPU: the weights are already on it, so `avail` is what is left; the KV pool takes at
-        // most half of it (the rest is for workspaces and other processes), and no more than
-        // max_num_seqs full contexts need.
+        // Not the engine's path for a GPU (plan_device_kv_cache is): half of what is free.
         bytes = std::min(want, avail / 2);
       }
     }
@@ -85,14 +259,87 @@ KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const De
     ELI_CHECK_KIND(kOutOfMemory, s.n_blocks >= 1, "kv_cache_bytes (", bytes, ") is smaller than one KV block (",
                    per_block, " bytes)");
   }
-  ELI_CHECK(s.n_blocks < (int64_t{1} << 30), "num_kv_blocks ", s.n_blocks, " is absurd");
-  const int64_t context = model_context_length(spec);
-  int64_t len = config.max_model_len > 0 ? config.max_model_len : context;
-  ELI_CHECK(config.max_model_len <= context, "max_model_len ", config.max_model_len,
-            " exceeds the model's context of ", context);
-  // Not capped by the pool: a request longer than the pool is rejected at admission with the
-  // block counts, which says more than a silently shorter context.
-  plan.max_model_len = len;
+  finish_kv_plan(config, spec, &plan);
+  return plan;
+}
+
+KvPlan plan_device_kv_cache(const EngineConfig& config, const ModelSpec& spec, const MemoryBudget& b,
+                            Device& device, uint64_t weight_bytes, uint64_t workspace_bytes, DType kv_dtype) {
+  KvPlan plan;
+  KvCacheShape& s = plan.shape;
+  s = base_kv_shape(config, spec);
+  s.dtype = kv_dtype;
+  const uint64_t per_block = s.bytes_per_block();
+  const uint64_t n_tensors = 2 * static_cast<uint64_t>(s.n_layers);  // K and V of every layer
+  const uint64_t tensor_block = per_block / n_tensors;                // one block of one tensor
+  constexpr int64_t kMaxBlocks = (int64_t{1} << 30) - 1;
+
+  // What the allocator will hold for the KV cache of n blocks: KvCache allocates each tensor
+  // separately, and the pool rounds each to its size class.
+  PooledDevice* pooled = as_pooled(device);
+  auto footprint = [&](int64_t n) -> uint64_t {
+    const uint64_t bytes = sat_mul(tensor_block, static_cast<uint64_t>(n));
+    const uint64_t rounded = pooled != nullptr && bytes <= (uint64_t{1} << 60) ? pooled->pool().round_size(bytes) : bytes;
+    return sat_mul(rounded, n_tensors);
+  };
+  // The most blocks whose footprint is within `limit` (footprint(n) >= n * per_block bounds it).
+  auto fit = [&](uint64_t limit) -> int64_t {
+    int64_t lo = 0, hi = static_cast<int64_t>(std::min<uint64_t>(limit / per_block, kMaxBlocks));
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo + 1) / 2;
+      if (footprint(mid) <= limit) {
+        lo = mid;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    return lo;
+  };
+
+  // What the allocator holds now (weights and workspaces, with its rounding), and what is left.
+  const uint64_t held = std::max(device.memory_stats().reserved_bytes, sat_add(weight_bytes, workspace_bytes));
+  const std::string parts = "the weights (" + format_bytes(weight_bytes) + ") and workspaces (" +
+                            format_bytes(workspace_bytes) + "), " + format_bytes(held) +
+                            " as the allocator holds them, and the headroom (" + format_bytes(b.headroom_bytes) + ")";
+  if (sat_add(held, b.headroom_bytes) >= b.budget_bytes) {
+    ELI_THROW(kOutOfMemory, "no room for the KV cache: the budget of ", b.describe(), " is used up by ", parts,
+              "; raise gpu_memory_utilization or gpu_memory_bytes, or lower max_num_batched_tokens / max_num_seqs");
+  }
+  const uint64_t avail = b.budget_bytes - held - b.headroom_bytes;
+  plan.available_bytes = avail;
+  const std::string left = "the budget of " + b.describe() + " leaves " + format_bytes(avail) + " after " + parts;
+
+  if (config.num_kv_blocks > 0) {
+    ELI_CHECK(config.num_kv_blocks <= kMaxBlocks, "num_kv_blocks ", config.num_kv_blocks, " is absurd");
+    s.n_blocks = config.num_kv_blocks;
+    const uint64_t need = footprint(s.n_blocks);
+    if (need > avail) {
+      ELI_THROW(kOutOfMemory, "num_kv_blocks ", s.n_blocks, " (", format_bytes(per_block), " each) needs ",
+                format_bytes(need), " but ", left, "; ask for at most ", fit(avail),
+                " blocks or raise gpu_memory_utilization / gpu_memory_bytes");
+    }
+  } else if (config.kv_cache_bytes > 0) {
+    if (config.kv_cache_bytes > avail) {
+      ELI_THROW(kOutOfMemory, "kv_cache_bytes ", config.kv_cache_bytes, " (", format_bytes(config.kv_cache_bytes),
+                ") is more than the KV cache can get: ", left,
+                "; lower kv_cache_bytes or raise gpu_memory_utilization / gpu_memory_bytes");
+    }
+    s.n_blocks = fit(config.kv_cache_bytes);
+    ELI_CHECK_KIND(kOutOfMemory, s.n_blocks >= 1, "kv_cache_bytes (", config.kv_cache_bytes,
+                   ") is smaller than one KV block (", per_block, " bytes)");
+  } else {
+    // Everything the budget leaves, but no more than max_num_seqs full contexts need.
+    const int64_t ctx = config.max_model_len > 0 ? config.max_model_len : model_context_length(spec);
+    const uint64_t per_seq = static_cast<uint64_t>((ctx + s.block_size - 1) / s.block_size);
+    const uint64_t want = std::min<uint64_t>(sat_mul(per_seq, static_cast<uint64_t>(config.max_num_seqs)), kMaxBlocks);
+    s.n_blocks = std::min(static_cast<int64_t>(want), fit(avail));
+    if (s.n_blocks < 1) {
+      ELI_THROW(kOutOfMemory, "no room for the KV cache: ", left, ", less than one KV block (", format_bytes(per_block),
+                " in all layers); raise gpu_memory_utilization or gpu_memory_bytes");
+    }
+  }
+  plan.footprint_bytes = footprint(s.n_blocks);
+  finish_kv_plan(config, spec, &plan);
   return plan;
 }
 

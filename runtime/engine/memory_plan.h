@@ -1,13 +1,25 @@
 // runtime/engine/memory_plan.h: the decisions made once at start-up: which dtype the weight
-// matrices are held in, and how many KV blocks the pool gets.
+// matrices and the KV cache are held in, how much device memory eli may hold, and how many KV
+// blocks the pool gets.
 //
-// Invariants: the KV pool is sized from an explicit count, an explicit byte budget, or a default
-// share of the device's available memory, in that order of precedence; max_model_len never exceeds
-// the model's context.
-// Defaults: CPU: min(max_num_seqs full contexts, max(min(avail/4, 4 GiB), one context), avail/2).
-// CUDA (planned after the weights are uploaded): min(max_num_seqs full contexts, free/2).
+// CUDA (a budget, as vLLM's gpu_memory_utilization):
+//   budget   = gpu_memory_bytes if > 0, else gpu_memory_utilization x the device's total memory;
+//              it must not exceed what is free at start + what eli's allocator already holds.
+//   headroom = 256 MiB + 2% of the budget, never planned: the driver's lazy module loads, cuBLAS /
+//              cuBLASLt handles, CUDA graphs, and size-class rounding in the allocator.
+//   KV       = budget - held (weights + workspace as the allocator holds them, rounding included)
+//              - headroom, capped by what max_num_seqs full contexts need; explicit num_kv_blocks /
+//              kv_cache_bytes must fit there too. Every shortfall is kOutOfMemory with the numbers.
+//   The allocator's budget is then budget - headroom + kPoolSlackBytes: an allocation past the plan
+//   (beyond a small slack for buffers that grow with the batch shape) fails with a typed error
+//   instead of reaching the driver's OOM mid-step.
+// CPU (unchanged): min(max_num_seqs full contexts, max(min(avail/4, 4 GiB), one context), avail/2)
+//   unless num_kv_blocks / kv_cache_bytes are given; gpu_memory_* are validated and ignored.
+//
+// Invariants: max_model_len never exceeds the model's context; a plan never has 0 KV blocks.
 // Weight dtype "auto": CPU keeps bf16 checkpoints in bf16, else f32; CUDA uses f32 for f32
 // checkpoints and bf16 for the rest (bf16, f16, GGUF); float16 is refused on both for now.
+// KV dtype "auto": bf16 on CUDA when the weights are bf16, else f32; the CPU holds f32 only.
 #pragma once
 
 #include <cstdint>
@@ -22,15 +34,64 @@ namespace eli {
 
 class Device;
 struct ModelFiles;
+struct TransformerWeights;
 
 DType choose_weight_dtype(const std::string& requested, const ModelFiles& files, DeviceId device);
+// kv_cache_dtype: "auto", "float32"/"f32", "bfloat16"/"bf16". kUnsupported for bf16 on the CPU
+// and for float16; kInvalidArgument for an unknown name.
+DType choose_kv_cache_dtype(const std::string& requested, DType weight_dtype, DeviceId device);
+// Checks gpu_memory_utilization in (0, 1] (kInvalidArgument otherwise), on every device.
+void validate_memory_config(const EngineConfig& config);
+
+// "512 B", "1.5 KiB", "12.3 MiB", "71.23 GiB": how memory figures appear in error messages.
+std::string format_bytes(uint64_t bytes);
+
+constexpr uint64_t kHeadroomFixedBytes = uint64_t{256} << 20;
+constexpr double kHeadroomBudgetFraction = 0.02;
+// How far the allocator may go past the planned weights + workspace + KV (inside the headroom).
+constexpr uint64_t kPoolSlackBytes = uint64_t{64} << 20;
+
+struct MemoryBudget {
+  uint64_t budget_bytes = 0;    // what eli may hold in all
+  uint64_t total_bytes = 0;     // the device's memory
+  uint64_t free_bytes = 0;      // free on the device when the budget was made
+  uint64_t held_bytes = 0;      // held by eli's allocator then
+  uint64_t headroom_bytes = 0;  // part of the budget kept out of the plan
+  double fraction = 0.0;        // gpu_memory_utilization used; 0 when gpu_memory_bytes set it
+  // "71.23 GiB (0.90 of 79.11 GiB)" or "8.00 GiB (gpu_memory_bytes)".
+  std::string describe() const;
+  // The allocator's budget: budget - headroom + kPoolSlackBytes (at least 1).
+  uint64_t pool_budget_bytes() const;
+};
+
+// The device budget from the config and the device's figures now (total, free, allocator's
+// reserved bytes). kOutOfMemory, naming budget, free, total and what other processes use, when the
+// budget exceeds free + held.
+MemoryBudget plan_memory_budget(const EngineConfig& config, const Device& device);
+// kOutOfMemory when `weight_bytes` alone exceed the budget ("weights need X, the budget is Y
+// (...)"), or leave no room for anything past the headroom.
+void check_weights_fit(const MemoryBudget& budget, uint64_t weight_bytes);
+// Bytes upload_weights() will allocate for `w` (every matrix once, aliases such as a tied lm_head
+// once, every f32 vector): the check before the upload.
+uint64_t estimate_device_weight_bytes(const TransformerWeights& w);
+// Sets the budget of the device's caching allocator (if it has one) to budget.pool_budget_bytes().
+void apply_pool_budget(Device& device, const MemoryBudget& budget);
 
 struct KvPlan {
   KvCacheShape shape;
   int64_t max_model_len = 0;
+  // Device plans only (0 on the CPU):
+  uint64_t available_bytes = 0;  // what the budget left for the KV cache
+  uint64_t footprint_bytes = 0;  // what the KV tensors take from the allocator (rounding included)
 };
 // Longest sequence the model supports (max_position, times the factor for dynamic RoPE).
 int64_t model_context_length(const ModelSpec& spec);
+// The CPU plan (f32 KV; see the header comment).
 KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const Device& device);
+// The device plan, after the weights are uploaded and the workspaces reserved: reads what the
+// device's allocator holds now (memory_stats().reserved_bytes, at least weight + workspace bytes)
+// and rounds each of the 2 x n_layers KV tensors as the allocator will (if it is a PooledDevice).
+KvPlan plan_device_kv_cache(const EngineConfig& config, const ModelSpec& spec, const MemoryBudget& budget,
+                            Device& device, uint64_t weight_bytes, uint64_t workspace_bytes, DType kv_dtype);
 
 }  // namespace eli

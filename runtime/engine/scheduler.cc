@@ -1,9 +1,16 @@
 // runtime/engine/scheduler.cc: see scheduler.h.
+// Fault point "preempt_storm" (runtime/core/fault_injection.h): when it fires, schedule() first
+// preempts the oldest running sequence that has one token left to compute and has grown since its
+// last storm preemption, exactly as running out of blocks would. Oldest, so repeated firings rotate
+// over every sequence (the victim re-enters running_ at the back); grown since, so every storm
+// cycle yields at least one token (a recompute chunked by the token budget can stop one token short
+// of the end, which looks like decoding: without the rule that would livelock).
 #include "runtime/engine/scheduler.h"
 
 #include <algorithm>
 
 #include "eli/error.h"
+#include "runtime/core/fault_injection.h"
 
 namespace eli {
 
@@ -11,6 +18,7 @@ Scheduler::Scheduler(const SchedulerConfig& config, BlockPool& pool) : config_(c
   ELI_CHECK(config.block_size > 0 && config.max_num_seqs > 0 && config.max_num_batched_tokens > 0,
             "scheduler limits must be positive");
   ELI_CHECK(config.block_hash != nullptr, "scheduler needs a block hash function");
+  load_faults_from_env();
 }
 
 void Scheduler::add(Sequence* seq) {
@@ -38,6 +46,7 @@ void Scheduler::remove(Sequence* seq) {
   if (r != running_.end()) running_.erase(r);
   release_blocks(seq);
   seq->state = SeqState::kFinished;
+  if (!storm_len_.empty()) storm_len_.erase(seq);
 }
 
 bool Scheduler::grow_blocks(Sequence* seq, int64_t n_tokens) {
@@ -99,6 +108,17 @@ void Scheduler::cache_full_blocks(Sequence* seq) {
 std::vector<ScheduledSeq> Scheduler::schedule() {
   std::vector<ScheduledSeq> out;
   int64_t budget = config_.max_num_batched_tokens;
+
+  if (!running_.empty() && fault_fires(FaultPoint::kPreemptStorm)) {
+    auto victim = std::find_if(running_.begin(), running_.end(), [this](const Sequence* s) {
+      auto it = storm_len_.find(s);
+      return s->num_computed + 1 == s->n_tokens() && (it == storm_len_.end() || s->n_tokens() > it->second);
+    });
+    if (victim != running_.end()) {
+      storm_len_[*victim] = (*victim)->n_tokens();
+      preempt(*victim);
+    }
+  }
 
   // 1. Running sequences, oldest first: decodes and continuing prefill chunks.
   for (size_t i = 0; i < running_.size() && budget > 0;) {

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <unordered_map>
 #include <vector>
 
 #include "runtime/engine/sequence.h"
@@ -77,6 +78,9 @@ class Scheduler {
   std::vector<Sequence*> running_;
   int64_t preemptions_ = 0;
   int64_t prefix_cache_queries_ = 0, prefix_cache_hits_ = 0;
+  // Fault point preempt_storm only (empty otherwise): n_tokens of a sequence at its last storm
+  // preemption; it is not a storm victim again until it has grown (see scheduler.cc).
+  std::unordered_map<const Sequence*, int64_t> storm_len_;
 };
 
 }  // namespace eli

@@ -16,7 +16,8 @@ uint64_t KvCacheShape::bytes_per_block() const {
 }
 
 KvCache::KvCache(Device& device, const KvCacheShape& shape) : shape_(shape) {
-  ELI_CHECK(shape.dtype == DType::kF32, "the KV cache is float32 on every backend for now");
+  ELI_CHECK_KIND(kUnsupported, shape.dtype == DType::kF32 || (shape.dtype == DType::kBF16 && device.id().kind == DeviceKind::kCUDA),
+                 "KV-cache dtype ", dtype_name(shape.dtype), " is not supported on ", device_name(device.id()));
   ELI_CHECK(shape.n_blocks > 0 && shape.block_size > 0, "empty KV cache");
   for (int64_t l = 0; l < shape.n_layers; ++l) {
     k_.push_back(Tensor::empty(device, shape.dtype, {shape.n_blocks, shape.block_size, shape.n_kv_heads, shape.head_dim}));

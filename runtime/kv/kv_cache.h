@@ -1,6 +1,7 @@
 // runtime/kv/kv_cache.h: the storage of the paged KV cache of one model on one device.
 //
-// Layout per layer: k, v: (n_blocks, block_size, n_kv_heads, head_dim), f32, in the memory of the
+// Layout per layer: k, v: (n_blocks, block_size, n_kv_heads, head_dim) in shape.dtype (f32 on the
+// CPU; f32 or bf16 on CUDA), in the memory of the
 // Device it was made with (host RAM for the CPU, device memory for CUDA: then k()/v() are device
 // pointers, for kernels only). Device storage starts zeroed.
 // Block ids index the first dimension and mean the same on every tier (GPU, host).
@@ -29,8 +30,8 @@ class KvCache {
   // `device` must outlive the cache.
   KvCache(Device& device, const KvCacheShape& shape);
   const KvCacheShape& shape() const { return shape_; }
-  float* k(int64_t layer) const { return k_[static_cast<size_t>(layer)].ptr<float>(); }
-  float* v(int64_t layer) const { return v_[static_cast<size_t>(layer)].ptr<float>(); }
+  void* k(int64_t layer) const { return k_[static_cast<size_t>(layer)].ptr<void>(); }
+  void* v(int64_t layer) const { return v_[static_cast<size_t>(layer)].ptr<void>(); }
   uint64_t nbytes() const { return shape_.bytes_per_block() * static_cast<uint64_t>(shape_.n_blocks); }
 
  private:

@@ -47,6 +47,7 @@ void Transformer::grow(Buffer& b, int64_t n) {
     b.dev = Tensor();  // free first (the pool reuses the block on the same stream)
     b.dev = Tensor::empty(*device_, DType::kF32, {want});
     b.data = b.dev.ptr<float>();
+    graphs_.clear();  // captured graphs hold the old pointers
   }
   b.capacity = want;
 }
@@ -65,7 +66,32 @@ void Transformer::ensure_workspace(int64_t T, int64_t n_logits) {
   grow(act_, T * s.intermediate_size);
   grow(sel_, n_logits * s.hidden_size);
   if (device_ != nullptr) grow(logits_, n_logits * s.vocab_size);
+  if (device_ != nullptr && placed_.matrix_dtype == DType::kBF16) {
+    // bf16 buffers, sized in f32 units (two values per unit, rounded up).
+    grow(qb_, (T * s.n_heads * s.head_dim + 1) / 2);
+    grow(hb_, (T * std::max(s.hidden_size, 2 * s.intermediate_size) + 1) / 2);
+    grow(blas_ws_, kBlasWorkspaceBytes / sizeof(float));
+    // Split-K decode scratch for up to max(T, n_logits) decode tokens (a bigger decode batch runs
+    // without splits, still correct).
+    const int64_t decode_tokens = std::max<int64_t>(std::min<int64_t>(T, 256), n_logits);
+    if (decode_tokens > attn_ws_tokens_) {
+      grow(attn_ws_, static_cast<int64_t>(attention_workspace_bytes(decode_tokens, s.n_heads, s.head_dim) / sizeof(float)));
+      attn_ws_tokens_ = decode_tokens;
+    }
+  }
   if (static_cast<int64_t>(rope_table_of_token_.size()) < T) rope_table_of_token_.resize(static_cast<size_t>(T));
+}
+
+uint64_t Transformer::reserve_workspace(int64_t max_tokens, int64_t max_logits) {
+  ELI_CHECK(max_tokens >= 1 && max_logits >= 0, "reserve_workspace: bad sizes");
+  ensure_workspace(max_tokens, max_logits);
+  if (device_ == nullptr) return 0;
+  uint64_t bytes = 0;
+  for (const Buffer* b : {&x_, &h_, &qkv_, &attn_, &gate_up_, &act_, &sel_, &logits_, &batch_ints_, &rope_dev_, &qb_,
+                          &hb_, &attn_ws_, &blas_ws_}) {
+    bytes += static_cast<uint64_t>(b->capacity) * sizeof(float);
+  }
+  return bytes;
 }
 
 void Transformer::build_rope_tables(const Batch& batch) {
@@ -114,12 +140,40 @@ void Transformer::upload_batch(const Batch& batch) {
   dev_slot_mapping_ = base + offsets[5];
   dev_logits_indices_ = base + offsets[6];
   dev_table_of_token_ = base + offsets[7];
+  // The inverse frequencies change only with dynamic RoPE: copy them when they differ from the
+  // device's copy (or the buffer was reallocated).
+  const float* before = rope_dev_.data;
   grow(rope_dev_, static_cast<int64_t>(rope_inv_freq_.size()));
-  device_->copy_host_to_device(rope_dev_.data, rope_inv_freq_.data(), rope_inv_freq_.size() * sizeof(float),
-                               stream_);
+  if (rope_dev_.data != before || rope_uploaded_ != rope_inv_freq_) {
+    device_->copy_host_to_device(rope_dev_.data, rope_inv_freq_.data(), rope_inv_freq_.size() * sizeof(float),
+                                 stream_);
+    rope_uploaded_ = rope_inv_freq_;
+  }
 }
 
 void Transformer::forward(const Batch& batch, KvCache& kv, float* logits) {
+  if (device_ == nullptr) {
+    forward_generic(batch, kv, logits);
+    return;
+  }
+  const float* dev_logits = forward_on_device(batch, kv);
+  if (batch.n_logits() == 0) return;
+  // Synchronous on the device's stream: the logits are on the host when this returns.
+  device_->copy_device_to_host(logits, dev_logits,
+                               static_cast<size_t>(batch.n_logits() * spec_.vocab_size) * sizeof(float), nullptr);
+}
+
+float* Transformer::forward_on_device(const Batch& batch, KvCache& kv) {
+  ELI_CHECK(device_ != nullptr, "forward_on_device needs a device model");
+  if (use_mixed_path(kv)) {
+    forward_mixed(batch, kv);
+  } else {
+    forward_generic(batch, kv, nullptr);
+  }
+  return logits_.data;
+}
+
+void Transformer::forward_generic(const Batch& batch, KvCache& kv, float* logits) {
   const ModelSpec& s = spec_;
   const int64_t T = batch.n_tokens(), H = s.hidden_size, I = s.intermediate_size;
   const int64_t nh = s.n_heads, nkv = s.n_kv_heads, hd = s.head_dim, V = s.vocab_size;
@@ -159,8 +213,8 @@ void Transformer::forward(const Batch& batch, KvCache& kv, float* logits) {
   const KernelEntry& k_matmul = get_kernel(Op::kMatmul, dk, wt);
   const KernelEntry& k_rope = get_kernel(Op::kRope, dk, DType::kF32);
   const KernelEntry& k_swiglu = get_kernel(Op::kSwiglu, dk, DType::kF32);
-  const KernelEntry& k_kv = get_kernel(Op::kKvWrite, dk, DType::kF32);
-  const KernelEntry& k_attn = get_kernel(Op::kAttention, dk, DType::kF32);
+  const KernelEntry& k_kv = get_kernel(Op::kKvWrite, dk, ks.dtype);
+  const KernelEntry& k_attn = get_kernel(Op::kAttention, dk, ks.dtype);
 
   // w is (n, k) row-major in the matrix dtype.
   auto matmul = [&](float* out, const float* x, const void* w, const float* bias, int64_t m, int64_t n,
@@ -232,10 +286,6 @@ void Transformer::forward(const Batch& batch, KvCache& kv, float* logits) {
   norm(sel, sel, placed_.final_norm, n_logits, H, H, H);
   float* out = on_host ? logits : logits_.data;
   matmul(out, sel, placed_.lm_head, nullptr, n_logits, V, H, false);
-  if (!on_host) {
-    // Synchronous on the device's stream: the logits are on the host when this returns.
-    device_->copy_device_to_host(logits, out, static_cast<size_t>(n_logits * V) * sizeof(float), nullptr);
-  }
 }
 
 }  // namespace eli

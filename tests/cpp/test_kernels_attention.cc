@@ -65,6 +65,7 @@ TEST(KernelAttention, MatchesReferenceOnRaggedPagedBatches) {
     int64_t nh, nkv;
   };
   for (const KernelEntry* e : cands)
+    if (e->dtype == DType::kF32)  // bf16-cache kernels: tests/cpp/test_cuda_attention_bf16.cc
     for (int64_t hd : {8, 12, 64, 128})
       for (Heads hs : {Heads{4, 4}, Heads{6, 2}, Heads{8, 1}})
         for (int64_t bs : {4, 16})
@@ -106,6 +107,7 @@ TEST(KernelKvWrite, MatchesReference) {
   std::mt19937 rng(8);
   const std::vector<SeqSpec> seqs = {{5, 5}, {20, 1}, {12, 4}};
   for (const KernelEntry* e : candidates(Op::kKvWrite)) {
+    if (e->dtype != DType::kF32) continue;  // bf16 cache: tests/cpp/test_cuda_mixed_elementwise.cc
     PagedBatch b(seqs, 4, rng);
     const int64_t nkv = 2, hd = 12, t = b.n_tokens(), ks = nkv * hd + 2;
     const size_t cache = static_cast<size_t>(b.n_blocks * 4 * nkv * hd);

@@ -244,7 +244,7 @@ def test_engine_fault_fails_requests_and_health(model_dir):
             assert len(outs[-1].token_ids) == 2
         assert not llm.healthy()
         assert "injected" in llm.health()["error"]
-        with pytest.raises(eli.EliError, match="failed"):
+        with pytest.raises(eli.EngineDeadError, match="engine is dead: .*injected device fault"):
             await llm.generate(PROMPTS[0], greedy()).__anext__()
 
     try:

@@ -4,8 +4,9 @@
 #   - f32 on CUDA: score() logits within 1e-4 (relative to the row's scale) of the CPU engine's and
 #     identical greedy tokens, on several tiny architectures (GQA, YaRN, q/k norm, sliding window,
 #     a bf16 checkpoint).
-#   - bf16 weights on CUDA: against the CPU's bf16 path (same math), and the greedy tokens'
-#     logprobs within 0.1 of the f32 CPU engine's with >= 90% argmax agreement over 64 tokens.
+#   - bf16 weights on CUDA (the mixed path: bf16 GEMM operands, bf16 KV cache and queries): within
+#     bf16 tolerance of the CPU's bf16 path, and the greedy tokens' logprobs within 0.15 of the f32
+#     CPU engine's with >= 90% argmax agreement over 64 tokens.
 #   - SmolLM2 GGUF (f32) on CUDA: same greedy tokens as the CPU for 32 tokens on 3 prompts; only
 #     when ELI_TEST_SMOLLM2 names the file (the GPU machine cannot download it).
 import os
@@ -80,15 +81,17 @@ def test_cuda_bf16_close_to_cpu(name):
         ref32 = np.asarray(cpu32.score(seq))
         ref16 = np.asarray(cpu16.score(seq))
         got = np.asarray(gpu16.score(seq))
-        # Same math as the CPU's bf16 path (bf16 weights, f32 activations): tight.
+        # The CPU's bf16 path keeps f32 activations; the GPU rounds GEMM operands, queries and the
+        # KV cache to bf16 (8 bits of mantissa): bf16 tolerance.
         scale = np.abs(ref16).max(axis=-1, keepdims=True) + 1e-6
         err = (np.abs(got - ref16) / scale).max()
-        assert err < 1e-3, f"{name}: bf16 CUDA vs bf16 CPU max relative error {err}"
+        assert err < 5e-2, f"{name}: bf16 CUDA vs bf16 CPU max relative error {err}"
+        assert gpu16.info["kv_cache_dtype"] == "bf16"
         # Against f32: logprobs of the f32 greedy tokens, and argmax agreement.
         rows = np.arange(len(prompt) - 1, len(seq) - 1)
         lp_ref = _log_softmax(ref32[rows])[np.arange(n), cont]
         lp_got = _log_softmax(got[rows])[np.arange(n), cont]
-        assert np.abs(lp_got - lp_ref).max() < 0.1, f"{name}: {np.abs(lp_got - lp_ref).max()}"
+        assert np.abs(lp_got - lp_ref).max() < 0.15, f"{name}: {np.abs(lp_got - lp_ref).max()}"
         agree = (got[rows].argmax(-1) == np.asarray(cont)).mean()
         assert agree >= 0.9, f"{name}: greedy agreement {agree}"
     finally:
@@ -118,6 +121,43 @@ def test_cuda_smollm2_gguf_greedy():
         b = gpu.generate(prompts, _greedy(32))
         for x, y in zip(a, b):
             assert list(y.token_ids) == list(x.token_ids), (x.text, y.text)
+    finally:
+        cpu.shutdown()
+        gpu.shutdown()
+
+
+SMOLLM2_PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):",
+    "Once upon a time",
+    "The three laws of thermodynamics are",
+    "Translate to French: I like apples.",
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not os.environ.get("ELI_TEST_SMOLLM2"), reason="ELI_TEST_SMOLLM2 not set (no download on the GPU machine)")
+def test_cuda_smollm2_bf16_logprobs_and_greedy_agreement():
+    """bf16 on the GPU vs the f32 CPU engine on the SmolLM2 prompts, 64 greedy tokens each: the
+    logprobs of the CPU's tokens under the GPU model stay close, and the GPU's argmax agrees."""
+    path = os.environ["ELI_TEST_SMOLLM2"]
+    n = 64
+    cpu = eli.LLM(path, device="cpu", dtype="float32", progress=False)
+    gpu = eli.LLM(path, device="cuda", dtype="bfloat16", progress=False)
+    try:
+        worst, agree, total = 0.0, 0, 0
+        for text in SMOLLM2_PROMPTS:
+            out = cpu.generate([text], _greedy(n))[0]
+            seq = list(out.prompt_token_ids) + list(out.token_ids)
+            rows = np.arange(len(out.prompt_token_ids) - 1, len(seq) - 1)
+            ref = _log_softmax(np.asarray(cpu.score(seq))[rows])[np.arange(n), out.token_ids]
+            logits = np.asarray(gpu.score(seq))[rows]
+            got = _log_softmax(logits)[np.arange(n), out.token_ids]
+            worst = max(worst, float(np.abs(got - ref).max()))
+            agree += int((logits.argmax(-1) == np.asarray(out.token_ids)).sum())
+            total += n
+        assert worst < 0.25, f"max logprob difference {worst}"
+        assert agree / total >= 0.9, f"greedy agreement {agree / total}"
     finally:
         cpu.shutdown()
         gpu.shutdown()

@@ -13,6 +13,10 @@
 #   the ASGI receive channel) cancels the per-choice tasks, and closing AsyncLLM.generate aborts
 #   the request in the engine, so its KV blocks are freed.
 # - Errors after SSE headers went out are sent as a `data: {"error": ...}` event before [DONE].
+# - A slow SSE reader never slows the engine or other requests: its choices keep consuming engine
+#   outputs into the stream's queue, which holds only deltas (O(tokens) memory, not a cumulative
+#   snapshot per token); Server.sse_queued / sse_queued_peak count the events waiting there.
+# - A dead engine (eli.EngineDeadError) is a 503, like a failed /health.
 from __future__ import annotations
 
 import asyncio
@@ -31,7 +35,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import EliError, InvalidRequestError, OutOfMemoryError
+from ..errors import EliError, EngineDeadError, InvalidRequestError, OutOfMemoryError
 from . import validation as V
 from .metrics import CONTENT_TYPE, ProgressWatchdog, ServerMetrics
 from .protocol import ApiError, ChatCompletionRequest, CompletionRequest, kMaxBodyBytes
@@ -51,6 +55,16 @@ class _Seq:
     logprobs: list = field(default_factory=list)
     finish_reason: Optional[str] = None
     first: Optional[float] = None
+
+
+@dataclass
+class _Delta:
+    """What a stream event needs of one engine snapshot (its deltas), without the cumulative lists."""
+    __slots__ = ("delta_text", "delta_token_ids", "delta_logprobs", "finish_reason")
+    delta_text: str
+    delta_token_ids: list
+    delta_logprobs: Optional[list]
+    finish_reason: Optional[str]
 
 
 def _finite(x: float) -> float:
@@ -82,6 +96,8 @@ class Server:
         self.watchdog = ProgressWatchdog(llm.stats, wedge_timeout_s)
         self.shutting_down = False
         self._token_str: dict[int, str] = {}
+        self.sse_queued = 0       # stream events produced and not yet sent (slow readers)
+        self.sse_queued_peak = 0
 
     # ---- request plumbing ---------------------------------------------------------------------
     async def read_body(self, request: Request, model):
@@ -153,11 +169,14 @@ class Server:
                                        type="server_error")
                     seq.finish_reason = out.finish_reason
                 if queue is not None:
-                    queue.put_nowait((seq, out, None))
+                    self._queue_event(queue, (seq, _Delta(out.delta_text, out.delta_token_ids, out.delta_logprobs,
+                                                          out.finish_reason), None))
                 if seq.finish_reason is not None:
                     break
         except ApiError:
             raise
+        except EngineDeadError as e:
+            raise ApiError(503, str(e), type="service_unavailable") from None
         except (InvalidRequestError, ValueError) as e:
             raise ApiError(400, str(e)) from None
         except (OutOfMemoryError, MemoryError) as e:
@@ -170,6 +189,16 @@ class Server:
             if seq.finish_reason is not None:
                 self.metrics.observe(seq.start, seq.first, end, len(seq.token_ids))
             self.metrics.finished(seq.finish_reason or "abort")
+
+    def _queue_event(self, queue: asyncio.Queue, item) -> None:
+        queue.put_nowait(item)
+        self.sse_queued += 1
+        self.sse_queued_peak = max(self.sse_queued_peak, self.sse_queued)
+
+    async def _next_event(self, queue: asyncio.Queue):
+        item = await queue.get()
+        self.sse_queued -= 1
+        return item
 
     async def run_all(self, request: Request, seqs: list[_Seq]) -> None:
         """Non-streaming: all choices to the end; a client disconnect cancels them (aborts)."""
@@ -200,20 +229,21 @@ class Server:
             try:
                 await self._pump(seq, queue)
             except ApiError as e:
-                queue.put_nowait((seq, None, e))
+                self._queue_event(queue, (seq, None, e))
             except Exception as e:  # noqa: BLE001
                 log.exception("stream choice failed")
-                queue.put_nowait((seq, None, ApiError(500, f"internal error: {e}", type="server_error")))
+                self._queue_event(queue, (seq, None, ApiError(500, f"internal error: {e}", type="server_error")))
             finally:
-                queue.put_nowait((seq, None, None))
+                self._queue_event(queue, (seq, None, None))
 
         tasks = [asyncio.ensure_future(run(s)) for s in seqs]
         try:
-            head = await queue.get()
+            head = await self._next_event(queue)
             if head[2] is not None:
                 raise head[2]
         except BaseException:
             await _cancel_all(tasks)
+            self._drop_events(queue)
             raise
         return self._sse_body(queue, tasks, head, len(seqs), first_events, chunk, usage_chunk)
 
@@ -222,7 +252,7 @@ class Server:
             for ev in first_events:
                 yield _sse(ev)
             while remaining:
-                seq, out, err = head if head is not None else await queue.get()
+                seq, out, err = head if head is not None else await self._next_event(queue)
                 head = None
                 if err is not None:
                     yield _sse(err.body())
@@ -240,6 +270,12 @@ class Server:
             yield "data: [DONE]\n\n"
         finally:
             await _cancel_all(tasks)
+            self._drop_events(queue)
+
+    def _drop_events(self, queue: asyncio.Queue) -> None:
+        while not queue.empty():
+            queue.get_nowait()
+            self.sse_queued -= 1
 
     # ---- logprobs formatting -------------------------------------------------------------------
     def _top(self, entry: dict, n: int) -> list:

@@ -55,6 +55,12 @@ class CudaDevice final : public PooledDevice {
   }
   MemoryStats memory_stats() const override { return pool_.stats().to_memory_stats(); }
   uint64_t available_bytes() const override { return pool_.device_free_bytes(); }
+  uint64_t total_bytes() const override {
+    CudaDeviceGuard guard(index_);
+    size_t free_b = 0, total_b = 0;
+    ELI_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return total_b;
+  }
   SizeClassPool& pool() override { return pool_.pool(); }
   void* default_stream() const override { return stream_.get(); }
 

@@ -1,0 +1,170 @@
+// kernels/cuda/attention_bf16.cu: Op::kAttention on CUDA with a bf16 KV cache (AttentionArgs,
+// kernels/ops.h): checks the arguments, then picks one of two kernels on the host:
+// - decode (attention_decode.cu) when every sequence has at most kDecodeMaxQueryLen queries
+//   (AttentionArgs::max_query_len, known and small): split-K over the context, with the number of
+//   splits chosen for full waves of resident CTAs (choose_splits), limited by
+//   kAttentionMaxSplits, by the context (at least kMinSplitLen positions a split) and by the
+//   workspace; a combine kernel follows when there is more than one split;
+// - prefill (attention_prefill.cu) otherwise, including max_query_len == 0 (unknown): tensor-core
+//   flash attention, correct for any ragged batch.
+// Semantics are attention_ref_bf16's (kernels/ref/attention_ref.cc). Contract beyond the args
+// struct: a nonzero max_query_len bounds every sequence's query count (the workspace is laid out
+// for n_seqs * max_query_len tokens). Nothing is allocated, nothing synchronises the host, and
+// everything is launched on ctx.stream: the launcher is CUDA-graph capturable.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+
+#include "eli/error.h"
+#include "kernels/cuda/attention_bf16.cuh"
+#include "kernels/cuda/cuda_kernels.h"
+#include "runtime/device/cuda/cuda_check.h"
+
+namespace eli {
+namespace {
+
+constexpr int64_t kDecodeMaxQueryLen = 4;
+constexpr int64_t kMinSplitLen = 64;
+constexpr int64_t kMaxGridYZ = 65535;
+constexpr int64_t kPrefillRows = 64;  // query rows per prefill CTA
+
+int64_t sm_count() {
+  static std::atomic<int> cached[64] = {};
+  int dev = 0;
+  ELI_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev >= 0 && dev < 64) {
+    const int c = cached[dev].load(std::memory_order_relaxed);
+    if (c > 0) return c;
+  }
+  int n = 0;
+  ELI_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+  if (n <= 0) n = 1;
+  if (dev >= 0 && dev < 64) cached[dev].store(n, std::memory_order_relaxed);
+  return n;
+}
+
+// Splits of the decode kernel for `units` CTAs per split and `slots` CTAs resident on the GPU at
+// once (max_splits <= kAttentionMaxSplits). If every CTA of max_splits is resident at once, the
+// most splits (shortest CTAs) win; otherwise, with efficiency(s) = waves / ceil(waves) for
+// waves = units * s / slots (how full the last wave runs), the fewest splits reaching 85% of the
+// best efficiency.
+int64_t choose_splits(int64_t units, int64_t slots, int64_t max_splits) {
+  if (units * max_splits <= slots) return max_splits;
+  double eff[kAttentionMaxSplits + 1] = {};
+  double best = 0.0;
+  for (int64_t s = 1; s <= max_splits; ++s) {
+    const double waves = static_cast<double>(units * s) / static_cast<double>(slots);
+    eff[s] = waves / std::ceil(waves);
+    best = std::max(best, eff[s]);
+  }
+  for (int64_t s = 1; s <= max_splits; ++s) {
+    if (eff[s] >= 0.85 * best) return s;
+  }
+  return 1;
+}
+
+bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+namespace attn {
+void allow_dynamic_smem(const void* kernel, size_t bytes, std::atomic<uint64_t>* done_devices) {
+  int dev = 0;
+  ELI_CUDA_CHECK(cudaGetDevice(&dev));
+  const uint64_t bit = dev >= 0 && dev < 64 ? (uint64_t{1} << dev) : 0;
+  if (bit != 0 && (done_devices->load(std::memory_order_relaxed) & bit)) return;
+  ELI_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  done_devices->fetch_or(bit, std::memory_order_relaxed);
+}
+}  // namespace attn
+
+void attention_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
+  const AttentionArgs& a = *static_cast<const AttentionArgs*>(args_ptr);
+  ELI_CHECK(a.n_kv_heads > 0 && a.n_heads > 0 && a.n_heads % a.n_kv_heads == 0, "attention: n_heads ", a.n_heads,
+            " not a positive multiple of n_kv_heads ", a.n_kv_heads);
+  ELI_CHECK(a.block_size > 0 && a.block_size <= INT32_MAX && a.head_dim > 0, "attention: bad block_size/head_dim");
+  ELI_CHECK_KIND(kUnsupported, a.head_dim <= attn::kMaxHeadDim, "attention: head_dim ", a.head_dim,
+                 " exceeds the CUDA bf16 kernels' limit of ", attn::kMaxHeadDim);
+  ELI_CHECK(a.q_dtype == DType::kF32 || a.q_dtype == DType::kBF16, "attention: q must be f32 or bf16");
+  ELI_CHECK(a.out_dtype == DType::kF32 || a.out_dtype == DType::kBF16, "attention: out must be f32 or bf16");
+  ELI_CHECK(a.n_seqs >= 0 && a.max_blocks_per_seq >= 0 && a.max_query_len >= 0, "attention: negative size");
+  if (a.n_seqs == 0) return;
+  ELI_CHECK(a.n_seqs <= kMaxGridYZ && a.n_heads <= kMaxGridYZ, "attention: ", a.n_seqs, " sequences or ",
+            a.n_heads, " heads exceed the grid limit");
+
+  const bool q_bf16 = a.q_dtype == DType::kBF16, out_bf16 = a.out_dtype == DType::kBF16;
+  attn::Params p{};
+  p.out = a.out;
+  p.q = a.q;
+  p.k_cache = static_cast<const __nv_bfloat16*>(a.k_cache);
+  p.v_cache = static_cast<const __nv_bfloat16*>(a.v_cache);
+  p.cu_seqlens = a.cu_seqlens;
+  p.positions = a.positions;
+  p.context_lens = a.context_lens;
+  p.block_tables = a.block_tables;
+  p.q_stride = a.q_stride;
+  p.out_stride = a.out_stride;
+  p.max_blocks_per_seq = a.max_blocks_per_seq;
+  p.kv_cap = a.max_blocks_per_seq * a.block_size;
+  p.sliding_window = a.sliding_window;
+  p.n_seqs = static_cast<int>(a.n_seqs);
+  p.n_heads = static_cast<int>(a.n_heads);
+  p.n_kv_heads = static_cast<int>(a.n_kv_heads);
+  p.group = static_cast<int>(a.n_heads / a.n_kv_heads);
+  p.head_dim = static_cast<int>(a.head_dim);
+  p.block_size = static_cast<int>(a.block_size);
+  p.scale_log2 = a.scale * attn::kLog2e;
+  p.q_bf16 = q_bf16;
+  p.out_bf16 = out_bf16;
+  p.q_vec = a.head_dim % 8 == 0 && aligned(a.q, 16) && a.q_stride % (q_bf16 ? 8 : 4) == 0;
+  p.kv_vec = a.head_dim % 8 == 0 && aligned(a.k_cache, 16) && aligned(a.v_cache, 16);
+  p.out_pair = a.head_dim % 2 == 0 && a.out_stride % 2 == 0 && aligned(a.out, out_bf16 ? 4 : 8);
+  p.n_splits = 1;
+  p.n_qchunks = 1;
+  cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
+
+  if (a.max_query_len > 0 && a.max_query_len <= kDecodeMaxQueryLen) {
+    const int64_t n_q = a.max_query_len * p.group;  // queries per (seq, kv head) at most
+    const int qmax = attn::decode_qmax(n_q);
+    p.n_qchunks = static_cast<int>(std::max<int64_t>(1, std::min(ceil_div(n_q, qmax), kMaxGridYZ / a.n_kv_heads)));
+    // Splits: at most kAttentionMaxSplits, at least kMinSplitLen positions each, within the
+    // workspace; among those, the fewest whose wave efficiency is near the best (choose_splits).
+    int64_t span = p.kv_cap;
+    if (a.max_context_len > 0) span = std::min(span, a.max_context_len);
+    if (a.sliding_window > 0) span = std::min(span, a.sliding_window + a.max_query_len - 1);
+    int64_t max_splits = std::min<int64_t>(kAttentionMaxSplits, ceil_div(std::max<int64_t>(span, 1), kMinSplitLen));
+    const int64_t ws_tokens = a.n_seqs * a.max_query_len;
+    const size_t per_split = static_cast<size_t>(ws_tokens) * a.n_heads * (a.head_dim + 2) * sizeof(float);
+    if (a.workspace != nullptr && aligned(a.workspace, 16)) {
+      max_splits = std::min<int64_t>(max_splits, static_cast<int64_t>(a.workspace_bytes / per_split));
+    } else {
+      max_splits = 1;
+    }
+    int64_t splits = 1;
+    if (max_splits > 1) {
+      const int64_t units = a.n_seqs * a.n_kv_heads * p.n_qchunks;
+      splits = choose_splits(units, sm_count() * attn::decode_ctas_per_sm(p, qmax), max_splits);
+    }
+    if (splits > 1) {
+      p.n_splits = static_cast<int>(splits);
+      p.ws_tokens = ws_tokens;
+      p.ws_o = static_cast<float*>(a.workspace);
+      p.ws_m = p.ws_o + ws_tokens * a.n_heads * splits * a.head_dim;
+      p.ws_l = p.ws_m + ws_tokens * a.n_heads * splits;
+    }
+    attn::launch_decode(p, qmax, stream);
+    if (p.n_splits > 1) attn::launch_combine(p, stream);
+    return;
+  }
+
+  // Prefill: tiles of query rows per sequence; unknown lengths are bounded by the table capacity
+  // (any shortfall is covered by the kernel's grid-stride loop).
+  const int64_t rows = a.max_query_len > 0 ? a.max_query_len : std::min<int64_t>(std::max<int64_t>(p.kv_cap, 1), 1 << 16);
+  const int64_t q_tiles = std::min(ceil_div(rows, kPrefillRows), kMaxGridYZ);
+  attn::launch_prefill(p, q_tiles, stream);
+}
+
+}  // namespace eli

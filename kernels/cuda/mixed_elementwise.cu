@@ -1,0 +1,245 @@
+// kernels/cuda/mixed_elementwise.cu: the elementwise ops of the bf16 device path: NormCast (f32
+// rows -> RMS-normalised rows in bf16 or f32), SwigluCast (gate|up -> silu(gate) * up in bf16 or
+// f32), KvWrite into a bf16 cache, and RopeKvWrite (q/k RMSNorm + RoPE of q and k, q -> q_out, k/v
+// -> their cache slots in one launch).
+//
+// Semantics are the references' (kernels/ref/mixed_ref.cc, ref_kernels.h): f32 arithmetic, one
+// rounding when a bf16 value is stored; the RoPE angle is the f32 product float(pos) * inv_freq,
+// cos/sin of it taken in double as the f32 rope kernel does; slots < 0 or >= n_slots are skipped.
+// Every kernel is allocation-free and launches on ctx.stream (CUDA-graph capturable).
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+
+#include "eli/error.h"
+#include "kernels/cuda/block_reduce.cuh"
+#include "kernels/cuda/cuda_kernels.h"
+#include "runtime/device/cuda/cuda_check.h"
+
+namespace eli {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxGridY = 65535;
+
+__device__ __forceinline__ float to_f32(float v) { return v; }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T>
+__device__ __forceinline__ T from_f32(float v);
+template <>
+__device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+void check_act(DType dt, const char* what) {
+  ELI_CHECK_KIND(kUnsupported, dt == DType::kF32 || dt == DType::kBF16, what, " must be float32 or bfloat16, not ",
+                 dtype_name(dt));
+}
+
+// ---- NormCast: one block per row -------------------------------------------------------------
+template <typename Out>
+__global__ void norm_cast_kernel(Out* __restrict__ out, const float* __restrict__ x, const float* __restrict__ w,
+                                 int64_t hidden, int64_t out_stride, int64_t x_stride, float eps, float offset) {
+  const int64_t r = blockIdx.x;
+  const float* xr = x + r * x_stride;
+  float ss = 0.f;
+  for (int64_t j = threadIdx.x; j < hidden; j += blockDim.x) ss += xr[j] * xr[j];
+  ss = cuda::block_reduce_sum(ss);
+  const float inv = rsqrtf(ss / static_cast<float>(hidden) + eps);
+  Out* o = out + r * out_stride;
+  for (int64_t j = threadIdx.x; j < hidden; j += blockDim.x) o[j] = from_f32<Out>(xr[j] * inv * (w[j] + offset));
+}
+
+// ---- SwigluCast: grid (column blocks, rows) ----------------------------------------------------
+template <typename T>
+__global__ void swiglu_cast_kernel(T* __restrict__ out, const T* __restrict__ gate_up, int64_t r0, int64_t inter,
+                                   int64_t out_stride, int64_t in_stride) {
+  const int64_t r = r0 + blockIdx.y;
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j >= inter) return;
+  const T* g = gate_up + r * in_stride;
+  const float gv = to_f32(g[j]);
+  out[r * out_stride + j] = from_f32<T>(gv / (1.0f + expf(-gv)) * to_f32(g[inter + j]));
+}
+
+// ---- KvWrite into a bf16 cache ------------------------------------------------------------------
+__global__ void kv_write_bf16_kernel(__nv_bfloat16* __restrict__ k_cache, __nv_bfloat16* __restrict__ v_cache,
+                                     const float* __restrict__ k, const float* __restrict__ v,
+                                     const int32_t* __restrict__ slot_mapping, int64_t t0, int64_t row,
+                                     int64_t k_stride, int64_t v_stride, int64_t n_slots) {
+  const int64_t t = t0 + blockIdx.y;
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j >= row) return;
+  const int64_t slot = slot_mapping[t];
+  if (slot < 0 || slot >= n_slots) return;
+  k_cache[slot * row + j] = __float2bfloat16_rn(k[t * k_stride + j]);
+  v_cache[slot * row + j] = __float2bfloat16_rn(v[t * v_stride + j]);
+}
+
+// ---- RopeKvWrite: one block per token, one warp per head ---------------------------------------
+// Heads 0..nh-1 are q heads, nh..nh+nkv-1 k heads, then nkv v heads (copied). The head's values
+// are staged in shared memory (f32) so that the norm and the rotate-half pairs read finished data.
+template <typename Q, typename C>
+__global__ void rope_kv_write_kernel(Q* __restrict__ q_out, C* __restrict__ k_cache, C* __restrict__ v_cache,
+                                     const float* __restrict__ qkv, const float* __restrict__ q_norm,
+                                     const float* __restrict__ k_norm, const int32_t* __restrict__ positions,
+                                     const int32_t* __restrict__ slot_mapping, const float* __restrict__ inv_freq,
+                                     const int32_t* __restrict__ table_of_token, int64_t t0, int nh, int nkv, int hd,
+                                     int half, int64_t qkv_stride, int64_t n_slots, float scaling, float eps) {
+  extern __shared__ float stage[];  // (warps, hd)
+  const int64_t t = t0 + blockIdx.x;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+  float* buf = stage + static_cast<int64_t>(warp) * hd;
+  const float* row = qkv + t * qkv_stride;
+  const int64_t slot = slot_mapping[t];
+  const bool slot_ok = slot >= 0 && slot < n_slots;
+  const int64_t table = table_of_token ? table_of_token[t] : 0;
+  const float pos = static_cast<float>(positions[t]);
+  for (int head = warp; head < nh + 2 * nkv; head += n_warps) {
+    const float* src = row + static_cast<int64_t>(head) * hd;
+    if (head >= nh + nkv) {  // v head: copy into the cache
+      if (!slot_ok) continue;
+      C* dst = v_cache + (slot * nkv + (head - nh - nkv)) * hd;
+      for (int d = lane; d < hd; d += 32) dst[d] = from_f32<C>(src[d]);
+      continue;
+    }
+    const bool is_q = head < nh;
+    if (!is_q && !slot_ok) continue;
+    const float* nw = is_q ? q_norm : k_norm;
+    float inv = 1.f;
+    if (nw != nullptr) {
+      float ss = 0.f;
+      for (int d = lane; d < hd; d += 32) ss += src[d] * src[d];
+      ss = cuda::warp_reduce_sum(ss);
+      inv = rsqrtf(ss / static_cast<float>(hd) + eps);
+    }
+    for (int d = lane; d < hd; d += 32) buf[d] = nw != nullptr ? src[d] * inv * nw[d] : src[d];
+    __syncwarp();
+    for (int i = lane; i < half; i += 32) {
+      const float angle = pos * inv_freq[table * half + i];
+      double s, c;
+      sincos(static_cast<double>(angle), &s, &c);
+      c *= scaling;
+      s *= scaling;
+      const double x1 = buf[i], x2 = buf[i + half];
+      buf[i] = static_cast<float>(x1 * c - x2 * s);
+      buf[i + half] = static_cast<float>(x2 * c + x1 * s);
+    }
+    __syncwarp();
+    if (is_q) {
+      Q* dst = q_out + (t * nh + head) * hd;
+      for (int d = lane; d < hd; d += 32) dst[d] = from_f32<Q>(buf[d]);
+    } else {
+      C* dst = k_cache + (slot * nkv + (head - nh)) * hd;
+      for (int d = lane; d < hd; d += 32) dst[d] = from_f32<C>(buf[d]);
+    }
+    __syncwarp();  // buf is reused by this warp's next head
+  }
+}
+
+template <typename Q, typename C>
+void launch_rope_kv_write(const RopeKvWriteArgs& a, cudaStream_t stream) {
+  const int warps = 8;
+  const size_t smem = static_cast<size_t>(warps) * static_cast<size_t>(a.head_dim) * sizeof(float);
+  for (int64_t t0 = 0; t0 < a.n_tokens; t0 += INT_MAX) {
+    const int64_t n = std::min<int64_t>(INT_MAX, a.n_tokens - t0);
+    rope_kv_write_kernel<Q, C><<<static_cast<unsigned>(n), 32 * warps, smem, stream>>>(
+        static_cast<Q*>(a.q_out), static_cast<C*>(a.k_cache), static_cast<C*>(a.v_cache), a.qkv, a.q_norm, a.k_norm,
+        a.positions, a.slot_mapping, a.inv_freq, a.table_of_token, t0, static_cast<int>(a.n_heads),
+        static_cast<int>(a.n_kv_heads), static_cast<int>(a.head_dim), static_cast<int>(a.rot_dim / 2), a.qkv_stride,
+        a.n_slots, a.attention_scaling, a.norm_eps);
+    ELI_CUDA_CHECK_LAUNCH();
+  }
+}
+
+void rope_kv_write_cuda(const RopeKvWriteArgs& a, const ExecContext& ctx, DType cache) {
+  check_act(a.q_dtype, "rope_kv_write q");
+  ELI_CHECK(a.rot_dim >= 0 && a.rot_dim % 2 == 0 && a.rot_dim <= a.head_dim, "rope_kv_write: bad rot_dim ",
+            a.rot_dim, " for head_dim ", a.head_dim);
+  ELI_CHECK(a.n_heads > 0 && a.n_kv_heads > 0 && a.head_dim > 0 && a.head_dim <= 1024 &&
+                a.qkv_stride >= (a.n_heads + 2 * a.n_kv_heads) * a.head_dim,
+            "rope_kv_write: bad shape");
+  if (a.n_tokens <= 0) return;
+  cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
+  const bool qb = a.q_dtype == DType::kBF16, cb = cache == DType::kBF16;
+  if (qb && cb) launch_rope_kv_write<__nv_bfloat16, __nv_bfloat16>(a, stream);
+  else if (qb) launch_rope_kv_write<__nv_bfloat16, float>(a, stream);
+  else if (cb) launch_rope_kv_write<float, __nv_bfloat16>(a, stream);
+  else launch_rope_kv_write<float, float>(a, stream);
+}
+
+unsigned blocks_for(int64_t n) {
+  const int64_t b = (n + kThreads - 1) / kThreads;
+  ELI_CHECK(b <= INT_MAX, "cuda elementwise: ", n, " elements per row exceed the grid limit");
+  return static_cast<unsigned>(b);
+}
+
+}  // namespace
+
+void norm_cast_cuda(const void* args_ptr, const ExecContext& ctx) {
+  const NormCastArgs& a = *static_cast<const NormCastArgs*>(args_ptr);
+  check_act(a.out_dtype, "norm_cast out");
+  ELI_CHECK(a.hidden > 0 && a.rows >= 0 && a.out_stride >= a.hidden && a.x_stride >= a.hidden,
+            "norm_cast: bad shape");
+  if (a.rows == 0) return;
+  ELI_CHECK(a.rows <= INT_MAX, "norm_cast: too many rows");
+  cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
+  const int threads = cuda::threads_for(a.hidden);
+  if (a.out_dtype == DType::kBF16) {
+    norm_cast_kernel<__nv_bfloat16><<<static_cast<unsigned>(a.rows), threads, 0, stream>>>(
+        static_cast<__nv_bfloat16*>(a.out), a.x, a.weight, a.hidden, a.out_stride, a.x_stride, a.eps, a.weight_offset);
+  } else {
+    norm_cast_kernel<float><<<static_cast<unsigned>(a.rows), threads, 0, stream>>>(
+        static_cast<float*>(a.out), a.x, a.weight, a.hidden, a.out_stride, a.x_stride, a.eps, a.weight_offset);
+  }
+  ELI_CUDA_CHECK_LAUNCH();
+}
+
+void swiglu_cast_cuda(const void* args_ptr, const ExecContext& ctx) {
+  const SwigluCastArgs& a = *static_cast<const SwigluCastArgs*>(args_ptr);
+  check_act(a.dtype, "swiglu_cast");
+  ELI_CHECK(a.rows >= 0 && a.inter >= 0 && a.out_stride >= a.inter && a.in_stride >= 2 * a.inter,
+            "swiglu_cast: bad shape");
+  if (a.rows == 0 || a.inter == 0) return;
+  cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
+  const unsigned bx = blocks_for(a.inter);
+  for (int64_t r0 = 0; r0 < a.rows; r0 += kMaxGridY) {
+    const int64_t n = std::min(kMaxGridY, a.rows - r0);
+    if (a.dtype == DType::kBF16) {
+      swiglu_cast_kernel<__nv_bfloat16><<<dim3(bx, static_cast<unsigned>(n)), kThreads, 0, stream>>>(
+          static_cast<__nv_bfloat16*>(a.out), static_cast<const __nv_bfloat16*>(a.gate_up), r0, a.inter, a.out_stride,
+          a.in_stride);
+    } else {
+      swiglu_cast_kernel<float><<<dim3(bx, static_cast<unsigned>(n)), kThreads, 0, stream>>>(
+          static_cast<float*>(a.out), static_cast<const float*>(a.gate_up), r0, a.inter, a.out_stride, a.in_stride);
+    }
+    ELI_CUDA_CHECK_LAUNCH();
+  }
+}
+
+void kv_write_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
+  const KvWriteArgs& a = *static_cast<const KvWriteArgs*>(args_ptr);
+  const int64_t row = a.n_kv_heads * a.head_dim;
+  ELI_CHECK(a.n_tokens >= 0 && row >= 0 && a.k_stride >= row && a.v_stride >= row, "kv_write: bad shape");
+  if (a.n_tokens == 0 || row == 0) return;
+  cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
+  const unsigned bx = blocks_for(row);
+  for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kMaxGridY) {
+    const int64_t n = std::min(kMaxGridY, a.n_tokens - t0);
+    kv_write_bf16_kernel<<<dim3(bx, static_cast<unsigned>(n)), kThreads, 0, stream>>>(
+        static_cast<__nv_bfloat16*>(a.k_cache), static_cast<__nv_bfloat16*>(a.v_cache), a.k, a.v, a.slot_mapping, t0,
+        row, a.k_stride, a.v_stride, a.n_slots);
+    ELI_CUDA_CHECK_LAUNCH();
+  }
+}
+
+void rope_kv_write_f32_cuda(const void* args_ptr, const ExecContext& ctx) {
+  rope_kv_write_cuda(*static_cast<const RopeKvWriteArgs*>(args_ptr), ctx, DType::kF32);
+}
+void rope_kv_write_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
+  rope_kv_write_cuda(*static_cast<const RopeKvWriteArgs*>(args_ptr), ctx, DType::kBF16);
+}
+
+}  // namespace eli

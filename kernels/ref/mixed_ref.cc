@@ -1,0 +1,151 @@
+// kernels/ref/mixed_ref.cc: references of the mixed-precision ops (Gemv, Gemm, NormCast,
+// SwigluCast, RopeKvWrite). Each converts its inputs to f32 exactly as stored, computes in double
+// (or through the plain references), and rounds once when it stores a bf16 output; the device
+// kernels must match these within bf16 tolerance.
+#include <cmath>
+#include <vector>
+
+#include "eli/error.h"
+#include "kernels/ref/ref_kernels.h"
+
+namespace eli {
+
+namespace {
+
+inline float load_as(const void* p, DType dt, int64_t i) {
+  return dt == DType::kBF16 ? bf16_to_f32(static_cast<const uint16_t*>(p)[i]) : static_cast<const float*>(p)[i];
+}
+inline void store_as(void* p, DType dt, int64_t i, float v) {
+  if (dt == DType::kBF16) {
+    static_cast<uint16_t*>(p)[i] = f32_to_bf16(v);
+  } else {
+    static_cast<float*>(p)[i] = v;
+  }
+}
+void check_act_dtype(DType dt, const char* what) {
+  ELI_CHECK_KIND(kUnsupported, dt == DType::kF32 || dt == DType::kBF16, what, " must be float32 or bfloat16, not ",
+                 dtype_name(dt));
+}
+inline double silu(double g) { return g / (1.0 + std::exp(-g)); }
+
+void gemv_ref(const GemvArgs& a, DType wdt) {
+  ELI_CHECK(a.m >= 0 && a.n >= 0 && a.k > 0, "gemv: bad sizes");
+  ELI_CHECK(!a.swiglu || a.n % 2 == 0, "gemv: swiglu needs an even n, got ", a.n);
+  std::vector<double> xn(static_cast<size_t>(a.k)), y(static_cast<size_t>(a.n));
+  for (int64_t r = 0; r < a.m; ++r) {
+    const float* x = a.x + r * a.x_stride;
+    double inv = 1.0;
+    if (a.norm_weight != nullptr) {
+      double ss = 0.0;
+      for (int64_t j = 0; j < a.k; ++j) ss += static_cast<double>(x[j]) * x[j];
+      inv = 1.0 / std::sqrt(ss / static_cast<double>(a.k) + static_cast<double>(a.norm_eps));
+    }
+    for (int64_t j = 0; j < a.k; ++j) {
+      xn[j] = a.norm_weight != nullptr ? x[j] * inv * (static_cast<double>(a.norm_weight[j]) + a.norm_weight_offset)
+                                       : static_cast<double>(x[j]);
+    }
+    for (int64_t n = 0; n < a.n; ++n) {
+      double acc = a.bias != nullptr ? a.bias[n] : 0.0;
+      for (int64_t j = 0; j < a.k; ++j) acc += xn[j] * load_as(a.w, wdt, n * a.k + j);
+      y[n] = acc;
+    }
+    float* out = a.out + r * a.out_stride;
+    const int64_t n_out = a.swiglu ? a.n / 2 : a.n;
+    for (int64_t n = 0; n < n_out; ++n) {
+      const double v = a.swiglu ? silu(y[n]) * y[n + n_out] : y[n];
+      out[n] = static_cast<float>(a.accumulate ? out[n] + v : v);
+    }
+  }
+}
+
+void gemm_ref(const GemmArgs& a, DType wdt) {
+  ELI_CHECK(a.m >= 0 && a.n >= 0 && a.k >= 0, "gemm: bad sizes");
+  check_act_dtype(a.x_dtype, "gemm x");
+  check_act_dtype(a.out_dtype, "gemm out");
+  ELI_CHECK(!a.accumulate || a.out_dtype == DType::kF32, "gemm: accumulate needs a float32 output");
+  for (int64_t i = 0; i < a.m; ++i) {
+    for (int64_t j = 0; j < a.n; ++j) {
+      double acc = a.bias != nullptr ? a.bias[j] : 0.0;
+      for (int64_t p = 0; p < a.k; ++p) {
+        acc += static_cast<double>(load_as(a.x, a.x_dtype, i * a.x_stride + p)) * load_as(a.w, wdt, j * a.k + p);
+      }
+      const int64_t o = i * a.out_stride + j;
+      if (a.accumulate) acc += static_cast<float*>(a.out)[o];
+      store_as(a.out, a.out_dtype, o, static_cast<float>(acc));
+    }
+  }
+}
+
+void rope_kv_write_ref(const RopeKvWriteArgs& a, DType cache) {
+  check_act_dtype(a.q_dtype, "rope_kv_write q");
+  const int64_t T = a.n_tokens, hd = a.head_dim, nh = a.n_heads, nkv = a.n_kv_heads;
+  // Work on f32 copies of q and k (the plain RMSNorm and RoPE references run in place on them).
+  std::vector<float> q(static_cast<size_t>(T * nh * hd)), k(static_cast<size_t>(T * nkv * hd)),
+      v(static_cast<size_t>(T * nkv * hd));
+  for (int64_t t = 0; t < T; ++t) {
+    const float* row = a.qkv + t * a.qkv_stride;
+    std::copy(row, row + nh * hd, q.begin() + t * nh * hd);
+    std::copy(row + nh * hd, row + (nh + nkv) * hd, k.begin() + t * nkv * hd);
+    std::copy(row + (nh + nkv) * hd, row + (nh + 2 * nkv) * hd, v.begin() + t * nkv * hd);
+  }
+  const ExecContext ctx{};
+  if (a.q_norm != nullptr) {
+    RmsNormArgs n{q.data(), nullptr, q.data(), a.q_norm, T * nh, hd, hd, hd, a.norm_eps, 0.0f};
+    rms_norm_ref(&n, ctx);
+  }
+  if (a.k_norm != nullptr) {
+    RmsNormArgs n{k.data(), nullptr, k.data(), a.k_norm, T * nkv, hd, hd, hd, a.norm_eps, 0.0f};
+    rms_norm_ref(&n, ctx);
+  }
+  RopeArgs rq{q.data(), a.positions, a.inv_freq, a.table_of_token, T, nh, hd, a.rot_dim, nh * hd, a.attention_scaling};
+  rope_ref(&rq, ctx);
+  RopeArgs rk{k.data(), a.positions, a.inv_freq, a.table_of_token, T, nkv, hd, a.rot_dim, nkv * hd, a.attention_scaling};
+  rope_ref(&rk, ctx);
+  for (int64_t i = 0; i < T * nh * hd; ++i) store_as(a.q_out, a.q_dtype, i, q[static_cast<size_t>(i)]);
+  KvWriteArgs kw{a.k_cache, a.v_cache, k.data(), v.data(), a.slot_mapping, T, nkv, hd, nkv * hd, nkv * hd, a.n_slots};
+  (cache == DType::kBF16 ? kv_write_ref_bf16 : kv_write_ref)(&kw, ctx);
+}
+
+}  // namespace
+
+void gemv_ref_f32(const void* args, const ExecContext&) { gemv_ref(*static_cast<const GemvArgs*>(args), DType::kF32); }
+void gemv_ref_bf16(const void* args, const ExecContext&) { gemv_ref(*static_cast<const GemvArgs*>(args), DType::kBF16); }
+void gemm_ref_f32(const void* args, const ExecContext&) { gemm_ref(*static_cast<const GemmArgs*>(args), DType::kF32); }
+void gemm_ref_bf16(const void* args, const ExecContext&) { gemm_ref(*static_cast<const GemmArgs*>(args), DType::kBF16); }
+
+void norm_cast_ref(const void* args, const ExecContext&) {
+  const auto& a = *static_cast<const NormCastArgs*>(args);
+  ELI_CHECK(a.hidden > 0 && a.rows >= 0, "norm_cast: bad sizes");
+  check_act_dtype(a.out_dtype, "norm_cast out");
+  for (int64_t r = 0; r < a.rows; ++r) {
+    const float* x = a.x + r * a.x_stride;
+    double ss = 0.0;
+    for (int64_t j = 0; j < a.hidden; ++j) ss += static_cast<double>(x[j]) * x[j];
+    const double inv = 1.0 / std::sqrt(ss / static_cast<double>(a.hidden) + static_cast<double>(a.eps));
+    for (int64_t j = 0; j < a.hidden; ++j) {
+      const double w = static_cast<double>(a.weight[j]) + a.weight_offset;
+      store_as(a.out, a.out_dtype, r * a.out_stride + j, static_cast<float>(x[j] * inv * w));
+    }
+  }
+}
+
+void swiglu_cast_ref(const void* args, const ExecContext&) {
+  const auto& a = *static_cast<const SwigluCastArgs*>(args);
+  check_act_dtype(a.dtype, "swiglu_cast");
+  for (int64_t r = 0; r < a.rows; ++r) {
+    for (int64_t j = 0; j < a.inter; ++j) {
+      const double g = load_as(a.gate_up, a.dtype, r * a.in_stride + j);
+      const double u = load_as(a.gate_up, a.dtype, r * a.in_stride + a.inter + j);
+      store_as(a.out, a.dtype, r * a.out_stride + j, static_cast<float>(silu(g) * u));
+    }
+  }
+}
+
+void rope_kv_write_ref_f32(const void* args, const ExecContext&) {
+  rope_kv_write_ref(*static_cast<const RopeKvWriteArgs*>(args), DType::kF32);
+}
+void rope_kv_write_ref_bf16(const void* args, const ExecContext&) {
+  rope_kv_write_ref(*static_cast<const RopeKvWriteArgs*>(args), DType::kBF16);
+}
+
+}  // namespace eli

@@ -1,0 +1,348 @@
+// runtime/engine/device_sampler.cc: DeviceSampler (see device_sampler.h): packs the per-row
+// parameters and penalty lists into one staging area, uploads it, launches Op::kSample on the
+// device's default stream, downloads the compact results and unpacks them.
+//
+// Upload area of a chunk of n rows with nnz penalty tokens (each array 16-byte aligned, in order):
+//   temperature, top_p, min_p, repetition, presence, frequency (f64 x n), seed, offset (u64 x n),
+//   top_k, n_logprobs (i32 x n), penalty_offsets (i32 x n+1), penalty_tokens, penalty_counts (i32 x nnz).
+// Result area (ts = the chunk's largest top-logprob count): token, status (i32 x n), logprob (f32 x n),
+//   top_ids (i32 x n*ts), top_logprobs (f32 x n*ts).
+#include "runtime/engine/device_sampler.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "eli/error.h"
+#include "kernels/sample_ops.h"
+#include "runtime/device/pooled_device.h"
+
+#ifdef ELI_WITH_CUDA
+#include "runtime/device/cuda/pinned_host_pool.h"
+#endif
+
+namespace eli {
+
+namespace {
+
+size_t align16(size_t v) { return (v + 15) & ~size_t{15}; }
+
+struct InLayout {
+  size_t temperature, top_p, min_p, rep, pres, freq, seed, offset, top_k, n_logprobs, pen_offsets, pen_tokens,
+      pen_counts, total;
+};
+
+InLayout in_layout(int64_t n, int64_t nnz) {
+  InLayout L{};
+  size_t at = 0;
+  auto take = [&](size_t bytes) {
+    const size_t here = at;
+    at = align16(at + bytes);
+    return here;
+  };
+  const size_t un = static_cast<size_t>(n), unnz = static_cast<size_t>(nnz);
+  L.temperature = take(un * 8);
+  L.top_p = take(un * 8);
+  L.min_p = take(un * 8);
+  L.rep = take(un * 8);
+  L.pres = take(un * 8);
+  L.freq = take(un * 8);
+  L.seed = take(un * 8);
+  L.offset = take(un * 8);
+  L.top_k = take(un * 4);
+  L.n_logprobs = take(un * 4);
+  L.pen_offsets = take((un + 1) * 4);
+  L.pen_tokens = take(unnz * 4);
+  L.pen_counts = take(unnz * 4);
+  L.total = at;
+  return L;
+}
+
+struct OutLayout {
+  size_t token, status, logprob, top_ids, top_logprobs, total;
+};
+
+OutLayout out_layout(int64_t n, int64_t ts) {
+  OutLayout L{};
+  size_t at = 0;
+  auto take = [&](size_t bytes) {
+    const size_t here = at;
+    at = align16(at + bytes);
+    return here;
+  };
+  const size_t un = static_cast<size_t>(n), uts = static_cast<size_t>(ts);
+  L.token = take(un * 4);
+  L.status = take(un * 4);
+  L.logprob = take(un * 4);
+  L.top_ids = take(un * uts * 4);
+  L.top_logprobs = take(un * uts * 4);
+  L.total = at;
+  return L;
+}
+
+template <typename T>
+T* at_offset(void* base, size_t off) {
+  return reinterpret_cast<T*>(static_cast<char*>(base) + off);
+}
+
+bool is_greedy(const SamplingParams& p) { return p.temperature < kGreedyTemperatureEps || p.top_k == 1; }
+
+// The message of the eli::Error the host sampler throws for a non-finite logit.
+std::string non_finite_message(int32_t index, float value) {
+  try {
+    ELI_THROW(kInvalidArgument, "non-finite logits: logit[", index, "] = ", value,
+              " (fp16 overflow or a broken model)");
+  } catch (const Error& e) {
+    return e.what();
+  }
+}
+
+}  // namespace
+
+// Host staging: pinned memory for CUDA devices (truly asynchronous copies), plain memory otherwise.
+struct DeviceSampler::HostStaging {
+  void* in = nullptr;
+  void* out = nullptr;
+  std::vector<uint64_t> in_plain, out_plain;
+#ifdef ELI_WITH_CUDA
+  std::unique_ptr<PinnedHostPool> pinned;
+#endif
+  ~HostStaging() {
+#ifdef ELI_WITH_CUDA
+    if (pinned) {
+      if (in != nullptr) pinned->free(in);
+      if (out != nullptr) pinned->free(out);
+    }
+#endif
+  }
+};
+
+DeviceSampler::DeviceSampler(Device& device, int64_t max_rows, int64_t vocab, int64_t max_penalty_tokens)
+    : device_(device) {
+  ELI_CHECK(max_rows >= 1, "DeviceSampler: max_rows must be >= 1, got ", max_rows);
+  ELI_CHECK(vocab >= 1 && vocab <= INT32_MAX, "DeviceSampler: vocab must be in [1, 2^31), got ", vocab);
+  ELI_CHECK(max_penalty_tokens >= 0, "DeviceSampler: max_penalty_tokens must be >= 0, got ", max_penalty_tokens);
+  const DeviceKind kind = device.id().kind;
+  kernel_ = &get_kernel(Op::kSample, kind, DType::kF32);
+  if (PooledDevice* pd = as_pooled(device)) stream_ = pd->default_stream();
+  max_rows_ = max_rows;
+  vocab_ = vocab;
+  max_pen_ = max_penalty_tokens > 0 ? max_penalty_tokens : std::max<int64_t>(vocab, 1024 * max_rows);
+  max_pen_ = std::min<int64_t>(std::max<int64_t>(max_pen_, vocab), INT32_MAX);
+  in_bytes_ = in_layout(max_rows_, max_pen_).total;
+  out_bytes_ = out_layout(max_rows_, kSampleMaxTopLogprobs).total;
+
+  host_ = std::make_unique<HostStaging>();
+  try {
+#ifdef ELI_WITH_CUDA
+    if (kind == DeviceKind::kCUDA) {
+      host_->pinned = std::make_unique<PinnedHostPool>();
+      host_->in = host_->pinned->allocate(in_bytes_);
+      host_->out = host_->pinned->allocate(out_bytes_);
+    }
+#endif
+    if (host_->in == nullptr) {
+      host_->in_plain.resize((in_bytes_ + 7) / 8);
+      host_->out_plain.resize((out_bytes_ + 7) / 8);
+      host_->in = host_->in_plain.data();
+      host_->out = host_->out_plain.data();
+    }
+    d_in_ = device_.allocate(in_bytes_);
+    d_out_ = device_.allocate(out_bytes_);
+    d_pen_raw_ = static_cast<float*>(device_.allocate(static_cast<size_t>(max_pen_) * sizeof(float)));
+  } catch (...) {
+    if (d_in_ != nullptr) device_.free(d_in_);
+    if (d_out_ != nullptr) device_.free(d_out_);
+    throw;
+  }
+  pen_tokens_.reserve(static_cast<size_t>(max_pen_));
+  pen_counts_.reserve(static_cast<size_t>(max_pen_));
+  pen_offsets_.reserve(static_cast<size_t>(max_rows_) + 1);
+}
+
+DeviceSampler::~DeviceSampler() {
+  // Queued work may still use the buffers (a failed step): let it finish first.
+  try {
+    device_.synchronize();
+  } catch (...) {
+  }
+  device_.free(d_pen_raw_);
+  device_.free(d_out_);
+  device_.free(d_in_);
+}
+
+bool DeviceSampler::supports(const SamplingParams& p) { return p.logprobs <= kSampleMaxTopLogprobs; }
+
+void DeviceSampler::sample(float* device_logits, int64_t n_rows, int64_t vocab,
+                           const std::vector<const SamplingParams*>& params,
+                           const std::vector<SequenceSamplingState*>& states, std::vector<SampleResult>* out,
+                           std::vector<std::string>* errors) {
+  ELI_CHECK(out != nullptr && errors != nullptr, "DeviceSampler::sample: null output");
+  ELI_CHECK(n_rows >= 0, "DeviceSampler::sample: n_rows must be >= 0, got ", n_rows);
+  ELI_CHECK(static_cast<int64_t>(params.size()) == n_rows && static_cast<int64_t>(states.size()) == n_rows,
+            "DeviceSampler::sample: ", params.size(), " params and ", states.size(), " states for ", n_rows, " rows");
+  ELI_CHECK(vocab >= 1 && vocab <= vocab_, "DeviceSampler::sample: vocab ", vocab, " outside [1, ", vocab_, "]");
+  out->assign(static_cast<size_t>(n_rows), SampleResult{});
+  errors->assign(static_cast<size_t>(n_rows), std::string());
+  if (n_rows == 0) return;
+  ELI_CHECK(device_logits != nullptr, "DeviceSampler::sample: null logits");
+  for (int64_t r = 0; r < n_rows; ++r) {
+    ELI_CHECK(params[r] != nullptr && states[r] != nullptr, "DeviceSampler::sample: null params/state of row ", r);
+    ELI_CHECK(supports(*params[r]), "DeviceSampler::sample: row ", r, " asks for ", params[r]->logprobs,
+              " logprobs; at most ", kSampleMaxTopLogprobs, " on the device");
+  }
+
+  int64_t r0 = 0;
+  pen_tokens_.clear();
+  pen_counts_.clear();
+  pen_offsets_.assign(1, 0);
+  for (int64_t r = 0; r < n_rows; ++r) {
+    // The row's penalty list: each token once, ascending; count 0 for prompt-only tokens (only
+    // needed by the repetition penalty). Ids are checked as apply_penalties does.
+    const SamplingParams& p = *params[r];
+    const SequenceSamplingState& s = *states[r];
+    row_pen_.clear();
+    if (p.repetition_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0) {
+      try {
+        const auto& prompt = s.prompt_tokens();
+        ELI_CHECK(prompt.empty() || prompt.back() < vocab, "prompt token id ", prompt.back(), " is out of range [0, ",
+                  vocab, ")");
+        for (const auto& kv : s.output_counts()) {
+          ELI_CHECK(kv.first < vocab, "generated token id ", kv.first, " is out of range [0, ", vocab, ")");
+        }
+        if (p.repetition_penalty != 1.0) {
+          for (int32_t t : prompt) row_pen_.emplace_back(t, 0);
+        }
+        for (const auto& kv : s.output_counts()) {
+          if (kv.second > 0) row_pen_.emplace_back(kv.first, kv.second);
+        }
+        std::sort(row_pen_.begin(), row_pen_.end());
+        size_t w = 0;
+        for (size_t i = 0; i < row_pen_.size(); ++i) {
+          if (w > 0 && row_pen_[w - 1].first == row_pen_[i].first) {
+            row_pen_[w - 1].second += row_pen_[i].second;  // prompt entry (0) + output count
+          } else {
+            row_pen_[w++] = row_pen_[i];
+          }
+        }
+        row_pen_.resize(w);
+      } catch (const Error& e) {
+        (*errors)[static_cast<size_t>(r)] = e.what();
+        row_pen_.clear();
+      }
+    }
+    const int64_t nnz = static_cast<int64_t>(pen_tokens_.size());
+    if (r - r0 == max_rows_ || nnz + static_cast<int64_t>(row_pen_.size()) > max_pen_) {
+      run_chunk(device_logits, r0, r, vocab, params, states, out, errors);
+      r0 = r;
+      pen_tokens_.clear();
+      pen_counts_.clear();
+      pen_offsets_.assign(1, 0);
+    }
+    for (const auto& tc : row_pen_) {
+      pen_tokens_.push_back(tc.first);
+      pen_counts_.push_back(tc.second);
+    }
+    pen_offsets_.push_back(static_cast<int32_t>(pen_tokens_.size()));
+  }
+  run_chunk(device_logits, r0, n_rows, vocab, params, states, out, errors);
+}
+
+void DeviceSampler::run_chunk(float* device_logits, int64_t r0, int64_t r1, int64_t vocab,
+                              const std::vector<const SamplingParams*>& params,
+                              const std::vector<SequenceSamplingState*>& states, std::vector<SampleResult>* out,
+                              std::vector<std::string>* errors) {
+  const int64_t n = r1 - r0;
+  if (n <= 0) return;
+  const int64_t nnz = static_cast<int64_t>(pen_tokens_.size());
+  ELI_CHECK(n <= max_rows_ && nnz <= max_pen_ && static_cast<int64_t>(pen_offsets_.size()) == n + 1,
+            "DeviceSampler: internal chunking error");
+  int64_t ts = 0;
+  for (int64_t r = r0; r < r1; ++r) {
+    ts = std::max<int64_t>(ts, std::min<int64_t>(params[r]->logprobs, vocab));
+  }
+  ts = std::min<int64_t>(ts, kSampleMaxTopLogprobs);
+
+  const InLayout L = in_layout(n, nnz);
+  void* h = host_->in;
+  for (int64_t i = 0; i < n; ++i) {
+    const SamplingParams& p = *params[r0 + i];
+    SequenceSamplingState& s = *states[r0 + i];
+    at_offset<double>(h, L.temperature)[i] = p.temperature;
+    at_offset<double>(h, L.top_p)[i] = p.top_p;
+    at_offset<double>(h, L.min_p)[i] = p.min_p;
+    at_offset<double>(h, L.rep)[i] = p.repetition_penalty;
+    at_offset<double>(h, L.pres)[i] = p.presence_penalty;
+    at_offset<double>(h, L.freq)[i] = p.frequency_penalty;
+    // One rng() per non-greedy draw (as the host sampler), none for greedy rows.
+    at_offset<uint64_t>(h, L.seed)[i] = is_greedy(p) ? 0 : s.rng()();
+    at_offset<uint64_t>(h, L.offset)[i] = static_cast<uint64_t>(s.n_output());
+    at_offset<int32_t>(h, L.top_k)[i] =
+        p.top_k == 1 ? 1 : (p.top_k <= 0 || p.top_k >= vocab ? 0 : static_cast<int32_t>(p.top_k));
+    at_offset<int32_t>(h, L.n_logprobs)[i] = p.logprobs;
+  }
+  std::memcpy(at_offset<int32_t>(h, L.pen_offsets), pen_offsets_.data(), pen_offsets_.size() * 4);
+  if (nnz > 0) {
+    std::memcpy(at_offset<int32_t>(h, L.pen_tokens), pen_tokens_.data(), static_cast<size_t>(nnz) * 4);
+    std::memcpy(at_offset<int32_t>(h, L.pen_counts), pen_counts_.data(), static_cast<size_t>(nnz) * 4);
+  }
+  // Ordered on the default stream before the launch; the staging is not reused before the
+  // (synchronous) download below returns.
+  device_.copy_host_to_device(d_in_, h, L.total, stream_);
+
+  const OutLayout O = out_layout(n, ts);
+  SampleArgs a{};
+  a.token = at_offset<int32_t>(d_out_, O.token);
+  a.status = at_offset<int32_t>(d_out_, O.status);
+  a.logprob = at_offset<float>(d_out_, O.logprob);
+  a.top_ids = ts > 0 ? at_offset<int32_t>(d_out_, O.top_ids) : nullptr;
+  a.top_logprobs = ts > 0 ? at_offset<float>(d_out_, O.top_logprobs) : nullptr;
+  a.logits = device_logits + r0 * vocab;
+  a.penalty_raw = d_pen_raw_;
+  a.temperature = at_offset<double>(d_in_, L.temperature);
+  a.top_k = at_offset<int32_t>(d_in_, L.top_k);
+  a.top_p = at_offset<double>(d_in_, L.top_p);
+  a.min_p = at_offset<double>(d_in_, L.min_p);
+  a.repetition_penalty = at_offset<double>(d_in_, L.rep);
+  a.presence_penalty = at_offset<double>(d_in_, L.pres);
+  a.frequency_penalty = at_offset<double>(d_in_, L.freq);
+  a.seed = at_offset<uint64_t>(d_in_, L.seed);
+  a.offset = at_offset<uint64_t>(d_in_, L.offset);
+  a.n_logprobs = at_offset<int32_t>(d_in_, L.n_logprobs);
+  a.penalty_offsets = at_offset<int32_t>(d_in_, L.pen_offsets);
+  a.penalty_tokens = at_offset<int32_t>(d_in_, L.pen_tokens);
+  a.penalty_counts = at_offset<int32_t>(d_in_, L.pen_counts);
+  a.n_rows = n;
+  a.vocab = vocab;
+  a.logits_stride = vocab;
+  a.top_stride = ts;
+  ExecContext ctx;
+  ctx.stream = stream_;
+  kernel_->fn(&a, ctx);
+  device_.copy_device_to_host(host_->out, d_out_, O.total);  // default stream, synchronous
+
+  const void* ho = host_->out;
+  for (int64_t i = 0; i < n; ++i) {
+    const size_t r = static_cast<size_t>(r0 + i);
+    if (!(*errors)[r].empty()) continue;
+    const int32_t token = at_offset<int32_t>(const_cast<void*>(ho), O.token)[i];
+    const float lp = at_offset<float>(const_cast<void*>(ho), O.logprob)[i];
+    if (at_offset<int32_t>(const_cast<void*>(ho), O.status)[i] != kSampleOk) {
+      (*errors)[r] = non_finite_message(token, lp);
+      continue;
+    }
+    const SamplingParams& p = *params[r];
+    SampleResult& res = (*out)[r];
+    res.token = token;
+    if (p.logprobs >= 0) {
+      res.logprob = lp;
+      const int64_t n_top = std::min<int64_t>(std::min<int64_t>(p.logprobs, vocab), ts);
+      res.top_logprobs.reserve(static_cast<size_t>(n_top));
+      for (int64_t j = 0; j < n_top; ++j) {
+        res.top_logprobs.emplace_back(at_offset<int32_t>(const_cast<void*>(ho), O.top_ids)[i * ts + j],
+                                      at_offset<float>(const_cast<void*>(ho), O.top_logprobs)[i * ts + j]);
+      }
+    }
+  }
+}
+
+}  // namespace eli

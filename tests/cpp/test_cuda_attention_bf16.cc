@@ -1,0 +1,632 @@
+// tests/cpp/test_cuda_attention_bf16.cc: the CUDA bf16-KV-cache attention (Op::kAttention, CUDA,
+// bf16: split-K decode and tensor-core prefill, kernels/cuda/attention_*.cu) against
+// attention_ref_bf16 on ragged paged batches: decode batches (1..64 sequences, contexts 1..5000,
+// block sizes 16 / 5 / 1 / 64, with, without and with a too-small workspace), speculative
+// multi-token decode, prefill of single sequences 1..2100 tokens and ragged batches mixing prefill
+// chunks at nonzero start positions with decode tokens; GQA groups 1/4/8 and MQA, head_dim
+// 64/128/80/96 plus odd ones (20, 33, 8, 192, 256), sliding windows, q f32 / bf16, out f32 / bf16,
+// padded and misaligned q / out / cache pointers (scalar paths), queries that see nothing (zero
+// rows), unknown host bounds, and CUDA-graph capture.
+//
+// Every device output (and workspace) is poisoned with NaN first; padding columns must keep the
+// poison bits. Tolerance (CONVENTIONS.md, bf16): max |err| <= 2e-2 * max |ref| and relative L2
+// error <= 1e-2; where the reference is exactly zero (no visible position) the output must be 0.
+// The reference always writes f32 (so bf16-out rounding is part of the measured error) and reads
+// exactly the q bits the device reads. Suites start with CudaKernelAttnBf16 (device_run.sh filter
+// 'CudaKernel*'); they skip without a GPU, except the argument check that needs no device.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "eli/error.h"
+#include "kernels/ops.h"
+#include "kernels/ref/float_convert.h"
+#include "kernels/registry.h"
+#include "runtime/device/device.h"
+#include "runtime/device/pooled_device.h"
+#include "runtime/device/step_graph.h"
+#include "tests/cpp/device_test_util.h"
+
+namespace eli {
+namespace {
+
+constexpr uint32_t kPoisonF32 = 0x7fc00badu;  // a quiet NaN
+constexpr uint16_t kPoisonBf16 = 0x7fc1u;     // a quiet NaN
+
+// One sequence: context_len cached positions, n_new query tokens at positions first_pos, +1, ...
+// (default first_pos: context_len - n_new, i.e. the last n_new positions of the context).
+struct Seq {
+  int32_t ctx, n_new;
+  int32_t first_pos = INT32_MIN;
+};
+
+struct AttnCase {
+  std::string name;
+  std::vector<Seq> seqs;
+  int64_t nh = 8, nkv = 2, hd = 128, bs = 16, window = 0;
+  DType q_dtype = DType::kBF16, out_dtype = DType::kBF16;
+  int64_t q_pad = 0, out_pad = 0;    // extra elements per row of q / out
+  bool workspace = true;             // attention_workspace_bytes(T, nh, hd) of scratch
+  size_t ws_bytes = 0;               // nonzero: this many bytes of scratch instead
+  bool bounds = true;                // pass max_query_len / max_context_len (false: 0, unknown)
+  bool ctx_bound = true;             // with bounds: pass max_context_len too (false: 0)
+  int64_t mql = 0;                   // nonzero: max_query_len to pass (an upper bound)
+  bool misalign_q = false, misalign_out = false, misalign_kv = false;  // pointers + 1 element
+  bool reverse_positions = false;    // a sequence's queries in descending position order
+};
+
+// The batch of a case on the host: cu_seqlens, positions, context_lens and a block table whose
+// blocks come from a shuffled pool; unused table entries are -1 (must never be read).
+struct Batch {
+  std::vector<int32_t> cu{0}, pos, ctx, tables;
+  int64_t mbps = 1, n_blocks = 0, max_q = 0, max_ctx = 0;
+  int64_t n_tokens() const { return static_cast<int64_t>(pos.size()); }
+  int64_t n_seqs() const { return static_cast<int64_t>(ctx.size()); }
+};
+
+Batch make_batch(const AttnCase& c, std::mt19937& rng) {
+  Batch b;
+  int64_t total = 0;
+  for (const Seq& s : c.seqs) {
+    const int64_t nb = (s.ctx + c.bs - 1) / c.bs;
+    b.mbps = std::max(b.mbps, nb + 1);  // a spare column of -1
+    total += nb;
+  }
+  b.n_blocks = total + 3;
+  std::vector<int32_t> ids(static_cast<size_t>(b.n_blocks));
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), rng);
+  b.tables.assign(static_cast<size_t>(c.seqs.size() * b.mbps), -1);
+  size_t next = 0;
+  for (size_t s = 0; s < c.seqs.size(); ++s) {
+    const Seq& q = c.seqs[s];
+    const int64_t nb = (q.ctx + c.bs - 1) / c.bs;
+    for (int64_t j = 0; j < nb; ++j) b.tables[s * b.mbps + j] = ids[next++];
+    b.ctx.push_back(q.ctx);
+    const int32_t first = q.first_pos == INT32_MIN ? q.ctx - q.n_new : q.first_pos;
+    std::vector<int32_t> p(static_cast<size_t>(q.n_new));
+    for (int32_t i = 0; i < q.n_new; ++i) p[i] = first + i;
+    if (c.reverse_positions) std::reverse(p.begin(), p.end());
+    b.pos.insert(b.pos.end(), p.begin(), p.end());
+    b.cu.push_back(static_cast<int32_t>(b.pos.size()));
+    b.max_q = std::max<int64_t>(b.max_q, q.n_new);
+    b.max_ctx = std::max<int64_t>(b.max_ctx, q.ctx);
+  }
+  return b;
+}
+
+std::vector<uint16_t> random_bf16(size_t n, std::mt19937& rng, float lo, float hi) {
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<uint16_t> v(n);
+  for (uint16_t& x : v) x = f32_to_bf16(d(rng));
+  return v;
+}
+
+float bits_f32(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+class CudaKernelAttnBf16 : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+    dev_ = create_cuda_device(0);
+    ctx_.stream = as_pooled(*dev_)->default_stream();
+    cuda_ = find_kernel(Op::kAttention, DeviceKind::kCUDA, DType::kBF16);
+    ref_ = find_kernel(Op::kAttention, DeviceKind::kCPU, DType::kBF16, "ref");
+    ASSERT_NE(cuda_, nullptr);
+    ASSERT_NE(ref_, nullptr);
+  }
+
+  // Host data of a case (the q the device reads, in its dtype; caches in bf16).
+  struct Data {
+    Batch b;
+    int64_t q_stride = 0, out_stride = 0, q_off = 0, out_off = 0, kv_off = 0;
+    std::vector<float> qf;      // (q_off + T * q_stride) f32 values (q_dtype f32)
+    std::vector<uint16_t> qb;   // the same rounded to bf16 (q_dtype bf16)
+    std::vector<uint16_t> kc, vc;  // (kv_off + NB * B * nkv * hd)
+  };
+
+  Data make_data(const AttnCase& c) {
+    Data d;
+    d.b = make_batch(c, rng_);
+    const int64_t T = d.b.n_tokens(), row = c.nh * c.hd;
+    d.q_stride = row + c.q_pad;
+    d.out_stride = row + c.out_pad;
+    d.q_off = c.misalign_q ? 1 : 0;
+    d.out_off = c.misalign_out ? 1 : 0;
+    d.kv_off = c.misalign_kv ? 1 : 0;
+    d.qf = random_floats(static_cast<size_t>(d.q_off + T * d.q_stride), rng_, -2.f, 2.f);
+    d.qb.resize(d.qf.size());
+    for (size_t i = 0; i < d.qf.size(); ++i) {
+      d.qb[i] = f32_to_bf16(d.qf[i]);
+      if (c.q_dtype == DType::kBF16) d.qf[i] = bf16_to_f32(d.qb[i]);  // one set of values either way
+    }
+    const size_t cache = static_cast<size_t>(d.kv_off + d.b.n_blocks * c.bs * c.nkv * c.hd);
+    d.kc = random_bf16(cache, rng_, -2.f, 2.f);
+    d.vc = random_bf16(cache, rng_, -1.f, 1.f);
+    return d;
+  }
+
+  AttentionArgs host_args(const AttnCase& c, const Data& d, std::vector<float>& ref) const {
+    const void* q = c.q_dtype == DType::kBF16 ? static_cast<const void*>(d.qb.data() + d.q_off)
+                                              : static_cast<const void*>(d.qf.data() + d.q_off);
+    AttentionArgs h{ref.data(), q, d.kc.data() + d.kv_off, d.vc.data() + d.kv_off, d.b.cu.data(), d.b.pos.data(),
+                    d.b.ctx.data(), d.b.tables.data(), d.b.n_seqs(), c.nh, c.nkv, c.hd, c.bs, d.b.mbps,
+                    d.q_stride, c.nh * c.hd, c.window, 1.0f / std::sqrt(static_cast<float>(c.hd))};
+    h.q_dtype = c.q_dtype;
+    h.out_dtype = DType::kF32;
+    return h;
+  }
+
+  // Runs the case on the device (poisoned output and workspace) and checks it against the reference.
+  void run_case(const AttnCase& c) {
+    SCOPED_TRACE(c.name);
+    Data d = make_data(c);
+    const int64_t T = d.b.n_tokens(), row = c.nh * c.hd;
+    std::vector<float> ref(static_cast<size_t>(std::max<int64_t>(T, 1) * row), 0.f);
+    AttentionArgs h = host_args(c, d, ref);
+    ref_->fn(&h, ExecContext{});
+
+    DeviceBuffer<float> dqf(*dev_, d.qf);
+    DeviceBuffer<uint16_t> dqb(*dev_, d.qb), dkc(*dev_, d.kc), dvc(*dev_, d.vc);
+    DeviceBuffer<int32_t> dcu(*dev_, d.b.cu), dpos(*dev_, d.b.pos), dctx(*dev_, d.b.ctx), dtab(*dev_, d.b.tables);
+    const size_t out_n = static_cast<size_t>(d.out_off + T * d.out_stride);
+    DeviceBuffer<float> dof(*dev_, std::vector<float>(out_n, bits_f32(kPoisonF32)));
+    DeviceBuffer<uint16_t> dob(*dev_, std::vector<uint16_t>(out_n, kPoisonBf16));
+    size_t ws_bytes = c.ws_bytes ? c.ws_bytes : attention_workspace_bytes(T, c.nh, c.hd);
+    if (!c.workspace) ws_bytes = 0;
+    DeviceBuffer<float> dws(*dev_, std::vector<float>(ws_bytes / 4 + 1, bits_f32(kPoisonF32)));
+
+    const bool out_bf16 = c.out_dtype == DType::kBF16;
+    AttentionArgs a = h;
+    a.out = out_bf16 ? static_cast<void*>(dob.get() + d.out_off) : static_cast<void*>(dof.get() + d.out_off);
+    a.q = c.q_dtype == DType::kBF16 ? static_cast<const void*>(dqb.get() + d.q_off)
+                                    : static_cast<const void*>(dqf.get() + d.q_off);
+    a.k_cache = dkc.get() + d.kv_off;
+    a.v_cache = dvc.get() + d.kv_off;
+    a.cu_seqlens = dcu.get();
+    a.positions = dpos.get();
+    a.context_lens = dctx.get();
+    a.block_tables = dtab.get();
+    a.out_stride = d.out_stride;
+    a.out_dtype = c.out_dtype;
+    a.max_query_len = c.bounds ? (c.mql ? c.mql : d.b.max_q) : 0;
+    a.max_context_len = c.bounds && c.ctx_bound ? d.b.max_ctx : 0;
+    a.workspace = c.workspace ? dws.get() : nullptr;
+    a.workspace_bytes = ws_bytes;
+    cuda_->fn(&a, ctx_);
+    dev_->synchronize();
+
+    // Device output as f32 (poison kept as NaN bits), then the checks.
+    std::vector<float> got(out_n);
+    std::vector<uint32_t> bits(out_n);
+    if (out_bf16) {
+      std::vector<uint16_t> o = dob.download();
+      for (size_t i = 0; i < out_n; ++i) {
+        got[i] = bf16_to_f32(o[i]);
+        bits[i] = o[i] == kPoisonBf16 ? kPoisonF32 : 0u;
+      }
+    } else {
+      got = dof.download();
+      for (size_t i = 0; i < out_n; ++i) std::memcpy(&bits[i], &got[i], 4);
+    }
+    check(c, d, ref, got, bits);
+  }
+
+  static void check(const AttnCase& c, const Data& d, const std::vector<float>& ref, const std::vector<float>& got,
+                    const std::vector<uint32_t>& bits) {
+    const int64_t T = d.b.n_tokens(), row = c.nh * c.hd;
+    double max_ref = 0, max_err = 0, err2 = 0, ref2 = 0;
+    size_t non_finite = 0, nonzero_where_zero = 0, padding_written = 0;
+    int64_t worst = -1;
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t j = 0; j < d.out_stride; ++j) {
+        const size_t gi = static_cast<size_t>(d.out_off + t * d.out_stride + j);
+        if (j >= row) {
+          if (bits[gi] != kPoisonF32) ++padding_written;
+          continue;
+        }
+        const double r = ref[static_cast<size_t>(t * row + j)], g = got[gi];
+        if (!std::isfinite(g)) {
+          ++non_finite;
+          continue;
+        }
+        if (r == 0.0 && g != 0.0) ++nonzero_where_zero;
+        const double e = std::fabs(g - r);
+        if (e > max_err) {
+          max_err = e;
+          worst = t * row + j;
+        }
+        err2 += e * e;
+        ref2 += r * r;
+        max_ref = std::max(max_ref, std::fabs(r));
+      }
+    }
+    if (d.out_off && bits[0] != kPoisonF32) ++padding_written;
+    EXPECT_EQ(non_finite, 0u) << "non-finite outputs (unwritten rows keep the NaN poison)";
+    EXPECT_EQ(nonzero_where_zero, 0u) << "queries with no visible position must give exact zeros";
+    EXPECT_EQ(padding_written, 0u) << "elements outside the output rows were written";
+    EXPECT_LE(max_err, 2e-2 * max_ref) << "max |err| " << max_err << " at token " << worst / std::max<int64_t>(row, 1)
+                                       << " elem " << worst % std::max<int64_t>(row, 1) << ", max |ref| " << max_ref;
+    EXPECT_LE(std::sqrt(err2), 1e-2 * std::sqrt(ref2)) << "relative L2 error " << std::sqrt(err2 / std::max(ref2, 1e-300));
+  }
+
+  std::unique_ptr<Device> dev_;
+  ExecContext ctx_;
+  const KernelEntry* cuda_ = nullptr;
+  const KernelEntry* ref_ = nullptr;
+  std::mt19937 rng_{20240611};
+};
+
+std::vector<Seq> decode_seqs(std::initializer_list<int32_t> ctxs, int32_t n_new = 1) {
+  std::vector<Seq> v;
+  for (int32_t c : ctxs) v.push_back({c, n_new});
+  return v;
+}
+
+// ---- decode (max_query_len <= 4): split-K ---------------------------------------------------
+
+TEST_F(CudaKernelAttnBf16, DecodeLongContextLlamaShapes) {
+  // Llama-3.1-8B (hd 128) and Llama-3.2-1B (hd 64) shapes, batch 1: many splits, and one split.
+  for (int64_t hd : {128, 64}) {
+    for (bool ws : {true, false}) {
+      AttnCase c;
+      c.name = "decode ctx 4096 hd " + std::to_string(hd) + (ws ? " ws" : " no ws");
+      c.seqs = decode_seqs({4096});
+      c.nh = 32;
+      c.nkv = 8;
+      c.hd = hd;
+      c.workspace = ws;
+      run_case(c);
+    }
+  }
+  AttnCase c;
+  c.name = "decode ctx 4097 hd 128 q f32 out f32";
+  c.seqs = decode_seqs({4097});
+  c.nh = 32;
+  c.nkv = 8;
+  c.q_dtype = DType::kF32;
+  c.out_dtype = DType::kF32;
+  run_case(c);
+}
+
+TEST_F(CudaKernelAttnBf16, DecodeBatchesOfManySequences) {
+  std::uniform_int_distribution<int32_t> len(1, 5000);
+  for (int n : {1, 3, 17, 64}) {
+    for (int64_t bs : {16, 5}) {
+      std::vector<Seq> seqs;
+      for (int i = 0; i < n; ++i) seqs.push_back({len(rng_), 1});
+      seqs[0].ctx = 1;  // a one-position context
+      AttnCase c;
+      c.name = "decode batch " + std::to_string(n) + " bs " + std::to_string(bs);
+      c.seqs = seqs;
+      c.nh = 8;
+      c.nkv = 2;
+      c.hd = n == 64 ? 64 : 128;
+      c.bs = bs;
+      c.q_dtype = n % 2 ? DType::kF32 : DType::kBF16;
+      c.out_dtype = bs == 5 ? DType::kF32 : DType::kBF16;
+      run_case(c);
+      c.name += " no ws";
+      c.workspace = false;
+      run_case(c);
+    }
+  }
+}
+
+TEST_F(CudaKernelAttnBf16, DecodeGroupsAndHeadDims) {
+  struct H {
+    int64_t nh, nkv;
+  };
+  // group 1, 4, 8 and MQA (group 12: two query chunks of 8)
+  for (H hs : {H{4, 4}, H{8, 2}, H{16, 2}, H{12, 1}}) {
+    for (int64_t hd : {64, 128, 80, 96}) {
+      AttnCase c;
+      c.name = "decode nh " + std::to_string(hs.nh) + " nkv " + std::to_string(hs.nkv) + " hd " + std::to_string(hd);
+      c.seqs = decode_seqs({1, 2, 7, 16, 17, 100, 1000, 2345});
+      c.nh = hs.nh;
+      c.nkv = hs.nkv;
+      c.hd = hd;
+      c.bs = hd == 80 ? 5 : 16;
+      c.q_pad = 3;   // odd q stride: scalar q reads
+      c.out_pad = 5;
+      c.q_dtype = hd == 96 ? DType::kF32 : DType::kBF16;
+      c.out_dtype = hd == 64 ? DType::kF32 : DType::kBF16;
+      run_case(c);
+    }
+  }
+}
+
+TEST_F(CudaKernelAttnBf16, DecodeOddHeadDimsAndScalarPaths) {
+  // hd 20 and 33 (not a multiple of 8: element loads; odd: single-element stores), 8 (one live
+  // chunk), 192 and 256 (32 threads a row), misaligned cache / q / out pointers, block sizes 1,
+  // 3, 5, 7 and 64.
+  struct V {
+    int64_t hd, bs;
+    bool mis_kv, mis_q, mis_out;
+  };
+  for (V v : {V{20, 16, false, false, false}, V{8, 1, false, false, false}, V{192, 16, false, false, false},
+              V{256, 64, false, false, false}, V{128, 16, true, false, false}, V{64, 16, false, true, true},
+              V{256, 5, true, true, true}, V{36, 3, false, false, true}, V{33, 7, false, false, false}}) {
+    for (DType qd : {DType::kBF16, DType::kF32}) {
+      AttnCase c;
+      c.name = "decode hd " + std::to_string(v.hd) + " bs " + std::to_string(v.bs) + " mis " +
+               std::to_string(v.mis_kv) + std::to_string(v.mis_q) + std::to_string(v.mis_out) + " q " + dtype_name(qd);
+      c.seqs = decode_seqs({3, 64, 513, 3000});
+      c.nh = 6;
+      c.nkv = 2;
+      c.hd = v.hd;
+      c.bs = v.bs;
+      c.misalign_kv = v.mis_kv;
+      c.misalign_q = v.mis_q;
+      c.misalign_out = v.mis_out;
+      c.q_dtype = qd;
+      c.out_dtype = qd == DType::kF32 ? DType::kBF16 : DType::kF32;
+      run_case(c);
+    }
+  }
+}
+
+TEST_F(CudaKernelAttnBf16, DecodeMultiTokenAndWindows) {
+  // Speculative / short chunks: 1..4 queries per sequence (causal among themselves), with
+  // sliding windows, GQA 4 (16 queries per kv head: two chunks).
+  for (int64_t window : {0, 1, 37, 1000}) {
+    AttnCase c;
+    c.name = "decode multi-token window " + std::to_string(window);
+    c.seqs = {{3, 3}, {4, 4}, {50, 2}, {3000, 4}, {4500, 1}, {129, 4}};
+    c.nh = 12;
+    c.nkv = 3;
+    c.hd = 128;
+    c.window = window;
+    c.q_dtype = window % 2 ? DType::kF32 : DType::kBF16;
+    run_case(c);
+    c.name += " no ws";
+    c.workspace = false;
+    run_case(c);
+  }
+}
+
+TEST_F(CudaKernelAttnBf16, DecodeWorkspaceAndBoundsEdgeCases) {
+  AttnCase c;
+  c.seqs = decode_seqs({4096, 1500, 77});
+  c.nh = 32;
+  c.nkv = 8;
+  c.hd = 128;
+  const size_t per_split = static_cast<size_t>(3) * 32 * (128 + 2) * sizeof(float);
+  c.name = "workspace for 3 splits";
+  c.ws_bytes = per_split * 3 + 17;
+  run_case(c);
+  c.name = "workspace for 1 split";
+  c.ws_bytes = per_split + 5;
+  run_case(c);
+  c.name = "max_query_len 4 over 1-token sequences, max_context_len unknown";
+  c.ws_bytes = 0;
+  c.mql = 4;
+  c.ctx_bound = false;
+  run_case(c);
+  // Queries that see nothing (empty context: zero rows), positions past the context, an empty
+  // sequence in the middle of the batch.
+  AttnCase z;
+  z.name = "decode zero rows and empty sequences";
+  z.seqs = {{0, 1, 0}, {10, 1, 20}, {5, 0}, {300, 1}, {0, 2, 0}, {9, 2, 40}};
+  z.nh = 8;
+  z.nkv = 2;
+  z.hd = 64;
+  run_case(z);
+  z.name += " no ws";
+  z.workspace = false;
+  run_case(z);
+}
+
+// ---- prefill (max_query_len > 4 or unknown): tensor cores -----------------------------------
+
+TEST_F(CudaKernelAttnBf16, PrefillSingleSequences) {
+  for (int32_t n : {1, 5, 63, 64, 65, 129, 700}) {
+    for (int64_t hd : {128, 64}) {
+      AttnCase c;
+      c.name = "prefill " + std::to_string(n) + " hd " + std::to_string(hd);
+      c.seqs = {{n, n}};
+      c.nh = 8;
+      c.nkv = 2;
+      c.hd = hd;
+      c.bounds = n % 2 == 0;  // unknown bounds half of the time (1-token prefill runs the prefill kernel)
+      c.q_dtype = n % 3 ? DType::kBF16 : DType::kF32;
+      c.out_dtype = hd == 64 ? DType::kF32 : DType::kBF16;
+      run_case(c);
+    }
+  }
+}
+
+TEST_F(CudaKernelAttnBf16, PrefillLongSequence) {
+  for (int64_t hd : {64, 128}) {
+    AttnCase c;
+    c.name = "prefill 2100 hd " + std::to_string(hd);
+    c.seqs = {{2100, 2100}};
+    c.nh = 2;
+    c.nkv = 1;
+    c.hd = hd;
+    run_case(c);
+  }
+  AttnCase w;
+  w.name = "prefill 1500 window 256";
+  w.seqs = {{1500, 1500}};
+  w.nh = 4;
+  w.nkv = 2;
+  w.hd = 128;
+  w.window = 256;
+  w.bs = 5;
+  run_case(w);
+}
+
+TEST_F(CudaKernelAttnBf16, PrefillRaggedBatches) {
+  // Prefill chunks at nonzero start positions (chunked prefill / prefix caching) mixed with
+  // decode tokens, queries past their context and empty ones, shuffled blocks of odd size.
+  const std::vector<Seq> seqs = {{300, 300}, {1000, 77}, {50, 1}, {4000, 1}, {129, 64},
+                                 {0, 1, 0},  {5, 0},     {70, 23}, {17, 17}, {40, 6, 100}};
+  for (int64_t window : {0, 100, 1}) {
+    for (int64_t bs : {16, 5}) {
+      AttnCase c;
+      c.name = "ragged window " + std::to_string(window) + " bs " + std::to_string(bs);
+      c.seqs = seqs;
+      c.nh = 8;
+      c.nkv = 2;
+      c.hd = 128;
+      c.bs = bs;
+      c.window = window;
+      c.q_dtype = bs == 5 ? DType::kF32 : DType::kBF16;
+      c.out_dtype = window == 100 ? DType::kF32 : DType::kBF16;
+      c.q_pad = bs == 5 ? 4 : 8;
+      c.out_pad = 3;
+      c.bounds = window != 1;
+      run_case(c);
+    }
+  }
+  AttnCase r;
+  r.name = "ragged, positions in descending order";
+  r.seqs = seqs;
+  r.reverse_positions = true;
+  r.nh = 4;
+  r.nkv = 1;
+  r.hd = 64;
+  run_case(r);
+}
+
+TEST_F(CudaKernelAttnBf16, PrefillGroupsAndHeadDims) {
+  struct H {
+    int64_t nh, nkv;
+  };
+  const std::vector<Seq> seqs = {{200, 200}, {333, 90}, {20, 1}, {64, 64}};
+  for (H hs : {H{4, 4}, H{8, 2}, H{16, 2}, H{8, 1}}) {
+    for (int64_t hd : {64, 128, 80, 96, 20, 8, 33, 192, 256}) {
+      AttnCase c;
+      c.name = "prefill nh " + std::to_string(hs.nh) + " nkv " + std::to_string(hs.nkv) + " hd " + std::to_string(hd);
+      c.seqs = seqs;
+      c.nh = hs.nh;
+      c.nkv = hs.nkv;
+      c.hd = hd;
+      c.bs = hd == 80 ? 5 : 16;
+      c.q_dtype = hd % 3 ? DType::kBF16 : DType::kF32;
+      c.out_dtype = hd > 100 ? DType::kF32 : DType::kBF16;
+      c.q_pad = hs.nkv == 1 ? 3 : 0;
+      c.out_pad = hs.nkv == 1 ? 1 : 0;
+      c.window = hs.nh == 16 ? 50 : 0;
+      run_case(c);
+    }
+  }
+}
+
+TEST_F(CudaKernelAttnBf16, PrefillMisalignedPointers) {
+  for (int i = 0; i < 3; ++i) {
+    AttnCase c;
+    c.name = "prefill misaligned " + std::to_string(i);
+    c.seqs = {{150, 150}, {90, 33}};
+    c.nh = 4;
+    c.nkv = 2;
+    c.hd = i == 2 ? 64 : 128;
+    c.misalign_kv = i == 0;
+    c.misalign_q = i >= 1;
+    c.misalign_out = i >= 1;
+    c.q_dtype = i == 1 ? DType::kF32 : DType::kBF16;
+    c.out_dtype = i == 2 ? DType::kF32 : DType::kBF16;
+    run_case(c);
+  }
+}
+
+// ---- CUDA graphs ----------------------------------------------------------------------------
+
+TEST_F(CudaKernelAttnBf16, CapturedInCudaGraph) {
+  if (!graphs_supported()) GTEST_SKIP() << "no graph support";
+  for (bool decode : {true, false}) {
+    SCOPED_TRACE(decode ? "decode (split-K + combine)" : "prefill");
+    AttnCase c;
+    c.seqs = decode ? decode_seqs({4096, 100}) : std::vector<Seq>{{300, 300}, {500, 40}};
+    c.nh = 8;
+    c.nkv = 2;
+    c.hd = 128;
+    Data d = make_data(c);
+    const int64_t T = d.b.n_tokens(), row = c.nh * c.hd;
+    DeviceBuffer<uint16_t> dq(*dev_, d.qb), dkc(*dev_, d.kc), dvc(*dev_, d.vc);
+    DeviceBuffer<int32_t> dcu(*dev_, d.b.cu), dpos(*dev_, d.b.pos), dctx(*dev_, d.b.ctx), dtab(*dev_, d.b.tables);
+    DeviceBuffer<uint16_t> dout(*dev_, std::vector<uint16_t>(static_cast<size_t>(T * row), kPoisonBf16));
+    const size_t ws_bytes = attention_workspace_bytes(T, c.nh, c.hd);
+    DeviceBuffer<float> dws(*dev_, ws_bytes / 4);
+    std::vector<float> ref(static_cast<size_t>(T * row));
+    AttentionArgs a = host_args(c, d, ref);
+    a.out = dout.get();
+    a.q = dq.get();
+    a.k_cache = dkc.get();
+    a.v_cache = dvc.get();
+    a.cu_seqlens = dcu.get();
+    a.positions = dpos.get();
+    a.context_lens = dctx.get();
+    a.block_tables = dtab.get();
+    a.out_stride = row;
+    a.out_dtype = DType::kBF16;
+    a.max_query_len = d.b.max_q;
+    a.max_context_len = d.b.max_ctx;
+    a.workspace = dws.get();
+    a.workspace_bytes = ws_bytes;
+    cuda_->fn(&a, ctx_);  // warm-up, as the engine does before capture
+    dev_->synchronize();
+    std::unique_ptr<StepGraph> graph = capture_step_graph(ctx_.stream, [&] { cuda_->fn(&a, ctx_); });
+    // New queries after capture: the replay must read them.
+    for (size_t i = 0; i < d.qb.size(); ++i) {
+      d.qb[i] = f32_to_bf16(-bf16_to_f32(d.qb[i]) * 0.5f);
+      d.qf[i] = bf16_to_f32(d.qb[i]);
+    }
+    dq.upload(d.qb);
+    dout.upload(std::vector<uint16_t>(static_cast<size_t>(T * row), kPoisonBf16));
+    graph->replay(ctx_.stream);
+    dev_->synchronize();
+    AttentionArgs h = host_args(c, d, ref);
+    ref_->fn(&h, ExecContext{});
+    std::vector<uint16_t> o = dout.download();
+    std::vector<float> got(o.size());
+    std::vector<uint32_t> bits(o.size());
+    for (size_t i = 0; i < o.size(); ++i) {
+      got[i] = bf16_to_f32(o[i]);
+      bits[i] = o[i] == kPoisonBf16 ? kPoisonF32 : 0u;
+    }
+    c.name = "graph";
+    d.out_stride = row;
+    check(c, d, ref, got, bits);
+  }
+}
+
+// ---- argument checks (no device needed: they fail before any launch) ------------------------
+
+TEST(CudaKernelAttnBf16Args, RejectsHeadDimOver256AndBadHeads) {
+  const KernelEntry* e = find_kernel(Op::kAttention, DeviceKind::kCUDA, DType::kBF16);
+  if (e == nullptr) GTEST_SKIP() << "CUDA backend not built";
+  AttentionArgs a{nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 4, 2, 257, 16, 1,
+                  4 * 257, 4 * 257, 0, 0.0625f};
+  a.q_dtype = DType::kBF16;
+  a.out_dtype = DType::kBF16;
+  try {
+    e->fn(&a, ExecContext{});
+    ADD_FAILURE() << "head_dim 257 accepted";
+  } catch (const Error& err) {
+    EXPECT_EQ(err.kind(), ErrorKind::kUnsupported) << err.what();
+  }
+  a.head_dim = 64;
+  a.n_heads = 6;
+  a.n_kv_heads = 4;  // not a divisor
+  EXPECT_THROW(e->fn(&a, ExecContext{}), Error);
+  a.n_heads = 8;
+  a.q_dtype = DType::kF16;
+  EXPECT_THROW(e->fn(&a, ExecContext{}), Error);
+}
+
+}  // namespace
+}  // namespace eli

@@ -1,0 +1,217 @@
+// tests/cpp/test_cuda_mixed_elementwise.cc: the CUDA NormCast, SwigluCast, KvWrite (bf16 cache) and
+// RopeKvWrite (f32 / bf16 cache, q in f32 / bf16, with and without q/k norm) against their CPU
+// references, on odd shapes and strides. Outputs are poisoned first; bf16 outputs must match the
+// reference's rounding within one bf16 ulp-ish tolerance (both round an f32 value that differs only
+// by f32 arithmetic order). Skips without a CUDA device.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/ops.h"
+#include "kernels/ref/float_convert.h"
+#include "kernels/registry.h"
+#include "runtime/device/device.h"
+#include "runtime/device/pooled_device.h"
+#include "tests/cpp/device_test_util.h"
+
+namespace eli {
+namespace {
+
+class CudaKernelMixedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+    dev_ = create_cuda_device(0);
+    ctx_.stream = as_pooled(*dev_)->default_stream();
+  }
+  std::unique_ptr<Device> dev_;
+  ExecContext ctx_;
+};
+
+std::vector<float> widen(const std::vector<uint16_t>& b) {
+  std::vector<float> f(b.size());
+  for (size_t i = 0; i < b.size(); ++i) f[i] = bf16_to_f32(b[i]);
+  return f;
+}
+
+// Element buffers of either dtype, as raw 16-bit or 32-bit words on host and device.
+struct ActBuffer {
+  ActBuffer(Device& dev, DType dt, size_t n, float poison) : dt(dt) {
+    if (dt == DType::kBF16) {
+      h16.assign(n, f32_to_bf16(poison));
+      d16 = std::make_unique<DeviceBuffer<uint16_t>>(dev, h16);
+    } else {
+      h32.assign(n, poison);
+      d32 = std::make_unique<DeviceBuffer<float>>(dev, h32);
+    }
+  }
+  void* host() { return dt == DType::kBF16 ? static_cast<void*>(h16.data()) : static_cast<void*>(h32.data()); }
+  void* dev() { return dt == DType::kBF16 ? static_cast<void*>(d16->get()) : static_cast<void*>(d32->get()); }
+  std::vector<float> host_f32() const { return dt == DType::kBF16 ? widen(h16) : h32; }
+  std::vector<float> dev_f32() const { return dt == DType::kBF16 ? widen(d16->download()) : d32->download(); }
+  DType dt;
+  std::vector<uint16_t> h16;
+  std::vector<float> h32;
+  std::unique_ptr<DeviceBuffer<uint16_t>> d16;
+  std::unique_ptr<DeviceBuffer<float>> d32;
+};
+
+float tol_for(DType dt) { return dt == DType::kBF16 ? 1.6e-2f : 2e-5f; }
+
+TEST_F(CudaKernelMixedTest, NormCastMatchesRef) {
+  const KernelEntry& ref = get_kernel(Op::kNormCast, DeviceKind::kCPU, DType::kF32, "ref");
+  const KernelEntry& cu = get_kernel(Op::kNormCast, DeviceKind::kCUDA, DType::kF32);
+  std::mt19937 rng(11);
+  for (DType dt : {DType::kBF16, DType::kF32}) {
+    for (int64_t rows : {1, 5, 130}) {
+      for (int64_t hidden : {7, 576, 2048, 4099}) {
+        const int64_t xs = hidden + 3, os = hidden + 5;
+        std::vector<float> x = random_floats(rows * xs, rng), w = random_floats(hidden, rng, 0.5f, 1.5f);
+        DeviceBuffer<float> dx(*dev_, x), dw(*dev_, w);
+        ActBuffer out(*dev_, dt, rows * os, 9.f);
+        NormCastArgs h{out.host(), x.data(), w.data(), rows, hidden, os, xs, 1e-5f, 0.25f, dt};
+        NormCastArgs d{out.dev(), dx.get(), dw.get(), rows, hidden, os, xs, 1e-5f, 0.25f, dt};
+        ref.fn(&h, ExecContext{});
+        cu.fn(&d, ctx_);
+        dev_->synchronize();
+        expect_close(out.dev_f32(), out.host_f32(), tol_for(dt), 1e-5f,
+                     "norm_cast rows=" + std::to_string(rows) + " hidden=" + std::to_string(hidden));
+      }
+    }
+  }
+}
+
+TEST_F(CudaKernelMixedTest, SwigluCastMatchesRef) {
+  const KernelEntry& ref = get_kernel(Op::kSwigluCast, DeviceKind::kCPU, DType::kF32, "ref");
+  const KernelEntry& cu = get_kernel(Op::kSwigluCast, DeviceKind::kCUDA, DType::kF32);
+  std::mt19937 rng(12);
+  for (DType dt : {DType::kBF16, DType::kF32}) {
+    for (int64_t rows : {1, 3, 70}) {
+      for (int64_t inter : {1, 33, 8192}) {
+        const int64_t is = 2 * inter + 1, os = inter + 2;
+        std::vector<float> gu = random_floats(rows * is, rng, -6.f, 6.f);
+        ActBuffer in(*dev_, dt, rows * is, 0.f), out(*dev_, dt, rows * os, 5.f);
+        for (size_t i = 0; i < gu.size(); ++i) {
+          if (dt == DType::kBF16) in.h16[i] = f32_to_bf16(gu[i]); else in.h32[i] = gu[i];
+        }
+        if (dt == DType::kBF16) in.d16->upload(in.h16); else in.d32->upload(in.h32);
+        SwigluCastArgs h{out.host(), in.host(), rows, inter, os, is, dt};
+        SwigluCastArgs d{out.dev(), in.dev(), rows, inter, os, is, dt};
+        ref.fn(&h, ExecContext{});
+        cu.fn(&d, ctx_);
+        dev_->synchronize();
+        expect_close(out.dev_f32(), out.host_f32(), tol_for(dt), 1e-5f,
+                     "swiglu_cast rows=" + std::to_string(rows) + " inter=" + std::to_string(inter));
+      }
+    }
+  }
+}
+
+// Runs RopeKvWrite (or plain KvWrite when rope == false) on both backends and compares q_out and
+// both caches (every slot, so that skipped slots must keep their poison).
+void check_rope_kv(Device& dev, const ExecContext& ctx, DType cache, DType qdt, bool qk_norm, int64_t T, int64_t nh,
+                   int64_t nkv, int64_t hd, int64_t rot_dim, std::mt19937& rng) {
+  const KernelEntry& ref = get_kernel(Op::kRopeKvWrite, DeviceKind::kCPU, cache, "ref");
+  const KernelEntry& cu = get_kernel(Op::kRopeKvWrite, DeviceKind::kCUDA, cache);
+  const int64_t qkv_dim = (nh + 2 * nkv) * hd, stride = qkv_dim + 4;
+  const int64_t n_slots = 3 * T + 5;
+  std::vector<float> qkv = random_floats(T * stride, rng);
+  std::vector<float> qn = random_floats(hd, rng, 0.5f, 1.5f), kn = random_floats(hd, rng, 0.5f, 1.5f);
+  std::vector<float> inv_freq(rot_dim / 2);
+  for (int64_t i = 0; i < rot_dim / 2; ++i) inv_freq[i] = std::pow(10000.f, -2.f * i / rot_dim);
+  std::vector<int32_t> pos(T), slots(T);
+  std::uniform_int_distribution<int> pd(0, 5000);
+  for (int64_t t = 0; t < T; ++t) {
+    pos[t] = pd(rng);
+    slots[t] = (t % 5 == 4) ? -1 : static_cast<int32_t>((t * 7 + 3) % n_slots);  // some skipped
+  }
+  // Distinct slots only (a repeated slot would make the written value order-dependent).
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t u = 0; u < t; ++u)
+      if (slots[u] == slots[t]) slots[t] = -1;
+  DeviceBuffer<float> dqkv(dev, qkv), dqn(dev, qn), dkn(dev, kn), dfreq(dev, inv_freq);
+  DeviceBuffer<int32_t> dpos(dev, pos), dslots(dev, slots);
+  ActBuffer q(dev, qdt, T * nh * hd, 3.f), kc(dev, cache, n_slots * nkv * hd, -4.f),
+      vc(dev, cache, n_slots * nkv * hd, -5.f);
+  RopeKvWriteArgs h{};
+  h.q_out = q.host();
+  h.k_cache = kc.host();
+  h.v_cache = vc.host();
+  h.qkv = qkv.data();
+  h.q_norm = qk_norm ? qn.data() : nullptr;
+  h.k_norm = qk_norm ? kn.data() : nullptr;
+  h.positions = pos.data();
+  h.slot_mapping = slots.data();
+  h.inv_freq = inv_freq.data();
+  h.table_of_token = nullptr;
+  h.n_tokens = T;
+  h.n_heads = nh;
+  h.n_kv_heads = nkv;
+  h.head_dim = hd;
+  h.rot_dim = rot_dim;
+  h.qkv_stride = stride;
+  h.n_slots = n_slots;
+  h.attention_scaling = 1.1f;
+  h.norm_eps = 1e-6f;
+  h.q_dtype = qdt;
+  RopeKvWriteArgs d = h;
+  d.q_out = q.dev();
+  d.k_cache = kc.dev();
+  d.v_cache = vc.dev();
+  d.qkv = dqkv.get();
+  d.q_norm = qk_norm ? dqn.get() : nullptr;
+  d.k_norm = qk_norm ? dkn.get() : nullptr;
+  d.positions = dpos.get();
+  d.slot_mapping = dslots.get();
+  d.inv_freq = dfreq.get();
+  ref.fn(&h, ExecContext{});
+  cu.fn(&d, ctx);
+  dev.synchronize();
+  const std::string what = "rope_kv T=" + std::to_string(T) + " nh=" + std::to_string(nh) + " nkv=" +
+                           std::to_string(nkv) + " hd=" + std::to_string(hd) + " rot=" + std::to_string(rot_dim) +
+                           " norm=" + std::to_string(qk_norm);
+  expect_close(q.dev_f32(), q.host_f32(), tol_for(qdt), 1e-4f, what + " q");
+  expect_close(kc.dev_f32(), kc.host_f32(), tol_for(cache), 1e-4f, what + " k cache");
+  expect_close(vc.dev_f32(), vc.host_f32(), tol_for(cache), 0.f, what + " v cache");
+}
+
+TEST_F(CudaKernelMixedTest, RopeKvWriteMatchesRef) {
+  std::mt19937 rng(13);
+  for (DType cache : {DType::kBF16, DType::kF32}) {
+    for (DType qdt : {DType::kBF16, DType::kF32}) {
+      for (bool norm : {false, true}) {
+        check_rope_kv(*dev_, ctx_, cache, qdt, norm, 1, 32, 8, 128, 128, rng);
+        check_rope_kv(*dev_, ctx_, cache, qdt, norm, 37, 9, 3, 64, 64, rng);
+        check_rope_kv(*dev_, ctx_, cache, qdt, norm, 6, 4, 1, 80, 40, rng);   // partial rotary, MQA
+        check_rope_kv(*dev_, ctx_, cache, qdt, norm, 300, 2, 2, 256, 256, rng);
+      }
+    }
+  }
+}
+
+TEST_F(CudaKernelMixedTest, KvWriteBf16MatchesRef) {
+  const KernelEntry& ref = get_kernel(Op::kKvWrite, DeviceKind::kCPU, DType::kBF16, "ref");
+  const KernelEntry& cu = get_kernel(Op::kKvWrite, DeviceKind::kCUDA, DType::kBF16);
+  std::mt19937 rng(14);
+  const int64_t T = 21, nkv = 3, hd = 40, ks = nkv * hd + 7, n_slots = 50;
+  std::vector<float> k = random_floats(T * ks, rng), v = random_floats(T * ks, rng);
+  std::vector<int32_t> slots(T);
+  for (int64_t t = 0; t < T; ++t) slots[t] = t == 3 ? -2 : (t == 4 ? 999 : static_cast<int32_t>(t * 2));
+  DeviceBuffer<float> dk(*dev_, k), dv(*dev_, v);
+  DeviceBuffer<int32_t> ds(*dev_, slots);
+  ActBuffer kc(*dev_, DType::kBF16, n_slots * nkv * hd, 1.f), vc(*dev_, DType::kBF16, n_slots * nkv * hd, 2.f);
+  KvWriteArgs h{kc.host(), vc.host(), k.data(), v.data(), slots.data(), T, nkv, hd, ks, ks, n_slots};
+  KvWriteArgs d{kc.dev(), vc.dev(), dk.get(), dv.get(), ds.get(), T, nkv, hd, ks, ks, n_slots};
+  ref.fn(&h, ExecContext{});
+  cu.fn(&d, ctx_);
+  dev_->synchronize();
+  expect_close(kc.dev_f32(), kc.host_f32(), 0.f, 0.f, "kv_write bf16 k");  // same rounding of the same f32
+  expect_close(vc.dev_f32(), vc.host_f32(), 0.f, 0.f, "kv_write bf16 v");
+}
+
+}  // namespace
+}  // namespace eli
