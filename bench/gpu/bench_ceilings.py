@@ -56,30 +56,33 @@ def main() -> int:
              gpu=common.gpu_info())
     n_bytes = int(args.gib * 2**30)
     ceil = {}
-    try:
+
+    def copy_bw() -> list[float]:
         x = torch.empty(n_bytes // 2, dtype=torch.bfloat16, device="cuda").normal_()
         y = torch.empty_like(x)
-        t = timed(lambda: y.copy_(x), args.iters)
-        bw = [2 * n_bytes / s / 1e9 for s in t]
+        return [2 * n_bytes / s / 1e9 for s in timed(lambda: y.copy_(x), args.iters)]
+
+    def read_bw() -> dict[str, list[float]]:
+        out = {}
+        xb = torch.empty(n_bytes // 2, dtype=torch.bfloat16, device="cuda").normal_()
+        out["sum_bf16"] = [n_bytes / s / 1e9 for s in timed(lambda: torch.sum(xb, dtype=torch.float32), args.iters)]
+        xb = None
+        xf = torch.empty(n_bytes // 4, dtype=torch.float32, device="cuda").normal_()
+        out["sum_f32"] = [n_bytes / s / 1e9 for s in timed(lambda: torch.sum(xf), args.iters)]
+        out["amax_f32"] = [n_bytes / s / 1e9 for s in timed(lambda: torch.amax(xf), args.iters)]
+        return out
+
+    try:
+        bw = copy_bw()
         res.add(common.record("torch", None, "copy_gb_s", bw, "GB/s", bytes=2 * n_bytes, note="read + written"))
         ceil["copy_gb_s"] = statistics.median(bw)
-        del y
-        reads = {}
-        acc = torch.empty((), dtype=torch.float32, device="cuda")
-        t = timed(lambda: torch.sum(x, dtype=torch.float32, out=acc), args.iters)
-        reads["sum_bf16"] = [n_bytes / s / 1e9 for s in t]
-        xf = torch.empty(n_bytes // 4, dtype=torch.float32, device="cuda").normal_()
-        del x
-        t = timed(lambda: torch.sum(xf, out=acc), args.iters)
-        reads["sum_f32"] = [n_bytes / s / 1e9 for s in t]
-        t = timed(lambda: torch.amax(xf), args.iters)
-        reads["amax_f32"] = [n_bytes / s / 1e9 for s in t]
+        torch.cuda.empty_cache()
+        reads = read_bw()
         for k, v in reads.items():
             res.add(common.record("torch", None, f"read_{k}_gb_s", v, "GB/s", bytes=n_bytes))
         best = max(reads, key=lambda k: statistics.median(reads[k]))
         ceil["read_gb_s"] = statistics.median(reads[best])
         ceil["read_method"] = best
-        del xf
         torch.cuda.empty_cache()
     except Exception as e:  # noqa: BLE001
         res.error("bandwidth", e)

@@ -258,6 +258,7 @@ def main() -> int:
     g.add_argument("--vocab", type=int, default=128256)
     g.add_argument("--prompt-len", type=int, default=512)
     g.add_argument("--output-len", type=int, default=256)
+    g.add_argument("--clip-max", type=int, default=1024, help="sharegpt: longest prompt / output")
     g.add_argument("--out", required=True)
     for name in ("eli", "hf", "llama"):
         p = sub.add_parser(name)
@@ -296,7 +297,7 @@ def main() -> int:
 
     if args.cmd == "gen":
         n = args.n or (1000 if args.kind == "sharegpt" else 256)
-        ds = make_dataset(args.kind, n, args.seed, args.vocab, args.prompt_len, args.output_len)
+        ds = make_dataset(args.kind, n, args.seed, args.vocab, args.prompt_len, args.output_len, hi=args.clip_max)
         common.write_json(args.out, ds)
         common.log(f"{args.kind}: {n} requests, {ds['stats']} -> {args.out}")
         return 0

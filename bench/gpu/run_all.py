@@ -4,7 +4,7 @@
 # starts whatever is ready (its set-up jobs done: eli installed, llama.cpp built, weights written),
 # until a deadline inside the device call's 10 minutes; then collects every result written on this
 # machine so far (earlier calls included) into one JSON + a tar.gz of the logs under $OUT, and
-# prints the table last.
+# prints the table last (report.py).
 #
 # Invariants:
 # - A failing or hanging step never stops the others: its status (failed / timeout / skipped and
@@ -16,26 +16,21 @@
 # - Timed steps start only once the background builds (llama.cpp, eli) are over: a build on every
 #   core would slow the engines' host threads (HF most) and bias the comparison. The ceilings
 #   (GPU-only) run at once.
-# - Derived figures use the ceilings measured in the same machine session (bench_ceilings.py):
-#   decode: bytes/token (common.py) * tok/s / read ceiling; prefill: 2 * P_layers * T / time / GEMM.
 #   usage: run_all.py [all | ceilings decode prefill coldstart throughput serving eli-engine ...]
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import json
 import os
 import pathlib
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import bench_throughput  # noqa: E402
 import common  # noqa: E402
+import report  # noqa: E402
 
 W = common.WORK
 ROOT = common.ROOT
@@ -96,32 +91,37 @@ def build_steps(groups: set[str]) -> list[Step]:
     what = ",".join(g for g in ("decode", "prefill") if g in groups)
     sfx = "" if what == "decode,prefill" else f"_{what}"  # a partial run keeps its own result file
     if what:
-        for s in SHAPES:
-            big = s == "8b"
-            if "eli" in ENGINES:
+        # eli and llama.cpp on every shape first (the comparison that matters most), HF last.
+        if "eli" in ENGINES:
+            for s in SHAPES:
                 n = f"eli_{s}{sfx}"
                 S.append(Step(n, "decode", ["eli_install", f"weights_{s}"],
                               [PY, str(HERE / "bench_eli.py"), "--model", hf_dir(s), "--shape", s, "--what", what,
-                               "--device", DEVICE, "--dtype", DTYPE, "--reps", "5", "--budget-s", "100" if big else "60",
+                               "--device", DEVICE, "--dtype", DTYPE, "--reps", "5", "--budget-s", "100" if s == "8b" else "60",
                                *(["--max-model-len", "1024"] if small else []),
-                               *dec_p, *pre_p, "--out", str(result_path(n))], 300, 110 if big else 60))
-            if "llama" in ENGINES:
+                               *dec_p, *pre_p, "--out", str(result_path(n))], 300, 110 if s == "8b" else 60))
+        if "llama" in ENGINES:
+            lw = ["--depths", "0,16,64", "--decode-tokens", "16"] if small else ["--depths", "0,128,4096"]
+            for s in SHAPES:
                 n = f"llama.cpp_{s}{sfx}"
-                lw = ["--depths", "0,16,64", "--decode-tokens", "16"] if small else ["--depths", "0,128,4096"]
                 S.append(Step(n, "decode", ["llama_build", f"weights_{s}"],
                               [PY, str(HERE / "bench_llama_cpp.py"), "--bin", str(LLAMA_BIN), "--gguf", gguf(s),
                                "--shape", s, "--what", what, "--reps", "5", *lw, *pre_p,
                                "--log", str(W / "logs" / f"{n}.tool.log"), "--out", str(result_path(n))],
-                              300, 100 if big else 50))
-            if "hf" in ENGINES:
-                hd = ["--contexts", "16,64", "--decode-tokens", "8"] if small else ["--contexts", "128,4096", "--decode-tokens", "64"]
-                for attn in ("sdpa", "eager"):
-                    n = f"hf-{attn}_{s}{sfx}"
+                              300, 100 if s == "8b" else 50))
+        if "hf" in ENGINES:
+            hd = ["--contexts", "16,64", "--decode-tokens", "8"] if small else ["--contexts", "128,4096", "--decode-tokens", "64"]
+            variants = [("sdpa", "dynamic"), ("eager", "dynamic")]
+            if ENV.get("ELI_BENCH_HF_STATIC") == "1":  # static KV cache (no torch.compile)
+                variants.append(("sdpa", "static"))
+            for s in SHAPES:
+                for attn, cache in variants:
+                    n = f"hf-{attn}{'-static' if cache == 'static' else ''}_{s}{sfx}"
                     S.append(Step(n, "decode", [f"weights_{s}"],
                                   [PY, str(HERE / "bench_hf.py"), "--model", hf_dir(s), "--shape", s, "--attn", attn,
-                                   "--what", what, "--device", DEVICE, "--reps", "3", "--min-reps", "2",
-                                   "--budget-s", "45", *hd, *pre_p, "--out", str(result_path(n))],
-                                  240, 90 if big else 60))
+                                   "--cache", cache, "--what", what, "--device", DEVICE, "--reps", "3",
+                                   "--min-reps", "2", "--budget-s", "45", *hd, *pre_p, "--out", str(result_path(n))],
+                                  240, 90 if s == "8b" else 60))
     if "eli-engine" in groups and "eli" in ENGINES:
         for s in SHAPES:
             S.append(Step(f"eli-engine_{s}", "eli-engine", ["eli_install", f"weights_{s}"],
@@ -131,14 +131,16 @@ def build_steps(groups: set[str]) -> list[Step]:
                           240, 90 if s == "8b" else 50))
     if "coldstart" in groups:
         for s in SHAPES:
-            eng = [e for e, k in (("eli", "eli"), ("eli-cli", "eli"), ("hf", "hf"), ("llama.cpp", "llama")) if k in ENGINES]
+            cli = ENV.get("ELI_BENCH_COLDSTART_CLI") == "1"  # `python -m eli generate` too (a little slower than -c)
+            eng = [e for e, k in (("eli", "eli"), ("eli-cli", "eli" if cli else "-"), ("hf", "hf"), ("llama.cpp", "llama"))
+                   if k in ENGINES]
             deps = [f"weights_{s}"] + (["eli_install"] if "eli" in ENGINES else [])
             deps += ["llama_build"] if "llama" in ENGINES else []
             S.append(Step(f"coldstart_{s}", "coldstart", deps,
                           [PY, str(HERE / "bench_coldstart.py"), "--shape", s, "--hf-dir", hf_dir(s), "--gguf", gguf(s),
                            "--bin", str(LLAMA_BIN), "--engines", ",".join(eng), "--device", DEVICE,
-                           "--reps", "1" if small else ("2" if s == "8b" else "3"),
-                           "--out", str(result_path(f"coldstart_{s}"))], 420, 220 if s == "8b" else 120))
+                           "--reps", "1" if small else ("3" if s == "8b" else "2"),
+                           "--out", str(result_path(f"coldstart_{s}"))], 420, 200 if s == "8b" else 100))
     if "throughput" in groups:
         for s in TP_SHAPES:
             for kind in ("fixed", "sharegpt"):
@@ -245,7 +247,7 @@ def dep_state(dep: str) -> tuple[str, str]:
         path = W / "results" / f"{dep}.json"
         if not path.is_file():
             n = (40 if kind == "sharegpt" else 16) if SMALL else (1000 if kind == "sharegpt" else 256)
-            extra = ["--prompt-len", "32", "--output-len", "16"] if SMALL and kind == "fixed" else []
+            extra = (["--prompt-len", "32", "--output-len", "16", "--clip-max", "128"]) if SMALL else []
             rc, out = common.run_cmd([PY, str(HERE / "bench_throughput.py"), "gen", "--kind", kind, "--n", str(n),
                                       "--vocab", str(common.shape(s)["vocab"]), *extra, "--out", str(path)], timeout=120)
             if rc != 0:
@@ -415,205 +417,12 @@ def run_steps(steps: list[Step], deadline: float, run_id: str, state: dict) -> N
         time.sleep(5)
 
 
-# ---- collecting ------------------------------------------------------------------------------
-def collect(state: dict, run_id: str, t_start: float) -> tuple[dict, str]:
-    results, infos = [], {}
-    for f in sorted((W / "results").glob("*.json")):
-        if f.name.startswith("dataset_"):
-            continue
-        d = common.read_json(f, None)
-        if not isinstance(d, dict) or "records" not in d:
-            continue
-        infos[f.stem] = d.get("info", {})  # result files are named by step
-        for r in d["records"]:
-            results.append(dict(r, step=f.stem))
-    ceil = infos.get("ceilings", {}).get("ceilings", {})
-    read_bw = ceil.get("read_gb_s")
-    gemm = ceil.get("gemm_tflops")
-    for r in results:
-        s = common.SHAPES.get(r.get("model") or "", None)
-        if s is None or r.get("value") is None:
-            continue
-        if r["metric"] == "decode_tok_s":
-            ctx = r.get("mean_context", r.get("prompt_len", 0))
-            b = common.decode_bytes_per_token(s, ctx)
-            r["bytes_per_token"] = int(b)
-            r["achieved_gb_s"] = round(r["value"] * b / 1e9, 1)
-            if read_bw:
-                r["limit_tok_s"] = round(read_bw * 1e9 / b, 1)
-                r["fraction_of_read_ceiling"] = round(r["value"] * b / (read_bw * 1e9), 4)
-        elif r["metric"] == "prefill_tok_s":
-            T = r.get("prompt_len", 0)
-            r["tflops"] = round(common.prefill_flops(s, T) * r["value"] / T / 1e12, 2)
-            r["tflops_incl_attention"] = round((common.prefill_flops(s, T) + common.attn_flops(s, T)) * r["value"] / T / 1e12, 2)
-            if gemm:
-                r["fraction_of_gemm_ceiling"] = round(r["tflops"] / gemm, 4)
-    limits = {}
-    if read_bw and gemm:
-        for short in sorted(set(SHAPES) | set(TP_SHAPES)):
-            s = common.shape(short)
-            lim = {f"decode_tok_s_at_{c}": round(read_bw * 1e9 / common.decode_bytes_per_token(
-                s, common.mean_decode_context(c, 128)), 1) for c in (0, 128, 4096)}
-            lim["weight_bytes_per_token"] = common.weight_bytes_per_token(s)
-            lim["kv_bytes_per_token"] = common.kv_bytes_per_token(s)
-            lim["prefill_tok_s_gemm_bound"] = round(gemm * 1e12 / (2 * common.layer_params(s)), 1)
-            ds = common.read_json(W / "results" / f"dataset_fixed_{short}.json", None) if short in TP_SHAPES else None
-            if ds or short in TP_SHAPES:
-                n = ds["n"] if ds else 256
-                p = ds["params"]["prompt_len"] if ds else 512
-                o = ds["params"]["output_len"] if ds else 256
-                lim["offline_fixed"] = bench_throughput.throughput_limit(s, n, p, o, read_bw * 1e9, gemm * 1e12)
-                einfo = infos.get(f"tp_eli_fixed_{short}", {}).get("engine_info", {})
-                cap = (einfo.get("num_kv_blocks") or 0) * (einfo.get("block_size") or 0)
-                if cap:
-                    lim["offline_fixed_eli_kv_capacity"] = bench_throughput.throughput_limit(
-                        s, n, p, o, read_bw * 1e9, gemm * 1e12, cap)
-            limits[common.shape_name(short)] = lim
-    gpu = common.gpu_info()
-    card = common.card_short_name(gpu.get("name", "cpu")) if gpu else "cpu"
-    peers = {}
-    for k, v in infos.items():
-        if k.startswith("llama.cpp_") and v.get("llama_cpp"):
-            peers["llama.cpp"] = dict(v["llama_cpp"], source="llama-cpp-python 0.3.36 sdist vendor/llama.cpp",
-                                      build="CUDA, CMAKE_CUDA_ARCHITECTURES=90, Release")
-        if k.startswith("hf-") and v.get("transformers"):
-            peers["transformers"] = {"transformers": v["transformers"], "torch": v.get("torch")}
-    eli_info = next((v for k, v in infos.items() if k.startswith("eli_") and v.get("engine_info")), {})
-    date = datetime.date.today().isoformat()
-    doc = {
-        "gpu": gpu.get("name", "none"), "gpu_info": gpu, "driver": gpu.get("driver_version"),
-        "commit": common.git_commit(), "tree_hash": common.tree_hash(), "date": common.now_iso(),
-        "host": {"cpus": os.cpu_count(), "load_avg_end": common.load_avg()},
-        "protocol": ("random bf16 weights at real shapes (bench/gpu/make_weights.py), batch 1; decode: N tokens "
-                     "after a fresh prompt of c tokens, only the decode timed; prefill: fresh prompt of T tokens, "
-                     "time to first token; median of repetitions after warm-up; each engine in its own process; "
-                     "see bench/README.md (GPU benchmark)"),
-        "ceilings": ceil, "ceilings_info": {k: v for k, v in infos.get("ceilings", {}).items() if k != "ceilings"},
-        "eli": {"engine_info": eli_info.get("engine_info"), "engine_options": eli_info.get("engine_options"),
-                "install": (W / "status" / "eli_install.tree").read_text().strip()
-                if (W / "status" / "eli_install.tree").is_file() else None},
-        "peers": peers, "limits": limits, "results": results, "steps": state,
-        "setup_jobs": {j: job_state(j) for j in ("llama_build", "eli_install", "weights")},
-        "llama_bin": str(LLAMA_BIN) + (" (prebuilt: ELI_BENCH_LLAMA_BIN)" if ENV.get("ELI_BENCH_LLAMA_BIN") else ""),
-        "run_id": run_id, "run_seconds": round(time.time() - t_start, 1),
-    }
-    return doc, f"{date}_{card}_gpu_bench"
-
-
-def tarball(path: pathlib.Path) -> None:
-    with tarfile.open(path, "w:gz") as tar:
-        for sub in ("logs", "results", "status"):
-            p = W / sub
-            if p.is_dir():
-                for f in sorted(p.rglob("*")):
-                    if f.is_file() and f.stat().st_size < 20 << 20 and not f.name.startswith("dataset_"):
-                        tar.add(str(f), arcname=f"{sub}/{f.relative_to(p)}")
-
-
-# ---- table -----------------------------------------------------------------------------------
-def table(doc: dict) -> str:
-    R = doc["results"]
-
-    def get(engine: str, model: str, metric: str, plen=None, **kw):
-        for r in R:
-            if r["engine"] == engine and r.get("model") == model and r["metric"] == metric and \
-                    (plen is None or r.get("prompt_len") == plen) and all(r.get(k) == v for k, v in kw.items()):
-                return r
-        return None
-
-    def v(r, key="value", spec=".0f"):
-        return common.fmt(r.get(key) if r else None, spec)
-
-    def ratio(a, b):
-        if not a or not b or not a.get("value") or not b.get("value"):
-            return "-"
-        x = a["value"] / b["value"]
-        return f"{x:.2f}x" if x < 10 else (f"{x:.1f}x" if x < 100 else f"{x:.0f}x")
-
-    def pct(r, key):
-        return "-" if not r or r.get(key) is None else f"{100 * r[key]:.0f}%"
-
-    c = doc["ceilings"]
-    lines = [f"== eli GPU benchmark: {doc['gpu']} (driver {doc['driver']}), commit {str(doc['commit'])[:12]}, "
-             f"tree {doc['tree_hash']}, {doc['date']}",
-             f"ceilings: copy {common.fmt(c.get('copy_gb_s'), '.0f')} GB/s, read {common.fmt(c.get('read_gb_s'), '.0f')} "
-             f"GB/s ({c.get('read_method', '-')}), bf16 GEMM 8192^3 {common.fmt(c.get('gemm_tflops'), '.0f')} TFLOP/s"]
-    hdr = (f"{'model':<6}{'metric':<17}{'eli':>9}{'llama.cpp':>10}{'hf-sdpa':>9}{'hf-eager':>9}{'eli/llama':>10}"
-           f"{'eli/hf':>8}{'eli %lim':>9}{'llama %lim':>11}{'limit':>9}")
-    lines.append(hdr)
-    models = [common.shape_name(s) for s in SHAPES]
-    for m in models:
-        short = common.SHORT[m]
-        rows = [("decode", "decode_tok_s", c_) for c_ in (sorted({r.get("prompt_len") for r in R
-                if r.get("model") == m and r["metric"] == "decode_tok_s"}))]
-        rows += [("prefill", "prefill_tok_s", t_) for t_ in sorted({r.get("prompt_len") for r in R
-                 if r.get("model") == m and r["metric"] == "prefill_tok_s"})]
-        for kind, metric, plen in rows:
-            e, l_ = get("eli", m, metric, plen), get("llama.cpp", m, metric, plen)
-            hs, he = get("hf-sdpa", m, metric, plen), get("hf-eager", m, metric, plen)
-            hbest = max([h for h in (hs, he) if h and h.get("value")], key=lambda h: h["value"], default=None)
-            key = "fraction_of_read_ceiling" if kind == "decode" else "fraction_of_gemm_ceiling"
-            lim = (e or l_ or {}).get("limit_tok_s") if kind == "decode" else \
-                doc["limits"].get(m, {}).get("prefill_tok_s_gemm_bound")
-            label = f"{kind}@{plen} tok/s"
-            lines.append(f"{short:<6}{label:<17}{v(e):>9}{v(l_):>10}{v(hs, spec='.1f'):>9}{v(he, spec='.1f'):>9}"
-                         f"{ratio(e, l_):>10}{ratio(e, hbest):>8}{pct(e, key):>9}{pct(l_, key):>11}"
-                         f"{common.fmt(lim, '.0f'):>9}")
-        pre = [get(eng, m, "prefill_tok_s", t) for eng in ("eli", "llama.cpp") for t in (512, 2048)]
-        if any(pre):
-            lines.append(f"{'':<6}{'prefill TFLOP/s':<17}" + "  ".join(
-                f"{eng}@{t}: {v(get(eng, m, 'prefill_tok_s', t), 'tflops', '.0f')}"
-                for eng in ("eli", "llama.cpp") for t in (512, 2048)))
-        ee = [r for r in R if r["engine"] == "eli-engine" and r.get("model") == m]
-        if ee:
-            lines.append(f"{'':<6}eli-engine (step loop, no API): " + ", ".join(
-                f"{r['metric'].split('_')[0]}@{r.get('prompt_len')} {v(r)}" for r in ee))
-    cold = [r for r in R if r["metric"] == "coldstart_s"]
-    if cold:
-        lines.append("cold start (s, file in page cache): " + "; ".join(
-            f"{common.SHORT.get(m, m)}: " + ", ".join(f"{r['engine']} {v(r, spec='.1f')}" for r in cold if r["model"] == m)
-            for m in sorted({r["model"] for r in cold})))
-    tp = [r for r in R if r["metric"].startswith("offline_") or r["metric"].startswith("batched_")]
-    for m in sorted({r["model"] for r in tp}):
-        short = common.SHORT.get(m, m)
-        lim = doc["limits"].get(m, {}).get("offline_fixed", {})
-        for kind in ("fixed", "sharegpt"):
-            e = get("eli", m, f"offline_{kind}_output_tok_s")
-            h = get("hf-sdpa", m, f"offline_{kind}_output_tok_s")
-            parts = [f"eli {v(e)}", f"hf-sdpa {v(h)}" + (" (subsample)" if h and h.get("subsample") else "")]
-            if kind == "fixed":
-                for pl in (1, 16, 64):
-                    l_ = get("llama.cpp", m, "batched_output_tok_s", batch=pl)
-                    if l_:
-                        parts.append(f"llama.cpp pl={pl} {v(l_)}")
-                parts.append(f"limit {common.fmt(lim.get('output_tok_s'), '.0f')}")
-            lines.append(f"{short:<6}offline {kind} output tok/s: " + ", ".join(parts))
-    sv = [r for r in R if r["metric"].startswith("serving_")]
-    for m in sorted({r["model"] for r in sv}):
-        g = {r["metric"][len("serving_"):]: r["value"] for r in sv if r["model"] == m}
-        lines.append(f"{common.SHORT.get(m, m):<6}serving (eli, {sv[0].get('rate')} req/s): "
-                     f"output {common.fmt(g.get('output_token_throughput'), '.0f')} tok/s, "
-                     f"TTFT p50/p99 {common.fmt(g.get('p50_ttft_ms'), '.0f')}/{common.fmt(g.get('p99_ttft_ms'), '.0f')} ms, "
-                     f"TPOT p50/p99 {common.fmt(g.get('p50_tpot_ms'), '.1f')}/{common.fmt(g.get('p99_tpot_ms'), '.1f')} ms")
-    st = doc["steps"]
-    by: dict[str, list[str]] = {}
-    for name, s in st.items():
-        by.setdefault(s.get("status", "?"), []).append(name)
-    lines.append("steps: " + "; ".join(f"{k} {len(v_)}" for k, v_ in sorted(by.items())))
-    for name, s in st.items():
-        if s.get("status") != "ok":
-            why = s.get("reason") or "; ".join(s.get("errors") or []) or f"rc {s.get('rc')}"
-            lines.append(f"  {s.get('status')}: {name}: {why[:200]}")
-        elif s.get("errors"):
-            lines.append(f"  ok with errors: {name}: {'; '.join(s['errors'])[:200]}")
-    lines.append(f"setup jobs: {doc['setup_jobs']}")
-    return "\n".join(lines)
-
-
 def main() -> int:
     t_start = time.time()
     run_id = time.strftime("%Y%m%d-%H%M%S")
-    deadline = t_start + float(ENV.get("ELI_BENCH_DEADLINE_S", "560"))
+    # The deadline counts from the device command's start (device_bench.sh exports ELI_BENCH_T0).
+    t0 = float(ENV.get("ELI_BENCH_T0") or t_start)
+    deadline = t0 + float(ENV.get("ELI_BENCH_DEADLINE_S", "560"))
     args = [a.strip() for a in sys.argv[1:] if a.strip()] or ["all"]
     groups = set(GROUPS) - {"eli-engine"} if "all" in args else set()
     groups |= {a for a in args if a in GROUPS}
@@ -632,14 +441,27 @@ def main() -> int:
         run_steps(steps, deadline, run_id, state)
     except Exception as e:  # noqa: BLE001 -- still collect what there is
         common.log(f"!! step runner: {type(e).__name__}: {e}")
-    doc, base = collect(state, run_id, t_start)
+    cfg = report.Config(work=W, shapes=SHAPES, tp_shapes=TP_SHAPES, llama_bin=LLAMA_BIN, job_state=job_state,
+                        llama_prebuilt=bool(ENV.get("ELI_BENCH_LLAMA_BIN")),
+                        eli_install_skipped=ENV.get("ELI_BENCH_SKIP_INSTALL") == "1")
+    try:
+        doc, base = report.collect(cfg, state, run_id, t_start)
+    except Exception as e:  # noqa: BLE001 -- never lose the run: write the raw step states instead
+        import traceback
+        traceback.print_exc()
+        doc = {"error": f"report.collect: {type(e).__name__}: {e}", "steps": state, "date": common.now_iso(),
+               "gpu_info": common.gpu_info(), "commit": common.git_commit()}
+        base = f"{time.strftime('%Y-%m-%d')}_gpu_bench_raw"
     json_path = out_dir / f"{base}.json"
     common.write_json(json_path, doc)
     try:
-        tarball(out_dir / f"{base}_logs.tar.gz")
+        report.tarball(W, out_dir / f"{base}_logs.tar.gz")
     except Exception as e:  # noqa: BLE001
         common.log(f"!! tarball: {e}")
-    text = table(doc)
+    try:
+        text = report.table(doc, SHAPES)
+    except Exception as e:  # noqa: BLE001
+        text = f"(no table: {type(e).__name__}: {e}; see {json_path})"
     (out_dir / f"{base}_table.txt").write_text(text + "\n")
     print("\n" + text)
     print(f"JSON: {json_path}  (+ {base}_logs.tar.gz, {base}_table.txt)")

@@ -112,6 +112,7 @@ class Engine {
   MemoryStats memory_stats() const;
 
  private:
+  std::vector<TokenOutput> step_inner(std::vector<TokenOutput>& outs);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

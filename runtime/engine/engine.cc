@@ -198,6 +198,17 @@ std::vector<TokenOutput> Engine::step() {
   Impl& m = *impl_;
   std::vector<TokenOutput> outs;
   outs.swap(m.pending);
+  try {
+    return step_inner(outs);
+  } catch (...) {
+    // Ends reported by abort_request() are delivered by a later step, not lost with this one.
+    m.pending.insert(m.pending.begin(), outs.begin(), outs.end());
+    throw;
+  }
+}
+
+std::vector<TokenOutput> Engine::step_inner(std::vector<TokenOutput>& outs) {
+  Impl& m = *impl_;
   std::vector<ScheduledSeq> sched = m.scheduler->schedule();
   if (sched.empty()) return outs;
   ++m.counters.steps;
