@@ -7,6 +7,10 @@
 //
 // Decode caches are rotated over enough copies (> 256 MiB in all) that the L2 cache does not
 // serve them; times are medians over repeats of back-to-back launches timed with CUDA events.
+// Decode is timed twice: eager launches (time_us: includes the host's launch cost where it exceeds
+// the kernel's), and inside captured CUDA graphs of kGraphLaunches launches each (graph_us: the
+// graph's time / kGraphLaunches; one graph per group of cache copies), which is how the engine
+// runs decode. A graph of kGraphLaunches 4-byte memsets gives the per-node floor (node_us).
 // Build by hand on the GPU machine (not part of CMake), against a CUDA build of eli_engine:
 //   nvcc -O2 -std=c++17 -I include -I . bench/cuda_attention_bench.cc build/device/libeli_engine.a \
 //     -lcublasLt -o /tmp/attn_bench && /tmp/attn_bench
@@ -78,6 +82,33 @@ double median_seconds(cudaStream_t stream, int repeats, int inner, F fn) {
   CHECK_CUDA(cudaEventDestroy(b));
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
+}
+
+constexpr int kGraphLaunches = 20;
+
+// Median seconds per call of launch(i) (i: the copy to use) inside CUDA graphs of kGraphLaunches
+// back-to-back calls; graph g holds calls g * kGraphLaunches .. + kGraphLaunches - 1 (mod copies),
+// enough graphs that every copy is used; graphs are replayed round robin.
+template <typename F>
+double graph_seconds(cudaStream_t stream, int copies, F launch) {
+  const int n_graphs = std::max(1, (copies + kGraphLaunches - 1) / kGraphLaunches);
+  std::vector<cudaGraphExec_t> execs;
+  for (int g = 0; g < n_graphs; ++g) {
+    cudaGraph_t graph = nullptr;
+    CHECK_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < kGraphLaunches; ++i) launch((g * kGraphLaunches + i) % copies);
+    CHECK_CUDA(cudaStreamEndCapture(stream, &graph));
+    cudaGraphExec_t exec = nullptr;
+    CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+    CHECK_CUDA(cudaGraphDestroy(graph));
+    execs.push_back(exec);
+  }
+  const int inner = std::max(n_graphs, 5);
+  const double t = median_seconds(stream, 15, inner, [&](int i) {
+    CHECK_CUDA(cudaGraphLaunch(execs[static_cast<size_t>(i % n_graphs)], stream));
+  });
+  for (cudaGraphExec_t e : execs) CHECK_CUDA(cudaGraphExecDestroy(e));
+  return t / kGraphLaunches;
 }
 
 // max |got - ref| / max |ref| over T rows of nh * hd (device output bf16, contiguous).
@@ -203,7 +234,16 @@ int main() {
     cudaFree(b);
   }
 
-  std::printf("%-8s %5s %4s %6s %-6s %10s %12s %10s\n", "kind", "batch", "hd", "ctx", "ws", "time_us", "rate", "max_err");
+  {  // per-node floor of a graph: kGraphLaunches dependent 4-byte memsets
+    void* m = nullptr;
+    CHECK_CUDA(cudaMalloc(&m, 4));
+    const double t = graph_seconds(stream, 1, [&](int) { CHECK_CUDA(cudaMemsetAsync(m, 0, 4, stream)); });
+    std::printf("graph node floor (4-byte memset): node_us %.2f\n\n", t * 1e6);
+    cudaFree(m);
+  }
+
+  std::printf("%-8s %5s %4s %6s %-6s %10s %12s %10s %12s %10s\n", "kind", "batch", "hd", "ctx", "ws", "time_us", "rate",
+              "graph_us", "graph_rate", "max_err");
   for (int64_t hd : {64, 128}) {
     for (int64_t batch : {1, 32}) {
       for (int64_t ctx_len : {128, 4096}) {
@@ -216,14 +256,22 @@ int main() {
           e->fn(&a, ctx);
           CHECK_CUDA(cudaStreamSynchronize(stream));
           const double err = rel_error(b.d_out, want);
-          const double t = median_seconds(stream, 15, 20, [&](int i) {
+          auto launch = [&](int i) {
             AttentionArgs ai = a;
-            ai.k_cache = b.d_k[i % copies];
-            ai.v_cache = b.d_v[i % copies];
+            ai.k_cache = b.d_k[static_cast<size_t>(i % copies)];
+            ai.v_cache = b.d_v[static_cast<size_t>(i % copies)];
             e->fn(&ai, ctx);
-          });
-          std::printf("%-8s %5lld %4lld %6lld %-6s %10.2f %8.0f GB/s %10.2e\n", "decode", (long long)batch, (long long)hd,
-                      (long long)ctx_len, ws ? "yes" : "no", t * 1e6, kv_bytes / t / 1e9, err);
+          };
+          const double t = median_seconds(stream, 15, 20, launch);
+          // Poisoned (bf16 NaN) before the graphs, whose launches must all write out again, with
+          // the same values (every cache copy holds the same data).
+          CHECK_CUDA(cudaMemsetAsync(b.d_out, 0xff, b.q.size() * sizeof(uint16_t), stream));
+          const double tg = graph_seconds(stream, copies, launch);
+          CHECK_CUDA(cudaStreamSynchronize(stream));
+          const double err_after = rel_error(b.d_out, want);
+          std::printf("%-8s %5lld %4lld %6lld %-6s %10.2f %8.0f GB/s %10.2f %7.0f GB/s %10.2e\n", "decode", (long long)batch,
+                      (long long)hd, (long long)ctx_len, ws ? "yes" : "no", t * 1e6, kv_bytes / t / 1e9, tg * 1e6,
+                      kv_bytes / tg / 1e9, std::max(err, err_after));
         }
       }
     }
@@ -237,8 +285,8 @@ int main() {
       const double err = len <= 512 ? rel_error(b.d_out, b.reference(*ref)) : NAN;
       const double t = median_seconds(stream, 11, 5, [&](int) { e->fn(&a, ctx); });
       const double flops = 2.0 * 2.0 * static_cast<double>(len) * len / 2.0 * hd * 32;
-      std::printf("%-8s %5d %4lld %6lld %-6s %10.2f %7.1f TFLOP/s %9.2e\n", "prefill", 1, (long long)hd, (long long)len,
-                  "-", t * 1e6, flops / t / 1e12, err);
+      std::printf("%-8s %5d %4lld %6lld %-6s %10.2f %7.1f TFLOP/s %10s %12s %10.2e\n", "prefill", 1, (long long)hd,
+                  (long long)len, "-", t * 1e6, flops / t / 1e12, "-", "-", err);
     }
   }
   CHECK_CUDA(cudaStreamDestroy(stream));

@@ -1,16 +1,21 @@
 // kernels/cuda/attention_bf16.cu: Op::kAttention on CUDA with a bf16 KV cache (AttentionArgs,
 // kernels/ops.h): checks the arguments, then picks one of two kernels on the host:
 // - decode (attention_decode.cu) when every sequence has at most kDecodeMaxQueryLen queries
-//   (AttentionArgs::max_query_len, known and small): split-K over the context, with the number of
-//   splits chosen for full waves of resident CTAs (choose_splits), limited by
-//   kAttentionMaxSplits, by the context (at least kMinSplitLen positions a split) and by the
-//   workspace; a combine kernel follows when there is more than one split;
+//   (AttentionArgs::max_query_len, known and small): split-K over the context in one kernel (the
+//   last CTA of each query chunk combines the splits), with the number of splits chosen for full
+//   waves of resident CTAs (choose_splits), limited by kAttentionMaxSplits, by the context (at
+//   least kMinSplitLen positions a split; max_context_len may be an upper bound, as under CUDA
+//   graphs: each split's range comes from the device-side lengths and may be empty), by the
+//   workspace and by the split counters (kDecodeSlotCounters);
 // - prefill (attention_prefill.cu) otherwise, including max_query_len == 0 (unknown): tensor-core
 //   flash attention, correct for any ragged batch.
 // Semantics are attention_ref_bf16's (kernels/ref/attention_ref.cc). Contract beyond the args
 // struct: a nonzero max_query_len bounds every sequence's query count (the workspace is laid out
-// for n_seqs * max_query_len tokens). Nothing is allocated, nothing synchronises the host, and
-// everything is launched on ctx.stream: the launcher is CUDA-graph capturable.
+// for n_seqs * max_query_len tokens); launches that may run at the same time (other streams,
+// graphs replayed concurrently) must use different workspaces: each workspace gets its own split
+// counters (attention_decode.cu), which every launch leaves at zero, so the workspace needs no
+// initialisation and no memset is ever issued. Nothing is allocated, nothing synchronises the
+// host, and everything is launched on ctx.stream: the launcher is CUDA-graph capturable.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -25,7 +30,7 @@ namespace eli {
 namespace {
 
 constexpr int64_t kDecodeMaxQueryLen = 4;
-constexpr int64_t kMinSplitLen = 64;
+constexpr int64_t kMinSplitLen = 128;  // a tile for each of a decode CTA's 8 warps (16 rows at hd 64)
 constexpr int64_t kMaxGridYZ = 65535;
 constexpr int64_t kPrefillRows = 64;  // query rows per prefill CTA
 
@@ -124,12 +129,20 @@ void attention_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
   p.out_pair = a.head_dim % 2 == 0 && a.out_stride % 2 == 0 && aligned(a.out, out_bf16 ? 4 : 8);
   p.n_splits = 1;
   p.n_qchunks = 1;
+  p.n_qchunks_cap = 1;
+  p.counter_slot = -1;
+  p.bs_shift = -1;
+  for (int b = 0; b < 31; ++b) {
+    if ((int64_t{1} << b) == a.block_size) p.bs_shift = b;
+  }
   cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
 
   if (a.max_query_len > 0 && a.max_query_len <= kDecodeMaxQueryLen) {
     const int64_t n_q = a.max_query_len * p.group;  // queries per (seq, kv head) at most
     const int qmax = attn::decode_qmax(n_q);
-    p.n_qchunks = static_cast<int>(std::max<int64_t>(1, std::min(ceil_div(n_q, qmax), kMaxGridYZ / a.n_kv_heads)));
+    const int64_t qchunks = ceil_div(n_q, qmax);
+    p.n_qchunks = static_cast<int>(std::max<int64_t>(1, std::min(qchunks, kMaxGridYZ / a.n_kv_heads)));
+    p.n_qchunks_cap = static_cast<int>(std::min<int64_t>(qchunks, attn::kDecodeSlotCounters + 1));
     // Splits: at most kAttentionMaxSplits, at least kMinSplitLen positions each, within the
     // workspace; among those, the fewest whose wave efficiency is near the best (choose_splits).
     int64_t span = p.kv_cap;
@@ -143,12 +156,16 @@ void attention_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
     } else {
       max_splits = 1;
     }
+    // Each query chunk's splits need an arrival counter (more chunks than that never split anyway:
+    // their CTAs fill many waves on their own).
+    if (a.n_seqs * a.n_kv_heads * p.n_qchunks_cap > attn::kDecodeSlotCounters) max_splits = 1;
     int64_t splits = 1;
     if (max_splits > 1) {
       const int64_t units = a.n_seqs * a.n_kv_heads * p.n_qchunks;
       splits = choose_splits(units, sm_count() * attn::decode_ctas_per_sm(p, qmax), max_splits);
     }
-    if (splits > 1) {
+    if (splits > 1) p.counter_slot = attn::decode_counter_slot(a.workspace);
+    if (splits > 1 && p.counter_slot >= 0) {
       p.n_splits = static_cast<int>(splits);
       p.ws_tokens = ws_tokens;
       p.ws_o = static_cast<float*>(a.workspace);
@@ -156,7 +173,6 @@ void attention_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
       p.ws_l = p.ws_m + ws_tokens * a.n_heads * splits;
     }
     attn::launch_decode(p, qmax, stream);
-    if (p.n_splits > 1) attn::launch_combine(p, stream);
     return;
   }
 

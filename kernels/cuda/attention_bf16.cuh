@@ -1,6 +1,7 @@
 // kernels/cuda/attention_bf16.cuh: shared pieces of the bf16-KV-cache attention kernels
-// (attention_bf16.cu: host dispatch; attention_decode.cu: split-K decode; attention_prefill.cu:
-// tensor-core prefill). Internal to those three files.
+// (attention_bf16.cu: host dispatch; attention_decode.cu: split-K decode whose last CTA per query
+// chunk combines the splits; attention_prefill.cu: tensor-core prefill). Internal to those three
+// files.
 //
 // Invariants every kernel keeps (the contract of kernels/ref/attention_ref.cc):
 // - query t of sequence s at position p sees kv positions [lo, hi] with
@@ -48,6 +49,9 @@ struct Params {
   // Split-K decode only: partial results, n_splits per (token, head); n_splits == 1: none.
   int n_splits;
   int n_qchunks;               // grid's query-chunk count per (seq, kv head) (grid-stride beyond)
+  int n_qchunks_cap;           // query chunks per (seq, kv head) the host bounds (counter index)
+  int counter_slot;            // n_splits > 1: slot of the split counters (decode_counter_slot)
+  int bs_shift;                // log2(block_size) when a power of two, else -1
   float* ws_o;                 // (T_bound, nh, n_splits, hd) unnormalised partial outputs
   float* ws_m;                 // (T_bound, nh, n_splits) running max (log2 domain)
   float* ws_l;                 // (T_bound, nh, n_splits) softmax denominators
@@ -144,12 +148,17 @@ void allow_dynamic_smem(const void* kernel, size_t bytes, std::atomic<uint64_t>*
 // Launchers (attention_decode.cu, attention_prefill.cu); p is complete except what they choose.
 // Decode: queries per (seq, kv head) are processed in chunks of qmax (4 or 8) query heads x tokens.
 inline int decode_qmax(int64_t queries_per_kv_head) { return queries_per_kv_head <= 4 ? 4 : 8; }
-// Grid (n_splits, nkv * n_qchunks, n_seqs); with n_splits > 1 the partials go to the workspace
-// and launch_combine (grid: ws_tokens x nh) writes out.
+// Split-K needs an arrival counter per query chunk: n_splits > 1 requires a counter slot
+// (decode_counter_slot) and n_seqs * n_kv_heads * n_qchunks_cap <= kDecodeSlotCounters; the host
+// runs one split otherwise.
+constexpr int64_t kDecodeSlotCounters = 8192;
+// The counter slot of a workspace on the current device, least recently used first (-1: none).
+int decode_counter_slot(const void* workspace);
+// One kernel, grid (n_splits, nkv * n_qchunks, n_seqs); with n_splits > 1 the partials go to the
+// workspace and the last CTA of each query chunk to finish combines them into out.
 void launch_decode(const Params& p, int qmax, cudaStream_t stream);
 // CTAs of the decode kernel launch_decode would pick that fit on one SM at once.
 int decode_ctas_per_sm(const Params& p, int qmax);
-void launch_combine(const Params& p, cudaStream_t stream);
 // Prefill: q_tiles = grid's tiles of 64 query rows per sequence (grid-stride beyond).
 void launch_prefill(const Params& p, int64_t q_tiles, cudaStream_t stream);
 

@@ -1,22 +1,36 @@
 // kernels/cuda/attention_decode.cu: split-K ("flash-decoding") attention for decode-like batches
-// (few queries per sequence) over the bf16 paged KV cache, and the kernel that combines splits.
+// (few queries per sequence) over the bf16 paged KV cache, in ONE kernel: the last CTA of each
+// query chunk to finish combines the splits.
 //
-// One CTA of 128 threads per (split, kv head, query chunk, sequence): the chunk holds up to QMAX
+// One CTA of 8 warps per (split, kv head, query chunk, sequence): the chunk holds up to QMAX
 // queries = (token, q head) pairs of that kv head's group in that sequence, so each K/V row is
 // read from memory once for all of them. The CTA's kv range is the union of its queries' visible
-// ranges, cut into n_splits equal contiguous pieces (blockIdx.x picks one).
-// - Thread layout: TPR threads per kv row, each owning 8 dims (16 bytes of bf16); a pass covers
-//   RP = 128 / TPR rows; a tile is LPT passes (TK = RP * LPT rows). K and V stream through a
-//   two-stage shared-memory ring with cp.async (16-byte copies, zero-filled past the piece or
-//   head_dim): while a tile is computed the next one is in flight, and registers stay free for
-//   the queries and accumulators. Each thread reads back only the chunks it copied itself.
-// - Scores: per row and query, 8 FMAs then a TPR-lane xor-shuffle sum; one lane writes the score
-//   (log2 domain, -inf where masked) to shared memory. One warp per query then runs the online
-//   softmax over the tile (running max m and sum l in shared memory) and writes p and the
-//   rescale factor alpha. Finally each thread accumulates p * V into QMAX x 8 f32 registers.
-//   A tile costs three __syncthreads (scores, softmax, end of tile before its stage is refilled).
-// - The end reduces the RP row-lanes' accumulators through shared memory and writes either the
-//   output (n_splits == 1: acc / l, zero when l == 0) or the split's (acc, m, l) to the workspace.
+// ranges, cut into n_splits equal contiguous pieces (blockIdx.x picks one, possibly empty).
+// - Warps work independently: the piece is cut into tiles of TR rows, warp w takes tiles w,
+//   w + 8, ...; each warp keeps its own online softmax (m, l) and accumulators. A row is read by
+//   TPR lanes, each owning 8 dims (16 bytes of bf16); a pass covers RP = 32 / TPR rows, a tile is
+//   kPasses passes. K and V stream through a per-warp two-stage cp.async ring (16-byte copies,
+//   zero-filled past the piece or head_dim) in which every lane reads back only the chunks it
+//   copied itself: the loop has no CTA barrier at all, one __syncwarp per tile. A tile's cache
+//   offsets go through the block table once per row (lane L computes row L's, the others take
+//   theirs by shuffle).
+// - Scores: per row and query, 8 FMAs per lane, then a reduce-scatter over the TPR lanes of the
+//   row (QMAX - 1 + log2(TPR / QMAX) shuffles for all QMAX queries): afterwards lane c of a row
+//   holds the full score of query c / (TPR / QMAX). Softmax per tile: max over the warp's rows
+//   (xor shuffles across rows), exp2 in the log2 domain, p (and the rescale factor alpha) to a
+//   small per-warp shared buffer (double-buffered by tile parity), from which every lane reads
+//   the p of its row for all queries to accumulate p * V into QMAX x 8 f32 registers.
+// - The end merges the warps (and the rows of a pass) through shared memory (the ring's memory)
+//   and writes either the output (n_splits == 1: acc / l, zero when l == 0) or the split's
+//   (acc, m, l) to the workspace. Then, with n_splits > 1, every CTA fences its writes and bumps
+//   the chunk's arrival counter; the CTA that arrives last (sees n_splits - 1) resets the counter
+//   to zero and combines all splits (reading the workspace through L2) into out.
+// - Split counters: a module-global array (zero when the module loads) of kCounterSlots slots of
+//   kDecodeSlotCounters counters; every launch leaves each counter it uses at zero, so no memset
+//   is ever needed, in or out of CUDA graphs, and the workspace may hold anything. The launcher
+//   gives each workspace (per device) its own slot, least recently used first: launches that may
+//   run concurrently must use different workspaces (as they must anyway, for the partials), and
+//   at most kCounterSlots workspaces may be in such concurrent use per device.
 // - Rows past the range, masked queries and dims >= head_dim contribute exact zeros (their ring
 //   slots are zero-filled, never loaded), so no NaN from uninitialised memory can leak in.
 // TPR = 8 / 16 / 32 serve head_dim <= 64 / 128 / 256 with 16-byte loads (hd % 8 == 0 and an
@@ -24,6 +38,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <mutex>
 
 #include "eli/error.h"
 #include "kernels/cuda/attention_bf16.cuh"
@@ -33,8 +48,26 @@ namespace eli {
 namespace attn {
 namespace {
 
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / 32;
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr int kPasses = 4;   // K (and V) chunks per lane per tile
+constexpr int kStages = 2;   // tiles in each warp's ring
+constexpr int kCounterSlots = 16;
+constexpr int kMaxSplits = static_cast<int>(kAttentionMaxSplits);
+constexpr unsigned kFull = 0xffffffffu;
+
+// Arrival counters of the split groups: kCounterSlots slots of kDecodeSlotCounters (512 KiB), zero
+// when the module loads (PTX initialises .global variables without initialiser to zero), left at
+// zero by every launch.
+__device__ unsigned int g_split_counters[kCounterSlots * kDecodeSlotCounters];
+
+// Dynamic shared memory: per warp a ring of kStages tiles x kPasses x (K, V) x 32 lanes of 16
+// bytes (64 KiB in all); after the loop reused for the merge of the warps, (kWarps, RP, QMAX, DW)
+// floats = 8 KiB * QMAX.
+constexpr int kRingPerWarp = kStages * kPasses * 2 * 32;  // uint4's
+constexpr size_t kSmem = static_cast<size_t>(kWarps) * kRingPerWarp * sizeof(uint4);
+
+constexpr int ilog2(int v) { return v <= 1 ? 0 : 1 + ilog2(v / 2); }
 
 // 8 elements from dim d0 (elements >= head_dim read as zero) as packed bf16.
 __device__ __forceinline__ uint4 ld_kv_scalar(const __nv_bfloat16* p, int d0, int hd) {
@@ -49,38 +82,92 @@ __device__ __forceinline__ uint4 ld_kv_scalar(const __nv_bfloat16* p, int d0, in
   return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
-template <int QMAX>
-struct DecodeShape {
-  static constexpr int kLpt = 8;      // passes per tile: K (and V) chunks per thread per tile
-  static constexpr int kStages = 2;   // tiles in the shared-memory ring
-  // Dynamic shared memory: the K and V ring; reused for the final row-lane reduction.
-  static constexpr size_t kSmem = static_cast<size_t>(2) * kStages * kLpt * kThreads * 16;
+// Element offset of kv position j >= 0 (its slot's first element) in the cache, through a
+// sequence's block table row: kv_offset without the head, with a shift for power-of-two block
+// sizes and, where a block's (B, nkv, hd) fit an int, one 32 x 32 -> 64-bit multiply.
+struct RowAddr {
+  int block_elems, slot_elems;  // B * nkv * hd, nkv * hd (when narrow)
+  int head_off;                 // kvh * hd + the lane's first dim
+  bool narrow;
 };
+__device__ __forceinline__ int64_t row_offset(const Params& p, const RowAddr& a, const int32_t* table, int j) {
+  int jb, jo;
+  if (p.bs_shift >= 0) {
+    jb = j >> p.bs_shift;
+    jo = j & (p.block_size - 1);
+  } else {
+    jb = j / p.block_size;
+    jo = j - jb * p.block_size;
+  }
+  const int blk = __ldg(table + jb);
+  if (a.narrow) return static_cast<int64_t>(blk) * a.block_elems + jo * a.slot_elems;
+  return (static_cast<int64_t>(blk) * p.block_size + jo) * (static_cast<int64_t>(p.n_kv_heads) * p.head_dim);
+}
+
+// q[t, h, d0 .. d0 + 8) as floats (zeros past head_dim).
+__device__ __forceinline__ void load_q8(const Params& p, int64_t t, int h, int d0, float* f) {
+  if (p.q_vec && d0 < p.head_dim) {  // head_dim % 8 == 0 and 16-byte aligned rows: the chunk is whole
+    const int64_t i = t * p.q_stride + static_cast<int64_t>(h) * p.head_dim + d0;
+    if (p.q_bf16) {
+      unpack8(*reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(p.q) + i), f);
+    } else {
+      const float4* v = reinterpret_cast<const float4*>(static_cast<const float*>(p.q) + i);
+      const float4 a = v[0], b = v[1];
+      f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+    }
+    return;
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e) f[e] = d0 + e < p.head_dim ? load_q(p, t, h, d0 + e) : 0.f;
+}
+
+// v[q] holds this lane's partial dot product of query q with its row; the TPR lanes of a row
+// (aligned groups of TPR lanes) together hold the full ones. Returns the full dot product of
+// query c / (TPR / QMAX) for lane c of the row: halving steps (each lane keeps half of its
+// values, receives its partner's other half) then a plain xor reduction over the replicas.
+template <int TPR, int QMAX>
+__device__ __forceinline__ float reduce_scatter(float (&v)[QMAX], int lane) {
+  constexpr int kSteps = ilog2(QMAX);
+#pragma unroll
+  for (int st = 0; st < kSteps; ++st) {
+    const int n = QMAX >> st;
+    const int off = (TPR / 2) >> st;
+    const bool up = (lane & off) != 0;
+#pragma unroll
+    for (int i = 0; i < n / 2; ++i) {
+      const float send = up ? v[i] : v[i + n / 2];
+      const float keep = up ? v[i + n / 2] : v[i];
+      v[i] = keep + __shfl_xor_sync(kFull, send, off);
+    }
+  }
+#pragma unroll
+  for (int off = TPR / QMAX / 2; off > 0; off >>= 1) v[0] += __shfl_xor_sync(kFull, v[0], off);
+  return v[0];
+}
 
 template <int TPR, bool VEC, int QMAX>
-__global__ void __launch_bounds__(kThreads) decode_kernel(const Params p) {
-  constexpr int RP = kThreads / TPR;             // kv rows per pass
-  constexpr int LPT = DecodeShape<QMAX>::kLpt;   // passes per tile
-  constexpr int STAGES = DecodeShape<QMAX>::kStages;
-  constexpr int TK = RP * LPT;                   // kv rows per tile
-  constexpr int DW = TPR * 8;                    // dims covered by a row's threads (>= head_dim)
-  static_assert(32 % TPR == 0 && QMAX % kWarps == 0, "layout");
-  static_assert(sizeof(float) * RP * QMAX * DW <= DecodeShape<QMAX>::kSmem, "reduction fits the ring");
+__global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(const Params p) {
+  constexpr int RP = 32 / TPR;          // kv rows per pass (per warp)
+  constexpr int TR = RP * kPasses;      // kv rows per warp tile
+  constexpr int DW = TPR * 8;           // dims covered by a row's lanes (>= head_dim)
+  constexpr int REP = TPR / QMAX;       // lanes of a row holding the same query's score
+  static_assert(32 % TPR == 0 && TPR >= QMAX && (QMAX & (QMAX - 1)) == 0, "layout");
+  static_assert(QMAX <= kWarps && kMaxSplits == 32, "the combine: a warp per query, a lane per split");
+  static_assert(sizeof(float) * kWarps * RP * QMAX * DW <= kSmem, "the merge fits the ring");
 
-  // Ring slot (stage, pass i) of thread tid: sK[(stage * LPT + i) * kThreads + tid]. Each thread
-  // reads back only what it copied itself, so the data needs no barrier, only cp.async waits.
   extern __shared__ uint4 ring[];
-  uint4* const sK = ring;
-  uint4* const sV = ring + STAGES * LPT * kThreads;
-  float* const s_red = reinterpret_cast<float*>(ring);  // (RP, QMAX, DW) after the last tile
-  __shared__ __align__(16) float s_q[QMAX][DW];
-  __shared__ float s_sc[2][QMAX][TK];
-  __shared__ float s_alpha[2][QMAX];
-  __shared__ float s_m[QMAX], s_l[QMAX];
-  __shared__ int s_lo[QMAX], s_hi[QMAX];
+  __shared__ __align__(16) float s_p[kWarps][2][kPasses * RP * QMAX];  // p per (pass, row, query)
+  __shared__ __align__(16) float s_alpha[kWarps][2][QMAX];
+  __shared__ float s_mw[kWarps][QMAX];         // each warp's running max
+  __shared__ float s_lw[kWarps][RP * QMAX];    // each warp row-lane's softmax sum
+  __shared__ float s_cw[QMAX][kMaxSplits];     // last CTA: the weight of each split
+  __shared__ int s_last;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int r = tid / TPR, c = tid % TPR;
+  const int r = lane / TPR, c = lane % TPR;
+  const int qsel = c / REP;                    // the query whose score this lane ends up holding
+  const bool rep0 = c % REP == 0;              // the first lane holding it
+  uint4* const my_ring = ring + warp * kRingPerWarp;  // [stage][pass][K, V][lane]
   const int split = blockIdx.x;
   const int kvh = blockIdx.y / p.n_qchunks;
   const int qc0 = blockIdx.y % p.n_qchunks;
@@ -91,185 +178,288 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Params p) {
   const int64_t ctx_len = p.context_lens[s];
   const int32_t* table = p.block_tables + static_cast<int64_t>(s) * p.max_blocks_per_seq;
   const bool chunk_live = c * 8 < hd;
+  RowAddr addr;
+  {
+    const int64_t slot_elems = static_cast<int64_t>(p.n_kv_heads) * hd;
+    addr.narrow = slot_elems * p.block_size <= INT32_MAX;
+    addr.block_elems = addr.narrow ? static_cast<int>(slot_elems * p.block_size) : 0;
+    addr.slot_elems = addr.narrow ? static_cast<int>(slot_elems) : 0;
+    addr.head_off = kvh * hd + c * 8;
+  }
 
   for (int64_t qc = qc0; qc * QMAX < n_q; qc += p.n_qchunks) {
-    // The chunk's queries (f32, zero-padded to DW dims) and visible ranges.
-    for (int i = tid; i < QMAX * DW; i += kThreads) {
-      const int qi = i / DW, d = i % DW;
-      const int64_t gq = qc * QMAX + qi;
-      float v = 0.f;
-      if (gq < n_q && d < hd) v = load_q(p, t0 + gq / p.group, kvh * p.group + static_cast<int>(gq % p.group), d);
-      s_q[qi][d] = v;
-    }
-    if (tid < QMAX) {
-      const int64_t gq = qc * QMAX + tid;
-      int lo = 0, hi = -1;
-      if (gq < n_q) kv_range(p, p.positions[t0 + gq / p.group], ctx_len, &lo, &hi);
-      s_lo[tid] = lo;
-      s_hi[tid] = hi;
-      s_m[tid] = -INFINITY;
-      s_l[tid] = 0.f;
-    }
-    __syncthreads();
-
-    // This split's piece [beg, end) of the union of the queries' ranges.
+    // This lane's 8 dims of every query (scaled into the log2 domain), the visible range of query
+    // qsel, and the union of all ranges.
+    float qr[QMAX][8];
+    int my_lo = 0, my_hi = -1;
     int64_t ulo = INT64_MAX, uhi = -1;
 #pragma unroll
     for (int qi = 0; qi < QMAX; ++qi) {
-      if (s_hi[qi] >= s_lo[qi]) {
-        ulo = min(ulo, static_cast<int64_t>(s_lo[qi]));
-        uhi = max(uhi, static_cast<int64_t>(s_hi[qi]));
+      const int64_t gq = qc * QMAX + qi;
+      int lo = 0, hi = -1;
+      if (gq < n_q) {
+        const int64_t t = t0 + gq / p.group;
+        kv_range(p, p.positions[t], ctx_len, &lo, &hi);
+        load_q8(p, t, kvh * p.group + static_cast<int>(gq % p.group), c * 8, qr[qi]);
+      } else {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) qr[qi][e] = 0.f;
+      }
+#pragma unroll
+      for (int e = 0; e < 8; ++e) qr[qi][e] *= p.scale_log2;
+      if (qi == qsel) {
+        my_lo = lo;
+        my_hi = hi;
+      }
+      if (hi >= lo) {
+        ulo = min(ulo, static_cast<int64_t>(lo));
+        uhi = max(uhi, static_cast<int64_t>(hi));
       }
     }
-    int64_t beg = 0, end = 0;
+
+    // This split's piece [beg, end) of the union (an int: hi <= context_len - 1); its tiles; this
+    // warp's share; the rows of the piece that query qsel sees, [vis_lo, vis_hi).
+    int beg = 0, end = 0;
     if (uhi >= ulo) {
       const int64_t piece = (uhi - ulo + 1 + p.n_splits - 1) / p.n_splits;
-      beg = ulo + split * piece;
-      end = min(beg + piece, uhi + 1);
+      beg = static_cast<int>(min(ulo + split * piece, uhi + 1));
+      end = static_cast<int>(min(ulo + (split + 1) * piece, uhi + 1));
     }
-    const int n_tiles = end > beg ? static_cast<int>((end - beg + TK - 1) / TK) : 0;
+    const int vis_lo = max(my_lo, beg), vis_hi = min(my_hi + 1, end);
+    const int n_tiles = (end - beg + TR - 1) / TR;
+    const int my_tiles = n_tiles > warp ? (n_tiles - warp + kWarps - 1) / kWarps : 0;
 
-    float qr[QMAX][8], acc[QMAX][8];
+    float acc[QMAX][8];
 #pragma unroll
     for (int qi = 0; qi < QMAX; ++qi) {
 #pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        qr[qi][e] = s_q[qi][c * 8 + e] * p.scale_log2;
-        acc[qi][e] = 0.f;
-      }
+      for (int e = 0; e < 8; ++e) acc[qi][e] = 0.f;
     }
+    float m = -INFINITY, l = 0.f;  // of query qsel; l over this lane's rows only
 
-    // This thread's chunk of each row of tile `it` -> ring stage `stage` (zeros past the piece
-    // or past head_dim).
-    auto issue_tile = [&](int it, int stage) {
+    // This lane's chunk of each row of the warp's k-th tile -> ring stage `stage` (zeros past the
+    // piece or head_dim). Lane L < TR computes the cache offset of the tile's row L (-1: past the
+    // piece); the lanes of pass i, row r take row i * RP + r's by shuffle.
+    auto issue_tile = [&](int k, int stage) {
+      const int row_base = beg + (warp + k * kWarps) * TR;
+      const int jl = row_base + lane;
+      const int64_t mine = lane < TR && jl < end ? row_offset(p, addr, table, jl) : -1;
 #pragma unroll
-      for (int i = 0; i < LPT; ++i) {
-        const int64_t j = beg + static_cast<int64_t>(it) * TK + i * RP + r;
-        const bool ok = j < end && chunk_live;
-        const int64_t off = ok ? kv_offset(p, table, static_cast<int>(j), kvh) + c * 8 : 0;
-        const int slot = (stage * LPT + i) * kThreads + tid;
+      for (int i = 0; i < kPasses; ++i) {
+        const int64_t o = __shfl_sync(kFull, mine, i * RP + r);
+        const bool ok = o >= 0 && chunk_live;
+        const int64_t off = ok ? o + addr.head_off : 0;
+        uint4* const sk = my_ring + ((stage * kPasses + i) * 2) * 32 + lane;
+        uint4* const sv = sk + 32;
         if (VEC) {
-          cp_async16(sK + slot, p.k_cache + off, ok ? 16 : 0);
-          cp_async16(sV + slot, p.v_cache + off, ok ? 16 : 0);
+          cp_async16(sk, p.k_cache + off, ok ? 16 : 0);
+          cp_async16(sv, p.v_cache + off, ok ? 16 : 0);
         } else {
-          sK[slot] = ok ? ld_kv_scalar(p.k_cache + off, c * 8, hd) : make_uint4(0, 0, 0, 0);
-          sV[slot] = ok ? ld_kv_scalar(p.v_cache + off, c * 8, hd) : make_uint4(0, 0, 0, 0);
+          *sk = ok ? ld_kv_scalar(p.k_cache + off, c * 8, hd) : make_uint4(0, 0, 0, 0);
+          *sv = ok ? ld_kv_scalar(p.v_cache + off, c * 8, hd) : make_uint4(0, 0, 0, 0);
         }
       }
     };
-#pragma unroll
-    for (int st = 0; st < STAGES - 1; ++st) {
-      if (st < n_tiles) issue_tile(st, st);
-      cp_async_commit();
-    }
 
-    for (int it = 0; it < n_tiles; ++it) {
-      const int buf = it & 1;
-      const int stage = it % STAGES;
-      const int64_t kv0 = beg + static_cast<int64_t>(it) * TK;
-      // Refill the stage consumed by the previous tile (its readers passed the barrier that ends
-      // every tile), then wait for this tile's group.
-      if (it + STAGES - 1 < n_tiles) issue_tile(it + STAGES - 1, (it + STAGES - 1) % STAGES);
+    if (my_tiles > 0) issue_tile(0, 0);
+    cp_async_commit();
+    for (int k = 0; k < my_tiles; ++k) {
+      const int stage = k & 1;  // also the parity of the p buffers
+      // Refill the other stage (this lane consumed it in the previous tile), wait for this one.
+      if (k + 1 < my_tiles) issue_tile(k + 1, stage ^ 1);
       cp_async_commit();
-      cp_async_wait<STAGES - 1>();
+      cp_async_wait<1>();
+      const int row0 = beg + (warp + k * kWarps) * TR + r;
 
-      // Scores of the tile's rows for every query.
+      // Scores of this lane's query for the tile's rows r, r + RP, ... (log2 domain, -inf masked).
+      float sc[kPasses];
 #pragma unroll
-      for (int i = 0; i < LPT; ++i) {
+      for (int i = 0; i < kPasses; ++i) {
         float kf[8];
-        unpack8(sK[(stage * LPT + i) * kThreads + tid], kf);
-        const int64_t j = kv0 + i * RP + r;
+        unpack8(my_ring[((stage * kPasses + i) * 2) * 32 + lane], kf);
+        float dot[QMAX];
 #pragma unroll
         for (int qi = 0; qi < QMAX; ++qi) {
-          float dot = 0.f;
+          float d = 0.f;
 #pragma unroll
-          for (int e = 0; e < 8; ++e) dot = fmaf(qr[qi][e], kf[e], dot);
-#pragma unroll
-          for (int o = TPR / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-          if (c == 0) {
-            const bool ok = j < end && j >= s_lo[qi] && j <= s_hi[qi];
-            s_sc[buf][qi][i * RP + r] = ok ? dot : -INFINITY;
-          }
+          for (int e = 0; e < 8; ++e) d = fmaf(qr[qi][e], kf[e], d);
+          dot[qi] = d;
         }
+        const float full = reduce_scatter<TPR, QMAX>(dot, lane);
+        const int j = row0 + i * RP;
+        sc[i] = j >= vis_lo && j < vis_hi ? full : -INFINITY;
       }
-      __syncthreads();
 
-      // Online softmax, one warp per query.
-      for (int qi = warp; qi < QMAX; qi += kWarps) {
-        float mx = -INFINITY;
-        for (int k = lane; k < TK; k += 32) mx = fmaxf(mx, s_sc[buf][qi][k]);
+      // Online softmax of query qsel over the warp's rows of the tile.
+      float tmax = sc[0];
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-        const float m_old = s_m[qi];
-        const float m_new = fmaxf(m_old, mx);
-        const float base = m_new == -INFINITY ? 0.f : m_new;
-        float sum = 0.f;
-        for (int k = lane; k < TK; k += 32) {
-          const float pv = fast_exp2(s_sc[buf][qi][k] - base);
-          s_sc[buf][qi][k] = pv;
-          sum += pv;
-        }
+      for (int i = 1; i < kPasses; ++i) tmax = fmaxf(tmax, sc[i]);
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-        const float alpha = fast_exp2(m_old - base);
-        __syncwarp();
-        if (lane == 0) {
-          s_m[qi] = m_new;
-          s_l[qi] = s_l[qi] * alpha + sum;
-          s_alpha[buf][qi] = alpha;
-        }
+      for (int off = TPR; off < 32; off <<= 1) tmax = fmaxf(tmax, __shfl_xor_sync(kFull, tmax, off));
+      const float m_new = fmaxf(m, tmax);
+      const float base = m_new == -INFINITY ? 0.f : m_new;
+      const float alpha = fast_exp2(m - base);
+      float sum = 0.f;
+#pragma unroll
+      for (int i = 0; i < kPasses; ++i) {
+        sc[i] = fast_exp2(sc[i] - base);
+        sum += sc[i];
       }
-      __syncthreads();
+      l = l * alpha + sum;
+      m = m_new;
+      float* const pbuf = s_p[warp][stage];
+      if (rep0) {
+#pragma unroll
+        for (int i = 0; i < kPasses; ++i) pbuf[(i * RP + r) * QMAX + qsel] = sc[i];
+        if (r == 0) s_alpha[warp][stage][qsel] = alpha;
+      }
+      // The buffers of this parity were last read in tile k - 2, before every lane passed the
+      // __syncwarp of tile k - 1.
+      __syncwarp();
 
-      // acc = acc * alpha + p . V (rows past the piece are zero in the ring, with p = 0).
+      // acc = acc * alpha + p . V (rows past the piece are zero in the ring, with p = 0); the
+      // rescale only when some query's max moved (rare once the first tiles are seen).
+      if (__any_sync(kFull, alpha != 1.f)) {
+        float al[QMAX];
 #pragma unroll
-      for (int qi = 0; qi < QMAX; ++qi) {
-        const float a = s_alpha[buf][qi];
+        for (int qi = 0; qi < QMAX; qi += 4) {
+          const float4 a4 = *reinterpret_cast<const float4*>(&s_alpha[warp][stage][qi]);
+          al[qi] = a4.x, al[qi + 1] = a4.y, al[qi + 2] = a4.z, al[qi + 3] = a4.w;
+        }
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[qi][e] *= a;
+        for (int qi = 0; qi < QMAX; ++qi) {
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[qi][e] *= al[qi];
+        }
       }
 #pragma unroll
-      for (int i = 0; i < LPT; ++i) {
+      for (int i = 0; i < kPasses; ++i) {
         float vf[8];
-        unpack8(sV[(stage * LPT + i) * kThreads + tid], vf);
+        unpack8(my_ring[((stage * kPasses + i) * 2 + 1) * 32 + lane], vf);
+        float pv[QMAX];
+#pragma unroll
+        for (int qi = 0; qi < QMAX; qi += 4) {
+          const float4 p4 = *reinterpret_cast<const float4*>(&pbuf[(i * RP + r) * QMAX + qi]);
+          pv[qi] = p4.x, pv[qi + 1] = p4.y, pv[qi + 2] = p4.z, pv[qi + 3] = p4.w;
+        }
 #pragma unroll
         for (int qi = 0; qi < QMAX; ++qi) {
-          const float pv = s_sc[buf][qi][i * RP + r];
 #pragma unroll
-          for (int e = 0; e < 8; ++e) acc[qi][e] = fmaf(pv, vf[e], acc[qi][e]);
+          for (int e = 0; e < 8; ++e) acc[qi][e] = fmaf(pv[qi], vf[e], acc[qi][e]);
         }
       }
-      __syncthreads();  // the ring stage and the score buffer are rewritten after this
     }
+    cp_async_wait<0>();
+    __syncthreads();  // every warp is done with its ring: it becomes the merge area
 
-    // Sum the RP row-lanes (through the ring's memory, free now: every real cp.async group was
-    // waited for and the last tile ended with a barrier), then write the output or this split's
-    // partial result.
+    // Merge the warps and the row-lanes: out(q, d) = sum_w 2^(m_w - M) acc_w / sum_w 2^(m_w - M) l_w.
+    float* const red = reinterpret_cast<float*>(ring);  // (kWarps, RP, QMAX, DW)
 #pragma unroll
     for (int qi = 0; qi < QMAX; ++qi) {
-      float4* dst = reinterpret_cast<float4*>(s_red + (r * QMAX + qi) * DW + c * 8);
+      float4* dst = reinterpret_cast<float4*>(red + ((warp * RP + r) * QMAX + qi) * DW + c * 8);
       dst[0] = make_float4(acc[qi][0], acc[qi][1], acc[qi][2], acc[qi][3]);
       dst[1] = make_float4(acc[qi][4], acc[qi][5], acc[qi][6], acc[qi][7]);
+    }
+    if (rep0) {
+      s_lw[warp][r * QMAX + qsel] = l;
+      if (r == 0) s_mw[warp][qsel] = m;
     }
     __syncthreads();
     for (int i = tid; i < QMAX * hd; i += kThreads) {
       const int qi = i / hd, d = i % hd;
       const int64_t gq = qc * QMAX + qi;
       if (gq >= n_q) continue;
-      float o = 0.f;
+      float mx = -INFINITY;
 #pragma unroll
-      for (int rr = 0; rr < RP; ++rr) o += s_red[(rr * QMAX + qi) * DW + d];
+      for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_mw[w][qi]);
+      float o = 0.f, den = 0.f;
+      if (mx != -INFINITY) {
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) {
+          const float mw = s_mw[w][qi];
+          if (mw == -INFINITY) continue;  // a warp without visible rows (acc and l are zero)
+          const float f = fast_exp2(mw - mx);
+          float ow = 0.f, lw = 0.f;
+#pragma unroll
+          for (int rr = 0; rr < RP; ++rr) {
+            ow += red[((w * RP + rr) * QMAX + qi) * DW + d];
+            lw += s_lw[w][rr * QMAX + qi];
+          }
+          o = fmaf(f, ow, o);
+          den = fmaf(f, lw, den);
+        }
+      }
       const int64_t t = t0 + gq / p.group;
       const int h = kvh * p.group + static_cast<int>(gq % p.group);
       if (p.n_splits == 1) {
-        const float l = s_l[qi];
-        store_out(p, t, h, d, l > 0.f ? o / l : 0.f);
+        store_out(p, t, h, d, den > 0.f ? o / den : 0.f);
       } else if (t < p.ws_tokens) {
         const int64_t idx = (t * p.n_heads + h) * p.n_splits + split;
         p.ws_o[idx * hd + d] = o;
         if (d == 0) {
-          p.ws_m[idx] = s_m[qi];
-          p.ws_l[idx] = s_l[qi];
+          p.ws_m[idx] = mx;
+          p.ws_l[idx] = den;
+        }
+      }
+    }
+
+    // Split-K: the last CTA of this query chunk to arrive combines the n_splits partial results.
+    if (p.n_splits > 1 && qc < p.n_qchunks_cap) {
+      __threadfence();  // release this CTA's partials before the arrival below
+      __syncthreads();
+      if (tid == 0) {
+        unsigned int* ctr = g_split_counters + static_cast<int64_t>(p.counter_slot) * kDecodeSlotCounters +
+                            (static_cast<int64_t>(s) * p.n_kv_heads + kvh) * p.n_qchunks_cap + qc;
+        const bool last = atomicAdd(ctr, 1u) == static_cast<unsigned>(p.n_splits - 1);
+        if (last) atomicExch(ctr, 0u);  // every split has arrived: ready for the next launch
+        s_last = last;
+      }
+      __syncthreads();
+      if (s_last) {
+        __threadfence();  // acquire: the other CTAs' partials are visible (read through L2 below)
+        // Warp qi (QMAX <= kWarps) weighs query qi's splits, lane sp reading split sp's (m, l): the
+        // weight is 2^(m_sp - M) / sum 2^(m - M) l over the splits with l > 0 (zero otherwise).
+        if (warp < QMAX) {
+          const int64_t gq = qc * QMAX + warp;
+          const int64_t t = t0 + gq / p.group;
+          float mv = -INFINITY, lv = 0.f;
+          if (gq < n_q && t < p.ws_tokens && lane < p.n_splits) {
+            const int64_t idx = (t * p.n_heads + kvh * p.group + static_cast<int>(gq % p.group)) * p.n_splits + lane;
+            mv = __ldcg(p.ws_m + idx);
+            lv = __ldcg(p.ws_l + idx);
+          }
+          if (!(lv > 0.f)) mv = -INFINITY;
+          float mx = mv;
+#pragma unroll
+          for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, off));
+          const float w = lv > 0.f ? fast_exp2(mv - mx) : 0.f;
+          float den = w * lv;
+#pragma unroll
+          for (int off = 16; off > 0; off >>= 1) den += __shfl_xor_sync(kFull, den, off);
+          s_cw[warp][lane] = den > 0.f ? w / den : 0.f;
+        }
+        __syncthreads();
+        for (int i = tid; i < QMAX * hd; i += kThreads) {
+          const int qi = i / hd, d = i % hd;
+          const int64_t gq = qc * QMAX + qi;
+          if (gq >= n_q) continue;
+          const int64_t t = t0 + gq / p.group;
+          if (t >= p.ws_tokens) continue;
+          const int h = kvh * p.group + static_cast<int>(gq % p.group);
+          const float* src = p.ws_o + (t * p.n_heads + h) * p.n_splits * hd + d;
+          // Every split's value in flight at once; splits of zero weight (empty) hold zeros.
+          float v[kMaxSplits];
+#pragma unroll
+          for (int sp = 0; sp < kMaxSplits; ++sp) v[sp] = sp < p.n_splits ? __ldcg(src + static_cast<int64_t>(sp) * hd) : 0.f;
+          float o = 0.f;
+#pragma unroll
+          for (int sp = 0; sp < kMaxSplits; ++sp) {
+            if (sp < p.n_splits) {
+              const float w = s_cw[qi][sp];
+              o = w != 0.f ? fmaf(w, v[sp], o) : o;
+            }
+          }
+          store_out(p, t, h, d, o);
         }
       }
     }
@@ -277,35 +467,26 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Params p) {
   }
 }
 
-// out[t, h] = sum_s 2^(m_s - M) acc_s / sum_s 2^(m_s - M) l_s over the splits with l_s > 0.
-__global__ void combine_kernel(const Params p) {
-  const int64_t t = blockIdx.x;
-  const int h = blockIdx.y;
-  if (t >= p.cu_seqlens[p.n_seqs] || t >= p.ws_tokens) return;
-  const int64_t base = (t * p.n_heads + h) * p.n_splits;
-  float mx = -INFINITY;
-  for (int sp = 0; sp < p.n_splits; ++sp) {
-    if (p.ws_l[base + sp] > 0.f) mx = fmaxf(mx, p.ws_m[base + sp]);
-  }
-  float den = 0.f;
-  for (int sp = 0; sp < p.n_splits; ++sp) {
-    const float l = p.ws_l[base + sp];
-    if (l > 0.f) den += l * fast_exp2(p.ws_m[base + sp] - mx);
-  }
-  for (int d = threadIdx.x; d < p.head_dim; d += blockDim.x) {
-    float num = 0.f;
-    for (int sp = 0; sp < p.n_splits; ++sp) {
-      if (p.ws_l[base + sp] > 0.f) num += fast_exp2(p.ws_m[base + sp] - mx) * p.ws_o[(base + sp) * p.head_dim + d];
-    }
-    store_out(p, t, h, d, den > 0.f ? num / den : 0.f);
-  }
+// Once per device and instantiation: the dynamic shared memory opt-in, and the largest shared
+// memory carveout (the kernel keeps its data in shared memory; L1 only caches block tables), so
+// that two CTAs fit an SM where the registers allow.
+template <int TPR, bool VEC, int QMAX>
+void configure_t() {
+  static std::atomic<uint64_t> opted{0}, carved{0};
+  const void* kernel = reinterpret_cast<const void*>(decode_kernel<TPR, VEC, QMAX>);
+  allow_dynamic_smem(kernel, kSmem, &opted);
+  int dev = 0;
+  ELI_CUDA_CHECK(cudaGetDevice(&dev));
+  const uint64_t bit = dev >= 0 && dev < 64 ? (uint64_t{1} << dev) : 0;
+  if (bit != 0 && (carved.load(std::memory_order_relaxed) & bit)) return;
+  ELI_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                      static_cast<int>(cudaSharedmemCarveoutMaxShared)));
+  carved.fetch_or(bit, std::memory_order_relaxed);
 }
 
 template <int TPR, bool VEC, int QMAX>
 void launch_decode_t(const Params& p, dim3 grid, cudaStream_t stream) {
-  constexpr size_t kSmem = DecodeShape<QMAX>::kSmem;
-  static std::atomic<uint64_t> opted{0};
-  allow_dynamic_smem(reinterpret_cast<const void*>(decode_kernel<TPR, VEC, QMAX>), kSmem, &opted);
+  configure_t<TPR, VEC, QMAX>();
   decode_kernel<TPR, VEC, QMAX><<<grid, kThreads, kSmem, stream>>>(p);
 }
 
@@ -313,15 +494,13 @@ void launch_decode_t(const Params& p, dim3 grid, cudaStream_t stream) {
 template <int TPR, bool VEC, int QMAX>
 int occupancy_t() {
   static std::atomic<int> cached[64] = {};
-  static std::atomic<uint64_t> opted{0};
   int dev = 0;
   ELI_CUDA_CHECK(cudaGetDevice(&dev));
   const bool cacheable = dev >= 0 && dev < 64;
   if (cacheable && cached[dev].load(std::memory_order_relaxed) > 0) return cached[dev].load(std::memory_order_relaxed);
-  allow_dynamic_smem(reinterpret_cast<const void*>(decode_kernel<TPR, VEC, QMAX>), DecodeShape<QMAX>::kSmem, &opted);
+  configure_t<TPR, VEC, QMAX>();
   int n = 0;
-  ELI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_kernel<TPR, VEC, QMAX>, kThreads,
-                                                               DecodeShape<QMAX>::kSmem));
+  ELI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_kernel<TPR, VEC, QMAX>, kThreads, kSmem));
   n = n > 0 ? n : 1;
   if (cacheable) cached[dev].store(n, std::memory_order_relaxed);
   return n;
@@ -364,7 +543,37 @@ struct OccupancyQ {
 
 }  // namespace
 
+int decode_counter_slot(const void* workspace) {
+  struct Entry {
+    const void* ws = nullptr;
+    uint64_t used = 0;
+  };
+  static std::mutex mu;
+  static Entry table[64][kCounterSlots];
+  static uint64_t tick = 0;
+  int dev = 0;
+  ELI_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev < 0 || dev >= 64 || workspace == nullptr) return -1;
+  std::lock_guard<std::mutex> lock(mu);
+  Entry* row = table[dev];
+  ++tick;
+  int victim = 0;
+  for (int i = 0; i < kCounterSlots; ++i) {
+    if (row[i].ws == workspace) {
+      row[i].used = tick;
+      return i;
+    }
+    if (row[i].used < row[victim].used) victim = i;
+  }
+  row[victim].ws = workspace;
+  row[victim].used = tick;
+  return victim;
+}
+
 void launch_decode(const Params& p, int qmax, cudaStream_t stream) {
+  ELI_CHECK(p.n_splits == 1 || (p.n_splits <= kMaxSplits && p.counter_slot >= 0 && p.counter_slot < kCounterSlots &&
+                                static_cast<int64_t>(p.n_seqs) * p.n_kv_heads * p.n_qchunks_cap <= kDecodeSlotCounters),
+            "attention decode: bad split-K setup");
   const dim3 grid(static_cast<unsigned>(p.n_splits), static_cast<unsigned>(p.n_kv_heads * p.n_qchunks),
                   static_cast<unsigned>(p.n_seqs));
   if (qmax == 4) {
@@ -383,12 +592,6 @@ int decode_ctas_per_sm(const Params& p, int qmax) {
     with_layout(p, OccupancyQ<8>{&n});
   }
   return n;
-}
-
-void launch_combine(const Params& p, cudaStream_t stream) {
-  const int threads = p.head_dim <= 64 ? 64 : p.head_dim <= 128 ? 128 : 256;
-  combine_kernel<<<dim3(static_cast<unsigned>(p.ws_tokens), static_cast<unsigned>(p.n_heads)), threads, 0, stream>>>(p);
-  ELI_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace attn

@@ -6,7 +6,10 @@
 // chunks at nonzero start positions with decode tokens; GQA groups 1/4/8 and MQA, head_dim
 // 64/128/80/96 plus odd ones (20, 33, 8, 192, 256), sliding windows, q f32 / bf16, out f32 / bf16,
 // padded and misaligned q / out / cache pointers (scalar paths), queries that see nothing (zero
-// rows), unknown host bounds, and CUDA-graph capture.
+// rows), unknown host bounds, and CUDA-graph capture. Split-K decode combines its splits in the
+// kernel through arrival counters that every launch must leave at zero: tests reuse workspaces
+// across shapes and launches, use more workspaces than the launcher has counter slots, and replay
+// a graph captured with upper bounds while the device-side contexts change (empty splits).
 //
 // Every device output (and workspace) is poisoned with NaN first; padding columns must keep the
 // poison bits. Tolerance (CONVENTIONS.md, bf16): max |err| <= 2e-2 * max |ref| and relative L2
@@ -21,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
@@ -61,6 +65,7 @@ struct AttnCase {
   int64_t mql = 0;                   // nonzero: max_query_len to pass (an upper bound)
   bool misalign_q = false, misalign_out = false, misalign_kv = false;  // pointers + 1 element
   bool reverse_positions = false;    // a sequence's queries in descending position order
+  void* ws_ptr = nullptr;            // nonzero: this caller-owned workspace of ws_bytes (poisoned here)
 };
 
 // The batch of a case on the host: cu_seqlens, positions, context_lens and a block table whose
@@ -186,7 +191,13 @@ class CudaKernelAttnBf16 : public ::testing::Test {
     DeviceBuffer<uint16_t> dob(*dev_, std::vector<uint16_t>(out_n, kPoisonBf16));
     size_t ws_bytes = c.ws_bytes ? c.ws_bytes : attention_workspace_bytes(T, c.nh, c.hd);
     if (!c.workspace) ws_bytes = 0;
-    DeviceBuffer<float> dws(*dev_, std::vector<float>(ws_bytes / 4 + 1, bits_f32(kPoisonF32)));
+    DeviceBuffer<float> dws(*dev_, std::vector<float>(c.ws_ptr ? 1 : ws_bytes / 4 + 1, bits_f32(kPoisonF32)));
+    void* ws = dws.get();
+    if (c.ws_ptr != nullptr) {
+      ws = c.ws_ptr;
+      const std::vector<float> poison(ws_bytes / 4, bits_f32(kPoisonF32));
+      if (!poison.empty()) dev_->copy_host_to_device(ws, poison.data(), poison.size() * 4);
+    }
 
     const bool out_bf16 = c.out_dtype == DType::kBF16;
     AttentionArgs a = h;
@@ -203,7 +214,7 @@ class CudaKernelAttnBf16 : public ::testing::Test {
     a.out_dtype = c.out_dtype;
     a.max_query_len = c.bounds ? (c.mql ? c.mql : d.b.max_q) : 0;
     a.max_context_len = c.bounds && c.ctx_bound ? d.b.max_ctx : 0;
-    a.workspace = c.workspace ? dws.get() : nullptr;
+    a.workspace = c.workspace ? ws : nullptr;
     a.workspace_bytes = ws_bytes;
     cuda_->fn(&a, ctx_);
     dev_->synchronize();
@@ -429,6 +440,46 @@ TEST_F(CudaKernelAttnBf16, DecodeWorkspaceAndBoundsEdgeCases) {
   run_case(z);
 }
 
+TEST_F(CudaKernelAttnBf16, DecodeSplitCountersAcrossWorkspacesAndLaunches) {
+  // The split counters of the in-kernel combine: shapes with different split counts, groups and
+  // workspace layouts run back to back on the same (poisoned) workspaces, over more workspaces
+  // than the launcher has counter slots (16), round robin, so that slots are evicted and reused.
+  // A launch that left a counter nonzero would make a later one combine early or never (NaN
+  // poison in the output).
+  struct Shape {
+    std::vector<Seq> seqs;
+    int64_t nh, nkv, hd, bs;
+  };
+  const std::vector<Shape> shapes = {
+      {decode_seqs({4096}), 32, 8, 128, 16},
+      {decode_seqs({3000, 77, 1}), 32, 8, 64, 16},
+      {decode_seqs({1000, 999, 5, 2000}, 2), 12, 3, 128, 5},  // two tokens a sequence: chunks of 8
+      {decode_seqs({700}), 8, 1, 256, 16},
+      {{{2500, 1}, {0, 1, 0}}, 16, 2, 96, 7},  // and a query that sees nothing
+  };
+  const size_t ws_bytes = attention_workspace_bytes(8, 32, 256);  // enough for every shape
+  std::vector<std::unique_ptr<DeviceBuffer<float>>> ws;
+  for (int i = 0; i < 20; ++i) ws.push_back(std::make_unique<DeviceBuffer<float>>(*dev_, ws_bytes / 4));
+  for (int round = 0; round < 3; ++round) {
+    for (size_t w = 0; w < ws.size(); ++w) {
+      const Shape& sh = shapes[(w + static_cast<size_t>(round)) % shapes.size()];
+      AttnCase c;
+      c.name = "workspace " + std::to_string(w) + " round " + std::to_string(round) + " hd " + std::to_string(sh.hd);
+      c.seqs = sh.seqs;
+      c.nh = sh.nh;
+      c.nkv = sh.nkv;
+      c.hd = sh.hd;
+      c.bs = sh.bs;
+      c.q_dtype = w % 2 ? DType::kF32 : DType::kBF16;
+      c.out_dtype = round == 1 ? DType::kF32 : DType::kBF16;
+      c.ws_ptr = ws[w]->get();
+      c.ws_bytes = ws_bytes;
+      run_case(c);
+      if (HasFailure()) return;
+    }
+  }
+}
+
 // ---- prefill (max_query_len > 4 or unknown): tensor cores -----------------------------------
 
 TEST_F(CudaKernelAttnBf16, PrefillSingleSequences) {
@@ -601,6 +652,113 @@ TEST_F(CudaKernelAttnBf16, CapturedInCudaGraph) {
     c.name = "graph";
     d.out_stride = row;
     check(c, d, ref, got, bits);
+  }
+}
+
+TEST_F(CudaKernelAttnBf16, DecodeGraphReplaysWithChangingContexts) {
+  // As the engine decodes under CUDA graphs: captured once with upper bounds (one query per
+  // sequence, max_context_len = the block table's capacity: the most splits), then replayed while
+  // the device-side contexts, positions, block tables and queries change, down to contexts of 0
+  // and 1 (most splits empty). Some rounds replay several times back to back, one runs an eager
+  // launch of another shape on the same workspace first; every replay must match the reference.
+  if (!graphs_supported()) GTEST_SKIP() << "no graph support";
+  for (int64_t hd : {128, 64}) {
+    SCOPED_TRACE("hd " + std::to_string(hd));
+    AttnCase c;
+    c.nh = 32;
+    c.nkv = 8;
+    c.hd = hd;
+    const int64_t S = 3, cap_blocks = 256, row = c.nh * c.hd;
+    Data d;
+    d.b.mbps = cap_blocks;
+    d.b.n_blocks = S * cap_blocks + 3;
+    d.b.cu = {0, 1, 2, 3};
+    d.b.pos.assign(S, 0);
+    d.b.ctx.assign(S, 0);
+    d.b.tables.assign(static_cast<size_t>(S * cap_blocks), -1);
+    d.q_stride = d.out_stride = row;
+    const size_t cache = static_cast<size_t>(d.b.n_blocks * c.bs * c.nkv * c.hd);
+    d.kc = random_bf16(cache, rng_, -2.f, 2.f);
+    d.vc = random_bf16(cache, rng_, -1.f, 1.f);
+    DeviceBuffer<uint16_t> dq(*dev_, static_cast<size_t>(S * row)), dkc(*dev_, d.kc), dvc(*dev_, d.vc);
+    DeviceBuffer<int32_t> dcu(*dev_, d.b.cu), dpos(*dev_, d.b.pos), dctx(*dev_, d.b.ctx), dtab(*dev_, d.b.tables);
+    DeviceBuffer<uint16_t> dout(*dev_, static_cast<size_t>(S * row));
+    const size_t ws_bytes = attention_workspace_bytes(S, c.nh, c.hd);
+    DeviceBuffer<float> dws(*dev_, std::vector<float>(ws_bytes / 4, bits_f32(kPoisonF32)));
+
+    // New contexts (query at the last position; position 0 for an empty context: no visible kv),
+    // freshly shuffled blocks and queries, uploaded to the buffers the graph reads.
+    auto set_round = [&](std::vector<int32_t> ctxs) {
+      std::vector<int32_t> ids(static_cast<size_t>(d.b.n_blocks));
+      std::iota(ids.begin(), ids.end(), 0);
+      std::shuffle(ids.begin(), ids.end(), rng_);
+      std::fill(d.b.tables.begin(), d.b.tables.end(), -1);
+      size_t next = 0;
+      for (int64_t s = 0; s < S; ++s) {
+        d.b.ctx[s] = ctxs[static_cast<size_t>(s)];
+        d.b.pos[s] = std::max(ctxs[static_cast<size_t>(s)] - 1, 0);
+        for (int64_t j = 0; j < (d.b.ctx[s] + c.bs - 1) / c.bs; ++j) d.b.tables[s * cap_blocks + j] = ids[next++];
+      }
+      d.qf = random_floats(static_cast<size_t>(S * row), rng_, -2.f, 2.f);
+      d.qb.resize(d.qf.size());
+      for (size_t i = 0; i < d.qf.size(); ++i) {
+        d.qb[i] = f32_to_bf16(d.qf[i]);
+        d.qf[i] = bf16_to_f32(d.qb[i]);
+      }
+      dq.upload(d.qb);
+      dpos.upload(d.b.pos);
+      dctx.upload(d.b.ctx);
+      dtab.upload(d.b.tables);
+      dout.upload(std::vector<uint16_t>(static_cast<size_t>(S * row), kPoisonBf16));
+    };
+    auto check_round = [&](const std::string& name) {
+      std::vector<float> ref(static_cast<size_t>(S * row));
+      AttentionArgs h = host_args(c, d, ref);
+      ref_->fn(&h, ExecContext{});
+      const std::vector<uint16_t> o = dout.download();
+      std::vector<float> got(o.size());
+      std::vector<uint32_t> bits(o.size());
+      for (size_t i = 0; i < o.size(); ++i) {
+        got[i] = bf16_to_f32(o[i]);
+        bits[i] = o[i] == kPoisonBf16 ? kPoisonF32 : 0u;
+      }
+      SCOPED_TRACE(name);
+      check(c, d, ref, got, bits);
+    };
+
+    AttentionArgs a{dout.get(), dq.get(), dkc.get(), dvc.get(), dcu.get(), dpos.get(), dctx.get(), dtab.get(),
+                    S, c.nh, c.nkv, c.hd, c.bs, cap_blocks, row, row, 0, 1.0f / std::sqrt(static_cast<float>(c.hd))};
+    a.q_dtype = DType::kBF16;
+    a.out_dtype = DType::kBF16;
+    a.max_query_len = 1;
+    a.max_context_len = cap_blocks * c.bs;
+    a.workspace = dws.get();
+    a.workspace_bytes = ws_bytes;
+    set_round({4096, 1, 700});
+    cuda_->fn(&a, ctx_);  // eager, as the engine runs a shape before capturing it
+    dev_->synchronize();
+    check_round("eager");
+    std::unique_ptr<StepGraph> graph = capture_step_graph(ctx_.stream, [&] { cuda_->fn(&a, ctx_); });
+    const std::vector<std::vector<int32_t>> rounds = {
+        {1, 4096, 17}, {0, 2049, 4000}, {128, 129, 130}, {4096, 4096, 4096}, {5, 3000, 1}, {0, 0, 64}};
+    for (size_t r = 0; r < rounds.size(); ++r) {
+      if (r == 3) {  // another shape on the same workspace, eagerly, between replays
+        AttnCase other;
+        other.name = "eager launch between replays";
+        other.seqs = decode_seqs({3333, 12});
+        other.nh = 16;
+        other.nkv = 4;
+        other.hd = 128;
+        other.ws_ptr = dws.get();
+        other.ws_bytes = ws_bytes;
+        run_case(other);
+      }
+      set_round(rounds[r]);
+      for (size_t k = 0; k <= r % 3; ++k) graph->replay(ctx_.stream);
+      dev_->synchronize();
+      check_round("replay round " + std::to_string(r));
+      if (HasFailure()) return;
+    }
   }
 }
 
