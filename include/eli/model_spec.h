@@ -26,6 +26,11 @@ struct RopeSpec {
   double attention_factor = 0.0;                // yarn mscale (0: derived from factor)
   double partial_rotary_factor = 1.0;           // fraction of head_dim that rotates
   bool truncate = true;                         // yarn: floor/ceil the correction range
+  // Per-pair frequency divisors (rot_dim / 2), as llama.cpp's converter stores Llama-3 RoPE
+  // scaling in GGUF (tensor rope_freqs.weight) instead of metadata. Empty: none. Otherwise every
+  // value is finite and > 0 and, after the scaling above, inv_freq[i] /= freq_divisors[i] (the
+  // order does not matter for none/linear/yarn; llama.cpp applies it the same way).
+  std::vector<float> freq_divisors;
 };
 
 struct ModelSpec {

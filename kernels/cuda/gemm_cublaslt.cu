@@ -287,7 +287,8 @@ bool build_plan(cublasLtHandle_t handle, const PlanKey& key, DType w_dtype, bool
   // loses ~8 bits per partial (seen on H100: m=257 n=96 k=1030 with a 4 MiB workspace, errors of
   // 15% of the value).
   {
-    const uint32_t mask = CUBLASLT_REDUCTION_SCHEME_INPLACE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    // (INPLACE also sums in the output type, so only COMPUTE_TYPE is allowed.)
+    const uint32_t mask = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
     ELI_CUBLASLT_CHECK(
         cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &mask, sizeof(mask)));
   }

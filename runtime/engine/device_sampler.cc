@@ -149,6 +149,10 @@ DeviceSampler::DeviceSampler(Device& device, int64_t max_rows, int64_t vocab, in
     d_in_ = device_.allocate(in_bytes_);
     d_out_ = device_.allocate(out_bytes_);
     d_pen_raw_ = static_cast<float*>(device_.allocate(static_cast<size_t>(max_pen_) * sizeof(float)));
+    // The results come back in one copy that spans the alignment gaps between the packed arrays,
+    // which no kernel writes: zero them once so the copy never reads uninitialised device memory
+    // (compute-sanitizer initcheck).
+    device_.memset_zero(d_out_, out_bytes_);
   } catch (...) {
     if (d_in_ != nullptr) device_.free(d_in_);
     if (d_out_ != nullptr) device_.free(d_out_);

@@ -1,5 +1,6 @@
-// runtime/model/gguf_spec.cc: ModelSpec from GGUF metadata; GGUF -> HF tensor names; the inverse
-// of llama.cpp's interleaved-RoPE row permutation.
+// runtime/model/gguf_spec.cc: ModelSpec from GGUF metadata (plus the rope_freqs.weight tensor,
+// llama.cpp's form of Llama-3 RoPE scaling); GGUF -> HF tensor names; the inverse of llama.cpp's
+// interleaved-RoPE row permutation.
 #include "runtime/model/gguf_spec.h"
 
 #include <cmath>
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "eli/error.h"
+#include "runtime/model/rope.h"
 
 namespace eli {
 
@@ -22,6 +24,27 @@ int64_t require_positive(const GgufFile& f, const std::string& key) {
 int64_t optional_positive(const GgufFile& f, const std::string& key, int64_t fallback) {
   if (!f.has(key)) return fallback;
   return require_positive(f, key);
+}
+
+// llama.cpp's converter writes Llama-3 RoPE scaling as rope_freqs.weight: one f32 divisor per
+// rotary pair (see RopeSpec::freq_divisors). Checked here so a bad file fails at open.
+std::vector<float> read_rope_freqs(const GgufFile& f, const TensorInfo& t, int64_t rot_dim) {
+  const std::string where = f.path() + ": GGUF tensor '" + t.name + "'";
+  ELI_CHECK_KIND(kModelLoad, t.dtype == DType::kF32, where, " has dtype ", dtype_name(t.dtype),
+                 ", must be F32");
+  const int64_t want = rot_dim / 2;
+  ELI_CHECK_KIND(kModelLoad, t.shape.size() == 1, where, " has ", t.shape.size(), " dims, must be 1-D");
+  ELI_CHECK_KIND(kModelLoad, t.shape[0] == want, where, " has ", t.shape[0], " values, must have rot_dim / 2 = ",
+                 want, " (one per rotary pair)");
+  ELI_CHECK_KIND(kModelLoad, t.nbytes == static_cast<uint64_t>(want) * sizeof(float), where, " has ", t.nbytes,
+                 " bytes, expected ", want * 4);
+  std::vector<float> d(static_cast<size_t>(want));
+  std::memcpy(d.data(), t.data, d.size() * sizeof(float));
+  for (size_t i = 0; i < d.size(); ++i) {
+    ELI_CHECK_KIND(kModelLoad, std::isfinite(d[i]) && d[i] > 0.0f, where, ": value [", i, "] = ", d[i],
+                   " must be finite and > 0");
+  }
+  return d;
 }
 
 }  // namespace
@@ -77,6 +100,9 @@ ModelSpec spec_from_gguf(const GgufFile& f) {
     s.rope.attention_factor = f.get_float(p + "rope.scaling.attn_factor", 0.0);
   } else {
     ELI_THROW(kModelLoad, f.path(), ": unsupported GGUF rope scaling type '", scaling, "'");
+  }
+  if (const TensorInfo* freqs = f.find("rope_freqs.weight")) {
+    s.rope.freq_divisors = read_rope_freqs(f, *freqs, rope_rot_dim(s));
   }
 
   s.tie_word_embeddings = f.find("output.weight") == nullptr;

@@ -1,7 +1,8 @@
 // runtime/model/gguf_spec.h: GGUF metadata -> ModelSpec, GGUF tensor names -> Hugging Face names,
 // and the inverse of llama.cpp's Q/K row permutation.
 //
-// Invariants: spec_from_gguf reads only `<arch>.*`, `tokenizer.ggml.*` keys and tensor presence; it
+// Invariants: spec_from_gguf reads only `<arch>.*`, `tokenizer.ggml.*` keys, tensor presence and the
+// few floats of `rope_freqs.weight` (llama3 RoPE divisors, when present); it
 // checks that the required counts are present and positive (kModelLoad otherwise) but leaves the
 // full cross-checks to validate_model_spec. Architectures: llama, mistral, qwen2, qwen3.
 #pragma once

@@ -2,8 +2,8 @@
 // config.json + safetensors, a .gguf file, or a directory holding one .gguf) and normalises it to a
 // ModelSpec plus a WeightSource read through canonical HF tensor names.
 //
-// Invariants: the spec passed validate_model_spec; nothing is read beyond the headers and
-// metadata (tensor data stays memory-mapped and untouched until weights are placed).
+// Invariants: the spec passed validate_model_spec; nothing is read beyond the headers, metadata and
+// GGUF `rope_freqs` (other tensor data stays memory-mapped and untouched until weights are placed).
 #pragma once
 
 #include <functional>

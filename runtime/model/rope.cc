@@ -1,5 +1,6 @@
 // runtime/model/rope.cc: see rope.h. Frequencies are computed in double and stored as float; HF
-// computes them in float32, so the two agree to float rounding.
+// computes them in float32, so the two agree to float rounding. GGUF freq_divisors (rope_freqs)
+// are applied last, to every scaling type.
 #include "runtime/model/rope.h"
 
 #include <algorithm>
@@ -91,6 +92,17 @@ RopeTable compute_rope_table(const ModelSpec& spec, int64_t seq_len) {
       if (att <= 0.0) att = r.factor <= 1.0 ? 1.0 : 0.1 * std::log(r.factor) + 1.0;
       table.attention_scaling = static_cast<float>(att);
       break;
+    }
+  }
+  // GGUF rope_freqs (llama.cpp semantics): divide each pair's frequency, whatever the scaling.
+  if (!r.freq_divisors.empty()) {
+    ELI_CHECK_KIND(kModelLoad, r.freq_divisors.size() == inv.size(), "rope freq_divisors has ",
+                   r.freq_divisors.size(), " values, rotary dimension ", dim, " needs ", inv.size());
+    for (size_t i = 0; i < inv.size(); ++i) {
+      const float d = r.freq_divisors[i];
+      ELI_CHECK_KIND(kModelLoad, std::isfinite(d) && d > 0.0f, "rope freq_divisors[", i, "] = ", d,
+                     " must be finite and > 0");
+      inv[i] /= static_cast<double>(d);
     }
   }
   table.inv_freq.assign(inv.begin(), inv.end());

@@ -4,7 +4,10 @@
 // Invariants: inv_freq has rot_dim / 2 entries, rot_dim = int(head_dim * partial_rotary_factor),
 // rounded down to even. Only `dynamic` depends on the sequence length (seq_len = last position + 1
 // of the sequence in this step); the others are fixed, so rope_is_dynamic() tells the model
-// whether to build a table per sequence.
+// whether to build a table per sequence. RopeSpec::freq_divisors (a GGUF's rope_freqs tensor),
+// when present, divide the scaled frequencies: inv_freq[i] = scaled[i] / freq_divisors[i]; a
+// Llama-3.x GGUF (scaling none + divisors) gives the same inv_freq as its HF checkpoint (scaling
+// llama3) to float rounding.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +24,8 @@ struct RopeTable {
 
 int64_t rope_rot_dim(const ModelSpec& spec);
 bool rope_is_dynamic(const ModelSpec& spec);
-// seq_len matters only for dynamic scaling (ignored otherwise).
+// seq_len matters only for dynamic scaling (ignored otherwise). Throws kModelLoad when
+// freq_divisors is non-empty but not rot_dim / 2 finite values > 0.
 RopeTable compute_rope_table(const ModelSpec& spec, int64_t seq_len = 0);
 
 }  // namespace eli
