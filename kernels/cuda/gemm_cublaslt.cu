@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -391,7 +392,13 @@ void gemm_cuda(const void* args_ptr, const ExecContext& ctx, DType w_dtype) {
   key.align_bias = a.bias != nullptr ? alignment_of(a.bias) : 0;
   auto [handle, plan] = get_plan(key, w_dtype, a.bias);
 
-  if (plan->simt) {
+  // ELI_GEMM_SIMT=1 (read once) routes every GEMM through the SIMT kernel: a diagnostic switch
+  // to tell a vendor-kernel sanitizer report from one of ours (docs/cuda_backend.md).
+  static const bool force_simt = [] {
+    const char* v = std::getenv("ELI_GEMM_SIMT");
+    return v != nullptr && v[0] == '1';
+  }();
+  if (plan->simt || force_simt) {
     launch_simt(a, stream);
     return;
   }
