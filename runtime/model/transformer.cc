@@ -47,10 +47,9 @@ void Transformer::grow(Buffer& b, int64_t n) {
     b.dev = Tensor();  // free first (the pool reuses the block on the same stream)
     b.data = nullptr;  // if the allocation below throws, nothing points at the freed block
     b.capacity = 0;
-    graphs_.clear();
+    graphs_.clear();  // captured graphs hold the old pointers
     b.dev = Tensor::empty(*device_, DType::kF32, {want});
     b.data = b.dev.ptr<float>();
-    graphs_.clear();  // captured graphs hold the old pointers
   }
   b.capacity = want;
 }

@@ -5,7 +5,9 @@
 // Devices: the model runs where its Device is (nullptr or a CPU device: the host path, with host
 // std::vector workspaces and the batch's own arrays; a CUDA device: weights uploaded once at
 // construction, workspaces and the batch's int32 arrays on the device, kernels on the device's
-// default stream, logits copied back to the host at the end of forward()).
+// default stream, logits copied back to the host at the end of forward(), or left on the device by
+// forward_on_device()). bf16 weights with a bf16 KV cache take the mixed-precision path with CUDA
+// graphs for decode (transformer_mixed.cc); everything else takes the generic path.
 //
 // Invariants: forward() reads the weights, writes only its workspace, the KV slots named by the
 // batch and the logits; workspace buffers grow to the largest step seen and are then reused, so
