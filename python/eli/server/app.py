@@ -34,6 +34,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import EliError, EngineDeadError, InvalidRequestError, OutOfMemoryError
 from . import validation as V
@@ -105,11 +106,15 @@ class Server:
         if cl is not None and (not cl.strip().isdigit() or int(cl) > kMaxBodyBytes):
             raise ApiError(413, f"request body over the {kMaxBodyBytes}-byte limit", code="body_too_large")
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > kMaxBodyBytes:
-                raise ApiError(413, f"request body over the {kMaxBodyBytes}-byte limit", code="body_too_large")
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > kMaxBodyBytes:
+                    raise ApiError(413, f"request body over the {kMaxBodyBytes}-byte limit", code="body_too_large")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            # The client left while its body was being read: nothing was admitted, nobody to answer.
+            raise ApiError(499, "client disconnected while sending the request", code="client_disconnected") from None
         try:
             data = json.loads(b"".join(chunks), parse_constant=_no_constants)
         except (ValueError, RecursionError) as e:
@@ -311,8 +316,14 @@ async def _cancel_all(tasks) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+# Characters that some line readers treat as line breaks (httpx's aiter_lines, str.splitlines):
+# escaped inside SSE JSON so that one event stays one line for every client.
+_SSE_ESCAPES = str.maketrans({"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def _sse(obj: dict) -> str:
-    return f"data: {json.dumps(obj, ensure_ascii=False, separators=(',', ':'))}\n\n"
+    text = json.dumps(obj, ensure_ascii=False, separators=(',', ':')).translate(_SSE_ESCAPES)
+    return f"data: {text}\n\n"
 
 
 async def _wait_disconnect(request: Request) -> None:
