@@ -100,7 +100,11 @@ class Server:
         if n_threads:
             cmd += ["--threads", str(n_threads)]
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "python"), env.get("PYTHONPATH")]))
+        # The server imports the same eli as this process (the installed wheel in CI, where the
+        # source tree's python/eli has no compiled module; the source tree with ELI_NATIVE_DIR).
+        import eli as _eli_pkg
+        pkg_parent = str(pathlib.Path(_eli_pkg.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_parent, env.get("PYTHONPATH")]))
         self.log_path = log_path
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
