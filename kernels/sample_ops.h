@@ -75,4 +75,7 @@ struct SampleArgs {
 // The CPU reference (kernels/ref/sampling_ref.cc), registered as (kSample, CPU, F32, "ref").
 void sample_ref(const void* args, const ExecContext& ctx);  // SampleArgs
 
+// The argument checks shared by every kSample kernel (kernels/ref/sampling_ref.cc); throw eli::Error.
+void check_sample_args(const SampleArgs& a);
+
 }  // namespace eli

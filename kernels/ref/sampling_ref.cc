@@ -14,9 +14,7 @@
 
 namespace eli {
 
-namespace {
-
-void check_args(const SampleArgs& a) {
+void check_sample_args(const SampleArgs& a) {
   ELI_CHECK(a.n_rows >= 0, "sample: n_rows must be >= 0, got ", a.n_rows);
   ELI_CHECK(a.vocab >= 1 && a.vocab <= INT32_MAX, "sample: vocab must be in [1, 2^31), got ", a.vocab);
   ELI_CHECK(a.logits_stride >= a.vocab, "sample: logits_stride ", a.logits_stride, " < vocab ", a.vocab);
@@ -31,6 +29,8 @@ void check_args(const SampleArgs& a) {
   ELI_CHECK(a.penalty_offsets == nullptr || (a.penalty_tokens && a.penalty_counts && a.penalty_raw),
             "sample: penalty lists need tokens, counts and penalty_raw");
 }
+
+namespace {
 
 }  // namespace
 
@@ -162,7 +162,7 @@ void sample_ref_row(const SampleArgs& a, int64_t r, SampleRefTrace* trace) {
 
 void sample_ref(const void* args, const ExecContext&) {
   const SampleArgs& a = *static_cast<const SampleArgs*>(args);
-  check_args(a);
+  check_sample_args(a);
   for (int64_t r = 0; r < a.n_rows; ++r) sample_ref_row(a, r);
 }
 
