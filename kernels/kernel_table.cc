@@ -63,6 +63,7 @@ std::vector<KernelEntry> build_kernel_table() {
   t.push_back({Op::kRopeKvWrite, kCpu, DType::kF32, "ref", kPrioRef, rope_kv_write_ref_f32, nullptr});
   t.push_back({Op::kRopeKvWrite, kCpu, DType::kBF16, "ref", kPrioRef, rope_kv_write_ref_bf16, nullptr});
   t.push_back({Op::kSample, kCpu, DType::kF32, "ref", kPrioRef, sample_ref, nullptr});
+  t.push_back({Op::kScatterTokens, kCpu, DType::kF32, "ref", kPrioRef, scatter_tokens_ref, nullptr});
   for (DType q : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ4_K,
                   DType::kQ5_K, DType::kQ6_K}) {
     KernelFn fn = dequant_ref_kernel(q);

@@ -25,6 +25,7 @@ const char* op_name(Op op) {
     case Op::kSwigluCast: return "swiglu_cast";
     case Op::kRopeKvWrite: return "rope_kv_write";
     case Op::kSample: return "sample";
+    case Op::kScatterTokens: return "scatter_tokens";
     case Op::kCount: break;
   }
   return "unknown_op";

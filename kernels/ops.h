@@ -33,6 +33,7 @@ enum class Op : int {
   kSwigluCast,  // out = silu(gate) * up with gate_up and out in the args' dtype (bf16 or f32)
   kRopeKvWrite, // fused: optional q/k RMSNorm, RoPE on q and k, q -> q_out, k/v -> paged cache
   kSample,      // logits rows -> tokens (+ logprobs) on the device; args in kernels/sample_ops.h
+  kScatterTokens,  // ids[dst_index[i]] = src[src_index[i]]: next step's inputs from sampled tokens
   kCount,
 };
 const char* op_name(Op op);
@@ -199,6 +200,18 @@ struct RopeKvWriteArgs {
   float attention_scaling; // as RopeArgs
   float norm_eps;
   DType q_dtype = DType::kBF16;
+};
+
+// Op::kScatterTokens (dtype kI32-agnostic, registered under F32): with asynchronous scheduling the
+// next step is launched before the host has seen the last step's sampled tokens; this copies them
+// from the sampler's device output into the next step's token ids. Each copied id is clamped to
+// [0, vocab) (a failed row's token is never trusted as an embedding index).
+struct ScatterTokensArgs {
+  int32_t* ids;               // the step's token ids (device)
+  const int32_t* dst_index;   // (n) positions in ids
+  const int32_t* src;         // the sampler's token output (device)
+  const int32_t* src_index;   // (n) rows of src
+  int64_t n, vocab;
 };
 
 }  // namespace eli

@@ -39,14 +39,17 @@ class Runner:
         self.api = args.api
         kw = dict(device=args.device, dtype=args.dtype, max_model_len=args.max_model_len,
                   max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs)
+        mode = {"auto": None, "on": True, "off": False}[args.async_scheduling]
         t0 = time.perf_counter()
         if args.api == "engine":
             from eli import _eli
 
+            if mode is not None:
+                kw["async_scheduling"] = int(mode)
             self.engine = _eli.Engine({"model": args.model, **kw})
             self.info = self.engine.info()
         else:
-            self.llm = eli.LLM(args.model, download=False, progress=False, **kw)
+            self.llm = eli.LLM(args.model, download=False, progress=False, async_scheduling=mode, **kw)
             self.info = self.llm.info
         self.load_s = time.perf_counter() - t0
 
@@ -103,6 +106,8 @@ def main() -> int:
     ap.add_argument("--max-num-batched-tokens", type=int, default=4096)
     ap.add_argument("--max-num-seqs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--async-scheduling", choices=["auto", "on", "off"], default="auto",
+                    help="the engine's async_scheduling option (auto: the engine's default)")
     args = ap.parse_args()
 
     engine = "eli" if args.api == "llm" else "eli-engine"
@@ -112,7 +117,8 @@ def main() -> int:
     lens = common.csv_ints(args.prefill_lens) if "prefill" in what else []
     res = common.Results(args.out, f"{engine}_{common.SHORT[common.shape_name(args.shape)]}", engine=engine,
                          model_path=args.model, device=args.device, dtype=args.dtype, api=args.api,
-                         engine_options={"max_model_len": args.max_model_len,
+                         engine_options={"async_scheduling": args.async_scheduling,
+                                         "max_model_len": args.max_model_len,
                                          "max_num_batched_tokens": args.max_num_batched_tokens,
                                          "max_num_seqs": args.max_num_seqs})
     t_start = time.perf_counter()

@@ -40,6 +40,10 @@ struct EngineConfig {
   bool enable_chunked_prefill = true;
   bool enable_prefix_caching = true;   // reuse KV blocks of shared prompt prefixes (verified)
   bool enable_cuda_graphs = true;      // CUDA: replay captured graphs for decode steps
+  // Queue the next step before the host has read this step's samples, so the device never waits
+  // for the host (rows with penalties fall back to one step at a time): -1 auto (on for device
+  // models), 0 off, 1 on (also on the CPU, where it only changes when outputs are reported).
+  int async_scheduling = -1;
   uint64_t seed = 0;                   // engine seed for requests without their own
 };
 

@@ -25,6 +25,7 @@ void add_cuda_kernels(std::vector<KernelEntry>& table) {
   table.push_back({Op::kRopeKvWrite, DeviceKind::kCUDA, DType::kF32, "cuda", 10, rope_kv_write_f32_cuda, nullptr});
   table.push_back({Op::kRopeKvWrite, DeviceKind::kCUDA, DType::kBF16, "cuda", 10, rope_kv_write_bf16_cuda, nullptr});
   table.push_back({Op::kSample, DeviceKind::kCUDA, DType::kF32, "cuda", 10, sample_cuda, nullptr});
+  table.push_back({Op::kScatterTokens, DeviceKind::kCUDA, DType::kF32, "cuda", 10, scatter_tokens_cuda, nullptr});
 }
 
 }  // namespace eli

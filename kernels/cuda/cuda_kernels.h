@@ -38,5 +38,6 @@ void rope_kv_write_f32_cuda(const void* args, const ExecContext& ctx);   // Rope
 void rope_kv_write_bf16_cuda(const void* args, const ExecContext& ctx);  // RopeKvWriteArgs, bf16 cache
 // Sampling on the device (kernels/cuda/sampling.cu).
 void sample_cuda(const void* args, const ExecContext& ctx);          // SampleArgs
+void scatter_tokens_cuda(const void* args, const ExecContext& ctx);  // ScatterTokensArgs
 
 }  // namespace eli

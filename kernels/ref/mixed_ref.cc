@@ -148,4 +148,13 @@ void rope_kv_write_ref_bf16(const void* args, const ExecContext&) {
   rope_kv_write_ref(*static_cast<const RopeKvWriteArgs*>(args), DType::kBF16);
 }
 
+void scatter_tokens_ref(const void* args, const ExecContext&) {
+  const auto& a = *static_cast<const ScatterTokensArgs*>(args);
+  ELI_CHECK(a.n >= 0 && a.vocab >= 1, "scatter_tokens: n ", a.n, " and vocab ", a.vocab, " must be >= 0 / >= 1");
+  for (int64_t i = 0; i < a.n; ++i) {
+    const int32_t t = a.src[a.src_index[i]];
+    a.ids[a.dst_index[i]] = t < 0 || t >= a.vocab ? 0 : t;
+  }
+}
+
 }  // namespace eli

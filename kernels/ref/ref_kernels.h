@@ -46,6 +46,7 @@ void norm_cast_ref(const void* args, const ExecContext& ctx);       // NormCastA
 void swiglu_cast_ref(const void* args, const ExecContext& ctx);     // SwigluCastArgs
 void rope_kv_write_ref_f32(const void* args, const ExecContext& ctx);   // RopeKvWriteArgs, f32 cache
 void rope_kv_write_ref_bf16(const void* args, const ExecContext& ctx);  // RopeKvWriteArgs, bf16 cache
+void scatter_tokens_ref(const void* args, const ExecContext& ctx);      // ScatterTokensArgs
 
 // Visible kv range [*lo, *hi] of a query at position `pos` (empty when *hi < *lo); shared by every
 // CPU attention kernel so that they agree on masking.

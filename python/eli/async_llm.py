@@ -16,7 +16,9 @@
 #   when it died end with finish_reason "error".
 #
 # Invariants: a request whose consumer stops iterating, or whose task is cancelled, is aborted in
-# the generator's finally (the C++ loop frees its blocks before its next step). Routing never loses
+# the generator's finally (the C++ loop frees its blocks before its next step); one cancelled while
+# still being admitted is aborted once admitted, and its route is closed at once, so its outputs
+# are never queued or counted. Routing never loses
 # an output: outputs that arrive before a request's route is registered wait in `_early`, and the
 # route is registered by the thread that admitted the request, under the same lock the pump uses.
 # Nothing waits for a slow consumer: neither the C++ loop nor the pump. Its outputs wait in its
@@ -186,6 +188,10 @@ class AsyncLLM(EngineFrontend):
                     lambda f: f.cancelled() or f.exception() is not None or self._engine.abort_request(f.result()))
                 raise
         except BaseException:
+            # Nobody will read this route: after a cancelled admission the thread still registers
+            # it and its outputs keep coming until the abort's final one; closed, they are neither
+            # queued nor counted in stream_queued_outputs.
+            route.close()
             self._ids.pop(key, None)
             raise
         if request_id is None:

@@ -238,7 +238,7 @@ def _positive_float(text: str) -> float:
 
 _ENGINE_OPTIONS = ("block_size", "num_kv_blocks", "kv_cache_bytes", "enable_prefix_caching",
                    "enable_chunked_prefill", "max_num_seqs", "max_num_batched_tokens", "max_model_len",
-                   "enable_cuda_graphs")
+                   "enable_cuda_graphs", "async_scheduling")
 
 
 def _add_serve_parsers(sub, fmt) -> None:
@@ -280,6 +280,9 @@ def _add_serve_parsers(sub, fmt) -> None:
                      help="split long prompts across steps")
     eng.add_argument("--enable-cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
                      help="CUDA: replay captured graphs for decode steps (default: on)")
+    eng.add_argument("--async-scheduling", action=argparse.BooleanOptionalAction, default=None,
+                     help="queue the next step before this step's samples reach the host "
+                     "(default: on for GPU models, off on the CPU)")
     eng.add_argument("--max-num-seqs", type=_positive_int, default=None, metavar="N", help="max running requests")
     eng.add_argument("--max-num-batched-tokens", type=_positive_int, default=None, metavar="N",
                      help="max tokens per engine step")

@@ -80,6 +80,9 @@ class EngineFrontend:
     self.info["memory"] has the plan (budget, weights, workspace, KV and headroom bytes).
     enable_cuda_graphs: decode steps replay CUDA graphs captured per batch-size bucket (default);
     False launches every kernel eagerly (for comparisons and debugging).
+    async_scheduling: queue the next step before this step's samples reach the host, so the GPU
+    never waits for the host (None: on for GPU models, off on the CPU; steps sampling with
+    penalties run one at a time either way). Outputs are identical either way.
     """
 
     def __init__(self, model: Optional[str] = None, *, device: str = "auto", dtype: str = "auto",
@@ -89,6 +92,7 @@ class EngineFrontend:
                  enable_chunked_prefill: bool = True, enable_prefix_caching: bool = True,
                  gpu_memory_utilization: float = 0.9, gpu_memory_bytes: Optional[int] = None,
                  kv_cache_dtype: str = "auto", enable_cuda_graphs: bool = True,
+                 async_scheduling: Optional[bool] = None,
                  seed: Optional[int] = None, download: bool = True, progress: bool = True):
         memory = _memory_config(gpu_memory_utilization, gpu_memory_bytes, kv_cache_dtype)
         path = hub.resolve_model(model, allow_download=download, progress=progress)
@@ -109,6 +113,7 @@ class EngineFrontend:
             "enable_chunked_prefill": enable_chunked_prefill,
             "enable_prefix_caching": enable_prefix_caching,
             "enable_cuda_graphs": bool(enable_cuda_graphs),
+            "async_scheduling": -1 if async_scheduling is None else int(bool(async_scheduling)),
             "seed": seed or 0,
             **memory,
         }

@@ -89,6 +89,7 @@ EngineConfig engine_config_from_dict(const nb::dict& d) {
   get(d, "enable_chunked_prefill", &c.enable_chunked_prefill);
   get(d, "enable_prefix_caching", &c.enable_prefix_caching);
   get(d, "enable_cuda_graphs", &c.enable_cuda_graphs);
+  get(d, "async_scheduling", &c.async_scheduling);
   get(d, "seed", &c.seed);
   return c;
 }

@@ -17,6 +17,7 @@
 #include "runtime/device/pooled_device.h"
 
 #ifdef ELI_WITH_CUDA
+#include "runtime/device/cuda/cuda_stream.h"
 #include "runtime/device/cuda/pinned_host_pool.h"
 #endif
 
@@ -99,18 +100,23 @@ std::string non_finite_message(int32_t index, float value) {
 }  // namespace
 
 // Host staging: pinned memory for CUDA devices (truly asynchronous copies), plain memory otherwise.
+// Two of each (kSlots): an asynchronous launch fills one while the previous one's copies may still
+// be in flight. On CUDA, done[i] is recorded after slot i's download.
 struct DeviceSampler::HostStaging {
-  void* in = nullptr;
-  void* out = nullptr;
-  std::vector<uint64_t> in_plain, out_plain;
+  void* in[kSlots] = {};
+  void* out[kSlots] = {};
+  std::vector<uint64_t> in_plain[kSlots], out_plain[kSlots];
 #ifdef ELI_WITH_CUDA
   std::unique_ptr<PinnedHostPool> pinned;
+  std::unique_ptr<CudaEvent> done[kSlots];
 #endif
   ~HostStaging() {
 #ifdef ELI_WITH_CUDA
     if (pinned) {
-      if (in != nullptr) pinned->free(in);
-      if (out != nullptr) pinned->free(out);
+      for (int i = 0; i < kSlots; ++i) {
+        if (in[i] != nullptr) pinned->free(in[i]);
+        if (out[i] != nullptr) pinned->free(out[i]);
+      }
     }
 #endif
   }
@@ -136,15 +142,19 @@ DeviceSampler::DeviceSampler(Device& device, int64_t max_rows, int64_t vocab, in
 #ifdef ELI_WITH_CUDA
     if (kind == DeviceKind::kCUDA) {
       host_->pinned = std::make_unique<PinnedHostPool>();
-      host_->in = host_->pinned->allocate(in_bytes_);
-      host_->out = host_->pinned->allocate(out_bytes_);
+      for (int i = 0; i < kSlots; ++i) {
+        host_->in[i] = host_->pinned->allocate(in_bytes_);
+        host_->out[i] = host_->pinned->allocate(out_bytes_);
+        host_->done[i] = std::make_unique<CudaEvent>(device.id().index);
+      }
     }
 #endif
-    if (host_->in == nullptr) {
-      host_->in_plain.resize((in_bytes_ + 7) / 8);
-      host_->out_plain.resize((out_bytes_ + 7) / 8);
-      host_->in = host_->in_plain.data();
-      host_->out = host_->out_plain.data();
+    for (int i = 0; i < kSlots; ++i) {
+      if (host_->in[i] != nullptr) continue;
+      host_->in_plain[i].resize((in_bytes_ + 7) / 8);
+      host_->out_plain[i].resize((out_bytes_ + 7) / 8);
+      host_->in[i] = host_->in_plain[i].data();
+      host_->out[i] = host_->out_plain[i].data();
     }
     d_in_ = device_.allocate(in_bytes_);
     d_out_ = device_.allocate(out_bytes_);
@@ -179,8 +189,11 @@ bool DeviceSampler::supports(const SamplingParams& p) { return p.logprobs <= kSa
 void DeviceSampler::sample(float* device_logits, int64_t n_rows, int64_t vocab,
                            const std::vector<const SamplingParams*>& params,
                            const std::vector<SequenceSamplingState*>& states, std::vector<SampleResult>* out,
-                           std::vector<std::string>* errors) {
+                           std::vector<std::string>* errors, const std::vector<int64_t>* draw_offsets) {
   ELI_CHECK(out != nullptr && errors != nullptr, "DeviceSampler::sample: null output");
+  ELI_CHECK_KIND(kInternal, pending_.empty(), "DeviceSampler::sample while asynchronous launches are pending");
+  ELI_CHECK(draw_offsets == nullptr || static_cast<int64_t>(draw_offsets->size()) == n_rows,
+            "DeviceSampler::sample: ", draw_offsets == nullptr ? 0 : draw_offsets->size(), " offsets for ", n_rows, " rows");
   ELI_CHECK(n_rows >= 0, "DeviceSampler::sample: n_rows must be >= 0, got ", n_rows);
   ELI_CHECK(static_cast<int64_t>(params.size()) == n_rows && static_cast<int64_t>(states.size()) == n_rows,
             "DeviceSampler::sample: ", params.size(), " params and ", states.size(), " states for ", n_rows, " rows");
@@ -236,7 +249,7 @@ void DeviceSampler::sample(float* device_logits, int64_t n_rows, int64_t vocab,
     }
     const int64_t nnz = static_cast<int64_t>(pen_tokens_.size());
     if (r - r0 == max_rows_ || nnz + static_cast<int64_t>(row_pen_.size()) > max_pen_) {
-      run_chunk(device_logits, r0, r, vocab, params, states, out, errors);
+      run_chunk(device_logits, r0, r, vocab, params, states, draw_offsets, out, errors);
       r0 = r;
       pen_tokens_.clear();
       pen_counts_.clear();
@@ -248,26 +261,44 @@ void DeviceSampler::sample(float* device_logits, int64_t n_rows, int64_t vocab,
     }
     pen_offsets_.push_back(static_cast<int32_t>(pen_tokens_.size()));
   }
-  run_chunk(device_logits, r0, n_rows, vocab, params, states, out, errors);
+  run_chunk(device_logits, r0, n_rows, vocab, params, states, draw_offsets, out, errors);
 }
 
 void DeviceSampler::run_chunk(float* device_logits, int64_t r0, int64_t r1, int64_t vocab,
                               const std::vector<const SamplingParams*>& params,
-                              const std::vector<SequenceSamplingState*>& states, std::vector<SampleResult>* out,
+                              const std::vector<SequenceSamplingState*>& states,
+                              const std::vector<int64_t>* draw_offsets, std::vector<SampleResult>* out,
                               std::vector<std::string>* errors) {
+  if (r1 <= r0) return;
+  Launch l = enqueue_chunk(device_logits, r0, r1, vocab, params, states, draw_offsets);
+  finish_chunk(l, r0, out, errors);
+}
+
+DeviceSampler::Launch DeviceSampler::enqueue_chunk(float* device_logits, int64_t r0, int64_t r1, int64_t vocab,
+                                                   const std::vector<const SamplingParams*>& params,
+                                                   const std::vector<SequenceSamplingState*>& states,
+                                                   const std::vector<int64_t>* draw_offsets) {
   const int64_t n = r1 - r0;
-  if (n <= 0) return;
   const int64_t nnz = static_cast<int64_t>(pen_tokens_.size());
-  ELI_CHECK(n <= max_rows_ && nnz <= max_pen_ && static_cast<int64_t>(pen_offsets_.size()) == n + 1,
+  ELI_CHECK(n >= 1 && n <= max_rows_ && nnz <= max_pen_ && static_cast<int64_t>(pen_offsets_.size()) == n + 1,
             "DeviceSampler: internal chunking error");
+  ELI_CHECK_KIND(kInternal, static_cast<int>(pending_.size()) < kSlots, "DeviceSampler: more than ", kSlots,
+                 " launches pending");
+  Launch l;
+  l.slot = next_slot_;
+  next_slot_ = (next_slot_ + 1) % kSlots;
+  l.n = n;
+  l.vocab = vocab;
   int64_t ts = 0;
+  l.logprobs.resize(static_cast<size_t>(n));
   for (int64_t r = r0; r < r1; ++r) {
     ts = std::max<int64_t>(ts, std::min<int64_t>(params[r]->logprobs, vocab));
+    l.logprobs[static_cast<size_t>(r - r0)] = params[r]->logprobs;
   }
-  ts = std::min<int64_t>(ts, kSampleMaxTopLogprobs);
+  l.ts = std::min<int64_t>(ts, kSampleMaxTopLogprobs);
 
   const InLayout L = in_layout(n, nnz);
-  void* h = host_->in;
+  void* h = host_->in[l.slot];
   for (int64_t i = 0; i < n; ++i) {
     const SamplingParams& p = *params[r0 + i];
     SequenceSamplingState& s = *states[r0 + i];
@@ -279,7 +310,10 @@ void DeviceSampler::run_chunk(float* device_logits, int64_t r0, int64_t r1, int6
     at_offset<double>(h, L.freq)[i] = p.frequency_penalty;
     // One rng() per non-greedy draw (as the host sampler), none for greedy rows.
     at_offset<uint64_t>(h, L.seed)[i] = is_greedy(p) ? 0 : s.rng()();
-    at_offset<uint64_t>(h, L.offset)[i] = static_cast<uint64_t>(s.n_output());
+    // The draw's index in the request: its outputs so far (given explicitly when some are still
+    // in flight).
+    at_offset<uint64_t>(h, L.offset)[i] =
+        static_cast<uint64_t>(draw_offsets != nullptr ? (*draw_offsets)[static_cast<size_t>(r0 + i)] : s.n_output());
     at_offset<int32_t>(h, L.top_k)[i] =
         p.top_k == 1 ? 1 : (p.top_k <= 0 || p.top_k >= vocab ? 0 : static_cast<int32_t>(p.top_k));
     at_offset<int32_t>(h, L.n_logprobs)[i] = p.logprobs;
@@ -289,17 +323,18 @@ void DeviceSampler::run_chunk(float* device_logits, int64_t r0, int64_t r1, int6
     std::memcpy(at_offset<int32_t>(h, L.pen_tokens), pen_tokens_.data(), static_cast<size_t>(nnz) * 4);
     std::memcpy(at_offset<int32_t>(h, L.pen_counts), pen_counts_.data(), static_cast<size_t>(nnz) * 4);
   }
-  // Ordered on the default stream before the launch; the staging is not reused before the
-  // (synchronous) download below returns.
+  // Ordered on the default stream before the launch; the slot's staging is not reused before the
+  // slot's event says its download finished.
   device_.copy_host_to_device(d_in_, h, L.total, stream_);
 
-  const OutLayout O = out_layout(n, ts);
+  const OutLayout O = out_layout(n, l.ts);
+  l.out_total = O.total;
   SampleArgs a{};
   a.token = at_offset<int32_t>(d_out_, O.token);
   a.status = at_offset<int32_t>(d_out_, O.status);
   a.logprob = at_offset<float>(d_out_, O.logprob);
-  a.top_ids = ts > 0 ? at_offset<int32_t>(d_out_, O.top_ids) : nullptr;
-  a.top_logprobs = ts > 0 ? at_offset<float>(d_out_, O.top_logprobs) : nullptr;
+  a.top_ids = l.ts > 0 ? at_offset<int32_t>(d_out_, O.top_ids) : nullptr;
+  a.top_logprobs = l.ts > 0 ? at_offset<float>(d_out_, O.top_logprobs) : nullptr;
   a.logits = device_logits + r0 * vocab;
   a.penalty_raw = d_pen_raw_;
   a.temperature = at_offset<double>(d_in_, L.temperature);
@@ -318,35 +353,88 @@ void DeviceSampler::run_chunk(float* device_logits, int64_t r0, int64_t r1, int6
   a.n_rows = n;
   a.vocab = vocab;
   a.logits_stride = vocab;
-  a.top_stride = ts;
+  a.top_stride = l.ts;
   ExecContext ctx;
   ctx.stream = stream_;
   kernel_->fn(&a, ctx);
-  device_.copy_device_to_host(host_->out, d_out_, O.total);  // default stream, synchronous
+  // Asynchronous on a CUDA device (pinned staging, the device's stream); a plain copy elsewhere.
+  device_.copy_device_to_host(host_->out[l.slot], d_out_, O.total, stream_);
+#ifdef ELI_WITH_CUDA
+  if (host_->done[l.slot]) host_->done[l.slot]->record(static_cast<cudaStream_t>(stream_));
+#endif
+  return l;
+}
 
-  const void* ho = host_->out;
-  for (int64_t i = 0; i < n; ++i) {
+void DeviceSampler::finish_chunk(const Launch& l, int64_t r0, std::vector<SampleResult>* out,
+                                 std::vector<std::string>* errors) {
+#ifdef ELI_WITH_CUDA
+  if (host_->done[l.slot]) host_->done[l.slot]->synchronize();
+#endif
+  const OutLayout O = out_layout(l.n, l.ts);
+  const void* ho = host_->out[l.slot];
+  auto i32 = [&](size_t off, int64_t i) { return at_offset<const int32_t>(const_cast<void*>(ho), off)[i]; };
+  auto f32 = [&](size_t off, int64_t i) { return at_offset<const float>(const_cast<void*>(ho), off)[i]; };
+  for (int64_t i = 0; i < l.n; ++i) {
     const size_t r = static_cast<size_t>(r0 + i);
     if (!(*errors)[r].empty()) continue;
-    const int32_t token = at_offset<int32_t>(const_cast<void*>(ho), O.token)[i];
-    const float lp = at_offset<float>(const_cast<void*>(ho), O.logprob)[i];
-    if (at_offset<int32_t>(const_cast<void*>(ho), O.status)[i] != kSampleOk) {
+    const int32_t token = i32(O.token, i);
+    const float lp = f32(O.logprob, i);
+    if (i32(O.status, i) != kSampleOk) {
       (*errors)[r] = non_finite_message(token, lp);
       continue;
     }
-    const SamplingParams& p = *params[r];
     SampleResult& res = (*out)[r];
     res.token = token;
-    if (p.logprobs >= 0) {
+    const int32_t want = l.logprobs[static_cast<size_t>(i)];
+    if (want >= 0) {
       res.logprob = lp;
-      const int64_t n_top = std::min<int64_t>(std::min<int64_t>(p.logprobs, vocab), ts);
+      const int64_t n_top = std::min<int64_t>(std::min<int64_t>(want, l.vocab), l.ts);
       res.top_logprobs.reserve(static_cast<size_t>(n_top));
       for (int64_t j = 0; j < n_top; ++j) {
-        res.top_logprobs.emplace_back(at_offset<int32_t>(const_cast<void*>(ho), O.top_ids)[i * ts + j],
-                                      at_offset<float>(const_cast<void*>(ho), O.top_logprobs)[i * ts + j]);
+        res.top_logprobs.emplace_back(i32(O.top_ids, i * l.ts + j), f32(O.top_logprobs, i * l.ts + j));
       }
     }
   }
 }
+
+bool DeviceSampler::can_launch_async(const std::vector<const SamplingParams*>& params) const {
+  if (static_cast<int64_t>(params.size()) > max_rows_ || static_cast<int>(pending_.size()) >= kSlots) return false;
+  for (const SamplingParams* p : params) {
+    if (p == nullptr || !supports(*p) || p->repetition_penalty != 1.0 || p->presence_penalty != 0.0 ||
+        p->frequency_penalty != 0.0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void DeviceSampler::launch_async(float* device_logits, int64_t n_rows, int64_t vocab,
+                                 const std::vector<const SamplingParams*>& params,
+                                 const std::vector<SequenceSamplingState*>& states,
+                                 const std::vector<int64_t>& draw_offsets) {
+  ELI_CHECK(n_rows >= 1 && static_cast<int64_t>(params.size()) == n_rows &&
+                static_cast<int64_t>(states.size()) == n_rows && static_cast<int64_t>(draw_offsets.size()) == n_rows,
+            "DeviceSampler::launch_async: ", params.size(), " params, ", states.size(), " states and ",
+            draw_offsets.size(), " offsets for ", n_rows, " rows");
+  ELI_CHECK(vocab >= 1 && vocab <= vocab_, "DeviceSampler::launch_async: vocab ", vocab, " outside [1, ", vocab_, "]");
+  ELI_CHECK(device_logits != nullptr, "DeviceSampler::launch_async: null logits");
+  ELI_CHECK_KIND(kInternal, can_launch_async(params), "DeviceSampler::launch_async: these rows need sample()");
+  pen_tokens_.clear();
+  pen_counts_.clear();
+  pen_offsets_.assign(static_cast<size_t>(n_rows) + 1, 0);  // no penalties: every list is empty
+  pending_.push_back(enqueue_chunk(device_logits, 0, n_rows, vocab, params, states, &draw_offsets));
+}
+
+void DeviceSampler::collect(std::vector<SampleResult>* out, std::vector<std::string>* errors) {
+  ELI_CHECK(out != nullptr && errors != nullptr, "DeviceSampler::collect: null output");
+  ELI_CHECK_KIND(kInternal, !pending_.empty(), "DeviceSampler::collect: nothing was launched");
+  const Launch l = std::move(pending_.front());
+  pending_.pop_front();
+  out->assign(static_cast<size_t>(l.n), SampleResult{});
+  errors->assign(static_cast<size_t>(l.n), std::string());
+  finish_chunk(l, 0, out, errors);
+}
+
+void DeviceSampler::drop_pending() { pending_.clear(); }
 
 }  // namespace eli

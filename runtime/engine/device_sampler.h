@@ -8,13 +8,20 @@
 // Greedy tokens, logprobs and top logprobs match the host sampler's.
 //
 // Invariants: every buffer is allocated once, in the constructor (device: one upload area, one
-// result area, the penalties' scratch; host: the same staging, pinned on CUDA); sample() does one
-// upload copy, one launch and one download copy per chunk of rows, on the device's default stream,
-// and returns when the results are on the host. Rows are processed in chunks when a batch has
-// more rows than max_rows or more penalty tokens than the penalty capacity. Not thread-safe.
+// result area, the penalties' scratch; host: two slots of the same staging, pinned on CUDA, each
+// with an event); sample() does one upload copy, one launch and one download copy per chunk of
+// rows, on the device's default stream, and returns when the results are on the host. Rows are
+// processed in chunks when a batch has more rows than max_rows or more penalty tokens than the
+// penalty capacity.
+// Asynchronous use (the engine's asynchronous scheduling): launch_async() queues one chunk and
+// returns at once; collect() waits for the oldest queued launch and unpacks it. At most two are
+// queued (one slot each); the device token output of the newest launch is device_tokens() (read
+// in stream order by the next step's Op::kScatterTokens). sample() needs nothing queued.
+// Not thread-safe.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,19 +52,50 @@ class DeviceSampler {
   // (*errors)[i] is empty on success, else the message of the eli::Error the host Sampler would
   // have thrown (non-finite logits, a recorded token id out of range), and (*out)[i] is then
   // meaningless: fail that request only. Does not call states[i]->append_output.
+  // draw_offsets (optional, one per row): the draw's index in its request for the counter RNG
+  // (default: states[i]->n_output()).
   void sample(float* device_logits, int64_t n_rows, int64_t vocab, const std::vector<const SamplingParams*>& params,
               const std::vector<SequenceSamplingState*>& states, std::vector<SampleResult>* out,
-              std::vector<std::string>* errors);
+              std::vector<std::string>* errors, const std::vector<int64_t>* draw_offsets = nullptr);
+
+  // Whether launch_async() can take these rows: one chunk (<= max_rows), no penalties (they need
+  // the outputs still in flight), a free slot.
+  bool can_launch_async(const std::vector<const SamplingParams*>& params) const;
+  // Queues sampling of n_rows >= 1 rows (as sample(), with explicit draw offsets); results via collect().
+  void launch_async(float* device_logits, int64_t n_rows, int64_t vocab,
+                    const std::vector<const SamplingParams*>& params,
+                    const std::vector<SequenceSamplingState*>& states, const std::vector<int64_t>& draw_offsets);
+  // Waits for the oldest queued launch; (*out)[i] / (*errors)[i] as sample() for its rows.
+  void collect(std::vector<SampleResult>* out, std::vector<std::string>* errors);
+  // Forgets queued launches (after a failed step; the device work may still run).
+  void drop_pending();
+  int n_pending() const { return static_cast<int>(pending_.size()); }
+  // Device int32 tokens of the newest launch's rows (valid in stream order until the next launch).
+  const int32_t* device_tokens() const { return static_cast<const int32_t*>(d_out_); }
 
   int64_t max_rows() const { return max_rows_; }
   int64_t max_penalty_tokens() const { return max_pen_; }
 
  private:
+  static constexpr int kSlots = 2;
   struct HostStaging;
-  // Runs rows [r0, r1) (their penalty lists are already in pen_*_ at offsets pen_begin_[r - r0]).
+  // A queued chunk: its staging slot, rows, vocab, top-logprob width and per-row logprob counts.
+  struct Launch {
+    int slot = 0;
+    int64_t n = 0, vocab = 0, ts = 0;
+    size_t out_total = 0;
+    std::vector<int32_t> logprobs;
+  };
+  // Runs rows [r0, r1) (their penalty lists are already in pen_*_) and waits for them.
   void run_chunk(float* device_logits, int64_t r0, int64_t r1, int64_t vocab,
                  const std::vector<const SamplingParams*>& params, const std::vector<SequenceSamplingState*>& states,
-                 std::vector<SampleResult>* out, std::vector<std::string>* errors);
+                 const std::vector<int64_t>* draw_offsets, std::vector<SampleResult>* out,
+                 std::vector<std::string>* errors);
+  Launch enqueue_chunk(float* device_logits, int64_t r0, int64_t r1, int64_t vocab,
+                       const std::vector<const SamplingParams*>& params,
+                       const std::vector<SequenceSamplingState*>& states, const std::vector<int64_t>* draw_offsets);
+  // Waits for l's download and unpacks its rows into (*out)[r0 + i] / (*errors)[r0 + i].
+  void finish_chunk(const Launch& l, int64_t r0, std::vector<SampleResult>* out, std::vector<std::string>* errors);
 
   Device& device_;
   void* stream_ = nullptr;  // the device's default stream (nullptr on the CPU)
@@ -71,6 +109,8 @@ class DeviceSampler {
   // Per-chunk host lists (capacity reserved once).
   std::vector<int32_t> pen_tokens_, pen_counts_, pen_offsets_;
   std::vector<std::pair<int32_t, int32_t>> row_pen_;  // scratch: one row's (token, count)
+  std::deque<Launch> pending_;  // queued asynchronous launches, oldest first
+  int next_slot_ = 0;
 };
 
 }  // namespace eli

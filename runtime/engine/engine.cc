@@ -4,6 +4,21 @@
 // Invariants: requests_ holds every request that has not yet reported its end; a request's blocks
 // are released in the same call that reports its end (finish, abort or error); the KV pool and the
 // workspace are sized once at construction.
+//
+// Asynchronous scheduling (EngineConfig::async_scheduling; on by default for device models): a
+// step is launched (batch built, forward and sampling queued) and completed (samples read, tokens
+// appended, ends reported) separately. When every sampled row of the launched step is free of
+// penalties, each of its sequences that will go on gets a placeholder token at once, so the next
+// step is scheduled and queued before this one is completed: the device never waits for the host.
+// The next step's inputs at placeholders come from the sampler's device output
+// (Transformer::TokenFeed; on the CPU, from the completed host samples). Rules that keep this
+// exact: num_computed advances at launch; a sampled token lands at the index recorded at launch
+// (out_pos), overwriting its placeholder; prefix-cache blocks are registered at completion and
+// only up to what the completed step computed; a sequence that ends while a launched step still
+// names it stays alive in `retired` until that step completes (its rows are then ignored); its
+// freed blocks are only reused by steps queued later on the same stream. Outputs of a step are
+// reported by the step() call after the one that launched it (or the same call when not
+// asynchronous).
 #include "eli/engine.h"
 
 #include <algorithm>
@@ -12,6 +27,7 @@
 
 #include "eli/batch.h"
 #include "eli/error.h"
+#include "runtime/core/phase_timer.h"
 #include "runtime/core/thread_pool.h"
 #include "runtime/device/device.h"
 #include "runtime/device/pooled_device.h"
@@ -52,6 +68,39 @@ struct Engine::Impl {
   std::mt19937_64 seed_rng;
   int64_t next_id = 0;
   EngineStats counters;
+  bool async_scheduling = false;
+
+  // A launched step whose samples are not yet applied.
+  struct Inflight {
+    uint64_t serial = 0;
+    std::vector<ScheduledSeq> sched;
+    std::vector<int64_t> computed_end;  // per entry: the sequence's num_computed after this step
+    std::vector<int64_t> out_pos;       // per entry: index of the sampled token in seq->tokens (-1: none)
+    bool lookahead = false;             // placeholders appended: the next step may launch first
+    bool pending_on_device = false;     // results still to collect from the DeviceSampler
+    std::vector<SampleResult> results;  // per sampled row, once collected
+    std::vector<std::string> errors;
+  };
+  std::unique_ptr<Inflight> inflight;  // the newest launched step, not completed
+  uint64_t next_serial = 1;
+  // Sequences that ended while a launched step named them, with that step's serial.
+  std::vector<std::pair<uint64_t, std::unique_ptr<Sequence>>> retired;
+
+  // Ends `id`'s life: erased now, or kept in `retired` while the newest launched step may name it.
+  void retire(int64_t id) {
+    auto it = requests.find(id);
+    if (it == requests.end()) return;
+    if (inflight) retired.emplace_back(inflight->serial, std::move(it->second));
+    requests.erase(it);
+  }
+  void release_retired(uint64_t completed_serial) {
+    retired.erase(std::remove_if(retired.begin(), retired.end(),
+                                 [&](const auto& r) { return r.first <= completed_serial; }),
+                  retired.end());
+  }
+  std::unique_ptr<Inflight> launch(const std::vector<ScheduledSeq>& sched, Inflight* prev);
+  void collect(Inflight& f);
+  void complete(Inflight& f, std::vector<TokenOutput>& outs);
 
   void finish(Sequence* seq, FinishReason reason, TokenOutput* out) {
     scheduler->remove(seq);
@@ -68,6 +117,7 @@ struct Engine::Impl {
 
 Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   Impl& m = *impl_;
+  PhaseTimer trace("ELI_LOAD_TRACE", "load");  // one stderr line per phase when ELI_LOAD_TRACE=1
   m.config = config;
   validate_memory_config(config);
   m.seed_rng.seed(config.seed != 0 ? config.seed : std::random_device{}());
@@ -79,6 +129,7 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
                  config.device, " is not supported yet; use device=\"cuda:0\"");
   const bool on_device = dev.kind != DeviceKind::kCPU;
   m.pool = std::make_unique<ThreadPool>(config.n_threads);
+  trace.mark("device + threads");
 
   ModelFiles files = open_model_files(config.model);
   DType wdtype = choose_weight_dtype(config.dtype, files, dev);
@@ -86,9 +137,11 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   // The device budget is taken before anything is uploaded: free + held now is what eli can get.
   MemoryBudget budget;
   if (on_device) budget = plan_memory_budget(config, *m.device);
+  trace.mark("open files");
   WeightLoadOptions opt;
   opt.matrix_dtype = wdtype;
   opt.gguf_llama_permuted = files.gguf_llama_permuted;
+  opt.defer_merges = on_device;  // merges that need no conversion happen in the upload
   opt.pool = m.pool.get();
   TransformerWeights weights = load_transformer_weights(files.spec, files.weights, files.name_of, opt);
   if (on_device) {
@@ -97,6 +150,7 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
     check_weights_fit(budget, estimate_device_weight_bytes(weights));
     apply_pool_budget(*m.device, budget);
   }
+  trace.mark("host weights");
 
   m.info.spec = files.spec;
   m.info.format = files.format;
@@ -105,10 +159,15 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   m.info.n_params = weights.n_params;
   m.info.n_threads = m.pool->n_threads();
   m.model = std::make_unique<Transformer>(files.spec, std::move(weights), m.pool.get(), m.device.get());
+  if (trace.enabled()) {
+    if (on_device) trace.mark("upload", trace.bytes_and_rate(m.model->device_weight_bytes()));
+    else trace.mark("place weights");
+  }
   if (on_device) {
     // Sampling on the device (its buffers are sized once, before the KV pool is planned): the
     // logits never travel to the host.
     m.device_sampler = std::make_unique<DeviceSampler>(*m.device, config.max_num_seqs, files.spec.vocab_size);
+    trace.mark("sampler");
   }
 
   KvPlan plan;
@@ -120,6 +179,7 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
     const int64_t max_logits =
         std::max<int64_t>(config.max_num_seqs, std::min<int64_t>(config.max_num_batched_tokens, 256));
     mem.workspace_bytes = m.model->reserve_workspace(config.max_num_batched_tokens, max_logits);
+    trace.mark("workspace reservation");
     mem.weights_bytes = m.model->device_weight_bytes();
     check_weights_fit(budget, mem.weights_bytes);
     // Blocks freed while the workspaces grew are garbage now: give them back before measuring.
@@ -132,12 +192,16 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   }
   m.kv = std::make_unique<KvCache>(*m.device, plan.shape);
   mem.kv_bytes = m.kv->nbytes();
+  trace.mark("kv pool");
   m.blocks = std::make_unique<BlockPool>(plan.shape.n_blocks);
   m.info.max_model_len = plan.max_model_len;
   m.info.block_size = plan.shape.block_size;
   m.info.num_kv_blocks = plan.shape.n_blocks;
   m.info.kv_cache_dtype = dtype_name(plan.shape.dtype);
   m.model->set_graphs_enabled(config.enable_cuda_graphs);
+  ELI_CHECK(config.async_scheduling >= -1 && config.async_scheduling <= 1, "async_scheduling must be -1 (auto), 0 or 1, got ",
+            config.async_scheduling);
+  m.async_scheduling = config.async_scheduling == 1 || (config.async_scheduling == -1 && on_device);
   SchedulerConfig sc;
   sc.block_size = plan.shape.block_size;
   sc.max_num_seqs = config.max_num_seqs;
@@ -145,6 +209,8 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   sc.enable_chunked_prefill = config.enable_chunked_prefill;
   sc.enable_prefix_caching = config.enable_prefix_caching;
   m.scheduler = std::make_unique<Scheduler>(sc, *m.blocks);
+  trace.mark("scheduler");
+  trace.done();
 }
 
 Engine::~Engine() = default;
@@ -188,11 +254,13 @@ void Engine::abort_request(int64_t request_id) {
   TokenOutput out;
   out.request_id = request_id;
   m.finish(it->second.get(), FinishReason::kAbort, &out);
-  m.requests.erase(it);
+  m.retire(request_id);
   m.pending.push_back(out);
 }
 
-bool Engine::has_unfinished() const { return !impl_->requests.empty() || !impl_->pending.empty(); }
+bool Engine::has_unfinished() const {
+  return !impl_->requests.empty() || !impl_->pending.empty() || impl_->inflight != nullptr;
+}
 
 std::vector<TokenOutput> Engine::step() {
   Impl& m = *impl_;
@@ -209,93 +277,193 @@ std::vector<TokenOutput> Engine::step() {
 
 std::vector<TokenOutput> Engine::step_inner(std::vector<TokenOutput>& outs) {
   Impl& m = *impl_;
+  std::unique_ptr<Impl::Inflight> prev = std::move(m.inflight);
+  if (prev && !prev->lookahead) {
+    m.complete(*prev, outs);
+    prev.reset();
+  }
   std::vector<ScheduledSeq> sched = m.scheduler->schedule();
-  if (sched.empty()) return outs;
-  ++m.counters.steps;
+  if (!sched.empty()) {
+    try {
+      m.inflight = m.launch(sched, prev.get());
+    } catch (...) {
+      // Nothing of the failed step advanced; the previous step's samples are still applied (its
+      // outputs are delivered by a later step() with the pending ones).
+      if (prev) {
+        try {
+          m.complete(*prev, outs);
+        } catch (...) {
+        }
+      }
+      if (m.device_sampler) m.device_sampler->drop_pending();
+      throw;
+    }
+  }
+  if (prev) m.complete(*prev, outs);
+  if (m.inflight && !m.inflight->lookahead) {
+    m.complete(*m.inflight, outs);
+    m.inflight.reset();
+  }
+  return outs;
+}
 
-  const int64_t B = m.info.block_size, V = m.info.spec.vocab_size;
+std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<ScheduledSeq>& sched, Inflight* prev) {
+  const int64_t B = info.block_size, V = info.spec.vocab_size;
+  auto f = std::make_unique<Inflight>();
+  f->serial = next_serial++;
+  f->sched = sched;
+  ++counters.steps;
+
   Batch batch;
+  Transformer::TokenFeed feed;
+  if (device_sampler != nullptr) feed.src = device_sampler->device_tokens();
   int64_t max_blocks = 0;
   for (const ScheduledSeq& s : sched) max_blocks = std::max<int64_t>(max_blocks, s.seq->blocks.size());
   batch.max_blocks_per_seq = max_blocks;
   batch.block_tables.assign(static_cast<size_t>(max_blocks * sched.size()), 0);
+  std::vector<const SamplingParams*> ps;
+  std::vector<SequenceSamplingState*> ss;
+  std::vector<int64_t> draw_offsets;
   for (size_t i = 0; i < sched.size(); ++i) {
     const Sequence& seq = *sched[i].seq;
     for (int64_t j = 0; j < sched[i].n_new; ++j) {
       const int64_t pos = seq.num_computed + j;
-      batch.token_ids.push_back(seq.tokens[static_cast<size_t>(pos)]);
+      int32_t token = seq.tokens[static_cast<size_t>(pos)];
+      if (seq.feed_row >= 0 && pos == seq.n_tokens() - 1) {
+        // A placeholder: the previous (launched, not completed) step samples this token.
+        ELI_CHECK_KIND(kInternal, prev != nullptr && prev->serial == seq.feed_serial,
+                       "a placeholder token without its step");
+        if (device_sampler != nullptr) {
+          feed.dst_index.push_back(static_cast<int32_t>(batch.token_ids.size()));
+          feed.src_index.push_back(seq.feed_row);
+          token = 0;
+        } else {
+          const size_t r = static_cast<size_t>(seq.feed_row);
+          token = prev->errors[r].empty() ? prev->results[r].token : 0;  // a failed row's sequence ends anyway
+        }
+      }
+      batch.token_ids.push_back(token);
       batch.positions.push_back(static_cast<int32_t>(pos));
       batch.slot_mapping.push_back(static_cast<int32_t>(seq.blocks[static_cast<size_t>(pos / B)] * B + pos % B));
     }
     batch.cu_seqlens.push_back(static_cast<int32_t>(batch.token_ids.size()));
     batch.context_lens.push_back(static_cast<int32_t>(seq.num_computed + sched[i].n_new));
     std::copy(seq.blocks.begin(), seq.blocks.end(), batch.block_tables.begin() + i * max_blocks);
-    if (sched[i].sample) batch.logits_indices.push_back(batch.cu_seqlens.back() - 1);
-  }
-  // Sampling: on the device next to the logits (device models), else the host Sampler.
-  std::vector<SampleResult> dev_results;
-  std::vector<std::string> dev_errors;
-  if (m.device_sampler != nullptr) {
-    std::vector<const SamplingParams*> ps;
-    std::vector<SequenceSamplingState*> ss;
-    for (const ScheduledSeq& s : sched) {
-      if (!s.sample) continue;
-      ps.push_back(&s.seq->params);
-      ss.push_back(s.seq->sampling.get());
+    if (sched[i].sample) {
+      batch.logits_indices.push_back(batch.cu_seqlens.back() - 1);
+      ps.push_back(&seq.params);
+      ss.push_back(seq.sampling.get());
+      // The sampled token's index in the request's outputs: what precedes it, placeholders included.
+      draw_offsets.push_back(seq.num_computed + sched[i].n_new - seq.prompt_len);
     }
-    float* d_logits = m.model->forward_on_device(batch, *m.kv);
-    if (!ps.empty()) m.device_sampler->sample(d_logits, batch.n_logits(), V, ps, ss, &dev_results, &dev_errors);
+  }
+  const int64_t n_rows = static_cast<int64_t>(ps.size());
+  bool no_penalties = true;
+  for (const SamplingParams* p : ps) {
+    no_penalties = no_penalties && p->repetition_penalty == 1.0 && p->presence_penalty == 0.0 && p->frequency_penalty == 0.0;
+  }
+  f->lookahead = async_scheduling && n_rows > 0 &&
+                 (device_sampler != nullptr ? device_sampler->can_launch_async(ps) : no_penalties);
+
+  // Sampling: on the device next to the logits (device models), else the host Sampler.
+  if (device_sampler != nullptr) {
+    float* d_logits = model->forward_on_device(batch, *kv, feed.dst_index.empty() ? nullptr : &feed);
+    if (n_rows > 0) {
+      if (f->lookahead) {
+        device_sampler->launch_async(d_logits, n_rows, V, ps, ss, draw_offsets);
+        f->pending_on_device = true;
+      } else {
+        if (prev != nullptr) collect(*prev);  // sample() needs nothing queued
+        device_sampler->sample(d_logits, n_rows, V, ps, ss, &f->results, &f->errors, &draw_offsets);
+      }
+    }
   } else {
-    m.logits.resize(static_cast<size_t>(batch.n_logits() * V));
-    m.model->forward(batch, *m.kv, m.logits.data());
+    logits.resize(static_cast<size_t>(batch.n_logits() * V));
+    model->forward(batch, *kv, logits.data());
+    f->results.assign(static_cast<size_t>(n_rows), SampleResult{});
+    f->errors.assign(static_cast<size_t>(n_rows), std::string());
+    for (int64_t r = 0; r < n_rows; ++r) {
+      try {
+        f->results[static_cast<size_t>(r)] = sampler.sample(&logits[static_cast<size_t>(r * V)], V, *ps[r], *ss[r]);
+      } catch (const Error& e) {
+        f->errors[static_cast<size_t>(r)] = e.what();  // a poisoned row (non-finite logits) fails this request only
+      }
+    }
   }
 
+  // The step is queued: advance, and give each sequence that will go on a placeholder.
+  f->computed_end.resize(sched.size());
+  f->out_pos.assign(sched.size(), -1);
+  int32_t row = 0;
+  for (size_t i = 0; i < sched.size(); ++i) {
+    Sequence* seq = sched[i].seq;
+    seq->num_computed += sched[i].n_new;
+    f->computed_end[i] = seq->num_computed;
+    if (!sched[i].sample) continue;
+    const int64_t pos = seq->num_computed;  // == n_tokens(): the sampled token goes right after
+    f->out_pos[i] = pos;
+    const int32_t r = row++;
+    if (f->lookahead && pos + 1 - seq->prompt_len < seq->params.max_tokens && pos + 1 < info.max_model_len) {
+      seq->tokens.push_back(0);
+      seq->feed_row = r;
+      seq->feed_serial = f->serial;
+    }
+  }
+  return f;
+}
+
+void Engine::Impl::collect(Inflight& f) {
+  if (!f.pending_on_device) return;
+  f.pending_on_device = false;
+  device_sampler->collect(&f.results, &f.errors);
+}
+
+void Engine::Impl::complete(Inflight& f, std::vector<TokenOutput>& outs) {
+  collect(f);
   int64_t row = 0;
-  for (const ScheduledSeq& s : sched) {
+  for (size_t i = 0; i < f.sched.size(); ++i) {
+    const ScheduledSeq& s = f.sched[i];
     Sequence* seq = s.seq;
-    seq->num_computed += s.n_new;
+    const int64_t r_index = s.sample ? row++ : -1;
+    if (seq->state == SeqState::kFinished) continue;  // ended while in flight (kept in `retired`)
     if (!s.sample) {
-      m.scheduler->cache_full_blocks(seq);
+      scheduler->cache_full_blocks(seq, f.computed_end[i]);
       continue;
     }
-    const int64_t r_index = row++;
     TokenOutput out;
     out.request_id = seq->id;
-    try {
-      SampleResult r;
-      if (m.device_sampler != nullptr) {
-        if (!dev_errors[static_cast<size_t>(r_index)].empty()) {
-          ELI_THROW(kInvalidArgument, dev_errors[static_cast<size_t>(r_index)]);
-        }
-        r = std::move(dev_results[static_cast<size_t>(r_index)]);
-      } else {
-        r = m.sampler.sample(&m.logits[static_cast<size_t>(r_index * V)], V, seq->params, *seq->sampling);
-      }
-      out.token = r.token;
-      out.logprob = r.logprob;
-      out.top_logprobs = std::move(r.top_logprobs);
-    } catch (const Error& e) {
-      // A poisoned row (non-finite logits) fails this request only.
-      out.error = e.what();
-      m.finish(seq, FinishReason::kError, &out);
-      m.requests.erase(seq->id);
+    const size_t r = static_cast<size_t>(r_index);
+    if (!f.errors[r].empty()) {
+      out.error = f.errors[r];
+      finish(seq, FinishReason::kError, &out);
+      retire(seq->id);
       outs.push_back(std::move(out));
       continue;
     }
-    m.scheduler->cache_full_blocks(seq);  // after a good sample: never share a poisoned row's blocks
-    seq->tokens.push_back(out.token);
-    seq->sampling->append_output(out.token);
-    ++m.counters.generated_tokens;
-    if (m.is_stop_token(*seq, out.token)) {
-      m.finish(seq, FinishReason::kStop, &out);
-    } else if (seq->n_generated() >= seq->params.max_tokens || seq->n_tokens() >= m.info.max_model_len) {
-      m.finish(seq, FinishReason::kLength, &out);
+    SampleResult& res = f.results[r];
+    out.token = res.token;
+    out.logprob = res.logprob;
+    out.top_logprobs = std::move(res.top_logprobs);
+    scheduler->cache_full_blocks(seq, f.computed_end[i]);  // after a good sample: never share a poisoned row's blocks
+    const int64_t pos = f.out_pos[i];
+    if (pos < seq->n_tokens()) {
+      seq->tokens[static_cast<size_t>(pos)] = out.token;  // its placeholder
+    } else {
+      ELI_CHECK_KIND(kInternal, pos == seq->n_tokens(), "sampled token index ", pos, " past ", seq->n_tokens(), " tokens");
+      seq->tokens.push_back(out.token);
     }
-    const int64_t id = seq->id;
-    if (out.finish != FinishReason::kNone) m.requests.erase(id);
+    if (seq->feed_serial == f.serial) seq->feed_row = -1;
+    seq->sampling->append_output(out.token);
+    ++counters.generated_tokens;
+    if (is_stop_token(*seq, out.token)) {
+      finish(seq, FinishReason::kStop, &out);
+    } else if (pos + 1 - seq->prompt_len >= seq->params.max_tokens || pos + 1 >= info.max_model_len) {
+      finish(seq, FinishReason::kLength, &out);
+    }
+    if (out.finish != FinishReason::kNone) retire(seq->id);
     outs.push_back(std::move(out));
   }
-  return outs;
+  release_retired(f.serial);
 }
 
 std::vector<float> Engine::score(const std::vector<int32_t>& ids) {

@@ -81,10 +81,11 @@ std::vector<int32_t> Scheduler::lookup_prefix(const Sequence& seq) const {
   return hits;
 }
 
-void Scheduler::cache_full_blocks(Sequence* seq) {
+void Scheduler::cache_full_blocks(Sequence* seq, int64_t limit) {
   if (!config_.enable_prefix_caching || seq->prefix_cache_stopped) return;
   const int64_t B = config_.block_size;
-  const int64_t n_full = std::min<int64_t>(seq->num_computed / B, static_cast<int64_t>(seq->blocks.size()));
+  const int64_t n_full =
+      std::min<int64_t>(std::min(seq->num_computed, limit) / B, static_cast<int64_t>(seq->blocks.size()));
   while (seq->n_cached_blocks < n_full) {
     const int64_t i = seq->n_cached_blocks;
     uint64_t parent_hash = kPrefixRootHash, parent_serial = 0;

@@ -17,6 +17,7 @@
 // full prefix-cache entry at the same index of both block tables, with identical tokens.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <deque>
 #include <unordered_map>
@@ -51,9 +52,10 @@ class Scheduler {
   // Removes a sequence at any phase and frees its blocks (abort, finish, error).
   void remove(Sequence* seq);
   std::vector<ScheduledSeq> schedule();
-  // Registers the blocks of `seq` that its num_computed tokens filled as prefix-cache entries.
-  // Call after a step's K/V were written and num_computed advanced. No-op when caching is off.
-  void cache_full_blocks(Sequence* seq);
+  // Registers the blocks of `seq` that its first min(num_computed, limit) tokens filled as
+  // prefix-cache entries. Call after a step's K/V were written (limit: what the completed steps
+  // computed, when later ones are still in flight). No-op when caching is off.
+  void cache_full_blocks(Sequence* seq, int64_t limit = INT64_MAX);
 
   int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
   int64_t num_waiting() const { return static_cast<int64_t>(waiting_.size()); }

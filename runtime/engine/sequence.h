@@ -27,6 +27,10 @@ struct Sequence {
   int64_t n_cached_blocks = 0;    // leading blocks that are prefix-cache entries
   bool prefix_cache_stopped = false;  // a block could not be registered: register no more
   SeqState state = SeqState::kWaiting;
+  // Asynchronous scheduling: when feed_row >= 0, tokens.back() is a placeholder for row feed_row of
+  // the samples of launched step feed_serial (not yet completed).
+  int32_t feed_row = -1;
+  uint64_t feed_serial = 0;
   SamplingParams params;
   std::unique_ptr<SequenceSamplingState> sampling;
 

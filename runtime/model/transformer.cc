@@ -24,7 +24,7 @@ Transformer::Transformer(ModelSpec spec, TransformerWeights weights, ThreadPool*
     kind_ = device_->id().kind;
     PooledDevice* pooled = as_pooled(*device_);
     stream_ = pooled != nullptr ? pooled->default_stream() : nullptr;
-    placed_ = upload_weights(weights_, *device_, nullptr);
+    placed_ = upload_weights(weights_, *device_, nullptr, pool_);
     // The device copies are the weights now: drop the host matrices and vectors (and the mapped
     // file behind zero-copy views), keeping the metadata.
     TransformerWeights meta;
@@ -120,16 +120,27 @@ void Transformer::upload_batch(const Batch& batch) {
   const std::vector<int32_t>* arrays[] = {&batch.token_ids, &batch.positions, &batch.cu_seqlens,
                                           &batch.context_lens, &batch.block_tables, &batch.slot_mapping,
                                           &batch.logits_indices};
-  constexpr int kArrays = 8;
+  // Then, with a token feed, its dst_index and src_index (after every array a graph reads, so
+  // their offsets do not move with the feed's size).
+  constexpr int kArrays = 10;
+  const int64_t n_feed = feed_ != nullptr ? static_cast<int64_t>(feed_->dst_index.size()) : 0;
   int64_t offsets[kArrays + 1];
   offsets[0] = 0;
   for (int i = 0; i < kArrays; ++i) {
-    const int64_t n = i < 7 ? static_cast<int64_t>(arrays[i]->size()) : T;
+    const int64_t n = i < 7 ? static_cast<int64_t>(arrays[i]->size()) : (i == 7 ? T : n_feed);
     offsets[i + 1] = offsets[i] + (n + 3) / 4 * 4;
   }
   staging_.assign(static_cast<size_t>(offsets[kArrays]), 0);
   for (int i = 0; i < 7; ++i) std::copy(arrays[i]->begin(), arrays[i]->end(), staging_.begin() + offsets[i]);
   std::copy(rope_table_of_token_.begin(), rope_table_of_token_.begin() + T, staging_.begin() + offsets[7]);
+  if (n_feed > 0) {
+    for (int64_t i = 0; i < n_feed; ++i) {
+      ELI_CHECK(feed_->dst_index[i] >= 0 && feed_->dst_index[i] < T, "token feed index ", feed_->dst_index[i],
+                " outside the step's ", T, " tokens");
+    }
+    std::copy(feed_->dst_index.begin(), feed_->dst_index.end(), staging_.begin() + offsets[8]);
+    std::copy(feed_->src_index.begin(), feed_->src_index.end(), staging_.begin() + offsets[9]);
+  }
   static_assert(sizeof(int32_t) == sizeof(float), "int32 arrays share the f32 buffer type");
   grow(batch_ints_, offsets[kArrays]);
   device_->copy_host_to_device(batch_ints_.data, staging_.data(), staging_.size() * sizeof(int32_t), stream_);
@@ -142,6 +153,12 @@ void Transformer::upload_batch(const Batch& batch) {
   dev_slot_mapping_ = base + offsets[5];
   dev_logits_indices_ = base + offsets[6];
   dev_table_of_token_ = base + offsets[7];
+  if (n_feed > 0) {
+    ELI_CHECK(feed_->src != nullptr && feed_->src_index.size() == feed_->dst_index.size(), "malformed token feed");
+    ScatterTokensArgs sa{const_cast<int32_t*>(dev_token_ids_), base + offsets[8], feed_->src, base + offsets[9],
+                         n_feed, spec_.vocab_size};
+    get_kernel(Op::kScatterTokens, kind_, DType::kF32).fn(&sa, ExecContext{nullptr, stream_});
+  }
   // The inverse frequencies change only with dynamic RoPE: copy them when they differ from the
   // device's copy (or the buffer was reallocated).
   const float* before = rope_dev_.data;
@@ -165,8 +182,13 @@ void Transformer::forward(const Batch& batch, KvCache& kv, float* logits) {
                                static_cast<size_t>(batch.n_logits() * spec_.vocab_size) * sizeof(float), nullptr);
 }
 
-float* Transformer::forward_on_device(const Batch& batch, KvCache& kv) {
+float* Transformer::forward_on_device(const Batch& batch, KvCache& kv, const TokenFeed* feed) {
   ELI_CHECK(device_ != nullptr, "forward_on_device needs a device model");
+  struct FeedScope {  // feed_ is set for this call only, also when it throws
+    const TokenFeed*& slot;
+    ~FeedScope() { slot = nullptr; }
+  } scope{feed_};
+  feed_ = feed != nullptr && !feed->dst_index.empty() ? feed : nullptr;
   if (use_mixed_path(kv)) {
     forward_mixed(batch, kv);
   } else {

@@ -51,9 +51,17 @@ class Transformer {
   uint64_t reserve_workspace(int64_t max_tokens, int64_t max_logits);
   // Runs one step. logits: host (batch.n_logits(), vocab), row r for flat token batch.logits_indices[r].
   void forward(const Batch& batch, KvCache& kv, float* logits);
+  // Token ids that only the device knows yet (asynchronous scheduling: the step is queued before
+  // the host has read the previous step's samples): before the step runs,
+  // ids[dst_index[i]] = src[src_index[i]] (Op::kScatterTokens); batch.token_ids holds placeholders
+  // there. src: device int32, valid in stream order.
+  struct TokenFeed {
+    const int32_t* src = nullptr;
+    std::vector<int32_t> dst_index, src_index;
+  };
   // Device models only: runs one step and leaves the logits on the device: (batch.n_logits(), vocab)
   // f32 rows, valid until the next forward. Work is queued on the device's default stream.
-  float* forward_on_device(const Batch& batch, KvCache& kv);
+  float* forward_on_device(const Batch& batch, KvCache& kv, const TokenFeed* feed = nullptr);
   // Decode steps replay CUDA graphs captured per (batch-size bucket, block-table width) when this
   // is on (the default for CUDA models); off runs every kernel eagerly (for tests and comparisons).
   void set_graphs_enabled(bool on);
@@ -73,7 +81,8 @@ class Transformer {
   void grow(Buffer& b, int64_t n);
   void ensure_workspace(int64_t n_tokens, int64_t n_logits);
   void build_rope_tables(const Batch& batch);
-  // Device path: copies the batch's arrays (and the rope tables) to the device; sets dev_* pointers.
+  // Device path: copies the batch's arrays (and the rope tables) to the device; sets dev_* pointers;
+  // then applies feed_ (if any) to the uploaded token ids.
   void upload_batch(const Batch& batch);
   // The generic path (every backend; f32 activations) and the mixed-precision device path
   // (transformer_mixed.cc: bf16 weights and KV cache, GEMV decode, cuBLASLt prefill, graphs).
@@ -129,6 +138,7 @@ class Transformer {
   std::vector<int32_t> staging_;
   Buffer batch_ints_;  // int32 storage viewed through `data` as float* (reinterpreted)
   Buffer rope_dev_;    // (n_tables, rot_dim / 2)
+  const TokenFeed* feed_ = nullptr;      // set for the duration of forward_on_device()
   std::vector<float> rope_uploaded_;  // what rope_dev_ holds
   const int32_t* dev_token_ids_ = nullptr;
   const int32_t* dev_positions_ = nullptr;

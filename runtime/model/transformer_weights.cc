@@ -2,8 +2,10 @@
 // decoder-only transformer (see transformer_weights.h for the layout).
 //
 // Every tensor's shape is compared with what the ModelSpec implies before anything is copied.
-// A matrix whose stored dtype already equals the wanted one (and needs no merge or permutation)
-// stays a zero-copy view of the memory-mapped file.
+// A matrix whose stored dtype already equals the wanted one (and needs no permutation) stays a
+// zero-copy view of the memory-mapped file when it is one tensor or its parts lie back to back in
+// the file; with defer_merges its other merges stay lists of such views. Any other matrix is built
+// in one pass per row (copied, or converted through a one-row f32 buffer; un-permuted on the fly).
 #include "runtime/model/transformer_weights.h"
 
 #include <cstring>
@@ -15,6 +17,7 @@
 #include "kernels/ref/float_convert.h"
 #include "runtime/core/thread_pool.h"
 #include "runtime/device/device.h"
+#include "runtime/device/staged_upload.h"
 #include "runtime/model/weight_source.h"
 
 namespace eli {
@@ -61,17 +64,18 @@ void rows_to_f32(const TensorInfo& t, int64_t cols, int64_t r0, int64_t r1, floa
 
 // Undo llama.cpp's Q/K permutation: stored rows of each head are (half, pair) interleaved; HF
 // order is (pair, half). Row i of a head in HF order = stored row (i % (hd/2)) * 2 + i / (hd/2).
+int64_t permuted_source_row(int64_t r, int64_t hd) {
+  const int64_t head = r / hd, i = r % hd, half = hd / 2;
+  return head * hd + (i % half) * 2 + i / half;
+}
+
 void unpermute_rows(float* w, int64_t rows, int64_t cols, int64_t n_heads) {
-  const int64_t hd = rows / n_heads, half = hd / 2;
-  std::vector<float> tmp(static_cast<size_t>(hd * cols));
-  for (int64_t h = 0; h < n_heads; ++h) {
-    float* head = w + h * hd * cols;
-    for (int64_t i = 0; i < hd; ++i) {
-      int64_t src = (i % half) * 2 + i / half;
-      std::memcpy(&tmp[i * cols], head + src * cols, cols * sizeof(float));
-    }
-    std::memcpy(head, tmp.data(), tmp.size() * sizeof(float));
+  const int64_t hd = rows / n_heads;
+  std::vector<float> tmp(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(&tmp[r * cols], w + permuted_source_row(r, hd) * cols, cols * sizeof(float));
   }
+  std::memcpy(w, tmp.data(), tmp.size() * sizeof(float));
 }
 
 struct Part {
@@ -79,6 +83,35 @@ struct Part {
   int64_t rows;
   int64_t permute_heads;  // > 0: un-permute with this many heads
 };
+
+// Writes rows [r0, r1) of part `p` in HF order (un-permuted if needed), converted to `want` (f32 or
+// bf16), to `dst` (where row r0 goes). One pass: a row in the wanted dtype is copied, any other is
+// converted through a one-row f32 buffer.
+void part_rows(const Part& p, int64_t cols, DType want, int64_t r0, int64_t r1, uint8_t* dst) {
+  const TensorInfo& t = *p.info;
+  const DTypeInfo& in = dtype_info(t.dtype);
+  const int64_t in_row = cols / in.block_elems * in.block_bytes;
+  const int64_t out_row = cols * dtype_info(want).block_bytes;
+  if (p.permute_heads == 0 && t.dtype == want) {
+    std::memcpy(dst, t.data + r0 * in_row, static_cast<size_t>((r1 - r0) * in_row));
+    return;
+  }
+  const int64_t hd = p.permute_heads > 0 ? p.rows / p.permute_heads : 0;
+  std::vector<float> tmp(want == DType::kF32 ? 0 : static_cast<size_t>(cols));
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t src = hd > 0 ? permuted_source_row(r, hd) : r;
+    uint8_t* out = dst + (r - r0) * out_row;
+    if (t.dtype == want) {
+      std::memcpy(out, t.data + src * in_row, static_cast<size_t>(in_row));
+    } else if (want == DType::kF32) {
+      rows_to_f32(t, cols, src, src + 1, reinterpret_cast<float*>(out));
+    } else {
+      rows_to_f32(t, cols, src, src + 1, tmp.data());
+      uint16_t* o = reinterpret_cast<uint16_t*>(out);
+      for (int64_t c = 0; c < cols; ++c) o[c] = f32_to_bf16(tmp[c]);
+    }
+  }
+}
 
 class Loader {
  public:
@@ -122,29 +155,38 @@ class Loader {
     }
     count_ += static_cast<uint64_t>(rows) * cols;
     const DType want = opt_.matrix_dtype;
-    const size_t elem = dtype_info(want).block_bytes;
-    if (parts.size() == 1 && parts[0].permute_heads == 0 && parts[0].info->dtype == want &&
-        reinterpret_cast<uintptr_t>(parts[0].info->data) % elem == 0) {
-      // Zero-copy: a view of the mapped file; the source stays alive through the owner.
-      int64_t shape[2] = {rows, cols};
-      TensorView v = make_view(const_cast<uint8_t*>(parts[0].info->data), want, DeviceId{}, 2, shape);
-      return WeightMatrix{Tensor(v, std::static_pointer_cast<void>(src_))};
-    }
-    WeightMatrix m{Tensor::host(want, {rows, cols})};
-    int64_t row0 = 0;
-    for (const Part& p : parts) {
-      std::vector<float> tmp(static_cast<size_t>(p.rows * cols));
-      parallel_for(opt_.pool, p.rows, [&](int64_t a, int64_t b) { rows_to_f32(*p.info, cols, a, b, &tmp[a * cols]); }, 16);
-      if (p.permute_heads > 0) unpermute_rows(tmp.data(), p.rows, cols, p.permute_heads);
-      if (want == DType::kF32) {
-        std::memcpy(m.t.ptr<float>() + row0 * cols, tmp.data(), tmp.size() * sizeof(float));
-      } else {
-        uint16_t* dst = m.t.ptr<uint16_t>() + row0 * cols;
-        parallel_for(opt_.pool, static_cast<int64_t>(tmp.size()), [&](int64_t a, int64_t b) {
-          for (int64_t i = a; i < b; ++i) dst[i] = f32_to_bf16(tmp[i]);
-        }, 1 << 16);
+    const int64_t elem = dtype_info(want).block_bytes;
+    const int64_t row_bytes = cols * elem;
+    int64_t shape[2] = {rows, cols};
+    // A part that is already what the forward pass wants, in place.
+    auto as_is = [&](const Part& p) {
+      return p.permute_heads == 0 && p.info->dtype == want && reinterpret_cast<uintptr_t>(p.info->data) % elem == 0;
+    };
+    bool all_as_is = true, adjacent = true;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      all_as_is = all_as_is && as_is(parts[i]);
+      if (i > 0) {
+        const Part& prev = parts[i - 1];
+        adjacent = adjacent && parts[i].info->file == prev.info->file &&
+                   parts[i].info->data == prev.info->data + prev.rows * row_bytes;
       }
-      row0 += p.rows;
+    }
+    if (all_as_is) {
+      // One part, or parts stored back to back in the file: a zero-copy view (the source stays
+      // alive through the owner). Otherwise, for a device load, the merge is left to the upload.
+      TensorView v = make_view(const_cast<uint8_t*>(parts[0].info->data), want, DeviceId{}, 2, shape);
+      WeightMatrix m{Tensor(v, std::static_pointer_cast<void>(src_)), {}};
+      if (!adjacent && opt_.defer_merges) {
+        for (const Part& p : parts) m.parts.push_back(WeightPart{p.info->data, p.rows});
+        return m;
+      }
+      if (adjacent) return m;
+    }
+    WeightMatrix m{Tensor::host(want, {rows, cols}), {}};
+    uint8_t* dst = m.t.ptr<uint8_t>();
+    for (const Part& p : parts) {
+      parallel_for(opt_.pool, p.rows, [&](int64_t a, int64_t b) { part_rows(p, cols, want, a, b, dst + a * row_bytes); }, 16);
+      dst += p.rows * row_bytes;
     }
     return m;
   }
@@ -230,26 +272,40 @@ namespace {
 
 const float* vec_ptr(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
 
-// Copies host data to `device`, remembering the copy (and which host pointer it came from, so that
-// an aliased matrix such as a tied lm_head is uploaded once).
+// Allocates the device copy of every weight, remembering which host pointer it came from (so an
+// aliased matrix such as a tied lm_head is uploaded once), and collects the copies as pieces for
+// one staged upload: a deferred matrix gives one piece per part, at its row offset.
 class Uploader {
  public:
-  Uploader(Device& device, void* stream, PlacedWeights& out) : device_(device), stream_(stream), out_(out) {}
+  Uploader(Device& device, PlacedWeights& out) : device_(device), out_(out) {}
   const void* matrix(const WeightMatrix& m) {
     if (m.data() == nullptr) return nullptr;
     for (const auto& [host, dev] : done_) {
       if (host == m.data()) return dev;
     }
     Tensor t = Tensor::empty(device_, m.dtype(), {m.rows(), m.cols()});
-    device_.copy_host_to_device(t.ptr<void>(), m.data(), t.nbytes(), stream_);
+    if (!m.deferred()) {
+      pieces_.push_back(UploadPiece{t.ptr<void>(), m.data(), t.nbytes()});
+    } else {
+      uint8_t* dst = t.ptr<uint8_t>();
+      int64_t rows = 0;
+      for (const WeightPart& p : m.parts) {
+        const uint64_t bytes = static_cast<uint64_t>(p.rows) * m.row_bytes();
+        pieces_.push_back(UploadPiece{dst, p.data, bytes});
+        dst += bytes;
+        rows += p.rows;
+      }
+      ELI_CHECK(rows == m.rows(), "deferred matrix of ", m.rows(), " rows has parts of ", rows, " rows");
+    }
     return keep(m.data(), std::move(t));
   }
   const float* vec(const std::vector<float>& v) {
     if (v.empty()) return nullptr;
     Tensor t = Tensor::empty(device_, DType::kF32, {static_cast<int64_t>(v.size())});
-    device_.copy_host_to_device(t.ptr<void>(), v.data(), t.nbytes(), stream_);
+    pieces_.push_back(UploadPiece{t.ptr<void>(), v.data(), t.nbytes()});
     return static_cast<const float*>(keep(v.data(), std::move(t)));
   }
+  void copy_all(ThreadPool* pool, void* stream) { upload_pieces(device_, pool, pieces_, stream); }
 
  private:
   const void* keep(const void* host, Tensor t) {
@@ -260,9 +316,9 @@ class Uploader {
     return dev;
   }
   Device& device_;
-  void* stream_;
   PlacedWeights& out_;
   std::vector<std::pair<const void*, const void*>> done_;
+  std::vector<UploadPiece> pieces_;
 };
 
 }  // namespace
@@ -294,17 +350,35 @@ void place_all(const TransformerWeights& w, PlacedWeights& p, PlaceMatrix matrix
 
 PlacedWeights place_on_host(const TransformerWeights& w) {
   PlacedWeights p;
-  place_all(w, p, [](const WeightMatrix& m) { return m.data(); }, vec_ptr);
+  place_all(w, p, [](const WeightMatrix& m) {
+    ELI_CHECK(!m.deferred(), "a matrix loaded with deferred merges cannot be used on the host");
+    return m.data();
+  }, vec_ptr);
   return p;
 }
 
-PlacedWeights upload_weights(const TransformerWeights& w, Device& device, void* stream) {
+PlacedWeights upload_weights(const TransformerWeights& w, Device& device, void* stream, ThreadPool* pool) {
   PlacedWeights p;
-  Uploader up(device, stream, p);
+  Uploader up(device, p);
   place_all(w, p, [&](const WeightMatrix& m) { return up.matrix(m); },
             [&](const std::vector<float>& v) { return up.vec(v); });
-  if (stream == nullptr) device.synchronize();
+  up.copy_all(pool, stream);
   return p;
+}
+
+Tensor WeightMatrix::contiguous_host() const {
+  Tensor out = Tensor::host(dtype(), {rows(), cols()});
+  if (!deferred()) {
+    if (t.nbytes() > 0) std::memcpy(out.ptr<void>(), data(), t.nbytes());
+    return out;
+  }
+  uint8_t* dst = out.ptr<uint8_t>();
+  for (const WeightPart& p : parts) {
+    const uint64_t bytes = static_cast<uint64_t>(p.rows) * row_bytes();
+    std::memcpy(dst, p.data, bytes);
+    dst += bytes;
+  }
+  return out;
 }
 
 }  // namespace eli

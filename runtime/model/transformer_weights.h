@@ -12,9 +12,15 @@
 // Invariants: every shape was checked against the ModelSpec before any copy; Q/K rows of llama
 // GGUF files are un-permuted back to the HF (rotate-half) order.
 //
+// Deferred merges (WeightLoadOptions::defer_merges, device loads only): a merged matrix whose parts
+// are all stored in the wanted dtype and need no permutation is not concatenated on the host; it
+// keeps the list of its parts (views of the mapped file) and upload_weights() writes each part at
+// its row offset on the device. Such a matrix's data() is only an identity (see WeightMatrix).
+//
 // Placement: the forward pass reads weights only through PlacedWeights (raw pointers on one
-// device). place_on_host() points into the TransformerWeights themselves; upload_weights() copies
-// every matrix and vector to a device (tied embed/lm_head stay one allocation) and owns the copies.
+// device). place_on_host() points into the TransformerWeights themselves (it needs contiguous
+// matrices: no deferred ones); upload_weights() copies every matrix and vector to a device (tied
+// embed/lm_head stay one allocation) through the staged uploader and owns the copies.
 #pragma once
 
 #include <functional>
@@ -31,12 +37,27 @@ namespace eli {
 class ThreadPool;
 class WeightSource;
 
+// `rows` contiguous rows of a deferred matrix, in the matrix dtype (a view of the mapped file, kept
+// alive by TransformerWeights::source).
+struct WeightPart {
+  const void* data = nullptr;
+  int64_t rows = 0;
+};
+
 struct WeightMatrix {
-  Tensor t;  // (rows, cols) in matrix dtype; may alias a memory-mapped file
+  // (rows, cols) in matrix dtype; may alias a memory-mapped file. For a deferred matrix (parts
+  // non-empty) only its shape, dtype and address are meaningful: the address is parts[0].data, an
+  // identity (aliases share it) and NOT the matrix contents, which are the parts' rows in order.
+  Tensor t;
+  std::vector<WeightPart> parts;  // empty: `t` holds the whole matrix contiguously
   int64_t rows() const { return t.dim(0); }
   int64_t cols() const { return t.dim(1); }
   const void* data() const { return t.view().data; }
   DType dtype() const { return t.view().dtype; }
+  bool deferred() const { return !parts.empty(); }
+  uint64_t row_bytes() const { return rows() > 0 ? t.nbytes() / static_cast<uint64_t>(rows()) : 0; }
+  // The whole matrix, contiguous, in a fresh host tensor (a deferred one is concatenated).
+  Tensor contiguous_host() const;
 };
 
 struct LayerWeights {
@@ -63,6 +84,9 @@ struct TransformerWeights {
 struct WeightLoadOptions {
   DType matrix_dtype = DType::kF32;   // f32 or bf16
   bool gguf_llama_permuted = false;   // undo llama.cpp's Q/K row permutation
+  // The weights go to a device (upload_weights) and never feed the CPU forward pass: merges that
+  // need no conversion are deferred to the upload (no host copy). Off for the CPU path.
+  bool defer_merges = false;
   ThreadPool* pool = nullptr;
 };
 
@@ -101,8 +125,10 @@ struct PlacedWeights {
 // Pointers into `w` itself: valid while `w` (or what it was moved into) lives, since a move keeps
 // the vectors' buffers and the Tensors' shared storage in place.
 PlacedWeights place_on_host(const TransformerWeights& w);
-// Copies of every weight on `device` (through its allocator), queued on `stream` (nullptr: the
-// device's default stream, synchronous); the host weights may be dropped once it returns.
-PlacedWeights upload_weights(const TransformerWeights& w, Device& device, void* stream = nullptr);
+// Copies of every weight on `device` (through its allocator), on `stream` (nullptr: the device's
+// default stream), through pinned staging buffers filled on `pool` (may be null); every copy is
+// complete when it returns, so the host weights may be dropped then.
+PlacedWeights upload_weights(const TransformerWeights& w, Device& device, void* stream = nullptr,
+                             ThreadPool* pool = nullptr);
 
 }  // namespace eli

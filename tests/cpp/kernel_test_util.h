@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <random>
 #include <string>
@@ -18,6 +19,14 @@
 #include "runtime/device/device.h"
 
 namespace eli::ktest {
+
+// True when bench/device_sanitize.sh runs the tests (ELI_TEST_UNDER_SANITIZER=1). Tests whose
+// size serves statistics or coverage of many vocabularies (not the code paths a sanitizer checks)
+// shrink then: racecheck slows kernels 100-1000x, and the same paths run at the smaller sizes.
+inline bool under_sanitizer() {
+  const char* v = std::getenv("ELI_TEST_UNDER_SANITIZER");
+  return v != nullptr && v[0] == '1';
+}
 
 inline std::string entry_name(const KernelEntry& e) {
   return std::string(op_name(e.op)) + "/" + (e.device == DeviceKind::kCUDA ? "cuda" : "cpu") + "/" +

@@ -5,6 +5,7 @@
 // by f32 arithmetic order). Skips without a CUDA device.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -211,6 +212,35 @@ TEST_F(CudaKernelMixedTest, KvWriteBf16MatchesRef) {
   dev_->synchronize();
   expect_close(kc.dev_f32(), kc.host_f32(), 0.f, 0.f, "kv_write bf16 k");  // same rounding of the same f32
   expect_close(vc.dev_f32(), vc.host_f32(), 0.f, 0.f, "kv_write bf16 v");
+}
+
+// Op::kScatterTokens: next-step token ids from the sampler's device output, with out-of-range
+// sampled ids clamped to 0, against the CPU reference; n = 0 is a no-op.
+TEST_F(CudaKernelMixedTest, ScatterTokensMatchesRef) {
+  std::mt19937 rng(9);
+  const int64_t vocab = 1000;
+  for (int64_t n : {0, 1, 7, 300}) {
+    std::vector<int32_t> ids(static_cast<size_t>(n + 13));
+    for (int32_t& v : ids) v = static_cast<int32_t>(rng() % vocab);
+    std::vector<int32_t> src(static_cast<size_t>(n + 5));
+    for (size_t i = 0; i < src.size(); ++i) src[i] = i % 6 == 5 ? (i % 2 ? -3 : 5000) : static_cast<int32_t>(rng() % vocab);
+    std::vector<int32_t> dst_index(static_cast<size_t>(n)), src_index(static_cast<size_t>(n));
+    std::vector<int32_t> perm(ids.size());
+    for (size_t i = 0; i < perm.size(); ++i) perm[i] = static_cast<int32_t>(i);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    for (int64_t i = 0; i < n; ++i) {
+      dst_index[i] = perm[i];  // distinct destinations
+      src_index[i] = static_cast<int32_t>(rng() % src.size());
+    }
+    std::vector<int32_t> want = ids;
+    ScatterTokensArgs ra{want.data(), dst_index.data(), src.data(), src_index.data(), n, vocab};
+    get_kernel(Op::kScatterTokens, DeviceKind::kCPU, DType::kF32, "ref").fn(&ra, ExecContext{});
+    DeviceBuffer<int32_t> d_ids(*dev_, ids), d_dst(*dev_, dst_index), d_src(*dev_, src), d_sidx(*dev_, src_index);
+    ScatterTokensArgs ga{d_ids.get(), d_dst.get(), d_src.get(), d_sidx.get(), n, vocab};
+    get_kernel(Op::kScatterTokens, DeviceKind::kCUDA, DType::kF32).fn(&ga, ctx_);
+    EXPECT_EQ(d_ids.download(), want) << "n " << n;
+    for (int32_t v : want) ASSERT_TRUE(v >= 0 && v < vocab);
+  }
 }
 
 }  // namespace

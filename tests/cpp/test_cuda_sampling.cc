@@ -24,6 +24,7 @@
 #include "runtime/engine/device_sampler.h"
 #include "runtime/engine/sampler.h"
 #include "tests/cpp/device_test_util.h"
+#include "tests/cpp/kernel_test_util.h"
 #include "tests/cpp/sampling_test_util.h"
 
 namespace eli {
@@ -104,7 +105,10 @@ void run_ref(HostBatch& b) {
 
 TEST_F(CudaKernelSample, MatchesReference) {
   int total_mismatches = 0, total_rows = 0;
-  for (int64_t V : {1, 7, 1000, 32000, 128256, 151936}) {
+  // Under a sanitizer: the smallest vocabularies and the largest (the same kernel paths).
+  const std::vector<int64_t> vocabs = ktest::under_sanitizer() ? std::vector<int64_t>{1, 7, 1000, 151936}
+                                                               : std::vector<int64_t>{1, 7, 1000, 32000, 128256, 151936};
+  for (int64_t V : vocabs) {
     for (stest::NamedBatch& nb : stest::kernel_cases(V, 100 + V)) {
       HostBatch want = nb.batch;
       run_ref(want);
@@ -120,7 +124,7 @@ TEST_F(CudaKernelSample, MatchesReference) {
 
 // The same batch twice: identical outputs (no dependence on scheduling).
 TEST_F(CudaKernelSample, Deterministic) {
-  for (stest::NamedBatch& nb : stest::kernel_cases(32000, 7)) {
+  for (stest::NamedBatch& nb : stest::kernel_cases(ktest::under_sanitizer() ? 3000 : 32000, 7)) {
     HostBatch first = nb.batch, second = nb.batch;
     DeviceBatch d1(*dev_, first);
     d1.run(*entry_, ctx_);
@@ -148,7 +152,9 @@ TEST_F(CudaKernelSample, DistributionMatchesFilteredSoftmax) {
   };
   for (const P& pp : {P{0.8, 0, 1.0, 0.0}, P{1.3, 7, 1.0, 0.0}, P{1.0, 0, 0.6, 0.0}, P{1.0, 20, 0.8, 0.0},
                       P{0.9, 0, 1.0, 0.1}, P{1.5, 30, 0.9, 0.05}}) {
-    const int n = 40000;
+    // Under a sanitizer only the agreement with the reference is checked, on fewer rows.
+    const bool stats = !ktest::under_sanitizer();
+    const int n = stats ? 40000 : 512;
     std::vector<RowParams> rows(n);
     for (int i = 0; i < n; ++i) {
       rows[i].temperature = pp.t;
@@ -194,6 +200,7 @@ TEST_F(CudaKernelSample, DistributionMatchesFilteredSoftmax) {
       same += b.token[i] == want.token[i];
     }
     EXPECT_GE(same, n - 4) << "GPU and reference draws (same RNG) should agree";
+    if (!stats) continue;
     double chi2 = 0.0;
     int df = -1;
     for (int64_t t = 0; t < V; ++t) {

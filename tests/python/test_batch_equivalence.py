@@ -40,8 +40,10 @@ def reference():
         dict(max_num_batched_tokens=7),
         dict(enable_chunked_prefill=False, max_num_batched_tokens=64),
         dict(block_size=4, num_kv_blocks=40, max_num_seqs=64),
+        dict(async_scheduling=True),
+        dict(block_size=4, num_kv_blocks=40, max_num_seqs=64, async_scheduling=True),
     ],
-    ids=["default", "no-prefix-cache", "chunked-7", "unchunked", "preempting"],
+    ids=["default", "no-prefix-cache", "chunked-7", "unchunked", "preempting", "async", "preempting-async"],
 )
 def test_batch_of_64_equals_one_at_a_time(reference, kwargs):
     llm = eli.LLM(MODEL, device="cpu", dtype="float32", **kwargs)

@@ -2,6 +2,8 @@
 # (marked `gpu`: they run on the GPU machine). Same configurations as test_batch_equivalence.py:
 # - float32 on CUDA: a batch of 64 vs one at a time (on the CPU), chunked prefill on/off, prefix
 #   caching on/off and a preempting pool give identical greedy tokens;
+# - asynchronous scheduling (on by default on the GPU) against one step at a time: the same tokens
+#   and logprobs for seeded sampling, stop tokens and a preempting pool (float32);
 # - bfloat16 (the mixed path: bf16 KV, GEMV decode, cuBLASLt prefill, CUDA graphs): bf16 outputs
 #   are not batch-invariant (a batch changes which kernels and reduction orders run, as in every
 #   GPU engine), so the checks are: prefix-cache hits vs misses and graphs vs eager agree on >= 90%
@@ -50,8 +52,10 @@ def reference():
         dict(max_num_batched_tokens=7),
         dict(enable_chunked_prefill=False, max_num_batched_tokens=64),
         dict(block_size=4, num_kv_blocks=40, max_num_seqs=64),
+        dict(async_scheduling=False),
+        dict(block_size=4, num_kv_blocks=40, max_num_seqs=64, async_scheduling=False),
     ],
-    ids=["default", "no-prefix-cache", "chunked-7", "unchunked", "preempting"],
+    ids=["default", "no-prefix-cache", "chunked-7", "unchunked", "preempting", "sync", "preempting-sync"],
 )
 def test_cuda_f32_batch_of_64_equals_cpu_one_at_a_time(reference, kwargs):
     kwargs.setdefault("num_kv_blocks", 256)
@@ -133,3 +137,35 @@ def test_cuda_bf16_decode_graphs_match_eager_logprobs():
     la = np.asarray([lp[t] for lp, t in zip(a.logprobs[:n], a.token_ids[:n])])
     lb = np.asarray([lp[t] for lp, t in zip(b.logprobs[:n], b.token_ids[:n])])
     assert np.abs(la - lb).max() < 0.05
+
+
+@pytest.mark.parametrize("kwargs", [dict(num_kv_blocks=256), dict(block_size=4, num_kv_blocks=40, max_num_seqs=64)],
+                         ids=["large-pool", "preempting"])
+def test_cuda_async_scheduling_matches_one_step_at_a_time(kwargs):
+    prompts = _prompts(32, seed=3)
+    params = []
+    for i in range(32):
+        if i % 4 == 3:  # penalties: these steps run one at a time even with async scheduling on
+            params.append(eli.SamplingParams(max_tokens=16, temperature=0.0, repetition_penalty=1.2,
+                                             ignore_eos=True, logprobs=1))
+        elif i % 4 == 2:
+            params.append(eli.SamplingParams(max_tokens=16, temperature=0.0, stop_token_ids=[i * 7 % 263],
+                                             ignore_eos=True, logprobs=1))
+        else:
+            params.append(eli.SamplingParams(max_tokens=8 + i % 9, temperature=0.8, top_p=0.9, seed=100 + i,
+                                             ignore_eos=True, logprobs=1))
+    outs = {}
+    for mode in (False, True):
+        llm = eli.LLM(MODEL, device="cuda", dtype="float32", progress=False, async_scheduling=mode, **kwargs)
+        try:
+            outs[mode] = llm.generate(prompts, params)
+            stats = llm.stats()
+            assert stats["kv_blocks_free"] == stats["kv_blocks_total"]
+        finally:
+            llm.shutdown()
+    for a, b in zip(outs[False], outs[True]):
+        assert list(a.token_ids) == list(b.token_ids)
+        assert a.finish_reason == b.finish_reason
+        la = [lp[t] for lp, t in zip(a.logprobs, a.token_ids)]
+        lb = [lp[t] for lp, t in zip(b.logprobs, b.token_ids)]
+        assert np.allclose(la, lb, atol=1e-4)

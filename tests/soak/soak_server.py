@@ -12,11 +12,15 @@
 #   stuck), eli:num_preemptions > 0, /health is 200; every request ended within a timeout; every
 #   non-disconnected request got HTTP 200 with n choices ending "stop"/"length", token counts within
 #   max_tokens and one logprob entry per token; the server process's VmRSS is flat after warm-up
-#   (last <= warm * (1 + frac) + abs MiB, warm = the sample at 20%); a sample of greedy requests
-#   (temperature 0, ignore_eos, not disconnected) has every choice's text equal to the same prompt
-#   run alone on a fresh in-process eli.LLM with a large pool (run after the server has stopped); the
-#   server log holds no traceback other than BENIGN_SERVER_EXCEPTIONS; SIGTERM stops it cleanly.
-# Usage: python tests/soak/soak_server.py [--requests N | --seconds S] [--model PATH] [--json OUT]
+#   (last <= warm * (1 + frac) + abs MiB, warm = the sample at 20%; in a long enough run, the
+#   least-squares slope of the second half's samples <= rss_slope_max bytes per request); with
+#   --trace (the server under traced_serve.py), its per-request tables (AsyncLLM routes, early
+#   outputs, ids, stream_queued_outputs; the server's sse_queued) are empty once idle; a sample of
+#   greedy requests (temperature 0, ignore_eos, not disconnected) has every choice's text equal to
+#   the same prompt run alone on a fresh in-process eli.LLM with a large pool (run after the server
+#   has stopped); the server log holds no traceback other than BENIGN_SERVER_EXCEPTIONS; SIGTERM
+#   stops it cleanly.
+# Usage: python tests/soak/soak_server.py [--requests N | --seconds S] [--trace DIR] [--json OUT]
 from __future__ import annotations
 
 import argparse
@@ -90,16 +94,22 @@ class Server:
     """`python -m eli serve` in a subprocess on 127.0.0.1:<free port>; stderr goes to a log file."""
 
     def __init__(self, model: str, dtype: str, n_threads: int, block_size: int, num_kv_blocks: int,
-                 max_num_seqs: int, log_path: str):
+                 max_num_seqs: int, log_path: str, trace_dir: Optional[str] = None, tracemalloc: bool = False):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "eli", "serve", "-m", model, "--offline", "--device", "cpu",
+        # trace_dir: the same server under tests/soak/traced_serve.py (memory probes on SIGUSR1/2).
+        launcher = [str(pathlib.Path(__file__).with_name("traced_serve.py"))] if trace_dir else ["-m", "eli"]
+        cmd = [sys.executable, *launcher, "serve", "-m", model, "--offline", "--device", "cpu",
                "--dtype", dtype, "--host", "127.0.0.1", "--port", str(self.port),
                "--served-model-name", "soak", "--log-level", "warning", "--block-size", str(block_size),
                "--num-kv-blocks", str(num_kv_blocks), "--max-num-seqs", str(max_num_seqs)]
         if n_threads:
             cmd += ["--threads", str(n_threads)]
         env = dict(os.environ)
+        self.trace_dir = trace_dir
+        if trace_dir:
+            env["ELI_SOAK_TRACE_DIR"] = trace_dir
+            env["ELI_SOAK_TRACEMALLOC"] = "1" if tracemalloc else "0"
         # The server imports the same eli as this process (the installed wheel in CI, where the
         # source tree's python/eli has no compiled module; the source tree with ELI_NATIVE_DIR).
         import eli as _eli_pkg
@@ -394,24 +404,57 @@ class Soak:
             self.counts["completed"] += 1
             self.maybe_sample_rss()
 
+    def sample_rss(self, final: bool = False) -> None:
+        done = self.counts["completed"]
+        self.rss.append((done, rss_bytes(self.server.proc.pid)))
+        if self.server.trace_dir:  # traced_serve.py writes a memory probe
+            self.server.proc.send_signal(signal.SIGUSR2 if final else signal.SIGUSR1)
+
     def maybe_sample_rss(self) -> None:
         done = self.counts["completed"]
-        total = self.a["requests"]
+        total, k = self.a["requests"], self.a["rss_samples"]
         if total:
-            if done % max(1, total // 10) == 0:
-                self.rss.append((done, rss_bytes(self.server.proc.pid)))
+            if done % max(1, total // k) == 0:
+                self.sample_rss()
         elif time.monotonic() >= self._next_rss:
-            self.rss.append((done, rss_bytes(self.server.proc.pid)))
-            self._next_rss += self.a["seconds"] / 10
+            self.sample_rss()
+            self._next_rss += self.a["seconds"] / k
 
     async def run(self) -> None:
         a = self.a
         counter = iter(range(a["requests"] if a["requests"] else 1 << 62))
         deadline = time.monotonic() + a["seconds"] if a["seconds"] else None
-        self._next_rss = time.monotonic() + (a["seconds"] or 0) / 10
-        self.rss.append((0, rss_bytes(self.server.proc.pid)))
+        self._next_rss = time.monotonic() + (a["seconds"] or 0) / a["rss_samples"]
+        self.sample_rss()
         await asyncio.gather(*(self.worker(lambda: next(counter, None), deadline) for _ in range(a["concurrency"])))
-        self.rss.append((self.counts["completed"], rss_bytes(self.server.proc.pid)))
+
+
+def rss_slope(samples: list[tuple[int, int]]) -> Optional[float]:
+    """Least-squares slope (bytes per request) of (requests finished, VmRSS bytes) samples; None
+    with fewer than 3 distinct request counts. A fit, not last - first: one transient sample (a
+    burst of threads, a pymalloc arena in use for a moment) moves it little."""
+    xs = [float(d) for d, _ in samples]
+    if len(set(xs)) < 3:
+        return None
+    ys = [float(b) for _, b in samples]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+
+
+def final_probe(server: "Server", trace_dir: str, timeout: float = 120.0) -> dict:
+    """The traced server's final probe (sent by sample_rss(final=True)), read from probes.jsonl."""
+    path = pathlib.Path(trace_dir) / "probes.jsonl"
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if path.exists():
+            lines = path.read_text().splitlines()
+            if lines:
+                last = json.loads(lines[-1])
+                if last.get("final"):
+                    return last
+        time.sleep(0.05)
+    return {"tables": {"final_probe_missing": 1}}
 
 
 async def settle(client: httpx.AsyncClient, url: str, timeout: float) -> str:
@@ -447,16 +490,25 @@ def run_soak(model: str = DEFAULT_MODEL, requests: int = 2000, seconds: float = 
              block_size: int = 4, num_kv_blocks: int = 40, max_num_seqs: int = 16, max_prompt: int = 48,
              max_new: int = 32, abort_frac: float = 0.2, greedy_checks: int = 50, seed: int = 0,
              dtype: str = "float32", n_threads: int = 1, request_timeout: float = 120.0,
-             rss_growth_frac: float = 0.10, rss_growth_mib: float = 16.0, log_path: Optional[str] = None,
-             verbose: bool = True) -> dict:
-    """Runs the server soak; returns the figures, with "violations" (empty when every invariant held)."""
+             rss_growth_frac: float = 0.10, rss_growth_mib: float = 16.0, rss_samples: int = 40,
+             rss_slope_max: float = 512.0, rss_slope_min_requests: int = 3000, log_path: Optional[str] = None,
+             trace_dir: Optional[str] = None, tracemalloc: bool = False, verbose: bool = True) -> dict:
+    """Runs the server soak; returns the figures, with "violations" (empty when every invariant held).
+
+    Server memory: VmRSS is sampled rss_samples times (plus at the start and, idle, after the run);
+    the last sample must be <= warm * (1 + rss_growth_frac) + rss_growth_mib MiB (warm: the first
+    sample at >= 20% of the requests), and where the second half of the run spans at least
+    rss_slope_min_requests requests, the least-squares slope of its samples must be <= rss_slope_max
+    bytes per request. trace_dir runs the server under traced_serve.py; then its per-request tables
+    must be empty once idle (tracemalloc adds Python-heap tracing, see traced_serve.py)."""
     t0 = time.monotonic()
     rng = random.Random(seed)
     per_seq = -(-(max_prompt + max_new) // block_size)
     if num_kv_blocks < per_seq + 1:
         raise ValueError(f"{num_kv_blocks} KV blocks cannot hold one longest request ({per_seq} blocks + 1)")
     log_path = log_path or f"/tmp/eli_soak_server_{os.getpid()}.log"
-    server = Server(model, dtype, n_threads, block_size, num_kv_blocks, max_num_seqs, log_path)
+    server = Server(model, dtype, n_threads, block_size, num_kv_blocks, max_num_seqs, log_path, trace_dir,
+                    tracemalloc)
     v: list[str] = []
     try:
         server.wait_ready()
@@ -469,7 +521,7 @@ def run_soak(model: str = DEFAULT_MODEL, requests: int = 2000, seconds: float = 
         args = dict(vocab=vocab, max_prompt=max_prompt, max_new=max_new, prefixes=prefixes,
                     abort_frac=abort_frac, requests=0 if seconds else requests, seconds=seconds,
                     concurrency=concurrency, request_timeout=request_timeout, greedy_checks=greedy_checks,
-                    seed=seed)
+                    seed=seed, rss_samples=rss_samples)
 
         async def main():
             limits = httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8)
@@ -477,10 +529,14 @@ def run_soak(model: str = DEFAULT_MODEL, requests: int = 2000, seconds: float = 
                 soak = Soak(client, server, rng, args)
                 await soak.run()
                 page = await settle(client, server.url, 30.0)
+                if trace_dir:
+                    await asyncio.sleep(0.5)  # handlers of the last disconnects finish their cleanup
+                soak.sample_rss(final=True)  # the idle server after the run
+                probe = final_probe(server, trace_dir) if trace_dir else None
                 health = (await client.get(server.url + "/health")).status_code
-                return soak, page, health
+                return soak, page, health, probe
 
-        soak, page, health = asyncio.run(main())
+        soak, page, health, probe = asyncio.run(main())
         soak_s = time.monotonic() - t0
     finally:
         rc = server.stop()
@@ -503,11 +559,24 @@ def run_soak(model: str = DEFAULT_MODEL, requests: int = 2000, seconds: float = 
     if bad:
         v.append(f"server logged unexpected exceptions {bad} (see {log_path})")
     rss = [b for _, b in soak.rss]
-    warm = rss[min(2, len(rss) - 1)]
+    done_at = [d for d, _ in soak.rss]
+    # warm = the first sample at or after 20% of the requests (time-boxed runs: of the samples)
+    n_done = soak.counts["completed"]
+    warm_i = next((i for i, d in enumerate(done_at) if d >= 0.2 * n_done), len(rss) - 1)
+    warm = rss[warm_i]
     limit = warm * (1 + rss_growth_frac) + rss_growth_mib * MIB
     if rss[-1] > limit:
         v.append(f"server VmRSS grew after warm-up: {warm / MIB:.1f} -> {rss[-1] / MIB:.1f} MiB "
                  f"(limit {limit / MIB:.1f})")
+    half = [(d, b) for d, b in soak.rss if d >= n_done / 2]
+    slope = rss_slope(half)
+    if slope is not None and n_done - half[0][0] >= rss_slope_min_requests and slope > rss_slope_max:
+        v.append(f"server VmRSS still grows in the second half of the run: {slope:.0f} bytes per request "
+                 f"(limit {rss_slope_max:.0f}) over requests {half[0][0]}..{n_done}")
+    if probe is not None:
+        busy = {k: n for k, n in probe.get("tables", {}).items() if n}
+        if busy:
+            v.append(f"idle server still holds per-request state: {busy}")
     sample = soak.greedy_done
     refs = reference_texts(model, dtype, n_threads, block_size, [(p, mt) for p, mt, _ in sample])
     mismatches = 0
@@ -530,6 +599,11 @@ def run_soak(model: str = DEFAULT_MODEL, requests: int = 2000, seconds: float = 
         "health_status": health, "server_exit": rc, "server_log_exceptions": exc,
         "rss_mib_first": rss[0] / MIB, "rss_mib_warm": warm / MIB, "rss_mib_last": rss[-1] / MIB,
         "rss_mib_max": max(rss) / MIB, "rss_samples_mib": [round(b / MIB, 1) for b in rss],
+        "rss_samples_at": done_at,
+        "rss_slope_2nd_half_bytes_per_request": None if slope is None else round(slope, 1),
+        "rss_mib_2nd_half_growth": round((half[-1][1] - half[0][1]) / MIB, 2) if half else None,
+        "server_tables_idle": None if probe is None else probe.get("tables"),
+        "server_threads_idle": None if probe is None else probe.get("threads"),
         "greedy_completed": soak.greedy_seen, "greedy_checked": len(sample), "greedy_mismatches": mismatches,
         "block_size": block_size, "num_kv_blocks": num_kv_blocks, "max_num_seqs": max_num_seqs,
         "concurrency": concurrency, "seed": seed, "soak_s": round(soak_s, 2),
@@ -564,6 +638,17 @@ def main(argv=None) -> int:
     ap.add_argument("--request-timeout", type=float, default=120.0)
     ap.add_argument("--log", default=None, help="server log file (default /tmp/eli_soak_server_<pid>.log)")
     ap.add_argument("--json", default=None, help="write the figures here")
+    ap.add_argument("--rss-samples", type=int, default=40, help="server VmRSS samples over the run")
+    ap.add_argument("--rss-slope-max", type=float, default=512.0,
+                    help="bytes per request: the most the second half's VmRSS fit may grow")
+    ap.add_argument("--rss-slope-min-requests", type=int, default=3000,
+                    help="check the slope only when the second half spans this many requests")
+    ap.add_argument("--trace", default=None, metavar="DIR",
+                    help="run the server under traced_serve.py: a memory probe at each RSS sample in "
+                         "DIR/probes.jsonl (RSS by mapping, malloc stats, threads, live objects, "
+                         "per-request tables, which must be empty at the end)")
+    ap.add_argument("--tracemalloc", action="store_true",
+                    help="with --trace: also trace the Python heap (slow); growth sites in DIR/top_diff.txt")
     a = ap.parse_args(argv)
     # SIGTERM (e.g. from `timeout`) unwinds through run_soak's finally, which stops the server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -571,7 +656,9 @@ def main(argv=None) -> int:
                    block_size=a.block_size, num_kv_blocks=a.num_kv_blocks, max_num_seqs=a.max_num_seqs,
                    max_prompt=a.max_prompt, max_new=a.max_new, abort_frac=a.abort_frac,
                    greedy_checks=a.greedy_checks, seed=a.seed, dtype=a.dtype, n_threads=a.n_threads,
-                   request_timeout=a.request_timeout, log_path=a.log)
+                   request_timeout=a.request_timeout, rss_samples=a.rss_samples,
+                   rss_slope_max=a.rss_slope_max, rss_slope_min_requests=a.rss_slope_min_requests,
+                   log_path=a.log, trace_dir=a.trace, tracemalloc=a.tracemalloc)
     if a.json:
         pathlib.Path(a.json).write_text(json.dumps(fig, indent=2) + "\n")
     return 1 if fig["violations"] else 0
