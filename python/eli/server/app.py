@@ -386,7 +386,9 @@ def create_app(llm, *, model_name: str, api_key: Optional[str] = None, chat_temp
         log.exception("unhandled error on %s", request.url.path)
         return _error_response(ApiError(500, f"internal error: {type(e).__name__}", type="server_error"))
 
-    def auth(request: Request) -> None:
+    # async: a plain def dependency would run in FastAPI's thread pool, one thread hop per request
+    # (and a pool of idle worker threads with their own stacks and malloc arenas).
+    async def auth(request: Request) -> None:
         if srv.api_key is None:
             return
         header = request.headers.get("authorization", "")
