@@ -4,7 +4,7 @@
 //   (AttentionArgs::max_query_len, known and small): split-K over the context in one kernel (the
 //   last CTA of each query chunk combines the splits), with the number of splits chosen for full
 //   waves of resident CTAs (choose_splits), limited by kAttentionMaxSplits, by the context (at
-//   least kMinSplitLen positions a split; max_context_len may be an upper bound, as under CUDA
+//   least kMinSplitBytes of K and V a split; max_context_len may be an upper bound, as under CUDA
 //   graphs: each split's range comes from the device-side lengths and may be empty), by the
 //   workspace and by the split counters (kDecodeSlotCounters);
 // - prefill (attention_prefill.cu) otherwise, including max_query_len == 0 (unknown): tensor-core
@@ -24,13 +24,19 @@
 #include "eli/error.h"
 #include "kernels/cuda/attention_bf16.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/pdl.cuh"
 #include "runtime/device/cuda/cuda_check.h"
 
 namespace eli {
 namespace {
 
 constexpr int64_t kDecodeMaxQueryLen = 4;
-constexpr int64_t kMinSplitLen = 128;  // a tile for each of a decode CTA's 8 warps (16 rows at hd 64)
+// A split must stream at least this many bytes of K and V per kv head: the split-K combine (a
+// fence, an arrival counter and a second read of the partials by the last CTA) costs ~5 us, about
+// what one CTA takes to stream 128 KiB, so shorter splits lose (measured on an H100 with
+// bench/cuda_decode_step_bench.cc: at context 128 one split instead of two saves 5.5 us per layer).
+constexpr int64_t kMinSplitBytes = int64_t{128} << 10;
+constexpr int64_t kMinSplitLenFloor = 128;  // a tile for each of a decode CTA's 8 warps (16 rows at hd 64)
 constexpr int64_t kMaxGridYZ = 65535;
 constexpr int64_t kPrefillRows = 64;  // query rows per prefill CTA
 
@@ -67,6 +73,13 @@ int64_t choose_splits(int64_t units, int64_t slots, int64_t max_splits) {
     if (eff[s] >= 0.85 * best) return s;
   }
   return 1;
+}
+
+// Positions per split at least (ELI_ATTN_MIN_SPLIT > 0 overrides, for tuning).
+int64_t min_split_len_for(int64_t head_dim) {
+  const int64_t env = cuda::env_int("ELI_ATTN_MIN_SPLIT", 0);
+  if (env > 0) return env;
+  return std::max(kMinSplitLenFloor, kMinSplitBytes / (4 * std::max<int64_t>(head_dim, 1)));  // K + V, bf16
 }
 
 bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
@@ -131,6 +144,7 @@ void attention_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
   p.n_qchunks = 1;
   p.n_qchunks_cap = 1;
   p.counter_slot = -1;
+  p.pdl_trigger_early = cuda::env_int("ELI_ATTN_TRIGGER", 0) != 0;
   p.bs_shift = -1;
   for (int b = 0; b < 31; ++b) {
     if ((int64_t{1} << b) == a.block_size) p.bs_shift = b;
@@ -143,12 +157,13 @@ void attention_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
     const int64_t qchunks = ceil_div(n_q, qmax);
     p.n_qchunks = static_cast<int>(std::max<int64_t>(1, std::min(qchunks, kMaxGridYZ / a.n_kv_heads)));
     p.n_qchunks_cap = static_cast<int>(std::min<int64_t>(qchunks, attn::kDecodeSlotCounters + 1));
-    // Splits: at most kAttentionMaxSplits, at least kMinSplitLen positions each, within the
+    // Splits: at most kAttentionMaxSplits, at least min_split_len_for(hd) positions each, within the
     // workspace; among those, the fewest whose wave efficiency is near the best (choose_splits).
     int64_t span = p.kv_cap;
     if (a.max_context_len > 0) span = std::min(span, a.max_context_len);
     if (a.sliding_window > 0) span = std::min(span, a.sliding_window + a.max_query_len - 1);
-    int64_t max_splits = std::min<int64_t>(kAttentionMaxSplits, ceil_div(std::max<int64_t>(span, 1), kMinSplitLen));
+    const int64_t min_split_len = min_split_len_for(a.head_dim);
+    int64_t max_splits = std::min<int64_t>(kAttentionMaxSplits, ceil_div(std::max<int64_t>(span, 1), min_split_len));
     const int64_t ws_tokens = a.n_seqs * a.max_query_len;
     const size_t per_split = static_cast<size_t>(ws_tokens) * a.n_heads * (a.head_dim + 2) * sizeof(float);
     if (a.workspace != nullptr && aligned(a.workspace, 16)) {

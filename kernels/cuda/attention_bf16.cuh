@@ -51,6 +51,7 @@ struct Params {
   int n_qchunks;               // grid's query-chunk count per (seq, kv head) (grid-stride beyond)
   int n_qchunks_cap;           // query chunks per (seq, kv head) the host bounds (counter index)
   int counter_slot;            // n_splits > 1: slot of the split counters (decode_counter_slot)
+  bool pdl_trigger_early;      // decode: let the next PDL kernel start when this one starts
   int bs_shift;                // log2(block_size) when a power of two, else -1
   float* ws_o;                 // (T_bound, nh, n_splits, hd) unnormalised partial outputs
   float* ws_m;                 // (T_bound, nh, n_splits) running max (log2 domain)

@@ -35,6 +35,8 @@
 //   slots are zero-filled, never loaded), so no NaN from uninitialised memory can leak in.
 // TPR = 8 / 16 / 32 serve head_dim <= 64 / 128 / 256 with 16-byte loads (hd % 8 == 0 and an
 // aligned cache); anything else runs TPR = 32 with element loads (slow but correct).
+// Launched with programmatic dependent launch (kernels/cuda/pdl.cuh): every CTA waits for the
+// previous kernel first, then lets the next one (the o GEMV) start prefetching its weights.
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -42,6 +44,7 @@
 
 #include "eli/error.h"
 #include "kernels/cuda/attention_bf16.cuh"
+#include "kernels/cuda/pdl.cuh"
 #include "runtime/device/cuda/cuda_check.h"
 
 namespace eli {
@@ -163,6 +166,10 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
   __shared__ float s_cw[QMAX][kMaxSplits];     // last CTA: the weight of each split
   __shared__ int s_last;
 
+  // Programmatic dependent launch (kernels/cuda/pdl.cuh): q and the cache rows of this step come
+  // from the previous kernel; the next kernel (the o GEMV) may start prefetching its weights.
+  cuda::pdl_wait();
+  if (p.pdl_trigger_early) cuda::pdl_launch_dependents();
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int r = lane / TPR, c = lane % TPR;
   const int qsel = c / REP;                    // the query whose score this lane ends up holding
@@ -467,27 +474,21 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
   }
 }
 
-// Once per device and instantiation: the dynamic shared memory opt-in, and the largest shared
-// memory carveout (the kernel keeps its data in shared memory; L1 only caches block tables), so
-// that two CTAs fit an SM where the registers allow.
+// Once per device and instantiation: the dynamic shared memory opt-in. The shared-memory carveout
+// stays the driver's choice: forcing the largest one (as an earlier version did, for two CTAs per
+// SM) made the SMs switch configurations between this kernel and the GEMVs around it, which cost
+// more than the occupancy gained (bench/cuda_decode_step_bench.cc, ELI_ATTN_CARVEOUT=100).
 template <int TPR, bool VEC, int QMAX>
 void configure_t() {
-  static std::atomic<uint64_t> opted{0}, carved{0};
-  const void* kernel = reinterpret_cast<const void*>(decode_kernel<TPR, VEC, QMAX>);
-  allow_dynamic_smem(kernel, kSmem, &opted);
-  int dev = 0;
-  ELI_CUDA_CHECK(cudaGetDevice(&dev));
-  const uint64_t bit = dev >= 0 && dev < 64 ? (uint64_t{1} << dev) : 0;
-  if (bit != 0 && (carved.load(std::memory_order_relaxed) & bit)) return;
-  ELI_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                      static_cast<int>(cudaSharedmemCarveoutMaxShared)));
-  carved.fetch_or(bit, std::memory_order_relaxed);
+  static std::atomic<uint64_t> opted{0};
+  allow_dynamic_smem(reinterpret_cast<const void*>(decode_kernel<TPR, VEC, QMAX>), kSmem, &opted);
 }
 
 template <int TPR, bool VEC, int QMAX>
 void launch_decode_t(const Params& p, dim3 grid, cudaStream_t stream) {
   configure_t<TPR, VEC, QMAX>();
-  decode_kernel<TPR, VEC, QMAX><<<grid, kThreads, kSmem, stream>>>(p);
+  cuda::apply_env_carveout(reinterpret_cast<const void*>(decode_kernel<TPR, VEC, QMAX>), "ELI_ATTN_CARVEOUT");
+  cuda::launch_kernel(decode_kernel<TPR, VEC, QMAX>, grid, dim3(kThreads), kSmem, stream, cuda::pdl_enabled(), p);
 }
 
 // Resident CTAs per SM of an instantiation on the current device (cached per device).

@@ -22,8 +22,9 @@
 //   (griddepcontrol.wait: the previous kernel has completed and its writes are visible) before it
 //   touches x, the norm weight, bias or out. It also triggers its own dependents at its start, so a
 //   following PDL kernel (e.g. the next GEMV) can prefetch during this one's tail; such a kernel
-//   must wait before reading what this one writes. ELI_GEMV_PDL=0 in the environment turns the
-//   attribute off (read at every launch, i.e. at capture time under CUDA graphs).
+//   must wait before reading what this one writes (the contract of kernels/cuda/pdl.cuh).
+//   ELI_GEMV_PDL=0 (or ELI_PDL=0 for every kernel) in the environment turns the attribute off
+//   (read at every launch, i.e. at capture time under CUDA graphs).
 // Any shape, stride and alignment is correct: k % 8 != 0, misaligned pointers or strides fall back
 // to a scalar kernel with the same structure. m > kGemvMaxRows is run as several launches (the
 // caller should use the GEMM there). Nothing is allocated; everything goes on ctx.stream, so the
@@ -38,6 +39,7 @@
 #include "eli/error.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/pdl.cuh"
 #include "runtime/device/cuda/cuda_check.h"
 
 namespace eli {
@@ -121,19 +123,6 @@ __device__ __forceinline__ void load8_act(const float* p, float (&f)[kChunk]) {
   f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
 }
 
-// ---- programmatic dependent launch (no-ops before sm_90 and when not launched as PDL) ---------
-
-__device__ __forceinline__ void pdl_trigger_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void pdl_wait_for_previous() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
 // ---- the kernel -----------------------------------------------------------------------------
 
 // Weight row loaded as the CTA's rr-th row (clamped into range: rows past the end are loaded
@@ -155,7 +144,7 @@ __global__ void __launch_bounds__(kMaxThreads) gemv_kernel(const GemvParams p) {
   const int outs_per_cta = p.swiglu ? RR / 2 : RR;
   const int64_t base = static_cast<int64_t>(blockIdx.x) * outs_per_cta;  // first output column
   const bool norm = p.g != nullptr;
-  pdl_trigger_dependents();
+  cuda::pdl_launch_dependents();
   const W* w = static_cast<const W*>(p.w);
   const W* wrow[RR];
 #pragma unroll
@@ -182,7 +171,7 @@ __global__ void __launch_bounds__(kMaxThreads) gemv_kernel(const GemvParams p) {
         for (int rr = 0; rr < RR; ++rr) wv[u][rr].load(wrow[rr] + c * kChunk);
       }
       if (!waited) {  // the first weights are in flight; everything else needs the previous kernel
-        pdl_wait_for_previous();
+        cuda::pdl_wait();
         waited = true;
       }
 #pragma unroll
@@ -219,7 +208,7 @@ __global__ void __launch_bounds__(kMaxThreads) gemv_kernel(const GemvParams p) {
       }
     }
   } else {
-    pdl_wait_for_previous();
+    cuda::pdl_wait();
     for (int64_t j = tid; j < p.k; j += nt) {
       float wf[RR];
 #pragma unroll
@@ -239,7 +228,7 @@ __global__ void __launch_bounds__(kMaxThreads) gemv_kernel(const GemvParams p) {
     }
   }
 
-  pdl_wait_for_previous();  // threads that had no chunk (returns at once for the others)
+  cuda::pdl_wait();  // threads that had no chunk (returns at once for the others)
 
   // Block reduction: red[v][tid] = partial v of this thread; warp i sums partials i, i + warps, ...
 #pragma unroll
@@ -278,29 +267,24 @@ __global__ void __launch_bounds__(kMaxThreads) gemv_kernel(const GemvParams p) {
 
 bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
 
-// Of the current device (cached): SM count and whether it has programmatic dependent launch.
-struct DeviceInfo {
-  int sms;
-  bool pdl;
-};
-DeviceInfo device_info() {
-  static std::atomic<int> cache[64];  // sms * 2 + pdl, 0 = not yet known
+// SM count of the current device (cached).
+int sm_count() {
+  static std::atomic<int> cache[64];  // 0 = not yet known
   int dev = 0;
   ELI_CUDA_CHECK(cudaGetDevice(&dev));
   if (dev < 0 || dev >= 64) dev = 0;
   int v = cache[dev].load(std::memory_order_relaxed);
   if (v == 0) {
-    int sms = 0, major = 0;
-    ELI_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    ELI_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    v = std::max(sms, 1) * 2 + (major >= 9 ? 1 : 0);
+    ELI_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+    v = std::max(v, 1);
     cache[dev].store(v, std::memory_order_relaxed);
   }
-  return {v / 2, (v & 1) != 0};
+  return v;
 }
 
-bool pdl_enabled(const DeviceInfo& info) {
-  if (!info.pdl) return false;
+// The GEMV's own switch (ELI_GEMV_PDL=0) on top of the global one (ELI_PDL=0, kernels/cuda/pdl.cuh).
+bool pdl_enabled() {
+  if (!cuda::pdl_enabled()) return false;
   const char* env = std::getenv("ELI_GEMV_PDL");
   return env == nullptr || std::strcmp(env, "0") != 0;
 }
@@ -311,17 +295,9 @@ void launch_one(const GemvParams& p, int threads, bool pdl, cudaStream_t stream)
   const int64_t blocks = (p.n_out + outs_per_cta - 1) / outs_per_cta;
   ELI_CHECK(blocks <= INT_MAX, "gemv: n=", p.n, " exceeds the grid limit");
   const size_t smem = static_cast<size_t>(M * RR + M) * threads * sizeof(float);
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(blocks));
-  cfg.blockDim = dim3(static_cast<unsigned>(threads));
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
-  ELI_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_kernel<W, M, RR, kVec>, p));
+  cuda::apply_env_carveout(reinterpret_cast<const void*>(gemv_kernel<W, M, RR, kVec>), "ELI_GEMV_CARVEOUT");
+  cuda::launch_kernel(gemv_kernel<W, M, RR, kVec>, dim3(static_cast<unsigned>(blocks)),
+                      dim3(static_cast<unsigned>(threads)), smem, stream, pdl, p);
 }
 
 template <typename W, int RR>
@@ -356,9 +332,8 @@ void gemv_cuda(const void* args_ptr, const ExecContext& ctx) {
   const int threads = static_cast<int>(std::clamp<int64_t>((want + 31) / 32 * 32, 32, kMaxThreads));
   // Rows per CTA: 4 unless that leaves fewer than two CTAs per SM.
   const int64_t ctas_rr4 = (n_out + (a.swiglu ? 2 : 4) - 1) / (a.swiglu ? 2 : 4);
-  const DeviceInfo info = device_info();
-  const bool rr4 = ctas_rr4 >= 2 * static_cast<int64_t>(info.sms);
-  const bool pdl = pdl_enabled(info);
+  const bool rr4 = ctas_rr4 >= 2 * static_cast<int64_t>(sm_count());
+  const bool pdl = pdl_enabled();
 
   for (int64_t r0 = 0; r0 < a.m; r0 += kGemvMaxRows) {
     GemvParams p;

@@ -16,6 +16,7 @@
 #include "eli/error.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/pdl.cuh"
 #include "runtime/device/cuda/cuda_check.h"
 
 namespace eli {
@@ -78,79 +79,89 @@ __global__ void kv_write_bf16_kernel(__nv_bfloat16* __restrict__ k_cache, __nv_b
   v_cache[slot * row + j] = __float2bfloat16_rn(v[t * v_stride + j]);
 }
 
-// ---- RopeKvWrite: one block per token, one warp per head ---------------------------------------
-// Heads 0..nh-1 are q heads, nh..nh+nkv-1 k heads, then nkv v heads (copied). The head's values
-// are staged in shared memory (f32) so that the norm and the rotate-half pairs read finished data.
+// ---- RopeKvWrite: grid (tokens, head groups), one warp per head -------------------------------
+// Heads 0..nh-1 are q heads, nh..nh+nkv-1 k heads, then nkv v heads (copied). One warp per head
+// (not one CTA looping over a token's heads): at decode the launch holds one token, and its
+// latency is then one head's load -> RoPE -> store, not nh + 2 nkv of them in a row. The head's
+// values are staged in shared memory (f32) so that the norm and the rotate-half pairs read
+// finished data. Launched with programmatic dependent launch (kernels/cuda/pdl.cuh): everything
+// after pdl_wait() (the qkv rows come from the previous kernel).
+constexpr int kRopeWarps = 4;
+
 template <typename Q, typename C>
-__global__ void rope_kv_write_kernel(Q* __restrict__ q_out, C* __restrict__ k_cache, C* __restrict__ v_cache,
-                                     const float* __restrict__ qkv, const float* __restrict__ q_norm,
-                                     const float* __restrict__ k_norm, const int32_t* __restrict__ positions,
-                                     const int32_t* __restrict__ slot_mapping, const float* __restrict__ inv_freq,
-                                     const int32_t* __restrict__ table_of_token, int64_t t0, int nh, int nkv, int hd,
-                                     int half, int64_t qkv_stride, int64_t n_slots, float scaling, float eps) {
-  extern __shared__ float stage[];  // (warps, hd)
+__global__ void __launch_bounds__(32 * kRopeWarps)
+    rope_kv_write_kernel(Q* __restrict__ q_out, C* __restrict__ k_cache, C* __restrict__ v_cache,
+                         const float* __restrict__ qkv, const float* __restrict__ q_norm,
+                         const float* __restrict__ k_norm, const int32_t* __restrict__ positions,
+                         const int32_t* __restrict__ slot_mapping, const float* __restrict__ inv_freq,
+                         const int32_t* __restrict__ table_of_token, int64_t t0, int nh, int nkv, int hd, int half,
+                         int64_t qkv_stride, int64_t n_slots, float scaling, float eps) {
+  extern __shared__ float stage[];  // (kRopeWarps, hd)
+  cuda::pdl_wait();
+  cuda::pdl_launch_dependents();
   const int64_t t = t0 + blockIdx.x;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int head = static_cast<int>(blockIdx.y) * kRopeWarps + warp;
+  if (head >= nh + 2 * nkv) return;
   float* buf = stage + static_cast<int64_t>(warp) * hd;
-  const float* row = qkv + t * qkv_stride;
+  const float* src = qkv + t * qkv_stride + static_cast<int64_t>(head) * hd;
   const int64_t slot = slot_mapping[t];
   const bool slot_ok = slot >= 0 && slot < n_slots;
+  if (head >= nh + nkv) {  // v head: copy into the cache
+    if (!slot_ok) return;
+    C* dst = v_cache + (slot * nkv + (head - nh - nkv)) * hd;
+    for (int d = lane; d < hd; d += 32) dst[d] = from_f32<C>(src[d]);
+    return;
+  }
+  const bool is_q = head < nh;
+  if (!is_q && !slot_ok) return;
   const int64_t table = table_of_token ? table_of_token[t] : 0;
   const float pos = static_cast<float>(positions[t]);
-  for (int head = warp; head < nh + 2 * nkv; head += n_warps) {
-    const float* src = row + static_cast<int64_t>(head) * hd;
-    if (head >= nh + nkv) {  // v head: copy into the cache
-      if (!slot_ok) continue;
-      C* dst = v_cache + (slot * nkv + (head - nh - nkv)) * hd;
-      for (int d = lane; d < hd; d += 32) dst[d] = from_f32<C>(src[d]);
-      continue;
-    }
-    const bool is_q = head < nh;
-    if (!is_q && !slot_ok) continue;
-    const float* nw = is_q ? q_norm : k_norm;
-    float inv = 1.f;
-    if (nw != nullptr) {
-      float ss = 0.f;
-      for (int d = lane; d < hd; d += 32) ss += src[d] * src[d];
-      ss = cuda::warp_reduce_sum(ss);
-      inv = rsqrtf(ss / static_cast<float>(hd) + eps);
-    }
-    for (int d = lane; d < hd; d += 32) buf[d] = nw != nullptr ? src[d] * inv * nw[d] : src[d];
-    __syncwarp();
-    for (int i = lane; i < half; i += 32) {
-      const float angle = pos * inv_freq[table * half + i];
-      double s, c;
-      sincos(static_cast<double>(angle), &s, &c);
-      c *= scaling;
-      s *= scaling;
-      const double x1 = buf[i], x2 = buf[i + half];
-      buf[i] = static_cast<float>(x1 * c - x2 * s);
-      buf[i + half] = static_cast<float>(x2 * c + x1 * s);
-    }
-    __syncwarp();
-    if (is_q) {
-      Q* dst = q_out + (t * nh + head) * hd;
-      for (int d = lane; d < hd; d += 32) dst[d] = from_f32<Q>(buf[d]);
-    } else {
-      C* dst = k_cache + (slot * nkv + (head - nh)) * hd;
-      for (int d = lane; d < hd; d += 32) dst[d] = from_f32<C>(buf[d]);
-    }
-    __syncwarp();  // buf is reused by this warp's next head
+  const float* nw = is_q ? q_norm : k_norm;
+  float inv = 1.f;
+  if (nw != nullptr) {
+    float ss = 0.f;
+    for (int d = lane; d < hd; d += 32) ss += src[d] * src[d];
+    ss = cuda::warp_reduce_sum(ss);
+    inv = rsqrtf(ss / static_cast<float>(hd) + eps);
+  }
+  for (int d = lane; d < hd; d += 32) buf[d] = nw != nullptr ? src[d] * inv * nw[d] : src[d];
+  __syncwarp();
+  for (int i = lane; i < half; i += 32) {
+    const float angle = pos * inv_freq[table * half + i];
+    double sn, cs;
+    sincos(static_cast<double>(angle), &sn, &cs);
+    cs *= scaling;
+    sn *= scaling;
+    const double x1 = buf[i], x2 = buf[i + half];
+    buf[i] = static_cast<float>(x1 * cs - x2 * sn);
+    buf[i + half] = static_cast<float>(x2 * cs + x1 * sn);
+  }
+  __syncwarp();
+  if (is_q) {
+    Q* dst = q_out + (t * nh + head) * hd;
+    for (int d = lane; d < hd; d += 32) dst[d] = from_f32<Q>(buf[d]);
+  } else {
+    C* dst = k_cache + (slot * nkv + (head - nh)) * hd;
+    for (int d = lane; d < hd; d += 32) dst[d] = from_f32<C>(buf[d]);
   }
 }
 
 template <typename Q, typename C>
 void launch_rope_kv_write(const RopeKvWriteArgs& a, cudaStream_t stream) {
-  const int warps = 8;
-  const size_t smem = static_cast<size_t>(warps) * static_cast<size_t>(a.head_dim) * sizeof(float);
+  const size_t smem = static_cast<size_t>(kRopeWarps) * static_cast<size_t>(a.head_dim) * sizeof(float);
+  const int64_t groups = (a.n_heads + 2 * a.n_kv_heads + kRopeWarps - 1) / kRopeWarps;
+  ELI_CHECK(groups <= kMaxGridY, "rope_kv_write: ", a.n_heads, " + 2 x ", a.n_kv_heads, " heads exceed the grid");
+  const bool pdl = cuda::pdl_enabled();
+  cuda::apply_env_carveout(reinterpret_cast<const void*>(rope_kv_write_kernel<Q, C>), "ELI_ROPE_CARVEOUT");
   for (int64_t t0 = 0; t0 < a.n_tokens; t0 += INT_MAX) {
     const int64_t n = std::min<int64_t>(INT_MAX, a.n_tokens - t0);
-    rope_kv_write_kernel<Q, C><<<static_cast<unsigned>(n), 32 * warps, smem, stream>>>(
-        static_cast<Q*>(a.q_out), static_cast<C*>(a.k_cache), static_cast<C*>(a.v_cache), a.qkv, a.q_norm, a.k_norm,
-        a.positions, a.slot_mapping, a.inv_freq, a.table_of_token, t0, static_cast<int>(a.n_heads),
-        static_cast<int>(a.n_kv_heads), static_cast<int>(a.head_dim), static_cast<int>(a.rot_dim / 2), a.qkv_stride,
-        a.n_slots, a.attention_scaling, a.norm_eps);
-    ELI_CUDA_CHECK_LAUNCH();
+    cuda::launch_kernel(rope_kv_write_kernel<Q, C>, dim3(static_cast<unsigned>(n), static_cast<unsigned>(groups)),
+                        dim3(32 * kRopeWarps), smem, stream, pdl, static_cast<Q*>(a.q_out),
+                        static_cast<C*>(a.k_cache), static_cast<C*>(a.v_cache), a.qkv, a.q_norm, a.k_norm,
+                        a.positions, a.slot_mapping, a.inv_freq, a.table_of_token, t0, static_cast<int>(a.n_heads),
+                        static_cast<int>(a.n_kv_heads), static_cast<int>(a.head_dim),
+                        static_cast<int>(a.rot_dim / 2), a.qkv_stride, a.n_slots, a.attention_scaling, a.norm_eps);
   }
 }
 

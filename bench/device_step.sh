@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# bench/device_step.sh: one device call for decode-step work: builds eli (CUDA, sm_90, tests on),
+# runs the decode-step breakdown (bench/cuda_decode_step_bench.cc) and the CUDA C++ tests, each
+# under a timeout, with every log in $OUT. A summary is printed last.
+#   usage: bench/device_step.sh [gtest filter, default 'Cuda*'] ; env ELI_STEP_SKIP_TESTS=1,
+#          ELI_STEP_BENCH_SHAPES (e.g. llama-3.2-1b), GTEST_PREFIX (default build/gtest_prefix)
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${OUT:-$ROOT/device_out}"
+BUILD="${ELI_DEVICE_BUILD_DIR:-$ROOT/build/device}"
+FILTER="${1:-Cuda*}"
+mkdir -p "$OUT"
+export PATH="/usr/local/cuda/bin:$PATH"
+summary=()
+t0=$(date +%s)
+el() { echo "$(( $(date +%s) - t0 ))s"; }
+
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$OUT/env.txt" 2>&1
+GEN=()
+command -v ninja >/dev/null && GEN=(-G Ninja)
+GTEST_PREFIX="${GTEST_PREFIX:-$ROOT/build/gtest_prefix}"
+if ! { cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DELI_BUILD_TESTS=ON -DELI_CUDA=ON \
+         -DELI_CUDA_ARCHS=90 -DCMAKE_PREFIX_PATH="$GTEST_PREFIX" > "$OUT/configure.txt" 2>&1 &&
+       timeout 400 cmake --build "$BUILD" --target eli_cpp_tests -j "$(nproc)" > "$OUT/build.txt" 2>&1; }; then
+  echo "build failed ($(el))"; tail -40 "$OUT/configure.txt" "$OUT/build.txt"; exit 1
+fi
+summary+=("build: ok ($(el))")
+
+if timeout 60 nvcc -x cu -O2 -std=c++17 -arch=sm_90 -I "$ROOT/include" -I "$ROOT" "$ROOT/bench/cuda_decode_step_bench.cc" \
+     -L "$BUILD" -leli_engine -lcublasLt -o "$BUILD/step_bench" > "$OUT/step_build.txt" 2>&1; then
+  timeout 240 "$BUILD/step_bench" "$OUT/decode_step.json" > "$OUT/decode_step.txt" 2>&1
+  summary+=("step bench: exit $? ($(el))")
+else
+  summary+=("step bench: build failed")
+  tail -20 "$OUT/step_build.txt"
+fi
+
+if [ "${ELI_STEP_SKIP_TESTS:-0}" != "1" ]; then
+  timeout 300 "$BUILD/eli_cpp_tests" --gtest_filter="$FILTER" > "$OUT/tests.txt" 2>&1
+  summary+=("c++ tests '$FILTER': exit $? ($(grep -E '^\[  (PASSED|FAILED) ' "$OUT/tests.txt" | tr '\n' ' ')) ($(el))")
+  grep -E "^\[  FAILED  \]" "$OUT/tests.txt" | head -30
+fi
+
+echo "================ summary"
+cat "$OUT/env.txt"
+for s in "${summary[@]}"; do echo "$s"; done
+cat "$OUT/decode_step.txt" 2>/dev/null | tail -50

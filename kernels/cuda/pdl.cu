@@ -1,0 +1,40 @@
+// kernels/cuda/pdl.cu: whether programmatic dependent launch is used (kernels/cuda/pdl.cuh).
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cuda/pdl.cuh"
+
+namespace eli {
+namespace cuda {
+
+bool pdl_enabled() {
+  static std::atomic<int> cache[64];  // 0 unknown, 1 no, 2 yes
+  int dev = 0;
+  ELI_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev < 0 || dev >= 64) dev = 0;
+  int v = cache[dev].load(std::memory_order_relaxed);
+  if (v == 0) {
+    int major = 0;
+    ELI_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    v = major >= 9 ? 2 : 1;
+    cache[dev].store(v, std::memory_order_relaxed);
+  }
+  if (v != 2) return false;
+  const char* env = std::getenv("ELI_PDL");
+  return env == nullptr || std::strcmp(env, "0") != 0;
+}
+
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v == nullptr || *v == '\0' ? fallback : std::atoi(v);
+}
+
+void apply_env_carveout(const void* kernel, const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return;
+  ELI_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, std::atoi(v)));
+}
+
+}  // namespace cuda
+}  // namespace eli
