@@ -1,22 +1,28 @@
-// bench/cuda_decode_step_bench.cc: where the GPU time of one batch-1 bf16 decode step goes. It
-// replays the kernel sequence of Transformer::enqueue_mixed's decode route (embedding; per layer
-// fused-norm GEMV qkv, RoPE + KV write, split-K paged attention, GEMV o (+= residual), GEMV
-// gate/up + SwiGLU, GEMV down (+= residual); row gather, fused-norm GEMV lm_head; greedy sampling)
-// through the kernel registry, i.e. the production kernels, on random weights of a model shape
-// (Llama-3.2-1B, Llama-3.1-8B) at a context length, captured as one CUDA graph per step the way
-// the engine runs decode.
+// bench/cuda_decode_step_bench.cc: where the GPU time of one bf16 decode step goes. It replays the
+// kernel sequence of Transformer::enqueue_mixed through the kernel registry, i.e. the production
+// kernels, on random weights of a model shape (Llama-3.2-1B, Llama-3.1-8B), for B sequences at a
+// context length each, captured as one CUDA graph per step the way the engine runs decode:
+// - B <= kGemvMaxRows (the GEMV route): embedding; per layer fused-norm GEMV qkv, RoPE + KV write,
+//   split-K paged attention, GEMV o (+= residual), GEMV gate/up + SwiGLU, GEMV down (+= residual);
+//   row gather, fused-norm GEMV lm_head; sampling (greedy);
+// - larger B (the GEMM route, offline throughput): NormCast + cuBLASLt GEMM for qkv, RoPE + KV
+//   write, attention, GEMM o (beta 1), NormCast + GEMM gate/up (bf16 out) + SwigluCast + GEMM down
+//   (beta 1); row gather, NormCast + GEMM lm_head; sampling.
 //
 // It prints the step time of the full sequence and of variants that leave one kind of kernel out;
 // the difference is that kind's marginal cost inside the chain (its own time plus the gap it adds),
 // which is what a fusion or a launch-latency fix can win. Also: the same with programmatic
 // dependent launch off (ELI_GEMV_PDL=0 and ELI_PDL=0 at capture time), the weight bytes a step
 // reads, and a read-only bandwidth ceiling measured in the same run, so the step's fraction of the
-// memory limit is known. The outputs' values are not checked here (tests/cpp covers the kernels);
-// variants that skip kernels compute garbage on purpose.
+// memory limit is known (weights plus, for batches, the K/V the attention reads). The outputs' values
+// are not checked here (tests/cpp covers the kernels); variants that skip kernels compute garbage on
+// purpose. Environment: ELI_STEP_BENCH_SHAPES (substring filter, e.g. llama-3.2-1b),
+// ELI_STEP_BENCH_BATCHES (default "1"; e.g. "1,64,256"), ELI_STEP_BENCH_CONTEXTS (default
+// "128,4096").
 //
 // Build by hand on the GPU machine (not part of CMake), against a CUDA build of eli_engine:
 //   nvcc -x cu -O2 -std=c++17 -arch=sm_90 -I include -I . bench/cuda_decode_step_bench.cc \
-//     build/device/libeli_engine.a -lcublasLt -o /tmp/step_bench && /tmp/step_bench [out.json]
+//     -L build/device -leli_engine -lcublasLt -o /tmp/step_bench && /tmp/step_bench [out.json]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -52,6 +58,7 @@ struct Shape {
 // Which kernels a variant enqueues.
 struct Parts {
   bool embed = true, qkv = true, rope = true, attn = true, o = true, mlp = true, head = true, sample = true;
+  bool casts = true;  // GEMM route: NormCast and SwigluCast
 };
 
 __global__ void fill_bf16_kernel(uint16_t* p, size_t n, uint32_t seed) {
@@ -85,10 +92,17 @@ __global__ void read_kernel(const uint4* __restrict__ buf, size_t n, unsigned* s
   if (acc == 0x9e3779b9u) *sink = acc;
 }
 
+std::vector<void*> g_allocs;  // everything of the current model (free_all releases it)
 void* dmalloc(size_t bytes) {
   void* p = nullptr;
   CHECK_CUDA(cudaMalloc(&p, std::max<size_t>(bytes, 16)));
+  g_allocs.push_back(p);
   return p;
+}
+void free_all() {
+  CHECK_CUDA(cudaDeviceSynchronize());
+  for (void* p : g_allocs) CHECK_CUDA(cudaFree(p));
+  g_allocs.clear();
 }
 uint16_t* random_bf16(size_t n, uint32_t seed) {
   auto* p = static_cast<uint16_t*>(dmalloc(n * 2));
@@ -116,14 +130,16 @@ struct Layer {
 
 struct Model {
   Shape s;
-  int64_t ctx = 0, qkv_dim = 0, block_size = 16, n_blocks = 0;
+  int64_t batch = 1, ctx = 0, qkv_dim = 0, block_size = 16, n_blocks = 0;  // n_blocks per sequence
   std::vector<Layer> layers;
   std::vector<uint16_t*> k_cache, v_cache;
   uint16_t *embed = nullptr, *lm_head = nullptr;
   float *final_norm = nullptr, *inv_freq = nullptr;
   // activations
   float *x, *qkv, *attn_out, *act, *sel, *logits;
-  uint16_t* qb;
+  uint16_t *qb, *hb, *gate_up, *act_bf16, *attn_bf16;  // bf16 activations of the GEMM route
+  void* blas_ws;
+  size_t blas_ws_bytes;
   void* attn_ws;
   size_t attn_ws_bytes;
   // batch (one sequence, one new token at position ctx - 1)
@@ -131,6 +147,7 @@ struct Model {
   // sampling
   int32_t *tok, *status, *n_logprobs, *top_k;
   float* logprob;
+  bool gemv_route() const { return batch <= kGemvMaxRows; }
   double *temperature, *top_p, *min_p, *rep, *pres, *freq;
   uint64_t *seed, *offset;
 
@@ -139,12 +156,24 @@ struct Model {
     const int64_t per_layer = H * qkv_dim + H * s.n_heads * hd + 2 * I * H + H * I;
     return static_cast<size_t>(per_layer * s.layers + s.vocab * H) * 2;
   }
+  // K and V the attention reads in one step (every sequence's whole context, every layer).
+  size_t kv_bytes_per_step() const {
+    return static_cast<size_t>(batch * ctx * s.layers * s.n_kv_heads * s.head_dim) * 2 * 2;
+  }
+  double flops_per_step() const {
+    const int64_t H = s.hidden, I = s.inter, hd = s.head_dim;
+    const double per_layer = static_cast<double>(H * qkv_dim + H * s.n_heads * hd + 3 * I * H);
+    return 2.0 * batch * (per_layer * s.layers + static_cast<double>(s.vocab * H)) +
+           4.0 * batch * ctx * s.layers * s.n_heads * hd;  // q.k and p.v
+  }
 };
 
-Model make_model(const Shape& s, int64_t ctx) {
+Model make_model(const Shape& s, int64_t batch, int64_t ctx) {
   Model m;
   m.s = s;
+  m.batch = batch;
   m.ctx = ctx;
+  const int64_t B = batch;
   const int64_t H = s.hidden, I = s.inter, hd = s.head_dim;
   m.qkv_dim = (s.n_heads + 2 * s.n_kv_heads) * hd;
   m.n_blocks = (ctx + m.block_size - 1) / m.block_size + 1;
@@ -158,7 +187,7 @@ Model make_model(const Shape& s, int64_t ctx) {
     L.attn_norm = const_f32(static_cast<size_t>(H), 1.0f);
     L.mlp_norm = const_f32(static_cast<size_t>(H), 1.0f);
     m.layers.push_back(L);
-    const size_t kv = static_cast<size_t>(m.n_blocks * m.block_size * s.n_kv_heads * hd);
+    const size_t kv = static_cast<size_t>(B * m.n_blocks * m.block_size * s.n_kv_heads * hd);
     m.k_cache.push_back(random_bf16(kv, seed++));
     m.v_cache.push_back(random_bf16(kv, seed++));
   }
@@ -168,47 +197,65 @@ Model make_model(const Shape& s, int64_t ctx) {
   std::vector<float> inv(static_cast<size_t>(hd / 2));
   for (int64_t i = 0; i < hd / 2; ++i) inv[static_cast<size_t>(i)] = std::pow(500000.0f, -2.0f * i / hd);
   m.inv_freq = upload(inv);
-  m.x = const_f32(static_cast<size_t>(H), 0.5f);
-  m.qkv = const_f32(static_cast<size_t>(m.qkv_dim), 0.f);
-  m.attn_out = const_f32(static_cast<size_t>(s.n_heads * hd), 0.f);
-  m.act = const_f32(static_cast<size_t>(I), 0.f);
-  m.sel = const_f32(static_cast<size_t>(H), 0.f);
-  m.logits = const_f32(static_cast<size_t>(s.vocab), 0.f);
-  m.qb = random_bf16(static_cast<size_t>(s.n_heads * hd), seed++);
-  m.attn_ws_bytes = static_cast<size_t>(kAttentionMaxSplits) * s.n_heads * (hd + 2) * sizeof(float);
+  m.x = const_f32(static_cast<size_t>(B * H), 0.5f);
+  m.qkv = const_f32(static_cast<size_t>(B * m.qkv_dim), 0.f);
+  m.attn_out = const_f32(static_cast<size_t>(B * s.n_heads * hd), 0.f);
+  m.act = const_f32(static_cast<size_t>(B * I), 0.f);
+  m.sel = const_f32(static_cast<size_t>(B * H), 0.f);
+  m.logits = const_f32(static_cast<size_t>(B * s.vocab), 0.f);
+  m.qb = random_bf16(static_cast<size_t>(B * s.n_heads * hd), seed++);
+  m.hb = random_bf16(static_cast<size_t>(B * std::max(H, I)), seed++);
+  m.gate_up = random_bf16(static_cast<size_t>(B * 2 * I), seed++);
+  m.act_bf16 = random_bf16(static_cast<size_t>(B * I), seed++);
+  m.attn_bf16 = random_bf16(static_cast<size_t>(B * s.n_heads * hd), seed++);
+  m.blas_ws_bytes = size_t{64} << 20;
+  m.blas_ws = dmalloc(m.blas_ws_bytes);
+  m.attn_ws_bytes = attention_workspace_bytes(B, s.n_heads, hd);
   m.attn_ws = dmalloc(m.attn_ws_bytes);
-  std::vector<int32_t> table(static_cast<size_t>(m.n_blocks));
-  for (int64_t b = 0; b < m.n_blocks; ++b) table[static_cast<size_t>(b)] = static_cast<int32_t>(b);
-  m.ids = upload(std::vector<int32_t>{7});
-  m.positions = upload(std::vector<int32_t>{static_cast<int32_t>(ctx - 1)});
-  m.cu_seqlens = upload(std::vector<int32_t>{0, 1});
-  m.context_lens = upload(std::vector<int32_t>{static_cast<int32_t>(ctx)});
+  std::vector<int32_t> ids, pos, cu{0}, ctxs, table, slots, lidx;
+  for (int64_t b = 0; b < B; ++b) {
+    ids.push_back(static_cast<int32_t>(7 + b));
+    pos.push_back(static_cast<int32_t>(ctx - 1));
+    cu.push_back(static_cast<int32_t>(b + 1));
+    ctxs.push_back(static_cast<int32_t>(ctx));
+    for (int64_t i = 0; i < m.n_blocks; ++i) table.push_back(static_cast<int32_t>(b * m.n_blocks + i));
+    slots.push_back(static_cast<int32_t>((b * m.n_blocks) * m.block_size + ctx - 1));
+    lidx.push_back(static_cast<int32_t>(b));
+  }
+  m.ids = upload(ids);
+  m.positions = upload(pos);
+  m.cu_seqlens = upload(cu);
+  m.context_lens = upload(ctxs);
   m.block_tables = upload(table);
-  m.slots = upload(std::vector<int32_t>{static_cast<int32_t>(ctx - 1)});
-  m.logits_idx = upload(std::vector<int32_t>{0});
-  m.tok = upload(std::vector<int32_t>{0});
-  m.status = upload(std::vector<int32_t>{0});
-  m.n_logprobs = upload(std::vector<int32_t>{-1});
-  m.top_k = upload(std::vector<int32_t>{0});
-  m.logprob = const_f32(1, 0.f);
-  m.temperature = upload(std::vector<double>{0.0});
-  m.top_p = upload(std::vector<double>{1.0});
-  m.min_p = upload(std::vector<double>{0.0});
-  m.rep = upload(std::vector<double>{1.0});
-  m.pres = upload(std::vector<double>{0.0});
-  m.freq = upload(std::vector<double>{0.0});
-  m.seed = upload(std::vector<uint64_t>{1});
-  m.offset = upload(std::vector<uint64_t>{0});
+  m.slots = upload(slots);
+  m.logits_idx = upload(lidx);
+  auto i32 = [&](int32_t v) { return upload(std::vector<int32_t>(static_cast<size_t>(B), v)); };
+  auto f64 = [&](double v) { return upload(std::vector<double>(static_cast<size_t>(B), v)); };
+  m.tok = i32(0);
+  m.status = i32(0);
+  m.n_logprobs = i32(-1);
+  m.top_k = i32(0);
+  m.logprob = const_f32(static_cast<size_t>(B), 0.f);
+  m.temperature = f64(0.0);
+  m.top_p = f64(1.0);
+  m.min_p = f64(0.0);
+  m.rep = f64(1.0);
+  m.pres = f64(0.0);
+  m.freq = f64(0.0);
+  m.seed = upload(std::vector<uint64_t>(static_cast<size_t>(B), 1));
+  m.offset = upload(std::vector<uint64_t>(static_cast<size_t>(B), 0));
   CHECK_CUDA(cudaDeviceSynchronize());
   return m;
 }
 
-// The decode route of Transformer::enqueue_mixed for one sequence (keep in step with it).
+// Transformer::enqueue_mixed for a pure decode step of m.batch sequences (keep in step with it).
 void enqueue_step(const Model& m, const Parts& parts, cudaStream_t stream) {
   const Shape& s = m.s;
-  const int64_t H = s.hidden, I = s.inter, nh = s.n_heads, nkv = s.n_kv_heads, hd = s.head_dim;
+  const int64_t H = s.hidden, I = s.inter, nh = s.n_heads, nkv = s.n_kv_heads, hd = s.head_dim, B = m.batch;
+  const bool gemv_route = m.gemv_route();
   const ExecContext ctx{nullptr, stream};
   const KernelEntry& k_gemv = get_kernel(Op::kGemv, DeviceKind::kCUDA, DType::kBF16);
+  const KernelEntry& k_gemm = get_kernel(Op::kGemm, DeviceKind::kCUDA, DType::kBF16);
   auto gemv = [&](float* out, const float* x, const void* w, const float* norm_w, int64_t n, int64_t k, bool swiglu,
                   bool accumulate) {
     GemvArgs a{};
@@ -216,7 +263,7 @@ void enqueue_step(const Model& m, const Parts& parts, cudaStream_t stream) {
     a.x = x;
     a.w = w;
     a.norm_weight = norm_w;
-    a.m = 1;
+    a.m = B;
     a.n = n;
     a.k = k;
     a.out_stride = swiglu ? n / 2 : n;
@@ -226,13 +273,51 @@ void enqueue_step(const Model& m, const Parts& parts, cudaStream_t stream) {
     a.accumulate = accumulate;
     k_gemv.fn(&a, ctx);
   };
+  auto gemm = [&](void* out, DType out_dtype, const void* x, const void* w, int64_t n, int64_t k, bool accumulate) {
+    GemmArgs a{};
+    a.out = out;
+    a.x = x;
+    a.w = w;
+    a.m = B;
+    a.n = n;
+    a.k = k;
+    a.out_stride = n;
+    a.x_stride = k;
+    a.x_dtype = DType::kBF16;
+    a.out_dtype = out_dtype;
+    a.accumulate = accumulate;
+    a.workspace = m.blas_ws;
+    a.workspace_bytes = m.blas_ws_bytes;
+    k_gemm.fn(&a, ctx);
+  };
+  auto norm_cast = [&](const float* x, const float* w) {
+    if (!parts.casts) return;
+    NormCastArgs a{};
+    a.out = m.hb;
+    a.x = x;
+    a.weight = w;
+    a.rows = B;
+    a.hidden = H;
+    a.out_stride = H;
+    a.x_stride = H;
+    a.eps = 1e-5f;
+    a.out_dtype = DType::kBF16;
+    get_kernel(Op::kNormCast, DeviceKind::kCUDA, DType::kF32).fn(&a, ctx);
+  };
   if (parts.embed) {
-    EmbeddingArgs ea{m.x, m.embed, m.ids, 1, H, s.vocab};
+    EmbeddingArgs ea{m.x, m.embed, m.ids, B, H, s.vocab};
     get_kernel(Op::kEmbedding, DeviceKind::kCUDA, DType::kBF16).fn(&ea, ctx);
   }
   for (int64_t l = 0; l < s.layers; ++l) {
     const Layer& L = m.layers[static_cast<size_t>(l)];
-    if (parts.qkv) gemv(m.qkv, m.x, L.qkv, L.attn_norm, m.qkv_dim, H, false, false);
+    if (parts.qkv) {
+      if (gemv_route) {
+        gemv(m.qkv, m.x, L.qkv, L.attn_norm, m.qkv_dim, H, false, false);
+      } else {
+        norm_cast(m.x, L.attn_norm);
+        gemm(m.qkv, DType::kF32, m.hb, L.qkv, m.qkv_dim, H, false);
+      }
+    }
     if (parts.rope) {
       RopeKvWriteArgs rk{};
       rk.q_out = m.qb;
@@ -242,13 +327,13 @@ void enqueue_step(const Model& m, const Parts& parts, cudaStream_t stream) {
       rk.positions = m.positions;
       rk.slot_mapping = m.slots;
       rk.inv_freq = m.inv_freq;
-      rk.n_tokens = 1;
+      rk.n_tokens = B;
       rk.n_heads = nh;
       rk.n_kv_heads = nkv;
       rk.head_dim = hd;
       rk.rot_dim = hd;
       rk.qkv_stride = m.qkv_dim;
-      rk.n_slots = m.n_blocks * m.block_size;
+      rk.n_slots = B * m.n_blocks * m.block_size;
       rk.attention_scaling = 1.0f;
       rk.norm_eps = 1e-5f;
       rk.q_dtype = DType::kBF16;
@@ -259,7 +344,7 @@ void enqueue_step(const Model& m, const Parts& parts, cudaStream_t stream) {
       int64_t width = 1;
       while (width < m.n_blocks) width *= 2;
       AttentionArgs aa{};
-      aa.out = m.attn_out;
+      aa.out = gemv_route ? static_cast<void*>(m.attn_out) : static_cast<void*>(m.attn_bf16);
       aa.q = m.qb;
       aa.k_cache = m.k_cache[static_cast<size_t>(l)];
       aa.v_cache = m.v_cache[static_cast<size_t>(l)];
@@ -267,7 +352,7 @@ void enqueue_step(const Model& m, const Parts& parts, cudaStream_t stream) {
       aa.positions = m.positions;
       aa.context_lens = m.context_lens;
       aa.block_tables = m.block_tables;
-      aa.n_seqs = 1;
+      aa.n_seqs = B;
       aa.n_heads = nh;
       aa.n_kv_heads = nkv;
       aa.head_dim = hd;
@@ -277,23 +362,44 @@ void enqueue_step(const Model& m, const Parts& parts, cudaStream_t stream) {
       aa.out_stride = nh * hd;
       aa.scale = 1.0f / std::sqrt(static_cast<float>(hd));
       aa.q_dtype = DType::kBF16;
-      aa.out_dtype = DType::kF32;
+      aa.out_dtype = gemv_route ? DType::kF32 : DType::kBF16;
       aa.max_query_len = 1;
       aa.max_context_len = std::min(width, m.n_blocks) * m.block_size;
       aa.workspace = m.attn_ws;
       aa.workspace_bytes = m.attn_ws_bytes;
       get_kernel(Op::kAttention, DeviceKind::kCUDA, DType::kBF16).fn(&aa, ctx);
     }
-    if (parts.o) gemv(m.x, m.attn_out, L.o, nullptr, H, nh * hd, false, true);
+    if (parts.o) {
+      if (gemv_route) {
+        gemv(m.x, m.attn_out, L.o, nullptr, H, nh * hd, false, true);
+      } else {
+        gemm(m.x, DType::kF32, m.attn_bf16, L.o, H, nh * hd, true);
+      }
+    }
     if (parts.mlp) {
-      gemv(m.act, m.x, L.gate_up, L.mlp_norm, 2 * I, H, true, false);
-      gemv(m.x, m.act, L.down, nullptr, H, I, false, true);
+      if (gemv_route) {
+        gemv(m.act, m.x, L.gate_up, L.mlp_norm, 2 * I, H, true, false);
+        gemv(m.x, m.act, L.down, nullptr, H, I, false, true);
+      } else {
+        norm_cast(m.x, L.mlp_norm);
+        gemm(m.gate_up, DType::kBF16, m.hb, L.gate_up, 2 * I, H, false);
+        if (parts.casts) {
+          SwigluCastArgs sa{m.act_bf16, m.gate_up, B, I, I, 2 * I, DType::kBF16};
+          get_kernel(Op::kSwigluCast, DeviceKind::kCUDA, DType::kF32).fn(&sa, ctx);
+        }
+        gemm(m.x, DType::kF32, m.act_bf16, L.down, H, I, true);
+      }
     }
   }
   if (parts.head) {
-    EmbeddingArgs ga{m.sel, m.x, m.logits_idx, 1, H, 1};
+    EmbeddingArgs ga{m.sel, m.x, m.logits_idx, B, H, B};
     get_kernel(Op::kEmbedding, DeviceKind::kCUDA, DType::kF32).fn(&ga, ctx);
-    gemv(m.logits, m.sel, m.lm_head, m.final_norm, s.vocab, H, false, false);
+    if (gemv_route) {
+      gemv(m.logits, m.sel, m.lm_head, m.final_norm, s.vocab, H, false, false);
+    } else {
+      norm_cast(m.sel, m.final_norm);
+      gemm(m.logits, DType::kF32, m.hb, m.lm_head, s.vocab, H, false);
+    }
   }
   if (parts.sample) {
     SampleArgs sa{};
@@ -311,7 +417,7 @@ void enqueue_step(const Model& m, const Parts& parts, cudaStream_t stream) {
     sa.seed = m.seed;
     sa.offset = m.offset;
     sa.n_logprobs = m.n_logprobs;
-    sa.n_rows = 1;
+    sa.n_rows = B;
     sa.vocab = s.vocab;
     sa.logits_stride = s.vocab;
     sa.top_stride = 0;
@@ -327,6 +433,8 @@ double median(std::vector<double> v) {
 // Microseconds per step: the step captured as one graph, replayed back to back (as the engine
 // replays one graph per decode step), median over groups.
 double step_us(const Model& m, const Parts& parts, cudaStream_t stream) {
+  enqueue_step(m, parts, stream);  // eagerly first, as the engine does (warms cuBLASLt's plans)
+  CHECK_CUDA(cudaStreamSynchronize(stream));
   cudaGraph_t graph = nullptr;
   CHECK_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
   enqueue_step(m, parts, stream);
@@ -334,21 +442,29 @@ double step_us(const Model& m, const Parts& parts, cudaStream_t stream) {
   cudaGraphExec_t exec = nullptr;
   CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
   CHECK_CUDA(cudaGraphDestroy(graph));
-  for (int i = 0; i < 5; ++i) CHECK_CUDA(cudaGraphLaunch(exec, stream));
+  for (int i = 0; i < 3; ++i) CHECK_CUDA(cudaGraphLaunch(exec, stream));
   CHECK_CUDA(cudaStreamSynchronize(stream));
   cudaEvent_t a, b;
   CHECK_CUDA(cudaEventCreate(&a));
   CHECK_CUDA(cudaEventCreate(&b));
+  // Groups of >= ~20 ms (at least one replay), 15 groups for short steps, 5 for long ones.
+  CHECK_CUDA(cudaEventRecord(a, stream));
+  CHECK_CUDA(cudaGraphLaunch(exec, stream));
+  CHECK_CUDA(cudaEventRecord(b, stream));
+  CHECK_CUDA(cudaEventSynchronize(b));
+  float once_ms = 0;
+  CHECK_CUDA(cudaEventElapsedTime(&once_ms, a, b));
+  const int inner = std::clamp(static_cast<int>(20.0f / std::max(once_ms, 1e-3f)), 1, 20);
+  const int groups = once_ms > 10.0f ? 5 : 15;
   std::vector<double> t;
-  constexpr int kInner = 20;
-  for (int r = 0; r < 15; ++r) {
+  for (int r = 0; r < groups; ++r) {
     CHECK_CUDA(cudaEventRecord(a, stream));
-    for (int i = 0; i < kInner; ++i) CHECK_CUDA(cudaGraphLaunch(exec, stream));
+    for (int i = 0; i < inner; ++i) CHECK_CUDA(cudaGraphLaunch(exec, stream));
     CHECK_CUDA(cudaEventRecord(b, stream));
     CHECK_CUDA(cudaEventSynchronize(b));
     float ms = 0;
     CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
-    t.push_back(ms * 1e3 / kInner);
+    t.push_back(ms * 1e3 / inner);
   }
   CHECK_CUDA(cudaEventDestroy(a));
   CHECK_CUDA(cudaEventDestroy(b));
@@ -359,9 +475,11 @@ double step_us(const Model& m, const Parts& parts, cudaStream_t stream) {
 // Read-only bandwidth ceiling in bytes/s over a 4 GiB buffer.
 double read_ceiling(cudaStream_t stream) {
   const size_t bytes = size_t{4} << 30;
-  auto* buf = static_cast<uint4*>(dmalloc(bytes));
+  uint4* buf = nullptr;
+  unsigned* sink = nullptr;
+  CHECK_CUDA(cudaMalloc(&buf, bytes));
+  CHECK_CUDA(cudaMalloc(&sink, 4));
   CHECK_CUDA(cudaMemsetAsync(buf, 1, bytes, stream));
-  auto* sink = static_cast<unsigned*>(dmalloc(4));
   int sms = 0;
   CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   cudaEvent_t a, b;
@@ -389,6 +507,77 @@ void set_pdl(bool on) {
   setenv("ELI_PDL", on ? "1" : "0", 1);
 }
 
+using EnvList = std::vector<std::pair<const char*, const char*>>;
+
+struct Variant {
+  const char* name;
+  Parts parts;
+  bool pdl;
+  EnvList env;  // knobs read at capture time
+};
+
+// The production settings (every tuning knob at its default; carveouts are explicit because a
+// kernel's carveout attribute outlives the variant that set it).
+EnvList base_env() {
+  return {{"ELI_ATTN_CARVEOUT", "-1"}, {"ELI_GEMV_CARVEOUT", "-1"}, {"ELI_ROPE_CARVEOUT", "-1"},
+          {"ELI_ATTN_TRIGGER", "0"}, {"ELI_ATTN_MIN_SPLIT", "0"}};
+}
+EnvList with(const EnvList& extra) {
+  EnvList e = base_env();
+  for (const auto& kv : extra) {
+    for (auto& b : e)
+      if (std::string(b.first) == kv.first) b.second = kv.second;
+  }
+  return e;
+}
+
+std::vector<Variant> variants_for(bool gemv_route) {
+  const EnvList base = base_env();
+  std::vector<Variant> v;
+  v.push_back({"full", Parts{}, true, base});
+  v.push_back({"full, no PDL", Parts{}, false, base});
+  Parts p = Parts{};
+  p.rope = false;
+  v.push_back({"- rope/kv write", p, true, base});
+  p = Parts{};
+  p.attn = false;
+  v.push_back({"- attention", p, true, base});
+  p = Parts{};
+  p.sample = false;
+  v.push_back({"- sampling", p, true, base});
+  if (!gemv_route) {
+    p = Parts{};
+    p.casts = false;
+    v.push_back({"- norm/swiglu casts", p, true, base});
+  }
+  p = Parts{};
+  p.embed = p.rope = p.attn = p.sample = p.casts = false;
+  v.push_back({gemv_route ? "GEMVs only" : "GEMMs only", p, true, base});
+  if (gemv_route) {  // the knobs of kernels/cuda/attention_*.cu, gemv.cu, mixed_elementwise.cu
+    v.push_back({"attn trigger early", Parts{}, true, with({{"ELI_ATTN_TRIGGER", "1"}})});
+    v.push_back({"attn carveout max", Parts{}, true, with({{"ELI_ATTN_CARVEOUT", "100"}})});
+    v.push_back({"all carveout max", Parts{}, true,
+                 with({{"ELI_ATTN_CARVEOUT", "100"}, {"ELI_GEMV_CARVEOUT", "100"}, {"ELI_ROPE_CARVEOUT", "100"}})});
+    v.push_back({"min split 128", Parts{}, true, with({{"ELI_ATTN_MIN_SPLIT", "128"}})});
+    v.push_back({"min split 1024", Parts{}, true, with({{"ELI_ATTN_MIN_SPLIT", "1024"}})});
+  }
+  return v;
+}
+
+// "1,64,256" -> {1, 64, 256}; fallback when unset or empty.
+std::vector<int64_t> int_list(const char* text, std::vector<int64_t> fallback) {
+  if (text == nullptr || *text == '\0') return fallback;
+  std::vector<int64_t> out;
+  for (const char* c = text; *c != '\0';) {
+    char* end = nullptr;
+    const long long v = std::strtoll(c, &end, 10);
+    if (end == c) break;
+    if (v > 0) out.push_back(v);
+    c = *end == ',' ? end + 1 : end;
+  }
+  return out.empty() ? fallback : out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -401,86 +590,56 @@ int main(int argc, char** argv) {
   const Shape shapes[] = {{"llama-3.2-1b", 2048, 8192, 16, 32, 8, 64, 128256},
                           {"llama-3.1-8b", 4096, 14336, 32, 32, 8, 128, 128256}};
   const char* only = std::getenv("ELI_STEP_BENCH_SHAPES");  // e.g. "llama-3.2-1b"
+  const std::vector<int64_t> batches = int_list(std::getenv("ELI_STEP_BENCH_BATCHES"), {1});
+  const std::vector<int64_t> contexts = int_list(std::getenv("ELI_STEP_BENCH_CONTEXTS"), {128, 4096});
   std::string json = "{\"card\": \"" + std::string(prop.name) + "\", \"read_ceiling_gbs\": " +
                      std::to_string(read_bw * 1e-9) + ", \"rows\": [";
   bool first_row = true;
   for (const Shape& s : shapes) {
     if (only != nullptr && std::string(only).find(s.name) == std::string::npos) continue;
-    for (int64_t ctx : {int64_t{128}, int64_t{4096}}) {
-      Model m = make_model(s, ctx);
-      const double limit_us = static_cast<double>(m.weight_bytes_per_step()) / read_bw * 1e6;
-      struct Variant {
-        const char* name;
-        Parts parts;
-        bool pdl;
-        std::vector<std::pair<const char*, const char*>> env;  // knobs read at capture time
-      };
-      // The production settings (every tuning knob at its default; carveouts are explicit because a
-      // kernel's carveout attribute outlives the variant that set it).
-      const std::vector<std::pair<const char*, const char*>> base = {
-          {"ELI_ATTN_CARVEOUT", "-1"}, {"ELI_GEMV_CARVEOUT", "-1"}, {"ELI_ROPE_CARVEOUT", "-1"},
-          {"ELI_ATTN_TRIGGER", "0"}, {"ELI_ATTN_MIN_SPLIT", "0"}};
-      auto with = [&](std::vector<std::pair<const char*, const char*>> extra) {
-        std::vector<std::pair<const char*, const char*>> e = base;
-        for (const auto& kv : extra) {
-          for (auto& b : e)
-            if (std::string(b.first) == kv.first) b.second = kv.second;
+    for (int64_t batch : batches) {
+      for (int64_t ctx : contexts) {
+        {  // the weights and the paged K/V of every layer must fit
+          size_t free_b = 0, total_b = 0;
+          CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
+          const double kv_alloc = 2.0 * batch * ((ctx + 15) / 16 + 1) * 16 * s.layers * s.n_kv_heads * s.head_dim * 2;
+          const double weights = 2.0 * (s.layers * (s.hidden * (s.n_heads + 2 * s.n_kv_heads) * s.head_dim +
+                                                    s.hidden * s.n_heads * s.head_dim + 3 * s.inter * s.hidden) +
+                                        2 * s.vocab * s.hidden);
+          if (kv_alloc + weights > 0.9 * static_cast<double>(free_b)) {
+            std::printf("\n%s, batch %lld, context %lld: skipped (%.1f GB of weights and K/V, %.1f GB free)\n", s.name,
+                        static_cast<long long>(batch), static_cast<long long>(ctx), (kv_alloc + weights) * 1e-9,
+                        free_b * 1e-9);
+            continue;
+          }
         }
-        return e;
-      };
-      std::vector<Variant> variants;
-      variants.push_back({"full", Parts{}, true, base});
-      variants.push_back({"full, no PDL", Parts{}, false, base});
-      Parts p = Parts{};
-      p.rope = false;
-      variants.push_back({"- rope/kv write", p, true, base});
-      p = Parts{};
-      p.attn = false;
-      variants.push_back({"- attention", p, true, base});
-      p = Parts{};
-      p.sample = false;
-      variants.push_back({"- sampling", p, true, base});
-      p = Parts{};
-      p.embed = p.rope = p.attn = p.sample = false;
-      variants.push_back({"GEMVs only", p, true, base});
-      // Tuning alternatives (the knobs of kernels/cuda/attention_*.cu, gemv.cu, mixed_elementwise.cu).
-      variants.push_back({"attn trigger early", Parts{}, true, with({{"ELI_ATTN_TRIGGER", "1"}})});
-      variants.push_back({"attn carveout max", Parts{}, true, with({{"ELI_ATTN_CARVEOUT", "100"}})});
-      variants.push_back({"all carveout max", Parts{}, true,
-                          with({{"ELI_ATTN_CARVEOUT", "100"}, {"ELI_GEMV_CARVEOUT", "100"}, {"ELI_ROPE_CARVEOUT", "100"}})});
-      variants.push_back({"min split 128", Parts{}, true, with({{"ELI_ATTN_MIN_SPLIT", "128"}})});
-      variants.push_back({"min split 1024", Parts{}, true, with({{"ELI_ATTN_MIN_SPLIT", "1024"}})});
-      std::printf("\n%s, context %lld: weights %.3f GB/step, read limit %.1f us/step (%.0f tok/s)\n", s.name,
-                  static_cast<long long>(ctx), m.weight_bytes_per_step() * 1e-9, limit_us, 1e6 / limit_us);
-      std::printf("  %-24s %10s %9s %10s %11s\n", "variant", "us/step", "tok/s", "of limit", "vs full us");
-      double full = 0;
-      for (const Variant& v : variants) {
-        set_pdl(v.pdl);
-        for (const auto& kv : v.env) setenv(kv.first, kv.second, 1);
-        const double us = step_us(m, v.parts, stream);
-        if (full == 0) full = us;
-        std::printf("  %-24s %10.1f %9.0f %9.1f%% %+11.1f\n", v.name, us, 1e6 / us, 100.0 * limit_us / us, us - full);
-        std::fflush(stdout);
-        json += std::string(first_row ? "" : ",") + "\n  {\"shape\": \"" + s.name + "\", \"context\": " +
-                std::to_string(ctx) + ", \"variant\": \"" + v.name + "\", \"us_per_step\": " + std::to_string(us) +
-                ", \"limit_us\": " + std::to_string(limit_us) + "}";
-        first_row = false;
+        Model m = make_model(s, batch, ctx);
+        const double limit_us = static_cast<double>(m.weight_bytes_per_step() + m.kv_bytes_per_step()) / read_bw * 1e6;
+        std::printf("\n%s, batch %lld, context %lld (%s route): weights %.3f GB + K/V %.3f GB a step, read limit "
+                    "%.1f us/step (%.0f tok/s); %.2f TFLOP a step\n",
+                    s.name, static_cast<long long>(batch), static_cast<long long>(ctx),
+                    m.gemv_route() ? "GEMV" : "GEMM", m.weight_bytes_per_step() * 1e-9, m.kv_bytes_per_step() * 1e-9,
+                    limit_us, 1e6 * batch / limit_us, m.flops_per_step() * 1e-12);
+        std::printf("  %-24s %10s %9s %10s %11s\n", "variant", "us/step", "tok/s", "of limit", "vs full us");
+        double full = 0;
+        for (const Variant& v : variants_for(m.gemv_route())) {
+          set_pdl(v.pdl);
+          for (const auto& kv : v.env) setenv(kv.first, kv.second, 1);
+          const double us = step_us(m, v.parts, stream);
+          if (full == 0) full = us;
+          std::printf("  %-24s %10.1f %9.0f %9.1f%% %+11.1f\n", v.name, us, 1e6 * batch / us, 100.0 * limit_us / us,
+                      us - full);
+          std::fflush(stdout);
+          json += std::string(first_row ? "" : ",") + "\n  {\"shape\": \"" + s.name +
+                  "\", \"batch\": " + std::to_string(batch) + ", \"context\": " + std::to_string(ctx) +
+                  ", \"variant\": \"" + v.name + "\", \"us_per_step\": " + std::to_string(us) +
+                  ", \"limit_us\": " + std::to_string(limit_us) + "}";
+          first_row = false;
+        }
+        for (const auto& kv : base_env()) setenv(kv.first, kv.second, 1);
+        set_pdl(true);
+        free_all();
       }
-      for (const auto& kv : base) setenv(kv.first, kv.second, 1);
-      set_pdl(true);
-      CHECK_CUDA(cudaDeviceSynchronize());
-      // Free this model before the next (the 8B needs 16 GB).
-      for (const Layer& L : m.layers) {
-        for (void* q : {static_cast<void*>(L.qkv), static_cast<void*>(L.o), static_cast<void*>(L.gate_up),
-                        static_cast<void*>(L.down), static_cast<void*>(L.attn_norm), static_cast<void*>(L.mlp_norm)})
-          CHECK_CUDA(cudaFree(q));
-      }
-      for (size_t l = 0; l < m.k_cache.size(); ++l) {
-        CHECK_CUDA(cudaFree(m.k_cache[l]));
-        CHECK_CUDA(cudaFree(m.v_cache[l]));
-      }
-      CHECK_CUDA(cudaFree(m.embed));
-      CHECK_CUDA(cudaFree(m.lm_head));
     }
   }
   json += "\n]}\n";

@@ -2,8 +2,9 @@
 # bench/device_step.sh: one device call for decode-step work: builds eli (CUDA, sm_90, tests on),
 # runs the decode-step breakdown (bench/cuda_decode_step_bench.cc) and the CUDA C++ tests, each
 # under a timeout, with every log in $OUT. A summary is printed last.
-#   usage: bench/device_step.sh [gtest filter, default 'Cuda*'] ; env ELI_STEP_SKIP_TESTS=1,
-#          ELI_STEP_BENCH_SHAPES (e.g. llama-3.2-1b), GTEST_PREFIX (default build/gtest_prefix)
+#   usage: bench/device_step.sh [gtest filter, default 'Cuda*'] ; env ELI_STEP_SKIP_TESTS=1 (builds
+#          only the engine library), ELI_STEP_JOBS (build jobs), ELI_STEP_BENCH_{SHAPES,BATCHES,CONTEXTS}
+#          (see the bench), GTEST_PREFIX (default build/gtest_prefix)
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${OUT:-$ROOT/device_out}"
@@ -19,9 +20,11 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$OUT/env.txt
 GEN=()
 command -v ninja >/dev/null && GEN=(-G Ninja)
 GTEST_PREFIX="${GTEST_PREFIX:-$ROOT/build/gtest_prefix}"
+TARGET=eli_cpp_tests
+[ "${ELI_STEP_SKIP_TESTS:-0}" = "1" ] && TARGET=eli_engine
 if ! { cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DELI_BUILD_TESTS=ON -DELI_CUDA=ON \
          -DELI_CUDA_ARCHS=90 -DCMAKE_PREFIX_PATH="$GTEST_PREFIX" > "$OUT/configure.txt" 2>&1 &&
-       timeout 400 cmake --build "$BUILD" --target eli_cpp_tests -j "$(nproc)" > "$OUT/build.txt" 2>&1; }; then
+       timeout 400 cmake --build "$BUILD" --target "$TARGET" -j "${ELI_STEP_JOBS:-$(nproc)}" > "$OUT/build.txt" 2>&1; }; then
   echo "build failed ($(el))"; tail -40 "$OUT/configure.txt" "$OUT/build.txt"; exit 1
 fi
 summary+=("build: ok ($(el))")
