@@ -35,8 +35,9 @@
 //   slots are zero-filled, never loaded), so no NaN from uninitialised memory can leak in.
 // TPR = 8 / 16 / 32 serve head_dim <= 64 / 128 / 256 with 16-byte loads (hd % 8 == 0 and an
 // aligned cache); anything else runs TPR = 32 with element loads (slow but correct).
-// Launched with programmatic dependent launch (kernels/cuda/pdl.cuh): every CTA waits for the
-// previous kernel first, then lets the next one (the o GEMV) start prefetching its weights.
+// Launched with programmatic dependent launch (kernels/cuda/pdl.cuh): a CTA reads the batch's
+// lengths (uploaded before the step) while the previous kernel drains, then waits for it before it
+// touches q or the cache.
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -166,10 +167,6 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
   __shared__ float s_cw[QMAX][kMaxSplits];     // last CTA: the weight of each split
   __shared__ int s_last;
 
-  // Programmatic dependent launch (kernels/cuda/pdl.cuh): q and the cache rows of this step come
-  // from the previous kernel; the next kernel (the o GEMV) may start prefetching its weights.
-  cuda::pdl_wait();
-  if (p.pdl_trigger_early) cuda::pdl_launch_dependents();
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int r = lane / TPR, c = lane % TPR;
   const int qsel = c / REP;                    // the query whose score this lane ends up holding
@@ -193,6 +190,12 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
     addr.slot_elems = addr.narrow ? static_cast<int>(slot_elems) : 0;
     addr.head_off = kvh * hd + c * 8;
   }
+
+  // Programmatic dependent launch (kernels/cuda/pdl.cuh): the batch's lengths and tables above were
+  // uploaded before the step's first kernel, so they are read while the previous kernel drains; q
+  // and the cache rows of this step come from that kernel, so everything below waits for it.
+  cuda::pdl_wait();
+  if (p.pdl_trigger_early) cuda::pdl_launch_dependents();
 
   for (int64_t qc = qc0; qc * QMAX < n_q; qc += p.n_qchunks) {
     // This lane's 8 dims of every query (scaled into the log2 domain), the visible range of query

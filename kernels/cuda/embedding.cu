@@ -3,12 +3,16 @@
 // One block per token; ids are clamped to [0, vocab) on the device as a last defence (the caller
 // validates them first). float4 / 4 x bf16 loads when hidden is a multiple of 4 and the pointers
 // are aligned; a scalar path otherwise. out is (T, H) contiguous, table is (V, H) contiguous.
+// Launched with programmatic dependent launch (kernels/cuda/pdl.cuh): the f32 variant gathers the
+// rows of the residual stream the previous kernel wrote (the rows whose logits are wanted), so
+// every block waits first.
 #include <climits>
 #include <cstdint>
 
 #include "eli/error.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/pdl.cuh"
 #include "runtime/device/cuda/cuda_check.h"
 
 namespace eli {
@@ -23,6 +27,7 @@ __device__ __forceinline__ int64_t clamp_id(int32_t id, int64_t vocab) {
 template <bool kVec>
 __global__ void embedding_f32_kernel(float* __restrict__ out, const float* __restrict__ table,
                                      const int32_t* __restrict__ ids, int64_t hidden, int64_t vocab) {
+  cuda::pdl_wait();
   const int64_t t = blockIdx.x;
   const float* src = table + clamp_id(ids[t], vocab) * hidden;
   float* dst = out + t * hidden;
@@ -38,6 +43,7 @@ __global__ void embedding_f32_kernel(float* __restrict__ out, const float* __res
 template <bool kVec>
 __global__ void embedding_bf16_kernel(float* __restrict__ out, const uint16_t* __restrict__ table,
                                       const int32_t* __restrict__ ids, int64_t hidden, int64_t vocab) {
+  cuda::pdl_wait();
   const int64_t t = blockIdx.x;
   const uint16_t* src = table + clamp_id(ids[t], vocab) * hidden;
   float* dst = out + t * hidden;
@@ -72,14 +78,14 @@ void embedding_f32_cuda(const void* args_ptr, const ExecContext& ctx) {
   const float* table = static_cast<const float*>(a.table);
   const bool vec = a.hidden % 4 == 0 && aligned(a.out, 16) && aligned(table, 16);
   const dim3 grid(static_cast<unsigned>(a.n_tokens));
+  const bool pdl = cuda::pdl_enabled();
   if (vec) {
-    embedding_f32_kernel<true><<<grid, cuda::threads_for(a.hidden / 4), 0, stream>>>(a.out, table, a.ids,
-                                                                                    a.hidden, a.vocab);
+    cuda::launch_kernel(embedding_f32_kernel<true>, grid, dim3(cuda::threads_for(a.hidden / 4)), 0, stream, pdl, a.out,
+                        table, a.ids, a.hidden, a.vocab);
   } else {
-    embedding_f32_kernel<false><<<grid, cuda::threads_for(a.hidden), 0, stream>>>(a.out, table, a.ids,
-                                                                                 a.hidden, a.vocab);
+    cuda::launch_kernel(embedding_f32_kernel<false>, grid, dim3(cuda::threads_for(a.hidden)), 0, stream, pdl, a.out,
+                        table, a.ids, a.hidden, a.vocab);
   }
-  ELI_CUDA_CHECK_LAUNCH();
 }
 
 void embedding_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
@@ -90,14 +96,14 @@ void embedding_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
   const uint16_t* table = static_cast<const uint16_t*>(a.table);
   const bool vec = a.hidden % 4 == 0 && aligned(a.out, 16) && aligned(table, 8);
   const dim3 grid(static_cast<unsigned>(a.n_tokens));
+  const bool pdl = cuda::pdl_enabled();
   if (vec) {
-    embedding_bf16_kernel<true><<<grid, cuda::threads_for(a.hidden / 4), 0, stream>>>(a.out, table, a.ids,
-                                                                                     a.hidden, a.vocab);
+    cuda::launch_kernel(embedding_bf16_kernel<true>, grid, dim3(cuda::threads_for(a.hidden / 4)), 0, stream, pdl,
+                        a.out, table, a.ids, a.hidden, a.vocab);
   } else {
-    embedding_bf16_kernel<false><<<grid, cuda::threads_for(a.hidden), 0, stream>>>(a.out, table, a.ids,
-                                                                                  a.hidden, a.vocab);
+    cuda::launch_kernel(embedding_bf16_kernel<false>, grid, dim3(cuda::threads_for(a.hidden)), 0, stream, pdl, a.out,
+                        table, a.ids, a.hidden, a.vocab);
   }
-  ELI_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace eli

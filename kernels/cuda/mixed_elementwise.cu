@@ -84,9 +84,11 @@ __global__ void kv_write_bf16_kernel(__nv_bfloat16* __restrict__ k_cache, __nv_b
 // (not one CTA looping over a token's heads): at decode the launch holds one token, and its
 // latency is then one head's load -> RoPE -> store, not nh + 2 nkv of them in a row. The head's
 // values are staged in shared memory (f32) so that the norm and the rotate-half pairs read
-// finished data. Launched with programmatic dependent launch (kernels/cuda/pdl.cuh): everything
-// after pdl_wait() (the qkv rows come from the previous kernel).
+// finished data. Launched with programmatic dependent launch (kernels/cuda/pdl.cuh): the token's
+// slot, position and the cos/sin of its first kRopePre pairs per lane (inputs uploaded before the
+// step) are prepared while the previous kernel drains; the qkv rows are read after the wait.
 constexpr int kRopeWarps = 4;
+constexpr int kRopePre = 4;  // rotation pairs per lane prepared before the wait (all of them for hd <= 256)
 
 template <typename Q, typename C>
 __global__ void __launch_bounds__(32 * kRopeWarps)
@@ -97,26 +99,37 @@ __global__ void __launch_bounds__(32 * kRopeWarps)
                          const int32_t* __restrict__ table_of_token, int64_t t0, int nh, int nkv, int hd, int half,
                          int64_t qkv_stride, int64_t n_slots, float scaling, float eps) {
   extern __shared__ float stage[];  // (kRopeWarps, hd)
-  cuda::pdl_wait();
-  cuda::pdl_launch_dependents();
   const int64_t t = t0 + blockIdx.x;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int head = static_cast<int>(blockIdx.y) * kRopeWarps + warp;
-  if (head >= nh + 2 * nkv) return;
-  float* buf = stage + static_cast<int64_t>(warp) * hd;
-  const float* src = qkv + t * qkv_stride + static_cast<int64_t>(head) * hd;
+  const bool live = head < nh + 2 * nkv;
+  const bool is_v = head >= nh + nkv, is_q = head < nh;
   const int64_t slot = slot_mapping[t];
   const bool slot_ok = slot >= 0 && slot < n_slots;
-  if (head >= nh + nkv) {  // v head: copy into the cache
+  const bool rotates = live && !is_v && (is_q || slot_ok);
+  const int64_t table = table_of_token ? table_of_token[t] : 0;
+  const float pos = static_cast<float>(positions[t]);
+  // The angle is the f32 product float(pos) * inv_freq, its cos/sin taken in double (as kRope).
+  double cs[kRopePre], sn[kRopePre];
+#pragma unroll
+  for (int k = 0; k < kRopePre; ++k) {
+    const int i = lane + 32 * k;
+    cs[k] = 1.0;
+    sn[k] = 0.0;
+    if (rotates && i < half) sincos(static_cast<double>(pos * inv_freq[table * half + i]), &sn[k], &cs[k]);
+  }
+  cuda::pdl_wait();
+  cuda::pdl_launch_dependents();
+  if (!live) return;
+  float* buf = stage + static_cast<int64_t>(warp) * hd;
+  const float* src = qkv + t * qkv_stride + static_cast<int64_t>(head) * hd;
+  if (is_v) {  // v head: copy into the cache
     if (!slot_ok) return;
     C* dst = v_cache + (slot * nkv + (head - nh - nkv)) * hd;
     for (int d = lane; d < hd; d += 32) dst[d] = from_f32<C>(src[d]);
     return;
   }
-  const bool is_q = head < nh;
-  if (!is_q && !slot_ok) return;
-  const int64_t table = table_of_token ? table_of_token[t] : 0;
-  const float pos = static_cast<float>(positions[t]);
+  if (!rotates) return;  // a k head without a cache slot
   const float* nw = is_q ? q_norm : k_norm;
   float inv = 1.f;
   if (nw != nullptr) {
@@ -127,15 +140,22 @@ __global__ void __launch_bounds__(32 * kRopeWarps)
   }
   for (int d = lane; d < hd; d += 32) buf[d] = nw != nullptr ? src[d] * inv * nw[d] : src[d];
   __syncwarp();
-  for (int i = lane; i < half; i += 32) {
-    const float angle = pos * inv_freq[table * half + i];
-    double sn, cs;
-    sincos(static_cast<double>(angle), &sn, &cs);
-    cs *= scaling;
-    sn *= scaling;
+  auto rotate = [&](int i, double c, double s) {
+    c *= scaling;
+    s *= scaling;
     const double x1 = buf[i], x2 = buf[i + half];
-    buf[i] = static_cast<float>(x1 * cs - x2 * sn);
-    buf[i + half] = static_cast<float>(x2 * cs + x1 * sn);
+    buf[i] = static_cast<float>(x1 * c - x2 * s);
+    buf[i + half] = static_cast<float>(x2 * c + x1 * s);
+  };
+#pragma unroll
+  for (int k = 0; k < kRopePre; ++k) {
+    const int i = lane + 32 * k;
+    if (i < half) rotate(i, cs[k], sn[k]);
+  }
+  for (int i = lane + 32 * kRopePre; i < half; i += 32) {
+    double s, c;
+    sincos(static_cast<double>(pos * inv_freq[table * half + i]), &s, &c);
+    rotate(i, c, s);
   }
   __syncwarp();
   if (is_q) {
