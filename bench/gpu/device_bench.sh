@@ -19,7 +19,7 @@
 #   bench/gpu/device_bench.sh status         the jobs' state.
 # Environment (defaults): ELI_BENCH_WORK=/tmp/eli-bench, ELI_BENCH_SHAPES=1b,8b,
 #   ELI_BENCH_TP_SHAPES=8b, ELI_BENCH_SERVE_SHAPES=8b, ELI_BENCH_ENGINES=eli,hf,llama,
-#   ELI_BENCH_DEADLINE_S=560 (from this script's start), ELI_BENCH_RERUN=0, ELI_BENCH_COMMIT (the commit, when the device copy
+#   ELI_BENCH_DEADLINE_S=560 (from this script's start), ELI_BENCH_EST_SCALE=1 (x the steps' time estimates), ELI_BENCH_RERUN=0, ELI_BENCH_COMMIT (the commit, when the device copy
 #   has no .git), ELI_BENCH_DEVICE=cuda, ELI_BENCH_JOBS=12 (per build), ELI_BENCH_COLDSTART_CLI=1 (also time
 #   `python -m eli generate`), ELI_BENCH_HF_STATIC=1 (also HF sdpa with a static KV cache), and for tests on a CPU box:
 #   ELI_BENCH_SKIP_INSTALL=1 (use the `eli` python imports), ELI_BENCH_LLAMA_BIN=<prebuilt bin dir>,
