@@ -189,6 +189,9 @@ TEST_F(CudaKernelMixedTest, RopeKvWriteMatchesRef) {
         check_rope_kv(*dev_, ctx_, cache, qdt, norm, 37, 9, 3, 64, 64, rng);
         check_rope_kv(*dev_, ctx_, cache, qdt, norm, 6, 4, 1, 80, 40, rng);   // partial rotary, MQA
         check_rope_kv(*dev_, ctx_, cache, qdt, norm, 300, 2, 2, 256, 256, rng);
+        // Past 128 pairs the kernel computes the remaining cos/sin after its wait (kRopePre).
+        check_rope_kv(*dev_, ctx_, cache, qdt, norm, 3, 2, 1, 512, 512, rng);
+        check_rope_kv(*dev_, ctx_, cache, qdt, norm, 5, 3, 1, 384, 320, rng);  // partial rotary, 160 pairs
       }
     }
   }
