@@ -25,6 +25,7 @@
 #include "kernels/cuda/attention_bf16.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/tuning_knobs.h"
 #include "runtime/device/cuda/cuda_check.h"
 
 namespace eli {

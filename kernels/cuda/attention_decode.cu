@@ -46,6 +46,7 @@
 #include "eli/error.h"
 #include "kernels/cuda/attention_bf16.cuh"
 #include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/tuning_knobs.h"
 #include "runtime/device/cuda/cuda_check.h"
 
 namespace eli {

@@ -40,6 +40,7 @@
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/tuning_knobs.h"
 #include "runtime/device/cuda/cuda_check.h"
 
 namespace eli {

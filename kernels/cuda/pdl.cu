@@ -25,16 +25,5 @@ bool pdl_enabled() {
   return env == nullptr || std::strcmp(env, "0") != 0;
 }
 
-int env_int(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  return v == nullptr || *v == '\0' ? fallback : std::atoi(v);
-}
-
-void apply_env_carveout(const void* kernel, const char* name) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return;
-  ELI_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, std::atoi(v)));
-}
-
 }  // namespace cuda
 }  // namespace eli

@@ -41,13 +41,6 @@ __device__ __forceinline__ void pdl_wait() {
 // i.e. at capture time under CUDA graphs; cached per device for the capability). kernels/cuda/pdl.cu.
 bool pdl_enabled();
 
-// EXPERIMENT knobs (decode-step tuning): the integer value of environment variable `name`, or
-// `fallback` when unset.
-int env_int(const char* name, int fallback);
-// If env `name` is set, sets kernel's preferred shared-memory carveout to its value (percent, or
-// -1 for the default).
-void apply_env_carveout(const void* kernel, const char* name);
-
 // Launches kernel<<<grid, block, smem, stream>>>(args...), with the programmatic stream
 // serialization attribute when pdl is true. Throws eli::Error(kDevice) if the launch fails.
 template <typename... Params, typename... Args>
