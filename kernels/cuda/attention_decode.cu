@@ -192,7 +192,7 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
     addr.head_off = kvh * hd + c * 8;
   }
 
-  // Programmatic dependent launch (kernels/cuda/pdl.cuh): the batch's lengths and tables above were
+  // Programmatic dependent launch (kernels/cuda/pdl.cuh): the batch's lengths read above were
   // uploaded before the step's first kernel, so they are read while the previous kernel drains; q
   // and the cache rows of this step come from that kernel, so everything below waits for it.
   cuda::pdl_wait();
