@@ -34,19 +34,11 @@
 #include <utility>
 #include <vector>
 
+#include "bench/cuda_bench_check.h"
 #include "kernels/ops.h"
 #include "kernels/registry.h"
 
 using namespace eli;
-
-#define CHECK_CUDA(x)                                                                        \
-  do {                                                                                       \
-    cudaError_t e_ = (x);                                                                    \
-    if (e_ != cudaSuccess) {                                                                 \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                          \
-    }                                                                                        \
-  } while (0)
 
 namespace {
 

@@ -32,20 +32,12 @@
 #include <string>
 #include <vector>
 
+#include "bench/cuda_bench_check.h"
 #include "kernels/ops.h"
 #include "kernels/ref/float_convert.h"
 #include "kernels/registry.h"
 
 using namespace eli;
-
-#define CK(expr)                                                                                     \
-  do {                                                                                               \
-    cudaError_t e_ = (expr);                                                                         \
-    if (e_ != cudaSuccess) {                                                                         \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_));    \
-      std::exit(1);                                                                                  \
-    }                                                                                                \
-  } while (0)
 
 namespace {
 
@@ -106,13 +98,13 @@ void fill(void* p, DType dt, size_t n, uint32_t seed, float lo, float hi) {
   } else {
     fill_f32<<<1024, 256>>>(static_cast<float*>(p), n, seed, lo, hi);
   }
-  CK(cudaGetLastError());
-  CK(cudaDeviceSynchronize());  // the fills run on the legacy stream; the bench stream does not wait for it
+  CHECK_CUDA(cudaGetLastError());
+  CHECK_CUDA(cudaDeviceSynchronize());  // the fills run on the legacy stream; the bench stream does not wait for it
 }
 
 void* dmalloc(size_t bytes) {
   void* p = nullptr;
-  CK(cudaMalloc(&p, std::max<size_t>(bytes, 256)));
+  CHECK_CUDA(cudaMalloc(&p, std::max<size_t>(bytes, 256)));
   return p;
 }
 
@@ -125,22 +117,22 @@ double median(std::vector<double> v) {
 // Median over `reps` of the time (seconds) of `enqueue` on `s`, after `warmup` untimed runs.
 double time_median(cudaStream_t s, int warmup, int reps, const std::function<void()>& enqueue) {
   cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
+  CHECK_CUDA(cudaEventCreate(&a));
+  CHECK_CUDA(cudaEventCreate(&b));
   for (int i = 0; i < warmup; ++i) enqueue();
-  CK(cudaStreamSynchronize(s));
+  CHECK_CUDA(cudaStreamSynchronize(s));
   std::vector<double> t;
   for (int i = 0; i < reps; ++i) {
-    CK(cudaEventRecord(a, s));
+    CHECK_CUDA(cudaEventRecord(a, s));
     enqueue();
-    CK(cudaEventRecord(b, s));
-    CK(cudaEventSynchronize(b));
+    CHECK_CUDA(cudaEventRecord(b, s));
+    CHECK_CUDA(cudaEventSynchronize(b));
     float ms = 0.f;
-    CK(cudaEventElapsedTime(&ms, a, b));
+    CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
     t.push_back(ms * 1e-3);
   }
-  CK(cudaEventDestroy(a));
-  CK(cudaEventDestroy(b));
+  CHECK_CUDA(cudaEventDestroy(a));
+  CHECK_CUDA(cudaEventDestroy(b));
   return median(t);
 }
 
@@ -183,16 +175,16 @@ std::string json_escape(const std::string& s) {
 
 int main(int argc, char** argv) {
   const char* json_path = argc > 1 ? argv[1] : nullptr;
-  CK(cudaSetDevice(0));
+  CHECK_CUDA(cudaSetDevice(0));
   cudaDeviceProp prop;
-  CK(cudaGetDeviceProperties(&prop, 0));
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   int driver = 0, runtime = 0;
-  CK(cudaDriverGetVersion(&driver));
-  CK(cudaRuntimeGetVersion(&runtime));
+  CHECK_CUDA(cudaDriverGetVersion(&driver));
+  CHECK_CUDA(cudaRuntimeGetVersion(&runtime));
   std::printf("device: %s, %d SMs, L2 %.0f MB, %.1f GB, driver %d, runtime %d\n", prop.name,
               prop.multiProcessorCount, prop.l2CacheSize / 1e6, prop.totalGlobalMem / 1e9, driver, runtime);
   cudaStream_t s;
-  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  CHECK_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   ExecContext ctx;
   ctx.stream = s;
   std::vector<Row> rows;
@@ -204,11 +196,11 @@ int main(int argc, char** argv) {
     void* src = dmalloc(bytes);
     void* dst = dmalloc(bytes);
     fill(src, DType::kF32, bytes / 4, 1, -1.f, 1.f);
-    const double t = time_median(s, 2, 20, [&] { CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s)); });
+    const double t = time_median(s, 2, 20, [&] { CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s)); });
     copy_bw = 2.0 * bytes / t;
     rows.push_back({"d2d copy 1 GiB (read+write)", t * 1e6, copy_bw / 1e9, 0.0, 0.0});
-    CK(cudaFree(src));
-    CK(cudaFree(dst));
+    CHECK_CUDA(cudaFree(src));
+    CHECK_CUDA(cudaFree(dst));
   }
 
   // ---- 2. read-only ceiling ---------------------------------------------------------------
@@ -227,7 +219,7 @@ int main(int argc, char** argv) {
         const double t = time_median(s, 2, 15, [&] {
           read_sum<4><<<blocks, threads, 0, s>>>(static_cast<const uint4*>(buf), n16, sink);
         });
-        CK(cudaGetLastError());
+        CHECK_CUDA(cudaGetLastError());
         if (bytes / t > read_bw) {
           read_bw = bytes / t;
           best_cfg = std::to_string(per_sm) + "x" + std::to_string(threads);
@@ -235,8 +227,8 @@ int main(int argc, char** argv) {
       }
     }
     rows.push_back({"read-only stream 2 GiB (best " + best_cfg + ")", bytes / read_bw * 1e6, read_bw / 1e9, 1.0, 0.0});
-    CK(cudaFree(buf));
-    CK(cudaFree(sink));
+    CHECK_CUDA(cudaFree(buf));
+    CHECK_CUDA(cudaFree(sink));
   }
 
   // ---- 3. GEMV ----------------------------------------------------------------------------
@@ -275,19 +267,19 @@ int main(int argc, char** argv) {
           a.w = w[i];
           gemv.fn(&a, ctx);
         }
-        CK(cudaStreamSynchronize(s));
+        CHECK_CUDA(cudaStreamSynchronize(s));
         cudaGraph_t graph;
         cudaGraphExec_t exec;
-        CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+        CHECK_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
         for (int i = 0; i < iters; ++i) {
           a.w = w[i % nbuf];
           gemv.fn(&a, ctx);
         }
-        CK(cudaStreamEndCapture(s, &graph));
-        CK(cudaGraphInstantiate(&exec, graph, 0));
-        const double t = time_median(s, 3, 25, [&] { CK(cudaGraphLaunch(exec, s)); }) / iters;
-        CK(cudaGraphExecDestroy(exec));
-        CK(cudaGraphDestroy(graph));
+        CHECK_CUDA(cudaStreamEndCapture(s, &graph));
+        CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+        const double t = time_median(s, 3, 25, [&] { CHECK_CUDA(cudaGraphLaunch(exec, s)); }) / iters;
+        CHECK_CUDA(cudaGraphExecDestroy(exec));
+        CHECK_CUDA(cudaGraphDestroy(graph));
         unsetenv("ELI_GEMV_PDL");
         return t;
       };
@@ -310,14 +302,14 @@ int main(int argc, char** argv) {
         std::vector<float> hx(m * sh.k), hg(sh.k), hout(m * n_out), want(m * n_out);
         std::vector<uint16_t> hw(wbytes / 2);
         fill(out, DType::kF32, kGemvMaxRows * n_out, 11, -1.f, 1.f);
-        CK(cudaMemcpy(want.data(), out, want.size() * 4, cudaMemcpyDeviceToHost));
+        CHECK_CUDA(cudaMemcpy(want.data(), out, want.size() * 4, cudaMemcpyDeviceToHost));
         a.w = w[0];
         gemv.fn(&a, ctx);
-        CK(cudaStreamSynchronize(s));
-        CK(cudaMemcpy(hout.data(), out, hout.size() * 4, cudaMemcpyDeviceToHost));
-        CK(cudaMemcpy(hx.data(), x, hx.size() * 4, cudaMemcpyDeviceToHost));
-        CK(cudaMemcpy(hg.data(), g, hg.size() * 4, cudaMemcpyDeviceToHost));
-        CK(cudaMemcpy(hw.data(), w[0], wbytes, cudaMemcpyDeviceToHost));
+        CHECK_CUDA(cudaStreamSynchronize(s));
+        CHECK_CUDA(cudaMemcpy(hout.data(), out, hout.size() * 4, cudaMemcpyDeviceToHost));
+        CHECK_CUDA(cudaMemcpy(hx.data(), x, hx.size() * 4, cudaMemcpyDeviceToHost));
+        CHECK_CUDA(cudaMemcpy(hg.data(), g, hg.size() * 4, cudaMemcpyDeviceToHost));
+        CHECK_CUDA(cudaMemcpy(hw.data(), w[0], wbytes, cudaMemcpyDeviceToHost));
         GemvArgs h = a;
         h.out = want.data();
         h.x = hx.data();
@@ -336,10 +328,10 @@ int main(int argc, char** argv) {
         }
       }
     }
-    for (void* p : w) CK(cudaFree(p));
-    CK(cudaFree(x));
-    CK(cudaFree(g));
-    CK(cudaFree(out));
+    for (void* p : w) CHECK_CUDA(cudaFree(p));
+    CHECK_CUDA(cudaFree(x));
+    CHECK_CUDA(cudaFree(g));
+    CHECK_CUDA(cudaFree(out));
   }
 
   // ---- 4. GEMM (cuBLASLt) -------------------------------------------------------------------
@@ -371,14 +363,14 @@ int main(int argc, char** argv) {
         std::snprintf(what, sizeof(what), "gemm %s %s %lldx%lld m=%lld out %s%s", sh.model, sh.name, (long long)sh.n,
                       (long long)sh.k, (long long)m, dtype_name(out_dt), sh.accumulate ? " +=" : "");
         rows.push_back({what, t * 1e6, (wbytes + m * sh.k * 2.0) / t / 1e9, 0.0, flops / t / 1e12});
-        CK(cudaFree(w));
-        CK(cudaFree(x));
-        CK(cudaFree(out));
+        CHECK_CUDA(cudaFree(w));
+        CHECK_CUDA(cudaFree(x));
+        CHECK_CUDA(cudaFree(out));
       }
     }
-    CK(cudaFree(ws));
+    CHECK_CUDA(cudaFree(ws));
   }
-  CK(cudaDeviceSynchronize());
+  CHECK_CUDA(cudaDeviceSynchronize());
 
   // ---- report -------------------------------------------------------------------------------
   std::printf("\n%-58s %10s %9s %8s %9s\n", "case", "us", "GB/s", "of read", "TFLOP/s");
@@ -426,6 +418,6 @@ int main(int argc, char** argv) {
     std::fclose(f);
     std::printf("wrote %s\n", json_path);
   }
-  CK(cudaStreamDestroy(s));
+  CHECK_CUDA(cudaStreamDestroy(s));
   return check_ok ? 0 : 2;
 }
