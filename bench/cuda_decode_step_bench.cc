@@ -12,7 +12,8 @@
 // It prints the step time of the full sequence and of variants that leave one kind of kernel out;
 // the difference is that kind's marginal cost inside the chain (its own time plus the gap it adds),
 // which is what a fusion or a launch-latency fix can win. Also: the same with programmatic
-// dependent launch off (ELI_GEMV_PDL=0 and ELI_PDL=0 at capture time), the weight bytes a step
+// dependent launch off and the other launch settings' alternatives (kernels/cuda_tuning_knobs.h,
+// set before each capture), the weight bytes a step
 // reads, and a read-only bandwidth ceiling measured in the same run, so the step's fraction of the
 // memory limit is known (weights plus, for batches, the K/V the attention reads). The outputs' values
 // are not checked here (tests/cpp covers the kernels); variants that skip kernels compute garbage on
@@ -35,6 +36,7 @@
 #include <vector>
 
 #include "bench/cuda_bench_check.h"
+#include "kernels/cuda_tuning_knobs.h"
 #include "kernels/ops.h"
 #include "kernels/registry.h"
 
@@ -494,64 +496,62 @@ double read_ceiling(cudaStream_t stream) {
   return static_cast<double>(bytes) / median(t);
 }
 
-void set_pdl(bool on) {
-  setenv("ELI_GEMV_PDL", on ? "1" : "0", 1);
-  setenv("ELI_PDL", on ? "1" : "0", 1);
-}
-
-using EnvList = std::vector<std::pair<const char*, const char*>>;
+using cuda::Knob;
+using KnobList = std::vector<std::pair<Knob, int>>;
 
 struct Variant {
   const char* name;
   Parts parts;
-  bool pdl;
-  EnvList env;  // knobs read at capture time
+  KnobList knobs;  // kernels/cuda_tuning_knobs.h; in force when the step is captured
 };
 
-// The production settings (every tuning knob at its default; carveouts are explicit because a
-// kernel's carveout attribute outlives the variant that set it).
-EnvList base_env() {
-  return {{"ELI_ATTN_CARVEOUT", "-1"}, {"ELI_GEMV_CARVEOUT", "-1"}, {"ELI_ROPE_CARVEOUT", "-1"},
-          {"ELI_ATTN_TRIGGER", "0"}, {"ELI_ATTN_MIN_SPLIT", "0"}};
+// The production settings: every tuning knob at its default (carveouts at -1, the driver's
+// default, rather than unset, because a kernel's carveout attribute outlives the variant that set it).
+KnobList base_knobs() {
+  return {{Knob::kPdl, 1},          {Knob::kGemvPdl, 1},      {Knob::kAttnTriggerEarly, 0}, {Knob::kAttnMinSplit, 0},
+          {Knob::kAttnCarveout, -1}, {Knob::kGemvCarveout, -1}, {Knob::kRopeCarveout, -1}};
 }
-EnvList with(const EnvList& extra) {
-  EnvList e = base_env();
-  for (const auto& kv : extra) {
-    for (auto& b : e)
-      if (std::string(b.first) == kv.first) b.second = kv.second;
+KnobList with(const KnobList& changed) {
+  KnobList k = base_knobs();
+  for (const auto& c : changed) {
+    for (auto& b : k)
+      if (b.first == c.first) b.second = c.second;
   }
-  return e;
+  return k;
+}
+void apply(const KnobList& knobs) {
+  for (const auto& k : knobs) cuda::set_knob(k.first, k.second);
 }
 
 std::vector<Variant> variants_for(bool gemv_route) {
-  const EnvList base = base_env();
+  const KnobList base = base_knobs();
   std::vector<Variant> v;
-  v.push_back({"full", Parts{}, true, base});
-  v.push_back({"full, no PDL", Parts{}, false, base});
+  v.push_back({"full", Parts{}, base});
+  v.push_back({"full, no PDL", Parts{}, with({{Knob::kPdl, 0}})});
   Parts p = Parts{};
   p.rope = false;
-  v.push_back({"- rope/kv write", p, true, base});
+  v.push_back({"- rope/kv write", p, base});
   p = Parts{};
   p.attn = false;
-  v.push_back({"- attention", p, true, base});
+  v.push_back({"- attention", p, base});
   p = Parts{};
   p.sample = false;
-  v.push_back({"- sampling", p, true, base});
+  v.push_back({"- sampling", p, base});
   if (!gemv_route) {
     p = Parts{};
     p.casts = false;
-    v.push_back({"- norm/swiglu casts", p, true, base});
+    v.push_back({"- norm/swiglu casts", p, base});
   }
   p = Parts{};
   p.embed = p.rope = p.attn = p.sample = p.casts = false;
-  v.push_back({gemv_route ? "GEMVs only" : "GEMMs only", p, true, base});
-  if (gemv_route) {  // the knobs of kernels/cuda/attention_*.cu, gemv.cu, mixed_elementwise.cu
-    v.push_back({"attn trigger early", Parts{}, true, with({{"ELI_ATTN_TRIGGER", "1"}})});
-    v.push_back({"attn carveout max", Parts{}, true, with({{"ELI_ATTN_CARVEOUT", "100"}})});
-    v.push_back({"all carveout max", Parts{}, true,
-                 with({{"ELI_ATTN_CARVEOUT", "100"}, {"ELI_GEMV_CARVEOUT", "100"}, {"ELI_ROPE_CARVEOUT", "100"}})});
-    v.push_back({"min split 128", Parts{}, true, with({{"ELI_ATTN_MIN_SPLIT", "128"}})});
-    v.push_back({"min split 1024", Parts{}, true, with({{"ELI_ATTN_MIN_SPLIT", "1024"}})});
+  v.push_back({gemv_route ? "GEMVs only" : "GEMMs only", p, base});
+  if (gemv_route) {  // the alternatives the defaults were chosen against
+    v.push_back({"attn trigger early", Parts{}, with({{Knob::kAttnTriggerEarly, 1}})});
+    v.push_back({"attn carveout max", Parts{}, with({{Knob::kAttnCarveout, 100}})});
+    v.push_back({"all carveout max", Parts{},
+                 with({{Knob::kAttnCarveout, 100}, {Knob::kGemvCarveout, 100}, {Knob::kRopeCarveout, 100}})});
+    v.push_back({"min split 128", Parts{}, with({{Knob::kAttnMinSplit, 128}})});
+    v.push_back({"min split 1024", Parts{}, with({{Knob::kAttnMinSplit, 1024}})});
   }
   return v;
 }
@@ -615,8 +615,7 @@ int main(int argc, char** argv) {
         std::printf("  %-24s %10s %9s %10s %11s\n", "variant", "us/step", "tok/s", "of limit", "vs full us");
         double full = 0;
         for (const Variant& v : variants_for(m.gemv_route())) {
-          set_pdl(v.pdl);
-          for (const auto& kv : v.env) setenv(kv.first, kv.second, 1);
+          apply(v.knobs);
           const double us = step_us(m, v.parts, stream);
           if (full == 0) full = us;
           std::printf("  %-24s %10.1f %9.0f %9.1f%% %+11.1f\n", v.name, us, 1e6 * batch / us, 100.0 * limit_us / us,
@@ -628,8 +627,7 @@ int main(int argc, char** argv) {
                   ", \"limit_us\": " + std::to_string(limit_us) + "}";
           first_row = false;
         }
-        for (const auto& kv : base_env()) setenv(kv.first, kv.second, 1);
-        set_pdl(true);
+        apply(base_knobs());
         free_all();
       }
     }

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "bench/cuda_bench_check.h"
+#include "kernels/cuda_tuning_knobs.h"
 #include "kernels/ops.h"
 #include "kernels/ref/float_convert.h"
 #include "kernels/registry.h"
@@ -262,7 +263,7 @@ int main(int argc, char** argv) {
       // in a real step other kernels sit between the GEMVs).
       const int iters = std::max(nbuf, 20) / nbuf * nbuf;
       auto measure = [&](bool pdl) {
-        setenv("ELI_GEMV_PDL", pdl ? "1" : "0", 1);  // read by the launcher at capture time
+        cuda::set_knob(cuda::Knob::kGemvPdl, pdl ? 1 : 0);  // in force for the capture below
         for (int i = 0; i < nbuf; ++i) {             // warm-up outside the capture
           a.w = w[i];
           gemv.fn(&a, ctx);
@@ -280,7 +281,7 @@ int main(int argc, char** argv) {
         const double t = time_median(s, 3, 25, [&] { CHECK_CUDA(cudaGraphLaunch(exec, s)); }) / iters;
         CHECK_CUDA(cudaGraphExecDestroy(exec));
         CHECK_CUDA(cudaGraphDestroy(graph));
-        unsetenv("ELI_GEMV_PDL");
+        cuda::set_knob(cuda::Knob::kGemvPdl, 1);
         return t;
       };
       for (bool pdl : {true, false}) {

@@ -25,7 +25,7 @@
 #include "kernels/cuda/attention_bf16.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/pdl.cuh"
-#include "kernels/cuda/tuning_knobs.h"
+#include "kernels/cuda_tuning_knobs.h"
 #include "runtime/device/cuda/cuda_check.h"
 
 namespace eli {
@@ -76,10 +76,10 @@ int64_t choose_splits(int64_t units, int64_t slots, int64_t max_splits) {
   return 1;
 }
 
-// Positions per split at least (ELI_ATTN_MIN_SPLIT > 0 overrides, for tuning).
+// Positions per split at least (the kAttnMinSplit knob > 0 overrides, for tuning).
 int64_t min_split_len_for(int64_t head_dim) {
-  const int64_t env = cuda::env_int("ELI_ATTN_MIN_SPLIT", 0);
-  if (env > 0) return env;
+  const int64_t forced = cuda::knob(cuda::Knob::kAttnMinSplit);
+  if (forced > 0) return forced;
   return std::max(kMinSplitLenFloor, kMinSplitBytes / (4 * std::max<int64_t>(head_dim, 1)));  // K + V, bf16
 }
 
@@ -145,7 +145,7 @@ void attention_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
   p.n_qchunks = 1;
   p.n_qchunks_cap = 1;
   p.counter_slot = -1;
-  p.pdl_trigger_early = cuda::env_int("ELI_ATTN_TRIGGER", 0) != 0;
+  p.pdl_trigger_early = cuda::knob(cuda::Knob::kAttnTriggerEarly) != 0;
   p.bs_shift = -1;
   for (int b = 0; b < 31; ++b) {
     if ((int64_t{1} << b) == a.block_size) p.bs_shift = b;

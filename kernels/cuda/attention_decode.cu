@@ -46,7 +46,7 @@
 #include "eli/error.h"
 #include "kernels/cuda/attention_bf16.cuh"
 #include "kernels/cuda/pdl.cuh"
-#include "kernels/cuda/tuning_knobs.h"
+#include "kernels/cuda_tuning_knobs.h"
 #include "runtime/device/cuda/cuda_check.h"
 
 namespace eli {
@@ -481,7 +481,7 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
 // Once per device and instantiation: the dynamic shared memory opt-in. The shared-memory carveout
 // stays the driver's choice: forcing the largest one (as an earlier version did, for two CTAs per
 // SM) made the SMs switch configurations between this kernel and the GEMVs around it, which cost
-// more than the occupancy gained (bench/cuda_decode_step_bench.cc, ELI_ATTN_CARVEOUT=100).
+// more than the occupancy gained (bench/cuda_decode_step_bench.cc, the kAttnCarveout knob at 100).
 template <int TPR, bool VEC, int QMAX>
 void configure_t() {
   static std::atomic<uint64_t> opted{0};
@@ -491,7 +491,7 @@ void configure_t() {
 template <int TPR, bool VEC, int QMAX>
 void launch_decode_t(const Params& p, dim3 grid, cudaStream_t stream) {
   configure_t<TPR, VEC, QMAX>();
-  cuda::apply_env_carveout(reinterpret_cast<const void*>(decode_kernel<TPR, VEC, QMAX>), "ELI_ATTN_CARVEOUT");
+  cuda::apply_carveout_knob(reinterpret_cast<const void*>(decode_kernel<TPR, VEC, QMAX>), cuda::Knob::kAttnCarveout);
   cuda::launch_kernel(decode_kernel<TPR, VEC, QMAX>, grid, dim3(kThreads), kSmem, stream, cuda::pdl_enabled(), p);
 }
 

@@ -24,7 +24,7 @@
 //   following PDL kernel (e.g. the next GEMV) can prefetch during this one's tail; such a kernel
 //   must wait before reading what this one writes (the contract of kernels/cuda/pdl.cuh).
 //   ELI_GEMV_PDL=0 (or ELI_PDL=0 for every kernel) in the environment turns the attribute off
-//   (read at every launch, i.e. at capture time under CUDA graphs).
+//   (kernels/cuda_tuning_knobs.h: read once; set_knob switches it for benchmarks and tests).
 // Any shape, stride and alignment is correct: k % 8 != 0, misaligned pointers or strides fall back
 // to a scalar kernel with the same structure. m > kGemvMaxRows is run as several launches (the
 // caller should use the GEMM there). Nothing is allocated; everything goes on ctx.stream, so the
@@ -33,14 +33,12 @@
 #include <atomic>
 #include <climits>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 
 #include "eli/error.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/pdl.cuh"
-#include "kernels/cuda/tuning_knobs.h"
+#include "kernels/cuda_tuning_knobs.h"
 #include "runtime/device/cuda/cuda_check.h"
 
 namespace eli {
@@ -283,12 +281,8 @@ int sm_count() {
   return v;
 }
 
-// The GEMV's own switch (ELI_GEMV_PDL=0) on top of the global one (ELI_PDL=0, kernels/cuda/pdl.cuh).
-bool pdl_enabled() {
-  if (!cuda::pdl_enabled()) return false;
-  const char* env = std::getenv("ELI_GEMV_PDL");
-  return env == nullptr || std::strcmp(env, "0") != 0;
-}
+// The GEMV's own switch (the kGemvPdl knob) on top of the global one.
+bool pdl_enabled() { return cuda::pdl_enabled() && cuda::knob(cuda::Knob::kGemvPdl) != 0; }
 
 template <typename W, int M, int RR, bool kVec>
 void launch_one(const GemvParams& p, int threads, bool pdl, cudaStream_t stream) {
@@ -296,7 +290,7 @@ void launch_one(const GemvParams& p, int threads, bool pdl, cudaStream_t stream)
   const int64_t blocks = (p.n_out + outs_per_cta - 1) / outs_per_cta;
   ELI_CHECK(blocks <= INT_MAX, "gemv: n=", p.n, " exceeds the grid limit");
   const size_t smem = static_cast<size_t>(M * RR + M) * threads * sizeof(float);
-  cuda::apply_env_carveout(reinterpret_cast<const void*>(gemv_kernel<W, M, RR, kVec>), "ELI_GEMV_CARVEOUT");
+  cuda::apply_carveout_knob(reinterpret_cast<const void*>(gemv_kernel<W, M, RR, kVec>), cuda::Knob::kGemvCarveout);
   cuda::launch_kernel(gemv_kernel<W, M, RR, kVec>, dim3(static_cast<unsigned>(blocks)),
                       dim3(static_cast<unsigned>(threads)), smem, stream, pdl, p);
 }

@@ -17,7 +17,7 @@
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/pdl.cuh"
-#include "kernels/cuda/tuning_knobs.h"
+#include "kernels/cuda_tuning_knobs.h"
 #include "runtime/device/cuda/cuda_check.h"
 
 namespace eli {
@@ -174,7 +174,7 @@ void launch_rope_kv_write(const RopeKvWriteArgs& a, cudaStream_t stream) {
   const int64_t groups = (a.n_heads + 2 * a.n_kv_heads + kRopeWarps - 1) / kRopeWarps;
   ELI_CHECK(groups <= kMaxGridY, "rope_kv_write: ", a.n_heads, " + 2 x ", a.n_kv_heads, " heads exceed the grid");
   const bool pdl = cuda::pdl_enabled();
-  cuda::apply_env_carveout(reinterpret_cast<const void*>(rope_kv_write_kernel<Q, C>), "ELI_ROPE_CARVEOUT");
+  cuda::apply_carveout_knob(reinterpret_cast<const void*>(rope_kv_write_kernel<Q, C>), cuda::Knob::kRopeCarveout);
   for (int64_t t0 = 0; t0 < a.n_tokens; t0 += INT_MAX) {
     const int64_t n = std::min<int64_t>(INT_MAX, a.n_tokens - t0);
     cuda::launch_kernel(rope_kv_write_kernel<Q, C>, dim3(static_cast<unsigned>(n), static_cast<unsigned>(groups)),

@@ -1,9 +1,8 @@
 // kernels/cuda/pdl.cu: whether programmatic dependent launch is used (kernels/cuda/pdl.cuh).
 #include <atomic>
-#include <cstdlib>
-#include <cstring>
 
 #include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda_tuning_knobs.h"
 
 namespace eli {
 namespace cuda {
@@ -20,9 +19,7 @@ bool pdl_enabled() {
     v = major >= 9 ? 2 : 1;
     cache[dev].store(v, std::memory_order_relaxed);
   }
-  if (v != 2) return false;
-  const char* env = std::getenv("ELI_PDL");
-  return env == nullptr || std::strcmp(env, "0") != 0;
+  return v == 2 && knob(Knob::kPdl) != 0;
 }
 
 }  // namespace cuda

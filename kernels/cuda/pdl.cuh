@@ -37,8 +37,8 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
-// True when the current device supports PDL (sm_90+) and ELI_PDL is not "0" (read at every call,
-// i.e. at capture time under CUDA graphs; cached per device for the capability). kernels/cuda/pdl.cu.
+// True when the current device supports PDL (sm_90+, cached per device) and the kPdl knob
+// (ELI_PDL, kernels/cuda_tuning_knobs.h) is not 0. kernels/cuda/pdl.cu.
 bool pdl_enabled();
 
 // Launches kernel<<<grid, block, smem, stream>>>(args...), with the programmatic stream

@@ -1,24 +1,17 @@
-// kernels/cuda/tuning_knobs.cu: the decode kernels' tuning knobs (kernels/cuda/tuning_knobs.h).
-#include "kernels/cuda/tuning_knobs.h"
-
+// kernels/cuda/tuning_knobs.cu: apply_carveout_knob (kernels/cuda_tuning_knobs.h), the one knob
+// helper that calls CUDA.
 #include <cuda_runtime.h>
 
-#include <cstdlib>
-
+#include "kernels/cuda_tuning_knobs.h"
 #include "runtime/device/cuda/cuda_check.h"
 
 namespace eli {
 namespace cuda {
 
-int env_int(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  return v == nullptr || *v == '\0' ? fallback : std::atoi(v);
-}
-
-void apply_env_carveout(const void* kernel, const char* name) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return;
-  ELI_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, std::atoi(v)));
+void apply_carveout_knob(const void* kernel, Knob k) {
+  const int v = knob(k);
+  if (v == kKnobUnset) return;
+  ELI_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, v));
 }
 
 }  // namespace cuda

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "eli/error.h"
+#include "kernels/cuda_tuning_knobs.h"
 #include "kernels/ops.h"
 #include "kernels/ref/float_convert.h"
 #include "kernels/registry.h"
@@ -418,17 +419,16 @@ TEST_F(CudaKernelGemvTest, DependentLaunchesSeeFinishedInputs) {
     expect_within(dout2.download(), want, gemv_tolerance(c2, dd), m, n2, n2, what);
     for (float v : mid) ASSERT_LT(std::fabs(v), 1e29f) << what << ": first GEMV left poison";
   };
-  const char* old_env = std::getenv("ELI_GEMV_PDL");
-  const std::string saved = old_env != nullptr ? old_env : "";
-  for (const char* pdl : {"1", "0"}) {
-    setenv("ELI_GEMV_PDL", pdl, 1);
+  const int saved = cuda::knob(cuda::Knob::kGemvPdl);
+  for (int pdl : {1, 0}) {
+    cuda::set_knob(cuda::Knob::kGemvPdl, pdl);
     for (int rep = 0; rep < 3; ++rep) {
       dmid.upload(poison);
       dout2.upload(d2.out0);
       e.fn(&a1, ctx_);
       e.fn(&a2, ctx_);
       dev_->synchronize();
-      check(std::string("stream, ELI_GEMV_PDL=") + pdl);
+      check("stream, GEMV PDL " + std::to_string(pdl));
     }
     if (graphs_supported()) {
       std::unique_ptr<StepGraph> graph = capture_step_graph(ctx_.stream, [&] {
@@ -440,15 +440,11 @@ TEST_F(CudaKernelGemvTest, DependentLaunchesSeeFinishedInputs) {
         dout2.upload(d2.out0);
         graph->replay(ctx_.stream);
         dev_->synchronize();
-        check(std::string("graph, ELI_GEMV_PDL=") + pdl);
+        check("graph, GEMV PDL " + std::to_string(pdl));
       }
     }
   }
-  if (old_env != nullptr) {
-    setenv("ELI_GEMV_PDL", saved.c_str(), 1);
-  } else {
-    unsetenv("ELI_GEMV_PDL");
-  }
+  cuda::set_knob(cuda::Knob::kGemvPdl, saved);
 }
 
 // ============================================================================================
