@@ -117,6 +117,23 @@ T* upload(const std::vector<T>& h) {
   return d;
 }
 
+constexpr int64_t kBlockSize = 16;
+
+// Blocks of a sequence's paged K/V: its context plus a spare block.
+int64_t blocks_per_seq(int64_t ctx) { return (ctx + kBlockSize - 1) / kBlockSize + 1; }
+
+// bf16 weights one decode step reads: every layer's matrices and the lm_head.
+size_t step_weight_bytes(const Shape& s) {
+  const int64_t H = s.hidden, I = s.inter, hd = s.head_dim;
+  const int64_t per_layer = H * (s.n_heads + 2 * s.n_kv_heads) * hd + H * s.n_heads * hd + 3 * I * H;
+  return static_cast<size_t>(per_layer * s.layers + s.vocab * H) * 2;
+}
+
+// The bf16 K and V caches make_model allocates (every layer, batch sequences).
+size_t kv_cache_bytes(const Shape& s, int64_t batch, int64_t ctx) {
+  return static_cast<size_t>(batch * blocks_per_seq(ctx) * kBlockSize * s.layers * s.n_kv_heads * s.head_dim) * 2 * 2;
+}
+
 struct Layer {
   uint16_t *qkv, *o, *gate_up, *down;
   float *attn_norm, *mlp_norm;
@@ -124,7 +141,7 @@ struct Layer {
 
 struct Model {
   Shape s;
-  int64_t batch = 1, ctx = 0, qkv_dim = 0, block_size = 16, n_blocks = 0;  // n_blocks per sequence
+  int64_t batch = 1, ctx = 0, qkv_dim = 0, block_size = kBlockSize, n_blocks = 0;  // n_blocks per sequence
   std::vector<Layer> layers;
   std::vector<uint16_t*> k_cache, v_cache;
   uint16_t *embed = nullptr, *lm_head = nullptr;
@@ -145,11 +162,7 @@ struct Model {
   double *temperature, *top_p, *min_p, *rep, *pres, *freq;
   uint64_t *seed, *offset;
 
-  size_t weight_bytes_per_step() const {
-    const int64_t H = s.hidden, I = s.inter, hd = s.head_dim;
-    const int64_t per_layer = H * qkv_dim + H * s.n_heads * hd + 2 * I * H + H * I;
-    return static_cast<size_t>(per_layer * s.layers + s.vocab * H) * 2;
-  }
+  size_t weight_bytes_per_step() const { return step_weight_bytes(s); }
   // K and V the attention reads in one step (every sequence's whole context, every layer).
   size_t kv_bytes_per_step() const {
     return static_cast<size_t>(batch * ctx * s.layers * s.n_kv_heads * s.head_dim) * 2 * 2;
@@ -170,7 +183,7 @@ Model make_model(const Shape& s, int64_t batch, int64_t ctx) {
   const int64_t B = batch;
   const int64_t H = s.hidden, I = s.inter, hd = s.head_dim;
   m.qkv_dim = (s.n_heads + 2 * s.n_kv_heads) * hd;
-  m.n_blocks = (ctx + m.block_size - 1) / m.block_size + 1;
+  m.n_blocks = blocks_per_seq(ctx);
   uint32_t seed = 1;
   for (int64_t l = 0; l < s.layers; ++l) {
     Layer L{};
@@ -594,14 +607,12 @@ int main(int argc, char** argv) {
         {  // the weights and the paged K/V of every layer must fit
           size_t free_b = 0, total_b = 0;
           CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
-          const double kv_alloc = 2.0 * batch * ((ctx + 15) / 16 + 1) * 16 * s.layers * s.n_kv_heads * s.head_dim * 2;
-          const double weights = 2.0 * (s.layers * (s.hidden * (s.n_heads + 2 * s.n_kv_heads) * s.head_dim +
-                                                    s.hidden * s.n_heads * s.head_dim + 3 * s.inter * s.hidden) +
-                                        2 * s.vocab * s.hidden);
-          if (kv_alloc + weights > 0.9 * static_cast<double>(free_b)) {
+          // The step's weights, the embedding table and the K/V caches.
+          const double need = static_cast<double>(step_weight_bytes(s) + static_cast<size_t>(s.vocab * s.hidden) * 2 +
+                                                  kv_cache_bytes(s, batch, ctx));
+          if (need > 0.9 * static_cast<double>(free_b)) {
             std::printf("\n%s, batch %lld, context %lld: skipped (%.1f GB of weights and K/V, %.1f GB free)\n", s.name,
-                        static_cast<long long>(batch), static_cast<long long>(ctx), (kv_alloc + weights) * 1e-9,
-                        free_b * 1e-9);
+                        static_cast<long long>(batch), static_cast<long long>(ctx), need * 1e-9, free_b * 1e-9);
             continue;
           }
         }
