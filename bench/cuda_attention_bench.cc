@@ -1,9 +1,10 @@
-// bench/cuda_attention_bench.cc: timing of the CUDA bf16-KV-cache attention (Op::kAttention, CUDA,
-// bf16) through the registry, i.e. the production kernels: decode (split-K, batch 1 and 32, with
+// bench/cuda_attention_bench.cc: timing of the CUDA 16-bit-KV-cache attention (Op::kAttention,
+// CUDA, bf16 by default, f16 with the argument "f16"; q and out in the cache's type) through the
+// registry, i.e. the production kernels: decode (split-K, batch 1 and 32, with
 // and without workspace) as GB/s of K+V read, and prefill of one sequence as TFLOP/s of causal
 // attention (2 * 2 * T * T / 2 * hd * n_heads), for head_dim 64 and 128, 32 q / 8 kv heads, block
 // size 16. Also a device-to-device copy for the bandwidth ceiling, and a check of decode (all)
-// and prefill 512 outputs against attention_ref_bf16 (max error relative to max |ref|).
+// and prefill 512 outputs against attention_ref_bf16 / _f16 (max error relative to max |ref|).
 //
 // Decode caches are rotated over enough copies (> 256 MiB in all) that the L2 cache does not
 // serve them; times are medians over repeats of back-to-back launches timed with CUDA events.
@@ -13,7 +14,7 @@
 // runs decode. A graph of kGraphLaunches 4-byte memsets gives the per-node floor (node_us).
 // Build by hand on the GPU machine (not part of CMake), against a CUDA build of eli_engine:
 //   nvcc -O2 -std=c++17 -I include -I . bench/cuda_attention_bench.cc build/device/libeli_engine.a \
-//     -lcublasLt -o /tmp/attn_bench && /tmp/attn_bench
+//     -lcublasLt -o /tmp/attn_bench && /tmp/attn_bench [bf16|f16]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "bench/cuda_bench_check.h"
+#include "eli/dtype.h"
 #include "kernels/ops.h"
 #include "kernels/ref/float_convert.h"
 #include "kernels/registry.h"
@@ -41,12 +43,17 @@ T* to_device(const std::vector<T>& h) {
   return d;
 }
 
-std::vector<uint16_t> random_bf16(size_t n, uint32_t seed) {
+DType g_cache = DType::kBF16;  // the KV-cache (and q, out) type under test: bf16 or f16
+
+uint16_t to16(float f) { return g_cache == DType::kF16 ? f32_to_f16(f) : f32_to_bf16(f); }
+float from16(uint16_t h) { return g_cache == DType::kF16 ? f16_to_f32(h) : bf16_to_f32(h); }
+
+std::vector<uint16_t> random16(size_t n, uint32_t seed) {
   std::vector<uint16_t> v(n);
   uint32_t x = seed * 2654435761u + 1;
   for (uint16_t& b : v) {
     x = x * 1664525u + 1013904223u;
-    b = f32_to_bf16((static_cast<float>(x >> 8) / 16777216.0f) * 2.f - 1.f);
+    b = to16((static_cast<float>(x >> 8) / 16777216.0f) * 2.f - 1.f);
   }
   return v;
 }
@@ -103,14 +110,14 @@ double graph_seconds(cudaStream_t stream, int copies, F launch) {
   return t / kGraphLaunches;
 }
 
-// max |got - ref| / max |ref| over T rows of nh * hd (device output bf16, contiguous).
+// max |got - ref| / max |ref| over T rows of nh * hd (device output 16-bit, contiguous).
 double rel_error(const uint16_t* d_out, const std::vector<float>& ref) {
   std::vector<uint16_t> got(ref.size());
   CHECK_CUDA(cudaMemcpy(got.data(), d_out, got.size() * 2, cudaMemcpyDeviceToHost));
   double mx = 0, err = 0;
   for (size_t i = 0; i < ref.size(); ++i) {
     mx = std::max(mx, static_cast<double>(std::fabs(ref[i])));
-    const double g = bf16_to_f32(got[i]);
+    const double g = from16(got[i]);
     err = std::isfinite(g) ? std::max(err, std::fabs(g - ref[i])) : INFINITY;
   }
   return mx > 0 ? err / mx : err;
@@ -145,9 +152,9 @@ struct Batch {
       ctx.push_back(static_cast<int32_t>(s.ctx));
       for (int64_t b = 0; b < mbps; ++b) tables.push_back(static_cast<int32_t>(i * mbps + b));
     }
-    q = random_bf16(static_cast<size_t>(T * s.nh * s.hd), 1);
-    kc = random_bf16(static_cast<size_t>(cache_elems), 2);
-    vc = random_bf16(static_cast<size_t>(cache_elems), 3);
+    q = random16(static_cast<size_t>(T * s.nh * s.hd), 1);
+    kc = random16(static_cast<size_t>(cache_elems), 2);
+    vc = random16(static_cast<size_t>(cache_elems), 3);
     d_cu = to_device(cu);
     d_pos = to_device(pos);
     d_ctx = to_device(ctx);
@@ -175,8 +182,8 @@ struct Batch {
   AttentionArgs args(bool workspace) const {
     AttentionArgs a{d_out, d_q, d_k[0], d_v[0], d_cu, d_pos, d_ctx, d_tab, s.n_seqs, s.nh, s.nkv, s.hd, s.bs, mbps,
                     s.nh * s.hd, s.nh * s.hd, 0, 1.0f / std::sqrt(static_cast<float>(s.hd))};
-    a.q_dtype = DType::kBF16;
-    a.out_dtype = DType::kBF16;
+    a.q_dtype = g_cache;
+    a.out_dtype = g_cache;
     a.max_query_len = s.q_len;
     a.max_context_len = s.ctx;
     a.workspace = workspace ? d_ws : nullptr;
@@ -188,7 +195,7 @@ struct Batch {
     AttentionArgs a{out.data(), q.data(), kc.data(), vc.data(), cu.data(), pos.data(), ctx.data(), tables.data(),
                     s.n_seqs, s.nh, s.nkv, s.hd, s.bs, mbps, s.nh * s.hd, s.nh * s.hd, 0,
                     1.0f / std::sqrt(static_cast<float>(s.hd))};
-    a.q_dtype = DType::kBF16;
+    a.q_dtype = g_cache;
     a.out_dtype = DType::kF32;
     ref.fn(&a, ExecContext{});
     return out;
@@ -197,11 +204,16 @@ struct Batch {
 
 }  // namespace
 
-int main() {
-  const KernelEntry* e = find_kernel(Op::kAttention, DeviceKind::kCUDA, DType::kBF16);
-  const KernelEntry* ref = find_kernel(Op::kAttention, DeviceKind::kCPU, DType::kBF16, "ref");
+int main(int argc, char** argv) {
+  if (argc > 1) g_cache = parse_dtype(argv[1]);
+  if (g_cache != DType::kBF16 && g_cache != DType::kF16) {
+    std::fprintf(stderr, "usage: %s [bf16|f16]\n", argv[0]);
+    return 2;
+  }
+  const KernelEntry* e = find_kernel(Op::kAttention, DeviceKind::kCUDA, g_cache);
+  const KernelEntry* ref = find_kernel(Op::kAttention, DeviceKind::kCPU, g_cache, "ref");
   if (e == nullptr || ref == nullptr) {
-    std::fprintf(stderr, "no CUDA bf16 attention in this build\n");
+    std::fprintf(stderr, "no CUDA %s attention in this build\n", dtype_name(g_cache));
     return 1;
   }
   cudaDeviceProp prop{};
@@ -210,7 +222,7 @@ int main() {
   CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   ExecContext ctx;
   ctx.stream = stream;
-  std::printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+  std::printf("device: %s, %d SMs; %s KV cache\n", prop.name, prop.multiProcessorCount, dtype_name(g_cache));
 
   {  // copy ceiling: 512 MiB device to device, bytes read + written
     const size_t n = size_t{512} << 20;
@@ -239,7 +251,7 @@ int main() {
   for (int64_t hd : {64, 128}) {
     for (int64_t batch : {1, 32}) {
       for (int64_t ctx_len : {128, 4096}) {
-        const int64_t kv_bytes = batch * ctx_len * 8 * hd * 2 * 2;  // K + V, 8 kv heads, bf16
+        const int64_t kv_bytes = batch * ctx_len * 8 * hd * 2 * 2;  // K + V, 8 kv heads, 2 bytes
         const int copies = static_cast<int>(std::min<int64_t>(1024, (int64_t{256} << 20) / kv_bytes + 1));
         Batch b(Setup{batch, 1, ctx_len, 32, 8, hd}, copies);
         const std::vector<float> want = b.reference(*ref);
@@ -255,7 +267,7 @@ int main() {
             e->fn(&ai, ctx);
           };
           const double t = median_seconds(stream, 15, 20, launch);
-          // Poisoned (bf16 NaN) before the graphs, whose launches must all write out again, with
+          // Poisoned (0xffff: a NaN in bf16 and f16) before the graphs, whose launches must all write out again, with
           // the same values (every cache copy holds the same data).
           CHECK_CUDA(cudaMemsetAsync(b.d_out, 0xff, b.q.size() * sizeof(uint16_t), stream));
           const double tg = graph_seconds(stream, copies, launch);

@@ -45,6 +45,7 @@ std::vector<KernelEntry> build_kernel_table() {
   // References.
   t.push_back({Op::kEmbedding, kCpu, DType::kF32, "ref", kPrioRef, embedding_ref_f32, nullptr});
   t.push_back({Op::kEmbedding, kCpu, DType::kBF16, "ref", kPrioRef, embedding_ref_bf16, nullptr});
+  t.push_back({Op::kEmbedding, kCpu, DType::kF16, "ref", kPrioRef, embedding_ref_f16, nullptr});
   t.push_back({Op::kRmsNorm, kCpu, DType::kF32, "ref", kPrioRef, rms_norm_ref, nullptr});
   t.push_back({Op::kMatmul, kCpu, DType::kF32, "ref", kPrioRef, matmul_ref_f32, nullptr});
   t.push_back({Op::kMatmul, kCpu, DType::kBF16, "ref", kPrioRef, matmul_ref_bf16, nullptr});
@@ -53,15 +54,20 @@ std::vector<KernelEntry> build_kernel_table() {
   t.push_back({Op::kKvWrite, kCpu, DType::kF32, "ref", kPrioRef, kv_write_ref, nullptr});
   t.push_back({Op::kAttention, kCpu, DType::kF32, "ref", kPrioRef, attention_ref, nullptr});
   t.push_back({Op::kKvWrite, kCpu, DType::kBF16, "ref", kPrioRef, kv_write_ref_bf16, nullptr});
+  t.push_back({Op::kKvWrite, kCpu, DType::kF16, "ref", kPrioRef, kv_write_ref_f16, nullptr});
   t.push_back({Op::kAttention, kCpu, DType::kBF16, "ref", kPrioRef, attention_ref_bf16, nullptr});
+  t.push_back({Op::kAttention, kCpu, DType::kF16, "ref", kPrioRef, attention_ref_f16, nullptr});
   t.push_back({Op::kGemv, kCpu, DType::kF32, "ref", kPrioRef, gemv_ref_f32, nullptr});
   t.push_back({Op::kGemv, kCpu, DType::kBF16, "ref", kPrioRef, gemv_ref_bf16, nullptr});
+  t.push_back({Op::kGemv, kCpu, DType::kF16, "ref", kPrioRef, gemv_ref_f16, nullptr});
   t.push_back({Op::kGemm, kCpu, DType::kF32, "ref", kPrioRef, gemm_ref_f32, nullptr});
   t.push_back({Op::kGemm, kCpu, DType::kBF16, "ref", kPrioRef, gemm_ref_bf16, nullptr});
+  t.push_back({Op::kGemm, kCpu, DType::kF16, "ref", kPrioRef, gemm_ref_f16, nullptr});
   t.push_back({Op::kNormCast, kCpu, DType::kF32, "ref", kPrioRef, norm_cast_ref, nullptr});
   t.push_back({Op::kSwigluCast, kCpu, DType::kF32, "ref", kPrioRef, swiglu_cast_ref, nullptr});
   t.push_back({Op::kRopeKvWrite, kCpu, DType::kF32, "ref", kPrioRef, rope_kv_write_ref_f32, nullptr});
   t.push_back({Op::kRopeKvWrite, kCpu, DType::kBF16, "ref", kPrioRef, rope_kv_write_ref_bf16, nullptr});
+  t.push_back({Op::kRopeKvWrite, kCpu, DType::kF16, "ref", kPrioRef, rope_kv_write_ref_f16, nullptr});
   t.push_back({Op::kSample, kCpu, DType::kF32, "ref", kPrioRef, sample_ref, nullptr});
   t.push_back({Op::kScatterTokens, kCpu, DType::kF32, "ref", kPrioRef, scatter_tokens_ref, nullptr});
   for (DType q : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ4_K,

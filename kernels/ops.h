@@ -3,10 +3,11 @@
 //
 // Shapes use: T = tokens in the step, H = hidden size, V = vocab, I = intermediate size,
 // nh = query heads, nkv = kv heads, hd = head dim, B = KV block size, NB = blocks in the pool.
-// Activations are f32 on the CPU backend; weight matrices may be f32 or bf16 (the registry key's
-// dtype is the weight dtype). The "mixed" ops (kGemv .. kRopeKvWrite) serve the GPU's bf16 path:
-// the residual stream stays f32, operands of the big matrix products are bf16, the KV cache is
-// bf16; their pointers are void* with the dtype named beside them, and each has a CPU reference.
+// Activations are f32 on the CPU backend; weight matrices may be f32 or bf16 there, and f16 too on
+// the GPU (the registry key's dtype is the weight dtype). The "mixed" ops (kGemv .. kRopeKvWrite)
+// serve the GPU's 16-bit path (bf16 or f16, never mixed within a model): the residual stream stays
+// f32, operands of the big matrix products and the KV cache are 16-bit; their pointers are void*
+// with the dtype named beside them, and each has a CPU reference.
 #pragma once
 
 #include <cstdint>
@@ -28,9 +29,9 @@ enum class Op : int {
   kDequant,     // GGUF block-quantized rows -> f32
   // Mixed-precision ops (device fast path; references in kernels/ref).
   kGemv,        // decode: out[m,:] (+)= act(norm(x[m,:]) @ w^T + bias), m small; fused RMSNorm/SwiGLU
-  kGemm,        // prefill: out (+)= x @ w^T + bias; x, w bf16 (or f32, f32); out f32 or bf16
-  kNormCast,    // out (bf16 or f32) = x * rsqrt(mean(x^2) + eps) * (weight + offset); x f32
-  kSwigluCast,  // out = silu(gate) * up with gate_up and out in the args' dtype (bf16 or f32)
+  kGemm,        // prefill: out (+)= x @ w^T + bias; x, w bf16 / f16 (or f32); out f32 or x's dtype
+  kNormCast,    // out (bf16, f16 or f32) = x * rsqrt(mean(x^2) + eps) * (weight + offset); x f32
+  kSwigluCast,  // out = silu(gate) * up with gate_up and out in the args' dtype (bf16, f16 or f32)
   kRopeKvWrite, // fused: optional q/k RMSNorm, RoPE on q and k, q -> q_out, k/v -> paged cache
   kSample,      // logits rows -> tokens (+ logprobs) on the device; args in kernels/sample_ops.h
   kScatterTokens,  // ids[dst_index[i]] = src[src_index[i]]: next step's inputs from sampled tokens
@@ -86,7 +87,7 @@ struct SwigluArgs {
 };
 
 struct KvWriteArgs {
-  void* k_cache;           // (NB, B, nkv, hd) in the registry dtype (f32; bf16 on CUDA)
+  void* k_cache;           // (NB, B, nkv, hd) in the registry dtype (f32; bf16 / f16 on CUDA)
   void* v_cache;           // (NB, B, nkv, hd)
   const float* k;          // (T, nkv, hd), row stride k_stride
   const float* v;          // (T, nkv, hd), row stride v_stride
@@ -113,8 +114,8 @@ struct AttentionArgs {
   int64_t q_stride, out_stride;
   int64_t sliding_window;  // 0: off; else attend to kv positions > pos - window
   float scale;             // usually 1/sqrt(hd)
-  DType q_dtype = DType::kF32;    // f32 or bf16 (bf16 only with a bf16 cache)
-  DType out_dtype = DType::kF32;  // f32 or bf16
+  DType q_dtype = DType::kF32;    // f32 or the cache's 16-bit dtype (bf16 / f16)
+  DType out_dtype = DType::kF32;  // f32 or the cache's 16-bit dtype
   // Host-known bounds of this batch (0: unknown, the kernel assumes the worst: T and the block
   // table's capacity). Device kernels use them to pick decode vs prefill kernels and split-K.
   int64_t max_query_len = 0;
@@ -150,7 +151,7 @@ struct GemvArgs {
 };
 
 // GEMM: out[m, n] = beta * out + x[m, k] @ w[n, k]^T + bias[n], f32 accumulation. On CUDA x_dtype
-// must equal the weight dtype (bf16 through cuBLASLt; f32 too); out_dtype f32 or bf16; accumulate
+// must equal the weight dtype (bf16 / f16 through cuBLASLt; f32 too); out_dtype f32 or x's; accumulate
 // only with an f32 out.
 struct GemmArgs {
   void* out;               // (m, n), row stride out_stride, out_dtype; must not alias x

@@ -26,8 +26,8 @@ struct EngineConfig {
   int64_t block_size = 16;             // tokens per KV block
   int64_t num_kv_blocks = 0;           // 0: derived from kv_cache_bytes
   uint64_t kv_cache_bytes = 0;         // 0: what the memory budget leaves (CUDA), a default share (CPU)
-  std::string kv_cache_dtype = "auto"; // "auto" (CUDA: bfloat16 with bf16 weights, else float32;
-                                       // CPU: float32), "float32", "bfloat16" (CUDA only)
+  std::string kv_cache_dtype = "auto"; // "auto" (CUDA: the weights' 16-bit type, else float32;
+                                       // CPU: float32), "float32", "bfloat16", "float16" (CUDA only)
   // CUDA memory budget: the fraction of the device's TOTAL memory eli may hold in all (weights,
   // workspaces, KV cache, cached allocator blocks, a fixed headroom), as in vLLM. Must be in
   // (0, 1]. gpu_memory_bytes > 0 is an absolute budget that overrides the fraction. The CPU
@@ -86,7 +86,7 @@ struct EngineInfo {
   int64_t max_model_len = 0;
   int64_t block_size = 0;
   int64_t num_kv_blocks = 0;
-  std::string kv_cache_dtype;  // dtype of the KV cache ("f32", "bf16"), like weight_dtype
+  std::string kv_cache_dtype;  // dtype of the KV cache ("f32", "bf16", "f16"), like weight_dtype
   EngineMemoryInfo memory;
   int n_threads = 0;
 };

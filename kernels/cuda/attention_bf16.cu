@@ -1,5 +1,9 @@
-// kernels/cuda/attention_bf16.cu: Op::kAttention on CUDA with a bf16 KV cache (AttentionArgs,
-// kernels/ops.h): checks the arguments, then picks one of two kernels on the host:
+// kernels/cuda/attention_bf16.cu: Op::kAttention on CUDA with a 16-bit KV cache, bf16
+// (attention_bf16_cuda) or f16 (attention_f16_cuda) (AttentionArgs, kernels/ops.h): both are
+// attention_half_cuda<T> for the cache's element type T. q and out are f32 or T (a q or out of
+// the other 16-bit type is refused, ErrorKind::kUnsupported). It checks the arguments, then picks
+// one of two kernels (each a template on T, same variants and launch configurations for both
+// types) on the host:
 // - decode (attention_decode.cu) when every sequence has at most kDecodeMaxQueryLen queries
 //   (AttentionArgs::max_query_len, known and small): split-K over the context in one kernel (the
 //   last CTA of each query chunk combines the splits), with the number of splits chosen for full
@@ -8,19 +12,27 @@
 //   graphs: each split's range comes from the device-side lengths and may be empty), by the
 //   workspace and by the split counters (kDecodeSlotCounters);
 // - prefill (attention_prefill.cu) otherwise, including max_query_len == 0 (unknown): tensor-core
-//   flash attention, correct for any ragged batch.
-// Semantics are attention_ref_bf16's (kernels/ref/attention_ref.cc). Contract beyond the args
-// struct: a nonzero max_query_len bounds every sequence's query count (the workspace is laid out
-// for n_seqs * max_query_len tokens); launches that may run at the same time (other streams,
-// graphs replayed concurrently) must use different workspaces: each workspace gets its own split
-// counters (attention_decode.cu), which every launch leaves at zero, so the workspace needs no
-// initialisation and no memset is ever issued. Nothing is allocated, nothing synchronises the
-// host, and everything is launched on ctx.stream: the launcher is CUDA-graph capturable.
+//   flash attention, correct for any ragged batch;
+// - both, for a mixed batch of many sequences (max_query_len > kDecodeMaxQueryLen and at least
+//   kMixedSplitMinUnits (sequence, kv head) pairs per SM): the decode kernel (without splits)
+//   takes the sequences of one query (decode rows) and the prefill kernel skips them.
+//   Continuous batching's mixed steps hold hundreds of decode rows beside a few prefill chunks;
+//   in the prefill kernel each decode row would cost a 64-row tile per q head, re-reading the
+//   sequence's K/V once per q head of its group.
+// Semantics are attention_ref_bf16's / attention_ref_f16's (kernels/ref/attention_ref.cc).
+// Contract beyond the args struct: a nonzero max_query_len bounds every sequence's query count
+// (the workspace is laid out for n_seqs * max_query_len tokens); launches that may run at the same
+// time (other streams, graphs replayed concurrently) must use different workspaces: each workspace
+// gets its own split counters (attention_decode.cu, shared by both cache types), which every
+// launch leaves at zero, so the workspace needs no initialisation and no memset is ever issued.
+// Nothing is allocated, nothing synchronises the host, and everything is launched on ctx.stream:
+// the launcher is CUDA-graph capturable.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
 
+#include "eli/dtype.h"
 #include "eli/error.h"
 #include "kernels/cuda/attention_bf16.cuh"
 #include "kernels/cuda/cuda_kernels.h"
@@ -40,6 +52,9 @@ constexpr int64_t kMinSplitBytes = int64_t{128} << 10;
 constexpr int64_t kMinSplitLenFloor = 128;  // a tile for each of a decode CTA's 8 warps (16 rows at hd 64)
 constexpr int64_t kMaxGridYZ = 65535;
 constexpr int64_t kPrefillRows = 64;  // query rows per prefill CTA
+// A batch with longer queries whose sequences give at least this many (sequence, kv head) units
+// per SM splits between the decode and the prefill kernel (see attention_half_cuda).
+constexpr int64_t kMixedSplitMinUnits = 2;
 
 int64_t sm_count() {
   static std::atomic<int> cached[64] = {};
@@ -80,7 +95,7 @@ int64_t choose_splits(int64_t units, int64_t slots, int64_t max_splits) {
 int64_t min_split_len_for(int64_t head_dim) {
   const int64_t forced = cuda::knob(cuda::Knob::kAttnMinSplit);
   if (forced > 0) return forced;
-  return std::max(kMinSplitLenFloor, kMinSplitBytes / (4 * std::max<int64_t>(head_dim, 1)));  // K + V, bf16
+  return std::max(kMinSplitLenFloor, kMinSplitBytes / (4 * std::max<int64_t>(head_dim, 1)));  // K + V, 2 bytes each
 }
 
 bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
@@ -100,26 +115,48 @@ void allow_dynamic_smem(const void* kernel, size_t bytes, std::atomic<uint64_t>*
 }
 }  // namespace attn
 
-void attention_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
+namespace {
+
+template <typename T>
+struct CacheType;
+template <>
+struct CacheType<__nv_bfloat16> {
+  static constexpr DType kDType = DType::kBF16;
+  static constexpr DType kOther = DType::kF16;
+};
+template <>
+struct CacheType<__half> {
+  static constexpr DType kDType = DType::kF16;
+  static constexpr DType kOther = DType::kBF16;
+};
+
+template <typename T>
+void attention_half_cuda(const void* args_ptr, const ExecContext& ctx) {
+  constexpr DType kCache = CacheType<T>::kDType, kOther = CacheType<T>::kOther;
   const AttentionArgs& a = *static_cast<const AttentionArgs*>(args_ptr);
   ELI_CHECK(a.n_kv_heads > 0 && a.n_heads > 0 && a.n_heads % a.n_kv_heads == 0, "attention: n_heads ", a.n_heads,
             " not a positive multiple of n_kv_heads ", a.n_kv_heads);
   ELI_CHECK(a.block_size > 0 && a.block_size <= INT32_MAX && a.head_dim > 0, "attention: bad block_size/head_dim");
   ELI_CHECK_KIND(kUnsupported, a.head_dim <= attn::kMaxHeadDim, "attention: head_dim ", a.head_dim,
-                 " exceeds the CUDA bf16 kernels' limit of ", attn::kMaxHeadDim);
-  ELI_CHECK(a.q_dtype == DType::kF32 || a.q_dtype == DType::kBF16, "attention: q must be f32 or bf16");
-  ELI_CHECK(a.out_dtype == DType::kF32 || a.out_dtype == DType::kBF16, "attention: out must be f32 or bf16");
+                 " exceeds the CUDA 16-bit-cache kernels' limit of ", attn::kMaxHeadDim);
+  ELI_CHECK_KIND(kUnsupported, a.q_dtype != kOther && a.out_dtype != kOther, "attention: q ",
+                 dtype_name(a.q_dtype), " / out ", dtype_name(a.out_dtype), " with a ", dtype_name(kCache),
+                 " KV cache: the 16-bit q and out must be of the cache's type (", dtype_name(kCache), ") or f32");
+  ELI_CHECK(a.q_dtype == DType::kF32 || a.q_dtype == kCache, "attention: q must be f32 or ", dtype_name(kCache),
+            ", not ", dtype_name(a.q_dtype));
+  ELI_CHECK(a.out_dtype == DType::kF32 || a.out_dtype == kCache, "attention: out must be f32 or ", dtype_name(kCache),
+            ", not ", dtype_name(a.out_dtype));
   ELI_CHECK(a.n_seqs >= 0 && a.max_blocks_per_seq >= 0 && a.max_query_len >= 0, "attention: negative size");
   if (a.n_seqs == 0) return;
   ELI_CHECK(a.n_seqs <= kMaxGridYZ && a.n_heads <= kMaxGridYZ, "attention: ", a.n_seqs, " sequences or ",
             a.n_heads, " heads exceed the grid limit");
 
-  const bool q_bf16 = a.q_dtype == DType::kBF16, out_bf16 = a.out_dtype == DType::kBF16;
-  attn::Params p{};
+  const bool q_half = a.q_dtype == kCache, out_half = a.out_dtype == kCache;
+  attn::Params<T> p{};
   p.out = a.out;
   p.q = a.q;
-  p.k_cache = static_cast<const __nv_bfloat16*>(a.k_cache);
-  p.v_cache = static_cast<const __nv_bfloat16*>(a.v_cache);
+  p.k_cache = static_cast<const T*>(a.k_cache);
+  p.v_cache = static_cast<const T*>(a.v_cache);
   p.cu_seqlens = a.cu_seqlens;
   p.positions = a.positions;
   p.context_lens = a.context_lens;
@@ -136,11 +173,11 @@ void attention_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
   p.head_dim = static_cast<int>(a.head_dim);
   p.block_size = static_cast<int>(a.block_size);
   p.scale_log2 = a.scale * attn::kLog2e;
-  p.q_bf16 = q_bf16;
-  p.out_bf16 = out_bf16;
-  p.q_vec = a.head_dim % 8 == 0 && aligned(a.q, 16) && a.q_stride % (q_bf16 ? 8 : 4) == 0;
+  p.q_half = q_half;
+  p.out_half = out_half;
+  p.q_vec = a.head_dim % 8 == 0 && aligned(a.q, 16) && a.q_stride % (q_half ? 8 : 4) == 0;
   p.kv_vec = a.head_dim % 8 == 0 && aligned(a.k_cache, 16) && aligned(a.v_cache, 16);
-  p.out_pair = a.head_dim % 2 == 0 && a.out_stride % 2 == 0 && aligned(a.out, out_bf16 ? 4 : 8);
+  p.out_pair = a.head_dim % 2 == 0 && a.out_stride % 2 == 0 && aligned(a.out, out_half ? 4 : 8);
   p.n_splits = 1;
   p.n_qchunks = 1;
   p.n_qchunks_cap = 1;
@@ -152,7 +189,20 @@ void attention_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
   }
   cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
 
-  if (a.max_query_len > 0 && a.max_query_len <= kDecodeMaxQueryLen) {
+  p.decode_q_max = 0;
+  if (a.max_query_len > kDecodeMaxQueryLen && a.n_seqs * a.n_kv_heads >= kMixedSplitMinUnits * sm_count()) {
+    // A mixed batch of many sequences (continuous batching: decode rows beside prefill chunks):
+    // the decode kernel takes the sequences of one query (reading each K/V row once per kv head,
+    // for its whole query group), the prefill kernel the rest. Without
+    // splits: the workspace is laid out for decode batches, and these CTAs fill the GPU anyway.
+    p.decode_q_max = 1;  // decode rows (1 query: the smallest kernel variant for the group)
+    const int64_t n_q = p.group;
+    const int qmax = attn::decode_qmax(n_q);
+    const int64_t qchunks = ceil_div(n_q, qmax);
+    p.n_qchunks = static_cast<int>(std::max<int64_t>(1, std::min(qchunks, kMaxGridYZ / a.n_kv_heads)));
+    p.n_qchunks_cap = static_cast<int>(std::min<int64_t>(qchunks, attn::kDecodeSlotCounters + 1));
+    attn::launch_decode<T>(p, qmax, stream);
+  } else if (a.max_query_len > 0 && a.max_query_len <= kDecodeMaxQueryLen) {
     const int64_t n_q = a.max_query_len * p.group;  // queries per (seq, kv head) at most
     const int qmax = attn::decode_qmax(n_q);
     const int64_t qchunks = ceil_div(n_q, qmax);
@@ -178,7 +228,7 @@ void attention_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
     int64_t splits = 1;
     if (max_splits > 1) {
       const int64_t units = a.n_seqs * a.n_kv_heads * p.n_qchunks;
-      splits = choose_splits(units, sm_count() * attn::decode_ctas_per_sm(p, qmax), max_splits);
+      splits = choose_splits(units, sm_count() * attn::decode_ctas_per_sm<T>(p, qmax), max_splits);
     }
     if (splits > 1) p.counter_slot = attn::decode_counter_slot(a.workspace);
     if (splits > 1 && p.counter_slot >= 0) {
@@ -188,7 +238,7 @@ void attention_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
       p.ws_m = p.ws_o + ws_tokens * a.n_heads * splits * a.head_dim;
       p.ws_l = p.ws_m + ws_tokens * a.n_heads * splits;
     }
-    attn::launch_decode(p, qmax, stream);
+    attn::launch_decode<T>(p, qmax, stream);
     return;
   }
 
@@ -196,7 +246,12 @@ void attention_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
   // (any shortfall is covered by the kernel's grid-stride loop).
   const int64_t rows = a.max_query_len > 0 ? a.max_query_len : std::min<int64_t>(std::max<int64_t>(p.kv_cap, 1), 1 << 16);
   const int64_t q_tiles = std::min(ceil_div(rows, kPrefillRows), kMaxGridYZ);
-  attn::launch_prefill(p, q_tiles, stream);
+  attn::launch_prefill<T>(p, q_tiles, stream);
 }
+
+}  // namespace
+
+void attention_bf16_cuda(const void* args, const ExecContext& ctx) { attention_half_cuda<__nv_bfloat16>(args, ctx); }
+void attention_f16_cuda(const void* args, const ExecContext& ctx) { attention_half_cuda<__half>(args, ctx); }
 
 }  // namespace eli

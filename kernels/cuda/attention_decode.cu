@@ -1,6 +1,8 @@
 // kernels/cuda/attention_decode.cu: split-K ("flash-decoding") attention for decode-like batches
-// (few queries per sequence) over the bf16 paged KV cache, in ONE kernel: the last CTA of each
-// query chunk to finish combines the splits.
+// (few queries per sequence) over the 16-bit (bf16 or f16) paged KV cache, in ONE kernel: the last
+// CTA of each query chunk to finish combines the splits. The element type T is a template
+// parameter (HalfTraits<T>, attention_bf16.cuh): both types run the same code and launch
+// configurations; only the conversions of K, V, q and out differ (all arithmetic is f32).
 //
 // One CTA of 8 warps per (split, kv head, query chunk, sequence): the chunk holds up to QMAX
 // queries = (token, q head) pairs of that kv head's group in that sequence, so each K/V row is
@@ -8,8 +10,8 @@
 // ranges, cut into n_splits equal contiguous pieces (blockIdx.x picks one, possibly empty).
 // - Warps work independently: the piece is cut into tiles of TR rows, warp w takes tiles w,
 //   w + 8, ...; each warp keeps its own online softmax (m, l) and accumulators. A row is read by
-//   TPR lanes, each owning 8 dims (16 bytes of bf16); a pass covers RP = 32 / TPR rows, a tile is
-//   kPasses passes. K and V stream through a per-warp two-stage cp.async ring (16-byte copies,
+//   TPR lanes, each owning 8 dims (16 bytes of T); a pass covers RP = 32 / TPR rows, a tile is
+//   kPasses passes. K and V stream through a per-warp kStages-deep cp.async ring (16-byte copies,
 //   zero-filled past the piece or head_dim) in which every lane reads back only the chunks it
 //   copied itself: the loop has no CTA barrier at all, one __syncwarp per tile. A tile's cache
 //   offsets go through the block table once per row (lane L computes row L's, the others take
@@ -56,7 +58,16 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 constexpr int kPasses = 4;   // K (and V) chunks per lane per tile
-constexpr int kStages = 2;   // tiles in each warp's ring
+// Tiles in each warp's ring: kStages - 1 tiles are in flight while one is consumed. 3 keeps two
+// CTAs of 96 KiB per SM (QMAX <= 4) with 2 tiles (8 KiB) in flight per warp, for the large decode
+// batches of offline serving, where the kernel streams the whole cache once per step at the
+// memory's latency-bandwidth product. ELI_ATTN_DECODE_STAGES (2..4) overrides it at build time
+// for A/B measurements (bench/cuda_decode_step_bench.cc).
+#ifndef ELI_ATTN_DECODE_STAGES
+#define ELI_ATTN_DECODE_STAGES 3
+#endif
+constexpr int kStages = ELI_ATTN_DECODE_STAGES;
+static_assert(kStages >= 2 && kStages <= 4, "ring depth");
 constexpr int kCounterSlots = 16;
 constexpr int kMaxSplits = static_cast<int>(kAttentionMaxSplits);
 constexpr unsigned kFull = 0xffffffffu;
@@ -67,25 +78,12 @@ constexpr unsigned kFull = 0xffffffffu;
 __device__ unsigned int g_split_counters[kCounterSlots * kDecodeSlotCounters];
 
 // Dynamic shared memory: per warp a ring of kStages tiles x kPasses x (K, V) x 32 lanes of 16
-// bytes (64 KiB in all); after the loop reused for the merge of the warps, (kWarps, RP, QMAX, DW)
-// floats = 8 KiB * QMAX.
+// bytes (32 KiB per stage in all); after the loop reused for the merge of the warps, (kWarps, RP,
+// QMAX, DW) floats = 8 KiB * QMAX.
 constexpr int kRingPerWarp = kStages * kPasses * 2 * 32;  // uint4's
 constexpr size_t kSmem = static_cast<size_t>(kWarps) * kRingPerWarp * sizeof(uint4);
 
 constexpr int ilog2(int v) { return v <= 1 ? 0 : 1 + ilog2(v / 2); }
-
-// 8 elements from dim d0 (elements >= head_dim read as zero) as packed bf16.
-__device__ __forceinline__ uint4 ld_kv_scalar(const __nv_bfloat16* p, int d0, int hd) {
-  uint32_t w[4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int d = d0 + 2 * i;
-    const uint32_t lo = d < hd ? __bfloat16_as_ushort(p[2 * i]) : 0u;
-    const uint32_t hi = d + 1 < hd ? __bfloat16_as_ushort(p[2 * i + 1]) : 0u;
-    w[i] = lo | (hi << 16);
-  }
-  return make_uint4(w[0], w[1], w[2], w[3]);
-}
 
 // Element offset of kv position j >= 0 (its slot's first element) in the cache, through a
 // sequence's block table row: kv_offset without the head, with a shift for power-of-two block
@@ -95,7 +93,8 @@ struct RowAddr {
   int head_off;                 // kvh * hd + the lane's first dim
   bool narrow;
 };
-__device__ __forceinline__ int64_t row_offset(const Params& p, const RowAddr& a, const int32_t* table, int j) {
+template <typename T>
+__device__ __forceinline__ int64_t row_offset(const Params<T>& p, const RowAddr& a, const int32_t* table, int j) {
   int jb, jo;
   if (p.bs_shift >= 0) {
     jb = j >> p.bs_shift;
@@ -110,11 +109,12 @@ __device__ __forceinline__ int64_t row_offset(const Params& p, const RowAddr& a,
 }
 
 // q[t, h, d0 .. d0 + 8) as floats (zeros past head_dim).
-__device__ __forceinline__ void load_q8(const Params& p, int64_t t, int h, int d0, float* f) {
+template <typename T>
+__device__ __forceinline__ void load_q8(const Params<T>& p, int64_t t, int h, int d0, float* f) {
   if (p.q_vec && d0 < p.head_dim) {  // head_dim % 8 == 0 and 16-byte aligned rows: the chunk is whole
     const int64_t i = t * p.q_stride + static_cast<int64_t>(h) * p.head_dim + d0;
-    if (p.q_bf16) {
-      unpack8(*reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(p.q) + i), f);
+    if (p.q_half) {
+      HalfTraits<T>::unpack8(*reinterpret_cast<const uint4*>(static_cast<const T*>(p.q) + i), f);
     } else {
       const float4* v = reinterpret_cast<const float4*>(static_cast<const float*>(p.q) + i);
       const float4 a = v[0], b = v[1];
@@ -123,7 +123,7 @@ __device__ __forceinline__ void load_q8(const Params& p, int64_t t, int h, int d
     return;
   }
 #pragma unroll
-  for (int e = 0; e < 8; ++e) f[e] = d0 + e < p.head_dim ? load_q(p, t, h, d0 + e) : 0.f;
+  for (int e = 0; e < 8; ++e) f[e] = d0 + e < p.head_dim ? load_q<T>(p, t, h, d0 + e) : 0.f;
 }
 
 // v[q] holds this lane's partial dot product of query q with its row; the TPR lanes of a row
@@ -150,8 +150,9 @@ __device__ __forceinline__ float reduce_scatter(float (&v)[QMAX], int lane) {
   return v[0];
 }
 
-template <int TPR, bool VEC, int QMAX>
-__global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(const Params p) {
+template <typename T, int TPR, bool VEC, int QMAX>
+__global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(const Params<T> p) {
+  using H = HalfTraits<T>;
   constexpr int RP = 32 / TPR;          // kv rows per pass (per warp)
   constexpr int TR = RP * kPasses;      // kv rows per warp tile
   constexpr int DW = TPR * 8;           // dims covered by a row's lanes (>= head_dim)
@@ -197,6 +198,9 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
   // and the cache rows of this step come from that kernel, so everything below waits for it.
   cuda::pdl_wait();
   if (p.pdl_trigger_early) cuda::pdl_launch_dependents();
+  // A mixed batch: sequences with more queries are the prefill kernel's. (After the wait, so that
+  // this kernel never completes before the one it follows.)
+  if (p.decode_q_max > 0 && n_q > static_cast<int64_t>(p.decode_q_max) * p.group) return;
 
   for (int64_t qc = qc0; qc * QMAX < n_q; qc += p.n_qchunks) {
     // This lane's 8 dims of every query (scaled into the log2 domain), the visible range of query
@@ -211,7 +215,7 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
       if (gq < n_q) {
         const int64_t t = t0 + gq / p.group;
         kv_range(p, p.positions[t], ctx_len, &lo, &hi);
-        load_q8(p, t, kvh * p.group + static_cast<int>(gq % p.group), c * 8, qr[qi]);
+        load_q8<T>(p, t, kvh * p.group + static_cast<int>(gq % p.group), c * 8, qr[qi]);
       } else {
 #pragma unroll
         for (int e = 0; e < 8; ++e) qr[qi][e] = 0.f;
@@ -266,20 +270,25 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
           cp_async16(sk, p.k_cache + off, ok ? 16 : 0);
           cp_async16(sv, p.v_cache + off, ok ? 16 : 0);
         } else {
-          *sk = ok ? ld_kv_scalar(p.k_cache + off, c * 8, hd) : make_uint4(0, 0, 0, 0);
-          *sv = ok ? ld_kv_scalar(p.v_cache + off, c * 8, hd) : make_uint4(0, 0, 0, 0);
+          *sk = ok ? load_kv8_scalar(p.k_cache + off, c * 8, hd) : make_uint4(0, 0, 0, 0);
+          *sv = ok ? load_kv8_scalar(p.v_cache + off, c * 8, hd) : make_uint4(0, 0, 0, 0);
         }
       }
     };
 
-    if (my_tiles > 0) issue_tile(0, 0);
-    cp_async_commit();
-    for (int k = 0; k < my_tiles; ++k) {
-      const int stage = k & 1;  // also the parity of the p buffers
-      // Refill the other stage (this lane consumed it in the previous tile), wait for this one.
-      if (k + 1 < my_tiles) issue_tile(k + 1, stage ^ 1);
+    // Tile k lives in ring stage k % kStages. Prologue: tiles 0 .. kStages - 2 in flight, one
+    // commit group each (empty groups past my_tiles keep the group count regular).
+#pragma unroll
+    for (int k = 0; k < kStages - 1; ++k) {
+      if (k < my_tiles) issue_tile(k, k);
       cp_async_commit();
-      cp_async_wait<1>();
+    }
+    int stage = 0, refill = kStages - 1;  // the stage of tile k, and of tile k + kStages - 1
+    for (int k = 0; k < my_tiles; ++k) {
+      // Refill the stage this lane consumed in the previous tile, then wait for this tile's.
+      if (k + kStages - 1 < my_tiles) issue_tile(k + kStages - 1, refill);
+      cp_async_commit();
+      cp_async_wait<kStages - 1>();
       const int row0 = beg + (warp + k * kWarps) * TR + r;
 
       // Scores of this lane's query for the tile's rows r, r + RP, ... (log2 domain, -inf masked).
@@ -287,7 +296,7 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
 #pragma unroll
       for (int i = 0; i < kPasses; ++i) {
         float kf[8];
-        unpack8(my_ring[((stage * kPasses + i) * 2) * 32 + lane], kf);
+        H::unpack8(my_ring[((stage * kPasses + i) * 2) * 32 + lane], kf);
         float dot[QMAX];
 #pragma unroll
         for (int qi = 0; qi < QMAX; ++qi) {
@@ -318,11 +327,11 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
       }
       l = l * alpha + sum;
       m = m_new;
-      float* const pbuf = s_p[warp][stage];
+      float* const pbuf = s_p[warp][k & 1];
       if (rep0) {
 #pragma unroll
         for (int i = 0; i < kPasses; ++i) pbuf[(i * RP + r) * QMAX + qsel] = sc[i];
-        if (r == 0) s_alpha[warp][stage][qsel] = alpha;
+        if (r == 0) s_alpha[warp][k & 1][qsel] = alpha;
       }
       // The buffers of this parity were last read in tile k - 2, before every lane passed the
       // __syncwarp of tile k - 1.
@@ -334,7 +343,7 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
         float al[QMAX];
 #pragma unroll
         for (int qi = 0; qi < QMAX; qi += 4) {
-          const float4 a4 = *reinterpret_cast<const float4*>(&s_alpha[warp][stage][qi]);
+          const float4 a4 = *reinterpret_cast<const float4*>(&s_alpha[warp][k & 1][qi]);
           al[qi] = a4.x, al[qi + 1] = a4.y, al[qi + 2] = a4.z, al[qi + 3] = a4.w;
         }
 #pragma unroll
@@ -346,7 +355,7 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
 #pragma unroll
       for (int i = 0; i < kPasses; ++i) {
         float vf[8];
-        unpack8(my_ring[((stage * kPasses + i) * 2 + 1) * 32 + lane], vf);
+        H::unpack8(my_ring[((stage * kPasses + i) * 2 + 1) * 32 + lane], vf);
         float pv[QMAX];
 #pragma unroll
         for (int qi = 0; qi < QMAX; qi += 4) {
@@ -359,6 +368,8 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
           for (int e = 0; e < 8; ++e) acc[qi][e] = fmaf(pv[qi], vf[e], acc[qi][e]);
         }
       }
+      refill = stage;  // consumed: the next iteration refills it
+      stage = stage + 1 == kStages ? 0 : stage + 1;
     }
     cp_async_wait<0>();
     __syncthreads();  // every warp is done with its ring: it becomes the merge area
@@ -403,7 +414,7 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
       const int64_t t = t0 + gq / p.group;
       const int h = kvh * p.group + static_cast<int>(gq % p.group);
       if (p.n_splits == 1) {
-        store_out(p, t, h, d, den > 0.f ? o / den : 0.f);
+        store_out<T>(p, t, h, d, den > 0.f ? o / den : 0.f);
       } else if (t < p.ws_tokens) {
         const int64_t idx = (t * p.n_heads + h) * p.n_splits + split;
         p.ws_o[idx * hd + d] = o;
@@ -470,7 +481,7 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
               o = w != 0.f ? fmaf(w, v[sp], o) : o;
             }
           }
-          store_out(p, t, h, d, o);
+          store_out<T>(p, t, h, d, o);
         }
       }
     }
@@ -482,30 +493,30 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
 // stays the driver's choice: forcing the largest one (as an earlier version did, for two CTAs per
 // SM) made the SMs switch configurations between this kernel and the GEMVs around it, which cost
 // more than the occupancy gained (bench/cuda_decode_step_bench.cc, the kAttnCarveout knob at 100).
-template <int TPR, bool VEC, int QMAX>
+template <typename T, int TPR, bool VEC, int QMAX>
 void configure_t() {
   static std::atomic<uint64_t> opted{0};
-  allow_dynamic_smem(reinterpret_cast<const void*>(decode_kernel<TPR, VEC, QMAX>), kSmem, &opted);
+  allow_dynamic_smem(reinterpret_cast<const void*>(decode_kernel<T, TPR, VEC, QMAX>), kSmem, &opted);
 }
 
-template <int TPR, bool VEC, int QMAX>
-void launch_decode_t(const Params& p, dim3 grid, cudaStream_t stream) {
-  configure_t<TPR, VEC, QMAX>();
-  cuda::apply_carveout_knob(reinterpret_cast<const void*>(decode_kernel<TPR, VEC, QMAX>), cuda::Knob::kAttnCarveout);
-  cuda::launch_kernel(decode_kernel<TPR, VEC, QMAX>, grid, dim3(kThreads), kSmem, stream, cuda::pdl_enabled(), p);
+template <typename T, int TPR, bool VEC, int QMAX>
+void launch_decode_t(const Params<T>& p, dim3 grid, cudaStream_t stream) {
+  configure_t<T, TPR, VEC, QMAX>();
+  cuda::apply_carveout_knob(reinterpret_cast<const void*>(decode_kernel<T, TPR, VEC, QMAX>), cuda::Knob::kAttnCarveout);
+  cuda::launch_kernel(decode_kernel<T, TPR, VEC, QMAX>, grid, dim3(kThreads), kSmem, stream, cuda::pdl_enabled(), p);
 }
 
 // Resident CTAs per SM of an instantiation on the current device (cached per device).
-template <int TPR, bool VEC, int QMAX>
+template <typename T, int TPR, bool VEC, int QMAX>
 int occupancy_t() {
   static std::atomic<int> cached[64] = {};
   int dev = 0;
   ELI_CUDA_CHECK(cudaGetDevice(&dev));
   const bool cacheable = dev >= 0 && dev < 64;
   if (cacheable && cached[dev].load(std::memory_order_relaxed) > 0) return cached[dev].load(std::memory_order_relaxed);
-  configure_t<TPR, VEC, QMAX>();
+  configure_t<T, TPR, VEC, QMAX>();
   int n = 0;
-  ELI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_kernel<TPR, VEC, QMAX>, kThreads, kSmem));
+  ELI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_kernel<T, TPR, VEC, QMAX>, kThreads, kSmem));
   n = n > 0 ? n : 1;
   if (cacheable) cached[dev].store(n, std::memory_order_relaxed);
   return n;
@@ -513,8 +524,8 @@ int occupancy_t() {
 
 // The one place that maps (kv_vec, head_dim) to an instantiation: calls f.template
 // operator()<TPR, VEC>().
-template <typename F>
-void with_layout(const Params& p, F&& f) {
+template <typename T, typename F>
+void with_layout(const Params<T>& p, F&& f) {
   if (p.kv_vec && p.head_dim <= 64) {
     f.template operator()<8, true>();
   } else if (p.kv_vec && p.head_dim <= 128) {
@@ -526,23 +537,23 @@ void with_layout(const Params& p, F&& f) {
   }
 }
 
-template <int QMAX>
+template <typename T, int QMAX>
 struct LaunchQ {
-  const Params& p;
+  const Params<T>& p;
   dim3 grid;
   cudaStream_t stream;
   template <int TPR, bool VEC>
   void operator()() const {
-    launch_decode_t<TPR, VEC, QMAX>(p, grid, stream);
+    launch_decode_t<T, TPR, VEC, QMAX>(p, grid, stream);
   }
 };
 
-template <int QMAX>
+template <typename T, int QMAX>
 struct OccupancyQ {
   int* out;
   template <int TPR, bool VEC>
   void operator()() const {
-    *out = occupancy_t<TPR, VEC, QMAX>();
+    *out = occupancy_t<T, TPR, VEC, QMAX>();
   }
 };
 
@@ -575,29 +586,36 @@ int decode_counter_slot(const void* workspace) {
   return victim;
 }
 
-void launch_decode(const Params& p, int qmax, cudaStream_t stream) {
+template <typename T>
+void launch_decode(const Params<T>& p, int qmax, cudaStream_t stream) {
   ELI_CHECK(p.n_splits == 1 || (p.n_splits <= kMaxSplits && p.counter_slot >= 0 && p.counter_slot < kCounterSlots &&
                                 static_cast<int64_t>(p.n_seqs) * p.n_kv_heads * p.n_qchunks_cap <= kDecodeSlotCounters),
             "attention decode: bad split-K setup");
   const dim3 grid(static_cast<unsigned>(p.n_splits), static_cast<unsigned>(p.n_kv_heads * p.n_qchunks),
                   static_cast<unsigned>(p.n_seqs));
   if (qmax == 4) {
-    with_layout(p, LaunchQ<4>{p, grid, stream});
+    with_layout(p, LaunchQ<T, 4>{p, grid, stream});
   } else {
-    with_layout(p, LaunchQ<8>{p, grid, stream});
+    with_layout(p, LaunchQ<T, 8>{p, grid, stream});
   }
   ELI_CUDA_CHECK_LAUNCH();
 }
 
-int decode_ctas_per_sm(const Params& p, int qmax) {
+template <typename T>
+int decode_ctas_per_sm(const Params<T>& p, int qmax) {
   int n = 1;
   if (qmax == 4) {
-    with_layout(p, OccupancyQ<4>{&n});
+    with_layout(p, OccupancyQ<T, 4>{&n});
   } else {
-    with_layout(p, OccupancyQ<8>{&n});
+    with_layout(p, OccupancyQ<T, 8>{&n});
   }
   return n;
 }
+
+template void launch_decode<__nv_bfloat16>(const Params<__nv_bfloat16>& p, int qmax, cudaStream_t stream);
+template void launch_decode<__half>(const Params<__half>& p, int qmax, cudaStream_t stream);
+template int decode_ctas_per_sm<__nv_bfloat16>(const Params<__nv_bfloat16>& p, int qmax);
+template int decode_ctas_per_sm<__half>(const Params<__half>& p, int qmax);
 
 }  // namespace attn
 }  // namespace eli

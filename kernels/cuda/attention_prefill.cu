@@ -1,10 +1,13 @@
-// kernels/cuda/attention_prefill.cu: FlashAttention-2-style prefill attention over the bf16 paged
-// KV cache with tensor cores (mma.sync m16n8k16 bf16 -> f32, ldmatrix, cp.async).
+// kernels/cuda/attention_prefill.cu: FlashAttention-2-style prefill attention over the 16-bit
+// (bf16 or f16) paged KV cache with tensor cores (mma.sync m16n8k16 bf16/f16 -> f32, ldmatrix,
+// cp.async). The element type T is a template parameter (HalfTraits<T>, attention_bf16.cuh): both
+// types run the same code, tiles and launch configurations; only the conversions and the mma
+// instruction differ.
 //
 // One CTA of 4 warps per (q head, tile of 64 query rows of one sequence); warp w owns rows
 // 16w..16w+15. The CTA walks the kv tiles (BN rows, aligned to multiples of BN in absolute
 // position) that intersect the union of its rows' visible ranges:
-// - Q is converted to bf16 into shared memory once (zero rows past the sequence, zero dims past
+// - Q is converted to T into shared memory once (zero rows past the sequence, zero dims past
 //   head_dim); for head_dim <= 128 its mma A fragments then stay in registers.
 // - K and V tiles are gathered row by row through the block table (any block_size; each row's
 //   cache offset computed once, two tiles ahead) into a double-buffered ring with cp.async (16
@@ -13,9 +16,9 @@
 //   a synchronous element path.
 // - S = Q K^T (f32), scaled into the log2 domain, masked per element by each row's absolute
 //   range [lo, hi] only on tiles that are not entirely visible to every row, online softmax per
-//   row (quad shuffles), P converted to bf16 in registers as the A operand of O += P V
+//   row (quad shuffles), P converted to T in registers as the A operand of O += P V
 //   (V fragments by ldmatrix.trans). A warp skips tiles none of its rows can see.
-// - The end divides by the row sums (zero rows for empty ranges) and stores out (f32 or bf16).
+// - The end divides by the row sums (zero rows for empty ranges) and stores out (f32 or T).
 // HDP (head_dim padded to 64 / 128 / 192 / 256) and BN are template parameters; grid is
 // (n_heads, q tiles, n_seqs) with q tiles walked heaviest (last) first and grid-strided.
 #include <atomic>
@@ -49,49 +52,31 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], uint32_t addr) {
                : "r"(addr)
                : "memory");
 }
-// d += a (16x16, row) * b (16x8, col); bf16 inputs, f32 accumulators.
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 template <int HDP>
 __device__ __forceinline__ int swz(int row, int chunk) {
   return row * (HDP / 8) + (chunk ^ (row & 7));
 }
 
-// 8 q elements of row t, head h from dim d0 as packed bf16 (zeros past head_dim).
-__device__ __forceinline__ uint4 load_q8(const Params& p, int64_t t, int h, int d0) {
+// 8 q elements of row t, head h from dim d0 as packed T (zeros past head_dim).
+template <typename T>
+__device__ __forceinline__ uint4 load_q8(const Params<T>& p, int64_t t, int h, int d0) {
+  using H = HalfTraits<T>;
   const int64_t i = t * p.q_stride + static_cast<int64_t>(h) * p.head_dim + d0;
   if (p.q_vec) {  // head_dim % 8 == 0 and 16-byte aligned rows: the chunk is whole
-    if (p.q_bf16) return *reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(p.q) + i);
+    if (p.q_half) return *reinterpret_cast<const uint4*>(static_cast<const T*>(p.q) + i);
     const float4* f = reinterpret_cast<const float4*>(static_cast<const float*>(p.q) + i);
     const float4 a = f[0], b = f[1];
-    return make_uint4(pack_bf16x2(a.x, a.y), pack_bf16x2(a.z, a.w), pack_bf16x2(b.x, b.y), pack_bf16x2(b.z, b.w));
+    return make_uint4(H::pack2(a.x, a.y), H::pack2(a.z, a.w), H::pack2(b.x, b.y), H::pack2(b.z, b.w));
   }
   float v[8];
 #pragma unroll
-  for (int e = 0; e < 8; ++e) v[e] = d0 + e < p.head_dim ? load_q(p, t, h, d0 + e) : 0.f;
-  return make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]), pack_bf16x2(v[4], v[5]), pack_bf16x2(v[6], v[7]));
+  for (int e = 0; e < 8; ++e) v[e] = d0 + e < p.head_dim ? load_q<T>(p, t, h, d0 + e) : 0.f;
+  return make_uint4(H::pack2(v[0], v[1]), H::pack2(v[2], v[3]), H::pack2(v[4], v[5]), H::pack2(v[6], v[7]));
 }
 
-// 8 cache elements from dim d0 (zeros past head_dim), element by element.
-__device__ __forceinline__ uint4 load_kv8_scalar(const __nv_bfloat16* p, int d0, int hd) {
-  uint32_t w[4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int d = d0 + 2 * i;
-    const uint32_t lo = d < hd ? __bfloat16_as_ushort(p[2 * i]) : 0u;
-    const uint32_t hi = d + 1 < hd ? __bfloat16_as_ushort(p[2 * i + 1]) : 0u;
-    w[i] = lo | (hi << 16);
-  }
-  return make_uint4(w[0], w[1], w[2], w[3]);
-}
-
-template <int HDP, int BN>
-__global__ void __launch_bounds__(kThreads) prefill_kernel(const Params p) {
+template <typename T, int HDP, int BN>
+__global__ void __launch_bounds__(kThreads) prefill_kernel(const Params<T> p) {
+  using H = HalfTraits<T>;
   constexpr int KCH = HDP / 8;   // 16-byte chunks per shared row
   constexpr int NKS = HDP / 16;  // k-steps of Q K^T
   constexpr int NNT = BN / 8;    // n-tiles of S
@@ -115,18 +100,19 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const Params p) {
   const int hd = p.head_dim;
   const int64_t t0 = p.cu_seqlens[s];
   const int64_t len = static_cast<int64_t>(p.cu_seqlens[s + 1]) - t0;
+  if (p.decode_q_max > 0 && len <= p.decode_q_max) return;  // the decode kernel's (a mixed batch)
   const int64_t ctx_len = p.context_lens[s];
   const int32_t* table = p.block_tables + static_cast<int64_t>(s) * p.max_blocks_per_seq;
-  const __nv_bfloat16* kc = p.k_cache;
-  const __nv_bfloat16* vc = p.v_cache;
+  const T* kc = p.k_cache;
+  const T* vc = p.v_cache;
 
   for (int64_t tile = static_cast<int64_t>(gridDim.y) - 1 - blockIdx.y; tile * kBM < len; tile += gridDim.y) {
     const int64_t row0 = tile * kBM;
-    // Q tile -> shared (bf16).
+    // Q tile -> shared (T).
     for (int idx = tid; idx < kBM * KCH; idx += kThreads) {
       const int row = idx / KCH, ch = idx % KCH;
       uint4 v = make_uint4(0, 0, 0, 0);
-      if (row0 + row < len && ch * 8 < hd) v = load_q8(p, t0 + row0 + row, h, ch * 8);
+      if (row0 + row < len && ch * 8 < hd) v = load_q8<T>(p, t0 + row0 + row, h, ch * 8);
       sQ[swz<HDP>(row, ch)] = v;
     }
     // Ranges of this thread's rows R0 = 16w + g and R1 = R0 + 8 (lo = INT_MAX, hi = -1: no row),
@@ -255,8 +241,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const Params p) {
             for (int np = 0; np < NNT / 2; ++np) {
               uint32_t b[4];
               ldsm_x4(b, smem_addr(tk + swz<HDP>(np * 16 + (lane & 7) + ((lane >> 4) << 3), 2 * ks + ((lane >> 3) & 1))));
-              mma_bf16(sacc[2 * np], a, b[0], b[1]);
-              mma_bf16(sacc[2 * np + 1], a, b[2], b[3]);
+              H::mma(sacc[2 * np], a, b[0], b[1]);
+              H::mma(sacc[2 * np + 1], a, b[2], b[3]);
             }
           }
           // Scale, mask, online softmax.
@@ -312,17 +298,17 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const Params p) {
           // O += P V
 #pragma unroll
           for (int kb = 0; kb < NKB; ++kb) {
-            const uint32_t a[4] = {pack_bf16x2(sacc[2 * kb][0], sacc[2 * kb][1]),
-                                   pack_bf16x2(sacc[2 * kb][2], sacc[2 * kb][3]),
-                                   pack_bf16x2(sacc[2 * kb + 1][0], sacc[2 * kb + 1][1]),
-                                   pack_bf16x2(sacc[2 * kb + 1][2], sacc[2 * kb + 1][3])};
+            const uint32_t a[4] = {H::pack2(sacc[2 * kb][0], sacc[2 * kb][1]),
+                                   H::pack2(sacc[2 * kb][2], sacc[2 * kb][3]),
+                                   H::pack2(sacc[2 * kb + 1][0], sacc[2 * kb + 1][1]),
+                                   H::pack2(sacc[2 * kb + 1][2], sacc[2 * kb + 1][3])};
 #pragma unroll
             for (int dp = 0; dp < NDT / 2; ++dp) {
               uint32_t b[4];
               const int vrow = kb * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);
               ldsm_x4_trans(b, smem_addr(tv + swz<HDP>(vrow, 2 * dp + (lane >> 4))));
-              mma_bf16(oacc[2 * dp], a, b[0], b[1]);
-              mma_bf16(oacc[2 * dp + 1], a, b[2], b[3]);
+              H::mma(oacc[2 * dp], a, b[0], b[1]);
+              H::mma(oacc[2 * dp + 1], a, b[2], b[3]);
             }
           }
         }
@@ -344,36 +330,41 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const Params p) {
 #pragma unroll
       for (int dt = 0; dt < NDT; ++dt) {
         const int d = dt * 8 + 2 * tg;
-        if (d < hd) store_out2(p, t0 + row, h, d, oacc[dt][2 * k] * inv[k], oacc[dt][2 * k + 1] * inv[k]);
+        if (d < hd) store_out2<T>(p, t0 + row, h, d, oacc[dt][2 * k] * inv[k], oacc[dt][2 * k + 1] * inv[k]);
       }
     }
     __syncthreads();  // sQ and s_part are rewritten by the next tile of this CTA
   }
 }
 
-template <int HDP, int BN>
-void launch_prefill_t(const Params& p, dim3 grid, cudaStream_t stream) {
+template <typename T, int HDP, int BN>
+void launch_prefill_t(const Params<T>& p, dim3 grid, cudaStream_t stream) {
+  static_assert(sizeof(T) == 2, "16-bit cache elements");
   constexpr size_t kSmem = static_cast<size_t>(kBM + 4 * BN) * HDP * 2;
   static std::atomic<uint64_t> opted{0};
-  allow_dynamic_smem(reinterpret_cast<const void*>(prefill_kernel<HDP, BN>), kSmem, &opted);
-  prefill_kernel<HDP, BN><<<grid, kThreads, kSmem, stream>>>(p);
+  allow_dynamic_smem(reinterpret_cast<const void*>(prefill_kernel<T, HDP, BN>), kSmem, &opted);
+  prefill_kernel<T, HDP, BN><<<grid, kThreads, kSmem, stream>>>(p);
 }
 
 }  // namespace
 
-void launch_prefill(const Params& p, int64_t q_tiles, cudaStream_t stream) {
+template <typename T>
+void launch_prefill(const Params<T>& p, int64_t q_tiles, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(p.n_heads), static_cast<unsigned>(q_tiles), static_cast<unsigned>(p.n_seqs));
   if (p.head_dim <= 64) {
-    launch_prefill_t<64, 64>(p, grid, stream);
+    launch_prefill_t<T, 64, 64>(p, grid, stream);
   } else if (p.head_dim <= 128) {
-    launch_prefill_t<128, 64>(p, grid, stream);
+    launch_prefill_t<T, 128, 64>(p, grid, stream);
   } else if (p.head_dim <= 192) {
-    launch_prefill_t<192, 32>(p, grid, stream);
+    launch_prefill_t<T, 192, 32>(p, grid, stream);
   } else {
-    launch_prefill_t<256, 32>(p, grid, stream);
+    launch_prefill_t<T, 256, 32>(p, grid, stream);
   }
   ELI_CUDA_CHECK_LAUNCH();
 }
+
+template void launch_prefill<__nv_bfloat16>(const Params<__nv_bfloat16>& p, int64_t q_tiles, cudaStream_t stream);
+template void launch_prefill<__half>(const Params<__half>& p, int64_t q_tiles, cudaStream_t stream);
 
 }  // namespace attn
 }  // namespace eli

@@ -1,13 +1,16 @@
-// kernels/cuda/embedding.cu: token embedding gather, f32 or bf16 table -> f32 rows.
+// kernels/cuda/embedding.cu: token embedding gather, f32, bf16 or f16 (IEEE half) table -> f32 rows
+// (16-bit values are widened exactly).
 //
 // One block per token; ids are clamped to [0, vocab) on the device as a last defence (the caller
-// validates them first). float4 / 4 x bf16 loads when hidden is a multiple of 4 and the pointers
-// are aligned; a scalar path otherwise. out is (T, H) contiguous, table is (V, H) contiguous.
+// validates them first). float4 / 4 x bf16 / 4 x f16 loads when hidden is a multiple of 4 and the
+// pointers are aligned; a scalar path otherwise. out is (T, H) contiguous, table is (V, H) contiguous.
 // Launched with programmatic dependent launch (kernels/cuda/pdl.cuh): the f32 variant gathers the
 // rows of the residual stream the previous kernel wrote (the rows whose logits are wanted), so
 // every block waits first.
 #include <climits>
 #include <cstdint>
+
+#include <cuda_fp16.h>
 
 #include "eli/error.h"
 #include "kernels/cuda/block_reduce.cuh"
@@ -60,6 +63,30 @@ __global__ void embedding_bf16_kernel(float* __restrict__ out, const uint16_t* _
   }
 }
 
+// f16 table: the bf16 kernel's structure, with the hardware half -> float conversion.
+template <bool kVec>
+__global__ void embedding_f16_kernel(float* __restrict__ out, const __half* __restrict__ table,
+                                     const int32_t* __restrict__ ids, int64_t hidden, int64_t vocab) {
+  cuda::pdl_wait();
+  const int64_t t = blockIdx.x;
+  const __half* src = table + clamp_id(ids[t], vocab) * hidden;
+  float* dst = out + t * hidden;
+  if (kVec) {
+    const uint2* s4 = reinterpret_cast<const uint2*>(src);  // 4 f16 per load
+    float4* d4 = reinterpret_cast<float4*>(dst);
+    for (int64_t i = threadIdx.x; i < hidden / 4; i += blockDim.x) {
+      const uint2 p = s4[i];
+      __half2 lo, hi;
+      memcpy(&lo, &p.x, sizeof(lo));  // element .x is the lower address
+      memcpy(&hi, &p.y, sizeof(hi));
+      const float2 a = __half22float2(lo), b = __half22float2(hi);
+      d4[i] = make_float4(a.x, a.y, b.x, b.y);
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = __half2float(src[i]);
+  }
+}
+
 bool aligned(const void* p, uintptr_t n) { return (reinterpret_cast<uintptr_t>(p) & (n - 1)) == 0; }
 
 void check_args(const EmbeddingArgs& a) {
@@ -102,6 +129,24 @@ void embedding_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
                         a.out, table, a.ids, a.hidden, a.vocab);
   } else {
     cuda::launch_kernel(embedding_bf16_kernel<false>, grid, dim3(cuda::threads_for(a.hidden)), 0, stream, pdl, a.out,
+                        table, a.ids, a.hidden, a.vocab);
+  }
+}
+
+void embedding_f16_cuda(const void* args_ptr, const ExecContext& ctx) {
+  const EmbeddingArgs& a = *static_cast<const EmbeddingArgs*>(args_ptr);
+  check_args(a);
+  if (a.n_tokens == 0 || a.hidden == 0) return;
+  cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
+  const __half* table = static_cast<const __half*>(a.table);
+  const bool vec = a.hidden % 4 == 0 && aligned(a.out, 16) && aligned(table, 8);
+  const dim3 grid(static_cast<unsigned>(a.n_tokens));
+  const bool pdl = cuda::pdl_enabled();
+  if (vec) {
+    cuda::launch_kernel(embedding_f16_kernel<true>, grid, dim3(cuda::threads_for(a.hidden / 4)), 0, stream, pdl,
+                        a.out, table, a.ids, a.hidden, a.vocab);
+  } else {
+    cuda::launch_kernel(embedding_f16_kernel<false>, grid, dim3(cuda::threads_for(a.hidden)), 0, stream, pdl, a.out,
                         table, a.ids, a.hidden, a.vocab);
   }
 }

@@ -1,7 +1,11 @@
 // kernels/cuda/gemm_cublaslt.cu: Op::kGemm (GemmArgs in kernels/ops.h) through cuBLASLt:
 //   out[m, n] = (accumulate ? out : 0) + x[m, k] @ w[n, k]^T + bias[n]      (row-major, f32 accumulation)
-// x and w both bf16 (or both f32: CUBLAS_COMPUTE_32F, no TF32); out f32 or bf16; accumulate only
-// with an f32 out (beta = 1).
+// x and w both bf16, both f16 (CUDA_R_16F) or both f32 (always CUBLAS_COMPUTE_32F: f32 accumulation,
+// no TF32); out f32 or the 16-bit input type (bf16 or f16; an f32 GEMM may also write bf16 or f16
+// through the SIMT fallback); accumulate only with an f32 out (beta = 1). A 16-bit type never meets
+// the other one (x f16 with bf16 weights, bf16 out of f16 inputs, ...): rejected (kUnsupported).
+// In device code bf16 is carried as raw uint16_t bits and f16 as __half, so the two never share an
+// instantiation.
 //
 // Row-major to cuBLASLt's column-major: a row-major (r, c) matrix with row stride ld is the
 // column-major (c, r) matrix with leading dimension ld. So out^T (n, m; ld out_stride) =
@@ -18,14 +22,15 @@
 // and the plan: run every shape once before capturing (the lead's warm-up step).
 //
 // Bias: the BIAS epilogue with an f32 bias vector (CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = R_32F). If
-// the heuristic offers no algorithm with it (possible for a bf16 out), the plan runs without the
-// epilogue and a small kernel adds the bias afterwards (bf16 out then rounds twice). k == 0 is
-// done by that kernel alone. If cuBLASLt has no algorithm at all for a case (f32 x with a bf16
+// the heuristic offers no algorithm with it (possible for a 16-bit out), the plan runs without the
+// epilogue and a small kernel adds the bias afterwards (a bf16 / f16 out then rounds twice). k == 0
+// is done by that kernel alone. If cuBLASLt has no algorithm at all for a case (f32 x with a 16-bit
 // out is not a cuBLASLt type combination; odd alignments may have none), a plain tiled SIMT
 // kernel (simt_gemm_kernel, correct for anything, not fast) runs instead; the real model shapes
 // never take it. The workspace is args.workspace / workspace_bytes (none: only algorithms that
 // need none). Errors throw eli::Error(kDevice) naming the cuBLASLt status.
 #include <cublasLt.h>
+#include <cuda_fp16.h>
 
 #include <algorithm>
 #include <climits>
@@ -59,6 +64,7 @@ namespace {
 
 __device__ __forceinline__ float load_out(const float* p) { return *p; }
 __device__ __forceinline__ float load_out(const uint16_t* p) { return __uint_as_float(static_cast<uint32_t>(*p) << 16); }
+__device__ __forceinline__ float load_out(const __half* p) { return __half2float(*p); }
 __device__ __forceinline__ void store_out(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store_out(uint16_t* p, float v) {
   // Round to nearest even; NaN stays NaN.
@@ -70,6 +76,8 @@ __device__ __forceinline__ void store_out(uint16_t* p, float v) {
   u += 0x7fffu + ((u >> 16) & 1u);
   *p = static_cast<uint16_t>(u >> 16);
 }
+// f16: round to nearest even, overflow to inf, NaN stays NaN (the hardware conversion).
+__device__ __forceinline__ void store_out(__half* p, float v) { *p = __float2half_rn(v); }
 
 // out[i, j] = (keep ? out[i, j] : 0) + (bias ? bias[j] : 0) over an (m, n) matrix, row stride ld.
 template <typename OutT>
@@ -93,6 +101,9 @@ void launch_bias(void* out, DType out_dtype, const float* bias, int64_t m, int64
   if (out_dtype == DType::kF32) {
     bias_kernel<float><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(static_cast<float*>(out), bias, m, n,
                                                                             ld, keep);
+  } else if (out_dtype == DType::kF16) {
+    bias_kernel<__half><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(static_cast<__half*>(out), bias, m, n,
+                                                                             ld, keep);
   } else {
     bias_kernel<uint16_t><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(static_cast<uint16_t*>(out), bias,
                                                                                m, n, ld, keep);
@@ -106,6 +117,7 @@ __device__ __forceinline__ float load_in(const float* p, int64_t i) { return p[i
 __device__ __forceinline__ float load_in(const uint16_t* p, int64_t i) {
   return __uint_as_float(static_cast<uint32_t>(p[i]) << 16);
 }
+__device__ __forceinline__ float load_in(const __half* p, int64_t i) { return __half2float(p[i]); }
 
 constexpr int kSimtTile = 64, kSimtTileK = 16, kSimtThreads = 256;
 
@@ -166,6 +178,10 @@ void launch_simt_typed(const GemmArgs& a, cudaStream_t stream) {
       simt_gemm_kernel<In, float><<<grid, kSimtThreads, 0, stream>>>(
           static_cast<float*>(a.out) + r0 * a.out_stride, x, w, a.bias, rows, a.n, a.k, a.out_stride, a.x_stride,
           a.accumulate);
+    } else if (a.out_dtype == DType::kF16) {
+      simt_gemm_kernel<In, __half><<<grid, kSimtThreads, 0, stream>>>(
+          static_cast<__half*>(a.out) + r0 * a.out_stride, x, w, a.bias, rows, a.n, a.k, a.out_stride, a.x_stride,
+          a.accumulate);
     } else {
       simt_gemm_kernel<In, uint16_t><<<grid, kSimtThreads, 0, stream>>>(
           static_cast<uint16_t*>(a.out) + r0 * a.out_stride, x, w, a.bias, rows, a.n, a.k, a.out_stride, a.x_stride,
@@ -178,6 +194,8 @@ void launch_simt_typed(const GemmArgs& a, cudaStream_t stream) {
 void launch_simt(const GemmArgs& a, cudaStream_t stream) {
   if (a.x_dtype == DType::kBF16) {
     launch_simt_typed<uint16_t>(a, stream);
+  } else if (a.x_dtype == DType::kF16) {
+    launch_simt_typed<__half>(a, stream);
   } else {
     launch_simt_typed<float>(a, stream);
   }
@@ -248,7 +266,9 @@ uint32_t alignment_of(const void* p) {
   return al;
 }
 
-cudaDataType_t cuda_type(DType dt) { return dt == DType::kBF16 ? CUDA_R_16BF : CUDA_R_32F; }
+cudaDataType_t cuda_type(DType dt) {
+  return dt == DType::kBF16 ? CUDA_R_16BF : dt == DType::kF16 ? CUDA_R_16F : CUDA_R_32F;
+}
 
 // Fills plan's descriptors and asks the heuristic for an algorithm; false if it has none.
 bool build_plan(cublasLtHandle_t handle, const PlanKey& key, DType w_dtype, bool bias_epilogue, const void* bias_ptr,
@@ -284,7 +304,7 @@ bool build_plan(cublasLtHandle_t handle, const PlanKey& key, DType w_dtype, bool
   const uint64_t ws = key.workspace_bytes;
   ELI_CUBLASLT_CHECK(
       cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-  // Split-K partial sums stay in the compute type (f32): a reduction in the output type (bf16)
+  // Split-K partial sums stay in the compute type (f32): a reduction in the output type (bf16, f16)
   // loses ~8 bits per partial (seen on H100: m=257 n=96 k=1030 with a 4 MiB workspace, errors of
   // 15% of the value).
   {
@@ -360,8 +380,12 @@ void gemm_cuda(const void* args_ptr, const ExecContext& ctx, DType w_dtype) {
   ELI_CHECK(a.m >= 0 && a.n >= 0 && a.k >= 0, "gemm: bad shape m=", a.m, " n=", a.n, " k=", a.k);
   ELI_CHECK_KIND(kUnsupported, a.x_dtype == w_dtype, "gemm: x dtype ", dtype_name(a.x_dtype),
                  " must equal the weight dtype ", dtype_name(w_dtype), " on CUDA");
-  ELI_CHECK_KIND(kUnsupported, a.out_dtype == DType::kF32 || a.out_dtype == DType::kBF16,
-                 "gemm out must be float32 or bfloat16, not ", dtype_name(a.out_dtype));
+  ELI_CHECK_KIND(kUnsupported,
+                 a.out_dtype == DType::kF32 ||
+                     ((a.out_dtype == DType::kBF16 || a.out_dtype == DType::kF16) &&
+                      (w_dtype == DType::kF32 || a.out_dtype == w_dtype)),
+                 "gemm out must be float32 or the weight dtype ", dtype_name(w_dtype), ", not ",
+                 dtype_name(a.out_dtype));
   ELI_CHECK(!a.accumulate || a.out_dtype == DType::kF32, "gemm: accumulate needs a float32 output");
   if (a.m == 0 || a.n == 0) return;
   ELI_CHECK(a.out_stride >= a.n && a.x_stride >= a.k, "gemm: row stride below the row width (out_stride=",
@@ -422,6 +446,7 @@ void gemm_cuda(const void* args_ptr, const ExecContext& ctx, DType w_dtype) {
 }  // namespace
 
 void gemm_bf16_cuda(const void* args, const ExecContext& ctx) { gemm_cuda(args, ctx, DType::kBF16); }
+void gemm_f16_cuda(const void* args, const ExecContext& ctx) { gemm_cuda(args, ctx, DType::kF16); }
 void gemm_f32_cuda(const void* args, const ExecContext& ctx) { gemm_cuda(args, ctx, DType::kF32); }
 
 }  // namespace eli

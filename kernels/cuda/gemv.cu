@@ -1,12 +1,15 @@
 // kernels/cuda/gemv.cu: the decode GEMV (Op::kGemv, GemvArgs in kernels/ops.h):
 //   out[r, :] (+)= act(norm(x[r, :]) @ w^T + bias)   for r < m (m small: 1..8 per launch),
-// with w (n, k) row-major bf16 (or f32), x f32, f32 accumulation, optional fused RMSNorm of the x
-// rows, bias, SwiGLU (gate rows [0, n/2), up rows [n/2, n)) and accumulate (residual add).
+// with w (n, k) row-major bf16, f16 (IEEE half) or f32, x f32, f32 accumulation, optional fused
+// RMSNorm of the x rows, bias, SwiGLU (gate rows [0, n/2), up rows [n/2, n)) and accumulate
+// (residual add). One kernel template serves every weight type; the type only changes how a
+// chunk of 8 weights becomes 8 floats (bf16: uint16_t bits shifted into an f32; f16: __half,
+// converted with __half22float2; f32: two 16-byte loads), so each weight type is an instantiation.
 //
 // Batch-1 decode is a stream over the weights, so the kernel is built around the w reads:
 // - One CTA owns RR weight rows (RR/2 gate rows + the matching up rows when swiglu) and the whole
 //   K range; K is split across every thread of the CTA in chunks of 8 elements (one 16-byte load
-//   of bf16 w per row), so a warp reads 512 contiguous bytes per row per load instruction.
+//   of bf16 / f16 w per row), so a warp reads 512 contiguous bytes per row per load instruction.
 // - Each thread issues kUnroll chunks x RR rows = 8 independent 16-byte loads
 //   (ld.global.nc.L1::no_allocate: w is read once, it must not evict x from L1) before it uses
 //   any of them. x (and the norm weight) are read through the L1 (every CTA reads the same rows).
@@ -34,6 +37,8 @@
 #include <climits>
 #include <cstdint>
 
+#include <cuda_fp16.h>
+
 #include "eli/error.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/cuda_kernels.h"
@@ -45,7 +50,7 @@ namespace eli {
 namespace {
 
 constexpr int kMaxThreads = 256;
-constexpr int kChunk = 8;   // weights per thread per row per step (16 bytes of bf16)
+constexpr int kChunk = 8;   // weights per thread per row per step (16 bytes of bf16 / f16)
 constexpr int kUnroll = 2;  // chunks per row a thread has in flight (vector path)
 
 struct GemvParams {
@@ -72,7 +77,8 @@ __device__ __forceinline__ uint4 ld_stream16(const void* p) {
   return v;
 }
 
-// 8 consecutive weights of one row: one 16-byte load for bf16, two for f32.
+// 8 consecutive weights of one row: one 16-byte load for bf16 (W = uint16_t, raw bits) and f16
+// (W = __half), two for f32.
 template <typename W>
 struct WChunk {
   static constexpr int kLoads = static_cast<int>(sizeof(W)) * kChunk / 16;
@@ -93,6 +99,19 @@ __device__ __forceinline__ void WChunk<uint16_t>::to_float(float (&f)[kChunk]) c
   }
 }
 template <>
+__device__ __forceinline__ void WChunk<__half>::to_float(float (&f)[kChunk]) const {
+  const uint32_t q[4] = {u[0].x, u[0].y, u[0].z, u[0].w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    __half2 h;
+    static_assert(sizeof(h) == sizeof(q[i]), "__half2 is 32 bits");
+    memcpy(&h, &q[i], sizeof(h));  // a register move; element .x is the lower address
+    const float2 v = __half22float2(h);
+    f[2 * i] = v.x;
+    f[2 * i + 1] = v.y;
+  }
+}
+template <>
 __device__ __forceinline__ void WChunk<float>::to_float(float (&f)[kChunk]) const {
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
@@ -106,6 +125,7 @@ __device__ __forceinline__ void WChunk<float>::to_float(float (&f)[kChunk]) cons
 __device__ __forceinline__ float load_w1(const uint16_t* w, int64_t i) {
   return __uint_as_float(static_cast<uint32_t>(__ldg(w + i)) << 16);
 }
+__device__ __forceinline__ float load_w1(const __half* w, int64_t i) { return __half2float(__ldg(w + i)); }
 __device__ __forceinline__ float load_w1(const float* w, int64_t i) { return __ldg(w + i); }
 
 // 8 floats of a model weight (read-only for good: the non-coherent path is fine).
@@ -360,6 +380,7 @@ void gemv_cuda(const void* args_ptr, const ExecContext& ctx) {
 }  // namespace
 
 void gemv_bf16_cuda(const void* args, const ExecContext& ctx) { gemv_cuda<uint16_t>(args, ctx); }
+void gemv_f16_cuda(const void* args, const ExecContext& ctx) { gemv_cuda<__half>(args, ctx); }
 void gemv_f32_cuda(const void* args, const ExecContext& ctx) { gemv_cuda<float>(args, ctx); }
 
 }  // namespace eli

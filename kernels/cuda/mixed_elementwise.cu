@@ -1,13 +1,19 @@
-// kernels/cuda/mixed_elementwise.cu: the elementwise ops of the bf16 device path: NormCast (f32
-// rows -> RMS-normalised rows in bf16 or f32), SwigluCast (gate|up -> silu(gate) * up in bf16 or
-// f32), KvWrite into a bf16 cache, and RopeKvWrite (q/k RMSNorm + RoPE of q and k, q -> q_out, k/v
-// -> their cache slots in one launch).
+// kernels/cuda/mixed_elementwise.cu: the elementwise ops of the 16-bit (bf16 or f16) device path:
+// NormCast (f32 rows -> RMS-normalised rows in bf16, f16 or f32), SwigluCast (gate|up -> silu(gate)
+// * up in bf16, f16 or f32), KvWrite into a bf16 or f16 cache, and RopeKvWrite (q/k RMSNorm + RoPE
+// of q and k, q -> q_out, k/v -> their cache slots in one launch; f32, bf16 or f16 cache, q in f32
+// or the cache's 16-bit type; the two 16-bit types never mix: bf16 q with an f16 cache, or f16 q
+// with a bf16 cache, is rejected with kUnsupported).
 //
 // Semantics are the references' (kernels/ref/mixed_ref.cc, ref_kernels.h): f32 arithmetic, one
-// rounding when a bf16 value is stored; the RoPE angle is the f32 product float(pos) * inv_freq,
-// cos/sin of it taken in double as the f32 rope kernel does; slots < 0 or >= n_slots are skipped.
+// rounding (to nearest even; f16 overflows to inf) when a bf16 / f16 value is stored; the RoPE
+// angle is the f32 product float(pos) * inv_freq, cos/sin of it taken in double as the f32 rope
+// kernel does; slots < 0 or >= n_slots are skipped.
+// NormCast and SwigluCast take 16-byte vector paths when the shapes and pointers allow (the
+// model's buffers always do) and element-wise kernels otherwise.
 // Every kernel is allocation-free and launches on ctx.stream (CUDA-graph capturable).
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include <algorithm>
 #include <climits>
@@ -28,16 +34,19 @@ constexpr int64_t kMaxGridY = 65535;
 
 __device__ __forceinline__ float to_f32(float v) { return v; }
 __device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
 template <typename T>
 __device__ __forceinline__ T from_f32(float v);
 template <>
 __device__ __forceinline__ float from_f32<float>(float v) { return v; }
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <>
+__device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
 
 void check_act(DType dt, const char* what) {
-  ELI_CHECK_KIND(kUnsupported, dt == DType::kF32 || dt == DType::kBF16, what, " must be float32 or bfloat16, not ",
-                 dtype_name(dt));
+  ELI_CHECK_KIND(kUnsupported, dt == DType::kF32 || dt == DType::kBF16 || dt == DType::kF16, what,
+                 " must be float32, bfloat16 or float16, not ", dtype_name(dt));
 }
 
 // ---- NormCast: one block per row -------------------------------------------------------------
@@ -54,6 +63,38 @@ __global__ void norm_cast_kernel(Out* __restrict__ out, const float* __restrict_
   for (int64_t j = threadIdx.x; j < hidden; j += blockDim.x) o[j] = from_f32<Out>(xr[j] * inv * (w[j] + offset));
 }
 
+// ---- NormCast, vectorised: float4 loads of x and w, 4 outputs per store ------------------------
+// For hidden % 4 == 0 with 16-byte aligned x rows and w and out rows aligned to 4 outputs (the
+// model's buffers always are). Same arithmetic per element as norm_cast_kernel; only the order of
+// the sum of squares differs (float4 lanes), within f32 rounding of it.
+template <typename Out>
+__global__ void norm_cast_vec4_kernel(Out* __restrict__ out, const float* __restrict__ x, const float* __restrict__ w,
+                                      int64_t hidden4, int64_t out_stride, int64_t x_stride, float eps,
+                                      float offset) {
+  const int64_t r = blockIdx.x;
+  const float4* xr = reinterpret_cast<const float4*>(x + r * x_stride);
+  const float4* w4 = reinterpret_cast<const float4*>(w);
+  float ss = 0.f;
+  for (int64_t j = threadIdx.x; j < hidden4; j += blockDim.x) {
+    const float4 v = xr[j];
+    ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+  }
+  ss = cuda::block_reduce_sum(ss);
+  const float inv = rsqrtf(ss / static_cast<float>(hidden4 * 4) + eps);
+  Out* o = out + r * out_stride;
+  for (int64_t j = threadIdx.x; j < hidden4; j += blockDim.x) {
+    const float4 v = xr[j], g = w4[j];
+    struct alignas(4 * sizeof(Out)) Out4 {
+      Out e[4];
+    } q;
+    q.e[0] = from_f32<Out>(v.x * inv * (g.x + offset));
+    q.e[1] = from_f32<Out>(v.y * inv * (g.y + offset));
+    q.e[2] = from_f32<Out>(v.z * inv * (g.z + offset));
+    q.e[3] = from_f32<Out>(v.w * inv * (g.w + offset));
+    reinterpret_cast<Out4*>(o)[j] = q;
+  }
+}
+
 // ---- SwigluCast: grid (column blocks, rows) ----------------------------------------------------
 template <typename T>
 __global__ void swiglu_cast_kernel(T* __restrict__ out, const T* __restrict__ gate_up, int64_t r0, int64_t inter,
@@ -66,18 +107,42 @@ __global__ void swiglu_cast_kernel(T* __restrict__ out, const T* __restrict__ ga
   out[r * out_stride + j] = from_f32<T>(gv / (1.0f + expf(-gv)) * to_f32(g[inter + j]));
 }
 
-// ---- KvWrite into a bf16 cache ------------------------------------------------------------------
-__global__ void kv_write_bf16_kernel(__nv_bfloat16* __restrict__ k_cache, __nv_bfloat16* __restrict__ v_cache,
-                                     const float* __restrict__ k, const float* __restrict__ v,
-                                     const int32_t* __restrict__ slot_mapping, int64_t t0, int64_t row,
-                                     int64_t k_stride, int64_t v_stride, int64_t n_slots) {
+// ---- SwigluCast, vectorised for 16-bit T: 8 columns per thread, 16-byte loads and stores ---------
+// For inter, in_stride and out_stride multiples of 8 and 16-byte aligned buffers (the model's
+// always are): the same per-element arithmetic as swiglu_cast_kernel, so bit-identical results.
+template <typename T>
+__global__ void swiglu_cast_vec8_kernel(T* __restrict__ out, const T* __restrict__ gate_up, int64_t r0,
+                                        int64_t inter8, int64_t out_stride, int64_t in_stride) {
+  static_assert(sizeof(T) == 2, "16-bit types only");
+  struct alignas(16) T8 {
+    T e[8];
+  };
+  const int64_t r = r0 + blockIdx.y;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= inter8) return;
+  const T8* g = reinterpret_cast<const T8*>(gate_up + r * in_stride);
+  const T8 gv = g[c], uv = g[inter8 + c];
+  T8 o;
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    const float x = to_f32(gv.e[e]);
+    o.e[e] = from_f32<T>(x / (1.0f + expf(-x)) * to_f32(uv.e[e]));
+  }
+  reinterpret_cast<T8*>(out + r * out_stride)[c] = o;
+}
+
+// ---- KvWrite into a 16-bit cache (C = __nv_bfloat16 or __half) ----------------------------------
+template <typename C>
+__global__ void kv_write_16_kernel(C* __restrict__ k_cache, C* __restrict__ v_cache, const float* __restrict__ k,
+                                   const float* __restrict__ v, const int32_t* __restrict__ slot_mapping, int64_t t0,
+                                   int64_t row, int64_t k_stride, int64_t v_stride, int64_t n_slots) {
   const int64_t t = t0 + blockIdx.y;
   const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (j >= row) return;
   const int64_t slot = slot_mapping[t];
   if (slot < 0 || slot >= n_slots) return;
-  k_cache[slot * row + j] = __float2bfloat16_rn(k[t * k_stride + j]);
-  v_cache[slot * row + j] = __float2bfloat16_rn(v[t * v_stride + j]);
+  k_cache[slot * row + j] = from_f32<C>(k[t * k_stride + j]);
+  v_cache[slot * row + j] = from_f32<C>(v[t * v_stride + j]);
 }
 
 // ---- RopeKvWrite: grid (tokens, head groups), one warp per head -------------------------------
@@ -193,14 +258,24 @@ void rope_kv_write_cuda(const RopeKvWriteArgs& a, const ExecContext& ctx, DType 
   ELI_CHECK(a.n_heads > 0 && a.n_kv_heads > 0 && a.head_dim > 0 && a.head_dim <= 1024 &&
                 a.qkv_stride >= (a.n_heads + 2 * a.n_kv_heads) * a.head_dim,
             "rope_kv_write: bad shape");
+  // q is f32 or a 16-bit type; with a 16-bit cache only that same type (no bf16 <-> f16 mixes).
+  ELI_CHECK_KIND(kUnsupported, a.q_dtype == DType::kF32 || cache == DType::kF32 || a.q_dtype == cache,
+                 "rope_kv_write: q dtype ", dtype_name(a.q_dtype), " cannot go with a ", dtype_name(cache),
+                 " cache (q must be float32 or the cache dtype)");
   if (a.n_tokens <= 0) return;
   cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
   const bool qb = a.q_dtype == DType::kBF16, cb = cache == DType::kBF16;
+  const bool qh = a.q_dtype == DType::kF16, ch = cache == DType::kF16;
   if (qb && cb) launch_rope_kv_write<__nv_bfloat16, __nv_bfloat16>(a, stream);
   else if (qb) launch_rope_kv_write<__nv_bfloat16, float>(a, stream);
   else if (cb) launch_rope_kv_write<float, __nv_bfloat16>(a, stream);
+  else if (qh && ch) launch_rope_kv_write<__half, __half>(a, stream);
+  else if (qh) launch_rope_kv_write<__half, float>(a, stream);
+  else if (ch) launch_rope_kv_write<float, __half>(a, stream);
   else launch_rope_kv_write<float, float>(a, stream);
 }
+
+bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 unsigned blocks_for(int64_t n) {
   const int64_t b = (n + kThreads - 1) / kThreads;
@@ -218,10 +293,34 @@ void norm_cast_cuda(const void* args_ptr, const ExecContext& ctx) {
   if (a.rows == 0) return;
   ELI_CHECK(a.rows <= INT_MAX, "norm_cast: too many rows");
   cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
+  const size_t out_elem = a.out_dtype == DType::kF32 ? 4 : 2;
+  if (a.hidden % 4 == 0 && a.x_stride % 4 == 0 && a.out_stride % 4 == 0 && aligned(a.x, 16) &&
+      aligned(a.weight, 16) && aligned(a.out, 4 * out_elem)) {
+    const int threads = cuda::threads_for(a.hidden / 4);
+    const unsigned grid = static_cast<unsigned>(a.rows);
+    if (a.out_dtype == DType::kBF16) {
+      norm_cast_vec4_kernel<__nv_bfloat16><<<grid, threads, 0, stream>>>(
+          static_cast<__nv_bfloat16*>(a.out), a.x, a.weight, a.hidden / 4, a.out_stride, a.x_stride, a.eps,
+          a.weight_offset);
+    } else if (a.out_dtype == DType::kF16) {
+      norm_cast_vec4_kernel<__half><<<grid, threads, 0, stream>>>(static_cast<__half*>(a.out), a.x, a.weight,
+                                                                  a.hidden / 4, a.out_stride, a.x_stride, a.eps,
+                                                                  a.weight_offset);
+    } else {
+      norm_cast_vec4_kernel<float><<<grid, threads, 0, stream>>>(static_cast<float*>(a.out), a.x, a.weight,
+                                                                 a.hidden / 4, a.out_stride, a.x_stride, a.eps,
+                                                                 a.weight_offset);
+    }
+    ELI_CUDA_CHECK_LAUNCH();
+    return;
+  }
   const int threads = cuda::threads_for(a.hidden);
   if (a.out_dtype == DType::kBF16) {
     norm_cast_kernel<__nv_bfloat16><<<static_cast<unsigned>(a.rows), threads, 0, stream>>>(
         static_cast<__nv_bfloat16*>(a.out), a.x, a.weight, a.hidden, a.out_stride, a.x_stride, a.eps, a.weight_offset);
+  } else if (a.out_dtype == DType::kF16) {
+    norm_cast_kernel<__half><<<static_cast<unsigned>(a.rows), threads, 0, stream>>>(
+        static_cast<__half*>(a.out), a.x, a.weight, a.hidden, a.out_stride, a.x_stride, a.eps, a.weight_offset);
   } else {
     norm_cast_kernel<float><<<static_cast<unsigned>(a.rows), threads, 0, stream>>>(
         static_cast<float*>(a.out), a.x, a.weight, a.hidden, a.out_stride, a.x_stride, a.eps, a.weight_offset);
@@ -236,6 +335,24 @@ void swiglu_cast_cuda(const void* args_ptr, const ExecContext& ctx) {
             "swiglu_cast: bad shape");
   if (a.rows == 0 || a.inter == 0) return;
   cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
+  if (a.dtype != DType::kF32 && a.inter % 8 == 0 && a.in_stride % 8 == 0 && a.out_stride % 8 == 0 &&
+      aligned(a.gate_up, 16) && aligned(a.out, 16)) {
+    const unsigned bx8 = blocks_for(a.inter / 8);
+    for (int64_t r0 = 0; r0 < a.rows; r0 += kMaxGridY) {
+      const dim3 grid(bx8, static_cast<unsigned>(std::min(kMaxGridY, a.rows - r0)));
+      if (a.dtype == DType::kBF16) {
+        swiglu_cast_vec8_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(
+            static_cast<__nv_bfloat16*>(a.out), static_cast<const __nv_bfloat16*>(a.gate_up), r0, a.inter / 8,
+            a.out_stride, a.in_stride);
+      } else {
+        swiglu_cast_vec8_kernel<__half><<<grid, kThreads, 0, stream>>>(static_cast<__half*>(a.out),
+                                                                      static_cast<const __half*>(a.gate_up), r0,
+                                                                      a.inter / 8, a.out_stride, a.in_stride);
+      }
+      ELI_CUDA_CHECK_LAUNCH();
+    }
+    return;
+  }
   const unsigned bx = blocks_for(a.inter);
   for (int64_t r0 = 0; r0 < a.rows; r0 += kMaxGridY) {
     const int64_t n = std::min(kMaxGridY, a.rows - r0);
@@ -243,6 +360,9 @@ void swiglu_cast_cuda(const void* args_ptr, const ExecContext& ctx) {
       swiglu_cast_kernel<__nv_bfloat16><<<dim3(bx, static_cast<unsigned>(n)), kThreads, 0, stream>>>(
           static_cast<__nv_bfloat16*>(a.out), static_cast<const __nv_bfloat16*>(a.gate_up), r0, a.inter, a.out_stride,
           a.in_stride);
+    } else if (a.dtype == DType::kF16) {
+      swiglu_cast_kernel<__half><<<dim3(bx, static_cast<unsigned>(n)), kThreads, 0, stream>>>(
+          static_cast<__half*>(a.out), static_cast<const __half*>(a.gate_up), r0, a.inter, a.out_stride, a.in_stride);
     } else {
       swiglu_cast_kernel<float><<<dim3(bx, static_cast<unsigned>(n)), kThreads, 0, stream>>>(
           static_cast<float*>(a.out), static_cast<const float*>(a.gate_up), r0, a.inter, a.out_stride, a.in_stride);
@@ -251,8 +371,10 @@ void swiglu_cast_cuda(const void* args_ptr, const ExecContext& ctx) {
   }
 }
 
-void kv_write_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
-  const KvWriteArgs& a = *static_cast<const KvWriteArgs*>(args_ptr);
+namespace {
+
+template <typename C>
+void kv_write_16_cuda(const KvWriteArgs& a, const ExecContext& ctx) {
   const int64_t row = a.n_kv_heads * a.head_dim;
   ELI_CHECK(a.n_tokens >= 0 && row >= 0 && a.k_stride >= row && a.v_stride >= row, "kv_write: bad shape");
   if (a.n_tokens == 0 || row == 0) return;
@@ -260,11 +382,20 @@ void kv_write_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
   const unsigned bx = blocks_for(row);
   for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kMaxGridY) {
     const int64_t n = std::min(kMaxGridY, a.n_tokens - t0);
-    kv_write_bf16_kernel<<<dim3(bx, static_cast<unsigned>(n)), kThreads, 0, stream>>>(
-        static_cast<__nv_bfloat16*>(a.k_cache), static_cast<__nv_bfloat16*>(a.v_cache), a.k, a.v, a.slot_mapping, t0,
-        row, a.k_stride, a.v_stride, a.n_slots);
+    kv_write_16_kernel<C><<<dim3(bx, static_cast<unsigned>(n)), kThreads, 0, stream>>>(
+        static_cast<C*>(a.k_cache), static_cast<C*>(a.v_cache), a.k, a.v, a.slot_mapping, t0, row, a.k_stride,
+        a.v_stride, a.n_slots);
     ELI_CUDA_CHECK_LAUNCH();
   }
+}
+
+}  // namespace
+
+void kv_write_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
+  kv_write_16_cuda<__nv_bfloat16>(*static_cast<const KvWriteArgs*>(args_ptr), ctx);
+}
+void kv_write_f16_cuda(const void* args_ptr, const ExecContext& ctx) {
+  kv_write_16_cuda<__half>(*static_cast<const KvWriteArgs*>(args_ptr), ctx);
 }
 
 void rope_kv_write_f32_cuda(const void* args_ptr, const ExecContext& ctx) {
@@ -272,6 +403,9 @@ void rope_kv_write_f32_cuda(const void* args_ptr, const ExecContext& ctx) {
 }
 void rope_kv_write_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
   rope_kv_write_cuda(*static_cast<const RopeKvWriteArgs*>(args_ptr), ctx, DType::kBF16);
+}
+void rope_kv_write_f16_cuda(const void* args_ptr, const ExecContext& ctx) {
+  rope_kv_write_cuda(*static_cast<const RopeKvWriteArgs*>(args_ptr), ctx, DType::kF16);
 }
 
 }  // namespace eli

@@ -11,26 +11,14 @@ namespace eli {
 
 namespace {
 
-// Element i of a buffer holding f32 or bf16 values, as float; and the store counterpart.
-inline float load_as_f32(const void* p, DType dt, int64_t i) {
-  return dt == DType::kBF16 ? bf16_to_f32(static_cast<const uint16_t*>(p)[i]) : static_cast<const float*>(p)[i];
-}
-inline void store_from_f32(void* p, DType dt, int64_t i, float v) {
-  if (dt == DType::kBF16) {
-    static_cast<uint16_t*>(p)[i] = f32_to_bf16(v);
-  } else {
-    static_cast<float*>(p)[i] = v;
-  }
-}
-
 void kv_write_ref_impl(const KvWriteArgs& a, DType cache) {
   const int64_t row = a.n_kv_heads * a.head_dim;
   for (int64_t t = 0; t < a.n_tokens; ++t) {
     const int64_t slot = a.slot_mapping[t];
     if (slot < 0 || slot >= a.n_slots) continue;
     for (int64_t j = 0; j < row; ++j) {
-      store_from_f32(a.k_cache, cache, slot * row + j, a.k[t * a.k_stride + j]);
-      store_from_f32(a.v_cache, cache, slot * row + j, a.v[t * a.v_stride + j]);
+      ref_store(a.k_cache, cache, slot * row + j, a.k[t * a.k_stride + j]);
+      ref_store(a.v_cache, cache, slot * row + j, a.v[t * a.v_stride + j]);
     }
   }
 }
@@ -45,11 +33,17 @@ void kv_write_ref(const void* args, const ExecContext&) {
 void kv_write_ref_bf16(const void* args, const ExecContext&) {
   kv_write_ref_impl(*static_cast<const KvWriteArgs*>(args), DType::kBF16);
 }
+void kv_write_ref_f16(const void* args, const ExecContext&) {
+  kv_write_ref_impl(*static_cast<const KvWriteArgs*>(args), DType::kF16);
+}
 void attention_ref(const void* args, const ExecContext&) {
   attention_ref_impl(*static_cast<const AttentionArgs*>(args), DType::kF32);
 }
 void attention_ref_bf16(const void* args, const ExecContext&) {
   attention_ref_impl(*static_cast<const AttentionArgs*>(args), DType::kBF16);
+}
+void attention_ref_f16(const void* args, const ExecContext&) {
+  attention_ref_impl(*static_cast<const AttentionArgs*>(args), DType::kF16);
 }
 
 namespace {
@@ -75,7 +69,7 @@ void attention_ref_impl(const AttentionArgs& a, DType cache) {
           return (slot * a.n_kv_heads + kvh) * hd;
         };
         if (hi < lo) {
-          for (int64_t d = 0; d < hd; ++d) store_from_f32(a.out, a.out_dtype, o0 + d, 0.0f);
+          for (int64_t d = 0; d < hd; ++d) ref_store(a.out, a.out_dtype, o0 + d, 0.0f);
           continue;
         }
         scores.assign(hi - lo + 1, 0.0);
@@ -84,7 +78,7 @@ void attention_ref_impl(const AttentionArgs& a, DType cache) {
           const int64_t k0 = kv_offset(j);
           double dot = 0.0;
           for (int64_t d = 0; d < hd; ++d) {
-            dot += static_cast<double>(load_as_f32(a.q, a.q_dtype, q0 + d)) * load_as_f32(a.k_cache, cache, k0 + d);
+            dot += static_cast<double>(ref_load(a.q, a.q_dtype, q0 + d)) * ref_load(a.k_cache, cache, k0 + d);
           }
           scores[j - lo] = dot * a.scale;
           if (scores[j - lo] > mx) mx = scores[j - lo];
@@ -98,9 +92,9 @@ void attention_ref_impl(const AttentionArgs& a, DType cache) {
         for (int64_t j = lo; j <= hi; ++j) {
           const int64_t v0 = kv_offset(j);
           const double p = scores[j - lo] / sum;
-          for (int64_t d = 0; d < hd; ++d) acc[d] += p * load_as_f32(a.v_cache, cache, v0 + d);
+          for (int64_t d = 0; d < hd; ++d) acc[d] += p * ref_load(a.v_cache, cache, v0 + d);
         }
-        for (int64_t d = 0; d < hd; ++d) store_from_f32(a.out, a.out_dtype, o0 + d, static_cast<float>(acc[d]));
+        for (int64_t d = 0; d < hd; ++d) ref_store(a.out, a.out_dtype, o0 + d, static_cast<float>(acc[d]));
       }
     }
   }

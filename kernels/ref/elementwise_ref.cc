@@ -34,6 +34,12 @@ void embedding_ref_bf16(const void* args, const ExecContext&) {
   embedding_ref(a, [&](int64_t i) { return bf16_to_f32(table[i]); });
 }
 
+void embedding_ref_f16(const void* args, const ExecContext&) {
+  const auto& a = *static_cast<const EmbeddingArgs*>(args);
+  const uint16_t* table = static_cast<const uint16_t*>(a.table);
+  embedding_ref(a, [&](int64_t i) { return f16_to_f32(table[i]); });
+}
+
 void rms_norm_ref(const void* args, const ExecContext&) {
   const auto& a = *static_cast<const RmsNormArgs*>(args);
   ELI_CHECK(a.hidden > 0 && a.rows >= 0, "rms_norm: bad sizes");

@@ -1,7 +1,7 @@
 // kernels/ref/mixed_ref.cc: references of the mixed-precision ops (Gemv, Gemm, NormCast,
 // SwigluCast, RopeKvWrite). Each converts its inputs to f32 exactly as stored, computes in double
-// (or through the plain references), and rounds once when it stores a bf16 output; the device
-// kernels must match these within bf16 tolerance.
+// (or through the plain references), and rounds once when it stores a bf16 or f16 output; the
+// device kernels must match these within bf16 / f16 tolerance.
 #include <cmath>
 #include <vector>
 
@@ -12,18 +12,9 @@ namespace eli {
 
 namespace {
 
-inline float load_as(const void* p, DType dt, int64_t i) {
-  return dt == DType::kBF16 ? bf16_to_f32(static_cast<const uint16_t*>(p)[i]) : static_cast<const float*>(p)[i];
-}
-inline void store_as(void* p, DType dt, int64_t i, float v) {
-  if (dt == DType::kBF16) {
-    static_cast<uint16_t*>(p)[i] = f32_to_bf16(v);
-  } else {
-    static_cast<float*>(p)[i] = v;
-  }
-}
 void check_act_dtype(DType dt, const char* what) {
-  ELI_CHECK_KIND(kUnsupported, dt == DType::kF32 || dt == DType::kBF16, what, " must be float32 or bfloat16, not ",
+  ELI_CHECK_KIND(kUnsupported, dt == DType::kF32 || dt == DType::kBF16 || dt == DType::kF16, what,
+                 " must be float32, bfloat16 or float16, not ",
                  dtype_name(dt));
 }
 inline double silu(double g) { return g / (1.0 + std::exp(-g)); }
@@ -46,7 +37,7 @@ void gemv_ref(const GemvArgs& a, DType wdt) {
     }
     for (int64_t n = 0; n < a.n; ++n) {
       double acc = a.bias != nullptr ? a.bias[n] : 0.0;
-      for (int64_t j = 0; j < a.k; ++j) acc += xn[j] * load_as(a.w, wdt, n * a.k + j);
+      for (int64_t j = 0; j < a.k; ++j) acc += xn[j] * ref_load(a.w, wdt, n * a.k + j);
       y[n] = acc;
     }
     float* out = a.out + r * a.out_stride;
@@ -67,11 +58,11 @@ void gemm_ref(const GemmArgs& a, DType wdt) {
     for (int64_t j = 0; j < a.n; ++j) {
       double acc = a.bias != nullptr ? a.bias[j] : 0.0;
       for (int64_t p = 0; p < a.k; ++p) {
-        acc += static_cast<double>(load_as(a.x, a.x_dtype, i * a.x_stride + p)) * load_as(a.w, wdt, j * a.k + p);
+        acc += static_cast<double>(ref_load(a.x, a.x_dtype, i * a.x_stride + p)) * ref_load(a.w, wdt, j * a.k + p);
       }
       const int64_t o = i * a.out_stride + j;
       if (a.accumulate) acc += static_cast<float*>(a.out)[o];
-      store_as(a.out, a.out_dtype, o, static_cast<float>(acc));
+      ref_store(a.out, a.out_dtype, o, static_cast<float>(acc));
     }
   }
 }
@@ -101,17 +92,19 @@ void rope_kv_write_ref(const RopeKvWriteArgs& a, DType cache) {
   rope_ref(&rq, ctx);
   RopeArgs rk{k.data(), a.positions, a.inv_freq, a.table_of_token, T, nkv, hd, a.rot_dim, nkv * hd, a.attention_scaling};
   rope_ref(&rk, ctx);
-  for (int64_t i = 0; i < T * nh * hd; ++i) store_as(a.q_out, a.q_dtype, i, q[static_cast<size_t>(i)]);
+  for (int64_t i = 0; i < T * nh * hd; ++i) ref_store(a.q_out, a.q_dtype, i, q[static_cast<size_t>(i)]);
   KvWriteArgs kw{a.k_cache, a.v_cache, k.data(), v.data(), a.slot_mapping, T, nkv, hd, nkv * hd, nkv * hd, a.n_slots};
-  (cache == DType::kBF16 ? kv_write_ref_bf16 : kv_write_ref)(&kw, ctx);
+  (cache == DType::kBF16 ? kv_write_ref_bf16 : cache == DType::kF16 ? kv_write_ref_f16 : kv_write_ref)(&kw, ctx);
 }
 
 }  // namespace
 
 void gemv_ref_f32(const void* args, const ExecContext&) { gemv_ref(*static_cast<const GemvArgs*>(args), DType::kF32); }
 void gemv_ref_bf16(const void* args, const ExecContext&) { gemv_ref(*static_cast<const GemvArgs*>(args), DType::kBF16); }
+void gemv_ref_f16(const void* args, const ExecContext&) { gemv_ref(*static_cast<const GemvArgs*>(args), DType::kF16); }
 void gemm_ref_f32(const void* args, const ExecContext&) { gemm_ref(*static_cast<const GemmArgs*>(args), DType::kF32); }
 void gemm_ref_bf16(const void* args, const ExecContext&) { gemm_ref(*static_cast<const GemmArgs*>(args), DType::kBF16); }
+void gemm_ref_f16(const void* args, const ExecContext&) { gemm_ref(*static_cast<const GemmArgs*>(args), DType::kF16); }
 
 void norm_cast_ref(const void* args, const ExecContext&) {
   const auto& a = *static_cast<const NormCastArgs*>(args);
@@ -124,7 +117,7 @@ void norm_cast_ref(const void* args, const ExecContext&) {
     const double inv = 1.0 / std::sqrt(ss / static_cast<double>(a.hidden) + static_cast<double>(a.eps));
     for (int64_t j = 0; j < a.hidden; ++j) {
       const double w = static_cast<double>(a.weight[j]) + a.weight_offset;
-      store_as(a.out, a.out_dtype, r * a.out_stride + j, static_cast<float>(x[j] * inv * w));
+      ref_store(a.out, a.out_dtype, r * a.out_stride + j, static_cast<float>(x[j] * inv * w));
     }
   }
 }
@@ -134,9 +127,9 @@ void swiglu_cast_ref(const void* args, const ExecContext&) {
   check_act_dtype(a.dtype, "swiglu_cast");
   for (int64_t r = 0; r < a.rows; ++r) {
     for (int64_t j = 0; j < a.inter; ++j) {
-      const double g = load_as(a.gate_up, a.dtype, r * a.in_stride + j);
-      const double u = load_as(a.gate_up, a.dtype, r * a.in_stride + a.inter + j);
-      store_as(a.out, a.dtype, r * a.out_stride + j, static_cast<float>(silu(g) * u));
+      const double g = ref_load(a.gate_up, a.dtype, r * a.in_stride + j);
+      const double u = ref_load(a.gate_up, a.dtype, r * a.in_stride + a.inter + j);
+      ref_store(a.out, a.dtype, r * a.out_stride + j, static_cast<float>(silu(g) * u));
     }
   }
 }
@@ -146,6 +139,9 @@ void rope_kv_write_ref_f32(const void* args, const ExecContext&) {
 }
 void rope_kv_write_ref_bf16(const void* args, const ExecContext&) {
   rope_kv_write_ref(*static_cast<const RopeKvWriteArgs*>(args), DType::kBF16);
+}
+void rope_kv_write_ref_f16(const void* args, const ExecContext&) {
+  rope_kv_write_ref(*static_cast<const RopeKvWriteArgs*>(args), DType::kF16);
 }
 
 void scatter_tokens_ref(const void* args, const ExecContext&) {

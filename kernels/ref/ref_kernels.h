@@ -20,13 +20,14 @@
 #include <cstdint>
 
 #include "kernels/ops.h"
-#include "kernels/ref/float_convert.h"  // bf16_to_f32, f32_to_bf16
+#include "kernels/ref/float_convert.h"  // bf16_to_f32, f32_to_bf16, f16_to_f32, f32_to_f16
 #include "kernels/registry.h"
 
 namespace eli {
 
 void embedding_ref_f32(const void* args, const ExecContext& ctx);   // EmbeddingArgs
 void embedding_ref_bf16(const void* args, const ExecContext& ctx);  // EmbeddingArgs
+void embedding_ref_f16(const void* args, const ExecContext& ctx);   // EmbeddingArgs, f16 table
 void rms_norm_ref(const void* args, const ExecContext& ctx);        // RmsNormArgs
 void matmul_ref_f32(const void* args, const ExecContext& ctx);      // MatmulArgs
 void matmul_ref_bf16(const void* args, const ExecContext& ctx);     // MatmulArgs
@@ -34,19 +35,41 @@ void rope_ref(const void* args, const ExecContext& ctx);            // RopeArgs
 void swiglu_ref(const void* args, const ExecContext& ctx);          // SwigluArgs
 void kv_write_ref(const void* args, const ExecContext& ctx);        // KvWriteArgs, f32 cache
 void kv_write_ref_bf16(const void* args, const ExecContext& ctx);   // KvWriteArgs, bf16 cache
+void kv_write_ref_f16(const void* args, const ExecContext& ctx);    // KvWriteArgs, f16 cache
 void attention_ref(const void* args, const ExecContext& ctx);       // AttentionArgs, f32 cache
 void attention_ref_bf16(const void* args, const ExecContext& ctx);  // AttentionArgs, bf16 cache
+void attention_ref_f16(const void* args, const ExecContext& ctx);   // AttentionArgs, f16 cache
 // Mixed-precision references (kernels/ref/mixed_ref.cc): compositions of the plain references
 // with the dtype conversions done exactly where the device kernels do them.
 void gemv_ref_f32(const void* args, const ExecContext& ctx);        // GemvArgs, f32 weights
 void gemv_ref_bf16(const void* args, const ExecContext& ctx);       // GemvArgs, bf16 weights
+void gemv_ref_f16(const void* args, const ExecContext& ctx);        // GemvArgs, f16 weights
 void gemm_ref_f32(const void* args, const ExecContext& ctx);        // GemmArgs, f32 weights
 void gemm_ref_bf16(const void* args, const ExecContext& ctx);       // GemmArgs, bf16 weights
+void gemm_ref_f16(const void* args, const ExecContext& ctx);        // GemmArgs, f16 weights
 void norm_cast_ref(const void* args, const ExecContext& ctx);       // NormCastArgs
 void swiglu_cast_ref(const void* args, const ExecContext& ctx);     // SwigluCastArgs
 void rope_kv_write_ref_f32(const void* args, const ExecContext& ctx);   // RopeKvWriteArgs, f32 cache
 void rope_kv_write_ref_bf16(const void* args, const ExecContext& ctx);  // RopeKvWriteArgs, bf16 cache
+void rope_kv_write_ref_f16(const void* args, const ExecContext& ctx);   // RopeKvWriteArgs, f16 cache
 void scatter_tokens_ref(const void* args, const ExecContext& ctx);      // ScatterTokensArgs
+
+// Element i of a buffer of f32, bf16 or f16 values, as float; and the store counterpart (one
+// round-to-nearest-even when the buffer is 16-bit). Shared by the references that take a dtype.
+inline float ref_load(const void* p, DType dt, int64_t i) {
+  if (dt == DType::kBF16) return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+  if (dt == DType::kF16) return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+  return static_cast<const float*>(p)[i];
+}
+inline void ref_store(void* p, DType dt, int64_t i, float v) {
+  if (dt == DType::kBF16) {
+    static_cast<uint16_t*>(p)[i] = f32_to_bf16(v);
+  } else if (dt == DType::kF16) {
+    static_cast<uint16_t*>(p)[i] = f32_to_f16(v);
+  } else {
+    static_cast<float*>(p)[i] = v;
+  }
+}
 
 // Visible kv range [*lo, *hi] of a query at position `pos` (empty when *hi < *lo); shared by every
 // CPU attention kernel so that they agree on masking.

@@ -82,16 +82,18 @@ def _add_model_args(p: argparse.ArgumentParser, *, load: bool = True) -> None:
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where to run (default: auto = CUDA when available)")
     g.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
-                   help="compute/weight dtype (default: auto, picked per device and model)")
+                   help="weight dtype; activations stay float32 (default: auto = the checkpoint's "
+                   "float32/float16 on CUDA, else bfloat16; float32 on the CPU unless the "
+                   "checkpoint is bfloat16; float16 needs CUDA)")
     g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                    help="CPU threads (default: engine's choice)")
     g.add_argument("--gpu-memory-utilization", type=_fraction, default=None, metavar="F",
                    help="fraction in (0, 1] of the GPU's total memory eli may hold in all: weights, "
                    "workspaces, KV cache and a fixed headroom; the KV cache gets what is left "
                    "(default: 0.9; CUDA only)")
-    g.add_argument("--kv-cache-dtype", choices=["auto", "float32", "bfloat16"], default=None,
-                   help="KV cache dtype (default: auto = bfloat16 on CUDA with bf16 weights, else "
-                   "float32; bfloat16 needs CUDA)")
+    g.add_argument("--kv-cache-dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
+                   help="KV cache dtype (default: auto = the weights' 16-bit type on CUDA, else "
+                   "float32; bfloat16 and float16 need CUDA, float16 goes with --dtype float16)")
 
 
 def _fraction(text: str) -> float:

@@ -32,7 +32,7 @@ def _native():
     return _eli
 
 
-_KV_CACHE_DTYPES = ("auto", "float32", "bfloat16")
+_KV_CACHE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def _memory_config(gpu_memory_utilization, gpu_memory_bytes, kv_cache_dtype) -> dict:
@@ -76,7 +76,9 @@ class EngineFrontend:
     given, is an absolute budget that overrides it. The KV cache gets what the budget leaves (capped
     by max_num_seqs full contexts) unless num_kv_blocks or kv_cache_bytes say otherwise; anything
     that cannot fit raises eli.OutOfMemoryError at load, with the numbers. kv_cache_dtype: "auto"
-    (bfloat16 on CUDA with bf16 weights, else float32), "float32" or "bfloat16" (CUDA only).
+    (on CUDA the weights' 16-bit type, else float32), "float32", "bfloat16" or "float16" (CUDA
+    only; float16 goes with float16 weights only). dtype "auto" keeps an f32 or f16 checkpoint's
+    precision on CUDA and runs bf16 and quantized GGUF ones in bfloat16.
     self.info["memory"] has the plan (budget, weights, workspace, KV and headroom bytes).
     enable_cuda_graphs: decode steps replay CUDA graphs captured per batch-size bucket (default);
     False launches every kernel eagerly (for comparisons and debugging).

@@ -34,6 +34,7 @@
 #include "runtime/engine/device_sampler.h"
 #include "runtime/engine/memory_plan.h"
 #include "runtime/engine/scheduler.h"
+#include "runtime/engine/step_trace.h"
 #include "runtime/kv/kv_cache.h"
 #include "runtime/model/model_files.h"
 #include "runtime/model/transformer.h"
@@ -69,6 +70,8 @@ struct Engine::Impl {
   int64_t next_id = 0;
   EngineStats counters;
   bool async_scheduling = false;
+  StepTrace trace;             // ELI_STEP_TRACE=1: per-phase step timings on stderr at destruction
+  int64_t trace_wait_ns = 0;   // time blocked on the device in collect(), this step() call
 
   // A launched step whose samples are not yet applied.
   struct Inflight {
@@ -277,15 +280,31 @@ std::vector<TokenOutput> Engine::step() {
 
 std::vector<TokenOutput> Engine::step_inner(std::vector<TokenOutput>& outs) {
   Impl& m = *impl_;
+  const bool tracing = m.trace.enabled();
+  StepTrace::Step tr;
+  m.trace_wait_ns = 0;
+  if (tracing) tr.begin_ns = StepTrace::now_ns();
   std::unique_ptr<Impl::Inflight> prev = std::move(m.inflight);
   if (prev && !prev->lookahead) {
     m.complete(*prev, outs);
     prev.reset();
   }
+  const int64_t t_sched = tracing ? StepTrace::now_ns() : 0;
   std::vector<ScheduledSeq> sched = m.scheduler->schedule();
+  const int64_t t_launch = tracing ? StepTrace::now_ns() : 0;
+  if (tracing) {
+    tr.schedule_ns = t_launch - t_sched;
+    tr.seqs = static_cast<int64_t>(sched.size());
+    for (const ScheduledSeq& s : sched) {
+      tr.tokens += s.n_new;
+      tr.rows += s.sample ? 1 : 0;
+      tr.prefill = tr.prefill || s.n_new > 1;
+    }
+  }
   if (!sched.empty()) {
     try {
       m.inflight = m.launch(sched, prev.get());
+      if (tracing) tr.launch_ns = StepTrace::now_ns() - t_launch;
     } catch (...) {
       // Nothing of the failed step advanced; the previous step's samples are still applied (its
       // outputs are delivered by a later step() with the pending ones).
@@ -303,6 +322,13 @@ std::vector<TokenOutput> Engine::step_inner(std::vector<TokenOutput>& outs) {
   if (m.inflight && !m.inflight->lookahead) {
     m.complete(*m.inflight, outs);
     m.inflight.reset();
+  }
+  if (tracing) {
+    tr.end_ns = StepTrace::now_ns();
+    tr.wait_ns = m.trace_wait_ns;
+    tr.complete_ns = tr.end_ns - tr.begin_ns - tr.schedule_ns - tr.launch_ns - tr.wait_ns;
+    m.trace.record(tr);
+    if (!has_unfinished()) m.trace.flush();
   }
   return outs;
 }
@@ -415,7 +441,9 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
 void Engine::Impl::collect(Inflight& f) {
   if (!f.pending_on_device) return;
   f.pending_on_device = false;
+  const int64_t t0 = trace.enabled() ? StepTrace::now_ns() : 0;
   device_sampler->collect(&f.results, &f.errors);
+  if (trace.enabled()) trace_wait_ns += StepTrace::now_ns() - t0;
 }
 
 void Engine::Impl::complete(Inflight& f, std::vector<TokenOutput>& outs) {

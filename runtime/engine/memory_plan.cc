@@ -17,14 +17,17 @@ namespace eli {
 DType choose_weight_dtype(const std::string& requested, const ModelFiles& files, DeviceId device) {
   if (device.kind == DeviceKind::kCUDA) {
     if (requested.empty() || requested == "auto") {
-      // CUDA: bf16 weights (f32 activations) unless the checkpoint is f32, which runs in f32.
+      // CUDA: the checkpoint's own precision when it is f32 or f16 (as vLLM's "auto"); bf16 for
+      // bf16 and for block-quantized GGUF tensors (dequantized at load). f32 activations always.
       auto it = files.weights->tensors().find(files.name_of("model.embed_tokens.weight"));
-      if (it != files.weights->tensors().end() && it->second.dtype == DType::kF32) return DType::kF32;
+      if (it != files.weights->tensors().end() && (it->second.dtype == DType::kF32 || it->second.dtype == DType::kF16)) {
+        return it->second.dtype;
+      }
       return DType::kBF16;
     }
     DType d = parse_dtype(requested);
-    ELI_CHECK_KIND(kUnsupported, d == DType::kF32 || d == DType::kBF16, "dtype ", requested,
-                   " is not supported on the CUDA backend yet; use bfloat16 or float32");
+    ELI_CHECK_KIND(kUnsupported, d == DType::kF32 || d == DType::kBF16 || d == DType::kF16, "dtype ", requested,
+                   " is not supported on the CUDA backend; use bfloat16, float16 or float32");
     return d;
   }
   if (requested.empty() || requested == "auto") {
@@ -54,19 +57,25 @@ int64_t model_context_length(const ModelSpec& spec) {
 DType choose_kv_cache_dtype(const std::string& requested, DType weight_dtype, DeviceId device) {
   const bool cuda = device.kind == DeviceKind::kCUDA;
   if (requested.empty() || requested == "auto") {
-    // bf16 KV halves the bytes every decode step reads; the f32 paths (CPU, f32 weights on CUDA)
-    // keep f32 so that they stay exact references.
-    return cuda && weight_dtype == DType::kBF16 ? DType::kBF16 : DType::kF32;
+    // A 16-bit KV cache (the weights' type) halves the bytes every decode step reads; the f32
+    // paths (CPU, f32 weights on CUDA) keep f32 so that they stay exact references.
+    return cuda && (weight_dtype == DType::kBF16 || weight_dtype == DType::kF16) ? weight_dtype : DType::kF32;
   }
   DType d = DType::kF32;
   try {
     d = parse_dtype(requested);
   } catch (const Error&) {
-    ELI_THROW(kInvalidArgument, "unknown kv_cache_dtype '", requested, "' (expected auto, float32 or bfloat16)");
+    ELI_THROW(kInvalidArgument, "unknown kv_cache_dtype '", requested,
+              "' (expected auto, float32, bfloat16 or float16)");
   }
-  ELI_CHECK_KIND(kUnsupported, d == DType::kF32 || (cuda && d == DType::kBF16), "kv_cache_dtype ", requested,
-                 " is not supported on the ", cuda ? "CUDA" : "CPU", " backend; use ",
-                 cuda ? "auto, bfloat16 or float32" : "auto or float32");
+  ELI_CHECK_KIND(kUnsupported, d == DType::kF32 || (cuda && (d == DType::kBF16 || d == DType::kF16)), "kv_cache_dtype ",
+                 requested, " is not supported on the ", cuda ? "CUDA" : "CPU", " backend; use ",
+                 cuda ? "auto, bfloat16, float16 or float32" : "auto or float32");
+  // f16 weights run only on the 16-bit device path, whose KV cache is f16 too; an f16 cache is
+  // only written by that path.
+  ELI_CHECK_KIND(kUnsupported, !cuda || ((weight_dtype == DType::kF16) == (d == DType::kF16)), "kv_cache_dtype ",
+                 requested, " with ", dtype_name(weight_dtype), " weights is not supported on the CUDA backend; ",
+                 weight_dtype == DType::kF16 ? "use auto or float16" : "float16 needs float16 weights (dtype=float16)");
   return d;
 }
 

@@ -16,7 +16,9 @@ uint64_t KvCacheShape::bytes_per_block() const {
 }
 
 KvCache::KvCache(Device& device, const KvCacheShape& shape) : shape_(shape) {
-  ELI_CHECK_KIND(kUnsupported, shape.dtype == DType::kF32 || (shape.dtype == DType::kBF16 && device.id().kind == DeviceKind::kCUDA),
+  ELI_CHECK_KIND(kUnsupported,
+                 shape.dtype == DType::kF32 || ((shape.dtype == DType::kBF16 || shape.dtype == DType::kF16) &&
+                                                device.id().kind == DeviceKind::kCUDA),
                  "KV-cache dtype ", dtype_name(shape.dtype), " is not supported on ", device_name(device.id()));
   ELI_CHECK(shape.n_blocks > 0 && shape.block_size > 0, "empty KV cache");
   for (int64_t l = 0; l < shape.n_layers; ++l) {

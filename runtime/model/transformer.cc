@@ -68,8 +68,8 @@ void Transformer::ensure_workspace(int64_t T, int64_t n_logits) {
   grow(act_, T * s.intermediate_size);
   grow(sel_, n_logits * s.hidden_size);
   if (device_ != nullptr) grow(logits_, n_logits * s.vocab_size);
-  if (device_ != nullptr && placed_.matrix_dtype == DType::kBF16) {
-    // bf16 buffers, sized in f32 units (two values per unit, rounded up).
+  if (device_ != nullptr && (placed_.matrix_dtype == DType::kBF16 || placed_.matrix_dtype == DType::kF16)) {
+    // 16-bit (bf16 / f16) buffers, sized in f32 units (two values per unit, rounded up).
     grow(qb_, (T * s.n_heads * s.head_dim + 1) / 2);
     grow(hb_, (T * std::max(s.hidden_size, 2 * s.intermediate_size) + 1) / 2);
     grow(blas_ws_, kBlasWorkspaceBytes / sizeof(float));

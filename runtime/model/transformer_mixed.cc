@@ -1,13 +1,14 @@
-// runtime/model/transformer_mixed.cc: the mixed-precision forward of a device model (bf16 weights,
-// bf16 KV cache, f32 residual stream), and its CUDA graphs for decode steps.
+// runtime/model/transformer_mixed.cc: the mixed-precision forward of a device model (16-bit weights,
+// a KV cache of the same 16-bit type, f32 residual stream), and its CUDA graphs for decode steps.
+// The 16-bit type ("half" below) is bf16 or f16.
 //
 // Routes, chosen per step by the token count T:
 // - T <= kGemvMaxRows (decode): every matrix product is one fused GEMV launch (RMSNorm folded into
 //   the QKV / gate-up / lm_head products, SwiGLU into the gate-up product, the residual add into
 //   the o / down products): per layer GEMV(qkv), RopeKvWrite, Attention (split-K), GEMV(o, +=),
 //   GEMV(gate_up, swiglu), GEMV(down, +=): six launches.
-// - larger T (prefill, mixed steps): NormCast to bf16, cuBLASLt GEMMs with bf16 operands (gate-up
-//   output in bf16, SwigluCast bf16 -> bf16, residual adds as beta = 1), paged flash attention.
+// - larger T (prefill, mixed steps): NormCast to half, cuBLASLt GEMMs with half operands (gate-up
+//   output in half, SwigluCast half -> half, residual adds as beta = 1), paged flash attention.
 // Graphs: a pure decode step (one token and one logits row per sequence, static RoPE) is padded to
 // a bucket of b = next power of two >= T sequences and a block-table width that is a power of two;
 // the first sighting of a (b, width) key runs eagerly (warming cuBLASLt's per-shape state), the
@@ -39,7 +40,8 @@ constexpr int64_t kMaxGraphTokens = 256;
 }  // namespace
 
 bool Transformer::use_mixed_path(const KvCache& kv) const {
-  return device_ != nullptr && placed_.matrix_dtype == DType::kBF16 && kv.shape().dtype == DType::kBF16;
+  const DType w = placed_.matrix_dtype;
+  return device_ != nullptr && (w == DType::kBF16 || w == DType::kF16) && kv.shape().dtype == w;
 }
 
 void Transformer::set_graphs_enabled(bool on) {
@@ -131,10 +133,11 @@ void Transformer::enqueue_mixed(const MixedStep& st, KvCache& kv) {
   const ExecContext ctx{nullptr, stream_};
   const bool gemv_route = T <= kGemvMaxRows;
   const float eps = static_cast<float>(s.rms_norm_eps);
+  const DType half = placed_.matrix_dtype;  // bf16 or f16: weights, KV cache, GEMM operands
 
-  const KernelEntry& k_embed = get_kernel(Op::kEmbedding, dk, DType::kBF16);
-  const KernelEntry& k_gemv = get_kernel(Op::kGemv, dk, DType::kBF16);
-  const KernelEntry& k_gemm = get_kernel(Op::kGemm, dk, DType::kBF16);
+  const KernelEntry& k_embed = get_kernel(Op::kEmbedding, dk, half);
+  const KernelEntry& k_gemv = get_kernel(Op::kGemv, dk, half);
+  const KernelEntry& k_gemm = get_kernel(Op::kGemm, dk, half);
   const KernelEntry& k_norm = get_kernel(Op::kNormCast, dk, DType::kF32);
   const KernelEntry& k_swiglu = get_kernel(Op::kSwigluCast, dk, DType::kF32);
   const KernelEntry& k_rope_kv = get_kernel(Op::kRopeKvWrite, dk, ks.dtype);
@@ -159,7 +162,7 @@ void Transformer::enqueue_mixed(const MixedStep& st, KvCache& kv) {
     a.accumulate = accumulate;
     k_gemv.fn(&a, ctx);
   };
-  // out (m, n) (+)= x_bf16 @ w^T + bias.
+  // out (m, n) (+)= x_half @ w^T + bias.
   auto gemm = [&](void* out, DType out_dtype, const void* x, const void* w, const float* bias, int64_t m, int64_t n,
                   int64_t k, bool accumulate) {
     GemmArgs a{};
@@ -172,7 +175,7 @@ void Transformer::enqueue_mixed(const MixedStep& st, KvCache& kv) {
     a.k = k;
     a.out_stride = n;
     a.x_stride = k;
-    a.x_dtype = DType::kBF16;
+    a.x_dtype = half;
     a.out_dtype = out_dtype;
     a.accumulate = accumulate;
     a.workspace = blas_ws_.data;
@@ -190,7 +193,7 @@ void Transformer::enqueue_mixed(const MixedStep& st, KvCache& kv) {
     a.x_stride = H;
     a.eps = eps;
     a.weight_offset = 0.0f;
-    a.out_dtype = DType::kBF16;
+    a.out_dtype = half;
     k_norm.fn(&a, ctx);
   };
 
@@ -231,7 +234,7 @@ void Transformer::enqueue_mixed(const MixedStep& st, KvCache& kv) {
     rk.n_slots = ks.n_blocks * ks.block_size;
     rk.attention_scaling = static_rope_.attention_scaling;
     rk.norm_eps = eps;
-    rk.q_dtype = DType::kBF16;
+    rk.q_dtype = half;
     k_rope_kv.fn(&rk, ctx);
 
     AttentionArgs aa{};
@@ -253,8 +256,8 @@ void Transformer::enqueue_mixed(const MixedStep& st, KvCache& kv) {
     aa.out_stride = nh * hd;
     aa.sliding_window = s.sliding_window;
     aa.scale = scale;
-    aa.q_dtype = DType::kBF16;
-    aa.out_dtype = gemv_route ? DType::kF32 : DType::kBF16;
+    aa.q_dtype = half;
+    aa.out_dtype = gemv_route ? DType::kF32 : half;
     aa.max_query_len = st.max_query_len;
     aa.max_context_len = st.max_context_len;
     aa.workspace = attn_ws_.data;
@@ -272,8 +275,8 @@ void Transformer::enqueue_mixed(const MixedStep& st, KvCache& kv) {
       gemv(x, act_.data, L.down, L.down_bias, nullptr, T, H, I, false, true);
     } else {
       norm_cast(hb, x, L.mlp_norm, T);
-      gemm(gate_up_.data, DType::kBF16, hb, L.gate_up, L.gate_up_bias, T, 2 * I, H, false);
-      SwigluCastArgs sa{act_.data, gate_up_.data, T, I, I, 2 * I, DType::kBF16};
+      gemm(gate_up_.data, half, hb, L.gate_up, L.gate_up_bias, T, 2 * I, H, false);
+      SwigluCastArgs sa{act_.data, gate_up_.data, T, I, I, 2 * I, half};
       k_swiglu.fn(&sa, ctx);
       gemm(x, DType::kF32, act_.data, L.down, L.down_bias, T, H, I, true);
     }

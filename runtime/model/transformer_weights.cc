@@ -108,7 +108,11 @@ void part_rows(const Part& p, int64_t cols, DType want, int64_t r0, int64_t r1, 
     } else {
       rows_to_f32(t, cols, src, src + 1, tmp.data());
       uint16_t* o = reinterpret_cast<uint16_t*>(out);
-      for (int64_t c = 0; c < cols; ++c) o[c] = f32_to_bf16(tmp[c]);
+      if (want == DType::kF16) {
+        for (int64_t c = 0; c < cols; ++c) o[c] = f32_to_f16(tmp[c]);
+      } else {
+        for (int64_t c = 0; c < cols; ++c) o[c] = f32_to_bf16(tmp[c]);
+      }
     }
   }
 }
@@ -206,8 +210,9 @@ class Loader {
 TransformerWeights load_transformer_weights(const ModelSpec& spec, std::shared_ptr<WeightSource> source,
                                             const std::function<std::string(const std::string&)>& name_of,
                                             const WeightLoadOptions& options) {
-  ELI_CHECK(options.matrix_dtype == DType::kF32 || options.matrix_dtype == DType::kBF16,
-            "weights can be placed as float32 or bfloat16 on this backend, not ", dtype_name(options.matrix_dtype));
+  ELI_CHECK(options.matrix_dtype == DType::kF32 || options.matrix_dtype == DType::kBF16 ||
+                options.matrix_dtype == DType::kF16,
+            "weights can be placed as float32, bfloat16 or float16, not ", dtype_name(options.matrix_dtype));
   const int64_t H = spec.hidden_size, I = spec.intermediate_size, V = spec.vocab_size, hd = spec.head_dim;
   const int64_t nh = spec.n_heads, nkv = spec.n_kv_heads;
   Loader ld(spec, source, name_of, options);

@@ -1,22 +1,27 @@
-// tests/cpp/test_cuda_attention_bf16.cc: the CUDA bf16-KV-cache attention (Op::kAttention, CUDA,
-// bf16: split-K decode and tensor-core prefill, kernels/cuda/attention_*.cu) against
-// attention_ref_bf16 on ragged paged batches: decode batches (1..64 sequences, contexts 1..5000,
-// block sizes 16 / 5 / 1 / 64, with, without and with a too-small workspace), speculative
-// multi-token decode, prefill of single sequences 1..2100 tokens and ragged batches mixing prefill
-// chunks at nonzero start positions with decode tokens; GQA groups 1/4/8 and MQA, head_dim
-// 64/128/80/96 plus odd ones (20, 33, 8, 192, 256), sliding windows, q f32 / bf16, out f32 / bf16,
-// padded and misaligned q / out / cache pointers (scalar paths), queries that see nothing (zero
-// rows), unknown host bounds, and CUDA-graph capture. Split-K decode combines its splits in the
-// kernel through arrival counters that every launch must leave at zero: tests reuse workspaces
-// across shapes and launches, use more workspaces than the launcher has counter slots, and replay
-// a graph captured with upper bounds while the device-side contexts change (empty splits).
+// tests/cpp/test_cuda_attention_bf16.cc: the CUDA 16-bit-KV-cache attention (Op::kAttention, CUDA,
+// bf16 and f16: split-K decode and tensor-core prefill, kernels/cuda/attention_*.cu) against
+// attention_ref_bf16 / attention_ref_f16 on ragged paged batches. Every case runs once per cache
+// type (the suites are parametrized by it; "16-bit" q / out below means the cache's type): decode
+// batches (1..64 sequences, contexts 1..5000, block sizes 16 / 5 / 1 / 64, with, without and with a
+// too-small workspace), speculative multi-token decode, prefill of single sequences 1..2100 tokens
+// and ragged batches mixing prefill chunks at nonzero start positions with decode tokens; GQA
+// groups 1/4/8 and MQA, head_dim 64/128/80/96 plus odd ones (20, 33, 8, 192, 256), sliding windows,
+// q f32 / 16-bit, out f32 / 16-bit, padded and misaligned q / out / cache pointers (scalar paths),
+// queries that see nothing (zero rows), unknown host bounds, and CUDA-graph capture. Split-K decode
+// combines its splits in the kernel through arrival counters that every launch must leave at zero:
+// tests reuse workspaces across shapes and launches, use more workspaces than the launcher has
+// counter slots, and replay a graph captured with upper bounds while the device-side contexts
+// change (empty splits).
 //
 // Every device output (and workspace) is poisoned with NaN first; padding columns must keep the
-// poison bits. Tolerance (CONVENTIONS.md, bf16): max |err| <= 2e-2 * max |ref| and relative L2
-// error <= 1e-2; where the reference is exactly zero (no visible position) the output must be 0.
-// The reference always writes f32 (so bf16-out rounding is part of the measured error) and reads
-// exactly the q bits the device reads. Suites start with CudaKernelAttnBf16 (device_run.sh filter
-// 'CudaKernel*'); they skip without a GPU, except the argument check that needs no device.
+// poison bits. Tolerance: max |err| <= tol.max_rel * max |ref| and relative L2 error <=
+// tol.l2_rel, with (2e-2, 1e-2) for bf16 and (4e-3, 2e-3) for f16 (3 more mantissa bits: P and
+// the outputs round 8 times more finely); where the reference is exactly zero (no visible
+// position) the output must be 0. The reference always writes f32 (so 16-bit-out rounding is part
+// of the measured error) and reads exactly the q bits the device reads. Suites start with
+// CudaKernelAttn (device_run.sh filter 'CudaKernel*'; full names CudaKernelAttn/<suite>.<test>/<cache
+// dtype>); they skip without a GPU, except the argument checks that need no device (a q or out of
+// the other 16-bit type than the cache's is refused).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -44,6 +49,21 @@ namespace {
 
 constexpr uint32_t kPoisonF32 = 0x7fc00badu;  // a quiet NaN
 constexpr uint16_t kPoisonBf16 = 0x7fc1u;     // a quiet NaN
+constexpr uint16_t kPoisonF16 = 0x7e01u;      // a quiet NaN
+
+// The 16-bit cache types under test, and their bits <-> f32.
+uint16_t poison16(DType dt) { return dt == DType::kF16 ? kPoisonF16 : kPoisonBf16; }
+uint16_t to16(DType dt, float f) { return dt == DType::kF16 ? f32_to_f16(f) : f32_to_bf16(f); }
+float from16(DType dt, uint16_t h) { return dt == DType::kF16 ? f16_to_f32(h) : bf16_to_f32(h); }
+
+// Error bounds of a cache type (see the top of the file).
+struct Tolerance {
+  double max_rel, l2_rel;
+};
+Tolerance tolerance(DType dt) { return dt == DType::kF16 ? Tolerance{4e-3, 2e-3} : Tolerance{2e-2, 1e-2}; }
+
+// The element type of a case's q or out: f32, or the cache's 16-bit type.
+enum class Elt { kF32, kHalf };
 
 // One sequence: context_len cached positions, n_new query tokens at positions first_pos, +1, ...
 // (default first_pos: context_len - n_new, i.e. the last n_new positions of the context).
@@ -56,7 +76,7 @@ struct AttnCase {
   std::string name;
   std::vector<Seq> seqs;
   int64_t nh = 8, nkv = 2, hd = 128, bs = 16, window = 0;
-  DType q_dtype = DType::kBF16, out_dtype = DType::kBF16;
+  Elt q_dtype = Elt::kHalf, out_dtype = Elt::kHalf;
   int64_t q_pad = 0, out_pad = 0;    // extra elements per row of q / out
   bool workspace = true;             // attention_workspace_bytes(T, nh, hd) of scratch
   size_t ws_bytes = 0;               // nonzero: this many bytes of scratch instead
@@ -108,10 +128,10 @@ Batch make_batch(const AttnCase& c, std::mt19937& rng) {
   return b;
 }
 
-std::vector<uint16_t> random_bf16(size_t n, std::mt19937& rng, float lo, float hi) {
+std::vector<uint16_t> random16(DType dt, size_t n, std::mt19937& rng, float lo, float hi) {
   std::uniform_real_distribution<float> d(lo, hi);
   std::vector<uint16_t> v(n);
-  for (uint16_t& x : v) x = f32_to_bf16(d(rng));
+  for (uint16_t& x : v) x = to16(dt, d(rng));
   return v;
 }
 
@@ -121,24 +141,30 @@ float bits_f32(uint32_t u) {
   return f;
 }
 
-class CudaKernelAttnBf16 : public ::testing::Test {
+std::string dtype_param_name(const ::testing::TestParamInfo<DType>& i) { return dtype_name(i.param); }
+
+// Parametrized by the cache type (bf16 or f16).
+class CudaKernelAttn16 : public ::testing::TestWithParam<DType> {
  protected:
   void SetUp() override {
     if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
     dev_ = create_cuda_device(0);
     ctx_.stream = as_pooled(*dev_)->default_stream();
-    cuda_ = find_kernel(Op::kAttention, DeviceKind::kCUDA, DType::kBF16);
-    ref_ = find_kernel(Op::kAttention, DeviceKind::kCPU, DType::kBF16, "ref");
+    cuda_ = find_kernel(Op::kAttention, DeviceKind::kCUDA, cache_);
+    ref_ = find_kernel(Op::kAttention, DeviceKind::kCPU, cache_, "ref");
     ASSERT_NE(cuda_, nullptr);
     ASSERT_NE(ref_, nullptr);
   }
 
-  // Host data of a case (the q the device reads, in its dtype; caches in bf16).
+  // A case's q / out element type as a DType.
+  DType dtype(Elt e) const { return e == Elt::kHalf ? cache_ : DType::kF32; }
+
+  // Host data of a case (the q the device reads, in its dtype; caches in the cache type).
   struct Data {
     Batch b;
     int64_t q_stride = 0, out_stride = 0, q_off = 0, out_off = 0, kv_off = 0;
     std::vector<float> qf;      // (q_off + T * q_stride) f32 values (q_dtype f32)
-    std::vector<uint16_t> qb;   // the same rounded to bf16 (q_dtype bf16)
+    std::vector<uint16_t> qh;   // the same rounded to the cache type (q_dtype 16-bit)
     std::vector<uint16_t> kc, vc;  // (kv_off + NB * B * nkv * hd)
   };
 
@@ -152,24 +178,24 @@ class CudaKernelAttnBf16 : public ::testing::Test {
     d.out_off = c.misalign_out ? 1 : 0;
     d.kv_off = c.misalign_kv ? 1 : 0;
     d.qf = random_floats(static_cast<size_t>(d.q_off + T * d.q_stride), rng_, -2.f, 2.f);
-    d.qb.resize(d.qf.size());
+    d.qh.resize(d.qf.size());
     for (size_t i = 0; i < d.qf.size(); ++i) {
-      d.qb[i] = f32_to_bf16(d.qf[i]);
-      if (c.q_dtype == DType::kBF16) d.qf[i] = bf16_to_f32(d.qb[i]);  // one set of values either way
+      d.qh[i] = to16(cache_, d.qf[i]);
+      if (c.q_dtype == Elt::kHalf) d.qf[i] = from16(cache_, d.qh[i]);  // one set of values either way
     }
     const size_t cache = static_cast<size_t>(d.kv_off + d.b.n_blocks * c.bs * c.nkv * c.hd);
-    d.kc = random_bf16(cache, rng_, -2.f, 2.f);
-    d.vc = random_bf16(cache, rng_, -1.f, 1.f);
+    d.kc = random16(cache_, cache, rng_, -2.f, 2.f);
+    d.vc = random16(cache_, cache, rng_, -1.f, 1.f);
     return d;
   }
 
   AttentionArgs host_args(const AttnCase& c, const Data& d, std::vector<float>& ref) const {
-    const void* q = c.q_dtype == DType::kBF16 ? static_cast<const void*>(d.qb.data() + d.q_off)
-                                              : static_cast<const void*>(d.qf.data() + d.q_off);
+    const void* q = c.q_dtype == Elt::kHalf ? static_cast<const void*>(d.qh.data() + d.q_off)
+                                            : static_cast<const void*>(d.qf.data() + d.q_off);
     AttentionArgs h{ref.data(), q, d.kc.data() + d.kv_off, d.vc.data() + d.kv_off, d.b.cu.data(), d.b.pos.data(),
                     d.b.ctx.data(), d.b.tables.data(), d.b.n_seqs(), c.nh, c.nkv, c.hd, c.bs, d.b.mbps,
                     d.q_stride, c.nh * c.hd, c.window, 1.0f / std::sqrt(static_cast<float>(c.hd))};
-    h.q_dtype = c.q_dtype;
+    h.q_dtype = dtype(c.q_dtype);
     h.out_dtype = DType::kF32;
     return h;
   }
@@ -184,11 +210,11 @@ class CudaKernelAttnBf16 : public ::testing::Test {
     ref_->fn(&h, ExecContext{});
 
     DeviceBuffer<float> dqf(*dev_, d.qf);
-    DeviceBuffer<uint16_t> dqb(*dev_, d.qb), dkc(*dev_, d.kc), dvc(*dev_, d.vc);
+    DeviceBuffer<uint16_t> dqh(*dev_, d.qh), dkc(*dev_, d.kc), dvc(*dev_, d.vc);
     DeviceBuffer<int32_t> dcu(*dev_, d.b.cu), dpos(*dev_, d.b.pos), dctx(*dev_, d.b.ctx), dtab(*dev_, d.b.tables);
     const size_t out_n = static_cast<size_t>(d.out_off + T * d.out_stride);
     DeviceBuffer<float> dof(*dev_, std::vector<float>(out_n, bits_f32(kPoisonF32)));
-    DeviceBuffer<uint16_t> dob(*dev_, std::vector<uint16_t>(out_n, kPoisonBf16));
+    DeviceBuffer<uint16_t> doh(*dev_, std::vector<uint16_t>(out_n, poison16(cache_)));
     size_t ws_bytes = c.ws_bytes ? c.ws_bytes : attention_workspace_bytes(T, c.nh, c.hd);
     if (!c.workspace) ws_bytes = 0;
     DeviceBuffer<float> dws(*dev_, std::vector<float>(c.ws_ptr ? 1 : ws_bytes / 4 + 1, bits_f32(kPoisonF32)));
@@ -199,11 +225,11 @@ class CudaKernelAttnBf16 : public ::testing::Test {
       if (!poison.empty()) dev_->copy_host_to_device(ws, poison.data(), poison.size() * 4);
     }
 
-    const bool out_bf16 = c.out_dtype == DType::kBF16;
+    const bool out_half = c.out_dtype == Elt::kHalf;
     AttentionArgs a = h;
-    a.out = out_bf16 ? static_cast<void*>(dob.get() + d.out_off) : static_cast<void*>(dof.get() + d.out_off);
-    a.q = c.q_dtype == DType::kBF16 ? static_cast<const void*>(dqb.get() + d.q_off)
-                                    : static_cast<const void*>(dqf.get() + d.q_off);
+    a.out = out_half ? static_cast<void*>(doh.get() + d.out_off) : static_cast<void*>(dof.get() + d.out_off);
+    a.q = c.q_dtype == Elt::kHalf ? static_cast<const void*>(dqh.get() + d.q_off)
+                                  : static_cast<const void*>(dqf.get() + d.q_off);
     a.k_cache = dkc.get() + d.kv_off;
     a.v_cache = dvc.get() + d.kv_off;
     a.cu_seqlens = dcu.get();
@@ -211,7 +237,7 @@ class CudaKernelAttnBf16 : public ::testing::Test {
     a.context_lens = dctx.get();
     a.block_tables = dtab.get();
     a.out_stride = d.out_stride;
-    a.out_dtype = c.out_dtype;
+    a.out_dtype = dtype(c.out_dtype);
     a.max_query_len = c.bounds ? (c.mql ? c.mql : d.b.max_q) : 0;
     a.max_context_len = c.bounds && c.ctx_bound ? d.b.max_ctx : 0;
     a.workspace = c.workspace ? ws : nullptr;
@@ -222,11 +248,11 @@ class CudaKernelAttnBf16 : public ::testing::Test {
     // Device output as f32 (poison kept as NaN bits), then the checks.
     std::vector<float> got(out_n);
     std::vector<uint32_t> bits(out_n);
-    if (out_bf16) {
-      std::vector<uint16_t> o = dob.download();
+    if (out_half) {
+      std::vector<uint16_t> o = doh.download();
       for (size_t i = 0; i < out_n; ++i) {
-        got[i] = bf16_to_f32(o[i]);
-        bits[i] = o[i] == kPoisonBf16 ? kPoisonF32 : 0u;
+        got[i] = from16(cache_, o[i]);
+        bits[i] = o[i] == poison16(cache_) ? kPoisonF32 : 0u;
       }
     } else {
       got = dof.download();
@@ -235,8 +261,9 @@ class CudaKernelAttnBf16 : public ::testing::Test {
     check(c, d, ref, got, bits);
   }
 
-  static void check(const AttnCase& c, const Data& d, const std::vector<float>& ref, const std::vector<float>& got,
-                    const std::vector<uint32_t>& bits) {
+  void check(const AttnCase& c, const Data& d, const std::vector<float>& ref, const std::vector<float>& got,
+             const std::vector<uint32_t>& bits) const {
+    const Tolerance tol = tolerance(cache_);
     const int64_t T = d.b.n_tokens(), row = c.nh * c.hd;
     double max_ref = 0, max_err = 0, err2 = 0, ref2 = 0;
     size_t non_finite = 0, nonzero_where_zero = 0, padding_written = 0;
@@ -268,11 +295,24 @@ class CudaKernelAttnBf16 : public ::testing::Test {
     EXPECT_EQ(non_finite, 0u) << "non-finite outputs (unwritten rows keep the NaN poison)";
     EXPECT_EQ(nonzero_where_zero, 0u) << "queries with no visible position must give exact zeros";
     EXPECT_EQ(padding_written, 0u) << "elements outside the output rows were written";
-    EXPECT_LE(max_err, 2e-2 * max_ref) << "max |err| " << max_err << " at token " << worst / std::max<int64_t>(row, 1)
-                                       << " elem " << worst % std::max<int64_t>(row, 1) << ", max |ref| " << max_ref;
-    EXPECT_LE(std::sqrt(err2), 1e-2 * std::sqrt(ref2)) << "relative L2 error " << std::sqrt(err2 / std::max(ref2, 1e-300));
+    EXPECT_LE(max_err, tol.max_rel * max_ref)
+        << "max |err| " << max_err << " at token " << worst / std::max<int64_t>(row, 1) << " elem "
+        << worst % std::max<int64_t>(row, 1) << ", max |ref| " << max_ref << " (" << dtype_name(cache_) << " cache)";
+    EXPECT_LE(std::sqrt(err2), tol.l2_rel * std::sqrt(ref2))
+        << "relative L2 error " << std::sqrt(err2 / std::max(ref2, 1e-300)) << " (" << dtype_name(cache_) << " cache)";
   }
 
+  // Converts a case's host output (16-bit bits) to f32 values and poison markers for check.
+  void from16_out(const std::vector<uint16_t>& o, std::vector<float>* got, std::vector<uint32_t>* bits) const {
+    got->resize(o.size());
+    bits->resize(o.size());
+    for (size_t i = 0; i < o.size(); ++i) {
+      (*got)[i] = from16(cache_, o[i]);
+      (*bits)[i] = o[i] == poison16(cache_) ? kPoisonF32 : 0u;
+    }
+  }
+
+  const DType cache_ = GetParam();
   std::unique_ptr<Device> dev_;
   ExecContext ctx_;
   const KernelEntry* cuda_ = nullptr;
@@ -288,7 +328,7 @@ std::vector<Seq> decode_seqs(std::initializer_list<int32_t> ctxs, int32_t n_new 
 
 // ---- decode (max_query_len <= 4): split-K ---------------------------------------------------
 
-TEST_F(CudaKernelAttnBf16, DecodeLongContextLlamaShapes) {
+TEST_P(CudaKernelAttn16, DecodeLongContextLlamaShapes) {
   // Llama-3.1-8B (hd 128) and Llama-3.2-1B (hd 64) shapes, batch 1: many splits, and one split.
   for (int64_t hd : {128, 64}) {
     for (bool ws : {true, false}) {
@@ -307,12 +347,12 @@ TEST_F(CudaKernelAttnBf16, DecodeLongContextLlamaShapes) {
   c.seqs = decode_seqs({4097});
   c.nh = 32;
   c.nkv = 8;
-  c.q_dtype = DType::kF32;
-  c.out_dtype = DType::kF32;
+  c.q_dtype = Elt::kF32;
+  c.out_dtype = Elt::kF32;
   run_case(c);
 }
 
-TEST_F(CudaKernelAttnBf16, DecodeBatchesOfManySequences) {
+TEST_P(CudaKernelAttn16, DecodeBatchesOfManySequences) {
   std::uniform_int_distribution<int32_t> len(1, 5000);
   for (int n : {1, 3, 17, 64}) {
     for (int64_t bs : {16, 5}) {
@@ -326,8 +366,8 @@ TEST_F(CudaKernelAttnBf16, DecodeBatchesOfManySequences) {
       c.nkv = 2;
       c.hd = n == 64 ? 64 : 128;
       c.bs = bs;
-      c.q_dtype = n % 2 ? DType::kF32 : DType::kBF16;
-      c.out_dtype = bs == 5 ? DType::kF32 : DType::kBF16;
+      c.q_dtype = n % 2 ? Elt::kF32 : Elt::kHalf;
+      c.out_dtype = bs == 5 ? Elt::kF32 : Elt::kHalf;
       run_case(c);
       c.name += " no ws";
       c.workspace = false;
@@ -336,7 +376,7 @@ TEST_F(CudaKernelAttnBf16, DecodeBatchesOfManySequences) {
   }
 }
 
-TEST_F(CudaKernelAttnBf16, DecodeGroupsAndHeadDims) {
+TEST_P(CudaKernelAttn16, DecodeGroupsAndHeadDims) {
   struct H {
     int64_t nh, nkv;
   };
@@ -352,14 +392,14 @@ TEST_F(CudaKernelAttnBf16, DecodeGroupsAndHeadDims) {
       c.bs = hd == 80 ? 5 : 16;
       c.q_pad = 3;   // odd q stride: scalar q reads
       c.out_pad = 5;
-      c.q_dtype = hd == 96 ? DType::kF32 : DType::kBF16;
-      c.out_dtype = hd == 64 ? DType::kF32 : DType::kBF16;
+      c.q_dtype = hd == 96 ? Elt::kF32 : Elt::kHalf;
+      c.out_dtype = hd == 64 ? Elt::kF32 : Elt::kHalf;
       run_case(c);
     }
   }
 }
 
-TEST_F(CudaKernelAttnBf16, DecodeOddHeadDimsAndScalarPaths) {
+TEST_P(CudaKernelAttn16, DecodeOddHeadDimsAndScalarPaths) {
   // hd 20 and 33 (not a multiple of 8: element loads; odd: single-element stores), 8 (one live
   // chunk), 192 and 256 (32 threads a row), misaligned cache / q / out pointers, block sizes 1,
   // 3, 5, 7 and 64.
@@ -370,10 +410,11 @@ TEST_F(CudaKernelAttnBf16, DecodeOddHeadDimsAndScalarPaths) {
   for (V v : {V{20, 16, false, false, false}, V{8, 1, false, false, false}, V{192, 16, false, false, false},
               V{256, 64, false, false, false}, V{128, 16, true, false, false}, V{64, 16, false, true, true},
               V{256, 5, true, true, true}, V{36, 3, false, false, true}, V{33, 7, false, false, false}}) {
-    for (DType qd : {DType::kBF16, DType::kF32}) {
+    for (Elt qd : {Elt::kHalf, Elt::kF32}) {
       AttnCase c;
       c.name = "decode hd " + std::to_string(v.hd) + " bs " + std::to_string(v.bs) + " mis " +
-               std::to_string(v.mis_kv) + std::to_string(v.mis_q) + std::to_string(v.mis_out) + " q " + dtype_name(qd);
+               std::to_string(v.mis_kv) + std::to_string(v.mis_q) + std::to_string(v.mis_out) + " q " +
+               dtype_name(dtype(qd));
       c.seqs = decode_seqs({3, 64, 513, 3000});
       c.nh = 6;
       c.nkv = 2;
@@ -383,13 +424,13 @@ TEST_F(CudaKernelAttnBf16, DecodeOddHeadDimsAndScalarPaths) {
       c.misalign_q = v.mis_q;
       c.misalign_out = v.mis_out;
       c.q_dtype = qd;
-      c.out_dtype = qd == DType::kF32 ? DType::kBF16 : DType::kF32;
+      c.out_dtype = qd == Elt::kF32 ? Elt::kHalf : Elt::kF32;
       run_case(c);
     }
   }
 }
 
-TEST_F(CudaKernelAttnBf16, DecodeMultiTokenAndWindows) {
+TEST_P(CudaKernelAttn16, DecodeMultiTokenAndWindows) {
   // Speculative / short chunks: 1..4 queries per sequence (causal among themselves), with
   // sliding windows, GQA 4 (16 queries per kv head: two chunks).
   for (int64_t window : {0, 1, 37, 1000}) {
@@ -400,7 +441,7 @@ TEST_F(CudaKernelAttnBf16, DecodeMultiTokenAndWindows) {
     c.nkv = 3;
     c.hd = 128;
     c.window = window;
-    c.q_dtype = window % 2 ? DType::kF32 : DType::kBF16;
+    c.q_dtype = window % 2 ? Elt::kF32 : Elt::kHalf;
     run_case(c);
     c.name += " no ws";
     c.workspace = false;
@@ -408,7 +449,7 @@ TEST_F(CudaKernelAttnBf16, DecodeMultiTokenAndWindows) {
   }
 }
 
-TEST_F(CudaKernelAttnBf16, DecodeWorkspaceAndBoundsEdgeCases) {
+TEST_P(CudaKernelAttn16, DecodeWorkspaceAndBoundsEdgeCases) {
   AttnCase c;
   c.seqs = decode_seqs({4096, 1500, 77});
   c.nh = 32;
@@ -440,7 +481,7 @@ TEST_F(CudaKernelAttnBf16, DecodeWorkspaceAndBoundsEdgeCases) {
   run_case(z);
 }
 
-TEST_F(CudaKernelAttnBf16, DecodeSplitCountersAcrossWorkspacesAndLaunches) {
+TEST_P(CudaKernelAttn16, DecodeSplitCountersAcrossWorkspacesAndLaunches) {
   // The split counters of the in-kernel combine: shapes with different split counts, groups and
   // workspace layouts run back to back on the same (poisoned) workspaces, over more workspaces
   // than the launcher has counter slots (16), round robin, so that slots are evicted and reused.
@@ -470,8 +511,8 @@ TEST_F(CudaKernelAttnBf16, DecodeSplitCountersAcrossWorkspacesAndLaunches) {
       c.nkv = sh.nkv;
       c.hd = sh.hd;
       c.bs = sh.bs;
-      c.q_dtype = w % 2 ? DType::kF32 : DType::kBF16;
-      c.out_dtype = round == 1 ? DType::kF32 : DType::kBF16;
+      c.q_dtype = w % 2 ? Elt::kF32 : Elt::kHalf;
+      c.out_dtype = round == 1 ? Elt::kF32 : Elt::kHalf;
       c.ws_ptr = ws[w]->get();
       c.ws_bytes = ws_bytes;
       run_case(c);
@@ -482,7 +523,7 @@ TEST_F(CudaKernelAttnBf16, DecodeSplitCountersAcrossWorkspacesAndLaunches) {
 
 // ---- prefill (max_query_len > 4 or unknown): tensor cores -----------------------------------
 
-TEST_F(CudaKernelAttnBf16, PrefillSingleSequences) {
+TEST_P(CudaKernelAttn16, PrefillSingleSequences) {
   for (int32_t n : {1, 5, 63, 64, 65, 129, 700}) {
     for (int64_t hd : {128, 64}) {
       AttnCase c;
@@ -492,14 +533,14 @@ TEST_F(CudaKernelAttnBf16, PrefillSingleSequences) {
       c.nkv = 2;
       c.hd = hd;
       c.bounds = n % 2 == 0;  // unknown bounds half of the time (1-token prefill runs the prefill kernel)
-      c.q_dtype = n % 3 ? DType::kBF16 : DType::kF32;
-      c.out_dtype = hd == 64 ? DType::kF32 : DType::kBF16;
+      c.q_dtype = n % 3 ? Elt::kHalf : Elt::kF32;
+      c.out_dtype = hd == 64 ? Elt::kF32 : Elt::kHalf;
       run_case(c);
     }
   }
 }
 
-TEST_F(CudaKernelAttnBf16, PrefillLongSequence) {
+TEST_P(CudaKernelAttn16, PrefillLongSequence) {
   for (int64_t hd : {64, 128}) {
     AttnCase c;
     c.name = "prefill 2100 hd " + std::to_string(hd);
@@ -520,7 +561,7 @@ TEST_F(CudaKernelAttnBf16, PrefillLongSequence) {
   run_case(w);
 }
 
-TEST_F(CudaKernelAttnBf16, PrefillRaggedBatches) {
+TEST_P(CudaKernelAttn16, PrefillRaggedBatches) {
   // Prefill chunks at nonzero start positions (chunked prefill / prefix caching) mixed with
   // decode tokens, queries past their context and empty ones, shuffled blocks of odd size.
   const std::vector<Seq> seqs = {{300, 300}, {1000, 77}, {50, 1}, {4000, 1}, {129, 64},
@@ -535,8 +576,8 @@ TEST_F(CudaKernelAttnBf16, PrefillRaggedBatches) {
       c.hd = 128;
       c.bs = bs;
       c.window = window;
-      c.q_dtype = bs == 5 ? DType::kF32 : DType::kBF16;
-      c.out_dtype = window == 100 ? DType::kF32 : DType::kBF16;
+      c.q_dtype = bs == 5 ? Elt::kF32 : Elt::kHalf;
+      c.out_dtype = window == 100 ? Elt::kF32 : Elt::kHalf;
       c.q_pad = bs == 5 ? 4 : 8;
       c.out_pad = 3;
       c.bounds = window != 1;
@@ -553,7 +594,45 @@ TEST_F(CudaKernelAttnBf16, PrefillRaggedBatches) {
   run_case(r);
 }
 
-TEST_F(CudaKernelAttnBf16, PrefillGroupsAndHeadDims) {
+TEST_P(CudaKernelAttn16, MixedBatchesSplitBetweenDecodeAndPrefillKernels) {
+  // Continuous batching's mixed steps: hundreds of decode rows beside a few prefill chunks. With
+  // enough (sequence, kv head) pairs the launcher sends the one-query sequences to the decode
+  // kernel and the rest to the prefill kernel; every sequence must come out as the reference's,
+  // including queries past their context, empty sequences, windows and sequences of 2..4 queries
+  // (the prefill kernel's).
+  std::uniform_int_distribution<int32_t> len(1, 900), q(2, 40);
+  for (int64_t window : {0, 128}) {
+    for (int64_t nkv : {8, 2}) {
+      std::vector<Seq> seqs;
+      for (int i = 0; i < 300; ++i) {
+        const int32_t ctx = len(rng_);
+        if (i % 50 == 7) {
+          const int32_t n = std::min(ctx, q(rng_));
+          seqs.push_back({ctx, n});             // a prefill chunk ending at its context
+        } else if (i % 50 == 11) {
+          seqs.push_back({ctx, 3});             // a short multi-query sequence (prefill kernel)
+        } else if (i == 13) {
+          seqs.push_back({5, 0});               // no queries
+        } else if (i == 17) {
+          seqs.push_back({0, 1, 0});            // a query with an empty context
+        } else {
+          seqs.push_back({ctx, 1});             // a decode row
+        }
+      }
+      AttnCase c;
+      c.name = "mixed 300 seqs nkv " + std::to_string(nkv) + " window " + std::to_string(window);
+      c.seqs = seqs;
+      c.nh = 32;
+      c.nkv = nkv;
+      c.hd = 128;
+      c.window = window;
+      c.out_dtype = window ? Elt::kF32 : Elt::kHalf;
+      run_case(c);
+    }
+  }
+}
+
+TEST_P(CudaKernelAttn16, PrefillGroupsAndHeadDims) {
   struct H {
     int64_t nh, nkv;
   };
@@ -567,8 +646,8 @@ TEST_F(CudaKernelAttnBf16, PrefillGroupsAndHeadDims) {
       c.nkv = hs.nkv;
       c.hd = hd;
       c.bs = hd == 80 ? 5 : 16;
-      c.q_dtype = hd % 3 ? DType::kBF16 : DType::kF32;
-      c.out_dtype = hd > 100 ? DType::kF32 : DType::kBF16;
+      c.q_dtype = hd % 3 ? Elt::kHalf : Elt::kF32;
+      c.out_dtype = hd > 100 ? Elt::kF32 : Elt::kHalf;
       c.q_pad = hs.nkv == 1 ? 3 : 0;
       c.out_pad = hs.nkv == 1 ? 1 : 0;
       c.window = hs.nh == 16 ? 50 : 0;
@@ -577,7 +656,7 @@ TEST_F(CudaKernelAttnBf16, PrefillGroupsAndHeadDims) {
   }
 }
 
-TEST_F(CudaKernelAttnBf16, PrefillMisalignedPointers) {
+TEST_P(CudaKernelAttn16, PrefillMisalignedPointers) {
   for (int i = 0; i < 3; ++i) {
     AttnCase c;
     c.name = "prefill misaligned " + std::to_string(i);
@@ -588,15 +667,15 @@ TEST_F(CudaKernelAttnBf16, PrefillMisalignedPointers) {
     c.misalign_kv = i == 0;
     c.misalign_q = i >= 1;
     c.misalign_out = i >= 1;
-    c.q_dtype = i == 1 ? DType::kF32 : DType::kBF16;
-    c.out_dtype = i == 2 ? DType::kF32 : DType::kBF16;
+    c.q_dtype = i == 1 ? Elt::kF32 : Elt::kHalf;
+    c.out_dtype = i == 2 ? Elt::kF32 : Elt::kHalf;
     run_case(c);
   }
 }
 
 // ---- CUDA graphs ----------------------------------------------------------------------------
 
-TEST_F(CudaKernelAttnBf16, CapturedInCudaGraph) {
+TEST_P(CudaKernelAttn16, CapturedInCudaGraph) {
   if (!graphs_supported()) GTEST_SKIP() << "no graph support";
   for (bool decode : {true, false}) {
     SCOPED_TRACE(decode ? "decode (split-K + combine)" : "prefill");
@@ -607,9 +686,9 @@ TEST_F(CudaKernelAttnBf16, CapturedInCudaGraph) {
     c.hd = 128;
     Data d = make_data(c);
     const int64_t T = d.b.n_tokens(), row = c.nh * c.hd;
-    DeviceBuffer<uint16_t> dq(*dev_, d.qb), dkc(*dev_, d.kc), dvc(*dev_, d.vc);
+    DeviceBuffer<uint16_t> dq(*dev_, d.qh), dkc(*dev_, d.kc), dvc(*dev_, d.vc);
     DeviceBuffer<int32_t> dcu(*dev_, d.b.cu), dpos(*dev_, d.b.pos), dctx(*dev_, d.b.ctx), dtab(*dev_, d.b.tables);
-    DeviceBuffer<uint16_t> dout(*dev_, std::vector<uint16_t>(static_cast<size_t>(T * row), kPoisonBf16));
+    DeviceBuffer<uint16_t> dout(*dev_, std::vector<uint16_t>(static_cast<size_t>(T * row), poison16(cache_)));
     const size_t ws_bytes = attention_workspace_bytes(T, c.nh, c.hd);
     DeviceBuffer<float> dws(*dev_, ws_bytes / 4);
     std::vector<float> ref(static_cast<size_t>(T * row));
@@ -623,7 +702,7 @@ TEST_F(CudaKernelAttnBf16, CapturedInCudaGraph) {
     a.context_lens = dctx.get();
     a.block_tables = dtab.get();
     a.out_stride = row;
-    a.out_dtype = DType::kBF16;
+    a.out_dtype = cache_;
     a.max_query_len = d.b.max_q;
     a.max_context_len = d.b.max_ctx;
     a.workspace = dws.get();
@@ -632,30 +711,26 @@ TEST_F(CudaKernelAttnBf16, CapturedInCudaGraph) {
     dev_->synchronize();
     std::unique_ptr<StepGraph> graph = capture_step_graph(ctx_.stream, [&] { cuda_->fn(&a, ctx_); });
     // New queries after capture: the replay must read them.
-    for (size_t i = 0; i < d.qb.size(); ++i) {
-      d.qb[i] = f32_to_bf16(-bf16_to_f32(d.qb[i]) * 0.5f);
-      d.qf[i] = bf16_to_f32(d.qb[i]);
+    for (size_t i = 0; i < d.qh.size(); ++i) {
+      d.qh[i] = to16(cache_, -from16(cache_, d.qh[i]) * 0.5f);
+      d.qf[i] = from16(cache_, d.qh[i]);
     }
-    dq.upload(d.qb);
-    dout.upload(std::vector<uint16_t>(static_cast<size_t>(T * row), kPoisonBf16));
+    dq.upload(d.qh);
+    dout.upload(std::vector<uint16_t>(static_cast<size_t>(T * row), poison16(cache_)));
     graph->replay(ctx_.stream);
     dev_->synchronize();
     AttentionArgs h = host_args(c, d, ref);
     ref_->fn(&h, ExecContext{});
-    std::vector<uint16_t> o = dout.download();
-    std::vector<float> got(o.size());
-    std::vector<uint32_t> bits(o.size());
-    for (size_t i = 0; i < o.size(); ++i) {
-      got[i] = bf16_to_f32(o[i]);
-      bits[i] = o[i] == kPoisonBf16 ? kPoisonF32 : 0u;
-    }
+    std::vector<float> got;
+    std::vector<uint32_t> bits;
+    from16_out(dout.download(), &got, &bits);
     c.name = "graph";
     d.out_stride = row;
     check(c, d, ref, got, bits);
   }
 }
 
-TEST_F(CudaKernelAttnBf16, DecodeGraphReplaysWithChangingContexts) {
+TEST_P(CudaKernelAttn16, DecodeGraphReplaysWithChangingContexts) {
   // As the engine decodes under CUDA graphs: captured once with upper bounds (one query per
   // sequence, max_context_len = the block table's capacity: the most splits), then replayed while
   // the device-side contexts, positions, block tables and queries change, down to contexts of 0
@@ -678,8 +753,8 @@ TEST_F(CudaKernelAttnBf16, DecodeGraphReplaysWithChangingContexts) {
     d.b.tables.assign(static_cast<size_t>(S * cap_blocks), -1);
     d.q_stride = d.out_stride = row;
     const size_t cache = static_cast<size_t>(d.b.n_blocks * c.bs * c.nkv * c.hd);
-    d.kc = random_bf16(cache, rng_, -2.f, 2.f);
-    d.vc = random_bf16(cache, rng_, -1.f, 1.f);
+    d.kc = random16(cache_, cache, rng_, -2.f, 2.f);
+    d.vc = random16(cache_, cache, rng_, -1.f, 1.f);
     DeviceBuffer<uint16_t> dq(*dev_, static_cast<size_t>(S * row)), dkc(*dev_, d.kc), dvc(*dev_, d.vc);
     DeviceBuffer<int32_t> dcu(*dev_, d.b.cu), dpos(*dev_, d.b.pos), dctx(*dev_, d.b.ctx), dtab(*dev_, d.b.tables);
     DeviceBuffer<uint16_t> dout(*dev_, static_cast<size_t>(S * row));
@@ -700,36 +775,32 @@ TEST_F(CudaKernelAttnBf16, DecodeGraphReplaysWithChangingContexts) {
         for (int64_t j = 0; j < (d.b.ctx[s] + c.bs - 1) / c.bs; ++j) d.b.tables[s * cap_blocks + j] = ids[next++];
       }
       d.qf = random_floats(static_cast<size_t>(S * row), rng_, -2.f, 2.f);
-      d.qb.resize(d.qf.size());
+      d.qh.resize(d.qf.size());
       for (size_t i = 0; i < d.qf.size(); ++i) {
-        d.qb[i] = f32_to_bf16(d.qf[i]);
-        d.qf[i] = bf16_to_f32(d.qb[i]);
+        d.qh[i] = to16(cache_, d.qf[i]);
+        d.qf[i] = from16(cache_, d.qh[i]);
       }
-      dq.upload(d.qb);
+      dq.upload(d.qh);
       dpos.upload(d.b.pos);
       dctx.upload(d.b.ctx);
       dtab.upload(d.b.tables);
-      dout.upload(std::vector<uint16_t>(static_cast<size_t>(S * row), kPoisonBf16));
+      dout.upload(std::vector<uint16_t>(static_cast<size_t>(S * row), poison16(cache_)));
     };
     auto check_round = [&](const std::string& name) {
       std::vector<float> ref(static_cast<size_t>(S * row));
       AttentionArgs h = host_args(c, d, ref);
       ref_->fn(&h, ExecContext{});
-      const std::vector<uint16_t> o = dout.download();
-      std::vector<float> got(o.size());
-      std::vector<uint32_t> bits(o.size());
-      for (size_t i = 0; i < o.size(); ++i) {
-        got[i] = bf16_to_f32(o[i]);
-        bits[i] = o[i] == kPoisonBf16 ? kPoisonF32 : 0u;
-      }
+      std::vector<float> got;
+      std::vector<uint32_t> bits;
+      from16_out(dout.download(), &got, &bits);
       SCOPED_TRACE(name);
       check(c, d, ref, got, bits);
     };
 
     AttentionArgs a{dout.get(), dq.get(), dkc.get(), dvc.get(), dcu.get(), dpos.get(), dctx.get(), dtab.get(),
                     S, c.nh, c.nkv, c.hd, c.bs, cap_blocks, row, row, 0, 1.0f / std::sqrt(static_cast<float>(c.hd))};
-    a.q_dtype = DType::kBF16;
-    a.out_dtype = DType::kBF16;
+    a.q_dtype = cache_;
+    a.out_dtype = cache_;
     a.max_query_len = 1;
     a.max_context_len = cap_blocks * c.bs;
     a.workspace = dws.get();
@@ -764,13 +835,17 @@ TEST_F(CudaKernelAttnBf16, DecodeGraphReplaysWithChangingContexts) {
 
 // ---- argument checks (no device needed: they fail before any launch) ------------------------
 
-TEST(CudaKernelAttnBf16Args, RejectsHeadDimOver256AndBadHeads) {
-  const KernelEntry* e = find_kernel(Op::kAttention, DeviceKind::kCUDA, DType::kBF16);
+// Parametrized by the cache type, like CudaKernelAttn16, but without its device.
+class CudaKernelAttnArgs : public ::testing::TestWithParam<DType> {};
+
+TEST_P(CudaKernelAttnArgs, RejectsHeadDimOver256AndBadHeads) {
+  const DType cache = GetParam();
+  const KernelEntry* e = find_kernel(Op::kAttention, DeviceKind::kCUDA, cache);
   if (e == nullptr) GTEST_SKIP() << "CUDA backend not built";
   AttentionArgs a{nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 4, 2, 257, 16, 1,
                   4 * 257, 4 * 257, 0, 0.0625f};
-  a.q_dtype = DType::kBF16;
-  a.out_dtype = DType::kBF16;
+  a.q_dtype = cache;
+  a.out_dtype = cache;
   try {
     e->fn(&a, ExecContext{});
     ADD_FAILURE() << "head_dim 257 accepted";
@@ -782,9 +857,49 @@ TEST(CudaKernelAttnBf16Args, RejectsHeadDimOver256AndBadHeads) {
   a.n_kv_heads = 4;  // not a divisor
   EXPECT_THROW(e->fn(&a, ExecContext{}), Error);
   a.n_heads = 8;
-  a.q_dtype = DType::kF16;
+  a.q_dtype = DType::kI32;
   EXPECT_THROW(e->fn(&a, ExecContext{}), Error);
 }
+
+TEST_P(CudaKernelAttnArgs, RejectsQOrOutOfTheOther16BitType) {
+  // A bf16 q or out with an f16 cache and vice versa: refused as unsupported (no silent
+  // reinterpretation of the bits). n_seqs = 0, so a launcher that accepted them would return
+  // without touching the (null) pointers.
+  const DType cache = GetParam();
+  const DType other = cache == DType::kF16 ? DType::kBF16 : DType::kF16;
+  const KernelEntry* e = find_kernel(Op::kAttention, DeviceKind::kCUDA, cache);
+  if (e == nullptr) GTEST_SKIP() << "CUDA backend not built";
+  struct IO {
+    DType q, out;
+  };
+  for (IO io : {IO{other, DType::kF32}, IO{other, cache}, IO{DType::kF32, other}, IO{cache, other}, IO{other, other}}) {
+    SCOPED_TRACE(std::string("q ") + dtype_name(io.q) + " out " + dtype_name(io.out));
+    AttentionArgs a{nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 8, 2, 64, 16, 1,
+                    8 * 64, 8 * 64, 0, 0.125f};
+    a.q_dtype = io.q;
+    a.out_dtype = io.out;
+    try {
+      e->fn(&a, ExecContext{});
+      ADD_FAILURE() << "accepted";
+    } catch (const Error& err) {
+      EXPECT_EQ(err.kind(), ErrorKind::kUnsupported) << err.what();
+    }
+  }
+  // The matching combinations pass the checks (and do nothing: no sequences).
+  for (IO io : {IO{cache, cache}, IO{DType::kF32, cache}, IO{cache, DType::kF32}, IO{DType::kF32, DType::kF32}}) {
+    SCOPED_TRACE(std::string("q ") + dtype_name(io.q) + " out " + dtype_name(io.out));
+    AttentionArgs a{nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 8, 2, 64, 16, 1,
+                    8 * 64, 8 * 64, 0, 0.125f};
+    a.q_dtype = io.q;
+    a.out_dtype = io.out;
+    EXPECT_NO_THROW(e->fn(&a, ExecContext{}));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(CudaKernelAttn, CudaKernelAttn16, ::testing::Values(DType::kBF16, DType::kF16),
+                         dtype_param_name);
+INSTANTIATE_TEST_SUITE_P(CudaKernelAttn, CudaKernelAttnArgs, ::testing::Values(DType::kBF16, DType::kF16),
+                         dtype_param_name);
 
 }  // namespace
 }  // namespace eli

@@ -1,5 +1,6 @@
-// tests/cpp/test_cuda_gemm.cc: the CUDA matrix products of the bf16 path against their "ref" entries:
-// Op::kGemv (decode GEMV, kernels/cuda/gemv.cu) and Op::kGemm (cuBLASLt, kernels/cuda/gemm_cublaslt.cu).
+// tests/cpp/test_cuda_gemm.cc: the CUDA matrix products of the 16-bit paths (bf16 and f16, every
+// 16-bit case runs for both) against their "ref" entries: Op::kGemv (decode GEMV,
+// kernels/cuda/gemv.cu) and Op::kGemm (cuBLASLt, kernels/cuda/gemm_cublaslt.cu).
 // Suites CudaKernelGemv* / CudaKernelGemm* (the device script's CudaKernel* filter runs them); they
 // skip without a CUDA device. Uses only the Device API (no CUDA headers).
 //
@@ -7,9 +8,11 @@
 // columns of strided outputs must keep it bit for bit), odd and real shapes, strided and misaligned
 // pointers (which push the kernels onto their scalar / low-alignment paths), all fusions. The
 // tolerance is per element from an error bound of f32 accumulation: c * 2^-23 * sqrt(k) * sum|terms|
-// (operands are exact in both: the GEMV keeps f32 x and reads the same bf16 w as the reference;
-// the GEMM's x is already bf16), plus the output's own rounding (bf16 out: 2^-8 relative, i.e.
-// twice a naive bf16 implementation's half-ulp), as CONVENTIONS.md asks.
+// (operands are exact in both: the GEMV keeps f32 x and reads the same 16-bit w as the reference;
+// the GEMM's x is already 16-bit), plus the output's own rounding (bf16 out: 2^-8 relative, i.e.
+// twice a naive bf16 implementation's half-ulp; f16 out: 2^-10 relative, twice f16's half-ulp, plus
+// 2^-23 absolute for its subnormals), as CONVENTIONS.md asks. A 16-bit x of the other 16-bit type
+// than the weights, or a 16-bit out of the other type, must be rejected (kUnsupported).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -80,6 +83,29 @@ std::vector<float> round_bf16(std::vector<float> v) {
   for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
   return v;
 }
+// The same for either 16-bit type: bits of `dt` (kBF16 or kF16), their values, and values rounded
+// to `dt` (kF32: rounded to bf16, so f32 runs see the numbers they always did).
+std::vector<uint16_t> to_16(DType dt, const std::vector<float>& v) {
+  if (dt != DType::kF16) return to_bf16(v);
+  std::vector<uint16_t> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = f32_to_f16(v[i]);
+  return out;
+}
+std::vector<float> from_16(DType dt, const std::vector<uint16_t>& v) {
+  if (dt != DType::kF16) return from_bf16(v);
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = f16_to_f32(v[i]);
+  return out;
+}
+std::vector<float> round_to(DType dt, std::vector<float> v) {
+  if (dt != DType::kF16) return round_bf16(std::move(v));
+  for (float& x : v) x = f16_to_f32(f32_to_f16(x));
+  return v;
+}
+bool is16(DType dt) { return dt == DType::kBF16 || dt == DType::kF16; }
+
+// The 16-bit weight / activation types every 16-bit case runs for.
+constexpr DType k16Bit[] = {DType::kBF16, DType::kF16};
 
 // Elements [r * stride + c] for c < width are compared within tol[r * width + c]; the rest (padding)
 // must equal `want` exactly (bitwise, so the poison value).
@@ -149,7 +175,7 @@ GemvData make_gemv_data(const GemvCase& c, std::mt19937& rng) {
   const int64_t x_stride = c.k + c.x_pad, out_stride = n_out + c.out_pad;
   GemvData d;
   d.x = random_floats(static_cast<size_t>(c.m * x_stride), rng, -2.f, 2.f);
-  d.w = round_bf16(random_floats(static_cast<size_t>(c.n * c.k), rng, -1.f, 1.f));
+  d.w = round_to(c.wdt, random_floats(static_cast<size_t>(c.n * c.k), rng, -1.f, 1.f));
   d.bias = random_floats(static_cast<size_t>(c.n), rng, -1.f, 1.f);
   // Stored norm weights around 1 (or around 0 with offset 1, like Gemma's (weight - 1) checkpoints).
   d.g = random_floats(static_cast<size_t>(c.k), rng, 0.5f - c.norm_offset, 1.5f - c.norm_offset);
@@ -214,8 +240,8 @@ void run_gemv_case(Device& dev, const ExecContext& ctx, const KernelEntry& e, co
   const int64_t n_out = c.swiglu ? c.n / 2 : c.n;
   const int64_t x_stride = c.k + c.x_pad, out_stride = n_out + c.out_pad;
   const GemvData d = make_gemv_data(c, rng);
-  const std::vector<uint16_t> w_bf16 = to_bf16(d.w);
-  const bool bf16 = c.wdt == DType::kBF16;
+  const std::vector<uint16_t> w_bf16 = to_16(c.wdt, d.w);  // bf16 or f16 bits
+  const bool bf16 = is16(c.wdt);
 
   std::vector<float> want = d.out0;
   GemvArgs h{want.data(), d.x.data(), bf16 ? static_cast<const void*>(w_bf16.data()) : d.w.data(),
@@ -254,84 +280,125 @@ class CudaKernelGemvTest : public CudaKernelTestBase {
   std::mt19937 rng_{20251126};
 };
 
-TEST_F(CudaKernelGemvTest, RealShapesBf16) {
-  // Llama-3.2-1B / 3.1-8B decode projections (n scaled down where the host reference would be slow).
-  for (int64_t m : {1, 2, 4, 8}) {
-    run({DType::kBF16, m, 3072, 2048, /*norm=*/true});                                    // qkv + input norm
-    run({DType::kBF16, m, 2048, 2048, false, false, false, /*accumulate=*/true});          // o + residual
-    run({DType::kBF16, m, 4096, 2048, true, false, /*swiglu=*/true});                     // gate_up (cut)
-    run({DType::kBF16, m, 2048, 8192, false, false, false, true});                        // down + residual
+TEST_F(CudaKernelGemvTest, RealShapes16Bit) {
+  for (DType dt : k16Bit) {
+    // Llama-3.2-1B / 3.1-8B decode projections (n scaled down where the host reference would be slow).
+    for (int64_t m : {1, 2, 4, 8}) {
+      run({dt, m, 3072, 2048, /*norm=*/true});                                    // qkv + input norm
+      run({dt, m, 2048, 2048, false, false, false, /*accumulate=*/true});          // o + residual
+      run({dt, m, 4096, 2048, true, false, /*swiglu=*/true});                     // gate_up (cut)
+      run({dt, m, 2048, 8192, false, false, false, true});                        // down + residual
+    }
+    run({dt, 1, 16384, 2048, true, false, true});  // full 1B gate_up
+    run({dt, 1, 4096, 14336, false, false, false, true});  // 8B down
+    run({dt, 3, 6144, 4096, true, true});  // 8B qkv with bias (Qwen-style)
+    run({dt, 1, 512, 4096});               // small n: few CTAs
+    run({dt, 5, 1000, 576, true, true, false, true});  // SmolLM2-ish k
   }
-  run({DType::kBF16, 1, 16384, 2048, true, false, true});  // full 1B gate_up
-  run({DType::kBF16, 1, 4096, 14336, false, false, false, true});  // 8B down
-  run({DType::kBF16, 3, 6144, 4096, true, true});  // 8B qkv with bias (Qwen-style)
-  run({DType::kBF16, 1, 512, 4096});               // small n: few CTAs
-  run({DType::kBF16, 5, 1000, 576, true, true, false, true});  // SmolLM2-ish k
 }
 
 TEST_F(CudaKernelGemvTest, OddShapesAllFusions) {
-  // Every m, small and odd n, k multiple of 8 (vector path) and not (scalar path).
-  for (int64_t m = 1; m <= 8; ++m) {
-    for (int64_t k : {8, 24, 1000, 1032, 7, 13, 1001}) {
-      for (int64_t n : {2, 6, 130, 1058}) {
-        GemvCase c{DType::kBF16, m, n, k};
-        const int v = static_cast<int>((m * 7 + k + n) % 16);  // a spread of flag combinations
-        c.norm = v & 1;
-        c.bias = v & 2;
-        c.swiglu = v & 4;
-        c.accumulate = v & 8;
-        run(c);
+  for (DType dt : k16Bit) {
+    // Every m, small and odd n, k multiple of 8 (vector path) and not (scalar path).
+    for (int64_t m = 1; m <= 8; ++m) {
+      for (int64_t k : {8, 24, 1000, 1032, 7, 13, 1001}) {
+        for (int64_t n : {2, 6, 130, 1058}) {
+          GemvCase c{dt, m, n, k};
+          const int v = static_cast<int>((m * 7 + k + n) % 16);  // a spread of flag combinations
+          c.norm = v & 1;
+          c.bias = v & 2;
+          c.swiglu = v & 4;
+          c.accumulate = v & 8;
+          run(c);
+        }
       }
     }
+    // n = 1 and 3 (odd: no swiglu), every flag.
+    for (int flags = 0; flags < 8; ++flags) {
+      GemvCase c{dt, 1 + flags % 8, 1 + 2 * (flags % 2), 40 + flags};
+      c.norm = flags & 1;
+      c.bias = flags & 2;
+      c.accumulate = flags & 4;
+      run(c);
+    }
+    // Norm with weight offset 1 (checkpoints storing weight - 1), on both paths.
+    GemvCase o{dt, 2, 300, 512, true};
+    o.norm_offset = 1.0f;
+    run(o);
+    o.k = 509;
+    run(o);
   }
-  // n = 1 and 3 (odd: no swiglu), every flag.
-  for (int flags = 0; flags < 8; ++flags) {
-    GemvCase c{DType::kBF16, 1 + flags % 8, 1 + 2 * (flags % 2), 40 + flags};
-    c.norm = flags & 1;
-    c.bias = flags & 2;
-    c.accumulate = flags & 4;
-    run(c);
-  }
-  // Norm with weight offset 1 (checkpoints storing weight - 1), on both paths.
-  GemvCase o{DType::kBF16, 2, 300, 512, true};
-  o.norm_offset = 1.0f;
-  run(o);
-  o.k = 509;
-  run(o);
 }
 
 TEST_F(CudaKernelGemvTest, StridesAndMisalignment) {
-  for (bool swiglu : {false, true}) {
-    GemvCase c{DType::kBF16, 4, 1200, 1024, true, true, swiglu, true};
-    c.x_pad = 4;  // still 16-byte rows: vector path
-    c.out_pad = 5;
-    run(c);
-    c.x_pad = 3;  // rows not 16-byte aligned: scalar path
-    run(c);
-    c.x_pad = 0;
-    c.out_pad = 0;
-    for (int which = 0; which < 5; ++which) {
-      GemvCase d = c;
-      d.x_off = which == 0;
-      d.w_off = which == 1;
-      d.out_off = which == 2;
-      d.g_off = which == 3;
-      d.bias_off = which == 4;
-      run(d);
+  for (DType dt : k16Bit) {
+    for (bool swiglu : {false, true}) {
+      GemvCase c{dt, 4, 1200, 1024, true, true, swiglu, true};
+      c.x_pad = 4;  // still 16-byte rows: vector path
+      c.out_pad = 5;
+      run(c);
+      c.x_pad = 3;  // rows not 16-byte aligned: scalar path
+      run(c);
+      c.x_pad = 0;
+      c.out_pad = 0;
+      for (int which = 0; which < 5; ++which) {
+        GemvCase d = c;
+        d.x_off = which == 0;
+        d.w_off = which == 1;
+        d.out_off = which == 2;
+        d.g_off = which == 3;
+        d.bias_off = which == 4;
+        run(d);
+      }
     }
+    // Everything misaligned and strided at once, odd k.
+    GemvCase all{dt, 7, 66, 333, true, true, true, true};
+    all.x_pad = 1;
+    all.out_pad = 2;
+    all.x_off = all.w_off = all.out_off = all.g_off = all.bias_off = 1;
+    run(all);
   }
-  // Everything misaligned and strided at once, odd k.
-  GemvCase all{DType::kBF16, 7, 66, 333, true, true, true, true};
-  all.x_pad = 1;
-  all.out_pad = 2;
-  all.x_off = all.w_off = all.out_off = all.g_off = all.bias_off = 1;
-  run(all);
 }
 
 TEST_F(CudaKernelGemvTest, ManyRowsSplitIntoLaunches) {
   // m > kGemvMaxRows is outside the op's contract for speed but must still be right.
-  run({DType::kBF16, 11, 300, 256, true, true, true, true});
-  run({DType::kBF16, 17, 64, 40});
+  for (DType dt : k16Bit) {
+    run({dt, 11, 300, 256, true, true, true, true});
+    run({dt, 17, 64, 40});
+  }
+}
+
+// f16 weights: values bf16 cannot hold (11 significant bits), large and tiny (subnormal f16)
+// magnitudes, so a kernel reading them as bf16 or dropping mantissa bits fails.
+TEST_F(CudaKernelGemvTest, F16WeightsFullPrecision) {
+  const KernelEntry& e = entry(DType::kF16);
+  const KernelEntry* ref = find_kernel(Op::kGemv, DeviceKind::kCPU, DType::kF16, "ref");
+  ASSERT_NE(ref, nullptr);
+  for (int64_t k : {1024, 1001}) {  // vector and scalar paths
+    GemvCase c{DType::kF16, 3, 64, k, false, false, false, false};
+    GemvData d = make_gemv_data(c, rng_);
+    std::vector<uint16_t> wh(d.w.size());
+    for (size_t i = 0; i < wh.size(); ++i) {
+      const uint32_t r = static_cast<uint32_t>(rng_());
+      // Sign, exponent 1..29 (2^-14 .. 2^14; 0 now and then: subnormal), a random 10-bit mantissa.
+      const uint32_t ex = (i % 17 == 0) ? 0u : 1u + (r >> 12) % 29u;
+      wh[i] = static_cast<uint16_t>(((r >> 31) << 15) | (ex << 10) | (r & 0x3ffu));
+      d.w[i] = f16_to_f32(wh[i]);
+    }
+    const int64_t n_out = c.n;
+    std::vector<float> want = d.out0;
+    GemvArgs h{want.data(), d.x.data(), wh.data(), nullptr, nullptr, c.m, c.n, c.k, n_out, c.k};
+    ref->fn(&h, ExecContext{});
+    Staged<float> dx(*dev_, d.x, 0), dout(*dev_, d.out0, 0);
+    Staged<uint16_t> dw(*dev_, wh, 0);
+    GemvArgs a = h;
+    a.out = dout.ptr();
+    a.x = dx.ptr();
+    a.w = dw.ptr();
+    e.fn(&a, ctx_);
+    dev_->synchronize();
+    expect_within(dout.download(), want, gemv_tolerance(c, d), c.m, n_out, n_out, "gemv f16 full precision");
+  }
 }
 
 TEST_F(CudaKernelGemvTest, F32Weights) {
@@ -350,101 +417,109 @@ TEST_F(CudaKernelGemvTest, F32Weights) {
 }
 
 TEST_F(CudaKernelGemvTest, RejectsBadArguments) {
-  const KernelEntry& e = entry(DType::kBF16);
-  GemvArgs a{nullptr, nullptr, nullptr, nullptr, nullptr, 1, 3, 8, 3, 8};
-  a.swiglu = true;  // odd n
-  EXPECT_THROW(e.fn(&a, ctx_), Error);
-  GemvArgs z{nullptr, nullptr, nullptr, nullptr, nullptr, 0, 16, 8, 16, 8};  // m = 0: nothing to do
-  EXPECT_NO_THROW(e.fn(&z, ctx_));
+  for (DType dt : k16Bit) {
+    const KernelEntry& e = entry(dt);
+    GemvArgs a{nullptr, nullptr, nullptr, nullptr, nullptr, 1, 3, 8, 3, 8};
+    a.swiglu = true;  // odd n
+    EXPECT_THROW(e.fn(&a, ctx_), Error);
+    GemvArgs z{nullptr, nullptr, nullptr, nullptr, nullptr, 0, 16, 8, 16, 8};  // m = 0: nothing to do
+    EXPECT_NO_THROW(e.fn(&z, ctx_));
+  }
 }
 
 TEST_F(CudaKernelGemvTest, CapturedInCudaGraph) {
   if (!graphs_supported()) GTEST_SKIP() << "no graph support";
-  const KernelEntry& e = entry(DType::kBF16);
-  const KernelEntry* ref = find_kernel(Op::kGemv, DeviceKind::kCPU, DType::kBF16, "ref");
-  ASSERT_NE(ref, nullptr);
-  GemvCase c{DType::kBF16, 2, 2048, 1024, true, true, true, false};
-  const int64_t n_out = c.n / 2;
-  GemvData d = make_gemv_data(c, rng_);
-  const std::vector<uint16_t> wb = to_bf16(d.w);
-  Staged<float> dx(*dev_, d.x, 0), db(*dev_, d.bias, 0), dg(*dev_, d.g, 0), dout(*dev_, d.out0, 0);
-  Staged<uint16_t> dw(*dev_, wb, 0);
-  GemvArgs a{dout.ptr(), dx.ptr(), dw.ptr(), db.ptr(), dg.ptr(), c.m, c.n, c.k, n_out, c.k};
-  a.swiglu = true;
-  e.fn(&a, ctx_);  // warm-up, as the engine does before capture
-  dev_->synchronize();
-  std::unique_ptr<StepGraph> graph = capture_step_graph(ctx_.stream, [&] { e.fn(&a, ctx_); });
-  // New activations after capture: the replay must read them.
-  d.x = random_floats(d.x.size(), rng_, -2.f, 2.f);
-  dx.upload(d.x);
-  dout.upload(d.out0);
-  graph->replay(ctx_.stream);
-  dev_->synchronize();
-  std::vector<float> want = d.out0;
-  GemvArgs h{want.data(), d.x.data(), wb.data(), d.bias.data(), d.g.data(), c.m, c.n, c.k, n_out, c.k};
-  h.swiglu = true;
-  ref->fn(&h, ExecContext{});
-  expect_within(dout.download(), want, gemv_tolerance(c, d), c.m, n_out, n_out, "gemv graph replay");
+  for (DType dt : k16Bit) {
+    SCOPED_TRACE(dtype_name(dt));
+    const KernelEntry& e = entry(dt);
+    const KernelEntry* ref = find_kernel(Op::kGemv, DeviceKind::kCPU, dt, "ref");
+    ASSERT_NE(ref, nullptr);
+    GemvCase c{dt, 2, 2048, 1024, true, true, true, false};
+    const int64_t n_out = c.n / 2;
+    GemvData d = make_gemv_data(c, rng_);
+    const std::vector<uint16_t> wb = to_16(dt, d.w);
+    Staged<float> dx(*dev_, d.x, 0), db(*dev_, d.bias, 0), dg(*dev_, d.g, 0), dout(*dev_, d.out0, 0);
+    Staged<uint16_t> dw(*dev_, wb, 0);
+    GemvArgs a{dout.ptr(), dx.ptr(), dw.ptr(), db.ptr(), dg.ptr(), c.m, c.n, c.k, n_out, c.k};
+    a.swiglu = true;
+    e.fn(&a, ctx_);  // warm-up, as the engine does before capture
+    dev_->synchronize();
+    std::unique_ptr<StepGraph> graph = capture_step_graph(ctx_.stream, [&] { e.fn(&a, ctx_); });
+    // New activations after capture: the replay must read them.
+    d.x = random_floats(d.x.size(), rng_, -2.f, 2.f);
+    dx.upload(d.x);
+    dout.upload(d.out0);
+    graph->replay(ctx_.stream);
+    dev_->synchronize();
+    std::vector<float> want = d.out0;
+    GemvArgs h{want.data(), d.x.data(), wb.data(), d.bias.data(), d.g.data(), c.m, c.n, c.k, n_out, c.k};
+    h.swiglu = true;
+    ref->fn(&h, ExecContext{});
+    expect_within(dout.download(), want, gemv_tolerance(c, d), c.m, n_out, n_out, "gemv graph replay");
+  }
 }
 
 // Two dependent GEMVs back to back (the second reads the first's output as x), launched with
 // programmatic dependent launch (the default on sm_90) and without it, directly and from a graph:
 // the second must never see the first's poisoned output.
 TEST_F(CudaKernelGemvTest, DependentLaunchesSeeFinishedInputs) {
-  const KernelEntry& e = entry(DType::kBF16);
-  const KernelEntry* ref = find_kernel(Op::kGemv, DeviceKind::kCPU, DType::kBF16, "ref");
-  ASSERT_NE(ref, nullptr);
-  const int64_t m = 3, n1 = 8192, k1 = 4096, n2 = 3000;  // first is big (slow), second reads all of it
-  GemvCase c1{DType::kBF16, m, n1, k1, true};
-  GemvCase c2{DType::kBF16, m, n2, n1, false, true, false, true};
-  const GemvData d1 = make_gemv_data(c1, rng_);
-  GemvData d2 = make_gemv_data(c2, rng_);
-  const std::vector<uint16_t> w1 = to_bf16(d1.w), w2 = to_bf16(d2.w);
-  const std::vector<float> poison(static_cast<size_t>(m * n1), 1e30f);
-  Staged<float> dx1(*dev_, d1.x, 0), dg1(*dev_, d1.g, 0), dmid(*dev_, poison, 0), db2(*dev_, d2.bias, 0),
-      dout2(*dev_, d2.out0, 0);
-  Staged<uint16_t> dw1(*dev_, w1, 0), dw2(*dev_, w2, 0);
-  GemvArgs a1{dmid.ptr(), dx1.ptr(), dw1.ptr(), nullptr, dg1.ptr(), m, n1, k1, n1, k1};
-  GemvArgs a2{dout2.ptr(), dmid.ptr(), dw2.ptr(), db2.ptr(), nullptr, m, n2, n1, n2, n1};
-  a2.accumulate = true;
-  auto check = [&](const std::string& what) {
-    // The second GEMV's reference takes the first's device output as its input.
-    const std::vector<float> mid = dmid.download();
-    std::vector<float> want = d2.out0;
-    GemvArgs h{want.data(), mid.data(), w2.data(), d2.bias.data(), nullptr, m, n2, n1, n2, n1};
-    h.accumulate = true;
-    ref->fn(&h, ExecContext{});
-    GemvData dd = d2;
-    dd.x = mid;
-    expect_within(dout2.download(), want, gemv_tolerance(c2, dd), m, n2, n2, what);
-    for (float v : mid) ASSERT_LT(std::fabs(v), 1e29f) << what << ": first GEMV left poison";
-  };
-  const int saved = cuda::knob(cuda::Knob::kGemvPdl);
-  for (int pdl : {1, 0}) {
-    cuda::set_knob(cuda::Knob::kGemvPdl, pdl);
-    for (int rep = 0; rep < 3; ++rep) {
-      dmid.upload(poison);
-      dout2.upload(d2.out0);
-      e.fn(&a1, ctx_);
-      e.fn(&a2, ctx_);
-      dev_->synchronize();
-      check("stream, GEMV PDL " + std::to_string(pdl));
-    }
-    if (graphs_supported()) {
-      std::unique_ptr<StepGraph> graph = capture_step_graph(ctx_.stream, [&] {
-        e.fn(&a1, ctx_);
-        e.fn(&a2, ctx_);
-      });
+  for (DType dt : k16Bit) {
+    SCOPED_TRACE(dtype_name(dt));
+    const KernelEntry& e = entry(dt);
+    const KernelEntry* ref = find_kernel(Op::kGemv, DeviceKind::kCPU, dt, "ref");
+    ASSERT_NE(ref, nullptr);
+    const int64_t m = 3, n1 = 8192, k1 = 4096, n2 = 3000;  // first is big (slow), second reads all of it
+    GemvCase c1{dt, m, n1, k1, true};
+    GemvCase c2{dt, m, n2, n1, false, true, false, true};
+    const GemvData d1 = make_gemv_data(c1, rng_);
+    GemvData d2 = make_gemv_data(c2, rng_);
+    const std::vector<uint16_t> w1 = to_16(dt, d1.w), w2 = to_16(dt, d2.w);
+    const std::vector<float> poison(static_cast<size_t>(m * n1), 1e30f);
+    Staged<float> dx1(*dev_, d1.x, 0), dg1(*dev_, d1.g, 0), dmid(*dev_, poison, 0), db2(*dev_, d2.bias, 0),
+        dout2(*dev_, d2.out0, 0);
+    Staged<uint16_t> dw1(*dev_, w1, 0), dw2(*dev_, w2, 0);
+    GemvArgs a1{dmid.ptr(), dx1.ptr(), dw1.ptr(), nullptr, dg1.ptr(), m, n1, k1, n1, k1};
+    GemvArgs a2{dout2.ptr(), dmid.ptr(), dw2.ptr(), db2.ptr(), nullptr, m, n2, n1, n2, n1};
+    a2.accumulate = true;
+    auto check = [&](const std::string& what) {
+      // The second GEMV's reference takes the first's device output as its input.
+      const std::vector<float> mid = dmid.download();
+      std::vector<float> want = d2.out0;
+      GemvArgs h{want.data(), mid.data(), w2.data(), d2.bias.data(), nullptr, m, n2, n1, n2, n1};
+      h.accumulate = true;
+      ref->fn(&h, ExecContext{});
+      GemvData dd = d2;
+      dd.x = mid;
+      expect_within(dout2.download(), want, gemv_tolerance(c2, dd), m, n2, n2, what);
+      for (float v : mid) ASSERT_LT(std::fabs(v), 1e29f) << what << ": first GEMV left poison";
+    };
+    const int saved = cuda::knob(cuda::Knob::kGemvPdl);
+    for (int pdl : {1, 0}) {
+      cuda::set_knob(cuda::Knob::kGemvPdl, pdl);
       for (int rep = 0; rep < 3; ++rep) {
         dmid.upload(poison);
         dout2.upload(d2.out0);
-        graph->replay(ctx_.stream);
+        e.fn(&a1, ctx_);
+        e.fn(&a2, ctx_);
         dev_->synchronize();
-        check("graph, GEMV PDL " + std::to_string(pdl));
+        check("stream, GEMV PDL " + std::to_string(pdl));
+      }
+      if (graphs_supported()) {
+        std::unique_ptr<StepGraph> graph = capture_step_graph(ctx_.stream, [&] {
+          e.fn(&a1, ctx_);
+          e.fn(&a2, ctx_);
+        });
+        for (int rep = 0; rep < 3; ++rep) {
+          dmid.upload(poison);
+          dout2.upload(d2.out0);
+          graph->replay(ctx_.stream);
+          dev_->synchronize();
+          check("graph, GEMV PDL " + std::to_string(pdl));
+        }
       }
     }
+    cuda::set_knob(cuda::Knob::kGemvPdl, saved);
   }
-  cuda::set_knob(cuda::Knob::kGemvPdl, saved);
 }
 
 // ============================================================================================
@@ -484,21 +559,23 @@ void CudaKernelGemmTest::run(const GemmCase& c) {
   const KernelEntry& e = entry(c.wdt);
   const KernelEntry* ref = find_kernel(Op::kGemm, DeviceKind::kCPU, c.wdt, "ref");
   ASSERT_NE(ref, nullptr);
-  const bool in_bf16 = c.wdt == DType::kBF16, out_bf16 = c.out_dt == DType::kBF16;
+  // in_bf16 / out_bf16: a 16-bit buffer (bf16 or f16: wdt / out_dt says which).
+  const bool in_bf16 = is16(c.wdt), out_bf16 = is16(c.out_dt);
   const int64_t x_stride = c.k + c.x_pad, out_stride = c.n + c.out_pad;
-  // Operands: values exactly representable in bf16 for both dtypes (same numbers either way).
-  const std::vector<float> x = round_bf16(random_floats(static_cast<size_t>(c.m * x_stride), rng_, -1.f, 1.f));
-  const std::vector<float> w = round_bf16(random_floats(static_cast<size_t>(c.n * c.k), rng_, -1.f, 1.f));
+  // Operands: values exactly representable in the 16-bit type (bf16 for f32 operands: the same
+  // numbers as a bf16 run).
+  const std::vector<float> x = round_to(c.wdt, random_floats(static_cast<size_t>(c.m * x_stride), rng_, -1.f, 1.f));
+  const std::vector<float> w = round_to(c.wdt, random_floats(static_cast<size_t>(c.n * c.k), rng_, -1.f, 1.f));
   const std::vector<float> bias = random_floats(static_cast<size_t>(c.n), rng_, -1.f, 1.f);
-  const std::vector<uint16_t> xb = to_bf16(x), wb = to_bf16(w);
+  const std::vector<uint16_t> xb = to_16(c.wdt, x), wb = to_16(c.wdt, w);
   std::vector<float> out0(static_cast<size_t>(c.m * out_stride), kPoison);
   if (c.accumulate) {
     for (int64_t i = 0; i < c.m; ++i)
       for (int64_t j = 0; j < c.n; ++j)
         out0[static_cast<size_t>(i * out_stride + j)] = std::uniform_real_distribution<float>(-3.f, 3.f)(rng_);
   }
-  if (out_bf16) out0 = round_bf16(out0);  // the poison, as the bf16 buffer holds it
-  const std::vector<uint16_t> out0_b = to_bf16(out0);
+  if (out_bf16) out0 = round_to(c.out_dt, out0);  // the poison, as the 16-bit buffer holds it (f16: -inf)
+  const std::vector<uint16_t> out0_b = to_16(c.out_dt, out0);
 
   // Reference.
   std::vector<float> want_f = out0;
@@ -511,7 +588,7 @@ void CudaKernelGemmTest::run(const GemmCase& c) {
   h.out_dtype = c.out_dt;
   h.accumulate = c.accumulate;
   ref->fn(&h, ExecContext{});
-  const std::vector<float> want = out_bf16 ? from_bf16(want_b) : want_f;
+  const std::vector<float> want = out_bf16 ? from_16(c.out_dt, want_b) : want_f;
 
   // Device.
   Staged<float> dxf(*dev_, in_bf16 ? std::vector<float>{} : x, c.x_off),
@@ -531,7 +608,7 @@ void CudaKernelGemmTest::run(const GemmCase& c) {
   a.workspace_bytes = c.workspace;
   e.fn(&a, ctx_);
   dev_->synchronize();
-  const std::vector<float> got = out_bf16 ? from_bf16(doutb.download()) : doutf.download();
+  const std::vector<float> got = out_bf16 ? from_16(c.out_dt, doutb.download()) : doutf.download();
 
   // Tolerance from |terms|; y excludes the bias (the bf16 fallback may round before adding it).
   std::vector<double> tol(static_cast<size_t>(c.m * c.n));
@@ -546,9 +623,14 @@ void CudaKernelGemmTest::run(const GemmCase& c) {
       }
       const double wv = want[static_cast<size_t>(i * out_stride + j)];
       double t = acc_c * mag + 4.0 * kEps * std::fabs(wv);
-      // bf16 out: the product's rounding, the bias (rounded to bf16 by cuBLASLt's epilogue for a bf16
-      // D) and the sum's rounding: up to about one bf16 ulp of each.
-      if (out_bf16) t += std::ldexp(1.0, -8) * (std::fabs(y) + std::fabs(wv) + (c.bias ? 2.0 * std::fabs(bias[j]) : 0.0));
+      // 16-bit out: the product's rounding, the bias (rounded to the out type by cuBLASLt's epilogue
+      // for a 16-bit D) and the sum's rounding: up to about one ulp of each (bf16: 2^-8 relative;
+      // f16: 2^-10, and 2^-24 absolute below f16's normal range, taken generously).
+      if (out_bf16) {
+        const double ulp = c.out_dt == DType::kF16 ? std::ldexp(1.0, -10) : std::ldexp(1.0, -8);
+        t += ulp * (std::fabs(y) + std::fabs(wv) + (c.bias ? 2.0 * std::fabs(bias[j]) : 0.0));
+        if (c.out_dt == DType::kF16) t += std::ldexp(1.0, -23);
+      }
       if (c.accumulate) t += 2.0 * kEps * std::fabs(out0[static_cast<size_t>(i * out_stride + j)]);
       tol[static_cast<size_t>(i * c.n + j)] = t + 1e-30;
     }
@@ -556,51 +638,57 @@ void CudaKernelGemmTest::run(const GemmCase& c) {
   expect_within(got, want, tol, c.m, c.n, out_stride, c.name());
 }
 
-TEST_F(CudaKernelGemmTest, Bf16OddShapes) {
-  const DType B = DType::kBF16, F = DType::kF32;
-  run({B, F, 1, 1, 1});
-  run({B, F, 7, 33, 100});
-  run({B, F, 64, 256, 512, /*bias=*/true});
-  run({B, F, 300, 257, 515, true, /*accumulate=*/true});
-  run({B, F, 129, 64, 2048, false, true});
-  run({B, F, 5, 1000, 8, true});
-  run({B, F, 2, 3, 3, true, true});
-  run({B, B, 300, 256, 1000, true});
-  run({B, B, 17, 33, 7});
-  run({B, B, 128, 128, 128, true});
-  run({B, B, 1, 2049, 64, true});
+TEST_F(CudaKernelGemmTest, OddShapes16Bit) {
+  for (DType B : k16Bit) {  // bf16, then f16 (x, w and a 16-bit out)
+    const DType F = DType::kF32;
+    run({B, F, 1, 1, 1});
+    run({B, F, 7, 33, 100});
+    run({B, F, 64, 256, 512, /*bias=*/true});
+    run({B, F, 300, 257, 515, true, /*accumulate=*/true});
+    run({B, F, 129, 64, 2048, false, true});
+    run({B, F, 5, 1000, 8, true});
+    run({B, F, 2, 3, 3, true, true});
+    run({B, B, 300, 256, 1000, true});
+    run({B, B, 17, 33, 7});
+    run({B, B, 128, 128, 128, true});
+    run({B, B, 1, 2049, 64, true});
+  }
 }
 
 TEST_F(CudaKernelGemmTest, F32Operands) {
-  const DType B = DType::kBF16, F = DType::kF32;
+  const DType B = DType::kBF16, H = DType::kF16, F = DType::kF32;
   run({F, F, 33, 65, 129, true, true});
   run({F, F, 300, 100, 64});
   run({F, F, 1, 7, 5, true});
   run({F, B, 16, 40, 24, true});
   run({F, B, 9, 31, 77});
+  run({F, H, 16, 40, 24, true});  // f32 operands with an f16 out: the SIMT fallback
+  run({F, H, 9, 31, 77});
 }
 
 TEST_F(CudaKernelGemmTest, StridesMisalignmentWorkspace) {
-  const DType B = DType::kBF16, F = DType::kF32;
-  for (DType out : {F, B}) {
-    GemmCase c{B, out, 70, 96, 136, true, out == F};
-    c.x_pad = 3;
-    c.out_pad = 5;
-    run(c);
-    c.x_pad = c.out_pad = 0;
-    for (int which = 0; which < 4; ++which) {
-      GemmCase d = c;
-      d.x_off = which == 0;
-      d.w_off = which == 1;
-      d.out_off = which == 2;
-      d.bias_off = which == 3;
-      run(d);
+  const DType F = DType::kF32;
+  for (DType B : k16Bit) {
+    for (DType out : {F, B}) {
+      GemmCase c{B, out, 70, 96, 136, true, out == F};
+      c.x_pad = 3;
+      c.out_pad = 5;
+      run(c);
+      c.x_pad = c.out_pad = 0;
+      for (int which = 0; which < 4; ++which) {
+        GemmCase d = c;
+        d.x_off = which == 0;
+        d.w_off = which == 1;
+        d.out_off = which == 2;
+        d.bias_off = which == 3;
+        run(d);
+      }
+      c.workspace = size_t{4} << 20;
+      run(c);
+      c.m = 257;
+      c.k = 1030;
+      run(c);
     }
-    c.workspace = size_t{4} << 20;
-    run(c);
-    c.m = 257;
-    c.k = 1030;
-    run(c);
   }
   GemmCase f{F, F, 45, 50, 61, true, true};
   f.x_pad = 1;
@@ -610,17 +698,23 @@ TEST_F(CudaKernelGemmTest, StridesMisalignmentWorkspace) {
 }
 
 TEST_F(CudaKernelGemmTest, PlanReuseWithNewPointers) {
-  // The same shape again: the cached plan must take this call's bias pointer (and buffers).
-  const DType B = DType::kBF16, F = DType::kF32;
-  for (int rep = 0; rep < 3; ++rep) run({B, F, 48, 80, 96, true, rep == 2});
-  for (int rep = 0; rep < 2; ++rep) run({B, B, 48, 80, 96, true});
+  // The same shape again: the cached plan must take this call's bias pointer (and buffers). The
+  // bf16 and f16 runs share the shape: the plan cache must keep them apart (it keys on the dtypes).
+  const DType F = DType::kF32;
+  for (DType B : k16Bit) {
+    for (int rep = 0; rep < 3; ++rep) run({B, F, 48, 80, 96, true, rep == 2});
+    for (int rep = 0; rep < 2; ++rep) run({B, B, 48, 80, 96, true});
+  }
+  run({DType::kBF16, F, 48, 80, 96, true});  // bf16 again after f16
 }
 
 TEST_F(CudaKernelGemmTest, EmptyK) {
-  const DType B = DType::kBF16, F = DType::kF32;
-  run({B, F, 3, 5, 0, true, true});
-  run({B, F, 3, 5, 0, false, false});
-  run({B, B, 4, 6, 0, true, false});
+  const DType F = DType::kF32;
+  for (DType B : k16Bit) {
+    run({B, F, 3, 5, 0, true, true});
+    run({B, F, 3, 5, 0, false, false});
+    run({B, B, 4, 6, 0, true, false});
+  }
 }
 
 TEST_F(CudaKernelGemmTest, RejectsBadArguments) {
@@ -639,39 +733,74 @@ TEST_F(CudaKernelGemmTest, RejectsBadArguments) {
   }
 }
 
+// The two 16-bit types never mix: x of the other type than the weights, or a 16-bit out of the
+// other type, is kUnsupported (before any pointer is looked at); accumulate needs an f32 out.
+TEST_F(CudaKernelGemmTest, RejectsMixed16BitTypes) {
+  const DType B = DType::kBF16, H = DType::kF16, F = DType::kF32;
+  struct Bad {
+    DType w, x, out;
+    bool accumulate;
+  };
+  for (const Bad& c : {Bad{H, B, F, false}, Bad{B, H, F, false}, Bad{H, F, F, false}, Bad{H, H, B, false},
+                       Bad{B, B, H, false}, Bad{F, H, F, false}, Bad{F, B, F, false}}) {
+    GemmArgs a{nullptr, nullptr, nullptr, nullptr, 4, 4, 4, 4, 4};
+    a.x_dtype = c.x;
+    a.out_dtype = c.out;
+    a.accumulate = c.accumulate;
+    const std::string what =
+        std::string("w ") + dtype_name(c.w) + " x " + dtype_name(c.x) + " out " + dtype_name(c.out);
+    try {
+      entry(c.w).fn(&a, ctx_);
+      ADD_FAILURE() << "no error for " << what;
+    } catch (const Error& err) {
+      EXPECT_EQ(err.kind(), ErrorKind::kUnsupported) << what << ": " << err.what();
+    }
+  }
+  GemmArgs acc{nullptr, nullptr, nullptr, nullptr, 4, 4, 4, 4, 4};
+  acc.x_dtype = H;
+  acc.out_dtype = H;
+  acc.accumulate = true;  // accumulate needs an f32 out
+  EXPECT_THROW(entry(H).fn(&acc, ctx_), Error);
+}
+
 TEST_F(CudaKernelGemmTest, CapturedInCudaGraph) {
   if (!graphs_supported()) GTEST_SKIP() << "no graph support";
-  const KernelEntry& e = entry(DType::kBF16);
-  const KernelEntry* ref = find_kernel(Op::kGemm, DeviceKind::kCPU, DType::kBF16, "ref");
-  ASSERT_NE(ref, nullptr);
-  const int64_t m = 96, n = 192, k = 256;
-  std::vector<float> x = round_bf16(random_floats(static_cast<size_t>(m * k), rng_, -1.f, 1.f));
-  const std::vector<float> w = round_bf16(random_floats(static_cast<size_t>(n * k), rng_, -1.f, 1.f));
-  const std::vector<float> bias = random_floats(static_cast<size_t>(n), rng_, -1.f, 1.f);
-  const std::vector<float> out0 = random_floats(static_cast<size_t>(m * n), rng_, -1.f, 1.f);
-  Staged<uint16_t> dx(*dev_, to_bf16(x), 0), dw(*dev_, to_bf16(w), 0);
-  Staged<float> db(*dev_, bias, 0), dout(*dev_, out0, 0);
-  DeviceBuffer<uint8_t> ws(*dev_, size_t{8} << 20);
-  GemmArgs a{dout.ptr(), dx.ptr(), dw.ptr(), db.ptr(), m, n, k, n, k};
-  a.accumulate = true;
-  a.workspace = ws.get();
-  a.workspace_bytes = size_t{8} << 20;
-  e.fn(&a, ctx_);  // warm-up: creates the handle and the plan outside the capture
-  dev_->synchronize();
-  std::unique_ptr<StepGraph> graph = capture_step_graph(ctx_.stream, [&] { e.fn(&a, ctx_); });
-  x = round_bf16(random_floats(x.size(), rng_, -1.f, 1.f));
-  dx.upload(to_bf16(x));
-  dout.upload(out0);
-  graph->replay(ctx_.stream);
-  dev_->synchronize();
-  std::vector<float> want = out0;
-  const std::vector<uint16_t> xb = to_bf16(x), wb = to_bf16(w);
-  GemmArgs h{want.data(), xb.data(), wb.data(), bias.data(), m, n, k, n, k};
-  h.accumulate = true;
-  ref->fn(&h, ExecContext{});
-  std::vector<double> tol(want.size());
-  for (size_t i = 0; i < want.size(); ++i) tol[i] = 32.0 * kEps * 16.0 * (k * 0.5 + 4.0) + 1e-6;
-  expect_within(dout.download(), want, tol, m, n, n, "gemm graph replay");
+  for (DType dt : k16Bit) {
+    SCOPED_TRACE(dtype_name(dt));
+    const KernelEntry& e = entry(dt);
+    const KernelEntry* ref = find_kernel(Op::kGemm, DeviceKind::kCPU, dt, "ref");
+    ASSERT_NE(ref, nullptr);
+    const int64_t m = 96, n = 192, k = 256;
+    std::vector<float> x = round_to(dt, random_floats(static_cast<size_t>(m * k), rng_, -1.f, 1.f));
+    const std::vector<float> w = round_to(dt, random_floats(static_cast<size_t>(n * k), rng_, -1.f, 1.f));
+    const std::vector<float> bias = random_floats(static_cast<size_t>(n), rng_, -1.f, 1.f);
+    const std::vector<float> out0 = random_floats(static_cast<size_t>(m * n), rng_, -1.f, 1.f);
+    Staged<uint16_t> dx(*dev_, to_16(dt, x), 0), dw(*dev_, to_16(dt, w), 0);
+    Staged<float> db(*dev_, bias, 0), dout(*dev_, out0, 0);
+    DeviceBuffer<uint8_t> ws(*dev_, size_t{8} << 20);
+    GemmArgs a{dout.ptr(), dx.ptr(), dw.ptr(), db.ptr(), m, n, k, n, k};
+    a.x_dtype = dt;
+    a.accumulate = true;
+    a.workspace = ws.get();
+    a.workspace_bytes = size_t{8} << 20;
+    e.fn(&a, ctx_);  // warm-up: creates the handle and the plan outside the capture
+    dev_->synchronize();
+    std::unique_ptr<StepGraph> graph = capture_step_graph(ctx_.stream, [&] { e.fn(&a, ctx_); });
+    x = round_to(dt, random_floats(x.size(), rng_, -1.f, 1.f));
+    dx.upload(to_16(dt, x));
+    dout.upload(out0);
+    graph->replay(ctx_.stream);
+    dev_->synchronize();
+    std::vector<float> want = out0;
+    const std::vector<uint16_t> xb = to_16(dt, x), wb = to_16(dt, w);
+    GemmArgs h{want.data(), xb.data(), wb.data(), bias.data(), m, n, k, n, k};
+    h.x_dtype = dt;
+    h.accumulate = true;
+    ref->fn(&h, ExecContext{});
+    std::vector<double> tol(want.size());
+    for (size_t i = 0; i < want.size(); ++i) tol[i] = 32.0 * kEps * 16.0 * (k * 0.5 + 4.0) + 1e-6;
+    expect_within(dout.download(), want, tol, m, n, n, "gemm graph replay");
+  }
 }
 
 }  // namespace

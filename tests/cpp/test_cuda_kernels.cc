@@ -1,5 +1,6 @@
 // tests/cpp/test_cuda_kernels.cc: every CUDA registry entry against the CPU "ref" entry of the same
-// (op, dtype), on odd shapes; the CUDA device's pool and copies; and the CPU-only stand-ins.
+// (op, dtype), on odd shapes (RmsNorm; Embedding with f32, bf16 and f16 tables, exact); the CUDA
+// device's pool and copies; and the CPU-only stand-ins.
 // Skips with "no CUDA device" when the build or the machine has no GPU. Uses only the Device API
 // (no CUDA headers): buffers come from create_cuda_device(0), kernels run on its default stream.
 #include <gtest/gtest.h>
@@ -14,6 +15,7 @@
 
 #include "eli/error.h"
 #include "kernels/ops.h"
+#include "kernels/ref/float_convert.h"
 #include "kernels/registry.h"
 #include "runtime/device/device.h"
 #include "runtime/device/pooled_device.h"
@@ -92,23 +94,36 @@ TEST_F(CudaKernelTest, EmbeddingMatchesRef) {
   for (const KernelEntry* e : entries) {
     const KernelEntry* ref = find_kernel(Op::kEmbedding, DeviceKind::kCPU, e->dtype, "ref");
     ASSERT_NE(ref, nullptr) << dtype_name(e->dtype);
-    ASSERT_TRUE(e->dtype == DType::kF32 || e->dtype == DType::kBF16) << dtype_name(e->dtype);
+    ASSERT_TRUE(e->dtype == DType::kF32 || e->dtype == DType::kBF16 || e->dtype == DType::kF16)
+        << dtype_name(e->dtype);
+    const bool f16 = e->dtype == DType::kF16;
     for (int64_t hidden : {8, 100, 769, 4096}) {
       for (int64_t n_tokens : {1, 3, 17, 129}) {
         const int64_t vocab = 37;
         std::vector<float> table_f = random_floats(vocab * hidden, rng);
-        std::vector<uint16_t> table_b(table_f.size());
+        std::vector<uint16_t> table_b(table_f.size());  // the 16-bit table (bf16 or f16 bits)
         for (size_t i = 0; i < table_f.size(); ++i) {
+          if (f16) {
+            table_b[i] = f32_to_f16(table_f[i]);
+            continue;
+          }
           uint32_t bits;
           std::memcpy(&bits, &table_f[i], 4);
           table_b[i] = static_cast<uint16_t>(bits >> 16);
+        }
+        if (f16 && hidden == 100) {  // f16 edge values (row 0 is read): subnormals, +-largest finite, -0
+          table_b[0] = 0x0001;
+          table_b[1] = 0x7bff;
+          table_b[2] = 0xfbff;
+          table_b[3] = 0x8000;
+          table_b[4] = 0x83ff;
         }
         std::vector<int32_t> ids(n_tokens);
         for (int32_t& id : ids) id = static_cast<int32_t>(rng() % vocab);
         ids[0] = -5;  // out of range both ways: clamped, never read out of bounds
         if (n_tokens > 1) ids[1] = static_cast<int32_t>(vocab + 100);
         std::vector<float> out(n_tokens * hidden, 0.f);
-        const bool bf16 = e->dtype == DType::kBF16;
+        const bool bf16 = e->dtype == DType::kBF16 || f16;  // a 16-bit table
         const void* h_table = bf16 ? static_cast<const void*>(table_b.data()) : table_f.data();
         EmbeddingArgs h{out.data(), h_table, ids.data(), n_tokens, hidden, vocab};
         ref->fn(&h, ExecContext{});

@@ -1,8 +1,10 @@
-// tests/cpp/test_cuda_mixed_elementwise.cc: the CUDA NormCast, SwigluCast, KvWrite (bf16 cache) and
-// RopeKvWrite (f32 / bf16 cache, q in f32 / bf16, with and without q/k norm) against their CPU
-// references, on odd shapes and strides. Outputs are poisoned first; bf16 outputs must match the
-// reference's rounding within one bf16 ulp-ish tolerance (both round an f32 value that differs only
-// by f32 arithmetic order). Skips without a CUDA device.
+// tests/cpp/test_cuda_mixed_elementwise.cc: the CUDA NormCast and SwigluCast (bf16, f16, f32),
+// KvWrite (bf16 and f16 cache) and RopeKvWrite (f32 / bf16 / f16 cache, q in f32 or a 16-bit type,
+// with and without q/k norm) against their CPU references, on odd shapes and strides; a bf16 q with
+// an f16 cache (or f16 q with a bf16 cache) must be rejected. Outputs are poisoned first; 16-bit
+// outputs must match the reference's rounding within a ~2 ulp tolerance of their type (bf16 1.6e-2,
+// f16 2e-3 relative: both round an f32 value that differs only by f32 arithmetic order); KvWrite
+// rounds the same f32 values and must match bit for bit. Skips without a CUDA device.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "eli/error.h"
 #include "kernels/ops.h"
 #include "kernels/ref/float_convert.h"
 #include "kernels/registry.h"
@@ -33,27 +36,37 @@ class CudaKernelMixedTest : public ::testing::Test {
   ExecContext ctx_;
 };
 
-std::vector<float> widen(const std::vector<uint16_t>& b) {
+bool is16(DType dt) { return dt == DType::kBF16 || dt == DType::kF16; }
+uint16_t narrow(DType dt, float v) { return dt == DType::kF16 ? f32_to_f16(v) : f32_to_bf16(v); }
+std::vector<float> widen(DType dt, const std::vector<uint16_t>& b) {
   std::vector<float> f(b.size());
-  for (size_t i = 0; i < b.size(); ++i) f[i] = bf16_to_f32(b[i]);
+  for (size_t i = 0; i < b.size(); ++i) f[i] = dt == DType::kF16 ? f16_to_f32(b[i]) : bf16_to_f32(b[i]);
   return f;
 }
 
-// Element buffers of either dtype, as raw 16-bit or 32-bit words on host and device.
+// Element buffers of any of the three dtypes, as raw 16-bit (bf16 / f16) or 32-bit words on host
+// and device.
 struct ActBuffer {
   ActBuffer(Device& dev, DType dt, size_t n, float poison) : dt(dt) {
-    if (dt == DType::kBF16) {
-      h16.assign(n, f32_to_bf16(poison));
+    if (is16(dt)) {
+      h16.assign(n, narrow(dt, poison));
       d16 = std::make_unique<DeviceBuffer<uint16_t>>(dev, h16);
     } else {
       h32.assign(n, poison);
       d32 = std::make_unique<DeviceBuffer<float>>(dev, h32);
     }
   }
-  void* host() { return dt == DType::kBF16 ? static_cast<void*>(h16.data()) : static_cast<void*>(h32.data()); }
-  void* dev() { return dt == DType::kBF16 ? static_cast<void*>(d16->get()) : static_cast<void*>(d32->get()); }
-  std::vector<float> host_f32() const { return dt == DType::kBF16 ? widen(h16) : h32; }
-  std::vector<float> dev_f32() const { return dt == DType::kBF16 ? widen(d16->download()) : d32->download(); }
+  void* host() { return is16(dt) ? static_cast<void*>(h16.data()) : static_cast<void*>(h32.data()); }
+  void* dev() { return is16(dt) ? static_cast<void*>(d16->get()) : static_cast<void*>(d32->get()); }
+  std::vector<float> host_f32() const { return is16(dt) ? widen(dt, h16) : h32; }
+  std::vector<float> dev_f32() const { return is16(dt) ? widen(dt, d16->download()) : d32->download(); }
+  // Host values (rounded to dt) -> both copies.
+  void set(const std::vector<float>& v) {
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (is16(dt)) h16[i] = narrow(dt, v[i]); else h32[i] = v[i];
+    }
+    if (is16(dt)) d16->upload(h16); else d32->upload(h32);
+  }
   DType dt;
   std::vector<uint16_t> h16;
   std::vector<float> h32;
@@ -61,16 +74,18 @@ struct ActBuffer {
   std::unique_ptr<DeviceBuffer<float>> d32;
 };
 
-float tol_for(DType dt) { return dt == DType::kBF16 ? 1.6e-2f : 2e-5f; }
+// About two ulps of the stored type (bf16: 8 significant bits, f16: 11), relative.
+float tol_for(DType dt) { return dt == DType::kBF16 ? 1.6e-2f : dt == DType::kF16 ? 2e-3f : 2e-5f; }
 
 TEST_F(CudaKernelMixedTest, NormCastMatchesRef) {
   const KernelEntry& ref = get_kernel(Op::kNormCast, DeviceKind::kCPU, DType::kF32, "ref");
   const KernelEntry& cu = get_kernel(Op::kNormCast, DeviceKind::kCUDA, DType::kF32);
   std::mt19937 rng(11);
-  for (DType dt : {DType::kBF16, DType::kF32}) {
+  for (DType dt : {DType::kBF16, DType::kF16, DType::kF32}) {
     for (int64_t rows : {1, 5, 130}) {
-      for (int64_t hidden : {7, 576, 2048, 4099}) {
-        const int64_t xs = hidden + 3, os = hidden + 5;
+      // Odd strides take the element-wise kernel; packed rows (hidden % 4 == 0) the float4 one.
+      for (int64_t hidden : {7, 576, 2048, 4099}) for (bool packed : {false, true}) {
+        const int64_t xs = packed ? hidden : hidden + 3, os = packed ? hidden : hidden + 5;
         std::vector<float> x = random_floats(rows * xs, rng), w = random_floats(hidden, rng, 0.5f, 1.5f);
         DeviceBuffer<float> dx(*dev_, x), dw(*dev_, w);
         ActBuffer out(*dev_, dt, rows * os, 9.f);
@@ -80,7 +95,8 @@ TEST_F(CudaKernelMixedTest, NormCastMatchesRef) {
         cu.fn(&d, ctx_);
         dev_->synchronize();
         expect_close(out.dev_f32(), out.host_f32(), tol_for(dt), 1e-5f,
-                     "norm_cast rows=" + std::to_string(rows) + " hidden=" + std::to_string(hidden));
+                     std::string("norm_cast ") + dtype_name(dt) + " rows=" + std::to_string(rows) +
+                         " hidden=" + std::to_string(hidden) + (packed ? " packed" : " strided"));
       }
     }
   }
@@ -90,23 +106,22 @@ TEST_F(CudaKernelMixedTest, SwigluCastMatchesRef) {
   const KernelEntry& ref = get_kernel(Op::kSwigluCast, DeviceKind::kCPU, DType::kF32, "ref");
   const KernelEntry& cu = get_kernel(Op::kSwigluCast, DeviceKind::kCUDA, DType::kF32);
   std::mt19937 rng(12);
-  for (DType dt : {DType::kBF16, DType::kF32}) {
+  for (DType dt : {DType::kBF16, DType::kF16, DType::kF32}) {
     for (int64_t rows : {1, 3, 70}) {
-      for (int64_t inter : {1, 33, 8192}) {
-        const int64_t is = 2 * inter + 1, os = inter + 2;
+      // Odd strides take the element-wise kernel; packed 16-bit rows (inter % 8 == 0) the 8-wide one.
+      for (int64_t inter : {1, 33, 8192, 14336}) for (bool packed : {false, true}) {
+        const int64_t is = packed ? 2 * inter : 2 * inter + 1, os = packed ? inter : inter + 2;
         std::vector<float> gu = random_floats(rows * is, rng, -6.f, 6.f);
         ActBuffer in(*dev_, dt, rows * is, 0.f), out(*dev_, dt, rows * os, 5.f);
-        for (size_t i = 0; i < gu.size(); ++i) {
-          if (dt == DType::kBF16) in.h16[i] = f32_to_bf16(gu[i]); else in.h32[i] = gu[i];
-        }
-        if (dt == DType::kBF16) in.d16->upload(in.h16); else in.d32->upload(in.h32);
+        in.set(gu);
         SwigluCastArgs h{out.host(), in.host(), rows, inter, os, is, dt};
         SwigluCastArgs d{out.dev(), in.dev(), rows, inter, os, is, dt};
         ref.fn(&h, ExecContext{});
         cu.fn(&d, ctx_);
         dev_->synchronize();
         expect_close(out.dev_f32(), out.host_f32(), tol_for(dt), 1e-5f,
-                     "swiglu_cast rows=" + std::to_string(rows) + " inter=" + std::to_string(inter));
+                     std::string("swiglu_cast ") + dtype_name(dt) + " rows=" + std::to_string(rows) +
+                         " inter=" + std::to_string(inter) + (packed ? " packed" : " strided"));
       }
     }
   }
@@ -172,7 +187,8 @@ void check_rope_kv(Device& dev, const ExecContext& ctx, DType cache, DType qdt, 
   ref.fn(&h, ExecContext{});
   cu.fn(&d, ctx);
   dev.synchronize();
-  const std::string what = "rope_kv T=" + std::to_string(T) + " nh=" + std::to_string(nh) + " nkv=" +
+  const std::string what = std::string("rope_kv cache ") + dtype_name(cache) + " q " + dtype_name(qdt) +
+                           " T=" + std::to_string(T) + " nh=" + std::to_string(nh) + " nkv=" +
                            std::to_string(nkv) + " hd=" + std::to_string(hd) + " rot=" + std::to_string(rot_dim) +
                            " norm=" + std::to_string(qk_norm);
   expect_close(q.dev_f32(), q.host_f32(), tol_for(qdt), 1e-4f, what + " q");
@@ -182,8 +198,9 @@ void check_rope_kv(Device& dev, const ExecContext& ctx, DType cache, DType qdt, 
 
 TEST_F(CudaKernelMixedTest, RopeKvWriteMatchesRef) {
   std::mt19937 rng(13);
-  for (DType cache : {DType::kBF16, DType::kF32}) {
-    for (DType qdt : {DType::kBF16, DType::kF32}) {
+  for (DType cache : {DType::kBF16, DType::kF16, DType::kF32}) {
+    for (DType qdt : {DType::kBF16, DType::kF16, DType::kF32}) {
+      if (is16(cache) && is16(qdt) && qdt != cache) continue;  // never mixed: RopeKvWriteRejectsMixed16Bit
       for (bool norm : {false, true}) {
         check_rope_kv(*dev_, ctx_, cache, qdt, norm, 1, 32, 8, 128, 128, rng);
         check_rope_kv(*dev_, ctx_, cache, qdt, norm, 37, 9, 3, 64, 64, rng);
@@ -197,24 +214,70 @@ TEST_F(CudaKernelMixedTest, RopeKvWriteMatchesRef) {
   }
 }
 
-TEST_F(CudaKernelMixedTest, KvWriteBf16MatchesRef) {
-  const KernelEntry& ref = get_kernel(Op::kKvWrite, DeviceKind::kCPU, DType::kBF16, "ref");
-  const KernelEntry& cu = get_kernel(Op::kKvWrite, DeviceKind::kCUDA, DType::kBF16);
-  std::mt19937 rng(14);
-  const int64_t T = 21, nkv = 3, hd = 40, ks = nkv * hd + 7, n_slots = 50;
-  std::vector<float> k = random_floats(T * ks, rng), v = random_floats(T * ks, rng);
-  std::vector<int32_t> slots(T);
-  for (int64_t t = 0; t < T; ++t) slots[t] = t == 3 ? -2 : (t == 4 ? 999 : static_cast<int32_t>(t * 2));
-  DeviceBuffer<float> dk(*dev_, k), dv(*dev_, v);
-  DeviceBuffer<int32_t> ds(*dev_, slots);
-  ActBuffer kc(*dev_, DType::kBF16, n_slots * nkv * hd, 1.f), vc(*dev_, DType::kBF16, n_slots * nkv * hd, 2.f);
-  KvWriteArgs h{kc.host(), vc.host(), k.data(), v.data(), slots.data(), T, nkv, hd, ks, ks, n_slots};
-  KvWriteArgs d{kc.dev(), vc.dev(), dk.get(), dv.get(), ds.get(), T, nkv, hd, ks, ks, n_slots};
-  ref.fn(&h, ExecContext{});
-  cu.fn(&d, ctx_);
-  dev_->synchronize();
-  expect_close(kc.dev_f32(), kc.host_f32(), 0.f, 0.f, "kv_write bf16 k");  // same rounding of the same f32
-  expect_close(vc.dev_f32(), vc.host_f32(), 0.f, 0.f, "kv_write bf16 v");
+// A bf16 q with an f16 cache, or an f16 q with a bf16 cache, is kUnsupported (checked before
+// anything is read, so even an empty batch is refused).
+TEST_F(CudaKernelMixedTest, RopeKvWriteRejectsMixed16Bit) {
+  for (DType cache : {DType::kF16, DType::kBF16}) {
+    const DType qdt = cache == DType::kF16 ? DType::kBF16 : DType::kF16;
+    const KernelEntry& cu = get_kernel(Op::kRopeKvWrite, DeviceKind::kCUDA, cache);
+    RopeKvWriteArgs a{};
+    a.n_tokens = 0;
+    a.n_heads = 2;
+    a.n_kv_heads = 1;
+    a.head_dim = 8;
+    a.rot_dim = 8;
+    a.qkv_stride = 32;
+    a.n_slots = 4;
+    a.q_dtype = qdt;
+    const std::string what = std::string("q ") + dtype_name(qdt) + " cache " + dtype_name(cache);
+    try {
+      cu.fn(&a, ctx_);
+      ADD_FAILURE() << "no error for " << what;
+    } catch (const Error& err) {
+      EXPECT_EQ(err.kind(), ErrorKind::kUnsupported) << what << ": " << err.what();
+    }
+    a.q_dtype = DType::kF32;  // f32 q goes with any cache
+    EXPECT_NO_THROW(cu.fn(&a, ctx_)) << what;
+    a.q_dtype = cache;
+    EXPECT_NO_THROW(cu.fn(&a, ctx_)) << what;
+  }
+}
+
+TEST_F(CudaKernelMixedTest, KvWrite16MatchesRef) {
+  for (DType dt : {DType::kBF16, DType::kF16}) {
+    const KernelEntry& ref = get_kernel(Op::kKvWrite, DeviceKind::kCPU, dt, "ref");
+    const KernelEntry& cu = get_kernel(Op::kKvWrite, DeviceKind::kCUDA, dt);
+    std::mt19937 rng(14);
+    const int64_t T = 21, nkv = 3, hd = 40, ks = nkv * hd + 7, n_slots = 50;
+    std::vector<float> k = random_floats(T * ks, rng), v = random_floats(T * ks, rng);
+    if (dt == DType::kF16) {  // token 0 (slot 0): overflow to inf, subnormal ties, a tie to even
+      k[0] = 1e6f;
+      k[1] = -70000.f;
+      k[2] = std::ldexp(3.0f, -25);
+      k[3] = std::ldexp(1.0f, -25);
+      k[4] = 1.0f + std::ldexp(1.0f, -11);
+    }
+    std::vector<int32_t> slots(T);
+    for (int64_t t = 0; t < T; ++t) slots[t] = t == 3 ? -2 : (t == 4 ? 999 : static_cast<int32_t>(t * 2));
+    DeviceBuffer<float> dk(*dev_, k), dv(*dev_, v);
+    DeviceBuffer<int32_t> ds(*dev_, slots);
+    ActBuffer kc(*dev_, dt, n_slots * nkv * hd, 1.f), vc(*dev_, dt, n_slots * nkv * hd, 2.f);
+    KvWriteArgs h{kc.host(), vc.host(), k.data(), v.data(), slots.data(), T, nkv, hd, ks, ks, n_slots};
+    KvWriteArgs d{kc.dev(), vc.dev(), dk.get(), dv.get(), ds.get(), T, nkv, hd, ks, ks, n_slots};
+    ref.fn(&h, ExecContext{});
+    cu.fn(&d, ctx_);
+    dev_->synchronize();
+    // The same rounding of the same f32 values: bit for bit (raw 16-bit words; inf and zeros too).
+    EXPECT_EQ(kc.d16->download(), kc.h16) << "kv_write " << dtype_name(dt) << " k";
+    EXPECT_EQ(vc.d16->download(), vc.h16) << "kv_write " << dtype_name(dt) << " v";
+    if (dt == DType::kF16) {
+      EXPECT_EQ(kc.h16[0], 0x7c00);  // the reference's roundings of the edge cases, for the record
+      EXPECT_EQ(kc.h16[1], 0xfc00);
+      EXPECT_EQ(kc.h16[2], 0x0002);
+      EXPECT_EQ(kc.h16[3], 0x0000);
+      EXPECT_EQ(kc.h16[4], 0x3c00);
+    }
+  }
 }
 
 // Op::kScatterTokens: next-step token ids from the sampler's device output, with out-of-range

@@ -163,7 +163,8 @@ TEST_F(CudaKernelOps, EngineScoreMatchesCpu) {
 }
 
 // Runs everywhere: asking for CUDA where it cannot run is a typed error (kNotCompiled in a CPU-only
-// build, kDevice without a GPU), and float16 on CUDA is refused as unsupported.
+// build, kDevice without a GPU); on a GPU, float16 weights run with an f16 KV cache, and an f16
+// model with a bf16 cache is refused as unsupported.
 TEST(CudaKernelEngineSelection, TypedErrors) {
   EngineConfig c;
   c.model = std::string(ELI_TEST_DATA_DIR) + "/models/llama_base";
@@ -180,9 +181,14 @@ TEST(CudaKernelEngineSelection, TypedErrors) {
     return;
   }
   c.dtype = "float16";
+  {
+    Engine e(c);
+    EXPECT_EQ(e.info().kv_cache_dtype, "f16");
+  }
+  c.kv_cache_dtype = "bfloat16";
   try {
     Engine e(c);
-    FAIL() << "float16 on CUDA was accepted";
+    FAIL() << "float16 weights with a bfloat16 KV cache were accepted";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::kUnsupported) << e.what();
   }

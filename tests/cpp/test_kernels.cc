@@ -1,7 +1,7 @@
 // tests/cpp/test_kernels.cc: kernel registry tests and parity of every Matmul, RmsNorm, Rope,
-// Swiglu and Embedding entry against the reference on odd shapes and strided (padded) rows, with
-// and without a thread pool. Attention/KvWrite parity and hand-checked references are in
-// test_kernels_attention.cc.
+// Swiglu and Embedding entry (f32, bf16 and f16 tables) against the reference on odd shapes and
+// strided (padded) rows, with and without a thread pool. Attention/KvWrite parity and hand-checked
+// references are in test_kernels_attention.cc; the f16 references' own checks in test_ref_f16.cc.
 #include <gtest/gtest.h>
 
 #include <set>
@@ -261,26 +261,28 @@ TEST(KernelEmbedding, MatchesReferenceAndClampsIds) {
   for (const KernelEntry* e : cands)
     for (int64_t h : {1, 7, 64, 129}) {
       std::vector<float> tf = rand_vec(rng, static_cast<size_t>(vocab * h));
+      // 16-bit tables (bf16 or f16: the entry's dtype) hold the rounded values of tf.
+      const bool f16 = e->dtype == DType::kF16, is16 = e->dtype == DType::kBF16 || f16;
       std::vector<uint16_t> th(tf.size());
-      for (size_t i = 0; i < tf.size(); ++i) th[i] = f32_to_bf16(tf[i]);
+      for (size_t i = 0; i < tf.size(); ++i) th[i] = f16 ? f32_to_f16(tf[i]) : f32_to_bf16(tf[i]);
       std::vector<int32_t> ids = {0, 49, 7, -5, 53, 12, 12};
       const int64_t t = static_cast<int64_t>(ids.size());
-      const bool bf16 = e->dtype == DType::kBF16;
       std::vector<float> ref(static_cast<size_t>(t * h), kSentinel);
-      EmbeddingArgs ra{ref.data(), bf16 ? static_cast<const void*>(th.data()) : tf.data(), ids.data(), t, h, vocab};
+      EmbeddingArgs ra{ref.data(), is16 ? static_cast<const void*>(th.data()) : tf.data(), ids.data(), t, h, vocab};
       ktest::ref_of(*e).fn(&ra, ExecContext{});
       // Clamping: id -5 reads row 0, id 53 reads row 49.
       for (int64_t j = 0; j < h; ++j) {
         ASSERT_EQ(ref[3 * h + j], ref[0 * h + j]);
         ASSERT_EQ(ref[4 * h + j], ref[1 * h + j]);
-        ASSERT_EQ(ref[2 * h + j], bf16 ? bf16_to_f32(th[7 * h + j]) : tf[7 * h + j]);
+        const size_t i7 = static_cast<size_t>(7 * h + j);
+        ASSERT_EQ(ref[2 * h + j], f16 ? f16_to_f32(th[i7]) : is16 ? bf16_to_f32(th[i7]) : tf[i7]);
       }
       for (ThreadPool* pool : ktest::pools_for(*e)) {
         std::vector<float> got(ref.size(), kSentinel);
         ktest::Stage st(e->device);
         EmbeddingArgs a = ra;
         a.out = st.inout(got);
-        a.table = bf16 ? static_cast<const void*>(st.in(th)) : st.in(tf);
+        a.table = is16 ? static_cast<const void*>(st.in(th)) : st.in(tf);
         a.ids = st.in(ids);
         ExecContext ctx;
         ctx.pool = pool;

@@ -340,7 +340,18 @@ TEST(MemoryPlan, KvDtypeChoice) {
   EXPECT_EQ(choose_kv_cache_dtype("float32", DType::kBF16, cpu), DType::kF32);
   EXPECT_HAS(error_of(ErrorKind::kUnsupported, [&] { choose_kv_cache_dtype("bfloat16", DType::kBF16, cpu); }),
              "kv_cache_dtype bfloat16 is not supported on the CPU backend");
-  error_of(ErrorKind::kUnsupported, [&] { choose_kv_cache_dtype("float16", DType::kBF16, cuda); });
+  EXPECT_HAS(error_of(ErrorKind::kUnsupported, [&] { choose_kv_cache_dtype("float16", DType::kBF16, cuda); }),
+             "float16 needs float16 weights");
+  // f16 weights: the cache follows them, and only an f16 cache is accepted.
+  EXPECT_EQ(choose_kv_cache_dtype("auto", DType::kF16, cuda), DType::kF16);
+  EXPECT_EQ(choose_kv_cache_dtype("float16", DType::kF16, cuda), DType::kF16);
+  EXPECT_EQ(choose_kv_cache_dtype("auto", DType::kF16, cpu), DType::kF32);
+  EXPECT_HAS(error_of(ErrorKind::kUnsupported, [&] { choose_kv_cache_dtype("bfloat16", DType::kF16, cuda); }),
+             "with f16 weights is not supported");
+  EXPECT_HAS(error_of(ErrorKind::kUnsupported, [&] { choose_kv_cache_dtype("float32", DType::kF16, cuda); }),
+             "use auto or float16");
+  EXPECT_HAS(error_of(ErrorKind::kUnsupported, [&] { choose_kv_cache_dtype("float16", DType::kF16, cpu); }),
+             "not supported on the CPU backend");
   EXPECT_HAS(error_of(ErrorKind::kInvalidArgument, [&] { choose_kv_cache_dtype("fp8", DType::kBF16, cuda); }),
              "unknown kv_cache_dtype 'fp8'");
 }

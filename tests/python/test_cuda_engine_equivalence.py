@@ -4,7 +4,8 @@
 #   caching on/off and a preempting pool give identical greedy tokens;
 # - asynchronous scheduling (on by default on the GPU) against one step at a time: the same tokens
 #   and logprobs for seeded sampling, stop tokens and a preempting pool (float32);
-# - bfloat16 (the mixed path: bf16 KV, GEMV decode, cuBLASLt prefill, CUDA graphs): bf16 outputs
+# - bfloat16 and float16 (the mixed path: 16-bit KV, GEMV decode, cuBLASLt prefill, CUDA graphs):
+#   16-bit outputs
 #   are not batch-invariant (a batch changes which kernels and reduction orders run, as in every
 #   GPU engine), so the checks are: prefix-cache hits vs misses and graphs vs eager agree on >= 90%
 #   of greedy tokens and never leak KV blocks; preemption storms end with every block free.
@@ -84,6 +85,10 @@ def _agreement(a, b):
     return same / total
 
 
+HALF_DTYPES = [("bfloat16", "bf16"), ("float16", "f16")]
+
+
+@pytest.mark.parametrize("dtype,short", HALF_DTYPES, ids=["bf16", "f16"])
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -93,15 +98,16 @@ def _agreement(a, b):
     ],
     ids=["no-prefix-cache", "no-graphs", "preempting"],
 )
-def test_cuda_bf16_configurations_agree(kwargs):
-    base = eli.LLM(MODEL, device="cuda", dtype="bfloat16", num_kv_blocks=256, progress=False)
+def test_cuda_half_configurations_agree(kwargs, dtype, short):
+    base = eli.LLM(MODEL, device="cuda", dtype=dtype, num_kv_blocks=256, progress=False)
     try:
         want = [o.token_ids for o in base.generate(_prompts(), _greedy(24))]
-        assert base.info["kv_cache_dtype"] == "bf16"
+        assert base.info["kv_cache_dtype"] == short
     finally:
         base.shutdown()
+    kwargs = dict(kwargs)
     kwargs.setdefault("num_kv_blocks", 256)
-    llm = eli.LLM(MODEL, device="cuda", dtype="bfloat16", progress=False, **kwargs)
+    llm = eli.LLM(MODEL, device="cuda", dtype=dtype, progress=False, **kwargs)
     try:
         got = [o.token_ids for o in llm.generate(_prompts(), _greedy(24))]
         # Preempted sequences are recomputed by prefill (bf16 GEMM operands) where they were first
@@ -116,14 +122,15 @@ def test_cuda_bf16_configurations_agree(kwargs):
         llm.shutdown()
 
 
-def test_cuda_bf16_decode_graphs_match_eager_logprobs():
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_cuda_half_decode_graphs_match_eager_logprobs(dtype):
     """Graph replays compute the same function as eager steps: the logprobs of the same greedy
     continuation agree closely (only split-K partitioning may differ)."""
     prompt = [(i * 37 + 11) % 97 for i in range(30)]
     p = eli.SamplingParams(max_tokens=40, temperature=0.0, ignore_eos=True, logprobs=0)
     outs = {}
     for graphs in (True, False):
-        llm = eli.LLM(MODEL, device="cuda", dtype="bfloat16", num_kv_blocks=64, enable_cuda_graphs=graphs,
+        llm = eli.LLM(MODEL, device="cuda", dtype=dtype, num_kv_blocks=64, enable_cuda_graphs=graphs,
                       progress=False)
         try:
             outs[graphs] = llm.generate([prompt], p)[0]
