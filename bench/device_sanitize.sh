@@ -16,6 +16,8 @@
 # code paths at sizes a 10-100x slowdown can afford.
 # Writes $OUT/sanitize_<tool>.log (the sanitizer's findings, first 200 lines, plus the gtest result
 # and the ERROR SUMMARY) and $OUT/sanitize_summary.md (the table printed last).
+# ELI_SANITIZE_TESTS (default 'CudaKernel*:CudaEngineSanitize*'): the positive gtest filter, for a
+# round over the suites a change touched.
 # ELI_SANITIZE_SHARDS (default 1): each tool's tests are split into this many gtest shards
 # (GTEST_TOTAL_SHARDS / GTEST_SHARD_INDEX) run side by side, so a slow tool (racecheck over the
 # flash-prefill tests) fits the time limit; the shard logs are merged into one per tool.
@@ -36,7 +38,7 @@ BUILD="${ELI_DEVICE_BUILD_DIR:-$ROOT/build/device}"
 LIMIT="${ELI_SANITIZE_TIMEOUT:-330}"
 TOOLS="${ELI_SANITIZE_TOOLS:-memcheck racecheck initcheck}"
 EXCLUDE="${ELI_SANITIZE_EXCLUDE:-*RepeatedLoop*:*OutOfMemory*:*LongContext*:*LongSequence*:*RealShapes*:*ManyRows*:*CpuOnlyBuild*}"
-FILTER="CudaKernel*:CudaEngineSanitize*:-${EXCLUDE}"
+FILTER="${ELI_SANITIZE_TESTS:-CudaKernel*:CudaEngineSanitize*}:-${EXCLUDE}"
 SHARDS="${ELI_SANITIZE_SHARDS:-1}"
 SIMT_TOOLS="${ELI_SANITIZE_SIMT_TOOLS:-racecheck initcheck}"
 mkdir -p "$OUT"
