@@ -163,6 +163,7 @@ status=0
 } | tee "$OUT/sanitize_summary.md"
 rm -f "$OUT"/.sanitize_*.rc "$OUT"/.sanitize_*.sec
 # Any row whose verdict is not "ok" fails the script (the table was made in a subshell).
-if grep -E '^\| [a-z]+ \|' "$OUT/sanitize_summary.md" | grep -vq '(ok)'; then status=1; fi
+# (Tool rows only: "| <tool> | <rc> (<verdict>) |"; the header row has no verdict.)
+if grep -E '^\| [a-z]+ \| [0-9?]+ \(' "$OUT/sanitize_summary.md" | grep -vq '(ok)'; then status=1; fi
 echo "== sanitize exit status $status" | tee -a "$OUT/sanitize_summary.md"
 exit "$status"

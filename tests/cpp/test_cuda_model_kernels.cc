@@ -181,6 +181,7 @@ TEST(CudaKernelEngineSelection, TypedErrors) {
     return;
   }
   c.dtype = "float16";
+  c.gpu_memory_bytes = uint64_t{1} << 30;  // an absolute budget, as above (sanitizers side by side)
   {
     Engine e(c);
     EXPECT_EQ(e.info().kv_cache_dtype, "f16");
