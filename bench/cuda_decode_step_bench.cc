@@ -522,7 +522,8 @@ struct Variant {
 // default, rather than unset, because a kernel's carveout attribute outlives the variant that set it).
 KnobList base_knobs() {
   return {{Knob::kPdl, 1},          {Knob::kGemvPdl, 1},      {Knob::kAttnTriggerEarly, 0}, {Knob::kAttnMinSplit, 0},
-          {Knob::kAttnCarveout, -1}, {Knob::kGemvCarveout, -1}, {Knob::kRopeCarveout, -1}};
+          {Knob::kAttnCarveout, -1}, {Knob::kGemvCarveout, -1}, {Knob::kRopeCarveout, -1},
+          {Knob::kAttnStages, 0}};
 }
 KnobList with(const KnobList& changed) {
   KnobList k = base_knobs();
@@ -558,6 +559,8 @@ std::vector<Variant> variants_for(bool gemv_route) {
   p = Parts{};
   p.embed = p.rope = p.attn = p.sample = p.casts = false;
   v.push_back({gemv_route ? "GEMVs only" : "GEMMs only", p, base});
+  v.push_back({"attn ring 2 stages", Parts{}, with({{Knob::kAttnStages, 2}})});
+  v.push_back({"attn ring 3 stages", Parts{}, with({{Knob::kAttnStages, 3}})});
   if (gemv_route) {  // the alternatives the defaults were chosen against
     v.push_back({"attn trigger early", Parts{}, with({{Knob::kAttnTriggerEarly, 1}})});
     v.push_back({"attn carveout max", Parts{}, with({{Knob::kAttnCarveout, 100}})});

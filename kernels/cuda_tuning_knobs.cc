@@ -24,6 +24,7 @@ constexpr KnobInfo kInfo[kN] = {
     {"ELI_ATTN_CARVEOUT", kKnobUnset},
     {"ELI_GEMV_CARVEOUT", kKnobUnset},
     {"ELI_ROPE_CARVEOUT", kKnobUnset},
+    {"ELI_ATTN_STAGES", 0},
 };
 
 // The values, read from the environment once (function-local statics initialise thread-safely).

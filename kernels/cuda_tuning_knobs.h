@@ -21,6 +21,7 @@ enum class Knob : int {
   kAttnCarveout,      // ELI_ATTN_CARVEOUT, default unset: decode attention's shared-memory carveout
   kGemvCarveout,      // ELI_GEMV_CARVEOUT, default unset
   kRopeCarveout,      // ELI_ROPE_CARVEOUT, default unset
+  kAttnStages,        // ELI_ATTN_STAGES, default 0 (= the deepest K/V ring that keeps the occupancy): 2 or 3
   kCount
 };
 

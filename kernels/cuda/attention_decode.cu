@@ -11,7 +11,7 @@
 // - Warps work independently: the piece is cut into tiles of TR rows, warp w takes tiles w,
 //   w + 8, ...; each warp keeps its own online softmax (m, l) and accumulators. A row is read by
 //   TPR lanes, each owning 8 dims (16 bytes of T); a pass covers RP = 32 / TPR rows, a tile is
-//   kPasses passes. K and V stream through a per-warp kStages-deep cp.async ring (16-byte copies,
+//   kPasses passes. K and V stream through a per-warp ring of S (2 or 3) cp.async stages (16-byte copies,
 //   zero-filled past the piece or head_dim) in which every lane reads back only the chunks it
 //   copied itself: the loop has no CTA barrier at all, one __syncwarp per tile. A tile's cache
 //   offsets go through the block table once per row (lane L computes row L's, the others take
@@ -40,6 +40,7 @@
 // Launched with programmatic dependent launch (kernels/cuda/pdl.cuh): a CTA reads the batch's
 // lengths (uploaded before the step) while the previous kernel drains, then waits for it before it
 // touches q or the cache.
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -58,16 +59,12 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 constexpr int kPasses = 4;   // K (and V) chunks per lane per tile
-// Tiles in each warp's ring: kStages - 1 tiles are in flight while one is consumed. 3 keeps two
-// CTAs of 96 KiB per SM (QMAX <= 4) with 2 tiles (8 KiB) in flight per warp, for the large decode
-// batches of offline serving, where the kernel streams the whole cache once per step at the
-// memory's latency-bandwidth product. ELI_ATTN_DECODE_STAGES (2..4) overrides it at build time
-// for A/B measurements (bench/cuda_decode_step_bench.cc).
-#ifndef ELI_ATTN_DECODE_STAGES
-#define ELI_ATTN_DECODE_STAGES 3
-#endif
-constexpr int kStages = ELI_ATTN_DECODE_STAGES;
-static_assert(kStages >= 2 && kStages <= 4, "ring depth");
+// Tiles in each warp's ring (the template parameter S): S - 1 tiles are in flight while one is
+// consumed. 3 (8 KiB in flight per warp) when it costs no resident CTAs: on the H100 (228 KiB per
+// SM) two CTAs of 96 KiB fit, and a batch-256 decode step's attention took 0.28 ms less of its
+// 8 ms than with 2 (bench/results/2026-11-27_session6.md); else 2 (sm_86 / sm_89 allow 99 KiB per
+// CTA, A100 / Orin two CTAs of 64 KiB but one of 96). The kAttnStages knob forces one.
+constexpr int kMinStages = 2, kMaxStages = 3;
 constexpr int kCounterSlots = 16;
 constexpr int kMaxSplits = static_cast<int>(kAttentionMaxSplits);
 constexpr unsigned kFull = 0xffffffffu;
@@ -77,11 +74,13 @@ constexpr unsigned kFull = 0xffffffffu;
 // zero by every launch.
 __device__ unsigned int g_split_counters[kCounterSlots * kDecodeSlotCounters];
 
-// Dynamic shared memory: per warp a ring of kStages tiles x kPasses x (K, V) x 32 lanes of 16
-// bytes (32 KiB per stage in all); after the loop reused for the merge of the warps, (kWarps, RP,
-// QMAX, DW) floats = 8 KiB * QMAX.
-constexpr int kRingPerWarp = kStages * kPasses * 2 * 32;  // uint4's
-constexpr size_t kSmem = static_cast<size_t>(kWarps) * kRingPerWarp * sizeof(uint4);
+// Dynamic shared memory: per warp a ring of S tiles x kPasses x (K, V) x 32 lanes of 16 bytes
+// (32 KiB per stage in all); after the loop reused for the merge of the warps, (kWarps, RP, QMAX,
+// DW) floats = 8 KiB * QMAX.
+constexpr int ring_per_warp(int stages) { return stages * kPasses * 2 * 32; }  // uint4's
+constexpr size_t smem_bytes(int stages) {
+  return static_cast<size_t>(kWarps) * ring_per_warp(stages) * sizeof(uint4);
+}
 
 constexpr int ilog2(int v) { return v <= 1 ? 0 : 1 + ilog2(v / 2); }
 
@@ -150,7 +149,7 @@ __device__ __forceinline__ float reduce_scatter(float (&v)[QMAX], int lane) {
   return v[0];
 }
 
-template <typename T, int TPR, bool VEC, int QMAX>
+template <typename T, int TPR, bool VEC, int QMAX, int S>
 __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(const Params<T> p) {
   using H = HalfTraits<T>;
   constexpr int RP = 32 / TPR;          // kv rows per pass (per warp)
@@ -159,7 +158,8 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
   constexpr int REP = TPR / QMAX;       // lanes of a row holding the same query's score
   static_assert(32 % TPR == 0 && TPR >= QMAX && (QMAX & (QMAX - 1)) == 0, "layout");
   static_assert(QMAX <= kWarps && kMaxSplits == 32, "the combine: a warp per query, a lane per split");
-  static_assert(sizeof(float) * kWarps * RP * QMAX * DW <= kSmem, "the merge fits the ring");
+  static_assert(sizeof(float) * kWarps * RP * QMAX * DW <= smem_bytes(S), "the merge fits the ring");
+  static_assert(S >= kMinStages && S <= kMaxStages, "ring depth");
 
   extern __shared__ uint4 ring[];
   __shared__ __align__(16) float s_p[kWarps][2][kPasses * RP * QMAX];  // p per (pass, row, query)
@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
   const int r = lane / TPR, c = lane % TPR;
   const int qsel = c / REP;                    // the query whose score this lane ends up holding
   const bool rep0 = c % REP == 0;              // the first lane holding it
-  uint4* const my_ring = ring + warp * kRingPerWarp;  // [stage][pass][K, V][lane]
+  uint4* const my_ring = ring + warp * ring_per_warp(S);  // [stage][pass][K, V][lane]
   const int split = blockIdx.x;
   const int kvh = blockIdx.y / p.n_qchunks;
   const int qc0 = blockIdx.y % p.n_qchunks;
@@ -276,19 +276,19 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
       }
     };
 
-    // Tile k lives in ring stage k % kStages. Prologue: tiles 0 .. kStages - 2 in flight, one
-    // commit group each (empty groups past my_tiles keep the group count regular).
+    // Tile k lives in ring stage k % S. Prologue: tiles 0 .. S - 2 in flight, one commit group
+    // each (empty groups past my_tiles keep the group count regular).
 #pragma unroll
-    for (int k = 0; k < kStages - 1; ++k) {
+    for (int k = 0; k < S - 1; ++k) {
       if (k < my_tiles) issue_tile(k, k);
       cp_async_commit();
     }
-    int stage = 0, refill = kStages - 1;  // the stage of tile k, and of tile k + kStages - 1
+    int stage = 0, refill = S - 1;  // the stage of tile k, and of tile k + S - 1
     for (int k = 0; k < my_tiles; ++k) {
       // Refill the stage this lane consumed in the previous tile, then wait for this tile's.
-      if (k + kStages - 1 < my_tiles) issue_tile(k + kStages - 1, refill);
+      if (k + S - 1 < my_tiles) issue_tile(k + S - 1, refill);
       cp_async_commit();
-      cp_async_wait<kStages - 1>();
+      cp_async_wait<S - 1>();
       const int row0 = beg + (warp + k * kWarps) * TR + r;
 
       // Scores of this lane's query for the tile's rows r, r + RP, ... (log2 domain, -inf masked).
@@ -369,7 +369,7 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
         }
       }
       refill = stage;  // consumed: the next iteration refills it
-      stage = stage + 1 == kStages ? 0 : stage + 1;
+      stage = stage + 1 == S ? 0 : stage + 1;
     }
     cp_async_wait<0>();
     __syncthreads();  // every warp is done with its ring: it becomes the merge area
@@ -493,33 +493,82 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
 // stays the driver's choice: forcing the largest one (as an earlier version did, for two CTAs per
 // SM) made the SMs switch configurations between this kernel and the GEMVs around it, which cost
 // more than the occupancy gained (bench/cuda_decode_step_bench.cc, the kAttnCarveout knob at 100).
-template <typename T, int TPR, bool VEC, int QMAX>
+int current_device() {
+  int dev = 0;
+  ELI_CUDA_CHECK(cudaGetDevice(&dev));
+  return dev;
+}
+
+template <typename T, int TPR, bool VEC, int QMAX, int S>
 void configure_t() {
   static std::atomic<uint64_t> opted{0};
-  allow_dynamic_smem(reinterpret_cast<const void*>(decode_kernel<T, TPR, VEC, QMAX>), kSmem, &opted);
+  allow_dynamic_smem(reinterpret_cast<const void*>(decode_kernel<T, TPR, VEC, QMAX, S>), smem_bytes(S), &opted);
+}
+
+// Resident CTAs per SM of an instantiation on the current device (0: it does not fit at all).
+template <typename T, int TPR, bool VEC, int QMAX, int S>
+int occupancy_of() {
+  int optin = 0;
+  ELI_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, current_device()));
+  cudaFuncAttributes fa{};
+  ELI_CUDA_CHECK(cudaFuncGetAttributes(&fa, decode_kernel<T, TPR, VEC, QMAX, S>));
+  if (smem_bytes(S) + fa.sharedSizeBytes > static_cast<size_t>(optin)) return 0;
+  configure_t<T, TPR, VEC, QMAX, S>();
+  int n = 0;
+  ELI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_kernel<T, TPR, VEC, QMAX, S>, kThreads,
+                                                               smem_bytes(S)));
+  return n;
+}
+
+// The ring depth of an instantiation on the current device, and its resident CTAs per SM (both
+// cached per device): the kAttnStages knob if set, else the deepest ring whose occupancy is the
+// shallow ring's.
+struct RingChoice {
+  int stages = kMinStages, ctas = 1;
+};
+template <typename T, int TPR, bool VEC, int QMAX>
+RingChoice ring_choice() {
+  static std::atomic<int> cached[64] = {};  // stages * 16 + ctas, 0: not yet
+  const int dev = current_device();
+  const bool cacheable = dev >= 0 && dev < 64;
+  const int forced = cuda::knob(cuda::Knob::kAttnStages);
+  if (cacheable && forced == 0) {
+    const int c = cached[dev].load(std::memory_order_relaxed);
+    if (c > 0) return RingChoice{c / 16, c % 16};
+  }
+  const int shallow = occupancy_of<T, TPR, VEC, QMAX, kMinStages>();
+  const int deep = forced == kMinStages ? 0 : occupancy_of<T, TPR, VEC, QMAX, kMaxStages>();
+  RingChoice r;
+  if (deep > 0 && (forced == kMaxStages || deep >= shallow)) {
+    r = RingChoice{kMaxStages, deep};
+  } else {
+    r = RingChoice{kMinStages, shallow > 0 ? shallow : 1};
+  }
+  if (cacheable && forced == 0) cached[dev].store(r.stages * 16 + std::min(r.ctas, 15), std::memory_order_relaxed);
+  return r;
+}
+
+template <typename T, int TPR, bool VEC, int QMAX, int S>
+void launch_decode_s(const Params<T>& p, dim3 grid, cudaStream_t stream) {
+  configure_t<T, TPR, VEC, QMAX, S>();
+  cuda::apply_carveout_knob(reinterpret_cast<const void*>(decode_kernel<T, TPR, VEC, QMAX, S>),
+                            cuda::Knob::kAttnCarveout);
+  cuda::launch_kernel(decode_kernel<T, TPR, VEC, QMAX, S>, grid, dim3(kThreads), smem_bytes(S), stream,
+                      cuda::pdl_enabled(), p);
 }
 
 template <typename T, int TPR, bool VEC, int QMAX>
 void launch_decode_t(const Params<T>& p, dim3 grid, cudaStream_t stream) {
-  configure_t<T, TPR, VEC, QMAX>();
-  cuda::apply_carveout_knob(reinterpret_cast<const void*>(decode_kernel<T, TPR, VEC, QMAX>), cuda::Knob::kAttnCarveout);
-  cuda::launch_kernel(decode_kernel<T, TPR, VEC, QMAX>, grid, dim3(kThreads), kSmem, stream, cuda::pdl_enabled(), p);
+  if (ring_choice<T, TPR, VEC, QMAX>().stages == kMaxStages) {
+    launch_decode_s<T, TPR, VEC, QMAX, kMaxStages>(p, grid, stream);
+  } else {
+    launch_decode_s<T, TPR, VEC, QMAX, kMinStages>(p, grid, stream);
+  }
 }
 
-// Resident CTAs per SM of an instantiation on the current device (cached per device).
 template <typename T, int TPR, bool VEC, int QMAX>
 int occupancy_t() {
-  static std::atomic<int> cached[64] = {};
-  int dev = 0;
-  ELI_CUDA_CHECK(cudaGetDevice(&dev));
-  const bool cacheable = dev >= 0 && dev < 64;
-  if (cacheable && cached[dev].load(std::memory_order_relaxed) > 0) return cached[dev].load(std::memory_order_relaxed);
-  configure_t<T, TPR, VEC, QMAX>();
-  int n = 0;
-  ELI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_kernel<T, TPR, VEC, QMAX>, kThreads, kSmem));
-  n = n > 0 ? n : 1;
-  if (cacheable) cached[dev].store(n, std::memory_order_relaxed);
-  return n;
+  return ring_choice<T, TPR, VEC, QMAX>().ctas;
 }
 
 // The one place that maps (kv_vec, head_dim) to an instantiation: calls f.template

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "eli/error.h"
+#include "kernels/cuda_tuning_knobs.h"
 #include "kernels/ops.h"
 #include "kernels/ref/float_convert.h"
 #include "kernels/registry.h"
@@ -374,6 +375,33 @@ TEST_P(CudaKernelAttn16, DecodeBatchesOfManySequences) {
       run_case(c);
     }
   }
+}
+
+TEST_P(CudaKernelAttn16, DecodeRingDepthsBothMatch) {
+  // The decode kernel's K/V ring is 2 or 3 stages deep, chosen per device (the deeper one where it
+  // keeps the occupancy); the kAttnStages knob forces each, so both run here whatever the GPU.
+  const int saved = cuda::knob(cuda::Knob::kAttnStages);
+  std::uniform_int_distribution<int32_t> len(1, 3000);
+  for (int stages : {2, 3}) {
+    cuda::set_knob(cuda::Knob::kAttnStages, stages);
+    for (int64_t hd : {128, 64, 256}) {
+      std::vector<Seq> seqs;
+      for (int i = 0; i < 9; ++i) seqs.push_back({len(rng_), 1});
+      seqs[3].ctx = 1;
+      AttnCase c;
+      c.name = "decode ring " + std::to_string(stages) + " hd " + std::to_string(hd);
+      c.seqs = seqs;
+      c.nh = 16;
+      c.nkv = hd == 64 ? 2 : 4;
+      c.hd = hd;
+      c.bs = 16;
+      run_case(c);
+      c.name += " multi-token";
+      for (Seq& q : c.seqs) q.n_new = std::min(q.ctx, 3);
+      run_case(c);
+    }
+  }
+  cuda::set_knob(cuda::Knob::kAttnStages, saved);
 }
 
 TEST_P(CudaKernelAttn16, DecodeGroupsAndHeadDims) {

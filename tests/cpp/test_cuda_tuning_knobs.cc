@@ -26,6 +26,7 @@ TEST(CudaTuningKnobs, DefaultsAreTheMeasuredSettings) {
   expect_default(Knob::kAttnCarveout, "ELI_ATTN_CARVEOUT", cuda::kKnobUnset);
   expect_default(Knob::kGemvCarveout, "ELI_GEMV_CARVEOUT", cuda::kKnobUnset);
   expect_default(Knob::kRopeCarveout, "ELI_ROPE_CARVEOUT", cuda::kKnobUnset);
+  expect_default(Knob::kAttnStages, "ELI_ATTN_STAGES", 0);
 }
 
 TEST(CudaTuningKnobs, SetKnobTakesEffectAndOnlyOnItsKnob) {
