@@ -489,16 +489,16 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1) decode_kernel(con
   }
 }
 
-// Once per device and instantiation: the dynamic shared memory opt-in. The shared-memory carveout
-// stays the driver's choice: forcing the largest one (as an earlier version did, for two CTAs per
-// SM) made the SMs switch configurations between this kernel and the GEMVs around it, which cost
-// more than the occupancy gained (bench/cuda_decode_step_bench.cc, the kAttnCarveout knob at 100).
 int current_device() {
   int dev = 0;
   ELI_CUDA_CHECK(cudaGetDevice(&dev));
   return dev;
 }
 
+// Once per device and instantiation: the dynamic shared memory opt-in. The shared-memory carveout
+// stays the driver's choice: forcing the largest one (as an earlier version did, for two CTAs per
+// SM) made the SMs switch configurations between this kernel and the GEMVs around it, which cost
+// more than the occupancy gained (bench/cuda_decode_step_bench.cc, the kAttnCarveout knob at 100).
 template <typename T, int TPR, bool VEC, int QMAX, int S>
 void configure_t() {
   static std::atomic<uint64_t> opted{0};
