@@ -130,6 +130,18 @@ struct CacheType<__half> {
   static constexpr DType kOther = DType::kBF16;
 };
 
+// The decode kernel's query chunks for at most max_q queries per sequence: sets p.n_qchunks (the
+// grid's, grid-stride beyond) and p.n_qchunks_cap (the counters' bound); returns QMAX.
+template <typename T>
+int set_query_chunks(attn::Params<T>& p, int64_t max_q) {
+  const int64_t n_q = max_q * p.group;  // queries per (seq, kv head) at most
+  const int qmax = attn::decode_qmax(n_q);
+  const int64_t qchunks = ceil_div(n_q, qmax);
+  p.n_qchunks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(qchunks, kMaxGridYZ / p.n_kv_heads)));
+  p.n_qchunks_cap = static_cast<int>(std::min<int64_t>(qchunks, attn::kDecodeSlotCounters + 1));
+  return qmax;
+}
+
 template <typename T>
 void attention_half_cuda(const void* args_ptr, const ExecContext& ctx) {
   constexpr DType kCache = CacheType<T>::kDType, kOther = CacheType<T>::kOther;
@@ -193,21 +205,12 @@ void attention_half_cuda(const void* args_ptr, const ExecContext& ctx) {
   if (a.max_query_len > kDecodeMaxQueryLen && a.n_seqs * a.n_kv_heads >= kMixedSplitMinUnits * sm_count()) {
     // A mixed batch of many sequences (continuous batching: decode rows beside prefill chunks):
     // the decode kernel takes the sequences of one query (reading each K/V row once per kv head,
-    // for its whole query group), the prefill kernel the rest. Without
-    // splits: the workspace is laid out for decode batches, and these CTAs fill the GPU anyway.
+    // for its whole query group), the prefill kernel the rest. Without splits: the workspace is
+    // laid out for decode batches, and these CTAs fill the GPU anyway.
     p.decode_q_max = 1;  // decode rows (1 query: the smallest kernel variant for the group)
-    const int64_t n_q = p.group;
-    const int qmax = attn::decode_qmax(n_q);
-    const int64_t qchunks = ceil_div(n_q, qmax);
-    p.n_qchunks = static_cast<int>(std::max<int64_t>(1, std::min(qchunks, kMaxGridYZ / a.n_kv_heads)));
-    p.n_qchunks_cap = static_cast<int>(std::min<int64_t>(qchunks, attn::kDecodeSlotCounters + 1));
-    attn::launch_decode<T>(p, qmax, stream);
+    attn::launch_decode<T>(p, set_query_chunks(p, 1), stream);
   } else if (a.max_query_len > 0 && a.max_query_len <= kDecodeMaxQueryLen) {
-    const int64_t n_q = a.max_query_len * p.group;  // queries per (seq, kv head) at most
-    const int qmax = attn::decode_qmax(n_q);
-    const int64_t qchunks = ceil_div(n_q, qmax);
-    p.n_qchunks = static_cast<int>(std::max<int64_t>(1, std::min(qchunks, kMaxGridYZ / a.n_kv_heads)));
-    p.n_qchunks_cap = static_cast<int>(std::min<int64_t>(qchunks, attn::kDecodeSlotCounters + 1));
+    const int qmax = set_query_chunks(p, a.max_query_len);
     // Splits: at most kAttentionMaxSplits, at least min_split_len_for(hd) positions each, within the
     // workspace; among those, the fewest whose wave efficiency is near the best (choose_splits).
     int64_t span = p.kv_cap;

@@ -566,11 +566,6 @@ void launch_decode_t(const Params<T>& p, dim3 grid, cudaStream_t stream) {
   }
 }
 
-template <typename T, int TPR, bool VEC, int QMAX>
-int occupancy_t() {
-  return ring_choice<T, TPR, VEC, QMAX>().ctas;
-}
-
 // The one place that maps (kv_vec, head_dim) to an instantiation: calls f.template
 // operator()<TPR, VEC>().
 template <typename T, typename F>
@@ -602,7 +597,7 @@ struct OccupancyQ {
   int* out;
   template <int TPR, bool VEC>
   void operator()() const {
-    *out = occupancy_t<T, TPR, VEC, QMAX>();
+    *out = ring_choice<T, TPR, VEC, QMAX>().ctas;
   }
 };
 

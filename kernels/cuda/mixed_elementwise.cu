@@ -285,6 +285,50 @@ unsigned blocks_for(int64_t n) {
 
 }  // namespace
 
+namespace {
+
+// One launch of NormCast with Out the output element type: the float4 kernel where the shapes and
+// pointers allow, else the element-wise one.
+template <typename Out>
+void launch_norm_cast(const NormCastArgs& a, cudaStream_t stream) {
+  Out* out = static_cast<Out*>(a.out);
+  const unsigned grid = static_cast<unsigned>(a.rows);
+  if (a.hidden % 4 == 0 && a.x_stride % 4 == 0 && a.out_stride % 4 == 0 && aligned(a.x, 16) &&
+      aligned(a.weight, 16) && aligned(a.out, 4 * sizeof(Out))) {
+    norm_cast_vec4_kernel<Out><<<grid, cuda::threads_for(a.hidden / 4), 0, stream>>>(
+        out, a.x, a.weight, a.hidden / 4, a.out_stride, a.x_stride, a.eps, a.weight_offset);
+  } else {
+    norm_cast_kernel<Out><<<grid, cuda::threads_for(a.hidden), 0, stream>>>(
+        out, a.x, a.weight, a.hidden, a.out_stride, a.x_stride, a.eps, a.weight_offset);
+  }
+  ELI_CUDA_CHECK_LAUNCH();
+}
+
+// SwigluCast with T the element type: the 8-wide kernel for 16-bit T where the shapes and pointers
+// allow, else the element-wise one; rows beyond the grid's y limit in further launches.
+template <typename T>
+void launch_swiglu_cast(const SwigluCastArgs& a, cudaStream_t stream) {
+  T* out = static_cast<T*>(a.out);
+  const T* in = static_cast<const T*>(a.gate_up);
+  const bool vec = sizeof(T) == 2 && a.inter % 8 == 0 && a.in_stride % 8 == 0 && a.out_stride % 8 == 0 &&
+                   aligned(a.gate_up, 16) && aligned(a.out, 16);
+  const unsigned bx = blocks_for(vec ? a.inter / 8 : a.inter);
+  for (int64_t r0 = 0; r0 < a.rows; r0 += kMaxGridY) {
+    const dim3 grid(bx, static_cast<unsigned>(std::min(kMaxGridY, a.rows - r0)));
+    if constexpr (sizeof(T) == 2) {
+      if (vec) {
+        swiglu_cast_vec8_kernel<T><<<grid, kThreads, 0, stream>>>(out, in, r0, a.inter / 8, a.out_stride, a.in_stride);
+        ELI_CUDA_CHECK_LAUNCH();
+        continue;
+      }
+    }
+    swiglu_cast_kernel<T><<<grid, kThreads, 0, stream>>>(out, in, r0, a.inter, a.out_stride, a.in_stride);
+    ELI_CUDA_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace
+
 void norm_cast_cuda(const void* args_ptr, const ExecContext& ctx) {
   const NormCastArgs& a = *static_cast<const NormCastArgs*>(args_ptr);
   check_act(a.out_dtype, "norm_cast out");
@@ -293,39 +337,13 @@ void norm_cast_cuda(const void* args_ptr, const ExecContext& ctx) {
   if (a.rows == 0) return;
   ELI_CHECK(a.rows <= INT_MAX, "norm_cast: too many rows");
   cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
-  const size_t out_elem = a.out_dtype == DType::kF32 ? 4 : 2;
-  if (a.hidden % 4 == 0 && a.x_stride % 4 == 0 && a.out_stride % 4 == 0 && aligned(a.x, 16) &&
-      aligned(a.weight, 16) && aligned(a.out, 4 * out_elem)) {
-    const int threads = cuda::threads_for(a.hidden / 4);
-    const unsigned grid = static_cast<unsigned>(a.rows);
-    if (a.out_dtype == DType::kBF16) {
-      norm_cast_vec4_kernel<__nv_bfloat16><<<grid, threads, 0, stream>>>(
-          static_cast<__nv_bfloat16*>(a.out), a.x, a.weight, a.hidden / 4, a.out_stride, a.x_stride, a.eps,
-          a.weight_offset);
-    } else if (a.out_dtype == DType::kF16) {
-      norm_cast_vec4_kernel<__half><<<grid, threads, 0, stream>>>(static_cast<__half*>(a.out), a.x, a.weight,
-                                                                  a.hidden / 4, a.out_stride, a.x_stride, a.eps,
-                                                                  a.weight_offset);
-    } else {
-      norm_cast_vec4_kernel<float><<<grid, threads, 0, stream>>>(static_cast<float*>(a.out), a.x, a.weight,
-                                                                 a.hidden / 4, a.out_stride, a.x_stride, a.eps,
-                                                                 a.weight_offset);
-    }
-    ELI_CUDA_CHECK_LAUNCH();
-    return;
-  }
-  const int threads = cuda::threads_for(a.hidden);
   if (a.out_dtype == DType::kBF16) {
-    norm_cast_kernel<__nv_bfloat16><<<static_cast<unsigned>(a.rows), threads, 0, stream>>>(
-        static_cast<__nv_bfloat16*>(a.out), a.x, a.weight, a.hidden, a.out_stride, a.x_stride, a.eps, a.weight_offset);
+    launch_norm_cast<__nv_bfloat16>(a, stream);
   } else if (a.out_dtype == DType::kF16) {
-    norm_cast_kernel<__half><<<static_cast<unsigned>(a.rows), threads, 0, stream>>>(
-        static_cast<__half*>(a.out), a.x, a.weight, a.hidden, a.out_stride, a.x_stride, a.eps, a.weight_offset);
+    launch_norm_cast<__half>(a, stream);
   } else {
-    norm_cast_kernel<float><<<static_cast<unsigned>(a.rows), threads, 0, stream>>>(
-        static_cast<float*>(a.out), a.x, a.weight, a.hidden, a.out_stride, a.x_stride, a.eps, a.weight_offset);
+    launch_norm_cast<float>(a, stream);
   }
-  ELI_CUDA_CHECK_LAUNCH();
 }
 
 void swiglu_cast_cuda(const void* args_ptr, const ExecContext& ctx) {
@@ -335,39 +353,12 @@ void swiglu_cast_cuda(const void* args_ptr, const ExecContext& ctx) {
             "swiglu_cast: bad shape");
   if (a.rows == 0 || a.inter == 0) return;
   cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
-  if (a.dtype != DType::kF32 && a.inter % 8 == 0 && a.in_stride % 8 == 0 && a.out_stride % 8 == 0 &&
-      aligned(a.gate_up, 16) && aligned(a.out, 16)) {
-    const unsigned bx8 = blocks_for(a.inter / 8);
-    for (int64_t r0 = 0; r0 < a.rows; r0 += kMaxGridY) {
-      const dim3 grid(bx8, static_cast<unsigned>(std::min(kMaxGridY, a.rows - r0)));
-      if (a.dtype == DType::kBF16) {
-        swiglu_cast_vec8_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(
-            static_cast<__nv_bfloat16*>(a.out), static_cast<const __nv_bfloat16*>(a.gate_up), r0, a.inter / 8,
-            a.out_stride, a.in_stride);
-      } else {
-        swiglu_cast_vec8_kernel<__half><<<grid, kThreads, 0, stream>>>(static_cast<__half*>(a.out),
-                                                                      static_cast<const __half*>(a.gate_up), r0,
-                                                                      a.inter / 8, a.out_stride, a.in_stride);
-      }
-      ELI_CUDA_CHECK_LAUNCH();
-    }
-    return;
-  }
-  const unsigned bx = blocks_for(a.inter);
-  for (int64_t r0 = 0; r0 < a.rows; r0 += kMaxGridY) {
-    const int64_t n = std::min(kMaxGridY, a.rows - r0);
-    if (a.dtype == DType::kBF16) {
-      swiglu_cast_kernel<__nv_bfloat16><<<dim3(bx, static_cast<unsigned>(n)), kThreads, 0, stream>>>(
-          static_cast<__nv_bfloat16*>(a.out), static_cast<const __nv_bfloat16*>(a.gate_up), r0, a.inter, a.out_stride,
-          a.in_stride);
-    } else if (a.dtype == DType::kF16) {
-      swiglu_cast_kernel<__half><<<dim3(bx, static_cast<unsigned>(n)), kThreads, 0, stream>>>(
-          static_cast<__half*>(a.out), static_cast<const __half*>(a.gate_up), r0, a.inter, a.out_stride, a.in_stride);
-    } else {
-      swiglu_cast_kernel<float><<<dim3(bx, static_cast<unsigned>(n)), kThreads, 0, stream>>>(
-          static_cast<float*>(a.out), static_cast<const float*>(a.gate_up), r0, a.inter, a.out_stride, a.in_stride);
-    }
-    ELI_CUDA_CHECK_LAUNCH();
+  if (a.dtype == DType::kBF16) {
+    launch_swiglu_cast<__nv_bfloat16>(a, stream);
+  } else if (a.dtype == DType::kF16) {
+    launch_swiglu_cast<__half>(a, stream);
+  } else {
+    launch_swiglu_cast<float>(a, stream);
   }
 }
 
