@@ -29,11 +29,13 @@ void add_cpu_isa(std::vector<KernelEntry>& t, const char* variant, int prio, boo
   constexpr DeviceKind kCpu = DeviceKind::kCPU;
   t.push_back({Op::kEmbedding, kCpu, DType::kF32, variant, prio, embedding_cpu_f32<I>, usable});
   t.push_back({Op::kEmbedding, kCpu, DType::kBF16, variant, prio, embedding_cpu_bf16<I>, usable});
-  t.push_back({Op::kRmsNorm, kCpu, DType::kF32, variant, prio, rms_norm_cpu<I>, usable});
-  t.push_back({Op::kMatmul, kCpu, DType::kF32, variant, prio, matmul_cpu_f32<I>, usable});
-  t.push_back({Op::kMatmul, kCpu, DType::kBF16, variant, prio, matmul_cpu_bf16<I>, usable});
-  t.push_back({Op::kRope, kCpu, DType::kF32, variant, prio, rope_cpu<I>, usable});
-  t.push_back({Op::kSwiglu, kCpu, DType::kF32, variant, prio, swiglu_cpu<I>, usable});
+  t.push_back({Op::kGemm, kCpu, DType::kF32, variant, prio, gemm_cpu_f32<I>, usable});
+  t.push_back({Op::kGemm, kCpu, DType::kBF16, variant, prio, gemm_cpu_bf16<I>, usable});
+  t.push_back({Op::kGemv, kCpu, DType::kF32, variant, prio, gemv_cpu_f32<I>, usable});
+  t.push_back({Op::kGemv, kCpu, DType::kBF16, variant, prio, gemv_cpu_bf16<I>, usable});
+  t.push_back({Op::kNormCast, kCpu, DType::kF32, variant, prio, norm_cast_cpu<I>, usable});
+  t.push_back({Op::kGatedAct, kCpu, DType::kF32, variant, prio, gated_act_cpu<I>, usable});
+  t.push_back({Op::kRopeKvWrite, kCpu, DType::kF32, variant, prio, rope_kv_write_cpu<I>, usable});
   t.push_back({Op::kAttention, kCpu, DType::kF32, variant, prio, attention_cpu<I>, usable});
 }
 
@@ -46,15 +48,7 @@ std::vector<KernelEntry> build_kernel_table() {
   t.push_back({Op::kEmbedding, kCpu, DType::kF32, "ref", kPrioRef, embedding_ref_f32, nullptr});
   t.push_back({Op::kEmbedding, kCpu, DType::kBF16, "ref", kPrioRef, embedding_ref_bf16, nullptr});
   t.push_back({Op::kEmbedding, kCpu, DType::kF16, "ref", kPrioRef, embedding_ref_f16, nullptr});
-  t.push_back({Op::kRmsNorm, kCpu, DType::kF32, "ref", kPrioRef, rms_norm_ref, nullptr});
-  t.push_back({Op::kMatmul, kCpu, DType::kF32, "ref", kPrioRef, matmul_ref_f32, nullptr});
-  t.push_back({Op::kMatmul, kCpu, DType::kBF16, "ref", kPrioRef, matmul_ref_bf16, nullptr});
-  t.push_back({Op::kRope, kCpu, DType::kF32, "ref", kPrioRef, rope_ref, nullptr});
-  t.push_back({Op::kSwiglu, kCpu, DType::kF32, "ref", kPrioRef, swiglu_ref, nullptr});
-  t.push_back({Op::kKvWrite, kCpu, DType::kF32, "ref", kPrioRef, kv_write_ref, nullptr});
   t.push_back({Op::kAttention, kCpu, DType::kF32, "ref", kPrioRef, attention_ref, nullptr});
-  t.push_back({Op::kKvWrite, kCpu, DType::kBF16, "ref", kPrioRef, kv_write_ref_bf16, nullptr});
-  t.push_back({Op::kKvWrite, kCpu, DType::kF16, "ref", kPrioRef, kv_write_ref_f16, nullptr});
   t.push_back({Op::kAttention, kCpu, DType::kBF16, "ref", kPrioRef, attention_ref_bf16, nullptr});
   t.push_back({Op::kAttention, kCpu, DType::kF16, "ref", kPrioRef, attention_ref_f16, nullptr});
   t.push_back({Op::kGemv, kCpu, DType::kF32, "ref", kPrioRef, gemv_ref_f32, nullptr});
@@ -64,7 +58,7 @@ std::vector<KernelEntry> build_kernel_table() {
   t.push_back({Op::kGemm, kCpu, DType::kBF16, "ref", kPrioRef, gemm_ref_bf16, nullptr});
   t.push_back({Op::kGemm, kCpu, DType::kF16, "ref", kPrioRef, gemm_ref_f16, nullptr});
   t.push_back({Op::kNormCast, kCpu, DType::kF32, "ref", kPrioRef, norm_cast_ref, nullptr});
-  t.push_back({Op::kSwigluCast, kCpu, DType::kF32, "ref", kPrioRef, swiglu_cast_ref, nullptr});
+  t.push_back({Op::kGatedAct, kCpu, DType::kF32, "ref", kPrioRef, gated_act_ref, nullptr});
   t.push_back({Op::kRopeKvWrite, kCpu, DType::kF32, "ref", kPrioRef, rope_kv_write_ref_f32, nullptr});
   t.push_back({Op::kRopeKvWrite, kCpu, DType::kBF16, "ref", kPrioRef, rope_kv_write_ref_bf16, nullptr});
   t.push_back({Op::kRopeKvWrite, kCpu, DType::kF16, "ref", kPrioRef, rope_kv_write_ref_f16, nullptr});
@@ -73,7 +67,7 @@ std::vector<KernelEntry> build_kernel_table() {
   for (DType q : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ4_K,
                   DType::kQ5_K, DType::kQ6_K}) {
     KernelFn fn = dequant_ref_kernel(q);
-    if (fn != nullptr) t.push_back({Op::kDequant, kCpu, q, "ref", kPrioRef, fn, nullptr});
+    if (fn != nullptr) t.push_back({Op::kDequant, kCpu, q, "ref", kPrioRef, fn, nullptr, WeightFormat::kGgufBlocks});
   }
   // Optimized CPU kernels.
   add_cpu_isa<CpuIsaKind::kGeneric>(t, "generic", kPrioGeneric, nullptr);

@@ -12,23 +12,27 @@ size_t attention_workspace_bytes(int64_t n_tokens, int64_t n_heads, int64_t head
 const char* op_name(Op op) {
   switch (op) {
     case Op::kEmbedding: return "embedding";
-    case Op::kRmsNorm: return "rms_norm";
-    case Op::kMatmul: return "matmul";
-    case Op::kRope: return "rope";
-    case Op::kSwiglu: return "swiglu";
-    case Op::kKvWrite: return "kv_write";
     case Op::kAttention: return "attention";
     case Op::kDequant: return "dequant";
     case Op::kGemv: return "gemv";
     case Op::kGemm: return "gemm";
     case Op::kNormCast: return "norm_cast";
-    case Op::kSwigluCast: return "swiglu_cast";
+    case Op::kGatedAct: return "gated_act";
     case Op::kRopeKvWrite: return "rope_kv_write";
     case Op::kSample: return "sample";
     case Op::kScatterTokens: return "scatter_tokens";
     case Op::kCount: break;
   }
   return "unknown_op";
+}
+
+const char* gated_act_name(GatedAct act) {
+  switch (act) {
+    case GatedAct::kNone: return "none";
+    case GatedAct::kSilu: return "silu";
+    case GatedAct::kGeluTanh: return "gelu_tanh";
+  }
+  return "unknown";
 }
 
 }  // namespace eli

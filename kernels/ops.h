@@ -3,11 +3,10 @@
 //
 // Shapes use: T = tokens in the step, H = hidden size, V = vocab, I = intermediate size,
 // nh = query heads, nkv = kv heads, hd = head dim, B = KV block size, NB = blocks in the pool.
-// Activations are f32 on the CPU backend; weight matrices may be f32 or bf16 there, and f16 too on
-// the GPU (the registry key's dtype is the weight dtype). The "mixed" ops (kGemv .. kRopeKvWrite)
-// serve the GPU's 16-bit path (bf16 or f16, never mixed within a model): the residual stream stays
-// f32, operands of the big matrix products and the KV cache are 16-bit; their pointers are void*
-// with the dtype named beside them, and each has a CPU reference.
+// One op set serves every device and dtype (the forward pass is written once, runtime/model): the
+// residual stream is f32; the operands of the big matrix products and the KV cache are f32 or a
+// 16-bit type (bf16 / f16, never mixed within a model), named beside their void* pointers. The
+// registry key's dtype is the weight (or cache) dtype; every op has a reference in kernels/ref.
 #pragma once
 
 #include <cstdint>
@@ -19,19 +18,13 @@ namespace eli {
 class ThreadPool;
 
 enum class Op : int {
-  kEmbedding,   // out[t] = table[ids[t]]
-  kRmsNorm,     // out = x * rsqrt(mean(x^2) + eps) * weight      (optionally residual += x first)
-  kMatmul,      // out[M,N] (+)= x[M,K] @ w[N,K]^T + bias[N]
-  kRope,        // rotate q/k heads in place (rotate-half / NeoX layout)
-  kSwiglu,      // out[M,I] = silu(gate_up[:, :I]) * gate_up[:, I:]
-  kKvWrite,     // k/v of new tokens -> paged cache slots
+  kEmbedding,   // out[t] = table[ids[t]] * scale
   kAttention,   // causal paged attention over a ragged batch
   kDequant,     // GGUF block-quantized rows -> f32
-  // Mixed-precision ops (device fast path; references in kernels/ref).
-  kGemv,        // decode: out[m,:] (+)= act(norm(x[m,:]) @ w^T + bias), m small; fused RMSNorm/SwiGLU
-  kGemm,        // prefill: out (+)= x @ w^T + bias; x, w bf16 / f16 (or f32); out f32 or x's dtype
-  kNormCast,    // out (bf16, f16 or f32) = x * rsqrt(mean(x^2) + eps) * (weight + offset); x f32
-  kSwigluCast,  // out = silu(gate) * up with gate_up and out in the args' dtype (bf16, f16 or f32)
+  kGemv,        // decode: out[m,:] (+)= act(norm(x[m,:]) @ w^T + bias), m small; fused RMSNorm/gated act
+  kGemm,        // prefill: out (+)= x @ w^T + bias; out f32 or x's dtype
+  kNormCast,    // out (bf16, f16 or f32) (+)= x * rsqrt(mean(x^2) + eps) * (weight + offset); x f32
+  kGatedAct,    // out = act(gate) * up with gate_up and out in the args' dtype (bf16, f16 or f32)
   kRopeKvWrite, // fused: optional q/k RMSNorm, RoPE on q and k, q -> q_out, k/v -> paged cache
   kSample,      // logits rows -> tokens (+ logprobs) on the device; args in kernels/sample_ops.h
   kScatterTokens,  // ids[dst_index[i]] = src[src_index[i]]: next step's inputs from sampled tokens
@@ -50,50 +43,16 @@ struct EmbeddingArgs {
   const void* table;       // (V, H) in the registry dtype
   const int32_t* ids;      // (T); each in [0, V) (checked by the caller; kernels clamp)
   int64_t n_tokens, hidden, vocab;
+  float scale = 1.0f;      // out = table row * scale, in f32 (Gemma's sqrt(H) embedding scale)
 };
 
-struct RmsNormArgs {
-  float* out;              // (M, H), row stride out_stride
-  float* residual;         // (M, H) or nullptr: if set, residual += x first, then out = norm(residual)
-  const float* x;          // (M, H), row stride x_stride
-  const float* weight;     // (H)
-  int64_t rows, hidden, out_stride, x_stride;
-  float eps;
-  float weight_offset;     // 0 normally; 1 for checkpoints storing (weight - 1)
+// The activation of a gated MLP: out = act(gate) * up.
+enum class GatedAct : uint8_t {
+  kNone,      // no gating (GemvArgs only)
+  kSilu,      // silu(g) = g / (1 + exp(-g))       (SwiGLU: Llama, Qwen, Mistral, Phi-3)
+  kGeluTanh,  // 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3)))   (GeGLU: Gemma)
 };
-
-struct MatmulArgs {
-  float* out;              // (M, N), row stride out_stride
-  const float* x;          // (M, K), row stride x_stride
-  const void* w;           // (N, K) contiguous, registry dtype
-  const float* bias;       // (N) or nullptr
-  int64_t m, n, k, out_stride, x_stride;
-  bool accumulate;         // out += result (fused residual add)
-};
-
-struct RopeArgs {
-  float* x;                // (T, n_heads, hd): row stride row_stride, head stride hd
-  const int32_t* positions;// (T)
-  const float* inv_freq;   // (n_tables, rot_dim / 2)
-  const int32_t* table_of_token; // (T) index into inv_freq tables, or nullptr (table 0)
-  int64_t n_tokens, n_heads, head_dim, rot_dim, row_stride;
-  float attention_scaling; // multiplies cos and sin (YaRN mscale; 1 otherwise)
-};
-
-struct SwigluArgs {
-  float* out;              // (M, I), row stride out_stride
-  const float* gate_up;    // (M, 2I): gate then up, row stride in_stride
-  int64_t rows, inter, out_stride, in_stride;
-};
-
-struct KvWriteArgs {
-  void* k_cache;           // (NB, B, nkv, hd) in the registry dtype (f32; bf16 / f16 on CUDA)
-  void* v_cache;           // (NB, B, nkv, hd)
-  const float* k;          // (T, nkv, hd), row stride k_stride
-  const float* v;          // (T, nkv, hd), row stride v_stride
-  const int32_t* slot_mapping; // (T), slot = block * B + offset; < 0 skips the token
-  int64_t n_tokens, n_kv_heads, head_dim, k_stride, v_stride, n_slots;
-};
+const char* gated_act_name(GatedAct act);
 
 // Split-K decode attention: at most this many splits of one (query, head)'s context; the
 // workspace a device kernel needs for n_tokens decode queries (f32 partial outputs plus the running
@@ -134,11 +93,12 @@ struct DequantArgs {
 // ---- mixed-precision ops ------------------------------------------------------------------
 
 // Decode GEMV (m <= kGemvMaxRows). Fusions, in order: x rows RMS-normalised with norm_weight (if
-// set), the product with w (N, K) (+ bias), SwiGLU over the two halves of N (if swiglu: rows
-// [0, N/2) of w are the gate, [N/2, N) the up projection; out has N/2 columns), then out = or +=.
+// set), the product with w (N, K) (+ bias), the gated activation over the two halves of N (if
+// gated != kNone: rows [0, N/2) of w are the gate, [N/2, N) the up projection; out has N/2
+// columns), then out = or +=.
 constexpr int64_t kGemvMaxRows = 8;
 struct GemvArgs {
-  float* out;              // (m, swiglu ? n/2 : n), row stride out_stride; must not alias x
+  float* out;              // (m, gated != kNone ? n/2 : n), row stride out_stride; must not alias x
   const float* x;          // (m, k), row stride x_stride
   const void* w;           // (n, k) contiguous, registry dtype
   const float* bias;       // (n) or nullptr
@@ -146,7 +106,7 @@ struct GemvArgs {
   int64_t m, n, k, out_stride, x_stride;
   float norm_eps = 1e-6f;
   float norm_weight_offset = 0.0f;
-  bool swiglu = false;
+  GatedAct gated = GatedAct::kNone;
   bool accumulate = false;
 };
 
@@ -166,6 +126,7 @@ struct GemmArgs {
   size_t workspace_bytes = 0;
 };
 
+// out may alias x only when !accumulate (each row is read whole before it is written).
 struct NormCastArgs {
   void* out;               // (rows, hidden), row stride out_stride, out_dtype
   const float* x;          // (rows, hidden), row stride x_stride
@@ -174,16 +135,19 @@ struct NormCastArgs {
   float eps;
   float weight_offset;     // 0 normally; 1 for checkpoints storing (weight - 1)
   DType out_dtype = DType::kBF16;
+  bool accumulate = false; // out += result (f32 out only): a post-norm added to the residual
 };
 
-struct SwigluCastArgs {
+struct GatedActArgs {
   void* out;               // (rows, inter), row stride out_stride, dtype
   const void* gate_up;     // (rows, 2 inter): gate then up, row stride in_stride, dtype
   int64_t rows, inter, out_stride, in_stride;
   DType dtype = DType::kBF16;
+  GatedAct act = GatedAct::kSilu;  // kSilu or kGeluTanh
 };
 
-// Per token: q heads and k heads of qkv get (q_norm / k_norm RMSNorm if set, then) RoPE as kRope;
+// Per token: q heads and k heads of qkv get (q_norm / k_norm RMSNorm if set, then) rotate-half
+// (NeoX) RoPE with angle float(pos) * inv_freq[table][i], cos and sin scaled by attention_scaling;
 // q is written to q_out (q_dtype, contiguous (T, nh, hd)); k and v go to their cache slot (cache
 // in the registry dtype), slots < 0 or >= n_slots skipped. qkv itself is not modified.
 struct RopeKvWriteArgs {
@@ -198,7 +162,7 @@ struct RopeKvWriteArgs {
   const float* inv_freq;         // (n_tables, rot_dim / 2)
   const int32_t* table_of_token; // (T) or nullptr
   int64_t n_tokens, n_heads, n_kv_heads, head_dim, rot_dim, qkv_stride, n_slots;
-  float attention_scaling; // as RopeArgs
+  float attention_scaling; // multiplies cos and sin (YaRN / LongRoPE mscale; 1 otherwise)
   float norm_eps;
   DType q_dtype = DType::kBF16;
 };

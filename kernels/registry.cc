@@ -15,10 +15,10 @@ const std::vector<KernelEntry>& all_kernels() {
   return kTable;
 }
 
-const KernelEntry* find_kernel(Op op, DeviceKind device, DType dtype, const char* variant) {
+const KernelEntry* find_kernel(Op op, DeviceKind device, WeightFormat format, DType dtype, const char* variant) {
   const KernelEntry* best = nullptr;
   for (const KernelEntry& e : all_kernels()) {
-    if (e.op != op || e.device != device || e.dtype != dtype) continue;
+    if (e.op != op || e.device != device || e.format != format || e.dtype != dtype) continue;
     if (variant != nullptr && std::strcmp(variant, e.variant) != 0) continue;
     if (e.usable != nullptr && !e.usable()) continue;
     if (best == nullptr || e.priority > best->priority) best = &e;
@@ -26,11 +26,12 @@ const KernelEntry* find_kernel(Op op, DeviceKind device, DType dtype, const char
   return best;
 }
 
-const KernelEntry& get_kernel(Op op, DeviceKind device, DType dtype, const char* variant) {
-  const KernelEntry* e = find_kernel(op, device, dtype, variant);
+const KernelEntry& get_kernel(Op op, DeviceKind device, WeightFormat format, DType dtype, const char* variant) {
+  const KernelEntry* e = find_kernel(op, device, format, dtype, variant);
   if (e == nullptr) {
     ELI_THROW(kUnsupported, "no kernel for op ", op_name(op), " on ",
-              device == DeviceKind::kCUDA ? "cuda" : "cpu", " with dtype ", dtype_name(dtype),
+              device == DeviceKind::kCUDA ? "cuda" : "cpu", " with ", weight_format_name(format), " dtype ",
+              dtype_name(dtype),
               variant != nullptr ? " variant " : "", variant != nullptr ? variant : "");
   }
   return *e;

@@ -1,4 +1,4 @@
-// kernels/registry.h: the one table of (op, device, dtype, variant) -> kernel function.
+// kernels/registry.h: the one table of (op, device, weight format, dtype, variant) -> kernel function.
 //
 // Dispatch, "is this supported?", tests and benchmarks all read this table; nothing else keeps a
 // list of ops. Kernels are added in kernels/kernel_table.cc (explicitly, so static-library linking
@@ -12,6 +12,7 @@
 #include "eli/device.h"
 #include "eli/dtype.h"
 #include "kernels/ops.h"
+#include "runtime/core/weight_format.h"
 
 namespace eli {
 
@@ -25,18 +26,24 @@ struct KernelEntry {
   int priority;           // higher wins; ref kernels are 0
   KernelFn fn;
   bool (*usable)();       // nullptr: always usable; else checked at lookup (CPU features, ...)
+  WeightFormat format = WeightFormat::kDense;  // layout of the weight the kernel reads
 };
 
 // Every kernel of this build (including ones not usable on this machine).
 const std::vector<KernelEntry>& all_kernels();
-// The best usable entry, or nullptr if none.
-const KernelEntry* find_kernel(Op op, DeviceKind device, DType dtype, const char* variant = nullptr);
-// As find_kernel, but throws eli::Error(kUnsupported) naming the key when none exists.
-const KernelEntry& get_kernel(Op op, DeviceKind device, DType dtype, const char* variant = nullptr);
-
-template <typename Args>
-inline void launch(Op op, DeviceKind device, DType dtype, const Args& args, const ExecContext& ctx) {
-  get_kernel(op, device, dtype).fn(&args, ctx);
+// The best usable entry for (op, device, format, dtype), or nullptr if none.
+const KernelEntry* find_kernel(Op op, DeviceKind device, WeightFormat format, DType dtype,
+                               const char* variant = nullptr);
+// Dense weights (every op but the block-format ones).
+inline const KernelEntry* find_kernel(Op op, DeviceKind device, DType dtype, const char* variant = nullptr) {
+  return find_kernel(op, device, WeightFormat::kDense, dtype, variant);
 }
+// As find_kernel, but throws eli::Error(kUnsupported) naming the key when none exists.
+const KernelEntry& get_kernel(Op op, DeviceKind device, WeightFormat format, DType dtype,
+                              const char* variant = nullptr);
+inline const KernelEntry& get_kernel(Op op, DeviceKind device, DType dtype, const char* variant = nullptr) {
+  return get_kernel(op, device, WeightFormat::kDense, dtype, variant);
+}
+
 
 }  // namespace eli

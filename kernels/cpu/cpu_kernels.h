@@ -9,14 +9,16 @@
 
 namespace eli {
 
-template <CpuIsaKind I> void matmul_cpu_f32(const void* args, const ExecContext& ctx);
-template <CpuIsaKind I> void matmul_cpu_bf16(const void* args, const ExecContext& ctx);
-template <CpuIsaKind I> void attention_cpu(const void* args, const ExecContext& ctx);
-template <CpuIsaKind I> void rms_norm_cpu(const void* args, const ExecContext& ctx);
-template <CpuIsaKind I> void rope_cpu(const void* args, const ExecContext& ctx);
-template <CpuIsaKind I> void swiglu_cpu(const void* args, const ExecContext& ctx);
-template <CpuIsaKind I> void embedding_cpu_f32(const void* args, const ExecContext& ctx);
-template <CpuIsaKind I> void embedding_cpu_bf16(const void* args, const ExecContext& ctx);
+template <CpuIsaKind I> void gemm_cpu_f32(const void* args, const ExecContext& ctx);       // GemmArgs
+template <CpuIsaKind I> void gemm_cpu_bf16(const void* args, const ExecContext& ctx);      // GemmArgs
+template <CpuIsaKind I> void gemv_cpu_f32(const void* args, const ExecContext& ctx);       // GemvArgs
+template <CpuIsaKind I> void gemv_cpu_bf16(const void* args, const ExecContext& ctx);      // GemvArgs
+template <CpuIsaKind I> void attention_cpu(const void* args, const ExecContext& ctx);      // AttentionArgs
+template <CpuIsaKind I> void norm_cast_cpu(const void* args, const ExecContext& ctx);      // NormCastArgs
+template <CpuIsaKind I> void gated_act_cpu(const void* args, const ExecContext& ctx);      // GatedActArgs
+template <CpuIsaKind I> void rope_kv_write_cpu(const void* args, const ExecContext& ctx);  // RopeKvWriteArgs
+template <CpuIsaKind I> void embedding_cpu_f32(const void* args, const ExecContext& ctx);  // EmbeddingArgs
+template <CpuIsaKind I> void embedding_cpu_bf16(const void* args, const ExecContext& ctx); // EmbeddingArgs
 
 // The ISA table of I (the AVX tables exist only in x86 builds).
 template <CpuIsaKind I>

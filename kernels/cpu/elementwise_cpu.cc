@@ -1,5 +1,6 @@
-// kernels/cpu/elementwise_cpu.cc: threaded CPU drivers of the small ops (Embedding, RmsNorm, Rope,
-// Swiglu), parallel over rows/tokens, inner loops from cpu_isa.h. Semantics as the references.
+// kernels/cpu/elementwise_cpu.cc: threaded CPU drivers of the small ops (Embedding, NormCast,
+// GatedAct, RopeKvWrite; f32 activations and KV cache), parallel over rows/tokens, inner loops from
+// cpu_isa.h. Semantics as the references (kernels/ref).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -7,6 +8,7 @@
 
 #include "eli/error.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/ref/activation.h"
 #include "runtime/core/thread_pool.h"
 
 namespace eli {
@@ -28,35 +30,72 @@ void embedding_run(const EmbeddingArgs& a, bool bf16, const CpuIsa& isa, ThreadP
       } else {
         std::memcpy(out, static_cast<const float*>(a.table) + id * a.hidden, sizeof(float) * a.hidden);
       }
+      if (a.scale != 1.0f) {
+        for (int64_t j = 0; j < a.hidden; ++j) out[j] *= a.scale;
+      }
     }
   }, row_grain(a.hidden));
 }
 
-void rms_norm_run(const RmsNormArgs& a, const CpuIsa& isa, ThreadPool* pool) {
-  ELI_CHECK(a.hidden > 0 && a.rows >= 0, "rms_norm: bad sizes");
+// RMSNorm of one row into out (which may alias x when !accumulate).
+inline void norm_row(const CpuIsa& isa, float* out, const float* x, const float* w, int64_t n, float eps,
+                     float offset, bool accumulate, std::vector<float>& tmp) {
+  const double ms = isa.sum_sq(x, n) / static_cast<double>(n);
+  const float inv = static_cast<float>(1.0 / std::sqrt(ms + static_cast<double>(eps)));
+  if (!accumulate) {
+    isa.scale_mul(out, x, w, offset, inv, n);
+    return;
+  }
+  tmp.resize(static_cast<size_t>(n));
+  isa.scale_mul(tmp.data(), x, w, offset, inv, n);
+  isa.add_inplace(out, tmp.data(), n);
+}
+
+void norm_cast_run(const NormCastArgs& a, const CpuIsa& isa, ThreadPool* pool) {
+  ELI_CHECK(a.hidden > 0 && a.rows >= 0, "norm_cast: bad sizes");
+  ELI_CHECK_KIND(kUnsupported, a.out_dtype == DType::kF32, "CPU norm_cast writes float32, not ",
+                 dtype_name(a.out_dtype));
+  parallel_for(pool, a.rows, [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<float> tmp;
+    for (int64_t r = r0; r < r1; ++r) {
+      norm_row(isa, static_cast<float*>(a.out) + r * a.out_stride, a.x + r * a.x_stride, a.weight, a.hidden, a.eps,
+               a.weight_offset, a.accumulate, tmp);
+    }
+  }, row_grain(a.hidden));
+}
+
+void gated_act_run(const GatedActArgs& a, const CpuIsa& isa, ThreadPool* pool) {
+  ELI_CHECK(a.rows >= 0 && a.inter >= 0, "gated_act: bad sizes");
+  ELI_CHECK_KIND(kUnsupported, a.dtype == DType::kF32, "CPU gated_act works in float32, not ", dtype_name(a.dtype));
+  ELI_CHECK(a.act == GatedAct::kSilu || a.act == GatedAct::kGeluTanh, "gated_act: no activation given");
   parallel_for(pool, a.rows, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      const float* src = a.x + r * a.x_stride;
-      if (a.residual != nullptr) {
-        float* res = a.residual + r * a.hidden;
-        isa.add_inplace(res, src, a.hidden);
-        src = res;
+      const float* gate = static_cast<const float*>(a.gate_up) + r * a.in_stride;
+      float* out = static_cast<float*>(a.out) + r * a.out_stride;
+      if (a.act == GatedAct::kSilu) {
+        isa.swiglu_row(out, gate, gate + a.inter, a.inter);
+      } else {
+        for (int64_t j = 0; j < a.inter; ++j) out[j] = act_gelu_tanh(gate[j]) * gate[a.inter + j];
       }
-      const double ms = isa.sum_sq(src, a.hidden) / static_cast<double>(a.hidden);
-      const float inv = static_cast<float>(1.0 / std::sqrt(ms + static_cast<double>(a.eps)));
-      isa.scale_mul(a.out + r * a.out_stride, src, a.weight, a.weight_offset, inv, a.hidden);
     }
-  }, row_grain(a.hidden));
+  }, row_grain(a.inter));
 }
 
-void rope_run(const RopeArgs& a, const CpuIsa& isa, ThreadPool* pool) {
-  ELI_CHECK(a.rot_dim >= 0 && a.rot_dim % 2 == 0 && a.rot_dim <= a.head_dim, "rope: bad rot_dim ",
-            a.rot_dim, " for head_dim ", a.head_dim);
-  const int64_t half = a.rot_dim / 2;
-  if (half == 0) return;
+// Per token: q/k RMSNorm (optional), RoPE of q and k, q -> q_out, k/v -> their cache slots (f32).
+void rope_kv_write_run(const RopeKvWriteArgs& a, const CpuIsa& isa, ThreadPool* pool) {
+  ELI_CHECK(a.rot_dim >= 0 && a.rot_dim % 2 == 0 && a.rot_dim <= a.head_dim, "rope: bad rot_dim ", a.rot_dim,
+            " for head_dim ", a.head_dim);
+  ELI_CHECK_KIND(kUnsupported, a.q_dtype == DType::kF32, "CPU rope_kv_write writes float32 queries, not ",
+                 dtype_name(a.q_dtype));
+  const int64_t hd = a.head_dim, nh = a.n_heads, nkv = a.n_kv_heads, half = a.rot_dim / 2;
+  const int64_t kv_row = nkv * hd;
+  float* q_out = static_cast<float*>(a.q_out);
+  float* k_cache = static_cast<float*>(a.k_cache);
+  float* v_cache = static_cast<float*>(a.v_cache);
   parallel_for(pool, a.n_tokens, [&](int64_t t0, int64_t t1) {
-    thread_local std::vector<float> cs;  // (2, half): cos then sin
+    thread_local std::vector<float> cs, krow, tmp;  // (2, half) cos then sin; one token's k heads
     cs.resize(static_cast<size_t>(2 * half));
+    krow.resize(static_cast<size_t>(kv_row));
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t table = a.table_of_token != nullptr ? a.table_of_token[t] : 0;
       const float* inv_freq = a.inv_freq + table * half;
@@ -66,20 +105,31 @@ void rope_run(const RopeArgs& a, const CpuIsa& isa, ThreadPool* pool) {
         cs[i] = static_cast<float>(std::cos(static_cast<double>(angle)) * a.attention_scaling);
         cs[half + i] = static_cast<float>(std::sin(static_cast<double>(angle)) * a.attention_scaling);
       }
-      for (int64_t h = 0; h < a.n_heads; ++h)
-        isa.rope_row(a.x + t * a.row_stride + h * a.head_dim, cs.data(), cs.data() + half, half);
+      const float* row = a.qkv + t * a.qkv_stride;
+      float* q = q_out + t * nh * hd;
+      for (int64_t h = 0; h < nh; ++h) {
+        if (a.q_norm != nullptr) {
+          norm_row(isa, q + h * hd, row + h * hd, a.q_norm, hd, a.norm_eps, 0.0f, false, tmp);
+        } else {
+          std::memcpy(q + h * hd, row + h * hd, sizeof(float) * hd);
+        }
+        if (half > 0) isa.rope_row(q + h * hd, cs.data(), cs.data() + half, half);
+      }
+      const int64_t slot = a.slot_mapping[t];
+      if (slot < 0 || slot >= a.n_slots) continue;
+      const float* k = row + nh * hd;
+      for (int64_t h = 0; h < nkv; ++h) {
+        if (a.k_norm != nullptr) {
+          norm_row(isa, krow.data() + h * hd, k + h * hd, a.k_norm, hd, a.norm_eps, 0.0f, false, tmp);
+        } else {
+          std::memcpy(krow.data() + h * hd, k + h * hd, sizeof(float) * hd);
+        }
+        if (half > 0) isa.rope_row(krow.data() + h * hd, cs.data(), cs.data() + half, half);
+      }
+      std::memcpy(k_cache + slot * kv_row, krow.data(), sizeof(float) * kv_row);
+      std::memcpy(v_cache + slot * kv_row, row + (nh + nkv) * hd, sizeof(float) * kv_row);
     }
-  }, row_grain(a.n_heads * a.head_dim));
-}
-
-void swiglu_run(const SwigluArgs& a, const CpuIsa& isa, ThreadPool* pool) {
-  ELI_CHECK(a.rows >= 0 && a.inter >= 0, "swiglu: bad sizes");
-  parallel_for(pool, a.rows, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* gate = a.gate_up + r * a.in_stride;
-      isa.swiglu_row(a.out + r * a.out_stride, gate, gate + a.inter, a.inter);
-    }
-  }, row_grain(a.inter));
+  }, row_grain((nh + 2 * nkv) * hd));
 }
 
 }  // namespace
@@ -93,21 +143,21 @@ void embedding_cpu_bf16(const void* args, const ExecContext& ctx) {
   embedding_run(*static_cast<const EmbeddingArgs*>(args), true, isa_table<I>(), ctx.pool);
 }
 template <CpuIsaKind I>
-void rms_norm_cpu(const void* args, const ExecContext& ctx) {
-  rms_norm_run(*static_cast<const RmsNormArgs*>(args), isa_table<I>(), ctx.pool);
+void norm_cast_cpu(const void* args, const ExecContext& ctx) {
+  norm_cast_run(*static_cast<const NormCastArgs*>(args), isa_table<I>(), ctx.pool);
 }
 template <CpuIsaKind I>
-void rope_cpu(const void* args, const ExecContext& ctx) {
-  rope_run(*static_cast<const RopeArgs*>(args), isa_table<I>(), ctx.pool);
+void gated_act_cpu(const void* args, const ExecContext& ctx) {
+  gated_act_run(*static_cast<const GatedActArgs*>(args), isa_table<I>(), ctx.pool);
 }
 template <CpuIsaKind I>
-void swiglu_cpu(const void* args, const ExecContext& ctx) {
-  swiglu_run(*static_cast<const SwigluArgs*>(args), isa_table<I>(), ctx.pool);
+void rope_kv_write_cpu(const void* args, const ExecContext& ctx) {
+  rope_kv_write_run(*static_cast<const RopeKvWriteArgs*>(args), isa_table<I>(), ctx.pool);
 }
 ELI_CPU_INSTANTIATE(embedding_cpu_f32)
 ELI_CPU_INSTANTIATE(embedding_cpu_bf16)
-ELI_CPU_INSTANTIATE(rms_norm_cpu)
-ELI_CPU_INSTANTIATE(rope_cpu)
-ELI_CPU_INSTANTIATE(swiglu_cpu)
+ELI_CPU_INSTANTIATE(norm_cast_cpu)
+ELI_CPU_INSTANTIATE(gated_act_cpu)
+ELI_CPU_INSTANTIATE(rope_kv_write_cpu)
 
 }  // namespace eli

@@ -1,4 +1,6 @@
-// kernels/cpu/matmul_cpu.cc: the threaded CPU matmul driver, out[M,N] (+)= x[M,K] @ w[N,K]^T + bias.
+// kernels/cpu/matmul_cpu.cc: the threaded CPU matrix products: Op::kGemm (out[M,N] (+)= x[M,K] @
+// w[N,K]^T + bias, x and out f32, w f32 or bf16) and Op::kGemv (the same product with the decode
+// fusions of GemvArgs: RMSNorm of x first, the gated activation after), one driver for both.
 //
 // Two regimes (three with an ISA that has a packed GEMM, see matmul_packed):
 // - decode / small M (M <= kGemvMaxM): bandwidth-bound. Parallel over blocks of weight rows; each
@@ -10,16 +12,28 @@
 // Every output element is written by exactly one task; the tile functions only add to out, so a
 // task first sets its outputs to bias (or 0), or adds bias when accumulate is set.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
 #include "eli/error.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/ref/activation.h"
 #include "runtime/core/thread_pool.h"
 
 namespace eli {
 
 namespace {
+
+// One product: out[m, n] (+)= x[m, k] @ w[n, k]^T + bias[n], f32 x and out.
+struct MatmulArgs {
+  float* out;              // (M, N), row stride out_stride
+  const float* x;          // (M, K), row stride x_stride
+  const void* w;           // (N, K) contiguous, f32 or bf16
+  const float* bias;       // (N) or nullptr
+  int64_t m, n, k, out_stride, x_stride;
+  bool accumulate;         // out += result
+};
 
 constexpr int64_t kGemvMaxM = 8;
 constexpr int64_t kGemvNb = 32;   // weight rows per decode task
@@ -161,17 +175,79 @@ void matmul_cpu(const MatmulArgs& a, bool bf16, const CpuIsa& isa, ThreadPool* p
   });
 }
 
+void gemm_cpu(const GemmArgs& g, bool bf16, const CpuIsa& isa, ThreadPool* pool) {
+  ELI_CHECK_KIND(kUnsupported, g.x_dtype == DType::kF32 && g.out_dtype == DType::kF32,
+                 "CPU gemm takes float32 activations and output, not x ", dtype_name(g.x_dtype), " / out ",
+                 dtype_name(g.out_dtype));
+  MatmulArgs a{static_cast<float*>(g.out), static_cast<const float*>(g.x), g.w, g.bias, g.m, g.n, g.k,
+               g.out_stride, g.x_stride, g.accumulate};
+  matmul_cpu(a, bf16, isa, pool);
+}
+
+// The decode fusions around one product: x rows normalised into scratch (if norm_weight), the
+// product into out (or, gated, into scratch then out (+)= act(gate) * up).
+void gemv_cpu(const GemvArgs& g, bool bf16, const CpuIsa& isa, ThreadPool* pool) {
+  const bool gated = g.gated != GatedAct::kNone;
+  ELI_CHECK(g.m >= 0 && g.n >= 0 && g.k > 0, "gemv: bad sizes m=", g.m, " n=", g.n, " k=", g.k);
+  ELI_CHECK(!gated || g.n % 2 == 0, "gemv: a gated activation needs an even n, got ", g.n);
+  thread_local std::vector<float> xn, y;  // (m, k) normalised rows; (m, n) pre-activation rows
+  const float* x = g.x;
+  int64_t x_stride = g.x_stride;
+  if (g.norm_weight != nullptr) {
+    xn.resize(static_cast<size_t>(g.m * g.k));
+    for (int64_t r = 0; r < g.m; ++r) {
+      const float* src = g.x + r * g.x_stride;
+      const double ms = isa.sum_sq(src, g.k) / static_cast<double>(g.k);
+      const float inv = static_cast<float>(1.0 / std::sqrt(ms + static_cast<double>(g.norm_eps)));
+      isa.scale_mul(xn.data() + r * g.k, src, g.norm_weight, g.norm_weight_offset, inv, g.k);
+    }
+    x = xn.data();
+    x_stride = g.k;
+  }
+  if (!gated) {
+    MatmulArgs a{g.out, x, g.w, g.bias, g.m, g.n, g.k, g.out_stride, x_stride, g.accumulate};
+    matmul_cpu(a, bf16, isa, pool);
+    return;
+  }
+  y.resize(static_cast<size_t>(g.m * g.n));
+  MatmulArgs a{y.data(), x, g.w, g.bias, g.m, g.n, g.k, g.n, x_stride, false};
+  matmul_cpu(a, bf16, isa, pool);
+  const int64_t half = g.n / 2;
+  for (int64_t r = 0; r < g.m; ++r) {
+    const float* yr = y.data() + r * g.n;
+    float* out = g.out + r * g.out_stride;
+    if (g.gated == GatedAct::kSilu && !g.accumulate) {
+      isa.swiglu_row(out, yr, yr + half, half);
+      continue;
+    }
+    for (int64_t j = 0; j < half; ++j) {
+      const float v = gated_act_value(g.gated, yr[j]) * yr[half + j];
+      out[j] = g.accumulate ? out[j] + v : v;
+    }
+  }
+}
+
 }  // namespace
 
 template <CpuIsaKind I>
-void matmul_cpu_f32(const void* args, const ExecContext& ctx) {
-  matmul_cpu(*static_cast<const MatmulArgs*>(args), false, isa_table<I>(), ctx.pool);
+void gemm_cpu_f32(const void* args, const ExecContext& ctx) {
+  gemm_cpu(*static_cast<const GemmArgs*>(args), false, isa_table<I>(), ctx.pool);
 }
 template <CpuIsaKind I>
-void matmul_cpu_bf16(const void* args, const ExecContext& ctx) {
-  matmul_cpu(*static_cast<const MatmulArgs*>(args), true, isa_table<I>(), ctx.pool);
+void gemm_cpu_bf16(const void* args, const ExecContext& ctx) {
+  gemm_cpu(*static_cast<const GemmArgs*>(args), true, isa_table<I>(), ctx.pool);
 }
-ELI_CPU_INSTANTIATE(matmul_cpu_f32)
-ELI_CPU_INSTANTIATE(matmul_cpu_bf16)
+template <CpuIsaKind I>
+void gemv_cpu_f32(const void* args, const ExecContext& ctx) {
+  gemv_cpu(*static_cast<const GemvArgs*>(args), false, isa_table<I>(), ctx.pool);
+}
+template <CpuIsaKind I>
+void gemv_cpu_bf16(const void* args, const ExecContext& ctx) {
+  gemv_cpu(*static_cast<const GemvArgs*>(args), true, isa_table<I>(), ctx.pool);
+}
+ELI_CPU_INSTANTIATE(gemm_cpu_f32)
+ELI_CPU_INSTANTIATE(gemm_cpu_bf16)
+ELI_CPU_INSTANTIATE(gemv_cpu_f32)
+ELI_CPU_INSTANTIATE(gemv_cpu_bf16)
 
 }  // namespace eli

@@ -4,21 +4,12 @@
 namespace eli {
 
 void add_cuda_kernels(std::vector<KernelEntry>& table) {
-  table.push_back({Op::kRmsNorm, DeviceKind::kCUDA, DType::kF32, "cuda", 10, rmsnorm_f32_cuda, nullptr});
   table.push_back({Op::kEmbedding, DeviceKind::kCUDA, DType::kF32, "cuda", 10, embedding_f32_cuda, nullptr});
   table.push_back({Op::kEmbedding, DeviceKind::kCUDA, DType::kBF16, "cuda", 10, embedding_bf16_cuda, nullptr});
   table.push_back({Op::kEmbedding, DeviceKind::kCUDA, DType::kF16, "cuda", 10, embedding_f16_cuda, nullptr});
-  table.push_back({Op::kMatmul, DeviceKind::kCUDA, DType::kF32, "cuda", 10, matmul_f32_cuda, nullptr});
-  table.push_back({Op::kMatmul, DeviceKind::kCUDA, DType::kBF16, "cuda", 10, matmul_bf16_cuda, nullptr});
-  table.push_back({Op::kRope, DeviceKind::kCUDA, DType::kF32, "cuda", 10, rope_f32_cuda, nullptr});
-  table.push_back({Op::kSwiglu, DeviceKind::kCUDA, DType::kF32, "cuda", 10, swiglu_f32_cuda, nullptr});
-  table.push_back({Op::kKvWrite, DeviceKind::kCUDA, DType::kF32, "cuda", 10, kv_write_f32_cuda, nullptr});
   table.push_back({Op::kAttention, DeviceKind::kCUDA, DType::kF32, "cuda", 10, attention_f32_cuda, nullptr});
-  // Mixed-precision (bf16 / f16) path.
   table.push_back({Op::kAttention, DeviceKind::kCUDA, DType::kBF16, "cuda", 10, attention_bf16_cuda, nullptr});
   table.push_back({Op::kAttention, DeviceKind::kCUDA, DType::kF16, "cuda", 10, attention_f16_cuda, nullptr});
-  table.push_back({Op::kKvWrite, DeviceKind::kCUDA, DType::kBF16, "cuda", 10, kv_write_bf16_cuda, nullptr});
-  table.push_back({Op::kKvWrite, DeviceKind::kCUDA, DType::kF16, "cuda", 10, kv_write_f16_cuda, nullptr});
   table.push_back({Op::kGemv, DeviceKind::kCUDA, DType::kBF16, "cuda", 10, gemv_bf16_cuda, nullptr});
   table.push_back({Op::kGemv, DeviceKind::kCUDA, DType::kF16, "cuda", 10, gemv_f16_cuda, nullptr});
   table.push_back({Op::kGemv, DeviceKind::kCUDA, DType::kF32, "cuda", 10, gemv_f32_cuda, nullptr});
@@ -26,7 +17,7 @@ void add_cuda_kernels(std::vector<KernelEntry>& table) {
   table.push_back({Op::kGemm, DeviceKind::kCUDA, DType::kF16, "cublaslt", 10, gemm_f16_cuda, nullptr});
   table.push_back({Op::kGemm, DeviceKind::kCUDA, DType::kF32, "cublaslt", 10, gemm_f32_cuda, nullptr});
   table.push_back({Op::kNormCast, DeviceKind::kCUDA, DType::kF32, "cuda", 10, norm_cast_cuda, nullptr});
-  table.push_back({Op::kSwigluCast, DeviceKind::kCUDA, DType::kF32, "cuda", 10, swiglu_cast_cuda, nullptr});
+  table.push_back({Op::kGatedAct, DeviceKind::kCUDA, DType::kF32, "cuda", 10, gated_act_cuda, nullptr});
   table.push_back({Op::kRopeKvWrite, DeviceKind::kCUDA, DType::kF32, "cuda", 10, rope_kv_write_f32_cuda, nullptr});
   table.push_back({Op::kRopeKvWrite, DeviceKind::kCUDA, DType::kBF16, "cuda", 10, rope_kv_write_bf16_cuda, nullptr});
   table.push_back({Op::kRopeKvWrite, DeviceKind::kCUDA, DType::kF16, "cuda", 10, rope_kv_write_f16_cuda, nullptr});

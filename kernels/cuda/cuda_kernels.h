@@ -14,15 +14,9 @@ namespace eli {
 void add_cuda_kernels(std::vector<KernelEntry>& table);
 
 // Individual launchers (registered by add_cuda_kernels; declared for benchmarks and tests).
-void rmsnorm_f32_cuda(const void* args, const ExecContext& ctx);     // RmsNormArgs
 void embedding_f32_cuda(const void* args, const ExecContext& ctx);   // EmbeddingArgs, f32 table
 void embedding_bf16_cuda(const void* args, const ExecContext& ctx);  // EmbeddingArgs, bf16 table
 void embedding_f16_cuda(const void* args, const ExecContext& ctx);   // EmbeddingArgs, f16 table
-void matmul_f32_cuda(const void* args, const ExecContext& ctx);      // MatmulArgs, f32 weights
-void matmul_bf16_cuda(const void* args, const ExecContext& ctx);     // MatmulArgs, bf16 weights
-void rope_f32_cuda(const void* args, const ExecContext& ctx);        // RopeArgs
-void swiglu_f32_cuda(const void* args, const ExecContext& ctx);      // SwigluArgs
-void kv_write_f32_cuda(const void* args, const ExecContext& ctx);    // KvWriteArgs, f32 cache
 void attention_f32_cuda(const void* args, const ExecContext& ctx);   // AttentionArgs, f32 cache
 // 16-bit path (kernels/cuda/attention_bf16.cu; bf16 or f16 cache): paged flash attention for
 // prefill, split-K decode.
@@ -35,11 +29,9 @@ void gemv_f32_cuda(const void* args, const ExecContext& ctx);        // GemvArgs
 void gemm_bf16_cuda(const void* args, const ExecContext& ctx);       // GemmArgs, bf16 weights
 void gemm_f16_cuda(const void* args, const ExecContext& ctx);        // GemmArgs, f16 weights
 void gemm_f32_cuda(const void* args, const ExecContext& ctx);        // GemmArgs, f32 weights
-// Mixed-precision elementwise ops (kernels/cuda/mixed_elementwise.cu).
+// Elementwise ops (kernels/cuda/mixed_elementwise.cu).
 void norm_cast_cuda(const void* args, const ExecContext& ctx);       // NormCastArgs
-void swiglu_cast_cuda(const void* args, const ExecContext& ctx);     // SwigluCastArgs
-void kv_write_bf16_cuda(const void* args, const ExecContext& ctx);   // KvWriteArgs, bf16 cache
-void kv_write_f16_cuda(const void* args, const ExecContext& ctx);    // KvWriteArgs, f16 cache
+void gated_act_cuda(const void* args, const ExecContext& ctx);       // GatedActArgs
 void rope_kv_write_f32_cuda(const void* args, const ExecContext& ctx);   // RopeKvWriteArgs, f32 cache
 void rope_kv_write_bf16_cuda(const void* args, const ExecContext& ctx);  // RopeKvWriteArgs, bf16 cache
 void rope_kv_write_f16_cuda(const void* args, const ExecContext& ctx);   // RopeKvWriteArgs, f16 cache

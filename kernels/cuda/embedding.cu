@@ -1,5 +1,5 @@
 // kernels/cuda/embedding.cu: token embedding gather, f32, bf16 or f16 (IEEE half) table -> f32 rows
-// (16-bit values are widened exactly).
+// (16-bit values are widened exactly), times the args' scale (1 except for Gemma's sqrt(H)).
 //
 // One block per token; ids are clamped to [0, vocab) on the device as a last defence (the caller
 // validates them first). float4 / 4 x bf16 / 4 x f16 loads when hidden is a multiple of 4 and the
@@ -29,7 +29,7 @@ __device__ __forceinline__ int64_t clamp_id(int32_t id, int64_t vocab) {
 
 template <bool kVec>
 __global__ void embedding_f32_kernel(float* __restrict__ out, const float* __restrict__ table,
-                                     const int32_t* __restrict__ ids, int64_t hidden, int64_t vocab) {
+                                     const int32_t* __restrict__ ids, int64_t hidden, int64_t vocab, float scale) {
   cuda::pdl_wait();
   const int64_t t = blockIdx.x;
   const float* src = table + clamp_id(ids[t], vocab) * hidden;
@@ -37,15 +37,18 @@ __global__ void embedding_f32_kernel(float* __restrict__ out, const float* __res
   if (kVec) {
     const float4* s4 = reinterpret_cast<const float4*>(src);
     float4* d4 = reinterpret_cast<float4*>(dst);
-    for (int64_t i = threadIdx.x; i < hidden / 4; i += blockDim.x) d4[i] = s4[i];
+    for (int64_t i = threadIdx.x; i < hidden / 4; i += blockDim.x) {
+      const float4 v = s4[i];
+      d4[i] = make_float4(v.x * scale, v.y * scale, v.z * scale, v.w * scale);
+    }
   } else {
-    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = src[i];
+    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = src[i] * scale;
   }
 }
 
 template <bool kVec>
 __global__ void embedding_bf16_kernel(float* __restrict__ out, const uint16_t* __restrict__ table,
-                                      const int32_t* __restrict__ ids, int64_t hidden, int64_t vocab) {
+                                      const int32_t* __restrict__ ids, int64_t hidden, int64_t vocab, float scale) {
   cuda::pdl_wait();
   const int64_t t = blockIdx.x;
   const uint16_t* src = table + clamp_id(ids[t], vocab) * hidden;
@@ -55,18 +58,18 @@ __global__ void embedding_bf16_kernel(float* __restrict__ out, const uint16_t* _
     float4* d4 = reinterpret_cast<float4*>(dst);
     for (int64_t i = threadIdx.x; i < hidden / 4; i += blockDim.x) {
       const uint2 p = s4[i];
-      d4[i] = make_float4(__uint_as_float(p.x << 16), __uint_as_float(p.x & 0xffff0000u),
-                          __uint_as_float(p.y << 16), __uint_as_float(p.y & 0xffff0000u));
+      d4[i] = make_float4(__uint_as_float(p.x << 16) * scale, __uint_as_float(p.x & 0xffff0000u) * scale,
+                          __uint_as_float(p.y << 16) * scale, __uint_as_float(p.y & 0xffff0000u) * scale);
     }
   } else {
-    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = bf16_to_f32(src[i]);
+    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = bf16_to_f32(src[i]) * scale;
   }
 }
 
 // f16 table: the bf16 kernel's structure, with the hardware half -> float conversion.
 template <bool kVec>
 __global__ void embedding_f16_kernel(float* __restrict__ out, const __half* __restrict__ table,
-                                     const int32_t* __restrict__ ids, int64_t hidden, int64_t vocab) {
+                                     const int32_t* __restrict__ ids, int64_t hidden, int64_t vocab, float scale) {
   cuda::pdl_wait();
   const int64_t t = blockIdx.x;
   const __half* src = table + clamp_id(ids[t], vocab) * hidden;
@@ -80,10 +83,10 @@ __global__ void embedding_f16_kernel(float* __restrict__ out, const __half* __re
       memcpy(&lo, &p.x, sizeof(lo));  // element .x is the lower address
       memcpy(&hi, &p.y, sizeof(hi));
       const float2 a = __half22float2(lo), b = __half22float2(hi);
-      d4[i] = make_float4(a.x, a.y, b.x, b.y);
+      d4[i] = make_float4(a.x * scale, a.y * scale, b.x * scale, b.y * scale);
     }
   } else {
-    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = __half2float(src[i]);
+    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = __half2float(src[i]) * scale;
   }
 }
 
@@ -108,10 +111,10 @@ void embedding_f32_cuda(const void* args_ptr, const ExecContext& ctx) {
   const bool pdl = cuda::pdl_enabled();
   if (vec) {
     cuda::launch_kernel(embedding_f32_kernel<true>, grid, dim3(cuda::threads_for(a.hidden / 4)), 0, stream, pdl, a.out,
-                        table, a.ids, a.hidden, a.vocab);
+                        table, a.ids, a.hidden, a.vocab, a.scale);
   } else {
     cuda::launch_kernel(embedding_f32_kernel<false>, grid, dim3(cuda::threads_for(a.hidden)), 0, stream, pdl, a.out,
-                        table, a.ids, a.hidden, a.vocab);
+                        table, a.ids, a.hidden, a.vocab, a.scale);
   }
 }
 
@@ -126,10 +129,10 @@ void embedding_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
   const bool pdl = cuda::pdl_enabled();
   if (vec) {
     cuda::launch_kernel(embedding_bf16_kernel<true>, grid, dim3(cuda::threads_for(a.hidden / 4)), 0, stream, pdl,
-                        a.out, table, a.ids, a.hidden, a.vocab);
+                        a.out, table, a.ids, a.hidden, a.vocab, a.scale);
   } else {
     cuda::launch_kernel(embedding_bf16_kernel<false>, grid, dim3(cuda::threads_for(a.hidden)), 0, stream, pdl, a.out,
-                        table, a.ids, a.hidden, a.vocab);
+                        table, a.ids, a.hidden, a.vocab, a.scale);
   }
 }
 
@@ -144,10 +147,10 @@ void embedding_f16_cuda(const void* args_ptr, const ExecContext& ctx) {
   const bool pdl = cuda::pdl_enabled();
   if (vec) {
     cuda::launch_kernel(embedding_f16_kernel<true>, grid, dim3(cuda::threads_for(a.hidden / 4)), 0, stream, pdl,
-                        a.out, table, a.ids, a.hidden, a.vocab);
+                        a.out, table, a.ids, a.hidden, a.vocab, a.scale);
   } else {
     cuda::launch_kernel(embedding_f16_kernel<false>, grid, dim3(cuda::threads_for(a.hidden)), 0, stream, pdl, a.out,
-                        table, a.ids, a.hidden, a.vocab);
+                        table, a.ids, a.hidden, a.vocab, a.scale);
   }
 }
 

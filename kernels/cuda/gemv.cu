@@ -1,20 +1,21 @@
 // kernels/cuda/gemv.cu: the decode GEMV (Op::kGemv, GemvArgs in kernels/ops.h):
 //   out[r, :] (+)= act(norm(x[r, :]) @ w^T + bias)   for r < m (m small: 1..8 per launch),
 // with w (n, k) row-major bf16, f16 (IEEE half) or f32, x f32, f32 accumulation, optional fused
-// RMSNorm of the x rows, bias, SwiGLU (gate rows [0, n/2), up rows [n/2, n)) and accumulate
+// RMSNorm of the x rows, bias, gated activation (SiLU or GELU-tanh of gate rows [0, n/2) times up
+// rows [n/2, n)) and accumulate
 // (residual add). One kernel template serves every weight type; the type only changes how a
 // chunk of 8 weights becomes 8 floats (bf16: uint16_t bits shifted into an f32; f16: __half,
 // converted with __half22float2; f32: two 16-byte loads), so each weight type is an instantiation.
 //
 // Batch-1 decode is a stream over the weights, so the kernel is built around the w reads:
-// - One CTA owns RR weight rows (RR/2 gate rows + the matching up rows when swiglu) and the whole
+// - One CTA owns RR weight rows (RR/2 gate rows + the matching up rows when gated) and the whole
 //   K range; K is split across every thread of the CTA in chunks of 8 elements (one 16-byte load
 //   of bf16 / f16 w per row), so a warp reads 512 contiguous bytes per row per load instruction.
 // - Each thread issues kUnroll chunks x RR rows = 8 independent 16-byte loads
 //   (ld.global.nc.L1::no_allocate: w is read once, it must not evict x from L1) before it uses
 //   any of them. x (and the norm weight) are read through the L1 (every CTA reads the same rows).
 // - The CTA reduces its per-thread partial sums through shared memory (transposed: one warp per
-//   partial, no atomics), then applies 1/rms, bias, SwiGLU and the (accumulating) store.
+//   partial, no atomics), then applies 1/rms, bias, the gated activation and the (accumulating) store.
 // - The fused RMSNorm costs no extra pass: out = rsqrt(mean(x^2)+eps) * sum_k w[n,k] x[k] (g[k]+off),
 //   and each CTA accumulates sum(x^2) of its rows from the x values it loads anyway.
 // - The block size follows K (k/16 threads, 32..256) and RR (4, or 2 when n is too small to give
@@ -60,10 +61,10 @@ struct GemvParams {
   const float* bias;        // (n) or nullptr
   const float* g;           // (k) norm weight or nullptr
   int64_t n, k, out_stride, x_stride;
-  int64_t n_out;            // swiglu ? n / 2 : n
+  int64_t n_out;            // gated ? n / 2 : n
   int m;                    // rows of x in this launch, <= the kernel's M
   float eps, g_offset;
-  bool swiglu, accumulate;
+  bool gated, gelu, accumulate;  // gated: act(gate) * up with act = gelu ? GELU-tanh : SiLU
 };
 
 // ---- loads ----------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ __device__ __forceinline__ void load8_act(const float* p, float (&f)[kChunk]) {
 // Weight row loaded as the CTA's rr-th row (clamped into range: rows past the end are loaded
 // again and their results dropped, so the load loop has no branches).
 __device__ __forceinline__ int64_t cta_row(const GemvParams& p, int64_t base, int rr, int rr_half) {
-  if (!p.swiglu) return min(base + rr, p.n - 1);
+  if (!p.gated) return min(base + rr, p.n - 1);
   const int64_t half = p.n / 2;
   return rr < rr_half ? min(base + rr, half - 1) : half + min(base + rr - rr_half, half - 1);
 }
@@ -160,7 +161,7 @@ __global__ void __launch_bounds__(kMaxThreads) gemv_kernel(const GemvParams p) {
   extern __shared__ float red[];  // (kV, blockDim.x)
   __shared__ float fin[kV];
   const int tid = threadIdx.x, nt = blockDim.x;
-  const int outs_per_cta = p.swiglu ? RR / 2 : RR;
+  const int outs_per_cta = p.gated ? RR / 2 : RR;
   const int64_t base = static_cast<int64_t>(blockIdx.x) * outs_per_cta;  // first output column
   const bool norm = p.g != nullptr;
   cuda::pdl_launch_dependents();
@@ -273,9 +274,9 @@ __global__ void __launch_bounds__(kMaxThreads) gemv_kernel(const GemvParams p) {
     if (col >= p.n_out) continue;
     const float inv = norm ? 1.0f / sqrtf(fin[M * RR + r] / static_cast<float>(p.k) + p.eps) : 1.0f;
     float y = fin[r * RR + o] * inv + (p.bias != nullptr ? p.bias[col] : 0.f);
-    if (p.swiglu) {
+    if (p.gated) {
       const float up = fin[r * RR + o + RR / 2] * inv + (p.bias != nullptr ? p.bias[p.n_out + col] : 0.f);
-      y = y / (1.0f + expf(-y)) * up;
+      y = (p.gelu ? 0.5f * y * (1.0f + tanhf(0.7978845608f * (y + 0.044715f * y * y * y))) : y / (1.0f + expf(-y))) * up;
     }
     float* o_ptr = p.out + r * p.out_stride + col;
     *o_ptr = p.accumulate ? *o_ptr + y : y;
@@ -306,7 +307,7 @@ bool pdl_enabled() { return cuda::pdl_enabled() && cuda::knob(cuda::Knob::kGemvP
 
 template <typename W, int M, int RR, bool kVec>
 void launch_one(const GemvParams& p, int threads, bool pdl, cudaStream_t stream) {
-  const int outs_per_cta = p.swiglu ? RR / 2 : RR;
+  const int outs_per_cta = p.gated ? RR / 2 : RR;
   const int64_t blocks = (p.n_out + outs_per_cta - 1) / outs_per_cta;
   ELI_CHECK(blocks <= INT_MAX, "gemv: n=", p.n, " exceeds the grid limit");
   const size_t smem = static_cast<size_t>(M * RR + M) * threads * sizeof(float);
@@ -332,8 +333,9 @@ template <typename W>
 void gemv_cuda(const void* args_ptr, const ExecContext& ctx) {
   const GemvArgs& a = *static_cast<const GemvArgs*>(args_ptr);
   ELI_CHECK(a.m >= 0 && a.n >= 0 && a.k > 0, "gemv: bad shape m=", a.m, " n=", a.n, " k=", a.k);
-  ELI_CHECK(!a.swiglu || a.n % 2 == 0, "gemv: swiglu needs an even n, got ", a.n);
-  const int64_t n_out = a.swiglu ? a.n / 2 : a.n;
+  ELI_CHECK(a.gated == GatedAct::kNone || a.n % 2 == 0, "gemv: a gated activation needs an even n, got ", a.n);
+  const bool gated = a.gated != GatedAct::kNone;
+  const int64_t n_out = gated ? a.n / 2 : a.n;
   ELI_CHECK(a.m <= 1 || (a.x_stride >= a.k && a.out_stride >= n_out), "gemv: row stride below the row width");
   if (a.m == 0 || a.n == 0) return;
   ELI_CHECK(a.out != nullptr && a.x != nullptr && a.w != nullptr, "gemv: null pointer");
@@ -346,7 +348,7 @@ void gemv_cuda(const void* args_ptr, const ExecContext& ctx) {
   const int64_t want = vec ? (per_thread_items + kUnroll - 1) / kUnroll : (per_thread_items + 3) / 4;
   const int threads = static_cast<int>(std::clamp<int64_t>((want + 31) / 32 * 32, 32, kMaxThreads));
   // Rows per CTA: 4 unless that leaves fewer than two CTAs per SM.
-  const int64_t ctas_rr4 = (n_out + (a.swiglu ? 2 : 4) - 1) / (a.swiglu ? 2 : 4);
+  const int64_t ctas_rr4 = (n_out + (gated ? 2 : 4) - 1) / (gated ? 2 : 4);
   const bool rr4 = ctas_rr4 >= 2 * static_cast<int64_t>(sm_count());
   const bool pdl = pdl_enabled();
 
@@ -365,7 +367,8 @@ void gemv_cuda(const void* args_ptr, const ExecContext& ctx) {
     p.m = static_cast<int>(std::min<int64_t>(a.m - r0, kGemvMaxRows));
     p.eps = a.norm_eps;
     p.g_offset = a.norm_weight_offset;
-    p.swiglu = a.swiglu;
+    p.gated = gated;
+    p.gelu = a.gated == GatedAct::kGeluTanh;
     p.accumulate = a.accumulate;
     if (!vec) {
       launch_one<W, static_cast<int>(kGemvMaxRows), 2, false>(p, threads, pdl, stream);

@@ -1,6 +1,6 @@
 // kernels/cuda/mixed_elementwise.cu: the elementwise ops of the 16-bit (bf16 or f16) device path:
-// NormCast (f32 rows -> RMS-normalised rows in bf16, f16 or f32), SwigluCast (gate|up -> silu(gate)
-// * up in bf16, f16 or f32), KvWrite into a bf16 or f16 cache, and RopeKvWrite (q/k RMSNorm + RoPE
+// NormCast (f32 rows -> RMS-normalised rows in bf16, f16 or f32, or added to f32 rows), GatedAct
+// (gate|up -> act(gate) * up in bf16, f16 or f32; act SiLU or GELU-tanh), and RopeKvWrite (q/k RMSNorm + RoPE
 // of q and k, q -> q_out, k/v -> their cache slots in one launch; f32, bf16 or f16 cache, q in f32
 // or the cache's 16-bit type; the two 16-bit types never mix: bf16 q with an f16 cache, or f16 q
 // with a bf16 cache, is rejected with kUnsupported).
@@ -9,7 +9,7 @@
 // rounding (to nearest even; f16 overflows to inf) when a bf16 / f16 value is stored; the RoPE
 // angle is the f32 product float(pos) * inv_freq, cos/sin of it taken in double as the f32 rope
 // kernel does; slots < 0 or >= n_slots are skipped.
-// NormCast and SwigluCast take 16-byte vector paths when the shapes and pointers allow (the
+// NormCast and GatedAct take 16-byte vector paths when the shapes and pointers allow (the
 // model's buffers always do) and element-wise kernels otherwise.
 // Every kernel is allocation-free and launches on ctx.stream (CUDA-graph capturable).
 #include <cuda_bf16.h>
@@ -52,7 +52,8 @@ void check_act(DType dt, const char* what) {
 // ---- NormCast: one block per row -------------------------------------------------------------
 template <typename Out>
 __global__ void norm_cast_kernel(Out* __restrict__ out, const float* __restrict__ x, const float* __restrict__ w,
-                                 int64_t hidden, int64_t out_stride, int64_t x_stride, float eps, float offset) {
+                                 int64_t hidden, int64_t out_stride, int64_t x_stride, float eps, float offset,
+                                 bool accumulate) {
   const int64_t r = blockIdx.x;
   const float* xr = x + r * x_stride;
   float ss = 0.f;
@@ -60,7 +61,10 @@ __global__ void norm_cast_kernel(Out* __restrict__ out, const float* __restrict_
   ss = cuda::block_reduce_sum(ss);
   const float inv = rsqrtf(ss / static_cast<float>(hidden) + eps);
   Out* o = out + r * out_stride;
-  for (int64_t j = threadIdx.x; j < hidden; j += blockDim.x) o[j] = from_f32<Out>(xr[j] * inv * (w[j] + offset));
+  for (int64_t j = threadIdx.x; j < hidden; j += blockDim.x) {
+    const float v = xr[j] * inv * (w[j] + offset);
+    o[j] = from_f32<Out>(accumulate ? to_f32(o[j]) + v : v);
+  }
 }
 
 // ---- NormCast, vectorised: float4 loads of x and w, 4 outputs per store ------------------------
@@ -70,7 +74,7 @@ __global__ void norm_cast_kernel(Out* __restrict__ out, const float* __restrict_
 template <typename Out>
 __global__ void norm_cast_vec4_kernel(Out* __restrict__ out, const float* __restrict__ x, const float* __restrict__ w,
                                       int64_t hidden4, int64_t out_stride, int64_t x_stride, float eps,
-                                      float offset) {
+                                      float offset, bool accumulate) {
   const int64_t r = blockIdx.x;
   const float4* xr = reinterpret_cast<const float4*>(x + r * x_stride);
   const float4* w4 = reinterpret_cast<const float4*>(w);
@@ -87,32 +91,42 @@ __global__ void norm_cast_vec4_kernel(Out* __restrict__ out, const float* __rest
     struct alignas(4 * sizeof(Out)) Out4 {
       Out e[4];
     } q;
-    q.e[0] = from_f32<Out>(v.x * inv * (g.x + offset));
-    q.e[1] = from_f32<Out>(v.y * inv * (g.y + offset));
-    q.e[2] = from_f32<Out>(v.z * inv * (g.z + offset));
-    q.e[3] = from_f32<Out>(v.w * inv * (g.w + offset));
+    float y[4] = {v.x * inv * (g.x + offset), v.y * inv * (g.y + offset), v.z * inv * (g.z + offset),
+                  v.w * inv * (g.w + offset)};
+    if (accumulate) {
+      const Out4 prev = reinterpret_cast<const Out4*>(o)[j];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) y[e] += to_f32(prev.e[e]);
+    }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) q.e[e] = from_f32<Out>(y[e]);
     reinterpret_cast<Out4*>(o)[j] = q;
   }
 }
 
-// ---- SwigluCast: grid (column blocks, rows) ----------------------------------------------------
+// act(g): SiLU, or GELU with the tanh approximation (PyTorch's approximate="tanh").
+__device__ __forceinline__ float gated_act(float g, bool gelu) {
+  return gelu ? 0.5f * g * (1.0f + tanhf(0.7978845608f * (g + 0.044715f * g * g * g))) : g / (1.0f + expf(-g));
+}
+
+// ---- GatedAct: grid (column blocks, rows) ------------------------------------------------------
 template <typename T>
-__global__ void swiglu_cast_kernel(T* __restrict__ out, const T* __restrict__ gate_up, int64_t r0, int64_t inter,
-                                   int64_t out_stride, int64_t in_stride) {
+__global__ void gated_act_kernel(T* __restrict__ out, const T* __restrict__ gate_up, int64_t r0, int64_t inter,
+                                 int64_t out_stride, int64_t in_stride, bool gelu) {
   const int64_t r = r0 + blockIdx.y;
   const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (j >= inter) return;
   const T* g = gate_up + r * in_stride;
   const float gv = to_f32(g[j]);
-  out[r * out_stride + j] = from_f32<T>(gv / (1.0f + expf(-gv)) * to_f32(g[inter + j]));
+  out[r * out_stride + j] = from_f32<T>(gated_act(gv, gelu) * to_f32(g[inter + j]));
 }
 
-// ---- SwigluCast, vectorised for 16-bit T: 8 columns per thread, 16-byte loads and stores ---------
+// ---- GatedAct, vectorised for 16-bit T: 8 columns per thread, 16-byte loads and stores ----------
 // For inter, in_stride and out_stride multiples of 8 and 16-byte aligned buffers (the model's
-// always are): the same per-element arithmetic as swiglu_cast_kernel, so bit-identical results.
+// always are): the same per-element arithmetic as gated_act_kernel, so bit-identical results.
 template <typename T>
-__global__ void swiglu_cast_vec8_kernel(T* __restrict__ out, const T* __restrict__ gate_up, int64_t r0,
-                                        int64_t inter8, int64_t out_stride, int64_t in_stride) {
+__global__ void gated_act_vec8_kernel(T* __restrict__ out, const T* __restrict__ gate_up, int64_t r0,
+                                      int64_t inter8, int64_t out_stride, int64_t in_stride, bool gelu) {
   static_assert(sizeof(T) == 2, "16-bit types only");
   struct alignas(16) T8 {
     T e[8];
@@ -126,23 +140,9 @@ __global__ void swiglu_cast_vec8_kernel(T* __restrict__ out, const T* __restrict
 #pragma unroll
   for (int e = 0; e < 8; ++e) {
     const float x = to_f32(gv.e[e]);
-    o.e[e] = from_f32<T>(x / (1.0f + expf(-x)) * to_f32(uv.e[e]));
+    o.e[e] = from_f32<T>(gated_act(x, gelu) * to_f32(uv.e[e]));
   }
   reinterpret_cast<T8*>(out + r * out_stride)[c] = o;
-}
-
-// ---- KvWrite into a 16-bit cache (C = __nv_bfloat16 or __half) ----------------------------------
-template <typename C>
-__global__ void kv_write_16_kernel(C* __restrict__ k_cache, C* __restrict__ v_cache, const float* __restrict__ k,
-                                   const float* __restrict__ v, const int32_t* __restrict__ slot_mapping, int64_t t0,
-                                   int64_t row, int64_t k_stride, int64_t v_stride, int64_t n_slots) {
-  const int64_t t = t0 + blockIdx.y;
-  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (j >= row) return;
-  const int64_t slot = slot_mapping[t];
-  if (slot < 0 || slot >= n_slots) return;
-  k_cache[slot * row + j] = from_f32<C>(k[t * k_stride + j]);
-  v_cache[slot * row + j] = from_f32<C>(v[t * v_stride + j]);
 }
 
 // ---- RopeKvWrite: grid (tokens, head groups), one warp per head -------------------------------
@@ -296,18 +296,19 @@ void launch_norm_cast(const NormCastArgs& a, cudaStream_t stream) {
   if (a.hidden % 4 == 0 && a.x_stride % 4 == 0 && a.out_stride % 4 == 0 && aligned(a.x, 16) &&
       aligned(a.weight, 16) && aligned(a.out, 4 * sizeof(Out))) {
     norm_cast_vec4_kernel<Out><<<grid, cuda::threads_for(a.hidden / 4), 0, stream>>>(
-        out, a.x, a.weight, a.hidden / 4, a.out_stride, a.x_stride, a.eps, a.weight_offset);
+        out, a.x, a.weight, a.hidden / 4, a.out_stride, a.x_stride, a.eps, a.weight_offset, a.accumulate);
   } else {
     norm_cast_kernel<Out><<<grid, cuda::threads_for(a.hidden), 0, stream>>>(
-        out, a.x, a.weight, a.hidden, a.out_stride, a.x_stride, a.eps, a.weight_offset);
+        out, a.x, a.weight, a.hidden, a.out_stride, a.x_stride, a.eps, a.weight_offset, a.accumulate);
   }
   ELI_CUDA_CHECK_LAUNCH();
 }
 
-// SwigluCast with T the element type: the 8-wide kernel for 16-bit T where the shapes and pointers
+// GatedAct with T the element type: the 8-wide kernel for 16-bit T where the shapes and pointers
 // allow, else the element-wise one; rows beyond the grid's y limit in further launches.
 template <typename T>
-void launch_swiglu_cast(const SwigluCastArgs& a, cudaStream_t stream) {
+void launch_gated_act(const GatedActArgs& a, cudaStream_t stream) {
+  const bool gelu = a.act == GatedAct::kGeluTanh;
   T* out = static_cast<T*>(a.out);
   const T* in = static_cast<const T*>(a.gate_up);
   const bool vec = sizeof(T) == 2 && a.inter % 8 == 0 && a.in_stride % 8 == 0 && a.out_stride % 8 == 0 &&
@@ -317,12 +318,13 @@ void launch_swiglu_cast(const SwigluCastArgs& a, cudaStream_t stream) {
     const dim3 grid(bx, static_cast<unsigned>(std::min(kMaxGridY, a.rows - r0)));
     if constexpr (sizeof(T) == 2) {
       if (vec) {
-        swiglu_cast_vec8_kernel<T><<<grid, kThreads, 0, stream>>>(out, in, r0, a.inter / 8, a.out_stride, a.in_stride);
+        gated_act_vec8_kernel<T><<<grid, kThreads, 0, stream>>>(out, in, r0, a.inter / 8, a.out_stride, a.in_stride,
+                                                                gelu);
         ELI_CUDA_CHECK_LAUNCH();
         continue;
       }
     }
-    swiglu_cast_kernel<T><<<grid, kThreads, 0, stream>>>(out, in, r0, a.inter, a.out_stride, a.in_stride);
+    gated_act_kernel<T><<<grid, kThreads, 0, stream>>>(out, in, r0, a.inter, a.out_stride, a.in_stride, gelu);
     ELI_CUDA_CHECK_LAUNCH();
   }
 }
@@ -332,6 +334,7 @@ void launch_swiglu_cast(const SwigluCastArgs& a, cudaStream_t stream) {
 void norm_cast_cuda(const void* args_ptr, const ExecContext& ctx) {
   const NormCastArgs& a = *static_cast<const NormCastArgs*>(args_ptr);
   check_act(a.out_dtype, "norm_cast out");
+  ELI_CHECK(!a.accumulate || a.out_dtype == DType::kF32, "norm_cast: accumulate needs a float32 output");
   ELI_CHECK(a.hidden > 0 && a.rows >= 0 && a.out_stride >= a.hidden && a.x_stride >= a.hidden,
             "norm_cast: bad shape");
   if (a.rows == 0) return;
@@ -346,47 +349,21 @@ void norm_cast_cuda(const void* args_ptr, const ExecContext& ctx) {
   }
 }
 
-void swiglu_cast_cuda(const void* args_ptr, const ExecContext& ctx) {
-  const SwigluCastArgs& a = *static_cast<const SwigluCastArgs*>(args_ptr);
-  check_act(a.dtype, "swiglu_cast");
+void gated_act_cuda(const void* args_ptr, const ExecContext& ctx) {
+  const GatedActArgs& a = *static_cast<const GatedActArgs*>(args_ptr);
+  check_act(a.dtype, "gated_act");
+  ELI_CHECK(a.act == GatedAct::kSilu || a.act == GatedAct::kGeluTanh, "gated_act: no activation given");
   ELI_CHECK(a.rows >= 0 && a.inter >= 0 && a.out_stride >= a.inter && a.in_stride >= 2 * a.inter,
-            "swiglu_cast: bad shape");
+            "gated_act: bad shape");
   if (a.rows == 0 || a.inter == 0) return;
   cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
   if (a.dtype == DType::kBF16) {
-    launch_swiglu_cast<__nv_bfloat16>(a, stream);
+    launch_gated_act<__nv_bfloat16>(a, stream);
   } else if (a.dtype == DType::kF16) {
-    launch_swiglu_cast<__half>(a, stream);
+    launch_gated_act<__half>(a, stream);
   } else {
-    launch_swiglu_cast<float>(a, stream);
+    launch_gated_act<float>(a, stream);
   }
-}
-
-namespace {
-
-template <typename C>
-void kv_write_16_cuda(const KvWriteArgs& a, const ExecContext& ctx) {
-  const int64_t row = a.n_kv_heads * a.head_dim;
-  ELI_CHECK(a.n_tokens >= 0 && row >= 0 && a.k_stride >= row && a.v_stride >= row, "kv_write: bad shape");
-  if (a.n_tokens == 0 || row == 0) return;
-  cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
-  const unsigned bx = blocks_for(row);
-  for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kMaxGridY) {
-    const int64_t n = std::min(kMaxGridY, a.n_tokens - t0);
-    kv_write_16_kernel<C><<<dim3(bx, static_cast<unsigned>(n)), kThreads, 0, stream>>>(
-        static_cast<C*>(a.k_cache), static_cast<C*>(a.v_cache), a.k, a.v, a.slot_mapping, t0, row, a.k_stride,
-        a.v_stride, a.n_slots);
-    ELI_CUDA_CHECK_LAUNCH();
-  }
-}
-
-}  // namespace
-
-void kv_write_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
-  kv_write_16_cuda<__nv_bfloat16>(*static_cast<const KvWriteArgs*>(args_ptr), ctx);
-}
-void kv_write_f16_cuda(const void* args_ptr, const ExecContext& ctx) {
-  kv_write_16_cuda<__half>(*static_cast<const KvWriteArgs*>(args_ptr), ctx);
 }
 
 void rope_kv_write_f32_cuda(const void* args_ptr, const ExecContext& ctx) {

@@ -1,4 +1,4 @@
-// kernels/ref/attention_ref.cc: reference KvWrite and causal paged Attention over a ragged batch
+// kernels/ref/attention_ref.cc: reference causal paged Attention over a ragged batch
 // (see ref_kernels.h for the masking rule). Softmax in double with max subtraction.
 #include <algorithm>
 #include <cmath>
@@ -11,31 +11,10 @@ namespace eli {
 
 namespace {
 
-void kv_write_ref_impl(const KvWriteArgs& a, DType cache) {
-  const int64_t row = a.n_kv_heads * a.head_dim;
-  for (int64_t t = 0; t < a.n_tokens; ++t) {
-    const int64_t slot = a.slot_mapping[t];
-    if (slot < 0 || slot >= a.n_slots) continue;
-    for (int64_t j = 0; j < row; ++j) {
-      ref_store(a.k_cache, cache, slot * row + j, a.k[t * a.k_stride + j]);
-      ref_store(a.v_cache, cache, slot * row + j, a.v[t * a.v_stride + j]);
-    }
-  }
-}
-
 void attention_ref_impl(const AttentionArgs& a, DType cache);
 
 }  // namespace
 
-void kv_write_ref(const void* args, const ExecContext&) {
-  kv_write_ref_impl(*static_cast<const KvWriteArgs*>(args), DType::kF32);
-}
-void kv_write_ref_bf16(const void* args, const ExecContext&) {
-  kv_write_ref_impl(*static_cast<const KvWriteArgs*>(args), DType::kBF16);
-}
-void kv_write_ref_f16(const void* args, const ExecContext&) {
-  kv_write_ref_impl(*static_cast<const KvWriteArgs*>(args), DType::kF16);
-}
 void attention_ref(const void* args, const ExecContext&) {
   attention_ref_impl(*static_cast<const AttentionArgs*>(args), DType::kF32);
 }

@@ -1,11 +1,12 @@
-// kernels/ref/mixed_ref.cc: references of the mixed-precision ops (Gemv, Gemm, NormCast,
-// SwigluCast, RopeKvWrite). Each converts its inputs to f32 exactly as stored, computes in double
-// (or through the plain references), and rounds once when it stores a bf16 or f16 output; the
-// device kernels must match these within bf16 / f16 tolerance.
+// kernels/ref/mixed_ref.cc: references of the matrix products and elementwise ops (Gemv, Gemm,
+// NormCast, GatedAct, RopeKvWrite). Each converts its inputs to f32 exactly as stored, computes in
+// double (or through the reference building blocks), and rounds once when it stores a bf16 or f16
+// output; the optimized kernels must match these within f32 / bf16 / f16 tolerance.
 #include <cmath>
 #include <vector>
 
 #include "eli/error.h"
+#include "kernels/ref/activation.h"
 #include "kernels/ref/ref_kernels.h"
 
 namespace eli {
@@ -17,11 +18,11 @@ void check_act_dtype(DType dt, const char* what) {
                  " must be float32, bfloat16 or float16, not ",
                  dtype_name(dt));
 }
-inline double silu(double g) { return g / (1.0 + std::exp(-g)); }
 
 void gemv_ref(const GemvArgs& a, DType wdt) {
   ELI_CHECK(a.m >= 0 && a.n >= 0 && a.k > 0, "gemv: bad sizes");
-  ELI_CHECK(!a.swiglu || a.n % 2 == 0, "gemv: swiglu needs an even n, got ", a.n);
+  const bool gated = a.gated != GatedAct::kNone;
+  ELI_CHECK(!gated || a.n % 2 == 0, "gemv: a gated activation needs an even n, got ", a.n);
   std::vector<double> xn(static_cast<size_t>(a.k)), y(static_cast<size_t>(a.n));
   for (int64_t r = 0; r < a.m; ++r) {
     const float* x = a.x + r * a.x_stride;
@@ -41,9 +42,9 @@ void gemv_ref(const GemvArgs& a, DType wdt) {
       y[n] = acc;
     }
     float* out = a.out + r * a.out_stride;
-    const int64_t n_out = a.swiglu ? a.n / 2 : a.n;
+    const int64_t n_out = gated ? a.n / 2 : a.n;
     for (int64_t n = 0; n < n_out; ++n) {
-      const double v = a.swiglu ? silu(y[n]) * y[n + n_out] : y[n];
+      const double v = gated ? gated_act_value(a.gated, y[n]) * y[n + n_out] : y[n];
       out[n] = static_cast<float>(a.accumulate ? out[n] + v : v);
     }
   }
@@ -79,22 +80,20 @@ void rope_kv_write_ref(const RopeKvWriteArgs& a, DType cache) {
     std::copy(row + nh * hd, row + (nh + nkv) * hd, k.begin() + t * nkv * hd);
     std::copy(row + (nh + nkv) * hd, row + (nh + 2 * nkv) * hd, v.begin() + t * nkv * hd);
   }
-  const ExecContext ctx{};
-  if (a.q_norm != nullptr) {
-    RmsNormArgs n{q.data(), nullptr, q.data(), a.q_norm, T * nh, hd, hd, hd, a.norm_eps, 0.0f};
-    rms_norm_ref(&n, ctx);
-  }
-  if (a.k_norm != nullptr) {
-    RmsNormArgs n{k.data(), nullptr, k.data(), a.k_norm, T * nkv, hd, hd, hd, a.norm_eps, 0.0f};
-    rms_norm_ref(&n, ctx);
-  }
-  RopeArgs rq{q.data(), a.positions, a.inv_freq, a.table_of_token, T, nh, hd, a.rot_dim, nh * hd, a.attention_scaling};
-  rope_ref(&rq, ctx);
-  RopeArgs rk{k.data(), a.positions, a.inv_freq, a.table_of_token, T, nkv, hd, a.rot_dim, nkv * hd, a.attention_scaling};
-  rope_ref(&rk, ctx);
+  if (a.q_norm != nullptr) ref_rms_norm_rows(q.data(), q.data(), a.q_norm, T * nh, hd, hd, hd, a.norm_eps, 0.0f);
+  if (a.k_norm != nullptr) ref_rms_norm_rows(k.data(), k.data(), a.k_norm, T * nkv, hd, hd, hd, a.norm_eps, 0.0f);
+  ref_rope_rows(q.data(), a.positions, a.inv_freq, a.table_of_token, T, nh, hd, a.rot_dim, nh * hd, a.attention_scaling);
+  ref_rope_rows(k.data(), a.positions, a.inv_freq, a.table_of_token, T, nkv, hd, a.rot_dim, nkv * hd, a.attention_scaling);
   for (int64_t i = 0; i < T * nh * hd; ++i) ref_store(a.q_out, a.q_dtype, i, q[static_cast<size_t>(i)]);
-  KvWriteArgs kw{a.k_cache, a.v_cache, k.data(), v.data(), a.slot_mapping, T, nkv, hd, nkv * hd, nkv * hd, a.n_slots};
-  (cache == DType::kBF16 ? kv_write_ref_bf16 : cache == DType::kF16 ? kv_write_ref_f16 : kv_write_ref)(&kw, ctx);
+  const int64_t row = nkv * hd;
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t slot = a.slot_mapping[t];
+    if (slot < 0 || slot >= a.n_slots) continue;
+    for (int64_t j = 0; j < row; ++j) {
+      ref_store(a.k_cache, cache, slot * row + j, k[static_cast<size_t>(t * row + j)]);
+      ref_store(a.v_cache, cache, slot * row + j, v[static_cast<size_t>(t * row + j)]);
+    }
+  }
 }
 
 }  // namespace
@@ -110,6 +109,7 @@ void norm_cast_ref(const void* args, const ExecContext&) {
   const auto& a = *static_cast<const NormCastArgs*>(args);
   ELI_CHECK(a.hidden > 0 && a.rows >= 0, "norm_cast: bad sizes");
   check_act_dtype(a.out_dtype, "norm_cast out");
+  ELI_CHECK(!a.accumulate || a.out_dtype == DType::kF32, "norm_cast: accumulate needs a float32 output");
   for (int64_t r = 0; r < a.rows; ++r) {
     const float* x = a.x + r * a.x_stride;
     double ss = 0.0;
@@ -117,19 +117,22 @@ void norm_cast_ref(const void* args, const ExecContext&) {
     const double inv = 1.0 / std::sqrt(ss / static_cast<double>(a.hidden) + static_cast<double>(a.eps));
     for (int64_t j = 0; j < a.hidden; ++j) {
       const double w = static_cast<double>(a.weight[j]) + a.weight_offset;
-      ref_store(a.out, a.out_dtype, r * a.out_stride + j, static_cast<float>(x[j] * inv * w));
+      const int64_t o = r * a.out_stride + j;
+      const double v = x[j] * inv * w;
+      ref_store(a.out, a.out_dtype, o, static_cast<float>(a.accumulate ? static_cast<float*>(a.out)[o] + v : v));
     }
   }
 }
 
-void swiglu_cast_ref(const void* args, const ExecContext&) {
-  const auto& a = *static_cast<const SwigluCastArgs*>(args);
-  check_act_dtype(a.dtype, "swiglu_cast");
+void gated_act_ref(const void* args, const ExecContext&) {
+  const auto& a = *static_cast<const GatedActArgs*>(args);
+  check_act_dtype(a.dtype, "gated_act");
+  ELI_CHECK(a.act == GatedAct::kSilu || a.act == GatedAct::kGeluTanh, "gated_act: no activation given");
   for (int64_t r = 0; r < a.rows; ++r) {
     for (int64_t j = 0; j < a.inter; ++j) {
       const double g = ref_load(a.gate_up, a.dtype, r * a.in_stride + j);
       const double u = ref_load(a.gate_up, a.dtype, r * a.in_stride + a.inter + j);
-      ref_store(a.out, a.dtype, r * a.out_stride + j, static_cast<float>(silu(g) * u));
+      ref_store(a.out, a.dtype, r * a.out_stride + j, static_cast<float>(gated_act_value(a.act, g) * u));
     }
   }
 }

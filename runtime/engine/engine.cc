@@ -11,7 +11,7 @@
 // penalties, each of its sequences that will go on gets a placeholder token at once, so the next
 // step is scheduled and queued before this one is completed: the device never waits for the host.
 // The next step's inputs at placeholders come from the sampler's device output
-// (Transformer::TokenFeed; on the CPU, from the completed host samples). Rules that keep this
+// (ModelRunner::TokenFeed; on the CPU, from the completed host samples). Rules that keep this
 // exact: num_computed advances at launch; a sampled token lands at the index recorded at launch
 // (out_pos), overwriting its placeholder; prefix-cache blocks are registered at completion and
 // only up to what the completed step computed; a sequence that ends while a launched step still
@@ -36,8 +36,10 @@
 #include "runtime/engine/scheduler.h"
 #include "runtime/engine/step_trace.h"
 #include "runtime/kv/kv_cache.h"
+#include "runtime/model/model.h"
 #include "runtime/model/model_files.h"
-#include "runtime/model/transformer.h"
+#include "runtime/model/weight_reader.h"
+#include "runtime/runner/model_runner.h"
 
 namespace eli {
 
@@ -57,7 +59,7 @@ struct Engine::Impl {
   EngineInfo info;
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<Device> device;
-  std::unique_ptr<Transformer> model;
+  std::unique_ptr<ModelRunner> runner;
   std::unique_ptr<KvCache> kv;
   std::unique_ptr<BlockPool> blocks;
   std::unique_ptr<Scheduler> scheduler;
@@ -141,16 +143,17 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   MemoryBudget budget;
   if (on_device) budget = plan_memory_budget(config, *m.device);
   trace.mark("open files");
-  WeightLoadOptions opt;
-  opt.matrix_dtype = wdtype;
+  ModelLoadOptions opt;
+  opt.compute_dtype = wdtype;
+  opt.device = dev.kind;
   opt.gguf_llama_permuted = files.gguf_llama_permuted;
   opt.defer_merges = on_device;  // merges that need no conversion happen in the upload
   opt.pool = m.pool.get();
-  TransformerWeights weights = load_transformer_weights(files.spec, files.weights, files.name_of, opt);
+  std::unique_ptr<Model> model = create_model(files.spec, WeightReader(files.weights, files.name_of), opt);
   if (on_device) {
     // Weights over the budget fail here, with the numbers, before any upload; the allocator's
     // budget then bounds the upload, the workspaces and the KV cache.
-    check_weights_fit(budget, estimate_device_weight_bytes(weights));
+    check_weights_fit(budget, model->weights().placed_bytes());
     apply_pool_budget(*m.device, budget);
   }
   trace.mark("host weights");
@@ -159,11 +162,11 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   m.info.format = files.format;
   m.info.weight_dtype = dtype_name(wdtype);
   m.info.device = device_name(dev);
-  m.info.n_params = weights.n_params;
+  m.info.n_params = model->weights().n_params();
   m.info.n_threads = m.pool->n_threads();
-  m.model = std::make_unique<Transformer>(files.spec, std::move(weights), m.pool.get(), m.device.get());
+  m.runner = std::make_unique<ModelRunner>(*m.device, std::move(model), m.pool.get());
   if (trace.enabled()) {
-    if (on_device) trace.mark("upload", trace.bytes_and_rate(m.model->device_weight_bytes()));
+    if (on_device) trace.mark("upload", trace.bytes_and_rate(m.runner->weight_bytes()));
     else trace.mark("place weights");
   }
   if (on_device) {
@@ -181,9 +184,9 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
     // rows: max_num_seqs per step, or one score() chunk (min(max_num_batched_tokens, 256) rows).
     const int64_t max_logits =
         std::max<int64_t>(config.max_num_seqs, std::min<int64_t>(config.max_num_batched_tokens, 256));
-    mem.workspace_bytes = m.model->reserve_workspace(config.max_num_batched_tokens, max_logits);
+    mem.workspace_bytes = m.runner->reserve(config.max_num_batched_tokens, max_logits);
     trace.mark("workspace reservation");
-    mem.weights_bytes = m.model->device_weight_bytes();
+    mem.weights_bytes = m.runner->weight_bytes();
     check_weights_fit(budget, mem.weights_bytes);
     // Blocks freed while the workspaces grew are garbage now: give them back before measuring.
     if (PooledDevice* pooled = as_pooled(*m.device)) pooled->pool().release_cached();
@@ -201,7 +204,7 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   m.info.block_size = plan.shape.block_size;
   m.info.num_kv_blocks = plan.shape.n_blocks;
   m.info.kv_cache_dtype = dtype_name(plan.shape.dtype);
-  m.model->set_graphs_enabled(config.enable_cuda_graphs);
+  m.runner->set_graphs_enabled(config.enable_cuda_graphs);
   ELI_CHECK(config.async_scheduling >= -1 && config.async_scheduling <= 1, "async_scheduling must be -1 (auto), 0 or 1, got ",
             config.async_scheduling);
   m.async_scheduling = config.async_scheduling == 1 || (config.async_scheduling == -1 && on_device);
@@ -341,7 +344,7 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
   ++counters.steps;
 
   Batch batch;
-  Transformer::TokenFeed feed;
+  ModelRunner::TokenFeed feed;
   if (device_sampler != nullptr) feed.src = device_sampler->device_tokens();
   int64_t max_blocks = 0;
   for (const ScheduledSeq& s : sched) max_blocks = std::max<int64_t>(max_blocks, s.seq->blocks.size());
@@ -393,7 +396,7 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
 
   // Sampling: on the device next to the logits (device models), else the host Sampler.
   if (device_sampler != nullptr) {
-    float* d_logits = model->forward_on_device(batch, *kv, feed.dst_index.empty() ? nullptr : &feed);
+    float* d_logits = runner->forward(batch, *kv, feed.dst_index.empty() ? nullptr : &feed);
     if (n_rows > 0) {
       if (f->lookahead) {
         device_sampler->launch_async(d_logits, n_rows, V, ps, ss, draw_offsets);
@@ -405,7 +408,7 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
     }
   } else {
     logits.resize(static_cast<size_t>(batch.n_logits() * V));
-    model->forward(batch, *kv, logits.data());
+    runner->forward_to_host(batch, *kv, logits.data());
     f->results.assign(static_cast<size_t>(n_rows), SampleResult{});
     f->errors.assign(static_cast<size_t>(n_rows), std::string());
     for (int64_t r = 0; r < n_rows; ++r) {
@@ -525,7 +528,7 @@ std::vector<float> Engine::score(const std::vector<int32_t>& ids) {
       }
       b.cu_seqlens.push_back(static_cast<int32_t>(len));
       b.context_lens.push_back(static_cast<int32_t>(start + len));
-      m.model->forward(b, *m.kv, &out[static_cast<size_t>(start * V)]);
+      m.runner->forward_to_host(b, *m.kv, &out[static_cast<size_t>(start * V)]);
     }
   } catch (...) {
     m.blocks->release(blocks);

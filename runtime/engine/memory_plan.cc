@@ -10,7 +10,6 @@
 #include "runtime/device/device.h"
 #include "runtime/device/pooled_device.h"
 #include "runtime/model/model_files.h"
-#include "runtime/model/transformer_weights.h"
 
 namespace eli {
 
@@ -208,32 +207,6 @@ void check_weights_fit(const MemoryBudget& b, uint64_t weight_bytes) {
   }
 }
 
-uint64_t estimate_device_weight_bytes(const TransformerWeights& w) {
-  // Mirrors upload_weights(): each distinct matrix once (a tied lm_head aliases embed), each
-  // non-empty f32 vector.
-  std::vector<const void*> seen;
-  uint64_t bytes = 0;
-  auto matrix = [&](const WeightMatrix& m) {
-    if (m.data() == nullptr || std::find(seen.begin(), seen.end(), m.data()) != seen.end()) return;
-    seen.push_back(m.data());
-    bytes += m.t.nbytes();
-  };
-  auto vec = [&](const std::vector<float>& v) { bytes += v.size() * sizeof(float); };
-  matrix(w.embed);
-  matrix(w.lm_head);
-  vec(w.final_norm);
-  for (const LayerWeights& L : w.layers) {
-    matrix(L.qkv);
-    matrix(L.o);
-    matrix(L.gate_up);
-    matrix(L.down);
-    for (const std::vector<float>* v : {&L.qkv_bias, &L.o_bias, &L.gate_up_bias, &L.down_bias, &L.q_norm, &L.k_norm,
-                                        &L.attn_norm, &L.mlp_norm}) {
-      vec(*v);
-    }
-  }
-  return bytes;
-}
 
 void apply_pool_budget(Device& device, const MemoryBudget& budget) {
   if (PooledDevice* pooled = as_pooled(device)) pooled->pool().set_budget(budget.pool_budget_bytes());

@@ -34,7 +34,6 @@ namespace eli {
 
 class Device;
 struct ModelFiles;
-struct TransformerWeights;
 
 DType choose_weight_dtype(const std::string& requested, const ModelFiles& files, DeviceId device);
 // kv_cache_dtype: "auto", "float32"/"f32", "bfloat16"/"bf16". kUnsupported for bf16 on the CPU
@@ -71,9 +70,6 @@ MemoryBudget plan_memory_budget(const EngineConfig& config, const Device& device
 // kOutOfMemory when `weight_bytes` alone exceed the budget ("weights need X, the budget is Y
 // (...)"), or leave no room for anything past the headroom.
 void check_weights_fit(const MemoryBudget& budget, uint64_t weight_bytes);
-// Bytes upload_weights() will allocate for `w` (every matrix once, aliases such as a tied lm_head
-// once, every f32 vector): the check before the upload.
-uint64_t estimate_device_weight_bytes(const TransformerWeights& w);
 // Sets the budget of the device's caching allocator (if it has one) to budget.pool_budget_bytes().
 void apply_pool_budget(Device& device, const MemoryBudget& budget);
 

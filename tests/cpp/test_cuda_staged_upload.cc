@@ -12,7 +12,8 @@
 #include "runtime/device/device.h"
 #include "runtime/device/staged_upload.h"
 #include "runtime/model/model_files.h"
-#include "runtime/model/transformer_weights.h"
+#include "runtime/model/model.h"
+#include "runtime/model/weight_reader.h"
 
 namespace eli {
 namespace {
@@ -57,23 +58,26 @@ TEST(CudaStagedUpload, DeferredWeightsUploadAsTheMergedMatrices) {
   auto dev = create_cuda_device(0);
   ThreadPool pool(4);
   ModelFiles f = open_model_files(std::string(ELI_TEST_DATA_DIR) + "/models/llama_bf16");
-  WeightLoadOptions opt;
-  opt.matrix_dtype = DType::kBF16;
+  ModelLoadOptions opt;
+  opt.compute_dtype = DType::kBF16;
+  opt.device = DeviceKind::kCUDA;
   opt.pool = &pool;
-  TransformerWeights host = load_transformer_weights(f.spec, f.weights, f.name_of, opt);
+  auto host = create_model(f.spec, WeightReader(f.weights, f.name_of), opt);
   opt.defer_merges = true;
-  TransformerWeights deferred = load_transformer_weights(f.spec, f.weights, f.name_of, opt);
-  PlacedWeights placed = upload_weights(deferred, *dev, nullptr, &pool);
-  auto same = [&](const void* d, const WeightMatrix& m) {
-    std::vector<uint8_t> back(m.t.nbytes());
-    dev->copy_device_to_host(back.data(), d, back.size());
-    return std::memcmp(back.data(), m.data(), back.size()) == 0;
-  };
-  EXPECT_TRUE(same(placed.embed, host.embed));
-  for (size_t l = 0; l < host.layers.size(); ++l) {
-    EXPECT_TRUE(same(placed.layers[l].qkv, host.layers[l].qkv)) << l;
-    EXPECT_TRUE(same(placed.layers[l].gate_up, host.layers[l].gate_up)) << l;
-    EXPECT_TRUE(same(placed.layers[l].down, host.layers[l].down)) << l;
+  auto deferred = create_model(f.spec, WeightReader(f.weights, f.name_of), opt);
+  int n_deferred = 0;
+  for (const LinearWeight& w : deferred->weights().linears()) n_deferred += w.deferred() ? 1 : 0;
+  EXPECT_GT(n_deferred, 0);
+  deferred->weights().place(*dev, nullptr, &pool);
+  const auto& hl = host->weights().linears();
+  const auto& dl = deferred->weights().linears();
+  ASSERT_EQ(hl.size(), dl.size());
+  for (size_t i = 0; i < hl.size(); ++i) {
+    ASSERT_EQ(hl[i].name, dl[i].name);
+    std::vector<uint8_t> back(dl[i].data.nbytes());
+    dev->copy_device_to_host(back.data(), dl[i].ptr(), back.size());
+    Tensor want = hl[i].contiguous_host();
+    EXPECT_EQ(std::memcmp(back.data(), want.ptr<void>(), back.size()), 0) << hl[i].name;
   }
 }
 

@@ -15,7 +15,6 @@
 #include "eli/error.h"
 #include "runtime/device/pooled_device.h"
 #include "runtime/engine/memory_plan.h"
-#include "runtime/model/transformer_weights.h"
 
 namespace eli {
 namespace {
@@ -354,27 +353,6 @@ TEST(MemoryPlan, KvDtypeChoice) {
              "not supported on the CPU backend");
   EXPECT_HAS(error_of(ErrorKind::kInvalidArgument, [&] { choose_kv_cache_dtype("fp8", DType::kBF16, cuda); }),
              "unknown kv_cache_dtype 'fp8'");
-}
-
-TEST(MemoryPlan, WeightEstimateCountsAliasesOnce) {
-  auto host = create_cpu_device();
-  TransformerWeights w;
-  w.embed.t = Tensor::empty(*host, DType::kBF16, {100, 16});  // 3200 B
-  w.lm_head = w.embed;                                        // tied: the same storage
-  w.final_norm.assign(16, 1.0f);                              // 64 B
-  LayerWeights L;
-  L.qkv.t = Tensor::empty(*host, DType::kBF16, {48, 16});     // 1536 B
-  L.o.t = Tensor::empty(*host, DType::kBF16, {16, 16});       // 512 B
-  L.gate_up.t = Tensor::empty(*host, DType::kBF16, {64, 16}); // 2048 B
-  L.down.t = Tensor::empty(*host, DType::kBF16, {16, 32});    // 1024 B
-  L.attn_norm.assign(16, 1.0f);
-  L.mlp_norm.assign(16, 1.0f);
-  L.qkv_bias.assign(48, 0.0f);
-  w.layers.push_back(L);
-  const uint64_t layer = 1536 + 512 + 2048 + 1024 + 64 + 64 + 192;
-  EXPECT_EQ(estimate_device_weight_bytes(w), 3200 + 64 + layer);
-  w.lm_head.t = Tensor::empty(*host, DType::kBF16, {100, 16});  // untied
-  EXPECT_EQ(estimate_device_weight_bytes(w), 2 * 3200 + 64 + layer);
 }
 
 // The CPU engine: the new fields are validated, the plan is the CPU one, the info reports them.

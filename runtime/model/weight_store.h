@@ -1,0 +1,128 @@
+// runtime/model/weight_store.h: every weight of a model, per tensor, and where each one lives.
+//
+// A model's weights are LinearWeights (matrices read by a LinearMethod: format, dtype, shape, data,
+// quantization metadata, shard, bias) and VectorWeights (f32 norm weights, embeddings are dense
+// LinearWeights read by the embedding kernel). The WeightStore owns them all; a model keeps plain
+// pointers into it (addresses are stable: the store never moves an element).
+//
+// Life of a weight: loaded on the host by its LinearMethod (a zero-copy view of the mapped file, a
+// deferred merge of row parts, or a converted host tensor), repacked once by the method, then
+// placed: place() moves every weight to its Placement (today one device for the whole model) in
+// one staged upload and drops the host copies; on the CPU placing keeps the host data as is.
+// The placement map (placements()) is filled then: which device and memory tier holds each tensor,
+// and how many bytes.
+//
+// Invariants: weights are immutable after place(); an alias (a tied lm_head, whose data is the
+// embedding's) is uploaded once and shares the device copy; nothing is read from a deferred weight
+// before it is placed.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "eli/device.h"
+#include "eli/dtype.h"
+#include "runtime/core/tensor.h"
+#include "runtime/core/weight_format.h"
+
+namespace eli {
+
+class Device;
+class LinearMethod;
+class ThreadPool;
+class WeightSource;
+
+// `rows` contiguous rows of a deferred weight, in its dtype (a view of the mapped file).
+struct WeightPart {
+  const void* data = nullptr;
+  int64_t rows = 0;
+};
+
+// Which slice of the full (unsharded) matrix a weight holds: rows (dim 0) or cols (dim 1) split
+// evenly over `world` ranks; world 1 is the whole matrix.
+struct ShardSpec {
+  int dim = 0;
+  int rank = 0;
+  int world = 1;
+};
+
+// Where a tensor lives after placement.
+enum class MemoryTier : uint8_t { kDevice, kHost, kMappedFile };
+const char* memory_tier_name(MemoryTier tier);
+struct Placement {
+  std::string name;
+  DeviceId device{};
+  MemoryTier tier = MemoryTier::kHost;
+  uint64_t bytes = 0;
+};
+
+struct LinearWeight {
+  std::string name;                    // canonical name, e.g. "model.layers.3.self_attn.qkv_proj"
+  WeightFormat format = WeightFormat::kDense;
+  DType dtype = DType::kF32;           // element (dense) or block (GGUF) type of `data`
+  int64_t rows = 0, cols = 0;          // logical (out_features, in_features)
+  // (rows, cols) in `dtype` and `format`. For a deferred weight (parts non-empty) only its address
+  // is meaningful: parts[0].data, an identity (aliases share it), not the contents.
+  Tensor data;
+  std::vector<WeightPart> parts;       // deferred merge: these rows in order are the matrix
+  Tensor scales, zeros;                // quantized formats (empty for dense and GGUF blocks)
+  int64_t group_size = 0;
+  ShardSpec shard;
+  Tensor bias;                         // (rows) f32, or undefined
+  const LinearMethod* method = nullptr;
+  const LinearWeight* alias_of = nullptr;  // same data as another weight (tied embeddings)
+  bool file_view = false;              // data is a zero-copy view of the mapped model file
+
+  bool deferred() const { return !parts.empty(); }
+  const void* ptr() const { return data.view().data; }
+  const float* bias_ptr() const { return bias.defined() ? bias.ptr<const float>() : nullptr; }
+  // Bytes of data (whole matrix) plus bias and quantization metadata.
+  uint64_t nbytes() const;
+  // The whole matrix, contiguous, in a fresh host tensor (a deferred one is concatenated).
+  Tensor contiguous_host() const;
+};
+
+struct VectorWeight {
+  std::string name;
+  Tensor data;  // (n) f32
+  const float* ptr() const { return data.defined() ? data.ptr<const float>() : nullptr; }
+  int64_t size() const { return data.defined() ? data.numel() : 0; }
+};
+
+class WeightStore {
+ public:
+  explicit WeightStore(std::shared_ptr<WeightSource> source = nullptr) : source_(std::move(source)) {}
+
+  LinearWeight* add(LinearWeight w);
+  VectorWeight* add(VectorWeight v);
+  // A vector from host values (norm weights after an offset was folded in, merged biases).
+  VectorWeight* add_vector(std::string name, std::vector<float> values);
+
+  const std::deque<LinearWeight>& linears() const { return linears_; }
+  const std::deque<VectorWeight>& vectors() const { return vectors_; }
+  uint64_t n_params() const { return n_params_; }
+  void add_params(uint64_t n) { n_params_ += n; }
+  // Bytes place() will put on a device: every distinct matrix once (aliases share), every vector.
+  uint64_t placed_bytes() const;
+  bool placed() const { return placed_; }
+  const std::vector<Placement>& placements() const { return placements_; }
+
+  // Places every weight on `device`: a device other than the CPU gets one staged upload (on
+  // `stream`, nullptr: its default; pinned staging filled on `pool`), complete when this returns;
+  // the host data and the mapped file are then released. On the CPU the data stays where it is
+  // (deferred weights are materialised). Call once.
+  void place(Device& device, void* stream = nullptr, ThreadPool* pool = nullptr);
+
+ private:
+  std::shared_ptr<WeightSource> source_;  // keeps zero-copy views alive until placement
+  std::deque<LinearWeight> linears_;
+  std::deque<VectorWeight> vectors_;
+  std::vector<Placement> placements_;
+  uint64_t n_params_ = 0;
+  bool placed_ = false;
+};
+
+}  // namespace eli
