@@ -555,9 +555,11 @@ def _load_named(args: argparse.Namespace, *, progress: bool):
         return _load(args, progress=progress)
     except ModelResolutionError as e:
         if getattr(args, "model_from_positional", False):
+            which = "the first positional argument" if args.command == "run" else \
+                "the first of two positional arguments"
             raise ModelResolutionError(
-                f"{e}\n(the first of two positional arguments is the MODEL; quote a prompt that "
-                f"has spaces: eli {args.command} \"your prompt\")") from e
+                f"{e}\n({which} is the MODEL; quote a prompt that has spaces: "
+                f"eli {args.command} MODEL \"your prompt\")") from e
         raise
 
 
