@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import re
 import sys
 import time
@@ -243,6 +244,20 @@ def validate_messages(messages) -> None:
         _validate_value(m, f"messages[{i}]")
 
 
+_fallback_warned = False
+
+
+def _warn_fallback_once() -> None:
+    """One warning per process (logging, so stderr by default) when a model without a chat
+    template is used for chat: the ChatML fallback may not be the format the model was trained on."""
+    global _fallback_warned
+    if not _fallback_warned:
+        _fallback_warned = True
+        logging.getLogger("eli").warning(
+            "this model has no chat template; chat messages are rendered as ChatML, which may not "
+            "be the format it was trained on (pass a chat_template, or use plain-text prompts)")
+
+
 def render_chat(template: str | None, messages: list[dict], add_generation_prompt: bool = True,
                 bos_token: str | None = None, eos_token: str | None = None, *,
                 time_budget_s: float = kDefaultTimeBudgetS, max_output_chars: int = kDefaultMaxOutputChars,
@@ -250,6 +265,7 @@ def render_chat(template: str | None, messages: list[dict], add_generation_promp
     """Render `messages` with the Jinja chat `template` (None: the ChatML fallback).
     `extra` is passed to the template as variables (e.g. tools, documents, enable_thinking)."""
     if template is None or template == "":
+        _warn_fallback_once()
         template = kFallbackTemplate
     if not isinstance(template, str):
         raise ValueError("chat template must be a string")

