@@ -1,5 +1,6 @@
-// bench/cpu_kernels_bench.cc: tiny benchmark of the registry's CPU matmul kernels (GFLOP/s for
-// prefill GEMM, GB/s of weights for decode GEMV). Calls the production kernels via the registry.
+// bench/cpu_kernels_bench.cc: tiny benchmark of the registry's CPU matrix products (Op::kGemm and,
+// for decode row counts, Op::kGemv; GFLOP/s, and GB/s of weights). Calls the production kernels via
+// the registry.
 // Build by hand (not part of CMake):
 //   g++ -O2 -std=c++17 -I include -I . bench/cpu_kernels_bench.cc build/<dir>/libeli_engine.a -pthread
 // Usage: ./a.out [threads] [variant]
@@ -16,7 +17,8 @@
 
 using namespace eli;
 
-static double time_it(const KernelEntry& e, MatmulArgs a, ThreadPool* pool, int reps) {
+template <typename Args>
+static double time_it(const KernelEntry& e, Args a, ThreadPool* pool, int reps) {
   ExecContext ctx;
   ctx.pool = pool;
   e.fn(&a, ctx);  // warm-up
@@ -39,18 +41,28 @@ int main(int argc, char** argv) {
     std::vector<uint16_t> wh(w.size());
     for (size_t i = 0; i < w.size(); ++i) wh[i] = f32_to_bf16(w[i]);
     for (const KernelEntry& e : all_kernels()) {
-      if (e.op != Op::kMatmul || e.device != DeviceKind::kCPU) continue;
+      if ((e.op != Op::kGemm && e.op != Op::kGemv) || e.device != DeviceKind::kCPU) continue;
+      if (e.op == Op::kGemv && s.m > kGemvMaxRows) continue;
       if (e.usable != nullptr && !e.usable()) continue;
       if (argc > 2 && std::string(e.variant) != argv[2]) continue;
       if (std::string(e.variant) == "ref" && s.m * s.n * s.k > (1 << 24)) continue;
+      if (e.dtype != DType::kF32 && e.dtype != DType::kBF16) continue;  // the f16 references
       const bool bf16 = e.dtype == DType::kBF16;
-      MatmulArgs a{out.data(), x.data(), bf16 ? static_cast<const void*>(wh.data()) : w.data(), nullptr,
-                   s.m, s.n, s.k, s.n, s.k, false};
-      const double sec = time_it(e, a, &pool, s.reps);
+      const void* wp = bf16 ? static_cast<const void*>(wh.data()) : w.data();
+      double sec;
+      if (e.op == Op::kGemm) {
+        GemmArgs a{out.data(), x.data(), wp, nullptr, s.m, s.n, s.k, s.n, s.k};
+        a.x_dtype = DType::kF32;
+        a.out_dtype = DType::kF32;
+        sec = time_it(e, a, &pool, s.reps);
+      } else {
+        GemvArgs a{out.data(), x.data(), wp, nullptr, nullptr, s.m, s.n, s.k, s.n, s.k};
+        sec = time_it(e, a, &pool, s.reps);
+      }
       const double gflops = 2.0 * s.m * s.n * s.k / sec * 1e-9;
       const double gbs = static_cast<double>(s.n * s.k * (bf16 ? 2 : 4)) / sec * 1e-9;
-      std::printf("m=%4ld n=%5ld k=%5ld %-5s %-8s %8.3f ms %7.1f GFLOP/s %6.1f GB/s(w)\n", (long)s.m,
-                  (long)s.n, (long)s.k, dtype_name(e.dtype), e.variant, sec * 1e3, gflops, gbs);
+      std::printf("%-4s m=%4ld n=%5ld k=%5ld %-5s %-8s %8.3f ms %7.1f GFLOP/s %6.1f GB/s(w)\n", op_name(e.op),
+                  (long)s.m, (long)s.n, (long)s.k, dtype_name(e.dtype), e.variant, sec * 1e3, gflops, gbs);
     }
   }
   return 0;

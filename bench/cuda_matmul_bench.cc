@@ -141,21 +141,22 @@ struct Shape {
   const char* model;
   const char* name;
   int64_t n, k;
-  bool swiglu, norm, accumulate;
+  GatedAct gated;  // the gate_up projections' fused activation (kNone: none)
+  bool norm, accumulate;
   int layers;  // how often a decode step runs it
 };
 
 const Shape kShapes[] = {
-    {"llama-3.2-1b", "qkv", 3072, 2048, false, true, false, 16},
-    {"llama-3.2-1b", "o", 2048, 2048, false, false, true, 16},
-    {"llama-3.2-1b", "gate_up", 16384, 2048, true, true, false, 16},
-    {"llama-3.2-1b", "down", 2048, 8192, false, false, true, 16},
-    {"llama-3.2-1b", "lm_head", 128256, 2048, false, true, false, 1},
-    {"llama-3.1-8b", "qkv", 6144, 4096, false, true, false, 32},
-    {"llama-3.1-8b", "o", 4096, 4096, false, false, true, 32},
-    {"llama-3.1-8b", "gate_up", 28672, 4096, true, true, false, 32},
-    {"llama-3.1-8b", "down", 4096, 14336, false, false, true, 32},
-    {"llama-3.1-8b", "lm_head", 128256, 4096, false, true, false, 1},
+    {"llama-3.2-1b", "qkv", 3072, 2048, GatedAct::kNone, true, false, 16},
+    {"llama-3.2-1b", "o", 2048, 2048, GatedAct::kNone, false, true, 16},
+    {"llama-3.2-1b", "gate_up", 16384, 2048, GatedAct::kSilu, true, false, 16},
+    {"llama-3.2-1b", "down", 2048, 8192, GatedAct::kNone, false, true, 16},
+    {"llama-3.2-1b", "lm_head", 128256, 2048, GatedAct::kNone, true, false, 1},
+    {"llama-3.1-8b", "qkv", 6144, 4096, GatedAct::kNone, true, false, 32},
+    {"llama-3.1-8b", "o", 4096, 4096, GatedAct::kNone, false, true, 32},
+    {"llama-3.1-8b", "gate_up", 28672, 4096, GatedAct::kSilu, true, false, 32},
+    {"llama-3.1-8b", "down", 4096, 14336, GatedAct::kNone, false, true, 32},
+    {"llama-3.1-8b", "lm_head", 128256, 4096, GatedAct::kNone, true, false, 1},
 };
 
 struct Row {
@@ -247,7 +248,7 @@ int main(int argc, char** argv) {
       w[i] = dmalloc(wbytes);
       fill(w[i], DType::kBF16, wbytes / 2, 100 + i, -1.f, 1.f);
     }
-    const int64_t n_out = sh.swiglu ? sh.n / 2 : sh.n;
+    const int64_t n_out = sh.gated != GatedAct::kNone ? sh.n / 2 : sh.n;
     float* x = static_cast<float*>(dmalloc(kGemvMaxRows * sh.k * 4));
     float* g = static_cast<float*>(dmalloc(sh.k * 4));
     float* out = static_cast<float*>(dmalloc(kGemvMaxRows * n_out * 4));
@@ -256,7 +257,7 @@ int main(int argc, char** argv) {
     fill(out, DType::kF32, kGemvMaxRows * n_out, 9, -1.f, 1.f);
     for (int64_t m : {1, 4, 8}) {
       GemvArgs a{out, x, nullptr, nullptr, sh.norm ? g : nullptr, m, sh.n, sh.k, n_out, sh.k};
-      a.swiglu = sh.swiglu;
+      a.gated = sh.gated;
       a.accumulate = sh.accumulate;
       // A graph of `iters` calls rotating through the weight copies (a decode step is a graph too),
       // with programmatic dependent launch between the calls (the default) or without it (m = 1 only;
@@ -290,7 +291,8 @@ int main(int argc, char** argv) {
         const double bw = wbytes / t;
         char what[160];
         std::snprintf(what, sizeof(what), "gemv %s %s %lldx%lld%s m=%lld%s", sh.model, sh.name, (long long)sh.n,
-                      (long long)sh.k, sh.swiglu ? " swiglu" : "", (long long)m, pdl ? "" : " no-pdl");
+                      (long long)sh.k, sh.gated == GatedAct::kSilu ? " swiglu" : sh.gated == GatedAct::kGeluTanh ? " geglu" : "", (long long)m,
+                      pdl ? "" : " no-pdl");
         rows.push_back({what, t * 1e6, bw / 1e9, bw / read_bw, 2.0 * m * sh.n * sh.k / t / 1e12});
         if (m == 1) {
           const int mi = std::string(sh.model) == "llama-3.2-1b" ? 0 : 1;

@@ -1,6 +1,7 @@
 // tests/cpp/kernel_test_util.h: helpers of the kernel parity tests (test_kernels*.cc): which
-// registry entries to test, staging host buffers onto the entry's device, random data, and the
-// tolerance check. Every candidate is compared with the "ref" entry of the same op and dtype.
+// registry entries to test, staging host buffers onto the entry's device, random data (f32, and
+// 16-bit weights holding exactly the values of their f32 twin), and the tolerance check. Every
+// candidate is compared with the "ref" entry of the same (op, weight format, dtype).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "eli/error.h"
 #include "kernels/ref/ref_kernels.h"
 #include "kernels/registry.h"
 #include "runtime/core/thread_pool.h"
@@ -30,6 +32,7 @@ inline bool under_sanitizer() {
 
 inline std::string entry_name(const KernelEntry& e) {
   return std::string(op_name(e.op)) + "/" + (e.device == DeviceKind::kCUDA ? "cuda" : "cpu") + "/" +
+         (e.format == WeightFormat::kDense ? "" : std::string(weight_format_name(e.format)) + "/") +
          dtype_name(e.dtype) + "/" + e.variant;
 }
 
@@ -46,8 +49,18 @@ inline std::vector<const KernelEntry*> candidates(Op op) {
   return out;
 }
 
+// Every usable non-ref CPU entry of `op`. The ops whose CUDA kernels take other argument dtypes
+// than the CPU ones (GEMM's 16-bit x, 16-bit outputs, ...) are checked on the CPU here and on the
+// GPU by their own suites (test_cuda_gemm.cc, test_cuda_mixed_elementwise.cc).
+inline std::vector<const KernelEntry*> cpu_candidates(Op op) {
+  std::vector<const KernelEntry*> out;
+  for (const KernelEntry* e : candidates(op))
+    if (e->device == DeviceKind::kCPU) out.push_back(e);
+  return out;
+}
+
 inline const KernelEntry& ref_of(const KernelEntry& e) {
-  return get_kernel(e.op, DeviceKind::kCPU, e.dtype, "ref");
+  return get_kernel(e.op, DeviceKind::kCPU, e.format, e.dtype, "ref");
 }
 
 // Staging of host vectors for one kernel call on `kind`: CPU kernels use the host memory itself;
@@ -116,13 +129,47 @@ inline std::vector<uint16_t> rand_bf16(std::mt19937& rng, size_t n) {
   return v;
 }
 
+// A weight matrix of dtype dt (f32, bf16 or f16): f holds the values (exactly representable in
+// dt), h their 16-bit bits (empty for f32). ptr() is what a kernel of that dtype reads.
+struct Weights {
+  DType dt = DType::kF32;
+  std::vector<float> f;
+  std::vector<uint16_t> h;
+  const void* ptr() const { return dt == DType::kF32 ? static_cast<const void*>(f.data()) : h.data(); }
+};
+inline Weights rand_weights(std::mt19937& rng, DType dt, size_t n, float lo = -1.0f, float hi = 1.0f) {
+  Weights w;
+  w.dt = dt;
+  w.f = rand_vec(rng, n, lo, hi);
+  if (dt == DType::kF32) return w;
+  w.h.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    w.h[i] = dt == DType::kF16 ? f32_to_f16(w.f[i]) : f32_to_bf16(w.f[i]);
+    w.f[i] = dt == DType::kF16 ? f16_to_f32(w.h[i]) : bf16_to_f32(w.h[i]);
+  }
+  return w;
+}
+
+// Expects fn() to throw eli::Error of kind `kind`.
+template <typename Fn>
+void expect_error_kind(ErrorKind kind, Fn&& fn, const std::string& what) {
+  try {
+    fn();
+    ADD_FAILURE() << what << ": no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), kind) << what << ": " << e.what();
+  }
+}
+
 constexpr float kSentinel = 12345.0f;  // fills padding of strided outputs: must stay untouched
 
-// Every element within tol * max(|ref|) (sentinels excluded from the scale) (at least tol * 1e-3); NaN in either side fails.
+// Every element within tol * max(|ref|) (sentinels excluded from the scale) (at least
+// tol * min_scale); NaN in either side fails. min_scale: the magnitude of the terms an output is
+// computed from, where outputs can be far smaller than those (cancellation).
 inline void expect_close(const std::vector<float>& got, const std::vector<float>& ref, double tol,
-                         const std::string& what) {
+                         const std::string& what, double min_scale = 1e-3) {
   ASSERT_EQ(got.size(), ref.size()) << what;
-  double scale = 1e-3;
+  double scale = min_scale;
   for (float r : ref)
     if (r != kSentinel) scale = std::max(scale, static_cast<double>(std::fabs(r)));
   size_t bad = 0, first = 0;

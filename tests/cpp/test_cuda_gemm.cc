@@ -6,7 +6,8 @@
 //
 // Every case: fresh random inputs (never zeros), outputs poisoned with a sentinel first (padding
 // columns of strided outputs must keep it bit for bit), odd and real shapes, strided and misaligned
-// pointers (which push the kernels onto their scalar / low-alignment paths), all fusions. The
+// pointers (which push the kernels onto their scalar / low-alignment paths), all fusions (the GEMV's
+// gated epilogue with SiLU and with GELU-tanh). The
 // tolerance is per element from an error bound of f32 accumulation: c * 2^-23 * sqrt(k) * sum|terms|
 // (operands are exact in both: the GEMV keeps f32 x and reads the same 16-bit w as the reference;
 // the GEMM's x is already 16-bit), plus the output's own rounding (bf16 out: 2^-8 relative, i.e.
@@ -106,6 +107,9 @@ bool is16(DType dt) { return dt == DType::kBF16 || dt == DType::kF16; }
 
 // The 16-bit weight / activation types every 16-bit case runs for.
 constexpr DType k16Bit[] = {DType::kBF16, DType::kF16};
+// The GEMV's gated epilogues (kNone: none).
+constexpr GatedAct kNoGate = GatedAct::kNone, kSilu = GatedAct::kSilu, kGelu = GatedAct::kGeluTanh;
+constexpr GatedAct kGates[] = {kNoGate, kSilu, kGelu};
 
 // Elements [r * stride + c] for c < width are compared within tol[r * width + c]; the rest (padding)
 // must equal `want` exactly (bitwise, so the poison value).
@@ -151,14 +155,17 @@ class CudaKernelTestBase : public ::testing::Test {
 struct GemvCase {
   DType wdt;
   int64_t m, n, k;
-  bool norm = false, bias = false, swiglu = false, accumulate = false;
+  bool norm = false, bias = false;
+  GatedAct gated = kNoGate;
+  bool accumulate = false;
   float norm_offset = 0.0f;
   int64_t x_pad = 0, out_pad = 0;          // row stride = width + pad
   int x_off = 0, w_off = 0, out_off = 0, g_off = 0, bias_off = 0;  // misalignment, in elements
   std::string name() const {
     return std::string("gemv ") + dtype_name(wdt) + " m=" + std::to_string(m) + " n=" + std::to_string(n) +
            " k=" + std::to_string(k) + (norm ? " norm" : "") + (norm_offset != 0.f ? "+1" : "") +
-           (bias ? " bias" : "") + (swiglu ? " swiglu" : "") + (accumulate ? " acc" : "") +
+           (bias ? " bias" : "") + (gated != kNoGate ? std::string(" ") + gated_act_name(gated) : "") +
+           (accumulate ? " acc" : "") +
            " x_pad=" + std::to_string(x_pad) + " out_pad=" + std::to_string(out_pad) + " off(x,w,out,g,b)=" +
            std::to_string(x_off) + std::to_string(w_off) + std::to_string(out_off) + std::to_string(g_off) +
            std::to_string(bias_off);
@@ -171,7 +178,7 @@ struct GemvData {
 };
 
 GemvData make_gemv_data(const GemvCase& c, std::mt19937& rng) {
-  const int64_t n_out = c.swiglu ? c.n / 2 : c.n;
+  const int64_t n_out = c.gated != kNoGate ? c.n / 2 : c.n;
   const int64_t x_stride = c.k + c.x_pad, out_stride = n_out + c.out_pad;
   GemvData d;
   d.x = random_floats(static_cast<size_t>(c.m * x_stride), rng, -2.f, 2.f);
@@ -190,7 +197,7 @@ GemvData make_gemv_data(const GemvCase& c, std::mt19937& rng) {
 
 // Allowed error per output element (m, n_out): see the file header.
 std::vector<double> gemv_tolerance(const GemvCase& c, const GemvData& d) {
-  const int64_t n_out = c.swiglu ? c.n / 2 : c.n;
+  const int64_t n_out = c.gated != kNoGate ? c.n / 2 : c.n;
   const int64_t x_stride = c.k + c.x_pad, out_stride = n_out + c.out_pad;
   std::vector<double> tol(static_cast<size_t>(c.m * n_out));
   std::vector<double> xn(static_cast<size_t>(c.k)), y(static_cast<size_t>(c.n)), err(static_cast<size_t>(c.n));
@@ -216,11 +223,17 @@ std::vector<double> gemv_tolerance(const GemvCase& c, const GemvData& d) {
     }
     for (int64_t j = 0; j < n_out; ++j) {
       double t, v;
-      if (c.swiglu) {
+      if (c.gated != kNoGate) {
+        // act(g) * up: the gate's error through act' (|silu'| <= 1.1, |gelu_tanh'| <= 1.13), the
+        // up's through act(g), the f32 evaluation of act (a few ulps; GELU's 1 + tanhf(z) cancels
+        // for negative g: an absolute error of a few ulps of 1 times 0.5 |g|).
         const double g = y[j], u = y[j + n_out];
-        const double silu = g / (1.0 + std::exp(-g));
-        v = silu * u;
-        t = 1.1 * std::fabs(u) * err[j] + std::fabs(silu) * err[j + n_out] + 8.0 * kEps * std::fabs(v);
+        const double a = c.gated == kGelu
+                             ? 0.5 * g * (1.0 + std::tanh(0.7978845608028654 * (g + 0.044715 * g * g * g)))
+                             : g / (1.0 + std::exp(-g));
+        v = a * u;
+        t = 1.2 * std::fabs(u) * err[j] + std::fabs(a) * err[j + n_out] + 8.0 * kEps * std::fabs(v);
+        if (c.gated == kGelu) t += 4.0 * kEps * 0.5 * std::fabs(g) * std::fabs(u);
       } else {
         v = y[j];
         t = err[j];
@@ -237,7 +250,7 @@ void run_gemv_case(Device& dev, const ExecContext& ctx, const KernelEntry& e, co
   ASSERT_EQ(e.dtype, c.wdt);
   const KernelEntry* ref = find_kernel(Op::kGemv, DeviceKind::kCPU, c.wdt, "ref");
   ASSERT_NE(ref, nullptr);
-  const int64_t n_out = c.swiglu ? c.n / 2 : c.n;
+  const int64_t n_out = c.gated != kNoGate ? c.n / 2 : c.n;
   const int64_t x_stride = c.k + c.x_pad, out_stride = n_out + c.out_pad;
   const GemvData d = make_gemv_data(c, rng);
   const std::vector<uint16_t> w_bf16 = to_16(c.wdt, d.w);  // bf16 or f16 bits
@@ -248,7 +261,7 @@ void run_gemv_case(Device& dev, const ExecContext& ctx, const KernelEntry& e, co
              c.bias ? d.bias.data() : nullptr, c.norm ? d.g.data() : nullptr, c.m, c.n, c.k, out_stride, x_stride};
   h.norm_eps = 1e-6f;
   h.norm_weight_offset = c.norm_offset;
-  h.swiglu = c.swiglu;
+  h.gated = c.gated;
   h.accumulate = c.accumulate;
   ref->fn(&h, ExecContext{});
 
@@ -285,15 +298,21 @@ TEST_F(CudaKernelGemvTest, RealShapes16Bit) {
     // Llama-3.2-1B / 3.1-8B decode projections (n scaled down where the host reference would be slow).
     for (int64_t m : {1, 2, 4, 8}) {
       run({dt, m, 3072, 2048, /*norm=*/true});                                    // qkv + input norm
-      run({dt, m, 2048, 2048, false, false, false, /*accumulate=*/true});          // o + residual
-      run({dt, m, 4096, 2048, true, false, /*swiglu=*/true});                     // gate_up (cut)
-      run({dt, m, 2048, 8192, false, false, false, true});                        // down + residual
+      run({dt, m, 2048, 2048, false, false, kNoGate, /*accumulate=*/true});        // o + residual
+      run({dt, m, 4096, 2048, true, false, kSilu});                               // gate_up (cut)
+      run({dt, m, 2048, 8192, false, false, kNoGate, true});                      // down + residual
     }
-    run({dt, 1, 16384, 2048, true, false, true});  // full 1B gate_up
-    run({dt, 1, 4096, 14336, false, false, false, true});  // 8B down
+    run({dt, 1, 16384, 2048, true, false, kSilu});  // full 1B gate_up
+    run({dt, 1, 4096, 14336, false, false, kNoGate, true});  // 8B down
     run({dt, 3, 6144, 4096, true, true});  // 8B qkv with bias (Qwen-style)
     run({dt, 1, 512, 4096});               // small n: few CTAs
-    run({dt, 5, 1000, 576, true, true, false, true});  // SmolLM2-ish k
+    run({dt, 5, 1000, 576, true, true, kNoGate, true});  // SmolLM2-ish k
+    // Gemma 3 (1B: hidden 1152, intermediate 6912) GELU-tanh gate_up, norm offset 1 (weights - 1).
+    for (int64_t m : {1, 4}) {
+      GemvCase g{dt, m, 2 * 6912, 1152, true, false, kGelu};
+      g.norm_offset = 1.0f;
+      run(g);
+    }
   }
 }
 
@@ -304,16 +323,26 @@ TEST_F(CudaKernelGemvTest, OddShapesAllFusions) {
       for (int64_t k : {8, 24, 1000, 1032, 7, 13, 1001}) {
         for (int64_t n : {2, 6, 130, 1058}) {
           GemvCase c{dt, m, n, k};
-          const int v = static_cast<int>((m * 7 + k + n) % 16);  // a spread of flag combinations
+          const int v = static_cast<int>((m * 7 + k + n) % 24);  // a spread of flag combinations
           c.norm = v & 1;
           c.bias = v & 2;
-          c.swiglu = v & 4;
-          c.accumulate = v & 8;
+          c.accumulate = v & 4;
+          c.gated = kGates[v >> 3];
           run(c);
         }
       }
     }
-    // n = 1 and 3 (odd: no swiglu), every flag.
+    // Every gate with every other flag on one odd shape.
+    for (GatedAct gated : {kSilu, kGelu})
+      for (int flags = 0; flags < 8; ++flags) {
+        GemvCase c{dt, 3, 130, 1001};
+        c.norm = flags & 1;
+        c.bias = flags & 2;
+        c.accumulate = flags & 4;
+        c.gated = gated;
+        run(c);
+      }
+    // n = 1 and 3 (odd: no gating), every flag.
     for (int flags = 0; flags < 8; ++flags) {
       GemvCase c{dt, 1 + flags % 8, 1 + 2 * (flags % 2), 40 + flags};
       c.norm = flags & 1;
@@ -332,8 +361,8 @@ TEST_F(CudaKernelGemvTest, OddShapesAllFusions) {
 
 TEST_F(CudaKernelGemvTest, StridesAndMisalignment) {
   for (DType dt : k16Bit) {
-    for (bool swiglu : {false, true}) {
-      GemvCase c{dt, 4, 1200, 1024, true, true, swiglu, true};
+    for (GatedAct gated : kGates) {
+      GemvCase c{dt, 4, 1200, 1024, true, true, gated, true};
       c.x_pad = 4;  // still 16-byte rows: vector path
       c.out_pad = 5;
       run(c);
@@ -352,7 +381,7 @@ TEST_F(CudaKernelGemvTest, StridesAndMisalignment) {
       }
     }
     // Everything misaligned and strided at once, odd k.
-    GemvCase all{dt, 7, 66, 333, true, true, true, true};
+    GemvCase all{dt, 7, 66, 333, true, true, kSilu, true};
     all.x_pad = 1;
     all.out_pad = 2;
     all.x_off = all.w_off = all.out_off = all.g_off = all.bias_off = 1;
@@ -363,7 +392,8 @@ TEST_F(CudaKernelGemvTest, StridesAndMisalignment) {
 TEST_F(CudaKernelGemvTest, ManyRowsSplitIntoLaunches) {
   // m > kGemvMaxRows is outside the op's contract for speed but must still be right.
   for (DType dt : k16Bit) {
-    run({dt, 11, 300, 256, true, true, true, true});
+    run({dt, 11, 300, 256, true, true, kSilu, true});
+    run({dt, 13, 300, 256, true, true, kGelu, false});
     run({dt, 17, 64, 40});
   }
 }
@@ -375,7 +405,7 @@ TEST_F(CudaKernelGemvTest, F16WeightsFullPrecision) {
   const KernelEntry* ref = find_kernel(Op::kGemv, DeviceKind::kCPU, DType::kF16, "ref");
   ASSERT_NE(ref, nullptr);
   for (int64_t k : {1024, 1001}) {  // vector and scalar paths
-    GemvCase c{DType::kF16, 3, 64, k, false, false, false, false};
+    GemvCase c{DType::kF16, 3, 64, k, false, false, kNoGate, false};
     GemvData d = make_gemv_data(c, rng_);
     std::vector<uint16_t> wh(d.w.size());
     for (size_t i = 0; i < wh.size(); ++i) {
@@ -403,11 +433,12 @@ TEST_F(CudaKernelGemvTest, F16WeightsFullPrecision) {
 
 TEST_F(CudaKernelGemvTest, F32Weights) {
   for (int64_t m : {1, 3, 8}) {
-    run({DType::kF32, m, 2048, 1024, true, false, false, true});
-    run({DType::kF32, m, 130, 100, true, true, true, false});
-    run({DType::kF32, m, 1100, 77, false, true, false, true});
+    run({DType::kF32, m, 2048, 1024, true, false, kNoGate, true});
+    run({DType::kF32, m, 130, 100, true, true, kSilu, false});
+    run({DType::kF32, m, 130, 100, true, true, kGelu, true});
+    run({DType::kF32, m, 1100, 77, false, true, kNoGate, true});
   }
-  GemvCase c{DType::kF32, 2, 258, 512, true, true, true, true};
+  GemvCase c{DType::kF32, 2, 258, 512, true, true, kGelu, true};
   c.w_off = 1;
   run(c);
   c.w_off = 0;
@@ -420,7 +451,9 @@ TEST_F(CudaKernelGemvTest, RejectsBadArguments) {
   for (DType dt : k16Bit) {
     const KernelEntry& e = entry(dt);
     GemvArgs a{nullptr, nullptr, nullptr, nullptr, nullptr, 1, 3, 8, 3, 8};
-    a.swiglu = true;  // odd n
+    a.gated = kSilu;  // odd n
+    EXPECT_THROW(e.fn(&a, ctx_), Error);
+    a.gated = kGelu;
     EXPECT_THROW(e.fn(&a, ctx_), Error);
     GemvArgs z{nullptr, nullptr, nullptr, nullptr, nullptr, 0, 16, 8, 16, 8};  // m = 0: nothing to do
     EXPECT_NO_THROW(e.fn(&z, ctx_));
@@ -434,14 +467,14 @@ TEST_F(CudaKernelGemvTest, CapturedInCudaGraph) {
     const KernelEntry& e = entry(dt);
     const KernelEntry* ref = find_kernel(Op::kGemv, DeviceKind::kCPU, dt, "ref");
     ASSERT_NE(ref, nullptr);
-    GemvCase c{dt, 2, 2048, 1024, true, true, true, false};
+    GemvCase c{dt, 2, 2048, 1024, true, true, kSilu, false};
     const int64_t n_out = c.n / 2;
     GemvData d = make_gemv_data(c, rng_);
     const std::vector<uint16_t> wb = to_16(dt, d.w);
     Staged<float> dx(*dev_, d.x, 0), db(*dev_, d.bias, 0), dg(*dev_, d.g, 0), dout(*dev_, d.out0, 0);
     Staged<uint16_t> dw(*dev_, wb, 0);
     GemvArgs a{dout.ptr(), dx.ptr(), dw.ptr(), db.ptr(), dg.ptr(), c.m, c.n, c.k, n_out, c.k};
-    a.swiglu = true;
+    a.gated = kSilu;
     e.fn(&a, ctx_);  // warm-up, as the engine does before capture
     dev_->synchronize();
     std::unique_ptr<StepGraph> graph = capture_step_graph(ctx_.stream, [&] { e.fn(&a, ctx_); });
@@ -453,7 +486,7 @@ TEST_F(CudaKernelGemvTest, CapturedInCudaGraph) {
     dev_->synchronize();
     std::vector<float> want = d.out0;
     GemvArgs h{want.data(), d.x.data(), wb.data(), d.bias.data(), d.g.data(), c.m, c.n, c.k, n_out, c.k};
-    h.swiglu = true;
+    h.gated = kSilu;
     ref->fn(&h, ExecContext{});
     expect_within(dout.download(), want, gemv_tolerance(c, d), c.m, n_out, n_out, "gemv graph replay");
   }
@@ -470,7 +503,7 @@ TEST_F(CudaKernelGemvTest, DependentLaunchesSeeFinishedInputs) {
     ASSERT_NE(ref, nullptr);
     const int64_t m = 3, n1 = 8192, k1 = 4096, n2 = 3000;  // first is big (slow), second reads all of it
     GemvCase c1{dt, m, n1, k1, true};
-    GemvCase c2{dt, m, n2, n1, false, true, false, true};
+    GemvCase c2{dt, m, n2, n1, false, true, kNoGate, true};
     const GemvData d1 = make_gemv_data(c1, rng_);
     GemvData d2 = make_gemv_data(c2, rng_);
     const std::vector<uint16_t> w1 = to_16(dt, d1.w), w2 = to_16(dt, d2.w);

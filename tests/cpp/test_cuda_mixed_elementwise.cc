@@ -1,10 +1,12 @@
-// tests/cpp/test_cuda_mixed_elementwise.cc: the CUDA NormCast and SwigluCast (bf16, f16, f32),
-// KvWrite (bf16 and f16 cache) and RopeKvWrite (f32 / bf16 / f16 cache, q in f32 or a 16-bit type,
-// with and without q/k norm) against their CPU references, on odd shapes and strides; a bf16 q with
-// an f16 cache (or f16 q with a bf16 cache) must be rejected. Outputs are poisoned first; 16-bit
-// outputs must match the reference's rounding within a ~2 ulp tolerance of their type (bf16 1.6e-2,
-// f16 2e-3 relative: both round an f32 value that differs only by f32 arithmetic order); KvWrite
-// rounds the same f32 values and must match bit for bit. Skips without a CUDA device.
+// tests/cpp/test_cuda_mixed_elementwise.cc: the CUDA NormCast (bf16, f16, f32 out; accumulating
+// into f32 rows), GatedAct (SiLU and GELU-tanh; bf16, f16, f32) and RopeKvWrite (f32 / bf16 / f16
+// cache, q in f32 or a 16-bit type, with and without q/k norm, with per-token RoPE tables; without
+// rotary dims as the plain KV write) against their CPU references, on odd shapes and strides; a
+// bf16 q with an f16 cache (or f16 q with a bf16 cache) must be rejected, as must an accumulating
+// NormCast into a 16-bit output. Outputs are poisoned first; 16-bit outputs must match the
+// reference's rounding within a ~2 ulp tolerance of their type (bf16 1.6e-2, f16 2e-3 relative:
+// both round an f32 value that differs only by f32 arithmetic order); the KV write rounds the same
+// f32 values and must match bit for bit. Skips without a CUDA device.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -84,62 +86,94 @@ TEST_F(CudaKernelMixedTest, NormCastMatchesRef) {
   for (DType dt : {DType::kBF16, DType::kF16, DType::kF32}) {
     for (int64_t rows : {1, 5, 130}) {
       // Odd strides take the element-wise kernel; packed rows (hidden % 4 == 0) the float4 one.
-      for (int64_t hidden : {7, 576, 2048, 4099}) for (bool packed : {false, true}) {
+      for (int64_t hidden : {7, 576, 2048, 4099}) for (bool packed : {false, true}) for (bool acc : {false, true}) {
+        if (acc && dt != DType::kF32) continue;  // accumulating needs f32 rows (NormCastRejects...)
         const int64_t xs = packed ? hidden : hidden + 3, os = packed ? hidden : hidden + 5;
         std::vector<float> x = random_floats(rows * xs, rng), w = random_floats(hidden, rng, 0.5f, 1.5f);
         DeviceBuffer<float> dx(*dev_, x), dw(*dev_, w);
         ActBuffer out(*dev_, dt, rows * os, 9.f);
+        if (acc) out.set(random_floats(rows * os, rng, -3.f, 3.f));  // the residual rows (padding too)
         NormCastArgs h{out.host(), x.data(), w.data(), rows, hidden, os, xs, 1e-5f, 0.25f, dt};
+        h.accumulate = acc;
         NormCastArgs d{out.dev(), dx.get(), dw.get(), rows, hidden, os, xs, 1e-5f, 0.25f, dt};
+        d.accumulate = acc;
         ref.fn(&h, ExecContext{});
         cu.fn(&d, ctx_);
         dev_->synchronize();
         expect_close(out.dev_f32(), out.host_f32(), tol_for(dt), 1e-5f,
                      std::string("norm_cast ") + dtype_name(dt) + " rows=" + std::to_string(rows) +
-                         " hidden=" + std::to_string(hidden) + (packed ? " packed" : " strided"));
+                         " hidden=" + std::to_string(hidden) + (packed ? " packed" : " strided") +
+                         (acc ? " accumulate" : ""));
       }
     }
   }
 }
 
-TEST_F(CudaKernelMixedTest, SwigluCastMatchesRef) {
-  const KernelEntry& ref = get_kernel(Op::kSwigluCast, DeviceKind::kCPU, DType::kF32, "ref");
-  const KernelEntry& cu = get_kernel(Op::kSwigluCast, DeviceKind::kCUDA, DType::kF32);
+// Accumulating needs f32 output rows: a 16-bit output with accumulate is refused (any row count).
+TEST_F(CudaKernelMixedTest, NormCastRejectsAccumulateInto16Bit) {
+  const KernelEntry& cu = get_kernel(Op::kNormCast, DeviceKind::kCUDA, DType::kF32);
+  for (DType dt : {DType::kBF16, DType::kF16}) {
+    NormCastArgs a{nullptr, nullptr, nullptr, 0, 8, 8, 8, 1e-5f, 0.f, dt};
+    a.accumulate = true;
+    EXPECT_THROW(cu.fn(&a, ctx_), Error) << dtype_name(dt);
+  }
+}
+
+TEST_F(CudaKernelMixedTest, GatedActMatchesRef) {
+  const KernelEntry& ref = get_kernel(Op::kGatedAct, DeviceKind::kCPU, DType::kF32, "ref");
+  const KernelEntry& cu = get_kernel(Op::kGatedAct, DeviceKind::kCUDA, DType::kF32);
   std::mt19937 rng(12);
-  for (DType dt : {DType::kBF16, DType::kF16, DType::kF32}) {
-    for (int64_t rows : {1, 3, 70}) {
-      // Odd strides take the element-wise kernel; packed 16-bit rows (inter % 8 == 0) the 8-wide one.
-      for (int64_t inter : {1, 33, 8192, 14336}) for (bool packed : {false, true}) {
-        const int64_t is = packed ? 2 * inter : 2 * inter + 1, os = packed ? inter : inter + 2;
-        std::vector<float> gu = random_floats(rows * is, rng, -6.f, 6.f);
-        ActBuffer in(*dev_, dt, rows * is, 0.f), out(*dev_, dt, rows * os, 5.f);
-        in.set(gu);
-        SwigluCastArgs h{out.host(), in.host(), rows, inter, os, is, dt};
-        SwigluCastArgs d{out.dev(), in.dev(), rows, inter, os, is, dt};
-        ref.fn(&h, ExecContext{});
-        cu.fn(&d, ctx_);
-        dev_->synchronize();
-        expect_close(out.dev_f32(), out.host_f32(), tol_for(dt), 1e-5f,
-                     std::string("swiglu_cast ") + dtype_name(dt) + " rows=" + std::to_string(rows) +
-                         " inter=" + std::to_string(inter) + (packed ? " packed" : " strided"));
+  for (GatedAct act : {GatedAct::kSilu, GatedAct::kGeluTanh}) {
+    for (DType dt : {DType::kBF16, DType::kF16, DType::kF32}) {
+      for (int64_t rows : {1, 3, 70}) {
+        // Odd strides take the element-wise kernel; packed 16-bit rows (inter % 8 == 0) the 8-wide one.
+        for (int64_t inter : {1, 33, 8192, 14336}) for (bool packed : {false, true}) {
+          const int64_t is = packed ? 2 * inter : 2 * inter + 1, os = packed ? inter : inter + 2;
+          std::vector<float> gu = random_floats(rows * is, rng, -6.f, 6.f);
+          ActBuffer in(*dev_, dt, rows * is, 0.f), out(*dev_, dt, rows * os, 5.f);
+          in.set(gu);
+          GatedActArgs h{out.host(), in.host(), rows, inter, os, is, dt, act};
+          GatedActArgs d{out.dev(), in.dev(), rows, inter, os, is, dt, act};
+          ref.fn(&h, ExecContext{});
+          cu.fn(&d, ctx_);
+          dev_->synchronize();
+          // GELU's 1 + tanhf(z) cancels for negative gates: an absolute error of a few f32 ulps of 1
+          // times 0.5 |gate| |up| (<= 18), which the atol covers.
+          expect_close(out.dev_f32(), out.host_f32(), tol_for(dt), act == GatedAct::kGeluTanh ? 2e-5f : 1e-5f,
+                       std::string("gated_act ") + gated_act_name(act) + " " + dtype_name(dt) + " rows=" +
+                           std::to_string(rows) + " inter=" + std::to_string(inter) +
+                           (packed ? " packed" : " strided"));
+        }
       }
     }
   }
 }
 
-// Runs RopeKvWrite (or plain KvWrite when rope == false) on both backends and compares q_out and
-// both caches (every slot, so that skipped slots must keep their poison).
+// No activation (kNone is GEMV-only) is refused.
+TEST_F(CudaKernelMixedTest, GatedActRejectsNoActivation) {
+  const KernelEntry& cu = get_kernel(Op::kGatedAct, DeviceKind::kCUDA, DType::kF32);
+  GatedActArgs a{nullptr, nullptr, 0, 8, 8, 16, DType::kBF16, GatedAct::kNone};
+  EXPECT_THROW(cu.fn(&a, ctx_), Error);
+}
+
+// Runs RopeKvWrite on both backends and compares q_out and both caches (every slot, so that skipped
+// slots must keep their poison). tables: two RoPE tables (the second at a quarter of the first's
+// frequencies), picked per token.
 void check_rope_kv(Device& dev, const ExecContext& ctx, DType cache, DType qdt, bool qk_norm, int64_t T, int64_t nh,
-                   int64_t nkv, int64_t hd, int64_t rot_dim, std::mt19937& rng) {
+                   int64_t nkv, int64_t hd, int64_t rot_dim, std::mt19937& rng, bool tables = false) {
   const KernelEntry& ref = get_kernel(Op::kRopeKvWrite, DeviceKind::kCPU, cache, "ref");
   const KernelEntry& cu = get_kernel(Op::kRopeKvWrite, DeviceKind::kCUDA, cache);
   const int64_t qkv_dim = (nh + 2 * nkv) * hd, stride = qkv_dim + 4;
   const int64_t n_slots = 3 * T + 5;
   std::vector<float> qkv = random_floats(T * stride, rng);
   std::vector<float> qn = random_floats(hd, rng, 0.5f, 1.5f), kn = random_floats(hd, rng, 0.5f, 1.5f);
-  std::vector<float> inv_freq(rot_dim / 2);
-  for (int64_t i = 0; i < rot_dim / 2; ++i) inv_freq[i] = std::pow(10000.f, -2.f * i / rot_dim);
-  std::vector<int32_t> pos(T), slots(T);
+  std::vector<float> inv_freq(rot_dim);  // (2 tables, rot_dim / 2)
+  for (int64_t i = 0; i < rot_dim / 2; ++i) {
+    inv_freq[i] = std::pow(10000.f, -2.f * i / rot_dim);
+    inv_freq[rot_dim / 2 + i] = 0.25f * inv_freq[i];
+  }
+  std::vector<int32_t> pos(T), slots(T), table(T);
+  for (int64_t t = 0; t < T; ++t) table[t] = static_cast<int32_t>((t * 5 + 1) % 3 == 0);
   std::uniform_int_distribution<int> pd(0, 5000);
   for (int64_t t = 0; t < T; ++t) {
     pos[t] = pd(rng);
@@ -150,7 +184,7 @@ void check_rope_kv(Device& dev, const ExecContext& ctx, DType cache, DType qdt, 
     for (int64_t u = 0; u < t; ++u)
       if (slots[u] == slots[t]) slots[t] = -1;
   DeviceBuffer<float> dqkv(dev, qkv), dqn(dev, qn), dkn(dev, kn), dfreq(dev, inv_freq);
-  DeviceBuffer<int32_t> dpos(dev, pos), dslots(dev, slots);
+  DeviceBuffer<int32_t> dpos(dev, pos), dslots(dev, slots), dtable(dev, table);
   ActBuffer q(dev, qdt, T * nh * hd, 3.f), kc(dev, cache, n_slots * nkv * hd, -4.f),
       vc(dev, cache, n_slots * nkv * hd, -5.f);
   RopeKvWriteArgs h{};
@@ -163,7 +197,7 @@ void check_rope_kv(Device& dev, const ExecContext& ctx, DType cache, DType qdt, 
   h.positions = pos.data();
   h.slot_mapping = slots.data();
   h.inv_freq = inv_freq.data();
-  h.table_of_token = nullptr;
+  h.table_of_token = tables ? table.data() : nullptr;
   h.n_tokens = T;
   h.n_heads = nh;
   h.n_kv_heads = nkv;
@@ -184,13 +218,14 @@ void check_rope_kv(Device& dev, const ExecContext& ctx, DType cache, DType qdt, 
   d.positions = dpos.get();
   d.slot_mapping = dslots.get();
   d.inv_freq = dfreq.get();
+  d.table_of_token = tables ? dtable.get() : nullptr;
   ref.fn(&h, ExecContext{});
   cu.fn(&d, ctx);
   dev.synchronize();
   const std::string what = std::string("rope_kv cache ") + dtype_name(cache) + " q " + dtype_name(qdt) +
                            " T=" + std::to_string(T) + " nh=" + std::to_string(nh) + " nkv=" +
                            std::to_string(nkv) + " hd=" + std::to_string(hd) + " rot=" + std::to_string(rot_dim) +
-                           " norm=" + std::to_string(qk_norm);
+                           " norm=" + std::to_string(qk_norm) + " tables=" + std::to_string(tables);
   expect_close(q.dev_f32(), q.host_f32(), tol_for(qdt), 1e-4f, what + " q");
   expect_close(kc.dev_f32(), kc.host_f32(), tol_for(cache), 1e-4f, what + " k cache");
   expect_close(vc.dev_f32(), vc.host_f32(), tol_for(cache), 0.f, what + " v cache");
@@ -209,6 +244,9 @@ TEST_F(CudaKernelMixedTest, RopeKvWriteMatchesRef) {
         // Past 128 pairs the kernel computes the remaining cos/sin after its wait (kRopePre).
         check_rope_kv(*dev_, ctx_, cache, qdt, norm, 3, 2, 1, 512, 512, rng);
         check_rope_kv(*dev_, ctx_, cache, qdt, norm, 5, 3, 1, 384, 320, rng);  // partial rotary, 160 pairs
+        // Per-token RoPE tables (Gemma 3's local / global bases, LongRoPE's factors).
+        check_rope_kv(*dev_, ctx_, cache, qdt, norm, 37, 8, 4, 256, 256, rng, true);
+        check_rope_kv(*dev_, ctx_, cache, qdt, norm, 6, 4, 1, 96, 64, rng, true);
       }
     }
   }
@@ -243,33 +281,63 @@ TEST_F(CudaKernelMixedTest, RopeKvWriteRejectsMixed16Bit) {
   }
 }
 
+// RopeKvWrite without rotary dims or norms is the KV write into a 16-bit cache: the same rounding
+// of the same f32 values as the reference, bit for bit (inf, subnormal ties and zeros too); q
+// (f32) is a copy.
 TEST_F(CudaKernelMixedTest, KvWrite16MatchesRef) {
   for (DType dt : {DType::kBF16, DType::kF16}) {
-    const KernelEntry& ref = get_kernel(Op::kKvWrite, DeviceKind::kCPU, dt, "ref");
-    const KernelEntry& cu = get_kernel(Op::kKvWrite, DeviceKind::kCUDA, dt);
+    const KernelEntry& ref = get_kernel(Op::kRopeKvWrite, DeviceKind::kCPU, dt, "ref");
+    const KernelEntry& cu = get_kernel(Op::kRopeKvWrite, DeviceKind::kCUDA, dt);
     std::mt19937 rng(14);
-    const int64_t T = 21, nkv = 3, hd = 40, ks = nkv * hd + 7, n_slots = 50;
-    std::vector<float> k = random_floats(T * ks, rng), v = random_floats(T * ks, rng);
-    if (dt == DType::kF16) {  // token 0 (slot 0): overflow to inf, subnormal ties, a tie to even
+    const int64_t T = 21, nh = 2, nkv = 3, hd = 40, ks = (nh + 2 * nkv) * hd + 7, n_slots = 50;
+    std::vector<float> qkv = random_floats(T * ks, rng);
+    if (dt == DType::kF16) {  // token 0's k (slot 0): overflow to inf, subnormal ties, a tie to even
+      float* k = qkv.data() + nh * hd;
       k[0] = 1e6f;
       k[1] = -70000.f;
       k[2] = std::ldexp(3.0f, -25);
       k[3] = std::ldexp(1.0f, -25);
       k[4] = 1.0f + std::ldexp(1.0f, -11);
     }
-    std::vector<int32_t> slots(T);
-    for (int64_t t = 0; t < T; ++t) slots[t] = t == 3 ? -2 : (t == 4 ? 999 : static_cast<int32_t>(t * 2));
-    DeviceBuffer<float> dk(*dev_, k), dv(*dev_, v);
-    DeviceBuffer<int32_t> ds(*dev_, slots);
-    ActBuffer kc(*dev_, dt, n_slots * nkv * hd, 1.f), vc(*dev_, dt, n_slots * nkv * hd, 2.f);
-    KvWriteArgs h{kc.host(), vc.host(), k.data(), v.data(), slots.data(), T, nkv, hd, ks, ks, n_slots};
-    KvWriteArgs d{kc.dev(), vc.dev(), dk.get(), dv.get(), ds.get(), T, nkv, hd, ks, ks, n_slots};
+    std::vector<int32_t> slots(T), pos(T);
+    for (int64_t t = 0; t < T; ++t) {
+      slots[t] = t == 3 ? -2 : (t == 4 ? 999 : static_cast<int32_t>(t * 2));
+      pos[t] = static_cast<int32_t>(t + 100);
+    }
+    DeviceBuffer<float> dqkv(*dev_, qkv);
+    DeviceBuffer<int32_t> ds(*dev_, slots), dpos(*dev_, pos);
+    ActBuffer q(*dev_, DType::kF32, T * nh * hd, 3.f), kc(*dev_, dt, n_slots * nkv * hd, 1.f),
+        vc(*dev_, dt, n_slots * nkv * hd, 2.f);
+    RopeKvWriteArgs h{};
+    h.q_out = q.host();
+    h.k_cache = kc.host();
+    h.v_cache = vc.host();
+    h.qkv = qkv.data();
+    h.positions = pos.data();
+    h.slot_mapping = slots.data();
+    h.n_tokens = T;
+    h.n_heads = nh;
+    h.n_kv_heads = nkv;
+    h.head_dim = hd;
+    h.rot_dim = 0;
+    h.qkv_stride = ks;
+    h.n_slots = n_slots;
+    h.attention_scaling = 1.f;
+    h.q_dtype = DType::kF32;
+    RopeKvWriteArgs d = h;
+    d.q_out = q.dev();
+    d.k_cache = kc.dev();
+    d.v_cache = vc.dev();
+    d.qkv = dqkv.get();
+    d.positions = dpos.get();
+    d.slot_mapping = ds.get();
     ref.fn(&h, ExecContext{});
     cu.fn(&d, ctx_);
     dev_->synchronize();
     // The same rounding of the same f32 values: bit for bit (raw 16-bit words; inf and zeros too).
     EXPECT_EQ(kc.d16->download(), kc.h16) << "kv_write " << dtype_name(dt) << " k";
     EXPECT_EQ(vc.d16->download(), vc.h16) << "kv_write " << dtype_name(dt) << " v";
+    EXPECT_EQ(q.d32->download(), q.h32) << "kv_write " << dtype_name(dt) << " q";
     if (dt == DType::kF16) {
       EXPECT_EQ(kc.h16[0], 0x7c00);  // the reference's roundings of the edge cases, for the record
       EXPECT_EQ(kc.h16[1], 0xfc00);

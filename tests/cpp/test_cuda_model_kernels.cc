@@ -1,6 +1,8 @@
-// tests/cpp/test_cuda_model_kernels.cc: the CUDA kernels of the model's forward pass (Matmul f32 /
-// bf16, Rope, Swiglu, KvWrite, Attention) against the CPU "ref" entry of the same (op, dtype), on
-// odd shapes, strides and masks; and the whole model on CUDA against the CPU engine.
+// tests/cpp/test_cuda_model_kernels.cc: the CUDA kernels of the f32 forward pass (GEMV with f32 /
+// bf16 weights, GEMM f32 and bf16, RopeKvWrite into an f32 cache with per-token RoPE tables and
+// as a plain KV write, GatedAct SiLU / GELU-tanh in f32, f32 Attention) against the CPU "ref" entry
+// of the same (op, dtype), on odd shapes, strides and masks; and the whole model on CUDA against
+// the CPU engine. (The 16-bit paths: test_cuda_gemm.cc, test_cuda_mixed_elementwise.cc.)
 // Skips with "no CUDA device" when the build or the machine has no GPU. Suite names start with
 // CudaKernel so that bench/device_run.sh's 'CudaKernel*' filter picks them up.
 #include <gtest/gtest.h>
@@ -43,76 +45,164 @@ class CudaKernelOps : public ::testing::Test {
   std::mt19937 rng_{11};
 };
 
-TEST_F(CudaKernelOps, MatmulMatchesRef) {
+// The products of the f32 path: GEMV (f32 x; f32 or bf16 weights) at decode row counts, GEMM past
+// them (f32 x and weights; bf16 x and weights, as cuBLASLt takes them), with bias and accumulate.
+TEST_F(CudaKernelOps, GemvAndGemmMatchRef) {
   for (DType dt : {DType::kF32, DType::kBF16}) {
     for (int64_t m : {1, 3, 8, 9, 70}) {
       for (int64_t k : {64, 67}) {
         for (bool acc : {false, true}) {
           const int64_t n = 131, xs = k + 5, os = n + 3;
+          const bool gemv = m <= kGemvMaxRows;
           std::vector<float> x = rnd(m * xs, rng_), wf = rnd(n * k, rng_), bias = rnd(n, rng_);
           std::vector<float> out = rnd(m * os, rng_);
-          std::vector<uint16_t> wb(wf.size());
+          std::vector<uint16_t> wb(wf.size()), xb(x.size());
           for (size_t i = 0; i < wf.size(); ++i) wb[i] = f32_to_bf16(wf[i]);
+          for (size_t i = 0; i < x.size(); ++i) xb[i] = f32_to_bf16(x[i]);
           DeviceBuffer<float> dx(*dev_, x), dwf(*dev_, wf), db(*dev_, bias), dout(*dev_, out);
-          DeviceBuffer<uint16_t> dwb(*dev_, wb);
-          const void* hw = dt == DType::kF32 ? static_cast<const void*>(wf.data()) : wb.data();
-          const void* dw = dt == DType::kF32 ? static_cast<const void*>(dwf.get()) : dwb.get();
-          MatmulArgs h{out.data(), x.data(), hw, bias.data(), m, n, k, os, xs, acc};
-          MatmulArgs d{dout.get(), dx.get(), dw, db.get(), m, n, k, os, xs, acc};
-          ref(Op::kMatmul, dt).fn(&h, ExecContext{});
-          cuda(Op::kMatmul, dt).fn(&d, ctx_);
+          DeviceBuffer<uint16_t> dwb(*dev_, wb), dxb(*dev_, xb);
+          const bool b16 = dt == DType::kBF16;
+          const void* hw = b16 ? static_cast<const void*>(wb.data()) : wf.data();
+          const void* dw = b16 ? static_cast<const void*>(dwb.get()) : dwf.get();
+          if (gemv) {
+            GemvArgs h{out.data(), x.data(), hw, bias.data(), nullptr, m, n, k, os, xs};
+            h.accumulate = acc;
+            GemvArgs d = h;
+            d.out = dout.get();
+            d.x = dx.get();
+            d.w = dw;
+            d.bias = db.get();
+            ref(Op::kGemv, dt).fn(&h, ExecContext{});
+            cuda(Op::kGemv, dt).fn(&d, ctx_);
+          } else {
+            // cuBLASLt takes x in the weights' dtype: bf16 weights get bf16 x (both sides).
+            GemmArgs h{out.data(), b16 ? static_cast<const void*>(xb.data()) : x.data(), hw, bias.data(), m, n, k, os, xs};
+            h.x_dtype = dt;
+            h.out_dtype = DType::kF32;
+            h.accumulate = acc;
+            GemmArgs d = h;
+            d.out = dout.get();
+            d.x = b16 ? static_cast<const void*>(dxb.get()) : dx.get();
+            d.w = dw;
+            d.bias = db.get();
+            ref(Op::kGemm, dt).fn(&h, ExecContext{});
+            cuda(Op::kGemm, dt).fn(&d, ctx_);
+          }
           expect_close(dout.download(), out, 1e-5f, 1e-5f,
-                          std::string("matmul ") + dtype_name(dt) + " m=" + std::to_string(m) + " k=" +
-                              std::to_string(k) + " acc=" + std::to_string(acc));
+                       std::string(gemv ? "gemv " : "gemm ") + dtype_name(dt) + " m=" + std::to_string(m) +
+                           " k=" + std::to_string(k) + " acc=" + std::to_string(acc));
         }
       }
     }
   }
 }
 
-TEST_F(CudaKernelOps, RopeMatchesRef) {
-  const int64_t T = 5, nh = 3, hd = 16, stride = nh * hd + 8;
+// RopeKvWrite into an f32 cache (the f32 path's) with q/k RoPE from per-token tables (two tables,
+// as Gemma's local / global layers or LongRoPE's short / long factors) and attention scaling.
+TEST_F(CudaKernelOps, RopeKvWriteF32TablesMatchRef) {
+  const int64_t T = 5, nh = 3, nkv = 1, hd = 16, stride = (nh + 2 * nkv) * hd + 8, n_slots = 12;
   for (int64_t rot : {16, 8}) {
     for (bool tables : {false, true}) {
-      std::vector<float> x = rnd(T * stride, rng_, -2.f, 2.f);
-      std::vector<int32_t> pos = {0, 1, 7, 300, 4095};
+      std::vector<float> qkv = rnd(T * stride, rng_, -2.f, 2.f);
+      std::vector<int32_t> pos = {0, 1, 7, 300, 4095}, slots = {3, -1, 0, 11, 12};  // -1, 12: skipped
       std::vector<float> inv = rnd(2 * rot / 2, rng_, 0.f, 1.f);
       std::vector<int32_t> tok = {0, 1, 1, 0, 1};
-      DeviceBuffer<float> dx(*dev_, x), dinv(*dev_, inv);
-      DeviceBuffer<int32_t> dpos(*dev_, pos), dtok(*dev_, tok);
-      RopeArgs h{x.data(), pos.data(), inv.data(), tables ? tok.data() : nullptr, T, nh, hd, rot, stride, 1.25f};
-      RopeArgs d{dx.get(), dpos.get(), dinv.get(), tables ? dtok.get() : nullptr, T, nh, hd, rot, stride, 1.25f};
-      ref(Op::kRope, DType::kF32).fn(&h, ExecContext{});
-      cuda(Op::kRope, DType::kF32).fn(&d, ctx_);
-      expect_close(dx.download(), x, 1e-6f, 1e-6f, "rope rot=" + std::to_string(rot));
+      std::vector<float> q(T * nh * hd, 5.f), kc = rnd(n_slots * nkv * hd, rng_), vc = rnd(n_slots * nkv * hd, rng_);
+      DeviceBuffer<float> dqkv(*dev_, qkv), dinv(*dev_, inv), dq(*dev_, q), dkc(*dev_, kc), dvc(*dev_, vc);
+      DeviceBuffer<int32_t> dpos(*dev_, pos), dslots(*dev_, slots), dtok(*dev_, tok);
+      RopeKvWriteArgs h{};
+      h.q_out = q.data();
+      h.k_cache = kc.data();
+      h.v_cache = vc.data();
+      h.qkv = qkv.data();
+      h.positions = pos.data();
+      h.slot_mapping = slots.data();
+      h.inv_freq = inv.data();
+      h.table_of_token = tables ? tok.data() : nullptr;
+      h.n_tokens = T;
+      h.n_heads = nh;
+      h.n_kv_heads = nkv;
+      h.head_dim = hd;
+      h.rot_dim = rot;
+      h.qkv_stride = stride;
+      h.n_slots = n_slots;
+      h.attention_scaling = 1.25f;
+      h.norm_eps = 1e-6f;
+      h.q_dtype = DType::kF32;
+      RopeKvWriteArgs d = h;
+      d.q_out = dq.get();
+      d.k_cache = dkc.get();
+      d.v_cache = dvc.get();
+      d.qkv = dqkv.get();
+      d.positions = dpos.get();
+      d.slot_mapping = dslots.get();
+      d.inv_freq = dinv.get();
+      d.table_of_token = tables ? dtok.get() : nullptr;
+      ref(Op::kRopeKvWrite, DType::kF32).fn(&h, ExecContext{});
+      cuda(Op::kRopeKvWrite, DType::kF32).fn(&d, ctx_);
+      const std::string what = "rope_kv_write f32 rot=" + std::to_string(rot) + " tables=" + std::to_string(tables);
+      expect_close(dq.download(), q, 1e-6f, 1e-6f, what + " q");
+      expect_close(dkc.download(), kc, 1e-6f, 1e-6f, what + " k cache");
+      expect_close(dvc.download(), vc, 0.f, 0.f, what + " v cache");
     }
   }
 }
 
-TEST_F(CudaKernelOps, SwigluMatchesRef) {
+TEST_F(CudaKernelOps, GatedActF32MatchesRef) {
   const int64_t rows = 7, inter = 37, in_stride = 2 * inter + 3, out_stride = inter + 1;
-  std::vector<float> gu = rnd(rows * in_stride, rng_, -6.f, 6.f), out = rnd(rows * out_stride, rng_);
-  DeviceBuffer<float> dgu(*dev_, gu), dout(*dev_, out);
-  SwigluArgs h{out.data(), gu.data(), rows, inter, out_stride, in_stride};
-  SwigluArgs d{dout.get(), dgu.get(), rows, inter, out_stride, in_stride};
-  ref(Op::kSwiglu, DType::kF32).fn(&h, ExecContext{});
-  cuda(Op::kSwiglu, DType::kF32).fn(&d, ctx_);
-  expect_close(dout.download(), out, 1e-6f, 1e-6f, "swiglu");
+  for (GatedAct act : {GatedAct::kSilu, GatedAct::kGeluTanh}) {
+    std::vector<float> gu = rnd(rows * in_stride, rng_, -6.f, 6.f), out = rnd(rows * out_stride, rng_);
+    gu[0] = -30.f;  // far tails: exp overflow (SiLU), saturated tanh (GELU)
+    gu[1] = 30.f;
+    DeviceBuffer<float> dgu(*dev_, gu), dout(*dev_, out);
+    GatedActArgs h{out.data(), gu.data(), rows, inter, out_stride, in_stride, DType::kF32, act};
+    GatedActArgs d{dout.get(), dgu.get(), rows, inter, out_stride, in_stride, DType::kF32, act};
+    ref(Op::kGatedAct, DType::kF32).fn(&h, ExecContext{});
+    cuda(Op::kGatedAct, DType::kF32).fn(&d, ctx_);
+    // GELU: 1 + tanhf(z) cancels for negative gates; its absolute error (a few f32 ulps of 1,
+    // times 0.5 |gate| |up| <= 18) is what the atol covers.
+    expect_close(dout.download(), out, 1e-6f, act == GatedAct::kGeluTanh ? 2e-5f : 1e-6f,
+                 std::string("gated_act f32 ") + gated_act_name(act));
+  }
 }
 
-TEST_F(CudaKernelOps, KvWriteMatchesRef) {
-  const int64_t NB = 3, B = 4, nkv = 2, hd = 8, T = 5, stride = 40;
+// RopeKvWrite without rotary dims or norms is the f32 path's KV write: bit-exact copies into the
+// cache slots, skipped slots (negative, past the cache) untouched.
+TEST_F(CudaKernelOps, RopeKvWriteAsKvWriteMatchesRef) {
+  const int64_t NB = 3, B = 4, nh = 1, nkv = 2, hd = 8, T = 5, stride = 40;
   std::vector<float> kc = rnd(NB * B * nkv * hd, rng_), vc = rnd(NB * B * nkv * hd, rng_);
-  std::vector<float> k = rnd(T * stride, rng_), v = rnd(T * stride, rng_);
-  std::vector<int32_t> slots = {0, 5, -1, 11, 12};  // -1 and 12 (>= n_slots) are skipped
-  DeviceBuffer<float> dkc(*dev_, kc), dvc(*dev_, vc), dk(*dev_, k), dv(*dev_, v);
-  DeviceBuffer<int32_t> ds(*dev_, slots);
-  KvWriteArgs h{kc.data(), vc.data(), k.data(), v.data(), slots.data(), T, nkv, hd, stride, stride, NB * B};
-  KvWriteArgs d{dkc.get(), dvc.get(), dk.get(), dv.get(), ds.get(), T, nkv, hd, stride, stride, NB * B};
-  ref(Op::kKvWrite, DType::kF32).fn(&h, ExecContext{});
-  cuda(Op::kKvWrite, DType::kF32).fn(&d, ctx_);
+  std::vector<float> qkv = rnd(T * stride, rng_), q(T * nh * hd, 3.f);
+  std::vector<int32_t> slots = {0, 5, -1, 11, 12}, pos = {0, 1, 2, 3, 4};  // -1 and 12 (>= n_slots) are skipped
+  DeviceBuffer<float> dkc(*dev_, kc), dvc(*dev_, vc), dqkv(*dev_, qkv), dq(*dev_, q);
+  DeviceBuffer<int32_t> ds(*dev_, slots), dpos(*dev_, pos);
+  RopeKvWriteArgs h{};
+  h.q_out = q.data();
+  h.k_cache = kc.data();
+  h.v_cache = vc.data();
+  h.qkv = qkv.data();
+  h.positions = pos.data();
+  h.slot_mapping = slots.data();
+  h.n_tokens = T;
+  h.n_heads = nh;
+  h.n_kv_heads = nkv;
+  h.head_dim = hd;
+  h.rot_dim = 0;
+  h.qkv_stride = stride;
+  h.n_slots = NB * B;
+  h.attention_scaling = 1.f;
+  h.q_dtype = DType::kF32;
+  RopeKvWriteArgs d = h;
+  d.q_out = dq.get();
+  d.k_cache = dkc.get();
+  d.v_cache = dvc.get();
+  d.qkv = dqkv.get();
+  d.positions = dpos.get();
+  d.slot_mapping = ds.get();
+  ref(Op::kRopeKvWrite, DType::kF32).fn(&h, ExecContext{});
+  cuda(Op::kRopeKvWrite, DType::kF32).fn(&d, ctx_);
   expect_close(dkc.download(), kc, 0.f, 0.f, "kv_write k");
   expect_close(dvc.download(), vc, 0.f, 0.f, "kv_write v");
+  expect_close(dq.download(), q, 0.f, 0.f, "kv_write q");
 }
 
 TEST_F(CudaKernelOps, AttentionMatchesRef) {

@@ -3,11 +3,16 @@
 // - ref_load / ref_store (kernels/ref/ref_kernels.h) for kF16 agree with float_convert.h and with an
 //   independent double-precision rounding model: round to nearest even, overflow to infinity,
 //   subnormals, signed zeros, NaN stays NaN; every one of the 65536 bit patterns round-trips.
-// - gemv_ref_f16, gemm_ref_f16, embedding_ref_f16, kv_write_ref_f16, rope_kv_write_ref_f16,
-//   norm_cast_ref / swiglu_cast_ref with f16, reached through the registry (so the registration is
-//   checked too), equal the f32 references run on the same values widened exactly, with each 16-bit
-//   output equal to the f32 result rounded once (f32_to_f16). Inputs are f16 values that bf16
-//   cannot hold (11 significant bits), so a bf16 or f32 branch taken by mistake fails.
+// - every f16 bit pattern goes through the references that read or write f16 buffers: an f16
+//   embedding table widens each one exactly; an f16 KV cache (RopeKvWrite) stores each widened value
+//   back as the same bits; an f16 GatedAct reads each one exactly.
+// - gemv_ref_f16 (plain, SiLU- and GELU-gated), gemm_ref_f16, embedding_ref_f16 (with a scale),
+//   rope_kv_write_ref_f16 (its KV write alone with rot_dim 0, and with RoPE and q/k norms),
+//   norm_cast_ref / gated_act_ref (SiLU and GELU-tanh) with f16, reached through the registry (so
+//   the registration is checked too), equal the f32 references run on the same values widened
+//   exactly, with each 16-bit output equal to the f32 result rounded once (f32_to_f16). Inputs are
+//   f16 values that bf16 cannot hold (11 significant bits), so a bf16 or f32 branch taken by
+//   mistake fails.
 // Runs on any machine (no device).
 #include <gtest/gtest.h>
 
@@ -21,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "eli/error.h"
 #include "kernels/ops.h"
 #include "kernels/ref/float_convert.h"
 #include "kernels/ref/ref_kernels.h"
@@ -206,7 +212,7 @@ void expect_bits_equal(const std::vector<uint16_t>& got, const std::vector<uint1
 }
 
 TEST(RefF16, EntriesAreRegistered) {
-  for (Op op : {Op::kEmbedding, Op::kKvWrite, Op::kGemv, Op::kGemm, Op::kRopeKvWrite})
+  for (Op op : {Op::kEmbedding, Op::kAttention, Op::kGemv, Op::kGemm, Op::kRopeKvWrite})
     EXPECT_NE(find_kernel(op, DeviceKind::kCPU, DType::kF16, "ref"), nullptr) << op_name(op);
 }
 
@@ -214,11 +220,15 @@ TEST(RefF16, GemvEqualsF32OnWidenedWeights) {
   std::mt19937 rng(21);
   struct Case {
     int64_t m, n, k;
-    bool norm, bias, swiglu, accumulate;
+    bool norm, bias;
+    GatedAct gated;
+    bool accumulate;
   };
-  for (const Case& c : {Case{1, 6, 16, false, false, false, false}, Case{3, 10, 37, true, true, false, true},
-                        Case{2, 8, 24, true, false, true, false}, Case{5, 14, 9, false, true, true, true}}) {
-    const int64_t n_out = c.swiglu ? c.n / 2 : c.n, xs = c.k + 2, os = n_out + 3;
+  const GatedAct N = GatedAct::kNone, S = GatedAct::kSilu, G = GatedAct::kGeluTanh;
+  for (const Case& c : {Case{1, 6, 16, false, false, N, false}, Case{3, 10, 37, true, true, N, true},
+                        Case{2, 8, 24, true, false, S, false}, Case{5, 14, 9, false, true, S, true},
+                        Case{4, 12, 21, true, true, G, false}, Case{1, 6, 40, false, false, G, true}}) {
+    const int64_t n_out = c.gated != N ? c.n / 2 : c.n, xs = c.k + 2, os = n_out + 3;
     std::vector<float> wf;
     const std::vector<uint16_t> wh = rand_f16(rng, static_cast<size_t>(c.n * c.k), -1.f, 1.f, &wf);
     std::vector<float> x(static_cast<size_t>(c.m * xs)), bias(static_cast<size_t>(c.n)), g(static_cast<size_t>(c.k));
@@ -233,15 +243,15 @@ TEST(RefF16, GemvEqualsF32OnWidenedWeights) {
                c.m, c.n, c.k, os, xs};
     a.norm_eps = 1e-5f;
     a.norm_weight_offset = 0.125f;
-    a.swiglu = c.swiglu;
+    a.gated = c.gated;
     a.accumulate = c.accumulate;
     GemvArgs b = a;
     b.out = want.data();
     b.w = wf.data();
     ref(Op::kGemv, DType::kF16).fn(&a, ExecContext{});
     ref(Op::kGemv, DType::kF32).fn(&b, ExecContext{});
-    const std::string what =
-        "gemv m=" + std::to_string(c.m) + " n=" + std::to_string(c.n) + " k=" + std::to_string(c.k);
+    const std::string what = "gemv m=" + std::to_string(c.m) + " n=" + std::to_string(c.n) +
+                             " k=" + std::to_string(c.k) + " " + gated_act_name(c.gated);
     expect_bits_equal(got, want, what);
     // Taken as bf16 (the wrong branch) the same bits give another result.
     std::vector<float> other = out0;
@@ -307,39 +317,112 @@ TEST(RefF16, EmbeddingWidensExactly) {
   const std::vector<uint16_t> th = rand_f16(rng, static_cast<size_t>(vocab * hidden), -4.f, 4.f, &tf);
   const std::vector<int32_t> ids = {0, 10, 3, 3, 7};
   const int64_t t = static_cast<int64_t>(ids.size());
-  std::vector<float> got(static_cast<size_t>(t * hidden), -1.f), want = got;
-  EmbeddingArgs a{got.data(), th.data(), ids.data(), t, hidden, vocab};
-  EmbeddingArgs b{want.data(), tf.data(), ids.data(), t, hidden, vocab};
-  ref(Op::kEmbedding, DType::kF16).fn(&a, ExecContext{});
-  ref(Op::kEmbedding, DType::kF32).fn(&b, ExecContext{});
-  expect_bits_equal(got, want, "embedding");
-  for (int64_t j = 0; j < hidden; ++j) {
-    EXPECT_EQ(got[static_cast<size_t>(2 * hidden + j)], f16_to_f32(th[static_cast<size_t>(3 * hidden + j)]));
+  for (float scale : {1.0f, std::sqrt(2304.0f), 0.3f}) {  // Gemma scales by sqrt(hidden)
+    std::vector<float> got(static_cast<size_t>(t * hidden), -1.f), want = got;
+    EmbeddingArgs a{got.data(), th.data(), ids.data(), t, hidden, vocab, scale};
+    EmbeddingArgs b{want.data(), tf.data(), ids.data(), t, hidden, vocab, scale};
+    ref(Op::kEmbedding, DType::kF16).fn(&a, ExecContext{});
+    ref(Op::kEmbedding, DType::kF32).fn(&b, ExecContext{});
+    expect_bits_equal(got, want, "embedding scale " + std::to_string(scale));
+    for (int64_t j = 0; j < hidden; ++j) {
+      EXPECT_EQ(got[static_cast<size_t>(2 * hidden + j)], f16_to_f32(th[static_cast<size_t>(3 * hidden + j)]) * scale);
+    }
   }
 }
 
+// RopeKvWrite args for n_tokens tokens of one q head and one kv head of dim hd, no RoPE (rot_dim
+// 0), no norms: q, k and v of token t are qkv[t * 3 hd + ...]; token t goes to slot slots[t].
+RopeKvWriteArgs plain_kv_write(void* q_out, void* kc, void* vc, const std::vector<float>& qkv,
+                               const std::vector<int32_t>& pos, const std::vector<int32_t>& slots, int64_t hd,
+                               int64_t n_slots, DType q_dtype) {
+  RopeKvWriteArgs a{};
+  a.q_out = q_out;
+  a.k_cache = kc;
+  a.v_cache = vc;
+  a.qkv = qkv.data();
+  a.positions = pos.data();
+  a.slot_mapping = slots.data();
+  a.n_tokens = static_cast<int64_t>(slots.size());
+  a.n_heads = 1;
+  a.n_kv_heads = 1;
+  a.head_dim = hd;
+  a.rot_dim = 0;
+  a.qkv_stride = 3 * hd;
+  a.n_slots = n_slots;
+  a.attention_scaling = 1.0f;
+  a.norm_eps = 1e-6f;
+  a.q_dtype = q_dtype;
+  return a;
+}
+
+// Every f16 bit pattern through the references that read or write f16 buffers.
+TEST(RefF16, EveryBitPatternThroughTheReferences) {
+  const int64_t n = 65536;
+  std::vector<uint16_t> all(static_cast<size_t>(n));
+  for (int64_t b = 0; b < n; ++b) all[static_cast<size_t>(b)] = static_cast<uint16_t>(b);
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (int64_t b = 0; b < n; ++b) ids[static_cast<size_t>(b)] = static_cast<int32_t>(b);
+  // Embedding: table row b (hidden 1) holds pattern b; the gathered f32 is its exact widening.
+  std::vector<float> emb(static_cast<size_t>(n));
+  EmbeddingArgs e{emb.data(), all.data(), ids.data(), n, 1, n};
+  ref(Op::kEmbedding, DType::kF16).fn(&e, ExecContext{});
+  // KV write: token b carries the widened value b as q, k and v; the f16 cache must hold pattern b
+  // again (NaN: some NaN), and an f16 q_out too.
+  std::vector<float> qkv(static_cast<size_t>(3 * n));
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t j = 0; j < 3; ++j) qkv[static_cast<size_t>(3 * b + j)] = emb[static_cast<size_t>(b)];
+  std::vector<uint16_t> kc(static_cast<size_t>(n), 0x1234), vc = kc, q = kc;
+  std::vector<int32_t> pos(static_cast<size_t>(n), 0);
+  RopeKvWriteArgs kv = plain_kv_write(q.data(), kc.data(), vc.data(), qkv, pos, ids, 1, n, DType::kF16);
+  ref(Op::kRopeKvWrite, DType::kF16).fn(&kv, ExecContext{});
+  // GatedAct with f16 buffers: gate pattern b, up 1.0; SiLU of the exact widened gate, rounded once.
+  std::vector<uint16_t> gu(static_cast<size_t>(2 * n));
+  for (int64_t b = 0; b < n; ++b) {
+    gu[static_cast<size_t>(2 * b)] = static_cast<uint16_t>(b);
+    gu[static_cast<size_t>(2 * b + 1)] = 0x3c00;  // 1.0
+  }
+  std::vector<uint16_t> act(static_cast<size_t>(n));
+  GatedActArgs g{act.data(), gu.data(), n, 1, 1, 2, DType::kF16, GatedAct::kSilu};
+  ref(Op::kGatedAct, DType::kF32).fn(&g, ExecContext{});
+  size_t bad = 0;
+  for (int64_t b = 0; b < n; ++b) {
+    const size_t i = static_cast<size_t>(b);
+    const float w = f16_to_f32(all[i]);
+    const bool nan = std::isnan(w);
+    bool ok = nan ? std::isnan(emb[i]) : same_bits(emb[i], w);
+    for (const std::vector<uint16_t>* c : {&kc, &vc, &q})
+      ok = ok && (nan ? std::isnan(f16_to_f32((*c)[i])) : (*c)[i] == all[i]);
+    const double silu = static_cast<double>(w) / (1.0 + std::exp(-static_cast<double>(w)));
+    ok = ok && (nan ? std::isnan(f16_to_f32(act[i])) : act[i] == f32_to_f16(static_cast<float>(silu)));
+    if (!ok && ++bad <= 4) ADD_FAILURE() << "f16 pattern 0x" << std::hex << b << std::dec;
+  }
+  EXPECT_EQ(bad, 0u);
+}
+
 TEST(RefF16, KvWriteRoundsOnce) {
+  // RopeKvWrite without rotary or norms is the KV write: an f16 cache holds the f32 cache's values
+  // rounded once (overflow to inf, subnormal ties), skipped slots untouched.
   std::mt19937 rng(24);
-  const int64_t T = 6, nkv = 2, hd = 5, ks = nkv * hd + 3, n_slots = 9, row = nkv * hd;
+  const int64_t T = 6, hd = 5, n_slots = 9;
   std::uniform_real_distribution<float> d(-3.f, 3.f);
-  std::vector<float> k(static_cast<size_t>(T * ks)), v(k.size());
-  for (float& x : k) x = d(rng);  // arbitrary f32: the store rounds
-  for (float& x : v) x = d(rng);
-  k[0] = 1e6f;                   // overflows to inf in the cache
-  k[1] = std::ldexp(3.0f, -25);  // subnormal tie
-  const std::vector<int32_t> slots = {4, -1, 0, 8, 9, 2};  // -1 and 9 (>= n_slots) skipped
-  std::vector<float> kc32(static_cast<size_t>(n_slots * row), 7.f), vc32 = kc32;
-  KvWriteArgs b{kc32.data(), vc32.data(), k.data(), v.data(), slots.data(), T, nkv, hd, ks, ks, n_slots};
-  ref(Op::kKvWrite, DType::kF32).fn(&b, ExecContext{});
+  std::vector<float> qkv(static_cast<size_t>(T * 3 * hd));
+  for (float& x : qkv) x = d(rng);  // arbitrary f32: the store rounds
+  qkv[hd] = 1e6f;                   // token 0's k: overflows to inf in the cache
+  qkv[hd + 1] = std::ldexp(3.0f, -25);  // subnormal tie
+  const std::vector<int32_t> slots = {4, -1, 0, 8, 9, 2}, pos(static_cast<size_t>(T), 3);  // -1 and 9 skipped
+  std::vector<float> q32(static_cast<size_t>(T * hd)), kc32(static_cast<size_t>(n_slots * hd), 7.f), vc32 = kc32;
+  RopeKvWriteArgs b = plain_kv_write(q32.data(), kc32.data(), vc32.data(), qkv, pos, slots, hd, n_slots, DType::kF32);
+  ref(Op::kRopeKvWrite, DType::kF32).fn(&b, ExecContext{});
   std::vector<uint16_t> kc16(kc32.size(), f32_to_f16(7.f)), vc16 = kc16;
-  KvWriteArgs a = b;
-  a.k_cache = kc16.data();
-  a.v_cache = vc16.data();
-  ref(Op::kKvWrite, DType::kF16).fn(&a, ExecContext{});
+  std::vector<float> q(q32.size());
+  RopeKvWriteArgs a = plain_kv_write(q.data(), kc16.data(), vc16.data(), qkv, pos, slots, hd, n_slots, DType::kF32);
+  ref(Op::kRopeKvWrite, DType::kF16).fn(&a, ExecContext{});
   expect_bits_equal(kc16, to_f16(kc32), "kv_write k");
   expect_bits_equal(vc16, to_f16(vc32), "kv_write v");
-  EXPECT_EQ(kc16[static_cast<size_t>(4 * row)], 0x7c00);
-  EXPECT_EQ(kc16[static_cast<size_t>(4 * row + 1)], 0x0002);
+  expect_bits_equal(q, q32, "kv_write q (f32)");
+  EXPECT_EQ(kc16[static_cast<size_t>(4 * hd)], 0x7c00);
+  EXPECT_EQ(kc16[static_cast<size_t>(4 * hd + 1)], 0x0002);
+  EXPECT_EQ(kc16[static_cast<size_t>(1 * hd)], f32_to_f16(7.f));  // slot 1: nobody's
 }
 
 void run_rope_kv(DType cache, DType qdt, bool norm, std::mt19937& rng) {
@@ -402,7 +485,7 @@ TEST(RefF16, RopeKvWriteRoundsOnce) {
     for (bool norm : {false, true}) run_rope_kv(DType::kF16, qdt, norm, rng);
 }
 
-TEST(RefF16, NormCastAndSwigluCast) {
+TEST(RefF16, NormCastAndGatedAct) {
   std::mt19937 rng(26);
   std::uniform_real_distribution<float> d(-3.f, 3.f);
   {
@@ -419,18 +502,20 @@ TEST(RefF16, NormCastAndSwigluCast) {
     ref(Op::kNormCast, DType::kF32).fn(&b, ExecContext{});
     ref(Op::kNormCast, DType::kF32).fn(&a, ExecContext{});
     expect_bits_equal(o16, to_f16(o32), "norm_cast f16");
+    a.accumulate = true;  // accumulating needs an f32 output
+    EXPECT_THROW(ref(Op::kNormCast, DType::kF32).fn(&a, ExecContext{}), Error);
   }
-  {
+  for (GatedAct act : {GatedAct::kSilu, GatedAct::kGeluTanh}) {
     const int64_t rows = 2, inter = 9, is = 2 * inter + 1, os = inter + 2;
     std::vector<float> gf;
     const std::vector<uint16_t> gh = rand_f16(rng, static_cast<size_t>(rows * is), -6.f, 6.f, &gf);
     std::vector<float> o32(static_cast<size_t>(rows * os), 5.f);
     std::vector<uint16_t> o16(o32.size(), f32_to_f16(5.f));
-    SwigluCastArgs b{o32.data(), gf.data(), rows, inter, os, is, DType::kF32};
-    SwigluCastArgs a{o16.data(), gh.data(), rows, inter, os, is, DType::kF16};
-    ref(Op::kSwigluCast, DType::kF32).fn(&b, ExecContext{});
-    ref(Op::kSwigluCast, DType::kF32).fn(&a, ExecContext{});
-    expect_bits_equal(o16, to_f16(o32), "swiglu_cast f16");
+    GatedActArgs b{o32.data(), gf.data(), rows, inter, os, is, DType::kF32, act};
+    GatedActArgs a{o16.data(), gh.data(), rows, inter, os, is, DType::kF16, act};
+    ref(Op::kGatedAct, DType::kF32).fn(&b, ExecContext{});
+    ref(Op::kGatedAct, DType::kF32).fn(&a, ExecContext{});
+    expect_bits_equal(o16, to_f16(o32), std::string("gated_act f16 ") + gated_act_name(act));
   }
 }
 

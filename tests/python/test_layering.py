@@ -1,0 +1,74 @@
+# tests/python/test_layering.py: the direction of #include between eli's layers (docs/architecture.md).
+# Each C++ source may include its own layer and the layers below it, never one above: a kernel
+# never sees the model or the engine, the model never sees the runner or the engine, core sees
+# nothing but core and the public headers. A wrong-way include fails here (and so in CI) with the
+# file, the line and the rule.
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+# Bottom to top. A layer may include any layer listed before it (and itself).
+LAYERS = [
+    ("api", "include/eli"),
+    ("core", "runtime/core"),
+    ("device", "runtime/device"),
+    ("kernels", "kernels"),
+    ("kv", "runtime/kv"),
+    ("model", "runtime/model"),
+    ("runner", "runtime/runner"),
+    ("engine", "runtime/engine"),
+    ("bindings", "python/src"),
+]
+RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
+SOURCES = (".h", ".cc", ".cu", ".cuh", ".cpp")
+
+
+def layer_of(path: str):
+    if path.startswith("eli/"):
+        return "api"
+    for name, prefix in LAYERS:
+        if path == prefix or path.startswith(prefix + "/"):
+            return name
+    return None
+
+
+def includes():
+    for name, prefix in LAYERS:
+        for f in sorted((ROOT / prefix).rglob("*")):
+            if f.suffix not in SOURCES or not f.is_file():
+                continue
+            rel = f.relative_to(ROOT).as_posix()
+            for n, line in enumerate(f.read_text(errors="replace").splitlines(), 1):
+                m = re.match(r'\s*#\s*include\s+"([^"]+)"', line)
+                if m:
+                    yield rel, n, name, m.group(1)
+
+
+def test_every_layer_has_sources():
+    for name, prefix in LAYERS:
+        assert any((ROOT / prefix).rglob("*.h")) or any((ROOT / prefix).rglob("*.cc")), f"no sources in {prefix}"
+
+
+def test_includes_only_point_down():
+    wrong = []
+    for rel, n, src, inc in includes():
+        dst = layer_of(inc)
+        if dst is None:
+            continue
+        if RANK[dst] > RANK[src]:
+            wrong.append(f"{rel}:{n}: {src} includes {inc} ({dst}, a layer above)")
+    assert not wrong, "wrong-way includes:\n" + "\n".join(wrong)
+
+
+def test_public_headers_include_only_public_headers():
+    bad = [f"{rel}:{n}: {inc}" for rel, n, src, inc in includes() if src == "api" and not inc.startswith("eli/")]
+    assert not bad, "include/eli must stay self-contained:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("path,layer", [("runtime/model/blocks.h", "model"), ("eli/engine.h", "api"),
+                                        ("kernels/ops.h", "kernels"), ("bench/x.cc", None)])
+def test_layer_of(path, layer):
+    assert layer_of(path) == layer
