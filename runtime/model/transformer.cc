@@ -22,8 +22,7 @@ Transformer::Transformer(ModelSpec spec, TransformerWeights weights, ThreadPool*
   static_rope_ = compute_rope_table(spec_, spec_.max_position);
   if (device_ != nullptr && device_->id().kind != DeviceKind::kCPU) {
     kind_ = device_->id().kind;
-    PooledDevice* pooled = as_pooled(*device_);
-    stream_ = pooled != nullptr ? pooled->default_stream() : nullptr;
+    stream_ = device_->default_stream().native();
     placed_ = upload_weights(weights_, *device_, nullptr, pool_);
     // The device copies are the weights now: drop the host matrices and vectors (and the mapped
     // file behind zero-copy views), keeping the metadata.
