@@ -1,4 +1,5 @@
-// kernels/ref/float_convert.h: scalar conversions between f32 and the 16-bit float formats.
+// runtime/core/float_convert.h: scalar conversions between f32 and the 16-bit float formats (a core
+// utility: kernels, references and the CPU communicator all convert).
 //
 // Invariants: exact IEEE semantics. f16_to_f32 handles subnormals, infinities and NaNs (payload
 // kept); f32_to_bf16 and f32_to_f16 round to nearest even, keep NaNs NaN (quiet) and overflow to
