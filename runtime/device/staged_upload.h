@@ -1,17 +1,20 @@
 // runtime/device/staged_upload.h: bulk host -> device copies through a small ring of pinned
 // staging buffers (what model loading uses to move gigabytes of weights quickly).
 //
-// A piece is (device destination, host source, bytes); the source may be pageable or memory-mapped.
-// plan_staging() packs the pieces, in order, into fills of one staging buffer each (a piece larger
-// than a buffer is split over several fills; small pieces share a fill). upload_pieces() then,
-// per fill: waits for the buffer's previous copy (one event per buffer), fills the buffer from the
-// sources with the thread pool (a parallel memcpy, which also pages a mapped file in on many
-// cores), and queues the async copies on the stream; it ends with one synchronize.
+// A piece is (device destination, host source, bytes); the source may be pageable or memory-mapped
+// (a kMappedFile buffer's data()). plan_staging() packs the pieces, in order, into fills of one
+// staging buffer each (a piece larger than a buffer is split over several fills; small pieces
+// share a fill). run_staged_upload() then, per fill: waits for the buffer's previous copy (one
+// Event per buffer), fills the buffer from the sources with the thread pool (a parallel memcpy,
+// which also pages a mapped file in on many cores), and queues the async copies on the stream; it
+// ends with one synchronize. The buffers are kPinnedHost Buffers of the device (its pinned pool),
+// whose cache is returned to the OS when the upload ends.
 //
 // Invariants: the plan covers every byte of every piece exactly once, in piece order; a segment
 // never crosses a buffer's end; staging offsets are multiples of `align`. upload_pieces() returns
-// only when every copy is complete (sources may be dropped then). Without CUDA, on the CPU, or when
-// pinned memory cannot be had, it falls back to one synchronous copy per piece (same result).
+// only when every copy is complete (sources may be dropped then). Devices without asynchronous
+// execution (the CPU) and uploads that get no pinned memory take one synchronous copy per piece
+// (same result).
 #pragma once
 
 #include <cstddef>
@@ -21,6 +24,7 @@
 namespace eli {
 
 class Device;
+class Stream;
 class ThreadPool;
 
 struct UploadPiece {
@@ -58,16 +62,20 @@ struct UploadResult {
   uint64_t bytes = 0;
 };
 
-// Copies every piece to the device on `stream` (nullptr: the device's default stream) and waits
-// for all of them. `pool` may be null (fills then run on the calling thread).
+// Copies every piece to the device on `stream` and waits for all of them. `pool` may be null
+// (fills then run on the calling thread). Staged when the device executes asynchronously.
+UploadResult upload_pieces(Device& device, ThreadPool* pool, const std::vector<UploadPiece>& pieces,
+                           const Stream& stream, const StagedUploadOptions& options = {});
+// As above with a native stream handle: nullptr (or the default stream's handle) is the device's
+// default stream; another handle takes the synchronous path on it (pass a Stream to stage).
 UploadResult upload_pieces(Device& device, ThreadPool* pool, const std::vector<UploadPiece>& pieces,
                            void* stream = nullptr, const StagedUploadOptions& options = {});
 
-// The pinned, pipelined path behind upload_pieces(): false (having copied nothing) when it is not
-// available (a CPU-only build, a non-CUDA device, no pinned memory). Implemented in
-// runtime/device/cuda/cuda_staged_upload.cc, stubbed in staged_upload.cc without CUDA.
+// The pinned, pipelined path behind upload_pieces(), on any device (on the CPU it is a correct
+// but pointless extra copy; tests use it there). False (having copied nothing) when no pinned
+// buffer could be had; otherwise every piece is on the device when it returns.
 bool run_staged_upload(Device& device, ThreadPool* pool, const std::vector<UploadPiece>& pieces,
-                       const std::vector<StagingFill>& plan, void* stream, const StagedUploadOptions& options);
+                       const std::vector<StagingFill>& plan, const Stream& stream, const StagedUploadOptions& options);
 
 // Fills `buffer` for `fill` from the pieces' sources (parallel over ~2 MiB ranges on `pool`).
 void fill_staging(ThreadPool* pool, const std::vector<UploadPiece>& pieces, const StagingFill& fill, void* buffer);

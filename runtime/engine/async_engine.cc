@@ -26,6 +26,7 @@
 #include "eli/device.h"
 #include "eli/error.h"
 #include "runtime/core/fault_injection.h"
+#include "runtime/device/device.h"
 
 namespace eli {
 namespace {
@@ -365,7 +366,15 @@ AsyncEngine::AsyncEngine(std::unique_ptr<Engine> engine) : impl_(new Impl) {
   load_faults_from_env();
   impl_->engine = std::move(engine);
   impl_->stats = impl_->engine->stats();
-  impl_->thread = std::thread([m = impl_.get()] { m->loop(); });
+  impl_->thread = std::thread([m = impl_.get()] {
+    // Kernels launch on the thread's current device: make the engine's current on this thread.
+    try {
+      make_device_current(parse_device(m->engine->info().device));
+    } catch (const std::exception& e) {
+      m->die(e.what());
+    }
+    m->loop();
+  });
 }
 
 AsyncEngine::~AsyncEngine() { shutdown(false); }

@@ -129,7 +129,7 @@ DeviceSampler::DeviceSampler(Device& device, int64_t max_rows, int64_t vocab, in
   ELI_CHECK(max_penalty_tokens >= 0, "DeviceSampler: max_penalty_tokens must be >= 0, got ", max_penalty_tokens);
   const DeviceKind kind = device.id().kind;
   kernel_ = &get_kernel(Op::kSample, kind, DType::kF32);
-  if (PooledDevice* pd = as_pooled(device)) stream_ = pd->default_stream();
+  stream_ = device.default_stream().native();
   max_rows_ = max_rows;
   vocab_ = vocab;
   max_pen_ = max_penalty_tokens > 0 ? max_penalty_tokens : std::max<int64_t>(vocab, 1024 * max_rows);

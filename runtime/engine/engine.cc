@@ -129,9 +129,6 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   DeviceId dev = parse_device(config.device);
   // create_device throws kNotCompiled for CUDA in a CPU-only build and kDevice for a missing GPU.
   m.device = create_device(dev);
-  // Kernels launch on the current CUDA device, which nothing sets yet: only cuda:0 for now.
-  ELI_CHECK_KIND(kUnsupported, dev.kind != DeviceKind::kCUDA || dev.index == 0, "model execution on ",
-                 config.device, " is not supported yet; use device=\"cuda:0\"");
   const bool on_device = dev.kind != DeviceKind::kCPU;
   m.pool = std::make_unique<ThreadPool>(config.n_threads);
   trace.mark("device + threads");
@@ -189,7 +186,7 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
     mem.weights_bytes = m.runner->weight_bytes();
     check_weights_fit(budget, mem.weights_bytes);
     // Blocks freed while the workspaces grew are garbage now: give them back before measuring.
-    if (PooledDevice* pooled = as_pooled(*m.device)) pooled->pool().release_cached();
+    m.device->release_cached();
     plan = plan_device_kv_cache(config, files.spec, budget, *m.device, mem.weights_bytes, mem.workspace_bytes, kv_dtype);
     mem.budget_bytes = budget.budget_bytes;
     mem.headroom_bytes = budget.headroom_bytes;
@@ -270,6 +267,7 @@ bool Engine::has_unfinished() const {
 
 std::vector<TokenOutput> Engine::step() {
   Impl& m = *impl_;
+  m.device->make_current();  // kernels launch on the current device (any cuda:N), whichever thread steps
   std::vector<TokenOutput> outs;
   outs.swap(m.pending);
   try {

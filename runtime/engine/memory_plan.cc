@@ -8,7 +8,6 @@
 
 #include "eli/error.h"
 #include "runtime/device/device.h"
-#include "runtime/device/pooled_device.h"
 #include "runtime/model/model_files.h"
 
 namespace eli {
@@ -209,7 +208,7 @@ void check_weights_fit(const MemoryBudget& b, uint64_t weight_bytes) {
 
 
 void apply_pool_budget(Device& device, const MemoryBudget& budget) {
-  if (PooledDevice* pooled = as_pooled(device)) pooled->pool().set_budget(budget.pool_budget_bytes());
+  device.set_memory_budget(budget.pool_budget_bytes());
 }
 
 KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const Device& device) {
@@ -228,7 +227,8 @@ KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const De
       const uint64_t per_token = per_block / static_cast<uint64_t>(s.block_size);
       const uint64_t want = full_contexts_bytes(config, spec, s);
       const uint64_t avail = device.available_bytes();
-      if (device.id().kind == DeviceKind::kCPU) {
+      if (device.properties().unified_memory) {
+        // Memory shared with the OS and everything else on the host (the CPU): take a modest share.
         const uint64_t cap = std::min<uint64_t>(avail / 4, uint64_t{4} << 30);
         bytes = std::min(want, std::max(cap, per_token * ctx));
         bytes = std::min(bytes, avail / 2);
@@ -258,11 +258,9 @@ KvPlan plan_device_kv_cache(const EngineConfig& config, const ModelSpec& spec, c
 
   // What the allocator will hold for the KV cache of n blocks: KvCache allocates each tensor
   // separately, and the pool rounds each to its size class.
-  PooledDevice* pooled = as_pooled(device);
   auto footprint = [&](int64_t n) -> uint64_t {
     const uint64_t bytes = sat_mul(tensor_block, static_cast<uint64_t>(n));
-    const uint64_t rounded = pooled != nullptr && bytes <= (uint64_t{1} << 60) ? pooled->pool().round_size(bytes) : bytes;
-    return sat_mul(rounded, n_tensors);
+    return sat_mul(device.allocation_size(bytes), n_tensors);
   };
   // The most blocks whose footprint is within `limit` (footprint(n) >= n * per_block bounds it).
   auto fit = [&](uint64_t limit) -> int64_t {

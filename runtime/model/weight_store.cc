@@ -96,7 +96,7 @@ void WeightStore::place(Device& device, void* stream, ThreadPool* pool) {
   ELI_CHECK_KIND(kInternal, !placed_, "weights placed twice");
   const DeviceId id = device.id();
   placements_.clear();
-  if (id.kind == DeviceKind::kCPU) {
+  if (device.properties().host_memory) {
     // The host is the device: data stays where it is (a mapped-file view or a host tensor).
     for (LinearWeight& w : linears_) {
       if (w.deferred()) {

@@ -8,7 +8,6 @@
 #include "kernels/registry.h"
 #include "runtime/core/checked_math.h"
 #include "runtime/device/device.h"
-#include "runtime/device/pooled_device.h"
 #include "runtime/kv/kv_cache.h"
 
 namespace eli {
@@ -28,8 +27,7 @@ constexpr int64_t kMaxGraphTokens = 256;
 ModelRunner::ModelRunner(Device& device, std::unique_ptr<Model> model, ThreadPool* pool)
     : device_(device), model_(std::move(model)), pool_(pool), kind_(device.id().kind) {
   ELI_CHECK_KIND(kInternal, model_ != nullptr, "ModelRunner needs a model");
-  PooledDevice* pooled = as_pooled(device_);
-  stream_ = pooled != nullptr ? pooled->default_stream() : nullptr;
+  stream_ = device_.default_stream().native();
   model_->weights().place(device_, stream_, pool_);
   weight_bytes_ = 0;
   for (const Placement& p : model_->weights().placements()) weight_bytes_ += p.bytes;
@@ -74,7 +72,7 @@ void ModelRunner::ensure_workspace(int64_t T, int64_t L) {
     ws_.ptr[i] = b.t.ptr<void>();
     ws_.sizes.bytes[i] = bytes;
   }
-  if (kind_ != DeviceKind::kCPU) {
+  if (!device_.properties().host_memory) {  // host devices write logits where the caller wants them
     const size_t bytes = static_cast<size_t>(L * s.vocab_size) * sizeof(float);
     if (bytes > logits_.bytes) {
       graphs_.clear();
@@ -230,7 +228,9 @@ Batch ModelRunner::pad_decode_batch(const Batch& batch, int64_t b, int64_t strid
 
 bool ModelRunner::graphable(const Batch& batch) const {
   const int64_t T = batch.n_tokens();
-  if (!graphs_enabled_ || kind_ == DeviceKind::kCPU || !graphs_supported() || T > kMaxGraphTokens) return false;
+  if (!graphs_enabled_ || !device_.properties().supports_graphs || !graphs_supported() || T > kMaxGraphTokens) {
+    return false;
+  }
   for (const ModelSpec& rs : rope_specs_) {
     if (rope_is_dynamic(rs)) return false;
   }
@@ -256,10 +256,10 @@ float* ModelRunner::forward_into(const Batch& batch, KvCache& kv, const TokenFee
     max_q = std::max<int64_t>(max_q, batch.cu_seqlens[s + 1] - batch.cu_seqlens[s]);
     max_ctx = std::max<int64_t>(max_ctx, batch.context_lens[s]);
   }
-  // The host-addressable CPU writes the logits where the caller wants them; other devices into the
-  // runner's buffer (a CPU forward() without a target gets a buffer of its own, grown on demand).
+  // A host-memory device writes the logits where the caller wants them; other devices into the
+  // runner's buffer (a host forward() without a target gets a buffer of its own, grown on demand).
   float* out = host_logits;
-  if (out == nullptr && kind_ == DeviceKind::kCPU &&
+  if (out == nullptr && device_.properties().host_memory &&
       static_cast<size_t>(batch.n_logits() * spec().vocab_size) * sizeof(float) > logits_.bytes) {
     logits_.t = Tensor();
     logits_.t = Tensor::empty(device_, DType::kF32, {std::max<int64_t>(batch.n_logits(), 1) * spec().vocab_size});
@@ -316,7 +316,7 @@ float* ModelRunner::forward_into(const Batch& batch, KvCache& kv, const TokenFee
 }
 
 void ModelRunner::forward_to_host(const Batch& batch, KvCache& kv, float* logits) {
-  if (kind_ == DeviceKind::kCPU) {
+  if (device_.properties().host_memory) {
     forward_into(batch, kv, nullptr, logits);
     return;
   }

@@ -150,7 +150,7 @@ class CudaKernelAttn16 : public ::testing::TestWithParam<DType> {
   void SetUp() override {
     if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
     dev_ = create_cuda_device(0);
-    ctx_.stream = as_pooled(*dev_)->default_stream();
+    ctx_.stream = dev_->default_stream().native();
     cuda_ = find_kernel(Op::kAttention, DeviceKind::kCUDA, cache_);
     ref_ = find_kernel(Op::kAttention, DeviceKind::kCPU, cache_, "ref");
     ASSERT_NE(cuda_, nullptr);

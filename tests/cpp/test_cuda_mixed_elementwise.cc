@@ -32,7 +32,7 @@ class CudaKernelMixedTest : public ::testing::Test {
   void SetUp() override {
     if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
     dev_ = create_cuda_device(0);
-    ctx_.stream = as_pooled(*dev_)->default_stream();
+    ctx_.stream = dev_->default_stream().native();
   }
   std::unique_ptr<Device> dev_;
   ExecContext ctx_;

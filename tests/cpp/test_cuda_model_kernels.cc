@@ -36,7 +36,7 @@ class CudaKernelOps : public ::testing::Test {
   void SetUp() override {
     if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
     dev_ = create_cuda_device(0);
-    ctx_.stream = as_pooled(*dev_)->default_stream();
+    ctx_.stream = dev_->default_stream().native();
   }
   const KernelEntry& cuda(Op op, DType dt) { return get_kernel(op, DeviceKind::kCUDA, dt); }
   const KernelEntry& ref(Op op, DType dt) { return get_kernel(op, DeviceKind::kCPU, dt, "ref"); }

@@ -38,7 +38,7 @@ class CudaKernelSample : public ::testing::Test {
   void SetUp() override {
     if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
     dev_ = create_cuda_device(0);
-    ctx_.stream = as_pooled(*dev_)->default_stream();
+    ctx_.stream = dev_->default_stream().native();
     entry_ = find_kernel(Op::kSample, DeviceKind::kCUDA, DType::kF32);
     ASSERT_NE(entry_, nullptr);
   }

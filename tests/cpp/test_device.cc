@@ -128,7 +128,7 @@ TEST(DeviceCpu, AllocateCopyStats) {
 
   PooledDevice* pooled = as_pooled(*dev);
   ASSERT_NE(pooled, nullptr);
-  EXPECT_EQ(pooled->default_stream(), nullptr);
+  EXPECT_EQ(pooled->default_stream().native(), nullptr);
   EXPECT_GT(pooled->pool().release_cached(), 0u);
   EXPECT_EQ(dev->memory_stats().reserved_bytes, 0u);
 

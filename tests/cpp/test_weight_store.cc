@@ -16,6 +16,7 @@
 #include "kernels/ref/float_convert.h"
 #include "runtime/core/thread_pool.h"
 #include "runtime/device/device.h"
+#include "runtime/device/pooled_device.h"
 #include "runtime/model/linear_method.h"
 #include "runtime/model/model.h"
 #include "runtime/model/model_files.h"
@@ -92,25 +93,37 @@ void expect_merges_match_source(const ModelFiles& f, const Model& m, const std::
   EXPECT_EQ(bytes_of(*w["model.layers.0.mlp.gate_up_proj"]), cat({"mlp.gate_proj.weight", "mlp.up_proj.weight"})) << what;
 }
 
-// A device that is not the CPU but keeps its memory on the host (a stand-in for a GPU): placement
-// takes the upload path (pieces, staging fallback) and the result can be read back directly.
-class HostBackedDevice : public Device {
+// A device that is not host memory and claims asynchronous execution, with its memory on the
+// host (a stand-in for a GPU): placement takes the upload path (pieces through the pinned staging
+// ring, streams and events, all immediate here) and the result can be read back directly.
+class HostBackedDevice final : public PooledDevice {
  public:
-  DeviceId id() const override { return DeviceId{DeviceKind::kCUDA, 7}; }
-  void* allocate(size_t bytes) override {
-    ++allocs_;
-    return std::malloc(bytes);
+  HostBackedDevice() : pool_(&backend_) {
+    properties_.id = id();
+    properties_.name = "fake-gpu";
+    properties_.async_execution = true;
   }
-  void free(void* p) override { std::free(p); }
-  void copy_host_to_device(void* dst, const void* src, size_t bytes, void*) override { std::memcpy(dst, src, bytes); }
-  void copy_device_to_host(void* dst, const void* src, size_t bytes, void*) override { std::memcpy(dst, src, bytes); }
-  void copy_device_to_device(void* dst, const void* src, size_t bytes, void*) override { std::memcpy(dst, src, bytes); }
-  void memset_zero(void* dst, size_t bytes, void*) override { std::memset(dst, 0, bytes); }
+  DeviceId id() const override { return DeviceId{DeviceKind::kCUDA, 7}; }
+  void copy_host_to_device(void* dst, const void* src, size_t bytes, void*) override {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
+  void copy_device_to_host(void* dst, const void* src, size_t bytes, void*) override {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
+  void copy_device_to_device(void* dst, const void* src, size_t bytes, void*) override {
+    if (bytes) std::memmove(dst, src, bytes);
+  }
+  void memset_zero(void* dst, size_t bytes, void*) override {
+    if (bytes) std::memset(dst, 0, bytes);
+  }
   void synchronize() override {}
-  MemoryStats memory_stats() const override { return {}; }
-  uint64_t available_bytes() const override { return 1ull << 30; }
-  uint64_t total_bytes() const override { return 1ull << 30; }
-  int allocs_ = 0;
+  uint64_t available_bytes() const override { return uint64_t{1} << 30; }
+  uint64_t total_bytes() const override { return uint64_t{1} << 30; }
+  SizeClassPool& pool() override { return pool_; }
+
+ private:
+  AlignedHostBackend backend_;
+  SizeClassPool pool_;
 };
 
 TEST(WeightStore, EveryDenseCheckpointTensorGetsTheDenseMethod) {
@@ -166,16 +179,12 @@ TEST(WeightStore, DeferredPartsReconstructTheMergedHostMatrices) {
 }
 
 TEST(WeightStore, UploadWritesEachPartAtItsRowOffsetAndReleasesTheHost) {
-  // The host-backed stand-in takes the synchronous upload fallback, which a CUDA build replaces by
-  // the pinned staging path (CUDA memcpys that need real device memory): there this placement is
-  // covered by CudaStagedUpload.DeferredWeightsUploadAsTheMergedMatrices on a GPU.
-  if (cuda_compiled()) GTEST_SKIP() << "CUDA build: see CudaStagedUpload.DeferredWeightsUploadAsTheMergedMatrices";
+  HostBackedDevice gpu;  // declared first: the placed weights free into it
   ThreadPool pool(2);
   ModelFiles f = open_model_files(model_dir("llama_bf16"));
   auto host = load(f, DType::kBF16, false, &pool);
   auto dev = load(f, DType::kBF16, true, &pool);
   const uint64_t estimate = dev->weights().placed_bytes();
-  HostBackedDevice gpu;
   dev->weights().place(gpu, nullptr, &pool);
   uint64_t placed = 0;
   for (const Placement& p : dev->weights().placements()) {
@@ -200,10 +209,10 @@ TEST(WeightStore, UploadWritesEachPartAtItsRowOffsetAndReleasesTheHost) {
 }
 
 TEST(WeightStore, CpuPlacementKeepsFileViewsAndMapsThem) {
+  auto cpu = create_cpu_device();
   ThreadPool pool(2);
   ModelFiles f = open_model_files(model_dir("llama_bf16"));
   auto m = load(f, DType::kBF16, false, &pool);
-  auto cpu = create_cpu_device();
   const void* gate_up = by_name(*m)["model.layers.0.mlp.gate_up_proj"]->ptr();
   m->weights().place(*cpu, nullptr, &pool);
   EXPECT_EQ(by_name(*m)["model.layers.0.mlp.gate_up_proj"]->ptr(), gate_up) << "no copy on the CPU";

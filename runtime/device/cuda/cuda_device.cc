@@ -1,10 +1,13 @@
-// runtime/device/cuda/cuda_device.cc: the CUDA Device: memory from eli's caching pool, copies and
-// memsets on the device's own non-blocking stream, and the CUDA entry points of device.h.
+// runtime/device/cuda/cuda_device.cc: the CUDA Device: memory from eli's caching pool, pinned host
+// memory from a cudaHostAlloc pool, copies and memsets on the device's own non-blocking stream,
+// CUDA streams and events, the device's properties, and the CUDA entry points of device.h.
 //
 // Invariants: with stream == nullptr a copy or memset uses the device's stream and returns only
 // when it is complete (so host buffers may be reused at once); with an explicit stream it is
 // asynchronous and ordered on that stream. Pool blocks are tagged with the device's stream, so
 // kernels on default_stream() may use freed-and-reused blocks without extra synchronization.
+// Every method sets the device for its own CUDA calls (any thread may call it); the constructor
+// makes the device current on the constructing thread, make_current() on any other.
 // cuda_device_count() returns 0 (never throws) when the driver or the GPU is absent.
 #include <cuda_runtime.h>
 
@@ -14,23 +17,47 @@
 #include "runtime/device/cuda/cuda_check.h"
 #include "runtime/device/cuda/cuda_memory_pool.h"
 #include "runtime/device/cuda/cuda_stream.h"
+#include "runtime/device/cuda/cuda_stream_impl.h"
+#include "runtime/device/cuda/pinned_host_pool.h"
+#include "runtime/device/current_device.h"
 #include "runtime/device/pooled_device.h"
+#include "runtime/device/step_graph.h"
 
 namespace eli {
 namespace {
 
+DeviceProperties query_properties(int index) {
+  cudaDeviceProp prop{};
+  ELI_CUDA_CHECK(cudaGetDeviceProperties(&prop, index));
+  DeviceProperties p;
+  p.id = DeviceId{DeviceKind::kCUDA, index};
+  p.name = prop.name;
+  p.total_memory_bytes = prop.totalGlobalMem;
+  p.compute_capability = 10 * prop.major + prop.minor;
+  p.n_compute_units = prop.multiProcessorCount;
+  p.alignment = 256;  // cudaMalloc's
+  p.host_memory = false;
+  p.unified_memory = prop.integrated != 0;  // Jetson: one physical memory
+  p.async_execution = true;
+  p.supports_graphs = graphs_supported();
+  p.maps_pinned_host = prop.unifiedAddressing != 0 && prop.canMapHostMemory != 0;
+  return p;
+}
+
 class CudaDevice final : public PooledDevice {
  public:
-  explicit CudaDevice(int index) : index_(index), stream_(index), pool_(index) {}
+  CudaDevice(int index, const DeviceOptions& options)
+      : PooledDevice(options), index_(index), stream_(index, 0), pool_(index) {
+    properties_ = query_properties(index);
+    cuda_set_current_device(index);
+  }
   ~CudaDevice() override {
     // Queued work may still read pool memory: let it finish before the pool frees everything.
     CudaDeviceGuard guard(index_);
-    ELI_CUDA_WARN(cudaStreamSynchronize(stream_.get()));
+    ELI_CUDA_WARN(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_.native())));
   }
 
   DeviceId id() const override { return DeviceId{DeviceKind::kCUDA, index_}; }
-  void* allocate(size_t bytes) override { return pool_.allocate(bytes, stream_.get()); }
-  void free(void* ptr) override { pool_.free(ptr); }
 
   void copy_host_to_device(void* dst, const void* src, size_t bytes, void* stream) override {
     copy(dst, src, bytes, cudaMemcpyHostToDevice, stream);
@@ -45,7 +72,7 @@ class CudaDevice final : public PooledDevice {
     if (bytes == 0) return;
     ELI_CHECK(dst != nullptr, "memset_zero of ", bytes, " bytes to null");
     CudaDeviceGuard guard(index_);
-    cudaStream_t s = stream ? static_cast<cudaStream_t>(stream) : stream_.get();
+    cudaStream_t s = stream ? static_cast<cudaStream_t>(stream) : native_stream();
     ELI_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, s));
     if (stream == nullptr) ELI_CUDA_CHECK(cudaStreamSynchronize(s));
   }
@@ -53,7 +80,6 @@ class CudaDevice final : public PooledDevice {
     CudaDeviceGuard guard(index_);
     ELI_CUDA_CHECK(cudaDeviceSynchronize());
   }
-  MemoryStats memory_stats() const override { return pool_.stats().to_memory_stats(); }
   uint64_t available_bytes() const override { return pool_.device_free_bytes(); }
   uint64_t total_bytes() const override {
     CudaDeviceGuard guard(index_);
@@ -62,21 +88,32 @@ class CudaDevice final : public PooledDevice {
     return total_b;
   }
   SizeClassPool& pool() override { return pool_.pool(); }
-  void* default_stream() const override { return stream_.get(); }
+  SizeClassPool& pinned_pool() override { return pinned_.pool(); }
+
+  const Stream& default_stream() const override { return stream_; }
+  std::unique_ptr<Stream> create_stream(int priority) const override {
+    return std::make_unique<CudaStreamImpl>(index_, priority);
+  }
+  std::unique_ptr<Event> create_event(bool timing) const override {
+    return std::make_unique<CudaEventImpl>(index_, timing);
+  }
+  void make_current() const override { cuda_set_current_device(index_); }
 
  private:
+  cudaStream_t native_stream() const { return static_cast<cudaStream_t>(stream_.native()); }
   void copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, void* stream) {
     if (bytes == 0) return;
     ELI_CHECK(dst != nullptr && src != nullptr, "copy of ", bytes, " bytes with a null pointer");
     CudaDeviceGuard guard(index_);
-    cudaStream_t s = stream ? static_cast<cudaStream_t>(stream) : stream_.get();
+    cudaStream_t s = stream ? static_cast<cudaStream_t>(stream) : native_stream();
     ELI_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, s));
     if (stream == nullptr) ELI_CUDA_CHECK(cudaStreamSynchronize(s));
   }
 
   int index_;
-  CudaStream stream_;    // declared before pool_: destroyed after it
+  CudaStreamImpl stream_;  // declared before the pools: destroyed after them
   CudaMemoryPool pool_;
+  PinnedHostPool pinned_;
 };
 
 }  // namespace
@@ -93,11 +130,28 @@ int cuda_device_count() {
 
 bool cuda_compiled() { return true; }
 
-std::unique_ptr<Device> create_cuda_device(int index) {
+int cuda_current_device() {
+  int current = -1;
+  if (cudaGetDevice(&current) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return -1;
+  }
+  return current;
+}
+
+void cuda_set_current_device(int index) {
+  if (cuda_current_device() == index) return;
+  const int n = cuda_device_count();
+  ELI_CHECK_KIND(kDevice, index >= 0 && index < n, "cuda:", index, " does not exist (", n, " CUDA device",
+                 n == 1 ? "" : "s", " visible)");
+  ELI_CUDA_CHECK(cudaSetDevice(index));
+}
+
+std::unique_ptr<Device> create_cuda_device(int index, const DeviceOptions& options) {
   const int n = cuda_device_count();
   ELI_CHECK_KIND(kDevice, index >= 0 && index < n, "cuda:", index, " does not exist (", n,
                  " CUDA device", n == 1 ? "" : "s", " visible)");
-  return std::make_unique<CudaDevice>(index);
+  return std::make_unique<CudaDevice>(index, options);
 }
 
 }  // namespace eli
