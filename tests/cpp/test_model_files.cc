@@ -265,6 +265,10 @@ TEST(ModelFilesErrors, EveryOpenFailureIsModelLoad) {
   ASSERT_EQ(::unlink((dir_entry + "/config.json").c_str()), 0);
   ASSERT_EQ(::mkdir((dir_entry + "/config.json").c_str(), 0755), 0);
   expect_load_error(dir_entry, "is a directory, not a file");
+  const std::string weights_dir = tiny_model_dir();
+  ASSERT_EQ(::unlink((weights_dir + "/model.safetensors").c_str()), 0);
+  ASSERT_EQ(::mkdir((weights_dir + "/model.safetensors").c_str(), 0755), 0);
+  expect_load_error(weights_dir, "is a directory, not a file");
   const std::string not_gguf = make_temp_dir() + "/x.gguf";
   write_file(not_gguf, "definitely not a model file");
   expect_load_error(not_gguf, "bad magic");
