@@ -12,9 +12,11 @@ Outputs (deterministic, seed 1234; total well under 2 MB):
   tests/data/gguf/permute_{hf,gguf}.npy a Q weight before/after llama.cpp's Q/K row permutation
                                         (n_heads 3, head_dim 8, cols 5)
   tests/data/malformed/gguf/*.gguf + manifest.json   one hand-built file per failure class
-                                        [{"path", "class", "expect"}] (expect: error substring)
+                                        [{"path", "class", "stage", "expect"}] (expect: error
+                                        substring; stage "parse": GgufFile::open must fail,
+                                        "model": the file parses, the whole open must fail)
 
-Usage: python scripts/make_gguf_fixtures.py  (needs numpy and gguf)
+Usage: python scripts/make_gguf_fixtures.py [--malformed-only]  (needs numpy and gguf)
 """
 import json
 import pathlib
@@ -229,6 +231,29 @@ def gguf_file(kvs=(), tensors=(), data=b"", version=3, magic=b"GGUF", n_tensors=
     return body + data
 
 
+def u32(v):
+    return struct.pack("<I", v)
+
+
+def tiny_model(extra=()):
+    """A valid 1-layer llama GGUF (hidden 8, 2 heads, ffn 16, vocab 16, F32) plus `extra` tensors
+    (name, dims innermost first); every tensor is zeros."""
+    kvs = [kv("general.architecture", STRING, s("llama")), kv("llama.block_count", U32, u32(1)),
+           kv("llama.context_length", U32, u32(64)), kv("llama.embedding_length", U32, u32(8)),
+           kv("llama.feed_forward_length", U32, u32(16)), kv("llama.attention.head_count", U32, u32(2))]
+    dims = [("token_embd.weight", [8, 16]), ("output_norm.weight", [8])]
+    for part, d in [("attn_norm", [8]), ("attn_q", [8, 8]), ("attn_k", [8, 8]), ("attn_v", [8, 8]),
+                    ("attn_output", [8, 8]), ("ffn_norm", [8]), ("ffn_gate", [8, 16]), ("ffn_up", [8, 16]),
+                    ("ffn_down", [16, 8])]:
+        dims.append((f"blk.0.{part}.weight", d))
+    dims += list(extra)
+    infos, off = [], 0
+    for name, d in dims:
+        infos.append(tinfo(name, d, 0, off))
+        off += -(-int(np.prod(d)) * 4 // 32) * 32
+    return gguf_file(kvs, infos, b"\0" * off)
+
+
 def write_malformed():
     BAD.mkdir(parents=True, exist_ok=True)
     arch = kv("general.architecture", STRING, s("llama"))
@@ -279,9 +304,14 @@ def write_malformed():
         ("not_block_multiple", "shape", gguf_file([arch], [tinfo("w", [33, 2], 2, 0)], b"\0" * 64),
          "not a multiple of the Q4_0 block size 32"),
         ("unsupported_type", "dtype", gguf_file([arch], [tinfo("w", [256], 10, 0)], b"\0" * 96),
-         "unsupported GGUF tensor type Q2_K for tensor w"),
+         "GGUF tensor 'w' has type Q2_K (ggml type 10), which eli cannot load (supported: F32, F16, BF16, Q4_0"),
         ("unknown_type", "dtype", gguf_file([arch], [tinfo("w", [16], 1234, 0)], b"\0" * 64),
-         "unsupported GGUF tensor type 1234"),
+         "tensor 'w' has type unknown (ggml type 1234)"),
+        # Issue 20 item 12: counts that would amplify memory (~250 bytes per 13-byte KV, ~500 per
+        # 32-byte tensor entry) are capped before anything is reserved, whatever the file size.
+        ("kv_count_over_limit", "counts", gguf_file(kvs=[arch], n_kv=4_846_153), "kv count 4846153 exceeds the limit"),
+        ("tensor_count_over_limit", "counts", gguf_file(kvs=[arch], n_tensors=70_000),
+         "tensor count 70000 exceeds the limit of 65536"),
         ("misaligned_offset", "offset",
          gguf_file([arch], [tinfo("a", [8], 0, 0), tinfo("b", [8], 0, 40)], b"\0" * 96),
          "offset 40 is not aligned to 32"),
@@ -305,15 +335,27 @@ def write_malformed():
         ("tensor_info_truncated", "truncation",
          gguf_file([arch], n_tensors=1) + tinfo("w", [8, 1, 1, 1], 0, 0)[:-4], "truncated: tensor offset"),
     ]
+    # Issue 20 item 18: files that parse but contradict their own metadata.
+    model_cases = [
+        ("tensor_beyond_block_count", "tensor_names", tiny_model([("blk.99.attn_norm.weight", [8])]),
+         "tensor 'blk.99.attn_norm.weight' belongs to layer 99 but the model has 1 layers (block_count = 1)"),
+        ("tensor_unknown_name", "tensor_names", tiny_model([("blk.0.ffn_gate_exps.weight", [8, 16, 2])]),
+         "tensor 'blk.0.ffn_gate_exps.weight' is not one eli reads for architecture 'llama'"),
+    ]
     manifest = []
-    for name, cls, blob, expect in cases:
-        path = BAD / f"{name}.gguf"
-        path.write_bytes(blob)
-        manifest.append({"path": f"{name}.gguf", "class": cls, "expect": expect})
+    for stage, group in (("parse", cases), ("model", model_cases)):
+        for name, cls, blob, expect in group:
+            path = BAD / f"{name}.gguf"
+            path.write_bytes(blob)
+            manifest.append({"path": f"{name}.gguf", "class": cls, "stage": stage, "expect": expect})
     (BAD / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
 def main():
+    import sys
+    if "--malformed-only" in sys.argv[1:]:
+        write_malformed()
+        return
     rng = np.random.default_rng(1234)
     OUT.mkdir(parents=True, exist_ok=True)
     write_quant_types(rng)

@@ -5,8 +5,17 @@ class of RELIABILITY.md items 1-7 (and 11), plus manifest.json.
 Each case is a directory shaped like a Hugging Face model (config.json + weights), so that both
 open_safetensors(dir) / parse_hf_config(dir/config.json) in C++ and eli.inspect_model(dir) in
 Python can be pointed at it. Exactly one thing is wrong in each; everything else is valid.
-manifest.json: {"valid": "valid_tiny", "cases": [{"path", "class", "stage", "expect"}]}, where
-stage is "weights" or "config" (which reader must fail) and expect is a substring of the error.
+manifest.json: {"valid": [...], "valid_extra": [...], "cases": [{"path", "class", "stage", "expect"}]},
+where stage says which reader must fail: "weights" (open_safetensors), "config" (parse_hf_config)
+or "model" (only the whole open, open_model_files / eli.inspect_model: containment of config.json,
+tensors against the config), and expect is a substring of the error. "valid" models are the plain
+11-tensor tiny model; "valid_extra" ones load too but differ (an extra tensor eli ignores, a
+symlink that stays inside the directory).
+Hostile symlinks point out of their case directory at SECRET_FILE, a stand-in for /etc/passwd (its
+first bytes are "root:x:0"): the load must refuse them without quoting a byte of it. They stay
+inside the corpus so that no committed link points outside the repository (an sdist with such a
+link would not unpack); every committed link resolves to a regular file. FIFOs, dangling links and
+link loops are made at run time by the C++ tests.
 The generated files are committed; this script is their source. Deterministic output.
 """
 import json
@@ -88,6 +97,8 @@ def entry(name, dtype, shape, begin, end):
 
 
 CASES = []
+SECRET_FILE = "outside_secret.txt"  # in ROOT, outside every case directory
+SECRET = b"root:x:0:0:eli-corpus-secret:/root:/bin/bash\n"
 
 
 def case(name, cls, stage, expect, files, config=None):
@@ -102,6 +113,7 @@ def case(name, cls, stage, expect, files, config=None):
         files = {"model.safetensors": st_from_tensors(valid_tensors())}
     for rel, content in files.items():
         p = d / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, tuple) and content[0] == "symlink":
             os.symlink(content[1], p)
         else:
@@ -261,6 +273,34 @@ def main():
     case("h11_config_deep_nesting", 11, "config", "nesting deeper than the limit", None,
          json.dumps(VALID_CONFIG)[:-1] + ', "x": ' + "[" * 200 + "]" * 200 + "}")
 
+    # ---- item 5 / issue 20 item 7: containment of every file of the directory ----
+    (ROOT / SECRET_FILE).write_bytes(SECRET)
+    secret_link = ("symlink", "../" + SECRET_FILE)
+    case("h5_symlink_weights_escape", 5, "weights", "outside the model directory (symlink)",
+         {"model.safetensors": secret_link})
+    case("h5_symlink_config_escape", 5, "model", "outside the model directory (symlink)",
+         {"model.safetensors": valid_st})
+    (ROOT / "h5_symlink_config_escape" / "config.json").unlink()
+    os.symlink(secret_link[1], ROOT / "h5_symlink_config_escape" / "config.json")
+    case("h5_symlink_index_escape", 5, "weights", "outside the model directory (symlink)",
+         {"model.safetensors.index.json": secret_link, **sharded})
+    # A directory link out of the case (to a sibling, not to "..": a link loop would trip tree walkers).
+    case("h5_symlink_dir_escape", 5, "weights", "outside the model directory (symlink)",
+         {"weights": ("symlink", "../valid_tiny"), "model.safetensors": ("symlink", "weights/model.safetensors")})
+    # (A dangling link and a directory named model.safetensors are tested by tests/cpp/test_model_files.cc
+    # at run time: committed, they would trip every tool that walks tests/data.)
+
+    # ---- item 6 / issue 20 item 18: tensors the config does not account for ----
+    beyond = dict(tensors)
+    beyond["model.layers.99.mlp.up_proj.weight"] = tensors["model.layers.0.mlp.up_proj.weight"]
+    case("h6_tensor_beyond_layers", 6, "model",
+         "tensor 'model.layers.99.mlp.up_proj.weight' belongs to layer 99 but the model has 1 layers",
+         {"model.safetensors": st_from_tensors(beyond)})
+    bad_index = dict(tensors)
+    bad_index["model.layers.1e3.mlp.up_proj.weight"] = tensors["model.layers.0.mlp.up_proj.weight"]
+    case("h6_tensor_bad_layer_index", 6, "model", "tensor 'model.layers.1e3.mlp.up_proj.weight' has no valid layer",
+         {"model.safetensors": st_from_tensors(bad_index)})
+
     # ---- item 7: code escape hatches ----
     case("h7_pickle_bin_only", 7, "weights", "eli never unpickles", {"pytorch_model.bin": b"PK\x03\x04 not a zip"})
     case("h7_pickle_pt_only", 7, "weights", "eli never unpickles", {"consolidated.pt": b"\x80\x02}q\x00."})
@@ -270,7 +310,18 @@ def main():
     config("h7_unknown_arch", 7, "unsupported architecture GPTNeoXForCausalLM",
            architectures=["GPTNeoXForCausalLM"], model_type="gpt_neox")
 
-    manifest = {"valid": ["valid_tiny", "valid_sharded"], "cases": CASES}
+    # ---- loads, though not the plain layout ----
+    extra = dict(tensors)
+    extra["model.layers.0.self_attn.rotary_emb.inv_freq"] = np.ones([2], dtype=np.float16)
+    extra["vision_tower.blocks.40.weight"] = np.ones([2], dtype=np.float16)
+    case("valid_extra_tensors", 0, "none", "", {"model.safetensors": st_from_tensors(extra)})
+    CASES.pop()
+    case("valid_inner_symlink", 0, "none", "", {"weights/model.safetensors": valid_st,
+                                                "model.safetensors": ("symlink", "weights/model.safetensors")})
+    CASES.pop()
+
+    manifest = {"valid": ["valid_tiny", "valid_sharded"], "valid_extra": ["valid_extra_tensors", "valid_inner_symlink"],
+                "secret_file": SECRET_FILE, "cases": CASES}
     (ROOT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"wrote {len(CASES)} cases to {ROOT}")
 

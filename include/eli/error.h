@@ -3,6 +3,11 @@
 // Invariants: library code reports failures by throwing eli::Error (or a subclass) or by returning
 // a Status for expected conditions; it never terminates the process. Every Error carries a kind,
 // so bindings can map it to a typed Python exception (ModelLoadError -> eli.ModelLoadError).
+//
+// What users see: what() is the message alone. The source location (file:line) and the failed
+// condition of a check stay on the object (location(), condition()) for logs and bug reports, and
+// appear in what() only in debug mode (environment ELI_DEBUG=1, or set_error_debug(true)). An
+// internal error (kInternal, a bug in eli) always says so: "internal error: ... please report it".
 #pragma once
 
 #include <sstream>
@@ -24,14 +29,31 @@ enum class ErrorKind {
 
 const char* error_kind_name(ErrorKind kind);
 
+// Debug mode: what() also carries the source location and the failed condition. Off unless the
+// environment sets ELI_DEBUG to a value other than "" or "0" (read at each throw), or a test
+// overrides it (set_error_debug(true/false); reset_error_debug() returns to the environment).
+bool error_debug();
+void set_error_debug(bool on);
+void reset_error_debug();
+
 class Error : public std::runtime_error {
  public:
-  Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  // message: what went wrong, in the user's terms. location: "file.cc:32" (empty when thrown
+  // without one); condition: the source text of a failed check (empty for ELI_THROW).
+  Error(ErrorKind kind, const std::string& message, std::string location = {}, std::string condition = {});
   ErrorKind kind() const { return kind_; }
+  const std::string& message() const { return message_; }      // the user text, never a location
+  const std::string& location() const { return location_; }    // "file.cc:32" or ""
+  const std::string& condition() const { return condition_; }  // "n > 0" or ""
 
  private:
   ErrorKind kind_;
+  std::string message_, location_, condition_;
 };
+
+// The text what() returns for these parts (debug: whether the location and condition are added).
+std::string format_error_text(ErrorKind kind, const std::string& message, const std::string& location,
+                              const std::string& condition, bool debug);
 
 // Status is for expected outcomes that the caller handles (no free KV blocks, request aborted).
 enum class Status {
@@ -60,8 +82,18 @@ std::string concat(const Args&... args) {
 
 }  // namespace eli
 
-// ELI_CHECK(cond, parts...): throws eli::Error(kInternal-free kind: kInvalidArgument) naming the
-// failed condition, the file and line, and the message built from `parts` (streamed together).
+// ELI_CHECK_ARG(cond, parts...): a check on what the caller passed: throws eli::Error of kind
+// kInvalidArgument with the message built from `parts` (streamed together); the failed condition
+// and the file:line ride along on the Error (location(), condition()).
+#define ELI_CHECK_ARG(cond, ...)                                                                \
+  do {                                                                                          \
+    if (!(cond))                                                                                \
+      ::eli::detail::throw_error(::eli::ErrorKind::kInvalidArgument, __FILE__, __LINE__, #cond, \
+                                 ::eli::detail::concat(__VA_ARGS__));                           \
+  } while (0)
+
+// ELI_CHECK(cond, parts...): today the same as ELI_CHECK_ARG (kind kInvalidArgument). Spelled out
+// rather than forwarded so that #cond is the source text, not its macro expansion.
 #define ELI_CHECK(cond, ...)                                                                    \
   do {                                                                                          \
     if (!(cond))                                                                                \

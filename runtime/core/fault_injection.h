@@ -48,8 +48,10 @@ enum class FaultPoint : int {
   kSlowStep,         // "slow_step_ms": the async loop sleeps `value` ms before a step
   kStepOom,          // "step_oom": a step throws Error(kOutOfMemory) before it runs (what an
                      //   allocation failure inside forward() does; on the CPU no step allocates)
+  kThreadStart,      // "thread_start": ThreadPool fails to create a worker thread as std::thread
+                     //   does at a process or memory limit (std::system_error, EAGAIN)
 };
-constexpr int kNumFaultPoints = 5;
+constexpr int kNumFaultPoints = 6;
 
 struct FaultSpec {
   int64_t after = 0;

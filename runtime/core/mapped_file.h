@@ -1,8 +1,13 @@
-// runtime/core/mapped_file.h: a read-only memory map of a whole file.
+// runtime/core/mapped_file.h: a read-only memory map of a whole file, and a bounded whole-file
+// read, both of regular files only.
 //
 // Invariants: size() is the size observed by fstat at open time, and the mapping covers exactly
-// that; data() stays valid for the object's lifetime. Open failures throw eli::Error(kModelLoad)
-// naming the path. An empty file maps to data() == nullptr, size() == 0.
+// that; data() stays valid for the object's lifetime. Files are opened O_NONBLOCK and checked with
+// fstat on the descriptor: a FIFO, device, socket or directory is refused without blocking (a FIFO
+// opened for reading would otherwise wait forever for a writer). Failures throw
+// eli::Error(kModelLoad) naming the path (`display` when given, e.g. the name the user sees rather
+// than a resolved blob path) and never quoting the file's content. An empty file maps to
+// data() == nullptr, size() == 0.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +18,8 @@ namespace eli {
 
 class MappedFile {
  public:
-  static std::shared_ptr<MappedFile> open(const std::string& path);
+  // path: what to open; display: the name used in messages and path() (default: path).
+  static std::shared_ptr<MappedFile> open(const std::string& path, const std::string& display = "");
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -28,5 +34,8 @@ class MappedFile {
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
 };
+
+// Reads a whole regular file of at most max_bytes (more: kModelLoad "... exceeds the limit").
+std::string read_regular_file(const std::string& path, uint64_t max_bytes, const std::string& display = "");
 
 }  // namespace eli

@@ -13,6 +13,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <new>
+#include <string>
+#include <system_error>
+
+#include "eli/error.h"
+#include "runtime/core/fault_injection.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -43,17 +49,41 @@ void spin_until(Cond cond) {
 
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  ELI_CHECK_ARG(n_threads <= kMaxThreads, "n_threads = ", n_threads, " is more than the thread pool's limit of ",
+                kMaxThreads);
   n_threads_ = n_threads;
-  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
+  workers_.reserve(static_cast<size_t>(n_threads_ - 1));
+  for (int i = 1; i < n_threads_; ++i) {
+    try {
+      if (fault_fires(FaultPoint::kThreadStart)) {
+        throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again),
+                                "injected fault thread_start");
+      }
+      workers_.emplace_back([this, i] { worker(i); });
+    } catch (const std::exception& e) {  // std::system_error (EAGAIN) or std::bad_alloc
+      // The workers already running wait on members of this object, whose destructor will not
+      // run (the constructor did not finish): stop and join them here, then report.
+      const auto* sys = dynamic_cast<const std::system_error*>(&e);
+      const std::string reason = sys != nullptr ? sys->code().message() : std::string("out of memory");
+      const size_t started = workers_.size();
+      stop_workers();
+      ELI_THROW(kOutOfMemory, "could not start the thread pool: asked for ", n_threads_, " threads, started ",
+                started + 1, " (the calling thread included) before the system refused another (", reason,
+                "); a process or memory limit was reached: use fewer threads (n_threads)");
+    }
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop_workers(); }
+
+void ThreadPool::stop_workers() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_.store(true);
   }
   work_cv_.notify_all();
   for (auto& t : workers_) t.join();
+  workers_.clear();
 }
 
 void ThreadPool::record_error(std::exception_ptr e) {

@@ -5,6 +5,11 @@
 // pool (the engine step loop is its only user); nested calls run inline. Exceptions thrown by fn
 // are rethrown in the caller after every range finished.
 //
+// Construction: when the system refuses a worker thread (a process or memory limit), the workers
+// already started are stopped and joined and the constructor throws Error(kOutOfMemory) saying
+// how many threads were asked for and started; it never leaves a thread behind. The fault point
+// "thread_start" (fault_injection.h) makes a worker creation fail this way in tests.
+//
 // Latency: a decode step issues hundreds of short parallel_for calls, so idle workers spin for a
 // bounded time (kSpinMicros) before blocking on a condition variable, chunks are claimed with an
 // atomic counter, and fn is passed as a non-owning RangeFn (no std::function, no allocation).
@@ -39,7 +44,10 @@ class RangeFn {
 
 class ThreadPool {
  public:
-  // n_threads <= 0: the number of hardware threads.
+  static constexpr int kMaxThreads = 4096;  // sanity cap: n_threads above it is kInvalidArgument
+
+  // n_threads <= 0: the number of hardware threads. Throws Error(kInvalidArgument) above
+  // kMaxThreads, Error(kOutOfMemory) when the system cannot start the threads.
   explicit ThreadPool(int n_threads = 0);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -53,6 +61,7 @@ class ThreadPool {
   static constexpr int64_t kSpinMicros = 200;  // idle spin before a worker blocks
 
   void worker(int index);
+  void stop_workers();                 // sets stop_, wakes and joins every started worker
   void run_chunks(const RangeFn& fn);  // claims and runs chunks of the current job until none left
   void record_error(std::exception_ptr e);
 

@@ -4,6 +4,12 @@
 // n_tensors x (string name, u32 n_dims, u64 dims[n_dims] innermost first, u32 ggml type,
 // u64 offset); padding to general.alignment; tensor data (offsets relative to its start).
 // Strings are u64 length + bytes (no terminator). All little-endian.
+//
+// Memory: every count is checked against the bytes left and a hard cap, and the memory that the
+// parsed form will take (vector slots, string heap bytes, map nodes: an estimate that errs high)
+// is charged against GgufLimits::max_metadata_bytes BEFORE it is reserved or built. A KV costs
+// ~250 bytes in memory for 13 in the file and a tensor entry ~500 for 32, so bytes-left checks
+// alone would let a 63 MB file take ~1 GB.
 #include "runtime/model/gguf.h"
 
 #include <algorithm>
@@ -55,6 +61,15 @@ uint64_t invalid_utf8_at(const uint8_t* p, uint64_t n) {
   }
   return n;
 }
+
+// Memory of a std::string of n bytes: the object, plus a heap block past the 15 bytes libstdc++
+// keeps inline (n + 1, rounded up, plus the allocator's header: counted as n + 32).
+constexpr uint64_t string_cost(uint64_t n) { return sizeof(std::string) + (n > 15 ? n + 32 : 0); }
+// Per-entry overhead of a node-based map beyond key and value: node links, cached hash, the
+// allocator's header and rounding, bucket slots (up to 2 per entry after growth).
+constexpr uint64_t kMapNodeBytes = 64;
+
+constexpr const char* kSupportedTensorTypes = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K";
 
 // ggml type codes -> (name, eli dtype or none).
 struct GgmlType {
@@ -144,7 +159,8 @@ size_t GgufValue::array_size() const {
 // Reads the mapped bytes with bounds checks; every failure names the file and the check.
 class GgufParser {
  public:
-  GgufParser(GgufFile& out, const MappedFile& file) : out_(out), path_(file.path()), data_(file.data()), size_(file.size()) {}
+  GgufParser(GgufFile& out, const MappedFile& file, const GgufLimits& limits)
+      : out_(out), limits_(limits), path_(file.path()), data_(file.data()), size_(file.size()) {}
 
   void parse();
 
@@ -157,6 +173,26 @@ class GgufParser {
   void need(uint64_t n, const char* what) const {
     if (n > remaining())
       fail("truncated: ", what, " needs ", n, " bytes at offset ", pos_, ", file has ", size_, " bytes");
+  }
+  // Adds `bytes` to the memory the parsed metadata will take; fails past the limit.
+  void charge(uint64_t bytes, const char* what) {
+    if (bytes > limits_.max_metadata_bytes - memory_)
+      fail("metadata would take more than the limit of ", limits_.max_metadata_bytes, " bytes of memory (at ", what,
+           ", offset ", pos_, "): the file declares far more metadata than a real model has");
+    memory_ += bytes;
+    out_.metadata_memory_ = memory_;
+  }
+  void charge_n(uint64_t count, uint64_t each, const char* what) {
+    uint64_t bytes = 0;
+    if (!checked_mul_u64(count, each, &bytes)) bytes = std::numeric_limits<uint64_t>::max();
+    charge(bytes, what);
+  }
+  // Checks a declared count: at most `cap`, and at most what the bytes left can encode at
+  // `min_bytes` each.
+  void check_count(const char* what, uint64_t count, uint64_t cap, uint64_t min_bytes) const {
+    if (count > cap) fail(what, " ", count, " exceeds the limit of ", cap);
+    if (count > remaining() / min_bytes)
+      fail(what, " ", count, " cannot fit in the file (", remaining(), " bytes left)");
   }
   template <typename T>
   T read(const char* what) {
@@ -172,6 +208,7 @@ class GgufParser {
       fail(what, " length ", len, " at offset ", pos_ - 8, " runs past the end of the file (", remaining(),
            " bytes left)");
     if (len > max_len) fail(what, " length ", len, " exceeds the limit ", max_len);
+    charge(string_cost(len) - sizeof(std::string), what);  // the slot itself is charged by the caller
     const uint64_t bad = invalid_utf8_at(data_ + pos_, len);
     if (bad != len) fail(what, " at offset ", pos_, " is not valid UTF-8 (bad byte at offset ", pos_ + bad, ")");
     std::string s(reinterpret_cast<const char*>(data_ + pos_), static_cast<size_t>(len));
@@ -188,6 +225,8 @@ class GgufParser {
   void parse_tensor_infos(uint64_t n_tensors);
 
   GgufFile& out_;
+  const GgufLimits limits_;
+  uint64_t memory_ = 0;          // bytes charged so far (<= limits_.max_metadata_bytes)
   uint64_t array_elements_ = 0;  // metadata array elements read so far (<= kMaxMetadataArrayElements)
   std::string path_;
   const uint8_t* data_;
@@ -246,6 +285,7 @@ void GgufParser::read_array(GgufValue& v, const std::string& key) {
          " metadata array elements per file");
   array_elements_ += count;
   const size_t n = static_cast<size_t>(count);
+  charge_n(count, v.elem_type == GgufType::kString ? sizeof(std::string) : uint64_t{8}, "array elements");
   GgufValue elem;
   if (v.elem_type == GgufType::kString) {
     v.strings.reserve(n);
@@ -267,22 +307,23 @@ void GgufParser::read_array(GgufValue& v, const std::string& key) {
 }
 
 void GgufParser::parse() {
-  if (size_ < 24) fail("truncated header: file has ", size_, " bytes, a GGUF header needs 24");
+  if (size_ < 24) fail("truncated header: file has ", size_, " bytes, the header needs 24");
   const uint32_t magic = read<uint32_t>("magic");
-  if (magic != kGgufMagic) fail("bad magic (not a GGUF file)");
+  if (magic != kGgufMagic) ELI_THROW(kModelLoad, path_, ": not a GGUF file (bad magic)");
   const uint32_t version = read<uint32_t>("version");
   if (version != 2 && version != 3) fail("unsupported version ", version, " (expected 2 or 3)");
   out_.version_ = version;
   const uint64_t n_tensors = read<uint64_t>("tensor count");
   const uint64_t n_kv = read<uint64_t>("kv count");
-  if (n_kv > remaining() / kMinKvBytes)
-    fail("kv count ", n_kv, " cannot fit in the file (", remaining(), " bytes left)");
-  if (n_tensors > remaining() / kMinTensorInfoBytes)
-    fail("tensor count ", n_tensors, " cannot fit in the file (", remaining(), " bytes left)");
+  check_count("kv count", n_kv, limits_.max_kvs, kMinKvBytes);
+  check_count("tensor count", n_tensors, limits_.max_tensors, kMinTensorInfoBytes);
 
+  // Each KV: its slot in kvs_, and an index node holding a copy of the key.
+  charge_n(n_kv, sizeof(std::pair<std::string, GgufValue>) + sizeof(std::string) + kMapNodeBytes, "the kv table");
   out_.kvs_.reserve(static_cast<size_t>(n_kv));
   for (uint64_t k = 0; k < n_kv; ++k) {
     std::string key = read_string("key", kMaxKeyLength);
+    charge(string_cost(key.size()) - sizeof(std::string), "key");  // the index's copy of the key
     if (out_.kv_index_.count(key)) fail("duplicate key '", key, "'");
     GgufValue value;
     const GgufType t = read_type(key);
@@ -303,13 +344,19 @@ void GgufParser::parse() {
 }
 
 void GgufParser::parse_tensor_infos(uint64_t n_tensors) {
-  if (n_tensors > remaining() / kMinTensorInfoBytes)
-    fail("tensor count ", n_tensors, " cannot fit in the file (", remaining(), " bytes left)");
+  check_count("tensor count", n_tensors, limits_.max_tensors, kMinTensorInfoBytes);
+  // Each tensor: a Pending, a TensorInfo in the name map, the names in `seen` and tensor_order_
+  // (the name's heap bytes are charged as it is read, times the 4 further copies below).
+  constexpr uint64_t kPerTensor = sizeof(Pending) + sizeof(TensorInfo) + 5 * sizeof(std::string) +
+                                  kMaxDims * sizeof(int64_t) + 16 + 2 * kMapNodeBytes;
+  // (kPerTensor plus each TensorInfo's copy of the file name; tensor_order_ grows by doubling.)
+  charge_n(n_tensors, kPerTensor + string_cost(path_.size()), "the tensor table");
   pending_.reserve(static_cast<size_t>(n_tensors));
   std::unordered_map<std::string, size_t> seen;
   for (uint64_t t = 0; t < n_tensors; ++t) {
     Pending p;
     p.name = read_string("tensor name", kMaxKeyLength);
+    charge(4 * (string_cost(p.name.size()) - sizeof(std::string)), "tensor name");
     if (seen.count(p.name)) fail("duplicate tensor name '", p.name, "'");
     const uint32_t n_dims = read<uint32_t>("tensor n_dims");
     if (n_dims == 0 || n_dims > kMaxDims)
@@ -326,8 +373,8 @@ void GgufParser::parse_tensor_infos(uint64_t n_tensors) {
     const uint32_t type_code = read<uint32_t>("tensor type");
     const GgmlType gt = ggml_type(type_code);
     if (!gt.supported) {
-      if (gt.name != nullptr) fail("unsupported GGUF tensor type ", gt.name, " for tensor ", p.name);
-      fail("unsupported GGUF tensor type ", type_code, " (unknown) for tensor ", p.name);
+      fail("tensor '", p.name, "' has type ", gt.name != nullptr ? gt.name : "unknown", " (ggml type ", type_code,
+           "), which eli cannot load (supported: ", kSupportedTensorTypes, ")");
     }
     p.dtype = gt.dtype;
     const DTypeInfo& info = dtype_info(p.dtype);
@@ -386,12 +433,13 @@ void GgufParser::parse_tensor_infos(uint64_t n_tensors) {
   }
 }
 
-std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
+std::unique_ptr<GgufFile> GgufFile::open(const std::string& path, const GgufLimits& limits,
+                                         const std::string& display) {
   std::unique_ptr<GgufFile> f(new GgufFile());
-  std::shared_ptr<MappedFile> mapped = MappedFile::open(path);
-  f->path_ = path;
+  std::shared_ptr<MappedFile> mapped = MappedFile::open(path, display);
+  f->path_ = mapped->path();
   f->files_.push_back(mapped);
-  GgufParser parser(*f, *mapped);
+  GgufParser parser(*f, *mapped, limits);
   parser.parse();
   return f;
 }

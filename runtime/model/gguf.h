@@ -3,8 +3,10 @@
 //
 // Invariants (all checked at open, every failure is eli::Error(kModelLoad) naming the file and the
 // check): magic "GGUF", version 2 or 3; every count, string and array length is bounded by the bytes
-// left in the file before anything is reserved; value types known, arrays not nested; keys and
-// tensor names unique; 1..4 dims, each > 0, element and byte counts without overflow, innermost dim
+// left in the file before anything is reserved, and by hard caps (GgufLimits): KV and tensor counts,
+// metadata array elements, and the memory the parsed metadata and tensor table take (charged
+// before each reservation, so a small file cannot make eli allocate many times its size); value
+// types known, arrays not nested; keys and tensor names unique; 1..4 dims, each > 0, element and byte counts without overflow, innermost dim
 // a multiple of the block size; general.alignment a power of two; tensor offsets aligned, ranges
 // inside the file ("truncated: expected X bytes, got Y") and not overlapping. Tensor shapes are
 // row-major outermost first (GGUF stores innermost first; reversed here).
@@ -49,14 +51,27 @@ struct GgufValue {
   size_t array_size() const;
 };
 
+// Hard caps of GgufFile::open. Real files: tens of KVs, a few thousand tensors, tens of MB of
+// parsed metadata (a 256K-token vocabulary with merges is about 40 MB).
+struct GgufLimits {
+  uint64_t max_kvs = uint64_t{1} << 16;
+  uint64_t max_tensors = uint64_t{1} << 16;
+  uint64_t max_metadata_bytes = uint64_t{256} << 20;  // parsed KVs + tensor table, in memory
+};
+
 class GgufFile : public WeightSource {
  public:
-  // Maps and checks the file; throws eli::Error(kModelLoad) on any failed check.
-  static std::unique_ptr<GgufFile> open(const std::string& path);
+  // Maps and checks the file; throws eli::Error(kModelLoad) on any failed check. `display` names
+  // the file in messages and path() (default: path; e.g. the model directory's name of a resolved
+  // Hugging Face cache blob).
+  static std::unique_ptr<GgufFile> open(const std::string& path, const GgufLimits& limits = GgufLimits(),
+                                        const std::string& display = "");
 
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
   uint64_t data_offset() const { return data_offset_; }  // start of the tensor data section
+  // Estimated memory of the parsed metadata and tensor table (what GgufLimits bounds; errs high).
+  uint64_t metadata_memory() const { return metadata_memory_; }
 
   // Metadata. (Not named find(): WeightSource::find looks up tensors.)
   const GgufValue* find_value(const std::string& key) const;
@@ -90,6 +105,7 @@ class GgufFile : public WeightSource {
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   uint64_t data_offset_ = 0;
+  uint64_t metadata_memory_ = 0;
   std::vector<std::pair<std::string, GgufValue>> kvs_;
   std::unordered_map<std::string, size_t> kv_index_;
   std::vector<std::string> tensor_order_;

@@ -9,6 +9,7 @@
 
 #include "eli/error.h"
 #include "runtime/core/json.h"
+#include "runtime/core/mapped_file.h"
 #include "runtime/model/model_spec_check.h"
 
 namespace eli {
@@ -255,11 +256,13 @@ ModelSpec hf_config_to_spec(const JsonValue& config, const std::string& source) 
   return spec;
 }
 
-ModelSpec parse_hf_config(const std::string& config_json_path) {
+ModelSpec parse_hf_config(const std::string& config_json_path, const std::string& display) {
+  const std::string& name = display.empty() ? config_json_path : display;
   JsonLimits limits;
   limits.max_bytes = size_t{16} << 20;
-  JsonValue config = read_json_file(config_json_path, limits);
-  return hf_config_to_spec(config, config_json_path);
+  JsonValue config = parse_json_as(read_regular_file(config_json_path, limits.max_bytes, name), name,
+                                   ErrorKind::kModelLoad, limits);
+  return hf_config_to_spec(config, name);
 }
 
 }  // namespace eli

@@ -2,8 +2,13 @@
 // config.json + safetensors, a .gguf file, or a directory holding one .gguf) and normalises it to a
 // ModelSpec plus a WeightSource read through canonical HF tensor names.
 //
-// Invariants: the spec passed validate_model_spec; nothing is read beyond the headers, metadata and
-// GGUF `rope_freqs` (other tensor data stays memory-mapped and untouched until weights are placed).
+// Invariants: the spec passed validate_model_spec and the tensor names passed check_tensor_names
+// (model_spec_check.h: no layer beyond the layer count; GGUF: only names eli reads); every file
+// opened inside a model directory resolved inside it (or its Hugging Face cache blobs/) and is a
+// regular file (model_dir.h); nothing is read beyond the headers, metadata and GGUF `rope_freqs`
+// (other tensor data stays memory-mapped and untouched until weights are placed). Every failure,
+// whatever the cause (missing path, empty or unreadable directory, permissions, a FIFO, a hostile
+// symlink, a malformed file), is eli::Error(kModelLoad) naming the path.
 #pragma once
 
 #include <functional>

@@ -6,6 +6,8 @@
 
 #include "eli/error.h"
 #include "runtime/core/checked_math.h"
+#include "runtime/model/gguf_spec.h"
+#include "runtime/model/weight_source.h"
 
 namespace eli {
 namespace {
@@ -22,6 +24,35 @@ void check_range(const std::string& source, const char* field, int64_t v, int64_
 
 void check_positive(const std::string& source, const char* field, double v) {
   if (!std::isfinite(v) || v <= 0) fail(source, field, " = ", v, " must be finite and > 0");
+}
+
+bool starts_with(const std::string& s, const char* prefix) {
+  const size_t n = std::char_traits<char>::length(prefix);
+  return s.size() >= n && s.compare(0, n, prefix) == 0;
+}
+
+// The layer index of a name that starts with `prefix` (e.g. "blk."): -1 when the name does not
+// start with it, -2 when what follows is not "N." with N a plain decimal (no sign, no leading zero,
+// at most 9 digits), else N.
+int64_t layer_index(const std::string& name, const std::string& prefix) {
+  if (name.compare(0, prefix.size(), prefix) != 0) return -1;
+  size_t k = prefix.size();
+  const size_t begin = k;
+  int64_t n = 0;
+  while (k < name.size() && name[k] >= '0' && name[k] <= '9' && k - begin < 10) n = n * 10 + (name[k++] - '0');
+  const size_t digits = k - begin;
+  if (digits == 0 || digits > 9 || k >= name.size() || name[k] != '.') return -2;
+  if (digits > 1 && name[begin] == '0') return -2;
+  return n;
+}
+
+void check_layer(const std::string& source, const std::string& name, int64_t index, int64_t n_layers,
+                 const char* count_field) {
+  if (index == -2) fail(source, "tensor '", name, "' has no valid layer index");
+  if (index >= n_layers) {
+    fail(source, "tensor '", name, "' belongs to layer ", index, " but the model has ", n_layers, " layers (",
+         count_field, " = ", n_layers, "): the weights do not match the config");
+  }
 }
 
 }  // namespace
@@ -85,6 +116,32 @@ void validate_model_spec(const ModelSpec& s, const std::string& source) {
   for (int64_t id : s.eos_token_ids) {
     if (id < 0 || id >= s.vocab_size) {
       fail(source, "eos_token_id = ", id, " is outside the vocabulary (", s.vocab_size, ")");
+    }
+  }
+}
+
+void check_tensor_names(const ModelSpec& spec, const WeightSource& weights, TensorNaming naming,
+                        const std::string& source) {
+  static const char* const kHfLayerPrefixes[] = {"model.layers.", "language_model.model.layers.",
+                                                 "model.language_model.layers."};
+  for (const auto& entry : weights.tensors()) {
+    const std::string& name = entry.first;
+    if (naming == TensorNaming::kGguf) {
+      const int64_t index = layer_index(name, "blk.");
+      if (index != -1) check_layer(source, name, index, spec.n_layers, "block_count");
+      if (name == "rope_freqs.weight" || !hf_name_for_gguf_tensor(name).empty()) continue;
+      if (index >= 0 && name.compare(name.find('.', 4) + 1, 13, "attn_rot_embd") == 0) continue;
+      fail(source, "tensor '", name, "' is not one eli reads for architecture '", spec.architecture,
+           "' (an unsupported feature such as mixture-of-experts or fused projections, or a file for another "
+           "architecture)");
+    } else {
+      for (const char* prefix : kHfLayerPrefixes) {
+        const int64_t index = layer_index(name, prefix);
+        if (index != -1) {
+          check_layer(source, name, index, spec.n_layers, "num_hidden_layers");
+          break;
+        }
+      }
     }
   }
 }

@@ -3,14 +3,15 @@
 // File layout: u64 little-endian header length N, N bytes of JSON header, then the data section.
 // Header: {"__metadata__": {str: str}?, NAME: {"dtype": "F32", "shape": [..],
 // "data_offsets": [begin, end]}, ...}, offsets relative to the data section.
-// Every number from the file is checked (checked_math.h) before it is used; a sharded index's
-// shard paths must stay inside the model directory (lexically and after resolving symlinks,
-// except for the Hugging Face cache's snapshots/REV -> blobs/ links).
+// Every number from the file is checked (checked_math.h) before it is used; every file opened in a
+// model directory (model.safetensors, the index, its shards) must stay inside it (lexically for
+// shard paths, and after resolving symlinks, except for the Hugging Face cache's snapshots/REV ->
+// blobs/ links: model_dir.h) and be a regular file. No message quotes file bytes: a header length
+// that fails a check is not printed (for a file that is not safetensors at all, those 8 bytes are
+// whatever the file holds).
 #include "runtime/model/safetensors.h"
 
 #include <dirent.h>
-#include <limits.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include "runtime/core/checked_math.h"
 #include "runtime/core/json.h"
 #include "runtime/core/mapped_file.h"
+#include "runtime/model/model_dir.h"
 
 namespace eli {
 namespace {
@@ -58,27 +60,11 @@ bool exists(const std::string& p, bool* is_dir = nullptr) {
   return true;
 }
 
-std::string real_path(const std::string& p) {
-  char buf[PATH_MAX];
-  if (::realpath(p.c_str(), buf) == nullptr) return std::string();
-  return std::string(buf);
-}
-
 std::string parent_dir(const std::string& p) {
   size_t slash = p.find_last_of('/');
   if (slash == std::string::npos) return ".";
   if (slash == 0) return "/";
   return p.substr(0, slash);
-}
-
-std::string base_name(const std::string& p) {
-  size_t slash = p.find_last_of('/');
-  return slash == std::string::npos ? p : p.substr(slash + 1);
-}
-
-bool under(const std::string& path, const std::string& root) {
-  return !root.empty() && path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
-         (root.back() == '/' || path[root.size()] == '/');
 }
 
 struct DtypeEntry {
@@ -165,20 +151,22 @@ struct ParsedFile {
   std::vector<TensorInfo> tensors;
 };
 
-ParsedFile parse_file(const std::string& file) {
+// open_path: what to map (a resolved path); file: the name in messages and TensorInfo::file.
+ParsedFile parse_file(const std::string& open_path, const std::string& file) {
   if (is_pickle_name(file)) fail_pickle(file);
   ParsedFile out;
-  out.map = MappedFile::open(file);
+  out.map = MappedFile::open(open_path, file);
   const uint64_t size = out.map->size();
   const uint8_t* base = out.map->data();
   if (size < 8) fail(file, "truncated: expected at least 8 bytes (header length), got ", size);
   uint64_t n = 0;
   for (int k = 7; k >= 0; --k) n = (n << 8) | base[k];
   uint64_t header_end = 0;
-  if (!checked_add_u64(n, 8, &header_end)) fail(file, "header length ", n, " overflows when 8 is added");
-  if (n > kSafetensorsMaxHeaderBytes) fail(file, "header length ", n, " exceeds the 100 MiB limit");
-  if (n < 2) fail(file, "header length ", n, " is too small (under 2)");
-  if (header_end > size) fail(file, "header length ", n, " is larger than the file (", size, " bytes)");
+  // The length is not quoted: in a file that is not safetensors these are arbitrary content bytes.
+  if (!checked_add_u64(n, 8, &header_end)) fail(file, "header length (first 8 bytes) overflows when 8 is added");
+  if (n > kSafetensorsMaxHeaderBytes) fail(file, "header length (first 8 bytes) exceeds the 100 MiB limit");
+  if (n < 2) fail(file, "header length (first 8 bytes) is too small (under 2)");
+  if (header_end > size) fail(file, "header length (first 8 bytes) is larger than the file (", size, " bytes)");
   std::string_view text(reinterpret_cast<const char*>(base + 8), static_cast<size_t>(n));
   if (text[0] != '{') fail(file, "header does not start with '{'");
   JsonLimits limits;
@@ -233,9 +221,14 @@ ParsedFile parse_file(const std::string& file) {
   return out;
 }
 
-// Checks an index's shard path and returns the full path. Lexical rules first (no absolute path,
-// no '..'), then the resolved path must stay in the model directory (or the HF cache's blobs/).
-std::string shard_path(const std::string& index, const std::string& dir, const std::string& shard) {
+// A shard: the path shown (dir/shard) and the resolved path to open.
+struct ShardPath {
+  std::string shown, real;
+};
+
+// Checks an index's shard path. Lexical rules first (no absolute path, no '..'), then the resolved
+// path must stay in the model directory (or the HF cache's blobs/) and be a regular file.
+ShardPath shard_path(const std::string& index, const ModelRoot& root, const std::string& shard) {
   if (shard.empty()) fail(index, "empty shard path in weight_map");
   if (shard.find('\0') != std::string::npos || shard.find('\\') != std::string::npos) {
     fail(index, "invalid characters in shard path '", shard, "'");
@@ -250,16 +243,11 @@ std::string shard_path(const std::string& index, const std::string& dir, const s
     }
     start = slash + 1;
   }
-  std::string full = dir + "/" + shard;
-  if (!exists(full)) fail(index, "shard '", shard, "' listed in the index is missing (", full, ")");
-  std::string real = real_path(full);
-  std::string root = real_path(dir);
-  bool ok = under(real, root);
-  // Hugging Face cache: snapshots/REV/FILE -> ../../blobs/HASH.
-  std::string parent = parent_dir(root);
-  if (!ok && base_name(parent) == "snapshots") ok = under(real, real_path(parent_dir(parent) + "/blobs"));
-  if (!ok) fail(index, "shard '", shard, "' resolves to ", real, ": outside the model directory (symlink)");
-  return full;
+  ShardPath p;
+  p.shown = root.dir + "/" + shard;
+  if (!entry_exists(root, shard)) fail(index, "shard '", shard, "' listed in the index is missing (", p.shown, ")");
+  p.real = contained_path(root, shard, index + ": shard '" + shard + "'");
+  return p;
 }
 
 class SafetensorsSource : public WeightSource {
@@ -285,26 +273,27 @@ class SafetensorsSource : public WeightSource {
     files_.push_back(std::move(parsed.map));
   }
 
-  void open_index(const std::string& index) {
-    const std::string dir = parent_dir(index);
+  // index: the index's name in messages; index_real: the path to read; root: the shards' directory.
+  void open_index(const std::string& index, const std::string& index_real, const ModelRoot& dir_root) {
     JsonLimits limits;
     limits.max_bytes = kMaxIndexBytes;
     limits.max_depth = 8;
-    JsonValue root = read_json_file(index, limits);
+    JsonValue root = parse_json_as(read_regular_file(index_real, kMaxIndexBytes, index), index,
+                                   ErrorKind::kModelLoad, limits);
     if (!root.is_object()) fail(index, "index must be a JSON object");
     const JsonValue* map = root.find("weight_map");
     if (map == nullptr || !map->is_object()) fail(index, "missing or non-object weight_map");
     if (map->size() == 0) fail(index, "weight_map is empty");
-    std::map<std::string, std::string> owner;        // tensor -> full shard path
-    std::vector<std::string> shard_order;            // unique full shard paths, first-seen order
+    std::map<std::string, std::string> owner;        // tensor -> shown shard path
+    std::vector<ShardPath> shard_order;              // unique shards, first-seen order
     std::set<std::string> seen;
     for (const JsonMember& m : map->items()) {
       if (!m.value.is_string()) fail(index, "weight_map value for '", m.key, "' is not a string");
-      std::string full = shard_path(index, dir, m.value.as_string());
-      owner[m.key] = full;
-      if (seen.insert(full).second) shard_order.push_back(full);
+      ShardPath shard = shard_path(index, dir_root, m.value.as_string());
+      owner[m.key] = shard.shown;
+      if (seen.insert(shard.shown).second) shard_order.push_back(std::move(shard));
     }
-    for (const std::string& shard : shard_order) add_file(parse_file(shard), &owner);
+    for (const ShardPath& shard : shard_order) add_file(parse_file(shard.real, shard.shown), &owner);
     for (const auto& [name, shard] : owner) {
       if (tensors_.count(name) == 0) {
         fail(index, "tensor '", name, "' listed in the index is absent from its shard ", shard);
@@ -316,7 +305,9 @@ class SafetensorsSource : public WeightSource {
 }  // namespace
 
 bool has_safetensors(const std::string& dir) {
-  return exists(dir + "/model.safetensors.index.json") || exists(dir + "/model.safetensors");
+  struct stat st {};
+  return ::lstat((dir + "/model.safetensors.index.json").c_str(), &st) == 0 ||
+         ::lstat((dir + "/model.safetensors").c_str(), &st) == 0;
 }
 
 std::unique_ptr<WeightSource> open_safetensors(const std::string& path) {
@@ -324,12 +315,13 @@ std::unique_ptr<WeightSource> open_safetensors(const std::string& path) {
   if (!exists(path, &is_dir)) fail(path, "not found");
   auto source = std::make_unique<SafetensorsSource>(path);
   if (is_dir) {
+    const ModelRoot root = model_root(path);
     const std::string index = path + "/model.safetensors.index.json";
     const std::string single = path + "/model.safetensors";
-    if (exists(index)) {
-      source->open_index(index);
-    } else if (exists(single)) {
-      source->add_file(parse_file(single), nullptr);
+    if (entry_exists(root, "model.safetensors.index.json")) {
+      source->open_index(index, contained_path(root, "model.safetensors.index.json"), root);
+    } else if (entry_exists(root, "model.safetensors")) {
+      source->add_file(parse_file(contained_path(root, "model.safetensors"), single), nullptr);
     } else {
       // Name the pickle file if that is all there is, so the user knows what to convert.
       if (DIR* d = ::opendir(path.c_str())) {
@@ -348,10 +340,11 @@ std::unique_ptr<WeightSource> open_safetensors(const std::string& path) {
   } else if (is_pickle_name(path)) {
     fail_pickle(path);
   } else if (ends_with(path, ".index.json")) {
+    // A file the user named may live anywhere; its shards must stay in its directory.
     if (ends_with(path, ".bin.index.json")) fail_pickle(path);
-    source->open_index(path);
+    source->open_index(path, path, model_root(parent_dir(path)));
   } else {
-    source->add_file(parse_file(path), nullptr);
+    source->add_file(parse_file(path, path), nullptr);
   }
   return source;
 }

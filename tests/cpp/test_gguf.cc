@@ -1,6 +1,7 @@
 // tests/cpp/test_gguf.cc: the GGUF reader, GGUF -> ModelSpec, GGUF block dequantization and the
 // f16/bf16 conversions. Fixtures and references come from scripts/make_gguf_fixtures.py (gguf-py).
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -15,6 +16,7 @@
 #include "kernels/ops.h"
 #include "kernels/ref/dequant_ref.h"
 #include "kernels/ref/float_convert.h"
+#include "runtime/core/json.h"
 #include "runtime/core/thread_pool.h"
 #include "runtime/model/gguf.h"
 #include "runtime/model/gguf_spec.h"
@@ -329,24 +331,13 @@ TEST(GgufPermute, UndoesConverterPermutation) {
 
 TEST(GgufMalformed, EveryCaseThrowsModelLoad) {
   const std::string dir = kData + "/malformed/gguf/";
-  const std::string manifest = read_all(dir + "manifest.json");
-  // The manifest is flat JSON written by the script: pick out "path" and "expect" of each entry.
-  auto field = [&](const std::string& name, size_t from, size_t* end) -> std::string {
-    const std::string tag = "\"" + name + "\": \"";
-    const size_t b = manifest.find(tag, from);
-    if (b == std::string::npos) return "";
-    const size_t e = manifest.find('"', b + tag.size());
-    *end = e;
-    return manifest.substr(b + tag.size(), e - b - tag.size());
-  };
+  JsonValue manifest = read_json_file(dir + "manifest.json");
   int n = 0;
-  size_t pos = 0;
-  for (;;) {
-    size_t end = 0;
-    const std::string rel = field("path", pos, &end);
-    if (rel.empty()) break;
-    const std::string expect = field("expect", end, &pos);
-    const std::string path = dir + rel;
+  for (const JsonValue& c : manifest.array()) {
+    // Stage "model" files parse; open_model_files refuses them (test_model_files.cc).
+    if (c.find("stage")->as_string() != "parse") continue;
+    const std::string path = dir + c.find("path")->as_string();
+    const std::string expect = c.find("expect")->as_string();
     ++n;
     SCOPED_TRACE(path);
     try {
@@ -357,10 +348,124 @@ TEST(GgufMalformed, EveryCaseThrowsModelLoad) {
       const std::string msg = e.what();
       EXPECT_NE(msg.find(expect), std::string::npos) << "message: " << msg << "\nexpected: " << expect;
       EXPECT_NE(msg.find(path), std::string::npos) << "message does not name the file: " << msg;
+      // "GGUF" once: the prefix says the format, the check does not repeat it.
+      EXPECT_EQ(msg.find("GGUF"), msg.rfind("GGUF")) << msg;
     }
   }
   EXPECT_GE(n, 12);
 }
+
+// Issue 19: an unsupported tensor type names the type (name and number), the tensor and what is
+// supported, saying "GGUF" once.
+TEST(GgufMalformed, UnsupportedTypeMessage) {
+  const std::string path = kData + "/malformed/gguf/unsupported_type.gguf";
+  try {
+    GgufFile::open(path);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), (path + ": GGUF tensor 'w' has type Q2_K (ggml type 10), which eli cannot load "
+                                   "(supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)")
+                               .c_str());
+  }
+}
+
+// ---- limits on counts and parsed-metadata memory (issue 20 item 12) ---------------------------
+
+// A GGUF of `n_kv` u8 KVs "k0", "k1", ... and no tensors.
+std::string many_kvs_file(uint64_t n_kv) {
+  std::string out = "GGUF";
+  auto put = [&](uint64_t v, int bytes) {
+    for (int k = 0; k < bytes; ++k) out += static_cast<char>((v >> (8 * k)) & 0xff);
+  };
+  put(3, 4);
+  put(0, 8);
+  put(n_kv, 8);
+  for (uint64_t i = 0; i < n_kv; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    put(key.size(), 8);
+    out += key;
+    put(0, 4);  // u8
+    out += '\x01';
+  }
+  return out;
+}
+
+std::string write_temp(const std::string& name, const std::string& bytes) {
+  const std::string path = testing::TempDir() + name + "_" + std::to_string(::getpid()) + ".gguf";
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  return path;
+}
+
+template <typename Fn>
+std::string model_load_message(Fn fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kModelLoad) << e.what();
+    return e.what();
+  }
+  ADD_FAILURE() << "no error";
+  return "";
+}
+
+TEST(GgufLimits, CountsAreCapped) {
+  const std::string tiny = kGgufDir + "tiny_llama.gguf";
+  GgufLimits limits;
+  limits.max_kvs = 3;
+  EXPECT_NE(model_load_message([&] { GgufFile::open(tiny, limits); }).find("exceeds the limit of 3"),
+            std::string::npos);
+  limits = GgufLimits();
+  limits.max_tensors = 2;
+  EXPECT_NE(model_load_message([&] { GgufFile::open(tiny, limits); }).find("tensor count 20 exceeds the limit of 2"),
+            std::string::npos);
+  // The defaults hold real files.
+  EXPECT_EQ(GgufFile::open(tiny)->tensors().size(), 20u);
+}
+
+TEST(GgufLimits, MetadataMemoryIsChargedBeforeItIsReserved) {
+  // 60,000 KVs in under 1.2 MB: within the count cap, so only the memory budget stops it; with a
+  // 4 MiB budget the kv table (~20 MB) is refused before anything is reserved.
+  const std::string path = write_temp("eli_many_kvs", many_kvs_file(60000));
+  GgufLimits limits;
+  limits.max_metadata_bytes = uint64_t{4} << 20;
+  const std::string msg = model_load_message([&] { GgufFile::open(path, limits); });
+  EXPECT_NE(msg.find("metadata would take more than the limit of 4194304 bytes of memory (at the kv table"),
+            std::string::npos) << msg;
+  // Array elements and strings are charged too.
+  limits.max_metadata_bytes = 64 << 10;
+  const std::string tok = model_load_message([&] { GgufFile::open(kData + "/tokenizers/bl.gguf", limits); });
+  EXPECT_NE(tok.find("metadata would take more than the limit"), std::string::npos) << tok;
+  std::remove(path.c_str());
+}
+
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+// Heap bytes in use: small chunks plus the large blocks malloc serves by mmap.
+size_t heap_in_use() {
+  const struct mallinfo2 m = mallinfo2();
+  return m.uordblks + m.hblkhd;
+}
+
+// The estimate bounds the real heap use of the parsed form (and is not absurdly above it).
+TEST(GgufLimits, EstimateBoundsTheRealHeap) {
+  for (uint64_t n : {uint64_t{20000}, uint64_t{60000}}) {
+    const std::string path = write_temp("eli_many_kvs_" + std::to_string(n), many_kvs_file(n));
+    const size_t before = heap_in_use();
+    auto f = GgufFile::open(path);
+    const size_t after = heap_in_use();
+    const uint64_t used = after > before ? after - before : 0;
+    const uint64_t est = f->metadata_memory();
+    EXPECT_LE(used, est + (64 << 10)) << "n_kv " << n << ": estimate " << est;
+    EXPECT_LE(est, 3 * used) << "n_kv " << n << ": heap " << used;
+    std::remove(path.c_str());
+  }
+  const size_t before = heap_in_use();
+  auto f = GgufFile::open(kData + "/tokenizers/bl.gguf");  // a real tokenizer's arrays
+  const uint64_t used = heap_in_use() - before;
+  EXPECT_LE(used, f->metadata_memory() + (64 << 10));
+  EXPECT_LE(f->metadata_memory(), 3 * used);
+}
+#endif
 
 // Every prefix of a valid file and random byte corruptions either open or throw kModelLoad; never
 // crash or throw anything else (a cheap stand-in for the libFuzzer target).

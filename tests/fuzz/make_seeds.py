@@ -51,6 +51,8 @@ def main() -> None:
 
     # ---- JSON and config.json
     for p in sorted(data.rglob("*.json")):
+        if p.is_symlink() or not p.is_file():
+            continue
         if p.stat().st_size <= MAX_SEED:
             put(out, "json", p.read_bytes())
         if p.name == "config.json":
@@ -75,6 +77,8 @@ def main() -> None:
 
     # ---- safetensors (small files only: the header is what is being fuzzed)
     for p in sorted(data.rglob("*.safetensors")):
+        if p.is_symlink() or not p.is_file():  # the malformed corpus holds links and odd entries
+            continue
         if p.stat().st_size <= 64 * 1024:
             put(out, "safetensors", p.read_bytes())
             with p.open("rb") as f:  # its JSON header is a JSON seed too
@@ -96,7 +100,8 @@ def main() -> None:
 
     # ---- GGUF
     for p in sorted(data.rglob("*.gguf")):
-        put(out, "gguf", p.read_bytes())
+        if p.is_file() and not p.is_symlink():
+            put(out, "gguf", p.read_bytes())
 
     # ---- regression inputs found by fuzzing
     manifest = data / "malformed" / "fuzz" / "manifest.json"

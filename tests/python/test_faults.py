@@ -2,6 +2,8 @@
 # eli._eli.arm_fault; docs/fault_injection.md) seen from Python, and slow consumers:
 #   - the API (names, specs, counters, all-or-nothing lists);
 #   - device_alloc: an engine whose first device allocation fails raises eli.OutOfMemoryError;
+#   - thread_start: an engine whose thread pool cannot start a worker raises eli.OutOfMemoryError
+#     naming the threads asked for and started (issue 21), and the next engine loads;
 #   - step_oom: every request in flight ends with finish_reason "error", the engine stays healthy,
 #     frees every block and later generations give the reference tokens;
 #   - preempt_storm: greedy outputs identical to the unarmed run, preemptions counted, no leaks;
@@ -90,7 +92,8 @@ def _wait(pred, what, timeout=30.0):
 # ---- the API -------------------------------------------------------------------------------------
 
 def test_fault_api():
-    assert set(_eli.fault_points()) == {"device_alloc", "preempt_storm", "kernel_poison", "slow_step_ms", "step_oom"}
+    assert set(_eli.fault_points()) == {"device_alloc", "preempt_storm", "kernel_poison", "slow_step_ms", "step_oom",
+                                        "thread_start"}
     _eli.arm_fault("slow_step_ms", "value=1:times=2")
     assert _eli.fault_armed("slow_step_ms")
     assert _eli.fault_counts("slow_step_ms") == (0, 0)
@@ -118,6 +121,19 @@ def test_device_alloc_fails_engine_construction():
         _llm()
     assert _eli.fault_counts("device_alloc")[1] == 1
     llm = _llm()  # spent: the next engine loads
+    try:
+        assert len(llm.generate(["ok"], greedy(3))[0].token_ids) == 3
+    finally:
+        llm.shutdown()
+
+
+def test_thread_start_failure_is_an_eli_error():
+    _eli.arm_fault("thread_start", "after=2:times=1")
+    with pytest.raises(eli.OutOfMemoryError, match="asked for 6 threads, started 3") as info:
+        _llm(n_threads=6)
+    assert ".cc" not in str(info.value)  # no C++ location in the user's message
+    assert _eli.fault_counts("thread_start")[1] == 1
+    llm = _llm(n_threads=2)  # spent: the next engine starts its threads
     try:
         assert len(llm.generate(["ok"], greedy(3))[0].token_ids) == 3
     finally:
