@@ -40,10 +40,13 @@ class Progress:
         self.tty = bool(getattr(out, "isatty", lambda: False)())
         self._step = -1
 
+        self._open = False  # a terminal line without its newline yet
+
     def __call__(self, done: int, failed: int) -> None:
         text = f"bench: {done}/{self.total} requests" + (f" ({failed} failed)" if failed else "")
         if self.tty:
-            self.out.write("\r" + text + ("\n" if done == self.total else ""))
+            self._open = done != self.total
+            self.out.write("\r" + text + ("" if self._open else "\n"))
         else:
             step = done * 10 // max(self.total, 1)
             if step == self._step:
@@ -51,6 +54,13 @@ class Progress:
             self._step = step
             self.out.write(text + "\n")
         self.out.flush()
+
+    def finish(self) -> None:
+        """Ends a half-written terminal line (before an error message)."""
+        if self._open:
+            self.out.write("\n")
+            self.out.flush()
+            self._open = False
 
 
 @dataclasses.dataclass

@@ -717,11 +717,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from eli.bench_serve import Progress, format_table, run_bench
 
     progress = None if args.quiet else Progress(sys.stderr, args.num_requests)
-    summary = asyncio.run(run_bench(
-        args.url, model=args.model, num_requests=args.num_requests,
-        request_rate=args.request_rate or math.inf, concurrency=args.concurrency, seed=args.seed,
-        input_len_mean=args.input_len_mean, output_len_mean=args.output_len_mean, dist=args.length_dist,
-        api_key=args.api_key, progress=progress))
+    try:
+        summary = asyncio.run(run_bench(
+            args.url, model=args.model, num_requests=args.num_requests,
+            request_rate=args.request_rate or math.inf, concurrency=args.concurrency, seed=args.seed,
+            input_len_mean=args.input_len_mean, output_len_mean=args.output_len_mean, dist=args.length_dist,
+            api_key=args.api_key, progress=progress))
+    finally:
+        if progress is not None:
+            progress.finish()
     text = json.dumps(summary, indent=2)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:

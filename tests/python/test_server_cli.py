@@ -135,3 +135,10 @@ def test_bench_progress_lines():
     lines = out.getvalue().splitlines()
     assert len(lines) == 11 and "\r" not in out.getvalue()  # one line per 10% when not a terminal
     assert lines[-1] == "bench: 20/20 requests (1 failed)"
+    tty = io.StringIO()
+    tty.isatty = lambda: True
+    p = Progress(tty, 5)
+    p(1, 0)
+    p(2, 0)
+    p.finish()  # an error ends the run: the progress line is closed first
+    assert tty.getvalue() == "\rbench: 1/5 requests\rbench: 2/5 requests\n"

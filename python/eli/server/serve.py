@@ -15,7 +15,6 @@ from typing import Optional, Sequence, Union
 kDefaultLimitConcurrency = 1024   # connections + in-flight requests; uvicorn answers 503 above
 kDefaultKeepAliveS = 5.0          # idle keep-alive connections are closed after this
 kDefaultHeaderTimeoutS = 15.0     # a request head (line + headers) must arrive within this
-kDefaultBodyTimeoutS = 30.0       # a request body must arrive within this (408 otherwise)
 
 
 class PortInUseError(OSError):

@@ -231,6 +231,20 @@ def check_chat(req: ChatCompletionRequest) -> None:
                            param=f"chat_template_kwargs.{k}")
 
 
+def _text_chars(v: Any) -> int:
+    """Characters in all the strings of a JSON-like value (keys excluded)."""
+    total, stack = 0, [v]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            total += len(x)
+        elif isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return total
+
+
 def chat_job(req: ChatCompletionRequest, tokenizer, template: Optional[str], max_chars: int) -> dict:
     """What chat_prompt.build_prompt_ids needs (plain data: it crosses to the render worker)."""
     check_chat(req)
@@ -240,7 +254,12 @@ def chat_job(req: ChatCompletionRequest, tokenizer, template: Optional[str], max
         text = _flatten_content(m.content, i)
         d["content"] = text if text is not None else ("" if not d.get("tool_calls") else None)
         messages.append(d)
-    return {"template": template, "messages": messages, "variables": dict(req.chat_template_kwargs or {}),
+    variables = dict(req.chat_template_kwargs or {})
+    total = _text_chars(messages) + _text_chars(variables)
+    if total > max_chars:  # before the render worker sees it (it checks again, and the rendering)
+        raise ApiError(400, f"the messages hold {total} characters; a prompt of more than {max_chars} "
+                       f"characters cannot fit the context", param="messages", code="context_length_exceeded")
+    return {"template": template, "messages": messages, "variables": variables,
             "add_generation_prompt": req.add_generation_prompt, "bos_token": tokenizer.bos_token,
             "eos_token": tokenizer.eos_token, "max_chars": max_chars}
 
