@@ -486,3 +486,14 @@ def test_gil_holding_template_does_not_stall_health():
         t.join(30)
         _err(holder["r"], 400, "messages")  # the deadline (or, once the sandbox bounds '**', the template)
         assert _post(s, CHAT, {"messages": msgs, "max_tokens": 1}).status_code == 200
+
+
+def test_render_worker_memory_cap():
+    # The worker's heap is capped (RLIMIT_DATA): a value far past the headroom is a MemoryError there.
+    import subprocess
+
+    code = ("from eli.server.render_worker import limit_memory\n"
+            "assert limit_memory(64 << 20)\n"
+            "try:\n    bytearray(512 << 20)\nexcept MemoryError:\n    print('capped')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "capped", out.stderr

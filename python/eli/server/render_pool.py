@@ -63,8 +63,11 @@ _SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
 
 def _worker_env() -> dict:
     """The server's environment without secrets (API keys, hub tokens): the worker runs untrusted
-    templates and needs none of them."""
-    return {k: v for k, v in os.environ.items() if not any(w in k.upper() for w in _SECRET_WORDS)}
+    templates and needs none of them. Tokenizers run single-threaded there (one job at a time; no
+    thread pool of one stack per core inside the worker's memory cap)."""
+    env = {k: v for k, v in os.environ.items() if not any(w in k.upper() for w in _SECRET_WORDS)}
+    env.update(TOKENIZERS_PARALLELISM="false", RAYON_NUM_THREADS="1")
+    return env
 
 
 def default_command() -> list[str]:

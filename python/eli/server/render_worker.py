@@ -15,6 +15,9 @@
 # so a compromised worker cannot run code in the server. fd 1 is pointed at stderr, so a stray print
 # cannot corrupt the frames. SIGINT/SIGTERM are ignored (Ctrl-C reaches the whole process group;
 # the server ends the worker itself); the worker exits when its stdin closes (server gone).
+# Memory: once the tokenizer is loaded, RLIMIT_DATA caps the worker's heap at what it uses plus
+# kHeadroomBytes ($ELI_RENDER_WORKER_HEADROOM_BYTES), so a template building a huge value gets a
+# MemoryError (a 400) instead of taking the host's memory (Linux; elsewhere no cap).
 from __future__ import annotations
 
 import array
@@ -26,6 +29,26 @@ import struct
 import sys
 
 _HEADER = struct.Struct(">IB")
+kHeadroomBytes = 2 << 30
+
+
+def limit_memory(headroom: int) -> bool:
+    """Caps this process's data segment (RLIMIT_DATA) at its current size plus `headroom`.
+    False where that cannot be done."""
+    try:
+        import resource
+
+        with open("/proc/self/status", encoding="ascii") as f:
+            used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        cap = used + headroom
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        if soft == resource.RLIM_INFINITY or soft > cap:
+            resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
+        return True
+    except (ImportError, OSError, ValueError, StopIteration):
+        return False
 
 
 def read_frame(f) -> tuple[bytes, bytes] | None:
@@ -73,6 +96,7 @@ def main() -> int:
         kind, payload = got
         if kind == b"I":
             tokenizer = pickle.loads(payload)["tokenizer"]
+            limit_memory(int(os.environ.get("ELI_RENDER_WORKER_HEADROOM_BYTES") or kHeadroomBytes))
             reply = frame(b"R", b"")
         elif kind == b"J" and tokenizer is not None:
             try:
