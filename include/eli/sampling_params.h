@@ -27,6 +27,9 @@ struct SamplingParams {
   std::vector<int64_t> stop_token_ids;
   bool ignore_eos = false;
   int logprobs = -1;  // -1: none; 0: the sampled token's logprob; n: plus the top n
+  // Prefix-cache salt (0: none): mixed into the hash of the sequence's first KV block, so
+  // sequences with different salts never share cached blocks (per-tenant isolation).
+  uint64_t cache_salt = 0;
 };
 
 // Throws eli::Error(kInvalidArgument) naming the bad field.

@@ -7,7 +7,10 @@
 # no tokenizer needed) when the server's /v1/models reports vocab_size, else text; output lengths
 # are exact through max_tokens + ignore_eos. TTFT = first streamed token; TPOT = (e2e - TTFT) /
 # (output tokens - 1), over requests with more than one output token. Failed requests are counted,
-# never timed.
+# never timed. An authentication failure (401/403, from /v1/models or any request) ends the run at
+# once with one BenchAuthError naming the fix; it is not a data point. Progress (requests done,
+# failed) goes to a callback: Progress prints it on stderr (one updating line on a terminal, a
+# line per 10% otherwise).
 from __future__ import annotations
 
 import asyncio
@@ -16,7 +19,48 @@ import json
 import math
 import random
 import time
-from typing import Optional
+from typing import Callable, Optional, TextIO
+
+
+class BenchAuthError(RuntimeError):
+    """The server refused the API key: the whole run would fail the same way."""
+
+
+def _auth_error(status: int, text: str) -> BenchAuthError:
+    return BenchAuthError(f"the server refused the request with HTTP {status} ({text.strip()[:200]}); pass "
+                          f"the server's key with --api-key or $ELI_API_KEY")
+
+
+class Progress:
+    """Prints "bench: done/total requests (failed)" to `out`: rewritten in place on a terminal,
+    else one line per 10% of the run."""
+
+    def __init__(self, out: TextIO, total: int):
+        self.out, self.total = out, total
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+        self._step = -1
+
+        self._open = False  # a terminal line without its newline yet
+
+    def __call__(self, done: int, failed: int) -> None:
+        text = f"bench: {done}/{self.total} requests" + (f" ({failed} failed)" if failed else "")
+        if self.tty:
+            self._open = done != self.total
+            self.out.write("\r" + text + ("" if self._open else "\n"))
+        else:
+            step = done * 10 // max(self.total, 1)
+            if step == self._step:
+                return
+            self._step = step
+            self.out.write(text + "\n")
+        self.out.flush()
+
+    def finish(self) -> None:
+        """Ends a half-written terminal line (before an error message)."""
+        if self._open:
+            self.out.write("\n")
+            self.out.flush()
+            self._open = False
 
 
 @dataclasses.dataclass
@@ -77,6 +121,8 @@ async def _one(client, url: str, model: Optional[str], prompt, input_len: int, o
         async with client.stream("POST", url + "/v1/completions", json=body, headers=headers) as r:
             if r.status_code != 200:
                 text = (await r.aread()).decode("utf-8", "replace")[:200]
+                if r.status_code in (401, 403):
+                    raise _auth_error(r.status_code, text)
                 return Result(False, input_len, error=f"HTTP {r.status_code}: {text}")
             async for line in r.aiter_lines():
                 if not line.startswith("data: "):
@@ -94,6 +140,8 @@ async def _one(client, url: str, model: Optional[str], prompt, input_len: int, o
                         if ttft is None:
                             ttft = time.perf_counter() - start
                         chunks += 1
+    except BenchAuthError:
+        raise
     except Exception as e:  # noqa: BLE001 -- a failed request is a data point, not a crash
         return Result(False, input_len, error=f"{type(e).__name__}: {e}")
     e2e = time.perf_counter() - start
@@ -157,8 +205,10 @@ def format_table(s: dict) -> str:
 async def run_bench(url: str, *, model: Optional[str] = None, num_requests: int = 200,
                     request_rate: float = math.inf, concurrency: Optional[int] = None, seed: int = 0,
                     input_len_mean: int = 128, output_len_mean: int = 128, dist: str = "fixed",
-                    api_key: Optional[str] = None, timeout_s: float = 600.0) -> dict:
-    """Runs the benchmark against `url` (server root) and returns the summary dict."""
+                    api_key: Optional[str] = None, timeout_s: float = 600.0,
+                    progress: Optional[Callable[[int, int], None]] = None) -> dict:
+    """Runs the benchmark against `url` (server root) and returns the summary dict. Raises
+    BenchAuthError at the first 401/403. progress(done, failed) is called as requests end."""
     import httpx
 
     url = url.rstrip("/")
@@ -170,6 +220,11 @@ async def run_bench(url: str, *, model: Optional[str] = None, num_requests: int 
         vocab = max_len = None
         try:
             r = await client.get(url + "/v1/models", headers=headers)
+        except Exception:  # noqa: BLE001 -- unreachable: every request will say so
+            r = None
+        if r is not None and r.status_code in (401, 403):
+            raise _auth_error(r.status_code, r.text)
+        try:
             card = (r.json().get("data") or [{}])[0]
             model = model or card.get("id")
             vocab, max_len = card.get("vocab_size"), card.get("max_model_len")
@@ -179,20 +234,39 @@ async def run_bench(url: str, *, model: Optional[str] = None, num_requests: int 
                              vocab_size=vocab, max_model_len=max_len)
         rng = random.Random(seed + 1)
         sem = asyncio.Semaphore(concurrency) if concurrency else None
+        counts = {"done": 0, "failed": 0}
 
         async def limited(item):
-            if sem is None:
-                return await _one(client, url, model, *item, headers)
-            async with sem:
-                return await _one(client, url, model, *item, headers)
+            try:
+                if sem is None:
+                    res = await _one(client, url, model, *item, headers)
+                else:
+                    async with sem:
+                        res = await _one(client, url, model, *item, headers)
+            except BenchAuthError:
+                counts["auth_failed"] = 1
+                raise
+            counts["done"] += 1
+            counts["failed"] += not res.ok
+            if progress is not None:
+                progress(counts["done"], counts["failed"])
+            return res
 
         start = time.perf_counter()
         tasks = []
-        for item in work:
-            tasks.append(asyncio.ensure_future(limited(item)))
-            if math.isfinite(request_rate) and request_rate > 0:
-                await asyncio.sleep(rng.expovariate(request_rate))  # Poisson arrivals
-        results = await asyncio.gather(*tasks)
+        try:
+            for item in work:
+                tasks.append(asyncio.ensure_future(limited(item)))
+                if math.isfinite(request_rate) and request_rate > 0:
+                    await asyncio.sleep(rng.expovariate(request_rate))  # Poisson arrivals
+                if counts.get("auth_failed"):
+                    break  # gather() below raises it
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         duration = time.perf_counter() - start
     s = summarize(list(results), duration)
     s.update(url=url, model=model, request_rate=request_rate if math.isfinite(request_rate) else "inf",

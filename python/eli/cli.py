@@ -340,13 +340,28 @@ _ENGINE_OPTIONS = ("block_size", "num_kv_blocks", "kv_cache_bytes", "enable_pref
                    "enable_cuda_graphs", "async_scheduling")
 
 
+_SERVE_EXTRA_HINT = ("from an eli checkout: pip install \".[serve]\"; or install its three packages: "
+                     "pip install fastapi uvicorn prometheus-client")
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: seconds >= 0 (0 = off where the option says so)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got '{text}'") from None
+    if not 0 <= value < 1e9:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text}")
+    return value
+
+
 def _add_serve_parsers(sub, fmt) -> None:
     serve = sub.add_parser(
         "serve", formatter_class=fmt, help="OpenAI-compatible HTTP server (needs the `serve` extra)",
         description="Serve a model over an OpenAI-compatible HTTP API: POST /v1/completions, "
         "POST /v1/chat/completions (stream or not), GET /v1/models, GET /health, GET /metrics "
-        "(Prometheus). Needs fastapi, uvicorn and prometheus-client "
-        "(pip install 'efficient-llm-inference[serve]'). SIGINT/SIGTERM shut down gracefully.",
+        f"(Prometheus). Needs fastapi, uvicorn and prometheus-client ({_SERVE_EXTRA_HINT}). "
+        "SIGINT/SIGTERM shut down gracefully. Every limit is listed in docs/limits.md.",
         epilog="examples:\n  eli serve -m smollm2\n"
         "  eli serve -m ./Qwen2.5-0.5B-Instruct --host 0.0.0.0 --port 8080 --api-key $KEY\n"
         "  curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\\n"
@@ -357,19 +372,51 @@ def _add_serve_parsers(sub, fmt) -> None:
     net = serve.add_argument_group("server")
     net.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     net.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    net.add_argument("--api-key", default=os.environ.get("ELI_API_KEY"), metavar="KEY",
-                     help="require `Authorization: Bearer KEY` on /v1 (default: $ELI_API_KEY, else none)")
+    net.add_argument("--api-key", action="append", default=None, metavar="KEY",
+                     help="require `Authorization: Bearer KEY` on /v1 and /metrics; repeat for several "
+                     "keys (default: $ELI_API_KEY, comma-separated keys; else none)")
     net.add_argument("--served-model-name", default=None, metavar="NAME",
                      help="model id clients use (default: the --model value)")
     net.add_argument("--chat-template", default=None, metavar="FILE",
                      help="Jinja chat template file overriding the model's")
+    net.add_argument("--max-tokens-default", type=_positive_int, default=2048, metavar="N",
+                     help="max_tokens of a request that sets none (completions: OpenAI's 16 applies "
+                     "unless max_tokens is null); at most the rest of the context (default: 2048)")
     net.add_argument("--max-waiting-requests", type=_nonneg_int, default=0, metavar="N",
-                     help="answer 429 when N requests already wait (default: 0 = no limit)")
+                     help="answer 429 when admitting a request would make more than N sequences "
+                     "(n x prompts) wait for the engine (default: 0 = no limit)")
+    net.add_argument("--allowed-hosts", action="append", default=None, metavar="HOST[,HOST]",
+                     help="Host header values accepted ('*' = any, '*.example.com'); default: the "
+                     "localhost names when --host is a loopback address, else any")
+    net.add_argument("--public-metrics", action="store_true",
+                     help="serve /metrics without the API key (for scrapers; its prefix-cache counters "
+                     "let clients probe each other's prompts, see docs/limits.md)")
+    net.add_argument("--prefix-cache-per-key", action="store_true",
+                     help="isolate the prefix cache per API key: requests made with different keys "
+                     "never share KV blocks (requests may also send their own cache_salt)")
+    net.add_argument("--render-workers", type=_nonneg_int, default=2, metavar="N",
+                     help="processes rendering chat templates, each killed at --render-timeout "
+                     "(default: 2; 0 = a thread in the server, no hard deadline)")
+    net.add_argument("--render-timeout", type=_positive_float, default=10.0, metavar="S",
+                     help="hard deadline for one chat-template render (default: 10)")
+    net.add_argument("--limit-concurrency", type=_positive_int, default=1024, metavar="N",
+                     help="connections plus in-flight requests before new ones get 503 (default: 1024)")
+    net.add_argument("--timeout-keep-alive", type=_positive_float, default=5.0, metavar="S",
+                     help="close idle keep-alive connections after S seconds (default: 5)")
+    net.add_argument("--header-timeout", type=_positive_float, default=15.0, metavar="S",
+                     help="close a connection whose request line and headers take longer (default: 15)")
+    net.add_argument("--body-timeout", type=_positive_float, default=30.0, metavar="S",
+                     help="answer 408 when a request body takes longer (default: 30)")
     net.add_argument("--wedge-timeout", type=_positive_float, default=60.0, metavar="S",
                      help="/health fails when the engine has work but made no progress for S seconds")
     net.add_argument("--graceful-timeout", type=_positive_float, default=30.0, metavar="S",
                      help="on shutdown, wait up to S seconds for in-flight requests (default: 30)")
-    net.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    net.add_argument("--stats-interval", type=_seconds, default=10.0, metavar="S",
+                     help="log throughput, running/waiting requests and KV usage every S seconds "
+                     "while busy (default: 10; 0 = off)")
+    net.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                     help="log verbosity; info (the default) logs each request (access log) and the "
+                     "periodic stats line, warning only problems")
     eng = serve.add_argument_group("engine")
     eng.add_argument("--block-size", type=_positive_int, default=None, metavar="N", help="KV block size (tokens)")
     eng.add_argument("--num-kv-blocks", type=_positive_int, default=None, metavar="N", help="KV blocks in the pool")
@@ -403,7 +450,8 @@ def _add_serve_parsers(sub, fmt) -> None:
     )
     bs.add_argument("--url", default="http://127.0.0.1:8000", help="server root URL")
     bs.add_argument("--model", default=None, help="model id (default: the server's first model)")
-    bs.add_argument("--api-key", default=os.environ.get("ELI_API_KEY"), metavar="KEY")
+    bs.add_argument("--api-key", default=os.environ.get("ELI_API_KEY"), metavar="KEY",
+                    help="Bearer key for the server (default: $ELI_API_KEY)")
     bs.add_argument("--num-requests", type=_positive_int, default=200, metavar="N")
     bs.add_argument("--request-rate", type=_positive_float, default=None, metavar="R",
                     help="Poisson arrival rate in requests/s (default: all at once)")
@@ -416,6 +464,7 @@ def _add_serve_parsers(sub, fmt) -> None:
                     help="fixed lengths, or ShareGPT-like lognormal lengths with those means")
     bs.add_argument("--out", default=None, metavar="FILE", help="also write the results as JSON")
     bs.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    bs.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
 def _version() -> str:
@@ -739,33 +788,58 @@ def cmd_rm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _api_keys(args: argparse.Namespace) -> list[str]:
+    if args.api_key:
+        return [k for k in args.api_key if k]
+    return [k.strip() for k in os.environ.get("ELI_API_KEY", "").split(",") if k.strip()]
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        from eli.server import run_server
+        import fastapi  # noqa: F401
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        from eli.server.serve import bind_socket, run_server
     except ImportError as e:
-        raise RuntimeError(f"`eli serve` needs the serve extra ({e}); "
-                           f"pip install 'efficient-llm-inference[serve]'") from e
+        raise RuntimeError(f"`eli serve` needs fastapi, uvicorn and prometheus-client ({e}); "
+                           f"{_SERVE_EXTRA_HINT}") from e
     template = None
     if args.chat_template:
         with open(args.chat_template, encoding="utf-8") as f:
             template = f.read()
     if not 0 < args.port < 65536:
         raise _UsageError(f"--port must be in 1..65535, got {args.port}")
-    eli = _import_engine("AsyncLLM")
-    path = hub.resolve_model(args.model, allow_download=not args.offline, progress=True)
-    kwargs = {k: getattr(args, k) for k in _ENGINE_OPTIONS if getattr(args, k) is not None}
-    if args.threads is not None:
-        kwargs["n_threads"] = args.threads
-    kwargs.update(_memory_kwargs(args))
-    llm = eli.AsyncLLM(path, device=args.device, dtype=args.dtype, **kwargs)
+    hosts = [h.strip() for v in (args.allowed_hosts or []) for h in v.split(",") if h.strip()] or None
+    keys = _api_keys(args)
+    if args.prefix_cache_per_key and not keys:
+        raise _UsageError("--prefix-cache-per-key needs --api-key (or $ELI_API_KEY)")
+    sock = bind_socket(args.host, args.port)  # before the model loads: a busy port fails fast
+    try:
+        eli = _import_engine("AsyncLLM")
+        path = hub.resolve_model(args.model, allow_download=not args.offline, progress=True)
+        kwargs = {k: getattr(args, k) for k in _ENGINE_OPTIONS if getattr(args, k) is not None}
+        if args.threads is not None:
+            kwargs["n_threads"] = args.threads
+        kwargs.update(_memory_kwargs(args))
+        llm = eli.AsyncLLM(path, device=args.device, dtype=args.dtype, **kwargs)
+    except BaseException:
+        sock.close()
+        raise
     name = args.served_model_name or args.model or hub.DEFAULT_MODEL
     print(f"eli serve: {name} on http://{args.host}:{args.port}/v1", file=sys.stderr)
     try:
-        run_server(llm, model_name=name, host=args.host, port=args.port, api_key=args.api_key,
+        run_server(llm, model_name=name, host=args.host, port=args.port, api_key=keys, sock=sock,
                    chat_template=template, max_waiting=args.max_waiting_requests,
                    wedge_timeout_s=args.wedge_timeout, graceful_timeout_s=args.graceful_timeout,
-                   log_level=args.log_level)
+                   log_level=args.log_level, allowed_hosts=hosts, public_metrics=args.public_metrics,
+                   prefix_cache_per_key=args.prefix_cache_per_key, max_tokens_default=args.max_tokens_default,
+                   render_workers=args.render_workers, render_timeout_s=args.render_timeout,
+                   limit_concurrency=args.limit_concurrency, timeout_keep_alive=args.timeout_keep_alive,
+                   header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
+                   stats_interval_s=args.stats_interval)
     finally:
+        sock.close()
         llm.shutdown()  # idempotent; the app's lifespan normally did it already
     return 0
 
@@ -774,13 +848,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import asyncio
     import math
 
-    from eli.bench_serve import format_table, run_bench
+    from eli.bench_serve import Progress, format_table, run_bench
 
-    summary = asyncio.run(run_bench(
-        args.url, model=args.model, num_requests=args.num_requests,
-        request_rate=args.request_rate or math.inf, concurrency=args.concurrency, seed=args.seed,
-        input_len_mean=args.input_len_mean, output_len_mean=args.output_len_mean, dist=args.length_dist,
-        api_key=args.api_key))
+    progress = None if args.quiet else Progress(sys.stderr, args.num_requests)
+    try:
+        summary = asyncio.run(run_bench(
+            args.url, model=args.model, num_requests=args.num_requests,
+            request_rate=args.request_rate or math.inf, concurrency=args.concurrency, seed=args.seed,
+            input_len_mean=args.input_len_mean, output_len_mean=args.output_len_mean, dist=args.length_dist,
+            api_key=args.api_key, progress=progress))
+    finally:
+        if progress is not None:
+            progress.finish()
     text = json.dumps(summary, indent=2)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:

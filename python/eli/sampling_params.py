@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Optional, Sequence, Union
 
 from .errors import InvalidRequestError
 
 kMaxStopStrings = 64
 kMaxStopStringChars = 512
+kMaxCacheSaltChars = 1024
 
 
 @dataclasses.dataclass
@@ -32,6 +34,8 @@ class SamplingParams:
     logprobs: Optional[int] = None
     include_stop_str_in_output: bool = False
     skip_special_tokens: bool = True
+    # Prefix-cache salt (as vLLM's cache_salt): requests with different salts never share KV blocks.
+    cache_salt: Optional[str] = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -59,6 +63,10 @@ class SamplingParams:
                 raise InvalidRequestError(f"seed must be in [0, 2**64), got {self.seed}")
         if self.logprobs is not None:
             self._int("logprobs", self.logprobs, 32)
+        if self.cache_salt is not None and (not isinstance(self.cache_salt, str) or not self.cache_salt
+                                            or len(self.cache_salt) > kMaxCacheSaltChars):
+            raise InvalidRequestError(f"cache_salt must be a non-empty string of at most {kMaxCacheSaltChars} "
+                                      f"characters")
 
     @staticmethod
     def _int(name: str, v, bits: int = 64) -> int:
@@ -87,4 +95,13 @@ class SamplingParams:
             "stop_token_ids": stop_ids,
             "ignore_eos": self.ignore_eos,
             "logprobs": -1 if self.logprobs is None else self.logprobs,
+            "cache_salt": _salt64(self.cache_salt),
         }
+
+
+def _salt64(salt: Optional[str]) -> int:
+    """The engine's 64-bit prefix-cache salt of a salt string (0: none; never 0 for a string)."""
+    if salt is None:
+        return 0
+    h = int.from_bytes(hashlib.blake2b(salt.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+    return h or 1

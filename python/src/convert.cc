@@ -111,6 +111,7 @@ SamplingParams sampling_params_from_dict(const nb::dict& d) {
   get(d, "stop_token_ids", &p.stop_token_ids);
   get(d, "ignore_eos", &p.ignore_eos);
   get(d, "logprobs", &p.logprobs);
+  get(d, "cache_salt", &p.cache_salt);
   return p;
 }
 

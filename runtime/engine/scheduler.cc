@@ -68,7 +68,7 @@ std::vector<int32_t> Scheduler::lookup_prefix(const Sequence& seq) const {
   std::vector<int32_t> hits;
   const int64_t B = config_.block_size;
   const int64_t max_blocks = (seq.n_tokens() - 1) / B;  // at least one token left to compute
-  uint64_t parent_hash = kPrefixRootHash, parent_serial = 0;
+  uint64_t parent_hash = prefix_root_hash(seq.params.cache_salt), parent_serial = 0;
   for (int64_t i = 0; i < max_blocks; ++i) {
     const int32_t* toks = seq.tokens.data() + i * B;
     const uint64_t h = config_.block_hash(parent_hash, toks, B);
@@ -88,7 +88,7 @@ void Scheduler::cache_full_blocks(Sequence* seq, int64_t limit) {
       std::min<int64_t>(std::min(seq->num_computed, limit) / B, static_cast<int64_t>(seq->blocks.size()));
   while (seq->n_cached_blocks < n_full) {
     const int64_t i = seq->n_cached_blocks;
-    uint64_t parent_hash = kPrefixRootHash, parent_serial = 0;
+    uint64_t parent_hash = prefix_root_hash(seq->params.cache_salt), parent_serial = 0;
     if (i > 0) {
       const int32_t parent = seq->blocks[static_cast<size_t>(i - 1)];
       parent_hash = pool_.cache_hash(parent);

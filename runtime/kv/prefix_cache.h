@@ -21,6 +21,10 @@ using BlockHashFn = uint64_t (*)(uint64_t parent_hash, const int32_t* tokens, in
 
 constexpr uint64_t kPrefixRootHash = 0x6a09e667f3bcc908ULL;  // parent hash of a sequence's block 0
 
+// The parent hash of block 0 for a sequence with prefix-cache salt `salt` (0: kPrefixRootHash).
+// Different salts give unrelated hash chains: no block is shared across salts.
+uint64_t prefix_root_hash(uint64_t salt);
+
 // The default BlockHashFn: FNV-1a-style multiply/xor over the 32-bit tokens, seeded by the
 // parent hash and the length, finished with the splitmix64 avalanche.
 uint64_t hash_kv_block(uint64_t parent_hash, const int32_t* tokens, int64_t n_tokens);

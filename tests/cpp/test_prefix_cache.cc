@@ -196,6 +196,46 @@ TEST(PrefixCacheSched, ForcedCollisionNeverSharesWrongBlock) {
   pool.check_invariants();
 }
 
+TEST(PrefixCacheHash, SaltedRootsDiffer) {
+  EXPECT_EQ(prefix_root_hash(0), kPrefixRootHash);
+  EXPECT_NE(prefix_root_hash(1), kPrefixRootHash);
+  EXPECT_NE(prefix_root_hash(1), prefix_root_hash(2));
+  EXPECT_EQ(prefix_root_hash(77), prefix_root_hash(77));
+}
+
+// Per-tenant isolation (SamplingParams::cache_salt): the same prompt under another salt misses;
+// under the same salt it hits.
+TEST(PrefixCacheSched, SaltsIsolateChains) {
+  BlockPool pool(32);
+  SchedulerConfig cfg;
+  cfg.block_size = 4;
+  Scheduler sched(cfg, pool);
+  const auto prompt = iota_tokens(9, 10);  // 2 full blocks + 1 token
+  auto a = make_seq(0, prompt);
+  a->params.cache_salt = 1;
+  sched.add(a.get());
+  run_step(sched);
+  EXPECT_EQ(a->n_cached_blocks, 2);
+  for (uint64_t salt : {uint64_t{0}, uint64_t{2}}) {  // unsalted and another salt: no hit
+    auto b = make_seq(1, prompt);
+    b->params.cache_salt = salt;
+    sched.add(b.get());
+    sched.schedule();
+    EXPECT_EQ(b->num_computed, 0) << "salt " << salt;
+    EXPECT_NE(b->blocks[0], a->blocks[0]);
+    sched.remove(b.get());
+  }
+  EXPECT_EQ(sched.prefix_cache_hits(), 0);
+  auto c = make_seq(2, prompt);
+  c->params.cache_salt = 1;
+  sched.add(c.get());
+  sched.schedule();
+  EXPECT_EQ(c->num_computed, 8);  // the same salt hits both full blocks
+  EXPECT_EQ(c->blocks[0], a->blocks[0]);
+  EXPECT_EQ(sched.prefix_cache_hits(), 8);
+  pool.check_invariants();
+}
+
 TEST(PrefixCacheSched, DisabledNeverHitsOrCaches) {
   BlockPool pool(16);
   SchedulerConfig cfg;

@@ -4,7 +4,9 @@
 #
 # Invariants: FakeAsyncLLM counts a request as running (one KV "block") from its first yield until
 # its generator finishes or is closed/cancelled (= aborted), so tests can check that a disconnect
-# frees blocks. Its output is a pure function of the prompt and params.
+# frees blocks. Its output is a pure function of the prompt and params. With `gate` set, a request
+# waits (counted in num_waiting) until the gate opens; `fail_with` is raised at admission.
+# ThreadedServer runs the app under eli.server.serve.uvicorn_config (eli's connection limits).
 from __future__ import annotations
 
 import asyncio
@@ -47,6 +49,9 @@ class FakeAsyncLLM:
         self._next = 0
         self.shut_down = False
         self.fail_after: Optional[int] = None  # emit finish_reason "error" after this many tokens
+        self.fail_with: Optional[BaseException] = None  # raised by generate() before any output
+        self.gate: Optional[threading.Event] = None  # requests wait (num_waiting) until it is set
+        self.waiting = 0
 
     def healthy(self) -> bool:
         return self.alive
@@ -56,7 +61,7 @@ class FakeAsyncLLM:
 
     def stats(self) -> dict:
         return {"kv_blocks_total": self.kv_blocks_total, "kv_blocks_free": self.kv_blocks_total - len(self.running),
-                "num_running": len(self.running), "num_waiting": 0, "preemptions": 0,
+                "num_running": len(self.running), "num_waiting": self.waiting, "preemptions": 0,
                 "prefix_cache_hits": 1, "prefix_cache_queries": 4, "prompt_tokens": self.prompt_tokens,
                 "generated_tokens": self.generated}
 
@@ -71,6 +76,15 @@ class FakeAsyncLLM:
         ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
         if params.top_k > 10**6:  # stands in for the engine's own parameter checks
             raise InvalidRequestError(f"top_k {params.top_k} is too large")
+        if self.fail_with is not None:
+            raise self.fail_with
+        if self.gate is not None:
+            self.waiting += 1
+            try:
+                while not self.gate.is_set():
+                    await asyncio.sleep(0.005)
+            finally:
+                self.waiting -= 1
         rid = self._next if request_id is None else request_id
         self._next += 1
         self.requests.append((ids, params))
@@ -117,13 +131,15 @@ def free_port() -> int:
 class ThreadedServer:
     """uvicorn serving `app` on 127.0.0.1:<free port> in a daemon thread."""
 
-    def __init__(self, app):
+    def __init__(self, app, **limits):
         import uvicorn
+
+        from eli.server.serve import uvicorn_config
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                timeout_graceful_shutdown=5)
+        config = uvicorn_config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                graceful_timeout_s=5, configure_logging=False, **limits)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -499,7 +499,7 @@ def test_slow_sse_client_over_tcp(slow_server):
     sock.settimeout(60)
     try:
         sock.connect(("127.0.0.1", s.port))
-        sock.sendall(b"POST /v1/completions HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(b"POST /v1/completions HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(payload) + payload)
         data = sock.recv(256)  # then it stops reading for a while
         assert b" 200 " in data.split(b"\r\n", 1)[0], data

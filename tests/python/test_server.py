@@ -38,10 +38,23 @@ def _metric(text: str, name: str) -> float:
     return float(m.group(1))
 
 
+def metric_labeled(text: str, name: str, **labels) -> float:
+    """The value of `name` on the line whose labels include all of `labels` (0 when none)."""
+    for m in re.finditer(rf"^{re.escape(name)}{{([^}}]*)}} ([-+0-9.eE]+)$", text, re.M):
+        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        if all(have.get(k) == v for k, v in labels.items()):
+            return float(m.group(2))
+    return 0.0
+
+
+def _get_metrics(url: str) -> httpx.Response:
+    return httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {KEY}"})
+
+
 def _wait_blocks_free(url: str, timeout: float = 10.0) -> str:
     deadline = time.monotonic() + timeout
     while True:
-        text = httpx.get(url + "/metrics").text
+        text = _get_metrics(url).text
         assert _metric(text, "eli:kv_blocks_total") > 0
         if _metric(text, "eli:kv_blocks_used") == 0 and _metric(text, "eli:num_requests_running") == 0:
             return text
@@ -222,7 +235,7 @@ def test_disconnect_nonstream_aborts(fake_server):
 def test_health_and_metrics(server):
     assert httpx.get(server.url + "/health").status_code == 200
     _client(server).completions.create(model=NAME, prompt="hi", max_tokens=2)
-    r = httpx.get(server.url + "/metrics")
+    r = _get_metrics(server.url)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text
     for name in ("eli:num_requests_running", "eli:num_requests_waiting", "eli:kv_blocks_used",
@@ -233,6 +246,7 @@ def test_health_and_metrics(server):
     assert _metric(text, "eli:time_to_first_token_seconds_count") >= 1
     assert _metric(text, "eli:e2e_request_latency_seconds_count") >= 1
     assert "eli:time_per_output_token_seconds_bucket" in text
+    assert metric_labeled(text, "eli:http_requests_total", endpoint="/v1/completions", status="200") >= 1
 
 
 # ---- fake-only: errors, auth, health states -------------------------------------------------------
@@ -269,7 +283,8 @@ MSG = [{"role": "user", "content": "hi"}]
     (COMP, {"prompt": [1, 2, 100000]}, "prompt"),
     (COMP, {"prompt": [1, -1]}, "prompt"),
     (COMP, {"prompt": ["a"] * 65}, "prompt"),
-    (COMP, {"prompt": "x" * 2000, "max_tokens": 1}, "max_tokens"),  # prompt over the context
+    (COMP, {"prompt": "x" * 2000, "max_tokens": 1}, "prompt"),  # over the context in characters
+    (COMP, {"prompt": "x" * 100, "max_tokens": 250}, "max_tokens"),  # prompt + completion over it
     (COMP, {"prompt": "x", "echo": True}, "echo"),
     (COMP, {"prompt": "x", "seed": "seven"}, "seed"),
     (COMP, {"prompt": "x", "logit_bias": {"5": 1.0}}, "logit_bias"),
@@ -314,8 +329,10 @@ def test_api_key(fake_server):
     assert _post(fake_server, COMP, body).status_code == 200
     with pytest.raises(openai.AuthenticationError):
         _client(fake_server, key="wrong").models.list()
-    # /health and /metrics are open (probes, scrapers)
+    # /health is open (probes); /metrics needs the key (its prefix-cache counters are a side channel)
     assert httpx.get(fake_server.url + "/health").status_code == 200
+    _assert_error(httpx.get(fake_server.url + "/metrics"), 401)
+    assert _get_metrics(fake_server.url).status_code == 200
 
 
 def test_engine_dead_and_wedged(fake_server):
@@ -432,7 +449,7 @@ def test_cli_serve_parses():
 
     args = build_parser().parse_args(["serve", "-m", "x", "--port", "8123", "--api-key", "k", "--max-num-seqs",
                                       "8", "--no-enable-prefix-caching", "--chat-template", "t.jinja"])
-    assert (args.port, args.api_key, args.max_num_seqs, args.enable_prefix_caching) == (8123, "k", 8, False)
+    assert (args.port, args.api_key, args.max_num_seqs, args.enable_prefix_caching) == (8123, ["k"], 8, False)
     assert args.chat_template == "t.jinja" and args.num_kv_blocks is None
 
 

@@ -76,10 +76,11 @@ def test_greedy_equals_lone_runs(fig):
 
 
 def test_idle_server_holds_no_request_state(fig):
-    # AsyncLLM routes / early outputs / ids, stream_queued_outputs, the server's sse_queued: a request
-    # whose client left (also during admission) must leave none of them behind.
+    # AsyncLLM routes / early outputs / ids, stream_queued_outputs, the server's sse_queued and
+    # unstarted (waiting-sequence reservations): a request whose client left (also during admission)
+    # must leave none of them behind.
     tables = fig["server_tables_idle"]
-    assert set(tables) >= {"routes", "early", "ids", "queued", "sse_queued"}
+    assert set(tables) >= {"routes", "early", "ids", "queued", "sse_queued", "unstarted"}
     assert all(n == 0 for n in tables.values()), tables
 
 

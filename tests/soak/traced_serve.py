@@ -8,7 +8,7 @@
 # malloc arena count, the thread count, live objects of the types a per-request leak would keep
 # (eli, asyncio, uvicorn, h11, starlette, anyio) and the per-request tables that must be empty when
 # the server is idle: AsyncLLM's routes / early outputs / ids, its stream_queued_outputs counter
-# and the server's sse_queued counter ("tables").
+# and the server's sse_queued and unstarted (waiting-sequence reservations) counters ("tables").
 #
 # With ELI_SOAK_TRACEMALLOC=1 tracemalloc also runs (ELI_SOAK_TRACE_FRAMES frames, default 8):
 # probes report py_traced (the Python heap), probe ELI_SOAK_TRACE_BASE (default 2) keeps a
@@ -130,8 +130,9 @@ def _engine_tables() -> dict:
         name = type(o).__name__
         if name == "AsyncLLM":
             out["ids"] = len(getattr(o, "_ids", {}))
-        elif name == "Server" and type(o).__module__ == "eli.server.app":
+        elif name == "Server" and type(o).__module__ == "eli.server.core":
             out["sse_queued"] = o.sse_queued
+            out["unstarted"] = o.unstarted
     return out
 
 

@@ -5,9 +5,16 @@
 #
 # Invariants:
 # - Every error is OpenAI-style JSON {"error": {message, type, param, code}} with its status: 400 bad
-#   request, 401 API key, 404 unknown model/route, 413 body over kMaxBodyBytes, 429 too many waiting
-#   requests (when max_waiting is set), 503 engine dead/wedged or shutting down, 500 engine error.
-#   Nothing a client sends can crash the server; a handler bug is a 500, logged.
+#   request (or Host not allowed), 401 API key, 404 unknown model/route, 408 body too slow, 413 body
+#   over kMaxBodyBytes, 415 not JSON, 429 too many waiting sequences (when max_waiting is set), 503
+#   engine dead/wedged or shutting down, 500 engine error. Nothing a client sends can crash the
+#   server; a handler bug is a 500, logged once (guards.HttpGuard). Messages never carry C++ source
+#   locations (protocol.public_message). Every status is counted in eli:http_requests_total.
+# - Chat templates render in worker processes (render_pool.py) with a hard deadline, so a runaway
+#   template cannot stall the event loop; completion prompts are encoded in a thread with the GIL
+#   released, after a character bound derived from the context (Server.max_prompt_chars).
+# - max_waiting counts sequences (n x prompts), reserved atomically on the event loop before any
+#   await, released when the sequence's first output arrives (it left the queue) or it ends.
 # - Every engine request a handler starts is finished or aborted before the handler is done: a
 #   client disconnect (streaming: Starlette cancels the body iterator; non-streaming: a watcher on
 #   the ASGI receive channel) cancels the per-choice tasks, and closing AsyncLLM.generate aborts
@@ -15,347 +22,56 @@
 # - Errors after SSE headers went out are sent as a `data: {"error": ...}` event before [DONE].
 # - A slow SSE reader never slows the engine or other requests: its choices keep consuming engine
 #   outputs into the stream's queue, which holds only deltas (O(tokens) memory, not a cumulative
-#   snapshot per token); Server.sse_queued / sse_queued_peak count the events waiting there.
+#   snapshot per token); Server.sse_queued / sse_queued_peak count the events waiting there. A
+#   streamed choice keeps no text, token ids or logprobs of its own (only a token count).
+# - Prefix-cache isolation: a request's cache_salt (and, with prefix_cache_per_key, its API key)
+#   salts the engine's block hashes, so requests with different salts never share KV blocks.
 # - A dead engine (eli.EngineDeadError) is a 503, like a failed /health.
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import logging
-import math
-import secrets
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional, Sequence, Union
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
-from ..errors import EliError, EngineDeadError, InvalidRequestError, OutOfMemoryError
 from . import validation as V
-from .metrics import CONTENT_TYPE, ProgressWatchdog, ServerMetrics
-from .protocol import ApiError, ChatCompletionRequest, CompletionRequest, kMaxBodyBytes
+from .core import Seq, Server, usage
+from .guards import HttpGuard, default_allowed_hosts
+from .metrics import CONTENT_TYPE
+from .protocol import ApiError, ChatCompletionRequest, CompletionRequest
 
-log = logging.getLogger("eli.server")
-
-
-@dataclass
-class _Seq:
-    """One choice being generated."""
-    index: int
-    prompt_ids: list[int]
-    params: Any
-    start: float
-    text: str = ""
-    token_ids: list = field(default_factory=list)
-    logprobs: list = field(default_factory=list)
-    finish_reason: Optional[str] = None
-    first: Optional[float] = None
-
-
-@dataclass
-class _Delta:
-    """What a stream event needs of one engine snapshot (its deltas), without the cumulative lists."""
-    __slots__ = ("delta_text", "delta_token_ids", "delta_logprobs", "finish_reason")
-    delta_text: str
-    delta_token_ids: list
-    delta_logprobs: Optional[list]
-    finish_reason: Optional[str]
-
-
-def _finite(x: float) -> float:
-    return x if math.isfinite(x) else -9999.0
-
-
-def _no_constants(name: str):
-    raise ValueError(f"{name} is not valid JSON")
-
-
-class Server:
-    """The state behind one app: the engine, its tokenizer, settings, metrics."""
-
-    def __init__(self, llm, *, model_name: str, api_key: Optional[str] = None,
-                 chat_template: Optional[str] = None, max_waiting: int = 0,
-                 wedge_timeout_s: float = 60.0, owns_llm: bool = False):
-        self.llm = llm
-        self.tokenizer = llm.tokenizer
-        self.model_name = model_name
-        self.api_key = api_key or None
-        self.chat_template = chat_template if chat_template is not None else self.tokenizer.chat_template
-        self.max_waiting = max_waiting
-        self.owns_llm = owns_llm
-        info = llm.info
-        self.max_model_len = int(info["max_model_len"])
-        self.vocab_size = int(info["spec"]["vocab_size"])
-        self.created = int(time.time())
-        self.metrics = ServerMetrics(llm.stats, model_name)
-        self.watchdog = ProgressWatchdog(llm.stats, wedge_timeout_s)
-        self.shutting_down = False
-        self._token_str: dict[int, str] = {}
-        self.sse_queued = 0       # stream events produced and not yet sent (slow readers)
-        self.sse_queued_peak = 0
-
-    # ---- request plumbing ---------------------------------------------------------------------
-    async def read_body(self, request: Request, model):
-        cl = request.headers.get("content-length")
-        if cl is not None and (not cl.strip().isdigit() or int(cl) > kMaxBodyBytes):
-            raise ApiError(413, f"request body over the {kMaxBodyBytes}-byte limit", code="body_too_large")
-        chunks, size = [], 0
-        try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > kMaxBodyBytes:
-                    raise ApiError(413, f"request body over the {kMaxBodyBytes}-byte limit", code="body_too_large")
-                chunks.append(chunk)
-        except ClientDisconnect:
-            # The client left while its body was being read: nothing was admitted, nobody to answer.
-            raise ApiError(499, "client disconnected while sending the request", code="client_disconnected") from None
-        try:
-            data = json.loads(b"".join(chunks), parse_constant=_no_constants)
-        except (ValueError, RecursionError) as e:
-            raise ApiError(400, f"the body is not valid JSON: {e}") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, "the body must be a JSON object")
-        try:
-            req = model.model_validate(data)
-        except ValidationError as e:
-            raise V.pydantic_error(e) from None
-        if req.model and req.model != self.model_name:
-            raise ApiError(404, f"The model `{req.model}` does not exist.", param="model",
-                           code="model_not_found")
-        self.check_engine()
-        return req
-
-    def check_engine(self) -> None:
-        if self.shutting_down:
-            raise ApiError(503, "the server is shutting down", type="service_unavailable")
-        if not self.llm.healthy():
-            raise ApiError(503, "the engine is not running", type="service_unavailable")
-        if self.max_waiting > 0:
-            waiting = (self.llm.stats() or {}).get("num_waiting") or 0
-            if waiting >= self.max_waiting:
-                raise ApiError(429, f"{waiting} requests are already waiting; retry later",
-                               type="rate_limit_exceeded")
-
-    def token_str(self, tid: int) -> str:
-        s = self._token_str.get(tid)
-        if s is None:
-            try:
-                s = self.tokenizer.decode([tid], skip_special_tokens=False)
-            except ValueError:
-                s = ""
-            if len(self._token_str) < 1 << 20:
-                self._token_str[tid] = s
-        return s
-
-    # ---- running choices -----------------------------------------------------------------------
-    async def _pump(self, seq: _Seq, queue: Optional[asyncio.Queue]) -> None:
-        """Runs one choice to its end, recording it; forwards each output to `queue` if given.
-        Engine errors are raised (ApiError) / queued; cancellation closes the engine stream."""
-        agen = self.llm.generate(seq.prompt_ids, seq.params)
-        try:
-            async for out in agen:
-                if out.delta_token_ids:
-                    if seq.first is None:
-                        seq.first = time.perf_counter()
-                    seq.token_ids.extend(out.delta_token_ids)
-                    if out.delta_logprobs:
-                        seq.logprobs.extend(out.delta_logprobs)
-                full = getattr(out, "text", None)  # cumulative text: authoritative at the end
-                seq.text = full if isinstance(full, str) else seq.text + (out.delta_text or "")
-                if out.finish_reason is not None:
-                    if out.finish_reason in ("error", "abort"):
-                        raise ApiError(500, f"generation failed: {out.error or out.finish_reason}",
-                                       type="server_error")
-                    seq.finish_reason = out.finish_reason
-                if queue is not None:
-                    self._queue_event(queue, (seq, _Delta(out.delta_text, out.delta_token_ids, out.delta_logprobs,
-                                                          out.finish_reason), None))
-                if seq.finish_reason is not None:
-                    break
-        except ApiError:
-            raise
-        except EngineDeadError as e:
-            raise ApiError(503, str(e), type="service_unavailable") from None
-        except (InvalidRequestError, ValueError) as e:
-            raise ApiError(400, str(e)) from None
-        except (OutOfMemoryError, MemoryError) as e:
-            raise ApiError(503, str(e) or "out of memory", type="service_unavailable") from None
-        except (EliError, RuntimeError) as e:
-            raise ApiError(500, f"engine error: {e}", type="server_error") from None
-        finally:
-            await agen.aclose()
-            end = time.perf_counter()
-            if seq.finish_reason is not None:
-                self.metrics.observe(seq.start, seq.first, end, len(seq.token_ids))
-            self.metrics.finished(seq.finish_reason or "abort")
-
-    def _queue_event(self, queue: asyncio.Queue, item) -> None:
-        queue.put_nowait(item)
-        self.sse_queued += 1
-        self.sse_queued_peak = max(self.sse_queued_peak, self.sse_queued)
-
-    async def _next_event(self, queue: asyncio.Queue):
-        item = await queue.get()
-        self.sse_queued -= 1
-        return item
-
-    async def run_all(self, request: Request, seqs: list[_Seq]) -> None:
-        """Non-streaming: all choices to the end; a client disconnect cancels them (aborts)."""
-        work = asyncio.ensure_future(asyncio.gather(*(self._pump(s, None) for s in seqs)))
-        watcher = asyncio.ensure_future(_wait_disconnect(request))
-        try:
-            await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if not work.done():  # the client went away
-                work.cancel()
-                with contextlib.suppress(BaseException):
-                    await work
-                raise ApiError(499, "client disconnected", code="client_closed")
-            work.result()
-        finally:
-            watcher.cancel()
-            if not work.done():
-                work.cancel()
-            with contextlib.suppress(BaseException):
-                await work
-
-    async def open_stream(self, seqs: list[_Seq], first_events: list[dict], chunk, usage_chunk):
-        """Starts every choice and waits for the first engine output, so a request the engine
-        refuses (bad params, too long) is still answered with an HTTP error status; then returns
-        the SSE body: first_events, chunk(seq, out) per output, the usage chunk, [DONE]."""
-        queue: asyncio.Queue = asyncio.Queue()
-
-        async def run(seq):
-            try:
-                await self._pump(seq, queue)
-            except ApiError as e:
-                self._queue_event(queue, (seq, None, e))
-            except Exception as e:  # noqa: BLE001
-                log.exception("stream choice failed")
-                self._queue_event(queue, (seq, None, ApiError(500, f"internal error: {e}", type="server_error")))
-            finally:
-                self._queue_event(queue, (seq, None, None))
-
-        tasks = [asyncio.ensure_future(run(s)) for s in seqs]
-        try:
-            head = await self._next_event(queue)
-            if head[2] is not None:
-                raise head[2]
-        except BaseException:
-            await _cancel_all(tasks)
-            self._drop_events(queue)
-            raise
-        return self._sse_body(queue, tasks, head, len(seqs), first_events, chunk, usage_chunk)
-
-    async def _sse_body(self, queue, tasks, head, remaining, first_events, chunk, usage_chunk):
-        try:
-            for ev in first_events:
-                yield _sse(ev)
-            while remaining:
-                seq, out, err = head if head is not None else await self._next_event(queue)
-                head = None
-                if err is not None:
-                    yield _sse(err.body())
-                    break
-                if out is None:
-                    remaining -= 1
-                    continue
-                ev = chunk(seq, out)
-                if ev is not None:
-                    yield _sse(ev)
-            else:
-                ev = usage_chunk()
-                if ev is not None:
-                    yield _sse(ev)
-            yield "data: [DONE]\n\n"
-        finally:
-            await _cancel_all(tasks)
-            self._drop_events(queue)
-
-    def _drop_events(self, queue: asyncio.Queue) -> None:
-        while not queue.empty():
-            queue.get_nowait()
-            self.sse_queued -= 1
-
-    # ---- logprobs formatting -------------------------------------------------------------------
-    def _top(self, entry: dict, n: int) -> list:
-        return sorted(entry.items(), key=lambda kv: -kv[1])[:n]
-
-    def chat_logprobs(self, token_ids, logprobs, n: int) -> list:
-        out = []
-        for tid, entry in zip(token_ids, logprobs):
-            s = self.token_str(tid)
-            out.append({"token": s, "logprob": _finite(entry.get(tid, -math.inf)),
-                        "bytes": list(s.encode("utf-8")),
-                        "top_logprobs": [{"token": self.token_str(t), "logprob": _finite(lp),
-                                          "bytes": list(self.token_str(t).encode("utf-8"))}
-                                         for t, lp in self._top(entry, n)]})
-        return out
-
-    def completion_logprobs(self, token_ids, logprobs, n: int, offset: int) -> dict:
-        tokens, lps, tops, offsets = [], [], [], []
-        for tid, entry in zip(token_ids, logprobs):
-            s = self.token_str(tid)
-            tokens.append(s)
-            lps.append(_finite(entry.get(tid, -math.inf)))
-            tops.append({self.token_str(t): _finite(lp) for t, lp in self._top(entry, n)})
-            offsets.append(offset)
-            offset += len(s)
-        return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
-
-
-async def _cancel_all(tasks) -> None:
-    for t in tasks:
-        t.cancel()
-    with contextlib.suppress(BaseException):
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-# Characters that some line readers treat as line breaks (httpx's aiter_lines, str.splitlines):
-# escaped inside SSE JSON so that one event stays one line for every client.
-_SSE_ESCAPES = str.maketrans({"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
-
-
-def _sse(obj: dict) -> str:
-    text = json.dumps(obj, ensure_ascii=False, separators=(',', ':')).translate(_SSE_ESCAPES)
-    return f"data: {text}\n\n"
-
-
-async def _wait_disconnect(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message.get("type") == "http.disconnect":
-            return
-
-
-def _usage(seqs: list[_Seq], prompt_tokens: int) -> dict:
-    completion = sum(len(s.token_ids) for s in seqs)
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-            "total_tokens": prompt_tokens + completion}
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_ENDPOINTS = ("/v1/models", "/v1/completions", "/v1/chat/completions", "/health", "/metrics")
 
 
 def _error_response(e: ApiError) -> JSONResponse:
     return JSONResponse(e.body(), status_code=e.status)
 
 
-# ---- the app ---------------------------------------------------------------------------------------
-
-def create_app(llm, *, model_name: str, api_key: Optional[str] = None, chat_template: Optional[str] = None,
-               max_waiting: int = 0, wedge_timeout_s: float = 60.0, owns_llm: bool = False) -> FastAPI:
-    """A FastAPI app serving `llm` (an eli.AsyncLLM or anything with its interface)."""
+def create_app(llm, *, model_name: str, api_key: Union[str, Sequence[str], None] = None,
+               chat_template: Optional[str] = None, max_waiting: int = 0, wedge_timeout_s: float = 60.0,
+               owns_llm: bool = False, bind_host: str = "127.0.0.1",
+               allowed_hosts: Optional[Sequence[str]] = None, **options) -> FastAPI:
+    """A FastAPI app serving `llm` (an eli.AsyncLLM or anything with its interface). api_key: one
+    key or several (any of them is accepted). allowed_hosts: the Host allow-list (default from
+    bind_host, see guards.py). options: the other Server settings (core.Server)."""
     srv = Server(llm, model_name=model_name, api_key=api_key, chat_template=chat_template,
-                 max_waiting=max_waiting, wedge_timeout_s=wedge_timeout_s, owns_llm=owns_llm)
+                 max_waiting=max_waiting, wedge_timeout_s=wedge_timeout_s, owns_llm=owns_llm, **options)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        if srv.render_pool is not None:
+            srv.render_pool.start()
+
         async def sampler():
             while True:
                 srv.watchdog.sample()
+                srv.stats_logger.maybe_log()
                 await asyncio.sleep(1.0)
 
         task = asyncio.ensure_future(sampler())
@@ -366,36 +82,28 @@ def create_app(llm, *, model_name: str, api_key: Optional[str] = None, chat_temp
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+            if srv.render_pool is not None:
+                await srv.render_pool.close()
             if srv.owns_llm:
                 await asyncio.to_thread(srv.llm.shutdown)
 
     app = FastAPI(title="eli", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.server = srv
+    app.add_middleware(HttpGuard, allowed_hosts=allowed_hosts or default_allowed_hosts(bind_host),
+                       metrics=srv.metrics, endpoints=_ENDPOINTS)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError):
-        srv.metrics.http(request.url.path, e.status)
         return _error_response(e)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, e: StarletteHTTPException):
         return _error_response(ApiError(e.status_code, str(e.detail), type="invalid_request_error"))
 
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, e: Exception):
-        log.exception("unhandled error on %s", request.url.path)
-        return _error_response(ApiError(500, f"internal error: {type(e).__name__}", type="server_error"))
-
     # async: a plain def dependency would run in FastAPI's thread pool, one thread hop per request
     # (and a pool of idle worker threads with their own stacks and malloc arenas).
     async def auth(request: Request) -> None:
-        if srv.api_key is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), srv.api_key.encode()):
-            raise ApiError(401, "invalid or missing API key (Authorization: Bearer <key>)",
-                           type="authentication_error", code="invalid_api_key")
+        srv.check_key(request)
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(auth)])
 
@@ -410,13 +118,29 @@ def create_app(llm, *, model_name: str, api_key: Optional[str] = None, chat_temp
         start = time.perf_counter()
         req: CompletionRequest = await srv.read_body(request, CompletionRequest)
         V.check_completion(req)
-        prompts = await asyncio.to_thread(V.completion_prompts, req, srv.tokenizer, srv.vocab_size)
-        seqs: list[_Seq] = []
-        for p, ids in enumerate(prompts):
-            max_tokens = V.check_context(len(ids), req.max_tokens, srv.max_model_len, param="max_tokens")
-            for i, params in enumerate(V.make_params(req, max_tokens, req.logprobs)):
-                seqs.append(_Seq(index=p * req.n + i, prompt_ids=ids, params=params, start=start))
-        prompt_tokens = sum(len(ids) for ids in prompts)
+        inputs = V.completion_inputs(req, srv.vocab_size, srv.max_prompt_chars)
+        slots = srv.reserve(req.n * len(inputs), param="n" if len(inputs) == 1 else "prompt")
+        seqs: list[Seq] = []
+        try:
+            prompts = await srv.encode_prompts(inputs)
+            budgets = [V.check_context(len(ids), req.max_tokens, srv.max_model_len, param="max_tokens",
+                                       default_max_tokens=srv.max_tokens_default) for ids in prompts]
+            V.check_logprob_budget([m for m in budgets for _ in range(req.n)], req.logprobs, n=req.n,
+                                   param="logprobs")
+            salt = srv.cache_salt(request, req)
+            for p, (ids, max_tokens) in enumerate(zip(prompts, budgets)):
+                for i, params in enumerate(V.make_params(req, max_tokens, req.logprobs, salt)):
+                    seqs.append(Seq(index=p * req.n + i, prompt_ids=ids, params=params, start=start,
+                                    holds_slot=slots.take()))
+        except BaseException:
+            for s in seqs:
+                srv.release(s)
+            raise
+        finally:
+            slots.close()
+        return await _completion_response(request, req, seqs, sum(len(ids) for ids in prompts))
+
+    async def _completion_response(request, req, seqs, prompt_tokens):
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         lp_n = req.logprobs
 
@@ -441,27 +165,36 @@ def create_app(llm, *, model_name: str, api_key: Optional[str] = None, chat_temp
                 return ev
 
             def usage_chunk():
-                return dict(base, choices=[], usage=_usage(seqs, prompt_tokens)) if include_usage else None
+                return dict(base, choices=[], usage=usage(seqs, prompt_tokens)) if include_usage else None
 
             body = await srv.open_stream(seqs, [], chunk, usage_chunk)
-            return StreamingResponse(body, media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return StreamingResponse(body, media_type="text/event-stream", headers=_SSE_HEADERS)
         await srv.run_all(request, seqs)
         return dict(base, choices=[choice(s, s.text, s.token_ids, s.logprobs, 0, s.finish_reason) for s in seqs],
-                    usage=_usage(seqs, prompt_tokens))
+                    usage=usage(seqs, prompt_tokens))
 
     @v1.post("/chat/completions")
     async def chat_completions(request: Request):
         start = time.perf_counter()
         req: ChatCompletionRequest = await srv.read_body(request, ChatCompletionRequest)
-        V.check_chat(req)
-        ids = await asyncio.to_thread(V.chat_prompt, req, srv.tokenizer, srv.chat_template)
+        job = V.chat_job(req, srv.tokenizer, srv.chat_template, srv.max_prompt_chars)
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
         requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-        max_tokens = V.check_context(len(ids), requested, srv.max_model_len, param=param)
         lp_n = (req.top_logprobs or 0) if req.logprobs else None
-        seqs = [_Seq(index=i, prompt_ids=ids, params=p, start=start)
-                for i, p in enumerate(V.make_params(req, max_tokens, lp_n))]
+        slots = srv.reserve(req.n, param="n")
+        try:
+            ids = await srv.chat_prompt_ids(job)
+            max_tokens = V.check_context(len(ids), requested, srv.max_model_len, param=param,
+                                         default_max_tokens=srv.max_tokens_default)
+            V.check_logprob_budget([max_tokens] * req.n, lp_n, n=req.n,
+                                   param="top_logprobs" if req.top_logprobs else "logprobs")
+            seqs = [Seq(index=i, prompt_ids=ids, params=p, start=start, holds_slot=slots.take())
+                    for i, p in enumerate(V.make_params(req, max_tokens, lp_n, srv.cache_salt(request, req)))]
+        finally:
+            slots.close()
+        return await _chat_response(request, req, seqs, len(ids), lp_n)
+
+    async def _chat_response(request, req, seqs, prompt_tokens, lp_n):
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         base = {"id": rid, "object": "chat.completion.chunk" if req.stream else "chat.completion",
                 "created": created, "model": srv.model_name}
@@ -482,18 +215,17 @@ def create_app(llm, *, model_name: str, api_key: Optional[str] = None, chat_temp
                                             "finish_reason": out.finish_reason}], **extra)
 
             def usage_chunk():
-                return dict(base, choices=[], usage=_usage(seqs, len(ids))) if include_usage else None
+                return dict(base, choices=[], usage=usage(seqs, prompt_tokens)) if include_usage else None
 
             body = await srv.open_stream(seqs, first, chunk, usage_chunk)
-            return StreamingResponse(body, media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return StreamingResponse(body, media_type="text/event-stream", headers=_SSE_HEADERS)
         await srv.run_all(request, seqs)
         choices = []
         for s in seqs:
             lp = {"content": srv.chat_logprobs(s.token_ids, s.logprobs, lp_n)} if lp_n is not None else None
             choices.append({"index": s.index, "message": {"role": "assistant", "content": s.text},
                             "logprobs": lp, "finish_reason": s.finish_reason})
-        return dict(base, choices=choices, usage=_usage(seqs, len(ids)))
+        return dict(base, choices=choices, usage=usage(seqs, prompt_tokens))
 
     app.include_router(v1)
 
@@ -511,7 +243,9 @@ def create_app(llm, *, model_name: str, api_key: Optional[str] = None, chat_temp
         return {"status": "ok"}
 
     @app.get("/metrics")
-    async def metrics():
+    async def metrics(request: Request):
+        if not srv.public_metrics:
+            srv.check_key(request)  # prefix-cache counters are a side channel (docs/limits.md)
         body = await asyncio.to_thread(srv.metrics.render)
         return Response(body, media_type=CONTENT_TYPE)
 

@@ -6,8 +6,10 @@
 # token counters) are read from llm.stats() at scrape time by a custom collector, so they can never
 # drift from the engine; per-request latencies (TTFT, time per output token, end-to-end) are
 # histograms the request handlers observe. Names follow vLLM's, with the "eli:" prefix.
+# StatsLogger writes vLLM's periodic throughput / KV line to the log while the engine is busy.
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable, Optional
 
@@ -132,3 +134,46 @@ class ProgressWatchdog:
         if busy and stalled > self.timeout_s:
             return f"engine made no progress for {stalled:.0f} s with requests pending"
         return None
+
+
+class StatsLogger:
+    """Every `interval_s`, while the engine has work or has done some since the last line, logs
+    "Avg prompt throughput: ... tokens/s, Avg generation throughput: ..., Running: N reqs, Waiting:
+    M reqs, KV cache usage: X%, Prefix cache hit rate: Y%" (rates over the interval; hit rate since
+    start). Silent while idle. maybe_log() is called about once a second."""
+
+    def __init__(self, stats: Callable[[], dict], interval_s: float, logger: logging.Logger):
+        self._stats = stats
+        self.interval_s = interval_s
+        self._log = logger
+        self._last_t: Optional[float] = None
+        self._last = (0, 0)
+
+    def maybe_log(self, now: Optional[float] = None) -> Optional[str]:
+        """The line logged now, or None (not due, idle, disabled or no stats)."""
+        if not self.interval_s or self.interval_s <= 0:
+            return None
+        now = time.monotonic() if now is None else now
+        if self._last_t is not None and now - self._last_t < self.interval_s:
+            return None
+        try:
+            s = self._stats() or {}
+        except Exception:  # noqa: BLE001
+            return None
+        g = lambda k: s.get(k) or 0  # noqa: E731
+        counts = (g("prompt_tokens"), g("generated_tokens"))
+        first = self._last_t is None
+        dt = now - self._last_t if not first else 0.0
+        prev, self._last, self._last_t = self._last, counts, now
+        busy = g("num_running") + g("num_waiting") > 0
+        if first or (counts == prev and not busy):
+            return None
+        total, free = g("kv_blocks_total"), g("kv_blocks_free")
+        hits, queries = g("prefix_cache_hits"), g("prefix_cache_queries")
+        line = (f"Avg prompt throughput: {(counts[0] - prev[0]) / dt:.1f} tokens/s, "
+                f"Avg generation throughput: {(counts[1] - prev[1]) / dt:.1f} tokens/s, "
+                f"Running: {g('num_running')} reqs, Waiting: {g('num_waiting')} reqs, "
+                f"KV cache usage: {100.0 * max(total - free, 0) / total if total else 0.0:.1f}%, "
+                f"Prefix cache hit rate: {100.0 * hits / queries if queries else 0.0:.1f}%")
+        self._log.info(line)
+        return line

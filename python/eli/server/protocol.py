@@ -7,6 +7,7 @@
 # send vendor extras), as vLLM does. Every bound on an amplifying field is a constant here.
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
@@ -16,6 +17,17 @@ kMaxLogprobs = 20          # completions `logprobs`, chat `top_logprobs`
 kMaxPrompts = 64           # prompts in one completions request
 kMaxBodyBytes = 8 << 20    # request body (413 above)
 kMaxSeed = 2**64 - 1
+kMaxLogprobEntries = 1 << 17  # sum over choices of max_tokens x (logprobs + 1) per request
+kMaxCacheSaltChars = 256
+kDefaultMaxTokens = 2048   # chat max_tokens when the request sets none (eli serve --max-tokens-default)
+
+# "[file.cc:12: check failed: ...]": where a C++ error was raised; for bug reports, not for clients.
+_INTERNAL_LOCATION = re.compile(r"\s*\[[\w./-]+\.(?:cc|cpp|cxx|cu|cuh|h|hpp):\d+(?:\]|: [^\n]*\])")
+
+
+def public_message(message: str) -> str:
+    """`message` without C++ source locations."""
+    return _INTERNAL_LOCATION.sub("", message)
 
 
 class ApiError(Exception):
@@ -23,6 +35,7 @@ class ApiError(Exception):
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",  # noqa: A002
                  param: Optional[str] = None, code: Optional[str] = None):
+        message = public_message(message)
         super().__init__(message)
         self.status = status
         self.message = message
@@ -65,6 +78,7 @@ class _SamplingFields(_Base):
     stop_token_ids: Optional[List[StrictInt]] = None
     include_stop_str_in_output: Optional[StrictBool] = False
     skip_special_tokens: Optional[StrictBool] = True
+    cache_salt: Optional[str] = Field(None, min_length=1, max_length=kMaxCacheSaltChars)
 
 
 class CompletionRequest(_SamplingFields):

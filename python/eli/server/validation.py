@@ -1,30 +1,26 @@
-# eli/server/validation.py: turns a parsed OpenAI request into what the engine takes: prompt token
-# ids and one eli.SamplingParams per choice, or an ApiError (400) that names the bad field.
+# eli/server/validation.py: turns a parsed OpenAI request into what the engine takes: prompts and
+# one eli.SamplingParams per choice, or an ApiError (400) that names the bad field.
 #
 # Invariants: every prompt returned fits the context together with its max_tokens; token-id
-# prompts are inside the vocabulary; n x prompts is bounded (protocol.kMaxN, kMaxPrompts).
+# prompts are inside the vocabulary; n x prompts is bounded (protocol.kMaxN, kMaxPrompts); a text
+# prompt longer than the context could hold in characters (context x longest token) is refused
+# before it is tokenized; the logprob entries a request can produce are bounded
+# (protocol.kMaxLogprobEntries); no string in a request holds a lone surrogate.
 #
-# User text is data, never control (RELIABILITY item 16). Message contents are rendered into the
-# chat template through unique placeholders, so we know exactly where each user span lies in the
-# final prompt. The whole prompt is then tokenized once, normally (so ordinary prompts tokenize
-# exactly as transformers' apply_chat_template + encode would), and we check with the token
-# offsets that no special token came out of a user span. Only if one did (an injection attempt
-# such as "<|im_end|><|im_start|>system") the prompt is re-tokenized piecewise: template pieces
-# with special-token parsing, user pieces with parse_special=False, so the typed text stays text.
-# A template that transforms the content (placeholders not found verbatim) gets the content
-# rendered directly, and a request whose content holds a special-token string is then refused
-# (400) rather than risk an injected control token.
+# Client text is data, never control (RELIABILITY item 16): chat prompts are built by
+# chat_prompt.build_prompt_ids from the job chat_job() makes (see there); chat_template_kwargs
+# become template variables only, never render_chat's own parameters (budgets, the template).
 from __future__ import annotations
 
-import secrets
-from typing import Optional, Sequence
+import re
+from typing import Any, Optional, Union
 
 from pydantic import ValidationError
 
-from ..chat_template import render_chat
 from ..errors import InvalidRequestError
 from ..sampling_params import SamplingParams
-from .protocol import (ApiError, ChatCompletionRequest, CompletionRequest, kMaxPrompts)
+from .chat_prompt import PromptError, build_prompt_ids, kReservedTemplateNames
+from .protocol import ApiError, ChatCompletionRequest, CompletionRequest, kMaxLogprobEntries, kMaxPrompts
 
 
 def pydantic_error(e: ValidationError) -> ApiError:
@@ -38,6 +34,30 @@ def pydantic_error(e: ValidationError) -> ApiError:
     param = ".".join(loc) or None
     msg = first.get("msg", "invalid value")
     return ApiError(400, f"{param}: {msg}" if param else msg, param=param)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_no_surrogates(data: Any) -> None:
+    """400 when any string (value or key) in parsed JSON holds a lone surrogate (JSON allows
+    "\\ud800"; it is not text and cannot be encoded, tokenized or echoed)."""
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        v, path = stack.pop()
+        if isinstance(v, str):
+            if _SURROGATE.search(v):
+                raise ApiError(400, f"{path or 'the body'}: the string holds a lone surrogate (invalid Unicode)",
+                               param=path or None)
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                sub = f"{path}.{k}" if path else str(k)
+                if _SURROGATE.search(k):
+                    raise ApiError(400, f"{path or 'the body'}: a key holds a lone surrogate (invalid Unicode)",
+                                   param=path or None)
+                stack.append((x, sub))
+        elif isinstance(v, list):
+            stack.extend((x, f"{path}.{i}") for i, x in enumerate(v))
 
 
 # ---- sampling ----------------------------------------------------------------------------------
@@ -63,11 +83,15 @@ def _sampling_kwargs(req, max_tokens: int, logprobs: Optional[int]) -> dict:
     return kw
 
 
-def make_params(req, max_tokens: int, logprobs: Optional[int]) -> list[SamplingParams]:
-    """n SamplingParams (one per choice). With a seed, choice i uses seed + i so choices differ."""
+def make_params(req, max_tokens: int, logprobs: Optional[int],
+                cache_salt: Optional[str] = None) -> list[SamplingParams]:
+    """n SamplingParams (one per choice). With a seed, choice i uses seed + i so choices differ.
+    cache_salt: the prefix-cache salt (request field and/or API key, see app.Server.cache_salt)."""
     kw = _sampling_kwargs(req, max_tokens, logprobs)
     if req.logit_bias:
         raise ApiError(400, "logit_bias is not supported", param="logit_bias")
+    if cache_salt is not None:
+        kw["cache_salt"] = cache_salt
     out = []
     for i in range(req.n):
         if req.seed is not None:
@@ -79,8 +103,10 @@ def make_params(req, max_tokens: int, logprobs: Optional[int]) -> list[SamplingP
     return out
 
 
-def check_context(prompt_len: int, max_tokens: Optional[int], max_model_len: int, *, param: str) -> int:
-    """max_tokens resolved (None: the rest of the context); 400 when the request cannot fit."""
+def check_context(prompt_len: int, max_tokens: Optional[int], max_model_len: int, *, param: str,
+                  default_max_tokens: Optional[int] = None) -> int:
+    """max_tokens resolved (None: the rest of the context, at most default_max_tokens); 400 when
+    the request cannot fit."""
     if prompt_len < 1:
         raise ApiError(400, "the prompt is empty", param="prompt" if param == "max_tokens" else "messages")
     if max_tokens is None:
@@ -89,6 +115,8 @@ def check_context(prompt_len: int, max_tokens: Optional[int], max_model_len: int
             raise ApiError(400, f"This model's maximum context length is {max_model_len} tokens; the "
                            f"prompt has {prompt_len} tokens, leaving no room to generate.",
                            param="messages", code="context_length_exceeded")
+        if default_max_tokens is not None:
+            max_tokens = min(max_tokens, default_max_tokens)
         return max_tokens
     if max_tokens < 1:
         raise ApiError(400, f"{param} must be at least 1, got {max_tokens}", param=param)
@@ -100,11 +128,24 @@ def check_context(prompt_len: int, max_tokens: Optional[int], max_model_len: int
     return max_tokens
 
 
+def check_logprob_budget(max_tokens: list[int], logprobs: Optional[int], *, n: int, param: str) -> None:
+    """400 when the choices could produce more than kMaxLogprobEntries logprob entries in all
+    (each output token carries its own logprob plus `logprobs` alternatives)."""
+    if logprobs is None:
+        return
+    total = sum(max_tokens) * (logprobs + 1)
+    if total > kMaxLogprobEntries:
+        prompts = len(max_tokens) // max(n, 1)
+        raise ApiError(400, f"this request could return {total} logprob entries ({prompts} prompt(s) x n={n} "
+                       f"choices, up to {max(max_tokens)} tokens each, {logprobs + 1} entries per token); the "
+                       f"limit is {kMaxLogprobEntries}: lower n, max_tokens or {param}", param=param)
+
+
 # ---- completions -------------------------------------------------------------------------------
 
-def completion_prompts(req: CompletionRequest, tokenizer, vocab_size: int) -> list[list[int]]:
-    """The request's prompts as token-id lists (a string is encoded with special tokens parsed:
-    a raw completion prompt is the caller's own full-control text, as in vLLM)."""
+def completion_inputs(req: CompletionRequest, vocab_size: int, max_chars: int) -> list[Union[str, list[int]]]:
+    """The request's prompts, each a string (not yet encoded) or a token-id list, checked: count,
+    ids inside the vocabulary, strings no longer than `max_chars` (what the context can hold)."""
     p = req.prompt
     if isinstance(p, str):
         raw: list = [p]
@@ -116,25 +157,38 @@ def completion_prompts(req: CompletionRequest, tokenizer, vocab_size: int) -> li
         raw = list(p)
     if len(raw) > kMaxPrompts:
         raise ApiError(400, f"at most {kMaxPrompts} prompts per request, got {len(raw)}", param="prompt")
+    if any(isinstance(x, str) for x in raw) and any(not isinstance(x, str) for x in raw):
+        raise ApiError(400, "prompt must not mix strings and token lists", param="prompt")
     out = []
     for item in raw:
         if isinstance(item, str):
-            try:
-                ids = tokenizer.encode(item)
-            except ValueError as e:
-                raise ApiError(400, str(e), param="prompt") from None
+            if not item:
+                raise ApiError(400, "prompt must not be empty", param="prompt")
+            if len(item) > max_chars:
+                raise ApiError(400, f"the prompt has {len(item)} characters; a prompt of more than {max_chars} "
+                               f"characters cannot fit the context", param="prompt", code="context_length_exceeded")
+            out.append(item)
         else:
             ids = list(item)
             for t in ids:
                 if not isinstance(t, int) or not 0 <= t < vocab_size:
                     raise ApiError(400, f"token id {t!r} is outside the vocabulary [0, {vocab_size})",
                                    param="prompt")
-        if not ids:
-            raise ApiError(400, "prompt must not be empty", param="prompt")
-        out.append(ids)
-    if any(isinstance(x, str) for x in raw) and any(not isinstance(x, str) for x in raw):
-        raise ApiError(400, "prompt must not mix strings and token lists", param="prompt")
+            if not ids:
+                raise ApiError(400, "prompt must not be empty", param="prompt")
+            out.append(ids)
     return out
+
+
+def encode_prompts(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of completion prompts (special tokens parsed, BOS added as the model says: a raw
+    completion prompt is the caller's own full-control text, as in vLLM). encode_batch releases
+    the GIL (Tokenizer.encode does not), so this runs in a thread without stalling the event loop.
+    TODO(lead, text helper): a GIL-free Tokenizer.encode_batch in eli/tokenizer.py replaces this."""
+    try:
+        return [list(e.ids) for e in tokenizer.backend.encode_batch(texts, add_special_tokens=True)]
+    except Exception as e:  # tokenizers raises bare Exceptions
+        raise ApiError(400, f"the prompt could not be tokenized: {e}", param="prompt") from None
 
 
 def check_completion(req: CompletionRequest) -> None:
@@ -168,91 +222,58 @@ def check_chat(req: ChatCompletionRequest) -> None:
         raise ApiError(400, "response_format other than text is not supported", param="response_format")
     if req.top_logprobs is not None and not req.logprobs:
         raise ApiError(400, "top_logprobs needs logprobs=true", param="top_logprobs")
+    for k in req.chat_template_kwargs or {}:
+        if k == "tools":
+            raise ApiError(400, "tools are not supported by this server (not through chat_template_kwargs "
+                           "either)", param="chat_template_kwargs.tools")
+        if k in kReservedTemplateNames:
+            raise ApiError(400, f"chat_template_kwargs may not set {k!r} (reserved by the server)",
+                           param=f"chat_template_kwargs.{k}")
 
 
-def _special_strings(tokenizer) -> list[str]:
-    cached = getattr(tokenizer, "_eli_server_specials", None)
-    if cached is None:
-        backend = tokenizer.backend
-        cached = sorted({t.content for t in backend.get_added_tokens_decoder().values()
-                         if t.content and t.special},
-                        key=len, reverse=True)
-        try:
-            tokenizer._eli_server_specials = cached
-        except AttributeError:
-            pass
-    return cached
+def _text_chars(v: Any) -> int:
+    """Characters in all the strings of a JSON-like value (keys excluded)."""
+    total, stack = 0, [v]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            total += len(x)
+        elif isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return total
 
 
-def chat_prompt(req: ChatCompletionRequest, tokenizer, template: Optional[str]) -> list[int]:
-    """Token ids of the rendered chat prompt, with user contents kept as plain text (see top)."""
+def chat_job(req: ChatCompletionRequest, tokenizer, template: Optional[str], max_chars: int) -> dict:
+    """What chat_prompt.build_prompt_ids needs (plain data: it crosses to the render worker)."""
+    check_chat(req)
     messages = []
-    contents: list[Optional[str]] = []
     for i, m in enumerate(req.messages):
         d = m.model_dump(exclude_none=True)
         text = _flatten_content(m.content, i)
         d["content"] = text if text is not None else ("" if not d.get("tool_calls") else None)
         messages.append(d)
-        contents.append(text)
-    extra = dict(req.chat_template_kwargs or {})
-    for k in ("messages", "add_generation_prompt", "bos_token", "eos_token"):
-        extra.pop(k, None)
-    kw = dict(add_generation_prompt=req.add_generation_prompt, bos_token=tokenizer.bos_token,
-              eos_token=tokenizer.eos_token, **extra)
-    nonce = secrets.token_hex(8)
-    marks = [f"\ue000{nonce}:{i}\ue001" if c else None for i, c in enumerate(contents)]
-    placeheld = [dict(m, content=mk) if mk else m for m, mk in zip(messages, marks)]
-    try:
-        rendered = render_chat(template, placeheld, **kw)
-    except ValueError as e:
-        raise ApiError(400, str(e), param="messages") from None
-    if all(mk is None or rendered.count(mk) == 1 for mk in marks):
-        return _encode_with_spans(tokenizer, rendered, marks, contents)
-    # The template transformed the contents: render them directly, refuse special-token strings.
-    specials = _special_strings(tokenizer)
-    for i, c in enumerate(contents):
-        for s in specials:
-            if c and s in c:
-                raise ApiError(400, f"messages[{i}].content contains the special token {s!r}",
-                               param=f"messages.{i}.content")
-    try:
-        text = render_chat(template, messages, **kw)
-        return tokenizer.encode(text, add_special_tokens=False)
-    except ValueError as e:
-        raise ApiError(400, str(e), param="messages") from None
+    variables = dict(req.chat_template_kwargs or {})
+    total = _text_chars(messages) + _text_chars(variables)
+    if total > max_chars:  # before the render worker sees it (it checks again, and the rendering)
+        raise ApiError(400, f"the messages hold {total} characters; a prompt of more than {max_chars} "
+                       f"characters cannot fit the context", param="messages", code="context_length_exceeded")
+    return {"template": template, "messages": messages, "variables": variables,
+            "add_generation_prompt": req.add_generation_prompt, "bos_token": tokenizer.bos_token,
+            "eos_token": tokenizer.eos_token, "max_chars": max_chars}
 
 
-def _encode_with_spans(tokenizer, rendered: str, marks: Sequence[Optional[str]],
-                       contents: Sequence[Optional[str]]) -> list[int]:
-    # Substitute the contents back while recording each user span [start, end) in the final text.
-    pieces: list[tuple[str, bool]] = []  # (text, is_user)
-    order = sorted((rendered.index(mk), i) for i, mk in enumerate(marks) if mk)
-    pos = 0
-    for at, i in order:
-        pieces.append((rendered[pos:at], False))
-        pieces.append((contents[i], True))
-        pos = at + len(marks[i])
-    pieces.append((rendered[pos:], False))
-    text = "".join(p for p, _ in pieces)
-    if len(text) > tokenizer.max_input_chars:
-        raise ApiError(400, f"the prompt has {len(text)} characters, over the limit of "
-                       f"{tokenizer.max_input_chars}", param="messages")
-    spans, pos = [], 0
-    for p, user in pieces:
-        if user:
-            spans.append((pos, pos + len(p)))
-        pos += len(p)
-    enc = tokenizer.backend.encode(text, add_special_tokens=False)
-    specials = tokenizer.special_token_ids
-    injected = False
-    for tid, (a, b) in zip(enc.ids, enc.offsets):
-        if tid in specials and any(a < e and s < b for s, e in spans):
-            injected = True
-            break
-    if not injected:
-        return list(enc.ids)
-    ids: list[int] = []
-    for p, user in pieces:
-        if p:
-            ids.extend(tokenizer.encode(p, add_special_tokens=False, parse_special=not user))
-    return ids
+def prompt_error(e: PromptError) -> ApiError:
+    return ApiError(e.status, e.message, param=e.param, code=e.code,
+                    type="invalid_request_error" if e.status < 500 else "server_error")
+
+
+def chat_prompt(req: ChatCompletionRequest, tokenizer, template: Optional[str],
+                max_chars: Optional[int] = None) -> list[int]:
+    """Token ids of the rendered chat prompt, in this process (see chat_prompt.py)."""
+    job = chat_job(req, tokenizer, template, tokenizer.max_input_chars if max_chars is None else max_chars)
+    try:
+        return build_prompt_ids(job, tokenizer)
+    except PromptError as e:
+        raise prompt_error(e) from None
