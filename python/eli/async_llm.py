@@ -35,7 +35,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Optional
 
-from .errors import InvalidRequestError
+from .errors import InvalidRequestError, user_message
 from .llm import EngineFrontend, ParamsLike, Prompt, _document
 from .outputs import CompletionOutput
 from .request_tracker import StreamOutput
@@ -287,7 +287,7 @@ class AsyncLLM(EngineFrontend):
                             self._engine.abort_request(rid)  # a stop string matched: free its blocks now
                     if finish:
                         ended = True
-                        tracker.finish(finish, error)
+                        tracker.finish(finish, user_message(error))
                 yield tracker.snapshot()
         finally:
             route.close()

@@ -7,6 +7,20 @@
 # ValueError still catch them. The bindings map the C++ error kinds onto these very classes
 # (kModelLoad -> ModelLoadError, kInvalidArgument -> InvalidRequestError, ...), so one `except`
 # catches both sides. The messages carry no C++ source locations unless ELI_DEBUG is set.
+import os as _os
+import re as _re
+
+# " [file.cc:123: check failed: cond]", the source location eli::Error appends (runtime/core/error.cc).
+_LOCATION = _re.compile(r" \[[A-Za-z0-9_.+-]+\.[A-Za-z]+:\d+(?:: check failed: .*)?\]$", _re.S)
+
+
+def user_message(text: str) -> str:
+    """An engine message without its C++ source location, unless ELI_DEBUG is set (not "0").
+    The bindings do the same for raised errors; this is for error texts that arrive as data (a
+    request's finish_reason "error" text)."""
+    if _os.environ.get("ELI_DEBUG", "") not in ("", "0"):
+        return text
+    return _LOCATION.sub("", text)
 
 
 class ModelLoadError(ValueError):

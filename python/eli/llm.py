@@ -25,7 +25,7 @@ import numpy as np
 
 from . import engine_options, hub
 from .chat_template import render_chat
-from .errors import InvalidRequestError, ModelLoadError, UnsupportedError
+from .errors import InvalidRequestError, ModelLoadError, UnsupportedError, user_message
 from .outputs import CompletionOutput, RequestOutput
 from .request_tracker import RequestTracker
 from .sampling_params import SamplingParams, describe_defaults, model_sampling_defaults
@@ -154,7 +154,9 @@ class EngineFrontend:
         held = info["weight_dtype"]
         weights = f"{held} (from {stored[0][0]})" if stored and stored[0][0] != held else held
         kv_mib = info["memory"]["kv_bytes"] / 2**20
-        return (f"eli: {self.model_path} ({info['format']}, {info['num_params'] / 1e6:.0f}M parameters) on "
+        n = info["num_params"]
+        size = f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
+        return (f"eli: {self.model_path} ({info['format']}, {size} parameters) on "
                 f"{info['device']}: weights {weights}, KV cache {info['kv_cache_dtype']} {info['num_kv_blocks']} "
                 f"blocks x {info['block_size']} tokens ({kv_mib:.0f} MiB), context {info['max_model_len']}, "
                 f"{info['num_threads']} threads; sampling defaults: {describe_defaults(self.default_sampling)} "
@@ -349,7 +351,7 @@ class LLM(EngineFrontend):
                         if t.add_token(token, logprob, top):
                             engine.abort_request(rid)  # a stop string matched: free its blocks now
                     if finish:
-                        t.finish(finish, error)
+                        t.finish(finish, user_message(error))
                         open_ids.discard(rid)
                     changed[rid] = t
                 yield from changed.values()
@@ -362,7 +364,7 @@ class LLM(EngineFrontend):
                     break
                 for rid, _, _, _, finish, error in outs:
                     if finish:
-                        trackers[rid].finish(finish, error)
+                        trackers[rid].finish(finish, user_message(error))
                         open_ids.discard(rid)
             for t in trackers.values():
                 if not t.finished:

@@ -5,7 +5,8 @@
 # and what C++ never sees (n, stop strings, None for "no logprobs"), then the numeric rules through
 # the engine's own validate_sampling_params (runtime/engine/sampling_params.cc), so the engine and
 # every front end share one rule set and a bad value fails at construction, not at generate().
-# Every refusal is an InvalidRequestError naming the field. Bounds on amplifying fields (n, stop
+# Every refusal is an InvalidRequestError naming the field. (Fields stay assignable; the engine
+# checks every request again at admission.) Bounds on amplifying fields (n, stop
 # strings, logprobs) are constants here so the server can quote them.
 from __future__ import annotations
 

@@ -214,6 +214,13 @@ def test_cuda_without_cuda_is_a_clear_error(model_dir, device):
     assert ".cc" not in str(err.value)
 
 
+@pytest.mark.gpu
+def test_cuda_index_past_the_visible_devices(model_dir):
+    n = eli.cuda_device_count()
+    with pytest.raises(eli.UnsupportedError, match=f"only {n} CUDA device"):
+        eli.LLM(model_dir, device=f"cuda:{n}", progress=False)
+
+
 def test_every_failure_to_open_a_model_is_model_load_error(tmp_path, data_dir):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -265,3 +272,13 @@ def test_cpu_runs_a_quantized_gguf_in_bfloat16_by_default(smollm2_gguf):
         assert m.info["num_kv_blocks"] * m.info["block_size"] == 128
         out = m.generate("The capital of France is", greedy(4))[0]
         assert len(out.token_ids) == 4
+
+
+def test_error_texts_lose_source_locations(monkeypatch):
+    from eli.errors import user_message
+
+    text = "non-finite logits in row 3 [sampler.cc:120: check failed: std::isfinite(x)]"
+    assert user_message(text) == "non-finite logits in row 3"
+    assert user_message("range [0, 8]") == "range [0, 8]"
+    monkeypatch.setenv("ELI_DEBUG", "1")
+    assert user_message(text) == text
