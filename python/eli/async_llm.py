@@ -172,6 +172,7 @@ class AsyncLLM(EngineFrontend):
         self._admit = ThreadPoolExecutor(max_workers=_kAdmitThreads, thread_name_prefix="eli-admit")
         self._ids: dict[Any, int] = {}  # request_id -> engine id, while its generator runs
         self._groups: dict[Any, list] = {}  # request_id of an n > 1 request -> its completions' ids
+        self._abort_on_admit: set = set()  # request ids aborted while still being admitted
         self._group_ids = itertools.count()
 
     async def __aenter__(self):
@@ -246,6 +247,7 @@ class AsyncLLM(EngineFrontend):
             for st in streams:
                 await st.aclose()
             self._groups.pop(key, None)
+            self._abort_on_admit.difference_update(sub_ids)
 
     async def _generate_one(self, text: Optional[str], ids: list[int], params: SamplingParams,
                             request_id: Any) -> AsyncIterator[StreamOutput]:
@@ -269,11 +271,15 @@ class AsyncLLM(EngineFrontend):
             # queued nor counted in stream_queued_outputs.
             route.close()
             self._ids.pop(key, None)
+            self._abort_on_admit.discard(key)
             raise
         if request_id is None:
             del self._ids[key]
             key = rid
         self._ids[key] = rid
+        if key in self._abort_on_admit:  # abort() came while it was being admitted
+            self._abort_on_admit.discard(key)
+            self._engine.abort_request(rid)
         tracker = self._tracker(key, text, ids, params)
         ended = False  # the engine delivered its final output
         try:
@@ -303,11 +309,17 @@ class AsyncLLM(EngineFrontend):
         return h
 
     async def abort(self, request_id: Any) -> None:
-        """Ends a running request (all its completions); its generator yields a final output with
-        finish_reason "abort". Unknown or finished ids are ignored."""
-        for key in self._groups.get(request_id, [request_id]):
+        """Ends a running request (all its completions, also those still being admitted); its
+        generator yields a final output with finish_reason "abort". Unknown or finished ids are
+        ignored."""
+        group = self._groups.get(request_id)
+        for key in group if group is not None else [request_id]:
             rid = self._ids.get(key)
-            if rid is not None and rid >= 0:
+            if rid is None and group is None:
+                continue  # unknown or finished
+            if rid is None or rid < 0:
+                self._abort_on_admit.add(key)  # still being admitted: aborted as soon as it has an id
+            else:
                 self._engine.abort_request(rid)
 
     def shutdown(self, drain: bool = False) -> None:

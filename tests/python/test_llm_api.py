@@ -158,6 +158,17 @@ def test_async_llm_caps_and_streams_n(model_dir):
         rest = [first] + [o async for o in gen]
         assert {o.outputs[0].index for o in rest if o.finish_reason} == {0, 1}
         assert all(o.finish_reason in (None, "abort") for o in rest)
+        # An abort that comes while the completions are still being admitted (or not yet started)
+        # ends them too, once they have an id.
+        alm._engine.pause_after_steps(0)
+        gen = alm.generate([1, 2, 3], eli.SamplingParams(n=3, max_tokens=200, ignore_eos=True), request_id="g3")
+        first = asyncio.ensure_future(gen.__anext__())
+        await asyncio.sleep(0)
+        await alm.abort("g3")
+        alm._engine.pause_after_steps(-1)
+        rest = [await first] + [o async for o in gen]
+        finals = {o.outputs[0].index: o.finish_reason for o in rest if o.finish_reason}
+        assert finals == {0: "abort", 1: "abort", 2: "abort"}
         deadline = asyncio.get_running_loop().time() + 10
         while not all_free(alm):
             assert asyncio.get_running_loop().time() < deadline
