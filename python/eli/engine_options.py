@@ -210,7 +210,7 @@ def docstring(indent: str = "    ") -> str:
     """The engine options as a docstring section (name: type = default -- doc [bounds])."""
     lines = ["Engine options (keyword-only; the table is include/eli/engine_options.def):"]
     for o in OPTIONS:
-        bound = f" Range {o.bound_text()}." if o.bounded else ""
+        bound = f" Range {o.bound_text()}." if o.bounded and o.kind != "TRI" else ""
         choices = f" One of {', '.join(o.choices)}." if o.choices else ""
         lines.append(f"{indent}{o.name}: {o.type_text()} = {o.py_default!r} -- {o.doc}.{choices}{bound}")
     return "\n".join(lines)
