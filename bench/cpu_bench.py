@@ -140,8 +140,10 @@ def bench_eli(cfg: dict) -> dict:
         # llama_decode corresponds to (no engine thread, no Python request tracking).
         from eli import _eli
 
-        engine = _eli.Engine({"model": cfg["model"], "device": "cpu", "dtype": ELI_DTYPES[cfg["dtype"]],
-                              "n_threads": cfg["threads"]})
+        from eli.engine_options import engine_config
+
+        engine = _eli.Engine(engine_config(cfg["model"], device="cpu", dtype=ELI_DTYPES[cfg["dtype"]],
+                                           n_threads=cfg["threads"]))
         info = engine.info()
     else:
         llm = eli.LLM(cfg["model"], dtype=ELI_DTYPES[cfg["dtype"]], n_threads=cfg["threads"], download=False,
@@ -152,7 +154,7 @@ def bench_eli(cfg: dict) -> dict:
 
     def run_engine(ids: list[int], max_tokens: int) -> list[float]:
         """Adds one request and steps it to the end; returns the wall time of every step."""
-        params = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True).engine_dict([])
+        params = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True).engine_params([])
         rid = engine.add_request(ids, params)
         times, n_tok = [], 0
         while engine.has_unfinished():

@@ -44,9 +44,9 @@ class Runner:
         if args.api == "engine":
             from eli import _eli
 
-            if mode is not None:
-                kw["async_scheduling"] = int(mode)
-            self.engine = _eli.Engine({"model": args.model, **kw})
+            from eli.engine_options import engine_config
+
+            self.engine = _eli.Engine(engine_config(args.model, async_scheduling=mode, **kw))
             self.info = self.engine.info()
         else:
             self.llm = eli.LLM(args.model, download=False, progress=False, async_scheduling=mode, **kw)
@@ -56,7 +56,7 @@ class Runner:
     def run(self, prompt: list[int], max_tokens: int) -> tuple[int, float, float]:
         sp = self.SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
         if self.api == "engine":
-            rid = self.engine.add_request(prompt, sp.engine_dict([]))
+            rid = self.engine.add_request(prompt, sp.engine_params([]))
             t0 = time.perf_counter()
             first = None
             n = 0

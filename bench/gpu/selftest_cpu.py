@@ -68,10 +68,12 @@ def eli_greedy(path: str, ps: list[list[int]], via_engine: bool = False):
     if via_engine:  # no tokenizer needed (a no_vocab GGUF)
         from eli import _eli
 
-        eng = _eli.Engine({"model": path, "device": "cpu", "dtype": "float32"})
+        from eli.engine_options import engine_config
+
+        eng = _eli.Engine(engine_config(path, device="cpu", dtype="float32"))
         toks, scores = [], []
         for p in ps:
-            rid = eng.add_request(p, sp.engine_dict([]))
+            rid = eng.add_request(p, sp.engine_params([]))
             got = []
             while eng.has_unfinished():
                 for o in eng.step():

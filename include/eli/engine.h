@@ -18,34 +18,47 @@
 
 namespace eli {
 
+// Kinds of engine options (the KIND column of engine_options.def) as C++ types.
+#define ELI_OPTION_CTYPE_BOOL bool
+#define ELI_OPTION_CTYPE_I32 int
+#define ELI_OPTION_CTYPE_I64 int64_t
+#define ELI_OPTION_CTYPE_U64 uint64_t
+#define ELI_OPTION_CTYPE_F64 double
+#define ELI_OPTION_CTYPE_STR std::string
+#define ELI_OPTION_CTYPE_TRI int
+
+// How to load and run a model. Every field but `model` is generated from eli/engine_options.def,
+// where each option's type, default, bounds and meaning are listed (the Python keywords of eli.LLM
+// and the CLI flags come from the same table). validate_engine_config() checks them all; the
+// Engine constructor calls it first.
 struct EngineConfig {
-  std::string model;                   // HF directory (config.json + safetensors) or .gguf file
-  std::string device = "cpu";          // "cpu", "cuda", "cuda:N"
-  std::string dtype = "auto";          // "auto", "float32", "bfloat16", "float16"
-  int n_threads = 0;                   // CPU worker threads; 0: all hardware threads
-  int64_t block_size = 16;             // tokens per KV block
-  int64_t num_kv_blocks = 0;           // 0: derived from kv_cache_bytes
-  uint64_t kv_cache_bytes = 0;         // 0: what the memory budget leaves (CUDA), a default share (CPU)
-  std::string kv_cache_dtype = "auto"; // "auto" (CUDA: the weights' 16-bit type, else float32;
-                                       // CPU: float32), "float32", "bfloat16", "float16" (CUDA only)
-  // CUDA memory budget: the fraction of the device's TOTAL memory eli may hold in all (weights,
-  // workspaces, KV cache, cached allocator blocks, a fixed headroom), as in vLLM. Must be in
-  // (0, 1]. gpu_memory_bytes > 0 is an absolute budget that overrides the fraction. The CPU
-  // validates but ignores both.
-  double gpu_memory_utilization = 0.9;
-  uint64_t gpu_memory_bytes = 0;
-  int64_t max_num_seqs = 64;           // sequences in one step
-  int64_t max_num_batched_tokens = 2048;  // tokens in one step
-  int64_t max_model_len = 0;           // 0: the model's context (capped by the KV pool)
-  bool enable_chunked_prefill = true;
-  bool enable_prefix_caching = true;   // reuse KV blocks of shared prompt prefixes (verified)
-  bool enable_cuda_graphs = true;      // CUDA: replay captured graphs for decode steps
-  // Queue the next step before the host has read this step's samples, so the device never waits
-  // for the host (rows with penalties fall back to one step at a time): -1 auto (on for device
-  // models), 0 off, 1 on (also on the CPU, where it only changes when outputs are reported).
-  int async_scheduling = -1;
-  uint64_t seed = 0;                   // engine seed for requests without their own
+  std::string model;  // HF directory (config.json + safetensors) or .gguf file
+#define ELI_ENGINE_OPTION(KIND, NAME, DEFAULT, ...) ELI_OPTION_CTYPE_##KIND NAME = DEFAULT;
+#include "eli/engine_options.def"
+#undef ELI_ENGINE_OPTION
 };
+
+// At most this many CPU worker threads per hardware thread (n_threads' CPU_THREADS limit).
+constexpr int kMaxThreadsPerCpu = 4;
+// The hardware threads of this machine (at least 1).
+int hardware_threads();
+
+// One row of engine_options.def, for bindings, help texts and tests.
+struct EngineOptionInfo {
+  const char* name;
+  const char* kind;        // "BOOL", "I32", "I64", "U64", "F64", "STR", "TRI"
+  double min, max;         // inclusive bounds (numeric kinds); 0, 0: the type's range only
+  const char* limit;       // "NONE", "CPU_THREADS", "OPEN_MIN"
+  const char* choices;     // STR: "a|b|c" ("cuda:N": cuda:0, cuda:1, ...); "" otherwise
+  const char* doc;
+};
+const std::vector<EngineOptionInfo>& engine_option_infos();
+
+// Throws eli::Error(kInvalidArgument) naming the first option that is out of its bounds or choices
+// (with the value and the bound), e.g. n_threads above kMaxThreadsPerCpu x hardware_threads().
+void validate_engine_config(const EngineConfig& config);
+// "auto" -> "cuda" when a CUDA device is visible, else "cpu"; any other name unchanged.
+std::string resolve_device_name(const std::string& name);
 
 enum class FinishReason { kNone = 0, kStop, kLength, kAbort, kError };
 const char* finish_reason_name(FinishReason reason);

@@ -12,7 +12,7 @@ if _os.environ.get("ELI_NATIVE_DIR"):
 
 from .errors import (EliError, EngineDeadError, InvalidRequestError, ModelLoadError, ModelResolutionError,
                      OutOfMemoryError, UnsupportedError)
-from .outputs import RequestOutput
+from .outputs import CompletionOutput, RequestOutput
 from .sampling_params import SamplingParams
 
 __version__ = "0.1.0"
@@ -49,6 +49,7 @@ __all__ = [
     "AsyncLLM",
     "SamplingParams",
     "RequestOutput",
+    "CompletionOutput",
     "inspect_model",
     "cuda_device_count",
     "EliError",

@@ -6,6 +6,7 @@
 # Contract (kept stable for the server):
 #   llm = AsyncLLM(model, **same keywords as eli.LLM); llm.tokenizer; llm.info
 #   async for out in llm.generate(prompt, params, request_id=None): ...  # StreamOutput snapshots
+#       (params.n > 1: the n completions' snapshots interleave, out.outputs[0].index says which)
 #       cumulative text/token_ids/logprobs plus delta_text/delta_token_ids/delta_logprobs; the last
 #       one has finish_reason ("stop", "length", "abort", "error"; error text in .error).
 #       Admission errors (bad ids, too long, bad params, duplicate id, engine dead or shut down)
@@ -28,14 +29,16 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import itertools
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Optional
 
-from .errors import InvalidRequestError
-from .llm import EngineFrontend, Prompt
-from .request_tracker import RequestTracker, StreamOutput
+from .errors import InvalidRequestError, user_message
+from .llm import EngineFrontend, ParamsLike, Prompt, _document
+from .outputs import CompletionOutput
+from .request_tracker import StreamOutput
 from .sampling_params import SamplingParams
 
 _kWaitMs = 100          # the pump returns to Python this often (to notice a shutdown)
@@ -158,22 +161,97 @@ class _Dispatcher:
 
 
 class AsyncLLM(EngineFrontend):
-    """A loaded model serving concurrent asyncio requests. Same constructor keywords as eli.LLM."""
+    """A loaded model serving concurrent asyncio requests. Same constructor keywords as eli.LLM;
+    usable as a context manager (`with` or `async with`: shutdown on exit)."""
+
+    _caller = "AsyncLLM"
 
     def __init__(self, model: Optional[str] = None, **kwargs):
         super().__init__(model, **kwargs)
         self._dispatch = _Dispatcher(self._engine)
         self._admit = ThreadPoolExecutor(max_workers=_kAdmitThreads, thread_name_prefix="eli-admit")
         self._ids: dict[Any, int] = {}  # request_id -> engine id, while its generator runs
+        self._groups: dict[Any, list] = {}  # request_id of an n > 1 request -> its completions' ids
+        self._abort_on_admit: set = set()  # request ids aborted while still being admitted
+        self._group_ids = itertools.count()
 
-    async def generate(self, prompt: Prompt, params: Optional[SamplingParams] = None,
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.shutdown()
+
+    async def generate(self, prompt: Prompt, params: ParamsLike = None,
                        request_id: Any = None) -> AsyncIterator[StreamOutput]:
-        """Streams the request's snapshots; the last one has finish_reason set."""
-        params = params or SamplingParams()
-        if request_id is not None and request_id in self._ids:
+        """Streams the request's snapshots; the last one has finish_reason set. params: a
+        SamplingParams, a dict of its fields (over the model's sampling defaults) or None (the
+        model's defaults); max_tokens stops at the context limit with finish_reason "length".
+
+        With params.n > 1 the n completions run concurrently and their snapshots interleave: each
+        snapshot is one completion's (its .outputs holds that one CompletionOutput, whose .index says
+        which); every completion's last snapshot has finish_reason set, and the stream ends when all
+        n have. Without a request_id such a stream carries an internal id ("eli-n", k)."""
+        params = self._check_params(self._params(params))
+        if request_id is not None and (request_id in self._ids or request_id in self._groups):
             raise InvalidRequestError(f"request id {request_id!r} is already running")
         text, ids = self._encode(prompt)
-        engine_params = params.engine_dict(self._extra_eos)
+        if params.n == 1:
+            stream = self._generate_one(text, ids, params, request_id)
+        else:
+            stream = self._generate_n(text, ids, params, request_id)
+        try:
+            async for out in stream:
+                yield out
+        finally:
+            await stream.aclose()
+
+    async def _generate_n(self, text: Optional[str], ids: list[int], params: SamplingParams,
+                          request_id: Any) -> AsyncIterator[StreamOutput]:
+        key = ("eli-n", next(self._group_ids)) if request_id is None else request_id
+        subs = params.completions()
+        sub_ids = [(key, i) for i in range(len(subs))]
+        self._groups[key] = sub_ids
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def pump(i: int, stream) -> None:
+            try:
+                async for snap in stream:
+                    queue.put_nowait((i, snap, None))
+            except asyncio.CancelledError:
+                raise
+            except BaseException as e:  # noqa: BLE001 -- handed to the consumer
+                queue.put_nowait((i, None, e))
+                return
+            queue.put_nowait((i, None, None))
+
+        streams = [self._generate_one(text, ids, sp, sub) for sp, sub in zip(subs, sub_ids)]
+        tasks = [asyncio.ensure_future(pump(i, st)) for i, st in enumerate(streams)]
+        try:
+            remaining = len(tasks)
+            while remaining:
+                i, snap, err = await queue.get()
+                if err is not None:
+                    raise err
+                if snap is None:
+                    remaining -= 1
+                    continue
+                snap.request_id = key
+                snap._completions = [CompletionOutput(i, snap.text, snap.token_ids, snap.logprobs,
+                                                      snap.finish_reason, snap.error)]
+                yield snap
+        finally:
+            # Cancelled completions abort their requests in their own generators' finally.
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for st in streams:
+                await st.aclose()
+            self._groups.pop(key, None)
+            self._abort_on_admit.difference_update(sub_ids)
+
+    async def _generate_one(self, text: Optional[str], ids: list[int], params: SamplingParams,
+                            request_id: Any) -> AsyncIterator[StreamOutput]:
+        engine_params = self._engine_params(ids, params)
         loop = asyncio.get_running_loop()
         route = _Route(loop, asyncio.Queue(), self._dispatch.queued)
         key = object() if request_id is None else request_id
@@ -193,12 +271,16 @@ class AsyncLLM(EngineFrontend):
             # queued nor counted in stream_queued_outputs.
             route.close()
             self._ids.pop(key, None)
+            self._abort_on_admit.discard(key)
             raise
         if request_id is None:
             del self._ids[key]
             key = rid
         self._ids[key] = rid
-        tracker = RequestTracker(key, text, ids, params, self.tokenizer)
+        if key in self._abort_on_admit:  # abort() came while it was being admitted
+            self._abort_on_admit.discard(key)
+            self._engine.abort_request(rid)
+        tracker = self._tracker(key, text, ids, params)
         ended = False  # the engine delivered its final output
         try:
             while not tracker.finished:
@@ -211,7 +293,7 @@ class AsyncLLM(EngineFrontend):
                             self._engine.abort_request(rid)  # a stop string matched: free its blocks now
                     if finish:
                         ended = True
-                        tracker.finish(finish, error)
+                        tracker.finish(finish, user_message(error))
                 yield tracker.snapshot()
         finally:
             route.close()
@@ -227,11 +309,18 @@ class AsyncLLM(EngineFrontend):
         return h
 
     async def abort(self, request_id: Any) -> None:
-        """Ends a running request; its generator yields a final output with finish_reason "abort".
-        Unknown or finished ids are ignored."""
-        rid = self._ids.get(request_id)
-        if rid is not None and rid >= 0:
-            self._engine.abort_request(rid)
+        """Ends a running request (all its completions, also those still being admitted); its
+        generator yields a final output with finish_reason "abort". Unknown or finished ids are
+        ignored."""
+        group = self._groups.get(request_id)
+        for key in group if group is not None else [request_id]:
+            rid = self._ids.get(key)
+            if rid is None and group is None:
+                continue  # unknown or finished
+            if rid is None or rid < 0:
+                self._abort_on_admit.add(key)  # still being admitted: aborted as soon as it has an id
+            else:
+                self._engine.abort_request(rid)
 
     def shutdown(self, drain: bool = False) -> None:
         """Stops the engine: requests in flight end with "abort" (or finish first, with drain);
@@ -245,3 +334,6 @@ class AsyncLLM(EngineFrontend):
         admit = getattr(self, "_admit", None)
         if admit is not None:
             admit.shutdown(wait=False)
+
+
+_document(AsyncLLM, "AsyncLLM")

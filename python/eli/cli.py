@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any, Iterable, Optional, Sequence
 
-from eli import cli_args, hub
+from eli import cli_args, engine_options, hub
 from eli.errors import ModelLoadError, ModelResolutionError
 
 _EXPECTED_ERRORS = (
@@ -77,6 +77,9 @@ _nonneg_int = _int_at_least(0, "an integer >= 0")
 
 
 def _add_model_args(p: argparse.ArgumentParser, *, load: bool = True) -> None:
+    """The model flags, and for commands that load one every engine option of
+    include/eli/engine_options.def (eli.engine_options generates them: one flag per option, the
+    table's bounds checked at parse time, the engine's default shown in the help)."""
     g = p.add_argument_group("model")
     g.add_argument(
         "-m", "--model", default=None, metavar="M",
@@ -89,40 +92,15 @@ def _add_model_args(p: argparse.ArgumentParser, *, load: bool = True) -> None:
     )
     if not load:
         return
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="where to run (default: auto = CUDA when available)")
-    g.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
-                   help="weight dtype; activations stay float32 (default: auto = the checkpoint's "
-                   "float32/float16 on CUDA, else bfloat16; float32 on the CPU unless the "
-                   "checkpoint is bfloat16; float16 needs CUDA)")
-    g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
-                   help="CPU threads (default: engine's choice)")
-    g.add_argument("--gpu-memory-utilization", type=_fraction, default=None, metavar="F",
-                   help="fraction in (0, 1] of the GPU's total memory eli may hold in all: weights, "
-                   "workspaces, KV cache and a fixed headroom; the KV cache gets what is left "
-                   "(default: 0.9; CUDA only)")
-    g.add_argument("--kv-cache-dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
-                   help="KV cache dtype (default: auto = the weights' 16-bit type on CUDA, else "
-                   "float32; bfloat16 and float16 need CUDA, float16 goes with --dtype float16)")
+    engine_options.add_cli_arguments(g, p.add_argument_group("engine"))
 
 
-def _fraction(text: str) -> float:
-    """An argparse type: a number in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got '{text}'") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
-    return value
+def _engine_kwargs(args: argparse.Namespace) -> dict:
+    """The engine options given on the command line; the engine's defaults apply to the rest."""
+    return engine_options.cli_kwargs(args)
 
 
-# Model-loading options passed to the engine only when given (the engine's defaults apply otherwise).
-_MEMORY_OPTIONS = ("gpu_memory_utilization", "kv_cache_dtype")
-
-
-def _memory_kwargs(args: argparse.Namespace) -> dict:
-    return {k: getattr(args, k) for k in _MEMORY_OPTIONS if getattr(args, k, None) is not None}
+_memory_kwargs = _engine_kwargs  # the former name (it passed the memory flags only)
 
 
 def _sampling_defaults() -> dict:
@@ -335,11 +313,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-_ENGINE_OPTIONS = ("block_size", "num_kv_blocks", "kv_cache_bytes", "enable_prefix_caching",
-                   "enable_chunked_prefill", "max_num_seqs", "max_num_batched_tokens", "max_model_len",
-                   "enable_cuda_graphs", "async_scheduling")
-
-
 _SERVE_EXTRA_HINT = ("from an eli checkout: pip install \".[serve]\"; or install its three packages: "
                      "pip install fastapi uvicorn prometheus-client")
 
@@ -417,24 +390,6 @@ def _add_serve_parsers(sub, fmt) -> None:
     net.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                      help="log verbosity; info (the default) logs each request (access log) and the "
                      "periodic stats line, warning only problems")
-    eng = serve.add_argument_group("engine")
-    eng.add_argument("--block-size", type=_positive_int, default=None, metavar="N", help="KV block size (tokens)")
-    eng.add_argument("--num-kv-blocks", type=_positive_int, default=None, metavar="N", help="KV blocks in the pool")
-    eng.add_argument("--kv-cache-bytes", type=_positive_int, default=None, metavar="B", help="KV pool size in bytes")
-    eng.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=None,
-                     help="reuse KV blocks of shared prompt prefixes")
-    eng.add_argument("--enable-chunked-prefill", action=argparse.BooleanOptionalAction, default=None,
-                     help="split long prompts across steps")
-    eng.add_argument("--enable-cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
-                     help="CUDA: replay captured graphs for decode steps (default: on)")
-    eng.add_argument("--async-scheduling", action=argparse.BooleanOptionalAction, default=None,
-                     help="queue the next step before this step's samples reach the host "
-                     "(default: on for GPU models, off on the CPU)")
-    eng.add_argument("--max-num-seqs", type=_positive_int, default=None, metavar="N", help="max running requests")
-    eng.add_argument("--max-num-batched-tokens", type=_positive_int, default=None, metavar="N",
-                     help="max tokens per engine step")
-    eng.add_argument("--max-model-len", type=_positive_int, default=None, metavar="N",
-                     help="context length limit (default: the model's)")
 
     bench = sub.add_parser("bench", formatter_class=fmt, help="benchmarks (bench serve: load-test a server)",
                            description="Benchmarks. `eli bench serve` load-tests an OpenAI-compatible server.")
@@ -495,9 +450,11 @@ def _import_engine(*names: str):
 
 def _load(args: argparse.Namespace, *, progress: bool):
     eli = _import_engine("LLM", "SamplingParams")
+    if hasattr(args, "max_tokens"):
+        _sampling_params(eli, args)  # bad sampling flags (--top-p 2) fail before the model is loaded
     path = hub.resolve_model(args.model, allow_download=not args.offline, progress=progress)
     t0 = time.perf_counter()
-    llm = eli.LLM(path, device=args.device, dtype=args.dtype, n_threads=args.threads, **_memory_kwargs(args))
+    llm = eli.LLM(path, **_engine_kwargs(args))
     return eli, llm, time.perf_counter() - t0
 
 
@@ -818,11 +775,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         eli = _import_engine("AsyncLLM")
         path = hub.resolve_model(args.model, allow_download=not args.offline, progress=True)
-        kwargs = {k: getattr(args, k) for k in _ENGINE_OPTIONS if getattr(args, k) is not None}
-        if args.threads is not None:
-            kwargs["n_threads"] = args.threads
-        kwargs.update(_memory_kwargs(args))
-        llm = eli.AsyncLLM(path, device=args.device, dtype=args.dtype, **kwargs)
+        llm = eli.AsyncLLM(path, **_engine_kwargs(args))
     except BaseException:
         sock.close()
         raise

@@ -1,29 +1,40 @@
-# eli/llm.py: eli.LLM, the offline Python API: load a model, generate (batched), stream, chat,
-# score; and EngineFrontend, the setup it shares with eli.AsyncLLM (async_llm.py). The C++
-# AsyncEngine runs the step loop on its own thread (GIL released); this layer submits requests,
-# reads their outputs, turns text into ids and back, applies stop strings and chat templates.
+# eli/llm.py: eli.LLM, the offline Python API: load a model, generate (batched, n completions per
+# prompt), stream, chat, score; and EngineFrontend, the setup it shares with eli.AsyncLLM
+# (async_llm.py): options, model resolution, the tokenizer, prompt and params checking, chat
+# rendering. The C++ AsyncEngine runs the step loop on its own thread (GIL released); this layer
+# submits requests, reads their outputs, turns text into ids and back, applies stop strings.
 #
 # Invariants: every request added to the engine has delivered its final output (finished or
 # aborted) before a public method returns (or raises), so an exception or a broken-off stream never
 # leaves KV blocks held. Requests are read per id, so interleaved streams and generate calls (or
-# several threads) never take each other's outputs.
+# several threads) never take each other's outputs. Bad input (options, prompts, params, messages)
+# raises InvalidRequestError naming what was wrong before anything reaches the engine.
+#
+# max_tokens is an upper bound, as in vLLM's engine: a request whose prompt leaves fewer tokens in
+# the context stops at the context limit with finish_reason "length"; only a prompt that leaves no
+# room at all is refused. (The OpenAI server refuses an explicit max_tokens past the context, as
+# vLLM's server does; it checks that before calling AsyncLLM.)
 from __future__ import annotations
 
+import collections
+import logging
 import time
-from typing import Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from . import hub
+from . import engine_options, hub
 from .chat_template import render_chat
-from .errors import InvalidRequestError, ModelLoadError
-from .outputs import RequestOutput
+from .errors import InvalidRequestError, ModelLoadError, UnsupportedError, user_message
+from .outputs import CompletionOutput, RequestOutput
 from .request_tracker import RequestTracker
-from .sampling_params import SamplingParams
+from .sampling_params import SamplingParams, describe_defaults, model_sampling_defaults
 from .tokenizer import Tokenizer
 
-Prompt = Union[str, Sequence[int]]
+Prompt = Union[str, Sequence[int], dict]
+ParamsLike = Union[SamplingParams, dict, None]
 _kWaitMs = 100  # output waits return to Python this often, so Ctrl-C is seen
+_log = logging.getLogger("eli")
 
 
 def _native():
@@ -32,134 +43,247 @@ def _native():
     return _eli
 
 
-_KV_CACHE_DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def _memory_config(gpu_memory_utilization, gpu_memory_bytes, kv_cache_dtype) -> dict:
-    """Checks the memory keywords (before any model is resolved or loaded) and returns their engine
-    config entries. The engine checks them again, and what only it knows (bfloat16 KV on the CPU,
-    a budget the GPU cannot give, weights over the budget)."""
-    f = gpu_memory_utilization
-    if isinstance(f, bool) or not isinstance(f, (int, float, np.integer, np.floating)):
-        raise InvalidRequestError(f"gpu_memory_utilization must be a number in (0, 1], got {f!r}")
-    if not 0.0 < float(f) <= 1.0:  # NaN fails too
-        raise InvalidRequestError(
-            f"gpu_memory_utilization must be in (0, 1], got {f} (the fraction of the GPU's total memory "
-            "eli may hold; for an absolute budget pass gpu_memory_bytes)")
-    b = gpu_memory_bytes
-    if b is not None and (isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 0 < int(b) < 2**64):
-        raise InvalidRequestError(f"gpu_memory_bytes must be a positive integer (bytes) or None, got {b!r}")
-    if kv_cache_dtype not in _KV_CACHE_DTYPES:
-        raise InvalidRequestError(
-            f"kv_cache_dtype must be one of {', '.join(_KV_CACHE_DTYPES)}; got {kv_cache_dtype!r}")
-    return {"gpu_memory_utilization": float(f), "gpu_memory_bytes": int(b or 0), "kv_cache_dtype": kv_cache_dtype}
-
-
 def _resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when this build sees a CUDA device, else "cpu"; anything else is passed
-    through ("cpu", "cuda", "cuda:N"; the engine raises a typed error for what it cannot run)."""
-    if device != "auto":
+    """"auto" -> "cuda" when this build sees a CUDA device, else "cpu". A CUDA device this build or
+    machine cannot give is an UnsupportedError saying which (no C++ internals)."""
+    native = _native()
+    if device == "auto":
+        return "cuda" if native.cuda_device_count() > 0 else "cpu"
+    if not device.startswith("cuda"):
         return device
-    return "cuda" if _native().cuda_device_count() > 0 else "cpu"
+    if not native.cuda_compiled():
+        raise UnsupportedError(f"device={device!r}: this build of eli has no CUDA support (it was built for the CPU "
+                               "only); use device='cpu' or 'auto', or reinstall with ELI_CUDA=ON on a machine with nvcc")
+    count = native.cuda_device_count()
+    if count == 0:
+        raise UnsupportedError(f"device={device!r}: no CUDA device is visible (no GPU, no driver, or "
+                               "CUDA_VISIBLE_DEVICES hides them); use device='cpu' or 'auto'")
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        raise UnsupportedError(f"device={device!r}: only {count} CUDA device{'s are' if count > 1 else ' is'} "
+                               f"visible (cuda:0..cuda:{count - 1})")
+    return device
+
+
+def _check_text(text: str, what: str) -> str:
+    """Text that will be tokenized must be valid Unicode (no lone surrogates such as '\\ud800')."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidRequestError(f"{what} is not valid Unicode: a lone surrogate {text[e.start]!r} at index "
+                                  f"{e.start}") from None
+    return text
+
+
+class _NoTokenizer:
+    """Stands in for the tokenizer under skip_tokenizer_init: outputs carry token ids, no text."""
+
+    @staticmethod
+    def decode(ids, skip_special_tokens: bool = True) -> str:
+        return ""
 
 
 class EngineFrontend:
-    """What eli.LLM and eli.AsyncLLM share: model resolution, the engine config, the tokenizer,
-    prompt encoding and chat rendering. The engine is a _eli.AsyncEngine: its own C++ thread runs
-    the step loop; this class only submits, aborts and reads outputs.
+    """What eli.LLM and eli.AsyncLLM share: options, model resolution, the tokenizer, prompt and
+    params checking, chat rendering. The engine is a _eli.AsyncEngine: its own C++ thread runs the
+    step loop; this class only submits, aborts and reads outputs.
 
     model: a Hugging Face directory (config.json + safetensors), a .gguf file, a short name
     ("smollm2") or a Hugging Face repo id; None means the default model (SmolLM2-135M-Instruct).
+    download: fetch a short name or repo id that is not cached (False: local and cached only).
+    progress: show download progress bars.
+    The engine options below come from include/eli/engine_options.def; an unknown keyword, a wrong
+    type or a value out of its bounds is an InvalidRequestError naming it, raised before any model
+    is resolved or loaded. Every failure to open the model is an eli.ModelLoadError.
 
     Memory (CUDA): gpu_memory_utilization is the fraction in (0, 1] of the GPU's total memory eli may
     hold in all (weights, workspaces, KV cache, a fixed headroom), as in vLLM; gpu_memory_bytes, when
     given, is an absolute budget that overrides it. The KV cache gets what the budget leaves (capped
     by max_num_seqs full contexts) unless num_kv_blocks or kv_cache_bytes say otherwise; anything
-    that cannot fit raises eli.OutOfMemoryError at load, with the numbers. kv_cache_dtype: "auto"
-    (on CUDA the weights' 16-bit type, else float32), "float32", "bfloat16" or "float16" (CUDA
-    only; float16 goes with float16 weights only). dtype "auto" keeps an f32 or f16 checkpoint's
-    precision on CUDA and runs bf16 and quantized GGUF ones in bfloat16.
-    self.info["memory"] has the plan (budget, weights, workspace, KV and headroom bytes).
-    enable_cuda_graphs: decode steps replay CUDA graphs captured per batch-size bucket (default);
-    False launches every kernel eagerly (for comparisons and debugging).
-    async_scheduling: queue the next step before this step's samples reach the host, so the GPU
-    never waits for the host (None: on for GPU models, off on the CPU; steps sampling with
-    penalties run one at a time either way). Outputs are identical either way.
+    that cannot fit raises eli.OutOfMemoryError at load, with the numbers. On the CPU the KV cache
+    holds max_num_seqs full contexts, at most 1/8 of the available RAM (at least one context).
+    self.info has the plan (weight_dtype, kv_cache_dtype, num_kv_blocks, memory bytes, threads);
+    self.load_summary says it in one line (also logged to the "eli" logger at INFO).
+    Sampling defaults (generate(params=None), a dict of fields, get_default_sampling_params()): the
+    model's generation_config.json or GGUF general.sampling.* values when it has any, else
+    temperature 0.7, top_p 0.9 (self.default_sampling, self.default_sampling_source).
     """
 
-    def __init__(self, model: Optional[str] = None, *, device: str = "auto", dtype: str = "auto",
-                 n_threads: Optional[int] = None, block_size: int = 16, num_kv_blocks: Optional[int] = None,
-                 kv_cache_bytes: Optional[int] = None, max_num_seqs: int = 64,
-                 max_num_batched_tokens: int = 2048, max_model_len: Optional[int] = None,
-                 enable_chunked_prefill: bool = True, enable_prefix_caching: bool = True,
-                 gpu_memory_utilization: float = 0.9, gpu_memory_bytes: Optional[int] = None,
-                 kv_cache_dtype: str = "auto", enable_cuda_graphs: bool = True,
-                 async_scheduling: Optional[bool] = None,
-                 seed: Optional[int] = None, download: bool = True, progress: bool = True):
-        memory = _memory_config(gpu_memory_utilization, gpu_memory_bytes, kv_cache_dtype)
-        path = hub.resolve_model(model, allow_download=download, progress=progress)
+    _caller = "EngineFrontend"
+
+    def __init__(self, model: Optional[str] = None, *, download: bool = True, progress: bool = True, **options):
+        values = engine_options.engine_values(options, self._caller)
+        for name, v in (("download", download), ("progress", progress)):
+            if not isinstance(v, bool):
+                raise InvalidRequestError(f"{self._caller}(): {name} must be True or False, got {v!r}")
         native = _native()
+        engine_options.check_native(native)
+        values["device"] = _resolve_device(values["device"])
+        path = hub.resolve_model(model, allow_download=download, progress=progress)
         meta = native.inspect_model(path)
         self.model_path = path
-        config = {
-            "model": path,
-            "device": _resolve_device(device),
-            "dtype": dtype,
-            "n_threads": n_threads or 0,
-            "block_size": block_size,
-            "num_kv_blocks": num_kv_blocks or 0,
-            "kv_cache_bytes": kv_cache_bytes or 0,
-            "max_num_seqs": max_num_seqs,
-            "max_num_batched_tokens": max_num_batched_tokens,
-            "max_model_len": max_model_len or 0,
-            "enable_chunked_prefill": enable_chunked_prefill,
-            "enable_prefix_caching": enable_prefix_caching,
-            "enable_cuda_graphs": bool(enable_cuda_graphs),
-            "async_scheduling": -1 if async_scheduling is None else int(bool(async_scheduling)),
-            "seed": seed or 0,
-            **memory,
-        }
-        engine = native.AsyncEngine(config)
+        self.options = values
+        engine = native.AsyncEngine(engine_options.engine_config(path, values))
         try:
             self.info = engine.info()
-            vocab = self.info["spec"]["vocab_size"]
-            try:
-                if meta["format"] == "gguf":
-                    self.tokenizer = Tokenizer.from_gguf_metadata(meta["gguf_metadata"], n_embedding_rows=vocab)
-                else:
-                    self.tokenizer = Tokenizer.from_hf_dir(path, n_embedding_rows=vocab)
-            except ValueError as e:
-                raise ModelLoadError(f"{path}: tokenizer: {e}") from e
+            self.tokenizer = None if values["skip_tokenizer_init"] else self._load_tokenizer(path, meta)
         except BaseException:
             engine.shutdown(False)
             raise
         self._engine = engine
         # EOS ids the tokenizer knows (generation_config.json, GGUF) beyond the model config's.
         spec_eos = set(self.info["spec"]["eos_token_ids"])
-        self._extra_eos = [i for i in self.tokenizer.eos_token_ids if i not in spec_eos]
+        self._extra_eos = [i for i in (self.tokenizer.eos_token_ids if self.tokenizer else []) if i not in spec_eos]
+        self.default_sampling, self.default_sampling_source = model_sampling_defaults(path, meta.get("gguf_metadata"))
+        self.load_summary = self._summary(meta)
+        _log.info("%s", self.load_summary)
+
+    def _load_tokenizer(self, path: str, meta: dict) -> Tokenizer:
+        vocab = self.info["spec"]["vocab_size"]
+        try:
+            if meta["format"] == "gguf":
+                return Tokenizer.from_gguf_metadata(meta["gguf_metadata"], n_embedding_rows=vocab)
+            return Tokenizer.from_hf_dir(path, n_embedding_rows=vocab)
+        except (ValueError, OSError, TypeError) as e:
+            raise ModelLoadError(f"{path}: tokenizer: {e} (to run the model on token ids without a tokenizer, "
+                                 "pass skip_tokenizer_init=True)") from e
+
+    def _summary(self, meta: dict) -> str:
+        info = self.info
+        stored = collections.Counter(t[1] for t in meta.get("tensors", ()) if len(t[2]) == 2).most_common(1)
+        held = info["weight_dtype"]
+        weights = f"{held} (from {stored[0][0]})" if stored and stored[0][0] != held else held
+        kv_mib = info["memory"]["kv_bytes"] / 2**20
+        n = info["num_params"]
+        size = f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
+        return (f"eli: {self.model_path} ({info['format']}, {size} parameters) on "
+                f"{info['device']}: weights {weights}, KV cache {info['kv_cache_dtype']} {info['num_kv_blocks']} "
+                f"blocks x {info['block_size']} tokens ({kv_mib:.0f} MiB), context {info['max_model_len']}, "
+                f"{info['num_threads']} threads; sampling defaults: {describe_defaults(self.default_sampling)} "
+                f"({self.default_sampling_source})")
+
+    # ---- context manager ----------------------------------------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    def shutdown(self, drain: bool = False) -> None:
+        """Stops the engine thread; requests still in flight end with finish_reason "abort"."""
+        self._engine.shutdown(drain)
+
+    # ---- prompts and params -------------------------------------------------------------------
+    def _require_tokenizer(self, what: str) -> Tokenizer:
+        if self.tokenizer is None:
+            raise InvalidRequestError(f"{what} need a tokenizer, but this model was loaded with "
+                                      "skip_tokenizer_init=True; pass token ids (a list of ints) instead")
+        return self.tokenizer
 
     def _encode(self, prompt: Prompt) -> tuple[Optional[str], list[int]]:
+        """(text or None, token ids) of one prompt: a string, a list of token ids, or vLLM's
+        {"prompt": text} / {"prompt_token_ids": ids}."""
+        if isinstance(prompt, dict):
+            keys = set(prompt)
+            if keys == {"prompt"} and isinstance(prompt["prompt"], str):
+                prompt = prompt["prompt"]
+            elif keys == {"prompt_token_ids"} and not isinstance(prompt["prompt_token_ids"], (str, dict)):
+                prompt = prompt["prompt_token_ids"]
+            else:
+                raise InvalidRequestError(f"a dict prompt must be {{'prompt': str}} or {{'prompt_token_ids': [ids]}}, "
+                                          f"got keys {sorted(map(str, keys))}")
         if isinstance(prompt, str):
-            return prompt, self.tokenizer.encode(prompt)
+            tok = self._require_tokenizer("text prompts")
+            return prompt, tok.encode(_check_text(prompt, "the prompt"))
+        if isinstance(prompt, (bytes, bytearray, memoryview)):
+            raise InvalidRequestError("a prompt must be a string or a list of token ids, got bytes (decode it first, "
+                                      "e.g. prompt.decode('utf-8'))")
+        if prompt is None or not isinstance(prompt, (list, tuple, np.ndarray)):
+            raise InvalidRequestError(f"a prompt must be a string or a list of token ids, got {type(prompt).__name__}")
         ids = list(prompt)
         for i in ids:
-            if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
                 raise InvalidRequestError(f"token ids must be integers, got {i!r}")
             if not -(2**31) <= int(i) < 2**31:  # the engine checks the vocabulary range
                 raise InvalidRequestError(f"token id {int(i)} is outside the vocabulary")
         return None, [int(i) for i in ids]
 
+    @staticmethod
+    def _prompt_list(prompts) -> list:
+        """One prompt or a list of prompts -> a list of prompts."""
+        if prompts is None:
+            raise InvalidRequestError("prompts must be a string, a list of token ids, or a list of those; got None")
+        if isinstance(prompts, (str, dict, bytes, bytearray, memoryview)):
+            return [prompts]
+        if isinstance(prompts, np.ndarray):
+            return [prompts] if prompts.ndim == 1 else list(prompts)
+        if isinstance(prompts, (list, tuple)):
+            if prompts and isinstance(prompts[0], (int, np.integer)) and not isinstance(prompts[0], bool):
+                return [prompts]  # one prompt of token ids
+            return list(prompts)
+        if isinstance(prompts, Iterable):
+            return list(prompts)
+        raise InvalidRequestError(f"prompts must be a string, a list of token ids, or a list of those; "
+                                  f"got {type(prompts).__name__}")
+
+    def get_default_sampling_params(self, **overrides) -> SamplingParams:
+        """SamplingParams with the model's sampling defaults (see the class doc), then `overrides`."""
+        return SamplingParams.from_dict(overrides, self.default_sampling)
+
+    def _params(self, params: ParamsLike) -> SamplingParams:
+        """None -> the model's defaults; a dict of SamplingParams fields -> those fields over the
+        model's defaults (as the OpenAI server treats a JSON body); a SamplingParams -> itself."""
+        if params is None:
+            return self.get_default_sampling_params()
+        if isinstance(params, dict):
+            return self.get_default_sampling_params(**params)
+        if isinstance(params, SamplingParams):
+            return params
+        raise InvalidRequestError(f"params must be an eli.SamplingParams, a dict of its fields, or None; "
+                                  f"got {type(params).__name__}")
+
+    def _check_params(self, params: SamplingParams) -> SamplingParams:
+        if params.stop and self.tokenizer is None:
+            self._require_tokenizer("stop strings")
+        return params
+
+    def _engine_params(self, ids: list[int], params: SamplingParams):
+        """The engine's params for one completion: max_tokens capped by the context (finish_reason
+        "length" at the limit); a prompt that leaves no room is an InvalidRequestError."""
+        limit = self.info["max_model_len"]
+        room = limit - len(ids)
+        if ids and room < 1:
+            raise InvalidRequestError(f"the prompt ({len(ids)} tokens) leaves no room to generate within the "
+                                      f"context length of {limit} tokens")
+        return params.engine_params(self._extra_eos, max_tokens=min(params.max_tokens, max(room, 1)))
+
+    def _tracker(self, rid, text: Optional[str], ids: list[int], params: SamplingParams) -> RequestTracker:
+        return RequestTracker(rid, text, ids, params, self.tokenizer or _NoTokenizer())
+
     def chat_prompt_ids(self, messages: list[dict], chat_template: Optional[str] = None,
                         add_generation_prompt: bool = True) -> list[int]:
-        """Renders `messages` with the chat template (the model's unless given) to prompt ids."""
-        tok = self.tokenizer
-        text = render_chat(chat_template or tok.chat_template, messages, add_generation_prompt=add_generation_prompt,
-                           bos_token=tok.bos_token, eos_token=tok.eos_token)
+        """Renders `messages` with the chat template (the model's unless given) to prompt ids. Bad
+        messages (empty, unknown roles, wrong types) and template failures are InvalidRequestError."""
+        tok = self._require_tokenizer("chat messages")
+        if not isinstance(messages, (list, tuple)):
+            raise InvalidRequestError(f"messages must be a list of {{'role': ..., 'content': ...}} dicts, "
+                                      f"got {type(messages).__name__}")
+        if not messages:
+            raise InvalidRequestError("messages is empty: a chat needs at least one message")
+        try:
+            text = render_chat(chat_template or tok.chat_template, list(messages),
+                               add_generation_prompt=add_generation_prompt, bos_token=tok.bos_token,
+                               eos_token=tok.eos_token)
+        except InvalidRequestError:
+            raise
+        except (ValueError, TypeError) as e:
+            raise InvalidRequestError(f"chat messages: {e}") from e
         # The template writes BOS itself where the model wants one.
-        return tok.encode(text, add_special_tokens=False)
+        return tok.encode(_check_text(text, "a chat message"), add_special_tokens=False)
 
     _chat_prompt = chat_prompt_ids
 
+    # ---- engine state ---------------------------------------------------------------------------
     def stats(self) -> dict:
         """Engine counters (KV blocks, running/waiting, preemptions, prefix cache, tokens, steps)."""
         return self._engine.stats()
@@ -174,26 +298,40 @@ class EngineFrontend:
     def score(self, token_ids: Iterable[int]) -> np.ndarray:
         """Logits of every position, float32 of shape (len, vocab) (for parity checks). Runs on the
         engine thread between two steps."""
+        if isinstance(token_ids, (str, bytes, dict)) or token_ids is None:
+            raise InvalidRequestError(f"score() takes a list of token ids, got {type(token_ids).__name__}")
         _, ids = self._encode(list(token_ids))
         return self._engine.score(ids)
 
 
+def _document(cls, caller: str) -> None:
+    """The option keywords in cls's signature and docstring (help(eli.LLM) lists them)."""
+    import inspect
+
+    init = cls.__init__
+    base = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Optional[str]),
+            inspect.Parameter("download", inspect.Parameter.KEYWORD_ONLY, default=True, annotation=bool),
+            inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=True, annotation=bool)]
+    init.__signature__ = inspect.Signature(base + engine_options.signature_parameters())
+    cls.__doc__ = (cls.__doc__ or "") + "\n\n" + EngineFrontend.__doc__ + "\n" + engine_options.docstring()
+
+
 class LLM(EngineFrontend):
-    """A loaded model ready to generate (blocking API). See EngineFrontend for the arguments."""
+    """A loaded model ready to generate (blocking API). Usable as a context manager (`with
+    eli.LLM(...) as llm:` shuts the engine down on exit)."""
+
+    _caller = "LLM"
 
     def __init__(self, model: Optional[str] = None, **kwargs):
         super().__init__(model, **kwargs)
         self.last_stats: dict = {}
 
-    def shutdown(self) -> None:
-        """Stops the engine thread; requests still in flight end with finish_reason "abort"."""
-        self._engine.shutdown(False)
-
     # ---- requests ---------------------------------------------------------------------------
     def _add(self, prompt: Prompt, params: SamplingParams) -> RequestTracker:
         text, ids = self._encode(prompt)
-        rid = self._engine.add_request(ids, params.engine_dict(self._extra_eos))
-        return RequestTracker(rid, text, ids, params, self.tokenizer)
+        rid = self._engine.add_request(ids, self._engine_params(ids, params))
+        return self._tracker(rid, text, ids, params)
 
     def _run(self, trackers: dict[int, RequestTracker]) -> Iterator[RequestTracker]:
         """Reads the tracked requests' outputs until each has its final engine output; yields the
@@ -213,7 +351,7 @@ class LLM(EngineFrontend):
                         if t.add_token(token, logprob, top):
                             engine.abort_request(rid)  # a stop string matched: free its blocks now
                     if finish:
-                        t.finish(finish, error)
+                        t.finish(finish, user_message(error))
                         open_ids.discard(rid)
                     changed[rid] = t
                 yield from changed.values()
@@ -226,37 +364,58 @@ class LLM(EngineFrontend):
                     break
                 for rid, _, _, _, finish, error in outs:
                     if finish:
-                        trackers[rid].finish(finish, error)
+                        trackers[rid].finish(finish, user_message(error))
                         open_ids.discard(rid)
             for t in trackers.values():
                 if not t.finished:
                     t.finish("abort")
 
-    def generate(self, prompts: Union[Prompt, Sequence[Prompt]], params: Union[SamplingParams, Sequence[SamplingParams], None] = None) -> list[RequestOutput]:
-        """Generates for every prompt in one continuous batch; returns outputs in prompt order."""
-        if isinstance(prompts, str) or (isinstance(prompts, Sequence) and prompts and isinstance(prompts[0], (int, np.integer))):
-            prompts = [prompts]
-        prompts = list(prompts)
-        if params is None:
-            params = SamplingParams()
-        plist = list(params) if isinstance(params, Sequence) else [params] * len(prompts)
-        if len(plist) != len(prompts):
-            raise InvalidRequestError(f"{len(plist)} sampling params for {len(prompts)} prompts")
+    def generate(self, prompts: Union[Prompt, Sequence[Prompt]],
+                 params: Union[ParamsLike, Sequence[ParamsLike]] = None) -> list[RequestOutput]:
+        """Generates for every prompt in one continuous batch; returns one RequestOutput per prompt,
+        in prompt order, with params.n completions in .outputs (.text etc. are the first's).
+
+        prompts: a string, a list of token ids, {"prompt": text} / {"prompt_token_ids": ids}, or a
+        list of those. params: a SamplingParams, a dict of its fields (over the model's sampling
+        defaults), None (the model's defaults), or one of those per prompt. max_tokens is an upper
+        bound: a completion stops at the context limit with finish_reason "length"."""
+        prompts = self._prompt_list(prompts)
+        if isinstance(params, (list, tuple)):
+            plist = [self._check_params(self._params(p)) for p in params]
+            if len(plist) != len(prompts):
+                raise InvalidRequestError(f"{len(plist)} sampling params for {len(prompts)} prompts")
+        else:
+            plist = [self._check_params(self._params(params))] * len(prompts)
         encoded = [self._encode(p) for p in prompts]
-        eos = self._extra_eos
-        rids = self._engine.add_requests([ids for _, ids in encoded], [sp.engine_dict(eos) for sp in plist])
-        trackers = {rid: RequestTracker(rid, text, ids, sp, self.tokenizer)
-                    for rid, (text, ids), sp in zip(rids, encoded, plist)}
+        # One engine request per completion: (prompt index, completion index, params).
+        jobs = [(i, c, sp) for i, p in enumerate(plist) for c, sp in enumerate(p.completions())]
+        rids = self._engine.add_requests([encoded[i][1] for i, _, _ in jobs],
+                                         [self._engine_params(encoded[i][1], sp) for i, _, sp in jobs])
+        trackers = {rid: self._tracker(rid, encoded[i][0], encoded[i][1], sp) for rid, (i, _, sp) in zip(rids, jobs)}
         start = time.perf_counter()
         for _ in self._run(trackers):
             pass
         self.last_stats = {"seconds": time.perf_counter() - start,
                            "generated_tokens": sum(len(t.output.token_ids) for t in trackers.values())}
-        return [trackers[rid].result() for rid in rids]
+        per_prompt: list[list] = [[] for _ in prompts]
+        for rid, (i, _, _) in zip(rids, jobs):
+            per_prompt[i].append(trackers[rid].result())
+        results = []
+        for (text, ids), outs in zip(encoded, per_prompt):
+            if len(outs) == 1:
+                results.append(outs[0])
+            else:
+                results.append(RequestOutput.from_completions(outs[0].request_id, text, ids, [
+                    CompletionOutput(c, o.text, o.token_ids, o.logprobs, o.finish_reason, o.error)
+                    for c, o in enumerate(outs)]))
+        return results
 
-    def stream(self, prompt: Prompt, params: Optional[SamplingParams] = None) -> Iterator[str]:
-        """Yields text pieces as they are generated (never broken UTF-8, never part of a stop string)."""
-        params = params or SamplingParams()
+    def stream(self, prompt: Prompt, params: ParamsLike = None) -> Iterator[str]:
+        """Yields text pieces as they are generated (never broken UTF-8, never part of a stop string).
+        One completion (params.n must be 1); self.last_output has the RequestOutput afterwards."""
+        params = self._check_params(self._params(params))
+        if params.n != 1:
+            raise InvalidRequestError(f"stream() yields one completion; n is {params.n} (use generate() for n > 1)")
         t = self._add(prompt, params)
         start = time.perf_counter()
         first = None
@@ -281,11 +440,16 @@ class LLM(EngineFrontend):
         }
         self.last_output = t.result()
 
-    def chat(self, messages: list[dict], params: Optional[SamplingParams] = None, *,
+    def chat(self, messages: list[dict], params: ParamsLike = None, *,
              chat_template: Optional[str] = None) -> RequestOutput:
-        """One assistant reply to `messages` ([{"role": ..., "content": ...}, ...])."""
+        """One assistant reply to `messages` ([{"role": ..., "content": ...}, ...]); params.n
+        replies in .outputs."""
         return self.generate([self._chat_prompt(messages, chat_template)], params)[0]
 
-    def stream_chat(self, messages: list[dict], params: Optional[SamplingParams] = None, *,
+    def stream_chat(self, messages: list[dict], params: ParamsLike = None, *,
                     chat_template: Optional[str] = None) -> Iterator[str]:
+        """As stream(), for one assistant reply to `messages` (checked and rendered at the call)."""
         return self.stream(self._chat_prompt(messages, chat_template), params)
+
+
+_document(LLM, "LLM")

@@ -1,24 +1,66 @@
-# eli/sampling_params.py: SamplingParams, the per-request generation settings (names as in vLLM).
+# eli/sampling_params.py: SamplingParams, the per-request generation settings (names as in vLLM),
+# and the sampling defaults a model brings (generation_config.json, GGUF general.sampling.*).
 #
-# Invariants: validation of numeric fields happens in C++ (validate_sampling_params) so the
-# engine and every front end share one rule set; this class checks only what C++ never sees
-# (stop strings) and the Python types. Bounds on amplifying fields (stop strings, logprobs) are
-# constants here so the server can quote them.
+# Invariants: a SamplingParams that constructed is valid: __post_init__ checks the Python types
+# and what C++ never sees (n, stop strings, None for "no logprobs"), then the numeric rules through
+# the engine's own validate_sampling_params (runtime/engine/sampling_params.cc), so the engine and
+# every front end share one rule set and a bad value fails at construction, not at generate().
+# Every refusal is an InvalidRequestError naming the field. (Fields stay assignable; the engine
+# checks every request again at admission.) Bounds on amplifying fields (n, stop
+# strings, logprobs) are constants here so the server can quote them.
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Optional, Sequence, Union
+import json
+import math
+import numbers
+import os
+import pathlib
+import warnings
+from typing import Any, Optional, Sequence, Union
 
 from .errors import InvalidRequestError
 
 kMaxStopStrings = 64
 kMaxStopStringChars = 512
 kMaxCacheSaltChars = 1024
+kMaxN = 256             # completions per prompt (SamplingParams.n)
+kMaxLogprobs = 20       # include/eli/sampling_params.h kMaxLogprobs
+kMaxStopTokenId = 2**31 - 1
+
+# Sampling when neither the request nor the model says otherwise (see model_sampling_defaults):
+# gentle chat defaults. temperature 0.7 keeps replies varied but coherent, and top_p 0.9 trims the
+# long tail of unlikely tokens that makes small models derail at temperature 1.0; the same ballpark
+# as the defaults chat models ship (Llama 3: 0.6 / 0.9, Qwen2.5: 0.7 / 0.8) and chat front ends use.
+# Raw SamplingParams() keeps vLLM's neutral values (temperature 1.0, top_p 1.0).
+DEFAULT_SAMPLING: dict = {"temperature": 0.7, "top_p": 0.9}
+
+# generation_config.json keys (HF) and GGUF metadata keys that set SamplingParams fields.
+_HF_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+_GGUF_KEYS = {"general.sampling.temp": "temperature", "general.sampling.top_p": "top_p",
+              "general.sampling.top_k": "top_k", "general.sampling.min_p": "min_p",
+              "general.sampling.penalty_repeat": "repetition_penalty"}
+_kMaxGenerationConfigBytes = 1 << 20
+
+
+def _native():
+    from . import _eli  # the compiled engine (lazily: importing eli needs no build)
+
+    return _eli
 
 
 @dataclasses.dataclass
 class SamplingParams:
+    """How one request samples and when it stops (vLLM's fields and defaults).
+
+    n: completions per prompt (LLM.generate / AsyncLLM.generate return or stream all of them;
+    with a seed, completion i uses seed + i). max_tokens: an upper bound; eli.LLM / AsyncLLM stop at
+    the context limit with finish_reason "length" when the prompt leaves fewer tokens. seed: an
+    integer in [0, 2**64) (negative seeds are refused); None draws from the engine's seed.
+    logprobs: None (none) or 0..20 (the sampled token's logprob plus that many top ones).
+    Bad values raise InvalidRequestError at construction, naming the field.
+    """
     max_tokens: int = 16
     temperature: float = 1.0
     top_k: int = 0
@@ -36,8 +78,34 @@ class SamplingParams:
     skip_special_tokens: bool = True
     # Prefix-cache salt (as vLLM's cache_salt): requests with different salts never share KV blocks.
     cache_salt: Optional[str] = None
+    n: int = 1  # last, so that positional arguments keep their meaning (max_tokens first)
 
     def __post_init__(self) -> None:
+        self._check_stop()
+        self.stop_token_ids = [_int("stop_token_ids", i, 0, kMaxStopTokenId) for i in
+                               _seq("stop_token_ids", self.stop_token_ids)]
+        self.n = _int("n", self.n, 1, kMaxN)
+        self.max_tokens = _int("max_tokens", self.max_tokens, -(2**63), 2**63 - 1)
+        self.top_k = _int("top_k", self.top_k, -(2**63), 2**63 - 1)
+        for name in ("temperature", "top_p", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty"):
+            setattr(self, name, _float(name, getattr(self, name)))
+        for name in ("ignore_eos", "include_stop_str_in_output", "skip_special_tokens"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidRequestError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.seed is not None:
+            self.seed = _int("seed", self.seed, 0, 2**64 - 1,
+                             hint=" (an integer in [0, 2**64); negative seeds are not accepted)")
+        if self.logprobs is not None:
+            self.logprobs = _int("logprobs", self.logprobs, 0, kMaxLogprobs,
+                                 hint=" (None for no logprobs; -1 is not a value here)")
+        if self.cache_salt is not None and (not isinstance(self.cache_salt, str) or not self.cache_salt
+                                            or len(self.cache_salt) > kMaxCacheSaltChars):
+            raise InvalidRequestError(f"cache_salt must be a non-empty string of at most {kMaxCacheSaltChars} "
+                                      f"characters")
+        # The numeric rules (ranges, NaN, ...) are the engine's: one rule set for every front end.
+        _native().validate_sampling_params(self.engine_params(), kMaxStopTokenId + 1)
+
+    def _check_stop(self) -> None:
         if isinstance(self.stop, str):
             self.stop = [self.stop]
         if self.stop is not None and not isinstance(self.stop, (list, tuple)):
@@ -50,53 +118,131 @@ class SamplingParams:
                 raise InvalidRequestError(f"stop strings must be non-empty strings, got {s!r}")
             if len(s) > kMaxStopStringChars:
                 raise InvalidRequestError(f"a stop string is {len(s)} characters; the limit is {kMaxStopStringChars}")
-        self.stop_token_ids = [self._int("stop_token_ids", i, 32) for i in (self.stop_token_ids or [])]
-        for name in ("max_tokens", "top_k"):
-            self._int(name, getattr(self, name), 64)
-        for name in ("temperature", "top_p", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise InvalidRequestError(f"{name} must be a number, got {v!r}")
-        if self.seed is not None:
-            self._int("seed", self.seed)
-            if self.seed < 0 or self.seed >= 2**64:
-                raise InvalidRequestError(f"seed must be in [0, 2**64), got {self.seed}")
-        if self.logprobs is not None:
-            self._int("logprobs", self.logprobs, 32)
-        if self.cache_salt is not None and (not isinstance(self.cache_salt, str) or not self.cache_salt
-                                            or len(self.cache_salt) > kMaxCacheSaltChars):
-            raise InvalidRequestError(f"cache_salt must be a non-empty string of at most {kMaxCacheSaltChars} "
-                                      f"characters")
 
-    @staticmethod
-    def _int(name: str, v, bits: int = 64) -> int:
-        # The C++ fields are int32/int64: values past them are invalid requests, not cast errors.
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise InvalidRequestError(f"{name} must be an integer, got {v!r}")
-        if not -(2 ** (bits - 1)) <= v < 2 ** (bits - 1):
-            raise InvalidRequestError(f"{name} {v} is out of range")
-        return v
+    def completions(self) -> list["SamplingParams"]:
+        """The n single-completion params of this request: completion i uses seed + i (mod 2**64)
+        when a seed is set, so the completions differ (as the OpenAI server does)."""
+        if self.n == 1:
+            return [self]
+        out = []
+        for i in range(self.n):
+            seed = None if self.seed is None else (self.seed + i) % 2**64
+            out.append(dataclasses.replace(self, n=1, seed=seed))
+        return out
 
-    def engine_dict(self, extra_stop_ids: Sequence[int] = ()) -> dict:
-        """The dict the C++ engine reads (see python/src/convert.cc)."""
+    def engine_params(self, extra_stop_ids: Sequence[int] = (), max_tokens: Optional[int] = None):
+        """The engine's typed SamplingParams (include/eli/sampling_params.h). `extra_stop_ids` (the
+        tokenizer's EOS ids) apply unless ignore_eos; `max_tokens` overrides the field (the context
+        cap of LLM.generate)."""
         stop_ids = list(self.stop_token_ids or [])
         if not self.ignore_eos:
             stop_ids += [i for i in extra_stop_ids if i not in stop_ids]
-        return {
-            "max_tokens": self.max_tokens,
-            "temperature": float(self.temperature),
-            "top_k": self.top_k,
-            "top_p": float(self.top_p),
-            "min_p": float(self.min_p),
-            "repetition_penalty": float(self.repetition_penalty),
-            "presence_penalty": float(self.presence_penalty),
-            "frequency_penalty": float(self.frequency_penalty),
-            "seed": self.seed,
-            "stop_token_ids": stop_ids,
-            "ignore_eos": self.ignore_eos,
-            "logprobs": -1 if self.logprobs is None else self.logprobs,
-            "cache_salt": _salt64(self.cache_salt),
-        }
+        p = _native().SamplingParams()
+        p.max_tokens = self.max_tokens if max_tokens is None else max_tokens
+        p.temperature = self.temperature
+        p.top_k = self.top_k
+        p.top_p = self.top_p
+        p.min_p = self.min_p
+        p.repetition_penalty = self.repetition_penalty
+        p.presence_penalty = self.presence_penalty
+        p.frequency_penalty = self.frequency_penalty
+        p.has_seed = self.seed is not None
+        p.seed = self.seed or 0
+        p.stop_token_ids = stop_ids
+        p.ignore_eos = self.ignore_eos
+        p.logprobs = -1 if self.logprobs is None else self.logprobs
+        p.cache_salt = _salt64(self.cache_salt)
+        return p
+
+    @classmethod
+    def from_dict(cls, fields: dict, defaults: Optional[dict] = None) -> "SamplingParams":
+        """SamplingParams from a dict of its fields over `defaults` (e.g. the model's); an unknown
+        key is an InvalidRequestError naming it."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        for k in fields:
+            if k not in known:
+                raise InvalidRequestError(f"unknown SamplingParams field {k!r}; the fields are: {', '.join(sorted(known))}")
+        return cls(**{**(defaults or {}), **fields})
+
+
+def _seq(name: str, v) -> list:
+    if v is None:
+        return []
+    if isinstance(v, (str, bytes, dict)) or not hasattr(v, "__iter__"):
+        raise InvalidRequestError(f"{name} must be a list of integers, got {v!r}")
+    return list(v)
+
+
+def _int(name: str, v, lo: int, hi: int, hint: str = "") -> int:
+    # The C++ fields are int32/int64/uint64: values past them are invalid requests, not cast errors.
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise InvalidRequestError(f"{name} must be an integer, got {v!r}")
+    v = int(v)
+    if not lo <= v <= hi:
+        raise InvalidRequestError(f"{name} must be in [{lo}, {hi}], got {v}{hint}")
+    return v
+
+
+def _float(name: str, v) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise InvalidRequestError(f"{name} must be a number, got {v!r}")
+    try:
+        f = float(v)
+    except (OverflowError, ValueError):
+        raise InvalidRequestError(f"{name} must be a finite number, got {v!r}") from None
+    if not math.isfinite(f):
+        raise InvalidRequestError(f"{name} must be a finite number, got {f}")
+    return f
+
+
+# ---- the model's defaults -----------------------------------------------------------------------
+
+def _read_generation_config(model_path: str) -> dict:
+    path = pathlib.Path(model_path) / "generation_config.json"
+    try:
+        if not path.is_file() or path.stat().st_size > _kMaxGenerationConfigBytes:
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def model_sampling_defaults(model_path: Optional[str] = None, gguf_metadata: Optional[dict] = None) -> tuple[dict, str]:
+    """(values, source): the SamplingParams fields a request gets when it does not set them.
+
+    From the model when it has any (an HF directory's generation_config.json: temperature, top_p,
+    top_k, min_p, repetition_penalty; a GGUF's general.sampling.* keys), the rest at SamplingParams'
+    neutral values, as vLLM does; otherwise DEFAULT_SAMPLING ("eli's chat defaults"). Values that
+    would not validate are dropped with a warning."""
+    found: dict[str, Any] = {}
+    source = ""
+    if gguf_metadata:
+        found = {field: gguf_metadata[key] for key, field in _GGUF_KEYS.items() if key in gguf_metadata}
+        source = "GGUF general.sampling.*"
+    elif model_path is not None and os.path.isdir(model_path):
+        gen = _read_generation_config(model_path)
+        found = {k: gen[k] for k in _HF_KEYS if k in gen and gen[k] is not None}
+        source = "generation_config.json"
+    good = {}
+    for k, v in found.items():
+        if k == "top_k" and isinstance(v, float) and v.is_integer():
+            v = int(v)
+        try:
+            SamplingParams(**{k: v})
+        except InvalidRequestError as e:
+            warnings.warn(f"{source}: ignoring {k}={v!r}: {e}", stacklevel=2)
+            continue
+        good[k] = v
+    if not good:
+        return dict(DEFAULT_SAMPLING), "eli's chat defaults"
+    return good, source
+
+
+def describe_defaults(values: Optional[dict] = None) -> str:
+    """'temperature 0.7, top_p 0.9': how --help and logs show sampling defaults."""
+    values = DEFAULT_SAMPLING if values is None else values
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
 
 
 def _salt64(salt: Optional[str]) -> int:

@@ -64,9 +64,7 @@ nb::ndarray<nb::numpy, float, nb::ndim<2>> score(AsyncEngine& e, const std::vect
 }
 
 std::vector<int64_t> add_requests(AsyncEngine& e, const std::vector<std::vector<int32_t>>& prompts,
-                                  const nb::list& params) {
-  std::vector<SamplingParams> ps;
-  for (nb::handle h : params) ps.push_back(sampling_params_from_dict(nb::cast<nb::dict>(h)));
+                                  const std::vector<SamplingParams>& ps) {
   nb::gil_scoped_release release;
   return e.add_requests(prompts, ps);
 }
@@ -88,16 +86,16 @@ nb::dict health(const AsyncEngine& e) {
 void bind_async_engine(nb::module_& m) {
   nb::class_<AsyncEngine>(m, "AsyncEngine")
       .def("__init__",
-           [](AsyncEngine* self, const nb::dict& cfg) {
-             EngineConfig c = engine_config_from_dict(cfg);
+           [](AsyncEngine* self, const EngineConfig& cfg) {
+             EngineConfig c = cfg;
              nb::gil_scoped_release release;
              new (self) AsyncEngine(c);
            },
            "config"_a)
       .def("info", [](const AsyncEngine& e) { return engine_info_to_dict(e.info()); })
       .def("add_request",
-           [](AsyncEngine& e, const std::vector<int32_t>& prompt, const nb::dict& params) {
-             SamplingParams p = sampling_params_from_dict(params);
+           [](AsyncEngine& e, const std::vector<int32_t>& prompt, const SamplingParams& params) {
+             SamplingParams p = params;
              nb::gil_scoped_release release;
              return e.add_request(prompt, p);
            },

@@ -1,6 +1,6 @@
-// python/src/bindings.cc: the _eli extension module. Bindings only translate: Python dicts and
-// lists <-> the C++ structs of include/eli, eli::Error kinds -> Python exception types. Long
-// calls (load, step, score) release the GIL.
+// python/src/bindings.cc: the _eli extension module. Bindings only translate: typed classes (the
+// EngineConfig), dicts and lists <-> the C++ structs of include/eli, eli::Error kinds -> Python
+// exception types. Long calls (load, step, score) release the GIL.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/pair.h>
@@ -56,19 +56,21 @@ NB_MODULE(_eli, m) {
   using namespace eli;
   m.doc() = "eli native engine (implementation detail; use the eli package)";
   register_error_translator();
+  bind_engine_config(m);
+  bind_sampling_params(m);
 
   nb::class_<Engine>(m, "Engine")
       .def("__init__",
-           [](Engine* self, const nb::dict& cfg) {
-             EngineConfig c = engine_config_from_dict(cfg);
+           [](Engine* self, const EngineConfig& cfg) {
+             EngineConfig c = cfg;
              nb::gil_scoped_release release;
              new (self) Engine(c);
            },
            "config"_a)
       .def("info", [](const Engine& e) { return engine_info_to_dict(e.info()); })
       .def("add_request",
-           [](Engine& e, const std::vector<int32_t>& prompt, const nb::dict& params) {
-             return e.add_request(prompt, sampling_params_from_dict(params));
+           [](Engine& e, const std::vector<int32_t>& prompt, const SamplingParams& params) {
+             return e.add_request(prompt, params);
            },
            "prompt"_a, "params"_a)
       .def("abort_request", &Engine::abort_request, "request_id"_a)

@@ -1,6 +1,10 @@
 // python/src/convert.cc: see convert.h.
 #include "python/src/convert.h"
 
+#include <cstdlib>
+#include <string>
+#include <system_error>
+
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
@@ -11,14 +15,10 @@
 #include "runtime/model/model_files.h"
 
 namespace nb = nanobind;
+using namespace nb::literals;
 
 namespace eli {
 namespace {
-
-template <typename T>
-void get(const nb::dict& d, const char* key, T* out) {
-  if (d.contains(key) && !d[key].is_none()) *out = nb::cast<T>(d[key]);
-}
 
 nb::object gguf_value_to_py(const GgufValue& v) {
   switch (v.type) {
@@ -45,6 +45,26 @@ nb::object gguf_value_to_py(const GgufValue& v) {
   }
 }
 
+// eli::Error texts end in " [file.cc:123: check failed: cond]" (runtime/core/error.cc): for bug
+// reports, not for users (nor for HTTP clients). Dropped unless ELI_DEBUG is set (non-empty, not "0").
+std::string user_message(const std::string& text) {
+  const char* debug = std::getenv("ELI_DEBUG");
+  if (debug != nullptr && debug[0] != '\0' && std::string(debug) != "0") return text;
+  if (text.empty() || text.back() != ']') return text;
+  const size_t open = text.rfind(" [");
+  if (open == std::string::npos) return text;
+  // The location is "name.ext:digits" up to a ':' or the closing bracket.
+  const size_t colon = text.find(':', open);
+  if (colon == std::string::npos || colon == open + 2) return text;
+  size_t i = colon + 1;
+  const size_t digits = i;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
+  if (i == digits || (text[i] != ']' && text[i] != ':')) return text;
+  const std::string file = text.substr(open + 2, colon - open - 2);
+  if (file.find('.') == std::string::npos || file.find(' ') != std::string::npos) return text;
+  return text.substr(0, open);
+}
+
 }  // namespace
 
 void register_error_translator() {
@@ -66,53 +86,83 @@ void register_error_translator() {
           break;
         default: cls = "EliError"; break;
       }
-      PyErr_SetString(errors.attr(cls).ptr(), e.what());
+      PyErr_SetString(errors.attr(cls).ptr(), user_message(e.what()).c_str());
+    } catch (const std::system_error& e) {
+      // E.g. a worker thread that could not be created (EAGAIN at the process's thread limit): an
+      // eli error saying what to do, not a bare RuntimeError("Resource temporarily unavailable").
+      nb::object errors = nb::module_::import_("eli.errors");
+      std::string text = std::string("system error: ") + e.what();
+      if (e.code() == std::errc::resource_unavailable_try_again) {
+        text += " (a thread or another system resource could not be created: the process or user limit is "
+                "reached; lower n_threads or raise the limit, e.g. ulimit -u)";
+      }
+      PyErr_SetString(errors.attr("EliError").ptr(), text.c_str());
     }
   });
 }
 
-EngineConfig engine_config_from_dict(const nb::dict& d) {
-  EngineConfig c;
-  get(d, "model", &c.model);
-  get(d, "device", &c.device);
-  get(d, "dtype", &c.dtype);
-  get(d, "n_threads", &c.n_threads);
-  get(d, "block_size", &c.block_size);
-  get(d, "num_kv_blocks", &c.num_kv_blocks);
-  get(d, "kv_cache_bytes", &c.kv_cache_bytes);
-  get(d, "kv_cache_dtype", &c.kv_cache_dtype);
-  get(d, "gpu_memory_utilization", &c.gpu_memory_utilization);
-  get(d, "gpu_memory_bytes", &c.gpu_memory_bytes);
-  get(d, "max_num_seqs", &c.max_num_seqs);
-  get(d, "max_num_batched_tokens", &c.max_num_batched_tokens);
-  get(d, "max_model_len", &c.max_model_len);
-  get(d, "enable_chunked_prefill", &c.enable_chunked_prefill);
-  get(d, "enable_prefix_caching", &c.enable_prefix_caching);
-  get(d, "enable_cuda_graphs", &c.enable_cuda_graphs);
-  get(d, "async_scheduling", &c.async_scheduling);
-  get(d, "seed", &c.seed);
-  return c;
+void bind_engine_config(nb::module_& m) {
+  // EngineConfig as a typed class: one read-write attribute per row of eli/engine_options.def.
+  auto cls = nb::class_<EngineConfig>(m, "EngineConfig",
+                                      "Engine options (include/eli/engine_options.def); eli.LLM fills one.")
+                 .def(nb::init<>())
+                 .def_rw("model", &EngineConfig::model, "HF directory or .gguf file");
+#define ELI_ENGINE_OPTION(KIND, NAME, DEFAULT, MIN, MAX, LIMIT, PY_DEFAULT, CHOICES, FLAG, GROUP, DOC) \
+  cls.def_rw(#NAME, &EngineConfig::NAME, DOC);
+#include "eli/engine_options.def"
+#undef ELI_ENGINE_OPTION
+
+  // The table itself: [{name, kind, default, min, max, limit, choices, doc}] in table order.
+  m.def("engine_options", [] {
+    const EngineConfig defaults;
+    nb::dict by_name;
+#define ELI_ENGINE_OPTION(KIND, NAME, DEFAULT, MIN, MAX, LIMIT, PY_DEFAULT, CHOICES, FLAG, GROUP, DOC) \
+  by_name[#NAME] = nb::cast(defaults.NAME);
+#include "eli/engine_options.def"
+#undef ELI_ENGINE_OPTION
+    nb::list rows;
+    for (const EngineOptionInfo& o : engine_option_infos()) {
+      nb::dict row;
+      row["name"] = o.name;
+      row["kind"] = o.kind;
+      row["default"] = by_name[o.name];
+      row["min"] = o.min;
+      row["max"] = o.max;
+      row["limit"] = o.limit;
+      row["choices"] = o.choices;
+      row["doc"] = o.doc;
+      rows.append(row);
+    }
+    return rows;
+  }, "The engine option table (include/eli/engine_options.def) as a list of dicts.");
+  m.def("hardware_threads", &hardware_threads);
+  m.def("max_threads_per_cpu", [] { return kMaxThreadsPerCpu; });
+  m.def("validate_engine_config", &validate_engine_config, "config"_a,
+        "Checks every option against its bounds (eli.InvalidRequestError naming the first bad one).");
 }
 
-SamplingParams sampling_params_from_dict(const nb::dict& d) {
-  SamplingParams p;
-  get(d, "max_tokens", &p.max_tokens);
-  get(d, "temperature", &p.temperature);
-  get(d, "top_k", &p.top_k);
-  get(d, "top_p", &p.top_p);
-  get(d, "min_p", &p.min_p);
-  get(d, "repetition_penalty", &p.repetition_penalty);
-  get(d, "presence_penalty", &p.presence_penalty);
-  get(d, "frequency_penalty", &p.frequency_penalty);
-  if (d.contains("seed") && !d["seed"].is_none()) {
-    p.seed = nb::cast<uint64_t>(d["seed"]);
-    p.has_seed = true;
-  }
-  get(d, "stop_token_ids", &p.stop_token_ids);
-  get(d, "ignore_eos", &p.ignore_eos);
-  get(d, "logprobs", &p.logprobs);
-  get(d, "cache_salt", &p.cache_salt);
-  return p;
+void bind_sampling_params(nb::module_& m) {
+  // The engine's SamplingParams, typed (eli.SamplingParams.engine_params() fills one after checking
+  // the Python types, so a setter never sees a wrong type).
+  nb::class_<SamplingParams>(m, "SamplingParams", "include/eli/sampling_params.h (eli.SamplingParams builds one)")
+      .def(nb::init<>())
+      .def_rw("max_tokens", &SamplingParams::max_tokens)
+      .def_rw("temperature", &SamplingParams::temperature)
+      .def_rw("top_k", &SamplingParams::top_k)
+      .def_rw("top_p", &SamplingParams::top_p)
+      .def_rw("min_p", &SamplingParams::min_p)
+      .def_rw("repetition_penalty", &SamplingParams::repetition_penalty)
+      .def_rw("presence_penalty", &SamplingParams::presence_penalty)
+      .def_rw("frequency_penalty", &SamplingParams::frequency_penalty)
+      .def_rw("seed", &SamplingParams::seed)
+      .def_rw("has_seed", &SamplingParams::has_seed)
+      .def_rw("stop_token_ids", &SamplingParams::stop_token_ids)
+      .def_rw("ignore_eos", &SamplingParams::ignore_eos)
+      .def_rw("logprobs", &SamplingParams::logprobs)
+      .def_rw("cache_salt", &SamplingParams::cache_salt);
+  m.def("validate_sampling_params", &validate_sampling_params, "params"_a, "vocab_size"_a,
+        "The engine's checks of a request's sampling parameters (eli.InvalidRequestError naming the field).");
+  m.def("max_logprobs", [] { return kMaxLogprobs; });
 }
 
 nb::dict spec_to_dict(const ModelSpec& s) {

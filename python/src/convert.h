@@ -1,5 +1,6 @@
-// python/src/convert.h: conversions between Python objects and eli's C++ structs, and the
-// exception translator. Kept apart from the module definition so each binding stays one line.
+// python/src/convert.h: conversions between Python objects and eli's C++ structs (typed classes
+// for EngineConfig and SamplingParams, dicts for read-only reports), and the exception translator.
+// Kept apart from the module definition so each binding stays one line.
 #pragma once
 
 #include <nanobind/nanobind.h>
@@ -9,8 +10,10 @@
 namespace eli {
 
 void register_error_translator();
-EngineConfig engine_config_from_dict(const nanobind::dict& d);
-SamplingParams sampling_params_from_dict(const nanobind::dict& d);
+// _eli.EngineConfig (typed, one attribute per option), _eli.engine_options(), hardware_threads().
+void bind_engine_config(nanobind::module_& m);
+// _eli.SamplingParams (typed) and _eli.validate_sampling_params().
+void bind_sampling_params(nanobind::module_& m);
 nanobind::dict spec_to_dict(const ModelSpec& s);
 nanobind::dict engine_info_to_dict(const EngineInfo& info);
 nanobind::dict engine_stats_to_dict(const EngineStats& s);

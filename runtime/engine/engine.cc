@@ -126,7 +126,7 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   m.config = config;
   validate_memory_config(config);
   m.seed_rng.seed(config.seed != 0 ? config.seed : std::random_device{}());
-  DeviceId dev = parse_device(config.device);
+  DeviceId dev = parse_device(resolve_device_name(config.device));  // "auto": CUDA when visible
   // create_device throws kNotCompiled for CUDA in a CPU-only build and kDevice for a missing GPU.
   m.device = create_device(dev);
   const bool on_device = dev.kind != DeviceKind::kCPU;

@@ -12,16 +12,30 @@
 
 namespace eli {
 
+namespace {
+
+DType embedding_dtype(const ModelFiles& files) {
+  auto it = files.weights->tensors().find(files.name_of("model.embed_tokens.weight"));
+  return it == files.weights->tensors().end() ? DType::kF32 : it->second.dtype;
+}
+
+// Whether any 2-D tensor (a matrix) is stored block-quantized (a GGUF Q* type).
+bool has_quantized_matrix(const ModelFiles& files) {
+  for (const auto& [name, t] : files.weights->tensors()) {
+    if (t.shape.size() == 2 && dtype_info(t.dtype).is_quantized) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 DType choose_weight_dtype(const std::string& requested, const ModelFiles& files, DeviceId device) {
   if (device.kind == DeviceKind::kCUDA) {
     if (requested.empty() || requested == "auto") {
       // CUDA: the checkpoint's own precision when it is f32 or f16 (as vLLM's "auto"); bf16 for
       // bf16 and for block-quantized GGUF tensors (dequantized at load). f32 activations always.
-      auto it = files.weights->tensors().find(files.name_of("model.embed_tokens.weight"));
-      if (it != files.weights->tensors().end() && (it->second.dtype == DType::kF32 || it->second.dtype == DType::kF16)) {
-        return it->second.dtype;
-      }
-      return DType::kBF16;
+      const DType e = embedding_dtype(files);
+      return e == DType::kF32 || e == DType::kF16 ? e : DType::kBF16;
     }
     DType d = parse_dtype(requested);
     ELI_CHECK_KIND(kUnsupported, d == DType::kF32 || d == DType::kBF16 || d == DType::kF16, "dtype ", requested,
@@ -29,11 +43,12 @@ DType choose_weight_dtype(const std::string& requested, const ModelFiles& files,
     return d;
   }
   if (requested.empty() || requested == "auto") {
-    // CPU: keep bf16 checkpoints in bf16 (half the bytes per token); everything else (f32, f16,
-    // dequantized GGUF blocks) runs in f32, which is exact with respect to the stored values.
-    auto it = files.weights->tensors().find(files.name_of("model.embed_tokens.weight"));
-    if (it != files.weights->tensors().end() && it->second.dtype == DType::kBF16) return DType::kBF16;
-    return DType::kF32;
+    // CPU: bf16 checkpoints stay bf16 (half the bytes per token). Block-quantized GGUF matrices are
+    // dequantized at load (until native quantized kernels exist): bf16 holds them in half the
+    // memory of f32 and decodes faster; its 8-bit mantissa rounds the dequantized values by at most
+    // 2^-8 relative, far below the quantization error itself. f32 and f16 checkpoints run in f32,
+    // exact with respect to the stored values (the CPU has no f16 matrices).
+    return has_quantized_matrix(files) || embedding_dtype(files) == DType::kBF16 ? DType::kBF16 : DType::kF32;
   }
   DType d = parse_dtype(requested);
   if (device.kind == DeviceKind::kCPU && d == DType::kF16) {
@@ -78,6 +93,8 @@ DType choose_kv_cache_dtype(const std::string& requested, DType weight_dtype, De
 }
 
 void validate_memory_config(const EngineConfig& config) {
+  // The Engine's first check: every option against its row of eli/engine_options.def.
+  validate_engine_config(config);
   const double f = config.gpu_memory_utilization;
   // Written so that NaN fails too.
   ELI_CHECK(f > 0.0 && f <= 1.0, "gpu_memory_utilization must be in (0, 1], got ", f,
@@ -146,6 +163,19 @@ uint64_t full_contexts_bytes(const EngineConfig& config, const ModelSpec& spec, 
 }
 
 }  // namespace
+
+uint64_t default_kv_bytes(const EngineConfig& config, const ModelSpec& spec, const KvCacheShape& s,
+                          uint64_t available_bytes) {
+  // What the model needs for max_num_seqs full contexts, capped by a fraction of the memory
+  // available now (never a fixed size: a 135M model gets megabytes, an 8B model gigabytes), but at
+  // least one full context when that fits in half of it (one request of the whole context must run).
+  const uint64_t ctx = static_cast<uint64_t>(config.max_model_len > 0 ? config.max_model_len : model_context_length(spec));
+  const uint64_t per_token = s.bytes_per_block() / static_cast<uint64_t>(s.block_size);
+  const uint64_t one_context = sat_mul(per_token, ctx);
+  const uint64_t want = full_contexts_bytes(config, spec, s);
+  const uint64_t cap = static_cast<uint64_t>(kCpuKvAvailableFraction * static_cast<double>(available_bytes));
+  return std::min({want, std::max(cap, one_context), available_bytes / 2});
+}
 
 std::string MemoryBudget::describe() const {
   std::string s = format_bytes(budget_bytes);
@@ -216,27 +246,22 @@ KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const De
   KvCacheShape& s = plan.shape;
   s = base_kv_shape(config, spec);
   const uint64_t per_block = s.bytes_per_block();
+  const uint64_t avail = device.available_bytes();
   if (config.num_kv_blocks > 0) {
     s.n_blocks = config.num_kv_blocks;
+    const uint64_t need = sat_mul(per_block, static_cast<uint64_t>(s.n_blocks));
+    if (need > avail) {
+      ELI_THROW(kOutOfMemory, "num_kv_blocks ", s.n_blocks, " (", format_bytes(per_block), " each) needs ",
+                format_bytes(need), " but only ", format_bytes(avail), " of memory is available; ask for at most ",
+                avail / per_block, " blocks");
+    }
   } else {
     uint64_t bytes = config.kv_cache_bytes;
-    if (bytes == 0) {
-      // Default: enough for max_num_seqs full contexts, capped at a quarter of available memory
-      // and 4 GiB, and never less than one full context when that fits.
-      const uint64_t ctx = static_cast<uint64_t>(config.max_model_len > 0 ? config.max_model_len : model_context_length(spec));
-      const uint64_t per_token = per_block / static_cast<uint64_t>(s.block_size);
-      const uint64_t want = full_contexts_bytes(config, spec, s);
-      const uint64_t avail = device.available_bytes();
-      if (device.properties().unified_memory) {
-        // Memory shared with the OS and everything else on the host (the CPU): take a modest share.
-        const uint64_t cap = std::min<uint64_t>(avail / 4, uint64_t{4} << 30);
-        bytes = std::min(want, std::max(cap, per_token * ctx));
-        bytes = std::min(bytes, avail / 2);
-      } else {
-        // Not the engine's path for a GPU (plan_device_kv_cache is): half of what is free.
-        bytes = std::min(want, avail / 2);
-      }
+    if (bytes > avail) {
+      ELI_THROW(kOutOfMemory, "kv_cache_bytes ", bytes, " (", format_bytes(bytes), ") is more than the ",
+                format_bytes(avail), " of memory available");
     }
+    if (bytes == 0) bytes = default_kv_bytes(config, spec, s, avail);
     s.n_blocks = static_cast<int64_t>(bytes / per_block);
     ELI_CHECK_KIND(kOutOfMemory, s.n_blocks >= 1, "kv_cache_bytes (", bytes, ") is smaller than one KV block (",
                    per_block, " bytes)");

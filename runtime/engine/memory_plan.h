@@ -13,13 +13,15 @@
 //   The allocator's budget is then budget - headroom + kPoolSlackBytes: an allocation past the plan
 //   (beyond a small slack for buffers that grow with the batch shape) fails with a typed error
 //   instead of reaching the driver's OOM mid-step.
-// CPU (unchanged): min(max_num_seqs full contexts, max(min(avail/4, 4 GiB), one context), avail/2)
-//   unless num_kv_blocks / kv_cache_bytes are given; gpu_memory_* are validated and ignored.
+// CPU: min(max_num_seqs full contexts, max(avail / 8, one context), avail / 2) (default_kv_bytes;
+//   avail is the host's available memory now) unless num_kv_blocks / kv_cache_bytes are given,
+//   which must fit in avail (kOutOfMemory otherwise); gpu_memory_* are validated and ignored.
 //
 // Invariants: max_model_len never exceeds the model's context; a plan never has 0 KV blocks.
-// Weight dtype "auto": CPU keeps bf16 checkpoints in bf16, else f32; CUDA uses f32 for f32
-// checkpoints and bf16 for the rest (bf16, f16, GGUF); float16 is refused on both for now.
-// KV dtype "auto": bf16 on CUDA when the weights are bf16, else f32; the CPU holds f32 only.
+// Weight dtype "auto": the CPU holds bf16 checkpoints and block-quantized GGUF ones (dequantized
+// at load) in bf16, f32 and f16 checkpoints in f32 (it has no f16 matrices); CUDA uses f32 / f16
+// for f32 / f16 checkpoints and bf16 for the rest (bf16, quantized GGUF).
+// KV dtype "auto": the weights' 16-bit type on CUDA, else f32; the CPU holds f32 only.
 #pragma once
 
 #include <cstdint>
@@ -39,7 +41,8 @@ DType choose_weight_dtype(const std::string& requested, const ModelFiles& files,
 // kv_cache_dtype: "auto", "float32"/"f32", "bfloat16"/"bf16". kUnsupported for bf16 on the CPU
 // and for float16; kInvalidArgument for an unknown name.
 DType choose_kv_cache_dtype(const std::string& requested, DType weight_dtype, DeviceId device);
-// Checks gpu_memory_utilization in (0, 1] (kInvalidArgument otherwise), on every device.
+// The Engine's first check: validate_engine_config() (every option against eli/engine_options.def),
+// then gpu_memory_utilization in (0, 1] (kInvalidArgument otherwise), on every device.
 void validate_memory_config(const EngineConfig& config);
 
 // "512 B", "1.5 KiB", "12.3 MiB", "71.23 GiB": how memory figures appear in error messages.
@@ -82,6 +85,12 @@ struct KvPlan {
 };
 // Longest sequence the model supports (max_position, times the factor for dynamic RoPE).
 int64_t model_context_length(const ModelSpec& spec);
+// The share of the available host memory the default CPU KV pool may take.
+constexpr double kCpuKvAvailableFraction = 0.125;
+// The default KV pool size in bytes when neither num_kv_blocks nor kv_cache_bytes is set (see the
+// header comment); `s` gives the bytes per block.
+uint64_t default_kv_bytes(const EngineConfig& config, const ModelSpec& spec, const KvCacheShape& s,
+                          uint64_t available_bytes);
 // The CPU plan (f32 KV; see the header comment).
 KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const Device& device);
 // The device plan, after the weights are uploaded and the workspaces reserved: reads what the

@@ -182,8 +182,8 @@ def test_admission_errors_raise_immediately(alm):
 
     with pytest.raises(eli.InvalidRequestError, match="outside the vocabulary"):
         asyncio.run(first([1, 2, vocab], greedy()))
-    with pytest.raises(eli.InvalidRequestError, match="context length"):
-        asyncio.run(first([1] * 10, greedy(alm.info["max_model_len"])))
+    with pytest.raises(eli.InvalidRequestError, match="context length"):  # the prompt fills the context
+        asyncio.run(first([1] * alm.info["max_model_len"], greedy()))
     with pytest.raises(eli.InvalidRequestError, match="empty"):
         asyncio.run(first([], greedy()))
     with pytest.raises(ValueError, match="temperature"):
