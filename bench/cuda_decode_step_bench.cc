@@ -1,12 +1,13 @@
 // bench/cuda_decode_step_bench.cc: where the GPU time of one bf16 decode step goes. It replays the
-// kernel sequence of Transformer::enqueue_mixed through the kernel registry, i.e. the production
+// kernel sequence of the Llama forward (runtime/model/blocks.cc on a 16-bit CUDA model) through the
+// kernel registry, i.e. the production
 // kernels, on random weights of a model shape (Llama-3.2-1B, Llama-3.1-8B), for B sequences at a
 // context length each, captured as one CUDA graph per step the way the engine runs decode:
 // - B <= kGemvMaxRows (the GEMV route): embedding; per layer fused-norm GEMV qkv, RoPE + KV write,
 //   split-K paged attention, GEMV o (+= residual), GEMV gate/up + SwiGLU, GEMV down (+= residual);
 //   row gather, fused-norm GEMV lm_head; sampling (greedy);
 // - larger B (the GEMM route, offline throughput): NormCast + cuBLASLt GEMM for qkv, RoPE + KV
-//   write, attention, GEMM o (beta 1), NormCast + GEMM gate/up (bf16 out) + SwigluCast + GEMM down
+//   write, attention, GEMM o (beta 1), NormCast + GEMM gate/up (bf16 out) + GatedAct + GEMM down
 //   (beta 1); row gather, NormCast + GEMM lm_head; sampling.
 //
 // It prints the step time of the full sequence and of variants that leave one kind of kernel out;
@@ -52,7 +53,7 @@ struct Shape {
 // Which kernels a variant enqueues.
 struct Parts {
   bool embed = true, qkv = true, rope = true, attn = true, o = true, mlp = true, head = true, sample = true;
-  bool casts = true;  // GEMM route: NormCast and SwigluCast
+  bool casts = true;  // GEMM route: NormCast and GatedAct
 };
 
 __global__ void fill_bf16_kernel(uint16_t* p, size_t n, uint32_t seed) {
@@ -255,7 +256,8 @@ Model make_model(const Shape& s, int64_t batch, int64_t ctx) {
   return m;
 }
 
-// Transformer::enqueue_mixed for a pure decode step of m.batch sequences (keep in step with it).
+// the Llama forward (runtime/model/blocks.cc) for a pure decode step of m.batch sequences (keep in
+// step with it; driving the ModelRunner itself is the next step for this bench).
 void enqueue_step(const Model& m, const Parts& parts, cudaStream_t stream) {
   const Shape& s = m.s;
   const int64_t H = s.hidden, I = s.inter, nh = s.n_heads, nkv = s.n_kv_heads, hd = s.head_dim, B = m.batch;
@@ -276,7 +278,7 @@ void enqueue_step(const Model& m, const Parts& parts, cudaStream_t stream) {
     a.out_stride = swiglu ? n / 2 : n;
     a.x_stride = k;
     a.norm_eps = 1e-5f;
-    a.swiglu = swiglu;
+    a.gated = swiglu ? GatedAct::kSilu : GatedAct::kNone;
     a.accumulate = accumulate;
     k_gemv.fn(&a, ctx);
   };
@@ -391,8 +393,8 @@ void enqueue_step(const Model& m, const Parts& parts, cudaStream_t stream) {
         norm_cast(m.x, L.mlp_norm);
         gemm(m.gate_up, DType::kBF16, m.hb, L.gate_up, 2 * I, H, false);
         if (parts.casts) {
-          SwigluCastArgs sa{m.act_bf16, m.gate_up, B, I, I, 2 * I, DType::kBF16};
-          get_kernel(Op::kSwigluCast, DeviceKind::kCUDA, DType::kF32).fn(&sa, ctx);
+          GatedActArgs sa{m.act_bf16, m.gate_up, B, I, I, 2 * I, DType::kBF16, GatedAct::kSilu};
+          get_kernel(Op::kGatedAct, DeviceKind::kCUDA, DType::kF32).fn(&sa, ctx);
         }
         gemm(m.x, DType::kF32, m.act_bf16, L.down, H, I, true);
       }

@@ -1,9 +1,9 @@
 // runtime/kv/kv_cache.h: the storage of the paged KV cache of one model on one device.
 //
 // Layout per layer: k, v: (n_blocks, block_size, n_kv_heads, head_dim) in shape.dtype (f32 on the
-// CPU; f32 or bf16 on CUDA), in the memory of the
-// Device it was made with (host RAM for the CPU, device memory for CUDA: then k()/v() are device
-// pointers, for kernels only). Device storage starts zeroed.
+// CPU; f32, bf16 or f16 on CUDA), in the memory of the Device it was made with (host RAM for the
+// CPU, device memory for CUDA: then k()/v() are device pointers, for kernels only). Device storage
+// starts zeroed.
 // Block ids index the first dimension and mean the same on every tier (GPU, host).
 // Invariants: storage is allocated once at construction (sized by the memory planner) and never
 // grows; the BlockPool that hands out ids lives beside it in the engine.
