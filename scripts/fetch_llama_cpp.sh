@@ -7,7 +7,8 @@
 # The tree is trimmed to what the CUDA build of llama-bench / llama-batched-bench needs (ggml with
 # its CPU and CUDA backends, src/, include/, common/, tools/llama-bench, tools/batched-bench,
 # gguf-py/ for the GGUF writer) so that it fits the device call's carry (64 MiB with the repo).
-# Re-running replaces peers/llama.cpp.
+# Re-running replaces peers/llama.cpp. Works from a fresh clone: the download runs in a private venv
+# (pip's metadata step needs scikit-build-core, which the system Python need not have).
 #   usage: scripts/fetch_llama_cpp.sh [version, default 0.3.36]
 set -euo pipefail
 
@@ -17,9 +18,15 @@ DEST="$ROOT/peers/llama.cpp"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
-echo "== pip download llama-cpp-python==$VERSION (sdist)"
-python3 -m pip download --no-deps --no-binary :all: --no-build-isolation -d "$TMP" \
-  "llama-cpp-python==$VERSION" >"$TMP/pip.log" 2>&1 || { cat "$TMP/pip.log"; exit 1; }
+# pip download of an sdist prepares its metadata, which runs the sdist's build backend
+# (scikit-build-core) even with --no-deps: a private venv holds it, so a fresh machine needs
+# nothing but python3 with venv and pip (and the package index pip is configured for).
+echo "== pip download llama-cpp-python==$VERSION (sdist), in a private venv with scikit-build-core"
+python3 -m venv "$TMP/venv" >"$TMP/venv.log" 2>&1 || { cat "$TMP/venv.log"; exit 1; }
+"$TMP/venv/bin/python" -m pip install --quiet --disable-pip-version-check scikit-build-core >"$TMP/pip.log" 2>&1 ||
+  { cat "$TMP/pip.log"; exit 1; }
+"$TMP/venv/bin/python" -m pip download --disable-pip-version-check --no-deps --no-binary :all: \
+  --no-build-isolation -d "$TMP" "llama-cpp-python==$VERSION" >>"$TMP/pip.log" 2>&1 || { cat "$TMP/pip.log"; exit 1; }
 SDIST="$(ls "$TMP"/llama_cpp_python-*.tar.gz 2>/dev/null | head -1)"
 [ -n "$SDIST" ] || { echo "no sdist downloaded"; cat "$TMP/pip.log"; exit 1; }
 echo "   $SDIST ($(du -h "$SDIST" | cut -f1))"

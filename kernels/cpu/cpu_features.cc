@@ -1,10 +1,12 @@
 // kernels/cpu/cpu_features.cc: see cpu_features.h. Uses __builtin_cpu_supports for the CPU side
-// and CPUID.OSXSAVE + XGETBV(0) for the OS side.
+// and CPUID.OSXSAVE + XGETBV(0) for the OS side, then applies the ELI_CPU_ISA cap.
 #include "kernels/cpu/cpu_features.h"
 
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+
+#include "eli/error.h"
 
 #if defined(ELI_X86) && (defined(__x86_64__) || defined(__i386__))
 #include <cpuid.h>
@@ -26,10 +28,8 @@ uint64_t os_xcr0() {
 }
 #endif
 
-CpuFeatures probe() {
+CpuFeatures probe_hardware() {
   CpuFeatures f;
-  const char* off = std::getenv("ELI_CPU_NO_SIMD");
-  if (off != nullptr && std::strcmp(off, "1") == 0) return f;
 #ifdef ELI_CPU_PROBE_X86
   __builtin_cpu_init();
   const uint64_t xcr0 = os_xcr0();
@@ -44,7 +44,31 @@ CpuFeatures probe() {
   return f;
 }
 
+CpuFeatures probe() {
+  const char* off = std::getenv("ELI_CPU_NO_SIMD");
+  if (off != nullptr && std::strcmp(off, "1") == 0) return CpuFeatures{};
+  return cap_cpu_features(cpu_hardware_features(), std::getenv("ELI_CPU_ISA"));
+}
+
 }  // namespace
+
+CpuFeatures cap_cpu_features(CpuFeatures hw, const char* isa) {
+  if (isa == nullptr || *isa == '\0' || std::strcmp(isa, "native") == 0 || std::strcmp(isa, "avx512") == 0) {
+    return hw;
+  }
+  if (std::strcmp(isa, "avx2") == 0) {
+    hw.avx512 = false;
+    return hw;
+  }
+  if (std::strcmp(isa, "generic") == 0) return CpuFeatures{};
+  ELI_THROW(kInvalidArgument, "ELI_CPU_ISA=", isa,
+            ": expected generic, avx2 or avx512 (the highest instruction set the CPU kernels may use), or native");
+}
+
+const CpuFeatures& cpu_hardware_features() {
+  static const CpuFeatures kFeatures = probe_hardware();
+  return kFeatures;
+}
 
 const CpuFeatures& cpu_features() {
   static const CpuFeatures kFeatures = probe();

@@ -1,7 +1,7 @@
 // kernels/cuda/attention_bf16.cuh: shared pieces of the 16-bit-KV-cache attention kernels, bf16
-// or f16 (IEEE half) caches (attention_bf16.cu: host dispatch; attention_decode.cu: split-K decode
-// whose last CTA per query chunk combines the splits; attention_prefill.cu: tensor-core prefill).
-// Internal to those three files.
+// or f16 (IEEE half) caches (attention_bf16.cu: host dispatch; attention_decode*.cu{,h}: split-K
+// decode whose last CTA per query chunk combines the splits; attention_prefill.cu: tensor-core
+// prefill). Internal to those files.
 //
 // Every kernel, launcher and Params<T> is a template on the cache's element type T
 // (__nv_bfloat16 or __half), whose per-type pieces live in HalfTraits<T>; exactly those two are
@@ -237,7 +237,8 @@ constexpr int64_t kDecodeSlotCounters = 8192;
 int decode_counter_slot(const void* workspace);
 // One kernel, grid (n_splits, nkv * n_qchunks, n_seqs); with n_splits > 1 the partials go to the
 // workspace and the last CTA of each query chunk to finish combines them into out. T is the cache
-// type (instantiated for __nv_bfloat16 and __half in attention_decode.cu).
+// type (instantiated for __nv_bfloat16 and __half in attention_decode.cu, its kernels per head-dim
+// layout in attention_decode_<type>_<layout>.cu).
 template <typename T>
 void launch_decode(const Params<T>& p, int qmax, cudaStream_t stream);
 // CTAs of the decode kernel launch_decode<T> would pick that fit on one SM at once.

@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "eli/error.h"
+#include "runtime/device/cuda/cublaslt_dynamic.h"
 #include "runtime/device/cuda/cuda_check.h"
 #include "runtime/device/cuda/cuda_memory_pool.h"
 #include "runtime/device/cuda/cuda_stream.h"
@@ -151,6 +152,7 @@ std::unique_ptr<Device> create_cuda_device(int index, const DeviceOptions& optio
   const int n = cuda_device_count();
   ELI_CHECK_KIND(kDevice, index >= 0 && index < n, "cuda:", index, " does not exist (", n,
                  " CUDA device", n == 1 ? "" : "s", " visible)");
+  cuda::require_cublaslt();  // loaded at run time: a clear error now, not at the first GEMM
   return std::make_unique<CudaDevice>(index, options);
 }
 

@@ -1,0 +1,100 @@
+# cmake/cuda_detect.cmake: decides whether this build compiles the CUDA backend, and for which
+# architectures, from ELI_CUDA / ELI_CUDA_ARCHS and the machine (checked at configure time):
+#   ELI_CUDA=OFF   no CUDA;
+#   ELI_CUDA=AUTO  CUDA only when a GPU is visible (`nvidia-smi -L` lists one, or
+#                  /proc/driver/nvidia/gpus/ has one) and nvcc is found: a CPU-only machine builds
+#                  fast even with the toolkit installed;
+#   ELI_CUDA=ON    CUDA, GPU or not (CI compiles it this way); no nvcc is an error.
+# Architectures: ELI_CUDA_ARCHS when set; else the visible GPUs' compute capabilities
+# (`nvidia-smi --query-gpu=compute_cap`); else 80;86;87;89;90 (A100 .. H100).
+# Invariant: the result depends only on the machine and the two options, never on the build
+# environment (pip's isolated environments), so repeated builds keep their flags.
+
+set(ELI_CUDA_ARCHS_FALLBACK "80;86;87;89;90")
+
+# out_visible: TRUE when a GPU is visible; out_archs: their architectures ("" when unknown).
+function(eli_probe_gpus out_visible out_archs)
+  set(visible FALSE)
+  set(archs "")
+  find_program(ELI_NVIDIA_SMI nvidia-smi)
+  mark_as_advanced(ELI_NVIDIA_SMI)
+  if(ELI_NVIDIA_SMI)
+    execute_process(COMMAND "${ELI_NVIDIA_SMI}" -L RESULT_VARIABLE rc OUTPUT_VARIABLE listing
+      ERROR_QUIET TIMEOUT 30)
+    if(rc EQUAL 0 AND listing MATCHES "GPU [0-9]+:")
+      set(visible TRUE)
+      execute_process(COMMAND "${ELI_NVIDIA_SMI}" --query-gpu=compute_cap --format=csv,noheader
+        RESULT_VARIABLE rc OUTPUT_VARIABLE caps ERROR_QUIET TIMEOUT 30)
+      if(rc EQUAL 0)
+        string(REPLACE "\n" ";" caps "${caps}")
+        foreach(cap IN LISTS caps)
+          string(STRIP "${cap}" cap)
+          if(cap MATCHES "^([0-9]+)\\.([0-9]+)$")
+            list(APPEND archs "${CMAKE_MATCH_1}${CMAKE_MATCH_2}")
+          endif()
+        endforeach()
+        list(REMOVE_DUPLICATES archs)
+        list(SORT archs COMPARE NATURAL)
+      endif()
+    endif()
+  endif()
+  if(NOT visible)
+    file(GLOB gpus /proc/driver/nvidia/gpus/*)
+    if(gpus)
+      set(visible TRUE)
+    endif()
+  endif()
+  set(${out_visible} ${visible} PARENT_SCOPE)
+  set(${out_archs} "${archs}" PARENT_SCOPE)
+endfunction()
+
+# out_enabled: TRUE when CUDA is built; out_archs: the architectures (when enabled).
+function(eli_resolve_cuda out_enabled out_archs)
+  set(enabled FALSE)
+  set(archs "")
+  set(why "ELI_CUDA=OFF")
+  if(NOT ELI_CUDA MATCHES "^(AUTO|ON|OFF)$")
+    message(FATAL_ERROR "ELI_CUDA=${ELI_CUDA}: expected AUTO, ON or OFF")
+  endif()
+  if(NOT ELI_CUDA STREQUAL "OFF")
+    eli_probe_gpus(gpu_visible gpu_archs)
+    if(ELI_CUDA STREQUAL "AUTO" AND NOT gpu_visible)
+      set(why "ELI_CUDA=AUTO and no GPU is visible; ELI_CUDA=ON builds it anyway")
+    else()
+      if(NOT DEFINED CMAKE_CUDA_COMPILER)
+        find_program(ELI_NVCC nvcc HINTS ENV CUDA_HOME ENV CUDA_PATH /usr/local/cuda PATH_SUFFIXES bin)
+        mark_as_advanced(ELI_NVCC)
+        if(ELI_NVCC)
+          set(CMAKE_CUDA_COMPILER "${ELI_NVCC}" CACHE FILEPATH "CUDA compiler")
+        endif()
+      endif()
+      include(CheckLanguage)
+      check_language(CUDA)
+      if(CMAKE_CUDA_COMPILER)
+        set(enabled TRUE)
+        if(NOT ELI_CUDA_ARCHS STREQUAL "")
+          set(archs "${ELI_CUDA_ARCHS}")
+          set(why "ELI_CUDA=${ELI_CUDA}, architectures from ELI_CUDA_ARCHS")
+        elseif(gpu_archs)
+          set(archs "${gpu_archs}")
+          set(why "ELI_CUDA=${ELI_CUDA}, architectures of the visible GPUs")
+        else()
+          set(archs "${ELI_CUDA_ARCHS_FALLBACK}")
+          set(why "ELI_CUDA=${ELI_CUDA}, no GPU architecture found: the default list (ELI_CUDA_ARCHS=90 builds one)")
+        endif()
+      elseif(ELI_CUDA STREQUAL "ON")
+        message(FATAL_ERROR "ELI_CUDA=ON but no CUDA compiler (nvcc) was found: install the CUDA toolkit, "
+                            "put nvcc on PATH or set CUDA_HOME, or build with ELI_CUDA=OFF")
+      else()
+        set(why "ELI_CUDA=AUTO: a GPU is visible but nvcc was not found (install the CUDA toolkit)")
+      endif()
+    endif()
+  endif()
+  if(enabled)
+    message(STATUS "eli: CUDA backend ON for sm_${archs} (${why})")
+  else()
+    message(STATUS "eli: CUDA backend OFF (${why})")
+  endif()
+  set(${out_enabled} ${enabled} PARENT_SCOPE)
+  set(${out_archs} "${archs}" PARENT_SCOPE)
+endfunction()

@@ -1,0 +1,7 @@
+// kernels/cuda/attention_decode_f16_hd64.cu: the split-K decode attention kernels for f16 KV caches
+// with head_dim <= 64 (16-byte loads, 8 lanes per kv row). One (cache type, layout) per file, so
+// that the kernels compile in parallel (the kernel: attention_decode_kernel.cuh; the dispatch:
+// attention_decode.cu).
+#include "kernels/cuda/attention_decode_kernel.cuh"
+
+ELI_DECODE_INSTANTIATE(__half, 8, true)
