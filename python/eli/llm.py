@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from . import hub
-from .chat_template import render_chat
+from .chat_template import render_chat_ids
 from .errors import InvalidRequestError, ModelLoadError
 from .outputs import RequestOutput
 from .request_tracker import RequestTracker
@@ -151,12 +151,11 @@ class EngineFrontend:
 
     def chat_prompt_ids(self, messages: list[dict], chat_template: Optional[str] = None,
                         add_generation_prompt: bool = True) -> list[int]:
-        """Renders `messages` with the chat template (the model's unless given) to prompt ids."""
-        tok = self.tokenizer
-        text = render_chat(chat_template or tok.chat_template, messages, add_generation_prompt=add_generation_prompt,
-                           bos_token=tok.bos_token, eos_token=tok.eos_token)
+        """Renders `messages` with the chat template (the model's unless given) to prompt ids; user
+        text never becomes special tokens (eli.chat_template.render_chat_ids)."""
         # The template writes BOS itself where the model wants one.
-        return tok.encode(text, add_special_tokens=False)
+        template = None if chat_template is None or chat_template == "" else chat_template
+        return render_chat_ids(self.tokenizer, template, messages, add_generation_prompt=add_generation_prompt)
 
     _chat_prompt = chat_prompt_ids
 
