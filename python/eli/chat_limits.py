@@ -13,8 +13,9 @@
 #     size is computed from the operands first (repetition, join, replace, padding, formatting);
 #   - integers stay under kMaxIntBits bits (checked before '*' and '**');
 #   - widths, precisions and padding sizes are at most kMaxPaddingArg;
-#   - sorting-like filters take at most kMaxSortItems items; text helpers (wordwrap, urlize, ...)
-#     at most kMaxTextFilterChars characters;
+#   - sorting-like filters take at most kMaxSortItems items; text helpers (urlize, title, ...) at
+#     most kMaxTextFilterChars characters, wordwrap kMaxWrapChars, striptags length x tags at most
+#     kMaxQuadraticWork (pure-Python loops that no tracer or hook can interrupt);
 #   - the wall-clock deadline is checked on every hook call (and every traced template line).
 # RenderState carries the limits of the render running on this thread; the sandbox hooks
 # (chat_sandbox.py) call the check_* functions here. A breach raises Budget, which the renderer turns
@@ -40,7 +41,9 @@ kMaxTemplateTokens = 32768  # Jinja lexer tokens; bounds parse + compile time (L
 kMaxPaddingArg = 1 << 16  # widths, precisions, counts
 kMaxIntBits = 1 << 14  # ~4900 decimal digits; Python refuses to print more than 4300 anyway
 kMaxSortItems = 100_000
-kMaxTextFilterChars = 256 * 1024  # wordwrap, urlize, striptags, pprint: pure-Python or regex heavy
+kMaxTextFilterChars = 256 * 1024  # urlize, striptags, title, pprint: pure-Python or regex heavy
+kMaxWrapChars = 16 * 1024  # wordwrap: textwrap copies the rest of a long word per line (quadratic)
+kMaxQuadraticWork = 1 << 28  # striptags removes one tag per copy of the text: length x tags
 kMaxGrowth = 16  # largest result/operand size ratio of the operations checked only afterwards
 kMaxValueDepth = 64
 kMaxMacroDepth = 64
@@ -293,6 +296,9 @@ def check_str_method(s: str, name: str, args: tuple, kwargs: dict, st: RenderSta
         st.check_len(len(s) * max(tab, 1), "an expandtabs() result")
     elif name == "join":
         return  # checked by the caller on the materialized items (check_join)
+    elif name == "striptags":  # Markup.striptags: one copy of the text per tag removed
+        if len(s) * (s.count("<") + 1) > kMaxQuadraticWork:
+            raise Budget("striptags() of a text with this many tags would take too long")
     elif name == "replace":
         old, new = (list(args) + [None, None])[:2]
         if isinstance(old, str) and isinstance(new, str):

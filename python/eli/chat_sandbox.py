@@ -131,7 +131,7 @@ def _pre_indent(value, args, kwargs, st):
 
 def _pre_wordwrap(value, args, kwargs, st):
     s = value if isinstance(value, str) else ""
-    _check_items(len(s), limits.kMaxTextFilterChars, "wordwrap() of a text")
+    _check_items(len(s), limits.kMaxWrapChars, "wordwrap() of a text")
     names = ("width", "break_long_words", "wrapstring", "break_on_hyphens")
     opts = dict(zip(names, args), **kwargs)
     width = opts.get("width", 79)
@@ -153,6 +153,8 @@ def _pre_text(name):
     def check(value, args, kwargs, st):
         if isinstance(value, str):
             _check_items(len(value), limits.kMaxTextFilterChars, f"{name}() of a text")
+            if name == "striptags" and len(value) * (value.count("<") + 1) > limits.kMaxQuadraticWork:
+                raise Budget("striptags() of a text with this many tags would take too long")
         elif name == "pprint":
             limits.repr_len_bound(value, st, limits.kMaxTextFilterChars)
     return check
@@ -420,7 +422,9 @@ class SafeEnv(ImmutableSandboxedEnvironment):
             limits.check_lipsum(args, kwargs)
         elif __obj is _strftime_now and _tainted((args, kwargs), st):
             return taint.full(__context.call(__obj, *args, **kwargs))
-        return __context.call(__obj, *args, **kwargs)
+        rv = __context.call(__obj, *args, **kwargs)
+        st.account(rv)
+        return rv
 
     def _call_str_method(self, context, fn, owner: str, name: str, args, kwargs, st):
         owner = _norm(owner, st)
