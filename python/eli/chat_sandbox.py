@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import datetime
+import string
 import types
 from typing import Any
 
@@ -126,7 +127,8 @@ def _pre_indent(value, args, kwargs, st):
     prefix = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
     if isinstance(width, int) and width > limits.kMaxPaddingArg:
         raise Budget(f"indent width {width} is over the limit of {limits.kMaxPaddingArg}")
-    st.check_len(len(s) + (s.count("\n") + 2) * prefix, "an indent() result")
+    lines = len(s.splitlines()) + 2  # every line boundary str.splitlines knows (\r, \x1c, \u2028, ...)
+    st.check_len(len(s) + lines * prefix, "an indent() result")
 
 
 def _pre_wordwrap(value, args, kwargs, st):
@@ -296,11 +298,9 @@ def _brace_format(call, fmt: str, args: tuple, kwargs: dict, st: limits.RenderSt
         return call(*args, **kwargs)
     if taint.spans_of(fmt):
         return taint.full(call(*args, **kwargs))
-    import string
-
-    try:
-        plain = all(not spec and not conv for _, field, spec, conv in string.Formatter().parse(fmt)
-                    if field is not None)
+    try:  # exact only for bare fields ({}, {0}, {name}): the argument's text appears unchanged
+        plain = all(not spec and not conv and (field == "" or field.isdigit() or field.isidentifier())
+                    for _, field, spec, conv in string.Formatter().parse(fmt) if field is not None)
     except ValueError:
         plain = False
     values = list(args) + list(kwargs.values())

@@ -14,6 +14,14 @@
 # User text is data (RELIABILITY item 16): every string of the messages and of the template variables
 # is tracked through the render (chat_taint.py); the tokenizer then parses special tokens only in
 # the template's own text (Tokenizer.encode_chat), so a user who types "<|im_end|>" gets text.
+# Tokenization versus transformers' apply_chat_template + encode: identical ids whenever no special
+# token overlaps user text (every ordinary chat; tested on SmolLM2's template against the committed
+# transformers ids). When one does, transformers would emit the control token; we emit the text's
+# ordinary tokens instead, and only the section between the surrounding template special tokens is
+# affected (it is encoded as the whole-text encode splits it, so BPE merges across the user/template
+# boundary inside that section are the same as for any text; nothing else changes). "Special" means
+# the tokenizer's special added tokens (and the named BOS/EOS/UNK/PAD); non-special added tokens
+# (e.g. a vocabulary's <think> or <tool_call>) are matched in user text as transformers does.
 # Messages are validated first (validate_messages): a non-empty list of {role, content} dicts, known
 # roles, string content (or OpenAI text parts), JSON-like extra fields, no lone surrogates.
 from __future__ import annotations

@@ -85,10 +85,10 @@ class Tokenizer:
             for i, tok in added.items():
                 if i >= n_embedding_rows:
                     raise ModelLoadError(f"added token {tok.content!r} has id {i}, past the model's "
-                                     f"{n_embedding_rows} embedding rows")
+                                         f"{n_embedding_rows} embedding rows")
             if self._vocab_size > n_embedding_rows:
                 raise ModelLoadError(f"the tokenizer has {self._vocab_size} tokens but the model has only "
-                                 f"{n_embedding_rows} embedding rows")
+                                     f"{n_embedding_rows} embedding rows")
             limit = min(limit, n_embedding_rows)
         # Models often pad their embedding beyond the tokenizer (e.g. to a multiple of 64); such
         # rows can be generated and decode to nothing.
@@ -176,14 +176,20 @@ class Tokenizer:
         return self._tok.token_to_id(token)
 
     # ---- encode / decode ---------------------------------------------------------------------
-    def encode(self, text: str, add_special_tokens: bool = True, parse_special: bool = True) -> list[int]:
-        """Token ids of `text`. add_special_tokens: add BOS/EOS as the model's config says.
-        parse_special=False treats special-token strings in `text` as plain text (for user input)."""
+    def _check_text(self, text) -> None:
         if not isinstance(text, str):
             raise TypeError(f"text must be str, got {type(text).__name__}")
         if len(text) > self.max_input_chars:
             raise InvalidRequestError(f"text of {len(text)} characters exceeds the tokenizer budget of "
                                       f"{self.max_input_chars} characters")
+        m = _SURROGATE.search(text)
+        if m is not None:
+            raise InvalidRequestError(f"text contains a lone surrogate (invalid Unicode) at index {m.start()}")
+
+    def encode(self, text: str, add_special_tokens: bool = True, parse_special: bool = True) -> list[int]:
+        """Token ids of `text`. add_special_tokens: add BOS/EOS as the model's config says.
+        parse_special=False treats special-token strings in `text` as plain text (for user input)."""
+        self._check_text(text)
         backend = self._tok if parse_special else self._variant(split_special=True, continuation=False)
         return backend_call(backend.encode, text, add_special_tokens=add_special_tokens).ids
 
@@ -213,11 +219,7 @@ class Tokenizer:
         tokens that touch user text are demoted: the text between the remaining (template) special
         tokens is re-encoded with special tokens as plain text, section by section, as the whole-text
         encode would have split it; the demoted strings then tokenize as ordinary text."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be str, got {type(text).__name__}")
-        if len(text) > self.max_input_chars:
-            raise InvalidRequestError(f"text of {len(text)} characters exceeds the tokenizer budget of "
-                                      f"{self.max_input_chars} characters")
+        self._check_text(text)
         enc = backend_call(self._tok.encode, text, add_special_tokens=False)
         spans: list[list[int]] = []
         for a, b in sorted((int(a), int(b)) for a, b in user_spans if b > a):
@@ -441,6 +443,7 @@ def _metaspace_never(node) -> None:
 
 _BYTE_DECODER = {c: b for b, c in byte_to_unicode().items()}
 _BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 __all__ = ["Tokenizer", "kDefaultMaxInputChars", "kMaxNormalizedChars"]

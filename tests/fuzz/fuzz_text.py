@@ -24,6 +24,7 @@ import argparse
 import faulthandler
 import json
 import pathlib
+import re
 import sys
 import tempfile
 import time
@@ -121,6 +122,9 @@ def conversations(draw):
     return msgs, draw(_texts)
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+", re.I)
+
+
 def check_template(template: str, msgs: list, extra: str) -> None:
     ok_errors = (chat_template.ChatTemplateError, errors.InvalidRequestError)
     try:
@@ -132,8 +136,8 @@ def check_template(template: str, msgs: list, extra: str) -> None:
                                                       template_vars={"extra": extra})
     except ok_errors:
         return
-    if plain is not None:
-        assert text == plain, (template, msgs)
+    if plain is not None:  # (object reprs differ by address between two renders)
+        assert _ADDRESS.sub("", text) == _ADDRESS.sub("", plain), (template, msgs)
     tok = _bl_tokenizer()
     try:
         ids = tok.encode_chat(text, spans)

@@ -266,3 +266,11 @@ def test_server_chat_logprobs_report_raw_bytes(smollm2_gguf):
     out = Server.chat_logprobs(stub, ids, [{i: -0.5} for i in ids], 1)
     assert [bytes(e["bytes"]) for e in out] == [b"\xe6\x97", b"\xa5", b"\xe6\x9c\xac"]
     assert [bytes(e["top_logprobs"][0]["bytes"]) for e in out] == [b"\xe6\x97", b"\xa5", b"\xe6\x9c\xac"]
+
+
+def test_lone_surrogates_are_invalid_requests():
+    tok = Tokenizer.from_gguf_metadata(read_gguf_meta(str(synthetic_gguf("bl"))))
+    for call in (lambda: tok.encode("a\ud800b"), lambda: tok.encode("a\udfff", parse_special=False),
+                 lambda: tok.encode_chat("a\ud800b", [(0, 1)])):
+        with pytest.raises(InvalidRequestError, match="lone surrogate"):
+            call()
