@@ -125,10 +125,11 @@ def int_digits(v: int) -> int:
     return int(v.bit_length() * 0.30103) + 2
 
 
-def _str_repr_bound(s: str) -> int:
+def _str_repr_bound(s: str, room: int) -> int:
     if s.isprintable():
         return len(s) + 2 + s.count("\\") + s.count("'")
-    return 10 * len(s) + 2  # \U0010ffff escapes
+    bound = 10 * len(s) + 2  # \U0010ffff escapes
+    return bound if bound <= room else len(repr(s))  # exact when the bound alone would not fit
 
 
 def repr_len_bound(value: Any, st: RenderState, limit: int | None = None) -> int:
@@ -145,7 +146,7 @@ def repr_len_bound(value: Any, st: RenderState, limit: int | None = None) -> int
         if depth > kMaxValueDepth:
             raise Budget(f"a value nests deeper than {kMaxValueDepth} levels")
         if isinstance(x, str):
-            total += _str_repr_bound(x)
+            total += _str_repr_bound(x, limit - total)
         elif x is None or isinstance(x, bool):
             total += 5
         elif isinstance(x, int):

@@ -30,7 +30,6 @@ import collections
 import re
 import sys
 import threading
-import time
 import warnings
 from typing import Any, Mapping, Optional
 
@@ -88,7 +87,8 @@ class _Deadline:
         sys.settrace(self.old)
 
 
-_ROLE_CMP = re.compile(r"""role['"\]]*\s*(?:==|!=|(?:not\s+)?in\b)\s*[(\[]?((?:\s*['"][A-Za-z0-9_\-]{1,32}['"]\s*,?)+)""")
+_ROLE_CMP = re.compile(r"""role['"\]]*\s*(?:==|!=|(?:not\s+)?in\b)\s*[(\[]?"""
+                       r"""((?:\s*['"][A-Za-z0-9_\-]{1,32}['"]\s*,?)+)""")
 _ROLE_CMP_REV = re.compile(r"""['"]([A-Za-z0-9_\-]{1,32})['"]\s*(?:==|!=)\s*[\w.]*(?:\[\s*['"])?role\b""")
 _QUOTED = re.compile(r"""['"]([A-Za-z0-9_\-]{1,32})['"]""")
 
@@ -176,7 +176,8 @@ def _validate_value(v: Any, where: str, max_chars: int, depth: int = 0) -> None:
             _check_str(k, f"{where} key", max_chars)
             _validate_value(x, f"{where}.{k}", max_chars, depth + 1)
     else:
-        raise InvalidRequestError(f"{where}: unsupported value type {type(v).__name__} (only JSON-like data is allowed)")
+        raise InvalidRequestError(f"{where}: unsupported value type {type(v).__name__} "
+                                  "(only JSON-like data is allowed)")
 
 
 def _flatten_content(content: Any, where: str) -> Optional[str]:

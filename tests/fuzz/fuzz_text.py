@@ -186,14 +186,16 @@ def tokenizer_jsons(draw):
         cfg["normalizer"] = draw(normalizer_cfgs())
     if draw(st.booleans()):
         cfg["decoder"] = {"type": "Sequence", "decoders": [
-            {"type": "Replace", "pattern": {"String": draw(_short)}, "content": draw(_short) * draw(st.sampled_from([1, 50]))},
+            {"type": "Replace", "pattern": {"String": draw(_short)},
+             "content": draw(_short) * draw(st.sampled_from([1, 50]))},
             {"type": draw(st.sampled_from(["ByteFallback", "Fuse", "Bogus"]))}]}
     if draw(st.booleans()):
         n = draw(st.sampled_from([0, 1, 70]))
         cfg["post_processor"] = {"type": "TemplateProcessing",
                                  "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}] * n
                                  + [{"Sequence": {"id": "A", "type_id": 0}}],
-                                 "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                                 "pair": [{"Sequence": {"id": "A", "type_id": 0}},
+                                          {"Sequence": {"id": "B", "type_id": 1}}],
                                  "special_tokens": {"<s>": {"id": "<s>", "ids": [draw(st.integers(-1, 10**6))],
                                                             "tokens": ["<s>"]}}}
     text = json.dumps(cfg)

@@ -20,7 +20,7 @@ import functools
 
 import pytest
 
-from test_chat_template import chat_reference, kConversations
+from test_chat_template import chat_reference
 from test_tokenizer_gguf import eli_module, kTokDataDir, random_texts, read_gguf_meta, synthetic_gguf
 
 chat_template = eli_module("chat_template")
@@ -245,7 +245,8 @@ def test_marker_lookalikes_are_text(smol):
 def test_role_and_keys_are_user_text():
     text, spans = render_chat_spans(None, [{"role": "user", "content": "hi"}])
     assert text[spans[0][0]:spans[0][1]] == "user"
-    text, spans = render_chat_spans("{% for k in messages[0] %}[{{ k }}]{% endfor %}", [{"role": "user", "content": "x"}])
+    text, spans = render_chat_spans("{% for k in messages[0] %}[{{ k }}]{% endfor %}",
+                                    [{"role": "user", "content": "x"}])
     assert [text[a:b] for a, b in spans] == ["role", "content"]
 
 
