@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# .ci/fuzz_short.sh: CI step for the parser fuzzers (tests/fuzz, docs/fuzzing.md). Installs clang
-# and the libFuzzer/sanitizer runtimes when missing, builds the harnesses in build/fuzz and runs
-# tests/fuzz/run_short.sh (~20 s per harness, ~2 minutes in all). Exits non-zero on any finding;
-# crashing inputs are left in build/fuzz/crashes-short/.
+# .ci/fuzz_short.sh: CI step for the parser fuzzers (tests/fuzz, docs/fuzzing.md). First the Python
+# side: tests/fuzz/fuzz_text.py fuzzes the chat-template renderer and the tokenizer loaders for
+# ELI_FUZZ_TEXT_SECONDS (default 45; hypothesis, installed when missing; eli, tokenizers and jinja2
+# come from the package install of tests/run.sh). Then installs clang and the libFuzzer/sanitizer
+# runtimes when missing, builds the C++ harnesses in build/fuzz and runs tests/fuzz/run_short.sh
+# (~20 s per harness, ~2 minutes in all). Exits non-zero on any finding; crashing inputs of the C++
+# harnesses are left in build/fuzz/crashes-short/, the Python findings are printed (hypothesis shows
+# the falsifying example).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+"$PY" -c "import hypothesis" 2>/dev/null || "$PY" -m pip install --quiet "hypothesis>=6.0"
+RUST_BACKTRACE=0 "$PY" tests/fuzz/fuzz_text.py --seconds "${ELI_FUZZ_TEXT_SECONDS:-45}"
 
 fuzzer_runtime_ok() {
   command -v clang++ >/dev/null 2>&1 || return 1

@@ -1,36 +1,55 @@
-# eli/chat_template.py: render a model's Jinja chat template, safely.
+# eli/chat_template.py: render a model's Jinja chat template, safely, to text or to prompt ids.
 #
-# Chat templates come from model files, so they are untrusted code. They run in jinja2's
-# ImmutableSandboxedEnvironment (no attribute access to dunders/internals, no mutation of
-# lists/dicts) with the same helpers and settings transformers uses (trim_blocks, lstrip_blocks,
-# loopcontrols, raise_exception, strftime_now, a non-HTML-escaping tojson, namespace, dict), so the
-# output matches transformers' apply_chat_template. On top of the sandbox, budgets:
-#   time:   a per-line tracer on the template's own frames stops a render running past `time_budget_s`;
-#   memory: '+', '*', '**' and '~' results are size checked before they are built, padding-style
-#           calls (center, ljust, format widths...) with huge sizes are refused;
-#   output: the rendered text may not exceed `max_output_chars`.
-# Every breach, template error or malformed message list is a ValueError with a clear message.
+# Chat templates come from model files, so they are untrusted code; messages and template variables
+# come from users, so they are untrusted data. This module is the one rendering path:
+#   render_chat_ids(tokenizer, template, messages, ...) -> prompt ids   (LLM.chat, AsyncLLM, the server)
+#   render_chat_spans(...) -> (text, user spans);  render_chat(...) -> text (no span tracking)
+# Sandbox and budgets (chat_sandbox.py, chat_limits.py): the template runs in jinja2's immutable
+# sandbox with transformers' helpers and settings (so the text matches apply_chat_template), with
+# every operation checked before it runs, a wall-clock budget (hooks plus a line tracer on the
+# template's frames), an output budget, a 256 KiB / 32 K-token template cap and a compile budget;
+# compile failures are cached. Every failure is a ChatTemplateError (an eli InvalidRequestError,
+# so a ValueError): syntax errors, unsafe operations, budget breaches, RecursionError, MemoryError,
+# and errors the template raises itself.
+# User text is data (RELIABILITY item 16): every string of the messages and of the template variables
+# is tracked through the render (chat_taint.py); the tokenizer then parses special tokens only in
+# the template's own text (Tokenizer.encode_chat), so a user who types "<|im_end|>" gets text.
+# Tokenization versus transformers' apply_chat_template + encode: identical ids whenever no special
+# token overlaps user text (every ordinary chat; tested on SmolLM2's template against the committed
+# transformers ids). When one does, transformers would emit the control token; we emit the text's
+# ordinary tokens instead, and only the section between the surrounding template special tokens is
+# affected (it is encoded as the whole-text encode splits it, so BPE merges across the user/template
+# boundary inside that section are the same as for any text; nothing else changes). "Special" means
+# the tokenizer's special added tokens (and the named BOS/EOS/UNK/PAD); non-special added tokens
+# (e.g. a vocabulary's <think> or <tool_call>) are matched in user text as transformers does.
+# Messages are validated first (validate_messages): a non-empty list of {role, content} dicts, known
+# roles, string content (or OpenAI text parts), JSON-like extra fields, no lone surrogates.
 from __future__ import annotations
 
-import datetime
-import json
+import collections
 import logging
 import re
 import sys
-import time
-from typing import Any
+import threading
+import warnings
+from typing import Any, Mapping, Optional
 
 import jinja2
-import jinja2.ext
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-kDefaultTimeBudgetS = 2.0
-kDefaultMaxOutputChars = 1 << 20  # 1 MiB of text
+from . import chat_limits as limits
+from . import chat_taint as taint
+from .chat_limits import (Budget, ChatTemplateError, kDefaultMaxOutputChars, kDefaultTimeBudgetS,
+                          kMaxTemplateChars, kMaxTemplateTokens)
+from .chat_sandbox import make_env, patch_template
+from .errors import InvalidRequestError
+
 kMaxMessages = 100_000
-kMaxValueDepth = 32
-kMaxIntermediateLen = 4 << 20  # longest string/list an expression may build
-kMaxPaddingArg = 1 << 16  # largest width accepted by center/ljust/rjust/zfill/indent...
 kTraceCheckEvery = 64
+kCacheSize = 32
+# Roles every template is given. Others are accepted when the template itself compares the role
+# with them (e.g. Llama 3.1's "ipython"); anything else (a typo, "robot") is refused.
+kBaseRoles = ("system", "user", "assistant", "tool", "developer")
+kReservedVariables = ("messages", "add_generation_prompt", "bos_token", "eos_token")
 
 # ChatML, used when a model ships no template.
 kFallbackTemplate = (
@@ -40,208 +59,185 @@ kFallbackTemplate = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-
-class _Budget(Exception):
-    pass
-
-
-def _raise_exception(message):
-    raise jinja2.exceptions.TemplateError(message)
+_ENV = make_env()
+_CACHE: "collections.OrderedDict[str, tuple]" = collections.OrderedDict()  # template -> (compiled|error, roles)
+_CACHE_LOCK = threading.Lock()
 
 
-def _tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-    if indent is not None and (not isinstance(indent, int) or not 0 <= indent <= 64):
-        raise _Budget("tojson indent out of range")
-    out = json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-    _check_len(out)
+# ---- compiling ----------------------------------------------------------------------------------
+class _Deadline:
+    """A call-event tracer that stops Python code past the state's deadline (used while compiling:
+    the lexer and parser make a function call at least every few tokens)."""
+
+    def __init__(self, st: limits.RenderState):
+        self.st = st
+        self.n = 0
+
+    def __call__(self, frame, event, arg):
+        self.n += 1
+        if not self.n & 255:
+            self.st.check_time()
+        return None
+
+    def __enter__(self):
+        self.old = sys.gettrace()
+        sys.settrace(self)
+        return self
+
+    def __exit__(self, *exc):
+        sys.settrace(self.old)
+
+
+_ROLE_CMP = re.compile(r"""role['"\]]*\s*(?:==|!=|(?:not\s+)?in\b)\s*[(\[]?"""
+                       r"""((?:\s*['"][A-Za-z0-9_\-]{1,32}['"]\s*,?)+)""")
+_ROLE_CMP_REV = re.compile(r"""['"]([A-Za-z0-9_\-]{1,32})['"]\s*(?:==|!=)\s*[\w.]*(?:\[\s*['"])?role\b""")
+_QUOTED = re.compile(r"""['"]([A-Za-z0-9_\-]{1,32})['"]""")
+
+
+def template_roles(template: str) -> frozenset[str]:
+    """The roles a template accepts: kBaseRoles plus the literals it compares a role with."""
+    roles = set(kBaseRoles)
+    for m in _ROLE_CMP.finditer(template):
+        roles.update(_QUOTED.findall(m.group(1)))
+    roles.update(_ROLE_CMP_REV.findall(template))
+    return frozenset(roles)
+
+
+def _compile_uncached(template: str) -> jinja2.Template:
+    if len(template) > kMaxTemplateChars:
+        raise ChatTemplateError(f"chat template is {len(template)} characters, over the limit of {kMaxTemplateChars}")
+    st = limits.RenderState(limits.kCompileBudgetS, kDefaultMaxOutputChars, kDefaultMaxOutputChars)
+    try:
+        with limits.active(st), _Deadline(st), warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)  # Python's compiler on the generated code
+            n = 0
+            for _ in _ENV.lex(template):
+                n += 1
+                if n > kMaxTemplateTokens:
+                    raise ChatTemplateError(f"chat template has more than {kMaxTemplateTokens} tokens")
+            compiled = _ENV.from_string(template)
+    except jinja2.TemplateSyntaxError as e:
+        raise ChatTemplateError(f"chat template syntax error (line {e.lineno}): {e.message}") from None
+    except Budget as e:
+        raise ChatTemplateError(f"chat template compile: {e}") from None
+    except (RecursionError, SyntaxError):
+        raise ChatTemplateError("chat template nests too deeply to compile") from None
+    except MemoryError:
+        raise ChatTemplateError("chat template is too complex to compile (out of memory)") from None
+    except jinja2.TemplateError as e:
+        raise ChatTemplateError(f"chat template error: {e}") from None
+    patch_template(compiled)
+    return compiled
+
+
+def _compile(template: str) -> tuple[jinja2.Template, frozenset[str]]:
+    with _CACHE_LOCK:
+        hit = _CACHE.get(template)
+        if hit is not None:
+            _CACHE.move_to_end(template)
+    if hit is None:
+        try:
+            hit = (_compile_uncached(template), template_roles(template))
+        except ChatTemplateError as e:
+            hit = (str(e), frozenset())  # failures are cached too: a bad model template fails fast
+        with _CACHE_LOCK:
+            while len(_CACHE) >= kCacheSize:
+                _CACHE.popitem(last=False)
+            _CACHE[template] = hit
+    if isinstance(hit[0], str):
+        raise ChatTemplateError(hit[0])
+    return hit
+
+
+# ---- validation ---------------------------------------------------------------------------------
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_str(s: str, where: str, max_chars: int) -> None:
+    if _SURROGATE.search(s):
+        raise InvalidRequestError(f"{where}: contains a lone surrogate (invalid Unicode)")
+    if len(s) > max_chars:
+        raise InvalidRequestError(f"{where}: {len(s)} characters, over the chat template budget of {max_chars}")
+
+
+def _validate_value(v: Any, where: str, max_chars: int, depth: int = 0) -> None:
+    if depth > limits.kMaxValueDepth:
+        raise InvalidRequestError(f"{where}: nesting deeper than {limits.kMaxValueDepth}")
+    if isinstance(v, str):
+        _check_str(v, where, max_chars)
+    elif v is None or isinstance(v, (bool, int, float)):
+        return
+    elif isinstance(v, (list, tuple)):
+        for i, x in enumerate(v):
+            _validate_value(x, f"{where}[{i}]", max_chars, depth + 1)
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            if not isinstance(k, str):
+                raise InvalidRequestError(f"{where}: keys must be strings")
+            _check_str(k, f"{where} key", max_chars)
+            _validate_value(x, f"{where}.{k}", max_chars, depth + 1)
+    else:
+        raise InvalidRequestError(f"{where}: unsupported value type {type(v).__name__} "
+                                  "(only JSON-like data is allowed)")
+
+
+def _flatten_content(content: Any, where: str) -> Optional[str]:
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):
+        parts = []
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise InvalidRequestError(f"{where}[{j}]: only text content parts are supported, got {kind!r}")
+            parts.append(part["text"])
+        return "".join(parts)
+    raise InvalidRequestError(f"{where} must be a string or a list of text parts, got {type(content).__name__}")
+
+
+def validate_messages(messages: Any, roles: Optional[frozenset[str]] = None,
+                      max_chars: int = kDefaultMaxOutputChars) -> list[dict]:
+    """Check `messages` and return a normalized copy (OpenAI text-part lists joined into one string).
+    InvalidRequestError unless it is a non-empty list of dicts with a known role (`roles`, default
+    kBaseRoles) and string content (None only beside tool_calls), every other field JSON-like, no
+    string with a lone surrogate or longer than `max_chars`."""
+    if not isinstance(messages, (list, tuple)):
+        raise InvalidRequestError(f"messages must be a list, got {type(messages).__name__}")
+    if not messages:
+        raise InvalidRequestError("messages is empty: a chat needs at least one message")
+    if len(messages) > kMaxMessages:
+        raise InvalidRequestError(f"too many messages ({len(messages)} > {kMaxMessages})")
+    roles = frozenset(kBaseRoles) if roles is None else roles
+    out = []
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise InvalidRequestError(f"{where} must be a dict, got {type(m).__name__}")
+        role = m.get("role")
+        if not isinstance(role, str) or not role:
+            raise InvalidRequestError(f"{where}.role must be a non-empty string")
+        if role not in roles:
+            raise InvalidRequestError(f"{where}.role {role[:40]!r} is not a role this chat template knows "
+                                      f"(known: {', '.join(sorted(roles))})")
+        content = _flatten_content(m.get("content"), f"{where}.content")
+        if content is None and not m.get("tool_calls"):
+            raise InvalidRequestError(f"{where}.content must be a string")
+        m = dict(m, content=content)
+        _validate_value(m, where, max_chars)
+        out.append(m)
     return out
 
 
-def _strftime_now(fmt):
-    return datetime.datetime.now().strftime(fmt)
-
-
-class _TemplateDict:
-    def __call__(self, *args, **kwargs):
-        return dict(*args, **kwargs)
-
-    def fromkeys(self, *args, **kwargs):
-        return dict.fromkeys(*args, **kwargs)
-
-
-class _Namespace(jinja2.utils.Namespace):
-    """namespace() that refuses underscore names (no way to reach internals through it)."""
-
-    def __init__(*args, **kwargs):  # noqa: N805 (same signature trick as jinja2's Namespace)
-        self, args = args[0], args[1:]
-        attrs = dict(*args, **kwargs)
-        for name in attrs:
-            _Namespace._check(name)
-        jinja2.utils.Namespace.__init__(self, attrs)
-
-    def __setitem__(self, name, value):
-        _Namespace._check(name)
-        _check_len(value)
-        jinja2.utils.Namespace.__setitem__(self, name, value)
-
-    @staticmethod
-    def _check(name):
-        if not isinstance(name, str) or name.startswith("_"):
-            raise jinja2.exceptions.SecurityError(f"namespace attribute {name!r} is not allowed")
-
-
-def _check_len(value) -> None:
-    if isinstance(value, (str, list, tuple, dict)) and len(value) > kMaxIntermediateLen:
-        raise _Budget(f"an expression built a value of length {len(value)} (limit {kMaxIntermediateLen})")
-
-
-def _sized(x) -> int | None:
-    return len(x) if isinstance(x, (str, list, tuple)) else None
-
-
-_FORMAT_WIDTH = re.compile(r"\d{6,}|\*")
-
-
-class _SafeEnv(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset(["+", "*", "**"])
-
-    def call_binop(self, context, operator, left, right):
-        if operator == "*":
-            for seq, n in ((left, right), (right, left)):
-                if _sized(seq) is not None and isinstance(n, int) and _sized(seq) * max(n, 0) > kMaxIntermediateLen:
-                    raise _Budget("a repetition would exceed the size budget")
-        elif operator == "+":
-            a, b = _sized(left), _sized(right)
-            if a is not None and b is not None and a + b > kMaxIntermediateLen:
-                raise _Budget("a concatenation would exceed the size budget")
-        elif operator == "**":
-            if isinstance(right, int) and isinstance(left, int) and abs(right) > 256 and abs(left) > 1:
-                raise _Budget("exponent too large")
-        return super().call_binop(context, operator, left, right)
-
-    def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805
-        name = getattr(__obj, "__name__", "")
-        if name in ("center", "ljust", "rjust", "zfill", "expandtabs", "indent", "wordwrap", "truncate"):
-            for a in list(args) + list(kwargs.values()):
-                if isinstance(a, int) and not isinstance(a, bool) and a > kMaxPaddingArg:
-                    raise _Budget(f"{name}() size argument {a} is over the limit")
-        rv = super().call(__context, __obj, *args, **kwargs)
-        _check_len(rv)
-        return rv
-
-    def unsafe_undefined(self, obj, attribute):
-        # jinja2 returns a silent Undefined for unsafe attributes; an escape attempt is an error here.
-        raise jinja2.exceptions.SecurityError(
-            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
-
-    def getattr(self, obj, attribute):
-        if isinstance(obj, str) and attribute in ("format", "format_map") and _FORMAT_WIDTH.search(obj):
-            raise _Budget("format string with huge or dynamic width is not allowed")
-        return super().getattr(obj, attribute)
-
-    def getitem(self, obj, argument):
-        if isinstance(obj, str) and argument in ("format", "format_map") and _FORMAT_WIDTH.search(obj):
-            raise _Budget("format string with huge or dynamic width is not allowed")
-        return super().getitem(obj, argument)
-
-
-def _checked_filter(f, name):
-    def wrapper(*args, **kwargs):
-        for a in list(args[1:]) + list(kwargs.values()):
-            if isinstance(a, int) and not isinstance(a, bool) and a > kMaxPaddingArg:
-                raise _Budget(f"filter {name} size argument {a} is over the limit")
-        if name == "format" and args and isinstance(args[0], str) and _FORMAT_WIDTH.search(args[0]):
-            raise _Budget("format string with huge or dynamic width is not allowed")
-        rv = f(*args, **kwargs)
-        _check_len(rv)
-        return rv
-
-    for attr in ("jinja_pass_arg",):  # keep pass_context/pass_environment markers
-        if hasattr(f, attr):
-            setattr(wrapper, attr, getattr(f, attr))
-    return wrapper
-
-
-def _checked_join(join):
-    def wrapper(seq):
-        parts = list(seq)
-        total = sum(len(p) for p in parts if isinstance(p, str))
-        if total > kMaxIntermediateLen:
-            raise _Budget("a string concatenation would exceed the size budget")
-        return join(parts)
-
-    return wrapper
-
-
-def _make_env() -> _SafeEnv:
-    env = _SafeEnv(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
-    for name in ("center", "indent", "wordwrap", "truncate", "format", "replace", "join"):
-        if name in env.filters:
-            env.filters[name] = _checked_filter(env.filters[name], name)
-    env.filters["tojson"] = _tojson
-    env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = _strftime_now
-    env.globals["dict"] = _TemplateDict()
-    env.globals["namespace"] = _Namespace
-    return env
-
-
-_ENV = _make_env()
-_CACHE: dict[str, jinja2.Template] = {}
-kCacheSize = 32
-
-
-def _compile(template: str) -> jinja2.Template:
-    t = _CACHE.get(template)
-    if t is None:
-        try:
-            t = _ENV.from_string(template)
-        except jinja2.TemplateSyntaxError as e:
-            raise ValueError(f"chat template syntax error (line {e.lineno}): {e.message}") from None
-        g = t.root_render_func.__globals__
-        for fn in ("str_join", "markup_join"):
-            if fn in g:
-                g[fn] = _checked_join(g[fn])
-        if len(_CACHE) >= kCacheSize:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[template] = t
-    return t
-
-
-def _validate_value(v: Any, where: str, depth: int = 0) -> None:
-    if depth > kMaxValueDepth:
-        raise ValueError(f"{where}: nesting deeper than {kMaxValueDepth}")
-    if v is None or isinstance(v, (str, bool, int, float)):
-        return
-    if isinstance(v, (list, tuple)):
-        for i, x in enumerate(v):
-            _validate_value(x, f"{where}[{i}]", depth + 1)
-        return
-    if isinstance(v, dict):
-        for k, x in v.items():
-            if not isinstance(k, str):
-                raise ValueError(f"{where}: keys must be strings")
-            _validate_value(x, f"{where}.{k}", depth + 1)
-        return
-    raise ValueError(f"{where}: unsupported value type {type(v).__name__} (only JSON-like data is allowed)")
-
-
-def validate_messages(messages) -> None:
-    """Raise ValueError unless `messages` is a list of {role: str, content: str, ...} dicts."""
-    if not isinstance(messages, (list, tuple)):
-        raise ValueError(f"messages must be a list, got {type(messages).__name__}")
-    if len(messages) > kMaxMessages:
-        raise ValueError(f"too many messages ({len(messages)} > {kMaxMessages})")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict):
-            raise ValueError(f"messages[{i}] must be a dict, got {type(m).__name__}")
-        role = m.get("role")
-        if not isinstance(role, str) or not role:
-            raise ValueError(f"messages[{i}].role must be a non-empty string")
-        content = m.get("content")
-        if not isinstance(content, str) and not (content is None and m.get("tool_calls")):
-            raise ValueError(f"messages[{i}].content must be a string")
-        _validate_value(m, f"messages[{i}]")
+def _check_variables(variables: Mapping, max_chars: int) -> dict:
+    if not isinstance(variables, Mapping):
+        raise InvalidRequestError(f"template variables must be a mapping, got {type(variables).__name__}")
+    for k, v in variables.items():
+        if not isinstance(k, str) or not k.isidentifier():
+            raise InvalidRequestError(f"template variable name {str(k)[:40]!r} is not an identifier")
+        if k in kReservedVariables:
+            raise InvalidRequestError(f"template variable {k!r} is reserved")
+        _validate_value(v, k, max_chars)
+    return dict(variables)
 
 
 _fallback_warned = False
@@ -258,65 +254,123 @@ def _warn_fallback_once() -> None:
             "be the format it was trained on (pass a chat_template, or use plain-text prompts)")
 
 
-def render_chat(template: str | None, messages: list[dict], add_generation_prompt: bool = True,
-                bos_token: str | None = None, eos_token: str | None = None, *,
-                time_budget_s: float = kDefaultTimeBudgetS, max_output_chars: int = kDefaultMaxOutputChars,
-                **extra) -> str:
-    """Render `messages` with the Jinja chat `template` (None: the ChatML fallback).
-    `extra` is passed to the template as variables (e.g. tools, documents, enable_thinking)."""
+# ---- rendering ----------------------------------------------------------------------------------
+def _render(template: Optional[str], messages, add_generation_prompt: bool, bos_token, eos_token,
+            variables: Mapping, marks: Optional[taint.Marks], time_budget_s: float, max_output_chars: int) -> str:
     if template is None or template == "":
-        _warn_fallback_once()
         template = kFallbackTemplate
+        _warn_fallback_once()
     if not isinstance(template, str):
-        raise ValueError("chat template must be a string")
-    validate_messages(messages)
-    for k, v in extra.items():
-        _validate_value(v, k)
-    variables = dict(extra)
-    variables.update(messages=[dict(m) for m in messages], add_generation_prompt=bool(add_generation_prompt),
+        raise InvalidRequestError(f"chat template must be a string, got {type(template).__name__}")
+    if not isinstance(max_output_chars, int) or max_output_chars <= 0:
+        raise InvalidRequestError("max_output_chars must be a positive int")
+    compiled, roles = _compile(template)
+    messages = validate_messages(messages, roles, max_output_chars)
+    variables = _check_variables(variables, max_output_chars)
+    if marks is not None:
+        messages = taint.taint_tree(messages)
+        variables = taint.taint_tree(variables)
+    variables.update(messages=messages, add_generation_prompt=bool(add_generation_prompt),
                      bos_token=bos_token or "", eos_token=eos_token or "")
-    compiled = _compile(template)
 
-    deadline = time.monotonic() + time_budget_s
+    st = limits.RenderState(time_budget_s, max_output_chars, max_output_chars, marks)
     counter = [0]
+    finished = [False]
 
     def local_trace(frame, event, arg):
+        # Frames keep this tracer after sys.settrace is restored: once the render is over (the
+        # generator being closed), it must not raise any more.
         counter[0] += 1
-        if counter[0] % kTraceCheckEvery == 0 and time.monotonic() > deadline:
-            raise _Budget(f"chat template rendering exceeded the {time_budget_s} s time budget")
+        if not counter[0] % kTraceCheckEvery and not finished[0]:
+            st.check_time()
         return local_trace
 
     def global_trace(frame, event, arg):
-        if frame.f_code.co_filename == "<template>":
-            return local_trace
-        return None
+        return local_trace if frame.f_code.co_filename == "<template>" else None
 
     pieces: list[str] = []
     size = 0
     old_trace = sys.gettrace()
-    sys.settrace(global_trace)
+    gen = compiled.generate(**variables)
     try:
-        for chunk in compiled.generate(**variables):
-            size += len(chunk)
-            if size > max_output_chars:
-                raise _Budget(f"chat template output exceeded {max_output_chars} characters")
-            if time.monotonic() > deadline:
-                raise _Budget(f"chat template rendering exceeded the {time_budget_s} s time budget")
-            pieces.append(chunk)
-    except _Budget as e:
-        raise ValueError(f"chat template: {e}") from None
+        with limits.active(st):
+            sys.settrace(global_trace)
+            for chunk in gen:
+                if marks is not None:
+                    if type(chunk) is taint.UserStr:  # filter and call blocks yield without finalize
+                        chunk = marks.wrap(chunk)
+                    size -= marks.marker_chars(chunk)
+                size += len(chunk)
+                if size > max_output_chars:
+                    raise Budget(f"output exceeded {max_output_chars} characters")
+                st.check_time()
+                pieces.append(chunk)
+    except Budget as e:
+        raise ChatTemplateError(f"chat template: {e}") from None
     except jinja2.exceptions.SecurityError as e:
-        raise ValueError(f"chat template tried an unsafe operation: {e}") from None
+        raise ChatTemplateError(f"chat template tried an unsafe operation: {e}") from None
     except jinja2.exceptions.TemplateError as e:
-        raise ValueError(f"chat template error: {e}") from None
+        raise ChatTemplateError(f"chat template error: {e}") from None
+    except taint.MarkerError as e:
+        raise ChatTemplateError(f"chat template: {e}") from None
     except RecursionError:
-        raise ValueError("chat template recursed too deeply") from None
-    except (TypeError, KeyError, AttributeError, IndexError, ValueError, ZeroDivisionError, OverflowError,
-            MemoryError) as e:
-        raise ValueError(f"chat template failed: {type(e).__name__}: {e}") from None
+        raise ChatTemplateError("chat template recursed too deeply") from None
+    except MemoryError:
+        raise ChatTemplateError("chat template ran out of memory") from None
+    except Exception as e:  # anything else the template's code raised (TypeError, KeyError, ...)
+        raise ChatTemplateError(f"chat template failed: {type(e).__name__}: {str(e)[:500]}") from None
     finally:
+        finished[0] = True
         sys.settrace(old_trace)
+        try:
+            gen.close()
+        except Exception:  # noqa: S110 (a template failing again while being closed changes nothing)
+            pass
     return "".join(pieces)
 
 
-__all__ = ["render_chat", "validate_messages", "kFallbackTemplate"]
+def render_chat(template: Optional[str], messages: list[dict], add_generation_prompt: bool = True,
+                bos_token: Optional[str] = None, eos_token: Optional[str] = None, *,
+                time_budget_s: float = kDefaultTimeBudgetS, max_output_chars: int = kDefaultMaxOutputChars,
+                **extra) -> str:
+    """Render `messages` with the Jinja chat `template` (None or "": the ChatML fallback) to text.
+    `extra` is passed to the template as variables (e.g. tools, documents, enable_thinking). The
+    text only: use render_chat_ids for prompt ids (it keeps user text from becoming special tokens)."""
+    return _render(template, messages, add_generation_prompt, bos_token, eos_token, extra, None,
+                   time_budget_s, max_output_chars)
+
+
+def render_chat_spans(template: Optional[str], messages: list[dict], add_generation_prompt: bool = True,
+                      bos_token: Optional[str] = None, eos_token: Optional[str] = None, *,
+                      template_vars: Optional[Mapping] = None, time_budget_s: float = kDefaultTimeBudgetS,
+                      max_output_chars: int = kDefaultMaxOutputChars) -> tuple[str, list[tuple[int, int]]]:
+    """Like render_chat, plus the [start, end) character ranges of the text that came from the
+    messages or from `template_vars` (user data) rather than from the template itself."""
+    marks = taint.Marks()
+    out = _render(template, messages, add_generation_prompt, bos_token, eos_token, template_vars or {},
+                  marks, time_budget_s, max_output_chars)
+    try:
+        text = marks.unwrap(out)
+    except taint.MarkerError as e:
+        raise ChatTemplateError(f"chat template: {e}") from None
+    return str(text), [tuple(s) for s in taint.spans_of(text)]
+
+
+def render_chat_ids(tokenizer, template: Optional[str], messages: list[dict], add_generation_prompt: bool = True, *,
+                    template_vars: Optional[Mapping] = None, time_budget_s: float = kDefaultTimeBudgetS,
+                    max_output_chars: int = kDefaultMaxOutputChars) -> list[int]:
+    """The prompt ids of a chat: `template` (None: the tokenizer's, then ChatML) rendered with the
+    tokenizer's BOS/EOS strings, then tokenized with special tokens parsed in the template's text
+    only (eli.tokenizer.Tokenizer.encode_chat). `template_vars` are extra template variables
+    (tools, documents, enable_thinking, ...), user data like the messages. Errors: InvalidRequestError
+    (bad messages or variables), ChatTemplateError (a subclass: the template failed)."""
+    if template is None:
+        template = tokenizer.chat_template
+    text, spans = render_chat_spans(template, messages, add_generation_prompt, tokenizer.bos_token,
+                                    tokenizer.eos_token, template_vars=template_vars,
+                                    time_budget_s=time_budget_s, max_output_chars=max_output_chars)
+    return tokenizer.encode_chat(text, spans)
+
+
+__all__ = ["render_chat", "render_chat_spans", "render_chat_ids", "validate_messages", "template_roles",
+           "ChatTemplateError", "kFallbackTemplate", "kBaseRoles"]

@@ -8,8 +8,9 @@
 #           control tokens (type 3) as special added tokens, user-defined ones (type 4) as plain ones.
 #   "llama" SentencePiece-style BPE with byte fallback (<0xNN>), Metaspace prefix on the first word,
 #           merges from the file or derived from the scores; BOS added unless the file says otherwise.
-# Everything in `meta` is untrusted: lengths, types and ids are checked and any problem is a
-# ValueError naming the key (the caller maps it to eli.ModelLoadError). Deliberate deviation:
+# Everything in `meta` is untrusted: lengths, types and ids are checked, duplicate token strings are
+# refused (as llama.cpp does), the work of deriving merges from scores is bounded, and any problem is
+# a ValueError naming the key (the caller maps it to eli.ModelLoadError). Deliberate deviation:
 # transformers appends default special tokens ("<s>", "<|endoftext|>") past the vocabulary when the
 # file lacks them; we never grow the vocabulary beyond the file's token list.
 from __future__ import annotations
@@ -32,6 +33,13 @@ kTokenByte = 6
 kMaxVocab = 4_000_000  # sanity cap on the token list length
 kMaxMerges = 8_000_000
 kMaxTokenBytes = 4096  # longest token string accepted
+# Merges derived from scores (SentencePiece vocabularies without merges): every split of every token
+# is examined, so the work grows with the square of the token lengths. A 32 K vocabulary needs ~1 M
+# character copies and yields ~60 K merges; 2,048 tokens "a" * 1..2048 (a 2.8 MB file) would need
+# ~2.9 G copies and 2.1 M merges of ~1 KiB each (6.4 GB). Bounded before and during the derivation.
+kMaxMergeWork = 256_000_000  # sum over tokens of len * (len - 1): characters copied while splitting
+kMaxDerivedMerges = 4_000_000
+kMaxDerivedMergeChars = 64_000_000  # total length of the derived merges' two sides
 
 _LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
@@ -145,6 +153,19 @@ def _num_list(meta: dict, key: str, n: int, kind: type) -> list | None:
     return list(value)
 
 
+def _check_unique(tokens: list[str]) -> None:
+    """Refuse a vocabulary listing one (non-empty) token string twice: text could map to either id.
+    llama.cpp refuses such files too (GGML_ASSERT id_to_token.size() == token_to_id.size()); empty
+    strings are exempt, as llama.cpp renames them ("[EMPTY_i]") and loads the file."""
+    first: dict[str, int] = {}
+    for i, t in enumerate(tokens):
+        if t:
+            j = first.setdefault(t, i)
+            if j != i:
+                raise ValueError(f"GGUF tokenizer metadata 'tokenizer.ggml.tokens' lists the token {t[:40]!r} twice "
+                                 f"(ids {j} and {i}); llama.cpp refuses such vocabularies too")
+
+
 def _token_id(meta: dict, key: str, n_tokens: int) -> int | None:
     value = _get(meta, key, int)
     if value is None:
@@ -175,10 +196,16 @@ def _parse_merges(raw: list[str], vocab: dict[str, int]) -> list[tuple[str, str]
 
 def merges_from_scores(tokens: list[str], scores: list[float]) -> list[tuple[str, str]]:
     """Merges implied by a SentencePiece vocabulary: every split of a token into two known tokens,
-    best score first (ties: longer left piece, then longer right piece, then file order)."""
+    best score first (ties: longer left piece, then longer right piece, then file order).
+    ValueError when the derivation would exceed kMaxMergeWork, kMaxDerivedMerges or kMaxDerivedMergeChars."""
+    work = sum(len(t) * (len(t) - 1) for t in tokens)
+    if work > kMaxMergeWork:
+        raise ValueError(f"GGUF llama tokenizer: deriving merges from the scores would copy {work} characters "
+                         f"(limit {kMaxMergeWork}); the token strings are too long")
     vocab = {t: i for i, t in enumerate(tokens)}  # the last id wins on duplicates, like a dict build
     score_of = dict(zip(tokens, scores))  # first position, last score on duplicates
     candidates = []
+    chars = 0
     for token, score in score_of.items():
         local = []
         for cut in range(1, len(token)):
@@ -187,6 +214,10 @@ def merges_from_scores(tokens: list[str], scores: list[float]) -> list[tuple[str
                 local.append((vocab[left], vocab[right], left, right, score))
         local.sort(key=lambda c: (c[0], c[1]))
         candidates.extend(local)
+        chars += len(token) * len(local)
+        if len(candidates) > kMaxDerivedMerges or chars > kMaxDerivedMergeChars:
+            raise ValueError(f"GGUF llama tokenizer: the scores imply more than {kMaxDerivedMerges} merges or "
+                             f"{kMaxDerivedMergeChars} characters of merges; refused")
     # Stable sort on the negated key == reverse sort keeping the original order among ties.
     candidates.sort(key=lambda c: (-c[4], -len(c[2]), -len(c[3])))
     return [(c[2], c[3]) for c in candidates]
@@ -270,6 +301,7 @@ def build_gguf_vocab(meta: dict) -> GgufVocab:
     tokens = _str_list(meta, "tokenizer.ggml.tokens", kMaxVocab, required=True)
     if not tokens:
         raise ValueError("GGUF metadata 'tokenizer.ggml.tokens' is empty")
+    _check_unique(tokens)
     n = len(tokens)
     token_types = _num_list(meta, "tokenizer.ggml.token_type", n, int)
     scores = _num_list(meta, "tokenizer.ggml.scores", n, float)

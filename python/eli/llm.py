@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from . import engine_options, hub
-from .chat_template import render_chat
+from .chat_template import render_chat_ids
 from .errors import InvalidRequestError, ModelLoadError, UnsupportedError, user_message
 from .outputs import CompletionOutput, RequestOutput
 from .request_tracker import RequestTracker
@@ -262,24 +262,23 @@ class EngineFrontend:
 
     def chat_prompt_ids(self, messages: list[dict], chat_template: Optional[str] = None,
                         add_generation_prompt: bool = True) -> list[int]:
-        """Renders `messages` with the chat template (the model's unless given) to prompt ids. Bad
-        messages (empty, unknown roles, wrong types) and template failures are InvalidRequestError."""
+        """Renders `messages` with the chat template (the model's unless given) to prompt ids; user
+        text never becomes special tokens (eli.chat_template.render_chat_ids). Bad messages (empty,
+        unknown roles, wrong types) and template failures are InvalidRequestError."""
         tok = self._require_tokenizer("chat messages")
         if not isinstance(messages, (list, tuple)):
             raise InvalidRequestError(f"messages must be a list of {{'role': ..., 'content': ...}} dicts, "
                                       f"got {type(messages).__name__}")
         if not messages:
             raise InvalidRequestError("messages is empty: a chat needs at least one message")
+        template = None if chat_template is None or chat_template == "" else chat_template
         try:
-            text = render_chat(chat_template or tok.chat_template, list(messages),
-                               add_generation_prompt=add_generation_prompt, bos_token=tok.bos_token,
-                               eos_token=tok.eos_token)
+            # The template writes BOS itself where the model wants one.
+            return render_chat_ids(tok, template, list(messages), add_generation_prompt=add_generation_prompt)
         except InvalidRequestError:
             raise
         except (ValueError, TypeError) as e:
             raise InvalidRequestError(f"chat messages: {e}") from e
-        # The template writes BOS itself where the model wants one.
-        return tok.encode(_check_text(text, "a chat message"), add_special_tokens=False)
 
     _chat_prompt = chat_prompt_ids
 

@@ -5,40 +5,40 @@
 # (see gguf_vocab.py). Invariants checked at construction (ValueError, mapped to eli.ModelLoadError
 # by the caller): every added/special token id and every named special id is below `vocab_size`
 # (and below the model's embedding rows when given). Encoding has a size budget (`max_input_chars`)
-# so one request cannot make tokenization take unbounded time and memory. Only `tokenizers` and the
-# stdlib are used here: importing this never pulls in torch or transformers.
+# so one request cannot make tokenization take unbounded time and memory.
+# Hostile tokenizer files (tokenizer_guard.py): a normalizer or decoder that multiplies text (a
+# Replace of one character by 100,000) is refused at load, and the per-call input limit is divided
+# by the normalizer's expansion bound, so no call can make the library allocate without bound; the
+# tokenizer is probed once at load; a Rust panic of the tokenizers library (pyo3's PanicException,
+# a BaseException) becomes ModelLoadError at load and EliError afterwards, never escapes. Files of a
+# model directory are read through model_dir.py (contained, regular, size-capped).
+# Chat prompts: encode_chat(text, user_spans) parses special tokens only outside the user spans.
+# Only `tokenizers` and the stdlib are used here: importing this never pulls in torch or transformers.
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import pathlib
-from typing import Iterable
+import re
+from typing import Iterable, Sequence
 
 from tokenizers import AddedToken, processors
 from tokenizers import Tokenizer as HfTokenizer
 
-from .gguf_vocab import build_gguf_vocab
+from . import model_dir
+from .errors import InvalidRequestError, ModelLoadError
+from .gguf_vocab import build_gguf_vocab, byte_to_unicode
+from .tokenizer_guard import backend_call, check_backend, load_backend
 
 kDefaultMaxInputChars = 4 * 1024 * 1024
+kMaxNormalizedChars = 16 * 1024 * 1024  # longest text a normalizer may produce in one call
 kMaxTokenizerFileBytes = 512 * 1024 * 1024  # tokenizer.json larger than this is refused
-kMaxConfigFileBytes = 16 * 1024 * 1024  # the small JSON configs
+kMaxConfigFileBytes = model_dir.kMaxConfigFileBytes  # the small JSON configs and chat_template.jinja
 
 
-def _read_json(path: pathlib.Path, required: bool = False) -> dict:
-    if not path.is_file():
-        if required:
-            raise ValueError(f"missing tokenizer file: {path}")
-        return {}
-    size = path.stat().st_size
-    if size > kMaxConfigFileBytes:
-        raise ValueError(f"{path.name} is {size} bytes, over the {kMaxConfigFileBytes}-byte limit")
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise ValueError(f"{path.name} is not valid JSON: {e}") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path.name}: expected a JSON object")
-    return value
+def _read_json(root: pathlib.Path, name: str) -> dict:
+    return model_dir.read_model_json(root, name, kMaxConfigFileBytes) or {}
 
 
 def _token_str(value) -> str | None:
@@ -72,7 +72,8 @@ class Tokenizer:
         if not isinstance(max_input_chars, int) or max_input_chars <= 0:
             raise ValueError(f"max_input_chars must be a positive int, got {max_input_chars!r}")
         self._tok = backend
-        self.max_input_chars = max_input_chars
+        self._expansion = check_backend(backend)  # ModelLoadError for hostile normalizers/decoders
+        self.max_input_chars = min(max_input_chars, max(kMaxNormalizedChars // self._expansion, 1))
         self._vocab_size = backend.get_vocab_size(with_added_tokens=True)
         added = backend.get_added_tokens_decoder()
         if added:
@@ -83,11 +84,11 @@ class Tokenizer:
                 raise ValueError(f"n_embedding_rows must be positive, got {n_embedding_rows}")
             for i, tok in added.items():
                 if i >= n_embedding_rows:
-                    raise ValueError(f"added token {tok.content!r} has id {i}, past the model's "
-                                     f"{n_embedding_rows} embedding rows")
+                    raise ModelLoadError(f"added token {tok.content!r} has id {i}, past the model's "
+                                         f"{n_embedding_rows} embedding rows")
             if self._vocab_size > n_embedding_rows:
-                raise ValueError(f"the tokenizer has {self._vocab_size} tokens but the model has only "
-                                 f"{n_embedding_rows} embedding rows")
+                raise ModelLoadError(f"the tokenizer has {self._vocab_size} tokens but the model has only "
+                                     f"{n_embedding_rows} embedding rows")
             limit = min(limit, n_embedding_rows)
         # Models often pad their embedding beyond the tokenizer (e.g. to a multiple of 64); such
         # rows can be generated and decode to nothing.
@@ -102,7 +103,7 @@ class Tokenizer:
                 eos.append(i)
         self.eos_token_ids: list[int] = eos
         if chat_template is not None and not isinstance(chat_template, str):
-            raise ValueError("chat_template must be a string")
+            raise ModelLoadError(f"the chat template must be a string, got {type(chat_template).__name__}")
         self.chat_template: str | None = chat_template or None
         self._special_ids = frozenset(i for i, t in added.items() if t.special)
 
@@ -111,7 +112,7 @@ class Tokenizer:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < limit:
-            raise ValueError(f"{name} {value!r} is outside the vocabulary of {limit} tokens")
+            raise ModelLoadError(f"{name} {value!r} is outside the vocabulary of {limit} tokens")
         return value
 
     # ---- properties -------------------------------------------------------------------------
@@ -175,33 +176,158 @@ class Tokenizer:
         return self._tok.token_to_id(token)
 
     # ---- encode / decode ---------------------------------------------------------------------
-    def encode(self, text: str, add_special_tokens: bool = True, parse_special: bool = True) -> list[int]:
-        """Token ids of `text`. add_special_tokens: add BOS/EOS as the model's config says.
-        parse_special=False treats special-token strings in `text` as plain text (for user input)."""
+    def _check_text(self, text) -> None:
         if not isinstance(text, str):
             raise TypeError(f"text must be str, got {type(text).__name__}")
         if len(text) > self.max_input_chars:
-            raise ValueError(f"text of {len(text)} characters exceeds the tokenizer budget of "
-                             f"{self.max_input_chars} characters")
-        if parse_special:
-            return self._tok.encode(text, add_special_tokens=add_special_tokens).ids
-        # encode_special_tokens is a tokenizer-wide flag: use a private copy so concurrent encodes are unaffected.
-        split = getattr(self, "_split_tok", None)
-        if split is None:
-            split = HfTokenizer.from_str(self._tok.to_str())
-            split.encode_special_tokens = True
-            self._split_tok = split
-        return split.encode(text, add_special_tokens=add_special_tokens).ids
+            raise InvalidRequestError(f"text of {len(text)} characters exceeds the tokenizer budget of "
+                                      f"{self.max_input_chars} characters")
+        m = _SURROGATE.search(text)
+        if m is not None:
+            raise InvalidRequestError(f"text contains a lone surrogate (invalid Unicode) at index {m.start()}")
+
+    def encode(self, text: str, add_special_tokens: bool = True, parse_special: bool = True) -> list[int]:
+        """Token ids of `text`. add_special_tokens: add BOS/EOS as the model's config says.
+        parse_special=False treats special-token strings in `text` as plain text (for user input)."""
+        self._check_text(text)
+        backend = self._tok if parse_special else self._variant(split_special=True, continuation=False)
+        return backend_call(backend.encode, text, add_special_tokens=add_special_tokens).ids
+
+    def _variant(self, split_special: bool, continuation: bool) -> HfTokenizer:
+        """A private copy of the backend (tokenizer-wide flags must not affect concurrent encodes):
+        split_special: special-token strings are plain text (encode_special_tokens);
+        continuation: for text that does not start the prompt, a Metaspace pre-tokenizer does not
+        prepend its word marker (the whole-text encode prepends it only at offset 0)."""
+        key = (split_special, continuation)
+        cache = self.__dict__.setdefault("_variants", {})
+        tok = cache.get(key)
+        if tok is None:
+            config = json.loads(self._tok.to_str())
+            if continuation:
+                _metaspace_never(config.get("pre_tokenizer"))
+            tok = backend_call(HfTokenizer.from_str, json.dumps(config))
+            tok.encode_special_tokens = split_special
+            cache[key] = tok
+        return tok
+
+    def encode_chat(self, text: str, user_spans: Sequence[tuple[int, int]]) -> list[int]:
+        """Ids of a rendered chat prompt (no BOS/EOS added: the template writes them) in which the
+        characters in `user_spans` came from the user: special tokens are parsed in the template's
+        text only. The whole text is tokenized normally; if no special token overlaps a user span
+        (every ordinary chat), those ids are returned as they are: identical to encode(text,
+        add_special_tokens=False) and to transformers' apply_chat_template. Otherwise the special
+        tokens that touch user text are demoted: the text between the remaining (template) special
+        tokens is re-encoded with special tokens as plain text, section by section, as the whole-text
+        encode would have split it; the demoted strings then tokenize as ordinary text."""
+        self._check_text(text)
+        enc = backend_call(self._tok.encode, text, add_special_tokens=False)
+        spans: list[list[int]] = []
+        for a, b in sorted((int(a), int(b)) for a, b in user_spans if b > a):
+            if spans and a <= spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], b)
+            else:
+                spans.append([a, b])
+        if not spans:
+            return list(enc.ids)
+        ends = [e for _, e in spans]  # merged, disjoint spans: the ends are sorted too
+        specials = self._special_ids
+        keep, demoted = [], False
+        for tid, (a, b) in zip(enc.ids, enc.offsets):
+            if tid not in specials:
+                continue
+            k = bisect.bisect_right(ends, a)  # the first span ending after a
+            if k < len(spans) and spans[k][0] < b:
+                demoted = True
+            else:
+                keep.append((a, b, tid))
+        if not demoted:
+            return list(enc.ids)
+        return self._encode_around(text, keep)
+
+    def _encode_around(self, text: str, keep: list[tuple[int, int, int]]) -> list[int]:
+        """`text` tokenized with exactly the special tokens `keep` ((start, end, id), in order):
+        every other special-token string is plain text. The text between two kept tokens is encoded
+        on its own, as the whole-text encode does after splitting on special tokens (a section that
+        does not start the text is encoded without the Metaspace word-marker prefix: `continuation`)."""
+        out: list[int] = []
+        pos = 0
+        for a, b, tid in keep:
+            if a > pos:
+                out += self._encode_section(text[pos:a], pos == 0)
+            out.append(tid)
+            pos = b
+        if pos < len(text):
+            out += self._encode_section(text[pos:], pos == 0)
+        return out
+
+    def _encode_section(self, text: str, first: bool) -> list[int]:
+        backend = self._variant(split_special=True, continuation=not first)
+        return backend_call(backend.encode, text, add_special_tokens=False).ids
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The raw bytes of one token: what it contributes to the output, without the decoder's
+        context rules (a SentencePiece word marker is a space; a byte-fallback token <0xNN> is that
+        byte; a byte-level BPE token is its bytes, which may end mid-character). Special tokens
+        give their text. Ids in the embedding's padding rows give b''."""
+        n = self._n_ids
+        if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id < n:
+            raise InvalidRequestError(f"token id {token_id!r} is outside the vocabulary of {n} tokens")
+        cache = self.__dict__.setdefault("_token_bytes", {})
+        b = cache.get(token_id)
+        if b is None:
+            b = self._compute_token_bytes(token_id)
+            if len(cache) < 1 << 20:
+                cache[token_id] = b
+        return b
+
+    def _compute_token_bytes(self, i: int) -> bytes:
+        if i >= self._vocab_size:
+            return b""
+        added = self.__dict__.get("_added_contents")
+        if added is None:
+            added = {k: str(t.content) for k, t in self._tok.get_added_tokens_decoder().items()}
+            self._added_contents = added
+        if i in added:
+            return added[i].encode("utf-8")
+        tok = self._tok.id_to_token(i)
+        if tok is None:
+            return b""
+        style = self._decoder_style()
+        if style == "byte_level":
+            inverse = _BYTE_DECODER
+            if all(c in inverse for c in tok):
+                return bytes(inverse[c] for c in tok)
+            return tok.encode("utf-8")
+        m = _BYTE_TOKEN.fullmatch(tok)
+        if m is not None and i in self.byte_fallback_ids:
+            return bytes([int(m.group(1), 16)])
+        if style == "metaspace":
+            return tok.replace("\u2581", " ").encode("utf-8")
+        return backend_call(self._tok.decode, [i], skip_special_tokens=False).encode("utf-8")
+
+    def _decoder_style(self) -> str:
+        style = self.__dict__.get("_style")
+        if style is None:
+            dec = self._tok.decoder
+            cfg = dec.__getstate__().decode("utf-8", "replace") if dec is not None else ""
+            if '"ByteLevel"' in cfg:
+                style = "byte_level"
+            elif '"Metaspace"' in cfg or '"\u2581"' in cfg or '"\\u2581"' in cfg:
+                style = "metaspace"
+            else:
+                style = "other"
+            self._style = style
+        return style
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         ids = list(ids)
         n = self._n_ids
         for i in ids:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
-                raise ValueError(f"token id {i!r} is outside the vocabulary of {n} tokens")
+                raise InvalidRequestError(f"token id {i!r} is outside the vocabulary of {n} tokens")
         if n > self._vocab_size:
             ids = [i for i in ids if i < self._vocab_size]  # padding rows: no text
-        return self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
+        return backend_call(self._tok.decode, ids, skip_special_tokens=skip_special_tokens)
 
     def __len__(self) -> int:
         return self._vocab_size
@@ -224,22 +350,17 @@ class Tokenizer:
     @classmethod
     def from_hf_dir(cls, path: str | os.PathLike, n_embedding_rows: int | None = None,
                     max_input_chars: int = kDefaultMaxInputChars) -> "Tokenizer":
-        """From a Hugging Face model directory holding tokenizer.json."""
+        """From a Hugging Face model directory holding tokenizer.json (read through model_dir:
+        symlinks out of the directory, FIFOs and oversized files are refused)."""
         root = pathlib.Path(path)
-        tj = root / "tokenizer.json"
-        if not tj.is_file():
-            raise ValueError(f"{root} has no tokenizer.json (slow/sentencepiece-only tokenizers are not supported)")
-        size = tj.stat().st_size
-        if size > kMaxTokenizerFileBytes:
-            raise ValueError(f"tokenizer.json is {size} bytes, over the {kMaxTokenizerFileBytes}-byte limit")
-        try:
-            backend = HfTokenizer.from_file(str(tj))
-        except Exception as e:  # tokenizers raises a bare Exception on malformed files
-            raise ValueError(f"tokenizer.json could not be loaded: {e}") from None
-        tcfg = _read_json(root / "tokenizer_config.json")
-        stmap = _read_json(root / "special_tokens_map.json")
-        gen = _read_json(root / "generation_config.json")
-        mcfg = _read_json(root / "config.json")
+        text = model_dir.read_model_text(root, "tokenizer.json", kMaxTokenizerFileBytes)
+        if text is None:
+            raise ModelLoadError(f"{root} has no tokenizer.json (slow/sentencepiece-only tokenizers are not supported)")
+        backend = load_backend(text, "tokenizer.json")
+        tcfg = _read_json(root, "tokenizer_config.json")
+        stmap = _read_json(root, "special_tokens_map.json")
+        gen = _read_json(root, "generation_config.json")
+        mcfg = _read_json(root, "config.json")
 
         def named(name: str) -> str | None:
             return _token_str(tcfg.get(name)) or _token_str(stmap.get(name))
@@ -277,8 +398,9 @@ class Tokenizer:
             try:
                 backend.post_processor = processors.TemplateProcessing(single=single, pair=pair,
                                                                        special_tokens=special)
-            except Exception as e:
-                raise ValueError(f"cannot build BOS/EOS post-processor: {e}") from None
+            except Exception:
+                raise ModelLoadError("tokenizer_config.json: cannot build the BOS/EOS post-processor "
+                                     "from its bos_token/eos_token") from None
 
         template = cls._chat_template_from_dir(root, tcfg)
         return cls(backend, bos_token_id=bos_id, eos_token_ids=eos_ids, pad_token_id=pad_id,
@@ -287,24 +409,41 @@ class Tokenizer:
 
     @staticmethod
     def _chat_template_from_dir(root: pathlib.Path, tcfg: dict) -> str | None:
-        jinja = root / "chat_template.jinja"
-        if jinja.is_file():
-            if jinja.stat().st_size > kMaxConfigFileBytes:
-                raise ValueError("chat_template.jinja is too large")
-            return jinja.read_text(encoding="utf-8")
+        jinja = model_dir.read_model_text(root, "chat_template.jinja", kMaxConfigFileBytes)
+        if jinja is not None:
+            return jinja
         ct = tcfg.get("chat_template")
-        if isinstance(ct, str):
+        where = "tokenizer_config.json: chat_template"
+        if ct is None:
+            ct_json = _read_json(root, "chat_template.json")
+            ct, where = ct_json.get("chat_template"), "chat_template.json: chat_template"
+        if ct is None or isinstance(ct, str):
             return ct
         if isinstance(ct, list):  # [{"name": ..., "template": ...}]: take "default", else the first
-            named_templates = {d.get("name"): d.get("template") for d in ct if isinstance(d, dict)}
-            pick = named_templates.get("default") or next(iter(named_templates.values()), None)
-            return pick if isinstance(pick, str) else None
-        ct_file = root / "chat_template.json"
-        if ct_file.is_file():
-            d = _read_json(ct_file)
-            if isinstance(d.get("chat_template"), str):
-                return d["chat_template"]
-        return None
+            named_templates = {}
+            for d in ct:
+                if not isinstance(d, dict) or not isinstance(d.get("template"), str):
+                    raise ModelLoadError(f"{where}: each entry must be an object with a string 'template'")
+                named_templates.setdefault(d.get("name"), d["template"])
+            return named_templates.get("default") or next(iter(named_templates.values()), None)
+        raise ModelLoadError(f"{where} must be a string or a list of named templates, got {type(ct).__name__}")
 
 
-__all__ = ["Tokenizer", "kDefaultMaxInputChars"]
+def _metaspace_never(node) -> None:
+    """In a pre-tokenizer config: Metaspace prepend_scheme 'first' -> 'never' (in place)."""
+    if isinstance(node, dict):
+        if node.get("type") == "Metaspace" and node.get("prepend_scheme") == "first":
+            node["prepend_scheme"] = "never"
+        for v in node.values():
+            _metaspace_never(v)
+    elif isinstance(node, list):
+        for v in node:
+            _metaspace_never(v)
+
+
+_BYTE_DECODER = {c: b for b, c in byte_to_unicode().items()}
+_BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+__all__ = ["Tokenizer", "kDefaultMaxInputChars", "kMaxNormalizedChars"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 
 import pytest
@@ -143,10 +144,13 @@ def test_budgets(template):
 
 
 def test_output_budget_configurable():
-    msgs = [{"role": "user", "content": "x" * 5000}]
+    msgs = [{"role": "user", "content": "x" * 600}, {"role": "assistant", "content": "y" * 600}]
     with pytest.raises(ValueError, match="output"):
         render_chat(None, msgs, max_output_chars=1000)
-    assert len(render_chat(None, msgs, max_output_chars=10000)) > 5000
+    assert len(render_chat(None, msgs, max_output_chars=10000)) > 1200
+    # One string longer than the whole budget is refused before rendering, naming the message.
+    with pytest.raises(ValueError, match=r"messages\[0\]\.content"):
+        render_chat(None, [{"role": "user", "content": "x" * 5000}], max_output_chars=1000)
 
 
 @pytest.mark.parametrize("messages", [
@@ -169,3 +173,136 @@ def test_malformed_messages(messages):
 def test_syntax_error():
     with pytest.raises(ValueError, match="syntax"):
         render_chat("{% for %}", [{"role": "user", "content": "hi"}])
+
+
+# ---- issue 20 item 1: budgets enforced before the operation (the hostile template corpus) ---------
+kCorpus = kTokDataDir.parent / "malformed" / "text"
+kCorpusManifest = json.loads((kCorpus / "manifest.json").read_text(encoding="utf-8"))
+ChatTemplateError = chat_template.ChatTemplateError
+InvalidRequestError = eli_module("errors").InvalidRequestError
+
+
+@pytest.mark.parametrize("case", kCorpusManifest["templates"], ids=lambda c: c["name"])
+def test_hostile_template_corpus(case):
+    """Each attack is refused by the check that names it (so before the operation ran: a check
+    after the fact would first spend the minutes and gigabytes), or renders when it must."""
+    template = (kCorpus / "templates" / f"{case['name']}.jinja").read_text(encoding="utf-8")
+    msgs = [{"role": "user", "content": "one\ntwo\nthree"}]
+    if case["expect"] is None:
+        assert render_chat(template, msgs, time_budget_s=0.5) == ""
+        return
+    with pytest.raises(ChatTemplateError, match=re.escape(case["expect"])) as info:
+        render_chat(template, msgs, time_budget_s=0.5)
+    assert isinstance(info.value, ValueError)
+    # The same breach through the tracked (LLM.chat / server) path.
+    with pytest.raises(ChatTemplateError, match=re.escape(case["expect"])):
+        chat_template.render_chat_spans(template, msgs, time_budget_s=0.5)
+
+
+def test_corpus_covers_the_issue_attacks():
+    names = {c["name"] for c in kCorpusManifest["templates"]}
+    assert {"pow_tower", "percent_width", "indent_string_width", "percent_width_folded", "deep_parens",
+            "macro_recursion", "lipsum_huge", "wordwrap_huge", "sort_million", "sum_lists"} <= names
+
+
+def test_no_constant_folding_at_compile_time():
+    # Jinja folds constant expressions while compiling; a folded '%' format of width 10^9 cost 17 s and
+    # 3.8 GB before any budget applied. Intercepted operators and pass_context filters/finalize make
+    # every expression run at render time, through the checks.
+    chat_template._ENV.from_string("{{ '%0999999999d' % 1 }}{{ 'x' | center(1000000000) }}")  # compiles at once
+    with pytest.raises(ChatTemplateError, match="format width"):
+        render_chat("{{ '%0999999999d' % 1 }}", [{"role": "user", "content": "hi"}])
+
+
+def test_template_size_and_token_caps():
+    msgs = [{"role": "user", "content": "hi"}]
+    with pytest.raises(ChatTemplateError, match="over the limit of 262144"):
+        render_chat("x" * (256 * 1024 + 1), msgs)
+    assert render_chat("x" * (256 * 1024), msgs) == "x" * (256 * 1024)  # plain text is cheap to compile
+    with pytest.raises(ChatTemplateError, match="more than 32768 tokens"):
+        render_chat("{{x}}" * 11000, msgs)
+
+
+def test_compile_failures_are_cached(monkeypatch):
+    template = "{% if true %}" * 400 + "{% endif %}" * 400
+    msgs = [{"role": "user", "content": "hi"}]
+    with pytest.raises(ChatTemplateError, match="nests too deeply"):
+        render_chat(template, msgs)
+    calls = []
+    monkeypatch.setattr(chat_template, "_compile_uncached", lambda t: calls.append(t))
+    with pytest.raises(ChatTemplateError, match="nests too deeply"):
+        render_chat(template, msgs)
+    assert calls == []
+
+
+def test_process_usable_after_breaches():
+    # RecursionError / MemoryError-class failures leave nothing broken behind.
+    for case in kCorpusManifest["templates"]:
+        template = (kCorpus / "templates" / f"{case['name']}.jinja").read_text(encoding="utf-8")
+        try:
+            render_chat(template, [{"role": "user", "content": "hi"}], time_budget_s=0.2)
+        except ChatTemplateError:
+            pass
+    assert render_chat(None, [{"role": "user", "content": "hi"}]) == \
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+
+
+# ---- message validation (issue 20 items 13, 17, 20; issue 21) --------------------------------------
+def test_empty_conversation_refused():
+    with pytest.raises(InvalidRequestError, match="empty"):
+        render_chat(None, [])
+
+
+def test_roles():
+    with pytest.raises(InvalidRequestError, match="'robot' is not a role"):
+        render_chat(None, [{"role": "robot", "content": "beep"}])
+    for role in chat_template.kBaseRoles:
+        assert f"<|im_start|>{role}\n" in render_chat(None, [{"role": role, "content": "x"}])
+    llama = (kTokDataDir / "templates" / "llama31.jinja").read_text(encoding="utf-8")
+    assert "ipython" in chat_template.template_roles(llama)
+    assert "ipython" not in chat_template.template_roles(chat_template.kFallbackTemplate)
+    out = render_chat(llama, [{"role": "user", "content": "q"}, {"role": "ipython", "content": "42"}])
+    # (the template runs strings through tojson too: they are iterable)
+    assert '<|start_header_id|>ipython<|end_header_id|>\n\n"42"<|eot_id|>' in out
+    with pytest.raises(InvalidRequestError, match="not a role"):
+        render_chat(None, [{"role": "ipython", "content": "42"}])
+
+
+@pytest.mark.parametrize("messages,where", [
+    ([{"role": "user", "content": "a\ud800b"}], r"messages\[0\]\.content"),
+    ([{"role": "user", "content": "ok", "name": "x\udfff"}], r"messages\[0\]\.name"),
+    ([{"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "f", "arguments": "\ud83d"}}]}],
+     r"messages\[0\]\.tool_calls\[0\]\.function\.arguments"),
+])
+def test_lone_surrogates_refused(messages, where):
+    with pytest.raises(InvalidRequestError, match=where + ".*surrogate"):
+        render_chat(None, messages)
+
+
+def test_surrogates_in_template_variables_refused():
+    with pytest.raises(InvalidRequestError, match="surrogate"):
+        render_chat("{{ x }}", [{"role": "user", "content": "hi"}], x="\ud800")
+
+
+def test_content_parts():
+    parts = [{"type": "text", "text": "Hello "}, {"type": "text", "text": "world"}]
+    assert render_chat(None, [{"role": "user", "content": parts}]) == \
+        render_chat(None, [{"role": "user", "content": "Hello world"}])
+    with pytest.raises(InvalidRequestError, match="only text content parts"):
+        render_chat(None, [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}])
+    with pytest.raises(InvalidRequestError, match="only text content parts"):
+        render_chat(None, [{"role": "user", "content": ["bare string"]}])
+    with pytest.raises(InvalidRequestError, match="must be a string or a list"):
+        render_chat(None, [{"role": "user", "content": b"bytes"}])
+
+
+@pytest.mark.parametrize("template", [5, b"{{ 1 }}", ["{{ 1 }}"], {"template": "x"}])
+def test_non_string_template_is_invalid_request(template):
+    with pytest.raises(InvalidRequestError, match="chat template must be a string"):
+        render_chat(template, [{"role": "user", "content": "hi"}])
+
+
+@pytest.mark.parametrize("name", ["messages", "add_generation_prompt", "bos_token", "eos_token"])
+def test_reserved_template_variables(name):
+    with pytest.raises(InvalidRequestError, match="reserved"):
+        chat_template.render_chat_spans(None, [{"role": "user", "content": "hi"}], template_vars={name: "x"})

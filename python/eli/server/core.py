@@ -430,9 +430,9 @@ class Server:
         for tid, entry in zip(token_ids, logprobs):
             s = self.token_str(tid)
             out.append({"token": s, "logprob": _finite(entry.get(tid, -math.inf)),
-                        "bytes": list(s.encode("utf-8")),
+                        "bytes": list(self.tokenizer.token_bytes(tid)),
                         "top_logprobs": [{"token": self.token_str(t), "logprob": _finite(lp),
-                                          "bytes": list(self.token_str(t).encode("utf-8"))}
+                                          "bytes": list(self.tokenizer.token_bytes(t))}
                                          for t, lp in self._top(entry, n)]})
         return out
 
