@@ -67,7 +67,7 @@ TEST(CpuIsaCap, RegistryPicksTheCappedVariant) {
     expect = "avx2";
   }
 #endif
-  for (Op op : {Op::kMatmul, Op::kAttention, Op::kRmsNorm}) {
+  for (Op op : {Op::kGemm, Op::kAttention, Op::kNormCast}) {
     const KernelEntry* e = find_kernel(op, DeviceKind::kCPU, DType::kF32);
     ASSERT_NE(e, nullptr) << op_name(op);
     EXPECT_EQ(std::string(e->variant), expect) << op_name(op);
