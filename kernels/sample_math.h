@@ -24,6 +24,10 @@
 #include <cstdint>
 #include <cstring>
 
+#if !defined(__CUDA_ARCH__) && (defined(__FAST_MATH__) || (defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD != 0))
+#error "kernels/sample_math.h needs IEEE single and double arithmetic (no -ffast-math, no x87 excess precision)"
+#endif
+
 #if defined(__CUDACC__)
 #define ELI_SAMPLE_HD __host__ __device__ __forceinline__
 #else
