@@ -70,6 +70,7 @@ std::vector<KernelEntry> build_kernel_table() {
     if (fn != nullptr) t.push_back({Op::kDequant, kCpu, q, "ref", kPrioRef, fn, nullptr, WeightFormat::kGgufBlocks});
   }
   // Optimized CPU kernels.
+  t.push_back({Op::kSample, kCpu, DType::kF32, "cpu", kPrioGeneric, sample_cpu, nullptr});
   add_cpu_isa<CpuIsaKind::kGeneric>(t, "generic", kPrioGeneric, nullptr);
 #ifdef ELI_X86
   add_cpu_isa<CpuIsaKind::kAvx2>(t, "avx2", kPrioAvx2, cpu_has_avx2);

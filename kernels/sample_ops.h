@@ -1,32 +1,42 @@
-// kernels/sample_ops.h: arguments of Op::kSample (sampling on the device). Included by kernels/ops.h.
-// Owned by the sampling kernels (kernels/cuda/sampling.cu, kernels/ref/sampling_ref.cc); the
-// numerics they share (counter RNG, Gumbel noise, penalties) are in kernels/sample_math.h.
+// kernels/sample_ops.h: eli's sampling semantics, and the arguments of Op::kSample that implement
+// them. Included by kernels/ops.h. The numerics are in kernels/sample_math.h; the kernels are
+// kernels/ref/sampling_ref.cc (the reference: plain and sequential), kernels/cpu/sampling_cpu.cc
+// and kernels/cuda/sampling.cu. Every one of them computes the same token for the same inputs, bit
+// for bit, on every device: a seeded request gives the same tokens on the CPU and on a GPU, given
+// the same logits. Logprobs are sums over the row and agree to ~1e-6 (summation order).
 //
-// Contract, per row r (the semantics of runtime/engine/sampler.h, i.e. vLLM's):
+// The semantics (vLLM's order of operations), per row r with raw logits x (vocab V):
 //  1. If any logit of the row is NaN/+-Inf: status[r] = kSampleNonFinite, token[r] = the lowest
 //     index of such a logit, logprob[r] = its value, top_ids[r, :] = -1; nothing else is done.
-//  2. Raw log-softmax (lse over the unpenalised row). Top-n (n = min(n_logprobs[r], vocab,
-//     top_stride)) raw logprobs, best first, ties by lower id, into top_ids / top_logprobs; the
-//     rest of the row's top_stride slots get id -1, logprob 0.
+//  2. Logprobs are of the RAW row: lse = max + ln(sum e^(x - max)). Top-n (n = min(n_logprobs[r],
+//     V, top_stride)) ids in the order (x desc, id asc) with x - lse, into top_ids / top_logprobs;
+//     the rest of the row's top_stride slots get id -1, logprob 0.
 //  3. Penalties (if repetition != 1 or presence != 0 or frequency != 0), in place on the logits,
-//     for each listed token t with output count c: repetition (z > 0 ? z / rep : z * rep), then, if
-//     c > 0, z -= frequency * c + presence (each step in double, clamped to +-FLT_MAX). The raw
-//     value is saved in penalty_raw[j].
-//  4. Greedy (temperature < kSampleGreedyTemperatureEps or top_k == 1): argmax, lowest id on ties.
-//  5. Otherwise, with z the penalised row, zmax its max, inv_t = float(1 / temperature),
-//     s(t) = (z_t - zmax) * inv_t and w(t) = expf(s(t)) in float: order tokens by (z desc, id asc);
-//     top-k keeps the first k (1 < k < vocab); top-p keeps the shortest prefix of that whose
-//     cumulative w (double) reaches top_p * (sum of w over the top-k set); min-p drops tokens with
-//     w < min_p. The token is argmax over survivors of s(t) + gumbel(seed, offset, t) (ties:
-//     lower id): an exact draw from the renormalised filtered distribution.
-//  6. logprob[r] = raw z_token - lse (when n_logprobs[r] >= 0, else 0); status[r] = kSampleOk.
+//     for each listed token t with output count c: sample_penalize (repetition z > 0 ? z / rep :
+//     z * rep; then, if c > 0, z - frequency * c - presence; double, clamped to +-FLT_MAX). The raw
+//     value is saved in penalty_raw[j]. z is the penalised row from here on.
+//  4. Greedy (temperature < kSampleGreedyTemperatureEps or top_k == 1): the argmax of z, lowest
+//     id on ties.
+//  5. Otherwise: zmax = max z; inv_t = sample_inv_temperature(T); s(t) = sample_scaled(z_t, zmax,
+//     inv_t) <= 0; the order O is (z desc, id asc). Filters, in this order:
+//       top-k (1 < k < V): the first k tokens of O;
+//       top-p (< 1): with integer masses m(t) = sample_mass(s(t)) and M their sum over the top-k
+//         set, the shortest prefix of O (within the top-k set) whose cumulative mass reaches
+//         sample_top_p_target(M, top_p);
+//       min-p (> 0): drops tokens with sample_exp(s(t)) < min_p.
+//     The draw: key(t) = sample_gumbel_key(s(t), sample_row_key(seed[r], offset[r]), t); the token
+//     is the survivor with the largest key, ties by lower id: an exact draw from the renormalised
+//     filtered distribution (Gumbel-max), whose random numbers depend on (seed, offset, token id)
+//     only: not on the batch, the device, or the order in which a kernel visits the tokens.
+//     The best token of O survives every filter, so there is always a candidate.
+//  6. logprob[r] = raw x_token - lse (when n_logprobs[r] >= 0, else 0); status[r] = kSampleOk.
 // On return the logits rows hold the penalised values (the logits are scratch).
 //
-// Exactness between the CUDA kernel and the reference: greedy tokens, top-k sets, min-p and the
-// top-n logprobs ids are exact; top-p sums weights in a different order (relative differences
-// ~1e-7 of the total), so a token whose cumulative mass lands within that of top_p * total may be
-// kept by one and dropped by the other; Gumbel noise uses logf/log1pf, which may differ by an ulp
-// between the device and the host libm, so two survivors whose keys agree to ~1e-6 may swap.
+// Exactness: every quantity that decides the token (penalties, s, the top-k order, integer masses,
+// the min-p weight, the Gumbel keys) is computed with correctly rounded operations only (no libm,
+// no FMA, no float sums), so it is the same on every device, and the decisions that combine many
+// tokens are order-free (integer sums, max with a tie rule). The only float sum is the log-sum-exp
+// of the logprobs, which does not decide the token.
 #pragma once
 
 #include <cstdint>
@@ -58,8 +68,8 @@ struct SampleArgs {
   const double* repetition_penalty; // > 0; 1: off
   const double* presence_penalty;   // 0: off
   const double* frequency_penalty;  // 0: off
-  const uint64_t* seed;             // counter-RNG key of this draw (sample_row_key(seed, offset))
-  const uint64_t* offset;           // counter-RNG step (e.g. the number of tokens generated so far)
+  const uint64_t* seed;             // the request's seed (sample_row_key(seed, offset) keys the draw)
+  const uint64_t* offset;           // the index of the output token drawn (0 for the request's first)
   const int32_t* n_logprobs;        // -1: none; 0: the token's logprob; n: plus the top n
   // ---- penalty token lists, CSR over rows (null penalty_offsets: no penalties anywhere)
   const int32_t* penalty_offsets;   // (n_rows + 1) row r owns entries [offsets[r], offsets[r+1])
@@ -74,6 +84,9 @@ struct SampleArgs {
 
 // The CPU reference (kernels/ref/sampling_ref.cc), registered as (kSample, CPU, F32, "ref").
 void sample_ref(const void* args, const ExecContext& ctx);  // SampleArgs
+// The CPU kernel (kernels/cpu/sampling_cpu.cc), registered as (kSample, CPU, F32, "cpu"): rows in
+// parallel on ctx.pool, selections in O(vocab); identical to the reference in every output.
+void sample_cpu(const void* args, const ExecContext& ctx);  // SampleArgs
 
 // The argument checks shared by every kSample kernel (kernels/ref/sampling_ref.cc); throw eli::Error.
 void check_sample_args(const SampleArgs& a);

@@ -15,14 +15,15 @@
 //  collected into shared memory (with everything above it, when that fits: the filtered set then
 //  never leaves shared memory), sorted (bitonic) and cut exactly. If the bucket holds more than
 //  kList tokens, up to three radix passes over the 32-bit order key of z narrow it; a group of more
-//  than kList identical logits is cut by id with one ranked pass. Exact for counts; mass sums are
-//  compensated float per thread and double across threads (see sample_ops.h on top-p exactness).
+//  than kList identical logits is cut by id with one ranked pass. Exact for counts and for masses
+//  (integers, sample_mass: shared 64-bit atomics and sums give the same totals in any order), so
+//  the cut is the reference's, bit for bit.
 // Costs: greedy without penalties or logprobs is one pass; temperature sampling two; top-k (k up to
 // a few thousand) or top-p usually three or four. Every pass reads the row once (512 KB for 128k).
-// The draw computes noise (a 64-bit hash, log1pf, logf) only for survivors whose key could still
-// win: from the shared list that is a few thousand tokens at most, but a row-wide draw (temperature
-// or min-p only, or a nucleus larger than the list) at T ~ 1 hashes most of the row: compute-bound
-// on one SM (tens of microseconds at 128k; many rows run in parallel).
+// The draw computes noise only for survivors whose key could still win: a token needs its 64-bit
+// hash unless s + kSampleGumbelMax is below the thread's best key, and its two logs only if
+// s + sample_gumbel_bound(hash) is not (on real logits nearly every token stops there). A row-wide
+// draw (temperature or min-p only, or a nucleus larger than the list) hashes most of the row.
 //
 // Invariants: blockDim.x is a multiple of 32 in [32, 1024]; every __syncthreads is reached by all
 // threads (all control flow around them is uniform over the block); no allocation, no host
@@ -64,7 +65,7 @@ struct Smem {
   union {
     struct {
       uint32_t cnt[kBuckets];
-      float mass[kBuckets];
+      unsigned long long mass[kBuckets];  // sample_mass sums
     } h;
     struct {
       float z[kList];
@@ -75,14 +76,16 @@ struct Smem {
   int32_t ri[32];
   double rd[32];
   uint32_t ru[32];
-  double rs[32];  // scans
+  unsigned long long rm[32];  // mass sums
+  unsigned long long rs[32];  // scans
   float bf;
   int32_t bi;
   double bd;
   uint32_t bu;
+  unsigned long long bm;
   int32_t pick_bucket;
   uint32_t pick_before, pick_in, pick_total;
-  double pick_mass_before;
+  unsigned long long pick_mass_before;
   int32_t list_n;
   int32_t rank_id;
   uint32_t wcnt[2][32];
@@ -110,12 +113,8 @@ __device__ __forceinline__ int bucket_of(float s) {
   return d >= static_cast<float>(kBuckets - 1) ? kBuckets - 1 : static_cast<int>(d);
 }
 
-__device__ __forceinline__ void kahan_add(float& sum, float& comp, float v) {
-  const float y = v - comp;
-  const float t = sum + y;
-  comp = (t - sum) - y;
-  sum = t;
-}
+using Mass = unsigned long long;  // sample_mass and its sums
+static_assert((kBuckets - 1) / kBucketsPerUnit > -kSampleMassCut, "the overflow bucket must have no mass");
 
 // ---- block-wide reductions (every thread gets the result) ----------------------------------------
 
@@ -172,6 +171,21 @@ __device__ double block_sum_double(Smem& sm, double v) {
   return sm.bd;
 }
 
+__device__ Mass block_sum_mass(Smem& sm, Mass v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
+  if (lane_id() == 0) sm.rm[warp_id()] = v;
+  __syncthreads();
+  if (warp_id() == 0) {
+    v = lane_id() < n_warps() ? sm.rm[lane_id()] : 0ull;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
+    if (lane_id() == 0) sm.bm = v;
+  }
+  __syncthreads();
+  return sm.bm;
+}
+
 __device__ uint32_t block_sum_u32(Smem& sm, uint32_t v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
@@ -208,29 +222,29 @@ __device__ int32_t block_min_i32(Smem& sm, int32_t v) {
   return sm.bi;
 }
 
-// Exclusive prefix sum over the threads in thread order (deterministic).
-__device__ double block_exclusive_scan(Smem& sm, double v) {
-  double x = v;
+// Exclusive prefix sum over the threads in thread order.
+__device__ Mass block_exclusive_scan(Smem& sm, Mass v) {
+  Mass x = v;
 #pragma unroll
   for (int o = 1; o < 32; o <<= 1) {
-    const double t = __shfl_up_sync(kFull, x, o);
+    const Mass t = __shfl_up_sync(kFull, x, o);
     if (lane_id() >= o) x += t;
   }
-  double e = __shfl_up_sync(kFull, x, 1);
-  if (lane_id() == 0) e = 0.0;
+  Mass e = __shfl_up_sync(kFull, x, 1);
+  if (lane_id() == 0) e = 0;
   if (lane_id() == 31) sm.rs[warp_id()] = x;
   __syncthreads();
   if (warp_id() == 0) {
-    double y = lane_id() < n_warps() ? sm.rs[lane_id()] : 0.0;
+    Mass y = lane_id() < n_warps() ? sm.rs[lane_id()] : 0ull;
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
-      const double t = __shfl_up_sync(kFull, y, o);
+      const Mass t = __shfl_up_sync(kFull, y, o);
       if (lane_id() >= o) y += t;
     }
     if (lane_id() < n_warps()) sm.rs[lane_id()] = y;
   }
   __syncthreads();
-  const double base = warp_id() > 0 ? sm.rs[warp_id() - 1] : 0.0;
+  const Mass base = warp_id() > 0 ? sm.rs[warp_id() - 1] : 0ull;
   __syncthreads();  // sm.rs is reused by the next scan
   return base + e;
 }
@@ -290,14 +304,14 @@ __device__ ArgMax row_argmax(Smem& sm, const float* x, int32_t V) {
 // ---- candidate list in shared memory -----------------------------------------------------------------
 
 // Collects the tokens with cls(z, id) == 1 into the list (unordered); with want_above, returns the
-// (deterministic) sum of w over the tokens with cls == 2. Returns the list size (<= kList).
+// mass of the tokens with cls == 2. Returns the list size (<= kList).
 template <typename Cls>
 __device__ int32_t collect(Smem& sm, const float* x, int32_t V, Cls cls, bool want_above, float zmax, float inv_t,
-                           double* above) {
+                           Mass* above) {
   __syncthreads();  // the list aliases the histogram
   if (threadIdx.x == 0) sm.list_n = 0;
   __syncthreads();
-  float sum = 0.0f, comp = 0.0f;
+  Mass sum = 0;
   for_each_elem(x, V, [&](int32_t i, float z) {
     const int c = cls(z, i);
     if (c == 1) {
@@ -307,11 +321,11 @@ __device__ int32_t collect(Smem& sm, const float* x, int32_t V, Cls cls, bool wa
         sm.u.l.id[p] = i;
       }
     } else if (c == 2 && want_above) {
-      kahan_add(sum, comp, expf(sample_scaled(z, zmax, inv_t)));
+      sum += sample_mass(sample_scaled(z, zmax, inv_t));
     }
   });
   if (want_above) {
-    *above = block_sum_double(sm, static_cast<double>(sum) - static_cast<double>(comp));
+    *above = block_sum_mass(sm, sum);
   } else {
     __syncthreads();
   }
@@ -349,27 +363,26 @@ __device__ void sort_list(Smem& sm, int32_t n) {
   }
 }
 
-// Sum of w over the sorted list[0, n) (deterministic).
-__device__ double list_mass(Smem& sm, int32_t n, float zmax, float inv_t) {
-  const int32_t per = (n + static_cast<int32_t>(blockDim.x) - 1) / static_cast<int32_t>(blockDim.x);
-  const int32_t lo = static_cast<int32_t>(threadIdx.x) * per;
-  const int32_t hi = lo + per < n ? lo + per : n;
-  double local = 0.0;
-  for (int32_t i = lo; i < hi; ++i) local += static_cast<double>(expf(sample_scaled(sm.u.l.z[i], zmax, inv_t)));
-  return block_sum_double(sm, local);
+// Mass of the list[0, n).
+__device__ Mass list_mass(Smem& sm, int32_t n, float zmax, float inv_t) {
+  Mass local = 0;
+  for (int32_t i = static_cast<int32_t>(threadIdx.x); i < n; i += static_cast<int32_t>(blockDim.x)) {
+    local += sample_mass(sample_scaled(sm.u.l.z[i], zmax, inv_t));
+  }
+  return block_sum_mass(sm, local);
 }
 
-// First index i of the sorted list[0, n) with above + sum_{j <= i} w_j >= target; n - 1 if none.
-__device__ int32_t list_mass_cut(Smem& sm, int32_t n, float zmax, float inv_t, double above, double target) {
+// First index i of the sorted list[0, n) with above + sum_{j <= i} mass_j >= target; n - 1 if none.
+__device__ int32_t list_mass_cut(Smem& sm, int32_t n, float zmax, float inv_t, Mass above, Mass target) {
   const int32_t per = (n + static_cast<int32_t>(blockDim.x) - 1) / static_cast<int32_t>(blockDim.x);
   const int32_t lo = static_cast<int32_t>(threadIdx.x) * per;
   const int32_t hi = lo + per < n ? lo + per : n;
-  double local = 0.0;
-  for (int32_t i = lo; i < hi; ++i) local += static_cast<double>(expf(sample_scaled(sm.u.l.z[i], zmax, inv_t)));
-  double cum = above + block_exclusive_scan(sm, local);
+  Mass local = 0;
+  for (int32_t i = lo; i < hi; ++i) local += sample_mass(sample_scaled(sm.u.l.z[i], zmax, inv_t));
+  Mass cum = above + block_exclusive_scan(sm, local);
   int32_t first = INT_MAX;
   for (int32_t i = lo; i < hi; ++i) {
-    cum += static_cast<double>(expf(sample_scaled(sm.u.l.z[i], zmax, inv_t)));
+    cum += sample_mass(sample_scaled(sm.u.l.z[i], zmax, inv_t));
     if (cum >= target) {
       first = i;
       break;
@@ -384,33 +397,33 @@ __device__ int32_t list_mass_cut(Smem& sm, int32_t n, float zmax, float inv_t, d
 // Picks, among nb histogram buckets, the first one where the running count reaches need_cnt
 // (by_mass false) or base_mass + running mass reaches target (by_mass true); if none does, the last
 // non-empty one. Warp 0 scans; results in sm.pick_*; ends with a barrier.
-__device__ void scan_pick(Smem& sm, int nb, bool by_mass, uint32_t need_cnt, double target, double base_mass) {
+__device__ void scan_pick(Smem& sm, int nb, bool by_mass, uint32_t need_cnt, Mass target, Mass base_mass) {
   if (warp_id() == 0) {
     const int lane = lane_id();
     const int per = nb / 32;
     const int b0 = lane * per;
     uint32_t c = 0;
-    double m = 0.0;
+    Mass m = 0;
     for (int j = 0; j < per; ++j) {
       c += sm.u.h.cnt[b0 + j];
-      if (by_mass) m += static_cast<double>(sm.u.h.mass[b0 + j]);
+      if (by_mass) m += sm.u.h.mass[b0 + j];
     }
     uint32_t ci = c;
-    double mi = m;
+    Mass mi = m;
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
       const uint32_t tc = __shfl_up_sync(kFull, ci, o);
-      const double tm = __shfl_up_sync(kFull, mi, o);
+      const Mass tm = __shfl_up_sync(kFull, mi, o);
       if (lane >= o) {
         ci += tc;
         mi += tm;
       }
     }
     uint32_t ce = __shfl_up_sync(kFull, ci, 1);
-    double me = __shfl_up_sync(kFull, mi, 1);
+    Mass me = __shfl_up_sync(kFull, mi, 1);
     if (lane == 0) {
       ce = 0;
-      me = 0.0;
+      me = 0;
     }
     const uint32_t total = __shfl_sync(kFull, ci, 31);
     const bool cross = by_mass ? (base_mass + mi >= target) : (ci >= need_cnt);
@@ -420,14 +433,14 @@ __device__ void scan_pick(Smem& sm, int nb, bool by_mass, uint32_t need_cnt, dou
     const int sel = found ? __ffs(static_cast<int>(hit)) - 1 : (nonempty ? 31 - __clz(static_cast<int>(nonempty)) : 0);
     if (lane == sel) {
       uint32_t cc = ce;
-      double mm = me;
+      Mass mm = me;
       int pick = b0;
       uint32_t before = ce, in = 0;
-      double mass_before = me;
+      Mass mass_before = me;
       for (int j = 0; j < per; ++j) {
         const uint32_t cj = sm.u.h.cnt[b0 + j];
         if (cj == 0) continue;
-        const double mj = by_mass ? static_cast<double>(sm.u.h.mass[b0 + j]) : 0.0;
+        const Mass mj = by_mass ? sm.u.h.mass[b0 + j] : 0ull;
         pick = b0 + j;
         before = cc;
         mass_before = mm;
@@ -459,45 +472,41 @@ __device__ Selected select_prefix(Smem& sm, const float* x, int32_t V, float zma
   __syncthreads();  // the histogram aliases the list of a previous step
   for (int i = static_cast<int>(threadIdx.x); i < kBuckets; i += static_cast<int>(blockDim.x)) {
     sm.u.h.cnt[i] = 0;
-    sm.u.h.mass[i] = 0.0f;
+    sm.u.h.mass[i] = 0;
   }
   __syncthreads();
-  // Level 1: buckets of s. The overflow bucket (far tokens, often most of them) is counted per
-  // thread to keep shared atomics off one hot address.
+  // Level 1: buckets of s. The overflow bucket (far tokens, often most of them; no mass) is
+  // counted per thread to keep shared atomics off one hot address.
   uint32_t ovf_cnt = 0;
-  float ovf_mass = 0.0f, tot = 0.0f, tot_comp = 0.0f;
+  Mass tot = 0;
   for_each_elem(x, V, [&](int32_t i, float z) {
     if (!in_cut(z, i, base)) return;
     const float s = sample_scaled(z, zmax, inv_t);
     const int b = bucket_of(s);
-    const float w = by_mass ? expf(s) : 0.0f;
     if (b == kBuckets - 1) {
       ++ovf_cnt;
-      ovf_mass += w;
     } else {
       atomicAdd(&sm.u.h.cnt[b], 1u);
-      if (by_mass && w > 0.0f) atomicAdd(&sm.u.h.mass[b], w);
+      if (by_mass) {
+        const Mass w = sample_mass(s);
+        if (w > 0) {
+          atomicAdd(&sm.u.h.mass[b], w);
+          tot += w;
+        }
+      }
     }
-    if (by_mass) kahan_add(tot, tot_comp, w);
   });
   const uint32_t ovf_total = block_sum_u32(sm, ovf_cnt);  // its barriers also complete the atomics
-  double total = 0.0, ovf_mass_total = 0.0;
-  if (by_mass) {
-    ovf_mass_total = block_sum_double(sm, static_cast<double>(ovf_mass));
-    total = block_sum_double(sm, static_cast<double>(tot) - static_cast<double>(tot_comp));
-  }
-  if (threadIdx.x == 0) {
-    sm.u.h.cnt[kBuckets - 1] = ovf_total;
-    sm.u.h.mass[kBuckets - 1] = static_cast<float>(ovf_mass_total);
-  }
+  const Mass total = by_mass ? block_sum_mass(sm, tot) : 0ull;
+  if (threadIdx.x == 0) sm.u.h.cnt[kBuckets - 1] = ovf_total;
   __syncthreads();
-  const double target = by_mass ? top_p * total : 0.0;
-  scan_pick(sm, kBuckets, by_mass, k, target, 0.0);
+  const Mass target = by_mass ? sample_top_p_target(total, top_p) : 0ull;
+  scan_pick(sm, kBuckets, by_mass, k, target, 0);
   const int b1 = sm.pick_bucket;
   const uint32_t members = sm.pick_total;
   const uint32_t need = by_mass ? 0u : (k < members ? k : members);
   uint32_t before = sm.pick_before, in = sm.pick_in;
-  double mass_before = sm.pick_mass_before;
+  Mass mass_before = sm.pick_mass_before;
   auto bucket_at = [&](float z) { return bucket_of(sample_scaled(z, zmax, inv_t)); };
 
   if (before + in <= static_cast<uint32_t>(kList)) {
@@ -508,7 +517,7 @@ __device__ Selected select_prefix(Smem& sm, const float* x, int32_t V, float zma
     sort_list(sm, n);
     int32_t kept;
     if (by_mass) {
-      kept = list_mass_cut(sm, n, zmax, inv_t, 0.0, target) + 1;
+      kept = list_mass_cut(sm, n, zmax, inv_t, 0, target) + 1;
     } else {
       kept = static_cast<int32_t>(need) < n ? static_cast<int32_t>(need) : n;
       kept = kept < 1 ? 1 : kept;
@@ -526,7 +535,7 @@ __device__ Selected select_prefix(Smem& sm, const float* x, int32_t V, float zma
       __syncthreads();
       for (int i = static_cast<int>(threadIdx.x); i < nb; i += static_cast<int>(blockDim.x)) {
         sm.u.h.cnt[i] = 0;
-        sm.u.h.mass[i] = 0.0f;
+        sm.u.h.mass[i] = 0;
       }
       __syncthreads();
       for_each_elem(x, V, [&](int32_t i, float z) {
@@ -536,8 +545,8 @@ __device__ Selected select_prefix(Smem& sm, const float* x, int32_t V, float zma
         const uint32_t d = (dk >> shift) & static_cast<uint32_t>(nb - 1);
         atomicAdd(&sm.u.h.cnt[d], 1u);
         if (by_mass) {
-          const float w = expf(sample_scaled(z, zmax, inv_t));
-          if (w > 0.0f) atomicAdd(&sm.u.h.mass[d], w);
+          const Mass w = sample_mass(sample_scaled(z, zmax, inv_t));
+          if (w > 0) atomicAdd(&sm.u.h.mass[d], w);
         }
       });
       __syncthreads();
@@ -559,7 +568,7 @@ __device__ Selected select_prefix(Smem& sm, const float* x, int32_t V, float zma
 
   if (in <= static_cast<uint32_t>(kList)) {
     // The boundary region fits: collect it, with the exact mass of everything above it.
-    double above = 0.0;
+    Mass above = 0;
     const int32_t n = collect(
         sm, x, V,
         [&](float z, int32_t i) {
@@ -587,9 +596,11 @@ __device__ Selected select_prefix(Smem& sm, const float* x, int32_t V, float zma
   const float tz = from_dkey(pfx);
   uint32_t r;
   if (by_mass) {
-    const double w = static_cast<double>(expf(sample_scaled(tz, zmax, inv_t)));
-    double j = w > 0.0 ? ceil((target - mass_before) / w) : static_cast<double>(in);
-    j = j < 1.0 ? 1.0 : (j > static_cast<double>(in) ? static_cast<double>(in) : j);
+    // The group's tokens have equal masses w: the cut is the ceil((target - before) / w)-th of them.
+    const Mass w = sample_mass(sample_scaled(tz, zmax, inv_t));
+    const Mass rem = target > mass_before ? target - mass_before : 1ull;
+    Mass j = w > 0 ? (rem + w - 1) / w : static_cast<Mass>(in);
+    j = j < 1 ? 1 : (j > in ? in : j);
     r = static_cast<uint32_t>(j) - 1u;
   } else {
     r = need - before - 1u;
@@ -624,7 +635,7 @@ __device__ Selected select_prefix(Smem& sm, const float* x, int32_t V, float zma
 // Filters and draws one token of a non-greedy row (all threads return it).
 __device__ int32_t sample_filtered(Smem& sm, const float* x, int32_t V, float zmax, int32_t argmax, double temperature,
                                    int32_t top_k, double top_p, double min_p, uint64_t row_key) {
-  const float inv_t = static_cast<float>(1.0 / temperature);
+  const float inv_t = sample_inv_temperature(temperature);
   const bool use_k = top_k > 1 && top_k < V;
   Cut cut = keep_all();
   bool in_list = false;
@@ -637,8 +648,8 @@ __device__ int32_t sample_filtered(Smem& sm, const float* x, int32_t V, float zm
   }
   if (top_p < 1.0) {
     if (in_list) {
-      const double total = list_mass(sm, kept, zmax, inv_t);
-      const int32_t i = list_mass_cut(sm, kept, zmax, inv_t, 0.0, top_p * total);
+      const Mass total = list_mass(sm, kept, zmax, inv_t);
+      const int32_t i = list_mass_cut(sm, kept, zmax, inv_t, 0, sample_top_p_target(total, top_p));
       kept = i + 1;
     } else {
       const Selected s = select_prefix(sm, x, V, zmax, inv_t, cut, true, 0u, top_p);
@@ -648,14 +659,17 @@ __device__ int32_t sample_filtered(Smem& sm, const float* x, int32_t V, float zm
     }
   }
   // Every thread starts from the key of the max token, which survives every filter; a token whose
-  // key cannot reach the best so far even with the largest noise skips the noise (exact pruning).
-  float best_key = sample_gumbel_key(0.0f, row_key, argmax);
+  // key cannot reach the best so far even with the largest noise (of any bits, then of its bits)
+  // skips the noise: exact pruning.
+  float best_key = sample_gumbel_key(sample_scaled(zmax, zmax, inv_t), row_key, argmax);
   int32_t best_id = argmax;
   auto consider = [&](float z, int32_t i) {
     const float s = sample_scaled(z, zmax, inv_t);
     if (sample_fadd(s, kSampleGumbelMax) < best_key) return;
-    if (min_p > 0.0 && !(static_cast<double>(expf(s)) >= min_p)) return;
-    const float key = sample_gumbel_key(s, row_key, i);
+    const uint64_t bits = sample_token_bits(row_key, i);
+    if (sample_fadd(s, sample_gumbel_bound(bits)) < best_key) return;
+    if (min_p > 0.0 && !sample_min_p_keeps(s, min_p)) return;
+    const float key = sample_fadd(s, sample_gumbel(bits));
     if (sample_before(key, i, best_key, best_id)) {
       best_key = key;
       best_id = i;

@@ -1,7 +1,7 @@
-// kernels/ref/sampling_ref.cc: reference of Op::kSample (see kernels/sample_ops.h for the
-// contract). Plain and sequential: a full sort gives the candidate order; sums are in double in
-// that order. The CUDA kernel must match it (greedy, top-k, min-p, top-n exactly; top-p up to the
-// summation-order rounding documented in sample_ops.h), using the same counter RNG.
+// kernels/ref/sampling_ref.cc: reference of Op::kSample (the semantics are in kernels/sample_ops.h).
+// Plain and sequential: a full sort gives the order O; masses add up in that order (integers, so
+// any order gives the same sums). Every other kSample kernel must give the same outputs (tokens,
+// statuses, top ids, penalised logits exactly; logprobs up to the summation order of the lse).
 #include "kernels/ref/sampling_ref.h"
 
 #include <algorithm>
@@ -29,10 +29,6 @@ void check_sample_args(const SampleArgs& a) {
   ELI_CHECK(a.penalty_offsets == nullptr || (a.penalty_tokens && a.penalty_counts && a.penalty_raw),
             "sample: penalty lists need tokens, counts and penalty_raw");
 }
-
-namespace {
-
-}  // namespace
 
 void sample_ref_row(const SampleArgs& a, int64_t r, SampleRefTrace* trace) {
   const int64_t V = a.vocab;
@@ -104,7 +100,7 @@ void sample_ref_row(const SampleArgs& a, int64_t r, SampleRefTrace* trace) {
     if (trace != nullptr) trace->greedy = true;
   } else {
     // 5. Filters in the order (z desc, id asc), then the Gumbel-max draw.
-    const float inv_t = static_cast<float>(1.0 / temperature);
+    const float inv_t = sample_inv_temperature(temperature);
     const double top_p = a.top_p[r], min_p = a.min_p[r];
     std::vector<int32_t> order(static_cast<size_t>(V));
     std::iota(order.begin(), order.end(), 0);
@@ -116,14 +112,14 @@ void sample_ref_row(const SampleArgs& a, int64_t r, SampleRefTrace* trace) {
     } else if (top_p < 1.0) {
       std::sort(order.begin(), order.end(), [x](int32_t p, int32_t q) { return sample_before(x[p], p, x[q], q); });
     }
-    auto weight = [&](int32_t t) { return std::exp(sample_scaled(x[t], zmax, inv_t)); };
+    auto s_of = [&](int32_t t) { return sample_scaled(x[t], zmax, inv_t); };
     if (top_p < 1.0) {
-      double total = 0.0;
-      for (int64_t i = 0; i < kept; ++i) total += weight(order[i]);
-      const double target = top_p * total;
-      double cum = 0.0;
+      uint64_t total = 0;
+      for (int64_t i = 0; i < kept; ++i) total += sample_mass(s_of(order[i]));
+      const uint64_t target = sample_top_p_target(total, top_p);
+      uint64_t cum = 0;
       for (int64_t i = 0; i < kept; ++i) {
-        cum += weight(order[i]);
+        cum += sample_mass(s_of(order[i]));
         if (cum >= target) {
           kept = i + 1;
           break;
@@ -135,8 +131,8 @@ void sample_ref_row(const SampleArgs& a, int64_t r, SampleRefTrace* trace) {
     int32_t best_id = INT32_MAX;
     for (int64_t i = 0; i < kept; ++i) {
       const int32_t t = order[i];
-      const float s = sample_scaled(x[t], zmax, inv_t);
-      if (min_p > 0.0 && !(static_cast<double>(std::exp(s)) >= min_p)) continue;
+      const float s = s_of(t);
+      if (min_p > 0.0 && !sample_min_p_keeps(s, min_p)) continue;
       if (trace != nullptr) trace->survivors.push_back(t);
       const float g = sample_gumbel_key(s, key, t);
       if (sample_before(g, t, best_key, best_id)) {

@@ -1,6 +1,7 @@
 // runtime/engine/device_sampler.cc: DeviceSampler (see device_sampler.h): packs the per-row
 // parameters and penalty lists into one staging area, uploads it, launches Op::kSample on the
-// device's default stream, downloads the compact results and unpacks them.
+// device's default stream, downloads the compact results and unpacks them. Device-agnostic: the
+// kernel comes from the registry and the host staging from the device layer (host_staging.h).
 //
 // Upload area of a chunk of n rows with nnz penalty tokens (each array 16-byte aligned, in order):
 //   temperature, top_p, min_p, repetition, presence, frequency (f64 x n), seed, offset (u64 x n),
@@ -14,12 +15,8 @@
 
 #include "eli/error.h"
 #include "kernels/sample_ops.h"
+#include "runtime/device/host_staging.h"
 #include "runtime/device/pooled_device.h"
-
-#ifdef ELI_WITH_CUDA
-#include "runtime/device/cuda/cuda_stream.h"
-#include "runtime/device/cuda/pinned_host_pool.h"
-#endif
 
 namespace eli {
 
@@ -85,13 +82,10 @@ T* at_offset(void* base, size_t off) {
   return reinterpret_cast<T*>(static_cast<char*>(base) + off);
 }
 
-bool is_greedy(const SamplingParams& p) { return p.temperature < kGreedyTemperatureEps || p.top_k == 1; }
-
 // The message of the eli::Error the host sampler throws for a non-finite logit.
 std::string non_finite_message(int32_t index, float value) {
   try {
-    ELI_THROW(kInvalidArgument, "non-finite logits: logit[", index, "] = ", value,
-              " (fp16 overflow or a broken model)");
+    throw_non_finite_logits(index, value);
   } catch (const Error& e) {
     return e.what();
   }
@@ -99,31 +93,9 @@ std::string non_finite_message(int32_t index, float value) {
 
 }  // namespace
 
-// Host staging: pinned memory for CUDA devices (truly asynchronous copies), plain memory otherwise.
-// Two of each (kSlots): an asynchronous launch fills one while the previous one's copies may still
-// be in flight. On CUDA, done[i] is recorded after slot i's download.
-struct DeviceSampler::HostStaging {
-  void* in[kSlots] = {};
-  void* out[kSlots] = {};
-  std::vector<uint64_t> in_plain[kSlots], out_plain[kSlots];
-#ifdef ELI_WITH_CUDA
-  std::unique_ptr<PinnedHostPool> pinned;
-  std::unique_ptr<CudaEvent> done[kSlots];
-#endif
-  ~HostStaging() {
-#ifdef ELI_WITH_CUDA
-    if (pinned) {
-      for (int i = 0; i < kSlots; ++i) {
-        if (in[i] != nullptr) pinned->free(in[i]);
-        if (out[i] != nullptr) pinned->free(out[i]);
-      }
-    }
-#endif
-  }
-};
-
-DeviceSampler::DeviceSampler(Device& device, int64_t max_rows, int64_t vocab, int64_t max_penalty_tokens)
-    : device_(device) {
+DeviceSampler::DeviceSampler(Device& device, int64_t max_rows, int64_t vocab, int64_t max_penalty_tokens,
+                             ThreadPool* pool)
+    : device_(device), pool_(pool) {
   ELI_CHECK(max_rows >= 1, "DeviceSampler: max_rows must be >= 1, got ", max_rows);
   ELI_CHECK(vocab >= 1 && vocab <= INT32_MAX, "DeviceSampler: vocab must be in [1, 2^31), got ", vocab);
   ELI_CHECK(max_penalty_tokens >= 0, "DeviceSampler: max_penalty_tokens must be >= 0, got ", max_penalty_tokens);
@@ -137,25 +109,11 @@ DeviceSampler::DeviceSampler(Device& device, int64_t max_rows, int64_t vocab, in
   in_bytes_ = in_layout(max_rows_, max_pen_).total;
   out_bytes_ = out_layout(max_rows_, kSampleMaxTopLogprobs).total;
 
-  host_ = std::make_unique<HostStaging>();
+  for (int i = 0; i < kSlots; ++i) {
+    host_in_[i] = create_host_staging(device, in_bytes_);
+    host_out_[i] = create_host_staging(device, out_bytes_);
+  }
   try {
-#ifdef ELI_WITH_CUDA
-    if (kind == DeviceKind::kCUDA) {
-      host_->pinned = std::make_unique<PinnedHostPool>();
-      for (int i = 0; i < kSlots; ++i) {
-        host_->in[i] = host_->pinned->allocate(in_bytes_);
-        host_->out[i] = host_->pinned->allocate(out_bytes_);
-        host_->done[i] = std::make_unique<CudaEvent>(device.id().index);
-      }
-    }
-#endif
-    for (int i = 0; i < kSlots; ++i) {
-      if (host_->in[i] != nullptr) continue;
-      host_->in_plain[i].resize((in_bytes_ + 7) / 8);
-      host_->out_plain[i].resize((out_bytes_ + 7) / 8);
-      host_->in[i] = host_->in_plain[i].data();
-      host_->out[i] = host_->out_plain[i].data();
-    }
     d_in_ = device_.allocate(in_bytes_);
     d_out_ = device_.allocate(out_bytes_);
     d_pen_raw_ = static_cast<float*>(device_.allocate(static_cast<size_t>(max_pen_) * sizeof(float)));
@@ -213,39 +171,12 @@ void DeviceSampler::sample(float* device_logits, int64_t n_rows, int64_t vocab,
   pen_counts_.clear();
   pen_offsets_.assign(1, 0);
   for (int64_t r = 0; r < n_rows; ++r) {
-    // The row's penalty list: each token once, ascending; count 0 for prompt-only tokens (only
-    // needed by the repetition penalty). Ids are checked as apply_penalties does.
-    const SamplingParams& p = *params[r];
-    const SequenceSamplingState& s = *states[r];
-    row_pen_.clear();
-    if (p.repetition_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0) {
-      try {
-        const auto& prompt = s.prompt_tokens();
-        ELI_CHECK(prompt.empty() || prompt.back() < vocab, "prompt token id ", prompt.back(), " is out of range [0, ",
-                  vocab, ")");
-        for (const auto& kv : s.output_counts()) {
-          ELI_CHECK(kv.first < vocab, "generated token id ", kv.first, " is out of range [0, ", vocab, ")");
-        }
-        if (p.repetition_penalty != 1.0) {
-          for (int32_t t : prompt) row_pen_.emplace_back(t, 0);
-        }
-        for (const auto& kv : s.output_counts()) {
-          if (kv.second > 0) row_pen_.emplace_back(kv.first, kv.second);
-        }
-        std::sort(row_pen_.begin(), row_pen_.end());
-        size_t w = 0;
-        for (size_t i = 0; i < row_pen_.size(); ++i) {
-          if (w > 0 && row_pen_[w - 1].first == row_pen_[i].first) {
-            row_pen_[w - 1].second += row_pen_[i].second;  // prompt entry (0) + output count
-          } else {
-            row_pen_[w++] = row_pen_[i];
-          }
-        }
-        row_pen_.resize(w);
-      } catch (const Error& e) {
-        (*errors)[static_cast<size_t>(r)] = e.what();
-        row_pen_.clear();
-      }
+    // The row's penalty list (ids checked; a bad one fails this row only).
+    try {
+      penalty_list(*params[r], *states[r], vocab, &row_pen_);
+    } catch (const Error& e) {
+      (*errors)[static_cast<size_t>(r)] = e.what();
+      row_pen_.clear();
     }
     const int64_t nnz = static_cast<int64_t>(pen_tokens_.size());
     if (r - r0 == max_rows_ || nnz + static_cast<int64_t>(row_pen_.size()) > max_pen_) {
@@ -298,20 +229,22 @@ DeviceSampler::Launch DeviceSampler::enqueue_chunk(float* device_logits, int64_t
   l.ts = std::min<int64_t>(ts, kSampleMaxTopLogprobs);
 
   const InLayout L = in_layout(n, nnz);
-  void* h = host_->in[l.slot];
+  // The slot's previous copies (its upload precedes its download) must be done before it is
+  // refilled; after a collected launch this returns at once, after drop_pending() it may wait.
+  host_out_[l.slot]->wait();
+  void* h = host_in_[l.slot]->data();
   for (int64_t i = 0; i < n; ++i) {
     const SamplingParams& p = *params[r0 + i];
-    SequenceSamplingState& s = *states[r0 + i];
+    const SequenceSamplingState& s = *states[r0 + i];
     at_offset<double>(h, L.temperature)[i] = p.temperature;
     at_offset<double>(h, L.top_p)[i] = p.top_p;
     at_offset<double>(h, L.min_p)[i] = p.min_p;
     at_offset<double>(h, L.rep)[i] = p.repetition_penalty;
     at_offset<double>(h, L.pres)[i] = p.presence_penalty;
     at_offset<double>(h, L.freq)[i] = p.frequency_penalty;
-    // One rng() per non-greedy draw (as the host sampler), none for greedy rows.
-    at_offset<uint64_t>(h, L.seed)[i] = is_greedy(p) ? 0 : s.rng()();
+    at_offset<uint64_t>(h, L.seed)[i] = s.seed();
     // The draw's index in the request: its outputs so far (given explicitly when some are still
-    // in flight).
+    // in flight). (seed, index) key the draw's random numbers.
     at_offset<uint64_t>(h, L.offset)[i] =
         static_cast<uint64_t>(draw_offsets != nullptr ? (*draw_offsets)[static_cast<size_t>(r0 + i)] : s.n_output());
     at_offset<int32_t>(h, L.top_k)[i] =
@@ -356,22 +289,19 @@ DeviceSampler::Launch DeviceSampler::enqueue_chunk(float* device_logits, int64_t
   a.top_stride = l.ts;
   ExecContext ctx;
   ctx.stream = stream_;
+  ctx.pool = pool_;
   kernel_->fn(&a, ctx);
   // Asynchronous on a CUDA device (pinned staging, the device's stream); a plain copy elsewhere.
-  device_.copy_device_to_host(host_->out[l.slot], d_out_, O.total, stream_);
-#ifdef ELI_WITH_CUDA
-  if (host_->done[l.slot]) host_->done[l.slot]->record(static_cast<cudaStream_t>(stream_));
-#endif
+  device_.copy_device_to_host(host_out_[l.slot]->data(), d_out_, O.total, stream_);
+  host_out_[l.slot]->record(stream_);
   return l;
 }
 
 void DeviceSampler::finish_chunk(const Launch& l, int64_t r0, std::vector<SampleResult>* out,
                                  std::vector<std::string>* errors) {
-#ifdef ELI_WITH_CUDA
-  if (host_->done[l.slot]) host_->done[l.slot]->synchronize();
-#endif
+  host_out_[l.slot]->wait();
   const OutLayout O = out_layout(l.n, l.ts);
-  const void* ho = host_->out[l.slot];
+  const void* ho = host_out_[l.slot]->data();
   auto i32 = [&](size_t off, int64_t i) { return at_offset<const int32_t>(const_cast<void*>(ho), off)[i]; };
   auto f32 = [&](size_t off, int64_t i) { return at_offset<const float>(const_cast<void*>(ho), off)[i]; };
   for (int64_t i = 0; i < l.n; ++i) {

@@ -1,18 +1,20 @@
-// runtime/engine/device_sampler.h: sampling on the device that produced the logits (Op::kSample), so
-// that a step moves a few bytes per row to the host instead of (rows, vocab) floats.
+// runtime/engine/device_sampler.h: sampling on the device that produced the logits (Op::kSample of
+// that device, from the kernel registry): the engine's sampler on every device. On a GPU a step
+// moves a few bytes per row to the host instead of (rows, vocab) floats; on the CPU the same path
+// runs the CPU kSample kernel (rows in parallel on the engine's thread pool).
 //
-// Semantics are the host Sampler's (runtime/engine/sampler.h), with one difference: the draw is a
-// Gumbel-max over a counter RNG keyed by one 64-bit value taken from the request's rng (one rng()
-// call per non-greedy draw, none for greedy ones, as the host sampler), so a seeded request is
-// reproducible and independent of the batch, but its tokens differ from the host sampler's.
-// Greedy tokens, logprobs and top logprobs match the host sampler's.
+// Semantics: eli's one sampling semantics (kernels/sample_ops.h), the same as the host Sampler's
+// (runtime/engine/sampler.h, the reference): the same tokens for the same logits on every device,
+// bit for bit; logprobs within summation-order rounding. Draw k of a request is keyed by (the
+// request's seed, k), where k is the draw offset given per row (default: the outputs so far), so a
+// seeded request's tokens depend neither on the batch nor on the device.
 //
 // Invariants: every buffer is allocated once, in the constructor (device: one upload area, one
-// result area, the penalties' scratch; host: two slots of the same staging, pinned on CUDA, each
-// with an event); sample() does one upload copy, one launch and one download copy per chunk of
-// rows, on the device's default stream, and returns when the results are on the host. Rows are
-// processed in chunks when a batch has more rows than max_rows or more penalty tokens than the
-// penalty capacity.
+// result area, the penalties' scratch; host: two slots of host staging, pinned on CUDA, each with
+// a fence); sample() does one upload copy, one launch and one download copy per chunk of rows, on
+// the device's default stream, and returns when the results are on the host. Rows are processed
+// in chunks when a batch has more rows than max_rows or more penalty tokens than the penalty
+// capacity.
 // Asynchronous use (the engine's asynchronous scheduling): launch_async() queues one chunk and
 // returns at once; collect() waits for the oldest queued launch and unpacks it. At most two are
 // queued (one slot each); the device token output of the newest launch is device_tokens() (read
@@ -29,22 +31,26 @@
 #include "eli/sampling_params.h"
 #include "kernels/registry.h"
 #include "runtime/device/device.h"
+#include "runtime/device/host_staging.h"
 #include "runtime/engine/sampler.h"
 
 namespace eli {
+
+class ThreadPool;
 
 class DeviceSampler {
  public:
   // max_rows: rows per launch (larger batches are chunked); vocab: the largest vocab sampled;
   // max_penalty_tokens: capacity of the penalty lists per launch (0: max(vocab, 1024 * max_rows)),
-  // raised to at least vocab so that any single row fits. Throws kUnsupported if the device has no
-  // kSample kernel.
-  DeviceSampler(Device& device, int64_t max_rows, int64_t vocab, int64_t max_penalty_tokens = 0);
+  // raised to at least vocab so that any single row fits; pool: the CPU kernel's threads (may be
+  // null; unused on a GPU). Throws kUnsupported if the device has no kSample kernel.
+  DeviceSampler(Device& device, int64_t max_rows, int64_t vocab, int64_t max_penalty_tokens = 0,
+                ThreadPool* pool = nullptr);
   ~DeviceSampler();
   DeviceSampler(const DeviceSampler&) = delete;
   DeviceSampler& operator=(const DeviceSampler&) = delete;
 
-  // Whether the device path can serve these (validated) params; else use the host Sampler.
+  // Whether the sampler can serve these params (every validated request: logprobs <= 20).
   static bool supports(const SamplingParams& p);
 
   // Samples row i of device_logits ((n_rows, vocab) contiguous f32 on this device) for params[i] /
@@ -78,7 +84,6 @@ class DeviceSampler {
 
  private:
   static constexpr int kSlots = 2;
-  struct HostStaging;
   // A queued chunk: its staging slot, rows, vocab, top-logprob width and per-row logprob counts.
   struct Launch {
     int slot = 0;
@@ -98,6 +103,7 @@ class DeviceSampler {
   void finish_chunk(const Launch& l, int64_t r0, std::vector<SampleResult>* out, std::vector<std::string>* errors);
 
   Device& device_;
+  ThreadPool* pool_ = nullptr;
   void* stream_ = nullptr;  // the device's default stream (nullptr on the CPU)
   const KernelEntry* kernel_ = nullptr;
   int64_t max_rows_ = 0, vocab_ = 0, max_pen_ = 0;
@@ -105,7 +111,7 @@ class DeviceSampler {
   void* d_in_ = nullptr;           // upload area (layout: see device_sampler.cc)
   void* d_out_ = nullptr;          // result area
   float* d_pen_raw_ = nullptr;     // (max_pen_) kernel scratch
-  std::unique_ptr<HostStaging> host_;
+  std::unique_ptr<HostStaging> host_in_[kSlots], host_out_[kSlots];  // the fence of slot i is host_out_[i]'s
   // Per-chunk host lists (capacity reserved once).
   std::vector<int32_t> pen_tokens_, pen_counts_, pen_offsets_;
   std::vector<std::pair<int32_t, int32_t>> row_pen_;  // scratch: one row's (token, count)

@@ -63,8 +63,8 @@ struct Engine::Impl {
   std::unique_ptr<KvCache> kv;
   std::unique_ptr<BlockPool> blocks;
   std::unique_ptr<Scheduler> scheduler;
-  Sampler sampler;
-  std::unique_ptr<DeviceSampler> device_sampler;  // device models: sampling next to the logits
+  std::unique_ptr<DeviceSampler> device_sampler;  // Op::kSample next to the logits, on the model's device
+  bool on_device = false;                         // the model runs on a GPU (device logits, async sampling)
   std::map<int64_t, std::unique_ptr<Sequence>> requests;
   std::vector<TokenOutput> pending;  // ends reported by abort_request(), delivered by the next step()
   std::vector<float> logits;         // (n_logits, V)
@@ -166,12 +166,12 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
     if (on_device) trace.mark("upload", trace.bytes_and_rate(m.runner->weight_bytes()));
     else trace.mark("place weights");
   }
-  if (on_device) {
-    // Sampling on the device (its buffers are sized once, before the KV pool is planned): the
-    // logits never travel to the host.
-    m.device_sampler = std::make_unique<DeviceSampler>(*m.device, config.max_num_seqs, files.spec.vocab_size);
-    trace.mark("sampler");
-  }
+  // Sampling on the model's device (its buffers are sized once, before the KV pool is planned): on
+  // a GPU the logits never travel to the host; on the CPU the rows are sampled on the thread pool.
+  m.on_device = on_device;
+  m.device_sampler =
+      std::make_unique<DeviceSampler>(*m.device, config.max_num_seqs, files.spec.vocab_size, 0, m.pool.get());
+  trace.mark("sampler");
 
   KvPlan plan;
   EngineMemoryInfo& mem = m.info.memory;
@@ -343,7 +343,7 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
 
   Batch batch;
   ModelRunner::TokenFeed feed;
-  if (device_sampler != nullptr) feed.src = device_sampler->device_tokens();
+  if (on_device) feed.src = device_sampler->device_tokens();
   int64_t max_blocks = 0;
   for (const ScheduledSeq& s : sched) max_blocks = std::max<int64_t>(max_blocks, s.seq->blocks.size());
   batch.max_blocks_per_seq = max_blocks;
@@ -360,7 +360,7 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
         // A placeholder: the previous (launched, not completed) step samples this token.
         ELI_CHECK_KIND(kInternal, prev != nullptr && prev->serial == seq.feed_serial,
                        "a placeholder token without its step");
-        if (device_sampler != nullptr) {
+        if (on_device) {
           feed.dst_index.push_back(static_cast<int32_t>(batch.token_ids.size()));
           feed.src_index.push_back(seq.feed_row);
           token = 0;
@@ -390,10 +390,10 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
     no_penalties = no_penalties && p->repetition_penalty == 1.0 && p->presence_penalty == 0.0 && p->frequency_penalty == 0.0;
   }
   f->lookahead = async_scheduling && n_rows > 0 &&
-                 (device_sampler != nullptr ? device_sampler->can_launch_async(ps) : no_penalties);
+                 (on_device ? device_sampler->can_launch_async(ps) : no_penalties);
 
-  // Sampling: on the device next to the logits (device models), else the host Sampler.
-  if (device_sampler != nullptr) {
+  // Sampling next to the logits: asynchronously on a GPU when it can, else one synchronous call.
+  if (on_device) {
     float* d_logits = runner->forward(batch, *kv, feed.dst_index.empty() ? nullptr : &feed);
     if (n_rows > 0) {
       if (f->lookahead) {
@@ -407,15 +407,8 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
   } else {
     logits.resize(static_cast<size_t>(batch.n_logits() * V));
     runner->forward_to_host(batch, *kv, logits.data());
-    f->results.assign(static_cast<size_t>(n_rows), SampleResult{});
-    f->errors.assign(static_cast<size_t>(n_rows), std::string());
-    for (int64_t r = 0; r < n_rows; ++r) {
-      try {
-        f->results[static_cast<size_t>(r)] = sampler.sample(&logits[static_cast<size_t>(r * V)], V, *ps[r], *ss[r]);
-      } catch (const Error& e) {
-        f->errors[static_cast<size_t>(r)] = e.what();  // a poisoned row (non-finite logits) fails this request only
-      }
-    }
+    // A poisoned row (non-finite logits) fails its request only (an error string per row).
+    device_sampler->sample(logits.data(), n_rows, V, ps, ss, &f->results, &f->errors, &draw_offsets);
   }
 
   // The step is queued: advance, and give each sequence that will go on a placeholder.

@@ -262,6 +262,46 @@ inline std::vector<NamedBatch> kernel_cases(int64_t V, uint64_t seed) {
   return out;
 }
 
+// Batches of random rows: parameters (greedy, temperature, top-k, top-p, min-p, penalties, logprobs),
+// seeds and offsets, vocab sizes in [2, max_vocab], logit scales; every fourth batch has coarse
+// logits (exact ties everywhere).
+inline std::vector<HostBatch> random_batches(uint64_t seed, int n_batches, int64_t max_vocab) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u01(0.0, 1.0);
+  std::vector<HostBatch> out;
+  for (int batch = 0; batch < n_batches; ++batch) {
+    const int64_t V = 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(max_vocab - 1));
+    const int n = 1 + static_cast<int>(rng() % 12);
+    std::vector<RowParams> rows;
+    for (int i = 0; i < n; ++i) {
+      RowParams r;
+      r.temperature = u01(rng) < 0.1 ? 0.0 : 0.05 + 2.5 * u01(rng);
+      r.top_k = u01(rng) < 0.4 ? static_cast<int32_t>(1 + rng() % static_cast<uint64_t>(V)) : 0;
+      r.top_p = u01(rng) < 0.5 ? 0.01 + 0.98 * u01(rng) : 1.0;
+      r.min_p = u01(rng) < 0.3 ? 0.3 * u01(rng) : 0.0;
+      if (u01(rng) < 0.3) {
+        r.repetition = 0.7 + 0.8 * u01(rng);
+        r.presence = u01(rng) - 0.5;
+        r.frequency = 0.5 * u01(rng);
+        r.penalties = random_penalties(V, std::min<int64_t>(V, 1 + static_cast<int64_t>(rng() % 200)), rng);
+      }
+      r.seed = rng();
+      r.offset = rng() % 4096;
+      r.n_logprobs = u01(rng) < 0.5 ? static_cast<int32_t>(rng() % 21) : -1;
+      rows.push_back(r);
+    }
+    out.emplace_back(V, V, kSampleMaxTopLogprobs, rows);
+    HostBatch& b = out.back();
+    const float scale = static_cast<float>(0.2 + 5.0 * u01(rng));
+    fill_normal(b.logits.data(), static_cast<int64_t>(b.logits.size()), rng, scale);
+    if (batch % 4 == 3) {
+      for (float& z : b.logits) z = static_cast<float>(static_cast<int>(z * 2.0f)) * 0.5f;
+    }
+    b.poison();
+  }
+  return out;
+}
+
 // |a - b| <= tol, or equal (infinities).
 inline bool near(float a, float b, double tol) { return a == b || std::fabs(static_cast<double>(a) - b) <= tol; }
 

@@ -1,8 +1,9 @@
 // tests/cpp/test_sampling_emu.cc: the CUDA sampling kernel's device code (kernels/cuda/
 // sampling_kernel.cuh) run on the CPU through tests/cpp/cuda_emu.h, against the reference. This
 // checks the kernel's algorithm (histograms, radix refinement, ranked ties, bitonic sort, scans,
-// barriers) in every build; the emulation uses the host's libm, so it must match the reference
-// exactly, tokens included. The same cases run on the GPU in test_cuda_sampling.cc.
+// barriers) in every build; it must match the reference exactly, tokens included (as the GPU must:
+// the semantics use no libm and no FMA, see kernels/sample_math.h). The same cases run on the GPU
+// in test_cuda_sampling.cc.
 #include "tests/cpp/cuda_emu.h"  // first: the CUDA built-ins for the kernel source
 
 #define ELI_SAMPLE_KERNEL_NS sample_kernel_emu
@@ -53,6 +54,19 @@ TEST(SampleKernelEmu, SmallVocab) { check_cases(1000, 128, 2); }
 
 // Past the shared list's capacity (4096): radix refinement and ranked ties.
 TEST(SampleKernelEmu, ListOverflowPaths) { check_cases(9000, 256, 3); }
+
+// Random parameters and seeds (tests/cpp/sampling_test_util.h): the reference's tokens, exactly.
+TEST(SampleKernelEmu, RandomSweep) {
+  int batch = 0;
+  for (HostBatch& b : stest::random_batches(31, 5, 2500)) {
+    HostBatch want = b;
+    SampleArgs a = want.args();
+    get_kernel(Op::kSample, DeviceKind::kCPU, DType::kF32, "ref").fn(&a, ExecContext{});
+    HostBatch got = b;
+    ASSERT_NO_THROW(run_emulated(got, 128, static_cast<uint32_t>(batch)));
+    stest::compare_batches(want, got, 2e-5, 0, "sweep batch " + std::to_string(batch++));
+  }
+}
 
 TEST(SampleKernelEmu, OneWarpAndFullBlock) {
   check_cases(1000, 32, 4);
