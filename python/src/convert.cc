@@ -178,7 +178,8 @@ nb::dict spec_to_dict(const ModelSpec& s) {
   d["max_position_embeddings"] = s.max_position;
   d["rms_norm_eps"] = s.rms_norm_eps;
   d["rope_theta"] = s.rope.theta;
-  const char* scaling[] = {"none", "linear", "dynamic", "llama3", "yarn"};
+  const char* scaling[] = {"none", "linear", "dynamic", "llama3", "yarn", "longrope"};
+  static_assert(sizeof(scaling) / sizeof(scaling[0]) == static_cast<size_t>(RopeScaling::kLongRope) + 1);
   d["rope_scaling"] = scaling[static_cast<int>(s.rope.scaling)];
   d["rope_factor"] = s.rope.factor;
   d["tie_word_embeddings"] = s.tie_word_embeddings;
