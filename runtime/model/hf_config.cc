@@ -184,7 +184,7 @@ void parse_rope_dict(const Fields& top, const JsonValue* dict, const std::string
       auto get_mscale = [&](double m) { return 0.1 * m * std::log(rope.factor) + 1.0; };
       rope.attention_factor = get_mscale(mscale) / get_mscale(mscale_all_dim);
     }
-  } else if (type == "longrope") {
+  } else if (type == "longrope" && spec.architecture == "phi3") {
     // transformers: the top-level original_max_position_embeddings (Phi-3) wins over the dict's;
     // factor defaults to max_position / original_max_position.
     rope.scaling = RopeScaling::kLongRope;
@@ -196,7 +196,7 @@ void parse_rope_dict(const Fields& top, const JsonValue* dict, const std::string
     rope.short_factors = float_list(r, "short_factor", source, where);
     rope.long_factors = float_list(r, "long_factor", source, where);
   } else {
-    fail(source, "unsupported rope type '", type, "' (eli supports default, linear, dynamic, llama3, yarn, longrope)");
+    fail(source, "unsupported rope type '", type, "' (eli supports default, linear, dynamic, llama3, yarn; longrope for phi3)");
   }
 }
 
