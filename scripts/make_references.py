@@ -98,6 +98,11 @@ CASES: dict[str, dict] = {
                  rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
                                   "short_factor": [1.0, 1.1, 1.3, 1.7, 2.2, 3.0],
                                   "long_factor": [1.0, 1.6, 3.2, 6.5, 12.0, 24.0]}),
+    # Phi-3 with a sliding window on every layer (Phi-3 mini's 2047, here 6 < 22 tokens) and half the
+    # head rotating (Phi-4-mini's partial_rotary_factor), plain RoPE.
+    "phi3_sw": base(arch="phi3", hidden_size=32, intermediate_size=48, sliding_window=6,
+                    seq_len=22, prompt_len=4, prompt2_len=9, original_max_position_embeddings=256,
+                    rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}),
     # Gemma 3 text: 6 layers, sliding_window_pattern 3 (layers 2 and 5 global), window 6 < 20 tokens,
     # global / local RoPE bases 1e6 / 1e4, query_pre_attn_scalar 24 != head_dim 16, tied head.
     "gemma3": base(arch="gemma3", hidden_size=32, intermediate_size=64, num_hidden_layers=6, head_dim=16,
