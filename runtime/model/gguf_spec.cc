@@ -69,7 +69,8 @@ void read_phi3_rope(const GgufFile& f, const std::string& p, ModelSpec* s) {
 
 // Gemma 3 as llama.cpp's converter writes it: norms stored as 1 + w (offset 0), the local layers'
 // base in rope.freq_base_swa (default 10000), the window in attention.sliding_window, every
-// `pattern`-th layer global (attention.sliding_window_pattern, default 6, as HF).
+// `pattern`-th layer global (attention.sliding_window_pattern, default 6, as HF; or its per-layer
+// bool-array form).
 void read_gemma3(const GgufFile& f, const std::string& p, ModelSpec* s) {
   s->qk_norm = true;
   s->hidden_act = "gelu_pytorch_tanh";
@@ -81,12 +82,22 @@ void read_gemma3(const GgufFile& f, const std::string& p, ModelSpec* s) {
   s->local_rope = RopeSpec();
   s->local_rope.theta = f.get_float(p + "rope.freq_base_swa", 10000.0);
   s->local_rope.partial_rotary_factor = s->rope.partial_rotary_factor;
-  const int64_t pattern = optional_positive(f, p + "attention.sliding_window_pattern", 6);
   ELI_CHECK_KIND(kModelLoad, s->n_layers <= (int64_t{1} << 16), f.path(), ": GGUF block_count ", s->n_layers,
                  " is absurd");
   s->layer_sliding_windows.assign(static_cast<size_t>(s->n_layers), 0);
-  for (int64_t i = 0; i < s->n_layers; ++i) {
-    if ((i + 1) % pattern != 0) s->layer_sliding_windows[static_cast<size_t>(i)] = window;
+  const std::string key = p + "attention.sliding_window_pattern";
+  const GgufValue* v = f.find_value(key);
+  if (v != nullptr && v->is_array()) {
+    // llama.cpp's per-layer form: one bool per layer, true = sliding-window layer.
+    const std::vector<int64_t>& per_layer = f.get_int_array(key);
+    ELI_CHECK_KIND(kModelLoad, static_cast<int64_t>(per_layer.size()) == s->n_layers, f.path(), ": GGUF key '", key,
+                   "' has ", per_layer.size(), " entries for ", s->n_layers, " layers");
+    for (size_t i = 0; i < per_layer.size(); ++i) s->layer_sliding_windows[i] = per_layer[i] != 0 ? window : 0;
+  } else {
+    const int64_t pattern = optional_positive(f, key, 6);
+    for (int64_t i = 0; i < s->n_layers; ++i) {
+      if ((i + 1) % pattern != 0) s->layer_sliding_windows[static_cast<size_t>(i)] = window;
+    }
   }
   ELI_CHECK_KIND(kModelLoad, !f.has(p + "attn_logit_softcapping") && !f.has(p + "final_logit_softcapping"), f.path(),
                  ": GGUF sets logit soft-capping, which eli does not implement");

@@ -99,7 +99,7 @@ def write_phi3_gguf(path: pathlib.Path, with_factors: bool = True) -> pathlib.Pa
     return path
 
 
-def write_gemma3_gguf(path: pathlib.Path, norm_plus_one: bool = True) -> pathlib.Path:
+def write_gemma3_gguf(path: pathlib.Path, norm_plus_one: bool = True, pattern=None) -> pathlib.Path:
     """convert_hf_to_gguf.py's Gemma3Model layout of tests/data/models/gemma3_gguf."""
     src = MODELS / "gemma3_gguf"
     cfg = json.loads((src / "config.json").read_text())
@@ -109,6 +109,8 @@ def write_gemma3_gguf(path: pathlib.Path, norm_plus_one: bool = True) -> pathlib
     _common(w, cfg, cfg["head_dim"])
     w.add_rope_freq_base(rp["full_attention"]["rope_theta"])
     w.add_sliding_window(cfg["sliding_window"])
+    if pattern is not None:  # an int (every pattern-th layer global) or one bool per layer (True: sliding)
+        w.add_sliding_window_pattern(pattern)
 
     def norm(t):
         return np.ascontiguousarray(t + np.float32(1.0)) if norm_plus_one else t
@@ -178,6 +180,15 @@ def test_phi3_gguf_without_factors_differs(tmp_path):
     ref = _reference("phi3")
     got, _ = _run(write_phi3_gguf(tmp_path / "nofactors.gguf", with_factors=False), ref)
     assert _rel_err(got, ref["logits"]) > 100 * REF_TOL
+
+
+@pytest.mark.parametrize("pattern,same", [(6, True), ([True] * 5 + [False], True), (2, False),
+                                          ([False] * 6, False)], ids=["int6", "bools", "int2", "all_global"])
+def test_gemma3_gguf_sliding_window_pattern(tmp_path, pattern, same):
+    # The key absent means llama.cpp's pattern 6 (the reference); the explicit forms must agree with it.
+    ref = _reference("gemma3_gguf")
+    got, _ = _run(write_gemma3_gguf(tmp_path / "pattern.gguf", pattern=pattern), ref)
+    assert (_rel_err(got, ref["logits"]) <= REF_TOL) == same, _rel_err(got, ref["logits"])
 
 
 def test_gemma3_gguf_norms_without_plus_one_differ(tmp_path):
