@@ -69,7 +69,7 @@ def _finish(w):
     w.close()
 
 
-def write_phi3_gguf(path: pathlib.Path, with_factors: bool = True) -> pathlib.Path:
+def write_phi3_gguf(path: pathlib.Path, with_factors: bool = True, long_factor=None, short_factor=None) -> pathlib.Path:
     """convert_hf_to_gguf.py's Phi3MiniModel layout of tests/data/models/phi3."""
     src = MODELS / "phi3"
     cfg = json.loads((src / "config.json").read_text())
@@ -84,9 +84,13 @@ def write_phi3_gguf(path: pathlib.Path, with_factors: bool = True) -> pathlib.Pa
     w.add_rope_scaling_orig_ctx_len(orig)
     scale = max_pos / orig
     w.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1.0 else 1.0)
+    long_factor = rp["long_factor"] if long_factor is None else long_factor
+    short_factor = rp["short_factor"] if short_factor is None else short_factor
     if with_factors:
-        w.add_tensor("rope_factors_long.weight", np.asarray(rp["long_factor"], dtype=np.float32))
-        w.add_tensor("rope_factors_short.weight", np.asarray(rp["short_factor"], dtype=np.float32))
+        if len(long_factor):
+            w.add_tensor("rope_factors_long.weight", np.asarray(long_factor, dtype=np.float32))
+        if len(short_factor):
+            w.add_tensor("rope_factors_short.weight", np.asarray(short_factor, dtype=np.float32))
     w.add_tensor("token_embd.weight", st["model.embed_tokens.weight"])
     w.add_tensor("output_norm.weight", st["model.norm.weight"])
     w.add_tensor("output.weight", st["lm_head.weight"])
@@ -189,6 +193,19 @@ def test_gemma3_gguf_sliding_window_pattern(tmp_path, pattern, same):
     ref = _reference("gemma3_gguf")
     got, _ = _run(write_gemma3_gguf(tmp_path / "pattern.gguf", pattern=pattern), ref)
     assert (_rel_err(got, ref["logits"]) <= REF_TOL) == same, _rel_err(got, ref["logits"])
+
+
+@pytest.mark.parametrize("long_factor,short_factor,match", [
+    ([], None, "only one of rope_factors_long / rope_factors_short"),
+    ([1.0] * 5, None, "has 5 values, must have rot_dim / 2 = 6"),
+    (None, [1.0, 1.0, 1.0, np.nan, 1.0, 1.0], "value [3] = nan must be finite and > 0"),
+    (None, [1.0, 1.0, 0.0, 1.0, 1.0, 1.0], "value [2] = 0 must be finite and > 0"),
+], ids=["only_short", "short_list", "nan", "zero"])
+def test_phi3_gguf_bad_factors_refused(tmp_path, long_factor, short_factor, match):
+    path = write_phi3_gguf(tmp_path / "bad.gguf", long_factor=long_factor, short_factor=short_factor)
+    with pytest.raises(eli.ModelLoadError) as info:
+        eli.inspect_model(str(path))
+    assert match in str(info.value), str(info.value)
 
 
 def test_gemma3_gguf_norms_without_plus_one_differ(tmp_path):
