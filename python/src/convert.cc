@@ -186,6 +186,10 @@ nb::dict spec_to_dict(const ModelSpec& s) {
   d["attention_bias"] = s.attention_bias;
   d["qk_norm"] = s.qk_norm;
   d["sliding_window"] = s.sliding_window;
+  d["layer_sliding_windows"] = s.layer_sliding_windows;  // empty: every layer uses sliding_window
+  d["local_rope_theta"] = s.has_local_rope ? nb::object(nb::float_(s.local_rope.theta)) : nb::none();
+  d["hidden_act"] = s.hidden_act;
+  d["query_pre_attn_scalar"] = s.query_pre_attn_scalar;
   d["bos_token_id"] = s.bos_token_id;
   d["eos_token_ids"] = s.eos_token_ids;
   return d;

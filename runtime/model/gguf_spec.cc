@@ -75,7 +75,10 @@ void read_gemma3(const GgufFile& f, const std::string& p, ModelSpec* s) {
   s->qk_norm = true;
   s->hidden_act = "gelu_pytorch_tanh";
   s->norm_weight_offset = 0.0;
-  s->query_pre_attn_scalar = static_cast<double>(s->head_dim);
+  // GGUF stores no query_pre_attn_scalar: llama.cpp uses head_dim, except for the 27B model (62
+  // blocks), whose scalar is hidden / heads (168 = 5376 / 32), as its HF config says.
+  s->query_pre_attn_scalar = s->n_layers == 62 ? static_cast<double>(s->hidden_size / s->n_heads)
+                                                : static_cast<double>(s->head_dim);
   const int64_t window = s->sliding_window;
   s->sliding_window = 0;
   s->has_local_rope = true;

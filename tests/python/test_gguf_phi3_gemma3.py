@@ -180,6 +180,31 @@ def test_phi3_gguf_spec(tmp_path):
     assert spec["rope_factor"] == pytest.approx(256 / 10)
 
 
+def test_gemma3_specs(tmp_path):
+    hf = eli.inspect_model(str(MODELS / "gemma3"))["spec"]
+    assert hf["architecture"] == "gemma3" and hf["sliding_window"] == 0
+    assert hf["layer_sliding_windows"] == [6, 6, 0, 6, 6, 0]
+    assert hf["local_rope_theta"] == 10000.0 and hf["rope_theta"] == 1e6
+    assert hf["hidden_act"] == "gelu_pytorch_tanh" and hf["query_pre_attn_scalar"] == 24
+    g = eli.inspect_model(str(write_gemma3_gguf(tmp_path / "g.gguf")))["spec"]
+    assert g["layer_sliding_windows"] == [6, 6, 6, 6, 6, 0] and g["query_pre_attn_scalar"] == 16
+
+
+def test_gemma3_27b_gguf_scalar(tmp_path):
+    # llama.cpp's rule (GGUF has no query_pre_attn_scalar): head_dim, but hidden / heads for the 27B
+    # model (62 blocks). Metadata only: 62 blocks, hidden 5376, 32 heads of 128.
+    w = gguf.GGUFWriter(str(tmp_path / "27b.gguf"), arch="gemma3")
+    cfg = dict(num_hidden_layers=62, max_position_embeddings=131072, hidden_size=5376, intermediate_size=21504,
+               num_attention_heads=32, num_key_value_heads=16, rms_norm_eps=1e-6, vocab_size=300,
+               bos_token_id=2, eos_token_id=1)
+    _common(w, cfg, 128)
+    w.add_sliding_window(1024)
+    _finish(w)
+    spec = eli.inspect_model(str(tmp_path / "27b.gguf"))["spec"]
+    assert spec["query_pre_attn_scalar"] == 168
+    assert spec["layer_sliding_windows"][:6] == [1024] * 5 + [0]
+
+
 def test_phi3_gguf_without_factors_differs(tmp_path):
     ref = _reference("phi3")
     got, _ = _run(write_phi3_gguf(tmp_path / "nofactors.gguf", with_factors=False), ref)
