@@ -69,7 +69,8 @@ def _finish(w):
     w.close()
 
 
-def write_phi3_gguf(path: pathlib.Path, with_factors: bool = True, long_factor=None, short_factor=None) -> pathlib.Path:
+def write_phi3_gguf(path: pathlib.Path, with_factors: bool = True, long_factor=None, short_factor=None,
+                    split_qkv: bool = False) -> pathlib.Path:
     """convert_hf_to_gguf.py's Phi3MiniModel layout of tests/data/models/phi3."""
     src = MODELS / "phi3"
     cfg = json.loads((src / "config.json").read_text())
@@ -96,9 +97,17 @@ def write_phi3_gguf(path: pathlib.Path, with_factors: bool = True, long_factor=N
     w.add_tensor("output.weight", st["lm_head.weight"])
     names = {"input_layernorm": "attn_norm", "self_attn.qkv_proj": "attn_qkv", "self_attn.o_proj": "attn_output",
              "post_attention_layernorm": "ffn_norm", "mlp.gate_up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    q_rows = cfg["num_attention_heads"] * head_dim
+    kv_rows = cfg["num_key_value_heads"] * head_dim
     for i in range(cfg["num_hidden_layers"]):
         for hf, g in names.items():
-            w.add_tensor(f"blk.{i}.{g}.weight", np.ascontiguousarray(st[f"model.layers.{i}.{hf}.weight"]))
+            t = st[f"model.layers.{i}.{hf}.weight"]
+            if g == "attn_qkv" and split_qkv:  # llama.cpp also loads phi3 with separate q / k / v
+                for part, rows in (("attn_q", t[:q_rows]), ("attn_k", t[q_rows:q_rows + kv_rows]),
+                                   ("attn_v", t[q_rows + kv_rows:])):
+                    w.add_tensor(f"blk.{i}.{part}.weight", np.ascontiguousarray(rows))
+                continue
+            w.add_tensor(f"blk.{i}.{g}.weight", np.ascontiguousarray(t))
     _finish(w)
     return path
 
@@ -172,6 +181,14 @@ def test_gguf_twin_matches_hf(tmp_path, name):
     assert _rel_err(got, hf_logits) <= TWIN_TOL, f"GGUF vs HF load: {_rel_err(got, hf_logits):.3e}"
     assert _rel_err(got, ref["logits"]) <= REF_TOL, f"GGUF vs transformers: {_rel_err(got, ref['logits']):.3e}"
     assert toks == hf_toks == [int(t) for t in ref["greedy_tokens"]]
+
+
+def test_phi3_gguf_split_qkv_matches(tmp_path):
+    ref = _reference("phi3")
+    got, toks = _run(write_phi3_gguf(tmp_path / "split.gguf", split_qkv=True), ref)
+    hf, _ = _run(MODELS / "phi3", ref)
+    assert _rel_err(got, hf) <= TWIN_TOL
+    assert toks == [int(t) for t in ref["greedy_tokens"]]
 
 
 def test_phi3_gguf_spec(tmp_path):

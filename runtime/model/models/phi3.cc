@@ -7,7 +7,8 @@
 // RoPE may be LongRoPE ("longrope" / "su": short factors up to original_max_position_embeddings,
 // long factors beyond, chosen per sequence by the runner; see rope.h), and the model may carry a
 // sliding window on every layer (Phi-3 mini's 2047). A GGUF (llama.cpp converter) stores the same
-// fused tensors (attn_qkv, ffn_up holding gate and up) with no Q/K row permutation.
+// fused tensors (attn_qkv, ffn_up holding gate and up) with no Q/K row permutation; separate
+// attn_q / attn_k / attn_v (which llama.cpp also loads) are read too.
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,8 +34,14 @@ class Phi3Model final : public Model {
       const std::string p = "model.layers." + std::to_string(l) + ".";
       Layer L;
       L.attn.norm = load_vector_into(store_, reader, p + "input_layernorm.weight", H);
-      L.attn.qkv = load_linear_into(store_, reader, opt, p + "self_attn.qkv_proj",
-                                    {{p + "self_attn.qkv_proj", d_.qkv_dim(), 0}}, H);
+      // Fused as Phi-3 checkpoints store it; llama.cpp also accepts separate attn_q / attn_k / attn_v.
+      const int64_t q_rows = s.n_heads * s.head_dim, kv_rows = s.n_kv_heads * s.head_dim;
+      std::vector<LinearPart> qkv_parts = {{p + "self_attn.qkv_proj", d_.qkv_dim(), 0}};
+      if (reader.find(p + "self_attn.qkv_proj.weight") == nullptr) {
+        qkv_parts = {{p + "self_attn.q_proj", q_rows, 0}, {p + "self_attn.k_proj", kv_rows, 0},
+                     {p + "self_attn.v_proj", kv_rows, 0}};
+      }
+      L.attn.qkv = load_linear_into(store_, reader, opt, p + "self_attn.qkv_proj", qkv_parts, H);
       L.attn.o = load_linear_into(store_, reader, opt, p + "self_attn.o_proj",
                                   {{p + "self_attn.o_proj", H, 0}}, s.n_heads * s.head_dim);
       L.attn.norm_eps = eps;
