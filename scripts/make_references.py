@@ -92,7 +92,36 @@ CASES: dict[str, dict] = {
                   legacy_rope=True),
     "qwen3": base(arch="qwen3", hidden_size=40, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
                   intermediate_size=72, num_hidden_layers=3, rms_norm_eps=1e-6),
+    # Phi-3: fused qkv_proj / gate_up_proj; LongRoPE with original_max_position 10, so the 20-token
+    # sequence (and prompt2, 12 tokens) uses the long factors and the greedy prompt (7) starts short.
+    "phi3": base(arch="phi3", original_max_position_embeddings=10,
+                 rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+                                  "short_factor": [1.0, 1.1, 1.3, 1.7, 2.2, 3.0],
+                                  "long_factor": [1.0, 1.6, 3.2, 6.5, 12.0, 24.0]}),
+    # Phi-3 with a sliding window on every layer (Phi-3 mini's 2047, here 6 < 22 tokens) and half the
+    # head rotating (Phi-4-mini's partial_rotary_factor), plain RoPE.
+    "phi3_sw": base(arch="phi3", hidden_size=32, intermediate_size=48, sliding_window=6,
+                    seq_len=22, prompt_len=4, prompt2_len=9, original_max_position_embeddings=256,
+                    rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}),
+    # Gemma 3 text: 6 layers, sliding_window_pattern 3 (layers 2 and 5 global), window 6 < 20 tokens,
+    # global / local RoPE bases 1e6 / 1e4, query_pre_attn_scalar 24 != head_dim 16, tied head.
+    "gemma3": base(arch="gemma3", hidden_size=32, intermediate_size=64, num_hidden_layers=6, head_dim=16,
+                   num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, sliding_window=6,
+                   sliding_window_pattern=3, query_pre_attn_scalar=24, tie_word_embeddings=True,
+                   rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+                                    "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}),
+    # Gemma 3 in llama.cpp's GGUF terms: query_pre_attn_scalar = head_dim (GGUF stores no scalar),
+    # the default pattern 6 (llama.cpp's), Gemma's own rope defaults; the GGUF twin test reads it.
+    "gemma3_gguf": base(arch="gemma3", hidden_size=32, intermediate_size=64, num_hidden_layers=6, head_dim=16,
+                        num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, sliding_window=6,
+                        query_pre_attn_scalar=16, tie_word_embeddings=True, rope_parameters=None),
 }
+
+
+def rope_type(case: dict) -> str:
+    """The global RoPE type of a case (Gemma 3's per-layer-type form: its full_attention entry)."""
+    rp = case["rope_parameters"] or {}
+    return rp.get("full_attention", rp).get("rope_type", "default")
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -113,6 +142,12 @@ def make_config(case: dict):
         return tf.Qwen2Config(use_sliding_window=False, **kw)
     if arch == "qwen3":
         return tf.Qwen3Config(use_sliding_window=False, **kw)
+    if arch == "phi3":
+        return tf.Phi3Config(**kw)
+    if arch == "gemma3":
+        if kw["rope_parameters"] is None:
+            del kw["rope_parameters"]
+        return tf.Gemma3TextConfig(**kw)
     raise ValueError(arch)
 
 
@@ -267,7 +302,7 @@ def build_one(name: str, case: dict, seed: int) -> dict:
 
     if min(m1, m2) < MIN_MARGIN:  # near-tie: the caller retries with another seed
         return dict(name=name, seed=seed, margin=min(m1, m2))
-    dynamic = case["rope_parameters"]["rope_type"] == "dynamic"
+    dynamic = rope_type(case) in ("dynamic", "longrope")  # HF's cached semantics differ from uncached
     if not dynamic:
         for p, t in ((prompt, toks), (prompt2, toks2)):
             u = uncached_greedy(out, p, N_NEW)
@@ -280,7 +315,13 @@ def build_one(name: str, case: dict, seed: int) -> dict:
         t_again, _ = hf_greedy(out, prompt, N_NEW)
         assert np.array_equal(t_again, toks), f"{name}: classic rope config generates differently"
 
-    if case["rope_parameters"]["rope_type"] != "default":  # the scaling must actually change the logits
+    if rope_type(case) == "longrope":  # the references exercise both the short and the long factors
+        n_short = case["original_max_position_embeddings"]
+        assert len(prompt) <= n_short < len(prompt2) and n_short < len(input_ids)
+        diff = float(np.abs(full_logits(out, input_ids[:n_short]) - logits[:n_short]).max())
+        assert diff > 1e-2, f"{name}: short and long LongRoPE factors give the same logits (diff {diff})"
+
+    if rope_type(case) != "default":  # the scaling must actually change the logits
         plain = out.parent / (name + "__plainrope")
         shutil.copytree(out, plain)
         c = json.loads((plain / "config.json").read_text())
@@ -295,7 +336,7 @@ def build_one(name: str, case: dict, seed: int) -> dict:
         w = case["sliding_window"]
         cfg_path = out / "config.json"
         c = json.loads(cfg_path.read_text())
-        c["sliding_window"] = None
+        c["sliding_window"] = None if case["arch"] != "gemma3" else 4096  # gemma3: every layer full
         tmp = out.parent / (name + "__nowindow")
         shutil.copytree(out, tmp)
         (tmp / "config.json").write_text(json.dumps(c))
@@ -338,7 +379,7 @@ def build_models(only: list[str] | None):
         hd = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
         print(f"{row['name']:<20}{c['arch']:<9}{c['hidden_size']:>4}{c['num_attention_heads']:>4}"
               f"{c['num_key_value_heads']:>4}{hd:>4}{c['num_hidden_layers']:>3}{c['vocab_size']:>5}  "
-              f"{c['rope_parameters']['rope_type']:<8}{c['save_dtype']:<9}{row['shards']:>6}"
+              f"{rope_type(c):<8}{c['save_dtype']:<9}{row['shards']:>6}"
               f"{row['margin']:>9.3f}{row['logit_std']:>7.2f}{row['size'] / 1024:>7.0f}")
     total = sum(f.stat().st_size for f in MODELS.rglob("*") if f.is_file())
     print(f"tests/data/models total: {total / 1024 / 1024:.2f} MiB")

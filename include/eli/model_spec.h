@@ -12,7 +12,7 @@
 
 namespace eli {
 
-enum class RopeScaling { kNone, kLinear, kDynamic, kLlama3, kYarn };
+enum class RopeScaling { kNone, kLinear, kDynamic, kLlama3, kYarn, kLongRope };
 
 struct RopeSpec {
   double theta = 10000.0;
@@ -31,10 +31,14 @@ struct RopeSpec {
   // value is finite and > 0 and, after the scaling above, inv_freq[i] /= freq_divisors[i] (the
   // order does not matter for none/linear/yarn; llama.cpp applies it the same way).
   std::vector<float> freq_divisors;
+  // LongRoPE (Phi-3 "longrope" / "su"): per-pair frequency divisors (rot_dim / 2 each), the short
+  // ones while the sequence (last position + 1) is <= original_max_position, the long ones beyond;
+  // attention_factor scales cos/sin (0: sqrt(1 + ln(factor) / ln(original_max_position))).
+  std::vector<float> short_factors, long_factors;
 };
 
 struct ModelSpec {
-  std::string architecture;      // "llama", "mistral", "qwen2", "qwen3"
+  std::string architecture;      // "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3"
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -51,6 +55,15 @@ struct ModelSpec {
   bool mlp_bias = false;
   bool qk_norm = false;          // per-head RMSNorm on q and k before RoPE (Qwen3)
   int64_t sliding_window = 0;    // 0: full attention
+  // Per-layer windows (Gemma 3's interleaved sliding / global layers): empty means every layer
+  // uses sliding_window; otherwise n_layers entries, 0 for a global (full attention) layer.
+  std::vector<int64_t> layer_sliding_windows;
+  // RoPE of the sliding-window layers when it differs from `rope` (Gemma 3's local base).
+  bool has_local_rope = false;
+  RopeSpec local_rope;
+  std::string hidden_act = "silu";   // gated MLP activation: "silu" or "gelu_pytorch_tanh"
+  double query_pre_attn_scalar = 0;  // softmax scale = query_pre_attn_scalar^-0.5 (0: head_dim)
+  double norm_weight_offset = 0;     // added to every RMSNorm weight at load (Gemma HF stores w of x*(1+w))
   int64_t bos_token_id = -1;
   std::vector<int64_t> eos_token_ids;
 };

@@ -178,13 +178,18 @@ nb::dict spec_to_dict(const ModelSpec& s) {
   d["max_position_embeddings"] = s.max_position;
   d["rms_norm_eps"] = s.rms_norm_eps;
   d["rope_theta"] = s.rope.theta;
-  const char* scaling[] = {"none", "linear", "dynamic", "llama3", "yarn"};
+  const char* scaling[] = {"none", "linear", "dynamic", "llama3", "yarn", "longrope"};
+  static_assert(sizeof(scaling) / sizeof(scaling[0]) == static_cast<size_t>(RopeScaling::kLongRope) + 1);
   d["rope_scaling"] = scaling[static_cast<int>(s.rope.scaling)];
   d["rope_factor"] = s.rope.factor;
   d["tie_word_embeddings"] = s.tie_word_embeddings;
   d["attention_bias"] = s.attention_bias;
   d["qk_norm"] = s.qk_norm;
   d["sliding_window"] = s.sliding_window;
+  d["layer_sliding_windows"] = s.layer_sliding_windows;  // empty: every layer uses sliding_window
+  d["local_rope_theta"] = s.has_local_rope ? nb::object(nb::float_(s.local_rope.theta)) : nb::none();
+  d["hidden_act"] = s.hidden_act;
+  d["query_pre_attn_scalar"] = s.query_pre_attn_scalar;
   d["bos_token_id"] = s.bos_token_id;
   d["eos_token_ids"] = s.eos_token_ids;
   return d;

@@ -47,13 +47,75 @@ std::vector<float> read_rope_freqs(const GgufFile& f, const TensorInfo& t, int64
   return d;
 }
 
+// Phi-3 LongRoPE as llama.cpp's converter writes it: rope_factors_short / rope_factors_long
+// tensors (rot_dim / 2 f32 each), rope.scaling.original_context_length, rope.scaling.attn_factor.
+void read_phi3_rope(const GgufFile& f, const std::string& p, ModelSpec* s) {
+  const TensorInfo* lf = f.find("rope_factors_long.weight");
+  const TensorInfo* sf = f.find("rope_factors_short.weight");
+  if (lf == nullptr && sf == nullptr) return;
+  ELI_CHECK_KIND(kModelLoad, lf != nullptr && sf != nullptr, f.path(),
+                 ": GGUF has only one of rope_factors_long / rope_factors_short");
+  RopeSpec& r = s->rope;
+  r.scaling = RopeScaling::kLongRope;
+  r.original_max_position = require_positive(f, p + "rope.scaling.original_context_length");
+  ELI_CHECK_KIND(kModelLoad, s->max_position > 0, f.path(), ": GGUF LongRoPE needs ", p, "context_length");
+  r.factor = static_cast<double>(s->max_position) / static_cast<double>(r.original_max_position);
+  r.attention_factor = f.get_float(p + "rope.scaling.attn_factor", 0.0);
+  ELI_CHECK_KIND(kModelLoad, std::isfinite(r.attention_factor) && r.attention_factor >= 0, f.path(),
+                 ": GGUF rope.scaling.attn_factor ", r.attention_factor, " must be finite and >= 0");
+  r.long_factors = read_rope_freqs(f, *lf, rope_rot_dim(*s));
+  r.short_factors = read_rope_freqs(f, *sf, rope_rot_dim(*s));
+}
+
+// Gemma 3 as llama.cpp's converter writes it: norms stored as 1 + w (offset 0), the local layers'
+// base in rope.freq_base_swa (default 10000), the window in attention.sliding_window, every
+// `pattern`-th layer global (attention.sliding_window_pattern, default 6, as HF; or its per-layer
+// bool-array form).
+void read_gemma3(const GgufFile& f, const std::string& p, ModelSpec* s) {
+  s->qk_norm = true;
+  s->hidden_act = "gelu_pytorch_tanh";
+  s->norm_weight_offset = 0.0;
+  // GGUF stores no query_pre_attn_scalar: llama.cpp uses head_dim, except for the 27B model (62
+  // blocks), whose scalar is hidden / heads (168 = 5376 / 32), as its HF config says.
+  s->query_pre_attn_scalar = s->n_layers == 62 ? static_cast<double>(s->hidden_size / s->n_heads)
+                                                : static_cast<double>(s->head_dim);
+  const int64_t window = s->sliding_window;
+  s->sliding_window = 0;
+  s->has_local_rope = true;
+  s->local_rope = RopeSpec();
+  s->local_rope.theta = f.get_float(p + "rope.freq_base_swa", 10000.0);
+  s->local_rope.partial_rotary_factor = s->rope.partial_rotary_factor;
+  ELI_CHECK_KIND(kModelLoad, s->n_layers <= (int64_t{1} << 16), f.path(), ": GGUF block_count ", s->n_layers,
+                 " is absurd");
+  s->layer_sliding_windows.assign(static_cast<size_t>(s->n_layers), 0);
+  const std::string key = p + "attention.sliding_window_pattern";
+  const GgufValue* v = f.find_value(key);
+  if (v != nullptr && v->is_array()) {
+    // llama.cpp's per-layer form: one bool per layer, true = sliding-window layer.
+    const std::vector<int64_t>& per_layer = f.get_int_array(key);
+    ELI_CHECK_KIND(kModelLoad, static_cast<int64_t>(per_layer.size()) == s->n_layers, f.path(), ": GGUF key '", key,
+                   "' has ", per_layer.size(), " entries for ", s->n_layers, " layers");
+    for (size_t i = 0; i < per_layer.size(); ++i) s->layer_sliding_windows[i] = per_layer[i] != 0 ? window : 0;
+  } else {
+    const int64_t pattern = optional_positive(f, key, 6);
+    for (int64_t i = 0; i < s->n_layers; ++i) {
+      if ((i + 1) % pattern != 0) s->layer_sliding_windows[static_cast<size_t>(i)] = window;
+    }
+  }
+  ELI_CHECK_KIND(kModelLoad, !f.has(p + "attn_logit_softcapping") && !f.has(p + "final_logit_softcapping"), f.path(),
+                 ": GGUF sets logit soft-capping, which eli does not implement");
+}
+
 }  // namespace
 
 ModelSpec spec_from_gguf(const GgufFile& f) {
   ModelSpec s;
   const std::string arch = f.get_string("general.architecture");
-  ELI_CHECK_KIND(kModelLoad, arch == "llama" || arch == "mistral" || arch == "qwen2" || arch == "qwen3",
-                 f.path(), ": unsupported GGUF architecture '", arch, "' (supported: llama, mistral, qwen2, qwen3)");
+  ELI_CHECK_KIND(kModelLoad,
+                 arch == "llama" || arch == "mistral" || arch == "qwen2" || arch == "qwen3" || arch == "phi3" ||
+                     arch == "gemma3",
+                 f.path(), ": unsupported GGUF architecture '", arch,
+                 "' (supported: llama, mistral, qwen2, qwen3, phi3, gemma3)");
   s.architecture = arch;
   const std::string p = arch + ".";
 
@@ -101,6 +163,7 @@ ModelSpec spec_from_gguf(const GgufFile& f) {
   } else {
     ELI_THROW(kModelLoad, f.path(), ": unsupported GGUF rope scaling type '", scaling, "'");
   }
+  if (arch == "phi3") read_phi3_rope(f, p, &s);
   if (const TensorInfo* freqs = f.find("rope_freqs.weight")) {
     s.rope.freq_divisors = read_rope_freqs(f, *freqs, rope_rot_dim(s));
   }
@@ -109,12 +172,15 @@ ModelSpec spec_from_gguf(const GgufFile& f) {
   s.attention_bias = f.find("blk.0.attn_q.bias") != nullptr;
   s.attention_out_bias = f.find("blk.0.attn_output.bias") != nullptr;
   s.qk_norm = f.find("blk.0.attn_q_norm.weight") != nullptr;
+  if (arch == "gemma3") read_gemma3(f, p, &s);
   s.bos_token_id = f.get_int("tokenizer.ggml.bos_token_id", -1);
   if (f.has("tokenizer.ggml.eos_token_id")) s.eos_token_ids.push_back(f.get_int("tokenizer.ggml.eos_token_id"));
   return s;
 }
 
-std::string hf_name_for_gguf_tensor(const std::string& g) {
+std::string hf_name_for_gguf_tensor(const std::string& g) { return hf_name_for_gguf_tensor(g, ""); }
+
+std::string hf_name_for_gguf_tensor(const std::string& g, const std::string& arch) {
   if (g == "token_embd.weight") return "model.embed_tokens.weight";
   if (g == "output_norm.weight") return "model.norm.weight";
   if (g == "output.weight") return "lm_head.weight";
@@ -141,6 +207,21 @@ std::string hf_name_for_gguf_tensor(const std::string& g) {
       {"ffn_gate", "mlp.gate_proj"},       {"ffn_up", "mlp.up_proj"},
       {"ffn_down", "mlp.down_proj"},
   };
+  // Architectures whose converter gives a name another meaning (Phi-3's ffn_up holds gate and up;
+  // Gemma 3's ffn_norm is the pre-feedforward norm) or names llama does not have.
+  static const struct {
+    const char* arch;
+    const char* gguf;
+    const char* hf;
+  } kArchMap[] = {
+      {"phi3", "attn_qkv", "self_attn.qkv_proj"},
+      {"phi3", "ffn_up", "mlp.gate_up_proj"},
+      {"gemma3", "post_attention_norm", "post_attention_layernorm"},
+      {"gemma3", "ffn_norm", "pre_feedforward_layernorm"},
+      {"gemma3", "post_ffw_norm", "post_feedforward_layernorm"},
+  };
+  for (const auto& m : kArchMap)
+    if (arch == m.arch && part == m.gguf) return "model.layers." + layer + "." + m.hf + "." + suffix;
   for (const auto& m : kMap)
     if (part == m.gguf) return "model.layers." + layer + "." + m.hf + "." + suffix;
   return "";

@@ -54,7 +54,7 @@ ModelFiles open_gguf(const std::string& open_path, const std::string& shown) {
                           f->get_string("general.architecture", "") == "mistral";
   auto hf_to_gguf = std::make_shared<std::unordered_map<std::string, std::string>>();
   for (const auto& [name, info] : f->tensors()) {
-    std::string hf = hf_name_for_gguf_tensor(name);
+    std::string hf = hf_name_for_gguf_tensor(name, m.spec.architecture);
     if (!hf.empty()) (*hf_to_gguf)[hf] = name;
   }
   m.name_of = [hf_to_gguf](const std::string& hf) {

@@ -17,6 +17,8 @@ const std::vector<std::pair<std::string, ModelFactory>>& registry() {
       {"mistral", create_llama_model},
       {"qwen2", create_llama_model},
       {"qwen3", create_llama_model},
+      {"phi3", create_phi3_model},
+      {"gemma3", create_gemma3_model},
   };
   return kModels;
 }

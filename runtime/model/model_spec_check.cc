@@ -55,6 +55,54 @@ void check_layer(const std::string& source, const std::string& name, int64_t ind
   }
 }
 
+// One RoPE configuration (`what` prefixes the names: "" or "local ").
+void check_rope(const std::string& source, const char* what, const ModelSpec& s, const RopeSpec& r) {
+  check_positive(source, (std::string(what) + "rope_theta").c_str(), r.theta);
+  if (!std::isfinite(r.partial_rotary_factor) || r.partial_rotary_factor <= 0 || r.partial_rotary_factor > 1) {
+    fail(source, what, "partial_rotary_factor = ", r.partial_rotary_factor, " must be in (0, 1]");
+  }
+  const double rot = static_cast<double>(s.head_dim) * r.partial_rotary_factor;
+  const auto rot_dims = static_cast<int64_t>(rot);
+  if (rot_dims < 2 || rot_dims % 2 != 0) {
+    fail(source, what, "partial_rotary_factor x head_dim = ", rot, " rotary dims must be even and >= 2");
+  }
+  if (r.scaling != RopeScaling::kNone) {
+    check_positive(source, "rope scaling factor", r.factor);
+    if (r.factor > 1e6) fail(source, what, "rope scaling factor = ", r.factor, " is absurd");
+    check_range(source, "rope original_max_position_embeddings", r.original_max_position, 0, kMaxPositions);
+  }
+  if (r.scaling == RopeScaling::kLlama3) {
+    check_positive(source, "rope low_freq_factor", r.low_freq_factor);
+    check_positive(source, "rope high_freq_factor", r.high_freq_factor);
+    if (r.high_freq_factor <= r.low_freq_factor) {
+      fail(source, what, "rope high_freq_factor = ", r.high_freq_factor, " must exceed low_freq_factor = ",
+           r.low_freq_factor);
+    }
+    if (r.original_max_position <= 0) fail(source, what, "llama3 rope needs original_max_position_embeddings > 0");
+  }
+  if (r.scaling == RopeScaling::kYarn) {
+    check_positive(source, "rope beta_fast", r.beta_fast);
+    check_positive(source, "rope beta_slow", r.beta_slow);
+    if (!std::isfinite(r.attention_factor) || r.attention_factor < 0) {
+      fail(source, what, "rope attention_factor = ", r.attention_factor, " must be finite and >= 0");
+    }
+  }
+  if (r.scaling == RopeScaling::kLongRope) {
+    if (r.original_max_position <= 0) fail(source, "longrope needs original_max_position_embeddings > 0");
+    const size_t half = static_cast<size_t>(rot_dims / 2);
+    for (const std::vector<float>* f : {&r.short_factors, &r.long_factors}) {
+      if (f->size() != half) {
+        fail(source, what, "longrope short_factor / long_factor has ", f->size(), " values, rotary dimension ",
+             rot_dims, " needs ", half);
+      }
+      for (float v : *f) check_positive(source, "longrope factor", v);
+    }
+    if (!std::isfinite(r.attention_factor) || r.attention_factor < 0) {
+      fail(source, what, "rope attention_factor = ", r.attention_factor, " must be finite and >= 0");
+    }
+  }
+}
+
 }  // namespace
 
 void validate_model_spec(const ModelSpec& s, const std::string& source) {
@@ -78,36 +126,21 @@ void validate_model_spec(const ModelSpec& s, const std::string& source) {
   check_positive(source, "rms_norm_eps", s.rms_norm_eps);
   if (s.rms_norm_eps >= 1.0) fail(source, "rms_norm_eps = ", s.rms_norm_eps, " is absurd (>= 1)");
   check_range(source, "sliding_window", s.sliding_window, 0, kMaxPositions);
-  const RopeSpec& r = s.rope;
-  check_positive(source, "rope_theta", r.theta);
-  if (!std::isfinite(r.partial_rotary_factor) || r.partial_rotary_factor <= 0 || r.partial_rotary_factor > 1) {
-    fail(source, "partial_rotary_factor = ", r.partial_rotary_factor, " must be in (0, 1]");
-  }
-  const double rot = static_cast<double>(s.head_dim) * r.partial_rotary_factor;
-  const auto rot_dims = static_cast<int64_t>(rot);
-  if (rot_dims < 2 || rot_dims % 2 != 0) {
-    fail(source, "partial_rotary_factor x head_dim = ", rot, " rotary dims must be even and >= 2");
-  }
-  if (r.scaling != RopeScaling::kNone) {
-    check_positive(source, "rope scaling factor", r.factor);
-    if (r.factor > 1e6) fail(source, "rope scaling factor = ", r.factor, " is absurd");
-    check_range(source, "rope original_max_position_embeddings", r.original_max_position, 0, kMaxPositions);
-  }
-  if (r.scaling == RopeScaling::kLlama3) {
-    check_positive(source, "rope low_freq_factor", r.low_freq_factor);
-    check_positive(source, "rope high_freq_factor", r.high_freq_factor);
-    if (r.high_freq_factor <= r.low_freq_factor) {
-      fail(source, "rope high_freq_factor = ", r.high_freq_factor, " must exceed low_freq_factor = ",
-           r.low_freq_factor);
+  check_rope(source, "", s, s.rope);
+  if (s.has_local_rope) check_rope(source, "local ", s, s.local_rope);
+  if (!s.layer_sliding_windows.empty()) {
+    if (static_cast<int64_t>(s.layer_sliding_windows.size()) != s.n_layers) {
+      fail(source, "per-layer sliding windows: ", s.layer_sliding_windows.size(), " entries for ", s.n_layers,
+           " layers");
     }
-    if (r.original_max_position <= 0) fail(source, "llama3 rope needs original_max_position_embeddings > 0");
+    for (int64_t w : s.layer_sliding_windows) check_range(source, "sliding_window", w, 0, kMaxPositions);
   }
-  if (r.scaling == RopeScaling::kYarn) {
-    check_positive(source, "rope beta_fast", r.beta_fast);
-    check_positive(source, "rope beta_slow", r.beta_slow);
-    if (!std::isfinite(r.attention_factor) || r.attention_factor < 0) {
-      fail(source, "rope attention_factor = ", r.attention_factor, " must be finite and >= 0");
-    }
+  if (s.hidden_act != "silu" && s.hidden_act != "gelu_pytorch_tanh") {
+    fail(source, "hidden activation '", s.hidden_act, "' is not supported (silu, gelu_pytorch_tanh)");
+  }
+  if (s.query_pre_attn_scalar != 0) check_positive(source, "query_pre_attn_scalar", s.query_pre_attn_scalar);
+  if (!std::isfinite(s.norm_weight_offset) || std::fabs(s.norm_weight_offset) > 1.0) {
+    fail(source, "norm weight offset = ", s.norm_weight_offset, " must be finite and in [-1, 1]");
   }
   if (s.bos_token_id < -1 || s.bos_token_id >= s.vocab_size) {
     fail(source, "bos_token_id = ", s.bos_token_id, " is outside the vocabulary (", s.vocab_size, ")");
@@ -129,7 +162,11 @@ void check_tensor_names(const ModelSpec& spec, const WeightSource& weights, Tens
     if (naming == TensorNaming::kGguf) {
       const int64_t index = layer_index(name, "blk.");
       if (index != -1) check_layer(source, name, index, spec.n_layers, "block_count");
-      if (name == "rope_freqs.weight" || !hf_name_for_gguf_tensor(name).empty()) continue;
+      if (name == "rope_freqs.weight" || !hf_name_for_gguf_tensor(name, spec.architecture).empty()) continue;
+      if (spec.rope.scaling == RopeScaling::kLongRope &&
+          (name == "rope_factors_long.weight" || name == "rope_factors_short.weight")) {
+        continue;
+      }
       if (index >= 0 && name.compare(name.find('.', 4) + 1, 13, "attn_rot_embd") == 0) continue;
       fail(source, "tensor '", name, "' is not one eli reads for architecture '", spec.architecture,
            "' (an unsupported feature such as mixture-of-experts or fused projections, or a file for another "

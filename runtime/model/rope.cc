@@ -15,7 +15,9 @@ int64_t rope_rot_dim(const ModelSpec& spec) {
   return d - (d % 2);
 }
 
-bool rope_is_dynamic(const ModelSpec& spec) { return spec.rope.scaling == RopeScaling::kDynamic; }
+bool rope_is_dynamic(const ModelSpec& spec) {
+  return spec.rope.scaling == RopeScaling::kDynamic || spec.rope.scaling == RopeScaling::kLongRope;
+}
 
 static std::vector<double> base_inv_freq(double theta, int64_t dim) {
   std::vector<double> f(static_cast<size_t>(dim / 2));
@@ -90,6 +92,27 @@ RopeTable compute_rope_table(const ModelSpec& spec, int64_t seq_len) {
       }
       double att = r.attention_factor;
       if (att <= 0.0) att = r.factor <= 1.0 ? 1.0 : 0.1 * std::log(r.factor) + 1.0;
+      table.attention_scaling = static_cast<float>(att);
+      break;
+    }
+    case RopeScaling::kLongRope: {
+      // HF _compute_longrope_parameters: the short factors up to original_max_position, the long
+      // ones beyond (seq_len = last position + 1); the attention factor does not depend on seq_len.
+      const bool use_long = seq_len > orig_max;
+      const std::vector<float>& ext = use_long ? r.long_factors : r.short_factors;
+      inv = base_inv_freq(r.theta, dim);
+      ELI_CHECK_KIND(kModelLoad, ext.size() == inv.size(), "longrope ", use_long ? "long" : "short", "_factor has ",
+                     ext.size(), " values, rotary dimension ", dim, " needs ", inv.size());
+      for (size_t i = 0; i < inv.size(); ++i) {
+        ELI_CHECK_KIND(kModelLoad, std::isfinite(ext[i]) && ext[i] > 0.0f, "longrope factor [", i, "] = ", ext[i],
+                       " must be finite and > 0");
+        inv[i] /= static_cast<double>(ext[i]);
+      }
+      double att = r.attention_factor;
+      if (att <= 0.0) {
+        att = r.factor <= 1.0 ? 1.0
+                              : std::sqrt(1.0 + std::log(r.factor) / std::log(static_cast<double>(orig_max)));
+      }
       table.attention_scaling = static_cast<float>(att);
       break;
     }

@@ -2,7 +2,7 @@
 // the semantics of Hugging Face transformers (modeling_rope_utils), which is our oracle.
 //
 // Invariants: inv_freq has rot_dim / 2 entries, rot_dim = int(head_dim * partial_rotary_factor),
-// rounded down to even. Only `dynamic` depends on the sequence length (seq_len = last position + 1
+// rounded down to even. Only `dynamic` and `longrope` (short / long factors) depend on the sequence length (seq_len = last position + 1
 // of the sequence in this step); the others are fixed, so rope_is_dynamic() tells the model
 // whether to build a table per sequence. RopeSpec::freq_divisors (a GGUF's rope_freqs tensor),
 // when present, divide the scaled frequencies: inv_freq[i] = scaled[i] / freq_divisors[i]; a
