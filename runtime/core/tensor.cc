@@ -5,7 +5,7 @@
 
 #include "eli/error.h"
 #include "runtime/core/checked_math.h"
-#include "runtime/device/device.h"
+#include "runtime/core/allocator.h"
 
 namespace eli {
 
@@ -40,10 +40,10 @@ uint64_t Tensor::nbytes() const {
   return bytes_for(view_.dtype, shape);
 }
 
-Tensor Tensor::empty(Device& device, DType dtype, std::vector<int64_t> shape) {
+Tensor Tensor::empty(Allocator& device, DType dtype, std::vector<int64_t> shape) {
   uint64_t bytes = bytes_for(dtype, shape);
   void* p = device.allocate(bytes == 0 ? 1 : bytes);
-  Device* dev = &device;
+  Allocator* dev = &device;
   std::shared_ptr<void> owner(p, [dev](void* q) { dev->free(q); });
   return Tensor(make_view(p, dtype, device.id(), static_cast<int>(shape.size()), shape.data()), owner);
 }

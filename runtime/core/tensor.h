@@ -11,7 +11,7 @@
 
 namespace eli {
 
-class Device;
+class Allocator;
 
 class Tensor {
  public:
@@ -19,7 +19,7 @@ class Tensor {
   Tensor(TensorView view, std::shared_ptr<void> owner) : view_(view), owner_(std::move(owner)) {}
 
   // Uninitialised contiguous tensor on `device`.
-  static Tensor empty(Device& device, DType dtype, std::vector<int64_t> shape);
+  static Tensor empty(Allocator& device, DType dtype, std::vector<int64_t> shape);
   // Host tensor backed by an aligned heap buffer.
   static Tensor host(DType dtype, std::vector<int64_t> shape);
 

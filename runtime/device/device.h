@@ -20,6 +20,7 @@
 
 #include "eli/device.h"
 #include "eli/dtype.h"
+#include "runtime/core/allocator.h"
 #include "runtime/core/weight_format.h"
 #include "runtime/device/buffer.h"
 #include "runtime/device/stream.h"
@@ -65,12 +66,12 @@ struct KernelFormat {
   KernelFormat(WeightFormat f, DType d) : format(f), dtype(d) {}
 };
 
-class Device {
+class Device : public Allocator {
  public:
-  virtual ~Device() = default;
+  ~Device() override = default;
 
   // ---- identity and capabilities ----
-  virtual DeviceId id() const = 0;
+  DeviceId id() const override = 0;
   virtual const DeviceProperties& properties() const = 0;
   // True when the kernel registry has a usable kernel for `op` on this device's kind reading
   // `format` (the same lookup dispatch does, so "supported" and "runs" cannot drift). Defined in
@@ -78,8 +79,8 @@ class Device {
   bool supports(Op op, KernelFormat format) const;
 
   // ---- memory ----
-  virtual void* allocate(size_t bytes) = 0;
-  virtual void free(void* ptr) = 0;
+  void* allocate(size_t bytes) override = 0;
+  void free(void* ptr) override = 0;
   // An owned buffer of `type` (kDevice or kPinnedHost; mapped buffers come from map_file_buffer).
   // Throws kOutOfMemory as allocate() does; kInvalidArgument for kMappedFile.
   virtual Buffer allocate_buffer(uint64_t bytes, BufferType type = BufferType::kDevice) = 0;
