@@ -101,9 +101,12 @@ for kind in "${KINDS[@]}"; do
         cuda=ON
         archs=$ARCHS
       fi
-      bdir=${BUILD_DIR:-build/wheel-$kind}
-      ELI_CUDA=$cuda ELI_CUDA_ARCHS="$archs" "$PY" -m pip wheel . --no-deps -w "build/wheels/raw-$kind" \
-        -Cbuild-dir="$bdir"
+      # A given build folder is one tests/run.sh built without build isolation: build the same way
+      # (scikit-build-core wipes a folder's objects when its build environment changes).
+      iso=()
+      if [ -n "$BUILD_DIR" ]; then iso=(--no-build-isolation); fi
+      ELI_CUDA=$cuda ELI_CUDA_ARCHS="$archs" "$PY" -m pip wheel . --no-deps "${iso[@]}" \
+        -w "build/wheels/raw-$kind" -Cbuild-dir="${BUILD_DIR:-build/wheel-$kind}"
       raw=$(ls build/wheels/raw-$kind/*.whl)
       # The oldest manylinux policy this wheel's symbols allow, then the repair (no library needs
       # vendoring: libstdc++ and libc are in every policy, no CUDA library is linked).
