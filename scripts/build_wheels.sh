@@ -101,16 +101,19 @@ for kind in "${KINDS[@]}"; do
         cuda=ON
         archs=$ARCHS
       fi
-      bdir=${BUILD_DIR:-build/wheel-$kind}
-      ELI_CUDA=$cuda ELI_CUDA_ARCHS="$archs" "$PY" -m pip wheel . --no-deps -w "build/wheels/raw-$kind" \
-        -Cbuild-dir="$bdir"
+      # A given build folder is one tests/run.sh built without build isolation: build the same way
+      # (scikit-build-core wipes a folder's objects when its build environment changes).
+      iso=()
+      if [ -n "$BUILD_DIR" ]; then iso=(--no-build-isolation); fi
+      ELI_CUDA=$cuda ELI_CUDA_ARCHS="$archs" "$PY" -m pip wheel . --no-deps "${iso[@]}" \
+        -w "build/wheels/raw-$kind" -Cbuild-dir="${BUILD_DIR:-build/wheel-$kind}"
       raw=$(ls build/wheels/raw-$kind/*.whl)
       # The oldest manylinux policy this wheel's symbols allow, then the repair (no library needs
       # vendoring: libstdc++ and libc are in every policy, no CUDA library is linked).
-      "$TOOLS/bin/auditwheel" show "$raw" | tee "build/wheels/auditwheel-$kind.txt"
+      PATH="$ROOT/$TOOLS/bin:$PATH" "$TOOLS/bin/auditwheel" show "$raw" | tee "build/wheels/auditwheel-$kind.txt"
       plat=$(grep -o 'manylinux_[0-9]*_[0-9]*_x86_64' "build/wheels/auditwheel-$kind.txt" | head -1)
       [ -n "$plat" ] || { echo "auditwheel: no manylinux policy fits $raw" >&2; exit 1; }
-      "$TOOLS/bin/auditwheel" repair --plat "$plat" -w "dist/$kind" "$raw"
+      PATH="$ROOT/$TOOLS/bin:$PATH" "$TOOLS/bin/auditwheel" repair --plat "$plat" -w "dist/$kind" "$raw"
       ;;
   esac
   report dist/"$kind"/*

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # tests/run.sh: every CPU test of eli, as README.md prints it and as CI runs it.
 #   1. pip-installs the package with its test extras, unless the installed one was built from this
-#      very tree (the stamp below): the build directory is reused, so a reinstall compiles only what
-#      changed; ELI_CUDA / ELI_CUDA_ARCHS pass through (CI sets ELI_CUDA=ON when nvcc is present,
-#      which compiles the CUDA backend without running it);
+#      very tree (the stamp below): the build directory is reused and the build runs without pip's
+#      isolated environment, so a reinstall compiles only what changed; ELI_CUDA / ELI_CUDA_ARCHS
+#      pass through (CI sets ELI_CUDA=ON when nvcc is present, which compiles the CUDA backend
+#      without running it);
 #   2. builds and runs the C++ tests (GoogleTest, through ctest);
 #   3. runs the Python tests with pytest (GPU-marked tests run only where a GPU is present).
 # The stamp: a hash of every tracked or untracked-but-not-ignored file that goes into the package
@@ -20,6 +21,11 @@ export CMAKE_BUILD_PARALLEL_LEVEL=$JOBS
 need_tool() { command -v "$1" >/dev/null 2>&1 || "$PY" -m pip install --quiet "$1" >/dev/null 2>&1 || true; }
 need_tool ninja
 need_tool cmake
+# The build requirements in this environment, so that the install below can skip pip's isolated
+# build environment: scikit-build-core wipes the build folder's CMakeFiles (every object file)
+# whenever it runs from a new isolated environment, which a plain `pip install .` always is.
+"$PY" -c 'import scikit_build_core, nanobind' 2>/dev/null ||
+  "$PY" -m pip install --quiet "scikit-build-core>=0.10" "nanobind>=2.0"
 
 STAMP=$(bash tests/source_stamp.sh "$PY" test || true)
 INSTALLED=$("$PY" - <<'EOF' 2>/dev/null || true
@@ -37,7 +43,7 @@ if [ -n "$STAMP" ] && [ "$STAMP" = "$INSTALLED" ] && [ "${ELI_FORCE_INSTALL:-0}"
   echo "== eli is installed from this tree (stamp ${STAMP:0:12}): not reinstalling"
 else
   echo "== installing eli and its test dependencies (stamp ${STAMP:0:12}, installed ${INSTALLED:0:12})"
-  ELI_SOURCE_STAMP="$STAMP" "$PY" -m pip install --quiet ".[test]"
+  ELI_SOURCE_STAMP="$STAMP" "$PY" -m pip install --quiet --no-build-isolation ".[test]"
 fi
 
 echo "== C++ tests"

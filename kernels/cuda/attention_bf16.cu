@@ -11,7 +11,7 @@
 //   least kMinSplitBytes of K and V a split; max_context_len may be an upper bound, as under CUDA
 //   graphs: each split's range comes from the device-side lengths and may be empty), by the
 //   workspace and by the split counters (kDecodeSlotCounters);
-// - prefill (attention_prefill.cu) otherwise, including max_query_len == 0 (unknown): tensor-core
+// - prefill (attention_prefill_kernel.cuh) otherwise, including max_query_len == 0 (unknown): tensor-core
 //   flash attention, correct for any ragged batch;
 // - both, for a mixed batch of many sequences (max_query_len > kDecodeMaxQueryLen and at least
 //   kMixedSplitMinUnits (sequence, kv head) pairs per SM): the decode kernel (without splits)

@@ -1,6 +1,6 @@
 // kernels/cuda/attention_bf16.cuh: shared pieces of the 16-bit-KV-cache attention kernels, bf16
 // or f16 (IEEE half) caches (attention_bf16.cu: host dispatch; attention_decode*.cu{,h}: split-K
-// decode whose last CTA per query chunk combines the splits; attention_prefill.cu: tensor-core
+// decode whose last CTA per query chunk combines the splits; attention_prefill*.cu{,h}: tensor-core
 // prefill). Internal to those files.
 //
 // Every kernel, launcher and Params<T> is a template on the cache's element type T
@@ -226,7 +226,7 @@ __device__ __forceinline__ void cp_async_wait() {
 // Kernels with more than 48 KiB of dynamic shared memory must opt in, once per device.
 void allow_dynamic_smem(const void* kernel, size_t bytes, std::atomic<uint64_t>* done_devices);
 
-// Launchers (attention_decode.cu, attention_prefill.cu); p is complete except what they choose.
+// Launchers (attention_decode.cu, attention_prefill_kernel.cuh); p is complete except what they choose.
 // Decode: queries per (seq, kv head) are processed in chunks of qmax (4 or 8) query heads x tokens.
 inline int decode_qmax(int64_t queries_per_kv_head) { return queries_per_kv_head <= 4 ? 4 : 8; }
 // Split-K needs an arrival counter per query chunk: n_splits > 1 requires a counter slot
@@ -245,7 +245,7 @@ void launch_decode(const Params<T>& p, int qmax, cudaStream_t stream);
 template <typename T>
 int decode_ctas_per_sm(const Params<T>& p, int qmax);
 // Prefill: q_tiles = grid's tiles of 64 query rows per sequence (grid-stride beyond); T as above
-// (instantiated in attention_prefill.cu).
+// (instantiated in attention_prefill_bf16.cu and attention_prefill_f16.cu).
 template <typename T>
 void launch_prefill(const Params<T>& p, int64_t q_tiles, cudaStream_t stream);
 

@@ -1,4 +1,4 @@
-// kernels/cuda/attention_prefill.cu: FlashAttention-2-style prefill attention over the 16-bit
+// kernels/cuda/attention_prefill_kernel.cuh: FlashAttention-2-style prefill attention over the 16-bit
 // (bf16 or f16) paged KV cache with tensor cores (mma.sync m16n8k16 bf16/f16 -> f32, ldmatrix,
 // cp.async). The element type T is a template parameter (HalfTraits<T>, attention_bf16.cuh): both
 // types run the same code, tiles and launch configurations; only the conversions and the mma
@@ -21,6 +21,11 @@
 // - The end divides by the row sums (zero rows for empty ranges) and stores out (f32 or T).
 // HDP (head_dim padded to 64 / 128 / 192 / 256) and BN are template parameters; grid is
 // (n_heads, q tiles, n_seqs) with q tiles walked heaviest (last) first and grid-strided.
+//
+// Build layout: included only by attention_prefill_bf16.cu and attention_prefill_f16.cu, each of
+// which instantiates launch_prefill for one cache type, so the two compile in parallel.
+#pragma once
+
 #include <atomic>
 #include <climits>
 #include <cmath>
@@ -362,9 +367,6 @@ void launch_prefill(const Params<T>& p, int64_t q_tiles, cudaStream_t stream) {
   }
   ELI_CUDA_CHECK_LAUNCH();
 }
-
-template void launch_prefill<__nv_bfloat16>(const Params<__nv_bfloat16>& p, int64_t q_tiles, cudaStream_t stream);
-template void launch_prefill<__half>(const Params<__half>& p, int64_t q_tiles, cudaStream_t stream);
 
 }  // namespace attn
 }  // namespace eli
