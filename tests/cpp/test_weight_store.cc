@@ -17,6 +17,7 @@
 #include "runtime/core/thread_pool.h"
 #include "runtime/device/device.h"
 #include "runtime/device/pooled_device.h"
+#include "runtime/model/gguf.h"
 #include "runtime/model/linear_method.h"
 #include "runtime/model/model.h"
 #include "runtime/model/model_files.h"
@@ -256,27 +257,45 @@ TEST(WeightStore, F32LoadOfF16CheckpointMatchesTheSource) {
 }
 
 TEST(WeightStore, GgufBlocksUseTheDequantFallbackAndMatchTheReference) {
-  // tiny_llama.gguf stores its matrices in GGUF block types: the fallback method keeps the blocks
-  // at load and dequantizes at repack; the result equals converting each source row to f32.
-  ModelFiles f = open_model_files(std::string(ELI_TEST_DATA_DIR) + "/gguf/tiny_llama.gguf");
-  WeightReader reader(f.weights, f.name_of);
+  // Every GGUF block type of quant_types.gguf through the fallback method: the blocks are kept as
+  // stored at load (format kGgufBlocks, a view of the file), repack dequantizes them once into
+  // the compute dtype, and the result equals converting each source row to f32 (then rounding).
+  std::shared_ptr<WeightSource> src(GgufFile::open(std::string(ELI_TEST_DATA_DIR) + "/gguf/quant_types.gguf"));
+  WeightReader reader(src, [](const std::string& n) { return n.size() > 7 ? n.substr(0, n.size() - 7) : n; });
   int n_quant = 0;
-  ModelLoadOptions opt;
-  opt.compute_dtype = DType::kF32;
-  opt.gguf_llama_permuted = f.gguf_llama_permuted;
-  auto m = create_model(f.spec, reader, opt);
-  for (const LinearWeight& w : m->weights().linears()) {
-    EXPECT_EQ(w.format, WeightFormat::kDense) << w.name << ": repacked to dense";
-    if (std::string(w.method->name()) == "gguf-dequant") ++n_quant;
+  for (const char* name : {"q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"}) {
+    SCOPED_TRACE(name);
+    const TensorInfo* t = src->find(name);
+    ASSERT_NE(t, nullptr);
+    ASSERT_EQ(t->shape.size(), 2u);
+    LinearSpec spec;
+    spec.name = name;
+    spec.parts = {LinearPart{name, t->shape[0], 0}};
+    spec.cols = t->shape[1];
+    EXPECT_STREQ(select_linear_method(spec, reader, DeviceKind::kCPU).name(), "gguf-dequant");
+    LinearLoadContext ctx;
+    ctx.compute_dtype = DType::kF32;
+    LinearWeight blocks = gguf_dequant_linear_method().load(spec, reader, ctx);
+    EXPECT_EQ(blocks.format, WeightFormat::kGgufBlocks);
+    EXPECT_EQ(blocks.dtype, t->dtype);
+    EXPECT_EQ(blocks.ptr(), t->data) << "blocks kept as stored";
+    for (DType want : {DType::kF32, DType::kBF16}) {
+      ctx.compute_dtype = want;
+      LinearWeight w = load_linear(spec, reader, ctx);
+      EXPECT_EQ(w.format, WeightFormat::kDense);
+      EXPECT_EQ(w.dtype, want);
+      std::vector<float> ref(static_cast<size_t>(w.rows * w.cols));
+      tensor_rows_to_f32(*t, w.cols, 0, w.rows, ref.data());
+      for (size_t i = 0; i < ref.size(); ++i) {
+        const float got = want == DType::kF32 ? static_cast<const float*>(w.ptr())[i]
+                                              : bf16_to_f32(static_cast<const uint16_t*>(w.ptr())[i]);
+        const float expect = want == DType::kF32 ? ref[i] : bf16_to_f32(f32_to_bf16(ref[i]));
+        ASSERT_EQ(got, expect) << dtype_name(want) << " element " << i;
+      }
+    }
+    ++n_quant;
   }
-  const TensorInfo* down = reader.find("model.layers.0.mlp.down_proj.weight");
-  ASSERT_NE(down, nullptr);
-  if (!dtype_info(down->dtype).is_quantized) GTEST_SKIP() << "fixture stores down_proj unquantized";
-  EXPECT_GT(n_quant, 0);
-  const LinearWeight* w = by_name(*m)["model.layers.0.mlp.down_proj"];
-  std::vector<float> want(static_cast<size_t>(w->rows * w->cols));
-  tensor_rows_to_f32(*down, w->cols, 0, w->rows, want.data());
-  EXPECT_EQ(std::memcmp(w->ptr(), want.data(), want.size() * sizeof(float)), 0);
+  EXPECT_EQ(n_quant, 8);
 }
 
 TEST(WeightStore, PlacedBytesCountAliasesOnce) {

@@ -15,8 +15,7 @@
 
 #include "eli/error.h"
 #include "runtime/core/float_convert.h"
-#include "runtime/model/blocks.h"
-#include "runtime/model/model.h"
+#include "runtime/model/decoder_model.h"
 #include "runtime/model/models/models.h"
 #include "runtime/model/weight_reader.h"
 
@@ -30,10 +29,10 @@ float round_to(float v, DType dtype) {
   return v;
 }
 
-class Gemma3Model final : public Model {
+class Gemma3Model final : public DecoderModel {
  public:
   Gemma3Model(const ModelSpec& spec, const WeightReader& reader, const ModelLoadOptions& opt)
-      : Model(spec, reader.source()), d_(dims_of(spec)) {
+      : DecoderModel(spec, reader.source()) {
     const ModelSpec& s = spec_;
     const int64_t H = s.hidden_size, I = s.intermediate_size, hd = s.head_dim;
     const int64_t nh = s.n_heads, nkv = s.n_kv_heads;
@@ -84,36 +83,6 @@ class Gemma3Model final : public Model {
     local.rope = spec_.local_rope;
     return {spec_, local};
   }
-
-  WorkspaceSizes workspace(int64_t max_tokens, int64_t max_logits, DeviceKind device) const override {
-    std::vector<const LinearWeight*> linears = {lm_head_};
-    if (!layers_.empty()) {
-      const Layer& L = layers_.front();
-      linears.insert(linears.end(), {L.attn.qkv, L.attn.o, L.mlp.gate_up, L.mlp.down});
-    }
-    return transformer_workspace(d_, linears, max_tokens, max_logits, device);
-  }
-
-  void forward(const ForwardContext& f) const override {
-    embed_tokens(f, *embed_, embed_scale_);
-    for (size_t l = 0; l < layers_.size(); ++l) {
-      attention_block(f, static_cast<int64_t>(l), layers_[l].attn, d_);
-      mlp_block(f, layers_[l].mlp, d_);
-    }
-    logits_block(f, *final_norm_, static_cast<float>(spec_.rms_norm_eps), *lm_head_, d_);
-  }
-
- private:
-  struct Layer {
-    AttentionLayer attn;
-    MlpLayer mlp;
-  };
-  TransformerDims d_;
-  float embed_scale_ = 1.0f;
-  const LinearWeight* embed_ = nullptr;
-  const LinearWeight* lm_head_ = nullptr;
-  const VectorWeight* final_norm_ = nullptr;
-  std::vector<Layer> layers_;
 };
 
 }  // namespace
