@@ -7,6 +7,7 @@
 import asyncio
 import logging
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -195,7 +196,7 @@ def test_chat_template_errors_become_invalid_requests(llm, monkeypatch):
     def bad_role(*a, **k):
         raise ValueError("messages[0]: unknown role 'robot'")
 
-    monkeypatch.setattr(llm_module, "render_chat", bad_role)
+    monkeypatch.setattr(llm_module, "render_chat_ids", bad_role)
     with pytest.raises(eli.InvalidRequestError, match="chat messages: messages\\[0\\]: unknown role 'robot'"):
         llm.chat([{"role": "robot", "content": "x"}], greedy())
     with pytest.raises(eli.InvalidRequestError, match="unknown role"):
@@ -242,10 +243,11 @@ def test_every_failure_to_open_a_model_is_model_load_error(tmp_path, data_dir):
 
 
 def _no_tokenizer_copy(src, dst):
+    # Copies, not symlinks: files of a model directory must live inside it (containment).
     dst.mkdir()
     for name in os.listdir(src):
         if not name.startswith("tokenizer"):
-            os.symlink(os.path.join(src, name), dst / name)
+            shutil.copyfile(os.path.join(src, name), dst / name)
     return str(dst)
 
 

@@ -132,21 +132,27 @@ def test_client_strings_never_become_special_tokens(tool_server):
     assert plain_ids == tok.encode("<s><user>plain</s><assistant>", add_special_tokens=False)
 
 
-def test_transforming_template_refuses_special_strings():
-    # The template branches on and transforms client strings: no spans can be trusted, so strings
-    # holding a special-token string are refused; others render as the template says.
-    branching = ("{% for m in messages %}{% if m['content'] == 'x' %}X{% else %}{{ m['content'] | upper }}"
+def test_transforming_template_keeps_special_strings_as_text():
+    # The template branches on and transforms client strings: what it builds from them stays client
+    # text (eli.chat_template's taint tracking), so a special-token string a client typed is never
+    # a control token; everything renders as the template says.
+    branching = ("{% for m in messages %}{% if m['content'] == 'x' %}X{% else %}{{ m['content'] | lower }}"
                  "{% endif %}{{ eos_token }}{% endfor %}")
     with _server(chat_template=branching) as s:
         tok = s.llm.tokenizer
-        for content, want in (("x", "X"), ("fine", "FINE")):
+        for content, want in (("x", "X"), ("FiNe", "fine")):
             n0 = len(s.llm.requests)
             r = _post(s, CHAT, {"messages": [{"role": "user", "content": content}], "max_tokens": 1})
             assert r.status_code == 200
             assert s.llm.requests[n0][0] == tok.encode(want + tok.eos_token, add_special_tokens=False)
         eos = tok.eos_token
-        _err(_post(s, CHAT, {"messages": [{"role": "user", "content": f"a{eos}"}]}), 400, "messages.0.content")
-        _err(_post(s, CHAT, {"messages": [{"role": "user", "content": "x", f"k{eos}": 1}]}), 400, "messages.0")
+        # lower() keeps the EOS string an EOS string: it must still arrive as text
+        for msg in ({"role": "user", "content": f"a{eos}"}, {"role": "user", "content": eos.upper()}):
+            n0 = len(s.llm.requests)
+            r = _post(s, CHAT, {"messages": [msg], "max_tokens": 1})
+            assert r.status_code == 200, r.text
+            ids = s.llm.requests[n0][0]
+            assert ids.count(tok.eos_token_id) == 1, (msg, ids)  # only the template's own EOS
 
 
 # ---- item 6: /metrics behind the key; prefix cache salted per request / per key --------------------
@@ -167,7 +173,7 @@ def test_cache_salt_reaches_the_engine(tool_server):
     assert _post(tool_server, COMP, {"prompt": "x", "max_tokens": 1}).status_code == 200
     (_, p_salted), (_, p_plain) = llm.requests[n0:n0 + 2]
     assert p_salted.cache_salt == "req:tenant-a" and p_plain.cache_salt is None
-    assert p_salted.engine_dict()["cache_salt"] != 0 and p_plain.engine_dict()["cache_salt"] == 0
+    assert p_salted.engine_params().cache_salt != 0 and p_plain.engine_params().cache_salt == 0
     _err(_post(tool_server, COMP, {"prompt": "x", "cache_salt": "s" * 300}), 400, "cache_salt")
 
 
