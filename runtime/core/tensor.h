@@ -7,7 +7,7 @@
 #include <memory>
 #include <vector>
 
-#include "eli/tensor_view.h"
+#include "runtime/core/tensor_view.h"
 
 namespace eli {
 

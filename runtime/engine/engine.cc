@@ -25,7 +25,7 @@
 #include <map>
 #include <random>
 
-#include "eli/batch.h"
+#include "runtime/runner/batch.h"
 #include "eli/error.h"
 #include "runtime/core/phase_timer.h"
 #include "runtime/core/thread_pool.h"

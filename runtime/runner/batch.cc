@@ -1,6 +1,6 @@
 // runtime/runner/batch.cc: consistency check of a Batch against itself and the KV pool (eli/batch.h).
 // Called by the ModelRunner once per step before any kernel reads the batch (kernels trust it).
-#include "eli/batch.h"
+#include "runtime/runner/batch.h"
 
 #include "eli/error.h"
 

@@ -19,7 +19,7 @@
 #include <utility>
 #include <vector>
 
-#include "eli/batch.h"
+#include "runtime/runner/batch.h"
 #include "runtime/core/tensor.h"
 #include "runtime/device/step_graph.h"
 #include "runtime/model/forward.h"

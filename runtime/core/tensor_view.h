@@ -1,4 +1,4 @@
-// eli/tensor_view.h: the one non-owning tensor view (DLPack-compatible in spirit).
+// runtime/core/tensor_view.h: the one non-owning tensor view (DLPack-compatible in spirit), internal.
 //
 // Invariants: trivially copyable; shape and strides are in elements (for block-quantized dtypes,
 // the innermost dimension counts elements and must be contiguous); at most kMaxDims dims; dims

@@ -1,4 +1,4 @@
-// eli/batch.h: the ragged batch that describes one forward step, for every backend.
+// runtime/runner/batch.h: the ragged batch that describes one forward step, for every backend
 //
 // A step holds several sequences; each contributes a run of new tokens (a prefill chunk or one
 // decode token). Flattened layout, all host-side int32 arrays:
