@@ -92,13 +92,16 @@ std::string concat(const Args&... args) {
                                  ::eli::detail::concat(__VA_ARGS__));                           \
   } while (0)
 
-// ELI_CHECK(cond, parts...): today the same as ELI_CHECK_ARG (kind kInvalidArgument). Spelled out
+// ELI_CHECK(cond, parts...): an invariant inside eli (values eli computed itself, e.g. the sizes a
+// kernel receives from the model): throws eli::Error of kind kInternal, so a failure reads
+// "internal error: ... please report it" (Python eli.EliError, HTTP 500) and is never blamed on
+// the caller. Checks on what a caller or user supplied use ELI_CHECK_ARG instead. Spelled out
 // rather than forwarded so that #cond is the source text, not its macro expansion.
-#define ELI_CHECK(cond, ...)                                                                    \
-  do {                                                                                          \
-    if (!(cond))                                                                                \
-      ::eli::detail::throw_error(::eli::ErrorKind::kInvalidArgument, __FILE__, __LINE__, #cond, \
-                                 ::eli::detail::concat(__VA_ARGS__));                           \
+#define ELI_CHECK(cond, ...)                                                             \
+  do {                                                                                   \
+    if (!(cond))                                                                         \
+      ::eli::detail::throw_error(::eli::ErrorKind::kInternal, __FILE__, __LINE__, #cond, \
+                                 ::eli::detail::concat(__VA_ARGS__));                    \
   } while (0)
 
 // ELI_CHECK_KIND(kind, cond, parts...): as ELI_CHECK with an explicit ErrorKind.

@@ -457,8 +457,8 @@ class CpuCommunicator final : public Communicator {
 }  // namespace
 
 std::vector<std::unique_ptr<Communicator>> create_cpu_communicators(int n_ranks, const CpuCommOptions& options) {
-  ELI_CHECK(n_ranks >= 1 && n_ranks <= 4096, "a communicator needs 1 to 4096 ranks, not ", n_ranks);
-  ELI_CHECK(options.timeout.count() > 0, "the communicator timeout must be positive");
+  ELI_CHECK_ARG(n_ranks >= 1 && n_ranks <= 4096, "a communicator needs 1 to 4096 ranks, not ", n_ranks);
+  ELI_CHECK_ARG(options.timeout.count() > 0, "the communicator timeout must be positive");
   auto group = std::make_shared<Group>(n_ranks, options);
   std::vector<std::unique_ptr<Communicator>> comms;
   comms.reserve(n_ranks);

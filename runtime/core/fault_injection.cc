@@ -65,8 +65,8 @@ int64_t parse_int(const std::string& key, const std::string& v) {
   char* end = nullptr;
   errno = 0;
   const long long x = std::strtoll(v.c_str(), &end, 10);
-  ELI_CHECK(!v.empty() && end == v.c_str() + v.size() && errno == 0, "fault spec: ", key, "=", v,
-            " is not an integer");
+  ELI_CHECK_ARG(!v.empty() && end == v.c_str() + v.size() && errno == 0, "fault spec: ", key, "=", v,
+                " is not an integer");
   return static_cast<int64_t>(x);
 }
 
@@ -92,24 +92,24 @@ FaultSpec parse_fault_spec(const std::string& spec) {
   FaultSpec s;
   for (const std::string& item : split(spec, ":,")) {
     const size_t eq = item.find('=');
-    ELI_CHECK(eq != std::string::npos, "fault spec: '", item, "' is not key=value");
+    ELI_CHECK_ARG(eq != std::string::npos, "fault spec: '", item, "' is not key=value");
     const std::string key = trim(item.substr(0, eq)), v = trim(item.substr(eq + 1));
     if (key == "after") {
       s.after = parse_int(key, v);
-      ELI_CHECK(s.after >= 0, "fault spec: after must be >= 0, got ", s.after);
+      ELI_CHECK_ARG(s.after >= 0, "fault spec: after must be >= 0, got ", s.after);
     } else if (key == "times") {
       s.times = parse_int(key, v);
-      ELI_CHECK(s.times == -1 || s.times >= 1, "fault spec: times must be -1 (unlimited) or >= 1, got ", s.times);
+      ELI_CHECK_ARG(s.times == -1 || s.times >= 1, "fault spec: times must be -1 (unlimited) or >= 1, got ", s.times);
     } else if (key == "prob") {
       char* end = nullptr;
       s.prob = std::strtod(v.c_str(), &end);
-      ELI_CHECK(!v.empty() && end == v.c_str() + v.size() && s.prob >= 0.0 && s.prob <= 1.0,
-                "fault spec: prob must be a number in [0, 1], got '", v, "'");
+      ELI_CHECK_ARG(!v.empty() && end == v.c_str() + v.size() && s.prob >= 0.0 && s.prob <= 1.0,
+                    "fault spec: prob must be a number in [0, 1], got '", v, "'");
     } else if (key == "seed") {
       s.seed = static_cast<uint64_t>(parse_int(key, v));
     } else if (key == "value" || key == "ms") {
       s.value = parse_int(key, v);
-      ELI_CHECK(s.value >= 0, "fault spec: value must be >= 0, got ", s.value);
+      ELI_CHECK_ARG(s.value >= 0, "fault spec: value must be >= 0, got ", s.value);
     } else {
       ELI_THROW(kInvalidArgument, "fault spec: unknown key '", key, "' (after, times, prob, seed, value)");
     }
@@ -140,7 +140,7 @@ void arm_faults(const std::string& list) {
   for (const std::string& item : split(list, ",;")) {
     const size_t colon = item.find(':');
     if (colon == std::string::npos && item.find('=') != std::string::npos) {
-      ELI_CHECK(!entries.empty(), "fault list: '", item, "' comes before any fault name");
+      ELI_CHECK_ARG(!entries.empty(), "fault list: '", item, "' comes before any fault name");
       entries.back().second += ":" + item;
       continue;
     }

@@ -60,32 +60,32 @@ const char* JsonValue::type_name() const {
 }
 
 bool JsonValue::as_bool() const {
-  ELI_CHECK(is_bool(), "JSON: expected a boolean, got ", type_name());
+  ELI_CHECK_ARG(is_bool(), "JSON: expected a boolean, got ", type_name());
   return bool_;
 }
 int64_t JsonValue::as_int64() const {
-  ELI_CHECK(is_int64(), "JSON: expected an integer, got ",
-            is_number() ? "a non-integer or out-of-range number" : type_name());
+  ELI_CHECK_ARG(is_int64(), "JSON: expected an integer, got ",
+                is_number() ? "a non-integer or out-of-range number" : type_name());
   return int_;
 }
 double JsonValue::as_double() const {
-  ELI_CHECK(is_number(), "JSON: expected a number, got ", type_name());
+  ELI_CHECK_ARG(is_number(), "JSON: expected a number, got ", type_name());
   return double_;
 }
 const std::string& JsonValue::as_string() const {
-  ELI_CHECK(is_string(), "JSON: expected a string, got ", type_name());
+  ELI_CHECK_ARG(is_string(), "JSON: expected a string, got ", type_name());
   return string_;
 }
 const std::vector<JsonValue>& JsonValue::array() const {
-  ELI_CHECK(is_array(), "JSON: expected an array, got ", type_name());
+  ELI_CHECK_ARG(is_array(), "JSON: expected an array, got ", type_name());
   return array_;
 }
 const std::vector<JsonMember>& JsonValue::items() const {
-  ELI_CHECK(is_object(), "JSON: expected an object, got ", type_name());
+  ELI_CHECK_ARG(is_object(), "JSON: expected an object, got ", type_name());
   return members_;
 }
 const JsonValue* JsonValue::find(std::string_view key) const {
-  ELI_CHECK(is_object(), "JSON: expected an object, got ", type_name());
+  ELI_CHECK_ARG(is_object(), "JSON: expected an object, got ", type_name());
   for (const JsonMember& m : members_) {
     if (m.key == key) return &m.value;
   }
@@ -94,7 +94,7 @@ const JsonValue* JsonValue::find(std::string_view key) const {
 size_t JsonValue::size() const {
   if (is_array()) return array_.size();
   if (is_object()) return members_.size();
-  ELI_CHECK(false, "JSON: expected an array or object, got ", type_name());
+  ELI_CHECK_ARG(false, "JSON: expected an array or object, got ", type_name());
   return 0;
 }
 void JsonValue::push_back(JsonValue v) {

@@ -49,7 +49,7 @@ std::string device_name(DeviceId id) {
 std::unique_ptr<Device> create_device(DeviceId id, const DeviceOptions& options) {
   switch (id.kind) {
     case DeviceKind::kCPU:
-      ELI_CHECK(id.index == 0, "there is one CPU device (cpu:0), not cpu:", id.index);
+      ELI_CHECK_ARG(id.index == 0, "there is one CPU device (cpu:0), not cpu:", id.index);
       return create_cpu_device(options);
     case DeviceKind::kCUDA:
       return create_cuda_device(id.index, options);
@@ -60,7 +60,7 @@ std::unique_ptr<Device> create_device(DeviceId id, const DeviceOptions& options)
 void make_device_current(DeviceId id) {
   switch (id.kind) {
     case DeviceKind::kCPU:
-      ELI_CHECK(id.index == 0, "there is one CPU device (cpu:0), not cpu:", id.index);
+      ELI_CHECK_ARG(id.index == 0, "there is one CPU device (cpu:0), not cpu:", id.index);
       return;
     case DeviceKind::kCUDA:
       cuda_set_current_device(id.index);

@@ -362,7 +362,7 @@ void AsyncEngine::Impl::loop() {
 AsyncEngine::AsyncEngine(const EngineConfig& config) : AsyncEngine(std::make_unique<Engine>(config)) {}
 
 AsyncEngine::AsyncEngine(std::unique_ptr<Engine> engine) : impl_(new Impl) {
-  ELI_CHECK(engine != nullptr, "AsyncEngine needs an engine");
+  ELI_CHECK_ARG(engine != nullptr, "AsyncEngine needs an engine");
   load_faults_from_env();
   impl_->engine = std::move(engine);
   impl_->stats = impl_->engine->stats();
@@ -394,7 +394,7 @@ int64_t AsyncEngine::add_request(const std::vector<int32_t>& prompt, const Sampl
 
 std::vector<int64_t> AsyncEngine::add_requests(const std::vector<std::vector<int32_t>>& prompts,
                                                const std::vector<SamplingParams>& params) {
-  ELI_CHECK(prompts.size() == params.size(), prompts.size(), " prompts but ", params.size(), " sampling params");
+  ELI_CHECK_ARG(prompts.size() == params.size(), prompts.size(), " prompts but ", params.size(), " sampling params");
   Impl* m = impl_.get();
   return m->call<std::vector<int64_t>>(
       [m, &prompts, &params] {

@@ -202,8 +202,8 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   m.info.num_kv_blocks = plan.shape.n_blocks;
   m.info.kv_cache_dtype = dtype_name(plan.shape.dtype);
   m.runner->set_graphs_enabled(config.enable_cuda_graphs);
-  ELI_CHECK(config.async_scheduling >= -1 && config.async_scheduling <= 1, "async_scheduling must be -1 (auto), 0 or 1, got ",
-            config.async_scheduling);
+  ELI_CHECK_ARG(config.async_scheduling >= -1 && config.async_scheduling <= 1,
+                "async_scheduling must be -1 (auto), 0 or 1, got ", config.async_scheduling);
   m.async_scheduling = config.async_scheduling == 1 || (config.async_scheduling == -1 && on_device);
   SchedulerConfig sc;
   sc.block_size = plan.shape.block_size;
@@ -223,19 +223,19 @@ const EngineInfo& Engine::info() const { return impl_->info; }
 int64_t Engine::add_request(const std::vector<int32_t>& prompt, const SamplingParams& params) {
   Impl& m = *impl_;
   const int64_t V = m.info.spec.vocab_size;
-  ELI_CHECK(!prompt.empty(), "the prompt is empty");
+  ELI_CHECK_ARG(!prompt.empty(), "the prompt is empty");
   for (size_t i = 0; i < prompt.size(); ++i) {
-    ELI_CHECK(prompt[i] >= 0 && prompt[i] < V, "prompt token ", i, " has id ", prompt[i],
-              ", outside the vocabulary [0, ", V, ")");
+    ELI_CHECK_ARG(prompt[i] >= 0 && prompt[i] < V, "prompt token ", i, " has id ", prompt[i],
+                  ", outside the vocabulary [0, ", V, ")");
   }
   validate_sampling_params(params, V);
   const int64_t n = static_cast<int64_t>(prompt.size());
   const int64_t total = n + params.max_tokens;
-  ELI_CHECK(total <= m.info.max_model_len, "the prompt (", n, " tokens) plus max_tokens (", params.max_tokens,
-            ") is ", total, " tokens, more than the context length of ", m.info.max_model_len);
+  ELI_CHECK_ARG(total <= m.info.max_model_len, "the prompt (", n, " tokens) plus max_tokens (", params.max_tokens,
+                ") is ", total, " tokens, more than the context length of ", m.info.max_model_len);
   const int64_t need = m.scheduler->blocks_for(total);
-  ELI_CHECK(need <= m.blocks->n_blocks(), "the request needs ", need, " KV blocks but the pool has only ",
-            m.blocks->n_blocks(), "; raise kv_cache_bytes or num_kv_blocks");
+  ELI_CHECK_ARG(need <= m.blocks->n_blocks(), "the request needs ", need, " KV blocks but the pool has only ",
+                m.blocks->n_blocks(), "; raise kv_cache_bytes or num_kv_blocks");
 
   auto seq = std::make_unique<Sequence>();
   seq->id = m.next_id++;
@@ -492,15 +492,15 @@ std::vector<float> Engine::score(const std::vector<int32_t>& ids) {
   Impl& m = *impl_;
   const int64_t V = m.info.spec.vocab_size, B = m.info.block_size;
   const int64_t n = static_cast<int64_t>(ids.size());
-  ELI_CHECK(n > 0, "score needs at least one token");
-  ELI_CHECK(n <= m.info.max_model_len, "cannot score ", n, " tokens: the context length is ", m.info.max_model_len);
+  ELI_CHECK_ARG(n > 0, "score needs at least one token");
+  ELI_CHECK_ARG(n <= m.info.max_model_len, "cannot score ", n, " tokens: the context length is ", m.info.max_model_len);
   for (int64_t i = 0; i < n; ++i) {
-    ELI_CHECK(ids[i] >= 0 && ids[i] < V, "token ", i, " has id ", ids[i], ", outside the vocabulary [0, ", V, ")");
+    ELI_CHECK_ARG(ids[i] >= 0 && ids[i] < V, "token ", i, " has id ", ids[i], ", outside the vocabulary [0, ", V, ")");
   }
   std::vector<int32_t> blocks;
   const int64_t need = (n + B - 1) / B;
-  ELI_CHECK(m.blocks->allocate(need, &blocks), "scoring ", n, " tokens needs ", need, " free KV blocks; ",
-            m.blocks->n_free(), " are free");
+  ELI_CHECK_ARG(m.blocks->allocate(need, &blocks), "scoring ", n, " tokens needs ", need, " free KV blocks; ",
+                m.blocks->n_free(), " are free");
   std::vector<float> out(static_cast<size_t>(n * V));
   try {
     // Chunks bound the logits workspace: (chunk, V) floats at a time.

@@ -99,7 +99,7 @@ void check_option(const char* name, uint64_t v, uint64_t d, double min, double m
 }
 void check_option(const char* name, double v, double d, double min, double max, const char* limit, const char*) {
   // Bounds fail NaN and infinities too (and name the range); unbounded doubles must be finite.
-  if (min == 0.0 && max == 0.0) ELI_CHECK(std::isfinite(v), name, " must be a finite number, got ", v);
+  if (min == 0.0 && max == 0.0) ELI_CHECK_ARG(std::isfinite(v), name, " must be a finite number, got ", v);
   check_number(name, v, d, min, max, limit);
 }
 void check_option(const char* name, const std::string& v, const std::string&, double, double, const char*,

@@ -97,8 +97,8 @@ void validate_memory_config(const EngineConfig& config) {
   validate_engine_config(config);
   const double f = config.gpu_memory_utilization;
   // Written so that NaN fails too.
-  ELI_CHECK(f > 0.0 && f <= 1.0, "gpu_memory_utilization must be in (0, 1], got ", f,
-            " (the fraction of the GPU's total memory eli may hold; for an absolute budget set gpu_memory_bytes)");
+  ELI_CHECK_ARG(f > 0.0 && f <= 1.0, "gpu_memory_utilization must be in (0, 1], got ", f,
+                " (the fraction of the GPU's total memory eli may hold; for an absolute budget set gpu_memory_bytes)");
 }
 
 std::string format_bytes(uint64_t bytes) {
@@ -130,11 +130,11 @@ std::string format_fraction(double f) {
 
 // The checks every plan shares; fills everything of the shape but dtype and n_blocks.
 KvCacheShape base_kv_shape(const EngineConfig& config, const ModelSpec& spec) {
-  ELI_CHECK(config.block_size >= 1 && config.block_size <= 1024, "block_size ", config.block_size,
-            " out of range [1, 1024]");
-  ELI_CHECK(config.max_num_seqs >= 1, "max_num_seqs must be >= 1");
-  ELI_CHECK(config.max_num_batched_tokens >= 1, "max_num_batched_tokens must be >= 1");
-  ELI_CHECK(config.num_kv_blocks >= 0 && config.max_model_len >= 0, "KV sizes must be >= 0");
+  ELI_CHECK_ARG(config.block_size >= 1 && config.block_size <= 1024, "block_size ", config.block_size,
+                " out of range [1, 1024]");
+  ELI_CHECK_ARG(config.max_num_seqs >= 1, "max_num_seqs must be >= 1");
+  ELI_CHECK_ARG(config.max_num_batched_tokens >= 1, "max_num_batched_tokens must be >= 1");
+  ELI_CHECK_ARG(config.num_kv_blocks >= 0 && config.max_model_len >= 0, "KV sizes must be >= 0");
   KvCacheShape s;
   s.n_layers = spec.n_layers;
   s.block_size = config.block_size;
@@ -146,10 +146,10 @@ KvCacheShape base_kv_shape(const EngineConfig& config, const ModelSpec& spec) {
 
 // Sets plan.max_model_len (checked against the model's context) and checks the block count.
 void finish_kv_plan(const EngineConfig& config, const ModelSpec& spec, KvPlan* plan) {
-  ELI_CHECK(plan->shape.n_blocks < (int64_t{1} << 30), "num_kv_blocks ", plan->shape.n_blocks, " is absurd");
+  ELI_CHECK_ARG(plan->shape.n_blocks < (int64_t{1} << 30), "num_kv_blocks ", plan->shape.n_blocks, " is absurd");
   const int64_t context = model_context_length(spec);
-  ELI_CHECK(config.max_model_len <= context, "max_model_len ", config.max_model_len,
-            " exceeds the model's context of ", context);
+  ELI_CHECK_ARG(config.max_model_len <= context, "max_model_len ", config.max_model_len,
+                " exceeds the model's context of ", context);
   // Not capped by the pool: a request longer than the pool is rejected at admission with the
   // block counts, which says more than a silently shorter context.
   plan->max_model_len = config.max_model_len > 0 ? config.max_model_len : context;
@@ -315,7 +315,7 @@ KvPlan plan_device_kv_cache(const EngineConfig& config, const ModelSpec& spec, c
   const std::string left = "the budget of " + b.describe() + " leaves " + format_bytes(avail) + " after " + parts;
 
   if (config.num_kv_blocks > 0) {
-    ELI_CHECK(config.num_kv_blocks <= kMaxBlocks, "num_kv_blocks ", config.num_kv_blocks, " is absurd");
+    ELI_CHECK_ARG(config.num_kv_blocks <= kMaxBlocks, "num_kv_blocks ", config.num_kv_blocks, " is absurd");
     s.n_blocks = config.num_kv_blocks;
     const uint64_t need = footprint(s.n_blocks);
     if (need > avail) {

@@ -22,31 +22,31 @@ constexpr double kMaxAbsPenalty = 2.0;  // OpenAI's range for presence/frequency
 }  // namespace
 
 void validate_sampling_params(const SamplingParams& p, int64_t vocab_size) {
-  ELI_CHECK(vocab_size >= 1, "vocab_size must be >= 1, got ", vocab_size);
-  ELI_CHECK(p.max_tokens >= 1 && p.max_tokens <= kMaxTokensCap, "max_tokens must be in [1, ",
-            kMaxTokensCap, "], got ", p.max_tokens);
-  ELI_CHECK(std::isfinite(p.temperature) && p.temperature >= 0.0,
-            "temperature must be finite and >= 0 (0 = greedy), got ", p.temperature);
-  ELI_CHECK(p.top_k == 0 || p.top_k == -1 || p.top_k >= 1,
-            "top_k must be 0 or -1 (off) or >= 1, got ", p.top_k);
-  ELI_CHECK(std::isfinite(p.top_p) && p.top_p > 0.0 && p.top_p <= 1.0,
-            "top_p must be finite and in (0, 1], got ", p.top_p);
-  ELI_CHECK(std::isfinite(p.min_p) && p.min_p >= 0.0 && p.min_p <= 1.0,
-            "min_p must be finite and in [0, 1], got ", p.min_p);
-  ELI_CHECK(std::isfinite(p.repetition_penalty) && p.repetition_penalty > 0.0,
-            "repetition_penalty must be finite and > 0, got ", p.repetition_penalty);
-  ELI_CHECK(std::isfinite(p.presence_penalty) && std::fabs(p.presence_penalty) <= kMaxAbsPenalty,
-            "presence_penalty must be finite and in [-2, 2], got ", p.presence_penalty);
-  ELI_CHECK(std::isfinite(p.frequency_penalty) && std::fabs(p.frequency_penalty) <= kMaxAbsPenalty,
-            "frequency_penalty must be finite and in [-2, 2], got ", p.frequency_penalty);
-  ELI_CHECK(p.logprobs >= -1 && p.logprobs <= kMaxLogprobs, "logprobs must be in [-1, ",
-            kMaxLogprobs, "] (-1 = none), got ", p.logprobs);
-  ELI_CHECK(p.stop_token_ids.size() <= kMaxStopTokenIds, "stop_token_ids: at most ",
-            kMaxStopTokenIds, " ids allowed, got ", p.stop_token_ids.size());
+  ELI_CHECK_ARG(vocab_size >= 1, "vocab_size must be >= 1, got ", vocab_size);
+  ELI_CHECK_ARG(p.max_tokens >= 1 && p.max_tokens <= kMaxTokensCap, "max_tokens must be in [1, ",
+                kMaxTokensCap, "], got ", p.max_tokens);
+  ELI_CHECK_ARG(std::isfinite(p.temperature) && p.temperature >= 0.0,
+                "temperature must be finite and >= 0 (0 = greedy), got ", p.temperature);
+  ELI_CHECK_ARG(p.top_k == 0 || p.top_k == -1 || p.top_k >= 1,
+                "top_k must be 0 or -1 (off) or >= 1, got ", p.top_k);
+  ELI_CHECK_ARG(std::isfinite(p.top_p) && p.top_p > 0.0 && p.top_p <= 1.0,
+                "top_p must be finite and in (0, 1], got ", p.top_p);
+  ELI_CHECK_ARG(std::isfinite(p.min_p) && p.min_p >= 0.0 && p.min_p <= 1.0,
+                "min_p must be finite and in [0, 1], got ", p.min_p);
+  ELI_CHECK_ARG(std::isfinite(p.repetition_penalty) && p.repetition_penalty > 0.0,
+                "repetition_penalty must be finite and > 0, got ", p.repetition_penalty);
+  ELI_CHECK_ARG(std::isfinite(p.presence_penalty) && std::fabs(p.presence_penalty) <= kMaxAbsPenalty,
+                "presence_penalty must be finite and in [-2, 2], got ", p.presence_penalty);
+  ELI_CHECK_ARG(std::isfinite(p.frequency_penalty) && std::fabs(p.frequency_penalty) <= kMaxAbsPenalty,
+                "frequency_penalty must be finite and in [-2, 2], got ", p.frequency_penalty);
+  ELI_CHECK_ARG(p.logprobs >= -1 && p.logprobs <= kMaxLogprobs, "logprobs must be in [-1, ",
+                kMaxLogprobs, "] (-1 = none), got ", p.logprobs);
+  ELI_CHECK_ARG(p.stop_token_ids.size() <= kMaxStopTokenIds, "stop_token_ids: at most ",
+                kMaxStopTokenIds, " ids allowed, got ", p.stop_token_ids.size());
   for (size_t i = 0; i < p.stop_token_ids.size(); ++i) {
     const int64_t id = p.stop_token_ids[i];
-    ELI_CHECK(id >= 0 && id < vocab_size, "stop_token_ids[", i, "] = ", id,
-              " is out of range [0, ", vocab_size, ")");
+    ELI_CHECK_ARG(id >= 0 && id < vocab_size, "stop_token_ids[", i, "] = ", id,
+                  " is out of range [0, ", vocab_size, ")");
   }
 }
 

@@ -115,21 +115,32 @@ TEST(ErrorText, InternalErrorsSayWhatTheyAreOnce) {
   EXPECT_STREQ(Error(ErrorKind::kDevice, "cuda gone").what(), "cuda gone");
 }
 
-TEST(ErrorText, CheckAndCheckArgAreTheSameToday) {
+// ELI_CHECK guards eli's own invariants (a failure is a bug: kInternal, "please report it");
+// ELI_CHECK_ARG guards what a caller passed (kInvalidArgument, the message alone).
+TEST(ErrorText, CheckIsInternalAndCheckArgIsTheCallers) {
   DebugGuard guard;
   set_error_debug(false);
+  bool thrown = false;
   try {
     ELI_CHECK(false, "a");
   } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument);
+    thrown = true;
+    EXPECT_EQ(e.kind(), ErrorKind::kInternal);
     EXPECT_EQ(e.condition(), "false");
+    EXPECT_EQ(e.message(), "a");
+    EXPECT_TRUE(contains(e.what(), "internal error")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "please report")) << e.what();
   }
+  EXPECT_TRUE(thrown);
+  thrown = false;
   try {
     ELI_CHECK_ARG(false, "b");
   } catch (const Error& e) {
+    thrown = true;
     EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument);
     EXPECT_STREQ(e.what(), "b");
   }
+  EXPECT_TRUE(thrown);
 }
 
 }  // namespace
