@@ -408,8 +408,11 @@ def test_statuses_counted_500_logged_once_no_cpp_locations():
 
     llm = FakeAsyncLLM(str(MODEL_DIR))
     handler = _Records()
-    root = logging.getLogger()  # every logger propagates here (ThreadedServer configures no logging)
-    root.addHandler(handler)
+    # On the server's own loggers (a logger with propagate=False, as `eli serve`'s logging config
+    # sets for "eli", still hands records to its own handlers): no dependence on earlier tests.
+    loggers = [logging.getLogger("eli"), logging.getLogger("uvicorn")]
+    for lg in loggers:
+        lg.addHandler(handler)
     try:
         with _server(llm) as s:
             assert _post(s, COMP, {"prompt": "x", "max_tokens": 1}).status_code == 200
@@ -429,9 +432,9 @@ def test_statuses_counted_500_logged_once_no_cpp_locations():
             text = httpx.get(s.url + "/metrics", headers=AUTH).text
             assert metric_labeled(text, "eli:http_requests_total", endpoint="other", status="404") == 1
     finally:
-        root.removeHandler(handler)
-    # The server's own loggers (other tests' clients may leave asyncio noise on the root logger).
-    tracebacks = [r for r in handler.records if r.exc_info and r.name.startswith(("eli", "uvicorn"))]
+        for lg in loggers:
+            lg.removeHandler(handler)
+    tracebacks = [r for r in handler.records if r.exc_info]
     assert len(tracebacks) == 1 and "KeyError" in repr(tracebacks[0].exc_info[1]), handler.records
 
 
