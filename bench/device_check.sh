@@ -5,7 +5,8 @@
 # summary is printed last. Exit status: non-zero if the build or a test failed.
 #   usage: bench/device_check.sh [gtest filter, default 'Cuda*'] [pytest files...]
 #   carry: build/gtest_prefix (bench/make_gtest_prefix.sh) when the machine has no GoogleTest.
-# Environment: ELI_CHECK_ARCHS (default 90), ELI_CHECK_TEST_TIMEOUT (seconds per suite, default 240).
+# Environment: ELI_CHECK_ARCHS (default 90), ELI_CHECK_TEST_TIMEOUT (seconds per suite, default 240),
+# ELI_CHECK_SKIP_PYTHON=1 (C++ only: no Python module built, no pytest).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${OUT:-$ROOT/device_out}"
@@ -28,9 +29,10 @@ command -v ninja >/dev/null && GEN=(-G Ninja)
 EXTRA=()
 [ -d "$ROOT/build/gtest_prefix" ] && EXTRA+=(-DCMAKE_PREFIX_PATH="$ROOT/build/gtest_prefix")
 if ! { cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" "${EXTRA[@]}" -DCMAKE_BUILD_TYPE=Release -DELI_BUILD_TESTS=ON \
-         -DELI_BUILD_PYTHON=ON -DELI_CUDA=ON -DELI_CUDA_ARCHS="${ELI_CHECK_ARCHS:-90}" -DPython_EXECUTABLE="$(command -v python3)" \
+         -DELI_BUILD_PYTHON="$([ "${ELI_CHECK_SKIP_PYTHON:-0}" = 1 ] && echo OFF || echo ON)" -DELI_CUDA=ON -DELI_CUDA_ARCHS="${ELI_CHECK_ARCHS:-90}" -DPython_EXECUTABLE="$(command -v python3)" \
          > "$OUT/configure.txt" 2>&1 &&
-       timeout 480 cmake --build "$BUILD" --target eli_cpp_tests _eli -j "$(nproc)" > "$OUT/build.txt" 2>&1; }; then
+       timeout 480 cmake --build "$BUILD" --target eli_cpp_tests $([ "${ELI_CHECK_SKIP_PYTHON:-0}" = 1 ] || echo _eli) \
+         -j "$(nproc)" > "$OUT/build.txt" 2>&1; }; then
   echo "build failed ($(el))"
   tail -40 "$OUT/configure.txt" "$OUT/build.txt"
   exit 1
@@ -42,12 +44,14 @@ timeout "$T" "$BUILD/eli_cpp_tests" --gtest_filter="$FILTER" > "$OUT/cpp_tests.t
 summary+=("c++ '$FILTER': exit $status; $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/cpp_tests.txt" | tr '\n' ' ') ($(el))")
 grep -E "^\[  FAILED  \]" "$OUT/cpp_tests.txt" | head -40
 
-# The module next to the Python sources: pytest imports the tree's eli with it.
-cp "$BUILD"/_eli*.so "$ROOT/python/eli/" 2>/dev/null
-py=0
-PYTHONPATH="$ROOT/python" timeout "$T" python3 -m pytest -q -x "${PYFILES[@]}" > "$OUT/pytest.txt" 2>&1 || py=$?
-summary+=("pytest ${PYFILES[*]}: exit $py; $(tail -1 "$OUT/pytest.txt") ($(el))")
-[ $py -ne 0 ] && status=1 && tail -30 "$OUT/pytest.txt"
+if [ "${ELI_CHECK_SKIP_PYTHON:-0}" != 1 ]; then
+  # The module next to the Python sources: pytest imports the tree's eli with it.
+  cp "$BUILD"/_eli*.so "$ROOT/python/eli/" 2>/dev/null
+  py=0
+  PYTHONPATH="$ROOT/python" timeout "$T" python3 -m pytest -q -x "${PYFILES[@]}" > "$OUT/pytest.txt" 2>&1 || py=$?
+  summary+=("pytest ${PYFILES[*]}: exit $py; $(tail -1 "$OUT/pytest.txt") ($(el))")
+  [ $py -ne 0 ] && status=1 && tail -30 "$OUT/pytest.txt"
+fi
 
 echo "================ summary"
 cat "$OUT/env.txt"
