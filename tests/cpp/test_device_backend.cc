@@ -20,6 +20,7 @@
 #include "runtime/core/thread_pool.h"
 #include "runtime/device/device.h"
 #include "runtime/device/pooled_device.h"
+#include "tests/cpp/fake_async_device.h"
 #include "runtime/device/staged_upload.h"
 #include "tests/cpp/device_backend_checks.h"
 
@@ -205,40 +206,6 @@ TEST(DeviceBackend, CurrentDeviceEntryPoints) {
 
 // ---- the staged uploader on host devices ----
 
-// The CPU device, but claiming asynchronous execution: upload_pieces then stages through pinned
-// buffers, events and a stream exactly as on a GPU (all of which are immediate here).
-class AsyncClaimingDevice final : public PooledDevice {
- public:
-  AsyncClaimingDevice() : pool_(&backend_) {
-    properties_.id = id();
-    properties_.name = "fake-async";
-    properties_.async_execution = true;
-  }
-  DeviceId id() const override { return DeviceId{DeviceKind::kCPU, 0}; }
-  void copy_host_to_device(void* dst, const void* src, size_t bytes, void*) override {
-    ++n_copies;
-    if (bytes) std::memcpy(dst, src, bytes);
-  }
-  void copy_device_to_host(void* dst, const void* src, size_t bytes, void*) override {
-    if (bytes) std::memcpy(dst, src, bytes);
-  }
-  void copy_device_to_device(void* dst, const void* src, size_t bytes, void*) override {
-    if (bytes) std::memmove(dst, src, bytes);
-  }
-  void memset_zero(void* dst, size_t bytes, void*) override {
-    if (bytes) std::memset(dst, 0, bytes);
-  }
-  void synchronize() override {}
-  uint64_t available_bytes() const override { return uint64_t{1} << 30; }
-  uint64_t total_bytes() const override { return uint64_t{1} << 30; }
-  SizeClassPool& pool() override { return pool_; }
-  int n_copies = 0;
-
- private:
-  AlignedHostBackend backend_;
-  SizeClassPool pool_;
-};
-
 struct Upload {
   std::vector<std::vector<uint8_t>> srcs, dsts;
   std::vector<UploadPiece> pieces;
@@ -252,7 +219,7 @@ struct Upload {
 };
 
 TEST(DeviceBackend, StagedUploadRingThroughPinnedBuffers) {
-  AsyncClaimingDevice dev;
+  FakeAsyncDevice dev;
   ThreadPool pool(2);
   const std::vector<size_t> sizes = {0, 1, 7, 4096, 4097, 3 * 4096 + 5, 111, 0, (1u << 20) + 17, 769};
   Upload u(sizes);

@@ -17,6 +17,7 @@
 #include "runtime/core/thread_pool.h"
 #include "runtime/device/device.h"
 #include "runtime/device/pooled_device.h"
+#include "tests/cpp/fake_async_device.h"
 #include "runtime/model/gguf.h"
 #include "runtime/model/linear_method.h"
 #include "runtime/model/model.h"
@@ -94,39 +95,6 @@ void expect_merges_match_source(const ModelFiles& f, const Model& m, const std::
   EXPECT_EQ(bytes_of(*w["model.layers.0.mlp.gate_up_proj"]), cat({"mlp.gate_proj.weight", "mlp.up_proj.weight"})) << what;
 }
 
-// A device that is not host memory and claims asynchronous execution, with its memory on the
-// host (a stand-in for a GPU): placement takes the upload path (pieces through the pinned staging
-// ring, streams and events, all immediate here) and the result can be read back directly.
-class HostBackedDevice final : public PooledDevice {
- public:
-  HostBackedDevice() : pool_(&backend_) {
-    properties_.id = id();
-    properties_.name = "fake-gpu";
-    properties_.async_execution = true;
-  }
-  DeviceId id() const override { return DeviceId{DeviceKind::kCUDA, 7}; }
-  void copy_host_to_device(void* dst, const void* src, size_t bytes, void*) override {
-    if (bytes) std::memcpy(dst, src, bytes);
-  }
-  void copy_device_to_host(void* dst, const void* src, size_t bytes, void*) override {
-    if (bytes) std::memcpy(dst, src, bytes);
-  }
-  void copy_device_to_device(void* dst, const void* src, size_t bytes, void*) override {
-    if (bytes) std::memmove(dst, src, bytes);
-  }
-  void memset_zero(void* dst, size_t bytes, void*) override {
-    if (bytes) std::memset(dst, 0, bytes);
-  }
-  void synchronize() override {}
-  uint64_t available_bytes() const override { return uint64_t{1} << 30; }
-  uint64_t total_bytes() const override { return uint64_t{1} << 30; }
-  SizeClassPool& pool() override { return pool_; }
-
- private:
-  AlignedHostBackend backend_;
-  SizeClassPool pool_;
-};
-
 TEST(WeightStore, EveryDenseCheckpointTensorGetsTheDenseMethod) {
   ThreadPool pool(2);
   ModelFiles f = open_model_files(model_dir("llama_bias"));
@@ -180,7 +148,7 @@ TEST(WeightStore, DeferredPartsReconstructTheMergedHostMatrices) {
 }
 
 TEST(WeightStore, UploadWritesEachPartAtItsRowOffsetAndReleasesTheHost) {
-  HostBackedDevice gpu;  // declared first: the placed weights free into it
+  FakeAsyncDevice gpu(DeviceId{DeviceKind::kCUDA, 7});  // declared first: the placed weights free into it
   ThreadPool pool(2);
   ModelFiles f = open_model_files(model_dir("llama_bf16"));
   auto host = load(f, DType::kBF16, false, &pool);
