@@ -108,6 +108,10 @@ struct GemvArgs {
   float norm_weight_offset = 0.0f;
   GatedAct gated = GatedAct::kNone;
   bool accumulate = false;
+  // Scratch a kernel may use (e.g. x quantized to 8-bit blocks for a block-quantized weight);
+  // sized by the weight's LinearMethod::scratch_bytes. nullptr where the kernel needs none.
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
 };
 
 // GEMM: out[m, n] = beta * out + x[m, k] @ w[n, k]^T + bias[n], f32 accumulation. On CUDA x_dtype

@@ -18,7 +18,7 @@ enum class DType : uint8_t {
   kI32,
   kI64,
   kU8,
-  // GGUF block-quantized storage types (dequantized at load for now).
+  // GGUF block-quantized storage types (block sizes as in the GGUF specification).
   kQ8_0,
   kQ4_0,
   kQ4_1,
@@ -27,6 +27,13 @@ enum class DType : uint8_t {
   kQ4_K,
   kQ5_K,
   kQ6_K,
+  kQ2_K,
+  kQ3_K,
+  kIQ4_NL,
+  kIQ4_XS,
+  // Plain 8-bit types of quantized weights and KV caches (scales are kept beside them).
+  kI8,
+  kF8E4M3,  // OCP fp8 e4m3 (finite, max 448), as CUDA's __nv_fp8_e4m3
 };
 
 struct DTypeInfo {

@@ -15,6 +15,9 @@ const DTypeInfo& dtype_info(DType dtype) {
       {"q8_0", 32, 34, false, true}, {"q4_0", 32, 18, false, true}, {"q4_1", 32, 20, false, true},
       {"q5_0", 32, 22, false, true}, {"q5_1", 32, 24, false, true}, {"q4_k", 256, 144, false, true},
       {"q5_k", 256, 176, false, true}, {"q6_k", 256, 210, false, true},
+      {"q2_k", 256, 84, false, true},  {"q3_k", 256, 110, false, true},
+      {"iq4_nl", 32, 18, false, true}, {"iq4_xs", 256, 136, false, true},
+      {"i8", 1, 1, false, false},      {"f8_e4m3", 1, 1, true, false},
   };
   auto index = static_cast<size_t>(dtype);
   ELI_CHECK_KIND(kInternal, index < sizeof(kTable) / sizeof(kTable[0]), "bad dtype ", index);
