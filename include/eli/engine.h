@@ -74,6 +74,9 @@ struct TokenOutput {
 
 struct EngineStats {
   int64_t kv_blocks_total = 0, kv_blocks_free = 0;
+  // The sliding-window layers' own pool, for models that mix them with full-attention layers
+  // (Gemma 2/3): their blocks are freed as they fall out of the window. 0 without one.
+  int64_t kv_window_blocks_total = 0, kv_window_blocks_free = 0;
   int64_t num_running = 0, num_waiting = 0;
   int64_t preemptions = 0;
   int64_t prefix_cache_hits = 0, prefix_cache_queries = 0;
@@ -99,6 +102,7 @@ struct EngineInfo {
   int64_t max_model_len = 0;
   int64_t block_size = 0;
   int64_t num_kv_blocks = 0;
+  int64_t num_kv_window_blocks = 0;  // the sliding-window layers' pool (see EngineStats); 0: none
   std::string kv_cache_dtype;  // dtype of the KV cache ("f32", "bf16", "f16"), like weight_dtype
   EngineMemoryInfo memory;
   int n_threads = 0;

@@ -154,11 +154,13 @@ class EngineFrontend:
         held = info["weight_dtype"]
         weights = f"{held} (from {stored[0][0]})" if stored and stored[0][0] != held else held
         kv_mib = info["memory"]["kv_bytes"] / 2**20
+        window_blocks = info.get("num_kv_window_blocks", 0)
+        window = f" (+{window_blocks} for the sliding-window layers)" if window_blocks else ""
         n = info["num_params"]
         size = f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
         return (f"eli: {self.model_path} ({info['format']}, {size} parameters) on "
                 f"{info['device']}: weights {weights}, KV cache {info['kv_cache_dtype']} {info['num_kv_blocks']} "
-                f"blocks x {info['block_size']} tokens ({kv_mib:.0f} MiB), context {info['max_model_len']}, "
+                f"blocks{window} x {info['block_size']} tokens ({kv_mib:.0f} MiB), context {info['max_model_len']}, "
                 f"{info['num_threads']} threads; sampling defaults: {describe_defaults(self.default_sampling)} "
                 f"({self.default_sampling_source})")
 

@@ -205,6 +205,7 @@ nb::dict engine_info_to_dict(const EngineInfo& info) {
   d["max_model_len"] = info.max_model_len;
   d["block_size"] = info.block_size;
   d["num_kv_blocks"] = info.num_kv_blocks;
+  d["num_kv_window_blocks"] = info.num_kv_window_blocks;
   d["kv_cache_dtype"] = info.kv_cache_dtype;
   nb::dict mem;
   mem["budget_bytes"] = info.memory.budget_bytes;
@@ -232,6 +233,8 @@ nb::dict engine_stats_to_dict(const EngineStats& s) {
   nb::dict d;
   d["kv_blocks_total"] = s.kv_blocks_total;
   d["kv_blocks_free"] = s.kv_blocks_free;
+  d["kv_window_blocks_total"] = s.kv_window_blocks_total;
+  d["kv_window_blocks_free"] = s.kv_window_blocks_free;
   d["num_running"] = s.num_running;
   d["num_waiting"] = s.num_waiting;
   d["preemptions"] = s.preemptions;

@@ -42,6 +42,19 @@
 #include "runtime/runner/model_runner.h"
 
 namespace eli {
+namespace {
+
+// Writes a sequence's block table into a batch row: entries [0, n_dropped) are no longer held
+// (out of the window, runtime/kv/kv_groups.h) and become the first held block, so that no kernel
+// could ever touch a block another sequence owns; attention never reads them anyway.
+void put_block_table(const std::vector<int32_t>& table, int64_t n_dropped, int32_t* row) {
+  std::copy(table.begin(), table.end(), row);
+  if (n_dropped <= 0) return;
+  ELI_CHECK(n_dropped < static_cast<int64_t>(table.size()), "a sequence holds no block of its window");
+  std::fill(row, row + n_dropped, table[static_cast<size_t>(n_dropped)]);
+}
+
+}  // namespace
 
 const char* finish_reason_name(FinishReason reason) {
   switch (reason) {
@@ -62,6 +75,7 @@ struct Engine::Impl {
   std::unique_ptr<ModelRunner> runner;
   std::unique_ptr<KvCache> kv;
   std::unique_ptr<BlockPool> blocks;
+  std::unique_ptr<BlockPool> blocks1;  // KV group 1 (sliding-window layers beside full ones) or null
   std::unique_ptr<Scheduler> scheduler;
   std::unique_ptr<DeviceSampler> device_sampler;  // Op::kSample next to the logits, on the model's device
   bool on_device = false;                         // the model runs on a GPU (device logits, async sampling)
@@ -197,9 +211,11 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   mem.kv_bytes = m.kv->nbytes();
   trace.mark("kv pool");
   m.blocks = std::make_unique<BlockPool>(plan.shape.n_blocks);
+  if (plan.shape.n_blocks1 > 0) m.blocks1 = std::make_unique<BlockPool>(plan.shape.n_blocks1, /*foreign_parent_keys=*/true);
   m.info.max_model_len = plan.max_model_len;
   m.info.block_size = plan.shape.block_size;
   m.info.num_kv_blocks = plan.shape.n_blocks;
+  m.info.num_kv_window_blocks = plan.shape.n_blocks1;
   m.info.kv_cache_dtype = dtype_name(plan.shape.dtype);
   m.runner->set_graphs_enabled(config.enable_cuda_graphs);
   ELI_CHECK_ARG(config.async_scheduling >= -1 && config.async_scheduling <= 1,
@@ -211,7 +227,8 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   sc.max_num_batched_tokens = config.max_num_batched_tokens;
   sc.enable_chunked_prefill = config.enable_chunked_prefill;
   sc.enable_prefix_caching = config.enable_prefix_caching;
-  m.scheduler = std::make_unique<Scheduler>(sc, *m.blocks);
+  sc.kv_groups = kv_groups_for(files.spec);  // the KV cache's layer groups come from the same rule
+  m.scheduler = std::make_unique<Scheduler>(sc, *m.blocks, m.blocks1.get());
   trace.mark("scheduler");
   trace.done();
 }
@@ -233,9 +250,19 @@ int64_t Engine::add_request(const std::vector<int32_t>& prompt, const SamplingPa
   const int64_t total = n + params.max_tokens;
   ELI_CHECK_ARG(total <= m.info.max_model_len, "the prompt (", n, " tokens) plus max_tokens (", params.max_tokens,
                 ") is ", total, " tokens, more than the context length of ", m.info.max_model_len);
-  const int64_t need = m.scheduler->blocks_for(total);
-  ELI_CHECK_ARG(need <= m.blocks->n_blocks(), "the request needs ", need, " KV blocks but the pool has only ",
-                m.blocks->n_blocks(), "; raise kv_cache_bytes or num_kv_blocks");
+  // A windowed group holds the window's blocks and those of a step or two of new tokens at most.
+  const KvGroups& groups = m.scheduler->config().kv_groups;
+  for (int g = 0; g < groups.n_groups(); ++g) {
+    const BlockPool& pool = g == 0 ? *m.blocks : *m.blocks1;
+    int64_t need = m.scheduler->blocks_for(total);
+    const int64_t w = groups.window[static_cast<size_t>(g)];
+    if (w > 0) {
+      need = std::min(need, m.scheduler->blocks_for(w - 1) + 2 * m.scheduler->blocks_for(m.config.max_num_batched_tokens) + 2);
+    }
+    ELI_CHECK_ARG(need <= pool.n_blocks(), "the request needs ", need, " KV blocks but the ",
+                  g == 0 ? "" : "sliding-window layers' ", "pool has only ", pool.n_blocks(),
+                  "; raise kv_cache_bytes or num_kv_blocks");
+  }
 
   auto seq = std::make_unique<Sequence>();
   seq->id = m.next_id++;
@@ -348,6 +375,8 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
   for (const ScheduledSeq& s : sched) max_blocks = std::max<int64_t>(max_blocks, s.seq->blocks.size());
   batch.max_blocks_per_seq = max_blocks;
   batch.block_tables.assign(static_cast<size_t>(max_blocks * sched.size()), 0);
+  const bool two_groups = blocks1 != nullptr;
+  if (two_groups) batch.block_tables1.assign(batch.block_tables.size(), 0);
   std::vector<const SamplingParams*> ps;
   std::vector<SequenceSamplingState*> ss;
   std::vector<int64_t> draw_offsets;
@@ -372,10 +401,14 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
       batch.token_ids.push_back(token);
       batch.positions.push_back(static_cast<int32_t>(pos));
       batch.slot_mapping.push_back(static_cast<int32_t>(seq.blocks[static_cast<size_t>(pos / B)] * B + pos % B));
+      if (two_groups) {
+        batch.slot_mapping1.push_back(static_cast<int32_t>(seq.blocks1[static_cast<size_t>(pos / B)] * B + pos % B));
+      }
     }
     batch.cu_seqlens.push_back(static_cast<int32_t>(batch.token_ids.size()));
     batch.context_lens.push_back(static_cast<int32_t>(seq.num_computed + sched[i].n_new));
-    std::copy(seq.blocks.begin(), seq.blocks.end(), batch.block_tables.begin() + i * max_blocks);
+    put_block_table(seq.blocks, seq.n_dropped[0], &batch.block_tables[i * max_blocks]);
+    if (two_groups) put_block_table(seq.blocks1, seq.n_dropped[1], &batch.block_tables1[i * max_blocks]);
     if (sched[i].sample) {
       batch.logits_indices.push_back(batch.cu_seqlens.back() - 1);
       ps.push_back(&seq.params);
@@ -497,10 +530,19 @@ std::vector<float> Engine::score(const std::vector<int32_t>& ids) {
   for (int64_t i = 0; i < n; ++i) {
     ELI_CHECK_ARG(ids[i] >= 0 && ids[i] < V, "token ", i, " has id ", ids[i], ", outside the vocabulary [0, ", V, ")");
   }
-  std::vector<int32_t> blocks;
+  std::vector<int32_t> blocks, blocks1;
   const int64_t need = (n + B - 1) / B;
   ELI_CHECK_ARG(m.blocks->allocate(need, &blocks), "scoring ", n, " tokens needs ", need, " free KV blocks; ",
                 m.blocks->n_free(), " are free");
+  if (m.blocks1 != nullptr && !m.blocks1->allocate(need, &blocks1)) {
+    m.blocks->release(blocks);
+    ELI_THROW(kInvalidArgument, "scoring ", n, " tokens needs ", need, " free KV blocks of the sliding-window layers; ",
+              m.blocks1->n_free(), " are free");
+  }
+  auto release = [&] {
+    m.blocks->release(blocks);
+    if (m.blocks1 != nullptr) m.blocks1->release(blocks1);
+  };
   std::vector<float> out(static_cast<size_t>(n * V));
   try {
     // Chunks bound the logits workspace: (chunk, V) floats at a time.
@@ -510,11 +552,13 @@ std::vector<float> Engine::score(const std::vector<int32_t>& ids) {
       Batch b;
       b.max_blocks_per_seq = need;
       b.block_tables = blocks;
+      b.block_tables1 = blocks1;
       for (int64_t j = 0; j < len; ++j) {
         const int64_t pos = start + j;
         b.token_ids.push_back(ids[pos]);
         b.positions.push_back(static_cast<int32_t>(pos));
         b.slot_mapping.push_back(static_cast<int32_t>(blocks[pos / B] * B + pos % B));
+        if (!blocks1.empty()) b.slot_mapping1.push_back(static_cast<int32_t>(blocks1[pos / B] * B + pos % B));
         b.logits_indices.push_back(static_cast<int32_t>(j));
       }
       b.cu_seqlens.push_back(static_cast<int32_t>(len));
@@ -522,10 +566,10 @@ std::vector<float> Engine::score(const std::vector<int32_t>& ids) {
       m.runner->forward_to_host(b, *m.kv, &out[static_cast<size_t>(start * V)]);
     }
   } catch (...) {
-    m.blocks->release(blocks);
+    release();
     throw;
   }
-  m.blocks->release(blocks);
+  release();
   return out;
 }
 
@@ -534,6 +578,10 @@ EngineStats Engine::stats() const {
   EngineStats s = m.counters;
   s.kv_blocks_total = m.blocks->n_blocks();
   s.kv_blocks_free = m.blocks->n_free();
+  if (m.blocks1 != nullptr) {
+    s.kv_window_blocks_total = m.blocks1->n_blocks();
+    s.kv_window_blocks_free = m.blocks1->n_free();
+  }
   s.num_running = m.scheduler->num_running();
   s.num_waiting = m.scheduler->num_waiting();
   s.preemptions = m.scheduler->preemptions();

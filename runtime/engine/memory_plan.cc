@@ -8,6 +8,7 @@
 
 #include "eli/error.h"
 #include "runtime/device/device.h"
+#include "runtime/kv/kv_groups.h"
 #include "runtime/model/model_files.h"
 
 namespace eli {
@@ -141,7 +142,44 @@ KvCacheShape base_kv_shape(const EngineConfig& config, const ModelSpec& spec) {
   s.n_kv_heads = spec.n_kv_heads;
   s.head_dim = spec.head_dim;
   s.dtype = DType::kF32;
+  const KvGroups groups = kv_groups_for(spec);
+  if (groups.n_groups() == 2) s.layer_group = groups.layer_group;
+  for (int g = 0; g < groups.n_groups(); ++g) s.group_window[g] = groups.window[static_cast<size_t>(g)];
   return s;
+}
+
+// Group 1 (sliding-window layers beside full-attention ones, kv_groups.h) needs at most
+// window_group_blocks() blocks however large group 0 is: n0 blocks of group 0 come with
+// min(n0, that) of group 1. One group: none.
+int64_t group1_blocks(const EngineConfig& config, const ModelSpec& spec, const KvCacheShape& s, int64_t n0) {
+  if (s.layer_group.empty()) return 0;
+  const KvGroups groups = kv_groups_for(spec);
+  return std::min(n0, window_group_blocks(groups.window[1], s.block_size, config.max_num_seqs,
+                                          config.max_num_batched_tokens));
+}
+
+// Bytes of the KV tensors for n0 blocks of group 0 (and group 1's share).
+uint64_t kv_bytes_for(const EngineConfig& config, const ModelSpec& spec, const KvCacheShape& s, int64_t n0) {
+  const uint64_t lb = s.layer_block_bytes();
+  const uint64_t g0 = sat_mul(sat_mul(lb, static_cast<uint64_t>(s.layers_in_group(0))), static_cast<uint64_t>(n0));
+  const uint64_t g1 = sat_mul(sat_mul(lb, static_cast<uint64_t>(s.layers_in_group(1))),
+                              static_cast<uint64_t>(group1_blocks(config, spec, s, n0)));
+  return sat_add(g0, g1);
+}
+
+// The most group-0 blocks (<= max_blocks) whose cost(n) is within limit; cost is nondecreasing.
+template <typename Cost>
+int64_t fit_blocks(uint64_t limit, int64_t max_blocks, Cost cost) {
+  int64_t lo = 0, hi = max_blocks;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    if (cost(mid) <= limit) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return lo;
 }
 
 // Sets plan.max_model_len (checked against the model's context) and checks the block count.
@@ -247,13 +285,16 @@ KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const De
   s = base_kv_shape(config, spec);
   const uint64_t per_block = s.bytes_per_block();
   const uint64_t avail = device.available_bytes();
+  constexpr int64_t kMaxBlocks = (int64_t{1} << 30) - 1;
+  auto cost = [&](int64_t n) { return kv_bytes_for(config, spec, s, n); };
   if (config.num_kv_blocks > 0) {
+    ELI_CHECK_ARG(config.num_kv_blocks <= kMaxBlocks, "num_kv_blocks ", config.num_kv_blocks, " is absurd");
     s.n_blocks = config.num_kv_blocks;
-    const uint64_t need = sat_mul(per_block, static_cast<uint64_t>(s.n_blocks));
+    const uint64_t need = cost(s.n_blocks);
     if (need > avail) {
       ELI_THROW(kOutOfMemory, "num_kv_blocks ", s.n_blocks, " (", format_bytes(per_block), " each) needs ",
                 format_bytes(need), " but only ", format_bytes(avail), " of memory is available; ask for at most ",
-                avail / per_block, " blocks");
+                fit_blocks(avail, kMaxBlocks, cost), " blocks");
     }
   } else {
     uint64_t bytes = config.kv_cache_bytes;
@@ -262,10 +303,11 @@ KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const De
                 format_bytes(avail), " of memory available");
     }
     if (bytes == 0) bytes = default_kv_bytes(config, spec, s, avail);
-    s.n_blocks = static_cast<int64_t>(bytes / per_block);
+    s.n_blocks = fit_blocks(bytes, kMaxBlocks, cost);
     ELI_CHECK_KIND(kOutOfMemory, s.n_blocks >= 1, "kv_cache_bytes (", bytes, ") is smaller than one KV block (",
                    per_block, " bytes)");
   }
+  s.n_blocks1 = group1_blocks(config, spec, s, s.n_blocks);
   finish_kv_plan(config, spec, &plan);
   return plan;
 }
@@ -283,22 +325,20 @@ KvPlan plan_device_kv_cache(const EngineConfig& config, const ModelSpec& spec, c
 
   // What the allocator will hold for the KV cache of n blocks: KvCache allocates each tensor
   // separately, and the pool rounds each to its size class.
+  // n blocks of group 0 come with group1_blocks(n) of group 1 for the layers of a second group.
+  const uint64_t n_tensors0 = 2 * static_cast<uint64_t>(s.layers_in_group(0));
+  const uint64_t n_tensors1 = n_tensors - n_tensors0;
   auto footprint = [&](int64_t n) -> uint64_t {
-    const uint64_t bytes = sat_mul(tensor_block, static_cast<uint64_t>(n));
-    return sat_mul(device.allocation_size(bytes), n_tensors);
+    const uint64_t t0 = sat_mul(device.allocation_size(sat_mul(tensor_block, static_cast<uint64_t>(n))), n_tensors0);
+    if (n_tensors1 == 0) return t0;
+    const int64_t n1 = group1_blocks(config, spec, s, n);
+    return sat_add(t0, sat_mul(device.allocation_size(sat_mul(tensor_block, static_cast<uint64_t>(n1))), n_tensors1));
   };
-  // The most blocks whose footprint is within `limit` (footprint(n) >= n * per_block bounds it).
+  // The most blocks whose footprint is within `limit` (footprint(n) >= n * the group-0 bytes per
+  // block bounds it).
   auto fit = [&](uint64_t limit) -> int64_t {
-    int64_t lo = 0, hi = static_cast<int64_t>(std::min<uint64_t>(limit / per_block, kMaxBlocks));
-    while (lo < hi) {
-      const int64_t mid = lo + (hi - lo + 1) / 2;
-      if (footprint(mid) <= limit) {
-        lo = mid;
-      } else {
-        hi = mid - 1;
-      }
-    }
-    return lo;
+    const uint64_t per_block0 = sat_mul(tensor_block, n_tensors0);
+    return fit_blocks(limit, static_cast<int64_t>(std::min<uint64_t>(limit / per_block0, kMaxBlocks)), footprint);
   };
 
   // What the allocator holds now (weights and workspaces, with its rounding), and what is left.
@@ -344,6 +384,7 @@ KvPlan plan_device_kv_cache(const EngineConfig& config, const ModelSpec& spec, c
     }
   }
   plan.footprint_bytes = footprint(s.n_blocks);
+  s.n_blocks1 = group1_blocks(config, spec, s, s.n_blocks);
   finish_kv_plan(config, spec, &plan);
   return plan;
 }

@@ -16,6 +16,10 @@
 // CPU: min(max_num_seqs full contexts, max(avail / 8, one context), avail / 2) (default_kv_bytes;
 //   avail is the host's available memory now) unless num_kv_blocks / kv_cache_bytes are given,
 //   which must fit in avail (kOutOfMemory otherwise); gpu_memory_* are validated and ignored.
+// Sliding-window layers beside full-attention ones (a second KV group, runtime/kv/kv_groups.h):
+//   num_kv_blocks counts group 0's blocks; group 1 gets min(group 0's, window_group_blocks()),
+//   enough that no running sequence waits for one, and the bytes this saves go to group 0's
+//   blocks when the pool is sized from bytes.
 //
 // Invariants: max_model_len never exceeds the model's context; a plan never has 0 KV blocks.
 // Weight dtype "auto": the CPU holds bf16 checkpoints and block-quantized GGUF ones (dequantized

@@ -14,10 +14,15 @@
 
 namespace eli {
 
-Scheduler::Scheduler(const SchedulerConfig& config, BlockPool& pool) : config_(config), pool_(pool) {
+Scheduler::Scheduler(const SchedulerConfig& config, BlockPool& pool, BlockPool* pool1)
+    : config_(config), pool_(pool), pool1_(pool1) {
   ELI_CHECK(config.block_size > 0 && config.max_num_seqs > 0 && config.max_num_batched_tokens > 0,
             "scheduler limits must be positive");
   ELI_CHECK(config.block_hash != nullptr, "scheduler needs a block hash function");
+  const KvGroups& g = config.kv_groups;
+  ELI_CHECK(g.n_groups() >= 1 && g.n_groups() <= kMaxKvGroups, "bad KV group count ", g.n_groups());
+  ELI_CHECK((g.n_groups() == 2) == (pool1 != nullptr), "KV group 1 needs its own pool (and only it)");
+  ELI_CHECK(g.n_groups() == 1 || g.window[0] == 0, "with two KV groups, group 0 attends to the full context");
   load_faults_from_env();
 }
 
@@ -27,16 +32,32 @@ void Scheduler::add(Sequence* seq) {
 }
 
 void Scheduler::release_blocks(Sequence* seq) {
-  if (config_.enable_prefix_caching) {
+  for (int g = 0; g < n_groups(); ++g) {
+    std::vector<int32_t>& t = seq->table(g);
+    std::vector<int32_t> held(t.begin() + std::min<int64_t>(seq->n_dropped[g], t.size()), t.end());
     // Tail first: the end of a chain is evicted before its head, which later prompts share more.
-    std::vector<int32_t> rev(seq->blocks.rbegin(), seq->blocks.rend());
-    pool_.release(rev);
-  } else {
-    pool_.release(seq->blocks);
+    if (config_.enable_prefix_caching) std::reverse(held.begin(), held.end());
+    pool(g).release(held);
+    t.clear();
+    seq->n_dropped[g] = 0;
   }
-  seq->blocks.clear();
   seq->n_cached_blocks = 0;
+  seq->n_cached_blocks1 = 0;
   seq->prefix_cache_stopped = false;
+}
+
+void Scheduler::drop_dead_blocks(Sequence* seq) {
+  const int64_t B = config_.block_size;
+  for (int g = 0; g < n_groups(); ++g) {
+    std::vector<int32_t>& t = seq->table(g);
+    int64_t dead = std::min<int64_t>(config_.kv_groups.dead_blocks(g, seq->num_computed, B), t.size());
+    // While caching, a block is dropped only once it was offered to the prefix cache (a later
+    // prompt sharing the prefix then finds it).
+    if (config_.enable_prefix_caching && !seq->prefix_cache_stopped) {
+      dead = std::min(dead, g == 0 ? seq->n_cached_blocks : seq->n_cached_blocks1);
+    }
+    for (; seq->n_dropped[g] < dead; ++seq->n_dropped[g]) pool(g).release({t[static_cast<size_t>(seq->n_dropped[g])]});
+  }
 }
 
 void Scheduler::remove(Sequence* seq) {
@@ -51,7 +72,14 @@ void Scheduler::remove(Sequence* seq) {
 
 bool Scheduler::grow_blocks(Sequence* seq, int64_t n_tokens) {
   const int64_t need = blocks_for(n_tokens) - static_cast<int64_t>(seq->blocks.size());
-  return need <= 0 || pool_.allocate(need, &seq->blocks);
+  if (need <= 0) return true;
+  for (int g = 0; g < n_groups(); ++g) {
+    if (pool(g).n_free() < need) return false;
+  }
+  for (int g = 0; g < n_groups(); ++g) {
+    ELI_CHECK(pool(g).allocate(need, &seq->table(g)), "KV blocks of group ", g, " vanished");
+  }
+  return true;
 }
 
 void Scheduler::preempt(Sequence* seq) {
@@ -64,21 +92,44 @@ void Scheduler::preempt(Sequence* seq) {
   ++preemptions_;
 }
 
-std::vector<int32_t> Scheduler::lookup_prefix(const Sequence& seq) const {
-  std::vector<int32_t> hits;
+Scheduler::PrefixHit Scheduler::lookup_prefix(const Sequence& seq) const {
+  PrefixHit hit;
   const int64_t B = config_.block_size;
   const int64_t max_blocks = (seq.n_tokens() - 1) / B;  // at least one token left to compute
+  std::vector<uint64_t> serials;
   uint64_t parent_hash = prefix_root_hash(seq.params.cache_salt), parent_serial = 0;
+  std::vector<uint64_t> hashes;
   for (int64_t i = 0; i < max_blocks; ++i) {
     const int32_t* toks = seq.tokens.data() + i * B;
     const uint64_t h = config_.block_hash(parent_hash, toks, B);
     const int32_t b = pool_.find_cached(h, parent_serial, toks, B);
     if (b < 0) break;
-    hits.push_back(b);
+    hit.blocks[0].push_back(b);
+    hashes.push_back(h);
     parent_hash = h;
     parent_serial = pool_.cache_serial(b);
+    serials.push_back(parent_serial);
   }
-  return hits;
+  int64_t n = static_cast<int64_t>(hit.blocks[0].size());
+  if (n_groups() == 2 && n > 0) {
+    // Group 1's block j is keyed by group 0's verified entry j; shorten the hit until the blocks
+    // of the window before its end are all there.
+    std::vector<int32_t> found(static_cast<size_t>(n), -1);
+    for (int64_t j = 0; j < n; ++j) {
+      found[j] = pool1_->find_cached(hashes[j], serials[j], seq.tokens.data() + j * B, B);
+    }
+    for (; n > 0; --n) {
+      const int64_t first = config_.kv_groups.dead_blocks(1, n * B, B);
+      bool all = true;
+      for (int64_t j = first; j < n && all; ++j) all = found[j] >= 0;
+      if (all) break;
+    }
+    hit.blocks[0].resize(static_cast<size_t>(n));
+    hit.blocks[1].assign(found.begin(), found.begin() + n);
+  }
+  hit.n = n;
+  for (int g = 0; g < n_groups(); ++g) hit.first_live[g] = config_.kv_groups.dead_blocks(g, n * B, B);
+  return hit;
 }
 
 void Scheduler::cache_full_blocks(Sequence* seq, int64_t limit) {
@@ -88,6 +139,10 @@ void Scheduler::cache_full_blocks(Sequence* seq, int64_t limit) {
       std::min<int64_t>(std::min(seq->num_computed, limit) / B, static_cast<int64_t>(seq->blocks.size()));
   while (seq->n_cached_blocks < n_full) {
     const int64_t i = seq->n_cached_blocks;
+    if (i < seq->n_dropped[0]) {  // released before it could be offered: the chain ends here
+      seq->prefix_cache_stopped = true;
+      return;
+    }
     uint64_t parent_hash = prefix_root_hash(seq->params.cache_salt), parent_serial = 0;
     if (i > 0) {
       const int32_t parent = seq->blocks[static_cast<size_t>(i - 1)];
@@ -103,6 +158,17 @@ void Scheduler::cache_full_blocks(Sequence* seq, int64_t limit) {
       return;
     }
     ++seq->n_cached_blocks;
+  }
+  if (n_groups() < 2) return;
+  // Group 1: block j is offered under group 0's entry j (its hash and serial); one that is taken
+  // already (the same block computed by another sequence) or already dropped is skipped.
+  const int64_t n1 = std::min(seq->n_cached_blocks, n_full);
+  for (; seq->n_cached_blocks1 < n1; ++seq->n_cached_blocks1) {
+    const int64_t j = seq->n_cached_blocks1;
+    if (j < seq->n_dropped[1]) continue;
+    const int32_t b0 = seq->blocks[static_cast<size_t>(j)];
+    pool1_->cache_block(seq->blocks1[static_cast<size_t>(j)], pool_.cache_hash(b0), pool_.cache_serial(b0),
+                        seq->tokens.data() + j * B, B);
   }
 }
 
@@ -124,6 +190,7 @@ std::vector<ScheduledSeq> Scheduler::schedule() {
   // 1. Running sequences, oldest first: decodes and continuing prefill chunks.
   for (size_t i = 0; i < running_.size() && budget > 0;) {
     Sequence* seq = running_[i];
+    drop_dead_blocks(seq);
     int64_t n_new = std::min(seq->n_tokens() - seq->num_computed, budget);
     if (n_new <= 0) {
       ++i;
@@ -151,10 +218,10 @@ std::vector<ScheduledSeq> Scheduler::schedule() {
   const int64_t B = config_.block_size;
   while (!waiting_.empty() && budget > 0 && static_cast<int64_t>(running_.size()) < config_.max_num_seqs) {
     Sequence* seq = waiting_.front();
-    std::vector<int32_t> hits;
+    PrefixHit hit;
     const bool lookup = config_.enable_prefix_caching && seq->num_computed == 0 && seq->blocks.empty();
-    if (lookup) hits = lookup_prefix(*seq);
-    const int64_t n_hit = static_cast<int64_t>(hits.size());
+    if (lookup) hit = lookup_prefix(*seq);
+    const int64_t n_hit = hit.n;
     const int64_t computed = seq->num_computed + n_hit * B;
     int64_t remaining = seq->n_tokens() - computed;
     if (!config_.enable_chunked_prefill && remaining > budget) {
@@ -162,16 +229,28 @@ std::vector<ScheduledSeq> Scheduler::schedule() {
       if (!out.empty() || remaining <= config_.max_num_batched_tokens) break;
     }
     int64_t n_new = config_.enable_chunked_prefill ? std::min(remaining, budget) : remaining;
-    // Blocks to allocate beyond the hits; hit blocks that are free leave the free queue first.
+    // Blocks to allocate beyond the hits (in every group); hit blocks that are free leave the free
+    // queue first. Hits out of a windowed group's window are not taken.
     const int64_t need = blocks_for(computed + n_new) - static_cast<int64_t>(seq->blocks.size()) - n_hit;
-    const int64_t free_hits = std::count_if(hits.begin(), hits.end(), [&](int32_t b) { return pool_.refcount(b) == 0; });
-    if (need > pool_.n_free() - free_hits) break;  // no preemption for new work
-    for (int32_t b : hits) {
-      pool_.acquire_cached(b);
-      seq->blocks.push_back(b);
+    bool fits = true;
+    for (int g = 0; g < n_groups() && fits; ++g) {
+      const std::vector<int32_t>& hb = hit.blocks[g];
+      const int64_t free_hits = std::count_if(hb.begin() + std::min<int64_t>(hit.first_live[g], hb.size()), hb.end(),
+                                              [&](int32_t b) { return pool(g).refcount(b) == 0; });
+      fits = need <= pool(g).n_free() - free_hits;
+    }
+    if (!fits) break;  // no preemption for new work
+    for (int g = 0; g < n_groups() && n_hit > 0; ++g) {
+      const std::vector<int32_t>& hb = hit.blocks[g];
+      for (int64_t j = 0; j < n_hit; ++j) {
+        if (j >= hit.first_live[g]) pool(g).acquire_cached(hb[static_cast<size_t>(j)]);
+        seq->table(g).push_back(hb[static_cast<size_t>(j)]);
+      }
+      seq->n_dropped[g] = std::min(hit.first_live[g], n_hit);
     }
     seq->num_computed = computed;
     seq->n_cached_blocks = n_hit;
+    seq->n_cached_blocks1 = n_hit;
     ELI_CHECK_KIND(kInternal, grow_blocks(seq, computed + n_new), "KV blocks vanished during admission");
     if (lookup) {
       prefix_cache_queries_ += seq->n_tokens();

@@ -11,6 +11,13 @@
 // full (cache_full_blocks). Sequences release their blocks tail first, so a chain is evicted from
 // its end.
 //
+// KV groups (runtime/kv/kv_groups.h): with a sliding-window group, each group has its own pool and
+// block table; blocks are allocated in every group together, and a windowed group's blocks that no
+// future query can read are released as the sequence advances (once offered to the prefix cache,
+// while caching is on). Group 1's cache entries are keyed by the verified group-0 entry of the
+// same block (its hash and serial), so a hit needs group 0's chain and group 1's blocks of the
+// window before the first token to compute.
+//
 // Pure host logic, deterministic given its inputs. Invariants: a sequence is in exactly one of
 // waiting_ / running_ or neither (finished); running_ is in admission order; every used block's
 // refcount is the number of sequences in running_ holding it; a block held by two sequences is a
@@ -25,6 +32,7 @@
 
 #include "runtime/engine/sequence.h"
 #include "runtime/kv/block_pool.h"
+#include "runtime/kv/kv_groups.h"
 #include "runtime/kv/prefix_cache.h"
 
 namespace eli {
@@ -36,6 +44,7 @@ struct SchedulerConfig {
   bool enable_chunked_prefill = true;
   bool enable_prefix_caching = true;
   BlockHashFn block_hash = hash_kv_block;  // injectable for tests (forced collisions)
+  KvGroups kv_groups;                       // one full-attention group unless the model has windows
 };
 
 struct ScheduledSeq {
@@ -46,7 +55,8 @@ struct ScheduledSeq {
 
 class Scheduler {
  public:
-  Scheduler(const SchedulerConfig& config, BlockPool& pool);
+  // pool1: group 1's pool, exactly when config.kv_groups has two groups.
+  Scheduler(const SchedulerConfig& config, BlockPool& pool, BlockPool* pool1 = nullptr);
 
   void add(Sequence* seq);
   // Removes a sequence at any phase and frees its blocks (abort, finish, error).
@@ -67,15 +77,28 @@ class Scheduler {
   const SchedulerConfig& config() const { return config_; }
 
  private:
+  BlockPool& pool(int g) { return g == 0 ? pool_ : *pool1_; }
+  const BlockPool& pool(int g) const { return g == 0 ? pool_ : *pool1_; }
+  int n_groups() const { return config_.kv_groups.n_groups(); }
   bool grow_blocks(Sequence* seq, int64_t n_tokens);
+  // Releases the blocks of seq's windowed groups that no future query reads.
+  void drop_dead_blocks(Sequence* seq);
   void preempt(Sequence* seq);
   void release_blocks(Sequence* seq);
-  // The cached blocks of the longest verified chain of seq's full blocks, at most
-  // (n_tokens - 1) / block_size of them. No side effects.
-  std::vector<int32_t> lookup_prefix(const Sequence& seq) const;
+  // The longest usable prefix hit of seq's full blocks, at most (n_tokens - 1) / block_size of
+  // them: group 0's verified chain, shortened until group 1 has the blocks of the window before
+  // it. blocks[g] has one entry per hit block; entries below first_live[g] are not taken (out of
+  // the window). No side effects.
+  struct PrefixHit {
+    int64_t n = 0;
+    std::vector<int32_t> blocks[kMaxKvGroups];
+    int64_t first_live[kMaxKvGroups] = {0, 0};
+  };
+  PrefixHit lookup_prefix(const Sequence& seq) const;
 
   SchedulerConfig config_;
   BlockPool& pool_;
+  BlockPool* pool1_ = nullptr;
   std::deque<Sequence*> waiting_;
   std::vector<Sequence*> running_;
   int64_t preemptions_ = 0;

@@ -5,6 +5,10 @@
 // sequence holds no blocks unless it was never scheduled; a finished one holds none.
 // Prefix caching: blocks[0, n_cached_blocks) are prefix-cache entries (hits taken at admission or
 // blocks this sequence filled and registered); they are full and never written again.
+// KV groups (runtime/kv/kv_groups.h): `blocks` is group 0's table, `blocks1` group 1's (empty with
+// one group; else the same length). Entries [0, n_dropped[g]) of a windowed group's table are out
+// of every future window: released (or never taken), kept only as placeholders that no kernel
+// reads; the sequence holds exactly the entries from n_dropped[g] on.
 #pragma once
 
 #include <cstdint>
@@ -23,8 +27,11 @@ struct Sequence {
   std::vector<int32_t> tokens;    // prompt + generated
   int64_t prompt_len = 0;
   int64_t num_computed = 0;       // tokens whose K/V are in the cache
-  std::vector<int32_t> blocks;    // KV block table
+  std::vector<int32_t> blocks;    // KV block table (group 0)
+  std::vector<int32_t> blocks1;   // KV group 1's block table
+  int64_t n_dropped[2] = {0, 0};  // per group: leading table entries no longer held
   int64_t n_cached_blocks = 0;    // leading blocks that are prefix-cache entries
+  int64_t n_cached_blocks1 = 0;   // leading group-1 entries already offered to the prefix cache
   bool prefix_cache_stopped = false;  // a block could not be registered: register no more
   SeqState state = SeqState::kWaiting;
   // Asynchronous scheduling: when feed_row >= 0, tokens.back() is a placeholder for row feed_row of
@@ -34,6 +41,8 @@ struct Sequence {
   SamplingParams params;
   std::unique_ptr<SequenceSamplingState> sampling;
 
+  std::vector<int32_t>& table(int g) { return g == 0 ? blocks : blocks1; }
+  const std::vector<int32_t>& table(int g) const { return g == 0 ? blocks : blocks1; }
   int64_t n_generated() const { return static_cast<int64_t>(tokens.size()) - prompt_len; }
   int64_t n_tokens() const { return static_cast<int64_t>(tokens.size()); }
 };

@@ -7,7 +7,7 @@
 
 namespace eli {
 
-BlockPool::BlockPool(int64_t n_blocks) {
+BlockPool::BlockPool(int64_t n_blocks, bool foreign_parent_keys) : foreign_parent_keys_(foreign_parent_keys) {
   ELI_CHECK(n_blocks > 0 && n_blocks < (int64_t{1} << 31) - 1, "KV block count ", n_blocks, " out of range");
   const size_t n = static_cast<size_t>(n_blocks);
   refcount_.assign(n, 0);
@@ -129,7 +129,8 @@ void BlockPool::check_invariants() const {
       auto it = map_.find(m.hash);
       ELI_CHECK_KIND(kInternal, it != map_.end() && it->second == static_cast<int32_t>(b), "cached block ", b,
                      " is not in the cache map under its hash");
-      ELI_CHECK_KIND(kInternal, !m.tokens.empty() && m.serial < next_serial_ && m.parent_serial < m.serial,
+      ELI_CHECK_KIND(kInternal, !m.tokens.empty() && m.serial < next_serial_ &&
+                                                          (foreign_parent_keys_ || m.parent_serial < m.serial),
                      "cached block ", b, " has inconsistent metadata");
     }
   }

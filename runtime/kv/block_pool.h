@@ -24,7 +24,9 @@ namespace eli {
 
 class BlockPool {
  public:
-  explicit BlockPool(int64_t n_blocks);
+  // foreign_parent_keys: entries' parent serials name entries of another pool (KV group 1 keys its
+  // blocks by group 0's entries, runtime/kv/kv_groups.h), so they are not ordered against ours.
+  explicit BlockPool(int64_t n_blocks, bool foreign_parent_keys = false);
 
   int64_t n_blocks() const { return static_cast<int64_t>(refcount_.size()); }
   int64_t n_free() const { return n_free_; }
@@ -78,6 +80,7 @@ class BlockPool {
   std::vector<Meta> meta_;  // (n_blocks)
   std::unordered_map<uint64_t, int32_t> map_;  // hash -> cached block
   uint64_t next_serial_ = 1;
+  bool foreign_parent_keys_ = false;
 };
 
 }  // namespace eli

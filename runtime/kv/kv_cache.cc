@@ -1,17 +1,39 @@
 // runtime/kv/kv_cache.cc: see kv_cache.h.
 #include "runtime/kv/kv_cache.h"
 
+#include <algorithm>
+
 #include "eli/error.h"
 #include "runtime/core/checked_math.h"
 #include "runtime/device/device.h"
 
 namespace eli {
 
-uint64_t KvCacheShape::bytes_per_block() const {
+int64_t KvCacheShape::layers_in_group(int g) const {
+  if (layer_group.empty()) return g == 0 ? n_layers : 0;
+  return std::count(layer_group.begin(), layer_group.end(), g);
+}
+
+uint64_t KvCacheShape::layer_block_bytes() const {
   int64_t n = 0;
   ELI_CHECK(checked_mul(block_size, n_kv_heads, &n) && checked_mul(n, head_dim, &n) &&
-                checked_mul(n, n_layers, &n) && checked_mul(n, 2 * dtype_info(dtype).block_bytes, &n),
+                checked_mul(n, 2 * dtype_info(dtype).block_bytes, &n),
             "KV block size overflows");
+  return static_cast<uint64_t>(n);
+}
+
+uint64_t KvCacheShape::bytes_per_block() const {
+  int64_t n = 0;
+  ELI_CHECK(checked_mul(static_cast<int64_t>(layer_block_bytes()), n_layers, &n), "KV block size overflows");
+  return static_cast<uint64_t>(n);
+}
+
+uint64_t KvCacheShape::nbytes() const {
+  int64_t a = 0, b = 0, n = 0;
+  const int64_t lb = static_cast<int64_t>(layer_block_bytes());
+  ELI_CHECK(checked_mul(lb, layers_in_group(0), &a) && checked_mul(a, n_blocks, &a) &&
+                checked_mul(lb, layers_in_group(1), &b) && checked_mul(b, n_blocks1, &b) && checked_add(a, b, &n),
+            "KV cache size overflows");
   return static_cast<uint64_t>(n);
 }
 
@@ -21,9 +43,15 @@ KvCache::KvCache(Device& device, const KvCacheShape& shape) : shape_(shape) {
                                                 device.id().kind == DeviceKind::kCUDA),
                  "KV-cache dtype ", dtype_name(shape.dtype), " is not supported on ", device_name(device.id()));
   ELI_CHECK(shape.n_blocks > 0 && shape.block_size > 0, "empty KV cache");
+  ELI_CHECK(shape.layer_group.empty() || static_cast<int64_t>(shape.layer_group.size()) == shape.n_layers,
+            "KV layer groups do not match the layers");
+  ELI_CHECK((shape.n_blocks1 > 0) == (shape.layers_in_group(1) > 0), "KV group 1 without blocks or layers");
   for (int64_t l = 0; l < shape.n_layers; ++l) {
-    k_.push_back(Tensor::empty(device, shape.dtype, {shape.n_blocks, shape.block_size, shape.n_kv_heads, shape.head_dim}));
-    v_.push_back(Tensor::empty(device, shape.dtype, {shape.n_blocks, shape.block_size, shape.n_kv_heads, shape.head_dim}));
+    const int g = shape.group_of(l);
+    ELI_CHECK(g == 0 || g == 1, "KV group ", g, " of layer ", l, " out of range");
+    const int64_t nb = shape.blocks_of_group(g);
+    k_.push_back(Tensor::empty(device, shape.dtype, {nb, shape.block_size, shape.n_kv_heads, shape.head_dim}));
+    v_.push_back(Tensor::empty(device, shape.dtype, {nb, shape.block_size, shape.n_kv_heads, shape.head_dim}));
   }
   if (device.id().kind != DeviceKind::kCPU) {
     // Never-written slots hold zeros rather than stale device memory (attention never reads them,

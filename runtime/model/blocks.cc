@@ -80,6 +80,16 @@ void attention_block(const ForwardContext& f, int64_t layer, const AttentionLaye
   const int64_t T = in.n_tokens, H = d.hidden, nh = d.n_heads, nkv = d.n_kv_heads, hd = d.head_dim;
   const int64_t qkv_dim = d.qkv_dim();
   const KvCacheShape& ks = f.kv.shape();
+  // The layer's KV group (runtime/kv/kv_groups.h): its own block table and slots; a windowed
+  // group keeps only its window's blocks, so the layer must not attend beyond it.
+  const int group = ks.group_of(layer);
+  const int64_t kept = ks.group_window[group];
+  ELI_CHECK(kept == 0 || (L.sliding_window > 0 && L.sliding_window <= kept), "layer ", layer, " attends to ",
+            L.sliding_window == 0 ? std::string("the full context") : std::to_string(L.sliding_window) + " positions",
+            " but its KV group keeps ", kept);
+  const int32_t* block_tables = group == 0 ? in.block_tables : in.block_tables1;
+  const int32_t* slot_mapping = group == 0 ? in.slot_mapping : in.slot_mapping1;
+  ELI_CHECK(block_tables != nullptr && slot_mapping != nullptr, "no block table for KV group ", group);
   float* x = f.slot<float>(WsSlot::kResidual);
   float* qkv = f.slot<float>(WsSlot::kQkv);
   f.linear(*L.qkv, T, LinearInput{x, DType::kF32, H, L.norm->ptr(), L.norm_eps},
@@ -94,7 +104,7 @@ void attention_block(const ForwardContext& f, int64_t layer, const AttentionLaye
   rk.q_norm = L.q_norm != nullptr ? L.q_norm->ptr() : nullptr;
   rk.k_norm = L.k_norm != nullptr ? L.k_norm->ptr() : nullptr;
   rk.positions = in.positions;
-  rk.slot_mapping = in.slot_mapping;
+  rk.slot_mapping = slot_mapping;
   rk.inv_freq = rope.inv_freq;
   rk.table_of_token = rope.table_of_token;
   rk.n_tokens = T;
@@ -103,7 +113,7 @@ void attention_block(const ForwardContext& f, int64_t layer, const AttentionLaye
   rk.head_dim = hd;
   rk.rot_dim = rope.rot_dim;
   rk.qkv_stride = qkv_dim;
-  rk.n_slots = ks.n_blocks * ks.block_size;
+  rk.n_slots = ks.blocks_of_layer(layer) * ks.block_size;
   rk.attention_scaling = rope.attention_scaling;
   rk.norm_eps = L.norm_eps;
   rk.q_dtype = ks.dtype;  // queries in the cache's dtype: the attention kernels read both alike
@@ -118,7 +128,7 @@ void attention_block(const ForwardContext& f, int64_t layer, const AttentionLaye
   aa.cu_seqlens = in.cu_seqlens;
   aa.positions = in.positions;
   aa.context_lens = in.context_lens;
-  aa.block_tables = in.block_tables;
+  aa.block_tables = block_tables;
   aa.n_seqs = in.n_seqs;
   aa.n_heads = nh;
   aa.n_kv_heads = nkv;

@@ -45,6 +45,9 @@ struct StepInputs {
   const int32_t* context_lens = nullptr;    // (S)
   const int32_t* block_tables = nullptr;    // (S, max_blocks_per_seq)
   const int32_t* slot_mapping = nullptr;    // (T)
+  // KV group 1 (runtime/kv/kv_groups.h): its table and slots, same shapes; nullptr with one group.
+  const int32_t* block_tables1 = nullptr;
+  const int32_t* slot_mapping1 = nullptr;
   const int32_t* logits_indices = nullptr;  // (n_logits)
   std::array<RopeInputs, kMaxRopeSets> rope{};
 };

@@ -123,23 +123,24 @@ void ModelRunner::build_rope_tables(const Batch& batch) {
 void ModelRunner::upload(const Batch& batch, const TokenFeed* feed) {
   const int64_t T = batch.n_tokens();
   // Packed layout (int32): token_ids, positions, cu_seqlens, context_lens, block_tables,
-  // slot_mapping, logits_indices, table_of_token; then, with a token feed, its dst_index and
-  // src_index (after every array a graph reads, so their offsets do not move with the feed's
-  // size). Each array starts at a multiple of 4 elements.
-  const std::vector<int32_t>* arrays[] = {&batch.token_ids, &batch.positions, &batch.cu_seqlens,
-                                          &batch.context_lens, &batch.block_tables, &batch.slot_mapping,
-                                          &batch.logits_indices};
-  constexpr int kArrays = 10;
+  // slot_mapping, logits_indices, block_tables1, slot_mapping1 (KV group 1; empty with one group),
+  // table_of_token; then, with a token feed, its dst_index and src_index (after every array a
+  // graph reads, so their offsets do not move with the feed's size). Each array starts at a
+  // multiple of 4 elements.
+  constexpr int kBatchArrays = 9, kTableOfToken = 9, kFeedDst = 10, kFeedSrc = 11, kArrays = 12;
+  const std::vector<int32_t>* arrays[kBatchArrays] = {
+      &batch.token_ids,    &batch.positions,      &batch.cu_seqlens,     &batch.context_lens, &batch.block_tables,
+      &batch.slot_mapping, &batch.logits_indices, &batch.block_tables1, &batch.slot_mapping1};
   const int64_t n_feed = feed != nullptr ? static_cast<int64_t>(feed->dst_index.size()) : 0;
   int64_t offsets[kArrays + 1];
   offsets[0] = 0;
   for (int i = 0; i < kArrays; ++i) {
-    const int64_t n = i < 7 ? static_cast<int64_t>(arrays[i]->size()) : (i == 7 ? T : n_feed);
+    const int64_t n = i < kBatchArrays ? static_cast<int64_t>(arrays[i]->size()) : (i == kTableOfToken ? T : n_feed);
     offsets[i + 1] = offsets[i] + (n + 3) / 4 * 4;
   }
   staging_.assign(static_cast<size_t>(offsets[kArrays]), 0);
-  for (int i = 0; i < 7; ++i) std::copy(arrays[i]->begin(), arrays[i]->end(), staging_.begin() + offsets[i]);
-  std::copy(table_of_token_.begin(), table_of_token_.begin() + T, staging_.begin() + offsets[7]);
+  for (int i = 0; i < kBatchArrays; ++i) std::copy(arrays[i]->begin(), arrays[i]->end(), staging_.begin() + offsets[i]);
+  std::copy(table_of_token_.begin(), table_of_token_.begin() + T, staging_.begin() + offsets[kTableOfToken]);
   if (n_feed > 0) {
     ELI_CHECK_KIND(kInternal, feed->src != nullptr && feed->src_index.size() == feed->dst_index.size(),
                    "malformed token feed");
@@ -147,8 +148,8 @@ void ModelRunner::upload(const Batch& batch, const TokenFeed* feed) {
       ELI_CHECK_KIND(kInternal, feed->dst_index[i] >= 0 && feed->dst_index[i] < T, "token feed index ",
                      feed->dst_index[i], " outside the step's ", T, " tokens");
     }
-    std::copy(feed->dst_index.begin(), feed->dst_index.end(), staging_.begin() + offsets[8]);
-    std::copy(feed->src_index.begin(), feed->src_index.end(), staging_.begin() + offsets[9]);
+    std::copy(feed->dst_index.begin(), feed->dst_index.end(), staging_.begin() + offsets[kFeedDst]);
+    std::copy(feed->src_index.begin(), feed->src_index.end(), staging_.begin() + offsets[kFeedSrc]);
   }
   const size_t bytes = staging_.size() * sizeof(int32_t);
   if (bytes > batch_ints_.bytes || !batch_ints_.t.defined()) {
@@ -166,9 +167,12 @@ void ModelRunner::upload(const Batch& batch, const TokenFeed* feed) {
   in_.block_tables = base + offsets[4];
   in_.slot_mapping = base + offsets[5];
   in_.logits_indices = base + offsets[6];
-  const int32_t* table_of_token = base + offsets[7];
+  in_.block_tables1 = batch.block_tables1.empty() ? nullptr : base + offsets[7];
+  in_.slot_mapping1 = batch.block_tables1.empty() ? nullptr : base + offsets[8];
+  const int32_t* table_of_token = base + offsets[kTableOfToken];
   if (n_feed > 0) {
-    ScatterTokensArgs sa{base + offsets[0], base + offsets[8], feed->src, base + offsets[9], n_feed, spec().vocab_size};
+    ScatterTokensArgs sa{base + offsets[0], base + offsets[kFeedDst], feed->src, base + offsets[kFeedSrc], n_feed,
+                         spec().vocab_size};
     get_kernel(Op::kScatterTokens, kind_, DType::kF32).fn(&sa, ExecContext{pool_, stream_});
   }
   // The inverse frequencies change only with dynamic RoPE: copy them when they differ from the
@@ -214,13 +218,21 @@ Batch ModelRunner::pad_decode_batch(const Batch& batch, int64_t b, int64_t strid
   p.context_lens = batch.context_lens;
   p.context_lens.resize(static_cast<size_t>(b), 0);
   p.max_blocks_per_seq = stride;
-  p.block_tables.assign(static_cast<size_t>(b * stride), 0);
-  for (int64_t s = 0; s < n; ++s) {
-    std::copy(batch.block_tables.begin() + s * batch.max_blocks_per_seq,
-              batch.block_tables.begin() + (s + 1) * batch.max_blocks_per_seq, p.block_tables.begin() + s * stride);
-  }
+  auto pad_tables = [&](const std::vector<int32_t>& from, std::vector<int32_t>* to) {
+    to->assign(static_cast<size_t>(b * stride), 0);
+    for (int64_t s = 0; s < n; ++s) {
+      std::copy(from.begin() + s * batch.max_blocks_per_seq, from.begin() + (s + 1) * batch.max_blocks_per_seq,
+                to->begin() + s * stride);
+    }
+  };
+  pad_tables(batch.block_tables, &p.block_tables);
   p.slot_mapping = batch.slot_mapping;
   p.slot_mapping.resize(static_cast<size_t>(b), -1);
+  if (!batch.block_tables1.empty()) {
+    pad_tables(batch.block_tables1, &p.block_tables1);
+    p.slot_mapping1 = batch.slot_mapping1;
+    p.slot_mapping1.resize(static_cast<size_t>(b), -1);
+  }
   p.logits_indices.resize(static_cast<size_t>(b));
   for (int64_t i = 0; i < b; ++i) p.logits_indices[static_cast<size_t>(i)] = static_cast<int32_t>(i);
   return p;
@@ -249,7 +261,7 @@ float* ModelRunner::forward_into(const Batch& batch, KvCache& kv, const TokenFee
   const KvCacheShape& ks = kv.shape();
   const int64_t T = batch.n_tokens();
   ELI_CHECK(T > 0, "empty batch");
-  check_batch(batch, ks.block_size, ks.n_blocks, spec().vocab_size);
+  check_batch(batch, ks.block_size, ks.n_blocks, spec().vocab_size, ks.n_blocks1);
   if (feed != nullptr && feed->dst_index.empty()) feed = nullptr;
   int64_t max_q = 0, max_ctx = 0;
   for (int64_t s = 0; s < batch.n_seqs(); ++s) {

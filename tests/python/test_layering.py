@@ -11,16 +11,18 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # Bottom to top. A layer may include any layer listed before it (and itself).
+# Mirrors ELI_LAYERS in CMakeLists.txt (one static library per layer, linking only those below).
 LAYERS = [
-    ("api", "include/eli"),
-    ("core", "runtime/core"),
-    ("device", "runtime/device"),
-    ("kernels", "kernels"),
-    ("kv", "runtime/kv"),
-    ("model", "runtime/model"),
-    ("runner", "runtime/runner"),
-    ("engine", "runtime/engine"),
-    ("bindings", "python/src"),
+    ("api", ("include/eli",)),
+    ("core", ("runtime/core",)),
+    ("device", ("runtime/device",)),
+    ("comm", ("runtime/comm",)),
+    ("kernels", ("kernels",)),
+    ("kv", ("runtime/kv",)),
+    ("model", ("runtime/model",)),
+    ("runner", ("runtime/runner", "runtime/parallel")),
+    ("engine", ("runtime/engine",)),
+    ("bindings", ("python/src",)),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 SOURCES = (".h", ".cc", ".cu", ".cuh", ".cpp")
@@ -29,15 +31,15 @@ SOURCES = (".h", ".cc", ".cu", ".cuh", ".cpp")
 def layer_of(path: str):
     if path.startswith("eli/"):
         return "api"
-    for name, prefix in LAYERS:
-        if path == prefix or path.startswith(prefix + "/"):
+    for name, prefixes in LAYERS:
+        if any(path == p or path.startswith(p + "/") for p in prefixes):
             return name
     return None
 
 
 def includes():
-    for name, prefix in LAYERS:
-        for f in sorted((ROOT / prefix).rglob("*")):
+    for name, prefixes in LAYERS:
+        for f in sorted(f for p in prefixes for f in (ROOT / p).rglob("*")):
             if f.suffix not in SOURCES or not f.is_file():
                 continue
             rel = f.relative_to(ROOT).as_posix()
@@ -48,7 +50,8 @@ def includes():
 
 
 def test_every_layer_has_sources():
-    for name, prefix in LAYERS:
+    for name, prefixes in LAYERS:
+        prefix = prefixes[0]
         assert any((ROOT / prefix).rglob("*.h")) or any((ROOT / prefix).rglob("*.cc")), f"no sources in {prefix}"
 
 
@@ -72,3 +75,17 @@ def test_public_headers_include_only_public_headers():
                                         ("kernels/ops.h", "kernels"), ("bench/x.cc", None)])
 def test_layer_of(path, layer):
     assert layer_of(path) == layer
+
+
+def test_cmake_layer_targets_match():
+    # CMakeLists.txt builds one static library per layer in this order; the link dependencies
+    # (ELI_LAYER_<name>_DEPS) may only name layers below.
+    text = (ROOT / "CMakeLists.txt").read_text()
+    m = re.search(r"set\(ELI_LAYERS ([^)]*)\)", text)
+    assert m, "CMakeLists.txt lost its ELI_LAYERS list"
+    cmake_layers = m.group(1).split()
+    ours = [name for name, _ in LAYERS if name not in ("api", "bindings")]
+    assert cmake_layers == ours
+    for layer, deps in re.findall(r"set\(ELI_LAYER_(\w+)_DEPS ([^)]*)\)", text):
+        for dep in deps.split():
+            assert RANK[dep] < RANK[layer], f"CMake layer {layer} links {dep}, which is not below it"
