@@ -1,8 +1,7 @@
 // bench/cpu_kernels_bench.cc: tiny benchmark of the registry's CPU matrix products (Op::kGemm and,
 // for decode row counts, Op::kGemv; GFLOP/s, and GB/s of weights). Calls the production kernels via
 // the registry.
-// Build by hand (not part of CMake):
-//   g++ -O2 -std=c++17 -I include -I . bench/cpu_kernels_bench.cc build/<dir>/libeli_engine.a -pthread
+// Build: cmake -DELI_BUILD_BENCH=ON ... && cmake --build BUILD --target eli_cpu_kernels_bench
 // Usage: ./a.out [threads] [variant]
 #include <chrono>
 #include <cstdio>

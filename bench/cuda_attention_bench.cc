@@ -12,9 +12,8 @@
 // the kernel's), and inside captured CUDA graphs of kGraphLaunches launches each (graph_us: the
 // graph's time / kGraphLaunches; one graph per group of cache copies), which is how the engine
 // runs decode. A graph of kGraphLaunches 4-byte memsets gives the per-node floor (node_us).
-// Build by hand on the GPU machine (not part of CMake), against a CUDA build of eli_engine:
-//   nvcc -O2 -std=c++17 -I include -I . bench/cuda_attention_bench.cc build/device/libeli_engine.a \
-//     -lcublasLt -o /tmp/attn_bench && /tmp/attn_bench [bf16|f16]
+// Build: cmake -DELI_BUILD_BENCH=ON -DELI_CUDA=ON ... && cmake --build BUILD --target eli_cuda_attention_bench
+// Run:   BUILD/eli_cuda_attention_bench [bf16|f16]
 #include <cuda_runtime.h>
 
 #include <algorithm>

@@ -5,8 +5,7 @@
 // 32 algorithms, times each (median of 15 after 3 warm-ups, CUDA events) and prints the first
 // one's TFLOP/s, the best one's, its index and its tile / split-K / stages. Answers one question:
 // would timing the candidates (autotuning) pay, and for which shapes.
-//   nvcc -x cu -O2 -std=c++17 -arch=sm_90 -I . bench/cuda_gemm_algos_bench.cc -lcublasLt -o /tmp/gemm_algos
-//   /tmp/gemm_algos [out.json]
+// Build: cmake -DELI_BUILD_BENCH=ON -DELI_CUDA=ON ... && cmake --build BUILD --target eli_cuda_gemm_algos_bench
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>

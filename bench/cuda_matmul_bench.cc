@@ -10,12 +10,9 @@
 // (cudaEvents). Table on stdout; JSON to argv[1] if given. Random weights, never zeros.
 //
 // It calls the production kernels through the registry (never copies of them). It holds a kernel
-// of its own (the read ceiling), so it is compiled as CUDA (-x cu; the library then goes through
-// -L/-l, since -x would apply to a .a named after it too):
-//   nvcc -x cu -O2 -std=c++17 -arch=sm_90 -I include -I . bench/cuda_matmul_bench.cc \
-//        -L build/<dir> -leli_engine -lcublasLt -o /tmp/mm_bench
-//   /tmp/mm_bench [out.json]
-// (build/<dir> from cmake -DELI_CUDA=ON; bench/device_run.sh makes build/device.)
+// of its own (the read ceiling), so it is compiled as CUDA (CMake sets the language).
+// Build: cmake -DELI_BUILD_BENCH=ON -DELI_CUDA=ON ... && cmake --build BUILD --target eli_cuda_matmul_bench
+// Run:   BUILD/eli_cuda_matmul_bench [out.json]
 #ifndef __CUDACC__
 #error "compile this file as CUDA: nvcc -x cu ... (see the header)"
 #endif

@@ -18,14 +18,15 @@ OUT="$LOG" ELI_DEVICE_SKIP_PYTHON=1 bash "$ROOT/bench/device_run.sh" "$FILTER" >
 summary+=("c++ tests: exit $? ($(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$LOG/tests.log" 2>/dev/null | tr '\n' ' '))")
 grep -E "^\[  FAILED  \]" "$LOG/tests.log" 2>/dev/null | head -40
 
-if [ "${ELI_ITER_SKIP_BENCH:-0}" != "1" ] && [ -f "$ROOT/build/device/libeli_engine.a" ]; then
-  nvcc -x cu -O2 -std=c++17 -arch=sm_90 -I "$ROOT/include" -I "$ROOT" "$ROOT/bench/cuda_matmul_bench.cc" \
-    -L "$ROOT/build/device" -leli_engine -lcublasLt -o /tmp/eli_mm_bench > "$LOG/mm_build.txt" 2>&1 &&
-    timeout 180 /tmp/eli_mm_bench "$OUT/matmul_bench.json" > "$LOG/matmul_bench.txt" 2>&1
+if [ "${ELI_ITER_SKIP_BENCH:-0}" != "1" ] && [ -d "$ROOT/build/device" ]; then
+  # The benchmark programs are CMake targets of the same build (ELI_BUILD_BENCH).
+  cmake -S "$ROOT" -B "$ROOT/build/device" -DELI_BUILD_BENCH=ON > "$LOG/bench_configure.txt" 2>&1 &&
+    timeout 300 cmake --build "$ROOT/build/device" --target eli_cuda_matmul_bench eli_cuda_attention_bench \
+      -j "$(nproc)" > "$LOG/bench_build.txt" 2>&1
+  summary+=("bench build: exit $?")
+  timeout 180 "$ROOT/build/device/eli_cuda_matmul_bench" "$OUT/matmul_bench.json" > "$LOG/matmul_bench.txt" 2>&1
   summary+=("matmul bench: exit $?")
-  nvcc -O2 -std=c++17 -arch=sm_90 -I "$ROOT/include" -I "$ROOT" "$ROOT/bench/cuda_attention_bench.cc" \
-    "$ROOT/build/device/libeli_engine.a" -lcublasLt -o /tmp/eli_attn_bench > "$LOG/attn_build.txt" 2>&1 &&
-    timeout 120 /tmp/eli_attn_bench > "$LOG/attention_bench.txt" 2>&1
+  timeout 120 "$ROOT/build/device/eli_cuda_attention_bench" > "$LOG/attention_bench.txt" 2>&1
   summary+=("attention bench: exit $?")
 fi
 

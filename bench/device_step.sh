@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# bench/device_step.sh: one device call for decode-step work: builds eli (CUDA, sm_90, tests on),
-# runs the decode-step breakdown (bench/cuda_decode_step_bench.cc) and the CUDA C++ tests, each
-# under a timeout, with every log in $OUT. A summary is printed last.
+# bench/device_step.sh: one device call for decode-step work: builds eli (CUDA, sm_90, tests and
+# benchmarks on), writes random weights at the 1B and 8B shapes (bench/gpu/make_weights.py, kept
+# across calls on a warm machine), runs the decode-step breakdown (bench/cuda_decode_step_bench.cc:
+# the ModelRunner's real step) and the CUDA C++ tests, each under a timeout, with every log in $OUT.
+# A summary is printed last.
 #   usage: bench/device_step.sh [gtest filter, default 'Cuda*'] ; env ELI_STEP_SKIP_TESTS=1 (builds
-#          only the engine library), ELI_STEP_JOBS (build jobs), ELI_STEP_BENCH_{SHAPES,BATCHES,CONTEXTS}
-#          (see the bench), GTEST_PREFIX (default build/gtest_prefix)
+#          only the step bench), ELI_STEP_JOBS (build jobs), ELI_STEP_SHAPES (default "1b 8b"),
+#          ELI_STEP_BENCH_{BATCHES,CONTEXTS,ITERS} (see the bench), GTEST_PREFIX (default build/gtest_prefix)
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${OUT:-$ROOT/device_out}"
@@ -20,22 +22,28 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$OUT/env.txt
 GEN=()
 command -v ninja >/dev/null && GEN=(-G Ninja)
 GTEST_PREFIX="${GTEST_PREFIX:-$ROOT/build/gtest_prefix}"
-TARGET=eli_cpp_tests
-[ "${ELI_STEP_SKIP_TESTS:-0}" = "1" ] && TARGET=eli_engine
-if ! { cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DELI_BUILD_TESTS=ON -DELI_CUDA=ON \
-         -DELI_CUDA_ARCHS=90 -DCMAKE_PREFIX_PATH="$GTEST_PREFIX" > "$OUT/configure.txt" 2>&1 &&
-       timeout 400 cmake --build "$BUILD" --target "$TARGET" -j "${ELI_STEP_JOBS:-$(nproc)}" > "$OUT/build.txt" 2>&1; }; then
+TARGETS=(eli_cuda_decode_step_bench eli_cpp_tests)
+[ "${ELI_STEP_SKIP_TESTS:-0}" = "1" ] && TARGETS=(eli_cuda_decode_step_bench)
+if ! { cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DELI_BUILD_TESTS=ON -DELI_BUILD_BENCH=ON \
+         -DELI_CUDA=ON -DELI_CUDA_ARCHS=90 -DCMAKE_PREFIX_PATH="$GTEST_PREFIX" > "$OUT/configure.txt" 2>&1 &&
+       timeout 400 cmake --build "$BUILD" --target "${TARGETS[@]}" -j "${ELI_STEP_JOBS:-$(nproc)}" > "$OUT/build.txt" 2>&1; }; then
   echo "build failed ($(el))"; tail -40 "$OUT/configure.txt" "$OUT/build.txt"; exit 1
 fi
 summary+=("build: ok ($(el))")
 
-if timeout 60 nvcc -x cu -O2 -std=c++17 -arch=sm_90 -I "$ROOT/include" -I "$ROOT" "$ROOT/bench/cuda_decode_step_bench.cc" \
-     -L "$BUILD" -leli_engine -lcublasLt -o "$BUILD/step_bench" > "$OUT/step_build.txt" 2>&1; then
-  timeout 240 "$BUILD/step_bench" "$OUT/decode_step.json" > "$OUT/decode_step.txt" 2>&1
+WEIGHTS="${ELI_STEP_WEIGHTS:-/tmp/eli-bench/weights}"
+dirs=()
+for shape in ${ELI_STEP_SHAPES:-1b 8b}; do
+  if [ ! -f "$WEIGHTS/$shape/.complete.json" ]; then
+    timeout 300 python3 "$ROOT/bench/gpu/make_weights.py" --shape "$shape" --out "$WEIGHTS" --formats hf \
+      >> "$OUT/make_weights.txt" 2>&1
+  fi
+  [ -f "$WEIGHTS/$shape/.complete.json" ] && dirs+=("$WEIGHTS/$shape")
+done
+summary+=("weights: ${dirs[*]:-none} ($(el))")
+if [ ${#dirs[@]} -gt 0 ]; then
+  timeout 300 "$BUILD/eli_cuda_decode_step_bench" "${dirs[@]}" --json "$OUT/decode_step.json" > "$OUT/decode_step.txt" 2>&1
   summary+=("step bench: exit $? ($(el))")
-else
-  summary+=("step bench: build failed")
-  tail -20 "$OUT/step_build.txt"
 fi
 
 if [ "${ELI_STEP_SKIP_TESTS:-0}" != "1" ]; then

@@ -2,6 +2,8 @@
 // (kernels/kernel_table.cc). The table is immutable after the first call; lookups are thread-safe.
 #include "kernels/registry.h"
 
+#include <array>
+#include <atomic>
 #include <cstring>
 
 #include "eli/error.h"
@@ -15,7 +17,34 @@ const std::vector<KernelEntry>& all_kernels() {
   return kTable;
 }
 
+namespace {
+
+std::atomic<uint64_t> g_ablated{0};  // bit i: Op i is ablated (OpAblation)
+static_assert(static_cast<int>(Op::kCount) <= 64, "OpAblation keeps one bit per op");
+
+void do_nothing(const void*, const ExecContext&) {}
+
+const KernelEntry* ablated_entry(Op op, DeviceKind device, WeightFormat format, DType dtype) {
+  thread_local KernelEntry e{};
+  e = KernelEntry{op, device, dtype, "ablated", 0, do_nothing, nullptr, format};
+  return &e;
+}
+
+}  // namespace
+
+OpAblation::OpAblation(const std::vector<Op>& ops) {
+  uint64_t mask = 0;
+  for (Op op : ops) mask |= uint64_t{1} << static_cast<int>(op);
+  uint64_t none = 0;
+  ELI_CHECK(g_ablated.compare_exchange_strong(none, mask), "OpAblation: one at a time");
+}
+
+OpAblation::~OpAblation() { g_ablated.store(0); }
+
 const KernelEntry* find_kernel(Op op, DeviceKind device, WeightFormat format, DType dtype, const char* variant) {
+  if ((g_ablated.load(std::memory_order_relaxed) >> static_cast<int>(op)) & 1u) {
+    return ablated_entry(op, device, format, dtype);
+  }
   const KernelEntry* best = nullptr;
   for (const KernelEntry& e : all_kernels()) {
     if (e.op != op || e.device != device || e.format != format || e.dtype != dtype) continue;

@@ -45,5 +45,15 @@ inline const KernelEntry& get_kernel(Op op, DeviceKind device, DType dtype, cons
   return get_kernel(op, device, WeightFormat::kDense, dtype, variant);
 }
 
+// Benchmarks only (bench/cuda_decode_step_bench.cc): while an OpAblation lives, lookups of its ops
+// return a kernel that does nothing, so the forward runs without them and the time saved is their
+// marginal cost in the chain. Their outputs are garbage then. One at a time; not for library code.
+class OpAblation {
+ public:
+  explicit OpAblation(const std::vector<Op>& ops);
+  ~OpAblation();
+  OpAblation(const OpAblation&) = delete;
+  OpAblation& operator=(const OpAblation&) = delete;
+};
 
 }  // namespace eli
