@@ -19,6 +19,7 @@
 #include "eli/model_spec.h"
 #include "runtime/model/forward.h"
 #include "runtime/model/weight_store.h"
+#include "runtime/parallel/shard_plan.h"
 
 namespace eli {
 
@@ -36,6 +37,9 @@ struct ModelLoadOptions {
   bool defer_merges = false;           // device loads: merges needing no conversion happen at upload
   bool gguf_llama_permuted = false;    // undo llama.cpp's Q/K row permutation (llama GGUF files)
   ThreadPool* pool = nullptr;
+  // The part of the model this rank holds (tensor / pipeline parallelism; see shard_plan.h).
+  // create_model() fills an unsharded one (every layer, head and vocab row) when tp = pp = 1.
+  RankShard shard;
 };
 
 class Model {
