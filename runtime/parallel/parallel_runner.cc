@@ -58,7 +58,8 @@ ParallelRunner::ParallelRunner(const ModelFiles& files, const ModelLoadOptions& 
     k.device = create_cpu_device();
     k.pool = std::make_unique<ThreadPool>(threads_per_rank);
     k.comm = std::make_unique<RankCollectives>(k.shard, tp_comms_[static_cast<size_t>(r)].get(),
-                                               pp_comms_[static_cast<size_t>(r)].get(), k.device->default_stream());
+                                               pp_comms_[static_cast<size_t>(r)].get(), *k.device,
+                                               k.device->default_stream());
     ModelLoadOptions o = opt;
     o.shard = k.shard;
     o.pool = k.pool.get();

@@ -1,14 +1,16 @@
 // runtime/parallel/rank_collectives.cc: see rank_collectives.h.
 #include "runtime/parallel/rank_collectives.h"
 
-#include <cstring>
 
 #include "eli/error.h"
+#include "runtime/device/device.h"
+#include "runtime/device/stream.h"
 
 namespace eli {
 
-RankCollectives::RankCollectives(const RankShard& shard, Communicator* tp, Communicator* pp, const Stream& stream)
-    : shard_(shard), tp_(tp), pp_(pp), stream_(stream) {
+RankCollectives::RankCollectives(const RankShard& shard, Communicator* tp, Communicator* pp, Device& device,
+                                 const Stream& stream)
+    : shard_(shard), tp_(tp), pp_(pp), device_(device), stream_(stream) {
   ELI_CHECK_KIND(kInternal, shard.tp_size == 1 || (tp != nullptr && tp->world_size() == shard.tp_size &&
                                                    tp->rank() == shard.tp_rank),
                  "tensor-parallel communicator does not match the rank's shard");
@@ -24,25 +26,34 @@ void RankCollectives::all_reduce_sum(float* buf, int64_t n, const ExecContext&) 
   tp_->all_reduce(buf, buf, static_cast<size_t>(n), DType::kF32, ReduceOp::kSum, stream_);
 }
 
+void RankCollectives::reserve(int64_t rows) const {
+  if (rows <= rows_ || shard_.tp_size == 1) return;
+  shard_buf_ = Tensor();
+  gathered_ = Tensor();
+  shard_buf_ = Tensor::empty(device_, DType::kF32, {rows * width_});
+  gathered_ = Tensor::empty(device_, DType::kF32, {shard_.tp_size * rows * width_});
+  rows_ = rows;
+}
+
 float* RankCollectives::logits_shard(int64_t rows, int64_t* stride) const {
-  const size_t need = static_cast<size_t>(rows * width_);
-  if (shard_buf_.size() < need) shard_buf_.assign(need, 0.0f);
+  reserve(rows);
   *stride = width_;
-  return shard_buf_.data();
+  return shard_buf_.ptr<float>();
 }
 
 void RankCollectives::gather_logits(int64_t rows, float* out, const ExecContext&) const {
   const int W = shard_.tp_size;
+  ELI_CHECK_KIND(kInternal, rows <= rows_, "gather_logits before logits_shard");
   const size_t count = static_cast<size_t>(rows * width_);
-  if (gathered_.size() < count * W) gathered_.assign(count * W, 0.0f);
-  ELI_CHECK_KIND(kInternal, shard_buf_.size() >= count, "gather_logits before logits_shard");
-  tp_->all_gather(shard_buf_.data(), gathered_.data(), count, DType::kF32, stream_);
+  const float* blocks = gathered_.ptr<float>();
+  tp_->all_gather(shard_buf_.ptr<float>(), gathered_.ptr<float>(), count, DType::kF32, stream_);
   const int64_t V = shard_.vocab_size;
   for (int q = 0; q < W; ++q) {
     const Range& v = vocab_of_rank_[static_cast<size_t>(q)];
-    const float* block = gathered_.data() + static_cast<size_t>(q) * count;
+    const float* block = blocks + static_cast<size_t>(q) * count;
     for (int64_t i = 0; i < rows; ++i) {
-      std::memcpy(out + i * V + v.begin, block + i * width_, static_cast<size_t>(v.size()) * sizeof(float));
+      device_.copy_device_to_device(out + i * V + v.begin, block + i * width_,
+                                    static_cast<size_t>(v.size()) * sizeof(float), stream_.native());
     }
   }
 }
