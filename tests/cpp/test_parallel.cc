@@ -1,7 +1,8 @@
 // tests/cpp/test_parallel.cc: tensor and pipeline parallelism on the CPU (ranks as threads through
 // the in-process communicator), through the public Engine API: for every tiny reference model,
 // TP = 2, 3, 4, PP = 2, 3 and TP 2 x PP 2 give the greedy tokens of TP = 1 and logits within 1e-5
-// of the row's scale, with continuous batching, prefix caching and preemption (a tiny KV pool).
+// of the row's scale, with continuous batching, prefix caching and preemption (a tiny KV pool),
+// and TP 2 x PP 2 with asynchronous scheduling.
 // Configurations a model cannot take (more stages than layers) must fail with a clear error.
 #include <gtest/gtest.h>
 
@@ -124,6 +125,16 @@ TEST_P(ParallelParity, EveryLayoutMatchesOneRank) {
     EXPECT_EQ(got.tokens, ref.tokens) << what;
     EXPECT_EQ(got.stats.preemptions, ref.stats.preemptions) << what;
     expect_logits_close(got.scored, ref.scored, spec.vocab_size, what);
+  }
+  // Asynchronous scheduling (placeholders for tokens not yet sampled) over TP x PP.
+  // Compared with one rank under the same scheduling (async and sync runs of one rank are the
+  // scheduler's business, not parallelism's).
+  if (spec.n_layers >= 2 && spec.n_heads >= 2) {
+    EngineConfig one = config_for(model, 1, 1), par = config_for(model, 2, 2);
+    one.async_scheduling = par.async_scheduling = 1;
+    const RunResult want = run(one), got = run(par);
+    EXPECT_EQ(got.tokens, want.tokens) << model << " async tp 2 pp 2";
+    expect_logits_close(got.scored, want.scored, spec.vocab_size, model + " async tp 2 pp 2");
   }
 }
 
