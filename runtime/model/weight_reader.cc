@@ -73,6 +73,10 @@ void part_rows(const Part& p, int64_t c0, int64_t cols, int64_t full_cols, DType
       std::memcpy(out, t.data + src * in_row + in_off, static_cast<size_t>(out_row));
       continue;
     }
+    if (want == DType::kF32 && cols == full_cols) {  // the whole row: converted in place
+      tensor_rows_to_f32(t, full_cols, src, src + 1, reinterpret_cast<float*>(out));
+      continue;
+    }
     tensor_rows_to_f32(t, full_cols, src, src + 1, tmp.data());
     const float* x = tmp.data() + c0;
     if (want == DType::kF32) {
