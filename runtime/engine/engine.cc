@@ -154,7 +154,10 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   check_shardable(files.spec, par.tp, par.pp);
   std::unique_ptr<Model> model;
   if (par.world() > 1) {
-    m.parallel = std::make_unique<ParallelRunner>(files, opt, par.tp, par.pp, m.pool->n_threads());
+    ELI_CHECK_KIND(kUnsupported, !on_device,
+                   "tensor / pipeline parallelism runs on the CPU in this build: the engine's GPU path does not "
+                   "drive GPU ranks yet (docs/parallelism.md)");
+    m.parallel = std::make_unique<ParallelRunner>(files, opt, par.tp, par.pp, m.pool->n_threads(), par.devices);
   } else {
     model = create_model(files.spec, WeightReader(files.weights, files.name_of), opt);
   }

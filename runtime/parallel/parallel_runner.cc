@@ -5,6 +5,7 @@
 
 #include "eli/error.h"
 #include "runtime/comm/cpu_communicator.h"
+#include "runtime/comm/nccl_communicator.h"
 #include "runtime/core/thread_pool.h"
 #include "runtime/device/device.h"
 #include "runtime/model/weight_reader.h"
@@ -23,22 +24,40 @@ struct ParallelRunner::Rank {
   std::unique_ptr<KvCache> kv;
 };
 
-ParallelRunner::ParallelRunner(const ModelFiles& files, const ModelLoadOptions& opt, int tp, int pp, int n_threads)
+namespace {
+
+// The communicators of one group of ranks on `devices` (the CPU's in-process ones, or NCCL's).
+std::vector<std::unique_ptr<Communicator>> make_group(const std::vector<DeviceId>& devices) {
+  if (devices[0].kind == DeviceKind::kCPU) return create_cpu_communicators(static_cast<int>(devices.size()));
+  return create_nccl_communicators(devices);
+}
+
+}  // namespace
+
+ParallelRunner::ParallelRunner(const ModelFiles& files, const ModelLoadOptions& opt, int tp, int pp, int n_threads,
+                               std::vector<DeviceId> devices)
     : tp_(tp), pp_(pp) {
-  ELI_CHECK_KIND(kUnsupported, opt.device == DeviceKind::kCPU,
-                 "tensor / pipeline parallelism runs on the CPU in this build (GPU ranks need the NCCL "
-                 "communicator wiring, see docs/parallelism.md)");
   check_shardable(files.spec, tp, pp);
   const int world = tp * pp;
+  if (devices.empty()) devices.assign(static_cast<size_t>(world), DeviceId{opt.device, 0});
+  ELI_CHECK_KIND(kInternal, static_cast<int>(devices.size()) == world, "ParallelRunner: ", devices.size(),
+                 " devices for ", world, " ranks");
+  for (const DeviceId& d : devices) {
+    ELI_CHECK_KIND(kInternal, d.kind == opt.device, "ParallelRunner: ranks on ", device_name(d), " but the model "
+                   "loads for another device kind");
+  }
   // tp groups: the tp ranks of each stage; pp groups: the pp ranks holding each tp slice.
   tp_comms_.resize(static_cast<size_t>(world));
   pp_comms_.resize(static_cast<size_t>(world));
   for (int s = 0; s < pp; ++s) {
-    auto group = create_cpu_communicators(tp);
+    std::vector<DeviceId> ids(devices.begin() + s * tp, devices.begin() + (s + 1) * tp);
+    auto group = tp > 1 || ids[0].kind == DeviceKind::kCPU ? make_group(ids) : create_cpu_communicators(1);
     for (int t = 0; t < tp; ++t) tp_comms_[static_cast<size_t>(s * tp + t)] = std::move(group[static_cast<size_t>(t)]);
   }
   for (int t = 0; t < tp; ++t) {
-    auto group = create_cpu_communicators(pp);
+    std::vector<DeviceId> ids;
+    for (int s = 0; s < pp; ++s) ids.push_back(devices[static_cast<size_t>(s * tp + t)]);
+    auto group = pp > 1 || ids[0].kind == DeviceKind::kCPU ? make_group(ids) : create_cpu_communicators(1);
     for (int s = 0; s < pp; ++s) pp_comms_[static_cast<size_t>(s * tp + t)] = std::move(group[static_cast<size_t>(s)]);
   }
   std::vector<Communicator*> all;
@@ -55,7 +74,9 @@ ParallelRunner::ParallelRunner(const ModelFiles& files, const ModelLoadOptions& 
   // Each rank loads its shard on its own thread (its pool; its slices of the mapped file).
   workers_->run([&](int r) {
     Rank& k = *ranks_[static_cast<size_t>(r)];
-    k.device = create_cpu_device();
+    const DeviceId id = devices[static_cast<size_t>(r)];
+    if (id.kind != DeviceKind::kCPU) make_device_current(id);  // this thread's device for good
+    k.device = create_device(id);
     k.pool = std::make_unique<ThreadPool>(threads_per_rank);
     k.comm = std::make_unique<RankCollectives>(k.shard, tp_comms_[static_cast<size_t>(r)].get(),
                                                pp_comms_[static_cast<size_t>(r)].get(), *k.device,
@@ -66,6 +87,7 @@ ParallelRunner::ParallelRunner(const ModelFiles& files, const ModelLoadOptions& 
     std::unique_ptr<Model> model = create_model(files.spec, WeightReader(files.weights, files.name_of), o);
     k.runner = std::make_unique<ModelRunner>(*k.device, std::move(model), k.pool.get());
     k.runner->set_collectives(k.comm.get());
+    k.runner->set_graphs_enabled(false);  // eager steps (graphs with collectives: not yet)
   });
 }
 

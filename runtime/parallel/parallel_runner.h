@@ -6,9 +6,10 @@
 // The engine keeps one scheduler and one block pool: a step's Batch (block ids, slots) is the same
 // for every rank, each rank runs the one forward (DecoderModel::forward) on its shard, and the
 // logits come from the last stage's tensor-parallel rank 0 (every rank of the last stage holds the
-// gathered logits). Today the ranks are CPU threads joined by the in-process CPU communicator
-// (runtime/comm/cpu_communicator.h); a GPU build gives each rank its device and an NCCL
-// communicator behind the same Communicator interface.
+// gathered logits). CPU ranks are threads joined by the in-process CPU communicator
+// (runtime/comm/cpu_communicator.h); CUDA ranks (one GPU each) get NCCL communicators behind the
+// same interface (runtime/comm/nccl_communicator.h); the Engine uses CUDA ranks only once its GPU
+// path goes through this runner (docs/parallelism.md), tests/cpp/test_cuda_parallel.cc runs them.
 //
 // With pipeline stages a step is split into pp micro-batches of whole sequences (micro_batch.h):
 // every rank walks them in order, so stage s + 1 works on micro-batch m while stage s works on
@@ -39,8 +40,12 @@ class ThreadPool;
 class ParallelRunner {
  public:
   // Loads every rank's shard on its thread. `opt` is the whole model's load options (its shard is
-  // replaced per rank); n_threads: CPU threads in all, shared evenly (at least one per rank).
-  ParallelRunner(const ModelFiles& files, const ModelLoadOptions& opt, int tp, int pp, int n_threads);
+  // replaced per rank); n_threads: CPU threads in all, shared evenly (at least one per rank);
+  // devices: one per rank (rank = stage * tp + tp rank), of opt.device's kind; empty: every rank
+  // on device 0 of that kind (the CPU's threads). CUDA ranks: NCCL communicators per group, each
+  // rank's thread keeps its device current, steps run eagerly.
+  ParallelRunner(const ModelFiles& files, const ModelLoadOptions& opt, int tp, int pp, int n_threads,
+                 std::vector<DeviceId> devices = {});
   ~ParallelRunner();
 
   int world() const { return tp_ * pp_; }
