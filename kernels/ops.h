@@ -44,6 +44,11 @@ struct EmbeddingArgs {
   const int32_t* ids;      // (T); each in [0, V) (checked by the caller; kernels clamp)
   int64_t n_tokens, hidden, vocab;
   float scale = 1.0f;      // out = table row * scale, in f32 (Gemma's sqrt(H) embedding scale)
+  // Vocab-parallel shard (tensor parallelism): the table holds rows [row_offset, row_offset + vocab)
+  // of the full table; with zero_outside an id outside that range gives a zero row (the ranks'
+  // rows are then summed by an all-reduce) instead of being clamped.
+  int64_t row_offset = 0;
+  bool zero_outside = false;
 };
 
 // The activation of a gated MLP: out = act(gate) * up.

@@ -22,9 +22,13 @@ void embedding_run(const EmbeddingArgs& a, bool bf16, const CpuIsa& isa, ThreadP
   ELI_CHECK(a.vocab > 0 && a.hidden >= 0 && a.n_tokens >= 0, "embedding: bad sizes");
   parallel_for(pool, a.n_tokens, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      int64_t id = a.ids[t];
-      id = id < 0 ? 0 : (id >= a.vocab ? a.vocab - 1 : id);
+      int64_t id = static_cast<int64_t>(a.ids[t]) - a.row_offset;
       float* out = a.out + t * a.hidden;
+      if (a.zero_outside && (id < 0 || id >= a.vocab)) {  // another rank's row
+        std::memset(out, 0, sizeof(float) * a.hidden);
+        continue;
+      }
+      id = id < 0 ? 0 : (id >= a.vocab ? a.vocab - 1 : id);
       if (bf16) {
         isa.bf16_to_f32(static_cast<const uint16_t*>(a.table) + id * a.hidden, out, a.hidden);
       } else {

@@ -23,16 +23,24 @@ namespace {
 
 __device__ __forceinline__ float bf16_to_f32(uint16_t b) { return __uint_as_float(static_cast<uint32_t>(b) << 16); }
 
-__device__ __forceinline__ int64_t clamp_id(int32_t id, int64_t vocab) {
-  return id < 0 ? 0 : (id >= vocab ? vocab - 1 : static_cast<int64_t>(id));
+// The table row of token `id` for a table holding rows [offset, offset + vocab) of the full one;
+// with `masked`, an id outside them reads row 0 with *scale set to 0 (a zero row: vocab-parallel).
+__device__ __forceinline__ int64_t clamp_id(int32_t id32, int64_t vocab, int64_t offset, bool masked, float* scale) {
+  const int64_t id = static_cast<int64_t>(id32) - offset;
+  if (masked && (id < 0 || id >= vocab)) {
+    *scale = 0.0f;
+    return 0;
+  }
+  return id < 0 ? 0 : (id >= vocab ? vocab - 1 : id);
 }
 
 template <bool kVec>
 __global__ void embedding_f32_kernel(float* __restrict__ out, const float* __restrict__ table,
-                                     const int32_t* __restrict__ ids, int64_t hidden, int64_t vocab, float scale) {
+                                     const int32_t* __restrict__ ids, int64_t hidden, int64_t vocab, float scale,
+                                     int64_t offset, bool masked) {
   cuda::pdl_wait();
   const int64_t t = blockIdx.x;
-  const float* src = table + clamp_id(ids[t], vocab) * hidden;
+  const float* src = table + clamp_id(ids[t], vocab, offset, masked, &scale) * hidden;
   float* dst = out + t * hidden;
   if (kVec) {
     const float4* s4 = reinterpret_cast<const float4*>(src);
@@ -48,10 +56,11 @@ __global__ void embedding_f32_kernel(float* __restrict__ out, const float* __res
 
 template <bool kVec>
 __global__ void embedding_bf16_kernel(float* __restrict__ out, const uint16_t* __restrict__ table,
-                                      const int32_t* __restrict__ ids, int64_t hidden, int64_t vocab, float scale) {
+                                      const int32_t* __restrict__ ids, int64_t hidden, int64_t vocab, float scale,
+                                     int64_t offset, bool masked) {
   cuda::pdl_wait();
   const int64_t t = blockIdx.x;
-  const uint16_t* src = table + clamp_id(ids[t], vocab) * hidden;
+  const uint16_t* src = table + clamp_id(ids[t], vocab, offset, masked, &scale) * hidden;
   float* dst = out + t * hidden;
   if (kVec) {
     const uint2* s4 = reinterpret_cast<const uint2*>(src);  // 4 bf16 per load
@@ -69,10 +78,11 @@ __global__ void embedding_bf16_kernel(float* __restrict__ out, const uint16_t* _
 // f16 table: the bf16 kernel's structure, with the hardware half -> float conversion.
 template <bool kVec>
 __global__ void embedding_f16_kernel(float* __restrict__ out, const __half* __restrict__ table,
-                                     const int32_t* __restrict__ ids, int64_t hidden, int64_t vocab, float scale) {
+                                     const int32_t* __restrict__ ids, int64_t hidden, int64_t vocab, float scale,
+                                     int64_t offset, bool masked) {
   cuda::pdl_wait();
   const int64_t t = blockIdx.x;
-  const __half* src = table + clamp_id(ids[t], vocab) * hidden;
+  const __half* src = table + clamp_id(ids[t], vocab, offset, masked, &scale) * hidden;
   float* dst = out + t * hidden;
   if (kVec) {
     const uint2* s4 = reinterpret_cast<const uint2*>(src);  // 4 f16 per load
@@ -111,10 +121,12 @@ void embedding_f32_cuda(const void* args_ptr, const ExecContext& ctx) {
   const bool pdl = cuda::pdl_enabled();
   if (vec) {
     cuda::launch_kernel(embedding_f32_kernel<true>, grid, dim3(cuda::threads_for(a.hidden / 4)), 0, stream, pdl, a.out,
-                        table, a.ids, a.hidden, a.vocab, a.scale);
+                        table, a.ids, a.hidden, a.vocab, a.scale, a.row_offset,
+                        a.zero_outside);
   } else {
     cuda::launch_kernel(embedding_f32_kernel<false>, grid, dim3(cuda::threads_for(a.hidden)), 0, stream, pdl, a.out,
-                        table, a.ids, a.hidden, a.vocab, a.scale);
+                        table, a.ids, a.hidden, a.vocab, a.scale, a.row_offset,
+                        a.zero_outside);
   }
 }
 
@@ -129,10 +141,12 @@ void embedding_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
   const bool pdl = cuda::pdl_enabled();
   if (vec) {
     cuda::launch_kernel(embedding_bf16_kernel<true>, grid, dim3(cuda::threads_for(a.hidden / 4)), 0, stream, pdl,
-                        a.out, table, a.ids, a.hidden, a.vocab, a.scale);
+                        a.out, table, a.ids, a.hidden, a.vocab, a.scale, a.row_offset,
+                        a.zero_outside);
   } else {
     cuda::launch_kernel(embedding_bf16_kernel<false>, grid, dim3(cuda::threads_for(a.hidden)), 0, stream, pdl, a.out,
-                        table, a.ids, a.hidden, a.vocab, a.scale);
+                        table, a.ids, a.hidden, a.vocab, a.scale, a.row_offset,
+                        a.zero_outside);
   }
 }
 
@@ -147,10 +161,12 @@ void embedding_f16_cuda(const void* args_ptr, const ExecContext& ctx) {
   const bool pdl = cuda::pdl_enabled();
   if (vec) {
     cuda::launch_kernel(embedding_f16_kernel<true>, grid, dim3(cuda::threads_for(a.hidden / 4)), 0, stream, pdl,
-                        a.out, table, a.ids, a.hidden, a.vocab, a.scale);
+                        a.out, table, a.ids, a.hidden, a.vocab, a.scale, a.row_offset,
+                        a.zero_outside);
   } else {
     cuda::launch_kernel(embedding_f16_kernel<false>, grid, dim3(cuda::threads_for(a.hidden)), 0, stream, pdl, a.out,
-                        table, a.ids, a.hidden, a.vocab, a.scale);
+                        table, a.ids, a.hidden, a.vocab, a.scale, a.row_offset,
+                        a.zero_outside);
   }
 }
 

@@ -13,7 +13,11 @@ template <typename Load>
 void embedding_ref(const EmbeddingArgs& a, Load load) {
   ELI_CHECK(a.vocab > 0 && a.hidden >= 0 && a.n_tokens >= 0, "embedding: bad sizes");
   for (int64_t t = 0; t < a.n_tokens; ++t) {
-    int64_t id = a.ids[t];
+    int64_t id = static_cast<int64_t>(a.ids[t]) - a.row_offset;
+    if (a.zero_outside && (id < 0 || id >= a.vocab)) {  // another rank's row
+      for (int64_t j = 0; j < a.hidden; ++j) a.out[t * a.hidden + j] = 0.0f;
+      continue;
+    }
     if (id < 0) id = 0;
     if (id >= a.vocab) id = a.vocab - 1;
     for (int64_t j = 0; j < a.hidden; ++j) a.out[t * a.hidden + j] = load(id * a.hidden + j) * a.scale;

@@ -39,6 +39,8 @@
 #include "runtime/model/model.h"
 #include "runtime/model/model_files.h"
 #include "runtime/model/weight_reader.h"
+#include "runtime/parallel/parallel_config.h"
+#include "runtime/parallel/parallel_runner.h"
 #include "runtime/runner/model_runner.h"
 
 namespace eli {
@@ -74,6 +76,7 @@ struct Engine::Impl {
   std::unique_ptr<Device> device;
   std::unique_ptr<ModelRunner> runner;
   std::unique_ptr<KvCache> kv;
+  std::unique_ptr<ParallelRunner> parallel;       // tp x pp > 1: the ranks' runners and KV (runner, kv unset)
   std::unique_ptr<BlockPool> blocks;
   std::unique_ptr<BlockPool> blocks1;  // KV group 1 (sliding-window layers beside full ones) or null
   std::unique_ptr<Scheduler> scheduler;
@@ -141,6 +144,7 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   validate_memory_config(config);
   m.seed_rng.seed(config.seed != 0 ? config.seed : std::random_device{}());
   DeviceId dev = parse_device(resolve_device_name(config.device));  // "auto": CUDA when visible
+  const ParallelPlan par = plan_parallel(config, dev);  // ranks and their devices, checked before any is made
   // create_device throws kNotCompiled for CUDA in a CPU-only build and kDevice for a missing GPU.
   m.device = create_device(dev);
   const bool on_device = dev.kind != DeviceKind::kCPU;
@@ -160,7 +164,17 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   opt.gguf_llama_permuted = files.gguf_llama_permuted;
   opt.defer_merges = on_device;  // merges that need no conversion happen in the upload
   opt.pool = m.pool.get();
-  std::unique_ptr<Model> model = create_model(files.spec, WeightReader(files.weights, files.name_of), opt);
+  // Parallelism: tp x pp ranks, each loading only its shard (runtime/parallel).
+  check_shardable(files.spec, par.tp, par.pp);
+  std::unique_ptr<Model> model;
+  if (par.world() > 1) {
+    ELI_CHECK_KIND(kUnsupported, !on_device,
+                   "tensor / pipeline parallelism runs on the CPU in this build: the engine's GPU path does not "
+                   "drive GPU ranks yet (docs/parallelism.md)");
+    m.parallel = std::make_unique<ParallelRunner>(files, opt, par.tp, par.pp, m.pool->n_threads(), par.devices);
+  } else {
+    model = create_model(files.spec, WeightReader(files.weights, files.name_of), opt);
+  }
   if (on_device) {
     // Weights over the budget fail here, with the numbers, before any upload; the allocator's
     // budget then bounds the upload, the workspaces and the KV cache.
@@ -173,9 +187,9 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   m.info.format = files.format;
   m.info.weight_dtype = dtype_name(wdtype);
   m.info.device = device_name(dev);
-  m.info.n_params = model->weights().n_params();
+  m.info.n_params = m.parallel ? m.parallel->n_params() : model->weights().n_params();
   m.info.n_threads = m.pool->n_threads();
-  m.runner = std::make_unique<ModelRunner>(*m.device, std::move(model), m.pool.get());
+  if (!m.parallel) m.runner = std::make_unique<ModelRunner>(*m.device, std::move(model), m.pool.get());
   if (trace.enabled()) {
     if (on_device) trace.mark("upload", trace.bytes_and_rate(m.runner->weight_bytes()));
     else trace.mark("place weights");
@@ -207,8 +221,12 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   } else {
     plan = plan_kv_cache(config, files.spec, *m.device);
   }
-  m.kv = std::make_unique<KvCache>(*m.device, plan.shape);
-  mem.kv_bytes = m.kv->nbytes();
+  if (m.parallel) {
+    mem.kv_bytes = m.parallel->create_kv(plan.shape);  // each rank its layers and kv heads, the same blocks
+  } else {
+    m.kv = std::make_unique<KvCache>(*m.device, plan.shape);
+    mem.kv_bytes = m.kv->nbytes();
+  }
   trace.mark("kv pool");
   m.blocks = std::make_unique<BlockPool>(plan.shape.n_blocks);
   if (plan.shape.n_blocks1 > 0) m.blocks1 = std::make_unique<BlockPool>(plan.shape.n_blocks1, /*foreign_parent_keys=*/true);
@@ -217,7 +235,7 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   m.info.num_kv_blocks = plan.shape.n_blocks;
   m.info.num_kv_window_blocks = plan.shape.n_blocks1;
   m.info.kv_cache_dtype = dtype_name(plan.shape.dtype);
-  m.runner->set_graphs_enabled(config.enable_cuda_graphs);
+  if (m.runner) m.runner->set_graphs_enabled(config.enable_cuda_graphs);
   ELI_CHECK_ARG(config.async_scheduling >= -1 && config.async_scheduling <= 1,
                 "async_scheduling must be -1 (auto), 0 or 1, got ", config.async_scheduling);
   m.async_scheduling = config.async_scheduling == 1 || (config.async_scheduling == -1 && on_device);
@@ -439,7 +457,11 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
     }
   } else {
     logits.resize(static_cast<size_t>(batch.n_logits() * V));
-    runner->forward_to_host(batch, *kv, logits.data());
+    if (parallel) {
+      parallel->forward_to_host(batch, logits.data());
+    } else {
+      runner->forward_to_host(batch, *kv, logits.data());
+    }
     // A poisoned row (non-finite logits) fails its request only (an error string per row).
     device_sampler->sample(logits.data(), n_rows, V, ps, ss, &f->results, &f->errors, &draw_offsets);
   }
@@ -563,7 +585,11 @@ std::vector<float> Engine::score(const std::vector<int32_t>& ids) {
       }
       b.cu_seqlens.push_back(static_cast<int32_t>(len));
       b.context_lens.push_back(static_cast<int32_t>(start + len));
-      m.runner->forward_to_host(b, *m.kv, &out[static_cast<size_t>(start * V)]);
+      if (m.parallel) {
+        m.parallel->forward_to_host(b, &out[static_cast<size_t>(start * V)]);
+      } else {
+        m.runner->forward_to_host(b, *m.kv, &out[static_cast<size_t>(start * V)]);
+      }
     }
   } catch (...) {
     release();

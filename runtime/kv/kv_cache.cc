@@ -45,7 +45,8 @@ KvCache::KvCache(Device& device, const KvCacheShape& shape) : shape_(shape) {
   ELI_CHECK(shape.n_blocks > 0 && shape.block_size > 0, "empty KV cache");
   ELI_CHECK(shape.layer_group.empty() || static_cast<int64_t>(shape.layer_group.size()) == shape.n_layers,
             "KV layer groups do not match the layers");
-  ELI_CHECK((shape.n_blocks1 > 0) == (shape.layers_in_group(1) > 0), "KV group 1 without blocks or layers");
+  // A pipeline stage may hold no layer of group 1 while the engine's group 1 pool exists.
+  ELI_CHECK(shape.layers_in_group(1) == 0 || shape.n_blocks1 > 0, "KV group 1 layers without blocks");
   for (int64_t l = 0; l < shape.n_layers; ++l) {
     const int g = shape.group_of(l);
     ELI_CHECK(g == 0 || g == 1, "KV group ", g, " of layer ", l, " out of range");

@@ -23,6 +23,17 @@ TransformerDims dims_of(const ModelSpec& s) {
   return d;
 }
 
+TransformerDims dims_of(const ModelSpec& s, const RankShard& shard) {
+  TransformerDims d = dims_of(s);
+  if (shard.tp_size > 1) {
+    d.n_heads = shard.q_heads.size();
+    d.n_kv_heads = shard.kv_heads.size();
+    d.intermediate = shard.intermediate.size();
+    d.vocab = shard.vocab.size();
+  }
+  return d;
+}
+
 void ForwardContext::linear(const LinearWeight& w, int64_t m, const LinearInput& input,
                             const LinearOutput& output) const {
   LinearScratch s;
@@ -35,10 +46,23 @@ void ForwardContext::linear(const LinearWeight& w, int64_t m, const LinearInput&
   w.method->apply(w, m, input, output, s, exec, device);
 }
 
+namespace {
+
+// Whether the forward is split over several tensor-parallel ranks.
+bool tensor_parallel(const ForwardContext& f) { return f.comm != nullptr && f.comm->shard().tp_size > 1; }
+
+}  // namespace
+
 void embed_tokens(const ForwardContext& f, const LinearWeight& table, float scale) {
   EmbeddingArgs a{f.slot<float>(WsSlot::kResidual), table.ptr(), f.in.token_ids, f.in.n_tokens, table.cols, table.rows,
                   scale};
+  const bool tp = tensor_parallel(f);
+  if (tp) {  // vocab parallel: this rank's rows, zeros for the others' tokens, summed over the ranks
+    a.row_offset = f.comm->shard().vocab.begin;
+    a.zero_outside = true;
+  }
   get_kernel(Op::kEmbedding, f.device, table.dtype).fn(&a, f.exec);
+  if (tp) f.comm->all_reduce_sum(a.out, f.in.n_tokens * table.cols, f.exec);
 }
 
 namespace {
@@ -64,12 +88,22 @@ void add_normed(const ForwardContext& f, const float* y, const VectorWeight& nor
 void residual_product(const ForwardContext& f, const LinearWeight& w, const LinearInput& in,
                       const VectorWeight* post_norm, float eps, int64_t T, int64_t H) {
   float* x = f.slot<float>(WsSlot::kResidual);
+  const bool tp = tensor_parallel(f);  // w is row parallel: each rank's product is a partial sum
   if (post_norm == nullptr) {
-    f.linear(w, T, in, LinearOutput{x, DType::kF32, H, LinearEpilogue::kAccumulate});
+    if (!tp) {
+      f.linear(w, T, in, LinearOutput{x, DType::kF32, H, LinearEpilogue::kAccumulate});
+      return;
+    }
+    // The residual add fused into the all-reduce: rank 0 adds its partial to x, the others store
+    // theirs in their x, and the sum over the ranks is x + every partial (the bias is rank 0's).
+    const bool adds = f.comm->shard().tp_rank == 0;
+    f.linear(w, T, in, LinearOutput{x, DType::kF32, H, adds ? LinearEpilogue::kAccumulate : LinearEpilogue::kStore});
+    f.comm->all_reduce_sum(x, T * H, f.exec);
     return;
   }
   float* y = f.slot<float>(WsSlot::kHidden);
   f.linear(w, T, in, LinearOutput{y, DType::kF32, H, LinearEpilogue::kStore});
+  if (tp) f.comm->all_reduce_sum(y, T * H, f.exec);  // the whole product before its post-norm
   add_normed(f, y, *post_norm, eps, T, H);
 }
 
@@ -169,8 +203,16 @@ void logits_block(const ForwardContext& f, const VectorWeight& final_norm, float
   float* sel = f.slot<float>(WsSlot::kSelected);
   EmbeddingArgs ga{sel, f.slot<float>(WsSlot::kResidual), f.in.logits_indices, n, H, f.in.n_tokens};
   get_kernel(Op::kEmbedding, f.device, DType::kF32).fn(&ga, f.exec);
-  f.linear(head, n, LinearInput{sel, DType::kF32, H, final_norm.ptr(), eps},
-           LinearOutput{f.logits, DType::kF32, head.rows, LinearEpilogue::kStore});
+  const LinearInput in{sel, DType::kF32, H, final_norm.ptr(), eps};
+  if (!tensor_parallel(f)) {
+    f.linear(head, n, in, LinearOutput{f.logits, DType::kF32, head.rows, LinearEpilogue::kStore});
+    return;
+  }
+  // Vocab parallel: this rank's columns of the logits, then gathered so that every rank holds all.
+  int64_t stride = 0;
+  float* part = f.comm->logits_shard(n, &stride);
+  f.linear(head, n, in, LinearOutput{part, DType::kF32, stride, LinearEpilogue::kStore});
+  f.comm->gather_logits(n, f.logits, f.exec);
 }
 
 WorkspaceSizes transformer_workspace(const TransformerDims& d, const std::vector<const LinearWeight*>& linears,
@@ -215,15 +257,75 @@ LinearLoadContext load_context(const ModelLoadOptions& opt) {
 
 }  // namespace
 
+namespace {
+
+// The rows [begin, end) of each range of the parts' concatenation, as parts (row ranges of the
+// stored tensors).
+std::vector<LinearPart> select_rows(const std::vector<LinearPart>& parts, const std::vector<Range>& ranges) {
+  std::vector<LinearPart> out;
+  for (const Range& r : ranges) {
+    int64_t at = 0;  // first row of the current part in the concatenation
+    for (const LinearPart& p : parts) {
+      const int64_t b = std::max(r.begin, at), e = std::min(r.end, at + p.rows);
+      if (b < e) {
+        LinearPart q = p;
+        q.row_begin = p.row_begin + (b - at);
+        q.rows = e - b;
+        q.stored_rows = p.full_rows();
+        out.push_back(q);
+      }
+      at += p.rows;
+    }
+  }
+  return out;
+}
+
+// Applies a tensor-parallel split to `spec` for rank opt.shard (see TpSplit).
+void split_spec(LinearSpec& spec, TpSplit split, const RankShard& sh) {
+  if (split == TpSplit::kNone || sh.tp_size == 1) return;
+  spec.shard.rank = sh.tp_rank;
+  spec.shard.world = sh.tp_size;
+  const int64_t hd = sh.head_dim;
+  auto cols = [&](Range c) {
+    spec.shard.dim = 1;
+    spec.stored_cols = spec.cols;
+    spec.col_begin = c.begin;
+    spec.cols = c.size();
+    spec.bias = spec.bias && sh.tp_rank == 0;  // a row-parallel product's bias is added once
+  };
+  switch (split) {
+    case TpSplit::kNone: return;
+    case TpSplit::kQkv: {
+      const int64_t q = sh.n_heads * hd, kv = sh.n_kv_heads * hd;
+      const Range k{q + sh.kv_heads.begin * hd, q + sh.kv_heads.end * hd};
+      spec.parts = select_rows(spec.parts, {{sh.q_heads.begin * hd, sh.q_heads.end * hd}, k,
+                                            {k.begin + kv, k.end + kv}});
+      return;
+    }
+    case TpSplit::kGateUp: {
+      const int64_t I = spec.rows() / 2;
+      const Range& i = sh.intermediate;
+      spec.parts = select_rows(spec.parts, {i, {I + i.begin, I + i.end}});
+      return;
+    }
+    case TpSplit::kHeadsIn: cols(Range{sh.q_heads.begin * hd, sh.q_heads.end * hd}); return;
+    case TpSplit::kIntermediateIn: cols(sh.intermediate); return;
+  }
+}
+
+}  // namespace
+
 const LinearWeight* load_linear_into(WeightStore& store, const WeightReader& reader, const ModelLoadOptions& opt,
-                                     std::string name, std::vector<LinearPart> parts, int64_t cols, bool bias) {
+                                     std::string name, std::vector<LinearPart> parts, int64_t cols, bool bias,
+                                     TpSplit split) {
   LinearSpec spec;
   spec.name = std::move(name);
   spec.parts = std::move(parts);
   spec.cols = cols;
   spec.bias = bias;
+  split_spec(spec, split, opt.shard);
   LinearWeight w = load_linear(spec, reader, load_context(opt));
-  store.add_params(static_cast<uint64_t>(w.rows * w.cols) + (bias ? static_cast<uint64_t>(w.rows) : 0));
+  store.add_params(static_cast<uint64_t>(w.rows * w.cols) + (spec.bias ? static_cast<uint64_t>(w.rows) : 0));
   return store.add(std::move(w));
 }
 
@@ -242,12 +344,29 @@ const VectorWeight* load_vector_into(WeightStore& store, const WeightReader& rea
   return store.add(std::move(v));
 }
 
+namespace {
+
+bool head_tied(const ModelSpec& spec, const WeightReader& reader) {
+  return spec.tie_word_embeddings || reader.find("lm_head.weight") == nullptr;
+}
+
+// The rank's vocab rows of a (V, H) table.
+std::vector<LinearPart> vocab_rows(const std::string& name, const ModelSpec& spec, const RankShard& sh) {
+  std::vector<LinearPart> parts = {LinearPart{name, spec.vocab_size, 0}};
+  return sh.tp_size > 1 ? select_rows(parts, {sh.vocab}) : parts;
+}
+
+}  // namespace
+
 const LinearWeight* load_embedding(WeightStore& store, const WeightReader& reader, const ModelLoadOptions& opt,
                                    const ModelSpec& spec) {
+  const RankShard& sh = opt.shard;
+  if (!sh.first_stage() && !(sh.last_stage() && head_tied(spec, reader))) return nullptr;
   LinearSpec s;
   s.name = "model.embed_tokens";
-  s.parts = {LinearPart{"model.embed_tokens", spec.vocab_size, 0}};
+  s.parts = vocab_rows("model.embed_tokens", spec, sh);
   s.cols = spec.hidden_size;
+  s.shard = ShardSpec{0, sh.tp_rank, sh.tp_size};
   // The embedding kernel reads dense rows: GGUF blocks are dequantized here, whatever the method.
   LinearWeight w = reader.dense(s, opt.compute_dtype, opt.defer_merges, opt.pool);
   w.method = &dense_linear_method();
@@ -257,7 +376,8 @@ const LinearWeight* load_embedding(WeightStore& store, const WeightReader& reade
 
 const LinearWeight* load_lm_head(WeightStore& store, const WeightReader& reader, const ModelLoadOptions& opt,
                                  const ModelSpec& spec, const LinearWeight* embedding) {
-  if (spec.tie_word_embeddings || reader.find("lm_head.weight") == nullptr) {
+  if (!opt.shard.last_stage()) return nullptr;
+  if (head_tied(spec, reader)) {
     // Tied (or a checkpoint that omits the head: the HF default is to tie).
     LinearWeight head = *embedding;
     head.name = "lm_head";
@@ -266,7 +386,14 @@ const LinearWeight* load_lm_head(WeightStore& store, const WeightReader& reader,
     head.parts.clear();
     return store.add(std::move(head));
   }
-  return load_linear_into(store, reader, opt, "lm_head", {LinearPart{"lm_head", spec.vocab_size, 0}}, spec.hidden_size);
+  LinearSpec s;
+  s.name = "lm_head";
+  s.parts = vocab_rows("lm_head", spec, opt.shard);
+  s.cols = spec.hidden_size;
+  s.shard = ShardSpec{0, opt.shard.tp_rank, opt.shard.tp_size};
+  LinearWeight w = load_linear(s, reader, load_context(opt));
+  store.add_params(static_cast<uint64_t>(w.rows * w.cols));
+  return store.add(std::move(w));
 }
 
 }  // namespace eli

@@ -28,6 +28,8 @@ struct TransformerDims {
   int64_t qkv_dim() const { return (n_heads + 2 * n_kv_heads) * head_dim; }
 };
 TransformerDims dims_of(const ModelSpec& spec);
+// The dims one tensor-parallel rank computes with: its q / kv heads, MLP width and vocab shard.
+TransformerDims dims_of(const ModelSpec& spec, const RankShard& shard);
 
 struct AttentionLayer {
   const VectorWeight* norm = nullptr;       // pre-attention RMSNorm (H)
@@ -65,16 +67,26 @@ WorkspaceSizes transformer_workspace(const TransformerDims& d, const std::vector
                                      int64_t max_tokens, int64_t max_logits, DeviceKind device);
 
 // ---- loading helpers ---------------------------------------------------------------------------
-// A loaded LinearWeight added to the store (its method chosen from the stored tensor types).
+// How a product is split over tensor-parallel ranks (shard_plan.h has the rules; opt.shard the rank):
+//   kQkv             rows of q, k, v by the rank's heads (parts stack q, k, v rows; fused or not)
+//   kGateUp          rows of gate and of up by the rank's MLP columns (parts stack gate, up rows)
+//   kHeadsIn         columns by the rank's heads (o); its bias on tp rank 0 only
+//   kIntermediateIn  columns by the rank's MLP columns (down); its bias on tp rank 0 only
+enum class TpSplit : uint8_t { kNone, kQkv, kGateUp, kHeadsIn, kIntermediateIn };
+
+// A loaded LinearWeight added to the store (its method chosen from the stored tensor types); with
+// tensor parallelism only the rank's slice of the checkpoint is read.
 const LinearWeight* load_linear_into(WeightStore& store, const WeightReader& reader, const ModelLoadOptions& opt,
                                      std::string name, std::vector<LinearPart> parts, int64_t cols,
-                                     bool bias = false);
+                                     bool bias = false, TpSplit split = TpSplit::kNone);
 // An f32 vector `canonical` of n values plus `offset` (checkpoints storing weight - 1 fold the 1 in
 // here); required == false: nullptr when absent.
 const VectorWeight* load_vector_into(WeightStore& store, const WeightReader& reader, const std::string& canonical,
                                      int64_t n, float offset = 0.0f, bool required = true);
 // The embedding table (V, H) as a dense matrix in the compute dtype (dequantized if stored as GGUF
-// blocks), and the lm_head: the checkpoint's, or the embedding itself when tied / absent.
+// blocks), and the lm_head: the checkpoint's, or the embedding itself when tied / absent. With
+// tensor parallelism both hold the rank's vocab rows; with pipeline parallelism the embedding is
+// loaded on the first stage (and the last when tied) and the head on the last (nullptr elsewhere).
 const LinearWeight* load_embedding(WeightStore& store, const WeightReader& reader, const ModelLoadOptions& opt,
                                    const ModelSpec& spec);
 const LinearWeight* load_lm_head(WeightStore& store, const WeightReader& reader, const ModelLoadOptions& opt,

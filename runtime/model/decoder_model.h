@@ -4,8 +4,12 @@
 // derives from it and only loads its weights into embed_, layers_, final_norm_ and lm_head_ (and
 // sets embed_scale_ or rope sets where the family differs), e.g. runtime/model/models/llama.cc.
 //
-// Invariants: after the derived constructor, embed_, final_norm_ and lm_head_ are set and every
-// layer's weights are complete (the load helpers checked them against the spec).
+// Sharded (runtime/parallel): a rank holds its tensor-parallel slices of its pipeline stage's
+// layers; the forward receives the residual stream from the previous stage instead of embedding
+// and sends it to the next one instead of computing logits; the KV cache holds the stage's layers.
+//
+// Invariants: after the derived constructor, final_norm_ is set, embed_ on the first stage and
+// lm_head_ on the last, and every layer's weights are complete (the load helpers checked them).
 #pragma once
 
 #include <vector>
@@ -17,6 +21,7 @@ namespace eli {
 
 class DecoderModel : public Model {
  public:
+  KvSpec kv_spec() const override;
   WorkspaceSizes workspace(int64_t max_tokens, int64_t max_logits, DeviceKind device) const override;
   void forward(const ForwardContext& f) const override;
 
@@ -25,9 +30,12 @@ class DecoderModel : public Model {
     AttentionLayer attn;
     MlpLayer mlp;
   };
-  DecoderModel(const ModelSpec& spec, std::shared_ptr<WeightSource> source)
-      : Model(spec, std::move(source)), d_(dims_of(spec_)) {}
+  // `shard`: the part this rank holds (ModelLoadOptions::shard): d_ are its dims, layers_ its
+  // stage's layers (layer l of the model is layers_[l - shard.layers.begin]).
+  DecoderModel(const ModelSpec& spec, std::shared_ptr<WeightSource> source, const RankShard& shard)
+      : Model(spec, std::move(source)), shard_(shard), d_(dims_of(spec_, shard)) {}
 
+  RankShard shard_;
   TransformerDims d_;
   float embed_scale_ = 1.0f;
   const LinearWeight* embed_ = nullptr;

@@ -24,6 +24,26 @@
 namespace eli {
 
 class KvCache;
+struct RankShard;
+
+// The collectives a sharded forward calls (tensor / pipeline parallelism); runtime/parallel
+// implements them over the rank's Communicators. A forward without one (nullptr) is unsharded.
+// Every call is made by every rank of the group at the same point of the forward.
+class ForwardCollectives {
+ public:
+  virtual ~ForwardCollectives() = default;
+  virtual const RankShard& shard() const = 0;
+  // buf (n f32) = its sum over the tensor-parallel ranks, in place (same bits on every rank).
+  virtual void all_reduce_sum(float* buf, int64_t n, const ExecContext& exec) const = 0;
+  // (rows, stride) f32 where this rank's lm_head shard writes its (rows, vocab shard) logits;
+  // stride >= the widest shard. Valid until the next call.
+  virtual float* logits_shard(int64_t rows, int64_t* stride) const = 0;
+  // out (rows, vocab) = the tensor-parallel ranks' logits shards (from logits_shard()), on every rank.
+  virtual void gather_logits(int64_t rows, float* out, const ExecContext& exec) const = 0;
+  // Pipeline parallelism: the residual stream (n f32) to the next stage / from the previous one.
+  virtual void send_to_next_stage(const float* x, int64_t n, const ExecContext& exec) const = 0;
+  virtual void recv_from_prev_stage(float* x, int64_t n, const ExecContext& exec) const = 0;
+};
 
 // RoPE inputs of one rope set (a model may use two: Gemma 3's global and local layers).
 struct RopeInputs {
@@ -80,8 +100,8 @@ struct Workspace {
 class ForwardContext {
  public:
   ForwardContext(DeviceKind device, const ExecContext& exec, const StepInputs& in, KvCache& kv, const Workspace& ws,
-                 float* logits)
-      : device(device), exec(exec), in(in), kv(kv), ws(ws), logits(logits) {}
+                 float* logits, const ForwardCollectives* comm = nullptr)
+      : device(device), exec(exec), in(in), kv(kv), ws(ws), logits(logits), comm(comm) {}
 
   template <typename T = void>
   T* slot(WsSlot s) const {
@@ -99,6 +119,7 @@ class ForwardContext {
   KvCache& kv;
   const Workspace& ws;
   float* const logits;  // (n_logits, V) f32
+  const ForwardCollectives* const comm;  // nullptr: unsharded (one rank)
 };
 
 }  // namespace eli

@@ -32,10 +32,15 @@ class WeightReader;
 // One row range of a linear weight in the checkpoint: the tensor `name` (canonical HF name,
 // without ".weight") holds `rows` rows; permute_heads > 0 undoes llama.cpp's Q/K row permutation
 // for that many heads.
+// A tensor-parallel shard takes rows [row_begin, row_begin + rows) of a tensor of stored_rows rows
+// (whole heads where permute_heads > 0).
 struct LinearPart {
   std::string name;
   int64_t rows = 0;
   int64_t permute_heads = 0;
+  int64_t row_begin = 0;    // first stored row taken
+  int64_t stored_rows = 0;  // rows of the stored tensor; 0: `rows` (the whole tensor)
+  int64_t full_rows() const { return stored_rows > 0 ? stored_rows : rows; }
 };
 
 // What a model asks for: a (rows, cols) matrix made of parts stacked along rows, with or without
@@ -45,7 +50,12 @@ struct LinearSpec {
   std::vector<LinearPart> parts;
   int64_t cols = 0;
   bool bias = false;
+  // A column shard (a row-parallel product under tensor parallelism): columns [col_begin,
+  // col_begin + cols) of tensors of stored_cols columns; 0: `cols` (every column).
+  int64_t col_begin = 0, stored_cols = 0;
+  ShardSpec shard;          // recorded on the loaded weight
   int64_t rows() const;
+  int64_t full_cols() const { return stored_cols > 0 ? stored_cols : cols; }
 };
 
 // Load-time context: the dtype dense weights are held in, the device they will run on, whether

@@ -19,6 +19,7 @@
 #include "eli/model_spec.h"
 #include "runtime/model/forward.h"
 #include "runtime/model/weight_store.h"
+#include "runtime/model/shard_plan.h"
 
 namespace eli {
 
@@ -28,6 +29,7 @@ class WeightReader;
 // What a model needs of the KV cache.
 struct KvSpec {
   int64_t n_layers = 0, n_kv_heads = 0, head_dim = 0;
+  int64_t first_layer = 0;  // the model's index of this model's layer 0 (a pipeline stage's first)
 };
 
 struct ModelLoadOptions {
@@ -36,6 +38,9 @@ struct ModelLoadOptions {
   bool defer_merges = false;           // device loads: merges needing no conversion happen at upload
   bool gguf_llama_permuted = false;    // undo llama.cpp's Q/K row permutation (llama GGUF files)
   ThreadPool* pool = nullptr;
+  // The part of the model this rank holds (tensor / pipeline parallelism; see shard_plan.h).
+  // create_model() fills an unsharded one (every layer, head and vocab row) when tp = pp = 1.
+  RankShard shard;
 };
 
 class Model {

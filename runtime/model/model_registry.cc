@@ -41,7 +41,11 @@ std::vector<std::string> registered_architectures() {
 
 std::unique_ptr<Model> create_model(const ModelSpec& spec, const WeightReader& reader, const ModelLoadOptions& options) {
   for (const auto& [name, factory] : registry()) {
-    if (name == spec.architecture) return factory(spec, reader, options);
+    if (name != spec.architecture) continue;
+    if (options.shard.sharded()) return factory(spec, reader, options);
+    ModelLoadOptions whole = options;
+    whole.shard = make_rank_shard(spec, 0, 1, 0, 1);
+    return factory(spec, reader, whole);
   }
   std::string known;
   for (const std::string& n : registered_architectures()) known += (known.empty() ? "" : ", ") + n;

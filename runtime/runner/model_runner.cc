@@ -202,7 +202,7 @@ void ModelRunner::upload(const Batch& batch, const TokenFeed* feed) {
 }
 
 void ModelRunner::run_model(KvCache& kv, float* logits) {
-  const ForwardContext f(kind_, ExecContext{pool_, stream_}, in_, kv, ws_, logits);
+  const ForwardContext f(kind_, ExecContext{pool_, stream_}, in_, kv, ws_, logits, comm_);
   model_->forward(f);
 }
 

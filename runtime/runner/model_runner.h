@@ -61,6 +61,9 @@ class ModelRunner {
   void forward_to_host(const Batch& batch, KvCache& kv, float* logits);
 
   void set_graphs_enabled(bool on);
+  // A rank of a sharded model (runtime/parallel) runs its forwards with its collectives (nullptr:
+  // unsharded); they must outlive the runner's forwards.
+  void set_collectives(const ForwardCollectives* comm) { comm_ = comm; }
   struct GraphStats {
     int64_t captured = 0, replays = 0, eager_steps = 0;
   };
@@ -105,6 +108,7 @@ class ModelRunner {
   Buffer batch_ints_;
   StepInputs in_;
 
+  const ForwardCollectives* comm_ = nullptr;
   bool graphs_enabled_ = true;
   std::map<std::pair<int64_t, int64_t>, std::unique_ptr<StepGraph>> graphs_;
   std::map<std::pair<int64_t, int64_t>, int> graph_sightings_;

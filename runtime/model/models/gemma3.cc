@@ -32,7 +32,7 @@ float round_to(float v, DType dtype) {
 class Gemma3Model final : public DecoderModel {
  public:
   Gemma3Model(const ModelSpec& spec, const WeightReader& reader, const ModelLoadOptions& opt)
-      : DecoderModel(spec, reader.source()) {
+      : DecoderModel(spec, reader.source(), opt.shard) {
     const ModelSpec& s = spec_;
     const int64_t H = s.hidden_size, I = s.intermediate_size, hd = s.head_dim;
     const int64_t nh = s.n_heads, nkv = s.n_kv_heads;
@@ -45,9 +45,10 @@ class Gemma3Model final : public DecoderModel {
     const float scale = static_cast<float>(
         1.0 / std::sqrt(s.query_pre_attn_scalar > 0 ? s.query_pre_attn_scalar : static_cast<double>(hd)));
     embed_ = load_embedding(store_, reader, opt, s);
-    embed_scale_ = round_to(static_cast<float>(std::sqrt(static_cast<double>(H))), embed_->dtype);
+    // The embedding is held in the compute dtype (and absent on later pipeline stages).
+    embed_scale_ = round_to(static_cast<float>(std::sqrt(static_cast<double>(H))), opt.compute_dtype);
     final_norm_ = load_vector_into(store_, reader, "model.norm.weight", H, off);
-    for (int64_t l = 0; l < s.n_layers; ++l) {
+    for (int64_t l = opt.shard.layers.begin; l < opt.shard.layers.end; ++l) {  // this stage's layers
       const std::string p = "model.layers." + std::to_string(l) + ".";
       Layer L;
       L.attn.norm = load_vector_into(store_, reader, p + "input_layernorm.weight", H, off);
@@ -55,11 +56,11 @@ class Gemma3Model final : public DecoderModel {
                                     {{p + "self_attn.q_proj", nh * hd, 0},
                                      {p + "self_attn.k_proj", nkv * hd, 0},
                                      {p + "self_attn.v_proj", nkv * hd, 0}},
-                                    H, s.attention_bias);
+                                    H, s.attention_bias, TpSplit::kQkv);
       L.attn.q_norm = load_vector_into(store_, reader, p + "self_attn.q_norm.weight", hd, off);
       L.attn.k_norm = load_vector_into(store_, reader, p + "self_attn.k_norm.weight", hd, off);
       L.attn.o = load_linear_into(store_, reader, opt, p + "self_attn.o_proj", {{p + "self_attn.o_proj", H, 0}},
-                                  nh * hd, s.attention_out_bias);
+                                  nh * hd, s.attention_out_bias, TpSplit::kHeadsIn);
       L.attn.post_norm = load_vector_into(store_, reader, p + "post_attention_layernorm.weight", H, off);
       L.attn.norm_eps = eps;
       L.attn.scale = scale;
@@ -67,8 +68,10 @@ class Gemma3Model final : public DecoderModel {
       L.attn.rope_set = L.attn.sliding_window > 0 ? 1 : 0;
       L.mlp.norm = load_vector_into(store_, reader, p + "pre_feedforward_layernorm.weight", H, off);
       L.mlp.gate_up = load_linear_into(store_, reader, opt, p + "mlp.gate_up_proj",
-                                       {{p + "mlp.gate_proj", I, 0}, {p + "mlp.up_proj", I, 0}}, H);
-      L.mlp.down = load_linear_into(store_, reader, opt, p + "mlp.down_proj", {{p + "mlp.down_proj", H, 0}}, I);
+                                       {{p + "mlp.gate_proj", I, 0}, {p + "mlp.up_proj", I, 0}}, H, false,
+                                       TpSplit::kGateUp);
+      L.mlp.down = load_linear_into(store_, reader, opt, p + "mlp.down_proj", {{p + "mlp.down_proj", H, 0}}, I, false,
+                                    TpSplit::kIntermediateIn);
       L.mlp.post_norm = load_vector_into(store_, reader, p + "post_feedforward_layernorm.weight", H, off);
       L.mlp.act = act;
       L.mlp.norm_eps = eps;

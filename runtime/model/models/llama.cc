@@ -20,7 +20,7 @@ namespace {
 class LlamaModel final : public DecoderModel {
  public:
   LlamaModel(const ModelSpec& spec, const WeightReader& reader, const ModelLoadOptions& opt)
-      : DecoderModel(spec, reader.source()) {
+      : DecoderModel(spec, reader.source(), opt.shard) {
     const ModelSpec& s = spec_;
     const int64_t H = s.hidden_size, I = s.intermediate_size, hd = s.head_dim;
     const int64_t nh = s.n_heads, nkv = s.n_kv_heads;
@@ -28,7 +28,7 @@ class LlamaModel final : public DecoderModel {
     embed_ = load_embedding(store_, reader, opt, s);
     final_norm_ = load_vector_into(store_, reader, "model.norm.weight", H);
     const int64_t perm_q = opt.gguf_llama_permuted ? nh : 0, perm_k = opt.gguf_llama_permuted ? nkv : 0;
-    for (int64_t l = 0; l < s.n_layers; ++l) {
+    for (int64_t l = opt.shard.layers.begin; l < opt.shard.layers.end; ++l) {  // this stage's layers
       const std::string p = "model.layers." + std::to_string(l) + ".";
       Layer L;
       L.attn.norm = load_vector_into(store_, reader, p + "input_layernorm.weight", H);
@@ -36,19 +36,21 @@ class LlamaModel final : public DecoderModel {
                                     {{p + "self_attn.q_proj", nh * hd, perm_q},
                                      {p + "self_attn.k_proj", nkv * hd, perm_k},
                                      {p + "self_attn.v_proj", nkv * hd, 0}},
-                                    H, s.attention_bias);
+                                    H, s.attention_bias, TpSplit::kQkv);
       if (s.qk_norm) {
         L.attn.q_norm = load_vector_into(store_, reader, p + "self_attn.q_norm.weight", hd);
         L.attn.k_norm = load_vector_into(store_, reader, p + "self_attn.k_norm.weight", hd);
       }
       L.attn.o = load_linear_into(store_, reader, opt, p + "self_attn.o_proj", {{p + "self_attn.o_proj", H, 0}}, nh * hd,
-                                  s.attention_out_bias);
+                                  s.attention_out_bias, TpSplit::kHeadsIn);
       L.attn.norm_eps = eps;
       L.attn.sliding_window = s.sliding_window;
       L.mlp.norm = load_vector_into(store_, reader, p + "post_attention_layernorm.weight", H);
       L.mlp.gate_up = load_linear_into(store_, reader, opt, p + "mlp.gate_up_proj",
-                                       {{p + "mlp.gate_proj", I, 0}, {p + "mlp.up_proj", I, 0}}, H, s.mlp_bias);
-      L.mlp.down = load_linear_into(store_, reader, opt, p + "mlp.down_proj", {{p + "mlp.down_proj", H, 0}}, I, s.mlp_bias);
+                                       {{p + "mlp.gate_proj", I, 0}, {p + "mlp.up_proj", I, 0}}, H, s.mlp_bias,
+                                       TpSplit::kGateUp);
+      L.mlp.down = load_linear_into(store_, reader, opt, p + "mlp.down_proj", {{p + "mlp.down_proj", H, 0}}, I, s.mlp_bias,
+                                    TpSplit::kIntermediateIn);
       L.mlp.act = GatedAct::kSilu;
       L.mlp.norm_eps = eps;
       layers_.push_back(L);

@@ -1,0 +1,149 @@
+// runtime/parallel/parallel_runner.cc: see parallel_runner.h.
+#include "runtime/parallel/parallel_runner.h"
+
+#include <algorithm>
+
+#include "eli/error.h"
+#include "runtime/comm/cpu_communicator.h"
+#include "runtime/comm/nccl_communicator.h"
+#include "runtime/core/thread_pool.h"
+#include "runtime/device/device.h"
+#include "runtime/model/weight_reader.h"
+#include "runtime/parallel/micro_batch.h"
+#include "runtime/parallel/rank_collectives.h"
+#include "runtime/runner/model_runner.h"
+
+namespace eli {
+
+struct ParallelRunner::Rank {
+  RankShard shard;
+  std::unique_ptr<Device> device;
+  std::unique_ptr<ThreadPool> pool;
+  std::unique_ptr<RankCollectives> comm;
+  std::unique_ptr<ModelRunner> runner;
+  std::unique_ptr<KvCache> kv;
+};
+
+namespace {
+
+// The communicators of one group of ranks on `devices` (the CPU's in-process ones, or NCCL's).
+std::vector<std::unique_ptr<Communicator>> make_group(const std::vector<DeviceId>& devices) {
+  if (devices[0].kind == DeviceKind::kCPU) return create_cpu_communicators(static_cast<int>(devices.size()));
+  return create_nccl_communicators(devices);
+}
+
+}  // namespace
+
+ParallelRunner::ParallelRunner(const ModelFiles& files, const ModelLoadOptions& opt, int tp, int pp, int n_threads,
+                               std::vector<DeviceId> devices)
+    : tp_(tp), pp_(pp) {
+  check_shardable(files.spec, tp, pp);
+  const int world = tp * pp;
+  if (devices.empty()) devices.assign(static_cast<size_t>(world), DeviceId{opt.device, 0});
+  ELI_CHECK_KIND(kInternal, static_cast<int>(devices.size()) == world, "ParallelRunner: ", devices.size(),
+                 " devices for ", world, " ranks");
+  for (const DeviceId& d : devices) {
+    ELI_CHECK_KIND(kInternal, d.kind == opt.device, "ParallelRunner: ranks on ", device_name(d), " but the model "
+                   "loads for another device kind");
+  }
+  // tp groups: the tp ranks of each stage; pp groups: the pp ranks holding each tp slice.
+  tp_comms_.resize(static_cast<size_t>(world));
+  pp_comms_.resize(static_cast<size_t>(world));
+  for (int s = 0; s < pp; ++s) {
+    std::vector<DeviceId> ids(devices.begin() + s * tp, devices.begin() + (s + 1) * tp);
+    auto group = tp > 1 || ids[0].kind == DeviceKind::kCPU ? make_group(ids) : create_cpu_communicators(1);
+    for (int t = 0; t < tp; ++t) tp_comms_[static_cast<size_t>(s * tp + t)] = std::move(group[static_cast<size_t>(t)]);
+  }
+  for (int t = 0; t < tp; ++t) {
+    std::vector<DeviceId> ids;
+    for (int s = 0; s < pp; ++s) ids.push_back(devices[static_cast<size_t>(s * tp + t)]);
+    auto group = pp > 1 || ids[0].kind == DeviceKind::kCPU ? make_group(ids) : create_cpu_communicators(1);
+    for (int s = 0; s < pp; ++s) pp_comms_[static_cast<size_t>(s * tp + t)] = std::move(group[static_cast<size_t>(s)]);
+  }
+  std::vector<Communicator*> all;
+  for (auto& c : tp_comms_) all.push_back(c.get());
+  for (auto& c : pp_comms_) all.push_back(c.get());
+  const int threads_per_rank = std::max(1, n_threads / world);
+  vocab_ = files.spec.vocab_size;
+  for (int r = 0; r < world; ++r) {
+    auto k = std::make_unique<Rank>();
+    k->shard = make_rank_shard(files.spec, r % tp, tp, r / tp, pp);
+    ranks_.push_back(std::move(k));
+  }
+  workers_ = std::make_unique<RankWorkers>(world, all);
+  // Each rank loads its shard on its own thread (its pool; its slices of the mapped file).
+  workers_->run([&](int r) {
+    Rank& k = *ranks_[static_cast<size_t>(r)];
+    const DeviceId id = devices[static_cast<size_t>(r)];
+    if (id.kind != DeviceKind::kCPU) make_device_current(id);  // this thread's device for good
+    k.device = create_device(id);
+    k.pool = std::make_unique<ThreadPool>(threads_per_rank);
+    k.comm = std::make_unique<RankCollectives>(k.shard, tp_comms_[static_cast<size_t>(r)].get(),
+                                               pp_comms_[static_cast<size_t>(r)].get(), *k.device,
+                                               k.device->default_stream());
+    ModelLoadOptions o = opt;
+    o.shard = k.shard;
+    o.pool = k.pool.get();
+    std::unique_ptr<Model> model = create_model(files.spec, WeightReader(files.weights, files.name_of), o);
+    k.runner = std::make_unique<ModelRunner>(*k.device, std::move(model), k.pool.get());
+    k.runner->set_collectives(k.comm.get());
+    k.runner->set_graphs_enabled(false);  // eager steps (graphs with collectives: not yet)
+  });
+}
+
+ParallelRunner::~ParallelRunner() {
+  // The runners and caches go before the threads and communicators they use.
+  ranks_.clear();
+  workers_.reset();
+}
+
+uint64_t ParallelRunner::weight_bytes() const {
+  uint64_t b = 0;
+  for (const auto& k : ranks_) b += k->runner->weight_bytes();
+  return b;
+}
+
+uint64_t ParallelRunner::n_params() const {
+  uint64_t n = 0;
+  for (const auto& k : ranks_) n += k->runner->model().weights().n_params();
+  return n;
+}
+
+uint64_t ParallelRunner::create_kv(const KvCacheShape& shape) {
+  uint64_t bytes = 0;
+  for (auto& k : ranks_) {
+    const KvSpec ks = k->runner->model().kv_spec();
+    KvCacheShape s = shape;
+    s.n_layers = ks.n_layers;
+    s.n_kv_heads = ks.n_kv_heads;
+    if (!s.layer_group.empty()) {  // this stage's layers' KV groups (runtime/kv/kv_groups.h)
+      ELI_CHECK(ks.first_layer + ks.n_layers <= static_cast<int64_t>(shape.layer_group.size()),
+                "stage layers outside the model's");
+      s.layer_group.assign(shape.layer_group.begin() + ks.first_layer,
+                           shape.layer_group.begin() + ks.first_layer + ks.n_layers);
+    }
+    k->kv = std::make_unique<KvCache>(*k->device, s);
+    bytes += k->kv->nbytes();
+  }
+  return bytes;
+}
+
+void ParallelRunner::forward_to_host(const Batch& batch, float* logits) {
+  const int driver = (pp_ - 1) * tp_;  // the last stage's tp rank 0 writes the caller's logits
+  const int64_t V = vocab_;
+  // With stages, micro-batches let stage s + 1 run micro-batch m while stage s runs m + 1.
+  const std::vector<MicroBatch> mbs = split_micro_batches(batch, pp_);
+  workers_->run([&](int r) {
+    Rank& k = *ranks_[static_cast<size_t>(r)];
+    ELI_CHECK_KIND(kInternal, k.kv != nullptr, "ParallelRunner: create_kv() was not called");
+    for (const MicroBatch& mb : mbs) {
+      if (r == driver) {
+        k.runner->forward_to_host(mb.batch, *k.kv, logits + mb.first_logit * V);
+      } else {
+        k.runner->forward(mb.batch, *k.kv);
+      }
+    }
+  });
+}
+
+}  // namespace eli

@@ -1,0 +1,70 @@
+// runtime/parallel/parallel_runner.h: ParallelRunner, a model split over tp x pp ranks in one
+// process: per rank a device, a thread-pool share, its shard of the weights (read from the mapped
+// file: only its slices), a ModelRunner, its KV storage (its stage's layers, its kv heads) and
+// its collectives, all living on the rank's own persistent thread (RankWorkers).
+//
+// The engine keeps one scheduler and one block pool: a step's Batch (block ids, slots) is the same
+// for every rank, each rank runs the one forward (DecoderModel::forward) on its shard, and the
+// logits come from the last stage's tensor-parallel rank 0 (every rank of the last stage holds the
+// gathered logits). CPU ranks are threads joined by the in-process CPU communicator
+// (runtime/comm/cpu_communicator.h); CUDA ranks (one GPU each) get NCCL communicators behind the
+// same interface (runtime/comm/nccl_communicator.h); the Engine uses CUDA ranks only once its GPU
+// path goes through this runner (docs/parallelism.md), tests/cpp/test_cuda_parallel.cc runs them.
+//
+// With pipeline stages a step is split into pp micro-batches of whole sequences (micro_batch.h):
+// every rank walks them in order, so stage s + 1 works on micro-batch m while stage s works on
+// m + 1 (sends never wait). A one-sequence step (a long prefill, score()) is one micro-batch.
+//
+// Invariants: every rank sees the same batches in the same order; a failure on one rank aborts the
+// group (the engine cannot step again).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "runtime/comm/communicator.h"
+#include "runtime/kv/kv_cache.h"
+#include "runtime/model/model.h"
+#include "runtime/model/model_files.h"
+#include "runtime/parallel/rank_workers.h"
+
+namespace eli {
+
+struct Batch;
+class Device;
+class ModelRunner;
+class RankCollectives;
+class ThreadPool;
+
+class ParallelRunner {
+ public:
+  // Loads every rank's shard on its thread. `opt` is the whole model's load options (its shard is
+  // replaced per rank); n_threads: CPU threads in all, shared evenly (at least one per rank);
+  // devices: one per rank (rank = stage * tp + tp rank), of opt.device's kind; empty: every rank
+  // on device 0 of that kind (the CPU's threads). CUDA ranks: NCCL communicators per group, each
+  // rank's thread keeps its device current, steps run eagerly.
+  ParallelRunner(const ModelFiles& files, const ModelLoadOptions& opt, int tp, int pp, int n_threads,
+                 std::vector<DeviceId> devices = {});
+  ~ParallelRunner();
+
+  int world() const { return tp_ * pp_; }
+  uint64_t weight_bytes() const;
+  // Parameters held by the ranks together (replicated ones counted once per copy).
+  uint64_t n_params() const;
+  // Creates each rank's KV storage from the whole model's `shape` (its layers and kv heads, the
+  // same blocks); returns the bytes of all ranks together.
+  uint64_t create_kv(const KvCacheShape& shape);
+  // One step on every rank; the (n_logits, vocab) logits in host memory `logits` on return.
+  void forward_to_host(const Batch& batch, float* logits);
+
+ private:
+  struct Rank;
+  int tp_, pp_;
+  int64_t vocab_ = 0;
+  std::vector<std::unique_ptr<Communicator>> tp_comms_, pp_comms_;  // indexed by world rank
+  std::vector<std::unique_ptr<Rank>> ranks_;
+  std::unique_ptr<RankWorkers> workers_;
+};
+
+}  // namespace eli

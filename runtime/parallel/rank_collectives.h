@@ -1,0 +1,54 @@
+// runtime/parallel/rank_collectives.h: RankCollectives, the ForwardCollectives of one rank of a
+// tensor x pipeline parallel group, over two Communicators: `tp` (the ranks of this rank's stage)
+// and `pp` (the ranks holding the same tensor-parallel slice in every stage; rank = stage).
+//
+// all_reduce_sum and the stage send / recv are the communicator's calls on the rank's stream. The
+// logits gather: each rank's lm_head shard writes (rows, width) with width = the widest vocab shard
+// (padding columns unused), one all_gather brings every rank's block, and the blocks' columns are
+// copied into (rows, vocab) with the device's copies on the rank's stream (host memcpy on the CPU).
+//
+// Invariants: the two scratch buffers live on the rank's device and grow on demand (a step with
+// more logits rows than any before; reserve() grows them up front); one forward at a time.
+#pragma once
+
+#include <vector>
+
+#include "runtime/comm/communicator.h"
+#include "runtime/core/tensor.h"
+#include "runtime/model/forward.h"
+#include "runtime/model/shard_plan.h"
+
+namespace eli {
+
+class Device;
+class Stream;
+
+class RankCollectives final : public ForwardCollectives {
+ public:
+  // tp: world shard.tp_size, rank shard.tp_rank; pp: world shard.pp_size, rank shard.pp_rank (either
+  // may be nullptr when its size is 1). `stream` is the rank's; all outlive this.
+  RankCollectives(const RankShard& shard, Communicator* tp, Communicator* pp, Device& device, const Stream& stream);
+  // Grows the logits scratch for steps of up to `rows` logits rows.
+  void reserve(int64_t rows) const;
+
+  const RankShard& shard() const override { return shard_; }
+  void all_reduce_sum(float* buf, int64_t n, const ExecContext& exec) const override;
+  float* logits_shard(int64_t rows, int64_t* stride) const override;
+  void gather_logits(int64_t rows, float* out, const ExecContext& exec) const override;
+  void send_to_next_stage(const float* x, int64_t n, const ExecContext& exec) const override;
+  void recv_from_prev_stage(float* x, int64_t n, const ExecContext& exec) const override;
+
+ private:
+  RankShard shard_;
+  Communicator* tp_;
+  Communicator* pp_;
+  Device& device_;
+  const Stream& stream_;
+  int64_t width_ = 0;                     // widest vocab shard (tp rank 0's)
+  std::vector<Range> vocab_of_rank_;      // each tp rank's vocab rows
+  mutable Tensor shard_buf_;              // (rows, width) f32 on the device
+  mutable Tensor gathered_;               // (tp, rows, width)
+  mutable int64_t rows_ = 0;              // rows the two hold
+};
+
+}  // namespace eli
