@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "eli/sampling_params.h"
@@ -33,6 +34,11 @@ struct Sequence {
   uint64_t feed_serial = 0;
   SamplingParams params;
   std::unique_ptr<SequenceSamplingState> sampling;
+  // Prompt logprobs / embedding requests: prompt positions below aux_next have had their row
+  // (reported or pooled); recomputed positions (after a preemption) are not counted twice.
+  int64_t aux_next = 0;
+  std::vector<std::vector<std::pair<int32_t, float>>> prompt_lps;  // until the first output takes them
+  std::vector<double> pooled;                                       // sum (mean) or last row
 
   int64_t n_generated() const { return static_cast<int64_t>(tokens.size()) - prompt_len; }
   int64_t n_tokens() const { return static_cast<int64_t>(tokens.size()); }

@@ -46,6 +46,7 @@ struct StepInputs {
   const int32_t* block_tables = nullptr;    // (S, max_blocks_per_seq)
   const int32_t* slot_mapping = nullptr;    // (T)
   const int32_t* logits_indices = nullptr;  // (n_logits)
+  float* hidden_out = nullptr;  // when set: (n_logits, H) f32, the logits rows' final-normed hidden states
   std::array<RopeInputs, kMaxRopeSets> rope{};
 };
 

@@ -198,6 +198,16 @@ void ModelRunner::upload(const Batch& batch, const TokenFeed* feed) {
 }
 
 void ModelRunner::run_model(KvCache& kv, float* logits) {
+  in_.hidden_out = nullptr;
+  if (want_hidden_ && in_.n_logits > 0) {
+    const size_t bytes = static_cast<size_t>(std::max(in_.n_logits, reserved_logits_) * spec().hidden_size) * sizeof(float);
+    if (bytes > hidden_.bytes) {
+      hidden_.t = Tensor();
+      hidden_.t = Tensor::empty(device_, DType::kF32, {static_cast<int64_t>(bytes / sizeof(float))});
+      hidden_.bytes = bytes;
+    }
+    in_.hidden_out = hidden_.t.ptr<float>();
+  }
   const ForwardContext f(kind_, ExecContext{pool_, stream_}, in_, kv, ws_, logits);
   model_->forward(f);
 }
@@ -228,7 +238,8 @@ Batch ModelRunner::pad_decode_batch(const Batch& batch, int64_t b, int64_t strid
 
 bool ModelRunner::graphable(const Batch& batch) const {
   const int64_t T = batch.n_tokens();
-  if (!graphs_enabled_ || !device_.properties().supports_graphs || !graphs_supported() || T > kMaxGraphTokens) {
+  if (!graphs_enabled_ || want_hidden_ || !device_.properties().supports_graphs || !graphs_supported() ||
+      T > kMaxGraphTokens) {
     return false;
   }
   for (const ModelSpec& rs : rope_specs_) {
@@ -325,6 +336,26 @@ void ModelRunner::forward_to_host(const Batch& batch, KvCache& kv, float* logits
   // Synchronous on the device's stream: the logits are on the host when this returns.
   device_.copy_device_to_host(logits, dev, static_cast<size_t>(batch.n_logits() * spec().vocab_size) * sizeof(float),
                               nullptr);
+}
+
+void ModelRunner::copy_hidden(int64_t row0, int64_t n, float* dst) {
+  ELI_CHECK_KIND(kInternal, hidden_.t.defined() && row0 >= 0 && n >= 0 &&
+                     static_cast<size_t>((row0 + n) * spec().hidden_size) * sizeof(float) <= hidden_.bytes,
+                 "copy_hidden: rows ", row0, "+", n, " outside the last step's hidden states");
+  if (n == 0) return;
+  const int64_t H = spec().hidden_size;
+  device_.copy_device_to_host(dst, hidden_.t.ptr<float>() + row0 * H, static_cast<size_t>(n * H) * sizeof(float),
+                              nullptr);
+}
+
+void ModelRunner::copy_logits(const float* logits, int64_t row0, int64_t n, float* dst) {
+  if (n == 0) return;
+  const int64_t V = spec().vocab_size;
+  if (device_.properties().host_memory) {
+    std::memcpy(dst, logits + row0 * V, static_cast<size_t>(n * V) * sizeof(float));
+    return;
+  }
+  device_.copy_device_to_host(dst, logits + row0 * V, static_cast<size_t>(n * V) * sizeof(float), nullptr);
 }
 
 }  // namespace eli

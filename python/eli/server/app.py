@@ -1,8 +1,8 @@
 # eli/server/app.py: the OpenAI-compatible HTTP server (FastAPI app over an eli.AsyncLLM).
 #
 # Endpoints: POST /v1/completions (completions.py), POST /v1/chat/completions (JSON or SSE with
-# `data: [DONE]`), GET /v1/models[/{id}] (models.py), POST /v1/responses (responses.py), GET /health,
-# GET /metrics (Prometheus).
+# `data: [DONE]`), GET /v1/models[/{id}] (models.py), POST /v1/responses (responses.py), POST
+# /v1/embeddings (embeddings.py), GET /health, GET /metrics (Prometheus).
 #
 # Invariants:
 # - Every error is OpenAI-style JSON {"error": {message, type, param, code}} with its status: 400 bad
@@ -40,7 +40,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import completions, models, responses
+from . import completions, embeddings, models, responses
 from . import validation as V
 from .core import Seq, Server, usage
 from .guards import HttpGuard, default_allowed_hosts
@@ -113,6 +113,7 @@ def create_app(llm, *, model_name: str, api_key: Union[str, Sequence[str], None]
     models.register(v1, srv)
     completions.register(v1, srv)
     responses.register(v1, srv)
+    embeddings.register(v1, srv)
 
     @v1.post("/chat/completions")
     async def chat_completions(request: Request):

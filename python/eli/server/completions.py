@@ -8,6 +8,10 @@
 #            (ties: the earlier candidate); usage counts every candidate's tokens; not with stream.
 #   stream_options.continuous_usage_stats (with include_usage): usage in every chunk, counting the
 #            tokens sent so far, as vLLM does.
+#   prompt_logprobs (vLLM's extension) k: each choice gets "prompt_logprobs", a list with one entry
+#            per prompt token: null for the first, then {"<token id>": {"logprob", "rank",
+#            "decoded_token"}} for the prompt token and the top k (rank: 1-based in the top k, null
+#            for a prompt token outside it); streamed in the choice's first chunk.
 # app.py's header lists the invariants every handler keeps (errors, admission, aborts).
 from __future__ import annotations
 
@@ -78,14 +82,16 @@ def register(v1, srv) -> None:
             V.check_logprob_budget([m for m in budgets for _ in range(best_of)], lp_engine, n=best_of,
                                    param="logprobs")
             echo_lp = req.echo and req.logprobs is not None
-            if echo_lp:
-                V.check_logprob_budget([len(ids) for ids in prompts], req.logprobs, n=1, param="logprobs")
+            want_plp = max(req.logprobs if echo_lp else -1, -1 if req.prompt_logprobs is None else req.prompt_logprobs)
+            if want_plp >= 0:
+                V.check_logprob_budget([len(ids) for ids in prompts], want_plp, n=1,
+                                       param="prompt_logprobs" if req.prompt_logprobs is not None else "logprobs")
             salt = srv.cache_salt(request, req)
             cand = req.model_copy(update={"n": best_of})
             for p, (ids, max_tokens) in enumerate(zip(prompts, budgets)):
                 for i, params in enumerate(V.make_params(cand, max_tokens, lp_engine, salt)):
-                    if echo_lp:
-                        params.prompt_logprobs = req.logprobs
+                    if want_plp >= 0:
+                        params.prompt_logprobs = want_plp
                     seqs.append(Seq(index=p * best_of + i, prompt_ids=ids, params=params, start=start,
                                     holds_slot=slots.take()))
         except BaseException:
@@ -122,6 +128,24 @@ def _echo_logprobs(srv, prompt_ids: list[int], prompt_lps, n: int) -> dict:
     return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
 
 
+def _vllm_prompt_logprobs(srv, prompt_ids: list[int], prompt_lps, k: int) -> list:
+    """vLLM's prompt_logprobs shape: [None, {"id": {logprob, rank, decoded_token}}, ...]."""
+    out: list = [None]
+    for p in range(1, len(prompt_ids)):
+        entry = prompt_lps[p] if prompt_lps is not None and p < len(prompt_lps) else None
+        if entry is None:
+            out.append(None)
+            continue
+        tid = prompt_ids[p]
+        top = [t for t, _ in sorted(entry.items(), key=lambda kv: -kv[1])][:k]
+        d = {}
+        for t in [tid] + [t for t in top if t != tid]:
+            rank = top.index(t) + 1 if t in top else None
+            d[str(t)] = {"logprob": entry.get(t, -9999.0), "rank": rank, "decoded_token": srv.token_str(t)}
+        out.append(d)
+    return out
+
+
 def _join_logprobs(a: dict, b: dict) -> dict:
     return {k: a[k] + b[k] for k in ("tokens", "token_logprobs", "top_logprobs", "text_offset")}
 
@@ -136,7 +160,7 @@ async def _respond(srv, request, req: CompletionRequest, seqs: list[Seq], prompt
     def prompt_of(seq) -> int:
         return seq.index // best_of
 
-    def choice(seq, index, text, token_ids, logprobs, offset, finish, with_echo):
+    def choice(seq, index, text, token_ids, logprobs, offset, finish, with_echo, with_prompt=True):
         lp = None
         if lp_n is not None:
             lp = srv.completion_logprobs(token_ids, logprobs, lp_n, offset)
@@ -145,7 +169,11 @@ async def _respond(srv, request, req: CompletionRequest, seqs: list[Seq], prompt
                 lp = _join_logprobs(_echo_logprobs(srv, prompts[p], seq.prompt_logprobs, lp_n), lp)
         if with_echo:
             text = echo[prompt_of(seq)] + text
-        return {"index": index, "text": text, "logprobs": lp, "finish_reason": finish}
+        out = {"index": index, "text": text, "logprobs": lp, "finish_reason": finish}
+        if req.prompt_logprobs is not None and with_prompt:
+            out["prompt_logprobs"] = _vllm_prompt_logprobs(srv, prompts[prompt_of(seq)], seq.prompt_logprobs,
+                                                           req.prompt_logprobs)
+        return out
 
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -155,14 +183,14 @@ async def _respond(srv, request, req: CompletionRequest, seqs: list[Seq], prompt
 
         def chunk(seq, out):
             first = seq.index not in offsets
-            if not out.delta_text and not out.delta_token_ids and out.finish_reason is None and not (first and echo):
+            if not out.delta_text and not out.delta_token_ids and out.finish_reason is None:
                 return None
             with_echo = first and echo is not None
             off = offsets.get(seq.index, len(echo[prompt_of(seq)]) if echo is not None else 0)
             offsets[seq.index] = off + len(out.delta_text or "")
             sent[seq.index] = sent.get(seq.index, 0) + len(out.delta_token_ids or [])
             ev = dict(base, choices=[choice(seq, seq.index, out.delta_text or "", out.delta_token_ids or [],
-                                            out.delta_logprobs or [], off, out.finish_reason, with_echo)])
+                                            out.delta_logprobs or [], off, out.finish_reason, with_echo, first)])
             if continuous:
                 done = sum(sent.values())
                 ev["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": done,
