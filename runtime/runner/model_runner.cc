@@ -88,7 +88,16 @@ void ModelRunner::ensure_workspace(int64_t T, int64_t L) {
 uint64_t ModelRunner::reserve(int64_t max_tokens, int64_t max_logits) {
   ELI_CHECK(max_tokens >= 1 && max_logits >= 0, "reserve: bad sizes");
   ensure_workspace(max_tokens, max_logits);
+  // Hidden states of the logits rows (embeddings): reserved with the rest, so an embedding step
+  // allocates nothing either (small: rows x hidden f32).
+  const size_t hidden_bytes = static_cast<size_t>(reserved_logits_ * spec().hidden_size) * sizeof(float);
+  if (hidden_bytes > hidden_.bytes) {
+    hidden_.t = Tensor();
+    hidden_.t = Tensor::empty(device_, DType::kF32, {reserved_logits_ * spec().hidden_size});
+    hidden_.bytes = hidden_bytes;
+  }
   uint64_t bytes = logits_.t.defined() ? logits_.t.nbytes() : 0;
+  bytes += hidden_.t.defined() ? hidden_.t.nbytes() : 0;
   for (const Buffer& b : ws_bufs_) bytes += b.t.defined() ? b.t.nbytes() : 0;
   return bytes;
 }

@@ -42,8 +42,9 @@ class ModelRunner {
   const ModelSpec& spec() const { return model_->spec(); }
   // Bytes of weights held by the device (placement map total).
   uint64_t weight_bytes() const { return weight_bytes_; }
-  // Grows the workspace to serve steps of up to max_tokens tokens and max_logits logits rows, so
-  // that later steps allocate nothing. Returns the bytes the workspace and logits buffer hold.
+  // Grows the workspace to serve steps of up to max_tokens tokens and max_logits logits rows (and
+  // their hidden states), so that later steps allocate nothing. Returns the bytes the workspace,
+  // logits and hidden-state buffers hold.
   uint64_t reserve(int64_t max_tokens, int64_t max_logits);
 
   // Token ids that only the device knows yet (asynchronous scheduling: the step is queued before
@@ -108,7 +109,7 @@ class ModelRunner {
   Workspace ws_;
   std::array<Buffer, static_cast<size_t>(WsSlot::kCount)> ws_bufs_;
   Buffer logits_;
-  Buffer hidden_;  // (reserved logits rows, hidden) f32, allocated on the first want_hidden step
+  Buffer hidden_;  // (reserved logits rows, hidden) f32: by reserve(), or grown by a larger want_hidden step
   bool want_hidden_ = false;
   int64_t reserved_tokens_ = 0, reserved_logits_ = 0;
   std::vector<int32_t> staging_;
