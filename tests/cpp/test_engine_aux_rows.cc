@@ -1,9 +1,10 @@
 // tests/cpp/test_engine_aux_rows.cc: the engine's aux rows (runtime/engine/engine.cc): prompt
 // logprobs against a log-softmax of score()'s full-sequence logits (one forward per chunk of its
 // own), also for prompts longer than the per-step aux-row budget, batched with other requests and
-// in small prefill chunks, with asynchronous scheduling; embedding requests (last / mean pooling) equal whatever chunking and
-// batching they run in, sample nothing, end after their prompt and free their blocks; the
-// validation of the new fields. The transformers references of the pooled states are checked in
+// in small prefill chunks, with asynchronous scheduling; at most 128 aux rows per step (a longer
+// prompt takes more steps); never taken from the prefix cache; embedding requests (last / mean
+// pooling) equal whatever chunking and batching they run in, sample nothing, end after their
+// prompt and free their blocks; the validation of the new fields. The transformers references of the pooled states are checked in
 // tests/python/test_embeddings.py.
 #include <gtest/gtest.h>
 
@@ -95,6 +96,44 @@ TEST(EngineAuxRows, PromptLogprobsMatchScoreAcrossChunksAndBudget) {
     EngineStats s = e.stats();
     EXPECT_EQ(s.kv_blocks_free, s.kv_blocks_total);
   }
+}
+
+TEST(EngineAuxRows, AStepHoldsAtMost128AuxRows) {
+  // 199 prompt rows fit one step's token budget but not its 128 aux rows: two prefill steps (the
+  // first token comes from the second), then one decode step.
+  Engine e(config(256));
+  SamplingParams p;
+  p.max_tokens = 2;
+  p.ignore_eos = true;
+  p.prompt_logprobs = 0;
+  const int64_t id = e.add_request(prompt_of(200, 6), p);
+  auto outs = run(e);
+  ASSERT_EQ(outs[id].size(), 2u);
+  EXPECT_EQ(outs[id][0].prompt_logprobs.size(), 199u);
+  EXPECT_EQ(e.stats().steps, 3);
+  // without prompt logprobs the same prompt is one prefill step
+  Engine plain(config(256));
+  p.prompt_logprobs = -1;
+  plain.add_request(prompt_of(200, 6), p);
+  run(plain);
+  EXPECT_EQ(plain.stats().steps, 2);
+}
+
+TEST(EngineAuxRows, PromptLogprobsAreComputedNotTakenFromThePrefixCache) {
+  EngineConfig c = config(256);
+  c.enable_prefix_caching = true;
+  Engine e(c);
+  const std::vector<int32_t> prompt = prompt_of(40, 7);
+  SamplingParams p;
+  p.max_tokens = 1;
+  e.add_request(prompt, p);  // fills the cache with the prompt's blocks
+  run(e);
+  const int64_t hits = e.stats().prefix_cache_hits;
+  p.prompt_logprobs = 1;
+  const int64_t id = e.add_request(prompt, p);
+  auto outs = run(e);
+  EXPECT_EQ(e.stats().prefix_cache_hits, hits);
+  expect_prompt_logprobs(e, prompt, outs[id][0], 1);
 }
 
 TEST(EngineAuxRows, PromptLogprobsOfAOneTokenPromptAreEmpty) {
