@@ -10,6 +10,9 @@ Writes, deterministically (seeded):
                                    greedy_tokens  int64 (20,)        greedy with the KV cache, EOS an ordinary token
                                    prompt2        int64 (P2,)        second prompt (batch test), other length
                                    greedy_tokens2 int64 (20,)        its 20 greedy tokens
+                                   hidden         float32 (L, H)     final hidden states of input_ids (after
+                                                                     the final norm: the base model's
+                                                                     last_hidden_state), for embeddings
   tests/data/smollm2_reference.json  greedy tokens + logprobs and a paragraph perplexity of the real
                                  default model (SmolLM2-135M-Instruct Q4_1 GGUF, dequantized to f32).
 
@@ -25,6 +28,7 @@ Invariants checked here (the script fails rather than write a doubtful reference
   - tests/data/models stays under the size budget.
 
 Usage: python scripts/make_references.py [--smollm2-gguf PATH] [--skip-smollm2] [--only NAME...]
+       python scripts/make_references.py --add-hidden NAME...   (only `hidden`, checkpoints kept)
 Needs torch (CPU), transformers >= 5, tokenizers, safetensors, numpy (and accelerate + gguf for SmolLM2).
 """
 from __future__ import annotations
@@ -197,6 +201,14 @@ def full_logits(out: pathlib.Path, ids: np.ndarray) -> np.ndarray:
     return m(torch.from_numpy(ids)[None]).logits[0].float().numpy()
 
 
+@torch.no_grad()
+def final_hidden(out: pathlib.Path, ids: np.ndarray) -> np.ndarray:
+    """(L, H) hidden states after the final norm (what the LM head reads): the base model's
+    last_hidden_state, as embedding modes pool them."""
+    m = load(out)
+    return m.model(torch.from_numpy(ids)[None]).last_hidden_state[0].float().numpy()
+
+
 
 @torch.no_grad()
 def greedy_with_cache(model, prompt_ids: list, n_new: int):
@@ -296,6 +308,7 @@ def build_one(name: str, case: dict, seed: int) -> dict:
     prompt2[0] = BOS_ID
 
     logits = full_logits(out, input_ids)
+    hidden = final_hidden(out, input_ids)
     toks, m1 = hf_greedy(out, prompt, N_NEW)
     toks2, m2 = hf_greedy(out, prompt2, N_NEW)
     score_margin = float(np.min(np.diff(np.sort(logits, axis=-1)[:, -2:], axis=-1)))
@@ -347,7 +360,8 @@ def build_one(name: str, case: dict, seed: int) -> dict:
         assert diff > 1e-2, f"{name}: eager attention ignored sliding_window={w} (diff {diff})"
 
     save_npz(out / "reference.npz", input_ids=input_ids, logits=logits.astype(np.float32),
-             greedy_prompt=prompt, greedy_tokens=toks, prompt2=prompt2, greedy_tokens2=toks2)
+             greedy_prompt=prompt, greedy_tokens=toks, prompt2=prompt2, greedy_tokens2=toks2,
+             hidden=hidden.astype(np.float32))
     size = sum(f.stat().st_size for f in out.iterdir())
     n_shards = len(list(out.glob("model-*.safetensors")))
     if case["shard"]:
@@ -457,6 +471,18 @@ def build_smollm2(gguf: pathlib.Path):
     (DATA / "smollm2_reference.json").write_text(json.dumps(ref, indent=1) + "\n")
 
 
+def add_hidden(names: list[str]) -> None:
+    """Adds `hidden` (final_hidden of input_ids) to existing checkpoints' reference.npz, keeping the
+    checkpoint and every other array as they are (a newer transformers may rebuild them differently)."""
+    for name in names:
+        out = MODELS / name
+        with np.load(out / "reference.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays["hidden"] = final_hidden(out, arrays["input_ids"]).astype(np.float32)
+        save_npz(out / "reference.npz", **arrays)
+        print(f"  {name}: hidden {arrays['hidden'].shape}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smollm2-gguf", type=pathlib.Path,
@@ -464,6 +490,7 @@ def main(argv=None):
     ap.add_argument("--skip-smollm2", action="store_true")
     ap.add_argument("--skip-models", action="store_true")
     ap.add_argument("--only", nargs="*", help="build only these tiny models")
+    ap.add_argument("--add-hidden", nargs="*", help="only add `hidden` to these existing models' reference.npz")
     a = ap.parse_args(argv)
     torch.set_num_threads(2)
     import transformers
@@ -471,6 +498,9 @@ def main(argv=None):
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     torch.use_deterministic_algorithms(True)
+    if a.add_hidden:
+        add_hidden(a.add_hidden)
+        return 0
     if not a.skip_models:
         build_models(a.only)
     if not a.skip_smollm2:

@@ -70,6 +70,12 @@ struct TokenOutput {
   std::vector<std::pair<int32_t, float>> top_logprobs;
   FinishReason finish = FinishReason::kNone;
   std::string error;                   // set when finish == kError
+  // SamplingParams::prompt_logprobs >= 0: on the request's first token output, one entry per
+  // prompt position 1..n-1: (the prompt token there, its logprob) first, then the top k pairs.
+  std::vector<std::vector<std::pair<int32_t, float>>> prompt_logprobs;
+  // Embedding requests (SamplingParams::pooling): the pooled final hidden state (hidden_size
+  // floats, not normalized) on the request's only output (token -1, finish kStop).
+  std::vector<float> embedding;
 };
 
 struct EngineStats {

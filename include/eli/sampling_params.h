@@ -2,7 +2,8 @@
 //
 // Invariants (validate_sampling_params): temperature >= 0 and finite (0 = greedy); top_k == 0 or
 // -1 means off, else >= 1; 0 < top_p <= 1; 0 <= min_p <= 1; repetition_penalty > 0; penalties
-// finite; max_tokens >= 1; logprobs in [0, kMaxLogprobs]; stop ids in [0, vocab).
+// finite; max_tokens >= 1; logprobs and prompt_logprobs in [0, kMaxLogprobs] (or -1); stop ids in
+// [0, vocab); pooling one of kPooling*, and a pooling request asks for no logprobs.
 #pragma once
 
 #include <cstdint>
@@ -30,7 +31,17 @@ struct SamplingParams {
   // Prefix-cache salt (0: none): mixed into the hash of the sequence's first KV block, so
   // sequences with different salts never share cached blocks (per-tenant isolation).
   uint64_t cache_salt = 0;
+  // Prompt logprobs (vLLM's prompt_logprobs): -1 none; k >= 0: for every prompt position after the
+  // first, the logprob of the prompt token there plus the top k, on the request's first output.
+  int prompt_logprobs = -1;
+  // An embedding request when not kPoolingNone: nothing is sampled; the request ends after its
+  // prompt with one output holding the pooled final hidden state (after the final norm).
+  int pooling = 0;
 };
+
+constexpr int kPoolingNone = 0;
+constexpr int kPoolingLast = 1;  // the last prompt token's hidden state
+constexpr int kPoolingMean = 2;  // the mean over every prompt token
 
 // Throws eli::Error(kInvalidArgument) naming the bad field.
 void validate_sampling_params(const SamplingParams& p, int64_t vocab_size);

@@ -12,6 +12,7 @@
 #       Admission errors (bad ids, too long, bad params, duplicate id, engine dead or shut down)
 #       raise from the first __anext__, before any output.
 #   await llm.abort(request_id); llm.chat_prompt_ids(messages, chat_template=None) -> list[int]
+#   await llm.embed(prompts, pooling="last", normalize=True) -> np.ndarray (embeddings.py)
 #   llm.stats(); llm.health(); llm.healthy(); llm.shutdown(drain=False)
 #   A dead engine (a device fault) raises eli.EngineDeadError for new requests; requests in flight
 #   when it died end with finish_reason "error".
@@ -35,6 +36,9 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Optional
 
+import numpy as np
+
+from .embeddings import embedding_params, finish_embedding, take as take_embeddings
 from .errors import InvalidRequestError, user_message
 from .llm import EngineFrontend, ParamsLike, Prompt, _document
 from .outputs import CompletionOutput
@@ -124,6 +128,18 @@ class _Dispatcher:
             if early:
                 self._post(route, early)
         return rid
+
+    def submit_many(self, prompts: list, params: list, route: _Route) -> list:
+        """Admits requests between the same two steps (all or none) with one route for all."""
+        rids = self.engine.add_requests(prompts, params)
+        with self.lock:
+            for rid in rids:
+                early = self.early.pop(rid, None)
+                if not (early and early[-1][4]):
+                    self.routes[rid] = route
+                if early:
+                    self._post(route, early)
+        return rids
 
     @staticmethod
     def _post(route: _Route, items: list) -> None:
@@ -287,10 +303,11 @@ class AsyncLLM(EngineFrontend):
                 items = list(await route.queue.get())
                 items.extend(route.take())  # a slow consumer gets one snapshot for all that came
                 route.consumed(len(items))
-                for _, token, logprob, top, finish, error in items:
+                for _, token, logprob, top, finish, error, extra in items:
                     if token >= 0 and not tracker.finished:
                         if tracker.add_token(token, logprob, top):
                             self._engine.abort_request(rid)  # a stop string matched: free its blocks now
+                        tracker.add_extra(extra)
                     if finish:
                         ended = True
                         tracker.finish(finish, user_message(error))
@@ -301,6 +318,46 @@ class AsyncLLM(EngineFrontend):
                 del self._ids[key]
             if not ended and not tracker.finished:
                 self._engine.abort_request(rid)
+
+    async def embed(self, prompts, pooling: str = "last", normalize: bool = True) -> np.ndarray:
+        """As eli.LLM.embed: pooled final hidden states, float32 (hidden,) for one prompt or
+        (len(prompts), hidden) for a list, admitted together. Cancelling aborts them."""
+        single = (isinstance(prompts, (str, dict)) or (isinstance(prompts, np.ndarray) and prompts.ndim == 1)
+                  or (isinstance(prompts, (list, tuple)) and bool(prompts) and isinstance(prompts[0], (int, np.integer))))
+        plist = self._prompt_list(prompts)
+        if not plist:
+            raise InvalidRequestError("embed needs at least one input")
+        encoded = [self._encode(p)[1] for p in plist]
+        params = [embedding_params(self, ids, pooling) for ids in encoded]
+        loop = asyncio.get_running_loop()
+        route = _Route(loop, asyncio.Queue(), self._dispatch.queued)
+        fut = loop.run_in_executor(self._admit, self._dispatch.submit_many, encoded, params, route)
+        try:
+            rids = await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception() is not None
+                                  or [self._engine.abort_request(r) for r in f.result()])
+            route.close()
+            raise
+        except BaseException:
+            route.close()
+            raise
+        pending, vectors = set(rids), {}
+        try:
+            while pending:
+                items = list(await route.queue.get())
+                items.extend(route.take())
+                route.consumed(len(items))
+                take_embeddings(items, vectors, pending)
+        finally:
+            route.close()
+            for rid in pending:
+                self._engine.abort_request(rid)
+        for rid in rids:
+            if isinstance(vectors[rid], BaseException):
+                raise vectors[rid]
+        out = np.stack([finish_embedding(vectors[rid], normalize) for rid in rids])
+        return out[0] if single else out
 
     def health(self) -> dict:
         """As eli.LLM's, plus stream_queued_outputs: outputs waiting for slow stream consumers."""

@@ -1,5 +1,5 @@
 # eli/llm.py: eli.LLM, the offline Python API: load a model, generate (batched, n completions per
-# prompt), stream, chat, score; and EngineFrontend, the setup it shares with eli.AsyncLLM
+# prompt, prompt logprobs), stream, chat, score, embed (embeddings.py); and EngineFrontend, the setup it shares with eli.AsyncLLM
 # (async_llm.py): options, model resolution, the tokenizer, prompt and params checking, chat
 # rendering. The C++ AsyncEngine runs the step loop on its own thread (GIL released); this layer
 # submits requests, reads their outputs, turns text into ids and back, applies stop strings.
@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import time
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
@@ -25,6 +26,7 @@ import numpy as np
 
 from . import engine_options, hub
 from .chat_template import render_chat_ids
+from .embeddings import collect_embeddings, embedding_params, finish_embedding
 from .errors import InvalidRequestError, ModelLoadError, UnsupportedError, user_message
 from .outputs import CompletionOutput, RequestOutput
 from .request_tracker import RequestTracker
@@ -346,11 +348,12 @@ class LLM(EngineFrontend):
                 if outs is None:
                     break
                 changed = {}
-                for rid, token, logprob, top, finish, error in outs:
+                for rid, token, logprob, top, finish, error, extra in outs:
                     t = trackers[rid]
                     if token >= 0 and not t.finished:
                         if t.add_token(token, logprob, top):
                             engine.abort_request(rid)  # a stop string matched: free its blocks now
+                        t.add_extra(extra)
                     if finish:
                         t.finish(finish, user_message(error))
                         open_ids.discard(rid)
@@ -363,7 +366,7 @@ class LLM(EngineFrontend):
                 outs = engine.wait_request_outputs(list(open_ids), _kWaitMs)
                 if outs is None:
                     break
-                for rid, _, _, _, finish, error in outs:
+                for rid, _, _, _, finish, error, _ in outs:
                     if finish:
                         trackers[rid].finish(finish, user_message(error))
                         open_ids.discard(rid)
@@ -389,7 +392,9 @@ class LLM(EngineFrontend):
             plist = [self._check_params(self._params(params))] * len(prompts)
         encoded = [self._encode(p) for p in prompts]
         # One engine request per completion: (prompt index, completion index, params).
-        jobs = [(i, c, sp) for i, p in enumerate(plist) for c, sp in enumerate(p.completions())]
+        # prompt logprobs are the same for every completion: the first one asks for them
+        jobs = [(i, c, sp if c == 0 or sp.prompt_logprobs is None else dataclasses.replace(sp, prompt_logprobs=None))
+                for i, p in enumerate(plist) for c, sp in enumerate(p.completions())]
         rids = self._engine.add_requests([encoded[i][1] for i, _, _ in jobs],
                                          [self._engine_params(encoded[i][1], sp) for i, _, sp in jobs])
         trackers = {rid: self._tracker(rid, encoded[i][0], encoded[i][1], sp) for rid, (i, _, sp) in zip(rids, jobs)}
@@ -408,8 +413,26 @@ class LLM(EngineFrontend):
             else:
                 results.append(RequestOutput.from_completions(outs[0].request_id, text, ids, [
                     CompletionOutput(c, o.text, o.token_ids, o.logprobs, o.finish_reason, o.error)
-                    for c, o in enumerate(outs)]))
+                    for c, o in enumerate(outs)], prompt_logprobs=outs[0].prompt_logprobs))
         return results
+
+    def embed(self, texts: Union[Prompt, Sequence[Prompt]], pooling: str = "last",
+              normalize: bool = True) -> np.ndarray:
+        """Embeddings of `texts`: the final hidden states (after the model's final norm) pooled over
+        each prompt's tokens, as llama.cpp's and vLLM's embedding modes. pooling: "last" (the last
+        token's state) or "mean" (the mean over every token). normalize: L2-normalized (default).
+        texts: a prompt (string or token ids) or a list of them; returns float32 of shape (hidden,)
+        for one prompt, (len(texts), hidden) for a list. All run in one continuous batch."""
+        single = (isinstance(texts, (str, dict)) or (isinstance(texts, np.ndarray) and texts.ndim == 1)
+                  or (isinstance(texts, (list, tuple)) and bool(texts) and isinstance(texts[0], (int, np.integer))))
+        prompts = self._prompt_list(texts)
+        if not prompts:
+            raise InvalidRequestError("embed needs at least one input")
+        encoded = [self._encode(p)[1] for p in prompts]
+        rids = self._engine.add_requests(encoded, [embedding_params(self, ids, pooling) for ids in encoded])
+        vectors = collect_embeddings(self._engine, rids, _kWaitMs)
+        out = np.stack([finish_embedding(vectors[r], normalize) for r in rids])
+        return out[0] if single else out
 
     def stream(self, prompt: Prompt, params: ParamsLike = None) -> Iterator[str]:
         """Yields text pieces as they are generated (never broken UTF-8, never part of a stop string).

@@ -1,4 +1,5 @@
-# eli/outputs.py: what generate() returns, one RequestOutput per prompt (vLLM's names).
+# eli/outputs.py: what generate() returns, one RequestOutput per prompt (vLLM's names), with the
+# prompt's logprobs when SamplingParams.prompt_logprobs asks.
 #
 # A RequestOutput holds its completions in `outputs` (one CompletionOutput per sample, n of them
 # with SamplingParams(n=...)); `text`, `token_ids`, `logprobs`, `finish_reason` and `error` are
@@ -39,6 +40,9 @@ class RequestOutput:
     logprobs: Optional[list[dict[int, float]]] = None
     finish_reason: Optional[str] = None  # "stop", "length", "abort" or "error"
     error: Optional[str] = None
+    # With SamplingParams.prompt_logprobs: per prompt token, {token_id: logprob} of that token plus
+    # the top k; None for the first token (nothing precedes it). As vLLM's prompt_logprobs.
+    prompt_logprobs: Optional[list[Optional[dict[int, float]]]] = None
     _completions: Optional[list[CompletionOutput]] = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
@@ -54,9 +58,9 @@ class RequestOutput:
 
     @classmethod
     def from_completions(cls, request_id, prompt: Optional[str], prompt_token_ids: list[int],
-                         completions: list[CompletionOutput]) -> "RequestOutput":
+                         completions: list[CompletionOutput], prompt_logprobs=None) -> "RequestOutput":
         """A RequestOutput with several completions; its shortcut fields are the first one's."""
         first = completions[0]
         return cls(request_id=request_id, prompt=prompt, prompt_token_ids=prompt_token_ids, text=first.text,
                    token_ids=first.token_ids, logprobs=first.logprobs, finish_reason=first.finish_reason,
-                   error=first.error, _completions=list(completions))
+                   error=first.error, prompt_logprobs=prompt_logprobs, _completions=list(completions))

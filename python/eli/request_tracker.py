@@ -56,6 +56,15 @@ class RequestTracker:
             out.logprobs.append(entry)
         return self._append_text(self._detok.push(token))
 
+    def add_extra(self, extra: Optional[dict]) -> None:
+        """What an engine output carries besides its token (prompt logprobs on the first one)."""
+        if self.params.prompt_logprobs is None or self.output.prompt_logprobs is not None:
+            return
+        if extra is None and self.output.token_ids == []:
+            return  # an output without a token (an end) before the first one
+        entries = (extra or {}).get("prompt_logprobs") or []
+        self.output.prompt_logprobs = [None] + [{int(t): float(lp) for t, lp in reversed(e)} for e in entries]
+
     def _append_text(self, piece: str) -> bool:
         if not piece:
             return False
@@ -109,5 +118,6 @@ class RequestTracker:
         return StreamOutput(request_id=out.request_id, prompt=out.prompt, prompt_token_ids=out.prompt_token_ids,
                             text=self._text[:self._emitted], token_ids=list(out.token_ids),
                             logprobs=None if out.logprobs is None else list(out.logprobs),
-                            finish_reason=out.finish_reason, error=out.error, delta_text=delta_text,
+                            finish_reason=out.finish_reason, error=out.error,
+                            prompt_logprobs=out.prompt_logprobs, delta_text=delta_text,
                             delta_token_ids=delta_ids, delta_logprobs=delta_lp)

@@ -59,6 +59,7 @@ class SamplingParams:
     the context limit with finish_reason "length" when the prompt leaves fewer tokens. seed: an
     integer in [0, 2**64) (negative seeds are refused); None draws from the engine's seed.
     logprobs: None (none) or 0..20 (the sampled token's logprob plus that many top ones).
+    prompt_logprobs: None or 0..20, the same for every prompt token (RequestOutput.prompt_logprobs).
     Bad values raise InvalidRequestError at construction, naming the field.
     """
     max_tokens: int = 16
@@ -79,6 +80,9 @@ class SamplingParams:
     # Prefix-cache salt (as vLLM's cache_salt): requests with different salts never share KV blocks.
     cache_salt: Optional[str] = None
     n: int = 1  # last, so that positional arguments keep their meaning (max_tokens first)
+    # Prompt logprobs (vLLM's prompt_logprobs): None, or 0..20: RequestOutput.prompt_logprobs holds,
+    # per prompt token, {token_id: logprob} of that token plus the top k (None for the first).
+    prompt_logprobs: Optional[int] = None
 
     def __post_init__(self) -> None:
         self._check_stop()
@@ -98,6 +102,9 @@ class SamplingParams:
         if self.logprobs is not None:
             self.logprobs = _int("logprobs", self.logprobs, 0, kMaxLogprobs,
                                  hint=" (None for no logprobs; -1 is not a value here)")
+        if self.prompt_logprobs is not None:
+            self.prompt_logprobs = _int("prompt_logprobs", self.prompt_logprobs, 0, kMaxLogprobs,
+                                        hint=" (None for no prompt logprobs)")
         if self.cache_salt is not None and (not isinstance(self.cache_salt, str) or not self.cache_salt
                                             or len(self.cache_salt) > kMaxCacheSaltChars):
             raise InvalidRequestError(f"cache_salt must be a non-empty string of at most {kMaxCacheSaltChars} "
@@ -152,6 +159,7 @@ class SamplingParams:
         p.ignore_eos = self.ignore_eos
         p.logprobs = -1 if self.logprobs is None else self.logprobs
         p.cache_salt = _salt64(self.cache_salt)
+        p.prompt_logprobs = -1 if self.prompt_logprobs is None else self.prompt_logprobs
         return p
 
     @classmethod

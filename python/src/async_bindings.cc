@@ -1,7 +1,7 @@
 // python/src/async_bindings.cc: _eli.AsyncEngine, the engine on its own C++ loop thread (see
 // include/eli/async_engine.h). Every call that can wait (load, admission, score, output waits,
 // shutdown) releases the GIL; outputs cross as tuples (request_id, token, logprob, top_logprobs,
-// finish, error), the same shape as _eli.Engine.step().
+// finish, error, extra), the same shape as _eli.Engine.step() (extra: convert.h output_extra).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/pair.h>
@@ -26,7 +26,7 @@ nb::object outputs_to_py(bool more, const std::vector<TokenOutput>& outs) {
   nb::list result;
   for (const TokenOutput& o : outs) {
     result.append(nb::make_tuple(o.request_id, o.token, o.logprob, o.top_logprobs, finish_reason_name(o.finish),
-                                 o.error));
+                                 o.error, output_extra(o)));
   }
   return std::move(result);
 }

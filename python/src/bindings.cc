@@ -44,7 +44,8 @@ nb::list step(Engine& e) {
   nb::list result;
   for (const TokenOutput& o : outs) {
     result.append(nb::make_tuple(o.request_id, o.token, o.logprob, o.top_logprobs,
-                                 finish_reason_name(o.finish), o.error));
+                                 finish_reason_name(o.finish), o.error,
+                                 output_extra(o)));
   }
   return result;
 }

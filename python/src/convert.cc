@@ -5,6 +5,7 @@
 #include <string>
 #include <system_error>
 
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
@@ -159,7 +160,9 @@ void bind_sampling_params(nb::module_& m) {
       .def_rw("stop_token_ids", &SamplingParams::stop_token_ids)
       .def_rw("ignore_eos", &SamplingParams::ignore_eos)
       .def_rw("logprobs", &SamplingParams::logprobs)
-      .def_rw("cache_salt", &SamplingParams::cache_salt);
+      .def_rw("cache_salt", &SamplingParams::cache_salt)
+      .def_rw("prompt_logprobs", &SamplingParams::prompt_logprobs)
+      .def_rw("pooling", &SamplingParams::pooling);
   m.def("validate_sampling_params", &validate_sampling_params, "params"_a, "vocab_size"_a,
         "The engine's checks of a request's sampling parameters (eli.InvalidRequestError naming the field).");
   m.def("max_logprobs", [] { return kMaxLogprobs; });
@@ -281,6 +284,14 @@ nb::list list_kernels() {
                             e.variant, e.priority, e.usable == nullptr || e.usable()));
   }
   return l;
+}
+
+nb::object output_extra(const TokenOutput& o) {
+  if (o.prompt_logprobs.empty() && o.embedding.empty()) return nb::none();
+  nb::dict d;
+  if (!o.prompt_logprobs.empty()) d["prompt_logprobs"] = nb::cast(o.prompt_logprobs);
+  if (!o.embedding.empty()) d["embedding"] = nb::cast(o.embedding);
+  return std::move(d);
 }
 
 }  // namespace eli

@@ -20,5 +20,8 @@ nanobind::dict engine_stats_to_dict(const EngineStats& s);
 nanobind::dict memory_stats_to_dict(const MemoryStats& s);
 nanobind::dict inspect_model(const std::string& path);
 nanobind::list list_kernels();
+// The 7th element of an output tuple: None, or {"prompt_logprobs": [[(id, logprob), ...], ...],
+// "embedding": [float, ...]} with what the output carries.
+nanobind::object output_extra(const TokenOutput& o);
 
 }  // namespace eli

@@ -19,10 +19,22 @@
 // freed blocks are only reused by steps queued later on the same stream. Outputs of a step are
 // reported by the step() call after the one that launched it (or the same call when not
 // asynchronous).
+//
+// Prompt logprobs and embeddings (SamplingParams::prompt_logprobs, pooling): such a request's
+// prompt rows become extra logits rows of its steps ("aux rows", after the sampled rows), read back
+// to the host at launch: a log-softmax + top-k per prompt position, or the final-normed hidden
+// state (summed for mean pooling). At most kAuxRowsPerStep aux rows per step (the workspace is
+// reserved for them): fit_aux_rows() shortens such a request's chunk to what fits, or leaves it
+// out of the step. aux_next keeps a preempted request from counting a recomputed row twice, and
+// these requests get a cache salt of their own (their rows must be computed, not taken from the
+// prefix cache). An embedding request samples nothing; it ends when its prompt is computed.
 #include "eli/engine.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <map>
+#include <numeric>
 #include <random>
 
 #include "runtime/runner/batch.h"
@@ -69,6 +81,44 @@ const char* finish_reason_name(FinishReason reason) {
   return "";
 }
 
+namespace {
+
+bool wants_aux(const Sequence& s) { return s.params.pooling != kPoolingNone || s.params.prompt_logprobs >= 0; }
+
+// Aux rows the chunk [c, c + n) of `s` adds: prompt logprobs, each prompt position below
+// prompt_len - 1 (whose next token is a prompt token); mean pooling, each prompt position; last
+// pooling, the last one. Positions below aux_next had theirs.
+int64_t aux_rows(const Sequence& s, int64_t c, int64_t n) {
+  const int64_t lo = std::max(c, s.aux_next);
+  if (s.params.pooling == kPoolingLast) return c + n == s.prompt_len && lo < s.prompt_len ? 1 : 0;
+  const int64_t end = s.params.pooling == kPoolingMean ? s.prompt_len : (s.params.prompt_logprobs >= 0 ? s.prompt_len - 1 : 0);
+  return std::max<int64_t>(0, std::min(c + n, end) - lo);
+}
+
+// (token, its logprob) then the top k (id, logprob) of one logits row.
+std::vector<std::pair<int32_t, float>> prompt_entry(const float* row, int64_t V, int32_t token, int k) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t v = 0; v < V; ++v) mx = std::max(mx, row[v]);
+  double sum = 0.0;
+  for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v]) - mx);
+  const double lse = mx + std::log(sum);
+  std::vector<std::pair<int32_t, float>> out;
+  out.reserve(static_cast<size_t>(k) + 1);
+  out.emplace_back(token, static_cast<float>(row[token] - lse));
+  if (k > 0) {
+    std::vector<int32_t> idx(static_cast<size_t>(V));
+    std::iota(idx.begin(), idx.end(), 0);
+    const auto kk = std::min<int64_t>(k, V);
+    std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(), [&](int32_t a, int32_t b) {
+      return row[a] > row[b] || (row[a] == row[b] && a < b);
+    });
+    for (int64_t j = 0; j < kk; ++j) out.emplace_back(idx[j], static_cast<float>(row[idx[j]] - lse));
+  }
+  return out;
+}
+
+}  // namespace
+
 struct Engine::Impl {
   EngineConfig config;
   EngineInfo info;
@@ -85,6 +135,8 @@ struct Engine::Impl {
   std::map<int64_t, std::unique_ptr<Sequence>> requests;
   std::vector<TokenOutput> pending;  // ends reported by abort_request(), delivered by the next step()
   std::vector<float> logits;         // (n_logits, V)
+  static constexpr int64_t kAuxRowsPerStep = 128;
+  std::vector<float> aux_logits, aux_hidden;  // this step's aux rows, on the host
   std::mt19937_64 seed_rng;
   int64_t next_id = 0;
   EngineStats counters;
@@ -98,6 +150,7 @@ struct Engine::Impl {
     std::vector<ScheduledSeq> sched;
     std::vector<int64_t> computed_end;  // per entry: the sequence's num_computed after this step
     std::vector<int64_t> out_pos;       // per entry: index of the sampled token in seq->tokens (-1: none)
+    std::vector<bool> embed_end;        // per entry: an embedding request whose prompt this step ends
     bool lookahead = false;             // placeholders appended: the next step may launch first
     bool pending_on_device = false;     // results still to collect from the DeviceSampler
     std::vector<SampleResult> results;  // per sampled row, once collected
@@ -121,6 +174,9 @@ struct Engine::Impl {
                   retired.end());
   }
   std::unique_ptr<Inflight> launch(const std::vector<ScheduledSeq>& sched, Inflight* prev);
+  void fit_aux_rows(std::vector<ScheduledSeq>& sched) const;
+  void take_aux_rows(const std::vector<ScheduledSeq>& sched, const std::vector<std::pair<int32_t, int64_t>>& aux,
+                     int64_t row0, const float* step_logits);
   void collect(Inflight& f);
   void complete(Inflight& f, std::vector<TokenOutput>& outs);
 
@@ -207,8 +263,10 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   if (on_device) {
     // Workspaces for the largest step, reserved before the KV pool takes what is left. Logits
     // rows: max_num_seqs per step, or one score() chunk (min(max_num_batched_tokens, 256) rows).
+    // Plus the aux rows of prompt logprobs / embeddings (Impl::kAuxRowsPerStep).
     const int64_t max_logits =
-        std::max<int64_t>(config.max_num_seqs, std::min<int64_t>(config.max_num_batched_tokens, 256));
+        std::max<int64_t>(config.max_num_seqs, std::min<int64_t>(config.max_num_batched_tokens, 256)) +
+        Impl::kAuxRowsPerStep;
     mem.workspace_bytes = m.runner->reserve(config.max_num_batched_tokens, max_logits);
     trace.mark("workspace reservation");
     mem.weights_bytes = m.runner->weight_bytes();
@@ -264,6 +322,9 @@ int64_t Engine::add_request(const std::vector<int32_t>& prompt, const SamplingPa
                   ", outside the vocabulary [0, ", V, ")");
   }
   validate_sampling_params(params, V);
+  if (params.pooling != kPoolingNone && m.parallel) {
+    ELI_THROW(kUnsupported, "embeddings are not supported with tensor or pipeline parallelism yet");
+  }
   const int64_t n = static_cast<int64_t>(prompt.size());
   const int64_t total = n + params.max_tokens;
   ELI_CHECK_ARG(total <= m.info.max_model_len, "the prompt (", n, " tokens) plus max_tokens (", params.max_tokens,
@@ -287,6 +348,10 @@ int64_t Engine::add_request(const std::vector<int32_t>& prompt, const SamplingPa
   seq->tokens = prompt;
   seq->prompt_len = n;
   seq->params = params;
+  if (wants_aux(*seq)) {
+    // Its prompt rows must be computed: a salt no other request has keeps prefix-cache hits out.
+    seq->params.cache_salt = 0x5eed000000000000ull ^ static_cast<uint64_t>(seq->id + 1);
+  }
   seq->sampling = std::make_unique<SequenceSamplingState>(params, prompt, m.seed_rng());
   Sequence* raw = seq.get();
   m.requests[seq->id] = std::move(seq);
@@ -337,6 +402,7 @@ std::vector<TokenOutput> Engine::step_inner(std::vector<TokenOutput>& outs) {
   }
   const int64_t t_sched = tracing ? StepTrace::now_ns() : 0;
   std::vector<ScheduledSeq> sched = m.scheduler->schedule();
+  m.fit_aux_rows(sched);
   const int64_t t_launch = tracing ? StepTrace::now_ns() : 0;
   if (tracing) {
     tr.schedule_ns = t_launch - t_sched;
@@ -398,8 +464,21 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
   std::vector<const SamplingParams*> ps;
   std::vector<SequenceSamplingState*> ss;
   std::vector<int64_t> draw_offsets;
+  std::vector<std::pair<int32_t, int64_t>> aux;  // (entry, position) of each aux row, after the sampled rows
+  std::vector<int32_t> aux_index;                // their flat token indices
+  bool want_hidden = false;
   for (size_t i = 0; i < sched.size(); ++i) {
     const Sequence& seq = *sched[i].seq;
+    if (wants_aux(seq) && aux_rows(seq, seq.num_computed, sched[i].n_new) > 0) {
+      const int64_t c = seq.num_computed, n = sched[i].n_new;
+      const int64_t first = seq.params.pooling == kPoolingLast ? seq.prompt_len - 1 : std::max(c, seq.aux_next);
+      const int64_t count = aux_rows(seq, c, n);
+      for (int64_t p = first; p < first + count; ++p) {
+        aux.emplace_back(static_cast<int32_t>(i), p);
+        aux_index.push_back(static_cast<int32_t>(batch.token_ids.size() + (p - c)));
+      }
+      want_hidden = want_hidden || seq.params.pooling != kPoolingNone;
+    }
     for (int64_t j = 0; j < sched[i].n_new; ++j) {
       const int64_t pos = seq.num_computed + j;
       int32_t token = seq.tokens[static_cast<size_t>(pos)];
@@ -436,6 +515,7 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
     }
   }
   const int64_t n_rows = static_cast<int64_t>(ps.size());
+  batch.logits_indices.insert(batch.logits_indices.end(), aux_index.begin(), aux_index.end());
   bool no_penalties = true;
   for (const SamplingParams* p : ps) {
     no_penalties = no_penalties && p->repetition_penalty == 1.0 && p->presence_penalty == 0.0 && p->frequency_penalty == 0.0;
@@ -444,8 +524,16 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
                  (on_device ? device_sampler->can_launch_async(ps) : no_penalties);
 
   // Sampling next to the logits: asynchronously on a GPU when it can, else one synchronous call.
+  if (runner) runner->set_want_hidden(want_hidden);  // parallel ranks: no embeddings (add_request)
   if (on_device) {
-    float* d_logits = runner->forward(batch, *kv, feed.dst_index.empty() ? nullptr : &feed);
+    float* d_logits = nullptr;
+    try {
+      d_logits = runner->forward(batch, *kv, feed.dst_index.empty() ? nullptr : &feed);
+    } catch (...) {
+      runner->set_want_hidden(false);
+      throw;
+    }
+    runner->set_want_hidden(false);
     if (n_rows > 0) {
       if (f->lookahead) {
         device_sampler->launch_async(d_logits, n_rows, V, ps, ss, draw_offsets);
@@ -455,25 +543,35 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
         device_sampler->sample(d_logits, n_rows, V, ps, ss, &f->results, &f->errors, &draw_offsets);
       }
     }
+    if (!aux.empty()) take_aux_rows(sched, aux, n_rows, d_logits);  // synchronous reads
   } else {
     logits.resize(static_cast<size_t>(batch.n_logits() * V));
-    if (parallel) {
-      parallel->forward_to_host(batch, logits.data());
-    } else {
-      runner->forward_to_host(batch, *kv, logits.data());
+    try {
+      if (parallel) {
+        parallel->forward_to_host(batch, logits.data());
+      } else {
+        runner->forward_to_host(batch, *kv, logits.data());
+      }
+    } catch (...) {
+      if (runner) runner->set_want_hidden(false);
+      throw;
     }
+    if (runner) runner->set_want_hidden(false);
     // A poisoned row (non-finite logits) fails its request only (an error string per row).
     device_sampler->sample(logits.data(), n_rows, V, ps, ss, &f->results, &f->errors, &draw_offsets);
+    if (!aux.empty()) take_aux_rows(sched, aux, n_rows, logits.data());
   }
 
   // The step is queued: advance, and give each sequence that will go on a placeholder.
   f->computed_end.resize(sched.size());
   f->out_pos.assign(sched.size(), -1);
+  f->embed_end.assign(sched.size(), false);
   int32_t row = 0;
   for (size_t i = 0; i < sched.size(); ++i) {
     Sequence* seq = sched[i].seq;
     seq->num_computed += sched[i].n_new;
     f->computed_end[i] = seq->num_computed;
+    f->embed_end[i] = seq->params.pooling != kPoolingNone && seq->num_computed == seq->n_tokens();
     if (!sched[i].sample) continue;
     const int64_t pos = seq->num_computed;  // == n_tokens(): the sampled token goes right after
     f->out_pos[i] = pos;
@@ -485,6 +583,65 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
     }
   }
   return f;
+}
+
+void Engine::Impl::fit_aux_rows(std::vector<ScheduledSeq>& sched) const {
+  int64_t budget = kAuxRowsPerStep;
+  size_t w = 0;
+  for (size_t i = 0; i < sched.size(); ++i) {
+    ScheduledSeq s = sched[i];
+    const Sequence& seq = *s.seq;
+    if (wants_aux(seq)) {
+      const int64_t c = seq.num_computed;
+      if (aux_rows(seq, c, s.n_new) > budget) {
+        // Rows grow by at most one per token: stop the chunk where the budget ends (last pooling:
+        // just before the prompt's end).
+        s.n_new = seq.params.pooling == kPoolingLast ? s.n_new - 1 : std::max(c, seq.aux_next) + budget - c;
+      }
+      if (s.n_new <= 0) continue;  // no room this step: it stays running and waits for the next
+      budget -= aux_rows(seq, c, s.n_new);
+      s.sample = c + s.n_new == seq.n_tokens() && seq.params.pooling == kPoolingNone;
+    }
+    sched[w++] = s;
+  }
+  sched.resize(w);
+}
+
+void Engine::Impl::take_aux_rows(const std::vector<ScheduledSeq>& sched,
+                                 const std::vector<std::pair<int32_t, int64_t>>& aux, int64_t row0,
+                                 const float* step_logits) {
+  const int64_t V = info.spec.vocab_size, H = info.spec.hidden_size, n = static_cast<int64_t>(aux.size());
+  bool any_lp = false, any_embed = false;
+  for (const auto& a : aux) {
+    const Sequence& seq = *sched[static_cast<size_t>(a.first)].seq;
+    any_lp = any_lp || seq.params.prompt_logprobs >= 0;
+    any_embed = any_embed || seq.params.pooling != kPoolingNone;
+  }
+  if (any_lp) {
+    aux_logits.resize(static_cast<size_t>(n * V));
+    if (runner) {
+      runner->copy_logits(step_logits, row0, n, aux_logits.data());
+    } else {  // parallel ranks write the logits to the host
+      std::copy(step_logits + row0 * V, step_logits + (row0 + n) * V, aux_logits.begin());
+    }
+  }
+  if (any_embed) {
+    aux_hidden.resize(static_cast<size_t>(n * H));
+    runner->copy_hidden(row0, n, aux_hidden.data());
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    Sequence& seq = *sched[static_cast<size_t>(aux[j].first)].seq;
+    const int64_t p = aux[j].second;
+    if (seq.params.prompt_logprobs >= 0) {
+      seq.prompt_lps.push_back(prompt_entry(&aux_logits[static_cast<size_t>(j * V)], V,
+                                            seq.tokens[static_cast<size_t>(p + 1)], seq.params.prompt_logprobs));
+    } else {
+      const float* h = &aux_hidden[static_cast<size_t>(j * H)];
+      if (seq.pooled.empty() || seq.params.pooling == kPoolingLast) seq.pooled.assign(static_cast<size_t>(H), 0.0);
+      for (int64_t d = 0; d < H; ++d) seq.pooled[static_cast<size_t>(d)] += h[d];
+    }
+    seq.aux_next = p + 1;
+  }
 }
 
 void Engine::Impl::collect(Inflight& f) {
@@ -505,6 +662,16 @@ void Engine::Impl::complete(Inflight& f, std::vector<TokenOutput>& outs) {
     if (seq->state == SeqState::kFinished) continue;  // ended while in flight (kept in `retired`)
     if (!s.sample) {
       scheduler->cache_full_blocks(seq, f.computed_end[i]);
+      if (f.embed_end[i]) {
+        TokenOutput out;
+        out.request_id = seq->id;
+        const double scale = seq->params.pooling == kPoolingMean ? 1.0 / static_cast<double>(seq->prompt_len) : 1.0;
+        out.embedding.resize(seq->pooled.size());
+        for (size_t d = 0; d < seq->pooled.size(); ++d) out.embedding[d] = static_cast<float>(seq->pooled[d] * scale);
+        finish(seq, FinishReason::kStop, &out);
+        retire(seq->id);
+        outs.push_back(std::move(out));
+      }
       continue;
     }
     TokenOutput out;
@@ -521,6 +688,7 @@ void Engine::Impl::complete(Inflight& f, std::vector<TokenOutput>& outs) {
     out.token = res.token;
     out.logprob = res.logprob;
     out.top_logprobs = std::move(res.top_logprobs);
+    if (seq->params.prompt_logprobs >= 0 && f.out_pos[i] == seq->prompt_len) out.prompt_logprobs = std::move(seq->prompt_lps);
     scheduler->cache_full_blocks(seq, f.computed_end[i]);  // after a good sample: never share a poisoned row's blocks
     const int64_t pos = f.out_pos[i];
     if (pos < seq->n_tokens()) {

@@ -41,6 +41,12 @@ void validate_sampling_params(const SamplingParams& p, int64_t vocab_size) {
                 "frequency_penalty must be finite and in [-2, 2], got ", p.frequency_penalty);
   ELI_CHECK_ARG(p.logprobs >= -1 && p.logprobs <= kMaxLogprobs, "logprobs must be in [-1, ",
                 kMaxLogprobs, "] (-1 = none), got ", p.logprobs);
+  ELI_CHECK_ARG(p.prompt_logprobs >= -1 && p.prompt_logprobs <= kMaxLogprobs, "prompt_logprobs must be in [-1, ",
+                kMaxLogprobs, "] (-1 = none), got ", p.prompt_logprobs);
+  ELI_CHECK_ARG(p.pooling == kPoolingNone || p.pooling == kPoolingLast || p.pooling == kPoolingMean,
+                "pooling must be 0 (none), 1 (last) or 2 (mean), got ", p.pooling);
+  ELI_CHECK_ARG(p.pooling == kPoolingNone || (p.logprobs < 0 && p.prompt_logprobs < 0),
+                "an embedding request (pooling) samples nothing: logprobs and prompt_logprobs must be -1");
   ELI_CHECK_ARG(p.stop_token_ids.size() <= kMaxStopTokenIds, "stop_token_ids: at most ",
                 kMaxStopTokenIds, " ids allowed, got ", p.stop_token_ids.size());
   for (size_t i = 0; i < p.stop_token_ids.size(); ++i) {

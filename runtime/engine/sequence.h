@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "eli/sampling_params.h"
@@ -40,6 +41,11 @@ struct Sequence {
   uint64_t feed_serial = 0;
   SamplingParams params;
   std::unique_ptr<SequenceSamplingState> sampling;
+  // Prompt logprobs / embedding requests: prompt positions below aux_next have had their row
+  // (reported or pooled); recomputed positions (after a preemption) are not counted twice.
+  int64_t aux_next = 0;
+  std::vector<std::vector<std::pair<int32_t, float>>> prompt_lps;  // until the first output takes them
+  std::vector<double> pooled;                                       // sum (mean) or last row
 
   std::vector<int32_t>& table(int g) { return g == 0 ? blocks : blocks1; }
   const std::vector<int32_t>& table(int g) const { return g == 0 ? blocks : blocks1; }

@@ -203,6 +203,10 @@ void logits_block(const ForwardContext& f, const VectorWeight& final_norm, float
   float* sel = f.slot<float>(WsSlot::kSelected);
   EmbeddingArgs ga{sel, f.slot<float>(WsSlot::kResidual), f.in.logits_indices, n, H, f.in.n_tokens};
   get_kernel(Op::kEmbedding, f.device, DType::kF32).fn(&ga, f.exec);
+  if (f.in.hidden_out != nullptr) {  // embeddings: the same rows after the final norm
+    NormCastArgs na{f.in.hidden_out, sel, final_norm.ptr(), n, H, H, H, eps, 0.0f, DType::kF32};
+    get_kernel(Op::kNormCast, f.device, DType::kF32).fn(&na, f.exec);
+  }
   const LinearInput in{sel, DType::kF32, H, final_norm.ptr(), eps};
   if (!tensor_parallel(f)) {
     f.linear(head, n, in, LinearOutput{f.logits, DType::kF32, head.rows, LinearEpilogue::kStore});

@@ -69,6 +69,7 @@ struct StepInputs {
   const int32_t* block_tables1 = nullptr;
   const int32_t* slot_mapping1 = nullptr;
   const int32_t* logits_indices = nullptr;  // (n_logits)
+  float* hidden_out = nullptr;  // when set: (n_logits, H) f32, the logits rows' final-normed hidden states
   std::array<RopeInputs, kMaxRopeSets> rope{};
 };
 

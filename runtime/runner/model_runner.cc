@@ -88,7 +88,16 @@ void ModelRunner::ensure_workspace(int64_t T, int64_t L) {
 uint64_t ModelRunner::reserve(int64_t max_tokens, int64_t max_logits) {
   ELI_CHECK(max_tokens >= 1 && max_logits >= 0, "reserve: bad sizes");
   ensure_workspace(max_tokens, max_logits);
+  // Hidden states of the logits rows (embeddings): reserved with the rest, so an embedding step
+  // allocates nothing either (small: rows x hidden f32).
+  const size_t hidden_bytes = static_cast<size_t>(reserved_logits_ * spec().hidden_size) * sizeof(float);
+  if (hidden_bytes > hidden_.bytes) {
+    hidden_.t = Tensor();
+    hidden_.t = Tensor::empty(device_, DType::kF32, {reserved_logits_ * spec().hidden_size});
+    hidden_.bytes = hidden_bytes;
+  }
   uint64_t bytes = logits_.t.defined() ? logits_.t.nbytes() : 0;
+  bytes += hidden_.t.defined() ? hidden_.t.nbytes() : 0;
   for (const Buffer& b : ws_bufs_) bytes += b.t.defined() ? b.t.nbytes() : 0;
   return bytes;
 }
@@ -202,6 +211,16 @@ void ModelRunner::upload(const Batch& batch, const TokenFeed* feed) {
 }
 
 void ModelRunner::run_model(KvCache& kv, float* logits) {
+  in_.hidden_out = nullptr;
+  if (want_hidden_ && in_.n_logits > 0) {
+    const size_t bytes = static_cast<size_t>(std::max(in_.n_logits, reserved_logits_) * spec().hidden_size) * sizeof(float);
+    if (bytes > hidden_.bytes) {
+      hidden_.t = Tensor();
+      hidden_.t = Tensor::empty(device_, DType::kF32, {static_cast<int64_t>(bytes / sizeof(float))});
+      hidden_.bytes = bytes;
+    }
+    in_.hidden_out = hidden_.t.ptr<float>();
+  }
   const ForwardContext f(kind_, ExecContext{pool_, stream_}, in_, kv, ws_, logits, comm_);
   model_->forward(f);
 }
@@ -240,7 +259,8 @@ Batch ModelRunner::pad_decode_batch(const Batch& batch, int64_t b, int64_t strid
 
 bool ModelRunner::graphable(const Batch& batch) const {
   const int64_t T = batch.n_tokens();
-  if (!graphs_enabled_ || !device_.properties().supports_graphs || !graphs_supported() || T > kMaxGraphTokens) {
+  if (!graphs_enabled_ || want_hidden_ || !device_.properties().supports_graphs || !graphs_supported() ||
+      T > kMaxGraphTokens) {
     return false;
   }
   for (const ModelSpec& rs : rope_specs_) {
@@ -337,6 +357,26 @@ void ModelRunner::forward_to_host(const Batch& batch, KvCache& kv, float* logits
   // Synchronous on the device's stream: the logits are on the host when this returns.
   device_.copy_device_to_host(logits, dev, static_cast<size_t>(batch.n_logits() * spec().vocab_size) * sizeof(float),
                               nullptr);
+}
+
+void ModelRunner::copy_hidden(int64_t row0, int64_t n, float* dst) {
+  ELI_CHECK_KIND(kInternal, hidden_.t.defined() && row0 >= 0 && n >= 0 &&
+                     static_cast<size_t>((row0 + n) * spec().hidden_size) * sizeof(float) <= hidden_.bytes,
+                 "copy_hidden: rows ", row0, "+", n, " outside the last step's hidden states");
+  if (n == 0) return;
+  const int64_t H = spec().hidden_size;
+  device_.copy_device_to_host(dst, hidden_.t.ptr<float>() + row0 * H, static_cast<size_t>(n * H) * sizeof(float),
+                              nullptr);
+}
+
+void ModelRunner::copy_logits(const float* logits, int64_t row0, int64_t n, float* dst) {
+  if (n == 0) return;
+  const int64_t V = spec().vocab_size;
+  if (device_.properties().host_memory) {
+    std::memcpy(dst, logits + row0 * V, static_cast<size_t>(n * V) * sizeof(float));
+    return;
+  }
+  device_.copy_device_to_host(dst, logits + row0 * V, static_cast<size_t>(n * V) * sizeof(float), nullptr);
 }
 
 }  // namespace eli

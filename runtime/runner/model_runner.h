@@ -6,7 +6,7 @@
 // a pure decode step (one token and one logits row per sequence, static RoPE) is padded to a bucket
 // of b = next power of two sequences and a power-of-two block-table width; the first sighting of a
 // (b, width) key runs eagerly (warming cuBLASLt's per-shape state), the second captures a graph,
-// later ones replay it. Padding sequences have context 0 and slot -1, so they write no KV and
+// later ones replay it. Steps that want hidden states (embeddings) run eagerly. Padding sequences have context 0 and slot -1, so they write no KV and
 // attend to nothing. A workspace reallocation drops every graph.
 //
 // Invariants: the model's weights are placed on the runner's device at construction; steady-state
@@ -42,8 +42,9 @@ class ModelRunner {
   const ModelSpec& spec() const { return model_->spec(); }
   // Bytes of weights held by the device (placement map total).
   uint64_t weight_bytes() const { return weight_bytes_; }
-  // Grows the workspace to serve steps of up to max_tokens tokens and max_logits logits rows, so
-  // that later steps allocate nothing. Returns the bytes the workspace and logits buffer hold.
+  // Grows the workspace to serve steps of up to max_tokens tokens and max_logits logits rows (and
+  // their hidden states), so that later steps allocate nothing. Returns the bytes the workspace,
+  // logits and hidden-state buffers hold.
   uint64_t reserve(int64_t max_tokens, int64_t max_logits);
 
   // Token ids that only the device knows yet (asynchronous scheduling: the step is queued before
@@ -59,6 +60,14 @@ class ModelRunner {
   float* forward(const Batch& batch, KvCache& kv, const TokenFeed* feed = nullptr);
   // Runs one step; the logits rows are in host memory `logits` when it returns.
   void forward_to_host(const Batch& batch, KvCache& kv, float* logits);
+  // Embeddings: while on, every forward also writes the final-normed hidden state of each logits
+  // row (StepInputs::hidden_out; such steps are never graphed). Off by default.
+  void set_want_hidden(bool on) { want_hidden_ = on; }
+  // After a forward that wanted hidden states: copies rows [row0, row0 + n) of its (n_logits, hidden) f32
+  // hidden states to host memory `dst` (synchronous on the device's stream).
+  void copy_hidden(int64_t row0, int64_t n, float* dst);
+  // After a forward: copies logits rows [row0, row0 + n) to host memory `dst` (synchronous).
+  void copy_logits(const float* logits, int64_t row0, int64_t n, float* dst);
 
   void set_graphs_enabled(bool on);
   // A rank of a sharded model (runtime/parallel) runs its forwards with its collectives (nullptr:
@@ -103,6 +112,8 @@ class ModelRunner {
   Workspace ws_;
   std::array<Buffer, static_cast<size_t>(WsSlot::kCount)> ws_bufs_;
   Buffer logits_;
+  Buffer hidden_;  // (reserved logits rows, hidden) f32: by reserve(), or grown by a larger want_hidden step
+  bool want_hidden_ = false;
   int64_t reserved_tokens_ = 0, reserved_logits_ = 0;
   std::vector<int32_t> staging_;
   Buffer batch_ints_;

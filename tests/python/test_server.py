@@ -285,7 +285,8 @@ MSG = [{"role": "user", "content": "hi"}]
     (COMP, {"prompt": ["a"] * 65}, "prompt"),
     (COMP, {"prompt": "x" * 2000, "max_tokens": 1}, "prompt"),  # over the context in characters
     (COMP, {"prompt": "x" * 100, "max_tokens": 250}, "max_tokens"),  # prompt + completion over it
-    (COMP, {"prompt": "x", "echo": True}, "echo"),
+    (COMP, {"prompt": "x", "suffix": "y"}, "suffix"),  # llama_base has no FIM tokens
+    (COMP, {"prompt": "x", "n": 2, "best_of": 1}, "best_of"),
     (COMP, {"prompt": "x", "seed": "seven"}, "seed"),
     (COMP, {"prompt": "x", "logit_bias": {"5": 1.0}}, "logit_bias"),
     (COMP, {}, "prompt"),

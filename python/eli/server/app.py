@@ -1,7 +1,8 @@
 # eli/server/app.py: the OpenAI-compatible HTTP server (FastAPI app over an eli.AsyncLLM).
 #
-# Endpoints: POST /v1/completions, POST /v1/chat/completions (JSON or SSE with `data: [DONE]`),
-# GET /v1/models, GET /health, GET /metrics (Prometheus).
+# Endpoints: POST /v1/completions (completions.py), POST /v1/chat/completions (JSON or SSE with
+# `data: [DONE]`), GET /v1/models[/{id}] (models.py), POST /v1/responses (responses.py), POST
+# /v1/embeddings (embeddings.py), GET /health, GET /metrics (Prometheus).
 #
 # Invariants:
 # - Every error is OpenAI-style JSON {"error": {message, type, param, code}} with its status: 400 bad
@@ -39,14 +40,16 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from . import completions, embeddings, models, responses
 from . import validation as V
 from .core import Seq, Server, usage
 from .guards import HttpGuard, default_allowed_hosts
 from .metrics import CONTENT_TYPE
-from .protocol import ApiError, ChatCompletionRequest, CompletionRequest
+from .protocol import ApiError, ChatCompletionRequest
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-_ENDPOINTS = ("/v1/models", "/v1/completions", "/v1/chat/completions", "/health", "/metrics")
+_ENDPOINTS = ("/v1/models", "/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/v1/responses",
+              "/health", "/metrics")
 
 
 def _error_response(e: ApiError) -> JSONResponse:
@@ -107,71 +110,10 @@ def create_app(llm, *, model_name: str, api_key: Union[str, Sequence[str], None]
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(auth)])
 
-    @v1.get("/models")
-    async def models():
-        return {"object": "list", "data": [{
-            "id": srv.model_name, "object": "model", "created": srv.created, "owned_by": "eli",
-            "root": srv.model_name, "max_model_len": srv.max_model_len, "vocab_size": srv.vocab_size}]}
-
-    @v1.post("/completions")
-    async def completions(request: Request):
-        start = time.perf_counter()
-        req: CompletionRequest = await srv.read_body(request, CompletionRequest)
-        V.check_completion(req)
-        inputs = V.completion_inputs(req, srv.vocab_size, srv.max_prompt_chars)
-        slots = srv.reserve(req.n * len(inputs), param="n" if len(inputs) == 1 else "prompt")
-        seqs: list[Seq] = []
-        try:
-            prompts = await srv.encode_prompts(inputs)
-            budgets = [V.check_context(len(ids), req.max_tokens, srv.max_model_len, param="max_tokens",
-                                       default_max_tokens=srv.max_tokens_default) for ids in prompts]
-            V.check_logprob_budget([m for m in budgets for _ in range(req.n)], req.logprobs, n=req.n,
-                                   param="logprobs")
-            salt = srv.cache_salt(request, req)
-            for p, (ids, max_tokens) in enumerate(zip(prompts, budgets)):
-                for i, params in enumerate(V.make_params(req, max_tokens, req.logprobs, salt)):
-                    seqs.append(Seq(index=p * req.n + i, prompt_ids=ids, params=params, start=start,
-                                    holds_slot=slots.take()))
-        except BaseException:
-            for s in seqs:
-                srv.release(s)
-            raise
-        finally:
-            slots.close()
-        return await _completion_response(request, req, seqs, sum(len(ids) for ids in prompts))
-
-    async def _completion_response(request, req, seqs, prompt_tokens):
-        rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        lp_n = req.logprobs
-
-        def choice(seq, text, token_ids, logprobs, offset, finish):
-            lp = srv.completion_logprobs(token_ids, logprobs, lp_n, offset) if lp_n is not None else None
-            return {"index": seq.index, "text": text, "logprobs": lp, "finish_reason": finish}
-
-        base = {"id": rid, "object": "text_completion", "created": created, "model": srv.model_name}
-        if req.stream:
-            include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            offsets: dict[int, int] = {}
-
-            def chunk(seq, out):
-                if not out.delta_text and not out.delta_token_ids and out.finish_reason is None:
-                    return None
-                off = offsets.get(seq.index, 0)
-                offsets[seq.index] = off + len(out.delta_text or "")
-                ev = dict(base, choices=[choice(seq, out.delta_text or "", out.delta_token_ids or [],
-                                                out.delta_logprobs or [], off, out.finish_reason)])
-                if include_usage:
-                    ev["usage"] = None
-                return ev
-
-            def usage_chunk():
-                return dict(base, choices=[], usage=usage(seqs, prompt_tokens)) if include_usage else None
-
-            body = await srv.open_stream(seqs, [], chunk, usage_chunk)
-            return StreamingResponse(body, media_type="text/event-stream", headers=_SSE_HEADERS)
-        await srv.run_all(request, seqs)
-        return dict(base, choices=[choice(s, s.text, s.token_ids, s.logprobs, 0, s.finish_reason) for s in seqs],
-                    usage=usage(seqs, prompt_tokens))
+    models.register(v1, srv)
+    completions.register(v1, srv)
+    responses.register(v1, srv)
+    embeddings.register(v1, srv)
 
     @v1.post("/chat/completions")
     async def chat_completions(request: Request):

@@ -48,6 +48,7 @@ class _Seq:
     n_tokens: int = 0
     finish_reason: Optional[str] = None
     first: Optional[float] = None
+    prompt_logprobs: Optional[list] = None  # the engine's, when the params asked (echo with logprobs)
 
 
 @dataclass
@@ -287,6 +288,8 @@ class Server:
         try:
             async for out in agen:
                 self.release(seq)  # it produced an output: no longer waiting
+                if seq.prompt_logprobs is None:
+                    seq.prompt_logprobs = getattr(out, "prompt_logprobs", None)
                 if out.delta_token_ids:
                     if seq.first is None:
                         seq.first = time.perf_counter()

@@ -88,6 +88,7 @@ class CompletionRequest(_SamplingFields):
     echo: Optional[StrictBool] = False
     suffix: Optional[str] = None
     best_of: Optional[StrictInt] = None
+    prompt_logprobs: Optional[StrictInt] = Field(None, ge=0, le=kMaxLogprobs)  # vLLM's extension
 
 
 class ContentPart(_Base):
