@@ -19,6 +19,11 @@
 // freed blocks are only reused by steps queued later on the same stream. Outputs of a step are
 // reported by the step() call after the one that launched it (or the same call when not
 // asynchronous).
+// Token masks (structured output, allowed_token_ids, min_tokens; runtime/engine/token_mask.h) are
+// built on the host after the forward pass is queued and before sampling, and applied inside the
+// sampler. A step that samples a row with a TokenConstraint is never a lookahead step (its next
+// mask needs this token on the host), so constraints always see every token before their next
+// mask; the constraint accepts each sampled token at completion (include/eli/token_constraint.h).
 #include "eli/engine.h"
 
 #include <algorithm>
@@ -35,6 +40,7 @@
 #include "runtime/engine/memory_plan.h"
 #include "runtime/engine/scheduler.h"
 #include "runtime/engine/step_trace.h"
+#include "runtime/engine/token_mask.h"
 #include "runtime/kv/kv_cache.h"
 #include "runtime/model/model.h"
 #include "runtime/model/model_files.h"
@@ -85,6 +91,7 @@ struct Engine::Impl {
     bool pending_on_device = false;     // results still to collect from the DeviceSampler
     std::vector<SampleResult> results;  // per sampled row, once collected
     std::vector<std::string> errors;
+    std::vector<std::string> mask_errors;  // per sampled row: a failed constraint or a dead end
   };
   std::unique_ptr<Inflight> inflight;  // the newest launched step, not completed
   uint64_t next_serial = 1;
@@ -389,26 +396,35 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
   for (const SamplingParams* p : ps) {
     no_penalties = no_penalties && p->repetition_penalty == 1.0 && p->presence_penalty == 0.0 && p->frequency_penalty == 0.0;
   }
-  f->lookahead = async_scheduling && n_rows > 0 &&
+  bool constrained = false;
+  for (const SamplingParams* p : ps) constrained = constrained || p->constraint != nullptr;
+  f->lookahead = async_scheduling && n_rows > 0 && !constrained &&
                  (on_device ? device_sampler->can_launch_async(ps) : no_penalties);
+  // The rows' token masks, computed on the host while the queued forward pass runs.
+  StepMasks masks;
+  auto build_masks = [&] {
+    build_step_masks(ps, draw_offsets, V, info.spec.eos_token_ids, &masks, &f->mask_errors);
+  };
 
   // Sampling next to the logits: asynchronously on a GPU when it can, else one synchronous call.
   if (on_device) {
     float* d_logits = runner->forward(batch, *kv, feed.dst_index.empty() ? nullptr : &feed);
     if (n_rows > 0) {
+      build_masks();
       if (f->lookahead) {
-        device_sampler->launch_async(d_logits, n_rows, V, ps, ss, draw_offsets);
+        device_sampler->launch_async(d_logits, n_rows, V, ps, ss, draw_offsets, &masks);
         f->pending_on_device = true;
       } else {
         if (prev != nullptr) collect(*prev);  // sample() needs nothing queued
-        device_sampler->sample(d_logits, n_rows, V, ps, ss, &f->results, &f->errors, &draw_offsets);
+        device_sampler->sample(d_logits, n_rows, V, ps, ss, &f->results, &f->errors, &draw_offsets, &masks);
       }
     }
   } else {
     logits.resize(static_cast<size_t>(batch.n_logits() * V));
     runner->forward_to_host(batch, *kv, logits.data());
+    build_masks();
     // A poisoned row (non-finite logits) fails its request only (an error string per row).
-    device_sampler->sample(logits.data(), n_rows, V, ps, ss, &f->results, &f->errors, &draw_offsets);
+    device_sampler->sample(logits.data(), n_rows, V, ps, ss, &f->results, &f->errors, &draw_offsets, &masks);
   }
 
   // The step is queued: advance, and give each sequence that will go on a placeholder.
@@ -455,6 +471,7 @@ void Engine::Impl::complete(Inflight& f, std::vector<TokenOutput>& outs) {
     TokenOutput out;
     out.request_id = seq->id;
     const size_t r = static_cast<size_t>(r_index);
+    if (r < f.mask_errors.size() && !f.mask_errors[r].empty()) f.errors[r] = f.mask_errors[r];
     if (!f.errors[r].empty()) {
       out.error = f.errors[r];
       finish(seq, FinishReason::kError, &out);
@@ -477,7 +494,17 @@ void Engine::Impl::complete(Inflight& f, std::vector<TokenOutput>& outs) {
     if (seq->feed_serial == f.serial) seq->feed_row = -1;
     seq->sampling->append_output(out.token);
     ++counters.generated_tokens;
-    if (is_stop_token(*seq, out.token)) {
+    bool grammar_done = false;
+    if (seq->params.constraint != nullptr) {
+      out.error = constraint_accept(*seq->params.constraint, out.token, &grammar_done);
+      if (!out.error.empty()) {
+        out.token = -1;  // a token the constraint refused is not output
+        out.top_logprobs.clear();
+        finish(seq, FinishReason::kError, &out);
+      }
+    }
+    if (out.finish != FinishReason::kNone) {
+    } else if (grammar_done || is_stop_token(*seq, out.token)) {
       finish(seq, FinishReason::kStop, &out);
     } else if (pos + 1 - seq->prompt_len >= seq->params.max_tokens || pos + 1 >= info.max_model_len) {
       finish(seq, FinishReason::kLength, &out);
