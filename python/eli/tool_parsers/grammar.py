@@ -17,6 +17,9 @@ import json
 from typing import Optional
 
 kEmptyParams = {"type": "object"}
+# Calls are written compactly (", " and ": " separators, no other whitespace): a random or weak model
+# cannot pad a forced call with whitespace until max_tokens (llguidance's JSON option).
+kCompact = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
 
 def _params(tool: dict) -> dict:
@@ -27,7 +30,7 @@ def _params(tool: dict) -> dict:
 def _call_schema(tool: dict, args_key: str) -> dict:
     name = tool["function"]["name"]
     return {"type": "object", "properties": {"name": {"const": name}, args_key: _params(tool)},
-            "required": ["name", args_key], "additionalProperties": False}
+            "required": ["name", args_key], "additionalProperties": False, "x-guidance": kCompact}
 
 
 def _lark_str(s: str) -> str:
@@ -51,7 +54,7 @@ def call_grammar(family: str, tools: list, *, parallel: bool = True,
 def _calls_grammar(family, tools, parallel, marker_token_id) -> str:
     if family == "mistral":
         items = {"anyOf": [_call_schema(t, "arguments") for t in tools]} if len(tools) > 1 else _call_schema(tools[0], "arguments")
-        array = {"type": "array", "items": items, "minItems": 1}
+        array = {"type": "array", "items": items, "minItems": 1, "x-guidance": kCompact}
         if not parallel:
             array["maxItems"] = 1
         marker = f"<[{marker_token_id}]>" if marker_token_id is not None else _lark_str("[TOOL_CALLS]")
