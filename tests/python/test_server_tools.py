@@ -190,7 +190,7 @@ def test_bad_fields_are_400s_naming_them(body, param):
 @pytest.mark.parametrize("body,field,param", [
     ({"tools": [WEATHER, TIME], "tool_choice": "required"}, "grammar", "tool_choice"),
     ({"tools": [WEATHER, TIME], "tool_choice": {"type": "function", "function": {"name": "get_time"}}}, "grammar", "tool_choice"),
-    ({"response_format": {"type": "json_object"}}, "json_object", "response_format"),
+    ({"response_format": {"type": "json_object"}}, "json_schema", "response_format"),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": {
         "type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"], "additionalProperties": False}}}},
      "json_schema", "response_format.json_schema.schema"),

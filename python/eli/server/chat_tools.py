@@ -12,8 +12,9 @@
 #                         tool's parameters schema (tool_parsers/grammar.py).
 #   named function        the grammar forces exactly one call of that tool.
 #   response_format       json_object / json_schema (strict or not: the schema is enforced either
-#                         way) -> SamplingParams json_object / json_schema; with tools under auto, the
-#                         grammar allows tool calls or the JSON answer.
+#                         way) -> SamplingParams json_schema ({"type": "object"} for json_object),
+#                         written compactly; with tools under auto, the grammar allows tool calls
+#                         or the JSON answer.
 # finish_reason is "tool_calls" when the reply holds calls and generation stopped normally.
 # Invariants: nothing here raises anything but ApiError (400) for a client's request; a model's
 # malformed tool-call text becomes content (the parsers' contract), never an error.
@@ -25,7 +26,7 @@ from typing import Any, Optional
 
 from ..sampling_params import SamplingParams
 from ..tool_parsers import ToolParser, template_renders_tools
-from ..tool_parsers.grammar import call_grammar
+from ..tool_parsers.grammar import call_grammar, kCompact
 from .protocol import ApiError
 
 kMaxTools = 128
@@ -125,6 +126,12 @@ def response_schema(rf: Any) -> tuple[Optional[str], Optional[dict]]:
                    param="response_format.type")
 
 
+def _compact(schema: dict) -> dict:
+    """The schema with compact JSON output (no free whitespace; a client's own x-guidance wins),
+    so a weak model cannot fill max_tokens with spaces (as OpenAI, the reply is compact JSON)."""
+    return schema if "x-guidance" in schema else dict(schema, **{"x-guidance": kCompact})
+
+
 def _marker_token(tokenizer, marker: str) -> Optional[int]:
     try:
         tid = tokenizer.backend.token_to_id(marker)
@@ -157,9 +164,9 @@ def make_plan(req, parser: ToolParser, tokenizer) -> ToolPlan:
                                               marker_token_id=_marker_token(tokenizer, "[TOOL_CALLS]"))}
         param = "response_format"
     elif rf_kind == "json_object":
-        constraint, param = {"json_object": True}, "response_format"
+        constraint, param = {"json_schema": _compact(schema)}, "response_format"
     elif rf_kind == "json_schema":
-        constraint, param = {"json_schema": schema}, "response_format.json_schema.schema"
+        constraint, param = {"json_schema": _compact(schema)}, "response_format.json_schema.schema"
     if constraint and not constraints_supported():
         raise ApiError(400, f"{param.split('.')[0]} needs constrained decoding, which this build of eli lacks",
                        param=param)

@@ -47,6 +47,8 @@ def call_grammar(family: str, tools: list, *, parallel: bool = True,
     text = _calls_grammar(family, tools, parallel, marker_token_id)
     if answer_schema is None:
         return text
+    if "x-guidance" not in answer_schema:
+        answer_schema = dict(answer_schema, **{"x-guidance": kCompact})
     return text.replace("start:", "calls_or_answer:", 1) + (
         f"start: calls_or_answer | answer\nanswer: %json {json.dumps(answer_schema)}\n")
 
