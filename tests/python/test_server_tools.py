@@ -62,10 +62,15 @@ class _Out:
         self.delta_logprobs, self.text, self.finish_reason, self.error = None, text, finish, None
 
 
-def _client(template="qwen3", **opts):
+def _app(template="qwen3", **opts):
     llm = ScriptedLLM(str(MODEL_DIR))
     tpl = (TPL / f"{template}.jinja").read_text() if template else None
-    app = create_app(llm, model_name="m", chat_template=tpl, render_workers=0, allowed_hosts=["testserver"], **opts)
+    opts.setdefault("render_workers", 0)
+    return llm, create_app(llm, model_name="m", chat_template=tpl, allowed_hosts=["testserver"], **opts)
+
+
+def _client(template="qwen3", **opts):
+    llm, app = _app(template, **opts)
     return llm, TestClient(app)
 
 
@@ -131,6 +136,16 @@ def test_content_around_calls_and_plain_replies_stream_like_whole():
         assert [(x.name, json.loads(x.arguments)) for x in merged.tool_calls] == _calls(msg)
         if "broken" in script or script.endswith("Pa"):
             assert msg["content"] == script and "tool_calls" not in msg  # malformed: content, a 200
+
+
+def test_tools_reach_the_template_through_the_render_workers():
+    llm, app = _app("llama3.2", render_workers=1)
+    llm.script = '{"name": "get_time", "parameters": {"tz": "UTC"}}'
+    with TestClient(app) as c:  # the lifespan starts the render pool
+        r = _post(c, {"tools": [WEATHER, TIME]})
+    assert r.status_code == 200, r.text
+    assert _calls(r.json()["choices"][0]["message"]) == [("get_time", {"tz": "UTC"})]
+    assert '"name": "get_weather"' in llm.tokenizer.decode(llm.requests[-1][0])
 
 
 def test_tool_choice_none_hides_the_tools_and_parses_nothing():
