@@ -211,3 +211,31 @@ def test_unknown_parser_names_the_choices():
     with pytest.raises(ValueError, match="hermes"):
         tp.get_parser("nope")
     assert tp.get_parser("qwen3").name == "hermes" and tp.get_parser("llama3.2").name == "llama3_json"
+
+
+@pytest.mark.parametrize("name,head,tail", [
+    ("llama3_json", '{"name": "f", "parameters": {"x": "', '"}}'),
+    ("mistral", '[TOOL_CALLS][{"name": "f", "arguments": {"x": "', '"}}]'),
+    ("json", '{"name": "f", "arguments": {"x": "', '"}}'),
+])
+def test_long_call_is_scanned_once_not_once_per_token(monkeypatch, name, head, tail):
+    # A call streamed in small pieces: the pending JSON value is resumed, not rescanned from its
+    # start on every piece (the parser runs on the server's event loop).
+    scanned = [0]
+    real = base._scan_json
+
+    def counting(s, pos, *state):
+        scanned[0] += len(s) - pos
+        return real(s, pos, *state)
+
+    monkeypatch.setattr(base, "_scan_json", counting)
+    body = 'ab\\"{[' * 4000
+    text = head + body + tail
+    st = tp.get_parser(name).stream()
+    deltas = []
+    for i in range(0, len(text), 4):
+        deltas += st.feed(text[i:i + 4])
+    deltas += st.finish()
+    got = tp.merge_deltas(deltas)
+    assert [c.name for c in got.tool_calls] == ["f"] and json.loads(got.tool_calls[0].arguments)["x"] == body.replace('\\"', '"')
+    assert scanned[0] < 3 * len(text), scanned[0]

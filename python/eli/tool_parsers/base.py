@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import string
 from dataclasses import dataclass
@@ -55,19 +56,29 @@ def mistral_call_id() -> str:
 _WS = " \t\r\n"
 
 
-def json_value_end(s: str, i: int) -> Optional[int]:
-    """The end index of the JSON object or array starting at s[i] ('{' or '['), by bracket and
-    string scanning; None when s ends before the value closes. Says nothing about validity (json
-    decides that on the slice)."""
-    depth, in_str, esc = 0, False, False
-    for j in range(i, len(s)):
-        c = s[j]
+_JSON_SPECIAL = re.compile(r'[\[\]{}"\\]')
+
+
+def _scan_json(s: str, pos: int, depth: int, in_str: bool, esc: bool) -> tuple[Optional[int], tuple]:
+    """Bracket/string scan of a JSON value from `pos` in the given state: (end, None) once the value
+    closes, else (None, state to resume from at len(s)). Jumps between special characters (regex)."""
+    n = len(s)
+    if esc:  # the previous scan stopped right after a backslash inside a string
+        if pos >= n:
+            return None, (pos, depth, in_str, True)
+        pos += 1
+    while True:
+        m = _JSON_SPECIAL.search(s, pos)
+        if m is None:
+            return None, (n, depth, in_str, False)
+        k, c = m.start(), m.group()
         if in_str:
-            if esc:
-                esc = False
-            elif c == "\\":
-                esc = True
-            elif c == '"':
+            if c == "\\":
+                if k + 1 >= n:
+                    return None, (n, depth, True, True)
+                pos = k + 2
+                continue
+            if c == '"':
                 in_str = False
         elif c == '"':
             in_str = True
@@ -76,8 +87,15 @@ def json_value_end(s: str, i: int) -> Optional[int]:
         elif c in "}]":
             depth -= 1
             if depth == 0:
-                return j + 1
-    return None
+                return k + 1, None
+        pos = k + 1
+
+
+def json_value_end(s: str, i: int) -> Optional[int]:
+    """The end index of the JSON object or array starting at s[i] ('{' or '['), by bracket and
+    string scanning; None when s ends before the value closes. Says nothing about validity (json
+    decides that on the slice)."""
+    return _scan_json(s, i, 0, False, False)[0]
 
 
 def loads(text: str) -> Any:
@@ -126,8 +144,26 @@ def marker_holdback(text: str, markers: tuple) -> int:
 class Scanner:
     """One model output being parsed (families subclass; instances keep per-output state)."""
 
+    _json_resume: Optional[tuple] = None  # (value start, scan state) of the pending JSON value
+
     def scan(self, buf: str, start: int, final: bool) -> tuple[list, int]:
         raise NotImplementedError
+
+    def value_end(self, buf: str, i: int) -> Optional[int]:
+        """json_value_end, resumed where the previous call on the same pending value stopped: a
+        long call streamed token by token is scanned once, not once per token (the text only
+        grows at the end while it is pending)."""
+        r = self._json_resume
+        state = r[1] if r is not None and r[0] == i and r[1][0] <= len(buf) else (i, 0, False, False)
+        end, rest = _scan_json(buf, *state)
+        self._json_resume = None if end is not None else (i, rest)
+        return end
+
+    def rebase(self, n: int) -> None:
+        """The first n characters of the buffer were dropped (ToolCallStream keeps it small)."""
+        r = self._json_resume
+        if r is not None:
+            self._json_resume = (r[0] - n, (r[1][0] - n,) + r[1][1:])
 
 
 class ToolParser:
@@ -192,7 +228,8 @@ class ToolCallStream:
     def _run(self, final: bool) -> list:
         segments, self.start = self.scanner.scan(self.buf, self.start, final)
         if self.start > 4096:  # keep the buffer small: decided text is never looked at again
-            self.buf, self.start = self.buf[self.start:], 0
+            self.buf, n, self.start = self.buf[self.start:], self.start, 0
+            self.scanner.rebase(n)
         out = []
         for seg in segments:
             if seg[0] == "text":

@@ -8,7 +8,7 @@
 # scanned for <tool_call> blocks (hermes.py).
 from __future__ import annotations
 
-from .base import Scanner, ToolParser, as_call, json_value_end, loads
+from .base import Scanner, ToolParser, as_call, loads
 from .hermes import scan_blocks
 
 
@@ -40,7 +40,7 @@ class _GenericScanner(Scanner):
                 return [], start
             if rest[0] in "{[":
                 j = len(buf) - len(rest)
-                end = json_value_end(buf, j)
+                end = self.value_end(buf, j)
                 if end is None and not final:
                     return [], start
                 self.mode = "blocks"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from .base import Scanner, ToolParser, as_call, json_value_end, loads
+from .base import Scanner, ToolParser, as_call, loads
 
 kPythonTag = "<|python_tag|>"
 
@@ -58,7 +58,7 @@ class _Llama3Scanner(Scanner):
                 return segments, (len(buf) if final else region_start)
             if buf[j] != "{":
                 break
-            end = json_value_end(buf, j)
+            end = self.value_end(buf, j)
             if end is None:
                 if not final:
                     self.markup = i - region_start

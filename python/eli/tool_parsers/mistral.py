@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from .base import Scanner, ToolParser, as_call, json_value_end, loads, marker_holdback, mistral_call_id
+from .base import Scanner, ToolParser, as_call, loads, marker_holdback, mistral_call_id
 
 kMarker = "[TOOL_CALLS]"
 
@@ -39,7 +39,7 @@ class _MistralScanner(Scanner):
                 segments.append(("text", buf[j:k]))
                 i = k
                 continue
-            end = json_value_end(buf, k)
+            end = self.value_end(buf, k)
             if end is None:
                 if not final:
                     return segments, j
