@@ -239,3 +239,16 @@ def test_long_call_is_scanned_once_not_once_per_token(monkeypatch, name, head, t
     got = tp.merge_deltas(deltas)
     assert [c.name for c in got.tool_calls] == ["f"] and json.loads(got.tool_calls[0].arguments)["x"] == body.replace('\\"', '"')
     assert scanned[0] < 3 * len(text), scanned[0]
+
+
+def test_long_hermes_block_is_searched_once():
+    # The close tag of a pending block is searched from where the last search stopped (the
+    # frontier tracks the buffer's end), not from the block's start on every piece.
+    st = tp.get_parser("hermes").stream()
+    text = '<tool_call>{"name": "f", "arguments": {"x": "' + "y" * 60000 + '"}}</tool_call>'
+    for i in range(0, len(text) - 20, 4):
+        st.feed(text[i:i + 4])
+        if len(st.buf) >= len("<tool_call>"):
+            assert st.scanner._close_resume == (st.start, len(st.buf))
+    st.feed(text[i + 4:])
+    assert st.scanner._close_resume is None and st.has_calls

@@ -145,6 +145,7 @@ class Scanner:
     """One model output being parsed (families subclass; instances keep per-output state)."""
 
     _json_resume: Optional[tuple] = None  # (value start, scan state) of the pending JSON value
+    _close_resume: Optional[tuple] = None  # (block start, searched up to) of a pending <tool_call>
 
     def scan(self, buf: str, start: int, final: bool) -> tuple[list, int]:
         raise NotImplementedError
@@ -164,6 +165,9 @@ class Scanner:
         r = self._json_resume
         if r is not None:
             self._json_resume = (r[0] - n, (r[1][0] - n,) + r[1][1:])
+        c = self._close_resume
+        if c is not None:
+            self._close_resume = (c[0] - n, c[1] - n)
 
 
 class ToolParser:

@@ -50,10 +50,10 @@ class _GenericScanner(Scanner):
                     segs, new = [("text", buf[start:stop])], stop
                 else:
                     segs, new = [("call", *c) for c in calls], end
-                more, new = scan_blocks(buf, new, final)
+                more, new = scan_blocks(buf, new, final, self)
                 return segs + more, new
             self.mode = "blocks"
-        return scan_blocks(buf, start, final)
+        return scan_blocks(buf, start, final, self)
 
 
 class GenericJsonParser(ToolParser):

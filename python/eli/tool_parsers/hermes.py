@@ -15,7 +15,9 @@ from .base import Scanner, ToolParser, as_call, loads, marker_holdback
 kOpen, kClose = "<tool_call>", "</tool_call>"
 
 
-def scan_blocks(buf: str, start: int, final: bool) -> tuple[list, int]:
+def scan_blocks(buf: str, start: int, final: bool, scanner: Scanner) -> tuple[list, int]:
+    """Scans buf[start:] for blocks; `scanner` remembers how far a pending block was searched for
+    its close tag (so a long block streamed in pieces is searched once)."""
     segments: list = []
     i = start
     while i < len(buf):
@@ -28,9 +30,13 @@ def scan_blocks(buf: str, start: int, final: bool) -> tuple[list, int]:
         if j > i:
             segments.append(("text", buf[i:j]))
         body_start = j + len(kOpen)
-        k = buf.find(kClose, body_start)
+        r = scanner._close_resume
+        frm = max(body_start, r[1] - len(kClose) + 1) if r is not None and r[0] == j else body_start
+        k = buf.find(kClose, frm)
         if k < 0 and not final:
+            scanner._close_resume = (j, len(buf))
             return segments, j
+        scanner._close_resume = None
         body = buf[body_start:] if k < 0 else buf[body_start:k]
         end = len(buf) if k < 0 else k + len(kClose)
         call = as_call(loads(body.strip()))
@@ -41,7 +47,7 @@ def scan_blocks(buf: str, start: int, final: bool) -> tuple[list, int]:
 
 class _HermesScanner(Scanner):
     def scan(self, buf, start, final):
-        return scan_blocks(buf, start, final)
+        return scan_blocks(buf, start, final, self)
 
 
 class HermesParser(ToolParser):
