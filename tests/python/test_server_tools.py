@@ -263,3 +263,16 @@ def test_no_template_warns_at_startup(caplog):
     with caplog.at_level(logging.WARNING, logger="eli.server"):
         _client(None)
     assert any("no chat template" in r.message for r in caplog.records)
+
+
+def test_serve_tool_parser_flag():
+    from eli.cli import build_parser
+    p = build_parser()
+    assert p.parse_args(["serve", "m"]).tool_parser == "auto"
+    assert p.parse_args(["serve", "m", "--tool-parser", "mistral"]).tool_parser == "mistral"
+    with pytest.raises(SystemExit):
+        p.parse_args(["serve", "m", "--tool-parser", "bogus"])
+    # the flag beats detection: a Qwen3 template served with the llama3_json parser
+    llm, c = _client("qwen3", tool_parser="llama3_json")
+    llm.script = '{"name": "get_time", "parameters": {"tz": "UTC"}}'
+    assert _calls(_post(c, {"tools": [TIME]}).json()["choices"][0]["message"]) == [("get_time", {"tz": "UTC"})]
