@@ -61,5 +61,5 @@ def test_agent_with_a_tool(eli_server):
                             usage_limits=from_ai.UsageLimits(request_limit=4))
     assert isinstance(result.output, Weather)
     # every request went through the server: history with tool calls and results rendered
-    usage = result.usage() if callable(result.usage) else result.usage
+    usage = result.usage if hasattr(result.usage, "requests") else result.usage()
     assert len(calls) <= 1 and usage.requests == len(calls) + 1
