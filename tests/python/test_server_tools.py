@@ -237,6 +237,11 @@ def test_grammar_per_family_and_parallel():
     assert '("; " call)*' in g and '"parameters"' in g and '{"const": "get_time"}' in g
     g = call_grammar("hermes", [WEATHER], parallel=False, answer_schema={"type": "object"})
     assert "start: calls_or_answer | answer" in g and "calls_or_answer: call\n" in g
+    import llguidance  # a dependency of eli (structured output)
+    for fam in ("hermes", "llama3_json", "mistral", "json"):
+        for kw in ({}, {"parallel": False}, {"answer_schema": {"type": "object"}}, {"marker_token_id": 5}):
+            text = call_grammar(fam, [WEATHER, TIME], **kw)
+            assert llguidance.LLMatcher.validate_grammar(llguidance.grammar_from("lark", text)) == "", (fam, kw)
 
 
 def test_special_token_markers_are_kept_in_the_text():
