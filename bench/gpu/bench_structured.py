@@ -61,7 +61,7 @@ def run_once(llm, eli, batch: int, max_tokens: int, schema: bool) -> tuple[float
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description="throughput with a JSON schema on every request vs none")
     ap.add_argument("model")
     ap.add_argument("--batches", default="1,64")
     ap.add_argument("--max-tokens", type=int, default=256)

@@ -14,10 +14,14 @@
 //    forward, compute the masks of the step's constrained rows, then sample with them); the mask
 //    is applied inside the sampler (host or device kernel: disallowed tokens get -inf after the
 //    penalties), so no device synchronisation is added.
-//  - Asynchronous scheduling: the mask of step t+1 needs token t on the host. A step that samples a
-//    constrained row is therefore never launched ahead (the engine's lookahead is off for it, as
-//    for penalties), so every constrained sequence has accepted all of its sampled tokens whenever
-//    its next mask is filled. Other requests of the batch are unaffected beyond that step.
+//  - Asynchronous scheduling: the mask of step t+1 needs token t on the host, while step t+1 is
+//    launched before step t is completed. The engine queues step t+1's forward pass (its input at
+//    the constrained row is step t's token, read on the device), then waits for step t's samples
+//    (queued before that forward pass, so ready long before it ends), calls accept(token t), then
+//    fill_mask() for t+1, then queues t+1's sampling. So accept() of token t always precedes the
+//    mask of t+1, the device keeps running the forward pass meanwhile, and other requests keep the
+//    lookahead. If token t ends the request (rejected, the grammar's end, a stop token), no mask is
+//    filled for t+1 and that row's sample is ignored.
 //  - Preemption recomputes the KV of prompt + generated tokens and keeps the tokens, so the
 //    matcher's state (all accepted outputs) stays exact: no rollback is needed; rollback() exists
 //    for embedders that drop generated tokens.

@@ -21,9 +21,11 @@
 // asynchronous).
 // Token masks (structured output, allowed_token_ids, min_tokens; runtime/engine/token_mask.h) are
 // built on the host after the forward pass is queued and before sampling, and applied inside the
-// sampler. A step that samples a row with a TokenConstraint is never a lookahead step (its next
-// mask needs this token on the host), so constraints always see every token before their next
-// mask; the constraint accepts each sampled token at completion (include/eli/token_constraint.h).
+// sampler. A constrained row whose input is a placeholder (the previous step, launched ahead, has
+// not been completed) needs that token first: after queueing the forward pass the engine collects
+// the previous step's samples (queued before this forward, so they are ready early), feeds the
+// token to the constraint (recorded in the previous step's `fed`, so its completion does not feed
+// it again), then fills the mask while the forward pass runs (include/eli/token_constraint.h).
 #include "eli/engine.h"
 
 #include <algorithm>
@@ -92,7 +94,14 @@ struct Engine::Impl {
     std::vector<SampleResult> results;  // per sampled row, once collected
     std::vector<std::string> errors;
     std::vector<std::string> mask_errors;  // per sampled row: a failed constraint or a dead end
+    // Per sampled row, when the next step fed this row's token to its constraint early: fed[r] = 1,
+    // with the outcome (an error, or the constraint's completion) for complete().
+    std::vector<char> fed, fed_done;
+    std::vector<std::string> fed_error;
   };
+  // Feeds the placeholder tokens of f's constrained rows (samples of prev) to their constraints;
+  // skip[r] = 1 for a row whose request ends with prev's token (no mask is built for it).
+  void feed_constraints(const Inflight& f, Inflight* prev, std::vector<char>* skip);
   std::unique_ptr<Inflight> inflight;  // the newest launched step, not completed
   uint64_t next_serial = 1;
   // Sequences that ended while a launched step named them, with that step's serial.
@@ -396,14 +405,13 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
   for (const SamplingParams* p : ps) {
     no_penalties = no_penalties && p->repetition_penalty == 1.0 && p->presence_penalty == 0.0 && p->frequency_penalty == 0.0;
   }
-  bool constrained = false;
-  for (const SamplingParams* p : ps) constrained = constrained || p->constraint != nullptr;
-  f->lookahead = async_scheduling && n_rows > 0 && !constrained &&
-                 (on_device ? device_sampler->can_launch_async(ps) : no_penalties);
+  f->lookahead = async_scheduling && n_rows > 0 && (on_device ? device_sampler->can_launch_async(ps) : no_penalties);
   // The rows' token masks, computed on the host while the queued forward pass runs.
   StepMasks masks;
   auto build_masks = [&] {
-    build_step_masks(ps, draw_offsets, V, info.spec.eos_token_ids, &masks, &f->mask_errors);
+    std::vector<char> skip;
+    feed_constraints(*f, prev, &skip);
+    build_step_masks(ps, draw_offsets, V, info.spec.eos_token_ids, &masks, &f->mask_errors, &skip);
   };
 
   // Sampling next to the logits: asynchronously on a GPU when it can, else one synchronous call.
@@ -446,6 +454,38 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
     }
   }
   return f;
+}
+
+void Engine::Impl::feed_constraints(const Inflight& f, Inflight* prev, std::vector<char>* skip) {
+  int64_t row = 0;
+  for (const ScheduledSeq& s : f.sched) {
+    if (!s.sample) continue;
+    const size_t r = static_cast<size_t>(row++);
+    Sequence* seq = s.seq;
+    if (seq->params.constraint == nullptr || seq->feed_row < 0) continue;
+    ELI_CHECK_KIND(kInternal, prev != nullptr && prev->serial == seq->feed_serial, "a placeholder token without its step");
+    collect(*prev);  // its samples were queued before this step's forward pass: ready early
+    const size_t pr = static_cast<size_t>(seq->feed_row);
+    const size_t n_prev = prev->results.size();
+    if (prev->fed.empty()) {
+      prev->fed.assign(n_prev, 0);
+      prev->fed_done.assign(n_prev, 0);
+      prev->fed_error.assign(n_prev, std::string());
+    }
+    skip->resize(f.sched.size(), 0);
+    const bool failed = !prev->errors[pr].empty() || (pr < prev->mask_errors.size() && !prev->mask_errors[pr].empty());
+    if (!failed && !prev->fed[pr]) {
+      bool done = false;
+      prev->fed_error[pr] = constraint_accept(*seq->params.constraint, prev->results[pr].token, &done);
+      prev->fed_done[pr] = done ? 1 : 0;
+      prev->fed[pr] = 1;
+    }
+    // The request ends with prev's token (an error, the grammar's end, or a stop token): this
+    // step's row is ignored at completion; build no mask for it.
+    if (failed || !prev->fed_error[pr].empty() || prev->fed_done[pr] || is_stop_token(*seq, prev->results[pr].token)) {
+      (*skip)[r] = 1;
+    }
+  }
 }
 
 void Engine::Impl::collect(Inflight& f) {
@@ -496,7 +536,12 @@ void Engine::Impl::complete(Inflight& f, std::vector<TokenOutput>& outs) {
     ++counters.generated_tokens;
     bool grammar_done = false;
     if (seq->params.constraint != nullptr) {
-      out.error = constraint_accept(*seq->params.constraint, out.token, &grammar_done);
+      if (!f.fed.empty() && f.fed[r]) {  // the next step fed it already (feed_constraints)
+        out.error = f.fed_error[r];
+        grammar_done = f.fed_done[r] != 0;
+      } else {
+        out.error = constraint_accept(*seq->params.constraint, out.token, &grammar_done);
+      }
       if (!out.error.empty()) {
         out.token = -1;  // a token the constraint refused is not output
         out.top_logprobs.clear();

@@ -66,7 +66,7 @@ std::string fill_row_mask(const SamplingParams& p, int64_t draw_index, int64_t v
 
 void build_step_masks(const std::vector<const SamplingParams*>& params, const std::vector<int64_t>& draw_offsets,
                       int64_t vocab, const std::vector<int64_t>& eos_ids, StepMasks* out,
-                      std::vector<std::string>* errors) {
+                      std::vector<std::string>* errors, const std::vector<char>* skip) {
   ELI_CHECK(params.size() == draw_offsets.size(), "build_step_masks: ", params.size(), " params and ",
             draw_offsets.size(), " offsets");
   const size_t n = params.size();
@@ -77,6 +77,7 @@ void build_step_masks(const std::vector<const SamplingParams*>& params, const st
   int32_t n_masks = 0;
   for (size_t r = 0; r < n; ++r) {
     if (!needs_mask(*params[r], draw_offsets[r])) continue;
+    if (skip != nullptr && r < skip->size() && (*skip)[r] != 0) continue;
     out->bits.resize(static_cast<size_t>(n_masks + 1) * static_cast<size_t>(out->words));
     uint32_t* m = out->bits.data() + static_cast<size_t>(n_masks) * static_cast<size_t>(out->words);
     std::string err = fill_row_mask(*params[r], draw_offsets[r], vocab, eos_ids, m);

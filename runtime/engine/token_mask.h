@@ -37,10 +37,12 @@ std::string fill_row_mask(const SamplingParams& p, int64_t draw_index, int64_t v
                           const std::vector<int64_t>& eos_ids, uint32_t* mask);
 
 // The masks of a step: params[i] / draw_offsets[i] per sampled row. (*errors) gets one entry per
-// row ("" for none); an erroring row is left unmasked (its request ends with the error).
+// row ("" for none); an erroring row is left unmasked (its request ends with the error). Rows with
+// (*skip)[i] != 0 (skip optional, may be shorter than the rows) get no mask and no error: their
+// request ends before this row counts.
 void build_step_masks(const std::vector<const SamplingParams*>& params, const std::vector<int64_t>& draw_offsets,
                       int64_t vocab, const std::vector<int64_t>& eos_ids, StepMasks* out,
-                      std::vector<std::string>* errors);
+                      std::vector<std::string>* errors, const std::vector<char>* skip = nullptr);
 
 // Advances a request's constraint by its sampled token: "" when accepted, else the error that ends
 // the request (a rejected token or an exception of the constraint). *finished: the constraint

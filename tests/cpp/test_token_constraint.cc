@@ -254,6 +254,9 @@ class StrideConstraint : public TokenConstraint {
   StrideConstraint(int32_t lo, int32_t hi, int32_t stride, int len) : lo_(lo), hi_(hi), stride_(stride), len_(len) {}
   void fill_mask(uint32_t* bitmask, int64_t vocab) override {
     ++fills;
+    // The mask of output token k is filled after tokens 0..k-1 were accepted (asynchronous
+    // scheduling included: the engine feeds a placeholder's token before the next mask).
+    if (static_cast<size_t>(fills - 1) != seen.size()) order_ok = false;
     if (throw_on_fill == fills) throw std::runtime_error("boom in fill_mask");
     if (empty_on_fill == fills) return;
     for (int32_t t = lo_; t < hi_ && t < vocab; t += stride_) bitmask[t >> 5] |= 1u << (t & 31);
@@ -265,6 +268,7 @@ class StrideConstraint : public TokenConstraint {
   }
   bool is_finished() override { return static_cast<int>(seen.size()) >= len_; }
   int fills = 0, throw_on_fill = -1, empty_on_fill = -1, reject_on_accept = -1;
+  bool order_ok = true;
   std::vector<int32_t> seen;
 
  private:
@@ -332,6 +336,7 @@ TEST(EngineConstraint, TokensObeyAndCompletionStops) {
     EXPECT_EQ(res[id].tokens, c->seen);
     for (int32_t t : res[id].tokens) EXPECT_TRUE(t >= 10 && t < 200 && (t - 10) % 7 == 0) << t;
     EXPECT_EQ(c->fills, 6);
+    EXPECT_TRUE(c->order_ok);
     // The unconstrained neighbour is what it is alone.
     Engine alone(tiny_config(async));
     const int64_t a = alone.add_request({1, 2, 3}, q);
@@ -419,6 +424,7 @@ TEST(EngineConstraint, PreemptionKeepsTheConstraintInStep) {
   EXPECT_GT(e.stats().preemptions, 0);
   EXPECT_EQ(res[id].tokens, want);
   EXPECT_EQ(c->seen, want);
+  EXPECT_TRUE(c->order_ok);
 }
 
 }  // namespace
