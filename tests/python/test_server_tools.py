@@ -281,3 +281,19 @@ def test_serve_tool_parser_flag():
     llm, c = _client("qwen3", tool_parser="llama3_json")
     llm.script = '{"name": "get_time", "parameters": {"tz": "UTC"}}'
     assert _calls(_post(c, {"tools": [TIME]}).json()["choices"][0]["message"]) == [("get_time", {"tz": "UTC"})]
+
+
+def test_tool_prompt_goes_to_the_user_turn_when_the_template_refuses_system():
+    # A Gemma-style template (raises on a system message, never reads tools): eli's tool
+    # instructions go before the first user message's text instead of into a system message.
+    tpl = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+           "{% endif %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n{% endfor %}"
+           "<start_of_turn>model\n")
+    llm = ScriptedLLM(str(MODEL_DIR))
+    app = create_app(llm, model_name="m", chat_template=tpl, render_workers=0, allowed_hosts=["testserver"])
+    llm.script = CALL
+    r = TestClient(app).post(CHAT, json={"messages": MSG, "tools": [WEATHER]})
+    assert r.status_code == 200, r.text
+    prompt = llm.tokenizer.decode(llm.requests[-1][0])
+    assert prompt.startswith("<start_of_turn>user\nYou can call these tools") and "Weather in Paris?" in prompt
+    assert _calls(r.json()["choices"][0]["message"]) == [("get_weather", {"city": "Paris"})]

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from ..errors import InvalidRequestError
 from ..sampling_params import SamplingParams
-from ..tool_parsers.prompt import with_tool_prompt
+from ..tool_parsers.prompt import template_takes_system, with_tool_prompt
 from .chat_prompt import PromptError, build_prompt_ids, kReservedTemplateNames
 from .protocol import ApiError, ChatCompletionRequest, CompletionRequest, kMaxLogprobEntries, kMaxPrompts
 
@@ -264,7 +264,8 @@ def chat_job(req: ChatCompletionRequest, tokenizer, template: Optional[str], max
         d["content"] = text if text is not None else ("" if not d.get("tool_calls") else None)
         messages.append(d)
     if describe_tools:
-        messages = with_tool_prompt(messages, describe_tools)
+        messages = with_tool_prompt(messages, describe_tools,
+                                    template_takes_system(template if template is not None else tokenizer.chat_template))
     variables = dict(req.chat_template_kwargs or {})
     total = _text_chars(messages) + _text_chars(variables) + _text_chars(tools)
     if total > max_chars:  # before the render worker sees it (it checks again, and the rendering)

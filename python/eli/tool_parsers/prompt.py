@@ -16,15 +16,31 @@ def tool_system_text(tools: list) -> str:
     return kToolPrompt.format(tools=listing)
 
 
-def with_tool_prompt(messages: list, tools: list) -> list:
+def template_takes_system(template) -> bool:
+    """Whether a chat template renders a system message (Gemma's refuse one; a template that never
+    mentions the role would drop it)."""
+    if not template:
+        return True  # the ChatML fallback
+    return "system" in template and "System role not supported" not in template
+
+
+def with_tool_prompt(messages: list, tools: list, system_ok: bool = True) -> list:
     """`messages` with the tool instructions appended to the leading system message (or a new
-    system message first). Client text stays where it was; the instructions are client data too
-    (they list the client's tools), so they are rendered as data by the chat template."""
+    system message first; with system_ok False, put before the first user message's text instead).
+    Client text stays where it was; the instructions are client data too (they list the client's
+    tools), so they are rendered as data by the chat template."""
     text = tool_system_text(tools)
     if messages and messages[0].get("role") == "system" and isinstance(messages[0].get("content"), str):
         first = dict(messages[0], content=messages[0]["content"] + "\n\n" + text)
         return [first] + list(messages[1:])
-    return [{"role": "system", "content": text}] + list(messages)
+    if system_ok:
+        return [{"role": "system", "content": text}] + list(messages)
+    out = list(messages)
+    for i, m in enumerate(out):
+        if m.get("role") == "user" and isinstance(m.get("content"), str):
+            out[i] = dict(m, content=text + "\n\n" + m["content"])
+            return out
+    return out
 
 
-__all__ = ["tool_system_text", "with_tool_prompt"]
+__all__ = ["template_takes_system", "tool_system_text", "with_tool_prompt"]
