@@ -302,6 +302,19 @@ ELI_SAMPLE_HD float sample_penalize(float raw, int32_t count, double repetition,
   return v;
 }
 
+// A listed token's value after its logit bias (b != 0: z + b, clamped to +-FLT_MAX) and, if count
+// >= 0 and penalties are active, its penalties (kernels/sample_ops.h, step 3).
+ELI_SAMPLE_HD float sample_bias_and_penalize(float raw, float bias, int32_t count, bool penalties,
+                                             double repetition, double presence, double frequency) {
+  float v = raw;
+  if (bias != 0.0f) v = sample_clamp_to_float(static_cast<double>(v) + static_cast<double>(bias));
+  if (penalties && count >= 0) v = sample_penalize(v, count, repetition, presence, frequency);
+  return v;
+}
+// Whether token t is allowed by a mask row (bit t % 32 of word t / 32).
+ELI_SAMPLE_HD bool sample_mask_allows(const uint32_t* mask, int32_t t) {
+  return ((mask[t >> 5] >> (t & 31)) & 1u) != 0;
+}
 ELI_SAMPLE_HD bool sample_penalties_active(double repetition, double presence, double frequency) {
   return repetition != 1.0 || presence != 0.0 || frequency != 0.0;
 }

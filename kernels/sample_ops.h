@@ -11,10 +11,17 @@
 //  2. Logprobs are of the RAW row: lse = max + ln(sum e^(x - max)). Top-n (n = min(n_logprobs[r],
 //     V, top_stride)) ids in the order (x desc, id asc) with x - lse, into top_ids / top_logprobs;
 //     the rest of the row's top_stride slots get id -1, logprob 0.
-//  3. Penalties (if repetition != 1 or presence != 0 or frequency != 0), in place on the logits,
-//     for each listed token t with output count c: sample_penalize (repetition z > 0 ? z / rep :
-//     z * rep; then, if c > 0, z - frequency * c - presence; double, clamped to +-FLT_MAX). The raw
-//     value is saved in penalty_raw[j]. z is the penalised row from here on.
+//  3. Penalties and logit bias, in place on the logits, for each listed token t (when penalties
+//     are active: repetition != 1 or presence != 0 or frequency != 0; or when penalty_bias is
+//     given): the raw value is saved in penalty_raw[j]; then, with bias b = penalty_bias[j] (0
+//     when null), z = sample_clamp_to_float(z + b) if b != 0; then, if the entry's count c >= 0
+//     and penalties are active, sample_penalize (repetition z > 0 ? z / rep : z * rep; then, if
+//     c > 0, z - frequency * c - presence; double, clamped to +-FLT_MAX). Entries with c < 0 are
+//     listed for their bias only. z is the penalised row from here on.
+//  3b. Token mask (allow_mask and mask_row given, mask_row[r] >= 0): every token whose bit is 0 in
+//     the row's mask gets z = -inf. If no token is left (every z is -inf): status[r] =
+//     kSampleMaskedOut, token[r] = -1, and nothing else is done. Masked tokens have s = -inf, mass
+//     0 and key -inf: they never win a draw, and greedy picks the best allowed token.
 //  4. Greedy (temperature < kSampleGreedyTemperatureEps or top_k == 1): the argmax of z, lowest
 //     id on ties.
 //  5. Otherwise: zmax = max z; inv_t = sample_inv_temperature(T); s(t) = sample_scaled(z_t, zmax,
@@ -49,6 +56,7 @@ constexpr int kSampleMaxTopLogprobs = 20;            // top_stride <= this (eli:
 constexpr double kSampleGreedyTemperatureEps = 1e-5; // == eli::kGreedyTemperatureEps (sampler.h)
 constexpr int32_t kSampleOk = 0;
 constexpr int32_t kSampleNonFinite = 1;
+constexpr int32_t kSampleMaskedOut = 2;  // the row's mask left no token
 
 struct SampleArgs {
   // ---- outputs
@@ -74,7 +82,12 @@ struct SampleArgs {
   // ---- penalty token lists, CSR over rows (null penalty_offsets: no penalties anywhere)
   const int32_t* penalty_offsets;   // (n_rows + 1) row r owns entries [offsets[r], offsets[r+1])
   const int32_t* penalty_tokens;    // (nnz) unique within a row, each in [0, vocab): prompt and output tokens
-  const int32_t* penalty_counts;    // (nnz) times generated (0: seen in the prompt only)
+  const int32_t* penalty_counts;    // (nnz) times generated (0: seen in the prompt only; -1: bias only)
+  const float* penalty_bias;        // (nnz) or null: logit bias of each listed token (0: none)
+  // ---- token masks (null allow_mask: no masks anywhere)
+  const uint32_t* allow_mask;       // (n_masks, mask_words): bit t % 32 of word t / 32 = token t allowed
+  const int32_t* mask_row;          // (n_rows) row r's mask index in allow_mask, -1: unmasked
+  int64_t mask_words;               // >= (vocab + 31) / 32 when allow_mask is given
   // ---- sizes
   int64_t n_rows;
   int64_t vocab;            // in [1, 2^31)

@@ -6,7 +6,8 @@
 #      pass through (CI sets ELI_CUDA=ON when nvcc is present, which compiles the CUDA backend
 #      without running it);
 #   2. builds and runs the C++ tests (GoogleTest, through ctest);
-#   3. runs the Python tests with pytest (GPU-marked tests run only where a GPU is present).
+#   3. runs the Python tests with pytest (GPU-marked tests run only where a GPU is present), and
+#      tests/clients: real client libraries against `eli serve` (installed by .ci/run).
 # The stamp: a hash of every tracked or untracked-but-not-ignored file that goes into the package
 # (tests/source_stamp.sh), the build options and the extras; the build installs it as
 # eli/_build_info.json ("source_stamp"), and a matching installed stamp skips step 1.
@@ -54,4 +55,4 @@ cmake --build build/cpp-tests --target eli_cpp_tests
 ctest --test-dir build/cpp-tests --output-on-failure -j "$JOBS"
 
 echo "== Python tests"
-"$PY" -m pytest -q tests/python "$@"
+"$PY" -m pytest -q tests/python tests/clients "$@"

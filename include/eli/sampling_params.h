@@ -3,16 +3,24 @@
 // Invariants (validate_sampling_params): temperature >= 0 and finite (0 = greedy); top_k == 0 or
 // -1 means off, else >= 1; 0 < top_p <= 1; 0 <= min_p <= 1; repetition_penalty > 0; penalties
 // finite; max_tokens >= 1; logprobs and prompt_logprobs in [0, kMaxLogprobs] (or -1); stop ids in
-// [0, vocab); pooling one of kPooling*, and a pooling request asks for no logprobs.
+// [0, vocab); pooling one of kPooling*, and a pooling request asks for no logprobs; logit_bias ids
+// in [0, vocab), unique, biases finite in [-kMaxLogitBias, kMaxLogitBias]; allowed_token_ids in
+// [0, vocab); 0 <= min_tokens <= max_tokens.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "eli/token_constraint.h"
 
 namespace eli {
 
 constexpr int kMaxLogprobs = 20;
+constexpr double kMaxLogitBias = 100.0;    // OpenAI's range for logit_bias values
+constexpr size_t kMaxLogitBiasEntries = 1024;
 
 struct SamplingParams {
   int64_t max_tokens = 16;
@@ -37,6 +45,16 @@ struct SamplingParams {
   // An embedding request when not kPoolingNone: nothing is sampled; the request ends after its
   // prompt with one output holding the pooled final hidden state (after the final norm).
   int pooling = 0;
+  // ---- constraints on which tokens may be sampled (runtime/engine/token_mask.h applies them)
+  // Added to the logit of each listed token before the penalties (OpenAI's logit_bias).
+  std::vector<std::pair<int32_t, float>> logit_bias;
+  // Non-empty: only these tokens may be sampled (vLLM's allowed_token_ids).
+  std::vector<int32_t> allowed_token_ids;
+  // The stop tokens (stop_token_ids and, unless ignore_eos, the model's EOS ids) cannot be sampled
+  // before this many output tokens.
+  int64_t min_tokens = 0;
+  // Structured output: the request's token constraint (include/eli/token_constraint.h); null: none.
+  std::shared_ptr<TokenConstraint> constraint;
 };
 
 constexpr int kPoolingNone = 0;

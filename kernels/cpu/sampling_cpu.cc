@@ -154,27 +154,40 @@ class RowSampler {
     double lse = 0.0;
     if (n_lp >= 0) lse = logprobs(m, n_lp);
 
-    // 3. Penalties in place (raw values saved), then the max of the penalised row.
+    // 3. Penalties and logit bias in place (raw values saved), 3b. the token mask, then the max
+    // of the penalised row.
     const double rep = a_.repetition_penalty[r_], pres = a_.presence_penalty[r_], freq = a_.frequency_penalty[r_];
+    const bool pen_active = sample_penalties_active(rep, pres, freq);
     int32_t pb = 0, pe = 0;
-    if (a_.penalty_offsets != nullptr && sample_penalties_active(rep, pres, freq)) {
+    if (a_.penalty_offsets != nullptr && (pen_active || a_.penalty_bias != nullptr)) {
       pb = a_.penalty_offsets[r_];
       pe = a_.penalty_offsets[r_ + 1];
     }
+    const uint32_t* mask =
+        a_.allow_mask != nullptr && a_.mask_row[r_] >= 0 ? a_.allow_mask + static_cast<int64_t>(a_.mask_row[r_]) * a_.mask_words
+                                                         : nullptr;
     int32_t best = am;
-    if (pe > pb) {
+    if (pe > pb || mask != nullptr) {
       for (int32_t j = pb; j < pe; ++j) {
         const int32_t t = a_.penalty_tokens[j];
         if (t < 0 || t >= V_) continue;  // the caller checks ids; never write out of the row
         a_.penalty_raw[j] = x_[t];
-        x_[t] = sample_penalize(x_[t], a_.penalty_counts[j], rep, pres, freq);
+        x_[t] = sample_bias_and_penalize(x_[t], a_.penalty_bias != nullptr ? a_.penalty_bias[j] : 0.0f,
+                                         a_.penalty_counts[j], pen_active, rep, pres, freq);
       }
-      for_chunks(pool_, sc_.chunks, n_, [x](Chunk& ch) {
-        float m = x[ch.begin];
-        for (int32_t i = ch.begin; i < ch.end; ++i) m = x[i] > m ? x[i] : m;
+      float* xw = x_;
+      for_chunks(pool_, sc_.chunks, n_, [xw, mask](Chunk& ch) {
+        if (mask != nullptr) {
+          for (int32_t i = ch.begin; i < ch.end; ++i) {
+            if (!sample_mask_allows(mask, i)) xw[i] = -INFINITY;
+          }
+        }
+        float m = xw[ch.begin];
+        for (int32_t i = ch.begin; i < ch.end; ++i) m = xw[i] > m ? xw[i] : m;
         ch.max = m;
+        ch.argmax = INT_MAX;
         for (int32_t i = ch.begin; i < ch.end; ++i) {
-          if (x[i] == m) {
+          if (xw[i] == m) {
             ch.argmax = i;
             break;
           }
@@ -183,6 +196,11 @@ class RowSampler {
       float pm = -INFINITY;
       best = INT_MAX;
       for (int c = 0; c < n_; ++c) fold_max(sc_.chunks[static_cast<size_t>(c)].max, sc_.chunks[static_cast<size_t>(c)].argmax, pm, best);
+      if (pm == -INFINITY) {  // the mask left no token (penalties and biases stay finite)
+        a_.status[r_] = kSampleMaskedOut;
+        a_.token[r_] = -1;
+        return;
+      }
     }
 
     // 4./5. Greedy, or the filters and the draw.

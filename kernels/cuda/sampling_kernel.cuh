@@ -754,28 +754,47 @@ __global__ void __launch_bounds__(1024, 1) sample_rows_kernel(SampleArgs a) {
     a.top_logprobs[row * ts + j] = 0.0f;
   }
 
-  // Penalties in place, then the max of the penalised row.
+  // Penalties and logit bias in place, then the token mask, then the max of the penalised row.
   const double rep = a.repetition_penalty[row], pres = a.presence_penalty[row], freq = a.frequency_penalty[row];
+  const bool pen_active = sample_penalties_active(rep, pres, freq);
   int32_t pb = 0, pe = 0;
-  if (a.penalty_offsets != nullptr && sample_penalties_active(rep, pres, freq)) {
+  if (a.penalty_offsets != nullptr && (pen_active || a.penalty_bias != nullptr)) {
     pb = a.penalty_offsets[row];
     pe = a.penalty_offsets[row + 1];
   }
+  const uint32_t* mask =
+      a.allow_mask != nullptr && a.mask_row[row] >= 0 ? a.allow_mask + static_cast<int64_t>(a.mask_row[row]) * a.mask_words
+                                                      : nullptr;
   float zmax = raw.v;
   int32_t argmax = raw.id;
-  if (pe > pb) {
+  if (pe > pb || mask != nullptr) {
     __syncthreads();  // every read of the raw row (and of the top-n list) is done
     for (int32_t j = pb + static_cast<int32_t>(threadIdx.x); j < pe; j += static_cast<int32_t>(blockDim.x)) {
       const int32_t t = a.penalty_tokens[j];
       if (t < 0 || t >= V) continue;
       const float v = x[t];
       a.penalty_raw[j] = v;
-      x[t] = sample_penalize(v, a.penalty_counts[j], rep, pres, freq);
+      x[t] = sample_bias_and_penalize(v, a.penalty_bias != nullptr ? a.penalty_bias[j] : 0.0f, a.penalty_counts[j],
+                                      pen_active, rep, pres, freq);
+    }
+    if (mask != nullptr) {
+      __syncthreads();  // the listed tokens are written before the mask overwrites disallowed ones
+      for (int32_t i = static_cast<int32_t>(threadIdx.x); i < V; i += static_cast<int32_t>(blockDim.x)) {
+        if (!sample_mask_allows(mask, i)) x[i] = -INFINITY;
+      }
     }
     __syncthreads();
     const ArgMax pen = row_argmax(sm, x, V);
     zmax = pen.v;
     argmax = pen.id;
+    if (zmax == -INFINITY) {  // the mask left no token (uniform: a block-wide result)
+      if (threadIdx.x == 0) {
+        a.status[row] = kSampleMaskedOut;
+        a.token[row] = -1;
+        a.logprob[row] = 0.0f;
+      }
+      return;
+    }
   }
 
   const double temperature = a.temperature[row];

@@ -28,6 +28,8 @@ void check_sample_args(const SampleArgs& a) {
             "sample: a required pointer is null");
   ELI_CHECK(a.penalty_offsets == nullptr || (a.penalty_tokens && a.penalty_counts && a.penalty_raw),
             "sample: penalty lists need tokens, counts and penalty_raw");
+  ELI_CHECK(a.allow_mask == nullptr || (a.mask_row != nullptr && a.mask_words >= (a.vocab + 31) / 32),
+            "sample: allow_mask needs mask_row and mask_words >= ", (a.vocab + 31) / 32, ", got ", a.mask_words);
 }
 
 void sample_ref_row(const SampleArgs& a, int64_t r, SampleRefTrace* trace) {
@@ -73,17 +75,37 @@ void sample_ref_row(const SampleArgs& a, int64_t r, SampleRefTrace* trace) {
     }
   }
 
-  // 3. Penalties in place; the raw values are kept for the token's logprob.
+  // 3. Penalties and logit bias in place; the raw values are kept for the token's logprob.
   const double rep = a.repetition_penalty[r], pres = a.presence_penalty[r], freq = a.frequency_penalty[r];
+  const bool pen_active = sample_penalties_active(rep, pres, freq);
   int32_t pb = 0, pe = 0;
-  if (a.penalty_offsets != nullptr && sample_penalties_active(rep, pres, freq)) {
+  if (a.penalty_offsets != nullptr && (pen_active || a.penalty_bias != nullptr)) {
     pb = a.penalty_offsets[r];
     pe = a.penalty_offsets[r + 1];
     for (int32_t j = pb; j < pe; ++j) {
       const int32_t t = a.penalty_tokens[j];
       if (t < 0 || t >= V) continue;  // the caller checks ids; never write out of the row
       a.penalty_raw[j] = x[t];
-      x[t] = sample_penalize(x[t], a.penalty_counts[j], rep, pres, freq);
+      x[t] = sample_bias_and_penalize(x[t], a.penalty_bias != nullptr ? a.penalty_bias[j] : 0.0f,
+                                      a.penalty_counts[j], pen_active, rep, pres, freq);
+    }
+  }
+
+  // 3b. The token mask.
+  if (a.allow_mask != nullptr && a.mask_row[r] >= 0) {
+    const uint32_t* mask = a.allow_mask + static_cast<int64_t>(a.mask_row[r]) * a.mask_words;
+    bool any = false;
+    for (int64_t i = 0; i < V; ++i) {
+      if (sample_mask_allows(mask, static_cast<int32_t>(i))) {
+        any = true;
+      } else {
+        x[i] = -INFINITY;
+      }
+    }
+    if (!any) {
+      a.status[r] = kSampleMaskedOut;
+      a.token[r] = -1;
+      return;
     }
   }
 

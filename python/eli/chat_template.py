@@ -24,9 +24,17 @@
 # (e.g. a vocabulary's <think> or <tool_call>) are matched in user text as transformers does.
 # Messages are validated first (validate_messages): a non-empty list of {role, content} dicts, known
 # roles, string content (or OpenAI text parts), JSON-like extra fields, no lone surrogates.
+# Tool-call histories (OpenAI shape) are then adapted to what real templates expect
+# (normalize_tool_history): content null -> "", function.arguments JSON text -> the object (Llama's
+# and Qwen's templates apply tojson to it), tool-call ids -> 9 alphanumerics for templates that
+# demand them (Mistral's), and for a template that never reads tool_calls, the calls written into
+# the assistant's content as <tool_call> blocks (what eli's "json" tool parser reads back).
 from __future__ import annotations
 
 import collections
+import copy
+import hashlib
+import json
 import logging
 import re
 import sys
@@ -228,6 +236,66 @@ def validate_messages(messages: Any, roles: Optional[frozenset[str]] = None,
     return out
 
 
+_ALNUM = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _short_id(call_id: Any) -> str:
+    """A 9-alphanumeric id for `call_id` (the same for the same id: calls and results still match)."""
+    if isinstance(call_id, str) and len(call_id) == 9 and call_id.isalnum() and call_id.isascii():
+        return call_id
+    n = int.from_bytes(hashlib.sha256(str(call_id).encode("utf-8", "replace")).digest()[:8], "big")
+    out = []
+    for _ in range(9):
+        n, r = divmod(n, 62)
+        out.append(_ALNUM[r])
+    return "".join(out)
+
+
+def _json_object(text: Any) -> Any:
+    if not isinstance(text, str):
+        return text
+    try:
+        v = json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+    return v if isinstance(v, dict) else text
+
+
+def normalize_tool_history(messages: list[dict], template: str) -> list[dict]:
+    """`messages` (validated) with their tool-call history in the shape chat templates expect (see the
+    header). Messages without tool_calls / tool_call_id are returned as they are."""
+    if not any(m.get("tool_calls") or m.get("tool_call_id") for m in messages):
+        return messages
+    nine = "length != 9" in template or "[TOOL_CALLS]" in template
+    reads_calls = "tool_calls" in template
+    out = []
+    for m in messages:
+        calls = m.get("tool_calls")
+        if calls:
+            m = copy.deepcopy(m)
+            if m.get("content") is None:
+                m["content"] = ""
+            for c in m["tool_calls"] if isinstance(m["tool_calls"], list) else ():
+                if not isinstance(c, dict):
+                    continue
+                fn = c.get("function")
+                if isinstance(fn, dict) and "arguments" in fn:
+                    fn["arguments"] = _json_object(fn["arguments"])
+                if nine and "id" in c:
+                    c["id"] = _short_id(c["id"])
+            if not reads_calls:
+                blocks = []
+                for c in m["tool_calls"] if isinstance(m["tool_calls"], list) else ():
+                    fn = c.get("function", c) if isinstance(c, dict) else {}
+                    blocks.append("<tool_call>\n" + json.dumps({"name": fn.get("name"), "arguments": fn.get("arguments")},
+                                                               ensure_ascii=False) + "\n</tool_call>")
+                m["content"] = "\n".join(([m["content"]] if m["content"] else []) + blocks)
+        elif nine and m.get("tool_call_id") is not None:
+            m = dict(m, tool_call_id=_short_id(m["tool_call_id"]))
+        out.append(m)
+    return out
+
+
 def _check_variables(variables: Mapping, max_chars: int) -> dict:
     if not isinstance(variables, Mapping):
         raise InvalidRequestError(f"template variables must be a mapping, got {type(variables).__name__}")
@@ -265,7 +333,7 @@ def _render(template: Optional[str], messages, add_generation_prompt: bool, bos_
     if not isinstance(max_output_chars, int) or max_output_chars <= 0:
         raise InvalidRequestError("max_output_chars must be a positive int")
     compiled, roles = _compile(template)
-    messages = validate_messages(messages, roles, max_output_chars)
+    messages = normalize_tool_history(validate_messages(messages, roles, max_output_chars), template)
     variables = _check_variables(variables, max_output_chars)
     if marks is not None:
         messages = taint.taint_tree(messages)
@@ -372,5 +440,6 @@ def render_chat_ids(tokenizer, template: Optional[str], messages: list[dict], ad
     return tokenizer.encode_chat(text, spans)
 
 
-__all__ = ["render_chat", "render_chat_spans", "render_chat_ids", "validate_messages", "template_roles",
+__all__ = ["render_chat", "render_chat_spans", "render_chat_ids", "validate_messages", "normalize_tool_history",
+           "template_roles",
            "ChatTemplateError", "kFallbackTemplate", "kBaseRoles"]

@@ -367,6 +367,11 @@ def _add_serve_parsers(sub, fmt) -> None:
     net.add_argument("--prefix-cache-per-key", action="store_true",
                      help="isolate the prefix cache per API key: requests made with different keys "
                      "never share KV blocks (requests may also send their own cache_salt)")
+    net.add_argument("--tool-parser", default="auto", metavar="NAME",
+                     choices=["auto", "hermes", "llama3_json", "mistral", "json"],
+                     help="how tool calls are read from the model's text: hermes (Qwen2.5/3, Hermes), "
+                     "llama3_json (Llama 3.1-3.3), mistral, json (fallback); default: auto, from the "
+                     "chat template (docs/serving.md, Tool calling)")
     net.add_argument("--render-workers", type=_nonneg_int, default=2, metavar="N",
                      help="processes rendering chat templates, each killed at --render-timeout "
                      "(default: 2; 0 = a thread in the server, no hard deadline)")
@@ -790,7 +795,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                    render_workers=args.render_workers, render_timeout_s=args.render_timeout,
                    limit_concurrency=args.limit_concurrency, timeout_keep_alive=args.timeout_keep_alive,
                    header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
-                   stats_interval_s=args.stats_interval)
+                   stats_interval_s=args.stats_interval, tool_parser=args.tool_parser)
     finally:
         sock.close()
         llm.shutdown()  # idempotent; the app's lifespan normally did it already

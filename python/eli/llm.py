@@ -259,7 +259,11 @@ class EngineFrontend:
         if ids and room < 1:
             raise InvalidRequestError(f"the prompt ({len(ids)} tokens) leaves no room to generate within the "
                                       f"context length of {limit} tokens")
-        return params.engine_params(self._extra_eos, max_tokens=min(params.max_tokens, max(room, 1)))
+        model = None
+        if params.structured:  # a fresh llguidance matcher per completion (eli.structured)
+            spec = self.info["spec"]
+            model = (self.tokenizer, spec["vocab_size"], list(spec["eos_token_ids"]) + list(self._extra_eos))
+        return params.engine_params(self._extra_eos, max_tokens=min(params.max_tokens, max(room, 1)), model=model)
 
     def _tracker(self, rid, text: Optional[str], ids: list[int], params: SamplingParams) -> RequestTracker:
         return RequestTracker(rid, text, ids, params, self.tokenizer or _NoTokenizer())

@@ -8,6 +8,9 @@
 # Every refusal is an InvalidRequestError naming the field. (Fields stay assignable; the engine
 # checks every request again at admission.) Bounds on amplifying fields (n, stop
 # strings, logprobs) are constants here so the server can quote them.
+# Structured output (json_schema, json_object, regex, grammar, choice: one at a time) is compiled
+# and checked by eli.structured (llguidance) at construction; the per-request matcher is made by
+# engine_params() when the caller gives it the model's tokenizer (eli.LLM / AsyncLLM do).
 from __future__ import annotations
 
 import dataclasses
@@ -28,6 +31,8 @@ kMaxCacheSaltChars = 1024
 kMaxN = 256             # completions per prompt (SamplingParams.n)
 kMaxLogprobs = 20       # include/eli/sampling_params.h kMaxLogprobs
 kMaxStopTokenId = 2**31 - 1
+kMaxLogitBias = 100.0        # include/eli/sampling_params.h kMaxLogitBias (OpenAI's range)
+kMaxLogitBiasEntries = 1024  # include/eli/sampling_params.h kMaxLogitBiasEntries
 
 # Sampling when neither the request nor the model says otherwise (see model_sampling_defaults):
 # gentle chat defaults. temperature 0.7 keeps replies varied but coherent, and top_p 0.9 trims the
@@ -79,10 +84,20 @@ class SamplingParams:
     skip_special_tokens: bool = True
     # Prefix-cache salt (as vLLM's cache_salt): requests with different salts never share KV blocks.
     cache_salt: Optional[str] = None
-    n: int = 1  # last, so that positional arguments keep their meaning (max_tokens first)
+    n: int = 1  # after the fields above, so that positional arguments keep their meaning
     # Prompt logprobs (vLLM's prompt_logprobs): None, or 0..20: RequestOutput.prompt_logprobs holds,
     # per prompt token, {token_id: logprob} of that token plus the top k (None for the first).
     prompt_logprobs: Optional[int] = None
+    # Token constraints (applied inside the sampler, on every device).
+    min_tokens: int = 0  # EOS and stop_token_ids cannot be sampled before this many tokens
+    logit_bias: Optional[dict] = None  # {token id: bias in [-100, 100]} added to the logits
+    allowed_token_ids: Optional[Sequence[int]] = None  # only these tokens may be sampled
+    # Structured output (one at a time; eli.structured, llguidance).
+    json_schema: Optional[Union[dict, str]] = None  # the output is JSON valid against this schema
+    json_object: bool = False                       # the output is a JSON object
+    regex: Optional[str] = None                     # the output fully matches this regex
+    grammar: Optional[str] = None                   # Lark (llguidance dialect) or GBNF grammar
+    choice: Optional[Sequence[str]] = None          # the output is exactly one of these strings
 
     def __post_init__(self) -> None:
         self._check_stop()
@@ -109,8 +124,62 @@ class SamplingParams:
                                             or len(self.cache_salt) > kMaxCacheSaltChars):
             raise InvalidRequestError(f"cache_salt must be a non-empty string of at most {kMaxCacheSaltChars} "
                                       f"characters")
+        self._check_token_constraints()
+        if self.choice is not None and isinstance(self.choice, tuple):
+            self.choice = list(self.choice)
+        self._structured_grammar()  # compiles and checks the structured-output field
         # The numeric rules (ranges, NaN, ...) are the engine's: one rule set for every front end.
         _native().validate_sampling_params(self.engine_params(), kMaxStopTokenId + 1)
+
+    def _check_token_constraints(self) -> None:
+        self.min_tokens = _int("min_tokens", self.min_tokens, 0, 2**63 - 1)
+        if self.min_tokens > self.max_tokens:
+            raise InvalidRequestError(f"min_tokens ({self.min_tokens}) must be <= max_tokens ({self.max_tokens})")
+        if self.logit_bias is not None:
+            if not isinstance(self.logit_bias, dict):
+                raise InvalidRequestError(f"logit_bias must be a dict of token id -> bias, got {self.logit_bias!r}")
+            if len(self.logit_bias) > kMaxLogitBiasEntries:
+                raise InvalidRequestError(f"logit_bias: at most {kMaxLogitBiasEntries} entries allowed, got "
+                                          f"{len(self.logit_bias)}")
+            bias = {}
+            for k, v in self.logit_bias.items():
+                if isinstance(k, str) and k.strip().lstrip("-").isdigit():
+                    k = int(k)  # JSON object keys are strings (OpenAI's logit_bias)
+                tid = _int("logit_bias key", k, 0, kMaxStopTokenId, hint=" (a token id)")
+                b = _float(f"logit_bias[{tid}]", v)
+                if abs(b) > kMaxLogitBias:
+                    raise InvalidRequestError(f"logit_bias[{tid}] must be in [-100, 100], got {b}")
+                if tid in bias:
+                    raise InvalidRequestError(f"logit_bias: token id {tid} is listed twice")
+                bias[tid] = b
+            self.logit_bias = bias
+        if self.allowed_token_ids is not None:
+            ids = [_int("allowed_token_ids", i, 0, kMaxStopTokenId) for i in _seq("allowed_token_ids", self.allowed_token_ids)]
+            if not ids:
+                raise InvalidRequestError("allowed_token_ids must not be empty (None allows every token)")
+            self.allowed_token_ids = ids
+        if not isinstance(self.json_object, bool):
+            raise InvalidRequestError(f"json_object must be True or False, got {self.json_object!r}")
+
+    def _structured_grammar(self) -> Optional[str]:
+        """The llguidance grammar of the structured-output field (None if none is set)."""
+        from .structured.grammar import grammar_for, which_field
+
+        field = which_field({f: getattr(self, f) for f in ("json_schema", "json_object", "regex", "grammar", "choice")})
+        if field is None:
+            return None
+        value = getattr(self, field)
+        key = (field, json.dumps(value, sort_keys=True, default=repr))
+        cached = self.__dict__.get("_grammar_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, grammar_for(field, value))
+            self.__dict__["_grammar_cache"] = cached
+        return cached[1]
+
+    @property
+    def structured(self) -> bool:
+        """Whether a structured-output field is set."""
+        return self._structured_grammar() is not None
 
     def _check_stop(self) -> None:
         if isinstance(self.stop, str):
@@ -137,10 +206,13 @@ class SamplingParams:
             out.append(dataclasses.replace(self, n=1, seed=seed))
         return out
 
-    def engine_params(self, extra_stop_ids: Sequence[int] = (), max_tokens: Optional[int] = None):
+    def engine_params(self, extra_stop_ids: Sequence[int] = (), max_tokens: Optional[int] = None,
+                      model: Optional[tuple] = None):
         """The engine's typed SamplingParams (include/eli/sampling_params.h). `extra_stop_ids` (the
         tokenizer's EOS ids) apply unless ignore_eos; `max_tokens` overrides the field (the context
-        cap of LLM.generate)."""
+        cap of LLM.generate). `model` = (tokenizer, vocab_size, eos_ids): with it, a structured
+        field gets its per-request constraint (a fresh llguidance matcher); without it, none is
+        attached (what validation needs)."""
         stop_ids = list(self.stop_token_ids or [])
         if not self.ignore_eos:
             stop_ids += [i for i in extra_stop_ids if i not in stop_ids]
@@ -160,6 +232,15 @@ class SamplingParams:
         p.logprobs = -1 if self.logprobs is None else self.logprobs
         p.cache_salt = _salt64(self.cache_salt)
         p.prompt_logprobs = -1 if self.prompt_logprobs is None else self.prompt_logprobs
+        p.min_tokens = min(self.min_tokens, p.max_tokens)
+        p.logit_bias = sorted((self.logit_bias or {}).items())
+        p.allowed_token_ids = list(self.allowed_token_ids or [])
+        grammar = self._structured_grammar()
+        if grammar is not None and model is not None:
+            from .structured.constraint import make_constraint
+
+            tokenizer, vocab_size, eos_ids = model
+            p.constraint = make_constraint(grammar, tokenizer, vocab_size, eos_ids)
         return p
 
     @classmethod

@@ -14,6 +14,7 @@
 #include "kernels/registry.h"
 #include "runtime/model/gguf.h"
 #include "runtime/model/model_files.h"
+#include "python/src/token_constraint_py.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -162,7 +163,14 @@ void bind_sampling_params(nb::module_& m) {
       .def_rw("logprobs", &SamplingParams::logprobs)
       .def_rw("cache_salt", &SamplingParams::cache_salt)
       .def_rw("prompt_logprobs", &SamplingParams::prompt_logprobs)
-      .def_rw("pooling", &SamplingParams::pooling);
+      .def_rw("pooling", &SamplingParams::pooling)
+      .def_rw("logit_bias", &SamplingParams::logit_bias)
+      .def_rw("allowed_token_ids", &SamplingParams::allowed_token_ids)
+      .def_rw("min_tokens", &SamplingParams::min_tokens)
+      // A Python object with fill_mask/accept/is_finished (python/src/token_constraint_py.h) or None.
+      .def_prop_rw(
+          "constraint", [](const SamplingParams& p) { return constraint_to_py(p.constraint); },
+          [](SamplingParams& p, nb::handle obj) { p.constraint = constraint_from_py(obj); }, nb::arg("value").none());
   m.def("validate_sampling_params", &validate_sampling_params, "params"_a, "vocab_size"_a,
         "The engine's checks of a request's sampling parameters (eli.InvalidRequestError naming the field).");
   m.def("max_logprobs", [] { return kMaxLogprobs; });

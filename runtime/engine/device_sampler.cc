@@ -5,7 +5,10 @@
 //
 // Upload area of a chunk of n rows with nnz penalty tokens (each array 16-byte aligned, in order):
 //   temperature, top_p, min_p, repetition, presence, frequency (f64 x n), seed, offset (u64 x n),
-//   top_k, n_logprobs (i32 x n), penalty_offsets (i32 x n+1), penalty_tokens, penalty_counts (i32 x nnz).
+//   top_k, n_logprobs (i32 x n), penalty_offsets (i32 x n+1), penalty_tokens, penalty_counts (i32 x nnz),
+//   penalty_bias (f32 x nnz), mask_row (i32 x n), masks (u32 x n_masks * mask_words).
+// Token masks (runtime/engine/token_mask.h) travel with the step's other inputs, in the same single
+// upload: a constrained row costs its mask's bytes and no extra copy or synchronisation.
 // Result area (ts = the chunk's largest top-logprob count): token, status (i32 x n), logprob (f32 x n),
 //   top_ids (i32 x n*ts), top_logprobs (f32 x n*ts).
 #include "runtime/engine/device_sampler.h"
@@ -26,10 +29,10 @@ size_t align16(size_t v) { return (v + 15) & ~size_t{15}; }
 
 struct InLayout {
   size_t temperature, top_p, min_p, rep, pres, freq, seed, offset, top_k, n_logprobs, pen_offsets, pen_tokens,
-      pen_counts, total;
+      pen_counts, pen_bias, mask_row, masks, total;
 };
 
-InLayout in_layout(int64_t n, int64_t nnz) {
+InLayout in_layout(int64_t n, int64_t nnz, int64_t mask_words_total) {
   InLayout L{};
   size_t at = 0;
   auto take = [&](size_t bytes) {
@@ -51,6 +54,9 @@ InLayout in_layout(int64_t n, int64_t nnz) {
   L.pen_offsets = take((un + 1) * 4);
   L.pen_tokens = take(unnz * 4);
   L.pen_counts = take(unnz * 4);
+  L.pen_bias = take(unnz * 4);
+  L.mask_row = take(un * 4);
+  L.masks = take(static_cast<size_t>(mask_words_total) * 4);
   L.total = at;
   return L;
 }
@@ -106,7 +112,8 @@ DeviceSampler::DeviceSampler(Device& device, int64_t max_rows, int64_t vocab, in
   vocab_ = vocab;
   max_pen_ = max_penalty_tokens > 0 ? max_penalty_tokens : std::max<int64_t>(vocab, 1024 * max_rows);
   max_pen_ = std::min<int64_t>(std::max<int64_t>(max_pen_, vocab), INT32_MAX);
-  in_bytes_ = in_layout(max_rows_, max_pen_).total;
+  mask_words_ = (vocab + 31) / 32;
+  in_bytes_ = in_layout(max_rows_, max_pen_, max_rows_ * mask_words_).total;
   out_bytes_ = out_layout(max_rows_, kSampleMaxTopLogprobs).total;
 
   for (int i = 0; i < kSlots; ++i) {
@@ -128,6 +135,7 @@ DeviceSampler::DeviceSampler(Device& device, int64_t max_rows, int64_t vocab, in
   }
   pen_tokens_.reserve(static_cast<size_t>(max_pen_));
   pen_counts_.reserve(static_cast<size_t>(max_pen_));
+  pen_bias_.reserve(static_cast<size_t>(max_pen_));
   pen_offsets_.reserve(static_cast<size_t>(max_rows_) + 1);
 }
 
@@ -147,7 +155,8 @@ bool DeviceSampler::supports(const SamplingParams& p) { return p.logprobs <= kSa
 void DeviceSampler::sample(float* device_logits, int64_t n_rows, int64_t vocab,
                            const std::vector<const SamplingParams*>& params,
                            const std::vector<SequenceSamplingState*>& states, std::vector<SampleResult>* out,
-                           std::vector<std::string>* errors, const std::vector<int64_t>* draw_offsets) {
+                           std::vector<std::string>* errors, const std::vector<int64_t>* draw_offsets,
+                           const StepMasks* masks) {
   ELI_CHECK(out != nullptr && errors != nullptr, "DeviceSampler::sample: null output");
   ELI_CHECK_KIND(kInternal, pending_.empty(), "DeviceSampler::sample while asynchronous launches are pending");
   ELI_CHECK(draw_offsets == nullptr || static_cast<int64_t>(draw_offsets->size()) == n_rows,
@@ -166,49 +175,64 @@ void DeviceSampler::sample(float* device_logits, int64_t n_rows, int64_t vocab,
               " logprobs; at most ", kSampleMaxTopLogprobs, " on the device");
   }
 
+  ELI_CHECK(masks == nullptr || (static_cast<int64_t>(masks->row.size()) == n_rows && masks->words == mask_words_),
+            "DeviceSampler::sample: masks do not match the rows");
   int64_t r0 = 0;
-  pen_tokens_.clear();
-  pen_counts_.clear();
-  pen_offsets_.assign(1, 0);
+  clear_lists();
   for (int64_t r = 0; r < n_rows; ++r) {
     // The row's penalty list (ids checked; a bad one fails this row only).
     try {
-      penalty_list(*params[r], *states[r], vocab, &row_pen_);
+      penalty_list(*params[r], *states[r], vocab, &row_pen_, &row_bias_);
     } catch (const Error& e) {
       (*errors)[static_cast<size_t>(r)] = e.what();
       row_pen_.clear();
+      row_bias_.clear();
     }
     const int64_t nnz = static_cast<int64_t>(pen_tokens_.size());
     if (r - r0 == max_rows_ || nnz + static_cast<int64_t>(row_pen_.size()) > max_pen_) {
-      run_chunk(device_logits, r0, r, vocab, params, states, draw_offsets, out, errors);
+      run_chunk(device_logits, r0, r, vocab, params, states, draw_offsets, masks, out, errors);
       r0 = r;
-      pen_tokens_.clear();
-      pen_counts_.clear();
-      pen_offsets_.assign(1, 0);
+      clear_lists();
     }
-    for (const auto& tc : row_pen_) {
-      pen_tokens_.push_back(tc.first);
-      pen_counts_.push_back(tc.second);
-    }
-    pen_offsets_.push_back(static_cast<int32_t>(pen_tokens_.size()));
+    append_row_list();
   }
-  run_chunk(device_logits, r0, n_rows, vocab, params, states, draw_offsets, out, errors);
+  run_chunk(device_logits, r0, n_rows, vocab, params, states, draw_offsets, masks, out, errors);
+}
+
+void DeviceSampler::clear_lists() {
+  pen_tokens_.clear();
+  pen_counts_.clear();
+  pen_bias_.clear();
+  pen_offsets_.assign(1, 0);
+  any_bias_ = false;
+}
+
+void DeviceSampler::append_row_list() {
+  for (size_t j = 0; j < row_pen_.size(); ++j) {
+    pen_tokens_.push_back(row_pen_[j].first);
+    pen_counts_.push_back(row_pen_[j].second);
+    const float b = j < row_bias_.size() ? row_bias_[j] : 0.0f;
+    pen_bias_.push_back(b);
+    any_bias_ = any_bias_ || b != 0.0f;
+  }
+  pen_offsets_.push_back(static_cast<int32_t>(pen_tokens_.size()));
 }
 
 void DeviceSampler::run_chunk(float* device_logits, int64_t r0, int64_t r1, int64_t vocab,
                               const std::vector<const SamplingParams*>& params,
                               const std::vector<SequenceSamplingState*>& states,
-                              const std::vector<int64_t>* draw_offsets, std::vector<SampleResult>* out,
-                              std::vector<std::string>* errors) {
+                              const std::vector<int64_t>* draw_offsets, const StepMasks* masks,
+                              std::vector<SampleResult>* out, std::vector<std::string>* errors) {
   if (r1 <= r0) return;
-  Launch l = enqueue_chunk(device_logits, r0, r1, vocab, params, states, draw_offsets);
+  Launch l = enqueue_chunk(device_logits, r0, r1, vocab, params, states, draw_offsets, masks);
   finish_chunk(l, r0, out, errors);
 }
 
 DeviceSampler::Launch DeviceSampler::enqueue_chunk(float* device_logits, int64_t r0, int64_t r1, int64_t vocab,
                                                    const std::vector<const SamplingParams*>& params,
                                                    const std::vector<SequenceSamplingState*>& states,
-                                                   const std::vector<int64_t>* draw_offsets) {
+                                                   const std::vector<int64_t>* draw_offsets,
+                                                   const StepMasks* masks) {
   const int64_t n = r1 - r0;
   const int64_t nnz = static_cast<int64_t>(pen_tokens_.size());
   ELI_CHECK(n >= 1 && n <= max_rows_ && nnz <= max_pen_ && static_cast<int64_t>(pen_offsets_.size()) == n + 1,
@@ -228,7 +252,11 @@ DeviceSampler::Launch DeviceSampler::enqueue_chunk(float* device_logits, int64_t
   }
   l.ts = std::min<int64_t>(ts, kSampleMaxTopLogprobs);
 
-  const InLayout L = in_layout(n, nnz);
+  int64_t n_masks = 0;
+  if (masks != nullptr) {
+    for (int64_t r = r0; r < r1; ++r) n_masks += masks->row[static_cast<size_t>(r)] >= 0 ? 1 : 0;
+  }
+  const InLayout L = in_layout(n, nnz, n_masks * mask_words_);
   // The slot's previous copies (its upload precedes its download) must be done before it is
   // refilled; after a collected launch this returns at once, after drop_pending() it may wait.
   host_out_[l.slot]->wait();
@@ -251,10 +279,22 @@ DeviceSampler::Launch DeviceSampler::enqueue_chunk(float* device_logits, int64_t
         p.top_k == 1 ? 1 : (p.top_k <= 0 || p.top_k >= vocab ? 0 : static_cast<int32_t>(p.top_k));
     at_offset<int32_t>(h, L.n_logprobs)[i] = p.logprobs;
   }
+  // The chunk's masks, packed in row order (mask_row indexes them).
+  int32_t k = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t* m = masks != nullptr ? masks->of(static_cast<size_t>(r0 + i)) : nullptr;
+    at_offset<int32_t>(h, L.mask_row)[i] = m != nullptr ? k : -1;
+    if (m != nullptr) {
+      std::memcpy(at_offset<uint32_t>(h, L.masks) + static_cast<size_t>(k) * static_cast<size_t>(mask_words_), m,
+                  static_cast<size_t>(mask_words_) * 4);
+      ++k;
+    }
+  }
   std::memcpy(at_offset<int32_t>(h, L.pen_offsets), pen_offsets_.data(), pen_offsets_.size() * 4);
   if (nnz > 0) {
     std::memcpy(at_offset<int32_t>(h, L.pen_tokens), pen_tokens_.data(), static_cast<size_t>(nnz) * 4);
     std::memcpy(at_offset<int32_t>(h, L.pen_counts), pen_counts_.data(), static_cast<size_t>(nnz) * 4);
+    std::memcpy(at_offset<float>(h, L.pen_bias), pen_bias_.data(), static_cast<size_t>(nnz) * 4);
   }
   // Ordered on the default stream before the launch; the slot's staging is not reused before the
   // slot's event says its download finished.
@@ -283,6 +323,10 @@ DeviceSampler::Launch DeviceSampler::enqueue_chunk(float* device_logits, int64_t
   a.penalty_offsets = at_offset<int32_t>(d_in_, L.pen_offsets);
   a.penalty_tokens = at_offset<int32_t>(d_in_, L.pen_tokens);
   a.penalty_counts = at_offset<int32_t>(d_in_, L.pen_counts);
+  a.penalty_bias = any_bias_ ? at_offset<float>(d_in_, L.pen_bias) : nullptr;
+  a.allow_mask = n_masks > 0 ? at_offset<uint32_t>(d_in_, L.masks) : nullptr;
+  a.mask_row = at_offset<int32_t>(d_in_, L.mask_row);
+  a.mask_words = mask_words_;
   a.n_rows = n;
   a.vocab = vocab;
   a.logits_stride = vocab;
@@ -309,6 +353,10 @@ void DeviceSampler::finish_chunk(const Launch& l, int64_t r0, std::vector<Sample
     if (!(*errors)[r].empty()) continue;
     const int32_t token = i32(O.token, i);
     const float lp = f32(O.logprob, i);
+    if (i32(O.status, i) == kSampleMaskedOut) {
+      (*errors)[r] = "structured output: the token mask allows no token";
+      continue;
+    }
     if (i32(O.status, i) != kSampleOk) {
       (*errors)[r] = non_finite_message(token, lp);
       continue;
@@ -329,19 +377,21 @@ void DeviceSampler::finish_chunk(const Launch& l, int64_t r0, std::vector<Sample
 
 bool DeviceSampler::can_launch_async(const std::vector<const SamplingParams*>& params) const {
   if (static_cast<int64_t>(params.size()) > max_rows_ || static_cast<int>(pending_.size()) >= kSlots) return false;
+  int64_t nnz = 0;
   for (const SamplingParams* p : params) {
     if (p == nullptr || !supports(*p) || p->repetition_penalty != 1.0 || p->presence_penalty != 0.0 ||
         p->frequency_penalty != 0.0) {
       return false;
     }
+    nnz += static_cast<int64_t>(p->logit_bias.size());  // the lists hold the biases only
   }
-  return true;
+  return nnz <= max_pen_;
 }
 
 void DeviceSampler::launch_async(float* device_logits, int64_t n_rows, int64_t vocab,
                                  const std::vector<const SamplingParams*>& params,
                                  const std::vector<SequenceSamplingState*>& states,
-                                 const std::vector<int64_t>& draw_offsets) {
+                                 const std::vector<int64_t>& draw_offsets, const StepMasks* masks) {
   ELI_CHECK(n_rows >= 1 && static_cast<int64_t>(params.size()) == n_rows &&
                 static_cast<int64_t>(states.size()) == n_rows && static_cast<int64_t>(draw_offsets.size()) == n_rows,
             "DeviceSampler::launch_async: ", params.size(), " params, ", states.size(), " states and ",
@@ -349,10 +399,15 @@ void DeviceSampler::launch_async(float* device_logits, int64_t n_rows, int64_t v
   ELI_CHECK(vocab >= 1 && vocab <= vocab_, "DeviceSampler::launch_async: vocab ", vocab, " outside [1, ", vocab_, "]");
   ELI_CHECK(device_logits != nullptr, "DeviceSampler::launch_async: null logits");
   ELI_CHECK_KIND(kInternal, can_launch_async(params), "DeviceSampler::launch_async: these rows need sample()");
-  pen_tokens_.clear();
-  pen_counts_.clear();
-  pen_offsets_.assign(static_cast<size_t>(n_rows) + 1, 0);  // no penalties: every list is empty
-  pending_.push_back(enqueue_chunk(device_logits, 0, n_rows, vocab, params, states, &draw_offsets));
+  ELI_CHECK(masks == nullptr || (static_cast<int64_t>(masks->row.size()) == n_rows && masks->words == mask_words_),
+            "DeviceSampler::launch_async: masks do not match the rows");
+  // No penalties: the lists hold the logit biases only (they do not depend on the outputs in flight).
+  clear_lists();
+  for (int64_t r = 0; r < n_rows; ++r) {
+    penalty_list(*params[r], *states[r], vocab, &row_pen_, &row_bias_);
+    append_row_list();
+  }
+  pending_.push_back(enqueue_chunk(device_logits, 0, n_rows, vocab, params, states, &draw_offsets, masks));
 }
 
 void DeviceSampler::collect(std::vector<SampleResult>* out, std::vector<std::string>* errors) {

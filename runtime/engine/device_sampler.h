@@ -15,6 +15,8 @@
 // the device's default stream, and returns when the results are on the host. Rows are processed
 // in chunks when a batch has more rows than max_rows or more penalty tokens than the penalty
 // capacity.
+// Token masks and logit biases (runtime/engine/token_mask.h) ride in the same upload as the other
+// per-row inputs; the mask area holds max_rows masks of (vocab + 31) / 32 words.
 // Asynchronous use (the engine's asynchronous scheduling): launch_async() queues one chunk and
 // returns at once; collect() waits for the oldest queued launch and unpacks it. At most two are
 // queued (one slot each); the device token output of the newest launch is device_tokens() (read
@@ -33,6 +35,7 @@
 #include "runtime/device/device.h"
 #include "runtime/device/host_staging.h"
 #include "runtime/engine/sampler.h"
+#include "runtime/engine/token_mask.h"
 
 namespace eli {
 
@@ -59,10 +62,13 @@ class DeviceSampler {
   // have thrown (non-finite logits, a recorded token id out of range), and (*out)[i] is then
   // meaningless: fail that request only. Does not call states[i]->append_output.
   // draw_offsets (optional, one per row): the draw's index in its request for the counter RNG
-  // (default: states[i]->n_output()).
+  // (default: states[i]->n_output()). masks (optional, one row entry per row; words = (vocab + 31)
+  // / 32 of the constructor's vocab): the tokens each masked row may sample; a row whose mask
+  // allows nothing gets an error. params[i]->logit_bias always applies.
   void sample(float* device_logits, int64_t n_rows, int64_t vocab, const std::vector<const SamplingParams*>& params,
               const std::vector<SequenceSamplingState*>& states, std::vector<SampleResult>* out,
-              std::vector<std::string>* errors, const std::vector<int64_t>* draw_offsets = nullptr);
+              std::vector<std::string>* errors, const std::vector<int64_t>* draw_offsets = nullptr,
+              const StepMasks* masks = nullptr);
 
   // Whether launch_async() can take these rows: one chunk (<= max_rows), no penalties (they need
   // the outputs still in flight), a free slot.
@@ -70,7 +76,8 @@ class DeviceSampler {
   // Queues sampling of n_rows >= 1 rows (as sample(), with explicit draw offsets); results via collect().
   void launch_async(float* device_logits, int64_t n_rows, int64_t vocab,
                     const std::vector<const SamplingParams*>& params,
-                    const std::vector<SequenceSamplingState*>& states, const std::vector<int64_t>& draw_offsets);
+                    const std::vector<SequenceSamplingState*>& states, const std::vector<int64_t>& draw_offsets,
+                    const StepMasks* masks = nullptr);
   // Waits for the oldest queued launch; (*out)[i] / (*errors)[i] as sample() for its rows.
   void collect(std::vector<SampleResult>* out, std::vector<std::string>* errors);
   // Forgets queued launches (after a failed step; the device work may still run).
@@ -94,11 +101,14 @@ class DeviceSampler {
   // Runs rows [r0, r1) (their penalty lists are already in pen_*_) and waits for them.
   void run_chunk(float* device_logits, int64_t r0, int64_t r1, int64_t vocab,
                  const std::vector<const SamplingParams*>& params, const std::vector<SequenceSamplingState*>& states,
-                 const std::vector<int64_t>* draw_offsets, std::vector<SampleResult>* out,
+                 const std::vector<int64_t>* draw_offsets, const StepMasks* masks, std::vector<SampleResult>* out,
                  std::vector<std::string>* errors);
   Launch enqueue_chunk(float* device_logits, int64_t r0, int64_t r1, int64_t vocab,
                        const std::vector<const SamplingParams*>& params,
-                       const std::vector<SequenceSamplingState*>& states, const std::vector<int64_t>* draw_offsets);
+                       const std::vector<SequenceSamplingState*>& states, const std::vector<int64_t>* draw_offsets,
+                       const StepMasks* masks);
+  void clear_lists();
+  void append_row_list();  // row_pen_ / row_bias_ onto the chunk's lists
   // Waits for l's download and unpacks its rows into (*out)[r0 + i] / (*errors)[r0 + i].
   void finish_chunk(const Launch& l, int64_t r0, std::vector<SampleResult>* out, std::vector<std::string>* errors);
 
@@ -106,7 +116,7 @@ class DeviceSampler {
   ThreadPool* pool_ = nullptr;
   void* stream_ = nullptr;  // the device's default stream (nullptr on the CPU)
   const KernelEntry* kernel_ = nullptr;
-  int64_t max_rows_ = 0, vocab_ = 0, max_pen_ = 0;
+  int64_t max_rows_ = 0, vocab_ = 0, max_pen_ = 0, mask_words_ = 0;
   size_t in_bytes_ = 0, out_bytes_ = 0;
   void* d_in_ = nullptr;           // upload area (layout: see device_sampler.cc)
   void* d_out_ = nullptr;          // result area
@@ -114,7 +124,10 @@ class DeviceSampler {
   std::unique_ptr<HostStaging> host_in_[kSlots], host_out_[kSlots];  // the fence of slot i is host_out_[i]'s
   // Per-chunk host lists (capacity reserved once).
   std::vector<int32_t> pen_tokens_, pen_counts_, pen_offsets_;
+  std::vector<float> pen_bias_;
+  bool any_bias_ = false;  // some entry of the chunk's lists has a non-zero bias
   std::vector<std::pair<int32_t, int32_t>> row_pen_;  // scratch: one row's (token, count)
+  std::vector<float> row_bias_;                       // scratch: one row's biases
   std::deque<Launch> pending_;  // queued asynchronous launches, oldest first
   int next_slot_ = 0;
 };

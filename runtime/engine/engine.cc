@@ -28,6 +28,14 @@
 // out of the step. aux_next keeps a preempted request from counting a recomputed row twice, and
 // these requests get a cache salt of their own (their rows must be computed, not taken from the
 // prefix cache). An embedding request samples nothing; it ends when its prompt is computed.
+//
+// Token masks (structured output, allowed_token_ids, min_tokens; runtime/engine/token_mask.h) are
+// built on the host after the forward pass is queued and before sampling, and applied inside the
+// sampler. A constrained row whose input is a placeholder (the previous step, launched ahead, has
+// not been completed) needs that token first: after queueing the forward pass the engine collects
+// the previous step's samples (queued before this forward, so they are ready early), feeds the
+// token to the constraint (recorded in the previous step's `fed`, so its completion does not feed
+// it again), then fills the mask while the forward pass runs (include/eli/token_constraint.h).
 #include "eli/engine.h"
 
 #include <algorithm>
@@ -47,6 +55,7 @@
 #include "runtime/engine/memory_plan.h"
 #include "runtime/engine/scheduler.h"
 #include "runtime/engine/step_trace.h"
+#include "runtime/engine/token_mask.h"
 #include "runtime/kv/kv_cache.h"
 #include "runtime/model/model.h"
 #include "runtime/model/model_files.h"
@@ -155,7 +164,15 @@ struct Engine::Impl {
     bool pending_on_device = false;     // results still to collect from the DeviceSampler
     std::vector<SampleResult> results;  // per sampled row, once collected
     std::vector<std::string> errors;
+    std::vector<std::string> mask_errors;  // per sampled row: a failed constraint or a dead end
+    // Per sampled row, when the next step fed this row's token to its constraint early: fed[r] = 1,
+    // with the outcome (an error, or the constraint's completion) for complete().
+    std::vector<char> fed, fed_done;
+    std::vector<std::string> fed_error;
   };
+  // Feeds the placeholder tokens of f's constrained rows (samples of prev) to their constraints;
+  // skip[r] = 1 for a row whose request ends with prev's token (no mask is built for it).
+  void feed_constraints(const Inflight& f, Inflight* prev, std::vector<char>* skip);
   std::unique_ptr<Inflight> inflight;  // the newest launched step, not completed
   uint64_t next_serial = 1;
   // Sequences that ended while a launched step named them, with that step's serial.
@@ -520,8 +537,14 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
   for (const SamplingParams* p : ps) {
     no_penalties = no_penalties && p->repetition_penalty == 1.0 && p->presence_penalty == 0.0 && p->frequency_penalty == 0.0;
   }
-  f->lookahead = async_scheduling && n_rows > 0 &&
-                 (on_device ? device_sampler->can_launch_async(ps) : no_penalties);
+  f->lookahead = async_scheduling && n_rows > 0 && (on_device ? device_sampler->can_launch_async(ps) : no_penalties);
+  // The rows' token masks, computed on the host while the queued forward pass runs.
+  StepMasks masks;
+  auto build_masks = [&] {
+    std::vector<char> skip;
+    feed_constraints(*f, prev, &skip);
+    build_step_masks(ps, draw_offsets, V, info.spec.eos_token_ids, &masks, &f->mask_errors, &skip);
+  };
 
   // Sampling next to the logits: asynchronously on a GPU when it can, else one synchronous call.
   if (runner) runner->set_want_hidden(want_hidden);  // parallel ranks: no embeddings (add_request)
@@ -535,12 +558,13 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
     }
     runner->set_want_hidden(false);
     if (n_rows > 0) {
+      build_masks();
       if (f->lookahead) {
-        device_sampler->launch_async(d_logits, n_rows, V, ps, ss, draw_offsets);
+        device_sampler->launch_async(d_logits, n_rows, V, ps, ss, draw_offsets, &masks);
         f->pending_on_device = true;
       } else {
         if (prev != nullptr) collect(*prev);  // sample() needs nothing queued
-        device_sampler->sample(d_logits, n_rows, V, ps, ss, &f->results, &f->errors, &draw_offsets);
+        device_sampler->sample(d_logits, n_rows, V, ps, ss, &f->results, &f->errors, &draw_offsets, &masks);
       }
     }
     if (!aux.empty()) take_aux_rows(sched, aux, n_rows, d_logits);  // synchronous reads
@@ -557,8 +581,9 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
       throw;
     }
     if (runner) runner->set_want_hidden(false);
+    build_masks();
     // A poisoned row (non-finite logits) fails its request only (an error string per row).
-    device_sampler->sample(logits.data(), n_rows, V, ps, ss, &f->results, &f->errors, &draw_offsets);
+    device_sampler->sample(logits.data(), n_rows, V, ps, ss, &f->results, &f->errors, &draw_offsets, &masks);
     if (!aux.empty()) take_aux_rows(sched, aux, n_rows, logits.data());
   }
 
@@ -641,6 +666,36 @@ void Engine::Impl::take_aux_rows(const std::vector<ScheduledSeq>& sched,
       for (int64_t d = 0; d < H; ++d) seq.pooled[static_cast<size_t>(d)] += h[d];
     }
     seq.aux_next = p + 1;
+
+void Engine::Impl::feed_constraints(const Inflight& f, Inflight* prev, std::vector<char>* skip) {
+  int64_t row = 0;
+  for (const ScheduledSeq& s : f.sched) {
+    if (!s.sample) continue;
+    const size_t r = static_cast<size_t>(row++);
+    Sequence* seq = s.seq;
+    if (seq->params.constraint == nullptr || seq->feed_row < 0) continue;
+    ELI_CHECK_KIND(kInternal, prev != nullptr && prev->serial == seq->feed_serial, "a placeholder token without its step");
+    collect(*prev);  // its samples were queued before this step's forward pass: ready early
+    const size_t pr = static_cast<size_t>(seq->feed_row);
+    const size_t n_prev = prev->results.size();
+    if (prev->fed.empty()) {
+      prev->fed.assign(n_prev, 0);
+      prev->fed_done.assign(n_prev, 0);
+      prev->fed_error.assign(n_prev, std::string());
+    }
+    skip->resize(f.sched.size(), 0);
+    const bool failed = !prev->errors[pr].empty() || (pr < prev->mask_errors.size() && !prev->mask_errors[pr].empty());
+    if (!failed && !prev->fed[pr]) {
+      bool done = false;
+      prev->fed_error[pr] = constraint_accept(*seq->params.constraint, prev->results[pr].token, &done);
+      prev->fed_done[pr] = done ? 1 : 0;
+      prev->fed[pr] = 1;
+    }
+    // The request ends with prev's token (an error, the grammar's end, or a stop token): this
+    // step's row is ignored at completion; build no mask for it.
+    if (failed || !prev->fed_error[pr].empty() || prev->fed_done[pr] || is_stop_token(*seq, prev->results[pr].token)) {
+      (*skip)[r] = 1;
+    }
   }
 }
 
@@ -677,6 +732,7 @@ void Engine::Impl::complete(Inflight& f, std::vector<TokenOutput>& outs) {
     TokenOutput out;
     out.request_id = seq->id;
     const size_t r = static_cast<size_t>(r_index);
+    if (r < f.mask_errors.size() && !f.mask_errors[r].empty()) f.errors[r] = f.mask_errors[r];
     if (!f.errors[r].empty()) {
       out.error = f.errors[r];
       finish(seq, FinishReason::kError, &out);
@@ -700,7 +756,22 @@ void Engine::Impl::complete(Inflight& f, std::vector<TokenOutput>& outs) {
     if (seq->feed_serial == f.serial) seq->feed_row = -1;
     seq->sampling->append_output(out.token);
     ++counters.generated_tokens;
-    if (is_stop_token(*seq, out.token)) {
+    bool grammar_done = false;
+    if (seq->params.constraint != nullptr) {
+      if (!f.fed.empty() && f.fed[r]) {  // the next step fed it already (feed_constraints)
+        out.error = f.fed_error[r];
+        grammar_done = f.fed_done[r] != 0;
+      } else {
+        out.error = constraint_accept(*seq->params.constraint, out.token, &grammar_done);
+      }
+      if (!out.error.empty()) {
+        out.token = -1;  // a token the constraint refused is not output
+        out.top_logprobs.clear();
+        finish(seq, FinishReason::kError, &out);
+      }
+    }
+    if (out.finish != FinishReason::kNone) {
+    } else if (grammar_done || is_stop_token(*seq, out.token)) {
       finish(seq, FinishReason::kStop, &out);
     } else if (pos + 1 - seq->prompt_len >= seq->params.max_tokens || pos + 1 >= info.max_model_len) {
       finish(seq, FinishReason::kLength, &out);

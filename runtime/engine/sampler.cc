@@ -40,10 +40,48 @@ bool SequenceSamplingState::in_prompt(int32_t token) const {
 
 // ---- penalties -----------------------------------------------------------------------------------
 
+namespace {
+
+// Merges p.logit_bias into a sorted penalty list (see penalty_list).
+void merge_bias(const SamplingParams& p, int64_t vocab, std::vector<std::pair<int32_t, int32_t>>* out,
+                std::vector<float>* bias) {
+  bias->assign(out->size(), 0.0f);
+  if (p.logit_bias.empty()) return;
+  const size_t n_pen = out->size();
+  for (const auto& tb : p.logit_bias) {
+    ELI_CHECK(tb.first >= 0 && tb.first < vocab, "logit_bias token id ", tb.first, " is out of range [0, ", vocab, ")");
+    auto it = std::lower_bound(out->begin(), out->begin() + static_cast<std::ptrdiff_t>(n_pen),
+                               std::make_pair(tb.first, INT32_MIN));
+    if (it != out->begin() + static_cast<std::ptrdiff_t>(n_pen) && it->first == tb.first) {
+      (*bias)[static_cast<size_t>(it - out->begin())] = tb.second;
+    } else {
+      out->emplace_back(tb.first, -1);
+      bias->push_back(tb.second);
+    }
+  }
+  std::vector<size_t> order(out->size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return (*out)[a].first < (*out)[b].first; });
+  std::vector<std::pair<int32_t, int32_t>> o2(out->size());
+  std::vector<float> b2(out->size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    o2[i] = (*out)[order[i]];
+    b2[i] = (*bias)[order[i]];
+  }
+  out->swap(o2);
+  bias->swap(b2);
+}
+
+}  // namespace
+
 void penalty_list(const SamplingParams& p, const SequenceSamplingState& state, int64_t vocab,
-                  std::vector<std::pair<int32_t, int32_t>>* out) {
+                  std::vector<std::pair<int32_t, int32_t>>* out, std::vector<float>* bias) {
   out->clear();
-  if (!sample_penalties_active(p.repetition_penalty, p.presence_penalty, p.frequency_penalty)) return;
+  if (bias != nullptr) bias->clear();
+  if (!sample_penalties_active(p.repetition_penalty, p.presence_penalty, p.frequency_penalty)) {
+    if (bias != nullptr) merge_bias(p, vocab, out, bias);
+    return;
+  }
   const auto& prompt = state.prompt_tokens();
   ELI_CHECK(prompt.empty() || prompt.back() < vocab, "prompt token id ", prompt.back(),
             " is out of range [0, ", vocab, ")");
@@ -67,6 +105,7 @@ void penalty_list(const SamplingParams& p, const SequenceSamplingState& state, i
     }
   }
   out->resize(w);
+  if (bias != nullptr) merge_bias(p, vocab, out, bias);
 }
 
 void apply_penalties(float* logits, int64_t vocab, const SamplingParams& p,
@@ -82,12 +121,12 @@ void apply_penalties(float* logits, int64_t vocab, const SamplingParams& p,
 // ---- Sampler -------------------------------------------------------------------------------------
 
 SampleResult Sampler::sample(const float* logits, int64_t vocab, const SamplingParams& p,
-                             const SequenceSamplingState& state, int64_t draw_index) {
+                             const SequenceSamplingState& state, int64_t draw_index, const uint32_t* mask) {
   ELI_CHECK(logits != nullptr, "sample: logits is null");
   ELI_CHECK(vocab >= 1 && vocab <= INT32_MAX, "sample: vocab must be in [1, 2^31), got ", vocab);
   ELI_CHECK(p.logprobs <= kSampleMaxTopLogprobs, "sample: at most ", kSampleMaxTopLogprobs,
             " logprobs, got ", p.logprobs);
-  penalty_list(p, state, vocab, &pen_);
+  penalty_list(p, state, vocab, &pen_, &pen_bias_);
   pen_tokens_.clear();
   pen_counts_.clear();
   for (const auto& tc : pen_) {
@@ -131,12 +170,18 @@ SampleResult Sampler::sample(const float* logits, int64_t vocab, const SamplingP
   a.penalty_offsets = offsets;
   a.penalty_tokens = pen_tokens_.empty() ? offsets : pen_tokens_.data();
   a.penalty_counts = pen_counts_.empty() ? offsets : pen_counts_.data();
+  a.penalty_bias = pen_bias_.empty() ? nullptr : pen_bias_.data();
+  const int32_t mask_row = 0;
+  a.allow_mask = mask;
+  a.mask_row = &mask_row;
+  a.mask_words = (vocab + 31) / 32;
   a.n_rows = 1;
   a.vocab = vocab;
   a.logits_stride = vocab;
   a.top_stride = ts;
   check_sample_args(a);
   sample_ref_row(a, 0);
+  if (status == kSampleMaskedOut) ELI_THROW(kInvalidArgument, "sample: the token mask allows no token");
   if (status != kSampleOk) throw_non_finite_logits(token, logprob);
 
   SampleResult out;

@@ -61,10 +61,12 @@ struct SampleResult {
 
 // The penalty list of a request (what Op::kSample's penalty_tokens/penalty_counts hold for its
 // row): each token once, ascending, with its output count (0 for prompt-only tokens, listed only
-// when the repetition penalty is on); empty when no penalty is active. Throws eli::Error
-// (kInvalidArgument) if a recorded token id is >= vocab.
+// when the repetition penalty is on); empty when no penalty is active. With `bias` (not null), the
+// tokens of p.logit_bias are merged in (count -1 for a token listed for its bias only) and *bias
+// gets each entry's bias (0 for none). Throws eli::Error (kInvalidArgument) if a recorded token id
+// is >= vocab.
 void penalty_list(const SamplingParams& p, const SequenceSamplingState& state, int64_t vocab,
-                  std::vector<std::pair<int32_t, int32_t>>* out);
+                  std::vector<std::pair<int32_t, int32_t>>* out, std::vector<float>* bias = nullptr);
 
 // Applies the repetition, presence and frequency penalties to logits in place (vocab,), as step 3
 // of the semantics. Throws (logits untouched) if a recorded token id is >= vocab.
@@ -79,15 +81,18 @@ class Sampler {
   // logits: (vocab,) fp32, row of the model output for this request. draw_index: the index of the
   // output token being drawn (-1: state.n_output(), i.e. the next one). Does not modify logits and
   // does not call state.append_output (the engine does, once the token is accepted). Throws
-  // eli::Error(kInvalidArgument) on non-finite logits and bad recorded ids.
+  // eli::Error(kInvalidArgument) on non-finite logits and bad recorded ids. mask (optional,
+  // (vocab + 31) / 32 words, runtime/engine/token_mask.h): the tokens allowed; p.logit_bias always
+  // applies. A mask that allows no token throws eli::Error(kInvalidArgument).
   SampleResult sample(const float* logits, int64_t vocab, const SamplingParams& p,
-                      const SequenceSamplingState& state, int64_t draw_index = -1);
+                      const SequenceSamplingState& state, int64_t draw_index = -1,
+                      const uint32_t* mask = nullptr);
 
  private:
   std::vector<float> work_;  // (vocab,) the row, penalised in place by the reference
   std::vector<std::pair<int32_t, int32_t>> pen_;
   std::vector<int32_t> pen_tokens_, pen_counts_, top_ids_;
-  std::vector<float> pen_raw_, top_logprobs_;
+  std::vector<float> pen_raw_, pen_bias_, top_logprobs_;
 };
 
 }  // namespace eli

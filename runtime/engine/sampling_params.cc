@@ -5,9 +5,11 @@
 // eli::Error(kInvalidArgument) whose message names the field and the offending value, so the
 // server can answer 400 with it. After it passes, the sampler may rely on the invariants listed in
 // include/eli/sampling_params.h.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "eli/error.h"
 #include "eli/sampling_params.h"
@@ -54,6 +56,29 @@ void validate_sampling_params(const SamplingParams& p, int64_t vocab_size) {
     ELI_CHECK_ARG(id >= 0 && id < vocab_size, "stop_token_ids[", i, "] = ", id,
                   " is out of range [0, ", vocab_size, ")");
   }
+  ELI_CHECK_ARG(p.logit_bias.size() <= kMaxLogitBiasEntries, "logit_bias: at most ", kMaxLogitBiasEntries,
+                " entries allowed, got ", p.logit_bias.size());
+  std::vector<int32_t> seen;
+  seen.reserve(p.logit_bias.size());
+  for (const auto& tb : p.logit_bias) {
+    ELI_CHECK_ARG(tb.first >= 0 && tb.first < vocab_size, "logit_bias: token id ", tb.first,
+                  " is out of range [0, ", vocab_size, ")");
+    ELI_CHECK_ARG(std::isfinite(tb.second) && std::fabs(tb.second) <= kMaxLogitBias, "logit_bias[", tb.first,
+                  "] must be finite and in [-", kMaxLogitBias, ", ", kMaxLogitBias, "], got ", tb.second);
+    seen.push_back(tb.first);
+  }
+  std::sort(seen.begin(), seen.end());
+  ELI_CHECK_ARG(std::adjacent_find(seen.begin(), seen.end()) == seen.end(),
+                "logit_bias: a token id is listed twice");
+  ELI_CHECK_ARG(static_cast<int64_t>(p.allowed_token_ids.size()) <= vocab_size,
+                "allowed_token_ids: more ids (", p.allowed_token_ids.size(), ") than the vocabulary (", vocab_size, ")");
+  for (size_t i = 0; i < p.allowed_token_ids.size(); ++i) {
+    const int64_t id = p.allowed_token_ids[i];
+    ELI_CHECK_ARG(id >= 0 && id < vocab_size, "allowed_token_ids[", i, "] = ", id, " is out of range [0, ",
+                  vocab_size, ")");
+  }
+  ELI_CHECK_ARG(p.min_tokens >= 0 && p.min_tokens <= p.max_tokens, "min_tokens must be in [0, max_tokens = ",
+                p.max_tokens, "], got ", p.min_tokens);
 }
 
 }  // namespace eli

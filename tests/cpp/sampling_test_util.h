@@ -30,6 +30,8 @@ struct RowParams {
   uint64_t seed = 1, offset = 0;
   int32_t n_logprobs = -1;
   std::vector<std::pair<int32_t, int32_t>> penalties;  // (token, output count), unique tokens
+  std::vector<std::pair<int32_t, float>> bias;         // (token, logit bias), unique tokens
+  std::vector<uint32_t> mask;                          // (vocab + 31) / 32 words; empty: unmasked
 };
 
 // A batch of rows on the host; args() points a SampleArgs at it.
@@ -40,7 +42,11 @@ struct HostBatch {
   std::vector<int32_t> top_k, n_logprobs;
   std::vector<uint64_t> seed, offset;
   std::vector<int32_t> pen_offsets, pen_tokens, pen_counts;
-  std::vector<float> pen_raw;
+  std::vector<float> pen_raw, pen_bias;
+  bool any_bias = false;
+  int64_t mask_words = 0;
+  std::vector<int32_t> mask_row;
+  std::vector<uint32_t> masks;
   std::vector<int32_t> token, status, top_ids;
   std::vector<float> logprob, top_logprobs;
 
@@ -59,13 +65,35 @@ struct HostBatch {
       seed.push_back(r.seed);
       offset.push_back(r.offset);
       n_logprobs.push_back(r.n_logprobs);
-      auto pen = r.penalties;
-      std::sort(pen.begin(), pen.end());
-      for (const auto& tc : pen) {
-        pen_tokens.push_back(tc.first);
-        pen_counts.push_back(tc.second);
+      // The merged list of runtime/engine/sampler.cc penalty_list: penalised tokens with their
+      // counts, bias-only tokens with count -1, each with its bias (0: none).
+      std::vector<std::pair<int32_t, std::pair<int32_t, float>>> pen;
+      for (const auto& tc : r.penalties) pen.push_back({tc.first, {tc.second, 0.0f}});
+      for (const auto& tb : r.bias) {
+        auto it = std::find_if(pen.begin(), pen.end(), [&](const auto& e) { return e.first == tb.first; });
+        if (it != pen.end()) {
+          it->second.second = tb.second;
+        } else {
+          pen.push_back({tb.first, {-1, tb.second}});
+        }
+        any_bias = true;
+      }
+      std::sort(pen.begin(), pen.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+      for (const auto& e : pen) {
+        pen_tokens.push_back(e.first);
+        pen_counts.push_back(e.second.first);
+        pen_bias.push_back(e.second.second);
       }
       pen_offsets.push_back(static_cast<int32_t>(pen_tokens.size()));
+      mask_words = (vocab + 31) / 32;
+      if (r.mask.empty()) {
+        mask_row.push_back(-1);
+      } else {
+        mask_row.push_back(static_cast<int32_t>(masks.size() / static_cast<size_t>(mask_words)));
+        masks.insert(masks.end(), r.mask.begin(), r.mask.end());
+        masks.resize(static_cast<size_t>(mask_words) * (masks.size() / static_cast<size_t>(mask_words) +
+                                                         (masks.size() % static_cast<size_t>(mask_words) != 0)));
+      }
     }
     poison();
   }
@@ -104,6 +132,10 @@ struct HostBatch {
     a.penalty_offsets = pen_offsets.data();
     a.penalty_tokens = pen_tokens.empty() ? pen_offsets.data() : pen_tokens.data();
     a.penalty_counts = pen_counts.empty() ? pen_offsets.data() : pen_counts.data();
+    a.penalty_bias = any_bias ? pen_bias.data() : nullptr;
+    a.allow_mask = masks.empty() ? nullptr : masks.data();
+    a.mask_row = mask_row.data();
+    a.mask_words = mask_words;
     a.n_rows = n;
     a.vocab = vocab;
     a.logits_stride = stride;
@@ -257,6 +289,50 @@ inline std::vector<NamedBatch> kernel_cases(int64_t V, uint64_t seed) {
       for (int64_t i = 0; i < V; ++i) b->row(r)[i] = (i % 3 == 0) ? -FLT_MAX : (i % 3 == 1 ? FLT_MAX * 0.5f : 1.0f);
       if (V > 1) b->row(r)[V / 2] = FLT_MAX;
     }
+  }
+  {  // token masks and logit biases (structured output, allowed_token_ids, min_tokens, logit_bias):
+     // sparse and dense masks, a single allowed token, biases that change the pick, with penalties
+     // and logprobs, and one row whose mask allows nothing (kSampleMaskedOut)
+    auto random_mask = [&](double density) {
+      std::vector<uint32_t> m(static_cast<size_t>((V + 31) / 32), 0u);
+      std::uniform_real_distribution<double> u(0.0, 1.0);
+      for (int32_t t = 0; t < Vi; ++t) {
+        if (u(rng) < density) m[static_cast<size_t>(t >> 5)] |= 1u << (t & 31);
+      }
+      m[static_cast<size_t>(rng() % static_cast<uint64_t>(V)) >> 5] |= 1u;  // never empty: token 32k
+      return m;
+    };
+    std::vector<RowParams> rows;
+    int i = 0;
+    for (double density : {0.001, 0.05, 0.5, 0.99}) {
+      for (RowParams r : {row(0.0, 0, 1, 0, 3), row(1.0, 0, 1, 0), row(0.8, 40, 0.9, 0, 2), row(1.3, 0, 0.7, 0.05)}) {
+        r.mask = random_mask(density);
+        if (++i % 3 == 0) {
+          r.repetition = 1.2;
+          r.penalties = random_penalties(V, std::min<int64_t>(V, 50), rng);
+        }
+        if (i % 2 == 0) {
+          for (int j = 0; j < 20 && j < Vi; ++j) {
+            const int32_t t = static_cast<int32_t>(rng() % static_cast<uint64_t>(V));
+            if (std::none_of(r.bias.begin(), r.bias.end(), [&](const auto& e) { return e.first == t; })) {
+              r.bias.emplace_back(t, static_cast<float>(static_cast<int>(rng() % 201) - 100));
+            }
+          }
+        }
+        rows.push_back(r);
+      }
+    }
+    RowParams one = row(1.0, 0, 1, 0, 2);  // exactly one allowed token
+    one.mask.assign(static_cast<size_t>((V + 31) / 32), 0u);
+    one.mask[static_cast<size_t>((Vi - 1) >> 5)] = 1u << ((Vi - 1) & 31);
+    rows.push_back(one);
+    RowParams none = row(0.7, 0, 1, 0, 2);  // nothing allowed
+    none.mask.assign(static_cast<size_t>((V + 31) / 32), 0u);
+    rows.push_back(none);
+    RowParams biased = row(0.0, 0, 1, 0, 1);  // bias only: moves the greedy pick
+    biased.bias = {{0, 100.0f}, {Vi - 1, -100.0f}};
+    rows.push_back(biased);
+    add("masks", V, 3, rows, 2.0f);
   }
   for (NamedBatch& nb : out) nb.batch.poison();
   return out;

@@ -56,6 +56,9 @@ struct DeviceBatch {
   DeviceBuffer<double> temperature, top_p, min_p, rep, pres, freq;
   DeviceBuffer<int32_t> top_k, n_logprobs, pen_offsets, pen_tokens, pen_counts, token, status, top_ids;
   DeviceBuffer<uint64_t> seed, offset;
+  DeviceBuffer<float> pen_bias;
+  DeviceBuffer<int32_t> mask_row;
+  DeviceBuffer<uint32_t> masks;
   SampleArgs a{};
 
   DeviceBatch(Device& d, HostBatch& hb)
@@ -63,7 +66,8 @@ struct DeviceBatch {
         top_logprobs(d, hb.top_logprobs), temperature(d, hb.temperature), top_p(d, hb.top_p), min_p(d, hb.min_p),
         rep(d, hb.rep), pres(d, hb.pres), freq(d, hb.freq), top_k(d, hb.top_k), n_logprobs(d, hb.n_logprobs),
         pen_offsets(d, hb.pen_offsets), pen_tokens(d, hb.pen_tokens), pen_counts(d, hb.pen_counts),
-        token(d, hb.token), status(d, hb.status), top_ids(d, hb.top_ids), seed(d, hb.seed), offset(d, hb.offset) {
+        token(d, hb.token), status(d, hb.status), top_ids(d, hb.top_ids), seed(d, hb.seed), offset(d, hb.offset),
+        pen_bias(d, hb.pen_bias), mask_row(d, hb.mask_row), masks(d, hb.masks) {
     a = hb.args();
     a.token = token.get();
     a.logprob = logprob.get();
@@ -85,6 +89,9 @@ struct DeviceBatch {
     a.penalty_offsets = pen_offsets.get();
     a.penalty_tokens = pen_tokens.get();
     a.penalty_counts = pen_counts.get();
+    a.penalty_bias = hb.any_bias ? pen_bias.get() : nullptr;
+    a.allow_mask = hb.masks.empty() ? nullptr : masks.get();
+    a.mask_row = mask_row.get();
   }
   void run(const KernelEntry& e, const ExecContext& ctx) {
     e.fn(&a, ctx);

@@ -296,7 +296,8 @@ MSG = [{"role": "user", "content": "hi"}]
     (CHAT, {"messages": MSG, "top_logprobs": 2}, "top_logprobs"),
     (CHAT, {"messages": MSG, "max_completion_tokens": 0}, "max_completion_tokens"),
     (CHAT, {"messages": MSG, "max_tokens": 300}, "max_tokens"),
-    (CHAT, {"messages": MSG, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    (CHAT, {"messages": MSG, "tools": [{"type": "function", "function": {"name": "bad name!"}}]},
+     "tools.0.function.name"),
     (CHAT, {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages.0.content"),
     (CHAT, {"messages": MSG, "stream_options": {"include_usage": "yes"}}, None),
 ])

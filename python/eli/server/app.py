@@ -28,6 +28,9 @@
 # - Prefix-cache isolation: a request's cache_salt (and, with prefix_cache_per_key, its API key)
 #   salts the engine's block hashes, so requests with different salts never share KV blocks.
 # - A dead engine (eli.EngineDeadError) is a 503, like a failed /health.
+# - Chat tools / tool_choice / response_format (chat_tools.py): forced calls and JSON replies are
+#   enforced by the sampler's grammar; replies are parsed by the model family's tool parser
+#   (Server.tool_parser), streamed as tool_calls deltas that never carry partial markup.
 from __future__ import annotations
 
 import asyncio
@@ -41,6 +44,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import completions, embeddings, models, responses
+from . import chat_tools
 from . import validation as V
 from .core import Seq, Server, usage
 from .guards import HttpGuard, default_allowed_hosts
@@ -119,7 +123,11 @@ def create_app(llm, *, model_name: str, api_key: Union[str, Sequence[str], None]
     async def chat_completions(request: Request):
         start = time.perf_counter()
         req: ChatCompletionRequest = await srv.read_body(request, ChatCompletionRequest)
-        job = V.chat_job(req, srv.tokenizer, srv.chat_template, srv.max_prompt_chars)
+        V.check_chat(req)
+        plan = chat_tools.make_plan(req, srv.tool_parser, srv.tokenizer)
+        tools_var, describe = chat_tools.template_inputs(plan, srv.chat_template)
+        job = V.chat_job(req, srv.tokenizer, srv.chat_template, srv.max_prompt_chars, tools=tools_var,
+                         describe_tools=plan.tools if describe else None)
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
         requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         lp_n = (req.top_logprobs or 0) if req.logprobs else None
@@ -130,13 +138,17 @@ def create_app(llm, *, model_name: str, api_key: Union[str, Sequence[str], None]
                                          default_max_tokens=srv.max_tokens_default)
             V.check_logprob_budget([max_tokens] * req.n, lp_n, n=req.n,
                                    param="top_logprobs" if req.top_logprobs else "logprobs")
+            extra = dict(plan.constraint)
+            if plan.keep_special:  # the parser reads special-token markers ([TOOL_CALLS], <|python_tag|>)
+                extra["skip_special_tokens"] = False
             seqs = [Seq(index=i, prompt_ids=ids, params=p, start=start, holds_slot=slots.take())
-                    for i, p in enumerate(V.make_params(req, max_tokens, lp_n, srv.cache_salt(request, req)))]
+                    for i, p in enumerate(V.make_params(req, max_tokens, lp_n, srv.cache_salt(request, req),
+                                                        extra=extra, extra_param=plan.constraint_param))]
         finally:
             slots.close()
-        return await _chat_response(request, req, seqs, len(ids), lp_n)
+        return await _chat_response(request, req, seqs, len(ids), lp_n, plan)
 
-    async def _chat_response(request, req, seqs, prompt_tokens, lp_n):
+    async def _chat_response(request, req, seqs, prompt_tokens, lp_n, plan):
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         base = {"id": rid, "object": "chat.completion.chunk" if req.stream else "chat.completion",
                 "created": created, "model": srv.model_name}
@@ -145,16 +157,29 @@ def create_app(llm, *, model_name: str, api_key: Union[str, Sequence[str], None]
             extra = {"usage": None} if include_usage else {}
             first = [dict(base, choices=[{"index": s.index, "delta": {"role": "assistant", "content": ""},
                                           "logprobs": None, "finish_reason": None}], **extra) for s in seqs]
+            parsers = {s.index: plan.parser.stream() for s in seqs} if plan.parser is not None else {}
 
             def chunk(seq, out):
                 if not out.delta_text and not out.delta_token_ids and out.finish_reason is None:
                     return None
-                delta = {"content": out.delta_text} if out.delta_text else {}
                 lp = None
                 if lp_n is not None and out.delta_token_ids:
                     lp = {"content": srv.chat_logprobs(out.delta_token_ids, out.delta_logprobs or [], lp_n)}
-                return dict(base, choices=[{"index": seq.index, "delta": delta, "logprobs": lp,
-                                            "finish_reason": out.finish_reason}], **extra)
+                st = parsers.get(seq.index)
+                if st is None:
+                    delta = {"content": out.delta_text} if out.delta_text else {}
+                    return dict(base, choices=[{"index": seq.index, "delta": delta, "logprobs": lp,
+                                                "finish_reason": out.finish_reason}], **extra)
+                deltas = st.feed(out.delta_text or "")
+                if out.finish_reason is not None:
+                    deltas += st.finish()
+                if not deltas and lp is None and out.finish_reason is None:
+                    return None
+                deltas = deltas or [{}]
+                finish = chat_tools.finish_reason(out.finish_reason, st.has_calls)
+                return [dict(base, choices=[{"index": seq.index, "delta": d, "logprobs": lp if k == 0 else None,
+                                             "finish_reason": finish if k == len(deltas) - 1 else None}], **extra)
+                        for k, d in enumerate(deltas)]
 
             def usage_chunk():
                 return dict(base, choices=[], usage=usage(seqs, prompt_tokens)) if include_usage else None
@@ -165,8 +190,9 @@ def create_app(llm, *, model_name: str, api_key: Union[str, Sequence[str], None]
         choices = []
         for s in seqs:
             lp = {"content": srv.chat_logprobs(s.token_ids, s.logprobs, lp_n)} if lp_n is not None else None
-            choices.append({"index": s.index, "message": {"role": "assistant", "content": s.text},
-                            "logprobs": lp, "finish_reason": s.finish_reason})
+            msg, has_calls = chat_tools.message(plan, s.text)
+            choices.append({"index": s.index, "message": msg, "logprobs": lp,
+                            "finish_reason": chat_tools.finish_reason(s.finish_reason, has_calls)})
         return dict(base, choices=choices, usage=usage(seqs, prompt_tokens))
 
     app.include_router(v1)

@@ -33,12 +33,15 @@ class PromptError(ValueError):
 
 
 def build_prompt_ids(job: dict, tokenizer) -> list[int]:
-    """Token ids for a chat job (validation.chat_job): keys template, messages, variables,
+    """Token ids for a chat job (validation.chat_job): keys template, messages, variables, tools
+    (the request's validated tools for the template's `tools` variable, or None),
     add_generation_prompt, max_chars. Raises PromptError."""
     messages, variables = job["messages"], job["variables"]
     bad = sorted(set(variables) & kReservedTemplateNames)
     if bad:  # validation.chat_job refuses these first; checked again where they reach the template
         raise PromptError(f"chat_template_kwargs may not set {bad[0]!r}", param=f"chat_template_kwargs.{bad[0]}")
+    if job.get("tools"):
+        variables = dict(variables, tools=job["tools"])  # the server's own, after the check above
     try:
         return render_chat_ids(tokenizer, job["template"], messages, add_generation_prompt=job["add_generation_prompt"],
                                template_vars=variables,

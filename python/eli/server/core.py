@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
 from ..errors import EliError, EngineDeadError, InvalidRequestError, OutOfMemoryError
+from ..tool_parsers import resolve_parser
 from . import validation as V
 from .chat_prompt import PromptError, build_prompt_ids
 from .metrics import ProgressWatchdog, ServerMetrics, StatsLogger
@@ -112,13 +113,23 @@ class Server:
                  owns_llm: bool = False, max_tokens_default: int = kDefaultMaxTokens,
                  render_workers: int = kDefaultRenderWorkers, render_timeout_s: float = kDefaultRenderTimeoutS,
                  body_timeout_s: float = kDefaultBodyTimeoutS, public_metrics: bool = False,
-                 prefix_cache_per_key: bool = False, stats_interval_s: float = 10.0):
+                 prefix_cache_per_key: bool = False, stats_interval_s: float = 10.0,
+                 tool_parser: Optional[str] = None):
         self.llm = llm
         self.tokenizer = llm.tokenizer
         self.model_name = model_name
         keys = [api_key] if isinstance(api_key, str) else list(api_key or [])
         self.api_keys = [k for k in keys if k]
         self.chat_template = chat_template if chat_template is not None else self.tokenizer.chat_template
+        if not self.chat_template:
+            log.warning("the model has no chat template: chat requests are rendered as ChatML, which may "
+                        "not be the format it was trained on (eli serve --chat-template FILE sets one)")
+        try:
+            self.tool_parser = resolve_parser(tool_parser, self.chat_template)
+        except ValueError as e:
+            raise InvalidRequestError(str(e)) from None
+        log.info("tool calls: the %r parser%s", self.tool_parser.name,
+                 "" if tool_parser not in (None, "", "auto") else " (from the chat template)")
         self.max_waiting = max_waiting
         self.owns_llm = owns_llm
         self.max_tokens_default = max_tokens_default
@@ -363,7 +374,8 @@ class Server:
     async def open_stream(self, seqs: list[_Seq], first_events: list[dict], chunk, usage_chunk):
         """Starts every choice and waits for the first engine output, so a request the engine
         refuses (bad params, too long) is still answered with an HTTP error status; then returns
-        the SSE body: first_events, chunk(seq, out) per output, the usage chunk, [DONE]."""
+        the SSE body: first_events, chunk(seq, out) per output (an event, a list of events or
+        None), the usage chunk, [DONE]."""
         queue: asyncio.Queue = asyncio.Queue()
 
         async def run(seq):
@@ -406,8 +418,8 @@ class Server:
                     remaining -= 1
                     continue
                 ev = chunk(seq, out)
-                if ev is not None:
-                    yield _sse(ev)
+                for e in (ev if isinstance(ev, list) else [ev] if ev is not None else []):
+                    yield _sse(e)
             else:
                 ev = usage_chunk()
                 if ev is not None:

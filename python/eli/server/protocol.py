@@ -110,6 +110,7 @@ class ChatCompletionRequest(_SamplingFields):
     top_logprobs: Optional[StrictInt] = Field(None, ge=0, le=kMaxLogprobs)
     tools: Optional[List[Dict[str, Any]]] = None
     tool_choice: Optional[Union[str, Dict[str, Any]]] = None
+    parallel_tool_calls: Optional[StrictBool] = None
     response_format: Optional[Dict[str, Any]] = None
     add_generation_prompt: StrictBool = True
     chat_template_kwargs: Optional[Dict[str, Any]] = None

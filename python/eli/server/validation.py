@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from ..errors import InvalidRequestError
 from ..sampling_params import SamplingParams
+from ..tool_parsers.prompt import template_takes_system, with_tool_prompt
 from .chat_prompt import PromptError, build_prompt_ids, kReservedTemplateNames
 from .protocol import ApiError, ChatCompletionRequest, CompletionRequest, kMaxLogprobEntries, kMaxPrompts
 
@@ -84,10 +85,14 @@ def _sampling_kwargs(req, max_tokens: int, logprobs: Optional[int]) -> dict:
 
 
 def make_params(req, max_tokens: int, logprobs: Optional[int],
-                cache_salt: Optional[str] = None) -> list[SamplingParams]:
+                cache_salt: Optional[str] = None, extra: Optional[dict] = None,
+                extra_param: Optional[str] = None) -> list[SamplingParams]:
     """n SamplingParams (one per choice). With a seed, choice i uses seed + i so choices differ.
-    cache_salt: the prefix-cache salt (request field and/or API key, see app.Server.cache_salt)."""
+    cache_salt: the prefix-cache salt (request field and/or API key, see app.Server.cache_salt).
+    extra: more SamplingParams fields (a chat's structured-output constraint, chat_tools.ToolPlan);
+    an error they cause is a 400 naming extra_param."""
     kw = _sampling_kwargs(req, max_tokens, logprobs)
+    kw.update(extra or {})
     if req.logit_bias:
         raise ApiError(400, "logit_bias is not supported", param="logit_bias")
     if cache_salt is not None:
@@ -99,7 +104,11 @@ def make_params(req, max_tokens: int, logprobs: Optional[int],
         try:
             out.append(SamplingParams(**kw))
         except (InvalidRequestError, ValueError, TypeError) as e:
-            raise ApiError(400, str(e), param="stop" if "stop" in str(e) else None) from None
+            msg = str(e)
+            param = "stop" if "stop" in msg else None
+            if extra and any(f in msg for f in extra):
+                param = extra_param
+            raise ApiError(400, msg, param=param) from None
     return out
 
 
@@ -215,17 +224,14 @@ def _flatten_content(content, i: int) -> Optional[str]:
 
 
 def check_chat(req: ChatCompletionRequest) -> None:
-    if req.tools and req.tool_choice != "none":
-        raise ApiError(400, "tools are not supported by this server", param="tools")
-    rf = req.response_format
-    if rf and rf.get("type") not in (None, "text"):
-        raise ApiError(400, "response_format other than text is not supported", param="response_format")
+    """Cross-field checks of a chat request; tools / tool_choice / response_format are checked by
+    chat_tools.make_plan."""
     if req.top_logprobs is not None and not req.logprobs:
         raise ApiError(400, "top_logprobs needs logprobs=true", param="top_logprobs")
     for k in req.chat_template_kwargs or {}:
         if k == "tools":
-            raise ApiError(400, "tools are not supported by this server (not through chat_template_kwargs "
-                           "either)", param="chat_template_kwargs.tools")
+            raise ApiError(400, "chat_template_kwargs may not set 'tools': pass them as the request's tools field",
+                           param="chat_template_kwargs.tools")
         if k in kReservedTemplateNames:
             raise ApiError(400, f"chat_template_kwargs may not set {k!r} (reserved by the server)",
                            param=f"chat_template_kwargs.{k}")
@@ -245,8 +251,11 @@ def _text_chars(v: Any) -> int:
     return total
 
 
-def chat_job(req: ChatCompletionRequest, tokenizer, template: Optional[str], max_chars: int) -> dict:
-    """What chat_prompt.build_prompt_ids needs (plain data: it crosses to the render worker)."""
+def chat_job(req: ChatCompletionRequest, tokenizer, template: Optional[str], max_chars: int,
+             tools: Optional[list] = None, describe_tools: Optional[list] = None) -> dict:
+    """What chat_prompt.build_prompt_ids needs (plain data: it crosses to the render worker).
+    tools: given to the template as its `tools` variable; describe_tools: tools eli describes
+    itself in the system message instead (for a template that never reads `tools`)."""
     check_chat(req)
     messages = []
     for i, m in enumerate(req.messages):
@@ -254,12 +263,15 @@ def chat_job(req: ChatCompletionRequest, tokenizer, template: Optional[str], max
         text = _flatten_content(m.content, i)
         d["content"] = text if text is not None else ("" if not d.get("tool_calls") else None)
         messages.append(d)
+    if describe_tools:
+        messages = with_tool_prompt(messages, describe_tools,
+                                    template_takes_system(template if template is not None else tokenizer.chat_template))
     variables = dict(req.chat_template_kwargs or {})
-    total = _text_chars(messages) + _text_chars(variables)
+    total = _text_chars(messages) + _text_chars(variables) + _text_chars(tools)
     if total > max_chars:  # before the render worker sees it (it checks again, and the rendering)
         raise ApiError(400, f"the messages hold {total} characters; a prompt of more than {max_chars} "
                        f"characters cannot fit the context", param="messages", code="context_length_exceeded")
-    return {"template": template, "messages": messages, "variables": variables,
+    return {"template": template, "messages": messages, "variables": variables, "tools": tools,
             "add_generation_prompt": req.add_generation_prompt, "bos_token": tokenizer.bos_token,
             "eos_token": tokenizer.eos_token, "max_chars": max_chars}
 

@@ -1,0 +1,105 @@
+// python/src/token_constraint_py.cc: PyTokenConstraint (see token_constraint_py.h).
+#include "python/src/token_constraint_py.h"
+
+#include <Python.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "eli/error.h"
+
+namespace nb = nanobind;
+
+namespace eli {
+namespace {
+
+class PyTokenConstraint final : public TokenConstraint {
+ public:
+  explicit PyTokenConstraint(nb::object obj) : obj_(std::move(obj)) {}
+  ~PyTokenConstraint() override {
+    if (!Py_IsInitialized()) {
+      obj_.release();  // the interpreter is gone: nothing may be called, not even a decref
+      return;
+    }
+    nb::gil_scoped_acquire gil;
+    obj_ = nb::object();
+  }
+
+  void fill_mask(uint32_t* bitmask, int64_t vocab) override {
+    nb::gil_scoped_acquire gil;
+    try {
+      obj_.attr("fill_mask")(reinterpret_cast<uintptr_t>(bitmask), vocab);
+    } catch (nb::python_error& e) {
+      rethrow("fill_mask", e);
+    }
+  }
+  bool accept(int32_t token) override {
+    nb::gil_scoped_acquire gil;
+    try {
+      return nb::cast<bool>(obj_.attr("accept")(token));
+    } catch (nb::python_error& e) {
+      rethrow("accept", e);
+    } catch (const nb::cast_error&) {
+      ELI_THROW(kInvalidArgument, "token constraint: accept() must return a bool");
+    }
+  }
+  bool is_finished() override {
+    nb::gil_scoped_acquire gil;
+    try {
+      return nb::cast<bool>(obj_.attr("is_finished")());
+    } catch (nb::python_error& e) {
+      rethrow("is_finished", e);
+    } catch (const nb::cast_error&) {
+      ELI_THROW(kInvalidArgument, "token constraint: is_finished() must return a bool");
+    }
+  }
+  bool rollback(int64_t n) override {
+    nb::gil_scoped_acquire gil;
+    try {
+      if (!nb::hasattr(obj_, "rollback")) return false;
+      return nb::cast<bool>(obj_.attr("rollback")(n));
+    } catch (nb::python_error& e) {
+      rethrow("rollback", e);
+    } catch (const nb::cast_error&) {
+      ELI_THROW(kInvalidArgument, "token constraint: rollback() must return a bool");
+    }
+  }
+
+  const nb::object& object() const { return obj_; }
+
+ private:
+  // Called with the GIL held: the Python error as an eli::Error (the engine fails the request).
+  [[noreturn]] static void rethrow(const char* method, nb::python_error& e) {
+    std::string msg;
+    try {
+      msg = nb::cast<std::string>(nb::str(e.type().attr("__name__"))) + ": " +
+            nb::cast<std::string>(nb::str(e.value()));
+    } catch (...) {
+      msg = e.what();
+    }
+    ELI_THROW(kInvalidArgument, "token constraint ", method, "() raised ", msg);
+  }
+
+  nb::object obj_;
+};
+
+}  // namespace
+
+std::shared_ptr<TokenConstraint> constraint_from_py(nb::handle obj) {
+  if (obj.is_none()) return nullptr;
+  for (const char* name : {"fill_mask", "accept", "is_finished"}) {
+    if (!nb::hasattr(obj, name)) {
+      ELI_THROW(kInvalidArgument, "a token constraint needs fill_mask(), accept() and is_finished(); ",
+                "this object has no ", name, "()");
+    }
+  }
+  return std::make_shared<PyTokenConstraint>(nb::borrow<nb::object>(obj));
+}
+
+nb::object constraint_to_py(const std::shared_ptr<TokenConstraint>& c) {
+  if (const auto* p = dynamic_cast<const PyTokenConstraint*>(c.get())) return p->object();
+  return nb::none();
+}
+
+}  // namespace eli
