@@ -192,6 +192,7 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
     mem.headroom_bytes = budget.headroom_bytes;
   } else {
     plan = plan_kv_cache(config, files.spec, *m.device);
+    mem.weights_bytes = m.runner->weight_bytes();  // host memory (mapped-file views included)
   }
   m.kv = std::make_unique<KvCache>(*m.device, plan.shape);
   mem.kv_bytes = m.kv->nbytes();
