@@ -1,7 +1,7 @@
 // tests/cpp/test_cuda_gguf_blocks_host.cc: the device code of the CUDA GGUF kernels that can run on
 // the CPU (kernels/cuda/gguf_blocks.cuh compiles as plain C++: the per-type block decoders and the
 // integer dot products of an item with an 8-bit activation block), against gguf-py's numpy
-// dequantization (fixtures by scripts/make_gguf_block_fixtures.py, all 12 types) and against the
+// dequantization (tests/data/quant/, by scripts/make_quant_references.py: all 12 types) and against the
 // reference dequantization (kernels/ref/dequant_ref.cc, for the types it has). Runs in CI; the
 // kernels' thread mapping, loads and reductions are covered on the GPU by test_cuda_gguf_kernels.cc.
 #include <gtest/gtest.h>
@@ -22,8 +22,8 @@ namespace {
 
 template <typename T>
 std::vector<T> read_fixture(const std::string& name) {
-  std::ifstream f(std::string(ELI_TEST_DATA_DIR) + "/gguf_blocks/" + name, std::ios::binary);
-  EXPECT_TRUE(f.good()) << "missing fixture " << name << " (scripts/make_gguf_block_fixtures.py)";
+  std::ifstream f(std::string(ELI_TEST_DATA_DIR) + "/quant/" + name, std::ios::binary);
+  EXPECT_TRUE(f.good()) << "missing fixture " << name << " (scripts/make_quant_references.py)";
   const std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   std::vector<T> v(bytes.size() / sizeof(T));
   std::memcpy(v.data(), bytes.data(), v.size() * sizeof(T));
@@ -35,7 +35,7 @@ std::vector<T> read_fixture(const std::string& name) {
 class GgufBlockDecodeGgufPy : public ::testing::TestWithParam<DType> {};
 TEST_P(GgufBlockDecodeGgufPy, ItemsMatchGgufPyDequantization) {
   const DType t = GetParam();
-  const std::vector<uint8_t> raw = read_fixture<uint8_t>(std::string(dtype_name(t)) + ".bin");
+  const std::vector<uint8_t> raw = read_fixture<uint8_t>(std::string(dtype_name(t)) + ".blocks");
   const std::vector<float> ref = read_fixture<float>(std::string(dtype_name(t)) + ".f32");
   const DTypeInfo& info = dtype_info(t);
   ASSERT_GT(raw.size(), 0u);
@@ -105,7 +105,7 @@ TEST_P(GgufBlockDecode, ItemsMatchReferenceDequantization) {
 // where dq(x) is the 8-bit activation block dequantized: only f32 rounding separates them.
 TEST_P(GgufBlockDecodeGgufPy, ItemDotMatchesDequantizedProduct) {
   const DType t = GetParam();
-  const std::vector<uint8_t> w = read_fixture<uint8_t>(std::string(dtype_name(t)) + ".bin");
+  const std::vector<uint8_t> w = read_fixture<uint8_t>(std::string(dtype_name(t)) + ".blocks");
   const std::vector<float> wref = read_fixture<float>(std::string(dtype_name(t)) + ".f32");
   const int64_t k = static_cast<int64_t>(wref.size());
   ASSERT_GE(k, 256);
