@@ -113,7 +113,7 @@ TEST_P(GgufBlockDecodeGgufPy, ItemDotMatchesDequantizedProduct) {
   std::vector<float> x(static_cast<size_t>(k));
   std::uniform_real_distribution<float> u(-3.f, 3.f);
   for (float& v : x) v = u(rng);
-  for (int j = 64; j < 96; ++j) x[j] = 0.f;  // an all-zero activation block: d = 0
+  for (int64_t j = 64; j < std::min<int64_t>(96, k); ++j) x[j] = 0.f;  // an all-zero activation block: d = 0
   x[5] = 0.f;
   gguf::visit_block(t, [&](auto blk) {
     using B = decltype(blk);
