@@ -21,10 +21,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "eli/engine.h"
 #include "eli/error.h"
 #include "kernels/cuda/gguf_blocks.cuh"
 #include "kernels/ops.h"
@@ -328,6 +332,60 @@ TEST_P(CudaGgufKernels, RejectsBadArguments) {
   g.out_dtype = DType::kBF16;
   g.accumulate = true;  // accumulate needs an f32 out
   EXPECT_THROW(kernel(Op::kGemm).fn(&g, ctx_), Error);
+}
+
+// End to end through the gguf-native LinearMethod (runtime/model/linear_gguf.cc) on the mixed
+// Q4_K_M-style fixture (every new block type, merged segments of two types, an F16 matrix): CUDA
+// logits of a 13-token prompt (prefill: the GEMM) and greedy decoding (the GEMV) against the CPU
+// engine with the weights dequantized at load (ELI_GGUF_NATIVE=0). The same bound as the CPU
+// test (test_gguf_native.cc: 3% of the largest logit, from the 8-bit activation rounding; the
+// GEMM's bf16 weights add 2^-9 relative), and the same greedy tokens.
+TEST(CudaGgufEngine, MixedFixtureMatchesCpuDequantized) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  EngineConfig c;
+  c.model = std::string(ELI_TEST_DATA_DIR) + "/gguf/tiny_llama_mixed.gguf";
+  c.dtype = "float32";
+  c.n_threads = 2;
+  c.num_kv_blocks = 32;
+  c.block_size = 8;
+  c.device = "cpu";
+  ::setenv("ELI_GGUF_NATIVE", "0", 1);
+  std::unique_ptr<Engine> cpu;
+  try {
+    cpu = std::make_unique<Engine>(c);
+  } catch (...) {
+    ::unsetenv("ELI_GGUF_NATIVE");
+    throw;
+  }
+  ::unsetenv("ELI_GGUF_NATIVE");
+  c.device = "cuda";
+  c.gpu_memory_bytes = uint64_t{1} << 30;
+  Engine gpu(c);
+  auto greedy = [](Engine& e, const std::vector<int32_t>& prompt) {
+    SamplingParams p;
+    p.max_tokens = 12;
+    p.temperature = 0.0;
+    p.ignore_eos = true;
+    e.add_request(prompt, p);
+    std::vector<int32_t> out;
+    while (e.has_unfinished())
+      for (const TokenOutput& o : e.step()) out.push_back(o.token);
+    return out;
+  };
+  for (const std::vector<int32_t>& prompt :
+       {std::vector<int32_t>{3, 17, 42, 9, 60, 1, 33, 7, 21, 50, 11, 5, 28}, std::vector<int32_t>{8, 2, 40}}) {
+    const std::vector<float> a = gpu.score(prompt), b = cpu->score(prompt);
+    ASSERT_EQ(a.size(), b.size());
+    double scale = 0.0, worst = 0.0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      scale = std::max(scale, static_cast<double>(std::fabs(b[i])));
+      worst = std::max(worst, static_cast<double>(std::fabs(a[i] - b[i])));
+    }
+    std::printf("prompt of %zu tokens: max |logit| %.4g, max |delta| %.4g (%.3g%%)\n", prompt.size(), scale, worst,
+                100.0 * worst / scale);
+    EXPECT_LE(worst, 0.03 * scale);
+    EXPECT_EQ(greedy(gpu, prompt), greedy(*cpu, prompt));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(CudaGguf, CudaGgufKernels, ::testing::ValuesIn(gguf_test::block_types()),
