@@ -6,6 +6,7 @@
 
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/quant_matmul.h"
 #include "kernels/ref/dequant_ref.h"
 #include "kernels/ref/ref_kernels.h"
 #include "kernels/registry.h"
@@ -39,6 +40,15 @@ void add_cpu_isa(std::vector<KernelEntry>& t, const char* variant, int prio, boo
   t.push_back({Op::kAttention, kCpu, DType::kF32, variant, prio, attention_cpu<I>, usable});
 }
 
+// GGUF block matmuls (WeightFormat::kGgufBlocks): x quantized per block to 8 bits, integer dot
+// products with `isa` (quant_matmul.h). AVX-512 machines run the AVX2 entries.
+void add_cpu_quant(std::vector<KernelEntry>& t, CpuIsaKind isa, const char* variant, int prio, bool (*usable)()) {
+  for (DType q : kGgufBlockTypes)
+    for (Op op : {Op::kGemv, Op::kGemm})
+      t.push_back({op, DeviceKind::kCPU, q, variant, prio, quant_matmul_cpu_kernel(op, q, isa), usable,
+                   WeightFormat::kGgufBlocks});
+}
+
 }  // namespace
 
 std::vector<KernelEntry> build_kernel_table() {
@@ -64,17 +74,19 @@ std::vector<KernelEntry> build_kernel_table() {
   t.push_back({Op::kRopeKvWrite, kCpu, DType::kF16, "ref", kPrioRef, rope_kv_write_ref_f16, nullptr});
   t.push_back({Op::kSample, kCpu, DType::kF32, "ref", kPrioRef, sample_ref, nullptr});
   t.push_back({Op::kScatterTokens, kCpu, DType::kF32, "ref", kPrioRef, scatter_tokens_ref, nullptr});
-  for (DType q : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ4_K,
-                  DType::kQ5_K, DType::kQ6_K}) {
-    KernelFn fn = dequant_ref_kernel(q);
-    if (fn != nullptr) t.push_back({Op::kDequant, kCpu, q, "ref", kPrioRef, fn, nullptr, WeightFormat::kGgufBlocks});
+  for (DType q : kGgufBlockTypes) {
+    t.push_back({Op::kDequant, kCpu, q, "ref", kPrioRef, dequant_ref_kernel(q), nullptr, WeightFormat::kGgufBlocks});
+    for (Op op : {Op::kGemv, Op::kGemm})
+      t.push_back({op, kCpu, q, "ref", kPrioRef, quant_matmul_ref_kernel(op, q), nullptr, WeightFormat::kGgufBlocks});
   }
   // Optimized CPU kernels.
   t.push_back({Op::kSample, kCpu, DType::kF32, "cpu", kPrioGeneric, sample_cpu, nullptr});
   add_cpu_isa<CpuIsaKind::kGeneric>(t, "generic", kPrioGeneric, nullptr);
+  add_cpu_quant(t, CpuIsaKind::kGeneric, "generic", kPrioGeneric, nullptr);
 #ifdef ELI_X86
   add_cpu_isa<CpuIsaKind::kAvx2>(t, "avx2", kPrioAvx2, cpu_has_avx2);
   add_cpu_isa<CpuIsaKind::kAvx512>(t, "avx512", kPrioAvx512, cpu_has_avx512);
+  add_cpu_quant(t, CpuIsaKind::kAvx2, "avx2", kPrioAvx2, cpu_has_avx2);
 #endif
 #ifdef ELI_WITH_CUDA
   add_cuda_kernels(t);

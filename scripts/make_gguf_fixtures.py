@@ -9,6 +9,10 @@ Outputs (deterministic, seed 1234; total well under 2 MB):
   tests/data/gguf/tiny_llama.gguf       llama-arch metadata + F32 weights (tied embeddings)
   tests/data/gguf/tiny_qwen2.gguf       qwen2 metadata, q/k/v biases, untied lm head
   tests/data/gguf/tiny_qwen3.gguf       qwen3 metadata, q/k norms, yarn rope scaling
+  tests/data/gguf/tiny_llama_mixed.gguf a 2-layer llama whose matrices mix block types as a Q4_K_M
+                                        file does (q/k Q4_K, v Q6_K, gate/up of different types, an
+                                        F16 down projection) and use every new type (Q2_K, Q3_K,
+                                        IQ4_NL, IQ4_XS); random blocks scaled to weights of std ~0.05
   tests/data/gguf/permute_{hf,gguf}.npy a Q weight before/after llama.cpp's Q/K row permutation
                                         (n_heads 3, head_dim 8, cols 5)
   tests/data/malformed/gguf/*.gguf + manifest.json   one hand-built file per failure class
@@ -41,6 +45,13 @@ BLOCK_TYPES = {
     Q.Q5_K: [0, 2],
     Q.Q6_K: [208],
 }
+# The block types added later (kept out of BLOCK_TYPES so quant_types.gguf stays as it was).
+MORE_BLOCK_TYPES = {
+    Q.Q2_K: [80, 82],
+    Q.Q3_K: [108],
+    Q.IQ4_NL: [0],
+    Q.IQ4_XS: [0],
+}
 
 
 def random_blocks(rng, qtype, rows, cols):
@@ -48,7 +59,7 @@ def random_blocks(rng, qtype, rows, cols):
     block_elems, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
     n_blocks = rows * cols // block_elems
     raw = rng.integers(0, 256, size=(n_blocks, block_bytes), dtype=np.uint8)
-    for off in BLOCK_TYPES[qtype]:
+    for off in {**BLOCK_TYPES, **MORE_BLOCK_TYPES}[qtype]:
         scale = rng.uniform(-2.0, 2.0, size=n_blocks).astype(np.float16)
         raw[:, off:off + 2] = scale.view(np.uint8).reshape(n_blocks, 2)
     return raw.reshape(rows, cols // block_elems * block_bytes)
@@ -157,6 +168,64 @@ def write_tiny_llama(rng):
         t(f"blk.{i}.ffn_up.weight", ffn, hidden)
         t(f"blk.{i}.ffn_down.weight", hidden, ffn)
     t("output_norm.weight", hidden)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def scaled_blocks(rng, qtype, rows, cols, std=0.05):
+    """Random blocks whose dequantized values have about `std`: a block dequantizes linearly in
+    its fp16 fields, so the fields of random blocks are rescaled by std / (their values' std)."""
+    raw = random_blocks(rng, qtype, rows, cols).reshape(-1, gguf.GGML_QUANT_SIZES[qtype][1])
+    c = std / float(np.std(gguf.quants.dequantize(raw, qtype)))
+    for off in {**BLOCK_TYPES, **MORE_BLOCK_TYPES}[qtype]:
+        f = raw[:, off:off + 2].copy().view(np.float16).astype(np.float32) * c
+        raw[:, off:off + 2] = f.astype(np.float16).view(np.uint8).reshape(-1, 2)
+    return raw.reshape(rows, -1)
+
+
+def write_tiny_mixed(rng):
+    arch, n_vocab, hidden, ffn, heads, kv_heads, layers = "llama", 64, 256, 256, 4, 2, 2
+    head_dim = hidden // heads
+    w = gguf.GGUFWriter(str(OUT / "tiny_llama_mixed.gguf"), arch=arch)
+    w.add_block_count(layers)
+    w.add_context_length(256)
+    w.add_embedding_length(hidden)
+    w.add_feed_forward_length(ffn)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_dimension_count(head_dim)
+    add_tokens(w, n_vocab)
+
+    def q(name, qtype, rows, cols):
+        if qtype == Q.F16:
+            w.add_tensor(name, (0.05 * rng.standard_normal((rows, cols))).astype(np.float16))
+        else:
+            w.add_tensor(name, scaled_blocks(rng, qtype, rows, cols), raw_dtype=qtype)
+
+    def norm(name):
+        w.add_tensor(name, (1.0 + 0.1 * rng.standard_normal(hidden)).astype(np.float32))
+
+    types = [  # (q, k, v, o, gate, up, down) per layer
+        (Q.Q4_K, Q.Q4_K, Q.Q6_K, Q.Q2_K, Q.Q4_K, Q.Q4_K, Q.Q6_K),
+        (Q.Q3_K, Q.Q3_K, Q.Q3_K, Q.IQ4_XS, Q.IQ4_NL, Q.Q5_K, Q.F16),
+    ]
+    q("token_embd.weight", Q.Q8_0, n_vocab, hidden)
+    for i, (tq, tk, tv, to, tg, tu, td) in enumerate(types):
+        norm(f"blk.{i}.attn_norm.weight")
+        q(f"blk.{i}.attn_q.weight", tq, heads * head_dim, hidden)
+        q(f"blk.{i}.attn_k.weight", tk, kv_heads * head_dim, hidden)
+        q(f"blk.{i}.attn_v.weight", tv, kv_heads * head_dim, hidden)
+        q(f"blk.{i}.attn_output.weight", to, hidden, heads * head_dim)
+        norm(f"blk.{i}.ffn_norm.weight")
+        q(f"blk.{i}.ffn_gate.weight", tg, ffn, hidden)
+        q(f"blk.{i}.ffn_up.weight", tu, ffn, hidden)
+        q(f"blk.{i}.ffn_down.weight", td, hidden, ffn)
+    norm("output_norm.weight")
+    q("output.weight", Q.Q6_K, n_vocab, hidden)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -303,8 +372,8 @@ def write_malformed():
          "byte size overflows"),
         ("not_block_multiple", "shape", gguf_file([arch], [tinfo("w", [33, 2], 2, 0)], b"\0" * 64),
          "not a multiple of the Q4_0 block size 32"),
-        ("unsupported_type", "dtype", gguf_file([arch], [tinfo("w", [256], 10, 0)], b"\0" * 96),
-         "GGUF tensor 'w' has type Q2_K (ggml type 10), which eli cannot load (supported: F32, F16, BF16, Q4_0"),
+        ("unsupported_type", "dtype", gguf_file([arch], [tinfo("w", [256], 16, 0)], b"\0" * 96),
+         "GGUF tensor 'w' has type IQ2_XXS (ggml type 16), which eli cannot load (supported: F32, F16, BF16, Q4_0"),
         ("unknown_type", "dtype", gguf_file([arch], [tinfo("w", [16], 1234, 0)], b"\0" * 64),
          "tensor 'w' has type unknown (ggml type 1234)"),
         # Issue 20 item 12: counts that would amplify memory (~250 bytes per 13-byte KV, ~500 per
@@ -363,6 +432,7 @@ def main():
     write_tiny_llama(rng)
     write_tiny_qwen(rng, "qwen2")
     write_tiny_qwen(rng, "qwen3")
+    write_tiny_mixed(np.random.default_rng(1414))  # own seed: the fixtures above stay as they were
     write_malformed()
     total = sum(p.stat().st_size for d in (OUT, BAD) for p in d.rglob("*") if p.is_file())
     print(f"wrote GGUF fixtures: {total} bytes")

@@ -1,5 +1,6 @@
 // kernels/cuda/cuda_kernel_table.cu: registers every CUDA kernel (the only list of them).
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/gguf_kernels.h"
 
 namespace eli {
 
@@ -23,6 +24,7 @@ void add_cuda_kernels(std::vector<KernelEntry>& table) {
   table.push_back({Op::kRopeKvWrite, DeviceKind::kCUDA, DType::kF16, "cuda", 10, rope_kv_write_f16_cuda, nullptr});
   table.push_back({Op::kSample, DeviceKind::kCUDA, DType::kF32, "cuda", 10, sample_cuda, nullptr});
   table.push_back({Op::kScatterTokens, DeviceKind::kCUDA, DType::kF32, "cuda", 10, scatter_tokens_cuda, nullptr});
+  add_gguf_cuda_kernels(table);  // GGUF block-quantized weights (kernels/cuda/gguf_kernel_table.cu)
 }
 
 }  // namespace eli

@@ -10,15 +10,24 @@
 //   Q4_K (144 B / 256): fp16 d, fp16 dmin, u8 scales[12] (8 x 6-bit scale + 8 x 6-bit min), u8 qs[128]
 //   Q5_K (176 B / 256): as Q4_K plus u8 qh[32] before qs (bit s of qh[l]: sub-block s, lane l)
 //   Q6_K (210 B / 256): u8 ql[128], u8 qh[64], int8 scales[16], fp16 d
+//   Q2_K (84 B / 256):  u8 scales[16] (lo nibble scale, hi nibble min, per 16), u8 qs[64], fp16 d,
+//                       fp16 dmin; element 128h + 32s + l = (qs[32h + l] >> 2s) & 3
+//   Q3_K (110 B / 256): u8 hmask[32], u8 qs[64], u8 scales[12] (16 x 6-bit, biased by 32), fp16 d;
+//                       low 2 bits as Q2_K, minus 4 where bit (e / 32) of hmask[e % 32] is clear
+//   IQ4_NL (18 B / 32): fp16 d, u8 qs[16]; nibbles index the non-linear table kIq4Values
+//   IQ4_XS (136 B / 256): fp16 d, u16 scales_h, u8 scales_l[4], u8 qs[128]; 8 sub-blocks of 32,
+//                       6-bit scale (lo nibble | 2 hi bits) - 32, nibbles as IQ4_NL per sub-block
 // Products are formed in the same order as ggml / gguf-py ((d * scale) * q - (dmin * min)) so that
 // results match the python reference bit for bit on targets without FMA contraction.
 #include "kernels/ref/dequant_ref.h"
 
 #include <cstring>
+#include <vector>
 
 #include "eli/error.h"
 #include "kernels/ops.h"
 #include "kernels/ref/float_convert.h"
+#include "kernels/ref/ref_kernels.h"
 #include "runtime/core/thread_pool.h"
 
 namespace eli {
@@ -156,6 +165,68 @@ void block_q6_k(const uint8_t* b, float* y) {
   }
 }
 
+void block_q2_k(const uint8_t* b, float* y) {
+  const uint8_t* scales = b;
+  const uint8_t* qs = b + 16;
+  const float d = load_f16(b + 80), dmin = load_f16(b + 82);
+  for (int e = 0; e < 256; ++e) {
+    const int h = e / 128, s = (e / 32) % 4, l = e % 32;
+    const int q = (qs[32 * h + l] >> (2 * s)) & 3;
+    const uint8_t sc = scales[e / 16];
+    const float dl = d * static_cast<float>(sc & 0x0f), ml = dmin * static_cast<float>(sc >> 4);
+    y[e] = dl * static_cast<float>(q) - ml;
+  }
+}
+
+// Q3_K's 16 6-bit scales: low 4 bits from bytes 0..7 (j < 8: low nibble of byte j, else high
+// nibble of byte j - 8), top 2 bits from bits 2 * (j / 4) of byte 8 + j % 4; stored biased by 32.
+inline int q3_k_scale(const uint8_t* s, int j) {
+  const int lo = j < 8 ? (s[j] & 0x0f) : (s[j - 8] >> 4);
+  const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+  return (lo | (hi << 4)) - 32;
+}
+
+void block_q3_k(const uint8_t* b, float* y) {
+  const uint8_t* hmask = b;
+  const uint8_t* qs = b + 32;
+  const uint8_t* scales = b + 96;
+  const float d = load_f16(b + 108);
+  for (int e = 0; e < 256; ++e) {
+    const int h = e / 128, s = (e / 32) % 4, l = e % 32;
+    const int lo = (qs[32 * h + l] >> (2 * s)) & 3;
+    const int high_set = (hmask[l] >> (e / 32)) & 1;
+    const int q = lo - (high_set ? 0 : 4);
+    const float dl = d * static_cast<float>(q3_k_scale(scales, e / 16));
+    y[e] = dl * static_cast<float>(q);
+  }
+}
+
+void block_iq4_nl(const uint8_t* b, float* y) {
+  const float d = load_f16(b);
+  const uint8_t* qs = b + 2;
+  for (int j = 0; j < kQK / 2; ++j) {
+    y[j] = d * static_cast<float>(kIq4Values[qs[j] & 0x0f]);
+    y[j + kQK / 2] = d * static_cast<float>(kIq4Values[qs[j] >> 4]);
+  }
+}
+
+void block_iq4_xs(const uint8_t* b, float* y) {
+  const float d = load_f16(b);
+  const unsigned scales_h = static_cast<unsigned>(b[2] | (b[3] << 8));
+  const uint8_t* scales_l = b + 4;
+  const uint8_t* qs = b + 8;
+  for (int j = 0; j < 8; ++j) {
+    const int lo = (scales_l[j / 2] >> (4 * (j % 2))) & 0x0f;
+    const int hi = (scales_h >> (2 * j)) & 3;
+    const float dl = d * static_cast<float>((lo | (hi << 4)) - 32);
+    const uint8_t* q = qs + 16 * j;
+    for (int l = 0; l < 16; ++l) {
+      y[32 * j + l] = dl * static_cast<float>(kIq4Values[q[l] & 0x0f]);
+      y[32 * j + 16 + l] = dl * static_cast<float>(kIq4Values[q[l] >> 4]);
+    }
+  }
+}
+
 using BlockFn = void (*)(const uint8_t*, float*);
 
 BlockFn block_fn(DType dtype) {
@@ -168,6 +239,10 @@ BlockFn block_fn(DType dtype) {
     case DType::kQ4_K: return block_q4_k;
     case DType::kQ5_K: return block_q5_k;
     case DType::kQ6_K: return block_q6_k;
+    case DType::kQ2_K: return block_q2_k;
+    case DType::kQ3_K: return block_q3_k;
+    case DType::kIQ4_NL: return block_iq4_nl;
+    case DType::kIQ4_XS: return block_iq4_xs;
     default: return nullptr;
   }
 }
@@ -185,6 +260,34 @@ void dequant_kernel(const void* raw_args, const ExecContext& ctx) {
   parallel_for(ctx.pool, a.rows, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) dequant_row_ref(kDType, in + r * row_bytes, a.out + r * a.cols, a.cols);
   }, grain);
+}
+
+// The whole (n, k) block matrix as f32.
+std::vector<float> dequant_matrix(DType dtype, const void* w, int64_t n, int64_t k) {
+  const DTypeInfo& info = dtype_info(dtype);
+  ELI_CHECK_ARG(k > 0 && k % info.block_elems == 0, info.name, " matmul: k ", k,
+                " must be a positive multiple of the block size ", info.block_elems);
+  std::vector<float> out(static_cast<size_t>(n * k));
+  const int64_t row_bytes = k / info.block_elems * info.block_bytes;
+  for (int64_t r = 0; r < n; ++r)
+    dequant_row_ref(dtype, static_cast<const uint8_t*>(w) + r * row_bytes, out.data() + r * k, k);
+  return out;
+}
+
+template <DType kDType>
+void gemv_blocks_ref(const void* raw_args, const ExecContext& ctx) {
+  GemvArgs a = *static_cast<const GemvArgs*>(raw_args);
+  const std::vector<float> w = dequant_matrix(kDType, a.w, a.n, a.k);
+  a.w = w.data();
+  gemv_ref_f32(&a, ctx);
+}
+
+template <DType kDType>
+void gemm_blocks_ref(const void* raw_args, const ExecContext& ctx) {
+  GemmArgs a = *static_cast<const GemmArgs*>(raw_args);
+  const std::vector<float> w = dequant_matrix(kDType, a.w, a.n, a.k);
+  a.w = w.data();
+  gemm_ref_f32(&a, ctx);
 }
 
 }  // namespace
@@ -220,8 +323,34 @@ KernelFn dequant_ref_kernel(DType dtype) {
     case DType::kQ4_K: return dequant_kernel<DType::kQ4_K>;
     case DType::kQ5_K: return dequant_kernel<DType::kQ5_K>;
     case DType::kQ6_K: return dequant_kernel<DType::kQ6_K>;
+    case DType::kQ2_K: return dequant_kernel<DType::kQ2_K>;
+    case DType::kQ3_K: return dequant_kernel<DType::kQ3_K>;
+    case DType::kIQ4_NL: return dequant_kernel<DType::kIQ4_NL>;
+    case DType::kIQ4_XS: return dequant_kernel<DType::kIQ4_XS>;
     default: return nullptr;
   }
+}
+
+KernelFn quant_matmul_ref_kernel(Op op, DType dtype) {
+  if (op != Op::kGemv && op != Op::kGemm) return nullptr;
+#define ELI_QUANT_REF_CASE(D) \
+  case D: return op == Op::kGemv ? static_cast<KernelFn>(gemv_blocks_ref<D>) : gemm_blocks_ref<D>;
+  switch (dtype) {
+    ELI_QUANT_REF_CASE(DType::kQ4_0)
+    ELI_QUANT_REF_CASE(DType::kQ4_1)
+    ELI_QUANT_REF_CASE(DType::kQ5_0)
+    ELI_QUANT_REF_CASE(DType::kQ5_1)
+    ELI_QUANT_REF_CASE(DType::kQ8_0)
+    ELI_QUANT_REF_CASE(DType::kQ2_K)
+    ELI_QUANT_REF_CASE(DType::kQ3_K)
+    ELI_QUANT_REF_CASE(DType::kQ4_K)
+    ELI_QUANT_REF_CASE(DType::kQ5_K)
+    ELI_QUANT_REF_CASE(DType::kQ6_K)
+    ELI_QUANT_REF_CASE(DType::kIQ4_NL)
+    ELI_QUANT_REF_CASE(DType::kIQ4_XS)
+    default: return nullptr;
+  }
+#undef ELI_QUANT_REF_CASE
 }
 
 }  // namespace eli

@@ -295,6 +295,7 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
     mem.headroom_bytes = budget.headroom_bytes;
   } else {
     plan = plan_kv_cache(config, files.spec, *m.device);
+    mem.weights_bytes = m.runner->weight_bytes();  // host memory (mapped-file views included)
   }
   if (m.parallel) {
     mem.kv_bytes = m.parallel->create_kv(plan.shape);  // each rank its layers and kv heads, the same blocks

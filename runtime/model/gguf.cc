@@ -69,7 +69,8 @@ constexpr uint64_t string_cost(uint64_t n) { return sizeof(std::string) + (n > 1
 // allocator's header and rounding, bucket slots (up to 2 per entry after growth).
 constexpr uint64_t kMapNodeBytes = 64;
 
-constexpr const char* kSupportedTensorTypes = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K";
+constexpr const char* kSupportedTensorTypes =
+    "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS";
 
 // ggml type codes -> (name, eli dtype or none).
 struct GgmlType {
@@ -86,24 +87,24 @@ GgmlType ggml_type(uint32_t code) {
     case 6: return {"Q5_0", true, DType::kQ5_0};
     case 7: return {"Q5_1", true, DType::kQ5_1};
     case 8: return {"Q8_0", true, DType::kQ8_0};
+    case 10: return {"Q2_K", true, DType::kQ2_K};
+    case 11: return {"Q3_K", true, DType::kQ3_K};
     case 12: return {"Q4_K", true, DType::kQ4_K};
     case 13: return {"Q5_K", true, DType::kQ5_K};
     case 14: return {"Q6_K", true, DType::kQ6_K};
+    case 20: return {"IQ4_NL", true, DType::kIQ4_NL};
+    case 23: return {"IQ4_XS", true, DType::kIQ4_XS};
     case 30: return {"BF16", true, DType::kBF16};
     case 4: return {"Q4_2 (removed)", false, DType::kF32};
     case 5: return {"Q4_3 (removed)", false, DType::kF32};
     case 9: return {"Q8_1", false, DType::kF32};
-    case 10: return {"Q2_K", false, DType::kF32};
-    case 11: return {"Q3_K", false, DType::kF32};
     case 15: return {"Q8_K", false, DType::kF32};
     case 16: return {"IQ2_XXS", false, DType::kF32};
     case 17: return {"IQ2_XS", false, DType::kF32};
     case 18: return {"IQ3_XXS", false, DType::kF32};
     case 19: return {"IQ1_S", false, DType::kF32};
-    case 20: return {"IQ4_NL", false, DType::kF32};
     case 21: return {"IQ3_S", false, DType::kF32};
     case 22: return {"IQ2_S", false, DType::kF32};
-    case 23: return {"IQ4_XS", false, DType::kF32};
     case 24: return {"I8", false, DType::kF32};
     case 25: return {"I16", false, DType::kF32};
     case 26: return {"I32", false, DType::kF32};

@@ -14,7 +14,8 @@ int64_t LinearSpec::rows() const {
 
 const std::vector<const LinearMethod*>& linear_methods() {
   // Most specific first: native quantized methods go before the fallbacks they replace.
-  static const std::vector<const LinearMethod*> kMethods = {&dense_linear_method(), &gguf_dequant_linear_method()};
+  static const std::vector<const LinearMethod*> kMethods = {&dense_linear_method(), &gguf_native_linear_method(),
+                                                             &gguf_dequant_linear_method()};
   return kMethods;
 }
 

@@ -7,9 +7,10 @@
 //   prologue  optional RMSNorm of f32 residual-stream rows (norm_weight set)
 //   epilogue  kStore (out = y), kAccumulate (out += y, f32 out: the residual add), kGated
 //             (out = act(y[:, :N/2]) * y[:, N/2:], a gated MLP's activation)
-// Methods registered today: "dense" (f32 / bf16 / f16 weights; GEMV for a few rows, GEMM beyond)
-// and "gguf-dequant" (GGUF blocks kept as stored at load, dequantized once at repack, then dense):
-// the explicit fallback until native quantized kernels register their own methods.
+// Methods registered today: "dense" (f32 / bf16 / f16 weights; GEMV for a few rows, GEMM beyond),
+// "gguf-native" (GGUF blocks kept as stored, applied by the registry's block kernels where the
+// device has them) and "gguf-dequant" (GGUF blocks dequantized once at repack, then dense): the
+// fallback where no native kernel exists.
 //
 // Invariants: load() only reads the checkpoint and builds host data (no device work); repack()
 // runs once before placement; apply() allocates nothing and runs on the stream of its context, so
@@ -123,6 +124,7 @@ const LinearMethod& select_linear_method(const LinearSpec& spec, const WeightRea
 LinearWeight load_linear(const LinearSpec& spec, const WeightReader& reader, const LinearLoadContext& ctx);
 
 const LinearMethod& dense_linear_method();
+const LinearMethod& gguf_native_linear_method();
 const LinearMethod& gguf_dequant_linear_method();
 
 }  // namespace eli

@@ -321,4 +321,54 @@ LinearWeight WeightReader::blocks(const LinearSpec& spec, bool defer_merges) con
   return w;
 }
 
+LinearWeight WeightReader::block_segments(const LinearSpec& spec) const {
+  LinearWeight w;
+  w.name = spec.name;
+  w.format = WeightFormat::kGgufBlocks;
+  w.rows = spec.rows();
+  w.cols = spec.cols;
+  w.bias = bias_of(spec);
+  std::vector<Part> parts;
+  bool plain = true, adjacent = true;
+  uint64_t total = 0;
+  int64_t row0 = 0;
+  for (const LinearPart& p : spec.parts) {
+    const TensorInfo& t = need(p.name + ".weight");
+    const DTypeInfo& info = dtype_info(t.dtype);
+    ELI_CHECK_KIND(kInternal, info.is_quantized, spec.name, ": block_segments() needs GGUF block parts, ", t.name,
+                   " is ", info.name);
+    ELI_CHECK_KIND(kModelLoad, spec.cols % info.block_elems == 0, spec.name, ": ", spec.cols,
+                   " columns are not whole ", info.name, " blocks of ", info.block_elems);
+    if (!parts.empty()) {
+      const Part& prev = parts.back();
+      adjacent = adjacent && t.file == prev.info->file &&
+                 t.data == prev.info->data + prev.rows * row_bytes_of(prev.info->dtype, spec.cols);
+    }
+    parts.push_back(Part{&t, p.rows, p.permute_heads});
+    plain = plain && p.permute_heads == 0;
+    if (!w.segments.empty() && w.segments.back().dtype == t.dtype) {
+      w.segments.back().rows += p.rows;
+    } else {
+      w.segments.push_back(WeightSegment{t.dtype, row0, p.rows, total});
+    }
+    row0 += p.rows;
+    total += static_cast<uint64_t>(p.rows * row_bytes_of(t.dtype, spec.cols));
+  }
+  w.dtype = w.segments.front().dtype;
+  if (plain && adjacent) {
+    TensorView v = make_view_2d(const_cast<uint8_t*>(parts[0].info->data), DType::kU8, DeviceId{}, 1,
+                                static_cast<int64_t>(total));
+    w.data = Tensor(v, std::static_pointer_cast<void>(source_));
+    w.file_view = true;
+    return w;
+  }
+  w.data = Tensor::host(DType::kU8, {static_cast<int64_t>(total)});
+  uint8_t* dst = w.data.ptr<uint8_t>();
+  for (const Part& p : parts) {
+    part_rows(p, spec.cols, p.info->dtype, 0, p.rows, dst);  // block rows: copied, un-permuted
+    dst += p.rows * row_bytes_of(p.info->dtype, spec.cols);
+  }
+  return w;
+}
+
 }  // namespace eli

@@ -46,6 +46,10 @@ class WeightReader {
   LinearWeight dense(const LinearSpec& spec, DType want, bool defer_merges, ThreadPool* pool) const;
   // The parts' GGUF block rows as stored (all parts of one block type), un-permuted, merged.
   LinearWeight blocks(const LinearSpec& spec, bool defer_merges) const;
+  // Parts of different GGUF block types: their rows as stored (un-permuted) one after the other
+  // in u8 data, with one WeightSegment per run of parts of one type; a zero-copy view of the file
+  // when the parts need no permutation and lie back to back.
+  LinearWeight block_segments(const LinearSpec& spec) const;
   // An f32 vector of n values; required == false: an empty tensor when absent.
   Tensor vector(const std::string& canonical, int64_t n, bool required = true) const;
 

@@ -59,6 +59,15 @@ struct Placement {
   uint64_t bytes = 0;
 };
 
+// Rows [row0, row0 + rows) of a GGUF weight whose parts have different block types (a merged
+// projection of a mixed file: q/k stored as Q4_K, v as Q6_K): `dtype` blocks at byte `offset` of
+// the weight's data.
+struct WeightSegment {
+  DType dtype = DType::kF32;
+  int64_t row0 = 0, rows = 0;
+  uint64_t offset = 0;
+};
+
 struct LinearWeight {
   std::string name;                    // canonical name, e.g. "model.layers.3.self_attn.qkv_proj"
   WeightFormat format = WeightFormat::kDense;
@@ -75,6 +84,9 @@ struct LinearWeight {
   const LinearMethod* method = nullptr;
   const LinearWeight* alias_of = nullptr;  // same data as another weight (tied embeddings)
   bool file_view = false;              // data is a zero-copy view of the mapped model file
+  // GGUF blocks of several types (data: their bytes as u8, dtype: the first segment's); empty when
+  // the whole matrix is `dtype`.
+  std::vector<WeightSegment> segments;
 
   bool deferred() const { return !parts.empty(); }
   const void* ptr() const { return data.view().data; }

@@ -115,7 +115,8 @@ TEST(DeviceBackend, SupportsIsTheRegistry) {
   EXPECT_TRUE(dev->supports(Op::kGemm, DType::kF32));
   EXPECT_TRUE(dev->supports(Op::kGemm, DType::kBF16));
   EXPECT_FALSE(dev->supports(Op::kGatedAct, DType::kF16));  // registered under f32 (the dtype is in the args)
-  EXPECT_FALSE(dev->supports(Op::kGemm, DType::kQ4_K));
+  EXPECT_TRUE(dev->supports(Op::kGemm, DType::kQ4_K));  // the native GGUF block kernels
+  EXPECT_FALSE(dev->supports(Op::kGemm, KernelFormat(WeightFormat::kDense, DType::kQ4_K)));
   EXPECT_TRUE(dev->supports(Op::kDequant, DType::kQ4_K));  // a block dtype is its GGUF block format
   EXPECT_FALSE(dev->supports(Op::kDequant, KernelFormat(WeightFormat::kDense, DType::kQ4_K)));
   // Every usable CPU entry of the registry is "supported", and nothing else is.

@@ -363,8 +363,9 @@ TEST(GgufMalformed, UnsupportedTypeMessage) {
     GgufFile::open(path);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), (path + ": GGUF tensor 'w' has type Q2_K (ggml type 10), which eli cannot load "
-                                   "(supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)")
+    EXPECT_STREQ(e.what(), (path + ": GGUF tensor 'w' has type IQ2_XXS (ggml type 16), which eli cannot load "
+                                   "(supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, "
+                                   "Q5_K, Q6_K, IQ4_NL, IQ4_XS)")
                                .c_str());
   }
 }

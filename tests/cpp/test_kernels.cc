@@ -16,6 +16,7 @@
 
 #include "eli/error.h"
 #include "kernel_test_util.h"
+#include "kernels/ref/dequant_ref.h"
 
 namespace eli {
 namespace {
@@ -36,9 +37,10 @@ TEST(KernelRegistry, EntriesAreWellFormedAndUnique) {
                              static_cast<int>(e.dtype), e.variant}).second)
         << "duplicate " << ktest::entry_name(e);
     if (std::string(e.variant) == "ref") EXPECT_EQ(e.priority, 0) << ktest::entry_name(e);
-    // Block-quantized rows are their own weight format; everything else reads dense values.
-    EXPECT_EQ(e.format, e.op == Op::kDequant ? WeightFormat::kGgufBlocks : WeightFormat::kDense)
-        << ktest::entry_name(e);
+    // Block-quantized rows are their own weight format (dequant, and the matrix products of
+    // block weights); everything else reads dense values.
+    const bool blocks = e.op == Op::kDequant || ((e.op == Op::kGemv || e.op == Op::kGemm) && dtype_info(e.dtype).is_quantized);
+    EXPECT_EQ(e.format, blocks ? WeightFormat::kGgufBlocks : WeightFormat::kDense) << ktest::entry_name(e);
   }
   // Every op except kDequant has an f32 CPU reference; the matrix products, embedding and the KV
   // cache ops have 16-bit ones too.
@@ -124,11 +126,11 @@ TEST(KernelRegistry, EveryEntryHasAParityTest) {
       {{Op::kEmbedding, DeviceKind::kCPU}, "KernelEmbedding"},
       {{Op::kNormCast, DeviceKind::kCPU}, "KernelNormCast"},
       {{Op::kGatedAct, DeviceKind::kCPU}, "KernelGatedAct"},
-      {{Op::kGemm, DeviceKind::kCPU}, "KernelGemm"},
-      {{Op::kGemv, DeviceKind::kCPU}, "KernelGemv"},
+      {{Op::kGemm, DeviceKind::kCPU}, "KernelGemm, QuantMatmul (GGUF blocks)"},
+      {{Op::kGemv, DeviceKind::kCPU}, "KernelGemv, QuantMatmul (GGUF blocks)"},
       {{Op::kAttention, DeviceKind::kCPU}, "KernelAttention"},
       {{Op::kRopeKvWrite, DeviceKind::kCPU}, "KernelRopeKvWrite"},
-      {{Op::kDequant, DeviceKind::kCPU}, "test_gguf.cc"},
+      {{Op::kDequant, DeviceKind::kCPU}, "test_gguf.cc, QuantDequant (test_kernels_quant.cc)"},
       {{Op::kSample, DeviceKind::kCPU}, "test_sampling_ref.cc"},
       {{Op::kScatterTokens, DeviceKind::kCPU}, "CudaKernelMixedTest.ScatterTokensMatchesRef"},
       {{Op::kEmbedding, DeviceKind::kCUDA}, "CudaKernelTest.EmbeddingMatchesRef"},
@@ -156,16 +158,26 @@ TEST(KernelRegistry, CpuIsaVariantsRegisterTheFullOpSet) {
       {Op::kGemm, DType::kBF16},     {Op::kGemv, DType::kF32},       {Op::kGemv, DType::kBF16},
       {Op::kNormCast, DType::kF32},  {Op::kGatedAct, DType::kF32},   {Op::kRopeKvWrite, DType::kF32},
       {Op::kAttention, DType::kF32}};
-  std::map<std::string, std::set<std::pair<Op, DType>>> by_variant;
+  std::map<std::string, std::set<std::pair<Op, DType>>> by_variant, gguf_by_variant;
   for (const KernelEntry& e : all_kernels()) {
     const std::string v = e.variant;
     // The ISA variants (one driver, inner loops per instruction set); "ref" and single-variant
     // kernels such as the CPU sampler ("cpu") are not per-ISA.
     if (e.device != DeviceKind::kCPU || (v != "generic" && v != "avx2" && v != "avx512")) continue;
+    if (e.format == WeightFormat::kGgufBlocks) {  // the GGUF block matmuls: every type, both ops
+      EXPECT_TRUE(gguf_by_variant[v].insert({e.op, e.dtype}).second) << ktest::entry_name(e);
+      continue;
+    }
     EXPECT_TRUE(by_variant[v].insert({e.op, e.dtype}).second) << ktest::entry_name(e);
   }
   ASSERT_TRUE(by_variant.count("generic"));
   for (const auto& [variant, ops] : by_variant) EXPECT_EQ(ops, want) << "CPU variant " << variant;
+  std::set<std::pair<Op, DType>> gguf_want;
+  for (DType q : kGgufBlockTypes) gguf_want.insert({{Op::kGemv, q}, {Op::kGemm, q}});
+  EXPECT_EQ(gguf_by_variant["generic"], gguf_want);
+#ifdef ELI_X86
+  EXPECT_EQ(gguf_by_variant["avx2"], gguf_want);
+#endif
 }
 
 // ---- Embedding ----------------------------------------------------------------------------

@@ -228,6 +228,11 @@ TEST(WeightStore, GgufBlocksUseTheDequantFallbackAndMatchTheReference) {
   // Every GGUF block type of quant_types.gguf through the fallback method: the blocks are kept as
   // stored at load (format kGgufBlocks, a view of the file), repack dequantizes them once into
   // the compute dtype, and the result equals converting each source row to f32 (then rounding).
+  // The CPU has native kernels for every type: the fallback is chosen only with ELI_GGUF_NATIVE=0.
+  ::setenv("ELI_GGUF_NATIVE", "0", 1);
+  struct Unset {
+    ~Unset() { ::unsetenv("ELI_GGUF_NATIVE"); }
+  } unset;
   std::shared_ptr<WeightSource> src(GgufFile::open(std::string(ELI_TEST_DATA_DIR) + "/gguf/quant_types.gguf"));
   WeightReader reader(src, [](const std::string& n) { return n.size() > 7 ? n.substr(0, n.size() - 7) : n; });
   int n_quant = 0;

@@ -1,0 +1,59 @@
+// kernels/cpu/quant_dot.h: integer dot products of GGUF weight blocks with activations quantized
+// per block to 8 bits (as llama.cpp does on the CPU; written here from the block layouts of
+// kernels/ref/dequant_ref.cc).
+//
+// Activations: a row of k f32 values (k a multiple of the weight's block size) becomes
+//   Q8x32 blocks (the 32-element weight types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL): 40 bytes per
+//     32 values: d = amax / 127, q = round(x / d) in [-127, 127], s = d * sum(q);
+//   Q8xK blocks (the 256-element types Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS): 292 bytes per 256
+//     values: one d for the 256, q as above, bsums[j] = sum of q over elements 16j .. 16j + 15.
+// Both fit in k / 32 * 40 bytes (kQuantActBytesPer32), the workspace a LinearMethod sizes.
+// The weight is then applied as sum over blocks of (d_w * d_x) * (integer dot of the block's
+// quants) with the weight's per-sub-block scales and mins folded in exactly; the only error
+// against the f32 product is the activation rounding: |x - d q| <= d / 2 per element.
+//
+// Invariants: the vec_dot functions take raw pointers, allocate nothing and throw nothing; the
+// AVX2 table is only called where the CPU has AVX2 (kernels/cpu/cpu_features.h).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "eli/dtype.h"
+
+namespace eli {
+
+struct BlockQ8x32 {
+  float d;        // scale of the 32 quants
+  float s;        // d * sum(qs): the term a weight block's offset (Q4_1/Q5_1 m) multiplies
+  int8_t qs[32];
+};
+static_assert(sizeof(BlockQ8x32) == 40, "Q8x32 block is 40 bytes");
+
+struct BlockQ8xK {
+  float d;
+  int8_t qs[256];
+  int16_t bsums[16];  // sum of qs over each 16 elements
+};
+static_assert(sizeof(BlockQ8xK) == 292, "Q8xK block is 292 bytes");
+
+constexpr size_t kQuantActBytesPer32 = 40;  // workspace bytes per 32 activations (either format)
+
+// Whether the weight type pairs with Q8xK activations (else Q8x32).
+bool quant_uses_q8k(DType wtype);
+// Bytes of one quantized activation row of k values for weight type `wtype`.
+size_t quant_act_row_bytes(DType wtype, int64_t k);
+
+// Quantizes x[0, k) (optionally normalised on the fly: x[j] * inv_rms * (norm_w[j] + offset) when
+// norm_w != nullptr) into the activation blocks `wtype` pairs with, at out.
+void quantize_act_row(DType wtype, const float* x, const float* norm_w, float inv_rms, float offset, int64_t k,
+                      void* out);
+
+// sum_j w[j] * x[j] over k values: w one row of `wtype` blocks, xq its quantized activations.
+using QuantVecDotFn = float (*)(int64_t k, const void* w, const void* xq);
+QuantVecDotFn quant_vec_dot_generic(DType wtype);  // nullptr for a non-GGUF dtype
+#ifdef ELI_X86
+QuantVecDotFn quant_vec_dot_avx2(DType wtype);
+#endif
+
+}  // namespace eli

@@ -1,0 +1,159 @@
+// kernels/cpu/quant_matmul_cpu.cc: the CPU kGemv / kGemm kernels of GGUF block weights
+// (WeightFormat::kGgufBlocks), one instantiation per (block type, instruction set).
+//
+// Each x row is quantized once into the caller's workspace (quant_dot.h: Q8x32 or Q8xK blocks;
+// the GEMV's RMSNorm prologue is applied on the fly while quantizing), then every output is one
+// vec_dot of a weight row (read as stored) with a quantized row, plus bias, then the epilogue
+// (store, accumulate, or act(gate) * up for a gated product whose n is gate rows then up rows).
+// Threads split the output columns; for many rows (prefill) rows are walked in chunks so a
+// column tile's weights are reused from cache across the chunk.
+//
+// Invariants: k is a multiple of the block size (kInvalidArgument otherwise); the workspace holds
+// at least m * quant_act_row_bytes(type, k) bytes, 4-byte aligned (kInvalidArgument otherwise);
+// nothing is allocated.
+#include <cmath>
+
+#include "eli/error.h"
+#include "kernels/cpu/quant_dot.h"
+#include "kernels/cpu/quant_matmul.h"
+#include "kernels/ref/activation.h"
+#include "runtime/core/thread_pool.h"
+
+namespace eli {
+namespace {
+
+constexpr int64_t kColTile = 16;  // output columns per task
+constexpr int64_t kRowChunk = 32; // activation rows walked per pass over a column tile
+
+struct QuantProduct {
+  DType wtype;
+  QuantVecDotFn dot;
+  const float* x;
+  int64_t x_stride;
+  const float* norm_weight;
+  float norm_eps, norm_offset;
+  const uint8_t* w;
+  const float* bias;
+  int64_t m, n, k;
+  float* out;
+  int64_t out_stride;
+  GatedAct gated;
+  bool accumulate;
+  void* workspace;
+  size_t workspace_bytes;
+};
+
+void run(const QuantProduct& p, const ExecContext& ctx) {
+  const DTypeInfo& info = dtype_info(p.wtype);
+  ELI_CHECK_ARG(p.m >= 0 && p.n >= 0 && p.k > 0 && p.k % info.block_elems == 0, info.name, " matmul: k ", p.k,
+                " must be a positive multiple of the block size ", info.block_elems);
+  const bool gated = p.gated != GatedAct::kNone;
+  ELI_CHECK_ARG(!gated || p.n % 2 == 0, info.name, " matmul: a gated activation needs an even n, got ", p.n);
+  if (p.m == 0 || p.n == 0) return;
+  const size_t row_bytes = quant_act_row_bytes(p.wtype, p.k);
+  ELI_CHECK_ARG(p.workspace != nullptr && p.workspace_bytes >= static_cast<size_t>(p.m) * row_bytes &&
+                    reinterpret_cast<uintptr_t>(p.workspace) % 4 == 0,
+                info.name, " matmul: the workspace must hold ", static_cast<size_t>(p.m) * row_bytes,
+                " bytes (4-byte aligned) for ", p.m, " quantized rows, got ", p.workspace_bytes);
+  auto* xq = static_cast<uint8_t*>(p.workspace);
+  parallel_for(ctx.pool, p.m, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* x = p.x + r * p.x_stride;
+      float inv = 1.0f;
+      if (p.norm_weight != nullptr) {
+        double ss = 0.0;
+        for (int64_t j = 0; j < p.k; ++j) ss += static_cast<double>(x[j]) * x[j];
+        inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(p.k) + static_cast<double>(p.norm_eps)));
+      }
+      quantize_act_row(p.wtype, x, p.norm_weight, inv, p.norm_offset, p.k, xq + r * row_bytes);
+    }
+  });
+  const int64_t w_row = p.k / info.block_elems * info.block_bytes;
+  const int64_t n_out = gated ? p.n / 2 : p.n;
+  const int64_t tiles = (n_out + kColTile - 1) / kColTile;
+  parallel_for(ctx.pool, tiles, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t c0 = t * kColTile, c1 = c0 + kColTile < n_out ? c0 + kColTile : n_out;
+      for (int64_t i0 = 0; i0 < p.m; i0 += kRowChunk) {
+        const int64_t i1 = i0 + kRowChunk < p.m ? i0 + kRowChunk : p.m;
+        for (int64_t c = c0; c < c1; ++c) {
+          const uint8_t* w = p.w + c * w_row;
+          const float b = p.bias != nullptr ? p.bias[c] : 0.0f;
+          for (int64_t i = i0; i < i1; ++i) {
+            const void* xr = xq + i * row_bytes;
+            float y = p.dot(p.k, w, xr) + b;
+            if (gated) {
+              const float up = p.dot(p.k, w + n_out * w_row, xr) + (p.bias != nullptr ? p.bias[c + n_out] : 0.0f);
+              y = gated_act_value(p.gated, y) * up;
+            }
+            float* o = p.out + i * p.out_stride + c;
+            *o = p.accumulate ? *o + y : y;
+          }
+        }
+      }
+    }
+  });
+}
+
+QuantVecDotFn dot_for(DType wtype, CpuIsaKind isa) {
+#ifdef ELI_X86
+  if (isa != CpuIsaKind::kGeneric) return quant_vec_dot_avx2(wtype);
+#endif
+  return quant_vec_dot_generic(wtype);
+}
+
+template <DType D, CpuIsaKind I>
+void gemv_gguf(const void* args, const ExecContext& ctx) {
+  const auto& a = *static_cast<const GemvArgs*>(args);
+  run(QuantProduct{D, dot_for(D, I), a.x, a.x_stride, a.norm_weight, a.norm_eps, a.norm_weight_offset,
+                   static_cast<const uint8_t*>(a.w), a.bias, a.m, a.n, a.k, a.out, a.out_stride, a.gated,
+                   a.accumulate, a.workspace, a.workspace_bytes},
+      ctx);
+}
+
+template <DType D, CpuIsaKind I>
+void gemm_gguf(const void* args, const ExecContext& ctx) {
+  const auto& a = *static_cast<const GemmArgs*>(args);
+  ELI_CHECK_KIND(kUnsupported, a.x_dtype == DType::kF32 && a.out_dtype == DType::kF32, dtype_name(D),
+                 " gemm on the CPU takes float32 x and out, got x ", dtype_name(a.x_dtype), ", out ",
+                 dtype_name(a.out_dtype));
+  run(QuantProduct{D, dot_for(D, I), static_cast<const float*>(a.x), a.x_stride, nullptr, 0.0f, 0.0f,
+                   static_cast<const uint8_t*>(a.w), a.bias, a.m, a.n, a.k, static_cast<float*>(a.out), a.out_stride,
+                   GatedAct::kNone, a.accumulate, a.workspace, a.workspace_bytes},
+      ctx);
+}
+
+template <CpuIsaKind I>
+KernelFn pick(Op op, DType wtype) {
+#define ELI_QUANT_CASE(D)                                                        \
+  case D:                                                                        \
+    return op == Op::kGemv ? static_cast<KernelFn>(gemv_gguf<D, I>) : gemm_gguf<D, I>;
+  switch (wtype) {
+    ELI_QUANT_CASE(DType::kQ4_0)
+    ELI_QUANT_CASE(DType::kQ4_1)
+    ELI_QUANT_CASE(DType::kQ5_0)
+    ELI_QUANT_CASE(DType::kQ5_1)
+    ELI_QUANT_CASE(DType::kQ8_0)
+    ELI_QUANT_CASE(DType::kQ2_K)
+    ELI_QUANT_CASE(DType::kQ3_K)
+    ELI_QUANT_CASE(DType::kQ4_K)
+    ELI_QUANT_CASE(DType::kQ5_K)
+    ELI_QUANT_CASE(DType::kQ6_K)
+    ELI_QUANT_CASE(DType::kIQ4_NL)
+    ELI_QUANT_CASE(DType::kIQ4_XS)
+    default: return nullptr;
+  }
+#undef ELI_QUANT_CASE
+}
+
+}  // namespace
+
+KernelFn quant_matmul_cpu_kernel(Op op, DType wtype, CpuIsaKind isa) {
+  if (op != Op::kGemv && op != Op::kGemm) return nullptr;
+#ifdef ELI_X86
+  if (isa != CpuIsaKind::kGeneric) return pick<CpuIsaKind::kAvx2>(op, wtype);
+#endif
+  return pick<CpuIsaKind::kGeneric>(op, wtype);
+}
+
+}  // namespace eli

@@ -1,0 +1,147 @@
+// kernels/cuda/gguf_quantize_x.cu: the GEMV prologue of the GGUF kernels: x rows (f32) quantized
+// to 8-bit blocks of 32 in the workspace (layout: gguf::Q8View in gguf_blocks.cuh), with the
+// RMSNorm of the row fused in (x * rsqrt(mean(x^2) + eps) * (g + offset) is what gets quantized).
+//
+// Per 32-block: d = max|v| / 127, q = round-to-nearest(v / d) in [-127, 127] (d = 0 and q = 0 for an
+// all-zero block), s = d * sum(q). So |v - d q| <= d / 2 for every element: the only error of the
+// GEMV's integer dot products (the tests' tolerance is built from this bound).
+//
+// Grid (ceil(blocks / 32), m), 256 threads: 8 threads per block, 4 elements each (one 16-byte load
+// where x and its row stride allow). With a norm every CTA first sums x^2 over its whole row (read
+// through L2 by the CTAs of a row; rows are at most a few 10 KB). Programmatic dependent launch:
+// the kernel waits before it reads x or writes the workspace (pdl.cuh's contract).
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <cstdint>
+
+#include "eli/error.h"
+#include "kernels/cuda/block_reduce.cuh"
+#include "kernels/cuda/gguf_blocks.cuh"
+#include "kernels/cuda/gguf_gemv.cuh"
+#include "kernels/cuda/pdl.cuh"
+#include "runtime/device/cuda/cuda_check.h"
+
+namespace eli {
+namespace gguf {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kBlocksPerCta = kThreads / 8;
+
+struct QuantParams {
+  const float* x;
+  const float* g;  // norm weight (k) or nullptr
+  int8_t* qs;
+  float* ds;
+  int64_t k, x_stride, nb;  // nb = k / 32
+  float eps, g_offset;
+  bool vec;  // 16-byte loads of x
+};
+
+__global__ void __launch_bounds__(kThreads) quantize_x_kernel(const QuantParams p) {
+  const int tid = threadIdx.x;
+  const int64_t r = blockIdx.y;
+  const float* x = p.x + r * p.x_stride;
+  cuda::pdl_launch_dependents();
+  cuda::pdl_wait();
+
+  float inv = 1.f;
+  if (p.g != nullptr) {
+    float ss = 0.f;
+    if (p.vec) {
+      for (int64_t i = 4 * static_cast<int64_t>(tid); i < p.k; i += 4 * kThreads) {
+        const float4 v = *reinterpret_cast<const float4*>(x + i);
+        ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+      }
+    } else {
+      for (int64_t i = tid; i < p.k; i += kThreads) ss = fmaf(x[i], x[i], ss);
+    }
+    ss = cuda::block_reduce_sum(ss);
+    inv = 1.0f / sqrtf(ss / static_cast<float>(p.k) + p.eps);
+  }
+
+  // Every lane runs the shuffles (groups of 8 aligned lanes share a block); lanes past the row's
+  // last block compute on zeros and store nothing.
+  const int64_t blk = static_cast<int64_t>(blockIdx.x) * kBlocksPerCta + tid / 8;
+  const int sub = tid & 7;
+  const bool valid = blk < p.nb;
+  const int64_t e0 = blk * kItemElems + 4 * sub;
+  float v[4] = {0.f, 0.f, 0.f, 0.f};
+  if (valid) {
+    if (p.vec) {
+      const float4 t = *reinterpret_cast<const float4*>(x + e0);
+      v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+    } else {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) v[j] = x[e0 + j];
+    }
+    if (p.g != nullptr) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) v[j] = v[j] * inv * (__ldg(p.g + e0 + j) + p.g_offset);
+    }
+  }
+  float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+#pragma unroll
+  for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float d = amax / 127.f;
+  const float id = amax > 0.f ? 127.f / amax : 0.f;
+  int q[4];
+  int sum = 0;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    q[j] = max(-127, min(127, __float2int_rn(v[j] * id)));
+    sum += q[j];
+  }
+#pragma unroll
+  for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if (valid) {
+    const uint32_t packed = (static_cast<uint32_t>(q[0]) & 0xffu) | ((static_cast<uint32_t>(q[1]) & 0xffu) << 8) |
+                            ((static_cast<uint32_t>(q[2]) & 0xffu) << 16) | (static_cast<uint32_t>(q[3]) << 24);
+    const int64_t b = r * p.nb + blk;
+    *reinterpret_cast<uint32_t*>(p.qs + b * kItemElems + 4 * sub) = packed;
+    if (sub == 0) *reinterpret_cast<float2*>(p.ds + 2 * b) = make_float2(d, d * static_cast<float>(sum));
+  }
+}
+
+}  // namespace
+
+void quantize_x(const GemvArgs& a, void* ws, cudaStream_t stream, bool pdl) {
+  const int64_t nb = a.k / kItemElems;
+  const Q8View v = q8_view(ws, a.m, a.k);
+  QuantParams p;
+  p.x = a.x;
+  p.g = a.norm_weight;
+  p.qs = v.qs;
+  p.ds = v.ds;
+  p.k = a.k;
+  p.x_stride = a.x_stride;
+  p.nb = nb;
+  p.eps = a.norm_eps;
+  p.g_offset = a.norm_weight_offset;
+  p.vec = (reinterpret_cast<uintptr_t>(a.x) & 15u) == 0 && (a.m == 1 || a.x_stride % 4 == 0);
+  const int64_t gx = (nb + kBlocksPerCta - 1) / kBlocksPerCta;
+  ELI_CHECK(gx <= INT_MAX && a.m <= 65535, "gguf gemv: x of ", a.m, " x ", a.k, " exceeds the grid limit");
+  cuda::launch_kernel(quantize_x_kernel, dim3(static_cast<unsigned>(gx), static_cast<unsigned>(a.m)), dim3(kThreads), 0,
+                      stream, pdl, p);
+}
+
+int sm_count() {
+  static std::atomic<int> cache[64];  // 0 = not yet known
+  int dev = 0;
+  ELI_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev < 0 || dev >= 64) dev = 0;
+  int v = cache[dev].load(std::memory_order_relaxed);
+  if (v == 0) {
+    ELI_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+    v = std::max(v, 1);
+    cache[dev].store(v, std::memory_order_relaxed);
+  }
+  return v;
+}
+
+}  // namespace gguf
+
+size_t gguf_gemv_workspace_bytes(int64_t m, int64_t k) { return gguf::q8_workspace_bytes(m, k); }
+
+}  // namespace eli

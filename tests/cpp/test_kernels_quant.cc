@@ -1,0 +1,352 @@
+// tests/cpp/test_kernels_quant.cc: the GGUF block types on the CPU.
+//   QuantDequant: the reference dequantization of all 12 types against gguf-py's numpy
+//     dequantizers (tests/data/quant/, made by scripts/make_quant_references.py), bit for bit.
+//   QuantMatmul: every usable CPU kGemv / kGemm entry of WeightFormat::kGgufBlocks (generic, AVX2)
+//     against the reference (dequantize, then the f32 product in double) on odd shapes, with and
+//     without the RMSNorm prologue, bias, gated and accumulating epilogues.
+// Tolerance (the activation-quantization error, a bound not an estimate): x is quantized per
+// activation block b (32 values, or 256 for the K types) with step d_b = amax_b / 127, so each
+// value moves by at most d_b / 2 and an output sum_j w_j x_j by at most
+//   E = sum_b (d_b / 2) * sum_{j in b} |w_j|,
+// plus float rounding (1e-5 of sum_j |w_j x_j|). A gated output act(g) * u adds the propagated
+// bound 1.2 E_g (|u| + E_u) + (|act(g)| + 1.2 E_g) E_u (|act'| <= 1.2 for silu and gelu_tanh).
+// Generic and AVX2 quantize x identically and sum exact integers, so they must agree to float
+// rounding (1e-5 relative of sum |w x|).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "eli/error.h"
+#include "kernel_test_util.h"
+#include "kernels/cpu/quant_dot.h"
+#include "kernels/ref/activation.h"
+#include "kernels/ref/dequant_ref.h"
+#include "kernels/registry.h"
+#include "runtime/core/float_convert.h"
+#include "runtime/core/thread_pool.h"
+
+namespace eli {
+namespace {
+
+const std::string kQuantDir = std::string(ELI_TEST_DATA_DIR) + "/quant/";
+
+std::vector<uint8_t> read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  EXPECT_TRUE(f.good()) << path << " missing (run scripts/make_quant_references.py)";
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+TEST(QuantDequant, AllTwelveTypesMatchGgufPyBitForBit) {
+  ThreadPool pool(2);
+  for (DType dt : kGgufBlockTypes) {
+    const DTypeInfo& info = dtype_info(dt);
+    SCOPED_TRACE(info.name);
+    const std::vector<uint8_t> blocks = read_file(kQuantDir + info.name + ".blocks");
+    const std::vector<uint8_t> raw_ref = read_file(kQuantDir + info.name + ".f32");
+    ASSERT_EQ(raw_ref.size() % 4, 0u);
+    const int64_t n = static_cast<int64_t>(raw_ref.size() / 4);
+    ASSERT_GT(n, 0);
+    ASSERT_EQ(static_cast<int64_t>(blocks.size()), n / info.block_elems * info.block_bytes);
+    std::vector<float> ref(static_cast<size_t>(n)), got(static_cast<size_t>(n), -1.0f);
+    std::memcpy(ref.data(), raw_ref.data(), raw_ref.size());
+    dequant_row_ref(dt, blocks.data(), got.data(), n);
+    int bad = 0;
+    for (int64_t i = 0; i < n && bad < 5; ++i) {
+      if (f32_to_bits(got[i]) != f32_to_bits(ref[i])) {
+        ++bad;
+        ADD_FAILURE() << info.name << "[" << i << "]: got " << got[i] << ", gguf-py " << ref[i];
+      }
+    }
+    // The registry's kDequant kernel (rows on a pool) gives the same values.
+    const int64_t cols = info.block_elems;
+    std::vector<float> rows(static_cast<size_t>(n), -1.0f);
+    DequantArgs args{rows.data(), blocks.data(), n / cols, cols};
+    ExecContext ctx;
+    ctx.pool = &pool;
+    get_kernel(Op::kDequant, DeviceKind::kCPU, WeightFormat::kGgufBlocks, dt).fn(&args, ctx);
+    EXPECT_EQ(0, std::memcmp(rows.data(), got.data(), got.size() * sizeof(float)));
+  }
+}
+
+// ---- matmuls ---------------------------------------------------------------------------------
+
+// Byte offsets of the fp16 fields in one block (everything else is random bytes).
+std::vector<int> fp16_fields(DType dt) {
+  switch (dt) {
+    case DType::kQ4_1: case DType::kQ5_1: case DType::kQ4_K: case DType::kQ5_K: return {0, 2};
+    case DType::kQ2_K: return {80, 82};
+    case DType::kQ3_K: return {108};
+    case DType::kQ6_K: return {208};
+    default: return {0};
+  }
+}
+
+std::vector<uint8_t> rand_blocks(std::mt19937& rng, DType dt, int64_t n, int64_t k) {
+  const DTypeInfo& info = dtype_info(dt);
+  const int64_t n_blocks = n * k / info.block_elems;
+  std::vector<uint8_t> raw(static_cast<size_t>(n_blocks * info.block_bytes));
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(-0.05f, 0.05f);
+  for (uint8_t& b : raw) b = static_cast<uint8_t>(byte(rng));
+  for (int64_t i = 0; i < n_blocks; ++i) {
+    for (int off : fp16_fields(dt)) {
+      const uint16_t h = f32_to_f16(scale(rng));
+      raw[static_cast<size_t>(i * info.block_bytes + off)] = static_cast<uint8_t>(h & 0xff);
+      raw[static_cast<size_t>(i * info.block_bytes + off + 1)] = static_cast<uint8_t>(h >> 8);
+    }
+  }
+  return raw;
+}
+
+struct Case {
+  int64_t m, n, k;
+  bool bias, norm, accumulate;
+  GatedAct gated;
+};
+
+// Per output: the activation-quantization bound E (see the header) and sum |w x|.
+struct Bounds {
+  std::vector<double> e, mag;
+};
+
+Bounds bounds_of(DType dt, const std::vector<float>& wf, const std::vector<double>& xn, int64_t m, int64_t n, int64_t k) {
+  const int64_t blk = quant_uses_q8k(dt) ? 256 : 32;
+  Bounds b{std::vector<double>(static_cast<size_t>(m * n)), std::vector<double>(static_cast<size_t>(m * n))};
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t c = 0; c < n; ++c) {
+      double e = 0.0, mag = 0.0;
+      for (int64_t b0 = 0; b0 < k; b0 += blk) {
+        double amax = 0.0, wsum = 0.0;
+        for (int64_t j = b0; j < b0 + blk; ++j) {
+          amax = std::fmax(amax, std::fabs(xn[i * k + j]));
+          wsum += std::fabs(wf[c * k + j]);
+          mag += std::fabs(wf[c * k + j] * xn[i * k + j]);
+        }
+        e += amax / 127.0 / 2.0 * wsum;
+      }
+      b.e[i * n + c] = e + 1e-5 * mag;
+      b.mag[i * n + c] = mag;
+    }
+  }
+  return b;
+}
+
+// Runs entry `e` (kGemv or kGemm) on the case; x, w, bias, norm given; out starts at `init`.
+std::vector<float> run_entry(const KernelEntry& e, const Case& c, const std::vector<float>& x,
+                             const std::vector<uint8_t>& w, const std::vector<float>& bias,
+                             const std::vector<float>& norm, const std::vector<float>& init, ThreadPool* pool) {
+  const int64_t n_out = c.gated != GatedAct::kNone ? c.n / 2 : c.n;
+  std::vector<float> out = init;
+  std::vector<uint8_t> ws(static_cast<size_t>(c.m * (c.k / 32) * kQuantActBytesPer32) + 256);
+  void* aligned = ws.data() + (256 - reinterpret_cast<uintptr_t>(ws.data()) % 256) % 256;
+  ExecContext ctx;
+  ctx.pool = pool;
+  if (e.op == Op::kGemv) {
+    GemvArgs a{out.data(), x.data(), w.data(), c.bias ? bias.data() : nullptr, c.norm ? norm.data() : nullptr,
+               c.m, c.n, c.k, n_out + 3, c.k + 5};
+    a.norm_eps = 1e-5f;
+    a.gated = c.gated;
+    a.accumulate = c.accumulate;
+    a.workspace = aligned;
+    a.workspace_bytes = static_cast<size_t>(c.m * (c.k / 32) * kQuantActBytesPer32);
+    e.fn(&a, ctx);
+  } else {
+    GemmArgs a{out.data(), x.data(), w.data(), c.bias ? bias.data() : nullptr, c.m, c.n, c.k, n_out + 3, c.k + 5};
+    a.x_dtype = DType::kF32;
+    a.out_dtype = DType::kF32;
+    a.accumulate = c.accumulate;
+    a.workspace = aligned;
+    a.workspace_bytes = static_cast<size_t>(c.m * (c.k / 32) * kQuantActBytesPer32);
+    e.fn(&a, ctx);
+  }
+  return out;
+}
+
+void check_case(const KernelEntry& e, const Case& c, std::mt19937& rng) {
+  const std::string what = ktest::entry_name(e) + " m=" + std::to_string(c.m) + " n=" + std::to_string(c.n) +
+                           " k=" + std::to_string(c.k) + " bias=" + std::to_string(c.bias) + " norm=" +
+                           std::to_string(c.norm) + " acc=" + std::to_string(c.accumulate) + " gated=" +
+                           gated_act_name(c.gated);
+  SCOPED_TRACE(what);
+  const DType dt = e.dtype;
+  const int64_t xs = c.k + 5, n_out = c.gated != GatedAct::kNone ? c.n / 2 : c.n, os = n_out + 3;
+  const std::vector<float> x = ktest::rand_vec(rng, static_cast<size_t>(c.m * xs), -2.0f, 2.0f);
+  const std::vector<uint8_t> w = rand_blocks(rng, dt, c.n, c.k);
+  const std::vector<float> bias = ktest::rand_vec(rng, static_cast<size_t>(c.n));
+  const std::vector<float> norm = ktest::rand_vec(rng, static_cast<size_t>(c.k), 0.5f, 1.5f);
+  const std::vector<float> init = ktest::rand_vec(rng, static_cast<size_t>(c.m * os));
+  // The products' inputs as the kernel sees them (normalised rows) and the weight as f32.
+  std::vector<float> wf(static_cast<size_t>(c.n * c.k));
+  const int64_t row_bytes = c.k / dtype_info(dt).block_elems * dtype_info(dt).block_bytes;
+  for (int64_t r = 0; r < c.n; ++r) dequant_row_ref(dt, w.data() + r * row_bytes, wf.data() + r * c.k, c.k);
+  std::vector<double> xn(static_cast<size_t>(c.m * c.k));
+  for (int64_t i = 0; i < c.m; ++i) {
+    double ss = 0.0;
+    for (int64_t j = 0; j < c.k; ++j) ss += static_cast<double>(x[i * xs + j]) * x[i * xs + j];
+    const double inv = c.norm ? 1.0 / std::sqrt(ss / static_cast<double>(c.k) + 1e-5) : 1.0;
+    for (int64_t j = 0; j < c.k; ++j) xn[i * c.k + j] = x[i * xs + j] * inv * (c.norm ? norm[j] : 1.0);
+  }
+  const Bounds bd = bounds_of(dt, wf, xn, c.m, c.n, c.k);
+
+  const std::vector<float> ref = run_entry(ktest::ref_of(e), c, x, w, bias, norm, init, nullptr);
+  for (ThreadPool* pool : ktest::pools_for(e)) {
+    const std::vector<float> got = run_entry(e, c, x, w, bias, norm, init, pool);
+    int bad = 0;
+    for (int64_t i = 0; i < c.m; ++i) {
+      for (int64_t o = 0; o < os; ++o) {
+        const size_t idx = static_cast<size_t>(i * os + o);
+        if (o >= n_out) {  // the row stride's padding is never written
+          EXPECT_EQ(got[idx], init[idx]);
+          continue;
+        }
+        double tol;
+        if (c.gated != GatedAct::kNone) {
+          const double eg = bd.e[i * c.n + o], eu = bd.e[i * c.n + o + n_out];
+          double g = c.bias ? bias[o] : 0.0, u = c.bias ? bias[o + n_out] : 0.0;
+          for (int64_t j = 0; j < c.k; ++j) {
+            g += static_cast<double>(wf[o * c.k + j]) * xn[i * c.k + j];
+            u += static_cast<double>(wf[(o + n_out) * c.k + j]) * xn[i * c.k + j];
+          }
+          tol = 1.2 * eg * (std::fabs(u) + eu) + (std::fabs(gated_act_value(c.gated, g)) + 1.2 * eg) * eu;
+        } else {
+          tol = bd.e[i * c.n + o];
+        }
+        tol += 1e-5 * (std::fabs(ref[idx]) + 1.0);
+        const double err = std::fabs(static_cast<double>(got[idx]) - ref[idx]);
+        if (!(err <= tol) && bad++ < 5) {
+          ADD_FAILURE() << "out[" << i << "][" << o << "]: got " << got[idx] << ", ref " << ref[idx] << ", error " << err
+                        << " > bound " << tol << (pool ? " (pool)" : "");
+        }
+      }
+    }
+  }
+}
+
+std::vector<const KernelEntry*> quant_candidates(Op op) { return ktest::cpu_candidates(op, WeightFormat::kGgufBlocks); }
+
+TEST(QuantMatmul, EveryTypeHasCpuKernels) {
+  for (DType dt : kGgufBlockTypes) {
+    for (Op op : {Op::kGemv, Op::kGemm}) {
+      const KernelEntry* e = find_kernel(op, DeviceKind::kCPU, WeightFormat::kGgufBlocks, dt);
+      ASSERT_NE(e, nullptr) << op_name(op) << " " << dtype_name(dt);
+      EXPECT_NE(std::string(e->variant), "ref") << op_name(op) << " " << dtype_name(dt);
+    }
+  }
+}
+
+TEST(QuantMatmul, GemvMatchesReferenceOnOddShapes) {
+  std::mt19937 rng(14);
+  const auto cands = quant_candidates(Op::kGemv);
+  ASSERT_GE(cands.size(), 12u);
+  int i = 0;
+  for (const KernelEntry* e : cands) {
+    const int64_t blk = dtype_info(e->dtype).block_elems;
+    // k = 256 * odd for every type; 32 * odd too for the 32-element types.
+    check_case(*e, {1, 7, 768, false, false, false, GatedAct::kNone}, rng);
+    check_case(*e, {3, 33, 256, true, true, true, GatedAct::kNone}, rng);
+    check_case(*e, {5, 10, 256, true, true, false, i % 2 ? GatedAct::kSilu : GatedAct::kGeluTanh}, rng);
+    if (blk == 32) check_case(*e, {2, 9, 96, true, false, true, GatedAct::kNone}, rng);
+    for (int64_t m : {2, 4, 8, 17}) check_case(*e, {m, 3, 256, m % 2 == 0, m > 4, m == 8, GatedAct::kNone}, rng);
+    ++i;
+  }
+}
+
+TEST(QuantMatmul, GemmMatchesReferenceOnOddShapes) {
+  std::mt19937 rng(15);
+  const auto cands = quant_candidates(Op::kGemm);
+  ASSERT_GE(cands.size(), 12u);
+  for (const KernelEntry* e : cands) {
+    for (int64_t m : {1, 6, 17, 40}) check_case(*e, {m, 5, 256, m % 2 == 1, false, m == 6, GatedAct::kNone}, rng);
+    check_case(*e, {9, 35, 768, true, false, false, GatedAct::kNone}, rng);
+  }
+}
+
+// Every m from 1 to 17 through the GEMV of one type per activation format.
+TEST(QuantMatmul, GemvEveryRowCount) {
+  std::mt19937 rng(16);
+  for (const KernelEntry* e : quant_candidates(Op::kGemv)) {
+    if (e->dtype != DType::kQ4_1 && e->dtype != DType::kQ4_K) continue;
+    for (int64_t m = 1; m <= 17; ++m) check_case(*e, {m, 3, 256, true, m % 3 == 0, m % 2 == 0, GatedAct::kNone}, rng);
+  }
+}
+
+// Generic and AVX2 see the same quantized x and sum exact integers: they agree to float rounding.
+TEST(QuantMatmul, IsaVariantsAgreeToRounding) {
+  std::mt19937 rng(17);
+  for (DType dt : kGgufBlockTypes) {
+    const KernelEntry* gen = find_kernel(Op::kGemv, DeviceKind::kCPU, WeightFormat::kGgufBlocks, dt, "generic");
+    ASSERT_NE(gen, nullptr);
+    for (const KernelEntry* e : quant_candidates(Op::kGemv)) {
+      if (e->dtype != dt || e == gen) continue;
+      const Case c{3, 11, 1280, true, true, false, GatedAct::kNone};
+      const std::vector<float> x = ktest::rand_vec(rng, static_cast<size_t>(c.m * (c.k + 5)), -2.0f, 2.0f);
+      const std::vector<uint8_t> w = rand_blocks(rng, dt, c.n, c.k);
+      const std::vector<float> bias = ktest::rand_vec(rng, static_cast<size_t>(c.n));
+      const std::vector<float> norm = ktest::rand_vec(rng, static_cast<size_t>(c.k), 0.5f, 1.5f);
+      const std::vector<float> init(static_cast<size_t>(c.m * (c.n + 3)), 0.0f);
+      const auto a = run_entry(*gen, c, x, w, bias, norm, init, nullptr);
+      const auto b = run_entry(*e, c, x, w, bias, norm, init, nullptr);
+      ktest::expect_close(b, a, 2e-5, ktest::entry_name(*e) + " vs generic", 1.0);
+    }
+  }
+}
+
+// Activations already on the 8-bit grid (per 256 values one step d, integer multiples in
+// [-127, 127] with a +-127 in every 32) quantize exactly, so the integer dot products must give the
+// reference to float rounding: a strict check of every layout, type and variant.
+TEST(QuantMatmul, ExactForActivationsOnTheGrid) {
+  std::mt19937 rng(18);
+  std::uniform_int_distribution<int> q(-127, 127);
+  std::uniform_real_distribution<float> step(0.001f, 0.02f);
+  for (Op op : {Op::kGemv, Op::kGemm}) {
+    for (const KernelEntry* e : quant_candidates(op)) {
+      const Case c{4, 13, 768, true, false, false, GatedAct::kNone};
+      const int64_t xs = c.k + 5;
+      std::vector<float> x(static_cast<size_t>(c.m * xs), 0.0f);
+      for (int64_t i = 0; i < c.m; ++i) {
+        for (int64_t b = 0; b < c.k; b += 256) {
+          const float d = step(rng);
+          for (int64_t j = b; j < b + 256; ++j) x[i * xs + j] = d * static_cast<float>(j % 32 == 7 ? (j % 64 < 32 ? 127 : -127) : q(rng));
+        }
+      }
+      const std::vector<uint8_t> w = rand_blocks(rng, e->dtype, c.n, c.k);
+      const std::vector<float> bias = ktest::rand_vec(rng, static_cast<size_t>(c.n));
+      const std::vector<float> init(static_cast<size_t>(c.m * (c.n + 3)), 0.0f);
+      const auto ref = run_entry(ktest::ref_of(*e), c, x, w, bias, {}, init, nullptr);
+      const auto got = run_entry(*e, c, x, w, bias, {}, init, nullptr);
+      ktest::expect_close(got, ref, 2e-5, ktest::entry_name(*e) + " on-grid x", 1.0);
+    }
+  }
+}
+
+TEST(QuantMatmul, BadArgumentsAreTypedErrors) {
+  for (const KernelEntry* e : quant_candidates(Op::kGemv)) {
+    std::vector<float> x(512, 1.0f), out(8);
+    std::vector<uint8_t> w(static_cast<size_t>(dtype_info(e->dtype).block_bytes * 8));
+    std::vector<uint8_t> ws(4096);
+    GemvArgs a{out.data(), x.data(), w.data(), nullptr, nullptr, 1, 1, 256, 1, 256};
+    a.workspace = ws.data();
+    a.workspace_bytes = 4;  // too small
+    ktest::expect_error_kind(ErrorKind::kInvalidArgument, [&] { e->fn(&a, ExecContext{}); }, "small workspace");
+    a.workspace_bytes = ws.size();
+    a.k = 100;  // not a multiple of any block size
+    ktest::expect_error_kind(ErrorKind::kInvalidArgument, [&] { e->fn(&a, ExecContext{}); }, "partial block");
+  }
+  for (const KernelEntry* e : quant_candidates(Op::kGemm)) {
+    std::vector<float> x(256, 1.0f), out(1);
+    std::vector<uint8_t> w(static_cast<size_t>(dtype_info(e->dtype).block_bytes * 8)), ws(4096);
+    GemmArgs a{out.data(), x.data(), w.data(), nullptr, 1, 1, 256, 1, 256};
+    a.workspace = ws.data();
+    a.workspace_bytes = ws.size();
+    ktest::expect_error_kind(ErrorKind::kUnsupported, [&] { e->fn(&a, ExecContext{}); }, "bf16 x");
+  }
+}
+
+}  // namespace
+}  // namespace eli
