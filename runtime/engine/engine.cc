@@ -295,7 +295,8 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
     mem.headroom_bytes = budget.headroom_bytes;
   } else {
     plan = plan_kv_cache(config, files.spec, *m.device);
-    mem.weights_bytes = m.runner->weight_bytes();  // host memory (mapped-file views included)
+    // Host memory (mapped-file views included).
+    mem.weights_bytes = m.parallel ? m.parallel->weight_bytes() : m.runner->weight_bytes();
   }
   if (m.parallel) {
     mem.kv_bytes = m.parallel->create_kv(plan.shape);  // each rank its layers and kv heads, the same blocks
@@ -667,6 +668,8 @@ void Engine::Impl::take_aux_rows(const std::vector<ScheduledSeq>& sched,
       for (int64_t d = 0; d < H; ++d) seq.pooled[static_cast<size_t>(d)] += h[d];
     }
     seq.aux_next = p + 1;
+  }
+}
 
 void Engine::Impl::feed_constraints(const Inflight& f, Inflight* prev, std::vector<char>* skip) {
   int64_t row = 0;

@@ -327,9 +327,12 @@ LinearWeight WeightReader::block_segments(const LinearSpec& spec) const {
   w.format = WeightFormat::kGgufBlocks;
   w.rows = spec.rows();
   w.cols = spec.cols;
+  w.shard = spec.shard;
   w.bias = bias_of(spec);
+  const int64_t full_cols = spec.full_cols();
+  const bool all_cols = spec.col_begin == 0 && spec.cols == full_cols;
   std::vector<Part> parts;
-  bool plain = true, adjacent = true;
+  bool plain = all_cols, adjacent = true;
   uint64_t total = 0;
   int64_t row0 = 0;
   for (const LinearPart& p : spec.parts) {
@@ -337,14 +340,24 @@ LinearWeight WeightReader::block_segments(const LinearSpec& spec) const {
     const DTypeInfo& info = dtype_info(t.dtype);
     ELI_CHECK_KIND(kInternal, info.is_quantized, spec.name, ": block_segments() needs GGUF block parts, ", t.name,
                    " is ", info.name);
-    ELI_CHECK_KIND(kModelLoad, spec.cols % info.block_elems == 0, spec.name, ": ", spec.cols,
+    ELI_CHECK_KIND(kModelLoad, full_cols % info.block_elems == 0, spec.name, ": ", full_cols,
                    " columns are not whole ", info.name, " blocks of ", info.block_elems);
+    // A column shard keeps whole blocks (tensor parallelism shards quantized rows by blocks).
+    ELI_CHECK_KIND(kUnsupported, spec.col_begin % info.block_elems == 0 && spec.cols % info.block_elems == 0,
+                   spec.name, ": a column shard of ", spec.cols, " at ", spec.col_begin, " does not cut ", info.name,
+                   " blocks of ", info.block_elems, " whole; choose a tensor_parallel_size that divides the width in "
+                   "whole blocks");
+    ELI_CHECK_KIND(kInternal, p.row_begin >= 0 && p.row_begin + p.rows <= p.full_rows(), spec.name,
+                   ": row shard outside the tensor");
+    const Part part = part_of(t, p);
+    const uint8_t* first = t.data + p.row_begin * row_bytes_of(t.dtype, full_cols);
     if (!parts.empty()) {
       const Part& prev = parts.back();
+      const uint8_t* prev_first = prev.info->data + prev.row_begin * row_bytes_of(prev.info->dtype, full_cols);
       adjacent = adjacent && t.file == prev.info->file &&
-                 t.data == prev.info->data + prev.rows * row_bytes_of(prev.info->dtype, spec.cols);
+                 first == prev_first + prev.rows * row_bytes_of(prev.info->dtype, full_cols);
     }
-    parts.push_back(Part{&t, p.rows, p.permute_heads});
+    parts.push_back(part);
     plain = plain && p.permute_heads == 0;
     if (!w.segments.empty() && w.segments.back().dtype == t.dtype) {
       w.segments.back().rows += p.rows;
@@ -356,8 +369,9 @@ LinearWeight WeightReader::block_segments(const LinearSpec& spec) const {
   }
   w.dtype = w.segments.front().dtype;
   if (plain && adjacent) {
-    TensorView v = make_view_2d(const_cast<uint8_t*>(parts[0].info->data), DType::kU8, DeviceId{}, 1,
-                                static_cast<int64_t>(total));
+    const Part& p0 = parts[0];
+    uint8_t* first = const_cast<uint8_t*>(p0.info->data + p0.row_begin * row_bytes_of(p0.info->dtype, full_cols));
+    TensorView v = make_view_2d(first, DType::kU8, DeviceId{}, 1, static_cast<int64_t>(total));
     w.data = Tensor(v, std::static_pointer_cast<void>(source_));
     w.file_view = true;
     return w;
@@ -365,7 +379,8 @@ LinearWeight WeightReader::block_segments(const LinearSpec& spec) const {
   w.data = Tensor::host(DType::kU8, {static_cast<int64_t>(total)});
   uint8_t* dst = w.data.ptr<uint8_t>();
   for (const Part& p : parts) {
-    part_rows(p, spec.cols, p.info->dtype, 0, p.rows, dst);  // block rows: copied, un-permuted
+    // Block rows: copied (whole blocks of the column shard), un-permuted.
+    part_rows(p, spec.col_begin, spec.cols, full_cols, p.info->dtype, 0, p.rows, dst);
     dst += p.rows * row_bytes_of(p.info->dtype, spec.cols);
   }
   return w;
