@@ -38,7 +38,7 @@ void ForwardContext::linear(const LinearWeight& w, int64_t m, const LinearInput&
 void embed_tokens(const ForwardContext& f, const LinearWeight& table, float scale) {
   EmbeddingArgs a{f.slot<float>(WsSlot::kResidual), table.ptr(), f.in.token_ids, f.in.n_tokens, table.cols, table.rows,
                   scale};
-  get_kernel(Op::kEmbedding, f.device, table.dtype).fn(&a, f.exec);
+  get_kernel(Op::kEmbedding, f.device, table.format, table.dtype).fn(&a, f.exec);
 }
 
 namespace {
@@ -238,9 +238,18 @@ const LinearWeight* load_embedding(WeightStore& store, const WeightReader& reade
   s.name = "model.embed_tokens";
   s.parts = {LinearPart{"model.embed_tokens", spec.vocab_size, 0}};
   s.cols = spec.hidden_size;
-  // The embedding kernel reads dense rows: GGUF blocks are dequantized here, whatever the method.
-  LinearWeight w = reader.dense(s, opt.compute_dtype, opt.defer_merges, opt.pool);
-  w.method = &dense_linear_method();
+  // GGUF blocks stay as stored where the native method takes them and the device has a block
+  // embedding kernel (a tied lm_head then runs natively too); otherwise dense rows.
+  LinearWeight w;
+  const DType stored = reader.stored_dtype(s);
+  if (gguf_native_linear_method().accepts(s, reader, opt.device) &&
+      find_kernel(Op::kEmbedding, opt.device, WeightFormat::kGgufBlocks, stored) != nullptr) {
+    w = reader.blocks(s, /*defer_merges=*/false);
+    w.method = &gguf_native_linear_method();
+  } else {
+    w = reader.dense(s, opt.compute_dtype, opt.defer_merges, opt.pool);
+    w.method = &dense_linear_method();
+  }
   store.add_params(static_cast<uint64_t>(w.rows * w.cols));
   return store.add(std::move(w));
 }

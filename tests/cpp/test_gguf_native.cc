@@ -6,8 +6,9 @@
 //   - the method per tensor, the segments, blocks kept as stored (bytes = the file's bytes);
 //   - logits and greedy tokens agree with the dequantize-at-load fallback (ELI_GGUF_NATIVE=0)
 //     within the activation-quantization tolerance (see LogitsMatchTheDequantPath);
-//   - the engine's resident weight bytes are the file's block bytes (plus the f32 embedding and
-//     norms, which are dequantized / converted by design).
+//   - the token embedding stays as stored (rows dequantized per lookup);
+//   - the engine's resident weight bytes are the file's block bytes (plus f32 norms and the F16
+//     matrix, converted to the f32 compute dtype by design).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -95,6 +96,10 @@ TEST(GgufNative, MethodsSegmentsAndBytesPerTensor) {
   EXPECT_EQ(w.at(l0 + "self_attn.o_proj")->dtype, DType::kQ2_K);
   EXPECT_EQ(w.at(l1 + "self_attn.o_proj")->dtype, DType::kIQ4_XS);
   EXPECT_STREQ(w.at("lm_head")->method->name(), "gguf-native");
+  const LinearWeight* embed = w.at("model.embed_tokens");
+  EXPECT_EQ(embed->format, WeightFormat::kGgufBlocks);
+  EXPECT_EQ(embed->dtype, DType::kQ8_0);
+  EXPECT_EQ(embed->ptr(), files.weights->find("token_embd.weight")->data);
   EXPECT_EQ(w.at("lm_head")->data.nbytes(), file_bytes({"output.weight"}));
   // gate/up of layer 0 lie back to back in the file with one type: a zero-copy view.
   const LinearWeight* gu0 = w.at(l0 + "mlp.gate_up_proj");
@@ -136,9 +141,11 @@ std::vector<int32_t> greedy(Engine& e, const std::vector<int32_t>& prompt, int n
 
 // Tolerance: each product's error is bounded by the activation rounding (test_kernels_quant.cc:
 // sum over blocks of d_b / 2 * sum |w|, d_b = amax_b / 127, i.e. at most 1/254 of
-// sum_b amax_b * sum_{j in b} |w_j|); through two layers and the head this stays a few percent of
-// the logits' scale on this fixture. Asserted: max |delta logit| <= 3% of max |logit| (measured
-// about an order of magnitude lower), and the same greedy tokens.
+// sum_b amax_b * sum_{j in b} |w_j|, about 1% of a product's scale at 256-wide blocks); through
+// seven quantized products per layer, two layers (one of Q2_K / Q3_K weights) and the head, the
+// measured deviation on this fixture is 2.1% (13 tokens) and 2.7% (3 tokens) of the largest
+// |logit|. Asserted: max |delta logit| <= 5% of max |logit|, a nonzero deviation (the native path
+// really ran), and the same greedy tokens.
 TEST(GgufNative, LogitsMatchTheDequantPath) {
   Engine native(mixed_config());
   std::unique_ptr<Engine> dequant;
@@ -160,7 +167,7 @@ TEST(GgufNative, LogitsMatchTheDequantPath) {
     std::printf("prompt of %zu tokens: max |logit| %.4g, max |delta| %.4g (%.3g%%)\n", prompt.size(), scale, worst,
                 100.0 * worst / scale);
     EXPECT_GT(worst, 0.0) << "the native path must really differ (quantized activations)";
-    EXPECT_LE(worst, 0.03 * scale);
+    EXPECT_LE(worst, 0.05 * scale);
     EXPECT_EQ(greedy(native, prompt, 12), greedy(*dequant, prompt, 12));
   }
   // Resident weights: the file's block bytes for every quantized matrix, f32 for the rest.
@@ -169,7 +176,7 @@ TEST(GgufNative, LogitsMatchTheDequantPath) {
   for (const auto& name : f->tensor_order()) {
     const TensorInfo& t = *f->find(name);
     const uint64_t numel = t.shape.size() == 1 ? t.shape[0] : t.shape[0] * t.shape[1];
-    const bool block_matrix = dtype_info(t.dtype).is_quantized && name != "token_embd.weight";
+    const bool block_matrix = dtype_info(t.dtype).is_quantized;  // the Q8_0 embedding included
     expect_native += block_matrix ? t.nbytes : numel * 4;
     expect_dequant += numel * 4;
   }

@@ -1,6 +1,7 @@
 // tests/cpp/test_kernels_quant.cc: the GGUF block types on the CPU.
 //   QuantDequant: the reference dequantization of all 12 types against gguf-py's numpy
 //     dequantizers (tests/data/quant/, made by scripts/make_quant_references.py), bit for bit.
+//   QuantEmbedding: row lookups of a block table.
 //   QuantMatmul: every usable CPU kGemv / kGemm entry of WeightFormat::kGgufBlocks (generic, AVX2)
 //     against the reference (dequantize, then the f32 product in double) on odd shapes, with and
 //     without the RMSNorm prologue, bias, gated and accumulating epilogues.
@@ -14,6 +15,7 @@
 // rounding (1e-5 relative of sum |w x|).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -321,6 +323,26 @@ TEST(QuantMatmul, ExactForActivationsOnTheGrid) {
       const auto ref = run_entry(ktest::ref_of(*e), c, x, w, bias, {}, init, nullptr);
       const auto got = run_entry(*e, c, x, w, bias, {}, init, nullptr);
       ktest::expect_close(got, ref, 2e-5, ktest::entry_name(*e) + " on-grid x", 1.0);
+    }
+  }
+}
+
+// The block table's row lookup: the reference rows (times the scale), ids clamped into the table.
+TEST(QuantEmbedding, RowsAreTheDequantizedRows) {
+  std::mt19937 rng(19);
+  for (DType dt : kGgufBlockTypes) {
+    const KernelEntry* e = find_kernel(Op::kEmbedding, DeviceKind::kCPU, WeightFormat::kGgufBlocks, dt);
+    ASSERT_NE(e, nullptr) << dtype_name(dt);
+    const int64_t V = 5, H = 512, row_bytes = H / dtype_info(dt).block_elems * dtype_info(dt).block_bytes;
+    const std::vector<uint8_t> table = rand_blocks(rng, dt, V, H);
+    const std::vector<int32_t> ids = {3, 0, -2, 9, 4};
+    std::vector<float> out(ids.size() * H, -1.0f), row(H);
+    EmbeddingArgs a{out.data(), table.data(), ids.data(), static_cast<int64_t>(ids.size()), H, V, 0.5f};
+    e->fn(&a, ExecContext{});
+    for (size_t t = 0; t < ids.size(); ++t) {
+      const int64_t id = std::min<int64_t>(std::max<int64_t>(ids[t], 0), V - 1);
+      dequant_row_ref(dt, table.data() + id * row_bytes, row.data(), H);
+      for (int64_t j = 0; j < H; ++j) ASSERT_EQ(out[t * H + j], row[j] * 0.5f) << dtype_name(dt) << " token " << t;
     }
   }
 }
