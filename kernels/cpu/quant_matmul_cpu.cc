@@ -35,6 +35,7 @@ constexpr int64_t kRowChunk = 32; // activation rows walked per pass over a colu
 struct QuantProduct {
   DType wtype;
   QuantVecDotFn dot;
+  QuantVecDot4Fn dot4;  // nullptr: rows one at a time
   const float* x;
   int64_t x_stride;
   const float* norm_weight;
@@ -90,7 +91,20 @@ void run(const QuantProduct& p, const CpuIsa& isa, const ExecContext& ctx) {
           const uint8_t* w = p.w + c * w_row;
           const float b = p.bias != nullptr ? p.bias[c] : 0.0f;
           const float bu = gated && p.bias != nullptr ? p.bias[c + n_out] : 0.0f;
-          for (int64_t i = i0; i < i1; ++i) {
+          int64_t i = i0;
+          if (p.dot4 != nullptr && !gated) {  // four rows per pass over the weight row
+            for (; i + 4 <= i1; i += 4) {
+              const void* xr[4] = {xq + i * row_bytes, xq + (i + 1) * row_bytes, xq + (i + 2) * row_bytes,
+                                   xq + (i + 3) * row_bytes};
+              float y[4];
+              p.dot4(p.k, w, xr, y);
+              for (int r = 0; r < 4; ++r) {
+                float* o = p.out + (i + r) * p.out_stride + c;
+                *o = p.accumulate ? *o + (y[r] + b) : y[r] + b;
+              }
+            }
+          }
+          for (; i < i1; ++i) {
             const void* xr = xq + i * row_bytes;
             const float y = p.dot(p.k, w, xr) + b;
             if (gated) {
@@ -119,6 +133,13 @@ void run(const QuantProduct& p, const CpuIsa& isa, const ExecContext& ctx) {
   });
 }
 
+QuantVecDot4Fn dot4_for(DType wtype, CpuIsaKind isa) {
+#ifdef ELI_X86
+  if (isa != CpuIsaKind::kGeneric) return quant_vec_dot4_avx2(wtype);
+#endif
+  return nullptr;
+}
+
 QuantVecDotFn dot_for(DType wtype, CpuIsaKind isa) {
 #ifdef ELI_X86
   if (isa != CpuIsaKind::kGeneric) return quant_vec_dot_avx2(wtype);
@@ -137,7 +158,7 @@ const CpuIsa& isa_for(CpuIsaKind isa) {
 template <DType D, CpuIsaKind I>
 void gemv_gguf(const void* args, const ExecContext& ctx) {
   const auto& a = *static_cast<const GemvArgs*>(args);
-  run(QuantProduct{D, dot_for(D, I), a.x, a.x_stride, a.norm_weight, a.norm_eps, a.norm_weight_offset,
+  run(QuantProduct{D, dot_for(D, I), dot4_for(D, I), a.x, a.x_stride, a.norm_weight, a.norm_eps, a.norm_weight_offset,
                    static_cast<const uint8_t*>(a.w), a.bias, a.m, a.n, a.k, a.out, a.out_stride, a.gated,
                    a.accumulate, a.workspace, a.workspace_bytes},
       isa_for(I), ctx);
@@ -149,7 +170,7 @@ void gemm_gguf(const void* args, const ExecContext& ctx) {
   ELI_CHECK_KIND(kUnsupported, a.x_dtype == DType::kF32 && a.out_dtype == DType::kF32, dtype_name(D),
                  " gemm on the CPU takes float32 x and out, got x ", dtype_name(a.x_dtype), ", out ",
                  dtype_name(a.out_dtype));
-  run(QuantProduct{D, dot_for(D, I), static_cast<const float*>(a.x), a.x_stride, nullptr, 0.0f, 0.0f,
+  run(QuantProduct{D, dot_for(D, I), dot4_for(D, I), static_cast<const float*>(a.x), a.x_stride, nullptr, 0.0f, 0.0f,
                    static_cast<const uint8_t*>(a.w), a.bias, a.m, a.n, a.k, static_cast<float*>(a.out), a.out_stride,
                    GatedAct::kNone, a.accumulate, a.workspace, a.workspace_bytes},
       isa_for(I), ctx);

@@ -327,6 +327,32 @@ TEST(QuantMatmul, ExactForActivationsOnTheGrid) {
   }
 }
 
+// A row's outputs do not depend on how many rows are computed with it (the four-row prefill dot
+// products give the one-row results bit for bit): decode, chunked and whole prefill agree.
+TEST(QuantMatmul, RowsAreIndependentOfM) {
+  std::mt19937 rng(20);
+  for (Op op : {Op::kGemv, Op::kGemm}) {
+    for (const KernelEntry* e : quant_candidates(op)) {
+      SCOPED_TRACE(ktest::entry_name(*e));
+      const Case c{13, 19, 512, true, op == Op::kGemv, false, GatedAct::kNone};
+      const std::vector<float> x = ktest::rand_vec(rng, static_cast<size_t>(c.m * (c.k + 5)), -2.0f, 2.0f);
+      const std::vector<uint8_t> w = rand_blocks(rng, e->dtype, c.n, c.k);
+      const std::vector<float> bias = ktest::rand_vec(rng, static_cast<size_t>(c.n));
+      const std::vector<float> norm = ktest::rand_vec(rng, static_cast<size_t>(c.k), 0.5f, 1.5f);
+      const std::vector<float> init = ktest::rand_vec(rng, static_cast<size_t>(c.m * (c.n + 3)));
+      const std::vector<float> all = run_entry(*e, c, x, w, bias, norm, init, nullptr);
+      for (int64_t r = 0; r < c.m; ++r) {
+        Case one = c;
+        one.m = 1;
+        const std::vector<float> xr(x.begin() + r * (c.k + 5), x.begin() + (r + 1) * (c.k + 5));
+        const std::vector<float> ir(init.begin() + r * (c.n + 3), init.begin() + (r + 1) * (c.n + 3));
+        const std::vector<float> got = run_entry(*e, one, xr, w, bias, norm, ir, nullptr);
+        ASSERT_EQ(0, std::memcmp(got.data(), all.data() + r * (c.n + 3), got.size() * sizeof(float))) << "row " << r;
+      }
+    }
+  }
+}
+
 // The block table's row lookup: the reference rows (times the scale), ids clamped into the table.
 TEST(QuantEmbedding, RowsAreTheDequantizedRows) {
   std::mt19937 rng(19);
