@@ -14,7 +14,14 @@
 # median is taken over all R * reps samples (fairer when the machine's load drifts).
 #
 # Engines and model files:
-#   eli f32 / eli bf16: eli.LLM(<Q4_1 gguf>, dtype=...) -- the engine dequantizes the GGUF on load.
+#   eli f32 / eli bf16: eli.LLM(<gguf>, dtype=...) with the GGUF blocks run natively (the
+#     "gguf-native" method: x quantized per block to 8 bits, integer dot products; dtype is then
+#     the dtype of the dense remainder: the embedding and the tied lm_head).
+#   eli dq-f32 / dq-bf16: the same file with ELI_GGUF_NATIVE=0: every GGUF matrix dequantized at
+#     load into dtype (the fallback; eli's only path before native kernels).
+#   --formats q4_1,q4_k_m,q8_0: the Q4_1 source file and requantized copies (llama.cpp's
+#     llama_model_quantize with allow_requantize, into --cache-dir; needs llama-cpp-python); every
+#     eli and llama.cpp row runs on each format's file, the table shows the format in `file`.
 #     Timed at the engine boundary: the synchronous compiled engine (_eli.Engine add_request/step,
 #     stepped from this process, as llama-bench times llama_decode); each step also samples (greedy)
 #     a token, which llama-bench does not.
@@ -49,8 +56,11 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-ELI_DTYPES = {"f32": "float32", "bf16": "bfloat16"}
+ELI_DTYPES = {"f32": "float32", "bf16": "bfloat16", "dq-f32": "float32", "dq-bf16": "bfloat16"}
 LLAMA_DTYPES = ["Q4_1", "F32", "BF16", "F16"]
+# Requantized copies of the Q4_1 source (llama.cpp ftype names) for --formats.
+LLAMA_FTYPES = {"F32": "LLAMA_FTYPE_ALL_F32", "F16": "LLAMA_FTYPE_MOSTLY_F16", "BF16": "LLAMA_FTYPE_MOSTLY_BF16",
+                "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0"}
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -132,6 +142,8 @@ def wait_idle(max_wait: float, threshold: float) -> float:
 
 # ---- eli --------------------------------------------------------------------------------------
 def bench_eli(cfg: dict) -> dict:
+    if cfg["dtype"].startswith("dq-"):
+        os.environ["ELI_GGUF_NATIVE"] = "0"  # read at load: every GGUF matrix dequantized
     import eli
     from eli.sampling_params import SamplingParams
 
@@ -237,8 +249,7 @@ def llama_model_file(src: str, dtype: str, cache_dir: pathlib.Path) -> str:
     out = cache_dir / (pathlib.Path(src).stem.replace("Q4_1", "") + f"from-Q4_1.{dtype}.gguf")
     if out.exists():
         return str(out)
-    ftype = {"F32": lc.LLAMA_FTYPE_ALL_F32, "F16": lc.LLAMA_FTYPE_MOSTLY_F16,
-             "BF16": lc.LLAMA_FTYPE_MOSTLY_BF16}[dtype]
+    ftype = getattr(lc, LLAMA_FTYPES[dtype])
     params = lc.llama_model_quantize_default_params()
     params.ftype = ftype
     params.allow_requantize = True
@@ -371,7 +382,13 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="smollm2", help="eli model name or path of the Q4_1 GGUF")
     ap.add_argument("--engines", default="eli,eli-api,llama.cpp")
-    ap.add_argument("--llama-dtypes", default=",".join(LLAMA_DTYPES))
+    ap.add_argument("--llama-dtypes", default=",".join(LLAMA_DTYPES),
+                    help="llama.cpp rows on the Q4_1 source (Q4_1) or its requantized copies (F32, BF16, F16)")
+    ap.add_argument("--eli-dtypes", default="f32,bf16,dq-f32,dq-bf16",
+                    help="eli rows: f32/bf16 native GGUF kernels, dq-*: dequantized at load (ELI_GGUF_NATIVE=0)")
+    ap.add_argument("--formats", default="q4_1",
+                    help="GGUF files: q4_1 (the source) and requantized copies q4_k_m, q8_0 (llama-cpp-python); "
+                         "eli and llama.cpp (in that format) run on each")
     ap.add_argument("--cache-dir", default=str(pathlib.Path.home() / ".cache" / "eli" / "bench"))
     ap.add_argument("--out-dir", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
@@ -390,12 +407,17 @@ def main() -> int:
     src = hub.resolve_model(args.model)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     configs = []
-    for eng in ("eli", "eli-api"):
-        if eng in engines:
-            configs += [{"engine": eng, "dtype": d, "model": src} for d in ELI_DTYPES]
+    eli_dtypes = [d.strip() for d in args.eli_dtypes.split(",") if d.strip()]
+    for fmt in [f.strip().upper() for f in args.formats.split(",") if f.strip()]:
+        path = llama_model_file(src, fmt, pathlib.Path(args.cache_dir))
+        for eng in ("eli", "eli-api"):
+            if eng in engines:
+                configs += [{"engine": eng, "dtype": d, "model": path, "format": fmt.lower()} for d in eli_dtypes]
+        if ("llama.cpp" in engines or "llama" in engines) and fmt != "Q4_1":
+            configs.append({"engine": "llama.cpp", "dtype": fmt, "model": path, "format": fmt.lower()})
     if "llama.cpp" in engines or "llama" in engines:
         for d in [d.strip() for d in args.llama_dtypes.split(",") if d.strip()]:
-            configs.append({"engine": "llama.cpp", "dtype": d,
+            configs.append({"engine": "llama.cpp", "dtype": d, "format": "q4_1" if d == "Q4_1" else d.lower(),
                             "model": llama_model_file(src, d, pathlib.Path(args.cache_dir))})
     common = {"threads": args.threads, "prompt_len": args.prompt_len, "gen_len": args.gen_len,
               "reps": args.reps, "warmup": args.warmup, "seed": args.seed}
@@ -406,10 +428,10 @@ def main() -> int:
     busy_before: dict[tuple, list] = {}
     for rnd in range(args.rounds):
         for c in configs:
-            key = (c["engine"], c["dtype"])
+            key = (c["engine"], c["dtype"], c["format"])
             busy = wait_idle(args.wait_idle, 0.15) if args.wait_idle > 0 else cpu_busy()
             busy_before.setdefault(key, []).append(round(busy, 3))
-            print(f"[round {rnd + 1}/{args.rounds}] {key[0]} {key[1]} (load {load_avg():.2f}, cpu busy "
+            print(f"[round {rnd + 1}/{args.rounds}] {key[0]} {key[1]} {key[2]} (load {load_avg():.2f}, cpu busy "
                   f"{100 * busy:.0f}%) ...", file=sys.stderr, flush=True)
             r = run_worker({**c, **common, "round": rnd})
             s = samples.setdefault(key, {"prefill": [], "decode": []})
@@ -423,19 +445,19 @@ def main() -> int:
 
     rows = []
     for c in configs:
-        key = (c["engine"], c["dtype"])
-        rows.append({"engine": key[0], "dtype": key[1], "model": pathlib.Path(c["model"]).name,
+        key = (c["engine"], c["dtype"], c["format"])
+        rows.append({"engine": key[0], "dtype": key[1], "format": key[2], "model": pathlib.Path(c["model"]).name,
                      "prefill": statistics.median(samples[key]["prefill"]),
                      "decode": statistics.median(samples[key]["decode"]),
                      "prefill_spread": _spread(samples[key]["prefill"]),
                      "decode_spread": _spread(samples[key]["decode"])})
-    by = {(r["engine"], r["dtype"]): r for r in rows}
+    by = {(r["engine"], r["dtype"], r["format"]): r for r in rows}
     lcpp = dict(next((v for k, v in infos.items() if k[0] == "llama.cpp"), {}))
     lcpp.pop("extra_bufts", None)
     if lcpp:
         lcpp["extra_bufts_by_dtype"] = {k[1]: v.get("extra_bufts") for k, v in infos.items() if k[0] == "llama.cpp"}
     for r in rows:
-        r["note"] = "*" if infos[(r["engine"], r["dtype"])].get("extra_bufts") is False else ""
+        r["note"] = "*" if infos[(r["engine"], r["dtype"], r["format"])].get("extra_bufts") is False else ""
     print(f"\ncpu: {cpu_name()}; threads {args.threads}; load avg before/after {load_before:.2f}/{load_after:.2f}")
     if lcpp:
         print(f"llama-cpp-python {lcpp.get('llama_cpp_version')}: {lcpp.get('system_info', '')[:300]}")
@@ -445,12 +467,16 @@ def main() -> int:
         results = []
         for r in rows:
             for metric, field in (("prefill_tok_s", "prefill"), ("decode_tok_s", "decode")):
-                results.append({"engine": r["engine"], "model": r["model"], "dtype": r["dtype"], "batch": 1,
+                key = (r["engine"], r["dtype"], r["format"])
+                mode = "llama.cpp" if r["engine"] == "llama.cpp" else (
+                    "dequantized at load" if r["dtype"].startswith("dq-") else "native gguf kernels")
+                results.append({"engine": r["engine"], "model": r["model"], "dtype": r["format"],
+                                "engine_dtype": r["dtype"], "mode": mode, "batch": 1,
                                 "prompt_len": args.prompt_len if field == "prefill" else 1,
                                 "gen_len": 0 if field == "prefill" else args.gen_len, "metric": metric,
                                 "value": round(r[field], 2), "unit": "tok/s",
-                                "samples": [round(x, 2) for x in samples[(r["engine"], r["dtype"])][field]],
-                                "cpu_busy_before": busy_before[(r["engine"], r["dtype"])]})
+                                "samples": [round(x, 2) for x in samples[key][field]],
+                                "cpu_busy_before": busy_before[key]})
         date = datetime.datetime.now().strftime("%Y-%m-%d")
         doc = {"cpu": cpu_name(), "commit": git_commit(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
                "threads": args.threads, "protocol": f"llama-bench -p {args.prompt_len} -n {args.gen_len}; median of "
@@ -473,28 +499,28 @@ def _spread(xs: list[float]) -> float:
 def print_table(rows: list[dict], by: dict, args) -> None:
     print(f"\nbatch 1, prefill = {args.prompt_len}-token prompt, decode = {args.gen_len} tokens; "
           f"median of {args.reps * args.rounds} (+-half-range)")
-    hdr = f"{'engine':<10} {'dtype':<5} {'model file':<48} {'thr':>3} {'prefill tok/s':>18} {'decode tok/s':>16}"
+    hdr = f"{'engine':<10} {'dtype':<7} {'model file':<48} {'thr':>3} {'prefill tok/s':>18} {'decode tok/s':>16}"
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
-        print(f"{r['engine']:<10} {r['dtype'] + r['note']:<5} {r['model'][:48]:<48} {args.threads:>3} "
+        print(f"{r['engine']:<10} {r['dtype'] + r['note']:<7} {r['model'][:48]:<48} {args.threads:>3} "
               f"{r['prefill']:>10.1f} +-{100 * r['prefill_spread']:>3.0f}% {r['decode']:>8.1f} +-{100 * r['decode_spread']:>3.0f}%")
     if any(r["note"] for r in rows):
         print("* llama.cpp without extra buffer types (AMX/repack): the default path died with SIGILL here")
-    pairs = [(("eli", "f32"), ("llama.cpp", "F32")), (("eli", "bf16"), ("llama.cpp", "BF16")),
-             (("eli", "bf16"), ("llama.cpp", "F16"))]
     lines = []
-    for a, b in pairs:
-        if a in by and b in by:
-            lines.append(f"  eli {a[1]:<4} / llama.cpp {b[1]:<4}: prefill {by[a]['prefill'] / by[b]['prefill']:.2f}x, "
-                         f"decode {by[a]['decode'] / by[b]['decode']:.2f}x")
-    elis = [r for k, r in by.items() if k[0] == "eli"]
-    if elis and ("llama.cpp", "Q4_1") in by:
-        q = by[("llama.cpp", "Q4_1")]
-        bp = max(elis, key=lambda r: r["prefill"])
-        bd = max(elis, key=lambda r: r["decode"])
-        lines.append(f"  eli best  / llama.cpp Q4_1: prefill {bp['prefill'] / q['prefill']:.2f}x (eli {bp['dtype']}), "
-                     f"decode {bd['decode'] / q['decode']:.2f}x (eli {bd['dtype']})")
+    # Same GGUF file: eli's best native row and its best dequantized row against llama.cpp on it.
+    for (eng, dt, fmt), q in by.items():
+        if eng != "llama.cpp" or dt.lower() != fmt:
+            continue
+        for label, pick in (("native", lambda r: not r["dtype"].startswith("dq-")),
+                            ("dequant", lambda r: r["dtype"].startswith("dq-"))):
+            elis = [r for k, r in by.items() if k[0] == "eli" and k[2] == fmt and pick(r)]
+            if not elis:
+                continue
+            bp = max(elis, key=lambda r: r["prefill"])
+            bd = max(elis, key=lambda r: r["decode"])
+            lines.append(f"  {fmt}: eli {label:<7} / llama.cpp: prefill {bp['prefill'] / q['prefill']:.2f}x "
+                         f"(eli {bp['dtype']}), decode {bd['decode'] / q['decode']:.2f}x (eli {bd['dtype']})")
     if lines:
         print("ratios (eli / llama.cpp, >1 means eli is faster):")
         print("\n".join(lines))

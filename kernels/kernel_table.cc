@@ -78,6 +78,9 @@ std::vector<KernelEntry> build_kernel_table() {
     t.push_back({Op::kDequant, kCpu, q, "ref", kPrioRef, dequant_ref_kernel(q), nullptr, WeightFormat::kGgufBlocks});
     for (Op op : {Op::kGemv, Op::kGemm})
       t.push_back({op, kCpu, q, "ref", kPrioRef, quant_matmul_ref_kernel(op, q), nullptr, WeightFormat::kGgufBlocks});
+    // Row lookups of a block table (the token embedding kept as stored; one row dequantized per token).
+    t.push_back({Op::kEmbedding, kCpu, q, "ref", kPrioRef, gguf_embedding_ref_kernel(q), nullptr,
+                 WeightFormat::kGgufBlocks});
   }
   // Optimized CPU kernels.
   t.push_back({Op::kSample, kCpu, DType::kF32, "cpu", kPrioGeneric, sample_cpu, nullptr});

@@ -52,8 +52,12 @@ void quantize_act_row(DType wtype, const float* x, const float* norm_w, float in
 // sum_j w[j] * x[j] over k values: w one row of `wtype` blocks, xq its quantized activations.
 using QuantVecDotFn = float (*)(int64_t k, const void* w, const void* xq);
 QuantVecDotFn quant_vec_dot_generic(DType wtype);  // nullptr for a non-GGUF dtype
+// out[r] = the vec_dot of w with xq[r] for r < 4, each bit-identical to QuantVecDotFn's result
+// (the same operations per row; the weight block is decoded once for the 4 rows: prefill).
+using QuantVecDot4Fn = void (*)(int64_t k, const void* w, const void* const* xq, float* out);
 #ifdef ELI_X86
 QuantVecDotFn quant_vec_dot_avx2(DType wtype);
+QuantVecDot4Fn quant_vec_dot4_avx2(DType wtype);  // nullptr where only the one-row form exists
 #endif
 
 }  // namespace eli

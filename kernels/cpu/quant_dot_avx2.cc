@@ -287,7 +287,162 @@ float dot_iq4_xs(int64_t k, const void* w, const void* xq) {
   return hsum(acc);
 }
 
+// ---- four activation rows per weight row (prefill): same per-row operations as above ---------
+
+void dot4_q4_0(int64_t k, const void* w, const void* const* xq, float* out) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const BlockQ8x32* xb[4];
+  __m256 acc[4];
+  for (int r = 0; r < 4; ++r) {
+    xb[r] = static_cast<const BlockQ8x32*>(xq[r]);
+    acc[r] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < k / 32; ++b, wb += 18) {
+    const __m256i q = _mm256_sub_epi8(nibbles(wb + 2), _mm256_set1_epi8(8));
+    const float dw = h2f(wb);
+    for (int r = 0; r < 4; ++r) {
+      const __m256i p = dot_s8s8(q, load256(xb[r][b].qs));
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[r][b].d), _mm256_cvtepi32_ps(p), acc[r]);
+    }
+  }
+  for (int r = 0; r < 4; ++r) out[r] = hsum(acc[r]);
+}
+
+void dot4_q4_1(int64_t k, const void* w, const void* const* xq, float* out) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const BlockQ8x32* xb[4];
+  __m256 acc[4];
+  float offs[4];
+  for (int r = 0; r < 4; ++r) {
+    xb[r] = static_cast<const BlockQ8x32*>(xq[r]);
+    acc[r] = _mm256_setzero_ps();
+    offs[r] = 0.0f;
+  }
+  for (int64_t b = 0; b < k / 32; ++b, wb += 20) {
+    const __m256i q = nibbles(wb + 4);
+    const float dw = h2f(wb), mw = h2f(wb + 2);
+    for (int r = 0; r < 4; ++r) {
+      const __m256i p = dot_u8s8(q, load256(xb[r][b].qs));
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[r][b].d), _mm256_cvtepi32_ps(p), acc[r]);
+      offs[r] += mw * xb[r][b].s;
+    }
+  }
+  for (int r = 0; r < 4; ++r) out[r] = hsum(acc[r]) + offs[r];
+}
+
+void dot4_q8_0(int64_t k, const void* w, const void* const* xq, float* out) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const BlockQ8x32* xb[4];
+  __m256 acc[4];
+  for (int r = 0; r < 4; ++r) {
+    xb[r] = static_cast<const BlockQ8x32*>(xq[r]);
+    acc[r] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < k / 32; ++b, wb += 34) {
+    const __m256i q = load256(wb + 2);
+    const float dw = h2f(wb);
+    for (int r = 0; r < 4; ++r) {
+      const __m256i p = dot_s8s8(q, load256(xb[r][b].qs));
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[r][b].d), _mm256_cvtepi32_ps(p), acc[r]);
+    }
+  }
+  for (int r = 0; r < 4; ++r) out[r] = hsum(acc[r]);
+}
+
+void dot4_q4_k(int64_t k, const void* w, const void* const* xq, float* out) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const BlockQ8xK* xb[4];
+  __m256 acc[4];
+  float mins[4];
+  for (int r = 0; r < 4; ++r) {
+    xb[r] = static_cast<const BlockQ8xK*>(xq[r]);
+    acc[r] = _mm256_setzero_ps();
+    mins[r] = 0.0f;
+  }
+  for (int64_t b = 0; b < k / 256; ++b, wb += 144) {
+    int sc[8], mn[8];
+    for (int s = 0; s < 8; ++s) quant::k_scale_min(wb + 4, s, &sc[s], &mn[s]);
+    __m256i isum[4];
+    for (int r = 0; r < 4; ++r) isum[r] = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i v = load256(wb + 16 + 32 * c);
+      const __m256i lo = _mm256_and_si256(v, low4());
+      const __m256i hi = shr_mask(v, 4, 0x0f);
+      const __m256i slo = _mm256_set1_epi16(static_cast<short>(sc[2 * c]));
+      const __m256i shi = _mm256_set1_epi16(static_cast<short>(sc[2 * c + 1]));
+      for (int r = 0; r < 4; ++r) {
+        const __m256i plo = _mm256_maddubs_epi16(lo, load256(xb[r][b].qs + 64 * c));
+        const __m256i phi = _mm256_maddubs_epi16(hi, load256(xb[r][b].qs + 64 * c + 32));
+        isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(plo, slo));
+        isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(phi, shi));
+      }
+    }
+    const float d = h2f(wb), dmin = h2f(wb + 2);
+    for (int r = 0; r < 4; ++r) {
+      int msum = 0;
+      for (int s = 0; s < 8; ++s) msum += mn[s] * (xb[r][b].bsums[2 * s] + xb[r][b].bsums[2 * s + 1]);
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb[r][b].d), _mm256_cvtepi32_ps(isum[r]), acc[r]);
+      mins[r] += dmin * xb[r][b].d * static_cast<float>(msum);
+    }
+  }
+  for (int r = 0; r < 4; ++r) out[r] = hsum(acc[r]) - mins[r];
+}
+
+void dot4_q6_k(int64_t k, const void* w, const void* const* xq, float* out) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const BlockQ8xK* xb[4];
+  __m256 acc[4];
+  float offs[4];
+  for (int r = 0; r < 4; ++r) {
+    xb[r] = static_cast<const BlockQ8xK*>(xq[r]);
+    acc[r] = _mm256_setzero_ps();
+    offs[r] = 0.0f;
+  }
+  for (int64_t b = 0; b < k / 256; ++b, wb += 210) {
+    const auto* sc = reinterpret_cast<const int8_t*>(wb + 192);
+    __m256i isum[4];
+    for (int r = 0; r < 4; ++r) isum[r] = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = load256(wb + 64 * h), ql1 = load256(wb + 64 * h + 32);
+      const __m256i qh = load256(wb + 128 + 32 * h);
+      __m256i q[4];
+      q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4()), _mm256_slli_epi16(shr_mask(qh, 0, 3), 4));
+      q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4()), _mm256_slli_epi16(shr_mask(qh, 2, 3), 4));
+      q[2] = _mm256_or_si256(shr_mask(ql0, 4, 0x0f), _mm256_slli_epi16(shr_mask(qh, 4, 3), 4));
+      q[3] = _mm256_or_si256(shr_mask(ql1, 4, 0x0f), _mm256_slli_epi16(shr_mask(qh, 6, 3), 4));
+      for (int g = 0; g < 4; ++g) {
+        const int j = 8 * h + 2 * g;
+        const __m256i scale = scale_pair(sc[j], sc[j + 1]);
+        for (int r = 0; r < 4; ++r) {
+          const __m256i p = _mm256_maddubs_epi16(q[g], load256(xb[r][b].qs + 128 * h + 32 * g));
+          isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(p, scale));
+        }
+      }
+    }
+    const float dw = h2f(wb + 208);
+    for (int r = 0; r < 4; ++r) {
+      int bias = 0;
+      for (int g = 0; g < 16; ++g) bias += sc[g] * xb[r][b].bsums[g];
+      const float dd = dw * xb[r][b].d;
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(isum[r]), acc[r]);
+      offs[r] += dd * static_cast<float>(32 * bias);
+    }
+  }
+  for (int r = 0; r < 4; ++r) out[r] = hsum(acc[r]) - offs[r];
+}
+
 }  // namespace
+
+QuantVecDot4Fn quant_vec_dot4_avx2(DType wtype) {
+  switch (wtype) {
+    case DType::kQ4_0: return dot4_q4_0;
+    case DType::kQ4_1: return dot4_q4_1;
+    case DType::kQ8_0: return dot4_q8_0;
+    case DType::kQ4_K: return dot4_q4_k;
+    case DType::kQ6_K: return dot4_q6_k;
+    default: return nullptr;
+  }
+}
 
 QuantVecDotFn quant_vec_dot_avx2(DType wtype) {
   switch (wtype) {

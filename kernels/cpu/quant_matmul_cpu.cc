@@ -1,12 +1,16 @@
 // kernels/cpu/quant_matmul_cpu.cc: the CPU kGemv / kGemm kernels of GGUF block weights
 // (WeightFormat::kGgufBlocks), one instantiation per (block type, instruction set).
 //
-// Each x row is quantized once into the caller's workspace (quant_dot.h: Q8x32 or Q8xK blocks;
-// the GEMV's RMSNorm prologue is applied on the fly while quantizing), then every output is one
-// vec_dot of a weight row (read as stored) with a quantized row, plus bias, then the epilogue
-// (store, accumulate, or act(gate) * up for a gated product whose n is gate rows then up rows).
-// Threads split the output columns; for many rows (prefill) rows are walked in chunks so a
-// column tile's weights are reused from cache across the chunk.
+// Each x row is quantized once into the caller's workspace (quant_dot.h: Q8x32 or Q8xK blocks),
+// then every output is one vec_dot of a weight row (read as stored) with a quantized row, plus
+// bias, then the epilogue (store, accumulate, or act(gate) * up for a gated product whose n is
+// gate rows then up rows). Threads split the output columns; for many rows (prefill) rows are
+// walked in chunks so a column tile's weights are reused from cache across the chunk.
+//
+// Route invariance: the GEMV's RMSNorm prologue and SiLU epilogue use the ISA table's sum_sq /
+// scale_mul / swiglu_row, exactly as the NormCast and GatedAct kernels do, and every output is
+// computed the same way whatever m is; so a row gives the same bits through kGemv (decode, fused)
+// as through NormCast + kGemm + GatedAct (prefill), and chunked prefill equals whole prefill.
 //
 // Invariants: k is a multiple of the block size (kInvalidArgument otherwise); the workspace holds
 // at least m * quant_act_row_bytes(type, k) bytes, 4-byte aligned (kInvalidArgument otherwise);
@@ -14,6 +18,9 @@
 #include <cmath>
 
 #include "eli/error.h"
+#include <vector>
+
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/quant_dot.h"
 #include "kernels/cpu/quant_matmul.h"
 #include "kernels/ref/activation.h"
@@ -28,6 +35,7 @@ constexpr int64_t kRowChunk = 32; // activation rows walked per pass over a colu
 struct QuantProduct {
   DType wtype;
   QuantVecDotFn dot;
+  QuantVecDot4Fn dot4;  // nullptr: rows one at a time
   const float* x;
   int64_t x_stride;
   const float* norm_weight;
@@ -43,7 +51,7 @@ struct QuantProduct {
   size_t workspace_bytes;
 };
 
-void run(const QuantProduct& p, const ExecContext& ctx) {
+void run(const QuantProduct& p, const CpuIsa& isa, const ExecContext& ctx) {
   const DTypeInfo& info = dtype_info(p.wtype);
   ELI_CHECK_ARG(p.m >= 0 && p.n >= 0 && p.k > 0 && p.k % info.block_elems == 0, info.name, " matmul: k ", p.k,
                 " must be a positive multiple of the block size ", info.block_elems);
@@ -57,21 +65,24 @@ void run(const QuantProduct& p, const ExecContext& ctx) {
                 " bytes (4-byte aligned) for ", p.m, " quantized rows, got ", p.workspace_bytes);
   auto* xq = static_cast<uint8_t*>(p.workspace);
   parallel_for(ctx.pool, p.m, [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<float> xn;  // one normalised row (grows once per thread)
     for (int64_t r = r0; r < r1; ++r) {
       const float* x = p.x + r * p.x_stride;
-      float inv = 1.0f;
       if (p.norm_weight != nullptr) {
-        double ss = 0.0;
-        for (int64_t j = 0; j < p.k; ++j) ss += static_cast<double>(x[j]) * x[j];
-        inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(p.k) + static_cast<double>(p.norm_eps)));
+        xn.resize(static_cast<size_t>(p.k));
+        const double ms = isa.sum_sq(x, p.k) / static_cast<double>(p.k);
+        const float inv = static_cast<float>(1.0 / std::sqrt(ms + static_cast<double>(p.norm_eps)));
+        isa.scale_mul(xn.data(), x, p.norm_weight, p.norm_offset, inv, p.k);
+        x = xn.data();
       }
-      quantize_act_row(p.wtype, x, p.norm_weight, inv, p.norm_offset, p.k, xq + r * row_bytes);
+      quantize_act_row(p.wtype, x, nullptr, 1.0f, 0.0f, p.k, xq + r * row_bytes);
     }
   });
   const int64_t w_row = p.k / info.block_elems * info.block_bytes;
   const int64_t n_out = gated ? p.n / 2 : p.n;
   const int64_t tiles = (n_out + kColTile - 1) / kColTile;
   parallel_for(ctx.pool, tiles, [&](int64_t t0, int64_t t1) {
+    float gate[kRowChunk][kColTile], up[kRowChunk][kColTile];
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t c0 = t * kColTile, c1 = c0 + kColTile < n_out ? c0 + kColTile : n_out;
       for (int64_t i0 = 0; i0 < p.m; i0 += kRowChunk) {
@@ -79,20 +90,54 @@ void run(const QuantProduct& p, const ExecContext& ctx) {
         for (int64_t c = c0; c < c1; ++c) {
           const uint8_t* w = p.w + c * w_row;
           const float b = p.bias != nullptr ? p.bias[c] : 0.0f;
-          for (int64_t i = i0; i < i1; ++i) {
+          const float bu = gated && p.bias != nullptr ? p.bias[c + n_out] : 0.0f;
+          int64_t i = i0;
+          if (p.dot4 != nullptr && !gated) {  // four rows per pass over the weight row
+            for (; i + 4 <= i1; i += 4) {
+              const void* xr[4] = {xq + i * row_bytes, xq + (i + 1) * row_bytes, xq + (i + 2) * row_bytes,
+                                   xq + (i + 3) * row_bytes};
+              float y[4];
+              p.dot4(p.k, w, xr, y);
+              for (int r = 0; r < 4; ++r) {
+                float* o = p.out + (i + r) * p.out_stride + c;
+                *o = p.accumulate ? *o + (y[r] + b) : y[r] + b;
+              }
+            }
+          }
+          for (; i < i1; ++i) {
             const void* xr = xq + i * row_bytes;
-            float y = p.dot(p.k, w, xr) + b;
+            const float y = p.dot(p.k, w, xr) + b;
             if (gated) {
-              const float up = p.dot(p.k, w + n_out * w_row, xr) + (p.bias != nullptr ? p.bias[c + n_out] : 0.0f);
-              y = gated_act_value(p.gated, y) * up;
+              gate[i - i0][c - c0] = y;
+              up[i - i0][c - c0] = p.dot(p.k, w + n_out * w_row, xr) + bu;
+              continue;
             }
             float* o = p.out + i * p.out_stride + c;
             *o = p.accumulate ? *o + y : y;
           }
         }
+        if (!gated) continue;
+        for (int64_t i = i0; i < i1; ++i) {  // the GatedAct kernel's formula, column tile by tile
+          float* o = p.out + i * p.out_stride + c0;
+          if (p.gated == GatedAct::kSilu && !p.accumulate) {
+            isa.swiglu_row(o, gate[i - i0], up[i - i0], c1 - c0);
+            continue;
+          }
+          for (int64_t c = 0; c < c1 - c0; ++c) {
+            const float v = gated_act_value(p.gated, gate[i - i0][c]) * up[i - i0][c];
+            o[c] = p.accumulate ? o[c] + v : v;
+          }
+        }
       }
     }
   });
+}
+
+QuantVecDot4Fn dot4_for(DType wtype, CpuIsaKind isa) {
+#ifdef ELI_X86
+  if (isa != CpuIsaKind::kGeneric) return quant_vec_dot4_avx2(wtype);
+#endif
+  return nullptr;
 }
 
 QuantVecDotFn dot_for(DType wtype, CpuIsaKind isa) {
@@ -102,13 +147,21 @@ QuantVecDotFn dot_for(DType wtype, CpuIsaKind isa) {
   return quant_vec_dot_generic(wtype);
 }
 
+// The elementwise loops (norm, SiLU) of the instruction set the dot products use.
+const CpuIsa& isa_for(CpuIsaKind isa) {
+#ifdef ELI_X86
+  if (isa != CpuIsaKind::kGeneric) return cpu_isa_avx2();
+#endif
+  return cpu_isa_generic();
+}
+
 template <DType D, CpuIsaKind I>
 void gemv_gguf(const void* args, const ExecContext& ctx) {
   const auto& a = *static_cast<const GemvArgs*>(args);
-  run(QuantProduct{D, dot_for(D, I), a.x, a.x_stride, a.norm_weight, a.norm_eps, a.norm_weight_offset,
+  run(QuantProduct{D, dot_for(D, I), dot4_for(D, I), a.x, a.x_stride, a.norm_weight, a.norm_eps, a.norm_weight_offset,
                    static_cast<const uint8_t*>(a.w), a.bias, a.m, a.n, a.k, a.out, a.out_stride, a.gated,
                    a.accumulate, a.workspace, a.workspace_bytes},
-      ctx);
+      isa_for(I), ctx);
 }
 
 template <DType D, CpuIsaKind I>
@@ -117,10 +170,10 @@ void gemm_gguf(const void* args, const ExecContext& ctx) {
   ELI_CHECK_KIND(kUnsupported, a.x_dtype == DType::kF32 && a.out_dtype == DType::kF32, dtype_name(D),
                  " gemm on the CPU takes float32 x and out, got x ", dtype_name(a.x_dtype), ", out ",
                  dtype_name(a.out_dtype));
-  run(QuantProduct{D, dot_for(D, I), static_cast<const float*>(a.x), a.x_stride, nullptr, 0.0f, 0.0f,
+  run(QuantProduct{D, dot_for(D, I), dot4_for(D, I), static_cast<const float*>(a.x), a.x_stride, nullptr, 0.0f, 0.0f,
                    static_cast<const uint8_t*>(a.w), a.bias, a.m, a.n, a.k, static_cast<float*>(a.out), a.out_stride,
                    GatedAct::kNone, a.accumulate, a.workspace, a.workspace_bytes},
-      ctx);
+      isa_for(I), ctx);
 }
 
 template <CpuIsaKind I>

@@ -290,6 +290,24 @@ void gemm_blocks_ref(const void* raw_args, const ExecContext& ctx) {
   gemm_ref_f32(&a, ctx);
 }
 
+template <DType kDType>
+void embedding_blocks_ref(const void* raw_args, const ExecContext&) {
+  const auto& a = *static_cast<const EmbeddingArgs*>(raw_args);
+  const DTypeInfo& info = dtype_info(kDType);
+  ELI_CHECK(a.vocab > 0 && a.hidden >= 0 && a.n_tokens >= 0 && a.hidden % info.block_elems == 0,
+            "embedding ", info.name, ": bad sizes");
+  const int64_t row_bytes = a.hidden / info.block_elems * info.block_bytes;
+  for (int64_t t = 0; t < a.n_tokens; ++t) {
+    int64_t id = a.ids[t];
+    if (id < 0) id = 0;
+    if (id >= a.vocab) id = a.vocab - 1;
+    float* out = a.out + t * a.hidden;
+    dequant_row_ref(kDType, static_cast<const uint8_t*>(a.table) + id * row_bytes, out, a.hidden);
+    if (a.scale != 1.0f)
+      for (int64_t j = 0; j < a.hidden; ++j) out[j] *= a.scale;
+  }
+}
+
 }  // namespace
 
 void dequant_row_ref(DType dtype, const void* in, float* out, int64_t n) {
@@ -351,6 +369,24 @@ KernelFn quant_matmul_ref_kernel(Op op, DType dtype) {
     default: return nullptr;
   }
 #undef ELI_QUANT_REF_CASE
+}
+
+KernelFn gguf_embedding_ref_kernel(DType dtype) {
+  switch (dtype) {
+    case DType::kQ4_0: return embedding_blocks_ref<DType::kQ4_0>;
+    case DType::kQ4_1: return embedding_blocks_ref<DType::kQ4_1>;
+    case DType::kQ5_0: return embedding_blocks_ref<DType::kQ5_0>;
+    case DType::kQ5_1: return embedding_blocks_ref<DType::kQ5_1>;
+    case DType::kQ8_0: return embedding_blocks_ref<DType::kQ8_0>;
+    case DType::kQ2_K: return embedding_blocks_ref<DType::kQ2_K>;
+    case DType::kQ3_K: return embedding_blocks_ref<DType::kQ3_K>;
+    case DType::kQ4_K: return embedding_blocks_ref<DType::kQ4_K>;
+    case DType::kQ5_K: return embedding_blocks_ref<DType::kQ5_K>;
+    case DType::kQ6_K: return embedding_blocks_ref<DType::kQ6_K>;
+    case DType::kIQ4_NL: return embedding_blocks_ref<DType::kIQ4_NL>;
+    case DType::kIQ4_XS: return embedding_blocks_ref<DType::kIQ4_XS>;
+    default: return nullptr;
+  }
 }
 
 }  // namespace eli

@@ -34,4 +34,8 @@ KernelFn dequant_ref_kernel(DType dtype);
 // the registry's "ref" entry of (op, cpu, kGgufBlocks, dtype). nullptr for other ops / dtypes.
 KernelFn quant_matmul_ref_kernel(Op op, DType dtype);
 
+// kEmbedding of a table of GGUF block rows (EmbeddingArgs; ids clamped as the dense kernels do):
+// each token's row dequantized, times scale. nullptr for a non-block dtype.
+KernelFn gguf_embedding_ref_kernel(DType dtype);
+
 }  // namespace eli

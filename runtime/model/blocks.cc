@@ -61,7 +61,7 @@ void embed_tokens(const ForwardContext& f, const LinearWeight& table, float scal
     a.row_offset = f.comm->shard().vocab.begin;
     a.zero_outside = true;
   }
-  get_kernel(Op::kEmbedding, f.device, table.dtype).fn(&a, f.exec);
+  get_kernel(Op::kEmbedding, f.device, table.format, table.dtype).fn(&a, f.exec);
   if (tp) f.comm->all_reduce_sum(a.out, f.in.n_tokens * table.cols, f.exec);
 }
 
@@ -371,9 +371,19 @@ const LinearWeight* load_embedding(WeightStore& store, const WeightReader& reade
   s.parts = vocab_rows("model.embed_tokens", spec, sh);
   s.cols = spec.hidden_size;
   s.shard = ShardSpec{0, sh.tp_rank, sh.tp_size};
-  // The embedding kernel reads dense rows: GGUF blocks are dequantized here, whatever the method.
-  LinearWeight w = reader.dense(s, opt.compute_dtype, opt.defer_merges, opt.pool);
-  w.method = &dense_linear_method();
+  // GGUF blocks stay as stored where the native method takes them and the device has a block
+  // embedding kernel (a tied lm_head then runs natively too); otherwise dense rows. A vocab shard
+  // (tensor parallelism) reads dense rows: the block embedding kernel has no row offset.
+  LinearWeight w;
+  const DType stored = reader.stored_dtype(s);
+  if (sh.tp_size == 1 && gguf_native_linear_method().accepts(s, reader, opt.device) &&
+      find_kernel(Op::kEmbedding, opt.device, WeightFormat::kGgufBlocks, stored) != nullptr) {
+    w = reader.blocks(s, /*defer_merges=*/false);
+    w.method = &gguf_native_linear_method();
+  } else {
+    w = reader.dense(s, opt.compute_dtype, opt.defer_merges, opt.pool);
+    w.method = &dense_linear_method();
+  }
   store.add_params(static_cast<uint64_t>(w.rows * w.cols));
   return store.add(std::move(w));
 }

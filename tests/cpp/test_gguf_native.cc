@@ -6,19 +6,24 @@
 //   - the method per tensor, the segments, blocks kept as stored (bytes = the file's bytes);
 //   - logits and greedy tokens agree with the dequantize-at-load fallback (ELI_GGUF_NATIVE=0)
 //     within the activation-quantization tolerance (see LogitsMatchTheDequantPath);
-//   - the engine's resident weight bytes are the file's block bytes (plus the f32 embedding and
-//     norms, which are dequantized / converted by design).
+//   - the GEMV route (m <= 8) and the GEMM route give the same bits per row;
+//   - the token embedding stays as stored (rows dequantized per lookup);
+//   - the engine's resident weight bytes are the file's block bytes (plus f32 norms and the F16
+//     matrix, converted to the f32 compute dtype by design).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <random>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "eli/engine.h"
 #include "eli/error.h"
+#include "runtime/core/thread_pool.h"
 #include "runtime/model/gguf.h"
 #include "runtime/model/linear_method.h"
 #include "runtime/model/model.h"
@@ -95,11 +100,57 @@ TEST(GgufNative, MethodsSegmentsAndBytesPerTensor) {
   EXPECT_EQ(w.at(l0 + "self_attn.o_proj")->dtype, DType::kQ2_K);
   EXPECT_EQ(w.at(l1 + "self_attn.o_proj")->dtype, DType::kIQ4_XS);
   EXPECT_STREQ(w.at("lm_head")->method->name(), "gguf-native");
+  const LinearWeight* embed = w.at("model.embed_tokens");
+  EXPECT_EQ(embed->format, WeightFormat::kGgufBlocks);
+  EXPECT_EQ(embed->dtype, DType::kQ8_0);
+  EXPECT_EQ(embed->ptr(), files.weights->find("token_embd.weight")->data);
   EXPECT_EQ(w.at("lm_head")->data.nbytes(), file_bytes({"output.weight"}));
   // gate/up of layer 0 lie back to back in the file with one type: a zero-copy view.
   const LinearWeight* gu0 = w.at(l0 + "mlp.gate_up_proj");
   EXPECT_TRUE(gu0->file_view);
   EXPECT_EQ(gu0->ptr(), files.weights->find("blk.0.ffn_gate.weight")->data);
+}
+
+// A row gives the same bits through the GEMV route (m <= 8: norm and SiLU fused in the kernel) as
+// through NormCast + kGemm + GatedAct (m > 8): chunked prefill, decode and whole prefill agree.
+TEST(GgufNative, RoutesGiveTheSameBits) {
+  const ModelFiles files = open_model_files(kMixed);
+  auto model = load_model(files);
+  std::map<std::string, const LinearWeight*> w;
+  for (const LinearWeight& l : model->weights().linears()) w[l.name] = &l;
+  ThreadPool pool(2);
+  ExecContext ctx;
+  ctx.pool = &pool;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (const char* name : {"model.layers.0.self_attn.qkv_proj", "model.layers.0.mlp.gate_up_proj",
+                           "model.layers.1.mlp.gate_up_proj", "model.layers.1.self_attn.o_proj"}) {
+    SCOPED_TRACE(name);
+    const LinearWeight& lw = *w.at(name);
+    const bool gated = std::string(name).find("gate_up") != std::string::npos;
+    const bool norm = std::string(name).find("o_proj") == std::string::npos;
+    const int64_t m = 12, k = lw.cols, n_out = gated ? lw.rows / 2 : lw.rows;
+    std::vector<float> x(static_cast<size_t>(m * k)), nw(static_cast<size_t>(k));
+    for (float& v : x) v = nd(rng);
+    for (float& v : nw) v = 1.0f + 0.1f * nd(rng);
+    size_t nb = 0, mb = 0, bb = 0;
+    lw.method->scratch_bytes(lw, m, DeviceKind::kCPU, &nb, &mb, &bb);
+    std::vector<float> sn(nb / 4 + 1), sm(mb / 4 + 1), sb(bb / 4 + 64);
+    LinearScratch scratch{sn.data(), nb, sm.data(), mb, sb.data(), bb};
+    auto run = [&](int64_t r0, int64_t rows, std::vector<float>& out) {
+      LinearInput in{x.data() + r0 * k, DType::kF32, k, norm ? nw.data() : nullptr, 1e-5f};
+      LinearOutput o{out.data() + r0 * n_out, DType::kF32, n_out,
+                     gated ? LinearEpilogue::kGated : LinearEpilogue::kStore, GatedAct::kSilu};
+      lw.method->apply(lw, rows, in, o, scratch, ctx, DeviceKind::kCPU);
+    };
+    std::vector<float> whole(static_cast<size_t>(m * n_out)), rows(whole.size()), chunks(whole.size());
+    run(0, m, whole);                                 // GEMM route
+    for (int64_t r = 0; r < m; ++r) run(r, 1, rows);  // GEMV route, one row at a time
+    run(0, 5, chunks);                                // GEMV route, 5 rows, then 7
+    run(5, 7, chunks);
+    EXPECT_EQ(0, std::memcmp(whole.data(), rows.data(), whole.size() * 4));
+    EXPECT_EQ(0, std::memcmp(whole.data(), chunks.data(), whole.size() * 4));
+  }
 }
 
 TEST(GgufNative, FallbackWhenTurnedOff) {
@@ -136,9 +187,11 @@ std::vector<int32_t> greedy(Engine& e, const std::vector<int32_t>& prompt, int n
 
 // Tolerance: each product's error is bounded by the activation rounding (test_kernels_quant.cc:
 // sum over blocks of d_b / 2 * sum |w|, d_b = amax_b / 127, i.e. at most 1/254 of
-// sum_b amax_b * sum_{j in b} |w_j|); through two layers and the head this stays a few percent of
-// the logits' scale on this fixture. Asserted: max |delta logit| <= 3% of max |logit| (measured
-// about an order of magnitude lower), and the same greedy tokens.
+// sum_b amax_b * sum_{j in b} |w_j|, about 1% of a product's scale at 256-wide blocks); through
+// seven quantized products per layer, two layers (one of Q2_K / Q3_K weights) and the head, the
+// measured deviation on this fixture is 2.1% (13 tokens) and 2.7% (3 tokens) of the largest
+// |logit|. Asserted: max |delta logit| <= 5% of max |logit|, a nonzero deviation (the native path
+// really ran), and the same greedy tokens.
 TEST(GgufNative, LogitsMatchTheDequantPath) {
   Engine native(mixed_config());
   std::unique_ptr<Engine> dequant;
@@ -160,7 +213,7 @@ TEST(GgufNative, LogitsMatchTheDequantPath) {
     std::printf("prompt of %zu tokens: max |logit| %.4g, max |delta| %.4g (%.3g%%)\n", prompt.size(), scale, worst,
                 100.0 * worst / scale);
     EXPECT_GT(worst, 0.0) << "the native path must really differ (quantized activations)";
-    EXPECT_LE(worst, 0.03 * scale);
+    EXPECT_LE(worst, 0.05 * scale);
     EXPECT_EQ(greedy(native, prompt, 12), greedy(*dequant, prompt, 12));
   }
   // Resident weights: the file's block bytes for every quantized matrix, f32 for the rest.
@@ -169,7 +222,7 @@ TEST(GgufNative, LogitsMatchTheDequantPath) {
   for (const auto& name : f->tensor_order()) {
     const TensorInfo& t = *f->find(name);
     const uint64_t numel = t.shape.size() == 1 ? t.shape[0] : t.shape[0] * t.shape[1];
-    const bool block_matrix = dtype_info(t.dtype).is_quantized && name != "token_embd.weight";
+    const bool block_matrix = dtype_info(t.dtype).is_quantized;  // the Q8_0 embedding included
     expect_native += block_matrix ? t.nbytes : numel * 4;
     expect_dequant += numel * 4;
   }

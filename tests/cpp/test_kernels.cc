@@ -39,7 +39,8 @@ TEST(KernelRegistry, EntriesAreWellFormedAndUnique) {
     if (std::string(e.variant) == "ref") EXPECT_EQ(e.priority, 0) << ktest::entry_name(e);
     // Block-quantized rows are their own weight format (dequant, and the matrix products of
     // block weights); everything else reads dense values.
-    const bool blocks = e.op == Op::kDequant || ((e.op == Op::kGemv || e.op == Op::kGemm) && dtype_info(e.dtype).is_quantized);
+    const bool blocks = e.op == Op::kDequant || ((e.op == Op::kGemv || e.op == Op::kGemm || e.op == Op::kEmbedding) &&
+                                                 dtype_info(e.dtype).is_quantized);
     EXPECT_EQ(e.format, blocks ? WeightFormat::kGgufBlocks : WeightFormat::kDense) << ktest::entry_name(e);
   }
   // Every op except kDequant has an f32 CPU reference; the matrix products, embedding and the KV

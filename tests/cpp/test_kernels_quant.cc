@@ -1,6 +1,7 @@
 // tests/cpp/test_kernels_quant.cc: the GGUF block types on the CPU.
 //   QuantDequant: the reference dequantization of all 12 types against gguf-py's numpy
 //     dequantizers (tests/data/quant/, made by scripts/make_quant_references.py), bit for bit.
+//   QuantEmbedding: row lookups of a block table.
 //   QuantMatmul: every usable CPU kGemv / kGemm entry of WeightFormat::kGgufBlocks (generic, AVX2)
 //     against the reference (dequantize, then the f32 product in double) on odd shapes, with and
 //     without the RMSNorm prologue, bias, gated and accumulating epilogues.
@@ -14,6 +15,7 @@
 // rounding (1e-5 relative of sum |w x|).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -321,6 +323,52 @@ TEST(QuantMatmul, ExactForActivationsOnTheGrid) {
       const auto ref = run_entry(ktest::ref_of(*e), c, x, w, bias, {}, init, nullptr);
       const auto got = run_entry(*e, c, x, w, bias, {}, init, nullptr);
       ktest::expect_close(got, ref, 2e-5, ktest::entry_name(*e) + " on-grid x", 1.0);
+    }
+  }
+}
+
+// A row's outputs do not depend on how many rows are computed with it (the four-row prefill dot
+// products give the one-row results bit for bit): decode, chunked and whole prefill agree.
+TEST(QuantMatmul, RowsAreIndependentOfM) {
+  std::mt19937 rng(20);
+  for (Op op : {Op::kGemv, Op::kGemm}) {
+    for (const KernelEntry* e : quant_candidates(op)) {
+      SCOPED_TRACE(ktest::entry_name(*e));
+      const Case c{13, 19, 512, true, op == Op::kGemv, false, GatedAct::kNone};
+      const std::vector<float> x = ktest::rand_vec(rng, static_cast<size_t>(c.m * (c.k + 5)), -2.0f, 2.0f);
+      const std::vector<uint8_t> w = rand_blocks(rng, e->dtype, c.n, c.k);
+      const std::vector<float> bias = ktest::rand_vec(rng, static_cast<size_t>(c.n));
+      const std::vector<float> norm = ktest::rand_vec(rng, static_cast<size_t>(c.k), 0.5f, 1.5f);
+      const std::vector<float> init = ktest::rand_vec(rng, static_cast<size_t>(c.m * (c.n + 3)));
+      const std::vector<float> all = run_entry(*e, c, x, w, bias, norm, init, nullptr);
+      for (int64_t r = 0; r < c.m; ++r) {
+        Case one = c;
+        one.m = 1;
+        const std::vector<float> xr(x.begin() + r * (c.k + 5), x.begin() + (r + 1) * (c.k + 5));
+        const std::vector<float> ir(init.begin() + r * (c.n + 3), init.begin() + (r + 1) * (c.n + 3));
+        const std::vector<float> got = run_entry(*e, one, xr, w, bias, norm, ir, nullptr);
+        ASSERT_EQ(0, std::memcmp(got.data(), all.data() + r * (c.n + 3), got.size() * sizeof(float))) << "row " << r;
+      }
+    }
+  }
+}
+
+// The block table's row lookup: the reference rows (times the scale), ids clamped into the table.
+TEST(QuantEmbedding, RowsAreTheDequantizedRows) {
+  std::mt19937 rng(19);
+  for (DType dt : kGgufBlockTypes) {
+    const KernelEntry* e = find_kernel(Op::kEmbedding, DeviceKind::kCPU, WeightFormat::kGgufBlocks, dt);
+    ASSERT_NE(e, nullptr) << dtype_name(dt);
+    const int64_t V = 5, H = 512, row_bytes = H / dtype_info(dt).block_elems * dtype_info(dt).block_bytes;
+    const std::vector<uint8_t> table = rand_blocks(rng, dt, V, H);
+    const std::vector<int32_t> ids = {3, 0, -2, 9, 4};
+    std::vector<float> out(ids.size() * H, -1.0f), row(H);
+    EmbeddingArgs a{out.data(), table.data(), ids.data(), static_cast<int64_t>(ids.size()), H, V, 0.5f};
+    e->fn(&a, ExecContext{});
+    for (size_t t = 0; t < ids.size(); ++t) {
+      const int64_t id = std::min<int64_t>(std::max<int64_t>(ids[t], 0), V - 1);
+      dequant_row_ref(dt, table.data() + id * row_bytes, row.data(), H);
+      for (int64_t j = 0; j < H; ++j) ASSERT_EQ(out[t * H + j], row[j] * 0.5f) << dtype_name(dt) << " token " << t;
     }
   }
 }

@@ -7,6 +7,7 @@
 # dtype="float32", must produce the same greedy tokens (alone and batched), logprobs of those tokens close
 # to transformers', and the paragraph's perplexity within 0.5%.
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -27,7 +28,18 @@ def ref() -> dict:
 
 @pytest.fixture(scope="module")
 def llm(smollm2_gguf):
-    return eli.LLM(str(smollm2_gguf), device="cpu", dtype="float32")
+    # The dequantize-at-load path (ELI_GGUF_NATIVE=0, read at load): f32 weights as transformers
+    # holds them, so greedy tokens must match exactly. The native GGUF kernels (8-bit activations)
+    # are held to the same reference by tests/python/test_gguf_native.py.
+    old = os.environ.get("ELI_GGUF_NATIVE")
+    os.environ["ELI_GGUF_NATIVE"] = "0"
+    try:
+        return eli.LLM(str(smollm2_gguf), device="cpu", dtype="float32")
+    finally:
+        if old is None:
+            del os.environ["ELI_GGUF_NATIVE"]
+        else:
+            os.environ["ELI_GGUF_NATIVE"] = old
 
 
 def _greedy() -> "eli.SamplingParams":
