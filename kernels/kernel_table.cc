@@ -2,12 +2,15 @@
 // explicitly (static-library linking cannot drop them); registry.cc serves lookups from it.
 //
 // Priorities: ref 0, generic threaded CPU 10, AVX2 20, AVX-512 30; CUDA entries come from add_cuda_kernels().
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/ref/dequant_ref.h"
 #include "kernels/ref/ref_kernels.h"
+#include "kernels/ref/wq_ref.h"
+#include "kernels/cpu/wq_isa.h"
 #include "kernels/registry.h"
 
 #ifdef ELI_WITH_CUDA
@@ -37,6 +40,25 @@ void add_cpu_isa(std::vector<KernelEntry>& t, const char* variant, int prio, boo
   t.push_back({Op::kGatedAct, kCpu, DType::kF32, variant, prio, gated_act_cpu<I>, usable});
   t.push_back({Op::kRopeKvWrite, kCpu, DType::kF32, variant, prio, rope_kv_write_cpu<I>, usable});
   t.push_back({Op::kAttention, kCpu, DType::kF32, variant, prio, attention_cpu<I>, usable});
+}
+
+// Hugging Face quantized layouts (kernels/wq_matrix.h): one key per (format, storage dtype).
+void add_wq_kernels(std::vector<KernelEntry>& t) {
+  constexpr DeviceKind kCpu = DeviceKind::kCPU;
+  const std::pair<WeightFormat, DType> keys[] = {{WeightFormat::kInt4Grouped, DType::kU8},
+                                                 {WeightFormat::kInt8Grouped, DType::kU8},
+                                                 {WeightFormat::kInt8Channel, DType::kI8},
+                                                 {WeightFormat::kFp8Channel, DType::kF8E4M3}};
+  for (const auto& [f, dt] : keys) {
+    t.push_back({Op::kGemv, kCpu, dt, "ref", kPrioRef, wq_gemv_ref, nullptr, f});
+    t.push_back({Op::kGemm, kCpu, dt, "ref", kPrioRef, wq_gemm_ref, nullptr, f});
+    t.push_back({Op::kGemv, kCpu, dt, "generic", kPrioGeneric, wq_gemv_cpu_generic, nullptr, f});
+    t.push_back({Op::kGemm, kCpu, dt, "generic", kPrioGeneric, wq_gemm_cpu_generic, nullptr, f});
+#ifdef ELI_X86
+    t.push_back({Op::kGemv, kCpu, dt, "avx2", kPrioAvx2, wq_gemv_cpu_avx2, cpu_has_avx2, f});
+    t.push_back({Op::kGemm, kCpu, dt, "avx2", kPrioAvx2, wq_gemm_cpu_avx2, cpu_has_avx2, f});
+#endif
+  }
 }
 
 }  // namespace
@@ -69,6 +91,7 @@ std::vector<KernelEntry> build_kernel_table() {
     KernelFn fn = dequant_ref_kernel(q);
     if (fn != nullptr) t.push_back({Op::kDequant, kCpu, q, "ref", kPrioRef, fn, nullptr, WeightFormat::kGgufBlocks});
   }
+  add_wq_kernels(t);
   // Optimized CPU kernels.
   t.push_back({Op::kSample, kCpu, DType::kF32, "cpu", kPrioGeneric, sample_cpu, nullptr});
   add_cpu_isa<CpuIsaKind::kGeneric>(t, "generic", kPrioGeneric, nullptr);

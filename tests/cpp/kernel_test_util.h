@@ -36,12 +36,12 @@ inline std::string entry_name(const KernelEntry& e) {
          dtype_name(e.dtype) + "/" + e.variant;
 }
 
-// Registry entries to check against the reference: every usable non-ref entry of `op` whose
-// device is present (CUDA entries only when a GPU is visible).
-inline std::vector<const KernelEntry*> candidates(Op op) {
+// Registry entries to check against the reference: every usable non-ref entry of `op` for weights
+// in `format` whose device is present (CUDA entries only when a GPU is visible).
+inline std::vector<const KernelEntry*> candidates(Op op, WeightFormat format = WeightFormat::kDense) {
   std::vector<const KernelEntry*> out;
   for (const KernelEntry& e : all_kernels()) {
-    if (e.op != op || std::string(e.variant) == "ref") continue;
+    if (e.op != op || e.format != format || std::string(e.variant) == "ref") continue;
     if (e.usable != nullptr && !e.usable()) continue;
     if (e.device == DeviceKind::kCUDA && cuda_device_count() == 0) continue;
     out.push_back(&e);
@@ -52,9 +52,9 @@ inline std::vector<const KernelEntry*> candidates(Op op) {
 // Every usable non-ref CPU entry of `op`. The ops whose CUDA kernels take other argument dtypes
 // than the CPU ones (GEMM's 16-bit x, 16-bit outputs, ...) are checked on the CPU here and on the
 // GPU by their own suites (test_cuda_gemm.cc, test_cuda_mixed_elementwise.cc).
-inline std::vector<const KernelEntry*> cpu_candidates(Op op) {
+inline std::vector<const KernelEntry*> cpu_candidates(Op op, WeightFormat format = WeightFormat::kDense) {
   std::vector<const KernelEntry*> out;
-  for (const KernelEntry* e : candidates(op))
+  for (const KernelEntry* e : candidates(op, format))
     if (e->device == DeviceKind::kCPU) out.push_back(e);
   return out;
 }

@@ -36,9 +36,16 @@ TEST(KernelRegistry, EntriesAreWellFormedAndUnique) {
                              static_cast<int>(e.dtype), e.variant}).second)
         << "duplicate " << ktest::entry_name(e);
     if (std::string(e.variant) == "ref") EXPECT_EQ(e.priority, 0) << ktest::entry_name(e);
-    // Block-quantized rows are their own weight format; everything else reads dense values.
-    EXPECT_EQ(e.format, e.op == Op::kDequant ? WeightFormat::kGgufBlocks : WeightFormat::kDense)
-        << ktest::entry_name(e);
+    // Block-quantized rows are their own weight format; the matrix products also read eli's
+    // quantized layouts (kernels/wq_matrix.h); everything else reads dense values.
+    const bool wq = e.format == WeightFormat::kInt4Grouped || e.format == WeightFormat::kInt8Grouped ||
+                    e.format == WeightFormat::kInt8Channel || e.format == WeightFormat::kFp8Channel;
+    if (wq) {
+      EXPECT_TRUE(e.op == Op::kGemv || e.op == Op::kGemm) << ktest::entry_name(e);
+    } else {
+      EXPECT_EQ(e.format, e.op == Op::kDequant ? WeightFormat::kGgufBlocks : WeightFormat::kDense)
+          << ktest::entry_name(e);
+    }
   }
   // Every op except kDequant has an f32 CPU reference; the matrix products, embedding and the KV
   // cache ops have 16-bit ones too.
@@ -161,7 +168,10 @@ TEST(KernelRegistry, CpuIsaVariantsRegisterTheFullOpSet) {
     const std::string v = e.variant;
     // The ISA variants (one driver, inner loops per instruction set); "ref" and single-variant
     // kernels such as the CPU sampler ("cpu") are not per-ISA.
-    if (e.device != DeviceKind::kCPU || (v != "generic" && v != "avx2" && v != "avx512")) continue;
+    if (e.device != DeviceKind::kCPU || e.format != WeightFormat::kDense ||
+        (v != "generic" && v != "avx2" && v != "avx512")) {
+      continue;
+    }
     EXPECT_TRUE(by_variant[v].insert({e.op, e.dtype}).second) << ktest::entry_name(e);
   }
   ASSERT_TRUE(by_variant.count("generic"));
