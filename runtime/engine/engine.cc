@@ -146,7 +146,9 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   opt.gguf_llama_permuted = files.gguf_llama_permuted;
   opt.defer_merges = on_device;  // merges that need no conversion happen in the upload
   opt.pool = m.pool.get();
-  std::unique_ptr<Model> model = create_model(files.spec, WeightReader(files.weights, files.name_of), opt);
+  WeightReader reader(files.weights, files.name_of);
+  reader.set_quant(resolve_quantization(config.quantization, files.quant, files.format == "safetensors", config.model));
+  std::unique_ptr<Model> model = create_model(files.spec, reader, opt);
   if (on_device) {
     // Weights over the budget fail here, with the numbers, before any upload; the allocator's
     // budget then bounds the upload, the workspaces and the KV cache.
