@@ -122,6 +122,12 @@ LinearWeight build_wq(const LinearSpec& spec, const WeightReader& reader, Weight
                                   static_cast<int64_t>(p.scales.size()) == p.rows * groups &&
                                   (!grouped(format) || static_cast<int64_t>(p.zeros.size()) == p.rows * groups),
                    spec.name, ": part ", pi, " has inconsistent sizes");
+    if (format == WeightFormat::kFp8Channel) {  // kernels widen e4m3 without NaN handling
+      for (uint8_t b : p.q) {
+        ELI_CHECK_KIND(kModelLoad, (b & 0x7F) != 0x7F, spec.parts[pi].name, ": FP8 weight holds a NaN (e4m3 code ",
+                       static_cast<int>(b), ")");
+      }
+    }
     for (int64_t r = 0; r < p.rows; ++r) {
       const uint8_t* src = p.q.data() + r * k;
       if (!perm.empty()) {

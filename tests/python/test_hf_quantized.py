@@ -227,6 +227,13 @@ def test_hostile_published_tensors_are_typed_errors(tmp_path):
     _edit_tensor(d, "model.layers.0.mlp.up_proj.weight", dtype="I8")
     with pytest.raises(eli.ModelLoadError, match="F8_E4M3"):
         eli.LLM(str(d), device="cpu")
+    # A NaN among FP8 weights (the kernels widen e4m3 codes without NaN handling).
+    d = _copy_with_config(tmp_path / "e", "ct_fp8_dynamic", lambda c: None)
+    w = _tensor(d, "model.layers.1.self_attn.o_proj.weight", np.uint8)
+    w[77] = 0xFF
+    _edit_tensor(d, "model.layers.1.self_attn.o_proj.weight", data=w)
+    with pytest.raises(eli.ModelLoadError, match="o_proj: FP8 weight holds a NaN"):
+        eli.LLM(str(d), device="cpu")
 
 
 # ---------------------------------------------------------------- the quantization option
