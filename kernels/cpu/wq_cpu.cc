@@ -41,30 +41,32 @@ struct Acts {
   std::vector<float> x;      // (m, k) f32 rows (e4m3 formats: the decoded codes, unscaled)
   std::vector<int8_t> qx;    // (m, k) int8 rows (kInt8Channel)
   std::vector<float> sx;     // (m) per-token scales (W8A8)
+  std::vector<uint8_t> codes;   // (k) one row's e4m3 codes
+  std::vector<float> gathered;  // (k) one row gathered through the act-order permutation
 };
 
 void prepare(const WqMatrix& w, const float* x, int64_t x_stride, int64_t m, int64_t k, Acts& a) {
   a.m = m;
   a.k = k;
   a.groups = wq_groups(w, k);
+  // Buffers grow and are kept (thread_local owners): a step allocates nothing once warm.
   a.x.resize(static_cast<size_t>(m * k));
-  std::vector<float> gathered(w.perm != nullptr ? static_cast<size_t>(k) : 0);
+  a.gathered.resize(static_cast<size_t>(k));
+  a.codes.resize(static_cast<size_t>(k));
+  a.qx.resize(static_cast<size_t>(m * k));
+  a.sx.resize(static_cast<size_t>(m));
   for (int64_t i = 0; i < m; ++i) {
     const float* src = x + i * x_stride;
     if (w.perm != nullptr) {  // act-order: stored column j multiplies x[perm[j]]
-      for (int64_t j = 0; j < k; ++j) gathered[j] = src[w.perm[j]];
-      src = gathered.data();
+      for (int64_t j = 0; j < k; ++j) a.gathered[j] = src[w.perm[j]];
+      src = a.gathered.data();
     }
     float* dst = a.x.data() + i * k;
     if (w.format == WeightFormat::kInt8Channel) {
-      a.qx.resize(static_cast<size_t>(m * k));
-      a.sx.resize(static_cast<size_t>(m));
       a.sx[i] = wq_quantize_row_int8(src, k, a.qx.data() + i * k, w.act_scale ? *w.act_scale : 0.0f);
     } else if (w.format == WeightFormat::kFp8Channel) {
-      a.sx.resize(static_cast<size_t>(m));
-      std::vector<uint8_t> q(static_cast<size_t>(k));
-      a.sx[i] = wq_quantize_row_fp8(src, k, q.data(), w.act_scale ? *w.act_scale : 0.0f);
-      for (int64_t j = 0; j < k; ++j) dst[j] = fp8_e4m3_to_f32(q[j]);
+      a.sx[i] = wq_quantize_row_fp8(src, k, a.codes.data(), w.act_scale ? *w.act_scale : 0.0f);
+      for (int64_t j = 0; j < k; ++j) dst[j] = fp8_e4m3_to_f32(a.codes[j]);
     } else {
       for (int64_t j = 0; j < k; ++j) dst[j] = src[j];
     }
@@ -128,7 +130,13 @@ void gemv(const WqIsa& isa, const void* args, const ExecContext& ctx) {
   if (a.m == 0 || a.n == 0) return;
   const float* x = a.x;
   int64_t x_stride = a.x_stride;
-  std::vector<float> xn;
+  // Owned by the calling thread; bound to references so that the pool's lambdas capture these
+  // buffers (a thread_local named inside a lambda would be the worker's own, empty instance).
+  thread_local std::vector<float> tls_xn, tls_y;
+  thread_local Acts tls_acts;
+  std::vector<float>& xn = tls_xn;  // normalised rows
+  std::vector<float>& y = tls_y;    // (m, n) products before the epilogue
+  Acts& acts = tls_acts;
   if (a.norm_weight != nullptr) {
     xn.resize(static_cast<size_t>(a.m * a.k));
     for (int64_t i = 0; i < a.m; ++i) {
@@ -144,9 +152,8 @@ void gemv(const WqIsa& isa, const void* args, const ExecContext& ctx) {
     x = xn.data();
     x_stride = a.k;
   }
-  Acts acts;
   prepare(w, x, x_stride, a.m, a.k, acts);
-  std::vector<float> y(static_cast<size_t>(a.m * a.n));
+  y.resize(static_cast<size_t>(a.m * a.n));
   parallel_for(ctx.pool, a.n, [&](int64_t j0, int64_t j1) { product(isa, w, acts, a.bias, j0, j1, y.data(), a.n); }, 8);
   const int64_t n_out = gated ? a.n / 2 : a.n;
   for (int64_t i = 0; i < a.m; ++i) {
@@ -167,14 +174,17 @@ void gemm(const WqIsa& isa, const void* args, const ExecContext& ctx) {
                  "wq gemm (cpu): x and out must be float32");
   check_matrix(w, a.k);
   if (a.m == 0 || a.n == 0) return;
-  Acts acts;
+  thread_local Acts tls_acts;
+  thread_local std::vector<float> tls_y;
+  Acts& acts = tls_acts;           // references: captured by the pool's lambdas (see gemv)
+  std::vector<float>& y = tls_y;   // (m, n) products when accumulating
   prepare(w, static_cast<const float*>(a.x), a.x_stride, a.m, a.k, acts);
   float* out = static_cast<float*>(a.out);
   if (!a.accumulate) {
     parallel_for(ctx.pool, a.n, [&](int64_t j0, int64_t j1) { product(isa, w, acts, a.bias, j0, j1, out, a.out_stride); }, 8);
     return;
   }
-  std::vector<float> y(static_cast<size_t>(a.m * a.n));
+  y.resize(static_cast<size_t>(a.m * a.n));
   parallel_for(ctx.pool, a.n, [&](int64_t j0, int64_t j1) { product(isa, w, acts, a.bias, j0, j1, y.data(), a.n); }, 8);
   for (int64_t i = 0; i < a.m; ++i) {
     for (int64_t j = 0; j < a.n; ++j) out[i * a.out_stride + j] += y[i * a.n + j];

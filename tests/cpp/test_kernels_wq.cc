@@ -179,6 +179,40 @@ TEST(KernelWq, GemmMatchesReferenceOnOddShapes) {
   }
 }
 
+// Many chunks per call, so the pool's workers certainly take some: they must read the caller's
+// prepared activations (a regression: thread_local buffers named inside the worker lambda were the
+// workers' own, empty ones).
+TEST(KernelWq, PoolWorkersSeeTheCallersActivations) {
+  std::mt19937 rng(31);
+  ThreadPool pool(3);
+  for (WeightFormat f : kFormats) {
+    const int64_t m = 3, n = 4096, k = 64;
+    RandWq w(rng, f, n, k, 32, true);
+    std::vector<float> x = rand_vec(rng, static_cast<size_t>(m * k));
+    for (Op op : {Op::kGemv, Op::kGemm}) {
+      for (const KernelEntry* e : ktest::cpu_candidates(op, f)) {
+        std::vector<float> want(static_cast<size_t>(m * n)), got = want;
+        for (int rep = 0; rep < 3; ++rep) {
+          for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+            std::vector<float>& out = p ? got : want;
+            ExecContext ctx;
+            ctx.pool = p;
+            if (op == Op::kGemv) {
+              GemvArgs a{out.data(), x.data(), &w.m, nullptr, nullptr, m, n, k, n, k};
+              e->fn(&a, ctx);
+            } else {
+              GemmArgs a{out.data(), x.data(), &w.m, nullptr, m, n, k, n, k};
+              a.x_dtype = a.out_dtype = DType::kF32;
+              e->fn(&a, ctx);
+            }
+          }
+          EXPECT_EQ(got, want) << ktest::entry_name(*e);
+        }
+      }
+    }
+  }
+}
+
 // Act-order: the kernels gather x through perm; the reference with perm equals the reference
 // without it on the permuted input.
 TEST(KernelWq, ActOrderPermutationGathersTheInput) {
