@@ -235,6 +235,8 @@ def summarize(raw: dict, path: Optional[str] = None, *, verbose: bool = False) -
     total_bytes = sum(g["bytes"] for g in groups)
     out["weight_bytes"] = total_bytes
     out["bytes_per_param"] = round(total_bytes / total_params, 4) if total_params else None
+    if isinstance(qcfg, dict):
+        n_params = total_params  # packed tensors hold several parameters per stored element
     out["num_params"] = n_params
     try:
         out["size_bytes"] = _files_size(root)

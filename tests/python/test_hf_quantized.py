@@ -124,6 +124,11 @@ def test_info_shows_each_group_format_and_bytes_per_param(name, fmt, lo, hi):
     assert lo <= q["bytes_per_param"] <= hi, q
     assert groups["model.embed_tokens"]["format"] == "f16"
     assert groups["model.embed_tokens"]["bytes_per_param"] == 2.0
+    # Parameters are the logical ones (eight int4 per stored int32), not the stored elements.
+    raw = dict(eli.inspect_model(str(QDIR / name)))
+    assert info["num_params"] == sum(g["params"] for g in info["tensor_groups"])
+    packed = not fmt.startswith(("fp8", "int8"))  # int32 words of 4- / 8-bit values
+    assert (info["num_params"] > raw["num_params"]) == packed
     text = model_info.format_text(info)
     assert "bytes per parameter" in text and fmt in text
 
