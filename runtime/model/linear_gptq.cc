@@ -7,7 +7,8 @@
 //   scales   f16   [k/g, n]
 //   g_idx    int32 [k]         group of each input row (act-order, desc_act); absent: row / g
 // w[o, i] = (q[i, o] - z[g_idx[i], o]) * s[g_idx[i], o], where z is the stored zero + 1 for
-// checkpoint_format "gptq" (v1 exporters store z - 1) and the stored zero for "gptq_v2". Act-order
+// checkpoint_format "gptq" (v1 exporters store z - 1, so v1 cannot hold z = 0: that is what
+// "gptq_v2" fixed) and the stored zero for "gptq_v2". Act-order
 // is resolved at load (build_wq sorts the inputs by group; kernels never see g_idx).
 #include <cstring>
 
