@@ -25,28 +25,29 @@ void check_matrix(const WqMatrix& w, int64_t k) {
   if (w.format == WeightFormat::kInt4Grouped) ELI_CHECK(k % 32 == 0, "wq: int4 rows need k % 32 == 0, got ", k);
 }
 
-// Activation row as the kernel sees it: W8A8 formats quantize and dequantize it (f32 numerics).
-void effective_x(const WqMatrix& w, const float* x, int64_t k, std::vector<float>& out) {
-  out.assign(x, x + k);
+// Activation row as the kernel sees it, in double: gathered through the act-order permutation;
+// the W8A8 formats quantize it per token (the shared f32 functions) and dequantize it exactly.
+void effective_x(const WqMatrix& w, const float* x, int64_t k, std::vector<double>& out) {
+  std::vector<float> in(x, x + k);
   if (w.perm != nullptr) {  // act-order: stored column j multiplies x[perm[j]]
-    for (int64_t j = 0; j < k; ++j) out[j] = x[w.perm[j]];
+    for (int64_t j = 0; j < k; ++j) in[j] = x[w.perm[j]];
   }
-  const std::vector<float> xin = out;
-  x = xin.data();
+  out.assign(in.begin(), in.end());
+  const float static_scale = w.act_scale != nullptr ? *w.act_scale : 0.0f;
   if (w.format == WeightFormat::kInt8Channel) {
     std::vector<int8_t> q(static_cast<size_t>(k));
-    const float s = wq_quantize_row_int8(x, k, q.data(), w.act_scale ? *w.act_scale : 0.0f);
-    for (int64_t j = 0; j < k; ++j) out[j] = static_cast<float>(q[j]) * s;  // exact: |q| <= 127
+    const double s = wq_quantize_row_int8(in.data(), k, q.data(), static_scale);
+    for (int64_t j = 0; j < k; ++j) out[j] = q[j] * s;
   } else if (w.format == WeightFormat::kFp8Channel) {
     std::vector<uint8_t> q(static_cast<size_t>(k));
-    const float s = wq_quantize_row_fp8(x, k, q.data(), w.act_scale ? *w.act_scale : 0.0f);
-    for (int64_t j = 0; j < k; ++j) out[j] = static_cast<float>(static_cast<double>(fp8_e4m3_to_f32(q[j])) * s);
+    const double s = wq_quantize_row_fp8(in.data(), k, q.data(), static_scale);
+    for (int64_t j = 0; j < k; ++j) out[j] = fp8_e4m3_to_f32(q[j]) * s;
   }
 }
 
-double dot_row(const std::vector<float>& x, const std::vector<float>& wrow) {
+double dot_row(const std::vector<double>& x, const std::vector<float>& wrow) {
   double acc = 0.0;
-  for (size_t j = 0; j < x.size(); ++j) acc += static_cast<double>(x[j]) * wrow[j];
+  for (size_t j = 0; j < x.size(); ++j) acc += x[j] * wrow[j];
   return acc;
 }
 
@@ -114,7 +115,8 @@ void wq_gemv_ref(const void* args, const ExecContext&) {
   check_matrix(w, a.k);
   const bool gated = a.gated != GatedAct::kNone;
   ELI_CHECK(!gated || a.n % 2 == 0, "wq gemv: a gated activation needs an even n, got ", a.n);
-  std::vector<float> xn(static_cast<size_t>(a.k)), xe, wrow(static_cast<size_t>(a.k));
+  std::vector<float> xn(static_cast<size_t>(a.k)), wrow(static_cast<size_t>(a.k));
+  std::vector<double> xe;
   std::vector<double> y(static_cast<size_t>(a.n));
   for (int64_t r = 0; r < a.m; ++r) {
     const float* x = a.x + r * a.x_stride;
@@ -150,8 +152,8 @@ void wq_gemm_ref(const void* args, const ExecContext&) {
   ELI_CHECK_KIND(kUnsupported, a.x_dtype == DType::kF32 && a.out_dtype == DType::kF32,
                  "wq gemm (cpu): x and out must be float32");
   check_matrix(w, a.k);
-  std::vector<float> xe, wrow(static_cast<size_t>(a.k));
-  std::vector<std::vector<float>> xs(static_cast<size_t>(a.m));
+  std::vector<float> wrow(static_cast<size_t>(a.k));
+  std::vector<std::vector<double>> xs(static_cast<size_t>(a.m));
   for (int64_t i = 0; i < a.m; ++i) effective_x(w, static_cast<const float*>(a.x) + i * a.x_stride, a.k, xs[i]);
   float* out = static_cast<float*>(a.out);
   for (int64_t j = 0; j < a.n; ++j) {
