@@ -2,6 +2,7 @@
 // explicitly (static-library linking cannot drop them); registry.cc serves lookups from it.
 //
 // Priorities: ref 0, generic threaded CPU 10, AVX2 20, AVX-512 30; CUDA entries come from add_cuda_kernels().
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/cpu_features.h"
@@ -9,6 +10,8 @@
 #include "kernels/cpu/quant_matmul.h"
 #include "kernels/ref/dequant_ref.h"
 #include "kernels/ref/ref_kernels.h"
+#include "kernels/ref/wq_ref.h"
+#include "kernels/cpu/wq_isa.h"
 #include "kernels/registry.h"
 
 #ifdef ELI_WITH_CUDA
@@ -49,6 +52,25 @@ void add_cpu_quant(std::vector<KernelEntry>& t, CpuIsaKind isa, const char* vari
                    WeightFormat::kGgufBlocks});
 }
 
+// Hugging Face quantized layouts (kernels/wq_matrix.h): one key per (format, storage dtype).
+void add_wq_kernels(std::vector<KernelEntry>& t) {
+  constexpr DeviceKind kCpu = DeviceKind::kCPU;
+  const std::pair<WeightFormat, DType> keys[] = {{WeightFormat::kInt4Grouped, DType::kU8},
+                                                 {WeightFormat::kInt8Grouped, DType::kU8},
+                                                 {WeightFormat::kInt8Channel, DType::kI8},
+                                                 {WeightFormat::kFp8Channel, DType::kF8E4M3}};
+  for (const auto& [f, dt] : keys) {
+    t.push_back({Op::kGemv, kCpu, dt, "ref", kPrioRef, wq_gemv_ref, nullptr, f});
+    t.push_back({Op::kGemm, kCpu, dt, "ref", kPrioRef, wq_gemm_ref, nullptr, f});
+    t.push_back({Op::kGemv, kCpu, dt, "generic", kPrioGeneric, wq_gemv_cpu_generic, nullptr, f});
+    t.push_back({Op::kGemm, kCpu, dt, "generic", kPrioGeneric, wq_gemm_cpu_generic, nullptr, f});
+#ifdef ELI_X86
+    t.push_back({Op::kGemv, kCpu, dt, "avx2", kPrioAvx2, wq_gemv_cpu_avx2, cpu_has_avx2, f});
+    t.push_back({Op::kGemm, kCpu, dt, "avx2", kPrioAvx2, wq_gemm_cpu_avx2, cpu_has_avx2, f});
+#endif
+  }
+}
+
 }  // namespace
 
 std::vector<KernelEntry> build_kernel_table() {
@@ -82,6 +104,7 @@ std::vector<KernelEntry> build_kernel_table() {
     t.push_back({Op::kEmbedding, kCpu, q, "ref", kPrioRef, gguf_embedding_ref_kernel(q), nullptr,
                  WeightFormat::kGgufBlocks});
   }
+  add_wq_kernels(t);
   // Optimized CPU kernels.
   t.push_back({Op::kSample, kCpu, DType::kF32, "cpu", kPrioGeneric, sample_cpu, nullptr});
   add_cpu_isa<CpuIsaKind::kGeneric>(t, "generic", kPrioGeneric, nullptr);

@@ -25,6 +25,19 @@ ROWS = (
      'group': 'model',
      'doc': "weight dtype (activations stay float32); auto: on CUDA the checkpoint's float32/float16, "
             'else bfloat16; on the CPU bfloat16 for bf16 and quantized GGUF checkpoints, else float32'},
+    {'kind': 'STR',
+     'name': 'quantization',
+     'default': 'auto',
+     'min': 0,
+     'max': 0,
+     'limit': 'NONE',
+     'py_default': 'auto',
+     'choices': ['auto', 'awq', 'gptq', 'compressed-tensors', 'fp8', 'none'],
+     'flag': '--quantization',
+     'group': 'model',
+     'doc': "weight quantization; auto: the checkpoint's quantization_config (AWQ, GPTQ, "
+            'compressed-tensors) or none; a named method must match the checkpoint, except fp8 on a '
+            '16/32-bit checkpoint, which quantizes its linears to FP8 per channel at load'},
     {'kind': 'I32',
      'name': 'n_threads',
      'default': 0,

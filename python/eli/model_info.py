@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import json
 import pathlib
+import re
 from typing import Any, Optional
 
 # GGUF general.file_type (llama.cpp's llama_ftype; 5 and 6 were retired, 33-35 removed since).
@@ -113,6 +114,88 @@ def _memory_estimate(spec: dict, n_params: int) -> dict:
     }
 
 
+# Bytes of one element (plain types) or (elements, bytes) of one block (GGUF block types), by the
+# dtype names of eli.inspect_model (runtime/core/dtype.cc).
+_DTYPE_BYTES = {"f32": 4, "f16": 2, "bf16": 2, "i32": 4, "i64": 8, "i8": 1, "u8": 1, "f8_e4m3": 1}
+_GGUF_BLOCKS = {"q8_0": (32, 34), "q4_0": (32, 18), "q4_1": (32, 20), "q5_0": (32, 22), "q5_1": (32, 24),
+                "q4_k": (256, 144), "q5_k": (256, 176), "q6_k": (256, 210), "q2_k": (256, 84), "q3_k": (256, 110),
+                "iq4_nl": (32, 18), "iq4_xs": (256, 136)}
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _nbytes(dtype: str, shape) -> int:
+    if dtype in _GGUF_BLOCKS:
+        elems, nbytes = _GGUF_BLOCKS[dtype]
+        return _numel(shape) // elems * nbytes
+    return _numel(shape) * _DTYPE_BYTES.get(dtype, 4)
+
+
+def _ct_weights(q: dict) -> dict:
+    groups = q.get("config_groups") or {}
+    first = next(iter(groups.values()), {}) if isinstance(groups, dict) else {}
+    return (first.get("weights") or {}) if isinstance(first, dict) else {}
+
+
+def _group_text(gs: Any) -> str:
+    return "per-channel" if gs in (None, -1, 0) else f"g{gs}"
+
+
+def _module_format(ts: dict, q: dict) -> tuple[str, int]:
+    """(format, logical parameter count) of one module's tensors {suffix: (dtype, shape)}."""
+    method = str(q.get("quant_method", "")).lower() if q else ""
+    if "qweight" in ts:
+        bits = int(q.get("bits") or q.get("w_bit") or 4)
+        dt, shape = ts["qweight"]
+        params = _numel(shape) * (32 // bits)
+        fmt = f"{method or 'packed'} int{bits} {_group_text(q.get('group_size', q.get('q_group_size')))}"
+        if q.get("desc_act"):
+            fmt += " act-order"
+        return fmt, params
+    if "weight_packed" in ts:
+        w = _ct_weights(q)
+        bits = int(w.get("num_bits") or 4)
+        dt, shape = ts["weight_packed"]
+        gs = w.get("group_size") if w.get("strategy") == "group" else None
+        return f"compressed-tensors int{bits} {_group_text(gs)}", _numel(shape) * (32 // bits)
+    if "weight" in ts:
+        dt, shape = ts["weight"]
+        if dt in ("f8_e4m3", "i8") and "weight_scale" in ts:
+            per = "per-tensor" if _numel(ts["weight_scale"][1]) == 1 else "per-channel"
+            return f"{'fp8 e4m3' if dt == 'f8_e4m3' else 'int8'} {per}", _numel(shape)
+        return dt, _numel(shape)
+    dt, shape = next(iter(ts.values()))
+    return dt, _numel(shape)
+
+
+def tensor_groups(tensors: list, quant: Optional[dict]) -> list[dict]:
+    """Tensors grouped by module kind (layer index replaced by *) and storage format, each with its
+    logical parameters, stored bytes (scales, zero points and g_idx included) and bytes per parameter."""
+    modules: dict[str, dict] = collections.defaultdict(dict)
+    for name, dtype, shape in tensors:
+        mod, _, suffix = str(name).rpartition(".")
+        modules[mod][suffix] = (str(dtype), list(shape))
+    groups: dict[tuple, dict] = {}
+    for mod, ts in modules.items():
+        fmt, params = _module_format(ts, quant or {})
+        if "bias" in ts and len(ts) > 1:
+            params += _numel(ts["bias"][1])
+        key = re.sub(r"(^|\.)(layers|blk)\.\d+(\.|$)", r"\1\2.*\3", mod)
+        g = groups.setdefault((key, fmt), {"group": key, "format": fmt, "modules": 0, "params": 0, "bytes": 0})
+        g["modules"] += 1
+        g["params"] += params
+        g["bytes"] += sum(_nbytes(dt, shape) for dt, shape in ts.values())
+    out = list(groups.values())
+    for g in out:
+        g["bytes_per_param"] = round(g["bytes"] / g["params"], 4) if g["params"] else None
+    return out
+
+
 def _metadata_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)) and len(value) > _MAX_ARRAY_SHOWN:
         return {"array_length": len(value)}
@@ -145,6 +228,15 @@ def summarize(raw: dict, path: Optional[str] = None, *, verbose: bool = False) -
         q = cfg.get("quantization_config")
         out["quantization"] = q.get("quant_method") if isinstance(q, dict) else None
     out["tensor_dtypes"] = dict(dtypes.most_common())
+    qcfg = None if fmt == "gguf" else _read_json_object(root / "config.json").get("quantization_config")
+    groups = tensor_groups(tensors, qcfg if isinstance(qcfg, dict) else None)
+    out["tensor_groups"] = groups
+    total_params = sum(g["params"] for g in groups)
+    total_bytes = sum(g["bytes"] for g in groups)
+    out["weight_bytes"] = total_bytes
+    out["bytes_per_param"] = round(total_bytes / total_params, 4) if total_params else None
+    if isinstance(qcfg, dict):
+        n_params = total_params  # packed tensors hold several parameters per stored element
     out["num_params"] = n_params
     try:
         out["size_bytes"] = _files_size(root)
@@ -226,8 +318,19 @@ def format_text(info: dict, *, verbose: bool = False) -> str:
                       f"{format_bytes(w['bfloat16'])} as bfloat16; KV cache "
                       f"{format_bytes(t['float32'])} per token as float32 "
                       f"({format_bytes(full['float32'])} for one {ctx_text}-token sequence)"))
+    if info.get("bytes_per_param"):
+        lines.append(("weights", f"{format_bytes(info.get('weight_bytes') or 0)} stored, "
+                      f"{info['bytes_per_param']:.3f} bytes per parameter"))
     width = max(len(k) for k, _ in lines) + 1
     text = [f"{k + ':':<{width}} {v}" for k, v in lines]
+    groups = info.get("tensor_groups") or []
+    if groups:
+        text.append("tensor groups (format, parameters, bytes per parameter):")
+        gw = max(len(g["group"]) for g in groups)
+        fw = max(len(g["format"]) for g in groups)
+        for g in groups:
+            bpp = f"{g['bytes_per_param']:.3f}" if g.get("bytes_per_param") is not None else "-"
+            text.append(f"  {g['group']:<{gw}}  {g['format']:<{fw}}  {_count(g['params']):>7}  {bpp} B/param")
     if not verbose:
         text.append("(eli info --verbose: the full spec, metadata and tensor list)")
         return "\n".join(text) + "\n"

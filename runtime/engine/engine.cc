@@ -237,6 +237,8 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   opt.gguf_llama_permuted = files.gguf_llama_permuted;
   opt.defer_merges = on_device;  // merges that need no conversion happen in the upload
   opt.pool = m.pool.get();
+  WeightReader reader(files.weights, files.name_of);
+  reader.set_quant(resolve_quantization(config.quantization, files.quant, files.format == "safetensors", config.model));
   // Parallelism: tp x pp ranks, each loading only its shard (runtime/parallel).
   check_shardable(files.spec, par.tp, par.pp);
   std::unique_ptr<Model> model;
@@ -244,9 +246,12 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
     ELI_CHECK_KIND(kUnsupported, !on_device,
                    "tensor / pipeline parallelism runs on the CPU in this build: the engine's GPU path does not "
                    "drive GPU ranks yet (docs/parallelism.md)");
+    ELI_CHECK_KIND(kUnsupported, !reader.quant().quantized(),
+                   "tensor / pipeline parallelism does not shard Hugging Face quantized checkpoints (AWQ, GPTQ, "
+                   "compressed-tensors, fp8) yet; run them with tensor_parallel_size = pipeline_parallel_size = 1");
     m.parallel = std::make_unique<ParallelRunner>(files, opt, par.tp, par.pp, m.pool->n_threads(), par.devices);
   } else {
-    model = create_model(files.spec, WeightReader(files.weights, files.name_of), opt);
+    model = create_model(files.spec, reader, opt);
   }
   if (on_device) {
     // Weights over the budget fail here, with the numbers, before any upload; the allocator's

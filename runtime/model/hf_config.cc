@@ -13,6 +13,7 @@
 #include "runtime/core/json.h"
 #include "runtime/core/mapped_file.h"
 #include "runtime/model/model_spec_check.h"
+#include "runtime/model/quant_config.h"
 
 namespace eli {
 namespace {
@@ -352,13 +353,15 @@ ModelSpec hf_config_to_spec(const JsonValue& config, const std::string& source) 
   return spec;
 }
 
-ModelSpec parse_hf_config(const std::string& config_json_path, const std::string& display) {
+ModelSpec parse_hf_config(const std::string& config_json_path, const std::string& display, QuantConfig* quant) {
   const std::string& name = display.empty() ? config_json_path : display;
   JsonLimits limits;
   limits.max_bytes = size_t{16} << 20;
   JsonValue config = parse_json_as(read_regular_file(config_json_path, limits.max_bytes, name), name,
                                    ErrorKind::kModelLoad, limits);
-  return hf_config_to_spec(config, name);
+  ModelSpec spec = hf_config_to_spec(config, name);
+  if (quant != nullptr) *quant = parse_quant_config(config, name);
+  return spec;
 }
 
 }  // namespace eli

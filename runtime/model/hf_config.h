@@ -15,11 +15,14 @@
 namespace eli {
 
 class JsonValue;
+struct QuantConfig;
 
 // Throws eli::Error(kModelLoad) naming the file and the failed check. The file is read only if it
 // is a regular file (opened non-blocking); `display` names it in messages (default: the path).
 // Containment in a model directory is the caller's job (model_dir.h).
-ModelSpec parse_hf_config(const std::string& config_json_path, const std::string& display = "");
+// quant (optional): receives the config's quantization_config (quant_config.h; refused methods throw).
+ModelSpec parse_hf_config(const std::string& config_json_path, const std::string& display = "",
+                          QuantConfig* quant = nullptr);
 
 // As parse_hf_config, from an already parsed config (`source` names it in errors).
 ModelSpec hf_config_to_spec(const JsonValue& config, const std::string& source);

@@ -2,6 +2,7 @@
 #include "runtime/model/linear_method.h"
 
 #include "eli/error.h"
+#include "runtime/model/linear_wq.h"
 #include "runtime/model/weight_reader.h"
 
 namespace eli {
@@ -14,8 +15,15 @@ int64_t LinearSpec::rows() const {
 
 const std::vector<const LinearMethod*>& linear_methods() {
   // Most specific first: native quantized methods go before the fallbacks they replace.
-  static const std::vector<const LinearMethod*> kMethods = {&dense_linear_method(), &gguf_native_linear_method(),
-                                                             &gguf_dequant_linear_method()};
+  static const std::vector<const LinearMethod*> kMethods = {
+      &awq_linear_method(),
+      &gptq_linear_method(),
+      &compressed_linear_method(),
+      &fp8_online_linear_method(),
+      &dense_linear_method(),
+      &gguf_native_linear_method(),
+      &gguf_dequant_linear_method(),
+  };
   return kMethods;
 }
 

@@ -87,7 +87,7 @@ ModelFiles open_directory(const std::string& path) {
     ModelFiles m;
     m.path = path;
     m.format = "safetensors";
-    m.spec = parse_hf_config(contained_path(root, "config.json"), config);  // validates the spec too
+    m.spec = parse_hf_config(contained_path(root, "config.json"), config, &m.quant);  // validates the spec too
     m.weights = std::shared_ptr<WeightSource>(open_safetensors(path).release());
     check_tensor_names(m.spec, *m.weights, TensorNaming::kHuggingFace, path);
     m.name_of = [](const std::string& hf) { return hf; };

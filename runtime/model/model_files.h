@@ -16,6 +16,7 @@
 #include <string>
 
 #include "eli/model_spec.h"
+#include "runtime/model/quant_config.h"
 #include "runtime/model/weight_source.h"
 
 namespace eli {
@@ -30,6 +31,7 @@ struct ModelFiles {
   std::shared_ptr<GgufFile> gguf;          // set for GGUF (metadata: tokenizer, chat template)
   std::function<std::string(const std::string&)> name_of;  // canonical HF name -> source name
   bool gguf_llama_permuted = false;        // Q/K rows need un-permuting
+  QuantConfig quant;                       // config.json's quantization_config (none for GGUF)
 };
 
 ModelFiles open_model_files(const std::string& path);

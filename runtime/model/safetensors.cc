@@ -72,8 +72,13 @@ struct DtypeEntry {
   DType dtype;
   int64_t bytes;
 };
-constexpr DtypeEntry kDtypes[] = {{"F32", DType::kF32, 4}, {"F16", DType::kF16, 2},
-                                  {"BF16", DType::kBF16, 2}};
+// Float weights, plus the integer / FP8 tensors of quantized checkpoints (AWQ / GPTQ int32 packs,
+// g_idx, compressed-tensors int8 / e4m3 weights and weight_shape); only quantized LinearMethods read
+// the latter (reading one as a float weight is a typed error).
+constexpr DtypeEntry kDtypes[] = {{"F32", DType::kF32, 4},  {"F16", DType::kF16, 2},
+                                  {"BF16", DType::kBF16, 2}, {"I32", DType::kI32, 4},
+                                  {"I64", DType::kI64, 8},  {"I8", DType::kI8, 1},
+                                  {"U8", DType::kU8, 1},    {"F8_E4M3", DType::kF8E4M3, 1}};
 
 struct RawTensor {
   TensorInfo info;
@@ -122,7 +127,7 @@ RawTensor parse_entry(const std::string& file, const std::string& name, const Js
   }
   if (elem_bytes == 0) {
     fail(file, "tensor '", name, "': unsupported dtype '", dtype->as_string(),
-         "' (eli reads F32, F16 and BF16 safetensors)");
+         "' (eli reads F32, F16, BF16, I32, I64, I8, U8 and F8_E4M3 safetensors)");
   }
   if (shape->size() > kMaxDims) fail(file, "tensor '", name, "': more than ", kMaxDims, " dims");
   int64_t n = 1;

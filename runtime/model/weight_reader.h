@@ -15,9 +15,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/model/linear_method.h"
+#include "runtime/model/quant_config.h"
 #include "runtime/model/weight_source.h"
 #include "runtime/model/weight_store.h"
 
@@ -30,6 +32,10 @@ class WeightReader {
   WeightReader(std::shared_ptr<WeightSource> source, std::function<std::string(const std::string&)> name_of);
 
   const std::shared_ptr<WeightSource>& source() const { return source_; }
+  // The checkpoint's quantization (resolved against the engine's `quantization` option); the
+  // quantized LinearMethods (linear_awq.cc, linear_gptq.cc, linear_compressed.cc) select on it.
+  void set_quant(QuantConfig q) { quant_ = std::move(q); }
+  const QuantConfig& quant() const { return quant_; }
   // nullptr if absent (or the source has no name for it).
   const TensorInfo* find(const std::string& canonical) const;
   // Throws kModelLoad "required tensor NAME (FILE NAME in this file) is missing".
@@ -57,6 +63,7 @@ class WeightReader {
   Tensor bias_of(const LinearSpec& spec) const;
   std::shared_ptr<WeightSource> source_;
   std::function<std::string(const std::string&)> name_of_;
+  QuantConfig quant_;
 };
 
 // Rows [r0, r1) of a 2-D (or 1-D: one row) tensor of `cols` columns converted to f32 (GGUF blocks

@@ -23,7 +23,7 @@ const char* memory_tier_name(MemoryTier tier) {
 
 uint64_t LinearWeight::nbytes() const {
   uint64_t n = data.defined() ? data.nbytes() : 0;
-  for (const Tensor* t : {&bias, &scales, &zeros}) n += t->defined() ? t->nbytes() : 0;
+  for (const Tensor* t : {&bias, &scales, &zeros, &perm}) n += t->defined() ? t->nbytes() : 0;
   return n;
 }
 
@@ -120,8 +120,11 @@ void WeightStore::place(Device& device, void* stream, ThreadPool* pool) {
     if (w.bias.defined()) w.bias = device_copy(device, w.bias, pieces, keep);
     if (w.scales.defined()) w.scales = device_copy(device, w.scales, pieces, keep);
     if (w.zeros.defined()) w.zeros = device_copy(device, w.zeros, pieces, keep);
+    if (w.perm.defined()) w.perm = device_copy(device, w.perm, pieces, keep);
     if (w.alias_of != nullptr) continue;
-    Tensor t = Tensor::empty(device, w.dtype, {w.rows, w.cols});
+    // (rows, cols) values; a packed layout (two int4 per byte) keeps its stored shape.
+    Tensor t = Tensor::empty(device, w.dtype, w.deferred() ? std::vector<int64_t>{w.rows, w.cols}
+                                                           : std::vector<int64_t>{w.data.dim(0), w.data.dim(1)});
     if (!w.deferred()) {
       pieces.push_back(UploadPiece{t.ptr<void>(), w.ptr(), t.nbytes()});
     } else {

@@ -78,6 +78,7 @@ struct LinearWeight {
   Tensor data;
   std::vector<WeightPart> parts;       // deferred merge: these rows in order are the matrix
   Tensor scales, zeros;                // quantized formats (empty for dense and GGUF blocks)
+  Tensor perm;                         // (cols) i32: input column j of the stored matrix is x[perm[j]] (act-order), or undefined
   int64_t group_size = 0;
   ShardSpec shard;
   Tensor bias;                         // (rows) f32, or undefined

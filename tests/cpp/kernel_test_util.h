@@ -36,8 +36,8 @@ inline std::string entry_name(const KernelEntry& e) {
          dtype_name(e.dtype) + "/" + e.variant;
 }
 
-// Registry entries to check against the reference: every usable non-ref entry of `op` reading
-// `format` whose device is present (CUDA entries only when a GPU is visible).
+// Registry entries to check against the reference: every usable non-ref entry of `op` for weights
+// in `format` whose device is present (CUDA entries only when a GPU is visible).
 inline std::vector<const KernelEntry*> candidates(Op op, WeightFormat format = WeightFormat::kDense) {
   std::vector<const KernelEntry*> out;
   for (const KernelEntry& e : all_kernels()) {

@@ -123,7 +123,7 @@ TEST(DeviceBackend, SupportsIsTheRegistry) {
   for (const KernelEntry& e : all_kernels()) {
     if (e.device != DeviceKind::kCPU) continue;
     if (e.usable == nullptr || e.usable()) {
-      EXPECT_TRUE(dev->supports(e.op, e.dtype)) << op_name(e.op) << " " << dtype_name(e.dtype);
+      EXPECT_TRUE(dev->supports(e.op, KernelFormat(e.format, e.dtype))) << op_name(e.op) << " " << dtype_name(e.dtype);
     }
   }
   for (int op = 0; op < static_cast<int>(Op::kCount); ++op) {

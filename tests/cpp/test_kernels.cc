@@ -38,10 +38,17 @@ TEST(KernelRegistry, EntriesAreWellFormedAndUnique) {
         << "duplicate " << ktest::entry_name(e);
     if (std::string(e.variant) == "ref") EXPECT_EQ(e.priority, 0) << ktest::entry_name(e);
     // Block-quantized rows are their own weight format (dequant, and the matrix products of
-    // block weights); everything else reads dense values.
-    const bool blocks = e.op == Op::kDequant || ((e.op == Op::kGemv || e.op == Op::kGemm || e.op == Op::kEmbedding) &&
-                                                 dtype_info(e.dtype).is_quantized);
-    EXPECT_EQ(e.format, blocks ? WeightFormat::kGgufBlocks : WeightFormat::kDense) << ktest::entry_name(e);
+    // block weights); the matrix products also read eli's quantized layouts (kernels/wq_matrix.h);
+    // everything else reads dense values.
+    const bool wq = e.format == WeightFormat::kInt4Grouped || e.format == WeightFormat::kInt8Grouped ||
+                    e.format == WeightFormat::kInt8Channel || e.format == WeightFormat::kFp8Channel;
+    if (wq) {
+      EXPECT_TRUE(e.op == Op::kGemv || e.op == Op::kGemm) << ktest::entry_name(e);
+    } else {
+      const bool blocks = e.op == Op::kDequant || ((e.op == Op::kGemv || e.op == Op::kGemm || e.op == Op::kEmbedding) &&
+                                                   dtype_info(e.dtype).is_quantized);
+      EXPECT_EQ(e.format, blocks ? WeightFormat::kGgufBlocks : WeightFormat::kDense) << ktest::entry_name(e);
+    }
   }
   // Every op except kDequant has an f32 CPU reference; the matrix products, embedding and the KV
   // cache ops have 16-bit ones too.
@@ -167,6 +174,9 @@ TEST(KernelRegistry, CpuIsaVariantsRegisterTheFullOpSet) {
     if (e.device != DeviceKind::kCPU || (v != "generic" && v != "avx2" && v != "avx512")) continue;
     if (e.format == WeightFormat::kGgufBlocks) {  // the GGUF block matmuls: every type, both ops
       EXPECT_TRUE(gguf_by_variant[v].insert({e.op, e.dtype}).second) << ktest::entry_name(e);
+      continue;
+    }
+    if (e.format != WeightFormat::kDense) {  // eli's quantized layouts (tested in test_kernels_wq.cc)
       continue;
     }
     EXPECT_TRUE(by_variant[v].insert({e.op, e.dtype}).second) << ktest::entry_name(e);
