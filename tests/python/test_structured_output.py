@@ -355,3 +355,19 @@ def test_structured_output_without_a_tokenizer_is_refused(llm):
             llm.generate([[1, 2, 3]], p)
     finally:
         llm.tokenizer = tok
+
+
+# ---- the default model (a real 49K BPE vocabulary from GGUF metadata) ------------------------------
+
+def test_default_model_json_schema_regex_and_choice(smollm2_gguf):
+    with eli.LLM(str(smollm2_gguf), n_threads=2, num_kv_blocks=256, progress=False) as m:
+        outs = m.generate(["A person as JSON:", "A product code:", "Is the sky blue?"], [
+            eli.SamplingParams(max_tokens=120, temperature=0.0, json_schema=PERSON),
+            eli.SamplingParams(max_tokens=20, temperature=0.8, seed=3, regex=r"[A-Z]{3}-[0-9]{4}", n=3),
+            eli.SamplingParams(max_tokens=10, temperature=0.8, seed=4, choice=["yes", "no"], n=3)])
+        assert outs[0].finish_reason == "stop", outs[0].error
+        jsonschema.validate(json.loads(outs[0].text), PERSON)
+        for c in outs[1].outputs:
+            assert re.fullmatch(r"[A-Z]{3}-[0-9]{4}", c.text), c.text
+        for c in outs[2].outputs:
+            assert c.text in ("yes", "no") and c.finish_reason == "stop"
