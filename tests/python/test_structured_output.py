@@ -261,6 +261,21 @@ def test_a_raising_python_constraint_fails_its_request_only(llm, monkeypatch):
     assert outs[1].finish_reason == "length" and len(outs[1].token_ids) == 6
 
 
+def test_masks_of_a_step_are_filled_in_one_batch(llm, monkeypatch):
+    calls = []
+    real = constraint_module.LLGuidanceConstraint.fill_masks_batch.__func__
+
+    def spy(cls, cons, index, ptr, words, vocab):
+        calls.append(len(cons))
+        return real(cls, cons, index, ptr, words, vocab)
+
+    monkeypatch.setattr(constraint_module.LLGuidanceConstraint, "fill_masks_batch", classmethod(spy))
+    outs = llm.generate(["a", "b", "c"], sampled(20, choice=["x y z", "yy", "zzz zz"], n=2, ignore_eos=True))
+    assert max(calls) == 6  # every constrained row of the first step, in one call
+    for c in texts(outs):
+        assert c.text in ("x y z", "yy", "zzz zz") and c.finish_reason == "stop"
+
+
 # ---- batching, prefix caching, preemption, async scheduling, stop strings, streaming -------------
 
 def _mixed_batch():
