@@ -30,9 +30,14 @@
 //    never a hang. accept() returning false (a token the matcher rejects) also ends the request with
 //    an error. is_finished() true after accept() (the grammar admits nothing but the end) ends the
 //    request with finish_reason "stop".
+//  - Batching (optional): constraints whose batch_key() is the same non-null value fill their
+//    masks of a step in one fill_masks() call (llguidance: on its thread pool, with one GIL
+//    acquisition); the default is one fill_mask() per constraint.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace eli {
 
@@ -50,6 +55,14 @@ class TokenConstraint {
   virtual bool is_finished() = 0;
   // Forgets the last n accepted tokens (default: unsupported, returns false).
   virtual bool rollback(int64_t /*n*/) { return false; }
+
+  // Batching: a non-null key shared by the constraints that one fill_masks() call can serve.
+  virtual const void* batch_key() const { return nullptr; }
+  // Called on group[0] (every group[i] has its batch_key): fills the mask of group[i] at
+  // masks + index[i] * words (zero-filled by the caller), as fill_mask() would; errors[i] = "" or
+  // the message that fails that request. Throws to fail the whole group.
+  virtual void fill_masks(TokenConstraint* const* /*group*/, const int32_t* /*index*/, size_t /*n*/,
+                          uint32_t* /*masks*/, int64_t /*words*/, int64_t /*vocab*/, std::string* /*errors*/) {}
 };
 
 }  // namespace eli

@@ -2,6 +2,7 @@
 #include "python/src/token_constraint_py.h"
 
 #include <Python.h>
+#include <nanobind/stl/string.h>
 
 #include <cstdint>
 #include <string>
@@ -16,7 +17,11 @@ namespace {
 
 class PyTokenConstraint final : public TokenConstraint {
  public:
-  explicit PyTokenConstraint(nb::object obj) : obj_(std::move(obj)) {}
+  // Called with the GIL held (from the SamplingParams.constraint setter).
+  explicit PyTokenConstraint(nb::object obj) : obj_(std::move(obj)) {
+    nb::handle type = obj_.type();
+    if (nb::hasattr(type, "fill_masks_batch")) batch_key_ = type.ptr();  // the type outlives its objects
+  }
   ~PyTokenConstraint() override {
     if (!Py_IsInitialized()) {
       obj_.release();  // the interpreter is gone: nothing may be called, not even a decref
@@ -66,6 +71,33 @@ class PyTokenConstraint final : public TokenConstraint {
     }
   }
 
+  const void* batch_key() const override { return batch_key_; }
+  // type(obj).fill_masks_batch(objects, indices, masks_ptr, words, vocab) -> one error string per
+  // object ("" for none), under one GIL acquisition.
+  void fill_masks(TokenConstraint* const* group, const int32_t* index, size_t n, uint32_t* masks, int64_t words,
+                  int64_t vocab, std::string* errors) override {
+    nb::gil_scoped_acquire gil;
+    try {
+      nb::list objs, idx;
+      for (size_t i = 0; i < n; ++i) {
+        auto* p = dynamic_cast<PyTokenConstraint*>(group[i]);
+        ELI_CHECK(p != nullptr && p->batch_key_ == batch_key_, "token constraint batch of mixed types");
+        objs.append(p->obj_);
+        idx.append(index[i]);
+      }
+      nb::object res = nb::handle(static_cast<PyObject*>(const_cast<void*>(batch_key_)))
+                           .attr("fill_masks_batch")(objs, idx, reinterpret_cast<uintptr_t>(masks), words, vocab);
+      nb::list errs = nb::cast<nb::list>(res);
+      ELI_CHECK_ARG(errs.size() == n, "token constraint: fill_masks_batch() returned ", errs.size(), " errors for ",
+                    n, " constraints");
+      for (size_t i = 0; i < n; ++i) errors[i] = nb::cast<std::string>(errs[i]);
+    } catch (nb::python_error& e) {
+      rethrow("fill_masks_batch", e);
+    } catch (const nb::cast_error&) {
+      ELI_THROW(kInvalidArgument, "token constraint: fill_masks_batch() must return a list of strings");
+    }
+  }
+
   const nb::object& object() const { return obj_; }
 
  private:
@@ -82,6 +114,7 @@ class PyTokenConstraint final : public TokenConstraint {
   }
 
   nb::object obj_;
+  const void* batch_key_ = nullptr;
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 // unless ignore_eos, the model's EOS ids: what the engine ends a request on). A row whose
 // constraint throws, or whose mask allows no token (a dead end), gets an error message instead:
 // the engine ends that request with it (finish "error"); the other rows are untouched.
+// Constraints that share a batch_key() fill their masks of the step in one fill_masks() call.
 // Invariants: bit (t % 32) of word t / 32 is token t; bits at t >= vocab are 0.
 #pragma once
 

@@ -276,6 +276,32 @@ class StrideConstraint : public TokenConstraint {
   int len_;
 };
 
+// The same, filling the masks of a step together (TokenConstraint::fill_masks).
+class BatchedStride : public StrideConstraint {
+ public:
+  using StrideConstraint::StrideConstraint;
+  const void* batch_key() const override { return &kKey; }
+  void fill_masks(TokenConstraint* const* group, const int32_t* index, size_t n, uint32_t* masks, int64_t words,
+                  int64_t vocab, std::string* errors) override {
+    ++batches;
+    max_group = std::max(max_group, n);
+    for (size_t i = 0; i < n; ++i) {
+      auto* c = static_cast<BatchedStride*>(group[i]);
+      if (c->fail_in_batch) {
+        errors[i] = "batched failure";
+        continue;
+      }
+      c->fill_mask(masks + index[i] * words, vocab);
+    }
+  }
+  static inline int batches = 0;
+  static inline size_t max_group = 0;
+  bool fail_in_batch = false;
+
+ private:
+  static constexpr int kKey = 0;
+};
+
 EngineConfig tiny_config(int async_scheduling) {
   EngineConfig c;
   c.model = std::string(ELI_TEST_DATA_DIR) + "/models/llama_base";
@@ -425,6 +451,41 @@ TEST(EngineConstraint, PreemptionKeepsTheConstraintInStep) {
   EXPECT_EQ(res[id].tokens, want);
   EXPECT_EQ(c->seen, want);
   EXPECT_TRUE(c->order_ok);
+}
+
+}  // namespace
+}  // namespace eli
+
+namespace eli {
+namespace {
+
+TEST(EngineConstraint, BatchedMasksServeEveryRowOfAStep) {
+  for (int async : {0, 1}) {
+    SCOPED_TRACE("async_scheduling=" + std::to_string(async));
+    BatchedStride::batches = 0;
+    BatchedStride::max_group = 0;
+    Engine e(tiny_config(async));
+    std::vector<std::shared_ptr<BatchedStride>> cs;
+    std::vector<int64_t> ids;
+    for (int i = 0; i < 4; ++i) {
+      cs.push_back(std::make_shared<BatchedStride>(3 + i, 250, 5, 8));
+      if (i == 3) cs.back()->fail_in_batch = true;
+      SamplingParams p = plain(30, 0.9);
+      p.constraint = cs.back();
+      ids.push_back(e.add_request({5, 6, static_cast<int32_t>(i)}, p));
+    }
+    auto res = run_all(e);
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(res[ids[i]].finish, "stop");
+      ASSERT_EQ(res[ids[i]].tokens.size(), 8u);
+      for (int32_t t : res[ids[i]].tokens) EXPECT_EQ((t - 3 - i) % 5, 0) << t;
+      EXPECT_TRUE(cs[i]->order_ok);
+    }
+    EXPECT_EQ(res[ids[3]].finish, "error");
+    EXPECT_NE(res[ids[3]].error.find("batched failure"), std::string::npos) << res[ids[3]].error;
+    EXPECT_GT(BatchedStride::batches, 0);
+    EXPECT_EQ(BatchedStride::max_group, 4u);
+  }
 }
 
 }  // namespace

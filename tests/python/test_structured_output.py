@@ -261,6 +261,21 @@ def test_a_raising_python_constraint_fails_its_request_only(llm, monkeypatch):
     assert outs[1].finish_reason == "length" and len(outs[1].token_ids) == 6
 
 
+def test_masks_of_a_step_are_filled_in_one_batch(llm, monkeypatch):
+    calls = []
+    real = constraint_module.LLGuidanceConstraint.fill_masks_batch.__func__
+
+    def spy(cls, cons, index, ptr, words, vocab):
+        calls.append(len(cons))
+        return real(cls, cons, index, ptr, words, vocab)
+
+    monkeypatch.setattr(constraint_module.LLGuidanceConstraint, "fill_masks_batch", classmethod(spy))
+    outs = llm.generate(["a", "b", "c"], sampled(20, choice=["x y z", "yy", "zzz zz"], n=2, ignore_eos=True))
+    assert max(calls) == 6  # every constrained row of the first step, in one call
+    for c in texts(outs):
+        assert c.text in ("x y z", "yy", "zzz zz") and c.finish_reason == "stop"
+
+
 # ---- batching, prefix caching, preemption, async scheduling, stop strings, streaming -------------
 
 def _mixed_batch():
@@ -355,3 +370,19 @@ def test_structured_output_without_a_tokenizer_is_refused(llm):
             llm.generate([[1, 2, 3]], p)
     finally:
         llm.tokenizer = tok
+
+
+# ---- the default model (a real 49K BPE vocabulary from GGUF metadata) ------------------------------
+
+def test_default_model_json_schema_regex_and_choice(smollm2_gguf):
+    with eli.LLM(str(smollm2_gguf), n_threads=2, num_kv_blocks=256, progress=False) as m:
+        outs = m.generate(["A person as JSON:", "A product code:", "Is the sky blue?"], [
+            eli.SamplingParams(max_tokens=120, temperature=0.0, json_schema=PERSON),
+            eli.SamplingParams(max_tokens=20, temperature=0.8, seed=3, regex=r"[A-Z]{3}-[0-9]{4}", n=3),
+            eli.SamplingParams(max_tokens=10, temperature=0.8, seed=4, choice=["yes", "no"], n=3)])
+        assert outs[0].finish_reason == "stop", outs[0].error
+        jsonschema.validate(json.loads(outs[0].text), PERSON)
+        for c in outs[1].outputs:
+            assert re.fullmatch(r"[A-Z]{3}-[0-9]{4}", c.text), c.text
+        for c in outs[2].outputs:
+            assert c.text in ("yes", "no") and c.finish_reason == "stop"

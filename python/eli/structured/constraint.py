@@ -8,6 +8,7 @@
 # mask that would let the request wander off the grammar.
 from __future__ import annotations
 
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -17,6 +18,21 @@ from ..errors import InvalidRequestError
 
 class ConstraintError(RuntimeError):
     """The matcher is in an error state (a rejected token, a resource limit)."""
+
+
+_executor = None
+_executor_lock = threading.Lock()
+
+
+def _llg_executor():
+    """llguidance's thread pool for the masks of a step (one per process)."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            import llguidance
+
+            _executor = llguidance.LLExecutor()
+        return _executor
 
 
 class LLGuidanceConstraint:
@@ -34,6 +50,27 @@ class LLGuidanceConstraint:
         self._m.unsafe_compute_mask_ptr(ptr, self._words * 4)
         if self._m.is_error():
             raise ConstraintError(self._m.get_error())
+
+    @classmethod
+    def fill_masks_batch(cls, cons: list, index: list, ptr: int, words: int, vocab: int) -> list:
+        """The masks of a step's constrained rows at once (the engine's TokenConstraint::fill_masks):
+        cons[i]'s mask at ptr + index[i] * words * 4, computed on llguidance's thread pool.
+        Returns one error message per constraint ("" for none)."""
+        errors = [""] * len(cons)
+        items = []
+        for i, (c, k) in enumerate(zip(cons, index)):
+            if vocab != c._vocab or words != c._words:
+                errors[i] = f"the engine's vocabulary ({vocab}) is not the constraint's ({c._vocab})"
+            elif c._m.is_error():
+                errors[i] = c._m.get_error()
+            else:
+                items.append((c._m, int(k)))
+        if items:
+            _llg_executor().unsafe_compute_mask_ptr(items, ptr, words * 4, max(int(k) for k in index) + 1)
+        for i, c in enumerate(cons):
+            if not errors[i] and c._m.is_error():
+                errors[i] = c._m.get_error()
+        return errors
 
     def accept(self, token: int) -> bool:
         return bool(self._m.consume_token(token))
