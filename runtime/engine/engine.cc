@@ -191,8 +191,9 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
     mem.budget_bytes = budget.budget_bytes;
     mem.headroom_bytes = budget.headroom_bytes;
   } else {
-    plan = plan_kv_cache(config, files.spec, *m.device);
+    plan = plan_kv_cache(config, files.spec, *m.device, kv_dtype);
   }
+  plan.shape.quantized_query_dtype = on_device ? wdtype : DType::kF32;  // an int8/fp8 cache's queries
   m.kv = std::make_unique<KvCache>(*m.device, plan.shape);
   mem.kv_bytes = m.kv->nbytes();
   trace.mark("kv pool");
