@@ -1,8 +1,9 @@
-// kernels/cuda/attention_kvquant.cu: host dispatch of Op::kAttention over an int8 / fp8 e4m3 KV
-// cache (registry dtypes kI8 / kF8E4M3): checks the arguments as the 16-bit path does, flattens
-// them into attn_kvq::Params and launches attention_kvquant_kernel.cuh's kernel for the cache
-// type (decode and prefill batches alike; dequantization happens inside the kernel). q and out
-// may each be f32, bf16 or f16.
+// kernels/cuda/attention_kvquant.cu: the general path of Op::kAttention over an int8 / fp8 e4m3 KV
+// cache (registry dtypes kI8 / kF8E4M3; the entry points attention_i8_cuda / attention_fp8_cuda in
+// attention_bf16.cu send decode batches to the split-K decode kernel and everything else here):
+// checks the arguments as the 16-bit path does, flattens them into attn_kvq::Params and launches
+// attention_kvquant_kernel.cuh's kernel for the cache type (prefill, mixed and decode batches
+// alike; dequantization happens inside the kernel). q and out may each be f32, bf16 or f16.
 #include <cuda_fp8.h>
 
 #include <algorithm>
@@ -28,8 +29,7 @@ int act_kind(DType dt, const char* what) {
 }
 
 template <typename C>
-void attention_kvquant_cuda(const void* args, const ExecContext& ctx, DType cache) {
-  const AttentionArgs& a = *static_cast<const AttentionArgs*>(args);
+void attention_kvquant_cuda(const AttentionArgs& a, const ExecContext& ctx, DType cache) {
   ELI_CHECK(a.n_kv_heads > 0 && a.n_heads > 0 && a.n_heads % a.n_kv_heads == 0, "attention: n_heads ", a.n_heads,
             " not a positive multiple of n_kv_heads ", a.n_kv_heads);
   ELI_CHECK(a.block_size > 0 && a.block_size <= INT32_MAX && a.head_dim > 0, "attention: bad block_size/head_dim");
@@ -76,11 +76,15 @@ void attention_kvquant_cuda(const void* args, const ExecContext& ctx, DType cach
 
 }  // namespace
 
-void attention_i8_cuda(const void* args, const ExecContext& ctx) {
-  attention_kvquant_cuda<int8_t>(args, ctx, DType::kI8);
+namespace attn_kvq {
+void attention_kvquant_simple(const AttentionArgs& a, const ExecContext& ctx, DType cache) {
+  if (cache == DType::kI8) {
+    attention_kvquant_cuda<int8_t>(a, ctx, cache);
+  } else {
+    ELI_CHECK(cache == DType::kF8E4M3, "attention_kvquant: not a compressed cache: ", dtype_name(cache));
+    attention_kvquant_cuda<__nv_fp8_e4m3>(a, ctx, cache);
+  }
 }
-void attention_fp8_cuda(const void* args, const ExecContext& ctx) {
-  attention_kvquant_cuda<__nv_fp8_e4m3>(args, ctx, DType::kF8E4M3);
-}
+}  // namespace attn_kvq
 
 }  // namespace eli
