@@ -20,7 +20,10 @@
 // are not checked here (tests/cpp covers the kernels); variants that skip kernels compute garbage on
 // purpose. Environment: ELI_STEP_BENCH_SHAPES (substring filter, e.g. llama-3.2-1b),
 // ELI_STEP_BENCH_BATCHES (default "1"; e.g. "1,64,256"), ELI_STEP_BENCH_CONTEXTS (default
-// "128,4096").
+// "128,4096"), ELI_STEP_BENCH_KV_DTYPES (default "bf16"; "bf16,int8,fp8" runs each shape with a
+// bf16, an int8 and an fp8 e4m3 KV cache: kv_cache_dtype's compressed caches, one byte per value
+// plus an f32 scale per (token, kv head); e.g. the issue-14 figure: ELI_STEP_BENCH_SHAPES=llama-3.1-8b
+// ELI_STEP_BENCH_BATCHES=64 ELI_STEP_BENCH_CONTEXTS=8192 ELI_STEP_BENCH_KV_DTYPES=bf16,int8,fp8).
 //
 // Build by hand on the GPU machine (not part of CMake), against a CUDA build of eli_engine:
 //   nvcc -x cu -O2 -std=c++17 -arch=sm_90 -I include -I . bench/cuda_decode_step_bench.cc \
@@ -67,6 +70,17 @@ __global__ void fill_bf16_kernel(uint16_t* p, size_t n, uint32_t seed) {
     uint32_t bits;
     memcpy(&bits, &f, 4);
     p[i] = static_cast<uint16_t>(bits >> 16);
+  }
+}
+
+// Bytes of an int8 / fp8 cache: x & 0x77 is never an e4m3 NaN (0x7f / 0xff) and a modest int8.
+__global__ void fill_u8_kernel(uint8_t* p, size_t n, uint32_t seed) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint32_t x = static_cast<uint32_t>(i) * 2654435761u ^ seed;
+    x ^= x >> 13;
+    x *= 0x5bd1e995u;
+    p[i] = static_cast<uint8_t>((x >> 16) & 0x77u);
   }
 }
 
@@ -130,9 +144,15 @@ size_t step_weight_bytes(const Shape& s) {
   return static_cast<size_t>(per_layer * s.layers + s.vocab * H) * 2;
 }
 
-// The bf16 K and V caches make_model allocates (every layer, batch sequences).
-size_t kv_cache_bytes(const Shape& s, int64_t batch, int64_t ctx) {
-  return static_cast<size_t>(batch * blocks_per_seq(ctx) * kBlockSize * s.layers * s.n_kv_heads * s.head_dim) * 2 * 2;
+// Bytes of one cached (token, kv head) row of K (or V): 2 per value for bf16; 1 per value plus
+// the f32 scale for int8 / fp8.
+size_t kv_row_bytes(const Shape& s, DType kv) {
+  return kv == DType::kBF16 ? static_cast<size_t>(s.head_dim) * 2 : static_cast<size_t>(s.head_dim) + 4;
+}
+
+// The K and V caches make_model allocates (every layer, batch sequences).
+size_t kv_cache_bytes(const Shape& s, int64_t batch, int64_t ctx, DType kv) {
+  return static_cast<size_t>(batch * blocks_per_seq(ctx) * kBlockSize * s.layers * s.n_kv_heads) * kv_row_bytes(s, kv) * 2;
 }
 
 struct Layer {
@@ -144,7 +164,9 @@ struct Model {
   Shape s;
   int64_t batch = 1, ctx = 0, qkv_dim = 0, block_size = kBlockSize, n_blocks = 0;  // n_blocks per sequence
   std::vector<Layer> layers;
-  std::vector<uint16_t*> k_cache, v_cache;
+  DType kv_dtype = DType::kBF16;   // bf16, or kI8 / kF8E4M3 (then the scales below)
+  std::vector<void*> k_cache, v_cache;
+  std::vector<float*> k_scale, v_scale;
   uint16_t *embed = nullptr, *lm_head = nullptr;
   float *final_norm = nullptr, *inv_freq = nullptr;
   // activations
@@ -166,7 +188,7 @@ struct Model {
   size_t weight_bytes_per_step() const { return step_weight_bytes(s); }
   // K and V the attention reads in one step (every sequence's whole context, every layer).
   size_t kv_bytes_per_step() const {
-    return static_cast<size_t>(batch * ctx * s.layers * s.n_kv_heads * s.head_dim) * 2 * 2;
+    return static_cast<size_t>(batch * ctx * s.layers * s.n_kv_heads) * kv_row_bytes(s, kv_dtype) * 2;
   }
   double flops_per_step() const {
     const int64_t H = s.hidden, I = s.inter, hd = s.head_dim;
@@ -176,9 +198,10 @@ struct Model {
   }
 };
 
-Model make_model(const Shape& s, int64_t batch, int64_t ctx) {
+Model make_model(const Shape& s, int64_t batch, int64_t ctx, DType kv_dtype) {
   Model m;
   m.s = s;
+  m.kv_dtype = kv_dtype;
   m.batch = batch;
   m.ctx = ctx;
   const int64_t B = batch;
@@ -196,8 +219,19 @@ Model make_model(const Shape& s, int64_t batch, int64_t ctx) {
     L.mlp_norm = const_f32(static_cast<size_t>(H), 1.0f);
     m.layers.push_back(L);
     const size_t kv = static_cast<size_t>(B * m.n_blocks * m.block_size * s.n_kv_heads * hd);
-    m.k_cache.push_back(random_bf16(kv, seed++));
-    m.v_cache.push_back(random_bf16(kv, seed++));
+    if (kv_dtype == DType::kBF16) {
+      m.k_cache.push_back(random_bf16(kv, seed++));
+      m.v_cache.push_back(random_bf16(kv, seed++));
+      continue;
+    }
+    for (auto* cache : {&m.k_cache, &m.v_cache}) {
+      auto* p = static_cast<uint8_t*>(dmalloc(kv));
+      fill_u8_kernel<<<1024, 256>>>(p, kv, seed++);
+      CHECK_CUDA(cudaGetLastError());
+      cache->push_back(p);
+    }
+    m.k_scale.push_back(const_f32(kv / static_cast<size_t>(hd), 0.01f));
+    m.v_scale.push_back(const_f32(kv / static_cast<size_t>(hd), 0.01f));
   }
   m.embed = random_bf16(static_cast<size_t>(s.vocab * H), seed++);
   m.lm_head = random_bf16(static_cast<size_t>(s.vocab * H), seed++);
@@ -346,7 +380,11 @@ void enqueue_step(const Model& m, const Parts& parts, cudaStream_t stream) {
       rk.attention_scaling = 1.0f;
       rk.norm_eps = 1e-5f;
       rk.q_dtype = DType::kBF16;
-      get_kernel(Op::kRopeKvWrite, DeviceKind::kCUDA, DType::kBF16).fn(&rk, ctx);
+      if (!m.k_scale.empty()) {
+        rk.k_scale = m.k_scale[static_cast<size_t>(l)];
+        rk.v_scale = m.v_scale[static_cast<size_t>(l)];
+      }
+      get_kernel(Op::kRopeKvWrite, DeviceKind::kCUDA, m.kv_dtype).fn(&rk, ctx);
     }
     if (parts.attn) {
       // As the engine's graphs do: the context bound is the block-table width's capacity.
@@ -376,7 +414,11 @@ void enqueue_step(const Model& m, const Parts& parts, cudaStream_t stream) {
       aa.max_context_len = std::min(width, m.n_blocks) * m.block_size;
       aa.workspace = m.attn_ws;
       aa.workspace_bytes = m.attn_ws_bytes;
-      get_kernel(Op::kAttention, DeviceKind::kCUDA, DType::kBF16).fn(&aa, ctx);
+      if (!m.k_scale.empty()) {
+        aa.k_scale = m.k_scale[static_cast<size_t>(l)];
+        aa.v_scale = m.v_scale[static_cast<size_t>(l)];
+      }
+      get_kernel(Op::kAttention, DeviceKind::kCUDA, m.kv_dtype).fn(&aa, ctx);
     }
     if (parts.o) {
       if (gemv_route) {
@@ -602,30 +644,41 @@ int main(int argc, char** argv) {
   const char* only = std::getenv("ELI_STEP_BENCH_SHAPES");  // e.g. "llama-3.2-1b"
   const std::vector<int64_t> batches = int_list(std::getenv("ELI_STEP_BENCH_BATCHES"), {1});
   const std::vector<int64_t> contexts = int_list(std::getenv("ELI_STEP_BENCH_CONTEXTS"), {128, 4096});
+  std::vector<DType> kv_dtypes;
+  {
+    const char* e = std::getenv("ELI_STEP_BENCH_KV_DTYPES");
+    const std::string list = e != nullptr && *e != '\0' ? e : "bf16";
+    if (list.find("bf16") != std::string::npos) kv_dtypes.push_back(DType::kBF16);
+    if (list.find("int8") != std::string::npos) kv_dtypes.push_back(DType::kI8);
+    if (list.find("fp8") != std::string::npos) kv_dtypes.push_back(DType::kF8E4M3);
+    if (kv_dtypes.empty()) kv_dtypes.push_back(DType::kBF16);
+  }
   std::string json = "{\"card\": \"" + std::string(prop.name) + "\", \"read_ceiling_gbs\": " +
                      std::to_string(read_bw * 1e-9) + ", \"rows\": [";
   bool first_row = true;
   for (const Shape& s : shapes) {
     if (only != nullptr && std::string(only).find(s.name) == std::string::npos) continue;
     for (int64_t batch : batches) {
-      for (int64_t ctx : contexts) {
+      for (int64_t ctx : contexts)
+      for (DType kvd : kv_dtypes) {
         {  // the weights and the paged K/V of every layer must fit
           size_t free_b = 0, total_b = 0;
           CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
           // The step's weights, the embedding table and the K/V caches.
           const double need = static_cast<double>(step_weight_bytes(s) + static_cast<size_t>(s.vocab * s.hidden) * 2 +
-                                                  kv_cache_bytes(s, batch, ctx));
+                                                  kv_cache_bytes(s, batch, ctx, kvd));
           if (need > 0.9 * static_cast<double>(free_b)) {
             std::printf("\n%s, batch %lld, context %lld: skipped (%.1f GB of weights and K/V, %.1f GB free)\n", s.name,
                         static_cast<long long>(batch), static_cast<long long>(ctx), need * 1e-9, free_b * 1e-9);
             continue;
           }
         }
-        Model m = make_model(s, batch, ctx);
+        Model m = make_model(s, batch, ctx, kvd);
+        const char* kv_name = kvd == DType::kBF16 ? "bf16" : (kvd == DType::kI8 ? "int8" : "fp8");
         const double limit_us = static_cast<double>(m.weight_bytes_per_step() + m.kv_bytes_per_step()) / read_bw * 1e6;
-        std::printf("\n%s, batch %lld, context %lld (%s route): weights %.3f GB + K/V %.3f GB a step, read limit "
+        std::printf("\n%s, batch %lld, context %lld, KV %s (%s route): weights %.3f GB + K/V %.3f GB a step, read limit "
                     "%.1f us/step (%.0f tok/s); %.2f TFLOP a step\n",
-                    s.name, static_cast<long long>(batch), static_cast<long long>(ctx),
+                    s.name, static_cast<long long>(batch), static_cast<long long>(ctx), kv_name,
                     m.gemv_route() ? "GEMV" : "GEMM", m.weight_bytes_per_step() * 1e-9, m.kv_bytes_per_step() * 1e-9,
                     limit_us, 1e6 * batch / limit_us, m.flops_per_step() * 1e-12);
         std::printf("  %-24s %10s %9s %10s %11s\n", "variant", "us/step", "tok/s", "of limit", "vs full us");
@@ -639,6 +692,7 @@ int main(int argc, char** argv) {
           std::fflush(stdout);
           json += std::string(first_row ? "" : ",") + "\n  {\"shape\": \"" + s.name +
                   "\", \"batch\": " + std::to_string(batch) + ", \"context\": " + std::to_string(ctx) +
+                  ", \"kv_dtype\": \"" + kv_name + "\"" +
                   ", \"variant\": \"" + v.name + "\", \"us_per_step\": " + std::to_string(us) +
                   ", \"limit_us\": " + std::to_string(limit_us) + "}";
           first_row = false;

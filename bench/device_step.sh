@@ -3,7 +3,7 @@
 # runs the decode-step breakdown (bench/cuda_decode_step_bench.cc) and the CUDA C++ tests, each
 # under a timeout, with every log in $OUT. A summary is printed last.
 #   usage: bench/device_step.sh [gtest filter, default 'Cuda*'] ; env ELI_STEP_SKIP_TESTS=1 (builds
-#          only the engine library), ELI_STEP_JOBS (build jobs), ELI_STEP_BENCH_{SHAPES,BATCHES,CONTEXTS}
+#          only the engine library), ELI_STEP_JOBS (build jobs), ELI_STEP_BENCH_{SHAPES,BATCHES,CONTEXTS,KV_DTYPES}
 #          (see the bench), GTEST_PREFIX (default build/gtest_prefix)
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

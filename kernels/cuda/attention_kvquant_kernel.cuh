@@ -204,22 +204,21 @@ __device__ void attend_one(const Params& p, int s, int64_t t, int h, int lane, f
 void attention_kvquant_simple(const AttentionArgs& a, const ExecContext& ctx, DType cache);
 
 // Grid (q_blocks, ceil(nh / kWarps), n_seqs): block x takes queries x, x + q_blocks, ... of its
-// sequence (so any q_blocks >= 1 is correct; max_query_len makes it one pass).
+// sequence (so any q_blocks >= 1 is correct; max_query_len makes it one pass). Instantiated only
+// in attention_kvquant_<type>.cu (ELI_KVQ_INSTANTIATE); the extern declarations keep every other
+// translation unit from compiling the kernel again.
 template <typename C>
-void launch(const Params& p, int64_t q_blocks, cudaStream_t stream);
+void launch(const Params& p, int64_t q_blocks, cudaStream_t stream) {
+  const unsigned groups = static_cast<unsigned>((p.n_heads + kWarps - 1) / kWarps);
+  const dim3 grid(static_cast<unsigned>(q_blocks), groups, static_cast<unsigned>(p.n_seqs));
+  attention_kvquant_kernel<C><<<grid, kWarps * 32, 0, stream>>>(p);
+}
+extern template void launch<int8_t>(const Params& p, int64_t q_blocks, cudaStream_t stream);
+extern template void launch<__nv_fp8_e4m3>(const Params& p, int64_t q_blocks, cudaStream_t stream);
 
 }  // namespace attn_kvq
 }  // namespace eli
 
-// The definition of launch<C> for one cache type (one per translation unit).
-#define ELI_KVQ_INSTANTIATE(C)                                                                         \
-  namespace eli {                                                                                      \
-  namespace attn_kvq {                                                                                 \
-  template <>                                                                                          \
-  void launch<C>(const Params& p, int64_t q_blocks, cudaStream_t stream) {                            \
-    const unsigned groups = static_cast<unsigned>((p.n_heads + kWarps - 1) / kWarps);                  \
-    const dim3 grid(static_cast<unsigned>(q_blocks), groups, static_cast<unsigned>(p.n_seqs));        \
-    attention_kvquant_kernel<C><<<grid, kWarps * 32, 0, stream>>>(p);                                  \
-  }                                                                                                    \
-  }                                                                                                    \
-  }
+// The instantiation of launch<C> for one cache type (one per translation unit).
+#define ELI_KVQ_INSTANTIATE(C) \
+  template void eli::attn_kvq::launch<C>(const eli::attn_kvq::Params&, int64_t, cudaStream_t);

@@ -64,10 +64,18 @@ def smollm2(smollm2_gguf):
     return {kv: eli.LLM(str(smollm2_gguf), kv_cache_dtype=kv, **kw) for kv in ("float32", "int8", "fp8")}
 
 
-# Measured on SmolLM2-135M (f32 weights, CPU): see scripts/kv_quant_accuracy.py. Bounds leave
-# about 2x margin over the measurement.
-MAX_LOGPROB_ERR = {"int8": 0.25, "fp8": 0.6}   # max |log p_quant - log p_f32| over the text's top-1 tokens
-MIN_TOP1_AGREEMENT = {"int8": 0.95, "fp8": 0.90}  # teacher-forced, 64 tokens x 5 prompts
+# Bounds from measurements on SmolLM2-135M (float32 weights, CPU; scripts/kv_quant_accuracy.py,
+# bench/results/2026-12-07_cpu_smollm2_kv_quant_accuracy.json), with ~2x margin:
+# - max |log p_quant - log p_f32| of the float32 run's top-1 tokens over the 93-token text below:
+#   int8 0.118, fp8 0.316;
+# - teacher-forced top-1 agreement over 64 tokens x 5 prompts: int8 0.988, fp8 0.984 (4 and 5
+#   misses of 320; the bound allows 16);
+# - perplexity of the reference paragraph relative to float32 KV: int8 +0.33%, fp8 +1.15% (fp8's
+#   3 mantissa bits give ~3x int8's per-value error on rows without outliers; issue 14's 0.5%
+#   gate holds for int8 only, see docs/quantization.md).
+MAX_LOGPROB_ERR = {"int8": 0.25, "fp8": 0.6}
+MIN_TOP1_AGREEMENT = {"int8": 0.95, "fp8": 0.95}
+MAX_PPL_REL = {"int8": 0.01, "fp8": 0.025}
 
 
 @pytest.mark.parametrize("kv", ["int8", "fp8"])
@@ -79,6 +87,22 @@ def test_logits_close_to_f32_kv(smollm2, kv):
     err = np.abs(got[np.arange(len(ids)), top] - ref[np.arange(len(ids)), top]).max()
     assert err <= MAX_LOGPROB_ERR[kv], f"{kv}: max logprob error {err:.4f}"
     assert err > 0.0  # the cache really is quantized
+
+
+@pytest.mark.parametrize("kv", ["int8", "fp8"])
+def test_paragraph_perplexity_close_to_f32_kv(smollm2, kv):
+    import json
+
+    from conftest import DATA_DIR
+
+    ids = json.loads((DATA_DIR / "smollm2_reference.json").read_text())["paragraph"]["ids"]
+
+    def ppl(llm):
+        lp = log_softmax(np.asarray(llm.score(ids)).astype(np.float64))
+        return float(np.exp(-lp[np.arange(len(ids) - 1), ids[1:]].mean()))
+
+    rel = ppl(smollm2[kv]) / ppl(smollm2["float32"]) - 1.0
+    assert abs(rel) <= MAX_PPL_REL[kv], f"{kv}: perplexity {rel:+.4%} vs float32 KV"
 
 
 @pytest.mark.parametrize("kv", ["int8", "fp8"])
@@ -127,8 +151,8 @@ def test_prefix_cache_and_preemption_give_the_same_tokens(data_dir, kv):
 @pytest.mark.parametrize("kv", ["int8", "fp8"])
 def test_cuda_quantized_kv_against_bf16_kv(smollm2_gguf, kv):
     """bf16 weights on CUDA: an int8 / fp8 cache holds ~2x the blocks of a bf16 one in the same
-    kv_cache_bytes, reproduces the bf16-KV greedy tokens teacher-forced (top-1) at the CPU bound,
-    and prefix-cache hits give the tokens of misses (>= 90%: 16-bit batches are not batch-invariant)."""
+    kv_cache_bytes, reproduces the bf16-KV greedy tokens teacher-forced (top-1 >= 90%: bf16 weights
+    and activations add their own rounding), and prefix-cache hits give the tokens of misses (>= 90%: 16-bit batches are not batch-invariant)."""
     kw = dict(device="cuda", dtype="bfloat16", kv_cache_bytes=64 << 20, max_num_seqs=8)
     ref = eli.LLM(str(smollm2_gguf), kv_cache_dtype="bfloat16", **kw)
     q = eli.LLM(str(smollm2_gguf), kv_cache_dtype=kv, enable_prefix_caching=True, **kw)
@@ -143,7 +167,7 @@ def test_cuda_quantized_kv_against_bf16_kv(smollm2_gguf, kv):
         pred = np.asarray(q.score(seq))[len(p["prompt_token_ids"]) - 1:len(seq) - 1].argmax(axis=-1)
         agree += int((pred == np.array(o.token_ids)).sum())
         total += len(o.token_ids)
-    assert agree / total >= MIN_TOP1_AGREEMENT[kv], f"{kv}: top-1 agreement {agree}/{total}"
+    assert agree / total >= 0.9, f"{kv}: top-1 agreement {agree}/{total} against bf16 KV"
     first = [o.token_ids for o in q.generate(prompts, greedy(16))]
     again = [o.token_ids for o in q.generate(prompts, greedy(16))]
     same = sum(a == b for x, y in zip(first, again) for a, b in zip(x, y))

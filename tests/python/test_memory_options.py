@@ -68,7 +68,7 @@ def test_bfloat16_kv_on_cpu_is_unsupported(data_dir):
         ["generate", "--gpu-memory-utilization", "0", "hi"],
         ["generate", "--gpu-memory-utilization", "1.5", "hi"],
         ["generate", "--gpu-memory-utilization", "most", "hi"],
-        ["chat", "--kv-cache-dtype", "fp8"],
+        ["chat", "--kv-cache-dtype", "int4"],
         ["serve", "--gpu-memory-utilization", "-1"],
     ],
 )
