@@ -18,7 +18,9 @@
 // Build: cmake -DELI_CUDA=ON -DELI_BUILD_BENCH=ON ... && cmake --build B --target eli_cuda_decode_step_bench
 // Run:   eli_cuda_decode_step_bench MODEL_DIR [MODEL_DIR...] [--json out.json]
 //        env ELI_STEP_BENCH_BATCHES (default "1"; e.g. "1,64,256"), ELI_STEP_BENCH_CONTEXTS
-//        (default "128,4096"), ELI_STEP_BENCH_ITERS (timed replays, default 50).
+//        (default "128,4096"), ELI_STEP_BENCH_ITERS (timed replays, default 50),
+//        ELI_STEP_BENCH_KV_DTYPES (default "bf16"; e.g. "bf16,int8,fp8": the KV cache's dtype;
+//        a configuration whose cache does not fit the card is skipped with a note).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -93,6 +95,25 @@ double read_ceiling() {
   CHECK_CUDA(cudaFree(buf));
   CHECK_CUDA(cudaFree(sink));
   return static_cast<double>(bytes) / median(t);
+}
+
+std::vector<std::string> str_list(const char* env, std::vector<std::string> fallback) {
+  const char* text = std::getenv(env);
+  if (text == nullptr || *text == '\0') return fallback;
+  std::vector<std::string> out;
+  std::string s(text);
+  for (size_t pos = 0; pos <= s.size();) {
+    const size_t comma = std::min(s.find(',', pos), s.size());
+    if (comma > pos) out.push_back(s.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
+  return out.empty() ? fallback : out;
+}
+
+DType kv_dtype_of(const std::string& name) {
+  if (name == "int8") return DType::kI8;
+  if (name == "fp8") return DType::kF8E4M3;
+  return parse_dtype(name);
 }
 
 std::vector<int64_t> int_list(const char* env, std::vector<int64_t> fallback) {
@@ -183,7 +204,7 @@ Batch decode_batch(int64_t b, int64_t ctx, bool two_groups, int32_t vocab) {
 }
 
 struct Row {
-  std::string model, variant;
+  std::string model, variant, kv_dtype;
   int64_t batch = 0, ctx = 0;
   double us = 0, bytes = 0;
 };
@@ -223,6 +244,7 @@ int main(int argc, char** argv) {
   const std::vector<int64_t> batches = int_list("ELI_STEP_BENCH_BATCHES", {1});
   const std::vector<int64_t> contexts = int_list("ELI_STEP_BENCH_CONTEXTS", {128, 4096});
   const int iters = static_cast<int>(int_list("ELI_STEP_BENCH_ITERS", {50})[0]);
+  const std::vector<std::string> kv_dtypes = str_list("ELI_STEP_BENCH_KV_DTYPES", {"bf16"});
   cudaDeviceProp prop{};
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   const double read_bw = read_ceiling();
@@ -244,6 +266,7 @@ int main(int argc, char** argv) {
       const int64_t max_b = *std::max_element(batches.begin(), batches.end());
       runner.reserve(std::max<int64_t>(max_b, 16), std::max<int64_t>(max_b, 16));
       const KvGroups groups = kv_groups_for(spec);
+      for (const std::string& kv_name : kv_dtypes)
       for (int64_t ctx : contexts) {
         for (int64_t b : batches) {
           KvCacheShape ks;
@@ -251,13 +274,21 @@ int main(int argc, char** argv) {
           ks.block_size = kBlockSize;
           ks.n_kv_heads = spec.n_kv_heads;
           ks.head_dim = spec.head_dim;
-          ks.dtype = DType::kBF16;
+          ks.dtype = kv_dtype_of(kv_name);
+          ks.quantized_query_dtype = DType::kBF16;
           ks.n_blocks = b * ((ctx + kBlockSize - 1) / kBlockSize);
           if (groups.n_groups() == 2) {
             ks.layer_group = groups.layer_group;
             ks.n_blocks1 = ks.n_blocks;
           }
           for (int g = 0; g < groups.n_groups(); ++g) ks.group_window[g] = groups.window[static_cast<size_t>(g)];
+          size_t free_b = 0, total_b = 0;
+          CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
+          if (ks.nbytes() + (size_t{2} << 30) > free_b) {
+            std::printf("%-32s B=%-4lld ctx=%-6lld kv %-5s skipped: its KV cache (%.1f GB) does not fit\n", dir.c_str(),
+                        static_cast<long long>(b), static_cast<long long>(ctx), kv_name.c_str(), ks.nbytes() * 1e-9);
+            continue;
+          }
           KvCache kv(*device, ks);
           const Batch batch = decode_batch(b, ctx, groups.n_groups() == 2, static_cast<int32_t>(spec.vocab_size));
           // Bytes one step reads: every weight once, and the K/V of the context in every layer.
@@ -274,9 +305,9 @@ int main(int argc, char** argv) {
               OpAblation ablate(v.off);
               us = time_steps(runner, batch, kv, iters);
             }
-            rows.push_back({dir, v.name, b, ctx, us, bytes});
-            std::printf("%-32s B=%-4lld ctx=%-6lld %-26s %9.1f us", dir.c_str(), static_cast<long long>(b),
-                        static_cast<long long>(ctx), v.name.c_str(), us);
+            rows.push_back({dir, v.name, kv_name, b, ctx, us, bytes});
+            std::printf("%-32s B=%-4lld ctx=%-6lld kv %-5s %-26s %9.1f us", dir.c_str(), static_cast<long long>(b),
+                        static_cast<long long>(ctx), kv_name.c_str(), v.name.c_str(), us);
             if (v.name == "full") {
               full_us = us;
               std::printf("  %.0f GB/s, %.0f%% of the read ceiling", bytes / (us * 1e-6) * 1e-9,
@@ -304,9 +335,9 @@ int main(int argc, char** argv) {
                  read_bw * 1e-9);
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
-      std::fprintf(f, "%s\n  {\"model\": \"%s\", \"variant\": \"%s\", \"batch\": %lld, \"ctx\": %lld, \"step_us\": %.2f, "
-                      "\"bytes\": %.0f}",
-                   i == 0 ? "" : ",", r.model.c_str(), r.variant.c_str(), static_cast<long long>(r.batch),
+      std::fprintf(f, "%s\n  {\"model\": \"%s\", \"variant\": \"%s\", \"kv_dtype\": \"%s\", \"batch\": %lld, \"ctx\": %lld, "
+                      "\"step_us\": %.2f, \"bytes\": %.0f}",
+                   i == 0 ? "" : ",", r.model.c_str(), r.variant.c_str(), r.kv_dtype.c_str(), static_cast<long long>(r.batch),
                    static_cast<long long>(r.ctx), r.us, r.bytes);
     }
     std::fprintf(f, "\n]}\n");

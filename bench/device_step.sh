@@ -6,7 +6,7 @@
 # A summary is printed last.
 #   usage: bench/device_step.sh [gtest filter, default 'Cuda*'] ; env ELI_STEP_SKIP_TESTS=1 (builds
 #          only the step bench), ELI_STEP_JOBS (build jobs), ELI_STEP_SHAPES (default "1b 8b"),
-#          ELI_STEP_BENCH_{BATCHES,CONTEXTS,ITERS} (see the bench), GTEST_PREFIX (default build/gtest_prefix)
+#          ELI_STEP_BENCH_{BATCHES,CONTEXTS,ITERS,KV_DTYPES} (see the bench), GTEST_PREFIX (default build/gtest_prefix)
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${OUT:-$ROOT/device_out}"

@@ -41,6 +41,11 @@ void add_cpu_isa(std::vector<KernelEntry>& t, const char* variant, int prio, boo
   t.push_back({Op::kGatedAct, kCpu, DType::kF32, variant, prio, gated_act_cpu<I>, usable});
   t.push_back({Op::kRopeKvWrite, kCpu, DType::kF32, variant, prio, rope_kv_write_cpu<I>, usable});
   t.push_back({Op::kAttention, kCpu, DType::kF32, variant, prio, attention_cpu<I>, usable});
+  // Quantized KV cache (int8 / fp8 e4m3 with per-(slot, kv head) scales).
+  t.push_back({Op::kRopeKvWrite, kCpu, DType::kI8, variant, prio, rope_kv_write_cpu_i8<I>, usable});
+  t.push_back({Op::kRopeKvWrite, kCpu, DType::kF8E4M3, variant, prio, rope_kv_write_cpu_fp8<I>, usable});
+  t.push_back({Op::kAttention, kCpu, DType::kI8, variant, prio, attention_cpu_i8<I>, usable});
+  t.push_back({Op::kAttention, kCpu, DType::kF8E4M3, variant, prio, attention_cpu_fp8<I>, usable});
 }
 
 // GGUF block matmuls (WeightFormat::kGgufBlocks): x quantized per block to 8 bits, integer dot
@@ -94,6 +99,10 @@ std::vector<KernelEntry> build_kernel_table() {
   t.push_back({Op::kRopeKvWrite, kCpu, DType::kF32, "ref", kPrioRef, rope_kv_write_ref_f32, nullptr});
   t.push_back({Op::kRopeKvWrite, kCpu, DType::kBF16, "ref", kPrioRef, rope_kv_write_ref_bf16, nullptr});
   t.push_back({Op::kRopeKvWrite, kCpu, DType::kF16, "ref", kPrioRef, rope_kv_write_ref_f16, nullptr});
+  t.push_back({Op::kRopeKvWrite, kCpu, DType::kI8, "ref", kPrioRef, rope_kv_write_ref_i8, nullptr});
+  t.push_back({Op::kRopeKvWrite, kCpu, DType::kF8E4M3, "ref", kPrioRef, rope_kv_write_ref_fp8, nullptr});
+  t.push_back({Op::kAttention, kCpu, DType::kI8, "ref", kPrioRef, attention_ref_i8, nullptr});
+  t.push_back({Op::kAttention, kCpu, DType::kF8E4M3, "ref", kPrioRef, attention_ref_fp8, nullptr});
   t.push_back({Op::kSample, kCpu, DType::kF32, "ref", kPrioRef, sample_ref, nullptr});
   t.push_back({Op::kScatterTokens, kCpu, DType::kF32, "ref", kPrioRef, scatter_tokens_ref, nullptr});
   for (DType q : kGgufBlockTypes) {

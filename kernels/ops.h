@@ -5,7 +5,8 @@
 // nh = query heads, nkv = kv heads, hd = head dim, B = KV block size, NB = blocks in the pool.
 // One op set serves every device and dtype (the forward pass is written once, runtime/model): the
 // residual stream is f32; the operands of the big matrix products and the KV cache are f32 or a
-// 16-bit type (bf16 / f16, never mixed within a model), named beside their void* pointers. The
+// 16-bit type (bf16 / f16, never mixed within a model), named beside their void* pointers; the KV
+// cache may also be int8 / fp8 e4m3 with per-(token, kv head) scales (kernels/ref/kv_quant.h). The
 // registry key's dtype is the weight (or cache) dtype; every op has a reference in kernels/ref.
 #pragma once
 
@@ -87,6 +88,10 @@ struct AttentionArgs {
   // Device scratch for split-K partial results (nullptr: no split-K); see attention_workspace_bytes.
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
+  // Quantized KV cache (registry dtype kI8 / kF8E4M3, kernels/ref/kv_quant.h): one f32 scale per
+  // (slot, kv head), (NB, B, nkv); a cached value is stored * scale. nullptr for f32/16-bit caches.
+  const float* k_scale = nullptr;
+  const float* v_scale = nullptr;
 };
 
 struct DequantArgs {
@@ -174,6 +179,10 @@ struct RopeKvWriteArgs {
   float attention_scaling; // multiplies cos and sin (YaRN / LongRoPE mscale; 1 otherwise)
   float norm_eps;
   DType q_dtype = DType::kBF16;
+  // Quantized KV cache (kI8 / kF8E4M3): each written (slot, kv head) row of k and v gets its scale
+  // amax / qmax here, (NB, B, nkv); see AttentionArgs. nullptr for f32/16-bit caches.
+  float* k_scale = nullptr;
+  float* v_scale = nullptr;
 };
 
 // Op::kScatterTokens (dtype kI32-agnostic, registered under F32): with asynchronous scheduling the

@@ -14,9 +14,13 @@ template <CpuIsaKind I> void gemm_cpu_bf16(const void* args, const ExecContext& 
 template <CpuIsaKind I> void gemv_cpu_f32(const void* args, const ExecContext& ctx);       // GemvArgs
 template <CpuIsaKind I> void gemv_cpu_bf16(const void* args, const ExecContext& ctx);      // GemvArgs
 template <CpuIsaKind I> void attention_cpu(const void* args, const ExecContext& ctx);      // AttentionArgs
+template <CpuIsaKind I> void attention_cpu_i8(const void* args, const ExecContext& ctx);   // int8 KV cache
+template <CpuIsaKind I> void attention_cpu_fp8(const void* args, const ExecContext& ctx);  // fp8 e4m3 KV cache
 template <CpuIsaKind I> void norm_cast_cpu(const void* args, const ExecContext& ctx);      // NormCastArgs
 template <CpuIsaKind I> void gated_act_cpu(const void* args, const ExecContext& ctx);      // GatedActArgs
 template <CpuIsaKind I> void rope_kv_write_cpu(const void* args, const ExecContext& ctx);  // RopeKvWriteArgs
+template <CpuIsaKind I> void rope_kv_write_cpu_i8(const void* args, const ExecContext& ctx);   // int8 KV
+template <CpuIsaKind I> void rope_kv_write_cpu_fp8(const void* args, const ExecContext& ctx);  // fp8 KV
 template <CpuIsaKind I> void embedding_cpu_f32(const void* args, const ExecContext& ctx);  // EmbeddingArgs
 template <CpuIsaKind I> void embedding_cpu_bf16(const void* args, const ExecContext& ctx); // EmbeddingArgs
 

@@ -1,6 +1,7 @@
 // kernels/cpu/elementwise_cpu.cc: threaded CPU drivers of the small ops (Embedding, NormCast,
-// GatedAct, RopeKvWrite; f32 activations and KV cache), parallel over rows/tokens, inner loops from
-// cpu_isa.h. Semantics as the references (kernels/ref).
+// GatedAct, RopeKvWrite; f32 activations, KV cache f32 or int8 / fp8 e4m3 with per-(slot, kv head)
+// scales quantized here as kernels/ref/kv_quant.h says), parallel over rows/tokens, inner loops
+// from cpu_isa.h. Semantics as the references (kernels/ref).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -9,6 +10,7 @@
 #include "eli/error.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/ref/activation.h"
+#include "kernels/ref/kv_quant.h"
 #include "runtime/core/thread_pool.h"
 
 namespace eli {
@@ -85,14 +87,18 @@ void gated_act_run(const GatedActArgs& a, const CpuIsa& isa, ThreadPool* pool) {
   }, row_grain(a.inter));
 }
 
-// Per token: q/k RMSNorm (optional), RoPE of q and k, q -> q_out, k/v -> their cache slots (f32).
-void rope_kv_write_run(const RopeKvWriteArgs& a, const CpuIsa& isa, ThreadPool* pool) {
+// Per token: q/k RMSNorm (optional), RoPE of q and k, q -> q_out, k/v -> their cache slots (f32,
+// or quantized per (slot, kv head) row with its scale for an int8 / fp8 cache).
+void rope_kv_write_run(const RopeKvWriteArgs& a, DType cache, const CpuIsa& isa, ThreadPool* pool) {
   ELI_CHECK(a.rot_dim >= 0 && a.rot_dim % 2 == 0 && a.rot_dim <= a.head_dim, "rope: bad rot_dim ", a.rot_dim,
             " for head_dim ", a.head_dim);
   ELI_CHECK_KIND(kUnsupported, a.q_dtype == DType::kF32, "CPU rope_kv_write writes float32 queries, not ",
                  dtype_name(a.q_dtype));
   const int64_t hd = a.head_dim, nh = a.n_heads, nkv = a.n_kv_heads, half = a.rot_dim / 2;
   const int64_t kv_row = nkv * hd;
+  const bool quant = kv_dtype_quantized(cache);
+  ELI_CHECK(!quant || (a.k_scale != nullptr && a.v_scale != nullptr), "rope_kv_write: a ", dtype_name(cache),
+            " KV cache needs k_scale and v_scale");
   float* q_out = static_cast<float*>(a.q_out);
   float* k_cache = static_cast<float*>(a.k_cache);
   float* v_cache = static_cast<float*>(a.v_cache);
@@ -130,6 +136,15 @@ void rope_kv_write_run(const RopeKvWriteArgs& a, const CpuIsa& isa, ThreadPool* 
         }
         if (half > 0) isa.rope_row(krow.data() + h * hd, cs.data(), cs.data() + half, half);
       }
+      if (quant) {
+        const float* v = row + (nh + nkv) * hd;
+        for (int64_t h = 0; h < nkv; ++h) {
+          const int64_t r = slot * nkv + h;  // byte offset r * hd: one byte per element
+          a.k_scale[r] = kv_quantize_row(krow.data() + h * hd, hd, cache, static_cast<uint8_t*>(a.k_cache) + r * hd);
+          a.v_scale[r] = kv_quantize_row(v + h * hd, hd, cache, static_cast<uint8_t*>(a.v_cache) + r * hd);
+        }
+        continue;
+      }
       std::memcpy(k_cache + slot * kv_row, krow.data(), sizeof(float) * kv_row);
       std::memcpy(v_cache + slot * kv_row, row + (nh + nkv) * hd, sizeof(float) * kv_row);
     }
@@ -156,12 +171,22 @@ void gated_act_cpu(const void* args, const ExecContext& ctx) {
 }
 template <CpuIsaKind I>
 void rope_kv_write_cpu(const void* args, const ExecContext& ctx) {
-  rope_kv_write_run(*static_cast<const RopeKvWriteArgs*>(args), isa_table<I>(), ctx.pool);
+  rope_kv_write_run(*static_cast<const RopeKvWriteArgs*>(args), DType::kF32, isa_table<I>(), ctx.pool);
+}
+template <CpuIsaKind I>
+void rope_kv_write_cpu_i8(const void* args, const ExecContext& ctx) {
+  rope_kv_write_run(*static_cast<const RopeKvWriteArgs*>(args), DType::kI8, isa_table<I>(), ctx.pool);
+}
+template <CpuIsaKind I>
+void rope_kv_write_cpu_fp8(const void* args, const ExecContext& ctx) {
+  rope_kv_write_run(*static_cast<const RopeKvWriteArgs*>(args), DType::kF8E4M3, isa_table<I>(), ctx.pool);
 }
 ELI_CPU_INSTANTIATE(embedding_cpu_f32)
 ELI_CPU_INSTANTIATE(embedding_cpu_bf16)
 ELI_CPU_INSTANTIATE(norm_cast_cpu)
 ELI_CPU_INSTANTIATE(gated_act_cpu)
 ELI_CPU_INSTANTIATE(rope_kv_write_cpu)
+ELI_CPU_INSTANTIATE(rope_kv_write_cpu_i8)
+ELI_CPU_INSTANTIATE(rope_kv_write_cpu_fp8)
 
 }  // namespace eli

@@ -20,6 +20,9 @@
 //   in the prefill kernel each decode row would cost a 64-row tile per q head, re-reading the
 //   sequence's K/V once per q head of its group.
 // Semantics are attention_ref_bf16's / attention_ref_f16's (kernels/ref/attention_ref.cc).
+// An int8 / fp8 cache (attention_i8_cuda / attention_fp8_cuda, attention_quant_cuda below): decode
+// batches run the same split-K decode kernel on the stored bytes and their scales (q / out f32 or
+// bf16); everything else runs the compressed-KV kernel of attention_kvquant.cu.
 // Contract beyond the args struct: a nonzero max_query_len bounds every sequence's query count
 // (the workspace is laid out for n_seqs * max_query_len tokens); launches that may run at the same
 // time (other streams, graphs replayed concurrently) must use different workspaces: each workspace
@@ -35,6 +38,7 @@
 #include "eli/dtype.h"
 #include "eli/error.h"
 #include "kernels/cuda/attention_bf16.cuh"
+#include "kernels/cuda/attention_kvquant_kernel.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda_tuning_knobs.h"
@@ -92,10 +96,11 @@ int64_t choose_splits(int64_t units, int64_t slots, int64_t max_splits) {
 }
 
 // Positions per split at least (the kAttnMinSplit knob > 0 overrides, for tuning).
-int64_t min_split_len_for(int64_t head_dim) {
+int64_t min_split_len_for(int64_t head_dim, int64_t bytes_per_value) {
   const int64_t forced = cuda::knob(cuda::Knob::kAttnMinSplit);
   if (forced > 0) return forced;
-  return std::max(kMinSplitLenFloor, kMinSplitBytes / (4 * std::max<int64_t>(head_dim, 1)));  // K + V, 2 bytes each
+  // K + V of bytes_per_value each (2: a 16-bit cache; 1: int8 / fp8, whose scales are not counted).
+  return std::max(kMinSplitLenFloor, kMinSplitBytes / (2 * bytes_per_value * std::max<int64_t>(head_dim, 1)));
 }
 
 bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
@@ -142,28 +147,48 @@ int set_query_chunks(attn::Params<T>& p, int64_t max_q) {
   return qmax;
 }
 
-template <typename T>
-void attention_half_cuda(const void* args_ptr, const ExecContext& ctx) {
-  constexpr DType kCache = CacheType<T>::kDType, kOther = CacheType<T>::kOther;
-  const AttentionArgs& a = *static_cast<const AttentionArgs*>(args_ptr);
-  ELI_CHECK(a.n_kv_heads > 0 && a.n_heads > 0 && a.n_heads % a.n_kv_heads == 0, "attention: n_heads ", a.n_heads,
-            " not a positive multiple of n_kv_heads ", a.n_kv_heads);
-  ELI_CHECK(a.block_size > 0 && a.block_size <= INT32_MAX && a.head_dim > 0, "attention: bad block_size/head_dim");
-  ELI_CHECK_KIND(kUnsupported, a.head_dim <= attn::kMaxHeadDim, "attention: head_dim ", a.head_dim,
-                 " exceeds the CUDA 16-bit-cache kernels' limit of ", attn::kMaxHeadDim);
-  ELI_CHECK_KIND(kUnsupported, a.q_dtype != kOther && a.out_dtype != kOther, "attention: q ",
-                 dtype_name(a.q_dtype), " / out ", dtype_name(a.out_dtype), " with a ", dtype_name(kCache),
-                 " KV cache: the 16-bit q and out must be of the cache's type (", dtype_name(kCache), ") or f32");
-  ELI_CHECK(a.q_dtype == DType::kF32 || a.q_dtype == kCache, "attention: q must be f32 or ", dtype_name(kCache),
-            ", not ", dtype_name(a.q_dtype));
-  ELI_CHECK(a.out_dtype == DType::kF32 || a.out_dtype == kCache, "attention: out must be f32 or ", dtype_name(kCache),
-            ", not ", dtype_name(a.out_dtype));
-  ELI_CHECK(a.n_seqs >= 0 && a.max_blocks_per_seq >= 0 && a.max_query_len >= 0, "attention: negative size");
-  if (a.n_seqs == 0) return;
-  ELI_CHECK(a.n_seqs <= kMaxGridYZ && a.n_heads <= kMaxGridYZ, "attention: ", a.n_seqs, " sequences or ",
-            a.n_heads, " heads exceed the grid limit");
+// The split-K decode kernel for a decode-like batch (every sequence at most kDecodeMaxQueryLen
+// queries): splits chosen for full waves, within the workspace and the split counters. KV: the
+// stored element type (bytes_per_value of it per cached value: the split length bound).
+template <typename T, typename KV>
+void run_decode(attn::Params<T>& p, const AttentionArgs& a, int64_t bytes_per_value, cudaStream_t stream) {
+  const int qmax = set_query_chunks(p, a.max_query_len);
+  // Splits: at most kAttentionMaxSplits, at least min_split_len_for(hd) positions each, within the
+  // workspace; among those, the fewest whose wave efficiency is near the best (choose_splits).
+  int64_t span = p.kv_cap;
+  if (a.max_context_len > 0) span = std::min(span, a.max_context_len);
+  if (a.sliding_window > 0) span = std::min(span, a.sliding_window + a.max_query_len - 1);
+  const int64_t min_split_len = min_split_len_for(a.head_dim, bytes_per_value);
+  int64_t max_splits = std::min<int64_t>(kAttentionMaxSplits, ceil_div(std::max<int64_t>(span, 1), min_split_len));
+  const int64_t ws_tokens = a.n_seqs * a.max_query_len;
+  const size_t per_split = static_cast<size_t>(ws_tokens) * a.n_heads * (a.head_dim + 2) * sizeof(float);
+  if (a.workspace != nullptr && aligned(a.workspace, 16)) {
+    max_splits = std::min<int64_t>(max_splits, static_cast<int64_t>(a.workspace_bytes / per_split));
+  } else {
+    max_splits = 1;
+  }
+  // Each query chunk's splits need an arrival counter (more chunks than that never split anyway:
+  // their CTAs fill many waves on their own).
+  if (a.n_seqs * a.n_kv_heads * p.n_qchunks_cap > attn::kDecodeSlotCounters) max_splits = 1;
+  int64_t splits = 1;
+  if (max_splits > 1) {
+    const int64_t units = a.n_seqs * a.n_kv_heads * p.n_qchunks;
+    splits = choose_splits(units, sm_count() * attn::decode_ctas_per_sm<T, KV>(p, qmax), max_splits);
+  }
+  if (splits > 1) p.counter_slot = attn::decode_counter_slot(a.workspace);
+  if (splits > 1 && p.counter_slot >= 0) {
+    p.n_splits = static_cast<int>(splits);
+    p.ws_tokens = ws_tokens;
+    p.ws_o = static_cast<float*>(a.workspace);
+    p.ws_m = p.ws_o + ws_tokens * a.n_heads * splits * a.head_dim;
+    p.ws_l = p.ws_m + ws_tokens * a.n_heads * splits;
+  }
+  attn::launch_decode<T, KV>(p, qmax, stream);
+}
 
-  const bool q_half = a.q_dtype == kCache, out_half = a.out_dtype == kCache;
+// AttentionArgs flattened for the kernels, before the launch decisions (splits, query chunks).
+template <typename T>
+attn::Params<T> make_params(const AttentionArgs& a, bool q_half, bool out_half) {
   attn::Params<T> p{};
   p.out = a.out;
   p.q = a.q;
@@ -199,6 +224,32 @@ void attention_half_cuda(const void* args_ptr, const ExecContext& ctx) {
   for (int b = 0; b < 31; ++b) {
     if ((int64_t{1} << b) == a.block_size) p.bs_shift = b;
   }
+  return p;
+}
+
+template <typename T>
+void attention_half_cuda(const void* args_ptr, const ExecContext& ctx) {
+  constexpr DType kCache = CacheType<T>::kDType, kOther = CacheType<T>::kOther;
+  const AttentionArgs& a = *static_cast<const AttentionArgs*>(args_ptr);
+  ELI_CHECK(a.n_kv_heads > 0 && a.n_heads > 0 && a.n_heads % a.n_kv_heads == 0, "attention: n_heads ", a.n_heads,
+            " not a positive multiple of n_kv_heads ", a.n_kv_heads);
+  ELI_CHECK(a.block_size > 0 && a.block_size <= INT32_MAX && a.head_dim > 0, "attention: bad block_size/head_dim");
+  ELI_CHECK_KIND(kUnsupported, a.head_dim <= attn::kMaxHeadDim, "attention: head_dim ", a.head_dim,
+                 " exceeds the CUDA 16-bit-cache kernels' limit of ", attn::kMaxHeadDim);
+  ELI_CHECK_KIND(kUnsupported, a.q_dtype != kOther && a.out_dtype != kOther, "attention: q ",
+                 dtype_name(a.q_dtype), " / out ", dtype_name(a.out_dtype), " with a ", dtype_name(kCache),
+                 " KV cache: the 16-bit q and out must be of the cache's type (", dtype_name(kCache), ") or f32");
+  ELI_CHECK(a.q_dtype == DType::kF32 || a.q_dtype == kCache, "attention: q must be f32 or ", dtype_name(kCache),
+            ", not ", dtype_name(a.q_dtype));
+  ELI_CHECK(a.out_dtype == DType::kF32 || a.out_dtype == kCache, "attention: out must be f32 or ", dtype_name(kCache),
+            ", not ", dtype_name(a.out_dtype));
+  ELI_CHECK(a.n_seqs >= 0 && a.max_blocks_per_seq >= 0 && a.max_query_len >= 0, "attention: negative size");
+  if (a.n_seqs == 0) return;
+  ELI_CHECK(a.n_seqs <= kMaxGridYZ && a.n_heads <= kMaxGridYZ, "attention: ", a.n_seqs, " sequences or ",
+            a.n_heads, " heads exceed the grid limit");
+
+  const bool q_half = a.q_dtype == kCache, out_half = a.out_dtype == kCache;
+  attn::Params<T> p = make_params<T>(a, q_half, out_half);
   cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
 
   p.decode_q_max = 0;
@@ -210,38 +261,7 @@ void attention_half_cuda(const void* args_ptr, const ExecContext& ctx) {
     p.decode_q_max = 1;  // decode rows (1 query: the smallest kernel variant for the group)
     attn::launch_decode<T>(p, set_query_chunks(p, 1), stream);
   } else if (a.max_query_len > 0 && a.max_query_len <= kDecodeMaxQueryLen) {
-    const int qmax = set_query_chunks(p, a.max_query_len);
-    // Splits: at most kAttentionMaxSplits, at least min_split_len_for(hd) positions each, within the
-    // workspace; among those, the fewest whose wave efficiency is near the best (choose_splits).
-    int64_t span = p.kv_cap;
-    if (a.max_context_len > 0) span = std::min(span, a.max_context_len);
-    if (a.sliding_window > 0) span = std::min(span, a.sliding_window + a.max_query_len - 1);
-    const int64_t min_split_len = min_split_len_for(a.head_dim);
-    int64_t max_splits = std::min<int64_t>(kAttentionMaxSplits, ceil_div(std::max<int64_t>(span, 1), min_split_len));
-    const int64_t ws_tokens = a.n_seqs * a.max_query_len;
-    const size_t per_split = static_cast<size_t>(ws_tokens) * a.n_heads * (a.head_dim + 2) * sizeof(float);
-    if (a.workspace != nullptr && aligned(a.workspace, 16)) {
-      max_splits = std::min<int64_t>(max_splits, static_cast<int64_t>(a.workspace_bytes / per_split));
-    } else {
-      max_splits = 1;
-    }
-    // Each query chunk's splits need an arrival counter (more chunks than that never split anyway:
-    // their CTAs fill many waves on their own).
-    if (a.n_seqs * a.n_kv_heads * p.n_qchunks_cap > attn::kDecodeSlotCounters) max_splits = 1;
-    int64_t splits = 1;
-    if (max_splits > 1) {
-      const int64_t units = a.n_seqs * a.n_kv_heads * p.n_qchunks;
-      splits = choose_splits(units, sm_count() * attn::decode_ctas_per_sm<T>(p, qmax), max_splits);
-    }
-    if (splits > 1) p.counter_slot = attn::decode_counter_slot(a.workspace);
-    if (splits > 1 && p.counter_slot >= 0) {
-      p.n_splits = static_cast<int>(splits);
-      p.ws_tokens = ws_tokens;
-      p.ws_o = static_cast<float*>(a.workspace);
-      p.ws_m = p.ws_o + ws_tokens * a.n_heads * splits * a.head_dim;
-      p.ws_l = p.ws_m + ws_tokens * a.n_heads * splits;
-    }
-    attn::launch_decode<T>(p, qmax, stream);
+    run_decode<T, T>(p, a, 2, stream);
     return;
   }
 
@@ -252,9 +272,41 @@ void attention_half_cuda(const void* args_ptr, const ExecContext& ctx) {
   attn::launch_prefill<T>(p, q_tiles, stream);
 }
 
+// An int8 / fp8 cache (KV = int8_t / __nv_fp8_e4m3, kernels/cuda/kv_quant.cuh): a decode-like batch
+// whose shapes the split-K decode kernel's vector layout takes (head_dim % 8 == 0, 8-byte aligned
+// caches; q and out f32 or bf16) runs it with the cache's scales; everything else (prefill, mixed
+// batches, other shapes, f16 activations) runs the compressed-KV kernel (attention_kvquant.cu),
+// which also checks the arguments.
+template <typename KV>
+void attention_quant_cuda(const void* args_ptr, const ExecContext& ctx, DType cache) {
+  const AttentionArgs& a = *static_cast<const AttentionArgs*>(args_ptr);
+  const bool acts = (a.q_dtype == DType::kF32 || a.q_dtype == DType::kBF16) &&
+                    (a.out_dtype == DType::kF32 || a.out_dtype == DType::kBF16);
+  const bool decode = a.max_query_len > 0 && a.max_query_len <= kDecodeMaxQueryLen && acts && a.n_seqs > 0 &&
+                      a.n_seqs <= kMaxGridYZ && a.n_kv_heads > 0 && a.n_heads > 0 && a.n_heads <= kMaxGridYZ &&
+                      a.n_heads % a.n_kv_heads == 0 && a.head_dim > 0 && a.head_dim % 8 == 0 &&
+                      a.head_dim <= attn::kMaxHeadDim && a.block_size > 0 && a.block_size <= INT32_MAX &&
+                      a.max_blocks_per_seq >= 0 && aligned(a.k_cache, 8) && aligned(a.v_cache, 8) &&
+                      a.k_scale != nullptr && a.v_scale != nullptr;
+  if (!decode) {
+    attn_kvq::attention_kvquant_simple(a, ctx, cache);
+    return;
+  }
+  attn::Params<__nv_bfloat16> p = make_params<__nv_bfloat16>(a, a.q_dtype == DType::kBF16, a.out_dtype == DType::kBF16);
+  p.kv_vec = true;  // 8-byte chunks, aligned above
+  p.k_scale = a.k_scale;
+  p.v_scale = a.v_scale;
+  p.decode_q_max = 0;
+  run_decode<__nv_bfloat16, KV>(p, a, 1, static_cast<cudaStream_t>(ctx.stream));
+}
+
 }  // namespace
 
 void attention_bf16_cuda(const void* args, const ExecContext& ctx) { attention_half_cuda<__nv_bfloat16>(args, ctx); }
 void attention_f16_cuda(const void* args, const ExecContext& ctx) { attention_half_cuda<__half>(args, ctx); }
+void attention_i8_cuda(const void* args, const ExecContext& ctx) { attention_quant_cuda<int8_t>(args, ctx, DType::kI8); }
+void attention_fp8_cuda(const void* args, const ExecContext& ctx) {
+  attention_quant_cuda<__nv_fp8_e4m3>(args, ctx, DType::kF8E4M3);
+}
 
 }  // namespace eli

@@ -71,6 +71,10 @@ struct Params {
   float* ws_m;                 // (T_bound, nh, n_splits) running max (log2 domain)
   float* ws_l;                 // (T_bound, nh, n_splits) softmax denominators
   int64_t ws_tokens;           // T_bound: tokens the workspace holds
+  // A compressed cache (decode only, attention_decode_kernel.cuh with KV = int8_t / __nv_fp8_e4m3):
+  // k_cache / v_cache then point at its bytes, and these at its (NB, B, nkv) f32 scales.
+  const float* k_scale;
+  const float* v_scale;
 };
 
 // Visible kv range [*lo, *hi] of a query at position pos (empty when *hi < *lo). Both fit an int:
@@ -216,6 +220,15 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_b
   const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(src_bytes) : "memory");
 }
+// 8 / 4 bytes global -> shared (through L1); src_bytes == 0 writes zeros and reads nothing.
+__device__ __forceinline__ void cp_async8(void* dst, const void* src, int src_bytes) {
+  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;" ::"r"(d), "l"(src), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, int src_bytes) {
+  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(d), "l"(src), "r"(src_bytes) : "memory");
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 // Waits until at most n of this thread's most recent cp.async groups are pending.
 template <int N>
@@ -238,11 +251,13 @@ int decode_counter_slot(const void* workspace);
 // One kernel, grid (n_splits, nkv * n_qchunks, n_seqs); with n_splits > 1 the partials go to the
 // workspace and the last CTA of each query chunk to finish combines them into out. T is the cache
 // type (instantiated for __nv_bfloat16 and __half in attention_decode.cu, its kernels per head-dim
-// layout in attention_decode_<type>_<layout>.cu).
-template <typename T>
+// layout in attention_decode_<type>_<layout>.cu). KV: the stored element type, T (a 16-bit cache)
+// or int8_t / __nv_fp8_e4m3 (a compressed cache read with p.k_scale / p.v_scale; T = bf16 then, the
+// type of a 16-bit q / out; 16-byte layouts only).
+template <typename T, typename KV = T>
 void launch_decode(const Params<T>& p, int qmax, cudaStream_t stream);
-// CTAs of the decode kernel launch_decode<T> would pick that fit on one SM at once.
-template <typename T>
+// CTAs of the decode kernel launch_decode<T, KV> would pick that fit on one SM at once.
+template <typename T, typename KV = T>
 int decode_ctas_per_sm(const Params<T>& p, int qmax);
 // Prefill: q_tiles = grid's tiles of 64 query rows per sequence (grid-stride beyond); T as above
 // (instantiated in attention_prefill_bf16.cu and attention_prefill_f16.cu).

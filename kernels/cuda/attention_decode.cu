@@ -9,6 +9,7 @@
 #include "eli/error.h"
 #include "kernels/cuda/attention_bf16.cuh"
 #include "kernels/cuda/attention_decode.cuh"
+#include "kernels/cuda/kv_quant.cuh"
 #include "runtime/device/cuda/cuda_check.h"
 
 namespace eli {
@@ -54,7 +55,14 @@ void with_layout(const Params<T>& p, F&& f) {
   }
 }
 
-template <typename T>
+// A compressed cache (KV int8_t / __nv_fp8_e4m3) has instances of the 16-byte layouts only (the
+// host sends anything else to attention_kvquant.cu's kernel).
+template <typename T, typename KV>
+constexpr bool has_layout(bool vec) {
+  return vec || cuda::KvQuant<KV>::kQuant == false;
+}
+
+template <typename T, typename KV>
 struct Launch {
   const Params<T>& p;
   int qmax;
@@ -63,17 +71,21 @@ struct Launch {
   cudaStream_t stream;
   template <int TPR, bool VEC>
   void operator()() const {
-    decode::launch_layout<T, TPR, VEC>(p, qmax, grid, counters, stream);
+    if constexpr (has_layout<T, KV>(VEC)) {
+      decode::launch_layout<T, TPR, VEC, KV>(p, qmax, grid, counters, stream);
+    } else {
+      ELI_CHECK(false, "attention decode: a compressed cache needs the 16-byte layout");
+    }
   }
 };
 
-template <typename T>
+template <typename T, typename KV>
 struct Occupancy {
   int qmax;
   int* out;
   template <int TPR, bool VEC>
   void operator()() const {
-    *out = decode::ctas_layout<T, TPR, VEC>(qmax);
+    if constexpr (has_layout<T, KV>(VEC)) *out = decode::ctas_layout<T, TPR, VEC, KV>(qmax);
   }
 };
 
@@ -106,21 +118,21 @@ int decode_counter_slot(const void* workspace) {
   return victim;
 }
 
-template <typename T>
+template <typename T, typename KV>
 void launch_decode(const Params<T>& p, int qmax, cudaStream_t stream) {
   ELI_CHECK(p.n_splits == 1 || (p.n_splits <= kMaxSplits && p.counter_slot >= 0 && p.counter_slot < kCounterSlots &&
                                 static_cast<int64_t>(p.n_seqs) * p.n_kv_heads * p.n_qchunks_cap <= kDecodeSlotCounters),
             "attention decode: bad split-K setup");
   const dim3 grid(static_cast<unsigned>(p.n_splits), static_cast<unsigned>(p.n_kv_heads * p.n_qchunks),
                   static_cast<unsigned>(p.n_seqs));
-  with_layout(p, Launch<T>{p, qmax, grid, p.n_splits > 1 ? split_counters() : nullptr, stream});
+  with_layout(p, Launch<T, KV>{p, qmax, grid, p.n_splits > 1 ? split_counters() : nullptr, stream});
   ELI_CUDA_CHECK_LAUNCH();
 }
 
-template <typename T>
+template <typename T, typename KV>
 int decode_ctas_per_sm(const Params<T>& p, int qmax) {
   int n = 1;
-  with_layout(p, Occupancy<T>{qmax, &n});
+  with_layout(p, Occupancy<T, KV>{qmax, &n});
   return n;
 }
 
@@ -128,6 +140,10 @@ template void launch_decode<__nv_bfloat16>(const Params<__nv_bfloat16>& p, int q
 template void launch_decode<__half>(const Params<__half>& p, int qmax, cudaStream_t stream);
 template int decode_ctas_per_sm<__nv_bfloat16>(const Params<__nv_bfloat16>& p, int qmax);
 template int decode_ctas_per_sm<__half>(const Params<__half>& p, int qmax);
+template void launch_decode<__nv_bfloat16, int8_t>(const Params<__nv_bfloat16>& p, int qmax, cudaStream_t stream);
+template void launch_decode<__nv_bfloat16, __nv_fp8_e4m3>(const Params<__nv_bfloat16>& p, int qmax, cudaStream_t stream);
+template int decode_ctas_per_sm<__nv_bfloat16, int8_t>(const Params<__nv_bfloat16>& p, int qmax);
+template int decode_ctas_per_sm<__nv_bfloat16, __nv_fp8_e4m3>(const Params<__nv_bfloat16>& p, int qmax);
 
 }  // namespace attn
 }  // namespace eli

@@ -19,10 +19,12 @@ constexpr int kMaxSplits = static_cast<int>(kAttentionMaxSplits);
 
 // Launches the kernel of layout <TPR, VEC> for qmax (4 or 8) on grid (n_splits, nkv * n_qchunks,
 // n_seqs); counters: the device's split counters (may be null when p.n_splits == 1).
-template <typename T, int TPR, bool VEC>
+// KV: the stored element type (T, or int8_t / __nv_fp8_e4m3 for a compressed cache: VEC layouts
+// only, instantiated in attention_decode_{i8,fp8}_<layout>.cu).
+template <typename T, int TPR, bool VEC, typename KV = T>
 void launch_layout(const Params<T>& p, int qmax, dim3 grid, unsigned int* counters, cudaStream_t stream);
 // Resident CTAs per SM of the kernel launch_layout picks for qmax on the current device.
-template <typename T, int TPR, bool VEC>
+template <typename T, int TPR, bool VEC, typename KV = T>
 int ctas_layout(int qmax);
 
 }  // namespace decode

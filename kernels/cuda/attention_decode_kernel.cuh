@@ -43,6 +43,14 @@
 // lengths (uploaded before the step) while the previous kernel drains, then waits for it before it
 // touches q or the cache.
 //
+// Compressed cache (KV = int8_t / __nv_fp8_e4m3, kv_cache_dtype int8 / fp8): the same kernel with
+// 8 bytes (8 dims) per lane chunk (8-byte cp.async into the ring's 16-byte slots), VEC layouts
+// only. The tile's rows' K and V scales (one f32 per (slot, kv head), kernels/cuda/kv_quant.cuh) go
+// through the same ring, copied by lane L for row L into a small per-warp array and read by the
+// row's lanes after a __syncwarp; the score of a row is its dot with the stored values times its K
+// scale, and the p the V accumulation uses is p times the row's V scale (the softmax sum is not).
+// Dequantization happens in registers: no dequantized copy of the cache exists.
+//
 // Build layout: this header is included only by the instance files attention_decode_<type>_<layout>.cu,
 // each of which instantiates one (cache type, head-dim layout) pair with ELI_DECODE_INSTANTIATE
 // (4 or 2 kernels: QMAX 4 and 8, ring depth 2 and 3), so the kernels compile in parallel and an
@@ -54,10 +62,12 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "eli/error.h"
 #include "kernels/cuda/attention_bf16.cuh"
 #include "kernels/cuda/attention_decode.cuh"
+#include "kernels/cuda/kv_quant.cuh"
 #include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda_tuning_knobs.h"
 #include "runtime/device/cuda/cuda_check.h"
@@ -152,10 +162,28 @@ __device__ __forceinline__ float reduce_scatter(float (&v)[QMAX], int lane) {
   return v[0];
 }
 
-template <typename T, int TPR, bool VEC, int QMAX, int S>
+// 8 stored values of a compressed cache (the low 8 bytes of u) as floats, unscaled.
+template <typename KV>
+__device__ __forceinline__ void unpack8_quant(const uint4& u, float* f) {
+  if constexpr (std::is_same<KV, int8_t>::value) {
+    const uint32_t w[2] = {u.x, u.y};
+#pragma unroll
+    for (int i = 0; i < 8; ++i) f[i] = static_cast<float>(static_cast<int8_t>((w[i / 4] >> (8 * (i % 4))) & 0xffu));
+  } else {
+    __nv_fp8x4_e4m3 a, b;
+    a.__x = u.x;
+    b.__x = u.y;
+    const float4 fa = static_cast<float4>(a), fb = static_cast<float4>(b);
+    f[0] = fa.x, f[1] = fa.y, f[2] = fa.z, f[3] = fa.w, f[4] = fb.x, f[5] = fb.y, f[6] = fb.z, f[7] = fb.w;
+  }
+}
+
+template <typename T, int TPR, bool VEC, int QMAX, int S, typename KV>
 __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1)
     decode_kernel(const Params<T> p, unsigned int* const split_counters) {
   using H = HalfTraits<T>;
+  constexpr bool kQuant = cuda::KvQuant<KV>::kQuant;
+  static_assert(!kQuant || VEC, "a compressed cache runs the 16-byte layouts only");
   constexpr int RP = 32 / TPR;          // kv rows per pass (per warp)
   constexpr int TR = RP * kPasses;      // kv rows per warp tile
   constexpr int DW = TPR * 8;           // dims covered by a row's lanes (>= head_dim)
@@ -164,6 +192,7 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1)
   static_assert(QMAX <= kWarps && kMaxSplits == 32, "the combine: a warp per query, a lane per split");
   static_assert(sizeof(float) * kWarps * RP * QMAX * DW <= smem_bytes(S), "the merge fits the ring");
   static_assert(S >= kMinStages && S <= kMaxStages, "ring depth");
+  constexpr int kScaleW = kQuant ? kWarps : 1, kScaleS = kQuant ? S : 1, kScaleR = kQuant ? TR : 1;
 
   extern __shared__ uint4 ring[];
   __shared__ __align__(16) float s_p[kWarps][2][kPasses * RP * QMAX];  // p per (pass, row, query)
@@ -172,6 +201,9 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1)
   __shared__ float s_lw[kWarps][RP * QMAX];    // each warp row-lane's softmax sum
   __shared__ float s_cw[QMAX][kMaxSplits];     // last CTA: the weight of each split
   __shared__ int s_last;
+  // Compressed cache: the K and V scales of each ring stage's tile rows (per warp).
+  __shared__ float s_ks[kScaleW][kScaleS][kScaleR];
+  __shared__ float s_vs[kScaleW][kScaleS][kScaleR];
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int r = lane / TPR, c = lane % TPR;
@@ -263,6 +295,14 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1)
       const int row_base = beg + (warp + k * kWarps) * TR;
       const int jl = row_base + lane;
       const int64_t mine = lane < TR && jl < end ? row_offset(p, addr, table, jl) : -1;
+      if constexpr (kQuant) {
+        // Lane L < TR: row L's scales (index slot * nkv + kvh = its offset / hd + kvh).
+        if (lane < TR) {
+          const int64_t srow = mine >= 0 ? mine / hd + kvh : 0;
+          cp_async4(&s_ks[warp][stage][lane], p.k_scale + srow, mine >= 0 ? 4 : 0);
+          cp_async4(&s_vs[warp][stage][lane], p.v_scale + srow, mine >= 0 ? 4 : 0);
+        }
+      }
 #pragma unroll
       for (int i = 0; i < kPasses; ++i) {
         const int64_t o = __shfl_sync(kFull, mine, i * RP + r);
@@ -270,7 +310,10 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1)
         const int64_t off = ok ? o + addr.head_off : 0;
         uint4* const sk = my_ring + ((stage * kPasses + i) * 2) * 32 + lane;
         uint4* const sv = sk + 32;
-        if (VEC) {
+        if constexpr (kQuant) {  // 8 one-byte values: the low half of the slot
+          cp_async8(sk, reinterpret_cast<const uint8_t*>(p.k_cache) + off, ok ? 8 : 0);
+          cp_async8(sv, reinterpret_cast<const uint8_t*>(p.v_cache) + off, ok ? 8 : 0);
+        } else if (VEC) {
           cp_async16(sk, p.k_cache + off, ok ? 16 : 0);
           cp_async16(sv, p.v_cache + off, ok ? 16 : 0);
         } else {
@@ -293,6 +336,7 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1)
       if (k + S - 1 < my_tiles) issue_tile(k + S - 1, refill);
       cp_async_commit();
       cp_async_wait<S - 1>();
+      if constexpr (kQuant) __syncwarp();  // the scales were copied by other lanes
       const int row0 = beg + (warp + k * kWarps) * TR + r;
 
       // Scores of this lane's query for the tile's rows r, r + RP, ... (log2 domain, -inf masked).
@@ -300,7 +344,11 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1)
 #pragma unroll
       for (int i = 0; i < kPasses; ++i) {
         float kf[8];
-        H::unpack8(my_ring[((stage * kPasses + i) * 2) * 32 + lane], kf);
+        if constexpr (kQuant) {
+          unpack8_quant<KV>(my_ring[((stage * kPasses + i) * 2) * 32 + lane], kf);
+        } else {
+          H::unpack8(my_ring[((stage * kPasses + i) * 2) * 32 + lane], kf);
+        }
         float dot[QMAX];
 #pragma unroll
         for (int qi = 0; qi < QMAX; ++qi) {
@@ -309,7 +357,8 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1)
           for (int e = 0; e < 8; ++e) d = fmaf(qr[qi][e], kf[e], d);
           dot[qi] = d;
         }
-        const float full = reduce_scatter<TPR, QMAX>(dot, lane);
+        float full = reduce_scatter<TPR, QMAX>(dot, lane);
+        if constexpr (kQuant) full *= s_ks[kQuant ? warp : 0][kQuant ? stage : 0][kQuant ? i * RP + r : 0];
         const int j = row0 + i * RP;
         sc[i] = j >= vis_lo && j < vis_hi ? full : -INFINITY;
       }
@@ -334,7 +383,11 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1)
       float* const pbuf = s_p[warp][k & 1];
       if (rep0) {
 #pragma unroll
-        for (int i = 0; i < kPasses; ++i) pbuf[(i * RP + r) * QMAX + qsel] = sc[i];
+        for (int i = 0; i < kPasses; ++i) {
+          float pw = sc[i];  // the V rows are stored / v_scale: the weight carries the scale
+          if constexpr (kQuant) pw *= s_vs[kQuant ? warp : 0][kQuant ? stage : 0][kQuant ? i * RP + r : 0];
+          pbuf[(i * RP + r) * QMAX + qsel] = pw;
+        }
         if (r == 0) s_alpha[warp][k & 1][qsel] = alpha;
       }
       // The buffers of this parity were last read in tile k - 2, before every lane passed the
@@ -359,7 +412,11 @@ __global__ void __launch_bounds__(kThreads, QMAX <= 4 ? 2 : 1)
 #pragma unroll
       for (int i = 0; i < kPasses; ++i) {
         float vf[8];
-        H::unpack8(my_ring[((stage * kPasses + i) * 2 + 1) * 32 + lane], vf);
+        if constexpr (kQuant) {
+          unpack8_quant<KV>(my_ring[((stage * kPasses + i) * 2 + 1) * 32 + lane], vf);
+        } else {
+          H::unpack8(my_ring[((stage * kPasses + i) * 2 + 1) * 32 + lane], vf);
+        }
         float pv[QMAX];
 #pragma unroll
         for (int qi = 0; qi < QMAX; qi += 4) {
@@ -503,23 +560,23 @@ inline int current_device() {
 // stays the driver's choice: forcing the largest one (as an earlier version did, for two CTAs per
 // SM) made the SMs switch configurations between this kernel and the GEMVs around it, which cost
 // more than the occupancy gained (bench/cuda_decode_step_bench.cc, the kAttnCarveout knob at 100).
-template <typename T, int TPR, bool VEC, int QMAX, int S>
+template <typename T, int TPR, bool VEC, int QMAX, int S, typename KV>
 void configure_t() {
   static std::atomic<uint64_t> opted{0};
-  allow_dynamic_smem(reinterpret_cast<const void*>(decode_kernel<T, TPR, VEC, QMAX, S>), smem_bytes(S), &opted);
+  allow_dynamic_smem(reinterpret_cast<const void*>(decode_kernel<T, TPR, VEC, QMAX, S, KV>), smem_bytes(S), &opted);
 }
 
 // Resident CTAs per SM of an instantiation on the current device (0: it does not fit at all).
-template <typename T, int TPR, bool VEC, int QMAX, int S>
+template <typename T, int TPR, bool VEC, int QMAX, int S, typename KV>
 int occupancy_of() {
   int optin = 0;
   ELI_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, current_device()));
   cudaFuncAttributes fa{};
-  ELI_CUDA_CHECK(cudaFuncGetAttributes(&fa, decode_kernel<T, TPR, VEC, QMAX, S>));
+  ELI_CUDA_CHECK(cudaFuncGetAttributes(&fa, decode_kernel<T, TPR, VEC, QMAX, S, KV>));
   if (smem_bytes(S) + fa.sharedSizeBytes > static_cast<size_t>(optin)) return 0;
-  configure_t<T, TPR, VEC, QMAX, S>();
+  configure_t<T, TPR, VEC, QMAX, S, KV>();
   int n = 0;
-  ELI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_kernel<T, TPR, VEC, QMAX, S>, kThreads,
+  ELI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_kernel<T, TPR, VEC, QMAX, S, KV>, kThreads,
                                                                smem_bytes(S)));
   return n;
 }
@@ -530,7 +587,7 @@ int occupancy_of() {
 struct RingChoice {
   int stages = kMinStages, ctas = 1;
 };
-template <typename T, int TPR, bool VEC, int QMAX>
+template <typename T, int TPR, bool VEC, int QMAX, typename KV>
 RingChoice ring_choice() {
   static std::atomic<int> cached[64] = {};  // stages * 16 + ctas, 0: not yet
   const int dev = current_device();
@@ -540,10 +597,10 @@ RingChoice ring_choice() {
     const int c = cached[dev].load(std::memory_order_relaxed);
     if (c > 0) return RingChoice{c / 16, c % 16};
   }
-  const int shallow = occupancy_of<T, TPR, VEC, QMAX, kMinStages>();
+  const int shallow = occupancy_of<T, TPR, VEC, QMAX, kMinStages, KV>();
   int deep = 0;  // element loads (!VEC): the shallow ring only
   if constexpr (VEC) {
-    if (forced != kMinStages) deep = occupancy_of<T, TPR, VEC, QMAX, kMaxStages>();
+    if (forced != kMinStages) deep = occupancy_of<T, TPR, VEC, QMAX, kMaxStages, KV>();
   }
   RingChoice r;
   if (deep > 0 && (forced == kMaxStages || deep >= shallow)) {
@@ -555,39 +612,39 @@ RingChoice ring_choice() {
   return r;
 }
 
-template <typename T, int TPR, bool VEC, int QMAX, int S>
+template <typename T, int TPR, bool VEC, int QMAX, int S, typename KV>
 void launch_decode_s(const Params<T>& p, dim3 grid, unsigned int* counters, cudaStream_t stream) {
-  configure_t<T, TPR, VEC, QMAX, S>();
-  cuda::apply_carveout_knob(reinterpret_cast<const void*>(decode_kernel<T, TPR, VEC, QMAX, S>),
+  configure_t<T, TPR, VEC, QMAX, S, KV>();
+  cuda::apply_carveout_knob(reinterpret_cast<const void*>(decode_kernel<T, TPR, VEC, QMAX, S, KV>),
                             cuda::Knob::kAttnCarveout);
-  cuda::launch_kernel(decode_kernel<T, TPR, VEC, QMAX, S>, grid, dim3(kThreads), smem_bytes(S), stream,
+  cuda::launch_kernel(decode_kernel<T, TPR, VEC, QMAX, S, KV>, grid, dim3(kThreads), smem_bytes(S), stream,
                       cuda::pdl_enabled(), p, counters);
 }
 
-template <typename T, int TPR, bool VEC, int QMAX>
+template <typename T, int TPR, bool VEC, int QMAX, typename KV>
 void launch_decode_t(const Params<T>& p, dim3 grid, unsigned int* counters, cudaStream_t stream) {
   if constexpr (VEC) {
-    if (ring_choice<T, TPR, VEC, QMAX>().stages == kMaxStages) {
-      launch_decode_s<T, TPR, VEC, QMAX, kMaxStages>(p, grid, counters, stream);
+    if (ring_choice<T, TPR, VEC, QMAX, KV>().stages == kMaxStages) {
+      launch_decode_s<T, TPR, VEC, QMAX, kMaxStages, KV>(p, grid, counters, stream);
       return;
     }
   }
-  launch_decode_s<T, TPR, VEC, QMAX, kMinStages>(p, grid, counters, stream);
+  launch_decode_s<T, TPR, VEC, QMAX, kMinStages, KV>(p, grid, counters, stream);
 }
 
 // The entry points of one (T, layout) instantiation (attention_decode.cuh).
-template <typename T, int TPR, bool VEC>
+template <typename T, int TPR, bool VEC, typename KV>
 void launch_layout(const Params<T>& p, int qmax, dim3 grid, unsigned int* counters, cudaStream_t stream) {
   if (qmax == 4) {
-    launch_decode_t<T, TPR, VEC, 4>(p, grid, counters, stream);
+    launch_decode_t<T, TPR, VEC, 4, KV>(p, grid, counters, stream);
   } else {
-    launch_decode_t<T, TPR, VEC, 8>(p, grid, counters, stream);
+    launch_decode_t<T, TPR, VEC, 8, KV>(p, grid, counters, stream);
   }
 }
 
-template <typename T, int TPR, bool VEC>
+template <typename T, int TPR, bool VEC, typename KV>
 int ctas_layout(int qmax) {
-  return qmax == 4 ? ring_choice<T, TPR, VEC, 4>().ctas : ring_choice<T, TPR, VEC, 8>().ctas;
+  return qmax == 4 ? ring_choice<T, TPR, VEC, 4, KV>().ctas : ring_choice<T, TPR, VEC, 8, KV>().ctas;
 }
 
 }  // namespace decode
@@ -599,3 +656,9 @@ int ctas_layout(int qmax) {
   template void eli::attn::decode::launch_layout<T, TPR, VEC>(const eli::attn::Params<T>&, int, dim3,       \
                                                                unsigned int*, cudaStream_t);                \
   template int eli::attn::decode::ctas_layout<T, TPR, VEC>(int);
+
+// One (q / out type T, compressed cache type KV, layout) instance: attention_decode_{i8,fp8}_*.cu.
+#define ELI_DECODE_INSTANTIATE_KV(T, KV, TPR, VEC)                                                          \
+  template void eli::attn::decode::launch_layout<T, TPR, VEC, KV>(const eli::attn::Params<T>&, int, dim3,   \
+                                                                   unsigned int*, cudaStream_t);            \
+  template int eli::attn::decode::ctas_layout<T, TPR, VEC, KV>(int);

@@ -11,6 +11,8 @@ void add_cuda_kernels(std::vector<KernelEntry>& table) {
   table.push_back({Op::kAttention, DeviceKind::kCUDA, DType::kF32, "cuda", 10, attention_f32_cuda, nullptr});
   table.push_back({Op::kAttention, DeviceKind::kCUDA, DType::kBF16, "cuda", 10, attention_bf16_cuda, nullptr});
   table.push_back({Op::kAttention, DeviceKind::kCUDA, DType::kF16, "cuda", 10, attention_f16_cuda, nullptr});
+  table.push_back({Op::kAttention, DeviceKind::kCUDA, DType::kI8, "cuda", 10, attention_i8_cuda, nullptr});
+  table.push_back({Op::kAttention, DeviceKind::kCUDA, DType::kF8E4M3, "cuda", 10, attention_fp8_cuda, nullptr});
   table.push_back({Op::kGemv, DeviceKind::kCUDA, DType::kBF16, "cuda", 10, gemv_bf16_cuda, nullptr});
   table.push_back({Op::kGemv, DeviceKind::kCUDA, DType::kF16, "cuda", 10, gemv_f16_cuda, nullptr});
   table.push_back({Op::kGemv, DeviceKind::kCUDA, DType::kF32, "cuda", 10, gemv_f32_cuda, nullptr});
@@ -22,6 +24,8 @@ void add_cuda_kernels(std::vector<KernelEntry>& table) {
   table.push_back({Op::kRopeKvWrite, DeviceKind::kCUDA, DType::kF32, "cuda", 10, rope_kv_write_f32_cuda, nullptr});
   table.push_back({Op::kRopeKvWrite, DeviceKind::kCUDA, DType::kBF16, "cuda", 10, rope_kv_write_bf16_cuda, nullptr});
   table.push_back({Op::kRopeKvWrite, DeviceKind::kCUDA, DType::kF16, "cuda", 10, rope_kv_write_f16_cuda, nullptr});
+  table.push_back({Op::kRopeKvWrite, DeviceKind::kCUDA, DType::kI8, "cuda", 10, rope_kv_write_i8_cuda, nullptr});
+  table.push_back({Op::kRopeKvWrite, DeviceKind::kCUDA, DType::kF8E4M3, "cuda", 10, rope_kv_write_fp8_cuda, nullptr});
   table.push_back({Op::kSample, DeviceKind::kCUDA, DType::kF32, "cuda", 10, sample_cuda, nullptr});
   table.push_back({Op::kScatterTokens, DeviceKind::kCUDA, DType::kF32, "cuda", 10, scatter_tokens_cuda, nullptr});
   add_gguf_cuda_kernels(table);  // GGUF block-quantized weights (kernels/cuda/gguf_kernel_table.cu)

@@ -22,6 +22,8 @@ void attention_f32_cuda(const void* args, const ExecContext& ctx);   // Attentio
 // prefill, split-K decode.
 void attention_bf16_cuda(const void* args, const ExecContext& ctx);  // AttentionArgs, bf16 cache
 void attention_f16_cuda(const void* args, const ExecContext& ctx);   // AttentionArgs, f16 cache
+void attention_i8_cuda(const void* args, const ExecContext& ctx);    // int8 cache + scales (attention_kvquant.cu)
+void attention_fp8_cuda(const void* args, const ExecContext& ctx);   // fp8 e4m3 cache + scales
 // Decode GEMV (kernels/cuda/gemv.cu) and GEMM through cuBLASLt (kernels/cuda/gemm_cublaslt.cu).
 void gemv_bf16_cuda(const void* args, const ExecContext& ctx);       // GemvArgs, bf16 weights
 void gemv_f16_cuda(const void* args, const ExecContext& ctx);        // GemvArgs, f16 weights
@@ -35,6 +37,8 @@ void gated_act_cuda(const void* args, const ExecContext& ctx);       // GatedAct
 void rope_kv_write_f32_cuda(const void* args, const ExecContext& ctx);   // RopeKvWriteArgs, f32 cache
 void rope_kv_write_bf16_cuda(const void* args, const ExecContext& ctx);  // RopeKvWriteArgs, bf16 cache
 void rope_kv_write_f16_cuda(const void* args, const ExecContext& ctx);   // RopeKvWriteArgs, f16 cache
+void rope_kv_write_i8_cuda(const void* args, const ExecContext& ctx);    // int8 cache + scales
+void rope_kv_write_fp8_cuda(const void* args, const ExecContext& ctx);   // fp8 e4m3 cache + scales
 // Sampling on the device (kernels/cuda/sampling.cu).
 void sample_cuda(const void* args, const ExecContext& ctx);          // SampleArgs
 void scatter_tokens_cuda(const void* args, const ExecContext& ctx);  // ScatterTokensArgs

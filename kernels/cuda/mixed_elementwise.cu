@@ -3,7 +3,8 @@
 // (gate|up -> act(gate) * up in bf16, f16 or f32; act SiLU or GELU-tanh), and RopeKvWrite (q/k RMSNorm + RoPE
 // of q and k, q -> q_out, k/v -> their cache slots in one launch; f32, bf16 or f16 cache, q in f32
 // or the cache's 16-bit type; the two 16-bit types never mix: bf16 q with an f16 cache, or f16 q
-// with a bf16 cache, is rejected with kUnsupported).
+// with a bf16 cache, is rejected with kUnsupported; an int8 / fp8 e4m3 cache takes any q dtype and
+// each k / v row is quantized by its warp with its per-(slot, kv head) scale, kv_quant.cuh).
 //
 // Semantics are the references' (kernels/ref/mixed_ref.cc, ref_kernels.h): f32 arithmetic, one
 // rounding (to nearest even; f16 overflows to inf) when a bf16 / f16 value is stored; the RoPE
@@ -22,6 +23,7 @@
 #include "eli/error.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/kv_quant.cuh"
 #include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda_tuning_knobs.h"
 #include "runtime/device/cuda/cuda_check.h"
@@ -159,7 +161,7 @@ constexpr int kRopePre = 4;  // rotation pairs per lane prepared before the wait
 template <typename Q, typename C>
 __global__ void __launch_bounds__(32 * kRopeWarps)
     rope_kv_write_kernel(Q* __restrict__ q_out, C* __restrict__ k_cache, C* __restrict__ v_cache,
-                         const float* __restrict__ qkv, const float* __restrict__ q_norm,
+                         float* __restrict__ k_scale, float* __restrict__ v_scale, const float* __restrict__ qkv, const float* __restrict__ q_norm,
                          const float* __restrict__ k_norm, const int32_t* __restrict__ positions,
                          const int32_t* __restrict__ slot_mapping, const float* __restrict__ inv_freq,
                          const int32_t* __restrict__ table_of_token, int64_t t0, int nh, int nkv, int hd, int half,
@@ -191,8 +193,13 @@ __global__ void __launch_bounds__(32 * kRopeWarps)
   const float* src = qkv + t * qkv_stride + static_cast<int64_t>(head) * hd;
   if (is_v) {  // v head: copy into the cache
     if (!slot_ok) return;
-    C* dst = v_cache + (slot * nkv + (head - nh - nkv)) * hd;
-    for (int d = lane; d < hd; d += 32) dst[d] = from_f32<C>(src[d]);
+    const int64_t row = slot * nkv + (head - nh - nkv);
+    if constexpr (cuda::KvQuant<C>::kQuant) {  // int8 / fp8: the row and its scale (kv_quant.cuh)
+      cuda::kv_quantize_row_warp(v_cache + row * hd, v_scale + row, src, hd, lane);
+    } else {
+      C* dst = v_cache + row * hd;
+      for (int d = lane; d < hd; d += 32) dst[d] = from_f32<C>(src[d]);
+    }
     return;
   }
   if (!rotates) return;  // a k head without a cache slot
@@ -228,8 +235,13 @@ __global__ void __launch_bounds__(32 * kRopeWarps)
     Q* dst = q_out + (t * nh + head) * hd;
     for (int d = lane; d < hd; d += 32) dst[d] = from_f32<Q>(buf[d]);
   } else {
-    C* dst = k_cache + (slot * nkv + (head - nh)) * hd;
-    for (int d = lane; d < hd; d += 32) dst[d] = from_f32<C>(buf[d]);
+    const int64_t row = slot * nkv + (head - nh);
+    if constexpr (cuda::KvQuant<C>::kQuant) {
+      cuda::kv_quantize_row_warp(k_cache + row * hd, k_scale + row, buf, hd, lane);
+    } else {
+      C* dst = k_cache + row * hd;
+      for (int d = lane; d < hd; d += 32) dst[d] = from_f32<C>(buf[d]);
+    }
   }
 }
 
@@ -244,7 +256,7 @@ void launch_rope_kv_write(const RopeKvWriteArgs& a, cudaStream_t stream) {
     const int64_t n = std::min<int64_t>(INT_MAX, a.n_tokens - t0);
     cuda::launch_kernel(rope_kv_write_kernel<Q, C>, dim3(static_cast<unsigned>(n), static_cast<unsigned>(groups)),
                         dim3(32 * kRopeWarps), smem, stream, pdl, static_cast<Q*>(a.q_out),
-                        static_cast<C*>(a.k_cache), static_cast<C*>(a.v_cache), a.qkv, a.q_norm, a.k_norm,
+                        static_cast<C*>(a.k_cache), static_cast<C*>(a.v_cache), a.k_scale, a.v_scale, a.qkv, a.q_norm, a.k_norm,
                         a.positions, a.slot_mapping, a.inv_freq, a.table_of_token, t0, static_cast<int>(a.n_heads),
                         static_cast<int>(a.n_kv_heads), static_cast<int>(a.head_dim),
                         static_cast<int>(a.rot_dim / 2), a.qkv_stride, a.n_slots, a.attention_scaling, a.norm_eps);
@@ -258,6 +270,22 @@ void rope_kv_write_cuda(const RopeKvWriteArgs& a, const ExecContext& ctx, DType 
   ELI_CHECK(a.n_heads > 0 && a.n_kv_heads > 0 && a.head_dim > 0 && a.head_dim <= 1024 &&
                 a.qkv_stride >= (a.n_heads + 2 * a.n_kv_heads) * a.head_dim,
             "rope_kv_write: bad shape");
+  // An int8 / fp8 cache: any q dtype, and both scale arrays.
+  if (cache == DType::kI8 || cache == DType::kF8E4M3) {
+    ELI_CHECK(a.k_scale != nullptr && a.v_scale != nullptr, "rope_kv_write: a ", dtype_name(cache),
+              " KV cache needs k_scale and v_scale");
+    if (a.n_tokens <= 0) return;
+    cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
+    const bool i8 = cache == DType::kI8;
+    if (a.q_dtype == DType::kBF16) {
+      i8 ? launch_rope_kv_write<__nv_bfloat16, int8_t>(a, stream) : launch_rope_kv_write<__nv_bfloat16, __nv_fp8_e4m3>(a, stream);
+    } else if (a.q_dtype == DType::kF16) {
+      i8 ? launch_rope_kv_write<__half, int8_t>(a, stream) : launch_rope_kv_write<__half, __nv_fp8_e4m3>(a, stream);
+    } else {
+      i8 ? launch_rope_kv_write<float, int8_t>(a, stream) : launch_rope_kv_write<float, __nv_fp8_e4m3>(a, stream);
+    }
+    return;
+  }
   // q is f32 or a 16-bit type; with a 16-bit cache only that same type (no bf16 <-> f16 mixes).
   ELI_CHECK_KIND(kUnsupported, a.q_dtype == DType::kF32 || cache == DType::kF32 || a.q_dtype == cache,
                  "rope_kv_write: q dtype ", dtype_name(a.q_dtype), " cannot go with a ", dtype_name(cache),
@@ -374,6 +402,12 @@ void rope_kv_write_bf16_cuda(const void* args_ptr, const ExecContext& ctx) {
 }
 void rope_kv_write_f16_cuda(const void* args_ptr, const ExecContext& ctx) {
   rope_kv_write_cuda(*static_cast<const RopeKvWriteArgs*>(args_ptr), ctx, DType::kF16);
+}
+void rope_kv_write_i8_cuda(const void* args_ptr, const ExecContext& ctx) {
+  rope_kv_write_cuda(*static_cast<const RopeKvWriteArgs*>(args_ptr), ctx, DType::kI8);
+}
+void rope_kv_write_fp8_cuda(const void* args_ptr, const ExecContext& ctx) {
+  rope_kv_write_cuda(*static_cast<const RopeKvWriteArgs*>(args_ptr), ctx, DType::kF8E4M3);
 }
 
 }  // namespace eli

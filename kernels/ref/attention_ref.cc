@@ -1,10 +1,12 @@
 // kernels/ref/attention_ref.cc: reference causal paged Attention over a ragged batch
-// (see ref_kernels.h for the masking rule). Softmax in double with max subtraction.
+// (see ref_kernels.h for the masking rule). Softmax in double with max subtraction. An int8 / fp8
+// cache is read as stored value * its row's scale (kernels/ref/kv_quant.h), in double.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "eli/error.h"
+#include "kernels/ref/kv_quant.h"
 #include "kernels/ref/ref_kernels.h"
 
 namespace eli {
@@ -24,6 +26,12 @@ void attention_ref_bf16(const void* args, const ExecContext&) {
 void attention_ref_f16(const void* args, const ExecContext&) {
   attention_ref_impl(*static_cast<const AttentionArgs*>(args), DType::kF16);
 }
+void attention_ref_i8(const void* args, const ExecContext&) {
+  attention_ref_impl(*static_cast<const AttentionArgs*>(args), DType::kI8);
+}
+void attention_ref_fp8(const void* args, const ExecContext&) {
+  attention_ref_impl(*static_cast<const AttentionArgs*>(args), DType::kF8E4M3);
+}
 
 namespace {
 
@@ -31,8 +39,16 @@ void attention_ref_impl(const AttentionArgs& a, DType cache) {
   ELI_CHECK(a.n_kv_heads > 0 && a.n_heads % a.n_kv_heads == 0, "attention: n_heads ", a.n_heads,
             " not a multiple of n_kv_heads ", a.n_kv_heads);
   ELI_CHECK(a.block_size > 0 && a.head_dim > 0, "attention: bad block_size/head_dim");
+  const bool quant = kv_dtype_quantized(cache);
+  ELI_CHECK(!quant || (a.k_scale != nullptr && a.v_scale != nullptr), "attention: a ", dtype_name(cache),
+            " KV cache needs k_scale and v_scale");
   const int64_t group = a.n_heads / a.n_kv_heads;
   const int64_t hd = a.head_dim;
+  // Element d of the cache row starting at element r0 (= (slot * nkv + kv head) * hd).
+  auto load = [&](const void* c, const float* sc, int64_t r0, int64_t d) -> double {
+    if (!quant) return ref_load(c, cache, r0 + d);
+    return static_cast<double>(kv_load_unscaled(static_cast<const uint8_t*>(c) + r0, cache, d)) * sc[r0 / hd];
+  };
   std::vector<double> scores, acc(hd);
   for (int64_t s = 0; s < a.n_seqs; ++s) {
     const int32_t* blocks = a.block_tables + s * a.max_blocks_per_seq;
@@ -57,7 +73,7 @@ void attention_ref_impl(const AttentionArgs& a, DType cache) {
           const int64_t k0 = kv_offset(j);
           double dot = 0.0;
           for (int64_t d = 0; d < hd; ++d) {
-            dot += static_cast<double>(ref_load(a.q, a.q_dtype, q0 + d)) * ref_load(a.k_cache, cache, k0 + d);
+            dot += static_cast<double>(ref_load(a.q, a.q_dtype, q0 + d)) * load(a.k_cache, a.k_scale, k0, d);
           }
           scores[j - lo] = dot * a.scale;
           if (scores[j - lo] > mx) mx = scores[j - lo];
@@ -71,7 +87,7 @@ void attention_ref_impl(const AttentionArgs& a, DType cache) {
         for (int64_t j = lo; j <= hi; ++j) {
           const int64_t v0 = kv_offset(j);
           const double p = scores[j - lo] / sum;
-          for (int64_t d = 0; d < hd; ++d) acc[d] += p * ref_load(a.v_cache, cache, v0 + d);
+          for (int64_t d = 0; d < hd; ++d) acc[d] += p * load(a.v_cache, a.v_scale, v0, d);
         }
         for (int64_t d = 0; d < hd; ++d) ref_store(a.out, a.out_dtype, o0 + d, static_cast<float>(acc[d]));
       }

@@ -7,6 +7,7 @@
 
 #include "eli/error.h"
 #include "kernels/ref/activation.h"
+#include "kernels/ref/kv_quant.h"
 #include "kernels/ref/ref_kernels.h"
 
 namespace eli {
@@ -86,9 +87,22 @@ void rope_kv_write_ref(const RopeKvWriteArgs& a, DType cache) {
   ref_rope_rows(k.data(), a.positions, a.inv_freq, a.table_of_token, T, nkv, hd, a.rot_dim, nkv * hd, a.attention_scaling);
   for (int64_t i = 0; i < T * nh * hd; ++i) ref_store(a.q_out, a.q_dtype, i, q[static_cast<size_t>(i)]);
   const int64_t row = nkv * hd;
+  const bool quant = kv_dtype_quantized(cache);
+  ELI_CHECK(!quant || (a.k_scale != nullptr && a.v_scale != nullptr), "rope_kv_write: a ", dtype_name(cache),
+            " KV cache needs k_scale and v_scale");
   for (int64_t t = 0; t < T; ++t) {
     const int64_t slot = a.slot_mapping[t];
     if (slot < 0 || slot >= a.n_slots) continue;
+    if (quant) {  // one scale per (slot, kv head) row: kernels/ref/kv_quant.h
+      for (int64_t h = 0; h < nkv; ++h) {
+        const int64_t r = slot * nkv + h;
+        a.k_scale[r] = kv_quantize_row(&k[static_cast<size_t>(t * row + h * hd)], hd, cache,
+                                       static_cast<uint8_t*>(a.k_cache) + r * hd);
+        a.v_scale[r] = kv_quantize_row(&v[static_cast<size_t>(t * row + h * hd)], hd, cache,
+                                       static_cast<uint8_t*>(a.v_cache) + r * hd);
+      }
+      continue;
+    }
     for (int64_t j = 0; j < row; ++j) {
       ref_store(a.k_cache, cache, slot * row + j, k[static_cast<size_t>(t * row + j)]);
       ref_store(a.v_cache, cache, slot * row + j, v[static_cast<size_t>(t * row + j)]);
@@ -142,6 +156,12 @@ void rope_kv_write_ref_f32(const void* args, const ExecContext&) {
 }
 void rope_kv_write_ref_bf16(const void* args, const ExecContext&) {
   rope_kv_write_ref(*static_cast<const RopeKvWriteArgs*>(args), DType::kBF16);
+}
+void rope_kv_write_ref_i8(const void* args, const ExecContext&) {
+  rope_kv_write_ref(*static_cast<const RopeKvWriteArgs*>(args), DType::kI8);
+}
+void rope_kv_write_ref_fp8(const void* args, const ExecContext&) {
+  rope_kv_write_ref(*static_cast<const RopeKvWriteArgs*>(args), DType::kF8E4M3);
 }
 void rope_kv_write_ref_f16(const void* args, const ExecContext&) {
   rope_kv_write_ref(*static_cast<const RopeKvWriteArgs*>(args), DType::kF16);

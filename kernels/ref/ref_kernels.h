@@ -31,6 +31,8 @@ void embedding_ref_f16(const void* args, const ExecContext& ctx);   // Embedding
 void attention_ref(const void* args, const ExecContext& ctx);       // AttentionArgs, f32 cache
 void attention_ref_bf16(const void* args, const ExecContext& ctx);  // AttentionArgs, bf16 cache
 void attention_ref_f16(const void* args, const ExecContext& ctx);   // AttentionArgs, f16 cache
+void attention_ref_i8(const void* args, const ExecContext& ctx);    // AttentionArgs, int8 cache + scales
+void attention_ref_fp8(const void* args, const ExecContext& ctx);   // AttentionArgs, fp8 e4m3 cache + scales
 // Matrix products and the elementwise ops (kernels/ref/mixed_ref.cc): every input converted to
 // f32 exactly as stored, arithmetic in double, one rounding when a 16-bit output is stored.
 void gemv_ref_f32(const void* args, const ExecContext& ctx);        // GemvArgs, f32 weights
@@ -44,6 +46,8 @@ void gated_act_ref(const void* args, const ExecContext& ctx);       // GatedActA
 void rope_kv_write_ref_f32(const void* args, const ExecContext& ctx);   // RopeKvWriteArgs, f32 cache
 void rope_kv_write_ref_bf16(const void* args, const ExecContext& ctx);  // RopeKvWriteArgs, bf16 cache
 void rope_kv_write_ref_f16(const void* args, const ExecContext& ctx);   // RopeKvWriteArgs, f16 cache
+void rope_kv_write_ref_i8(const void* args, const ExecContext& ctx);    // int8 cache + scales (kv_quant.h)
+void rope_kv_write_ref_fp8(const void* args, const ExecContext& ctx);   // fp8 e4m3 cache + scales
 void scatter_tokens_ref(const void* args, const ExecContext& ctx);      // ScatterTokensArgs
 
 // Reference building blocks (not registered; used by the references above and by tests).

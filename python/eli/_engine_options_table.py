@@ -126,11 +126,12 @@ ROWS = (
      'max': 0,
      'limit': 'NONE',
      'py_default': 'auto',
-     'choices': ['auto', 'float32', 'bfloat16', 'float16'],
+     'choices': ['auto', 'float32', 'bfloat16', 'float16', 'int8', 'fp8'],
      'flag': '--kv-cache-dtype',
      'group': 'model',
      'doc': "KV cache dtype; auto: the weights' 16-bit type on CUDA, else float32 (the CPU holds "
-            'float32 only; float16 goes with float16 weights)'},
+            'float32, int8 or fp8; float16 goes with float16 weights); int8 / fp8 (e4m3): one byte per '
+            'value plus an f32 scale per token and KV head, about 2x the tokens of bfloat16'},
     {'kind': 'I64',
      'name': 'block_size',
      'default': 16,

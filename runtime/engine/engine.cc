@@ -299,10 +299,11 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
     mem.budget_bytes = budget.budget_bytes;
     mem.headroom_bytes = budget.headroom_bytes;
   } else {
-    plan = plan_kv_cache(config, files.spec, *m.device);
+    plan = plan_kv_cache(config, files.spec, *m.device, kv_dtype);
     // Host memory (mapped-file views included).
     mem.weights_bytes = m.parallel ? m.parallel->weight_bytes() : m.runner->weight_bytes();
   }
+  plan.shape.quantized_query_dtype = on_device ? wdtype : DType::kF32;  // an int8/fp8 cache's queries
   if (m.parallel) {
     mem.kv_bytes = m.parallel->create_kv(plan.shape);  // each rank its layers and kv heads, the same blocks
   } else {

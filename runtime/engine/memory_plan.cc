@@ -2,6 +2,7 @@
 #include "runtime/engine/memory_plan.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -75,21 +76,27 @@ DType choose_kv_cache_dtype(const std::string& requested, DType weight_dtype, De
     // paths (CPU, f32 weights on CUDA) keep f32 so that they stay exact references.
     return cuda && (weight_dtype == DType::kBF16 || weight_dtype == DType::kF16) ? weight_dtype : DType::kF32;
   }
+  // The compressed caches (runtime/kv/kv_cache.h): one byte per value plus a scale per (token, kv
+  // head), on every backend; the queries stay in the activations' dtype, so any weight dtype goes.
+  std::string lower = requested;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (lower == "int8" || lower == "i8") return DType::kI8;
+  if (lower == "fp8" || lower == "fp8_e4m3" || lower == "f8_e4m3") return DType::kF8E4M3;
   DType d = DType::kF32;
   try {
     d = parse_dtype(requested);
   } catch (const Error&) {
     ELI_THROW(kInvalidArgument, "unknown kv_cache_dtype '", requested,
-              "' (expected auto, float32, bfloat16 or float16)");
+              "' (expected auto, float32, bfloat16, float16, int8 or fp8)");
   }
   ELI_CHECK_KIND(kUnsupported, d == DType::kF32 || (cuda && (d == DType::kBF16 || d == DType::kF16)), "kv_cache_dtype ",
                  requested, " is not supported on the ", cuda ? "CUDA" : "CPU", " backend; use ",
-                 cuda ? "auto, bfloat16, float16 or float32" : "auto or float32");
+                 cuda ? "auto, bfloat16, float16, float32, int8 or fp8" : "auto, float32, int8 or fp8");
   // f16 weights run only on the 16-bit device path, whose KV cache is f16 too; an f16 cache is
   // only written by that path.
   ELI_CHECK_KIND(kUnsupported, !cuda || ((weight_dtype == DType::kF16) == (d == DType::kF16)), "kv_cache_dtype ",
                  requested, " with ", dtype_name(weight_dtype), " weights is not supported on the CUDA backend; ",
-                 weight_dtype == DType::kF16 ? "use auto or float16" : "float16 needs float16 weights (dtype=float16)");
+                 weight_dtype == DType::kF16 ? "use auto or float16 (or int8 / fp8)" : "float16 needs float16 weights (dtype=float16)");
   return d;
 }
 
@@ -279,10 +286,14 @@ void apply_pool_budget(Device& device, const MemoryBudget& budget) {
   device.set_memory_budget(budget.pool_budget_bytes());
 }
 
-KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const Device& device) {
+KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const Device& device, DType kv_dtype) {
   KvPlan plan;
   KvCacheShape& s = plan.shape;
   s = base_kv_shape(config, spec);
+  ELI_CHECK_KIND(kUnsupported, kv_dtype == DType::kF32 || kv_dtype == DType::kI8 || kv_dtype == DType::kF8E4M3,
+                 "the CPU KV cache holds float32, int8 or fp8, not ", dtype_name(kv_dtype));
+  s.dtype = kv_dtype;
+  s.quantized_query_dtype = DType::kF32;  // CPU attention takes f32 queries
   const uint64_t per_block = s.bytes_per_block();
   const uint64_t avail = device.available_bytes();
   constexpr int64_t kMaxBlocks = (int64_t{1} << 30) - 1;
@@ -320,24 +331,29 @@ KvPlan plan_device_kv_cache(const EngineConfig& config, const ModelSpec& spec, c
   s.dtype = kv_dtype;
   const uint64_t per_block = s.bytes_per_block();
   const uint64_t n_tensors = 2 * static_cast<uint64_t>(s.n_layers);  // K and V of every layer
-  const uint64_t tensor_block = per_block / n_tensors;                // one block of one tensor
+  const uint64_t tensor_block = s.data_bytes_per_block();             // one block of one tensor
+  const uint64_t scale_block = s.scale_bytes_per_block();             // its scales (quantized only)
   constexpr int64_t kMaxBlocks = (int64_t{1} << 30) - 1;
 
-  // What the allocator will hold for the KV cache of n blocks: KvCache allocates each tensor
-  // separately, and the pool rounds each to its size class.
+  // What the allocator will hold for the KV cache of n blocks: KvCache allocates each tensor (and
+  // each scale array of a quantized cache) separately, and the pool rounds each to its size class.
   // n blocks of group 0 come with group1_blocks(n) of group 1 for the layers of a second group.
   const uint64_t n_tensors0 = 2 * static_cast<uint64_t>(s.layers_in_group(0));
   const uint64_t n_tensors1 = n_tensors - n_tensors0;
+  auto one_tensor = [&](int64_t n) -> uint64_t {
+    uint64_t one = device.allocation_size(sat_mul(tensor_block, static_cast<uint64_t>(n)));
+    if (scale_block > 0) one = sat_add(one, device.allocation_size(sat_mul(scale_block, static_cast<uint64_t>(n))));
+    return one;
+  };
   auto footprint = [&](int64_t n) -> uint64_t {
-    const uint64_t t0 = sat_mul(device.allocation_size(sat_mul(tensor_block, static_cast<uint64_t>(n))), n_tensors0);
+    const uint64_t t0 = sat_mul(one_tensor(n), n_tensors0);
     if (n_tensors1 == 0) return t0;
-    const int64_t n1 = group1_blocks(config, spec, s, n);
-    return sat_add(t0, sat_mul(device.allocation_size(sat_mul(tensor_block, static_cast<uint64_t>(n1))), n_tensors1));
+    return sat_add(t0, sat_mul(one_tensor(group1_blocks(config, spec, s, n)), n_tensors1));
   };
   // The most blocks whose footprint is within `limit` (footprint(n) >= n * the group-0 bytes per
   // block bounds it).
   auto fit = [&](uint64_t limit) -> int64_t {
-    const uint64_t per_block0 = sat_mul(tensor_block, n_tensors0);
+    const uint64_t per_block0 = sat_mul(tensor_block + scale_block, n_tensors0);
     return fit_blocks(limit, static_cast<int64_t>(std::min<uint64_t>(limit / per_block0, kMaxBlocks)), footprint);
   };
 

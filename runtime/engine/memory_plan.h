@@ -25,7 +25,10 @@
 // Weight dtype "auto": the CPU holds bf16 checkpoints and block-quantized GGUF ones (dequantized
 // at load) in bf16, f32 and f16 checkpoints in f32 (it has no f16 matrices); CUDA uses f32 / f16
 // for f32 / f16 checkpoints and bf16 for the rest (bf16, quantized GGUF).
-// KV dtype "auto": the weights' 16-bit type on CUDA, else f32; the CPU holds f32 only.
+// KV dtype "auto": the weights' 16-bit type on CUDA, else f32; the CPU has no 16-bit KV (its
+// attention loops are f32). int8 / fp8 (asked for by name) go on both backends: each block is
+// data_bytes + scale_bytes (runtime/kv/kv_cache.h), so the same kv_cache_bytes holds ~2x the
+// tokens of a 16-bit cache and ~4x those of an f32 one, less the 4 scale bytes per (token, kv head).
 #pragma once
 
 #include <cstdint>
@@ -42,8 +45,9 @@ class Device;
 struct ModelFiles;
 
 DType choose_weight_dtype(const std::string& requested, const ModelFiles& files, DeviceId device);
-// kv_cache_dtype: "auto", "float32"/"f32", "bfloat16"/"bf16". kUnsupported for bf16 on the CPU
-// and for float16; kInvalidArgument for an unknown name.
+// kv_cache_dtype: "auto", "float32"/"f32", "bfloat16"/"bf16", "float16", "int8", "fp8" (e4m3).
+// kUnsupported for bf16 / f16 on the CPU and for float16 without f16 weights; kInvalidArgument
+// for an unknown name. int8 / fp8 (kI8 / kF8E4M3) go on every backend (runtime/kv/kv_cache.h).
 DType choose_kv_cache_dtype(const std::string& requested, DType weight_dtype, DeviceId device);
 // The Engine's first check: validate_engine_config() (every option against eli/engine_options.def),
 // then gpu_memory_utilization in (0, 1] (kInvalidArgument otherwise), on every device.
@@ -95,8 +99,10 @@ constexpr double kCpuKvAvailableFraction = 0.125;
 // header comment); `s` gives the bytes per block.
 uint64_t default_kv_bytes(const EngineConfig& config, const ModelSpec& spec, const KvCacheShape& s,
                           uint64_t available_bytes);
-// The CPU plan (f32 KV; see the header comment).
-KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const Device& device);
+// The CPU plan (f32, int8 or fp8 KV; see the header comment). A quantized cache's smaller blocks
+// (bytes_per_block counts data and scales) give more blocks for the same kv_cache_bytes.
+KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const Device& device,
+                     DType kv_dtype = DType::kF32);
 // The device plan, after the weights are uploaded and the workspaces reserved: reads what the
 // device's allocator holds now (memory_stats().reserved_bytes, at least weight + workspace bytes)
 // and rounds each of the 2 x n_layers KV tensors as the allocator will (if it is a PooledDevice).

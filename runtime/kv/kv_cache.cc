@@ -9,15 +9,33 @@
 
 namespace eli {
 
+bool KvCacheShape::quantized() const { return dtype == DType::kI8 || dtype == DType::kF8E4M3; }
+
+uint64_t KvCacheShape::data_bytes_per_block() const {
+  int64_t n = 0;
+  ELI_CHECK(checked_mul(block_size, n_kv_heads, &n) && checked_mul(n, head_dim, &n) &&
+                checked_mul(n, dtype_info(dtype).block_bytes, &n),
+            "KV block size overflows");
+  return static_cast<uint64_t>(n);
+}
+
+uint64_t KvCacheShape::scale_bytes_per_block() const {
+  if (!quantized()) return 0;
+  int64_t n = 0;
+  ELI_CHECK(checked_mul(block_size, n_kv_heads, &n) && checked_mul(n, int64_t{sizeof(float)}, &n),
+            "KV block size overflows");
+  return static_cast<uint64_t>(n);
+}
+
 int64_t KvCacheShape::layers_in_group(int g) const {
   if (layer_group.empty()) return g == 0 ? n_layers : 0;
   return std::count(layer_group.begin(), layer_group.end(), g);
 }
 
 uint64_t KvCacheShape::layer_block_bytes() const {
+  // K and V, each data + scales.
   int64_t n = 0;
-  ELI_CHECK(checked_mul(block_size, n_kv_heads, &n) && checked_mul(n, head_dim, &n) &&
-                checked_mul(n, 2 * dtype_info(dtype).block_bytes, &n),
+  ELI_CHECK(checked_mul(static_cast<int64_t>(data_bytes_per_block() + scale_bytes_per_block()), int64_t{2}, &n),
             "KV block size overflows");
   return static_cast<uint64_t>(n);
 }
@@ -39,8 +57,9 @@ uint64_t KvCacheShape::nbytes() const {
 
 KvCache::KvCache(Device& device, const KvCacheShape& shape) : shape_(shape) {
   ELI_CHECK_KIND(kUnsupported,
-                 shape.dtype == DType::kF32 || ((shape.dtype == DType::kBF16 || shape.dtype == DType::kF16) &&
-                                                device.id().kind == DeviceKind::kCUDA),
+                 shape.dtype == DType::kF32 || shape.quantized() ||
+                     ((shape.dtype == DType::kBF16 || shape.dtype == DType::kF16) &&
+                      device.id().kind == DeviceKind::kCUDA),
                  "KV-cache dtype ", dtype_name(shape.dtype), " is not supported on ", device_name(device.id()));
   ELI_CHECK(shape.n_blocks > 0 && shape.block_size > 0, "empty KV cache");
   ELI_CHECK(shape.layer_group.empty() || static_cast<int64_t>(shape.layer_group.size()) == shape.n_layers,
@@ -53,6 +72,10 @@ KvCache::KvCache(Device& device, const KvCacheShape& shape) : shape_(shape) {
     const int64_t nb = shape.blocks_of_group(g);
     k_.push_back(Tensor::empty(device, shape.dtype, {nb, shape.block_size, shape.n_kv_heads, shape.head_dim}));
     v_.push_back(Tensor::empty(device, shape.dtype, {nb, shape.block_size, shape.n_kv_heads, shape.head_dim}));
+    if (shape.quantized()) {
+      k_scale_.push_back(Tensor::empty(device, DType::kF32, {nb, shape.block_size, shape.n_kv_heads}));
+      v_scale_.push_back(Tensor::empty(device, DType::kF32, {nb, shape.block_size, shape.n_kv_heads}));
+    }
   }
   if (device.id().kind != DeviceKind::kCPU) {
     // Never-written slots hold zeros rather than stale device memory (attention never reads them,
@@ -61,6 +84,10 @@ KvCache::KvCache(Device& device, const KvCacheShape& shape) : shape_(shape) {
     for (int64_t l = 0; l < shape.n_layers; ++l) {
       device.memset_zero(k_[static_cast<size_t>(l)].ptr<void>(), k_[static_cast<size_t>(l)].nbytes());
       device.memset_zero(v_[static_cast<size_t>(l)].ptr<void>(), v_[static_cast<size_t>(l)].nbytes());
+    }
+    for (size_t i = 0; i < k_scale_.size(); ++i) {
+      device.memset_zero(k_scale_[i].ptr<void>(), k_scale_[i].nbytes());
+      device.memset_zero(v_scale_[i].ptr<void>(), v_scale_[i].nbytes());
     }
   }
 }

@@ -150,7 +150,9 @@ void attention_block(const ForwardContext& f, int64_t layer, const AttentionLaye
   rk.n_slots = ks.blocks_of_layer(layer) * ks.block_size;
   rk.attention_scaling = rope.attention_scaling;
   rk.norm_eps = L.norm_eps;
-  rk.q_dtype = ks.dtype;  // queries in the cache's dtype: the attention kernels read both alike
+  rk.q_dtype = ks.query_dtype();  // the cache's dtype (an int8/fp8 cache: f32 or the weights' type)
+  rk.k_scale = f.kv.k_scale(layer);  // nullptr unless the cache is int8 / fp8
+  rk.v_scale = f.kv.v_scale(layer);
   get_kernel(Op::kRopeKvWrite, f.device, ks.dtype).fn(&rk, f.exec);
 
   const DType attn_dtype = f.linear_input_dtype(*L.o, T);
@@ -173,7 +175,9 @@ void attention_block(const ForwardContext& f, int64_t layer, const AttentionLaye
   aa.out_stride = nh * hd;
   aa.sliding_window = L.sliding_window;
   aa.scale = L.scale > 0.0f ? L.scale : 1.0f / std::sqrt(static_cast<float>(hd));
-  aa.q_dtype = ks.dtype;
+  aa.q_dtype = ks.query_dtype();
+  aa.k_scale = f.kv.k_scale(layer);
+  aa.v_scale = f.kv.v_scale(layer);
   aa.out_dtype = attn_dtype;
   aa.max_query_len = in.max_query_len;
   aa.max_context_len = in.max_context_len;

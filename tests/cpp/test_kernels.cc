@@ -165,7 +165,8 @@ TEST(KernelRegistry, CpuIsaVariantsRegisterTheFullOpSet) {
       {Op::kEmbedding, DType::kF32}, {Op::kEmbedding, DType::kBF16}, {Op::kGemm, DType::kF32},
       {Op::kGemm, DType::kBF16},     {Op::kGemv, DType::kF32},       {Op::kGemv, DType::kBF16},
       {Op::kNormCast, DType::kF32},  {Op::kGatedAct, DType::kF32},   {Op::kRopeKvWrite, DType::kF32},
-      {Op::kAttention, DType::kF32}};
+      {Op::kAttention, DType::kF32}, {Op::kRopeKvWrite, DType::kI8},  {Op::kRopeKvWrite, DType::kF8E4M3},
+      {Op::kAttention, DType::kI8},  {Op::kAttention, DType::kF8E4M3}};  // int8 / fp8 KV cache
   std::map<std::string, std::set<std::pair<Op, DType>>> by_variant, gguf_by_variant;
   for (const KernelEntry& e : all_kernels()) {
     const std::string v = e.variant;

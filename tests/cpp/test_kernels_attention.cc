@@ -186,6 +186,7 @@ TEST(KernelRopeKvWrite, MatchesReference) {
     int64_t nh, nkv;
   };
   for (const KernelEntry* e : cands)
+    if (e->dtype == DType::kF32)  // int8 / fp8 caches: test_kernels_attention_kvquant.cc
     for (const auto& seqs : batches)
       for (Heads hs : {Heads{4, 4}, Heads{6, 2}, Heads{8, 1}})
         for (int64_t hd : {8, 12, 64, 128})
@@ -198,6 +199,7 @@ TEST(KernelRopeKvWrite, NoRotaryIsAPlainCacheWrite) {
   // rot_dim 0: q copied, k/v written to their slots unchanged (bit for bit), slots skipped.
   std::mt19937 rng(9);
   for (const KernelEntry* e : ktest::cpu_candidates(Op::kRopeKvWrite))
+    if (e->dtype == DType::kF32)
     for (bool norm : {false, true}) check_rope_kv(*e, {{5, 5}, {20, 1}}, {3, 1, 12, 0, norm, false}, rng);
 }
 
@@ -205,6 +207,7 @@ TEST(KernelRopeKvWrite, CpuRejectsBadArguments) {
   std::vector<float> buf(64, 0.0f), inv(4, 1.0f);
   std::vector<int32_t> ids(1, 0);
   for (const KernelEntry* e : ktest::cpu_candidates(Op::kRopeKvWrite)) {
+    if (e->dtype != DType::kF32) continue;  // quantized caches: test_kernels_attention_kvquant.cc
     RopeKvWriteArgs a{};
     a.q_out = buf.data();
     a.k_cache = buf.data();

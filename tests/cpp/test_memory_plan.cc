@@ -13,6 +13,7 @@
 
 #include "eli/engine.h"
 #include "eli/error.h"
+#include "runtime/device/device.h"
 #include "runtime/device/pooled_device.h"
 #include "runtime/engine/memory_plan.h"
 
@@ -239,6 +240,48 @@ TEST(MemoryPlan, KvTakesWhatTheBudgetLeavesWithRounding) {
   dev.free(ws);
 }
 
+// Compressed KV (int8 / fp8): a block is 1 byte per value plus a 4-byte f32 scale per (token, kv
+// head), K and V, every layer; the planners count those smaller blocks (runtime/kv/kv_cache.h).
+TEST(MemoryPlan, QuantizedKvBlocksHoldTwiceTheTokens) {
+  const ModelSpec spec = llama8b_spec();
+  for (DType q : {DType::kI8, DType::kF8E4M3}) {
+    // CPU plan: exactly kv_cache_bytes / bytes_per_block blocks.
+    EngineConfig c;
+    c.kv_cache_bytes = 256 * kMiB;
+    auto cpu = create_cpu_device();
+    KvPlan f32 = plan_kv_cache(c, spec, *cpu);
+    KvPlan qp = plan_kv_cache(c, spec, *cpu, q);
+    EXPECT_EQ(f32.shape.bytes_per_block(), 4 * kMiB);
+    // 16 tokens x 8 kv heads x (128 values + 4 scale bytes) x (K, V) x 32 layers.
+    EXPECT_EQ(qp.shape.bytes_per_block(), 16u * 8 * (128 + 4) * 2 * 32);
+    EXPECT_EQ(qp.shape.data_bytes_per_block(), 16u * 8 * 128);
+    EXPECT_EQ(qp.shape.scale_bytes_per_block(), 16u * 8 * 4);
+    EXPECT_EQ(f32.shape.n_blocks, 64);
+    EXPECT_EQ(qp.shape.n_blocks, static_cast<int64_t>((256 * kMiB) / (16u * 8 * 132 * 2 * 32)));  // 248
+    EXPECT_EQ(qp.shape.n_blocks, 248);
+    EXPECT_EQ(qp.shape.dtype, q);
+    EXPECT_EQ(qp.shape.query_dtype(), DType::kF32);
+    // Device plan against a 16-bit cache: 2 x 128 / 132 = 1.94x the blocks in the same bytes.
+    FakeCudaDevice dev(80 * kGiB, 80 * kGiB);
+    EngineConfig g = cuda_config();
+    g.kv_cache_bytes = 4 * kGiB;
+    MemoryBudget b = plan_memory_budget(g, dev);
+    KvPlan bf = plan_device_kv_cache(g, spec, b, dev, 15 * kGiB, 700 * kMiB, DType::kBF16);
+    KvPlan qd = plan_device_kv_cache(g, spec, b, dev, 15 * kGiB, 700 * kMiB, q);
+    EXPECT_EQ(bf.shape.n_blocks, 2048);  // 4 GiB / 2 MiB
+    // The most blocks whose K, V and scale arrays, each rounded by the pool, fit in 4 GiB.
+    auto footprint = [&](int64_t n) {
+      return 64 * (dev.pool().round_size(static_cast<uint64_t>(n) * 16 * 8 * 128) +
+                   dev.pool().round_size(static_cast<uint64_t>(n) * 16 * 8 * 4));
+    };
+    EXPECT_LE(footprint(qd.shape.n_blocks), 4 * kGiB);
+    EXPECT_GT(footprint(qd.shape.n_blocks + 1), 4 * kGiB);
+    EXPECT_EQ(qd.footprint_bytes, footprint(qd.shape.n_blocks));
+    EXPECT_GE(static_cast<double>(qd.shape.n_blocks), 1.9 * static_cast<double>(bf.shape.n_blocks));
+    EXPECT_LE(static_cast<double>(qd.shape.n_blocks), 2.0 * 128.0 / 132.0 * static_cast<double>(bf.shape.n_blocks));
+  }
+}
+
 TEST(MemoryPlan, KvCappedByFullContexts) {
   FakeCudaDevice dev(80 * kGiB, 80 * kGiB);
   EngineConfig c = cuda_config();
@@ -351,8 +394,14 @@ TEST(MemoryPlan, KvDtypeChoice) {
              "use auto or float16");
   EXPECT_HAS(error_of(ErrorKind::kUnsupported, [&] { choose_kv_cache_dtype("float16", DType::kF16, cpu); }),
              "not supported on the CPU backend");
-  EXPECT_HAS(error_of(ErrorKind::kInvalidArgument, [&] { choose_kv_cache_dtype("fp8", DType::kBF16, cuda); }),
-             "unknown kv_cache_dtype 'fp8'");
+  EXPECT_HAS(error_of(ErrorKind::kInvalidArgument, [&] { choose_kv_cache_dtype("fp9", DType::kBF16, cuda); }),
+             "unknown kv_cache_dtype 'fp9'");
+  // The compressed caches go on both backends, with any weight dtype (tests/cpp/test_memory_plan_kvquant.cc).
+  for (DeviceId d : {cpu, cuda})
+    for (DType w : {DType::kF32, DType::kBF16, DType::kF16}) {
+      EXPECT_EQ(choose_kv_cache_dtype("int8", w, d), DType::kI8);
+      EXPECT_EQ(choose_kv_cache_dtype("fp8", w, d), DType::kF8E4M3);
+    }
 }
 
 // The CPU engine: the new fields are validated, the plan is the CPU one, the info reports them.

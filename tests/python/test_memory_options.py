@@ -27,7 +27,7 @@ MISSING = "/nonexistent/eli-model-dir"  # never reached: validation comes first
         (dict(gpu_memory_bytes=-1), "gpu_memory_bytes"),
         (dict(gpu_memory_bytes=1.5e9), "gpu_memory_bytes"),
         (dict(gpu_memory_bytes=2**64), "gpu_memory_bytes"),
-        (dict(kv_cache_dtype="fp8"), "kv_cache_dtype"),
+        (dict(kv_cache_dtype="int4"), "kv_cache_dtype"),  # int8 / fp8 are valid: test_kv_quant.py
         (dict(kv_cache_dtype=None), "kv_cache_dtype"),
     ],
 )
@@ -68,7 +68,7 @@ def test_bfloat16_kv_on_cpu_is_unsupported(data_dir):
         ["generate", "--gpu-memory-utilization", "0", "hi"],
         ["generate", "--gpu-memory-utilization", "1.5", "hi"],
         ["generate", "--gpu-memory-utilization", "most", "hi"],
-        ["chat", "--kv-cache-dtype", "fp8"],
+        ["chat", "--kv-cache-dtype", "int4"],
         ["serve", "--gpu-memory-utilization", "-1"],
     ],
 )
