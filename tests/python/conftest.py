@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-DATA_DIR = pathlib.Path(__file__).resolve().parent.parent / "data"
+from testdata import DATA_DIR  # noqa: E402 (re-exported for fixtures below)
 
 
 def _has_cuda() -> bool:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import DATA_DIR
+from testdata import DATA_DIR
 
 PROBE = r"""
 import json, eli._eli as m

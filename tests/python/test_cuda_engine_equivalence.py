@@ -16,7 +16,7 @@ import pytest
 
 import eli
 
-from conftest import DATA_DIR
+from testdata import DATA_DIR
 
 MODEL = str(DATA_DIR / "models" / "llama_base")
 pytestmark = pytest.mark.gpu

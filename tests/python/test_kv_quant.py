@@ -93,7 +93,7 @@ def test_logits_close_to_f32_kv(smollm2, kv):
 def test_paragraph_perplexity_close_to_f32_kv(smollm2, kv):
     import json
 
-    from conftest import DATA_DIR
+    from testdata import DATA_DIR
 
     ids = json.loads((DATA_DIR / "smollm2_reference.json").read_text())["paragraph"]["ids"]
 
@@ -178,6 +178,6 @@ def test_cuda_quantized_kv_against_bf16_kv(smollm2_gguf, kv):
 def _reference_prompts():
     import json
 
-    from conftest import DATA_DIR
+    from testdata import DATA_DIR
 
     return [p["prompt_ids"] for p in json.loads((DATA_DIR / "smollm2_reference.json").read_text())["prompts"]]

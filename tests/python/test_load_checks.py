@@ -10,7 +10,7 @@ import pytest
 
 import eli
 
-from conftest import DATA_DIR
+from testdata import DATA_DIR
 
 BASE = DATA_DIR / "models" / "llama_base"
 

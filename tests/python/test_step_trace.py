@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from conftest import DATA_DIR
+from testdata import DATA_DIR
 
 MODEL = str(DATA_DIR / "models" / "llama_base")
 

@@ -16,7 +16,7 @@ import pytest
 import eli
 from eli import _eli
 
-from conftest import DATA_DIR
+from testdata import DATA_DIR
 
 CUDA_LIB = re.compile(r"lib(cuda|cudart|cublas|cublasLt|nccl|nvrtc|nvJitLink|cusparse|cufft|curand)\b")
 
