@@ -48,7 +48,7 @@ if [ "${ELI_CHECK_SKIP_PYTHON:-0}" != 1 ]; then
   # The module next to the Python sources: pytest imports the tree's eli with it.
   cp "$BUILD"/_eli*.so "$ROOT/python/eli/" 2>/dev/null
   py=0
-  PYTHONPATH="$ROOT/python" timeout "$T" python3 -m pytest -q -x "${PYFILES[@]}" > "$OUT/pytest.txt" 2>&1 || py=$?
+  PYTHONPATH="$ROOT/python${PYTHONPATH:+:$PYTHONPATH}" timeout "$T" python3 -m pytest -q -x "${PYFILES[@]}" > "$OUT/pytest.txt" 2>&1 || py=$?
   summary+=("pytest ${PYFILES[*]}: exit $py; $(tail -1 "$OUT/pytest.txt") ($(el))")
   [ $py -ne 0 ] && status=1 && tail -30 "$OUT/pytest.txt"
 fi
