@@ -109,15 +109,19 @@ TEST(CudaFault, DeviceAllocFailureEndsRequestEngineGoesOn) {
   EXPECT_EQ(st.kv_blocks_free, st.kv_blocks_total);
 }
 
-// A failed construction gives back every byte: each of a few allocations of the construction is
-// made to fail in turn, and the device's free memory comes back to where it was.
+// A failed construction gives back every byte: each allocation of the construction is made to
+// fail in turn. Either the construction fails with kOutOfMemory, or the allocation was one the
+// engine can do without (a pinned staging buffer: the upload degrades to fewer buffers) and the
+// engine it built decodes the same tokens; afterwards the device's free memory is where it was.
 TEST(CudaFault, DeviceAllocDuringConstructionLeaksNothing) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   std::unique_ptr<Device> probe = create_cuda_device(0);
   int64_t n = 0;
+  std::vector<int32_t> want;
   {
     AsyncEngine warm(cuda_config());  // first-use costs (context, cuBLASLt) are paid before measuring
-    ASSERT_EQ(collect(warm, warm.add_request(prompt_of(1, 5), greedy(2))).tokens.size(), 2u);
+    want = collect(warm, warm.add_request(prompt_of(1, 5), greedy(2))).tokens;
+    ASSERT_EQ(want.size(), 2u);
   }
   const uint64_t before = probe->available_bytes();
   {
@@ -128,18 +132,24 @@ TEST(CudaFault, DeviceAllocDuringConstructionLeaksNothing) {
     n = fault_counts(FaultPoint::kDeviceAlloc).checks;
   }
   ASSERT_GT(n, 0);
-  for (int64_t k : {int64_t{0}, n / 3, n / 2, n - 1}) {
-    FaultSpec s;
-    s.after = k;
-    s.times = 1;
-    ScopedFault f(FaultPoint::kDeviceAlloc, s);
-    try {
-      Engine e(cuda_config());
-      ADD_FAILURE() << "allocation " << k << " of " << n << " failed but the engine was built";
-    } catch (const Error& e) {
-      EXPECT_EQ(e.kind(), ErrorKind::kOutOfMemory) << k << ": " << e.what();
+  int64_t refused = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    std::unique_ptr<AsyncEngine> built;
+    {
+      FaultSpec s;
+      s.after = k;
+      s.times = 1;
+      ScopedFault f(FaultPoint::kDeviceAlloc, s);
+      try {
+        built = std::make_unique<AsyncEngine>(cuda_config());
+      } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::kOutOfMemory) << k << ": " << e.what();
+        ++refused;
+      }
     }
+    if (built) EXPECT_EQ(collect(*built, built->add_request(prompt_of(1, 5), greedy(2))).tokens, want) << k;
   }
+  EXPECT_GT(refused, 0) << "no failed allocation of " << n << " failed the construction";
   const uint64_t after = probe->available_bytes();
   EXPECT_LE(before, after + (uint64_t{64} << 20)) << "free device memory " << before << " -> " << after;
   AsyncEngine e(cuda_config());

@@ -369,7 +369,10 @@ TEST(CudaGgufEngine, MixedFixtureMatchesCpuDequantized) {
     e.add_request(prompt, p);
     std::vector<int32_t> out;
     while (e.has_unfinished())
-      for (const TokenOutput& o : e.step()) out.push_back(o.token);
+      for (const TokenOutput& o : e.step()) {
+        EXPECT_NE(o.finish, FinishReason::kError) << o.error;
+        if (o.token >= 0) out.push_back(o.token);
+      }
     return out;
   };
   for (const std::vector<int32_t>& prompt :
