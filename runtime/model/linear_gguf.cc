@@ -11,12 +11,10 @@
 // every part's type on the device (find_kernel, no device branches); ELI_GGUF_NATIVE=0 in the
 // environment turns it off (the dequantizing fallback then loads every GGUF weight).
 //
-// "gguf-dequant": the fallback where no native kernel exists. load() keeps the blocks as stored
-// (one block type) or converts parts of different types to dense rows; repack() dequantizes
-//
-// load() keeps the blocks exactly as stored in the file (a zero-copy view, or merged / un-permuted
-// block rows) when every part has one block type; parts of different types (a Q4_K_M file may store
-// q and k as Q4_K, v as Q6_K) are converted to dense rows at load instead. repack() dequantizes
+// "gguf-dequant": the fallback where no native kernel exists. load() keeps the blocks exactly as
+// stored in the file (a zero-copy view, or merged / un-permuted block rows) when every part has
+// one block type; parts of different types (a Q4_K_M file may store q and k as Q4_K, v as Q6_K)
+// are converted to dense rows at load instead. repack() dequantizes
 // block weights once (the registry's kDequant) into the model's compute dtype; from then on the
 // weight is dense and applied exactly as the dense method applies it.
 #include <cstdlib>
