@@ -360,7 +360,6 @@ TEST(CudaGgufEngine, MixedFixtureMatchesCpuDequantized) {
   ::unsetenv("ELI_GGUF_NATIVE");
   c.device = "cuda";
   c.gpu_memory_bytes = uint64_t{1} << 30;
-  Engine gpu(c);
   auto greedy = [](Engine& e, const std::vector<int32_t>& prompt) {
     SamplingParams p;
     p.max_tokens = 12;
@@ -368,26 +367,44 @@ TEST(CudaGgufEngine, MixedFixtureMatchesCpuDequantized) {
     p.ignore_eos = true;
     e.add_request(prompt, p);
     std::vector<int32_t> out;
-    while (e.has_unfinished())
+    while (e.has_unfinished()) {
       for (const TokenOutput& o : e.step()) {
         EXPECT_NE(o.finish, FinishReason::kError) << o.error;
         if (o.token >= 0) out.push_back(o.token);
       }
+    }
     return out;
   };
-  for (const std::vector<int32_t>& prompt :
-       {std::vector<int32_t>{3, 17, 42, 9, 60, 1, 33, 7, 21, 50, 11, 5, 28}, std::vector<int32_t>{8, 2, 40}}) {
-    const std::vector<float> a = gpu.score(prompt), b = cpu->score(prompt);
-    ASSERT_EQ(a.size(), b.size());
-    double scale = 0.0, worst = 0.0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      scale = std::max(scale, static_cast<double>(std::fabs(b[i])));
-      worst = std::max(worst, static_cast<double>(std::fabs(a[i] - b[i])));
+  // Native GGUF kernels with CUDA graphs on (decode steps replay a captured graph) and off; the
+  // dequantized fallback on CUDA too.
+  for (const auto& [graphs, native] : {std::pair{true, true}, std::pair{false, true}, std::pair{true, false}}) {
+    c.enable_cuda_graphs = graphs;
+    if (!native) ::setenv("ELI_GGUF_NATIVE", "0", 1);
+    std::unique_ptr<Engine> made;
+    try {
+      made = std::make_unique<Engine>(c);
+    } catch (...) {
+      ::unsetenv("ELI_GGUF_NATIVE");
+      throw;
     }
-    std::printf("prompt of %zu tokens: max |logit| %.4g, max |delta| %.4g (%.3g%%)\n", prompt.size(), scale, worst,
-                100.0 * worst / scale);
-    EXPECT_LE(worst, 0.03 * scale);
-    EXPECT_EQ(greedy(gpu, prompt), greedy(*cpu, prompt));
+    ::unsetenv("ELI_GGUF_NATIVE");
+    Engine& gpu = *made;
+    std::printf("graphs %d native %d: device %s, weights %s\n", graphs ? 1 : 0, native ? 1 : 0,
+                gpu.info().device.c_str(), gpu.info().weight_dtype.c_str());
+    for (const std::vector<int32_t>& prompt :
+         {std::vector<int32_t>{3, 17, 42, 9, 60, 1, 33, 7, 21, 50, 11, 5, 28}, std::vector<int32_t>{8, 2, 40}}) {
+      const std::vector<float> a = gpu.score(prompt), b = cpu->score(prompt);
+      ASSERT_EQ(a.size(), b.size());
+      double scale = 0.0, worst = 0.0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        scale = std::max(scale, static_cast<double>(std::fabs(b[i])));
+        worst = std::max(worst, static_cast<double>(std::fabs(a[i] - b[i])));
+      }
+      std::printf("prompt of %zu tokens: max |logit| %.4g, max |delta| %.4g (%.3g%%)\n", prompt.size(), scale, worst,
+                  100.0 * worst / scale);
+      EXPECT_LE(worst, 0.03 * scale);
+      EXPECT_EQ(greedy(gpu, prompt), greedy(*cpu, prompt)) << "graphs " << graphs << " native " << native;
+    }
   }
 }
 

@@ -39,6 +39,12 @@ def ll_tokenizer(tokenizer, vocab_size: int, eos_ids: Sequence[int]):
         tok = cache.get(key)
         if tok is None:
             wrapped = llguidance.TokenizerWrapper(_Wrapped(tokenizer, vocab_size, list(eos_ids)))
-            tok = llguidance.LLTokenizer(wrapped, n_vocab=vocab_size, eos_token=list(eos_ids) or None)
+            try:
+                tok = llguidance.LLTokenizer(wrapped, n_vocab=vocab_size, eos_token=list(eos_ids) or None)
+            except TypeError:
+                # llguidance before 1.9 takes one EOS id: the first one ends constrained output
+                # there (the engine still stops on every EOS id it knows).
+                tok = llguidance.LLTokenizer(wrapped, n_vocab=vocab_size,
+                                             eos_token=eos_ids[0] if eos_ids else None)
             cache[key] = tok
     return tok
