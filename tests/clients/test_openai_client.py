@@ -1,7 +1,8 @@
 # tests/clients/test_openai_client.py: the `openai` client against `eli serve` (tiny random model):
 # plain chat and streaming, chat.completions.parse with a pydantic model (json_schema strict),
 # json_object, forced and named tool calls (schema-valid arguments of a declared tool), a tool-call
-# history sent back (content null), and streaming == non-streaming for the same greedy request.
+# history sent back (content null), streaming == non-streaming for the same greedy request, and
+# /v1/responses with function tools (forced calls, streamed, sent back with their outputs).
 from __future__ import annotations
 
 import json
@@ -99,3 +100,31 @@ def test_streaming_agrees_with_non_streaming(openai_client):
     assert finish == whole.finish_reason
     assert [(d["name"], json.loads(d["arguments"])) for _, d in sorted(calls.items())] == \
         [(tc.function.name, json.loads(tc.function.arguments)) for tc in whole.message.tool_calls or []]
+
+
+RESPONSES_TOOLS = [{"type": "function", "name": t["function"]["name"], "description": t["function"]["description"],
+                    "parameters": t["function"]["parameters"], "strict": True} for t in TOOLS]
+
+
+def test_responses_function_calls(openai_client):
+    # /v1/responses with tools: forced calls come back as function_call items of declared tools with
+    # schema-valid arguments; the streamed response (the client's own event accumulator) agrees;
+    # the calls sent back with their outputs render and answer.
+    kw = dict(model=MODEL_NAME, input="What is the weather in Paris?", tools=RESPONSES_TOOLS, tool_choice="required",
+              max_output_tokens=200, temperature=0)
+    r = openai_client.responses.create(**kw)
+    assert r.status == "completed" and r.tool_choice == "required" and [t.name for t in r.tools] == ["get_weather", "get_time"]
+    calls = [o for o in r.output if o.type == "function_call"]
+    assert calls and len(calls) == len(r.output)
+    for c in calls:
+        assert c.name in SCHEMAS and c.call_id and c.id.startswith("fc_")
+        jsonschema.validate(json.loads(c.arguments), SCHEMAS[c.name])
+    with openai_client.responses.stream(**kw) as st:
+        final = st.get_final_response()
+    assert [(o.name, json.loads(o.arguments)) for o in final.output] == [(c.name, json.loads(c.arguments)) for c in calls]
+    assert all(o.parsed_arguments == json.loads(o.arguments) for o in final.output)  # strict tools: parsed
+    history = [{"role": "user", "content": "What is the weather in Paris?"}] + [c.model_dump(exclude_none=True) for c in calls] + [
+        {"type": "function_call_output", "call_id": c.call_id, "output": "21 C"} for c in calls]
+    r2 = openai_client.responses.create(model=MODEL_NAME, input=history, tools=RESPONSES_TOOLS, max_output_tokens=8,
+                                        temperature=0)
+    assert r2.status in ("completed", "incomplete") and r2.output

@@ -1,6 +1,6 @@
-# tests/python/server_helpers.py: helpers for test_server.py: a fake eli.AsyncLLM (same interface,
-# pure Python, deterministic, with the real llama_base tokenizer) and a uvicorn server run in a
-# background thread on a free loopback port.
+# tests/python/server_helpers.py: helpers for the server tests: a fake eli.AsyncLLM (same interface,
+# pure Python, deterministic, with the real llama_base tokenizer), ScriptedLLM (writes a chosen
+# text), and a uvicorn server run in a background thread on a free loopback port.
 #
 # Invariants: FakeAsyncLLM counts a request as running (one KV "block") from its first yield until
 # its generator finishes or is closed/cancelled (= aborted), so tests can check that a disconnect
@@ -120,6 +120,28 @@ class FakeAsyncLLM:
             if not finished:
                 self.aborted += 1
             self.running.discard(rid)
+
+
+class ScriptedLLM(FakeAsyncLLM):
+    """Writes `script` token by token (byte-level vocabulary), then stops ("length" when
+    max_tokens cuts it); a context of 4096 (tool prompts are long in bytes)."""
+
+    script = "Hello."
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, max_model_len=4096, **kw)
+
+    async def generate(self, prompt, params, request_id=None):
+        ids = list(prompt)
+        self.requests.append((ids, params))
+        toks = self.tokenizer.encode(self.script, add_special_tokens=False)
+        text = ""
+        for i, t in enumerate(toks[:params.max_tokens]):
+            full = self.tokenizer.decode(toks[:i + 1])
+            piece, text = full[len(text):], full
+            last = i + 1 == min(len(toks), params.max_tokens)
+            finish = None if not last else ("stop" if len(toks) <= params.max_tokens else "length")
+            yield FakeOutput(0, ids, piece, [t], None, text, toks[:i + 1], finish)
 
 
 def free_port() -> int:

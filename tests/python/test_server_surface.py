@@ -244,8 +244,9 @@ def test_responses_stream(srv):
 @pytest.mark.parametrize("body,param", [
     ({"input": "x", "store": True}, "store"),
     ({"input": "x", "previous_response_id": "resp_1"}, "previous_response_id"),
-    ({"input": "x", "tools": [{"type": "function", "name": "f", "parameters": {}}]}, "tools"),
-    ({"input": [{"type": "function_call_output", "call_id": "c", "output": "1"}]}, "input.0.type"),
+    ({"input": "x", "tools": [{"type": "web_search"}]}, "tools.0.type"),
+    ({"input": [{"type": "function_call_output", "call_id": "c", "output": "1"}]}, "input.0.call_id"),
+    ({"input": [{"type": "input_file", "file_id": "f"}]}, "input.0.type"),
     ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input.0.content.0"),
     ({"input": [{"role": "wizard", "content": "x"}]}, "input.0.role"),
     ({"input": ""}, "input"),
@@ -254,8 +255,8 @@ def test_responses_stream(srv):
 ])
 def test_responses_errors(srv, body, param):
     err = _error(_post(srv, "/v1/responses", body), 400, param)
-    if param == "tools":
-        assert err["message"].startswith("tools in /v1/responses not supported yet")
+    if param == "tools.0.type":
+        assert "'web_search'" in err["message"]
 
 
 def test_fake_output_has_no_prompt_logprobs():

@@ -1,6 +1,6 @@
 # tests/python/test_server_tools.py: tools, tool_choice, parallel_tool_calls and response_format on
 # /v1/chat/completions (eli/server/chat_tools.py), with a scripted fake engine (server_helpers'
-# FakeAsyncLLM writing a chosen text through the real byte-level llama_base tokenizer).
+# ScriptedLLM writing a chosen text through the real byte-level llama_base tokenizer).
 #
 # What must hold: the model family's parser turns the reply into tool_calls (finish_reason
 # "tool_calls"), streaming gives the same content and calls as the whole reply and never sends
@@ -16,7 +16,7 @@ import pathlib
 import pytest
 from fastapi.testclient import TestClient
 
-from server_helpers import FakeAsyncLLM
+from server_helpers import ScriptedLLM
 
 from eli.server import chat_tools
 from eli.server.app import create_app
@@ -32,34 +32,6 @@ TIME = {"type": "function", "function": {"name": "get_time", "description": "Loc
     "type": "object", "properties": {"tz": {"type": "string", "description": "IANA zone"}}, "required": ["tz"]}}}
 MSG = [{"role": "user", "content": "Weather in Paris?"}]
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
-
-
-class ScriptedLLM(FakeAsyncLLM):
-    """Writes `script` token by token (byte-level vocabulary), then stops."""
-
-    script = "Hello."
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, max_model_len=4096, **kw)
-        self.info = {"spec": {"vocab_size": 263}, "max_model_len": 4096}
-
-    async def generate(self, prompt, params, request_id=None):
-        ids = list(prompt)
-        self.requests.append((ids, params))
-        toks = self.tokenizer.encode(self.script, add_special_tokens=False) if hasattr(self.tokenizer, "encode") else []
-        text = ""
-        for i, t in enumerate(toks[:params.max_tokens]):
-            full = self.tokenizer.decode(toks[:i + 1])
-            piece, text = full[len(text):], full
-            last = i + 1 == min(len(toks), params.max_tokens)
-            finish = None if not last else ("stop" if len(toks) <= params.max_tokens else "length")
-            yield _Out(ids, piece, [t], text, finish)
-
-
-class _Out:
-    def __init__(self, ids, piece, toks, text, finish):
-        self.prompt_token_ids, self.delta_text, self.delta_token_ids = ids, piece, toks
-        self.delta_logprobs, self.text, self.finish_reason, self.error = None, text, finish, None
 
 
 def _app(template="qwen3", **opts):

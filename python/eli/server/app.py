@@ -28,9 +28,10 @@
 # - Prefix-cache isolation: a request's cache_salt (and, with prefix_cache_per_key, its API key)
 #   salts the engine's block hashes, so requests with different salts never share KV blocks.
 # - A dead engine (eli.EngineDeadError) is a 503, like a failed /health.
-# - Chat tools / tool_choice / response_format (chat_tools.py): forced calls and JSON replies are
-#   enforced by the sampler's grammar; replies are parsed by the model family's tool parser
-#   (Server.tool_parser), streamed as tool_calls deltas that never carry partial markup.
+# - Chat tools / tool_choice / response_format (chat_tools.py, shared with /v1/responses): forced
+#   calls and JSON replies are enforced by the sampler's grammar; replies are parsed by the model
+#   family's tool parser (Server.tool_parser), streamed as tool_calls deltas (Responses:
+#   function_call items) that never carry partial markup.
 from __future__ import annotations
 
 import asyncio
@@ -125,9 +126,8 @@ def create_app(llm, *, model_name: str, api_key: Union[str, Sequence[str], None]
         req: ChatCompletionRequest = await srv.read_body(request, ChatCompletionRequest)
         V.check_chat(req)
         plan = chat_tools.make_plan(req, srv.tool_parser, srv.tokenizer)
-        tools_var, describe = chat_tools.template_inputs(plan, srv.chat_template)
-        job = V.chat_job(req, srv.tokenizer, srv.chat_template, srv.max_prompt_chars, tools=tools_var,
-                         describe_tools=plan.tools if describe else None)
+        job = V.chat_job(req, srv.tokenizer, srv.chat_template, srv.max_prompt_chars,
+                         **chat_tools.job_tools(plan, srv.chat_template))
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
         requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         lp_n = (req.top_logprobs or 0) if req.logprobs else None
@@ -138,12 +138,10 @@ def create_app(llm, *, model_name: str, api_key: Union[str, Sequence[str], None]
                                          default_max_tokens=srv.max_tokens_default)
             V.check_logprob_budget([max_tokens] * req.n, lp_n, n=req.n,
                                    param="top_logprobs" if req.top_logprobs else "logprobs")
-            extra = dict(plan.constraint)
-            if plan.keep_special:  # the parser reads special-token markers ([TOOL_CALLS], <|python_tag|>)
-                extra["skip_special_tokens"] = False
             seqs = [Seq(index=i, prompt_ids=ids, params=p, start=start, holds_slot=slots.take())
                     for i, p in enumerate(V.make_params(req, max_tokens, lp_n, srv.cache_salt(request, req),
-                                                        extra=extra, extra_param=plan.constraint_param))]
+                                                        extra=chat_tools.sampling_extra(plan),
+                                                        extra_param=plan.constraint_param))]
         finally:
             slots.close()
         return await _chat_response(request, req, seqs, len(ids), lp_n, plan)

@@ -3,6 +3,8 @@
 # constraint the sampler enforces, how the reply is parsed), and the reply shaped into OpenAI's
 # message / streamed deltas with tool_calls.
 #
+# Shared by /v1/chat/completions (app.py) and /v1/responses (responses.py): the two differ only in
+# where a tool's fields sit (make_plan's `shape`), and every plan is in chat's shape.
 # Semantics (docs/serving.md, "Tool calling"):
 #   tool_choice none      tools are not shown to the model; the reply is content.
 #   tool_choice auto      (default with tools) tools are shown; the reply is parsed by the model
@@ -50,52 +52,78 @@ def constraints_supported() -> bool:
     return all(f in names for f in _CONSTRAINT_FIELDS)
 
 
-def _check_tools(tools: Any) -> list:
+# The two request shapes a tool arrives in: chat nests the function ({"type": "function",
+# "function": {"name", ...}}), the Responses API has it flat ({"type": "function", "name", ...});
+# so do their named tool_choice ({"function": {"name"}} vs {"name"}).
+kShapes = ("chat", "responses")
+_FN_FIELDS = ("name", "description", "parameters", "strict")
+
+
+def _function_of(t: Any, where: str, shape: str) -> tuple[dict, str]:
+    """(the function's fields, the param prefix naming them) of tool `t`; 400 unless a function."""
+    kind = t.get("type", "function" if shape == "chat" else None) if isinstance(t, dict) else None
+    if kind != "function":
+        got = f"tools of type {str(kind)[:40]!r}" if isinstance(kind, str) else "a tool without a type"
+        raise ApiError(400, f"{where}: {got} are not supported; this server runs no hosted tools, only "
+                       f"tools of type 'function' (called by the client)", param=f"{where}.type")
+    if shape == "responses":
+        return {k: v for k, v in t.items() if k in _FN_FIELDS}, where  # in the client's order, as chat
+    fn = t.get("function")
+    if not isinstance(fn, dict):
+        raise ApiError(400, f"{where}.function must be an object with a name", param=f"{where}.function")
+    return fn, f"{where}.function"
+
+
+def _check_tools(tools: Any, shape: str = "chat") -> list:
+    """The tools, validated, in chat's shape ({"type": "function", "function": {...}})."""
     if not isinstance(tools, list):
         raise ApiError(400, "tools must be a list of tools", param="tools")
     if len(tools) > kMaxTools:
         raise ApiError(400, f"at most {kMaxTools} tools per request, got {len(tools)}", param="tools")
     out, names = [], set()
     for i, t in enumerate(tools):
-        where = f"tools.{i}"
-        if not isinstance(t, dict) or t.get("type", "function") != "function":
-            raise ApiError(400, f"{where}: only tools of type 'function' are supported", param=f"{where}.type")
-        fn = t.get("function")
-        if not isinstance(fn, dict):
-            raise ApiError(400, f"{where}.function must be an object with a name", param=f"{where}.function")
+        fn, at = _function_of(t, f"tools.{i}", shape)
         name = fn.get("name")
         if not isinstance(name, str) or not _NAME.match(name):
-            raise ApiError(400, f"{where}.function.name must be 1-64 letters, digits, '_', '-' or '.'",
-                           param=f"{where}.function.name")
+            raise ApiError(400, f"{at}.name must be 1-64 letters, digits, '_', '-' or '.'", param=f"{at}.name")
         if name in names:
-            raise ApiError(400, f"{where}.function.name {name!r} is declared twice", param=f"{where}.function.name")
+            raise ApiError(400, f"{at}.name {name!r} is declared twice", param=f"{at}.name")
         names.add(name)
-        if "description" in fn and fn["description"] is not None and not isinstance(fn["description"], str):
-            raise ApiError(400, f"{where}.function.description must be a string", param=f"{where}.function.description")
+        if fn.get("description") is not None and not isinstance(fn["description"], str):
+            raise ApiError(400, f"{at}.description must be a string", param=f"{at}.description")
         params = fn.get("parameters")
         if params is not None and (not isinstance(params, dict) or params.get("type", "object") != "object"):
-            raise ApiError(400, f"{where}.function.parameters must be a JSON schema of type object",
-                           param=f"{where}.function.parameters")
+            raise ApiError(400, f"{at}.parameters must be a JSON schema of type object", param=f"{at}.parameters")
+        if fn.get("strict") is not None and not isinstance(fn["strict"], bool):
+            raise ApiError(400, f"{at}.strict must be a boolean", param=f"{at}.strict")
         clean = {k: v for k, v in fn.items() if v is not None}
         out.append({"type": "function", "function": clean})
     return out
 
 
-def _check_choice(choice: Any, tools: list) -> tuple[str, Optional[str]]:
+def _choice_usage(shape: str) -> str:
+    named = '{"type": "function", "name": ...}' if shape == "responses" else \
+        '{"type": "function", "function": {"name": ...}}'
+    return f"tool_choice must be 'none', 'auto', 'required' or {named}"
+
+
+def _check_choice(choice: Any, tools: list, shape: str = "chat") -> tuple[str, Optional[str]]:
     if choice is None:
         return ("auto" if tools else "none"), None
     if isinstance(choice, str):
         if choice not in ("none", "auto", "required"):
-            raise ApiError(400, f"tool_choice must be 'none', 'auto', 'required' or a named function, got {choice[:40]!r}",
-                           param="tool_choice")
+            raise ApiError(400, f"{_choice_usage(shape)}, got {choice[:40]!r}", param="tool_choice")
         if choice == "required" and not tools:
             raise ApiError(400, "tool_choice 'required' needs tools", param="tool_choice")
         return (choice if tools else "none"), None
-    fn = choice.get("function") if isinstance(choice, dict) else None
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if isinstance(kind, str) and kind != "function":
+        raise ApiError(400, f"tool_choice of type {kind[:40]!r} is not supported; {_choice_usage(shape)}",
+                       param="tool_choice")
+    fn = choice if shape == "responses" else (choice.get("function") if isinstance(choice, dict) else None)
     name = fn.get("name") if isinstance(fn, dict) else None
-    if not isinstance(choice, dict) or choice.get("type") != "function" or not isinstance(name, str):
-        raise ApiError(400, "tool_choice must be 'none', 'auto', 'required' or "
-                       "{\"type\": \"function\", \"function\": {\"name\": ...}}", param="tool_choice")
+    if kind != "function" or not isinstance(name, str):
+        raise ApiError(400, _choice_usage(shape), param="tool_choice")
     if name not in {t["function"]["name"] for t in tools}:
         raise ApiError(400, f"tool_choice names {name[:64]!r}, which is not in tools", param="tool_choice")
     return "named", name
@@ -140,14 +168,17 @@ def _marker_token(tokenizer, marker: str) -> Optional[int]:
     return tid if isinstance(tid, int) else None
 
 
-def make_plan(req, parser: ToolParser, tokenizer) -> ToolPlan:
-    """The plan of a chat request (validated; ApiError 400 naming the field otherwise)."""
-    tools = _check_tools(req.tools) if req.tools else []
-    choice, named = _check_choice(req.tool_choice, tools)
+def make_plan(req, parser: ToolParser, tokenizer, *, shape: str = "chat") -> ToolPlan:
+    """The plan of a request with fields tools, tool_choice, parallel_tool_calls and (chat)
+    response_format, its tools in `shape` (kShapes); validated (ApiError 400 naming the field)."""
+    if shape not in kShapes:
+        raise ValueError(f"unknown tool shape {shape!r}")
+    tools = _check_tools(req.tools, shape) if req.tools else []
+    choice, named = _check_choice(req.tool_choice, tools, shape)
     if req.parallel_tool_calls is not None and not isinstance(req.parallel_tool_calls, bool):
         raise ApiError(400, "parallel_tool_calls must be a boolean", param="parallel_tool_calls")
     parallel = req.parallel_tool_calls is not False
-    rf_kind, schema = response_schema(req.response_format)
+    rf_kind, schema = response_schema(getattr(req, "response_format", None))
     if choice in ("required", "named") and rf_kind is not None:
         raise ApiError(400, "response_format cannot be combined with a forced tool call (tool_choice "
                        "'required' or a named function)", param="response_format")
@@ -198,5 +229,20 @@ def template_inputs(plan: ToolPlan, template: Optional[str]) -> tuple[Optional[l
     return None, True
 
 
+def job_tools(plan: ToolPlan, template: Optional[str]) -> dict:
+    """validation.chat_job's tools / describe_tools arguments for the plan."""
+    tools_var, describe = template_inputs(plan, template)
+    return {"tools": tools_var, "describe_tools": plan.tools if describe else None}
+
+
+def sampling_extra(plan: ToolPlan) -> dict:
+    """The SamplingParams fields the plan adds: its constraint, and skip_special_tokens off when
+    the parser reads special-token markers ([TOOL_CALLS], <|python_tag|>)."""
+    extra = dict(plan.constraint)
+    if plan.keep_special:
+        extra["skip_special_tokens"] = False
+    return extra
+
+
 __all__ = ["ToolPlan", "make_plan", "message", "finish_reason", "response_schema", "template_inputs",
-           "constraints_supported", "kMaxTools"]
+           "job_tools", "sampling_extra", "constraints_supported", "kMaxTools", "kShapes"]

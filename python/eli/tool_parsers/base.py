@@ -201,7 +201,8 @@ class ToolCallStream:
     """Feeds text deltas, returns OpenAI chat deltas: {"content": ...} and {"tool_calls": [...]}
     (per call: one delta with index, id, type and function.name (arguments ""), then one with
     function.arguments). A call goes out once its text is complete and valid, so nothing sent is
-    ever taken back."""
+    ever taken back. segments() gives the same decisions as ordered segments instead (the
+    Responses API's output items, server/responses_output.py)."""
 
     def __init__(self, parser: ToolParser):
         self.parser = parser
@@ -209,43 +210,44 @@ class ToolCallStream:
         self.buf = ""
         self.start = 0
         self.n_calls = 0
-        self.content_sent = False
         self.done = False
 
     @property
     def has_calls(self) -> bool:
         return self.n_calls > 0
 
-    def feed(self, delta: str) -> list:
+    def segments(self, delta: str, final: bool) -> list:
+        """The segments decided once `delta` is added, in order ("text", str) / ("call", name,
+        arguments JSON); final=True decides the rest, after which nothing more comes."""
         if self.done:
             return []
         self.buf += delta
-        return self._run(False)
-
-    def finish(self) -> list:
-        if self.done:
-            return []
-        out = self._run(True)
-        self.done = True
-        return out
-
-    def _run(self, final: bool) -> list:
         segments, self.start = self.scanner.scan(self.buf, self.start, final)
         if self.start > 4096:  # keep the buffer small: decided text is never looked at again
             self.buf, n, self.start = self.buf[self.start:], self.start, 0
             self.scanner.rebase(n)
+        self.done = final
+        self.n_calls += sum(1 for seg in segments if seg[0] == "call")
+        return segments
+
+    def feed(self, delta: str) -> list:
+        return self._deltas(self.segments(delta, False))
+
+    def finish(self) -> list:
+        return self._deltas(self.segments("", True))
+
+    def _deltas(self, segments: list) -> list:
+        k = self.n_calls - sum(1 for seg in segments if seg[0] == "call")  # index of the first new call
         out = []
         for seg in segments:
             if seg[0] == "text":
                 if seg[1]:
                     out.append({"content": seg[1]})
-                    self.content_sent = True
             else:
-                k = self.n_calls
-                self.n_calls += 1
                 out.append({"tool_calls": [{"index": k, "id": self.parser.new_id(), "type": "function",
                                             "function": {"name": seg[1], "arguments": ""}}]})
                 out.append({"tool_calls": [{"index": k, "function": {"arguments": seg[2]}}]})
+                k += 1
         return out
 
 
