@@ -122,9 +122,12 @@ void WeightStore::place(Device& device, void* stream, ThreadPool* pool) {
     if (w.zeros.defined()) w.zeros = device_copy(device, w.zeros, pieces, keep);
     if (w.perm.defined()) w.perm = device_copy(device, w.perm, pieces, keep);
     if (w.alias_of != nullptr) continue;
-    // (rows, cols) values; a packed layout (two int4 per byte) keeps its stored shape.
-    Tensor t = Tensor::empty(device, w.dtype, w.deferred() ? std::vector<int64_t>{w.rows, w.cols}
-                                                           : std::vector<int64_t>{w.data.dim(0), w.data.dim(1)});
+    // Deferred parts: (rows, cols) of w.dtype. Otherwise the host tensor's own dtype and shape, so
+    // every byte goes up: a packed layout (two int4 per byte) keeps its stored shape, and GGUF
+    // segments of several block types (w.dtype names only the first) are one run of bytes.
+    const TensorView& hv = w.data.view();
+    Tensor t = w.deferred() ? Tensor::empty(device, w.dtype, {w.rows, w.cols})
+                            : Tensor::empty(device, hv.dtype, std::vector<int64_t>(hv.shape, hv.shape + hv.ndim));
     if (!w.deferred()) {
       pieces.push_back(UploadPiece{t.ptr<void>(), w.ptr(), t.nbytes()});
     } else {

@@ -208,7 +208,8 @@ TEST(GgufNative, LogitsMatchTheDequantPath) {
     double scale = 0.0, worst = 0.0;
     for (size_t i = 0; i < a.size(); ++i) {
       scale = std::max(scale, static_cast<double>(std::fabs(b[i])));
-      worst = std::max(worst, static_cast<double>(std::fabs(a[i] - b[i])));
+      const double d = std::fabs(static_cast<double>(a[i]) - b[i]);
+      worst = d <= worst ? worst : d;  // a NaN sticks (std::max would drop it)
     }
     std::printf("prompt of %zu tokens: max |logit| %.4g, max |delta| %.4g (%.3g%%)\n", prompt.size(), scale, worst,
                 100.0 * worst / scale);

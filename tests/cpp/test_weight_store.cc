@@ -177,6 +177,37 @@ TEST(WeightStore, UploadWritesEachPartAtItsRowOffsetAndReleasesTheHost) {
   EXPECT_THROW(dev->weights().place(gpu, nullptr, &pool), Error);  // once
 }
 
+// The mixed GGUF fixture with the native method (blocks as stored, merged projections of two
+// block types as segments) through the GPU placement path: every byte of every weight arrives. A
+// segmented weight's w.dtype names only its first block type, so the device copy must be sized
+// from the host bytes (the bug this catches gave CUDA NaN logits on Q4_K_M-style files).
+TEST(WeightStore, UploadKeepsEveryByteOfGgufBlocksAndSegments) {
+  FakeAsyncDevice gpu(DeviceId{DeviceKind::kCUDA, 3});
+  ThreadPool pool(2);
+  ModelFiles f = open_model_files(std::string(ELI_TEST_DATA_DIR) + "/gguf/tiny_llama_mixed.gguf");
+  auto host = load(f, DType::kF32, false, &pool);
+  auto dev = load(f, DType::kF32, true, &pool);
+  int n_segmented = 0, n_blocks = 0;
+  for (const LinearWeight& w : dev->weights().linears()) {
+    n_segmented += w.segments.size() > 1 ? 1 : 0;
+    n_blocks += w.format == WeightFormat::kGgufBlocks ? 1 : 0;
+  }
+  ASSERT_GT(n_segmented, 0) << "the fixture has merged projections of two block types";
+  ASSERT_GT(n_blocks, n_segmented);
+  // The host copies, before placement moves them.
+  std::map<std::string, std::vector<uint8_t>> want;
+  for (const LinearWeight& w : host->weights().linears()) {
+    const uint8_t* p = static_cast<const uint8_t*>(w.ptr());
+    want[w.name] = std::vector<uint8_t>(p, p + w.data.nbytes());
+  }
+  dev->weights().place(gpu, nullptr, &pool);
+  for (const LinearWeight& w : dev->weights().linears()) {
+    SCOPED_TRACE(w.name);
+    ASSERT_EQ(w.data.nbytes(), want[w.name].size());
+    EXPECT_EQ(std::memcmp(w.ptr(), want[w.name].data(), want[w.name].size()), 0);
+  }
+}
+
 TEST(WeightStore, CpuPlacementKeepsFileViewsAndMapsThem) {
   auto cpu = create_cpu_device();
   ThreadPool pool(2);
