@@ -108,6 +108,22 @@ def test_continuous_usage_stats(srv):
     assert all(c.usage is None for c in plain if c.choices) and plain[-1].usage.completion_tokens == 3
 
 
+def test_chat_continuous_usage_stats(srv):
+    chunks = list(_client(srv).chat.completions.create(
+        model=NAME, messages=[{"role": "user", "content": "abc"}], max_tokens=6, n=2, stream=True,
+        stream_options={"include_usage": True, "continuous_usage_stats": True}))
+    body = [c for c in chunks if c.choices]
+    assert body and all(c.usage is not None for c in body)
+    done = [c.usage.completion_tokens for c in body]
+    assert done == sorted(done) and done[0] == 0 and done[-1] == 12  # both choices counted
+    assert all(c.usage.total_tokens == c.usage.prompt_tokens + c.usage.completion_tokens for c in body)
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 12
+    plain = list(_client(srv).chat.completions.create(
+        model=NAME, messages=[{"role": "user", "content": "abc"}], max_tokens=3, stream=True,
+        stream_options={"include_usage": True}))
+    assert all(c.usage is None for c in plain if c.choices) and plain[-1].usage.completion_tokens == 3
+
+
 # ---- echo --------------------------------------------------------------------------------------
 
 def test_echo(srv):

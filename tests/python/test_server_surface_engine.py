@@ -114,3 +114,22 @@ def test_prompt_logprobs_extension(srv):
         best = int(np.argmax(ref_lp[p - 1]))
         assert plp[p][str(best)]["rank"] == 1 and plp[p][str(best)]["decoded_token"] is not None
     assert _post(srv, "/v1/completions", {"prompt": "x", "prompt_logprobs": 21}).status_code == 400
+
+
+def test_chat_prompt_logprobs(srv):
+    # vLLM's chat extension: the response carries the chat prompt's logprobs once, in the shape of
+    # the completions field, equal to what /v1/completions gives for the same prompt ids.
+    messages = [{"role": "user", "content": "Name a color."}]
+    ids = srv.llm.chat_prompt_ids(messages)
+    r = _post(srv, "/v1/chat/completions", {"messages": messages, "max_tokens": 2, "n": 2,
+                                             "prompt_logprobs": 2, "temperature": 0})
+    assert r.status_code == 200, r.text
+    plp = r.json()["prompt_logprobs"]
+    assert len(plp) == len(ids) and plp[0] is None
+    want = _post(srv, "/v1/completions", {"prompt": ids, "max_tokens": 1, "prompt_logprobs": 2}).json()
+    assert plp == want["choices"][0]["prompt_logprobs"]
+    assert [int(next(iter(e))) for e in plp[1:]] == ids[1:]  # each entry names its prompt token first
+    assert "prompt_logprobs" not in _post(srv, "/v1/chat/completions", {"messages": messages, "max_tokens": 1}).json()
+    bad = _post(srv, "/v1/chat/completions", {"messages": messages, "prompt_logprobs": 2, "stream": True})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "prompt_logprobs"
+    assert _post(srv, "/v1/chat/completions", {"messages": messages, "prompt_logprobs": 21}).status_code == 400

@@ -138,10 +138,17 @@ def create_app(llm, *, model_name: str, api_key: Union[str, Sequence[str], None]
                                          default_max_tokens=srv.max_tokens_default)
             V.check_logprob_budget([max_tokens] * req.n, lp_n, n=req.n,
                                    param="top_logprobs" if req.top_logprobs else "logprobs")
+            if req.prompt_logprobs is not None:
+                if req.stream:
+                    raise ApiError(400, "prompt_logprobs comes with stream: false only (the whole response "
+                                        "carries it once, as vLLM's chat completions do)", param="prompt_logprobs")
+                V.check_logprob_budget([len(ids)], req.prompt_logprobs, n=1, param="prompt_logprobs")
+            params = V.make_params(req, max_tokens, lp_n, srv.cache_salt(request, req),
+                                   extra=chat_tools.sampling_extra(plan), extra_param=plan.constraint_param)
+            if req.prompt_logprobs is not None:
+                params[0].prompt_logprobs = req.prompt_logprobs  # one choice carries them for all
             seqs = [Seq(index=i, prompt_ids=ids, params=p, start=start, holds_slot=slots.take())
-                    for i, p in enumerate(V.make_params(req, max_tokens, lp_n, srv.cache_salt(request, req),
-                                                        extra=chat_tools.sampling_extra(plan),
-                                                        extra_param=plan.constraint_param))]
+                    for i, p in enumerate(params)]
         finally:
             slots.close()
         return await _chat_response(request, req, seqs, len(ids), lp_n, plan)
@@ -152,14 +159,26 @@ def create_app(llm, *, model_name: str, api_key: Union[str, Sequence[str], None]
                 "created": created, "model": srv.model_name}
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            continuous = include_usage and bool(req.stream_options.continuous_usage_stats)
             extra = {"usage": None} if include_usage else {}
+            if continuous:
+                extra = {"usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 0,
+                                   "total_tokens": prompt_tokens}}
             first = [dict(base, choices=[{"index": s.index, "delta": {"role": "assistant", "content": ""},
                                           "logprobs": None, "finish_reason": None}], **extra) for s in seqs]
             parsers = {s.index: plan.parser.stream() for s in seqs} if plan.parser is not None else {}
+            sent: dict[int, int] = {}
 
             def chunk(seq, out):
                 if not out.delta_text and not out.delta_token_ids and out.finish_reason is None:
                     return None
+                if continuous:
+                    # Usage so far in every chunk (vLLM's continuous_usage_stats): the tokens of
+                    # every choice generated up to this chunk.
+                    sent[seq.index] = sent.get(seq.index, 0) + len(out.delta_token_ids or [])
+                    done = sum(sent.values())
+                    extra["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": done,
+                                      "total_tokens": prompt_tokens + done}
                 lp = None
                 if lp_n is not None and out.delta_token_ids:
                     lp = {"content": srv.chat_logprobs(out.delta_token_ids, out.delta_logprobs or [], lp_n)}
@@ -191,7 +210,11 @@ def create_app(llm, *, model_name: str, api_key: Union[str, Sequence[str], None]
             msg, has_calls = chat_tools.message(plan, s.text)
             choices.append({"index": s.index, "message": msg, "logprobs": lp,
                             "finish_reason": chat_tools.finish_reason(s.finish_reason, has_calls)})
-        return dict(base, choices=choices, usage=usage(seqs, prompt_tokens))
+        out = dict(base, choices=choices, usage=usage(seqs, prompt_tokens))
+        if req.prompt_logprobs is not None:
+            out["prompt_logprobs"] = completions.vllm_prompt_logprobs(srv, seqs[0].prompt_ids, seqs[0].prompt_logprobs,
+                                                                      req.prompt_logprobs)
+        return out
 
     app.include_router(v1)
 

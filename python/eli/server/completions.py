@@ -128,7 +128,7 @@ def _echo_logprobs(srv, prompt_ids: list[int], prompt_lps, n: int) -> dict:
     return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
 
 
-def _vllm_prompt_logprobs(srv, prompt_ids: list[int], prompt_lps, k: int) -> list:
+def vllm_prompt_logprobs(srv, prompt_ids: list[int], prompt_lps, k: int) -> list:
     """vLLM's prompt_logprobs shape: [None, {"id": {logprob, rank, decoded_token}}, ...]."""
     out: list = [None]
     for p in range(1, len(prompt_ids)):
@@ -171,7 +171,7 @@ async def _respond(srv, request, req: CompletionRequest, seqs: list[Seq], prompt
             text = echo[prompt_of(seq)] + text
         out = {"index": index, "text": text, "logprobs": lp, "finish_reason": finish}
         if req.prompt_logprobs is not None and with_prompt:
-            out["prompt_logprobs"] = _vllm_prompt_logprobs(srv, prompts[prompt_of(seq)], seq.prompt_logprobs,
+            out["prompt_logprobs"] = vllm_prompt_logprobs(srv, prompts[prompt_of(seq)], seq.prompt_logprobs,
                                                            req.prompt_logprobs)
         return out
 

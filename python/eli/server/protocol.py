@@ -112,5 +112,6 @@ class ChatCompletionRequest(_SamplingFields):
     tool_choice: Optional[Union[str, Dict[str, Any]]] = None
     parallel_tool_calls: Optional[StrictBool] = None
     response_format: Optional[Dict[str, Any]] = None
+    prompt_logprobs: Optional[StrictInt] = Field(None, ge=0, le=kMaxLogprobs)  # vLLM's extension
     add_generation_prompt: StrictBool = True
     chat_template_kwargs: Optional[Dict[str, Any]] = None
