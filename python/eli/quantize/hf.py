@@ -135,18 +135,21 @@ def _tie_o_proj(x: np.ndarray, dims: _Dims) -> np.ndarray:
 
 
 def _check_shapes(ck: Checkpoint, linears: list[str], method: str, bits: int, group_size: int) -> None:
+    """Every matrix float, then (integer methods) every group size dividing, then every packing fitting."""
     for lin in linears:
-        n, k = ck.shape(lin + ".weight")
         dt = ck.dtype(lin + ".weight")
         if dt not in ("F32", "F16", "BF16"):
             raise InvalidRequestError(f"{lin}.weight is stored as {dt}; eli quantize needs float32, float16 or "
                                       "bfloat16 weights (is the checkpoint already quantized?)")
-        if method in ("fp8", "int8"):
-            continue
-        gs = k if group_size == -1 else group_size
-        if k % gs:
+    if method in ("fp8", "int8"):
+        return
+    shapes = {lin: ck.shape(lin + ".weight") for lin in linears}
+    for lin, (n, k) in shapes.items():
+        if group_size != -1 and k % group_size:
             raise InvalidRequestError(f"group_size {group_size} does not divide the {k} input features of {lin}; "
                                       "pick a divisor or -1 (per channel)")
+    for lin, (n, k) in shapes.items():
+        gs = k if group_size == -1 else group_size
         if bits == 4 and (k % 32 or gs % 32):
             raise InvalidRequestError(f"{lin}: eli's int4 layout needs the input features ({k}) and the group size "
                                       f"({gs}) to be multiples of 32")
