@@ -24,6 +24,10 @@ def __getattr__(name):
         from .llm import LLM
 
         return LLM
+    if name == "quantize":
+        import importlib
+
+        return importlib.import_module(".quantize", __name__)  # a callable module: eli.quantize(...)
     if name == "AsyncLLM":
         from .async_llm import AsyncLLM
 
@@ -51,6 +55,7 @@ __all__ = [
     "RequestOutput",
     "CompletionOutput",
     "inspect_model",
+    "quantize",
     "cuda_device_count",
     "EliError",
     "EngineDeadError",

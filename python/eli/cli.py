@@ -1,5 +1,5 @@
-# eli/cli.py: the `eli` command line: generate, chat, run, info/show, pull, list/ls, rm, serve and
-# bench serve.
+# eli/cli.py: the `eli` command line: generate, chat, run, info/show, pull, list/ls, rm, serve,
+# bench serve and quantize (cli_quantize.py).
 #
 # Invariants: main(argv) returns an exit code and never raises SystemExit itself (the console-script
 # wrapper exits with it): 0 ok, 1 expected error (printed as one `error: ...` line, no traceback;
@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any, Iterable, Optional, Sequence
 
-from eli import cli_args, engine_options, hub
+from eli import cli_args, cli_quantize, engine_options, hub
 from eli.errors import ModelLoadError, ModelResolutionError
 
 _EXPECTED_ERRORS = (
@@ -51,6 +51,7 @@ examples:
   eli rm HuggingFaceTB/SmolLM2-135M-Instruct          # remove a cached download
   eli serve smollm2 --port 8000 --api-key sk-local   # OpenAI-compatible HTTP server
   eli bench serve --url http://127.0.0.1:8000 --num-requests 100 --concurrency 8
+  eli quantize ./my-hf-model-dir -o ./my-model-gptq --method gptq --bits 4
 
 Models (MODEL or -m/--model): a Hugging Face model directory (config.json + *.safetensors), a .gguf
 file, a short name (see `eli ls`), or a Hugging Face repo id owner/name (needs huggingface_hub).
@@ -395,6 +396,8 @@ def _add_serve_parsers(sub, fmt) -> None:
     net.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                      help="log verbosity; info (the default) logs each request (access log) and the "
                      "periodic stats line, warning only problems")
+
+    cli_quantize.add_parser(sub, fmt)
 
     bench = sub.add_parser("bench", formatter_class=fmt, help="benchmarks (bench serve: load-test a server)",
                            description="Benchmarks. `eli bench serve` load-tests an OpenAI-compatible server.")
@@ -828,7 +831,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"generate": cmd_generate, "gen": cmd_generate, "run": cmd_run, "chat": cmd_chat,
              "info": cmd_info, "show": cmd_info, "pull": cmd_pull, "list": cmd_list, "ls": cmd_list,
-             "rm": cmd_rm, "serve": cmd_serve, "bench": cmd_bench}
+             "rm": cmd_rm, "serve": cmd_serve, "bench": cmd_bench,
+             "quantize": cli_quantize.cmd_quantize}
 
 
 def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:

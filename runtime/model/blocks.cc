@@ -7,6 +7,7 @@
 #include "eli/error.h"
 #include "kernels/registry.h"
 #include "runtime/kv/kv_cache.h"
+#include "runtime/model/linear_observer.h"
 #include "runtime/model/model.h"
 #include "runtime/model/weight_reader.h"
 
@@ -43,6 +44,9 @@ void ForwardContext::linear(const LinearWeight& w, int64_t m, const LinearInput&
   s.mid_bytes = slot_bytes(WsSlot::kLinearMid);
   s.blas = slot(WsSlot::kBlas);
   s.blas_bytes = slot_bytes(WsSlot::kBlas);
+  if (device == DeviceKind::kCPU) {
+    if (LinearObserver* obs = linear_observer()) obs->observe(w, m, input);
+  }
   w.method->apply(w, m, input, output, s, exec, device);
 }
 

@@ -22,6 +22,7 @@ LAYERS = [
     ("model", ("runtime/model",)),
     ("runner", ("runtime/runner", "runtime/parallel")),
     ("engine", ("runtime/engine",)),
+    ("quantize", ("runtime/quantize",)),
     ("bindings", ("python/src",)),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
