@@ -82,6 +82,7 @@ NB_MODULE(_eli, m) {
       .def("memory_stats", [](const Engine& e) { return memory_stats_to_dict(e.memory_stats()); });
 
   bind_async_engine(m);
+  bind_gguf_quantize(m);
 
   m.def("inspect_model", &inspect_model, "path"_a,
         "Reads a model's headers and metadata (no weights) and returns a dict.");

@@ -10,6 +10,8 @@
 namespace eli {
 
 void register_error_translator();
+// _eli.gguf_quantize / gguf_dequantize (python/src/gguf_quantize_bindings.cc).
+void bind_gguf_quantize(nanobind::module_& m);
 // _eli.EngineConfig (typed, one attribute per option), _eli.engine_options(), hardware_threads().
 void bind_engine_config(nanobind::module_& m);
 // _eli.SamplingParams (typed) and _eli.validate_sampling_params().
