@@ -1,0 +1,1 @@
+"""eli.quantize: weight quantization of model files (GGUF requantization: gguf_requant)."""
