@@ -22,6 +22,7 @@ using namespace nb::literals;
 namespace eli {
 void bind_async_engine(nb::module_& m);  // python/src/async_bindings.cc
 void bind_quantize(nb::module_& m);      // python/src/quantize_bindings.cc
+void bind_gguf_quantize(nb::module_& m);  // python/src/gguf_quantize_bindings.cc
 namespace {
 
 nb::ndarray<nb::numpy, float, nb::ndim<2>> score(Engine& e, const std::vector<int32_t>& ids) {
@@ -84,6 +85,7 @@ NB_MODULE(_eli, m) {
 
   bind_async_engine(m);
   bind_quantize(m);
+  bind_gguf_quantize(m);
 
   m.def("inspect_model", &inspect_model, "path"_a,
         "Reads a model's headers and metadata (no weights) and returns a dict.");

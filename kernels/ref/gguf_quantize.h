@@ -1,0 +1,37 @@
+// kernels/ref/gguf_quantize.h: f32 rows -> GGUF block bytes for Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K
+// and Q6_K (the writers of eli's GGUF requantizer, python/eli/quantize/gguf_requant.py; Q5_0 / Q5_1
+// are llama.cpp's fallbacks for Q4_K / Q5_K rows that are not a multiple of 256).
+//
+// Invariants: the bytes follow the block layouts kernels/ref/dequant_ref.cc decodes (and llama.cpp /
+// gguf-py with it); n is a multiple of the type's block size (32 or 256); every input value must be
+// finite and the block scales must fit in fp16, else eli::Error(kInvalidArgument) naming the column
+// (and, for the matrix form, the row) — nothing is written past the failing row's own bytes.
+// Q8_0 rounding is fully specified (d = amax / 127, q = roundf(x / d) with the f32 d) and equals
+// llama.cpp's / gguf-py's output byte for byte. The other types search their scales (search = true):
+// Q4_0, Q5_0 and Q6_K a symmetric weighted least-squares fit over candidate grids, Q5_1 / Q4_K / Q5_K
+// a scale and offset per (sub-)block by weighted least squares over candidate grids, then the sub-block scales are
+// quantized to the super-block's 6 / 8-bit codes and every value is rounded to its nearest level under
+// the stored (fp16-rounded) scales. search = false gives plain max-abs (min/max) scaling through the
+// same packing: the baseline the tests compare the search against.
+#pragma once
+
+#include <cstdint>
+
+#include "eli/dtype.h"
+
+namespace eli {
+
+class ThreadPool;
+
+// Whether quantize_row_gguf writes this dtype (Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K).
+bool gguf_quantize_supported(DType dtype);
+
+// Quantizes x[0, n) into n / block_elems blocks of `dtype` at out.
+void quantize_row_gguf(DType dtype, const float* x, int64_t n, void* out, bool search = true);
+
+// Quantizes a row-major (rows, cols) f32 matrix, row r to out + r * row_bytes (row_bytes =
+// cols / block_elems * block_bytes), rows spread over `pool` (null: this thread). Errors name the row.
+void quantize_matrix_gguf(DType dtype, const float* x, int64_t rows, int64_t cols, void* out, ThreadPool* pool,
+                          bool search = true);
+
+}  // namespace eli
