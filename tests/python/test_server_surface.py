@@ -267,7 +267,11 @@ def test_responses_stream(srv):
     ({"input": [{"role": "wizard", "content": "x"}]}, "input.0.role"),
     ({"input": ""}, "input"),
     ({"input": "x", "max_output_tokens": 10**6}, "max_output_tokens"),
-    ({"input": "x", "text": {"format": {"type": "json_object"}}}, "text.format"),
+    ({"input": "x", "text": {"format": "json"}}, "text.format"),
+    ({"input": "x", "text": {"format": {"type": "xml"}}}, "text.format.type"),
+    ({"input": "x", "text": {"format": {"type": "json_schema", "name": "a"}}}, "text.format.schema"),
+    ({"input": "x", "text": {"format": {"type": "json_schema", "schema": {}, "strict": "yes"}}}, "text.format.strict"),
+    ({"input": "x", "text": {"size": 3}}, "text"),
 ])
 def test_responses_errors(srv, body, param):
     err = _error(_post(srv, "/v1/responses", body), 400, param)

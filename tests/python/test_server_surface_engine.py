@@ -133,3 +133,29 @@ def test_chat_prompt_logprobs(srv):
     bad = _post(srv, "/v1/chat/completions", {"messages": messages, "prompt_logprobs": 2, "stream": True})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "prompt_logprobs"
     assert _post(srv, "/v1/chat/completions", {"messages": messages, "prompt_logprobs": 21}).status_code == 400
+
+
+def test_responses_text_format(srv):
+    # text.format json_schema / json_object constrain the reply as chat's response_format does;
+    # greedy streaming equals the whole response; the response echoes the format.
+    jsonschema = pytest.importorskip("jsonschema")
+    import json
+
+    # bounded values: a random model would otherwise fill max_output_tokens with digits
+    schema = {"type": "object", "properties": {"name": {"type": "string", "enum": ["ab", "cd"]},
+                                               "n": {"type": "integer", "minimum": 0, "maximum": 9}},
+              "required": ["name", "n"], "additionalProperties": False}
+    fmt = {"type": "json_schema", "name": "thing", "schema": schema, "strict": True}
+    c = _client(srv)
+    r = c.responses.create(model=NAME, input="Describe a thing.", text={"format": fmt}, max_output_tokens=48,
+                           temperature=0)
+    assert r.status == "completed", r.output_text
+    jsonschema.validate(json.loads(r.output_text), schema)
+    assert r.text.format.type == "json_schema"
+    with c.responses.stream(model=NAME, input="Describe a thing.", text={"format": fmt}, max_output_tokens=48,
+                            temperature=0) as st:
+        assert st.get_final_response().output_text == r.output_text
+    obj = c.responses.create(model=NAME, input="Any JSON.", text={"format": {"type": "json_object"}},
+                             max_output_tokens=48, temperature=0)
+    if obj.status == "completed":
+        assert isinstance(json.loads(obj.output_text), dict)

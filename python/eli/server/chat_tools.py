@@ -168,9 +168,14 @@ def _marker_token(tokenizer, marker: str) -> Optional[int]:
     return tid if isinstance(tid, int) else None
 
 
-def make_plan(req, parser: ToolParser, tokenizer, *, shape: str = "chat") -> ToolPlan:
+_NO_FORMAT = object()
+
+
+def make_plan(req, parser: ToolParser, tokenizer, *, shape: str = "chat", response_format: Any = _NO_FORMAT) -> ToolPlan:
     """The plan of a request with fields tools, tool_choice, parallel_tool_calls and (chat)
-    response_format, its tools in `shape` (kShapes); validated (ApiError 400 naming the field)."""
+    response_format, its tools in `shape` (kShapes); validated (ApiError 400 naming the field).
+    `response_format` (chat's shape) replaces the request's own, for endpoints that carry it
+    elsewhere (/v1/responses: text.format)."""
     if shape not in kShapes:
         raise ValueError(f"unknown tool shape {shape!r}")
     tools = _check_tools(req.tools, shape) if req.tools else []
@@ -178,7 +183,8 @@ def make_plan(req, parser: ToolParser, tokenizer, *, shape: str = "chat") -> Too
     if req.parallel_tool_calls is not None and not isinstance(req.parallel_tool_calls, bool):
         raise ApiError(400, "parallel_tool_calls must be a boolean", param="parallel_tool_calls")
     parallel = req.parallel_tool_calls is not False
-    rf_kind, schema = response_schema(getattr(req, "response_format", None))
+    rf = getattr(req, "response_format", None) if response_format is _NO_FORMAT else response_format
+    rf_kind, schema = response_schema(rf)
     if choice in ("required", "named") and rf_kind is not None:
         raise ApiError(400, "response_format cannot be combined with a forced tool call (tool_choice "
                        "'required' or a named function)", param="response_format")

@@ -13,8 +13,10 @@
 # build for the same messages and tools.
 # What it refuses (400, naming the field): store=true and previous_response_id (nothing is kept:
 # the server is stateless), tools of any type but function (hosted tools: web_search, file_search,
-# mcp, ...), other input items (reasoning, images, files, item references), text.format other
-# than text, n.
+# mcp, ...), other input items (reasoning, images, files, item references), n.
+# Structured output: `text.format` {"type": "json_schema", "name", "schema", "strict"} or
+# {"type": "json_object"} constrains the reply as chat's response_format does (the same plan,
+# errors naming text.format...); the response echoes the format.
 # Output (responses_output.py): `message` items and `function_call` items {id "fc_...", call_id
 # "call_...", name, arguments, status}, in the order the model wrote them; the response echoes
 # tools, tool_choice and parallel_tool_calls.
@@ -28,6 +30,7 @@
 # event carries a sequence_number (0, 1, ...). The streamed items equal the non-streamed ones.
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -79,9 +82,33 @@ def check_responses(req: ResponsesRequest) -> None:
                        "responses; send the whole conversation in `input`", param="previous_response_id")
     if req.n not in (None, 1):
         raise ApiError(400, "n is not supported by /v1/responses", param="n")
+    if req.text is not None and set(req.text) - {"format", "verbosity"}:
+        raise ApiError(400, f"text takes format (and verbosity), not {sorted(set(req.text) - {'format', 'verbosity'})}",
+                       param="text")
+
+
+def text_format(req: ResponsesRequest) -> Optional[dict]:
+    """text.format as chat's response_format (None for plain text); 400 naming text.format."""
     fmt = (req.text or {}).get("format")
-    if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") != "text"):
-        raise ApiError(400, "text.format other than text is not supported by /v1/responses", param="text.format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict):
+        raise ApiError(400, "text.format must be an object", param="text.format")
+    kind = fmt.get("type")
+    if kind in ("text", "json_object"):
+        return {"type": kind}
+    if kind == "json_schema":
+        return {"type": "json_schema",
+                "json_schema": {"name": fmt.get("name"), "schema": fmt.get("schema"), "strict": fmt.get("strict")}}
+    raise ApiError(400, f"text.format.type must be 'text', 'json_object' or 'json_schema', got {str(kind)[:40]!r}",
+                   param="text.format.type")
+
+
+def _format_param(param: Optional[str]) -> Optional[str]:
+    """A chat response_format field name as the Responses request spells it."""
+    if param is None or not param.startswith("response_format"):
+        return param
+    return "text.format" + param[len("response_format"):].replace(".json_schema", "", 1)
 
 
 def _chat_request(req: ResponsesRequest) -> ChatCompletionRequest:
@@ -121,7 +148,13 @@ def register(v1, srv) -> None:
         start = time.perf_counter()
         req: ResponsesRequest = await srv.read_body(request, ResponsesRequest)
         check_responses(req)
-        plan = chat_tools.make_plan(req, srv.tool_parser, srv.tokenizer, shape="responses")
+        try:
+            plan = chat_tools.make_plan(req, srv.tool_parser, srv.tokenizer, shape="responses",
+                                        response_format=text_format(req))
+        except ApiError as e:
+            e.param = _format_param(e.param)
+            raise
+        plan = dataclasses.replace(plan, constraint_param=_format_param(plan.constraint_param))
         chat = _chat_request(req)
         try:
             job = V.chat_job(chat, srv.tokenizer, srv.chat_template, srv.max_prompt_chars,
@@ -152,7 +185,8 @@ def _response(srv, req: ResponsesRequest, rid: str, created: int, status: str, o
             "max_output_tokens": req.max_output_tokens, "model": srv.model_name, "output": output,
             "parallel_tool_calls": req.parallel_tool_calls is not False, "previous_response_id": None,
             "reasoning": None, "store": False, "temperature": req.temperature, "top_p": req.top_p,
-            "text": {"format": {"type": "text"}}, "tool_choice": req.tool_choice or "auto",
+            "text": {"format": (req.text or {}).get("format") or {"type": "text"}},
+            "tool_choice": req.tool_choice or "auto",
             "tools": _echo_tools(req), "truncation": "disabled", "usage": usage, "user": req.user,
             "metadata": req.metadata or {}}
 
