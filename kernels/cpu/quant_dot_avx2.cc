@@ -330,6 +330,49 @@ void dot4_q4_1(int64_t k, const void* w, const void* const* xq, float* out) {
   for (int r = 0; r < 4; ++r) out[r] = hsum(acc[r]) + offs[r];
 }
 
+void dot4_q5_0(int64_t k, const void* w, const void* const* xq, float* out) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const BlockQ8x32* xb[4];
+  __m256 acc[4];
+  for (int r = 0; r < 4; ++r) {
+    xb[r] = static_cast<const BlockQ8x32*>(xq[r]);
+    acc[r] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < k / 32; ++b, wb += 22) {
+    const __m256i hi = _mm256_and_si256(bit_bytes(load_u32(wb + 2)), _mm256_set1_epi8(0x10));
+    const __m256i q = _mm256_sub_epi8(_mm256_or_si256(nibbles(wb + 6), hi), _mm256_set1_epi8(16));
+    const float dw = h2f(wb);
+    for (int r = 0; r < 4; ++r) {
+      const __m256i p = dot_s8s8(q, load256(xb[r][b].qs));
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[r][b].d), _mm256_cvtepi32_ps(p), acc[r]);
+    }
+  }
+  for (int r = 0; r < 4; ++r) out[r] = hsum(acc[r]);
+}
+
+void dot4_q5_1(int64_t k, const void* w, const void* const* xq, float* out) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const BlockQ8x32* xb[4];
+  __m256 acc[4];
+  float offs[4];
+  for (int r = 0; r < 4; ++r) {
+    xb[r] = static_cast<const BlockQ8x32*>(xq[r]);
+    acc[r] = _mm256_setzero_ps();
+    offs[r] = 0.0f;
+  }
+  for (int64_t b = 0; b < k / 32; ++b, wb += 24) {
+    const __m256i hi = _mm256_and_si256(bit_bytes(load_u32(wb + 4)), _mm256_set1_epi8(0x10));
+    const __m256i q = _mm256_or_si256(nibbles(wb + 8), hi);
+    const float dw = h2f(wb), mw = h2f(wb + 2);
+    for (int r = 0; r < 4; ++r) {
+      const __m256i p = dot_u8s8(q, load256(xb[r][b].qs));
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[r][b].d), _mm256_cvtepi32_ps(p), acc[r]);
+      offs[r] += mw * xb[r][b].s;
+    }
+  }
+  for (int r = 0; r < 4; ++r) out[r] = hsum(acc[r]) + offs[r];
+}
+
 void dot4_q8_0(int64_t k, const void* w, const void* const* xq, float* out) {
   const auto* wb = static_cast<const uint8_t*>(w);
   const BlockQ8x32* xb[4];
@@ -437,6 +480,8 @@ QuantVecDot4Fn quant_vec_dot4_avx2(DType wtype) {
   switch (wtype) {
     case DType::kQ4_0: return dot4_q4_0;
     case DType::kQ4_1: return dot4_q4_1;
+    case DType::kQ5_0: return dot4_q5_0;
+    case DType::kQ5_1: return dot4_q5_1;
     case DType::kQ8_0: return dot4_q8_0;
     case DType::kQ4_K: return dot4_q4_k;
     case DType::kQ6_K: return dot4_q6_k;
