@@ -41,6 +41,8 @@ for shape in ${ELI_STEP_SHAPES:-1b 8b}; do
   [ -f "$WEIGHTS/$shape/.complete.json" ] && dirs+=("$WEIGHTS/$shape")
 done
 summary+=("weights: ${dirs[*]:-none} ($(el))")
+# The writer's last lines in the summary when a shape is missing (its log may not come back).
+[ ${#dirs[@]} -lt $(echo ${ELI_STEP_SHAPES:-1b 8b} | wc -w) ] && summary+=("make_weights: $(tail -3 "$OUT/make_weights.txt" 2>/dev/null | tr '\n' ' ')")
 if [ ${#dirs[@]} -gt 0 ]; then
   timeout 300 "$BUILD/eli_cuda_decode_step_bench" "${dirs[@]}" --json "$OUT/decode_step.json" > "$OUT/decode_step.txt" 2>&1
   summary+=("step bench: exit $? ($(el))")
