@@ -55,6 +55,11 @@ inline __m256i bit_bytes(uint32_t bits) {
   const __m256i mask = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
   return _mm256_cmpeq_epi8(_mm256_and_si256(spread, mask), mask);
 }
+// The 5th bits of Q5_0 / Q5_1 (a u32 at `bits`) over the low nibbles at `qs`.
+inline __m256i five_bits(const uint8_t* bits, const uint8_t* qs) {
+  return _mm256_or_si256(nibbles(qs), _mm256_and_si256(bit_bytes(load_u32(bits)), _mm256_set1_epi8(0x10)));
+}
+
 // Bytes (v >> shift) & mask, shifting 16-bit lanes (exact for the bits a mask keeps below 8 - shift).
 inline __m256i shr_mask(__m256i v, int shift, int mask) {
   return _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8(static_cast<char>(mask)));
@@ -103,8 +108,7 @@ float dot_q5_0(int64_t k, const void* w, const void* xq) {
   const auto* xb = static_cast<const BlockQ8x32*>(xq);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < k / 32; ++b, wb += 22) {
-    const __m256i hi = _mm256_and_si256(bit_bytes(load_u32(wb + 2)), _mm256_set1_epi8(0x10));
-    const __m256i q = _mm256_sub_epi8(_mm256_or_si256(nibbles(wb + 6), hi), _mm256_set1_epi8(16));
+    const __m256i q = _mm256_sub_epi8(five_bits(wb + 2, wb + 6), _mm256_set1_epi8(16));
     const __m256i p = dot_s8s8(q, load256(xb[b].qs));
     acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(wb) * xb[b].d), _mm256_cvtepi32_ps(p), acc);
   }
@@ -117,8 +121,7 @@ float dot_q5_1(int64_t k, const void* w, const void* xq) {
   __m256 acc = _mm256_setzero_ps();
   float offs = 0.0f;
   for (int64_t b = 0; b < k / 32; ++b, wb += 24) {
-    const __m256i hi = _mm256_and_si256(bit_bytes(load_u32(wb + 4)), _mm256_set1_epi8(0x10));
-    const __m256i p = dot_u8s8(_mm256_or_si256(nibbles(wb + 8), hi), load256(xb[b].qs));
+    const __m256i p = dot_u8s8(five_bits(wb + 4, wb + 8), load256(xb[b].qs));
     acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(wb) * xb[b].d), _mm256_cvtepi32_ps(p), acc);
     offs += h2f(wb + 2) * xb[b].s;
   }
@@ -289,107 +292,54 @@ float dot_iq4_xs(int64_t k, const void* w, const void* xq) {
 
 // ---- four activation rows per weight row (prefill): same per-row operations as above ---------
 
-void dot4_q4_0(int64_t k, const void* w, const void* const* xq, float* out) {
+// The four-row form of a 32-element block type of kBytes bytes: decode(wb) gives its 32 quants as
+// bytes in element order (signed where kSigned), its f16 scale is at wb, and where kMin its f16 min
+// at wb + 2 (taken out with the activation block sums). Per row, exactly the one-row form's ops.
+template <int kBytes, bool kSigned, bool kMin, typename Decode>
+void dot4_blocks32(int64_t k, const void* w, const void* const* xq, float* out, Decode decode) {
   const auto* wb = static_cast<const uint8_t*>(w);
   const BlockQ8x32* xb[4];
   __m256 acc[4];
+  float offs[4];
   for (int r = 0; r < 4; ++r) {
     xb[r] = static_cast<const BlockQ8x32*>(xq[r]);
     acc[r] = _mm256_setzero_ps();
+    offs[r] = 0.0f;
   }
-  for (int64_t b = 0; b < k / 32; ++b, wb += 18) {
-    const __m256i q = _mm256_sub_epi8(nibbles(wb + 2), _mm256_set1_epi8(8));
+  for (int64_t b = 0; b < k / 32; ++b, wb += kBytes) {
+    const __m256i q = decode(wb);
     const float dw = h2f(wb);
+    const float mw = kMin ? h2f(wb + 2) : 0.0f;
     for (int r = 0; r < 4; ++r) {
-      const __m256i p = dot_s8s8(q, load256(xb[r][b].qs));
+      const __m256i x = load256(xb[r][b].qs);
+      const __m256i p = kSigned ? dot_s8s8(q, x) : dot_u8s8(q, x);
       acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[r][b].d), _mm256_cvtepi32_ps(p), acc[r]);
+      if (kMin) offs[r] += mw * xb[r][b].s;
     }
   }
-  for (int r = 0; r < 4; ++r) out[r] = hsum(acc[r]);
+  for (int r = 0; r < 4; ++r) out[r] = kMin ? hsum(acc[r]) + offs[r] : hsum(acc[r]);
+}
+
+void dot4_q4_0(int64_t k, const void* w, const void* const* xq, float* out) {
+  dot4_blocks32<18, true, false>(k, w, xq, out,
+                                 [](const uint8_t* wb) { return _mm256_sub_epi8(nibbles(wb + 2), _mm256_set1_epi8(8)); });
 }
 
 void dot4_q4_1(int64_t k, const void* w, const void* const* xq, float* out) {
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const BlockQ8x32* xb[4];
-  __m256 acc[4];
-  float offs[4];
-  for (int r = 0; r < 4; ++r) {
-    xb[r] = static_cast<const BlockQ8x32*>(xq[r]);
-    acc[r] = _mm256_setzero_ps();
-    offs[r] = 0.0f;
-  }
-  for (int64_t b = 0; b < k / 32; ++b, wb += 20) {
-    const __m256i q = nibbles(wb + 4);
-    const float dw = h2f(wb), mw = h2f(wb + 2);
-    for (int r = 0; r < 4; ++r) {
-      const __m256i p = dot_u8s8(q, load256(xb[r][b].qs));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[r][b].d), _mm256_cvtepi32_ps(p), acc[r]);
-      offs[r] += mw * xb[r][b].s;
-    }
-  }
-  for (int r = 0; r < 4; ++r) out[r] = hsum(acc[r]) + offs[r];
+  dot4_blocks32<20, false, true>(k, w, xq, out, [](const uint8_t* wb) { return nibbles(wb + 4); });
 }
 
 void dot4_q5_0(int64_t k, const void* w, const void* const* xq, float* out) {
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const BlockQ8x32* xb[4];
-  __m256 acc[4];
-  for (int r = 0; r < 4; ++r) {
-    xb[r] = static_cast<const BlockQ8x32*>(xq[r]);
-    acc[r] = _mm256_setzero_ps();
-  }
-  for (int64_t b = 0; b < k / 32; ++b, wb += 22) {
-    const __m256i hi = _mm256_and_si256(bit_bytes(load_u32(wb + 2)), _mm256_set1_epi8(0x10));
-    const __m256i q = _mm256_sub_epi8(_mm256_or_si256(nibbles(wb + 6), hi), _mm256_set1_epi8(16));
-    const float dw = h2f(wb);
-    for (int r = 0; r < 4; ++r) {
-      const __m256i p = dot_s8s8(q, load256(xb[r][b].qs));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[r][b].d), _mm256_cvtepi32_ps(p), acc[r]);
-    }
-  }
-  for (int r = 0; r < 4; ++r) out[r] = hsum(acc[r]);
+  dot4_blocks32<22, true, false>(
+      k, w, xq, out, [](const uint8_t* wb) { return _mm256_sub_epi8(five_bits(wb + 2, wb + 6), _mm256_set1_epi8(16)); });
 }
 
 void dot4_q5_1(int64_t k, const void* w, const void* const* xq, float* out) {
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const BlockQ8x32* xb[4];
-  __m256 acc[4];
-  float offs[4];
-  for (int r = 0; r < 4; ++r) {
-    xb[r] = static_cast<const BlockQ8x32*>(xq[r]);
-    acc[r] = _mm256_setzero_ps();
-    offs[r] = 0.0f;
-  }
-  for (int64_t b = 0; b < k / 32; ++b, wb += 24) {
-    const __m256i hi = _mm256_and_si256(bit_bytes(load_u32(wb + 4)), _mm256_set1_epi8(0x10));
-    const __m256i q = _mm256_or_si256(nibbles(wb + 8), hi);
-    const float dw = h2f(wb), mw = h2f(wb + 2);
-    for (int r = 0; r < 4; ++r) {
-      const __m256i p = dot_u8s8(q, load256(xb[r][b].qs));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[r][b].d), _mm256_cvtepi32_ps(p), acc[r]);
-      offs[r] += mw * xb[r][b].s;
-    }
-  }
-  for (int r = 0; r < 4; ++r) out[r] = hsum(acc[r]) + offs[r];
+  dot4_blocks32<24, false, true>(k, w, xq, out, [](const uint8_t* wb) { return five_bits(wb + 4, wb + 8); });
 }
 
 void dot4_q8_0(int64_t k, const void* w, const void* const* xq, float* out) {
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const BlockQ8x32* xb[4];
-  __m256 acc[4];
-  for (int r = 0; r < 4; ++r) {
-    xb[r] = static_cast<const BlockQ8x32*>(xq[r]);
-    acc[r] = _mm256_setzero_ps();
-  }
-  for (int64_t b = 0; b < k / 32; ++b, wb += 34) {
-    const __m256i q = load256(wb + 2);
-    const float dw = h2f(wb);
-    for (int r = 0; r < 4; ++r) {
-      const __m256i p = dot_s8s8(q, load256(xb[r][b].qs));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[r][b].d), _mm256_cvtepi32_ps(p), acc[r]);
-    }
-  }
-  for (int r = 0; r < 4; ++r) out[r] = hsum(acc[r]);
+  dot4_blocks32<34, true, false>(k, w, xq, out, [](const uint8_t* wb) { return load256(wb + 2); });
 }
 
 void dot4_q4_k(int64_t k, const void* w, const void* const* xq, float* out) {
