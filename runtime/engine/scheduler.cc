@@ -60,11 +60,68 @@ void Scheduler::drop_dead_blocks(Sequence* seq) {
   }
 }
 
+void Scheduler::release_host_slots(Sequence* seq) {
+  for (int g = 0; g < kMaxKvGroups; ++g) {
+    if (!seq->host_slots[g].empty()) host_->release(g, seq->host_slots[g]);
+    seq->host_slots[g].clear();
+  }
+  if (seq->swapped_len > 0) seq->n_dropped[0] = seq->n_dropped[1] = 0;
+  seq->swapped_len = 0;
+}
+
+bool Scheduler::try_swap_out(Sequence* seq) {
+  if (host_ == nullptr || seq->num_computed <= 0) return false;
+  const int64_t len = std::min<int64_t>(blocks_for(seq->num_computed), static_cast<int64_t>(seq->blocks.size()));
+  if (len <= 0) return false;
+  int64_t held[kMaxKvGroups] = {0, 0};
+  uint64_t bytes = 0;
+  for (int g = 0; g < n_groups(); ++g) {
+    held[g] = std::max<int64_t>(0, len - seq->n_dropped[g]);
+    if (host_->n_free(g) < held[g]) return false;  // no room: recompute
+    bytes += host_->slot_bytes(g) * static_cast<uint64_t>(held[g]);
+  }
+  if (!config_.swap_cost.favours_swap(bytes, seq->num_computed)) return false;
+  int64_t dropped[kMaxKvGroups] = {0, 0};
+  for (int g = 0; g < n_groups(); ++g) {
+    dropped[g] = len - held[g];
+    const std::vector<int32_t>& t = seq->table(g);
+    const std::vector<int32_t> blocks(t.begin() + dropped[g], t.begin() + len);
+    std::vector<int32_t> slots;
+    ELI_CHECK_KIND(kInternal, host_->allocate(g, held[g], &slots), "host KV slots vanished");
+    seq->host_slots[g] = std::move(slots);
+    kv_bytes_to_host_ += host_->copy_out(g, blocks, seq->host_slots[g]);
+  }
+  release_blocks(seq);  // drops this sequence's references only: shared blocks stay for others
+  for (int g = 0; g < n_groups(); ++g) seq->n_dropped[g] = dropped[g];
+  seq->swapped_len = len;
+  ++swaps_out_;
+  return true;
+}
+
+void Scheduler::swap_in(Sequence* seq) {
+  for (int g = 0; g < n_groups(); ++g) {
+    std::vector<int32_t> fresh;
+    const int64_t n = static_cast<int64_t>(seq->host_slots[g].size());
+    ELI_CHECK_KIND(kInternal, n == seq->swapped_len - seq->n_dropped[g], "swapped KV of group ", g, " is inconsistent");
+    ELI_CHECK_KIND(kInternal, pool(g).allocate(n, &fresh), "KV blocks vanished during swap-in");
+    kv_bytes_from_host_ += host_->copy_in(g, seq->host_slots[g], fresh);
+    host_->release(g, seq->host_slots[g]);
+    seq->host_slots[g].clear();
+    std::vector<int32_t>& t = seq->table(g);
+    // Entries before n_dropped are placeholders no kernel reads (filled in by the caller's fix-up).
+    t.assign(static_cast<size_t>(seq->n_dropped[g]), fresh.empty() ? 0 : fresh.front());
+    t.insert(t.end(), fresh.begin(), fresh.end());
+  }
+  seq->swapped_len = 0;
+  ++swaps_in_;
+}
+
 void Scheduler::remove(Sequence* seq) {
   auto w = std::find(waiting_.begin(), waiting_.end(), seq);
   if (w != waiting_.end()) waiting_.erase(w);
   auto r = std::find(running_.begin(), running_.end(), seq);
   if (r != running_.end()) running_.erase(r);
+  release_host_slots(seq);
   release_blocks(seq);
   seq->state = SeqState::kFinished;
   if (!storm_len_.empty()) storm_len_.erase(seq);
@@ -85,8 +142,10 @@ bool Scheduler::grow_blocks(Sequence* seq, int64_t n_tokens) {
 void Scheduler::preempt(Sequence* seq) {
   auto r = std::find(running_.begin(), running_.end(), seq);
   if (r != running_.end()) running_.erase(r);
-  release_blocks(seq);
-  seq->num_computed = 0;  // recompute (or find in the prefix cache) prompt + generated tokens later
+  if (!try_swap_out(seq)) {
+    release_blocks(seq);
+    seq->num_computed = 0;  // recompute (or find in the prefix cache) prompt + generated tokens later
+  }
   seq->state = SeqState::kWaiting;
   waiting_.push_front(seq);
   ++preemptions_;
@@ -231,15 +290,18 @@ std::vector<ScheduledSeq> Scheduler::schedule() {
     int64_t n_new = config_.enable_chunked_prefill ? std::min(remaining, budget) : remaining;
     // Blocks to allocate beyond the hits (in every group); hit blocks that are free leave the free
     // queue first. Hits out of a windowed group's window are not taken.
+    // A swapped-out sequence needs its held blocks back (not a windowed group's dropped ones).
+    const bool swapped = seq->swapped_len > 0;
     const int64_t need = blocks_for(computed + n_new) - static_cast<int64_t>(seq->blocks.size()) - n_hit;
     bool fits = true;
     for (int g = 0; g < n_groups() && fits; ++g) {
       const std::vector<int32_t>& hb = hit.blocks[g];
       const int64_t free_hits = std::count_if(hb.begin() + std::min<int64_t>(hit.first_live[g], hb.size()), hb.end(),
                                               [&](int32_t b) { return pool(g).refcount(b) == 0; });
-      fits = need <= pool(g).n_free() - free_hits;
+      fits = need - (swapped ? seq->n_dropped[g] : 0) <= pool(g).n_free() - free_hits;
     }
     if (!fits) break;  // no preemption for new work
+    if (swapped) swap_in(seq);
     for (int g = 0; g < n_groups() && n_hit > 0; ++g) {
       const std::vector<int32_t>& hb = hit.blocks[g];
       for (int64_t j = 0; j < n_hit; ++j) {
@@ -252,6 +314,12 @@ std::vector<ScheduledSeq> Scheduler::schedule() {
     seq->n_cached_blocks = n_hit;
     seq->n_cached_blocks1 = n_hit;
     ELI_CHECK_KIND(kInternal, grow_blocks(seq, computed + n_new), "KV blocks vanished during admission");
+    if (swapped) {
+      for (int g = 0; g < n_groups(); ++g) {  // placeholders name the first held block
+        std::vector<int32_t>& t = seq->table(g);
+        std::fill(t.begin(), t.begin() + seq->n_dropped[g], t[static_cast<size_t>(seq->n_dropped[g])]);
+      }
+    }
     if (lookup) {
       prefix_cache_queries_ += seq->n_tokens();
       prefix_cache_hits_ += n_hit * B;
