@@ -26,6 +26,28 @@ Scheduler::Scheduler(const SchedulerConfig& config, BlockPool& pool, BlockPool* 
   load_faults_from_env();
 }
 
+void Scheduler::set_host_prefix_cache(HostPrefixCache* cache) {
+  ELI_CHECK_ARG(cache == nullptr || (config_.enable_prefix_caching && n_groups() == 1 && config_.kv_groups.window[0] == 0),
+                "the host-tier prefix cache needs prefix caching and a model without sliding-window layers");
+  host_prefix_ = cache;
+  if (cache == nullptr) {
+    pool_.set_evict_hook(nullptr);
+    return;
+  }
+  pool_.set_evict_hook([this](int32_t b) {
+    host_prefix_->offer(b, pool_.cache_hash(b), pool_.cache_serial(b), pool_.cache_parent_serial(b),
+                        pool_.cached_tokens(b));
+  });
+}
+
+uint64_t Scheduler::kv_bytes_to_host() const {
+  return kv_bytes_to_host_ + (host_prefix_ ? host_prefix_->bytes_to_host() : 0);
+}
+
+uint64_t Scheduler::kv_bytes_from_host() const {
+  return kv_bytes_from_host_ + (host_prefix_ ? host_prefix_->bytes_from_host() : 0);
+}
+
 void Scheduler::add(Sequence* seq) {
   seq->state = SeqState::kWaiting;
   waiting_.push_back(seq);
@@ -170,6 +192,20 @@ Scheduler::PrefixHit Scheduler::lookup_prefix(const Sequence& seq) const {
     serials.push_back(parent_serial);
   }
   int64_t n = static_cast<int64_t>(hit.blocks[0].size());
+  if (host_prefix_ != nullptr) {
+    // The chain goes on in the host tier (one full-attention group: no window rules below).
+    for (int64_t i = n; i < max_blocks; ++i) {
+      const int32_t* toks = seq.tokens.data() + i * B;
+      const uint64_t h = config_.block_hash(parent_hash, toks, B);
+      const int32_t s = host_prefix_->find(h, parent_serial, toks, B);
+      if (s < 0) break;
+      hit.host.push_back(s);
+      parent_hash = h;
+      parent_serial = host_prefix_->serial(s);
+    }
+    hit.n = n + static_cast<int64_t>(hit.host.size());
+    return hit;
+  }
   if (n_groups() == 2 && n > 0) {
     // Group 1's block j is keyed by group 0's verified entry j; shorten the hit until the blocks
     // of the window before its end are all there.
@@ -298,21 +334,36 @@ std::vector<ScheduledSeq> Scheduler::schedule() {
       const std::vector<int32_t>& hb = hit.blocks[g];
       const int64_t free_hits = std::count_if(hb.begin() + std::min<int64_t>(hit.first_live[g], hb.size()), hb.end(),
                                               [&](int32_t b) { return pool(g).refcount(b) == 0; });
-      fits = need - (swapped ? seq->n_dropped[g] : 0) <= pool(g).n_free() - free_hits;
+      // Host hits need fresh device blocks too.
+      const int64_t host_blocks = g == 0 ? static_cast<int64_t>(hit.host.size()) : 0;
+      fits = need + host_blocks - (swapped ? seq->n_dropped[g] : 0) <= pool(g).n_free() - free_hits;
     }
     if (!fits) break;  // no preemption for new work
     if (swapped) swap_in(seq);
-    for (int g = 0; g < n_groups() && n_hit > 0; ++g) {
+    const int64_t n_dev_hit = n_hit - static_cast<int64_t>(hit.host.size());
+    for (int g = 0; g < n_groups() && n_dev_hit > 0; ++g) {
       const std::vector<int32_t>& hb = hit.blocks[g];
-      for (int64_t j = 0; j < n_hit; ++j) {
+      for (int64_t j = 0; j < n_dev_hit; ++j) {
         if (j >= hit.first_live[g]) pool(g).acquire_cached(hb[static_cast<size_t>(j)]);
         seq->table(g).push_back(hb[static_cast<size_t>(j)]);
       }
-      seq->n_dropped[g] = std::min(hit.first_live[g], n_hit);
+      seq->n_dropped[g] = std::min(hit.first_live[g], n_dev_hit);
+    }
+    if (!hit.host.empty()) {
+      // Pinned while fresh blocks are taken: evictions they cause are offered to the host cache.
+      for (int32_t s : hit.host) host_prefix_->pin(s);
+      std::vector<int32_t> fresh;
+      const bool got = pool_.allocate(static_cast<int64_t>(hit.host.size()), &fresh);
+      for (size_t j = 0; got && j < hit.host.size(); ++j) host_prefix_->copy_in(hit.host[j], fresh[j]);
+      for (int32_t s : hit.host) host_prefix_->unpin(s);
+      ELI_CHECK_KIND(kInternal, got, "KV blocks vanished during admission");
+      seq->blocks.insert(seq->blocks.end(), fresh.begin(), fresh.end());
+      host_prefix_hits_ += static_cast<int64_t>(hit.host.size()) * B;
     }
     seq->num_computed = computed;
-    seq->n_cached_blocks = n_hit;
-    seq->n_cached_blocks1 = n_hit;
+    // Host hits are registered again (cache_full_blocks) like blocks the sequence filled.
+    seq->n_cached_blocks = n_dev_hit;
+    seq->n_cached_blocks1 = n_dev_hit;
     ELI_CHECK_KIND(kInternal, grow_blocks(seq, computed + n_new), "KV blocks vanished during admission");
     if (swapped) {
       for (int g = 0; g < n_groups(); ++g) {  // placeholders name the first held block

@@ -31,6 +31,13 @@
 // registered, which ends the chain: correct, at most a lost sharing opportunity). Otherwise the
 // victim is recomputed as before. With no host tier nothing changes.
 //
+// Host-tier prefix cache (set_host_prefix_cache, option kv_offload_gb; one full-attention group
+// only): group 0's pool hands every cached block it is about to evict to the host cache
+// (runtime/kv/host_prefix_cache.h). At admission, where the device chain of hits ends, the chain
+// continues through host entries; those blocks get fresh device blocks, are copied back (pinned
+// meanwhile, so that evictions the allocation causes cannot drop them), count as hits, and are
+// registered in the device cache again like blocks the sequence filled.
+//
 // Host logic, deterministic given its inputs (the host tier's copies are its only device work).
 // Invariants: a sequence is in exactly one of
 // waiting_ / running_ or neither (finished); running_ is in admission order; every used block's
@@ -47,6 +54,7 @@
 #include "runtime/engine/sequence.h"
 #include "runtime/kv/block_pool.h"
 #include "runtime/kv/host_kv_tier.h"
+#include "runtime/kv/host_prefix_cache.h"
 #include "runtime/kv/kv_groups.h"
 #include "runtime/kv/prefix_cache.h"
 #include "runtime/kv/swap_cost.h"
@@ -78,6 +86,9 @@ class Scheduler {
   // The host tier for swap preemption (null: none, every preemption recomputes). Must outlive the
   // scheduler; its groups match the pools.
   void set_host_tier(HostKvTier* tier) { host_ = tier; }
+  // The host-tier prefix cache (null: none). Must outlive the scheduler; needs prefix caching and
+  // a single full-attention KV group (kInvalidArgument otherwise). Hooks group 0's pool evictions.
+  void set_host_prefix_cache(HostPrefixCache* cache);
 
   void add(Sequence* seq);
   // Removes a sequence at any phase and frees its blocks (abort, finish, error).
@@ -97,8 +108,11 @@ class Scheduler {
   // Swap preemption: sequences swapped out / back in, and the KV bytes copied each way.
   int64_t swaps_out() const { return swaps_out_; }
   int64_t swaps_in() const { return swaps_in_; }
-  uint64_t kv_bytes_to_host() const { return kv_bytes_to_host_; }
-  uint64_t kv_bytes_from_host() const { return kv_bytes_from_host_; }
+  // KV bytes copied each way, by swapping and by the host prefix cache together.
+  uint64_t kv_bytes_to_host() const;
+  uint64_t kv_bytes_from_host() const;
+  // Tokens of prefix-cache hits found in the host tier (included in prefix_cache_hits).
+  int64_t host_prefix_hits() const { return host_prefix_hits_; }
   int64_t blocks_for(int64_t n_tokens) const { return (n_tokens + config_.block_size - 1) / config_.block_size; }
   const SchedulerConfig& config() const { return config_; }
 
@@ -125,6 +139,7 @@ class Scheduler {
     int64_t n = 0;
     std::vector<int32_t> blocks[kMaxKvGroups];
     int64_t first_live[kMaxKvGroups] = {0, 0};
+    std::vector<int32_t> host;  // host-cache slots of the hits after blocks[0]'s (n counts both)
   };
   PrefixHit lookup_prefix(const Sequence& seq) const;
 
@@ -136,6 +151,8 @@ class Scheduler {
   int64_t preemptions_ = 0;
   int64_t prefix_cache_queries_ = 0, prefix_cache_hits_ = 0;
   HostKvTier* host_ = nullptr;
+  HostPrefixCache* host_prefix_ = nullptr;
+  int64_t host_prefix_hits_ = 0;
   int64_t swaps_out_ = 0, swaps_in_ = 0;
   uint64_t kv_bytes_to_host_ = 0, kv_bytes_from_host_ = 0;
   // Fault point preempt_storm only (empty otherwise): n_tokens of a sequence at its last storm

@@ -100,6 +100,7 @@ uint64_t HostKvTier::copy_out(int g, const std::vector<int32_t>& device_blocks, 
 uint64_t HostKvTier::copy_in(int g, const std::vector<int32_t>& slots, const std::vector<int32_t>& device_blocks) {
   ELI_CHECK_KIND(kInternal, device_blocks.size() == slots.size(), "host KV copy: block and slot lists differ");
   if (slots.empty()) return 0;
+  device_.synchronize();  // a step launched earlier may still write a block freed since (a retired sequence's)
   const KvCacheShape& s = cache_.shape();
   const uint64_t db = s.data_bytes_per_block(), sb = s.scale_bytes_per_block();
   const uint8_t* host = static_cast<const uint8_t*>(buffers_.at(static_cast<size_t>(g)).data());

@@ -9,9 +9,9 @@
 // block: layers_in_group(g) * KvCacheShape::layer_block_bytes() bytes. Slot ids are per group and
 // mean nothing on the device.
 //
-// Copies are synchronous in this first version: copy_out() first waits for all queued device work
-// (a launched step may still be writing the blocks), then copies on the default stream; both
-// directions are complete on return. One copy per (block, layer, array): fine on the CPU, many
+// Copies are synchronous in this first version: both directions first wait for all queued device
+// work (a launched step may still be writing the blocks copied out, or blocks freed since and now
+// copied into), then copy on the default stream, and are complete on return. One copy per (block, layer, array): fine on the CPU, many
 // small transfers on a GPU (batching them, or a gather kernel, is the next step).
 //
 // Invariants: every slot id in [0, n_slots) is either free (in the free list exactly once) or

@@ -3,7 +3,9 @@
 // KV groups included), slot accounting, and the scheduler's swap preemption on a tiny pool: the
 // KV of every computed position of every running sequence survives swap-out / swap-in (each
 // position's K holds a signature of its token and position), a tier without room falls back to
-// recompute, and aborting a swapped-out sequence frees its slots.
+// recompute, and aborting a swapped-out sequence frees its slots. The host-tier prefix cache
+// (runtime/kv/host_prefix_cache.h): verified lookups, LRU drops, pinning, and the scheduler taking
+// hits from it with the blocks' bytes restored.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -15,6 +17,7 @@
 #include "runtime/device/device.h"
 #include "runtime/engine/scheduler.h"
 #include "runtime/kv/host_kv_tier.h"
+#include "runtime/kv/host_prefix_cache.h"
 #include "runtime/kv/kv_cache.h"
 
 namespace eli {
@@ -140,11 +143,14 @@ struct SwapRig {
   std::unique_ptr<BlockPool> pool;
   std::unique_ptr<HostKvTier> tier;
   std::unique_ptr<Scheduler> sched;
+  std::unique_ptr<HostKvTier> prefix_tier;
+  std::unique_ptr<HostPrefixCache> host_prefix;
   std::vector<std::unique_ptr<Sequence>> seqs;
   int64_t finish_len = 1 << 20;  // a sequence of this many tokens ends
   int n_finished = 0;
 
-  SwapRig(int64_t n_blocks, int64_t n_slots, bool prefix_caching, KvSwapCost::Policy policy = KvSwapCost::Policy::kAlways) {
+  SwapRig(int64_t n_blocks, int64_t n_slots, bool prefix_caching, KvSwapCost::Policy policy = KvSwapCost::Policy::kAlways,
+          int64_t n_prefix_slots = 0) {
     shape.n_layers = 1;
     shape.n_blocks = n_blocks;
     shape.block_size = kB;
@@ -162,6 +168,11 @@ struct SwapRig {
     if (n_slots > 0) {
       tier = std::make_unique<HostKvTier>(*dev, *kv, n_slots);
       sched->set_host_tier(tier.get());
+    }
+    if (n_prefix_slots > 0) {
+      prefix_tier = std::make_unique<HostKvTier>(*dev, *kv, n_prefix_slots);
+      host_prefix = std::make_unique<HostPrefixCache>(*prefix_tier);
+      sched->set_host_prefix_cache(host_prefix.get());
     }
   }
   Sequence* add(int64_t id, int64_t n_prompt, int32_t first) {
@@ -257,6 +268,79 @@ TEST(SchedulerSwap, NoRoomOrCostFallsBackToRecompute) {
     EXPECT_EQ(rig.sched->swaps_out(), 0);
     EXPECT_EQ(b->num_computed, 0);
   }
+}
+
+TEST(HostPrefixCache, VerifiedLookupLruAndPins) {
+  FakeAsyncDevice dev;
+  KvCacheShape shape;
+  shape.n_layers = 2;
+  shape.n_blocks = 6;
+  shape.block_size = 2;
+  shape.n_kv_heads = 1;
+  shape.head_dim = 4;
+  KvCache kv(dev, shape);
+  fill_pattern(kv);
+  HostKvTier tier(dev, kv, 2);
+  HostPrefixCache cache(tier);
+  EXPECT_TRUE(cache.offer(1, 10, 5, 0, {1, 2}));
+  EXPECT_FALSE(cache.offer(2, 10, 6, 0, {1, 2}));  // the hash is held
+  EXPECT_TRUE(cache.offer(2, 11, 6, 5, {3, 4}));
+  const int32_t t1[] = {1, 2}, t2[] = {3, 4}, bad[] = {1, 9};
+  const int32_t s10 = cache.find(10, 0, t1, 2), s11 = cache.find(11, 5, t2, 2);
+  ASSERT_GE(s10, 0);
+  ASSERT_GE(s11, 0);
+  EXPECT_EQ(cache.serial(s11), 6u);
+  EXPECT_EQ(cache.find(10, 7, t1, 2), -1);   // another parent
+  EXPECT_EQ(cache.find(10, 0, bad, 2), -1);  // a collision: verified miss
+  EXPECT_EQ(cache.find(12, 0, t1, 2), -1);
+  // Copy entry 10 (device block 1) into block 4: bytes equal; it becomes the most recently used.
+  EXPECT_EQ(cache.copy_in(s10, 4), tier.slot_bytes(0));
+  for (int64_t l = 0; l < 2; ++l) EXPECT_TRUE(block_equal(kv, l, 4, kv, 1));
+  EXPECT_TRUE(cache.offer(3, 12, 7, 0, {5, 6}));  // full: drops 11, the least recently used
+  EXPECT_EQ(cache.find(11, 5, t2, 2), -1);
+  EXPECT_GE(cache.find(10, 0, t1, 2), 0);
+  cache.pin(cache.find(10, 0, t1, 2));
+  const int32_t t3[] = {5, 6};
+  cache.pin(cache.find(12, 0, t3, 2));
+  EXPECT_FALSE(cache.offer(5, 13, 8, 0, {7, 8}));  // every slot pinned: skipped
+  cache.check_invariants();
+  EXPECT_EQ(cache.n_entries(), 2);
+  EXPECT_EQ(cache.bytes_to_host(), 3 * tier.slot_bytes(0));
+}
+
+TEST(SchedulerHostPrefix, EvictedBlocksComeBackFromTheHost) {
+  SwapRig rig(/*n_blocks=*/6, /*n_slots=*/0, /*prefix_caching=*/true, KvSwapCost::Policy::kAlways,
+              /*n_prefix_slots=*/8);
+  rig.finish_len = 13;
+  Sequence* a = rig.add(0, 12, 1);  // 3 full blocks, then one token to sample
+  while (a->state != SeqState::kFinished) rig.step();
+  // Another prompt takes five of the six blocks: a's blocks 1 and 2 (the free queue's front) are
+  // evicted to the host tier; its block 0 stays cached on the device.
+  rig.finish_len = 21;
+  rig.add(1, 20, 20);
+  while (rig.n_finished < 2) rig.step();
+  EXPECT_EQ(rig.host_prefix->n_entries(), 2);
+  EXPECT_EQ(rig.sched->host_prefix_hits(), 0);
+  rig.finish_len = 15;
+  Sequence* again = rig.add(2, 13, 1);  // a's prompt and one more token
+  std::vector<ScheduledSeq> first = rig.step();  // step() checks the restored bytes of computed positions
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(again->num_computed, 13);
+  EXPECT_EQ(first[0].n_new, 1);                  // only the last token was computed
+  EXPECT_EQ(rig.sched->prefix_cache_hits(), 12);  // a chain of one device block, then two host blocks
+  EXPECT_EQ(rig.sched->host_prefix_hits(), 8);
+  EXPECT_EQ(rig.sched->kv_bytes_from_host(), 2 * rig.prefix_tier->slot_bytes(0));
+  EXPECT_EQ(again->n_cached_blocks, 3);          // the copies are registered on the device again
+  while (rig.n_finished < 3) rig.step();
+  rig.host_prefix->check_invariants();
+  EXPECT_EQ(rig.pool->n_free(), 6);
+}
+
+TEST(SchedulerHostPrefix, NeedsPrefixCachingAndOneFullGroup) {
+  SwapRig rig(4, 0, /*prefix_caching=*/false);
+  HostKvTier tier(*rig.dev, *rig.kv, 2);
+  HostPrefixCache cache(tier);
+  EXPECT_THROW(rig.sched->set_host_prefix_cache(&cache), Error);
 }
 
 }  // namespace

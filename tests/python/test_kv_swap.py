@@ -4,6 +4,9 @@
 # the recompute-preemption run (f32, int8 KV, sliding-window models with one and two KV groups,
 # prefix caching on and off, asynchronous scheduling), the swap counters move, everything is
 # returned at the end; a host tier too small for a victim falls back to recompute; bad values are
+# ValueErrors. The host-tier prefix cache (kv_offload_gb): blocks evicted from a small device pool
+# come back from host memory with the tokens of device hits and of no caching (f32, int8, with
+# swapping too); off without prefix caching; refused for sliding-window models; bad values are
 # ValueErrors. ELI_KV_SWAP_POLICY=always makes the engine swap whenever the tier has room (the
 # cost rule would pick recompute for these tiny models).
 import json
@@ -97,8 +100,8 @@ def test_a_tier_too_small_for_a_victim_falls_back_to_recompute(data_dir, monkeyp
 
 
 def test_the_cost_rule_picks_recompute_for_a_tiny_model(data_dir, monkeypatch):
-    # Default rates: copying a few KiB costs more than recomputing a 100k-parameter model? Force the
-    # question both ways with the rate overrides.
+    # The cost rule with the rate overrides, both ways: a slow copy means recompute, a fast copy
+    # against a slow forward pass means swap.
     path = str(data_dir / "models" / "llama_base")
     ps = prompts()
     monkeypatch.setenv("ELI_KV_SWAP_COPY_GBPS", "0.000001")  # 1 KB/s: never worth copying
@@ -132,3 +135,55 @@ def test_bad_swap_policy_is_a_value_error(data_dir, monkeypatch):
     monkeypatch.setenv("ELI_KV_SWAP_POLICY", "sometimes")
     with pytest.raises(ValueError, match="ELI_KV_SWAP_POLICY"):
         eli.LLM(str(data_dir / "models" / "llama_base"), device="cpu", swap_space_gb=0.01)
+
+
+# ---- the host-tier prefix cache (kv_offload_gb) ----
+
+def flood(n=4, seed=11):
+    rng = random.Random(seed)
+    return [{"prompt_token_ids": [rng.randrange(3, 263) for _ in range(30)]} for _ in range(n)]
+
+
+@pytest.mark.parametrize("extra", [{}, {"kv_cache_dtype": "int8"}, {"swap_space_gb": 0.01}])
+def test_host_prefix_hits_give_the_tokens_of_device_hits(data_dir, monkeypatch, extra):
+    monkeypatch.setenv("ELI_KV_SWAP_POLICY", "always")
+    path = str(data_dir / "models" / "llama_base")
+    ps = prompts(6, seed=5)
+    kw = dict(extra)
+    want, _ = run(path, ps, num_kv_blocks=256, enable_prefix_caching=False, **kw)
+    # Device hits: an ample pool keeps every block.
+    dev_first, dev = run(path, ps, num_kv_blocks=256, **kw)
+    assert dev_first == want
+    assert [list(o.token_ids) for o in dev.generate(ps, greedy())] == want
+    assert dev.stats()["prefix_cache_hits"] > 0 and dev.stats()["host_prefix_hits"] == 0
+    # Host hits: a small pool, flooded with other prompts in between, keeps the blocks in the host tier.
+    first, llm = run(path, ps, num_kv_blocks=14, kv_offload_gb=0.01, **kw)
+    assert first == want
+    llm.generate(flood(), greedy())
+    before = llm.stats()
+    again = [list(o.token_ids) for o in llm.generate(ps, greedy())]
+    after = llm.stats()
+    assert again == want
+    assert after["host_prefix_hits"] > before["host_prefix_hits"]
+    assert after["kv_bytes_from_host"] > before["kv_bytes_from_host"]
+    assert after["kv_blocks_free"] == after["kv_blocks_total"]
+
+
+def test_kv_offload_is_off_without_prefix_caching(data_dir):
+    path = str(data_dir / "models" / "llama_base")
+    ps = prompts(6, seed=5)
+    _, llm = run(path, ps, num_kv_blocks=14, kv_offload_gb=0.01, enable_prefix_caching=False)
+    llm.generate(ps, greedy())
+    s = llm.stats()
+    assert s["host_prefix_hits"] == 0 and s["kv_bytes_to_host"] == 0
+
+
+def test_kv_offload_refuses_sliding_window_models(data_dir):
+    with pytest.raises(eli.errors.UnsupportedError, match="kv_offload_gb"):
+        eli.LLM(str(data_dir / "models" / "mistral_sw_small"), device="cpu", kv_offload_gb=0.01)
+
+
+@pytest.mark.parametrize("value", [-0.5, math.nan, 1e6])
+def test_bad_kv_offload_is_a_value_error(data_dir, value):
+    with pytest.raises(ValueError, match="kv_offload_gb"):
+        eli.LLM(str(data_dir / "models" / "llama_base"), device="cpu", kv_offload_gb=value)
