@@ -84,7 +84,13 @@ struct EngineStats {
   // (Gemma 2/3): their blocks are freed as they fall out of the window. 0 without one.
   int64_t kv_window_blocks_total = 0, kv_window_blocks_free = 0;
   int64_t num_running = 0, num_waiting = 0;
-  int64_t preemptions = 0;
+  int64_t preemptions = 0;  // every preemption, swapped or recomputed
+  // Swap preemption (swap_space_gb): sequences swapped to the host tier and back. KV bytes copied
+  // to and from host memory by swapping and the host prefix cache (kv_offload_gb) together; tokens
+  // of prefix-cache hits found in the host tier (counted in prefix_cache_hits too). All 0 when off.
+  int64_t swaps_out = 0, swaps_in = 0;
+  int64_t kv_bytes_to_host = 0, kv_bytes_from_host = 0;
+  int64_t host_prefix_hits = 0;
   int64_t prefix_cache_hits = 0, prefix_cache_queries = 0;
   int64_t prompt_tokens = 0, generated_tokens = 0, steps = 0;
 };

@@ -166,6 +166,32 @@ ROWS = (
      'group': 'engine',
      'doc': 'KV pool size in bytes (default: CUDA what the budget leaves; CPU max_num_seqs full '
             'contexts, at most 1/8 of the available RAM)'},
+    {'kind': 'F64',
+     'name': 'swap_space_gb',
+     'default': 0.0,
+     'min': 0.0,
+     'max': 1048576.0,
+     'limit': 'NONE',
+     'py_default': 0.0,
+     'choices': [],
+     'flag': '--swap-space-gb',
+     'group': 'engine',
+     'doc': "host memory in GiB for swapped-out KV blocks: a preempted sequence's KV is copied to the "
+            'host and back instead of being recomputed, when the cost rule favours it '
+            '(docs/offloading.md); 0: off (preemption recomputes)'},
+    {'kind': 'F64',
+     'name': 'kv_offload_gb',
+     'default': 0.0,
+     'min': 0.0,
+     'max': 1048576.0,
+     'limit': 'NONE',
+     'py_default': 0.0,
+     'choices': [],
+     'flag': '--kv-offload-gb',
+     'group': 'engine',
+     'doc': 'host memory in GiB for a second prefix-cache tier: full blocks evicted from the device '
+            'prefix cache are kept there and copied back on a later hit (needs prefix caching; not for '
+            'sliding-window models); 0: off'},
     {'kind': 'I64',
      'name': 'max_num_seqs',
      'default': 64,

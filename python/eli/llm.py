@@ -292,7 +292,7 @@ class EngineFrontend:
 
     # ---- engine state ---------------------------------------------------------------------------
     def stats(self) -> dict:
-        """Engine counters (KV blocks, running/waiting, preemptions, prefix cache, tokens, steps)."""
+        """Engine counters (KV blocks, running/waiting, preemptions and KV swaps, prefix cache, tokens, steps)."""
         return self._engine.stats()
 
     def health(self) -> dict:

@@ -249,6 +249,11 @@ nb::dict engine_stats_to_dict(const EngineStats& s) {
   d["num_running"] = s.num_running;
   d["num_waiting"] = s.num_waiting;
   d["preemptions"] = s.preemptions;
+  d["swaps_out"] = s.swaps_out;
+  d["swaps_in"] = s.swaps_in;
+  d["kv_bytes_to_host"] = s.kv_bytes_to_host;
+  d["kv_bytes_from_host"] = s.kv_bytes_from_host;
+  d["host_prefix_hits"] = s.host_prefix_hits;
   d["prefix_cache_hits"] = s.prefix_cache_hits;
   d["prefix_cache_queries"] = s.prefix_cache_queries;
   d["prompt_tokens"] = s.prompt_tokens;

@@ -56,6 +56,8 @@
 #include "runtime/engine/scheduler.h"
 #include "runtime/engine/step_trace.h"
 #include "runtime/engine/token_mask.h"
+#include "runtime/kv/host_kv_tier.h"
+#include "runtime/kv/host_prefix_cache.h"
 #include "runtime/kv/kv_cache.h"
 #include "runtime/model/model.h"
 #include "runtime/model/model_files.h"
@@ -138,6 +140,9 @@ struct Engine::Impl {
   std::unique_ptr<ParallelRunner> parallel;       // tp x pp > 1: the ranks' runners and KV (runner, kv unset)
   std::unique_ptr<BlockPool> blocks;
   std::unique_ptr<BlockPool> blocks1;  // KV group 1 (sliding-window layers beside full ones) or null
+  std::unique_ptr<HostKvTier> host_kv;  // swap_space_gb > 0: the host tier of swap preemption
+  std::unique_ptr<HostKvTier> offload_kv;         // kv_offload_gb > 0: the host prefix cache's tier
+  std::unique_ptr<HostPrefixCache> host_prefix;  // ... and its index
   std::unique_ptr<Scheduler> scheduler;
   std::unique_ptr<DeviceSampler> device_sampler;  // Op::kSample next to the logits, on the model's device
   bool on_device = false;                         // the model runs on a GPU (device logits, async sampling)
@@ -329,7 +334,34 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   sc.enable_chunked_prefill = config.enable_chunked_prefill;
   sc.enable_prefix_caching = config.enable_prefix_caching;
   sc.kv_groups = kv_groups_for(files.spec);  // the KV cache's layer groups come from the same rule
+  // Swap preemption (runtime/kv/host_kv_tier.h, runtime/kv/swap_cost.h); off: nothing changes.
+  if (config.swap_space_gb > 0.0) sc.swap_cost = KvSwapCost::for_device(dev.kind, m.info.n_params);
   m.scheduler = std::make_unique<Scheduler>(sc, *m.blocks, m.blocks1.get());
+  if (config.swap_space_gb > 0.0) {
+    ELI_CHECK_KIND(kUnsupported, !m.parallel,
+                   "swap_space_gb needs tensor_parallel_size = pipeline_parallel_size = 1 for now");
+    const uint64_t bytes = gib_bytes(config.swap_space_gb);
+    const int64_t slots = HostKvTier::slots_for_bytes(plan.shape, bytes);
+    ELI_CHECK_ARG(slots > 0, "swap_space_gb = ", config.swap_space_gb, " (", format_bytes(bytes),
+                  ") holds no KV block of this model (one block of every layer takes ",
+                  format_bytes(HostKvTier::slot_set_bytes(plan.shape)), "); raise it or set 0 to turn swapping off");
+    m.host_kv = std::make_unique<HostKvTier>(*m.device, *m.kv, slots);
+    m.scheduler->set_host_tier(m.host_kv.get());
+  }
+  if (config.kv_offload_gb > 0.0 && config.enable_prefix_caching) {  // without prefix caching: nothing to keep
+    ELI_CHECK_KIND(kUnsupported, !m.parallel,
+                   "kv_offload_gb needs tensor_parallel_size = pipeline_parallel_size = 1 for now");
+    ELI_CHECK_KIND(kUnsupported, sc.kv_groups.n_groups() == 1 && sc.kv_groups.window[0] == 0,
+                   "kv_offload_gb does not support models with sliding-window layers yet; set it to 0");
+    const uint64_t bytes = gib_bytes(config.kv_offload_gb);
+    const int64_t slots = HostKvTier::slots_for_bytes(plan.shape, bytes);
+    ELI_CHECK_ARG(slots > 0, "kv_offload_gb = ", config.kv_offload_gb, " (", format_bytes(bytes),
+                  ") holds no KV block of this model (one block of every layer takes ",
+                  format_bytes(HostKvTier::slot_set_bytes(plan.shape)), "); raise it or set 0 to turn it off");
+    m.offload_kv = std::make_unique<HostKvTier>(*m.device, *m.kv, slots);
+    m.host_prefix = std::make_unique<HostPrefixCache>(*m.offload_kv);
+    m.scheduler->set_host_prefix_cache(m.host_prefix.get());
+  }
   trace.mark("scheduler");
   trace.done();
 }
@@ -862,6 +894,11 @@ EngineStats Engine::stats() const {
   s.preemptions = m.scheduler->preemptions();
   s.prefix_cache_hits = m.scheduler->prefix_cache_hits();
   s.prefix_cache_queries = m.scheduler->prefix_cache_queries();
+  s.swaps_out = m.scheduler->swaps_out();
+  s.swaps_in = m.scheduler->swaps_in();
+  s.kv_bytes_to_host = static_cast<int64_t>(m.scheduler->kv_bytes_to_host());
+  s.kv_bytes_from_host = static_cast<int64_t>(m.scheduler->kv_bytes_from_host());
+  s.host_prefix_hits = m.scheduler->host_prefix_hits();
   return s;
 }
 

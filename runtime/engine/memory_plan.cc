@@ -9,6 +9,7 @@
 
 #include "eli/error.h"
 #include "runtime/device/device.h"
+#include "runtime/device/host_memory.h"
 #include "runtime/kv/kv_groups.h"
 #include "runtime/model/model_files.h"
 
@@ -107,7 +108,20 @@ void validate_memory_config(const EngineConfig& config) {
   // Written so that NaN fails too.
   ELI_CHECK_ARG(f > 0.0 && f <= 1.0, "gpu_memory_utilization must be in (0, 1], got ", f,
                 " (the fraction of the GPU's total memory eli may hold; for an absolute budget set gpu_memory_bytes)");
+  const double swap = config.swap_space_gb, offload = config.kv_offload_gb;
+  ELI_CHECK_ARG(swap >= 0.0 && swap <= 1048576.0, "swap_space_gb must be in [0, 1048576] GiB, got ", swap);
+  ELI_CHECK_ARG(offload >= 0.0 && offload <= 1048576.0, "kv_offload_gb must be in [0, 1048576] GiB, got ", offload);
+  if (swap > 0.0 || offload > 0.0) {
+    // The host tiers are pinned (page-locked on CUDA): together they must leave the host room.
+    const uint64_t avail = host_available_bytes();
+    const uint64_t want = gib_bytes(swap) + gib_bytes(offload);
+    ELI_CHECK_ARG(avail == 0 || want <= avail / 2, "swap_space_gb + kv_offload_gb = ", swap + offload, " GiB (",
+                  format_bytes(want), ") is more than half of the host's available RAM (", format_bytes(avail),
+                  "); lower them");
+  }
 }
+
+uint64_t gib_bytes(double gib) { return static_cast<uint64_t>(gib * static_cast<double>(uint64_t{1} << 30)); }
 
 std::string format_bytes(uint64_t bytes) {
   char buf[64];

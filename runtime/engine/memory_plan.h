@@ -52,6 +52,9 @@ DType choose_kv_cache_dtype(const std::string& requested, DType weight_dtype, De
 // The Engine's first check: validate_engine_config() (every option against eli/engine_options.def),
 // then gpu_memory_utilization in (0, 1] (kInvalidArgument otherwise), on every device.
 void validate_memory_config(const EngineConfig& config);
+// GiB (2^30 bytes) options in bytes (swap_space_gb, kv_offload_gb); validate_memory_config checks
+// their sum against the host's RAM.
+uint64_t gib_bytes(double gib);
 
 // "512 B", "1.5 KiB", "12.3 MiB", "71.23 GiB": how memory figures appear in error messages.
 std::string format_bytes(uint64_t bytes);

@@ -26,6 +26,28 @@ Scheduler::Scheduler(const SchedulerConfig& config, BlockPool& pool, BlockPool* 
   load_faults_from_env();
 }
 
+void Scheduler::set_host_prefix_cache(HostPrefixCache* cache) {
+  ELI_CHECK_ARG(cache == nullptr || (config_.enable_prefix_caching && n_groups() == 1 && config_.kv_groups.window[0] == 0),
+                "the host-tier prefix cache needs prefix caching and a model without sliding-window layers");
+  host_prefix_ = cache;
+  if (cache == nullptr) {
+    pool_.set_evict_hook(nullptr);
+    return;
+  }
+  pool_.set_evict_hook([this](int32_t b) {
+    host_prefix_->offer(b, pool_.cache_hash(b), pool_.cache_serial(b), pool_.cache_parent_serial(b),
+                        pool_.cached_tokens(b));
+  });
+}
+
+uint64_t Scheduler::kv_bytes_to_host() const {
+  return kv_bytes_to_host_ + (host_prefix_ ? host_prefix_->bytes_to_host() : 0);
+}
+
+uint64_t Scheduler::kv_bytes_from_host() const {
+  return kv_bytes_from_host_ + (host_prefix_ ? host_prefix_->bytes_from_host() : 0);
+}
+
 void Scheduler::add(Sequence* seq) {
   seq->state = SeqState::kWaiting;
   waiting_.push_back(seq);
@@ -60,11 +82,68 @@ void Scheduler::drop_dead_blocks(Sequence* seq) {
   }
 }
 
+void Scheduler::release_host_slots(Sequence* seq) {
+  for (int g = 0; g < kMaxKvGroups; ++g) {
+    if (!seq->host_slots[g].empty()) host_->release(g, seq->host_slots[g]);
+    seq->host_slots[g].clear();
+  }
+  if (seq->swapped_len > 0) seq->n_dropped[0] = seq->n_dropped[1] = 0;
+  seq->swapped_len = 0;
+}
+
+bool Scheduler::try_swap_out(Sequence* seq) {
+  if (host_ == nullptr || seq->num_computed <= 0) return false;
+  const int64_t len = std::min<int64_t>(blocks_for(seq->num_computed), static_cast<int64_t>(seq->blocks.size()));
+  if (len <= 0) return false;
+  int64_t held[kMaxKvGroups] = {0, 0};
+  uint64_t bytes = 0;
+  for (int g = 0; g < n_groups(); ++g) {
+    held[g] = std::max<int64_t>(0, len - seq->n_dropped[g]);
+    if (host_->n_free(g) < held[g]) return false;  // no room: recompute
+    bytes += host_->slot_bytes(g) * static_cast<uint64_t>(held[g]);
+  }
+  if (!config_.swap_cost.favours_swap(bytes, seq->num_computed)) return false;
+  int64_t dropped[kMaxKvGroups] = {0, 0};
+  for (int g = 0; g < n_groups(); ++g) {
+    dropped[g] = len - held[g];
+    const std::vector<int32_t>& t = seq->table(g);
+    const std::vector<int32_t> blocks(t.begin() + dropped[g], t.begin() + len);
+    std::vector<int32_t> slots;
+    ELI_CHECK_KIND(kInternal, host_->allocate(g, held[g], &slots), "host KV slots vanished");
+    seq->host_slots[g] = std::move(slots);
+    kv_bytes_to_host_ += host_->copy_out(g, blocks, seq->host_slots[g]);
+  }
+  release_blocks(seq);  // drops this sequence's references only: shared blocks stay for others
+  for (int g = 0; g < n_groups(); ++g) seq->n_dropped[g] = dropped[g];
+  seq->swapped_len = len;
+  ++swaps_out_;
+  return true;
+}
+
+void Scheduler::swap_in(Sequence* seq) {
+  for (int g = 0; g < n_groups(); ++g) {
+    std::vector<int32_t> fresh;
+    const int64_t n = static_cast<int64_t>(seq->host_slots[g].size());
+    ELI_CHECK_KIND(kInternal, n == seq->swapped_len - seq->n_dropped[g], "swapped KV of group ", g, " is inconsistent");
+    ELI_CHECK_KIND(kInternal, pool(g).allocate(n, &fresh), "KV blocks vanished during swap-in");
+    kv_bytes_from_host_ += host_->copy_in(g, seq->host_slots[g], fresh);
+    host_->release(g, seq->host_slots[g]);
+    seq->host_slots[g].clear();
+    std::vector<int32_t>& t = seq->table(g);
+    // Entries before n_dropped are placeholders no kernel reads (filled in by the caller's fix-up).
+    t.assign(static_cast<size_t>(seq->n_dropped[g]), fresh.empty() ? 0 : fresh.front());
+    t.insert(t.end(), fresh.begin(), fresh.end());
+  }
+  seq->swapped_len = 0;
+  ++swaps_in_;
+}
+
 void Scheduler::remove(Sequence* seq) {
   auto w = std::find(waiting_.begin(), waiting_.end(), seq);
   if (w != waiting_.end()) waiting_.erase(w);
   auto r = std::find(running_.begin(), running_.end(), seq);
   if (r != running_.end()) running_.erase(r);
+  release_host_slots(seq);
   release_blocks(seq);
   seq->state = SeqState::kFinished;
   if (!storm_len_.empty()) storm_len_.erase(seq);
@@ -85,8 +164,10 @@ bool Scheduler::grow_blocks(Sequence* seq, int64_t n_tokens) {
 void Scheduler::preempt(Sequence* seq) {
   auto r = std::find(running_.begin(), running_.end(), seq);
   if (r != running_.end()) running_.erase(r);
-  release_blocks(seq);
-  seq->num_computed = 0;  // recompute (or find in the prefix cache) prompt + generated tokens later
+  if (!try_swap_out(seq)) {
+    release_blocks(seq);
+    seq->num_computed = 0;  // recompute (or find in the prefix cache) prompt + generated tokens later
+  }
   seq->state = SeqState::kWaiting;
   waiting_.push_front(seq);
   ++preemptions_;
@@ -111,6 +192,20 @@ Scheduler::PrefixHit Scheduler::lookup_prefix(const Sequence& seq) const {
     serials.push_back(parent_serial);
   }
   int64_t n = static_cast<int64_t>(hit.blocks[0].size());
+  if (host_prefix_ != nullptr) {
+    // The chain goes on in the host tier (one full-attention group: no window rules below).
+    for (int64_t i = n; i < max_blocks; ++i) {
+      const int32_t* toks = seq.tokens.data() + i * B;
+      const uint64_t h = config_.block_hash(parent_hash, toks, B);
+      const int32_t s = host_prefix_->find(h, parent_serial, toks, B);
+      if (s < 0) break;
+      hit.host.push_back(s);
+      parent_hash = h;
+      parent_serial = host_prefix_->serial(s);
+    }
+    hit.n = n + static_cast<int64_t>(hit.host.size());
+    return hit;
+  }
   if (n_groups() == 2 && n > 0) {
     // Group 1's block j is keyed by group 0's verified entry j; shorten the hit until the blocks
     // of the window before its end are all there.
@@ -231,27 +326,51 @@ std::vector<ScheduledSeq> Scheduler::schedule() {
     int64_t n_new = config_.enable_chunked_prefill ? std::min(remaining, budget) : remaining;
     // Blocks to allocate beyond the hits (in every group); hit blocks that are free leave the free
     // queue first. Hits out of a windowed group's window are not taken.
+    // A swapped-out sequence needs its held blocks back (not a windowed group's dropped ones).
+    const bool swapped = seq->swapped_len > 0;
     const int64_t need = blocks_for(computed + n_new) - static_cast<int64_t>(seq->blocks.size()) - n_hit;
     bool fits = true;
     for (int g = 0; g < n_groups() && fits; ++g) {
       const std::vector<int32_t>& hb = hit.blocks[g];
       const int64_t free_hits = std::count_if(hb.begin() + std::min<int64_t>(hit.first_live[g], hb.size()), hb.end(),
                                               [&](int32_t b) { return pool(g).refcount(b) == 0; });
-      fits = need <= pool(g).n_free() - free_hits;
+      // Host hits need fresh device blocks too.
+      const int64_t host_blocks = g == 0 ? static_cast<int64_t>(hit.host.size()) : 0;
+      fits = need + host_blocks - (swapped ? seq->n_dropped[g] : 0) <= pool(g).n_free() - free_hits;
     }
     if (!fits) break;  // no preemption for new work
-    for (int g = 0; g < n_groups() && n_hit > 0; ++g) {
+    if (swapped) swap_in(seq);
+    const int64_t n_dev_hit = n_hit - static_cast<int64_t>(hit.host.size());
+    for (int g = 0; g < n_groups() && n_dev_hit > 0; ++g) {
       const std::vector<int32_t>& hb = hit.blocks[g];
-      for (int64_t j = 0; j < n_hit; ++j) {
+      for (int64_t j = 0; j < n_dev_hit; ++j) {
         if (j >= hit.first_live[g]) pool(g).acquire_cached(hb[static_cast<size_t>(j)]);
         seq->table(g).push_back(hb[static_cast<size_t>(j)]);
       }
-      seq->n_dropped[g] = std::min(hit.first_live[g], n_hit);
+      seq->n_dropped[g] = std::min(hit.first_live[g], n_dev_hit);
+    }
+    if (!hit.host.empty()) {
+      // Pinned while fresh blocks are taken: evictions they cause are offered to the host cache.
+      for (int32_t s : hit.host) host_prefix_->pin(s);
+      std::vector<int32_t> fresh;
+      const bool got = pool_.allocate(static_cast<int64_t>(hit.host.size()), &fresh);
+      for (size_t j = 0; got && j < hit.host.size(); ++j) host_prefix_->copy_in(hit.host[j], fresh[j]);
+      for (int32_t s : hit.host) host_prefix_->unpin(s);
+      ELI_CHECK_KIND(kInternal, got, "KV blocks vanished during admission");
+      seq->blocks.insert(seq->blocks.end(), fresh.begin(), fresh.end());
+      host_prefix_hits_ += static_cast<int64_t>(hit.host.size()) * B;
     }
     seq->num_computed = computed;
-    seq->n_cached_blocks = n_hit;
-    seq->n_cached_blocks1 = n_hit;
+    // Host hits are registered again (cache_full_blocks) like blocks the sequence filled.
+    seq->n_cached_blocks = n_dev_hit;
+    seq->n_cached_blocks1 = n_dev_hit;
     ELI_CHECK_KIND(kInternal, grow_blocks(seq, computed + n_new), "KV blocks vanished during admission");
+    if (swapped) {
+      for (int g = 0; g < n_groups(); ++g) {  // placeholders name the first held block
+        std::vector<int32_t>& t = seq->table(g);
+        std::fill(t.begin(), t.begin() + seq->n_dropped[g], t[static_cast<size_t>(seq->n_dropped[g])]);
+      }
+    }
     if (lookup) {
       prefix_cache_queries_ += seq->n_tokens();
       prefix_cache_hits_ += n_hit * B;

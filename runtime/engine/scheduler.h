@@ -18,7 +18,28 @@
 // same block (its hash and serial), so a hit needs group 0's chain and group 1's blocks of the
 // window before the first token to compute.
 //
-// Pure host logic, deterministic given its inputs. Invariants: a sequence is in exactly one of
+// Swap preemption (set_host_tier, option swap_space_gb): a preempted sequence whose KV fits in the
+// host tier's free slots, and for which SchedulerConfig::swap_cost favours copying over
+// recomputing (runtime/kv/swap_cost.h), is swapped out instead: the KV of the blocks it holds
+// (those of its computed tokens; a windowed group's dropped entries are not copied) goes to host
+// slots, its device references are dropped, and it waits at the front of the queue keeping
+// num_computed. Admission swaps it back in: fresh device blocks, the slots copied into them and
+// freed. Copy-on-swap rule for shared blocks: a block shared with the prefix cache or another
+// sequence is copied like any other and only this sequence's reference is dropped (the block and
+// its cache entry stay for the others); after swap-in the sequence's blocks are private copies, and
+// its registration restarts at block 0 (a copy whose hash is still held by the original is not
+// registered, which ends the chain: correct, at most a lost sharing opportunity). Otherwise the
+// victim is recomputed as before. With no host tier nothing changes.
+//
+// Host-tier prefix cache (set_host_prefix_cache, option kv_offload_gb; one full-attention group
+// only): group 0's pool hands every cached block it is about to evict to the host cache
+// (runtime/kv/host_prefix_cache.h). At admission, where the device chain of hits ends, the chain
+// continues through host entries; those blocks get fresh device blocks, are copied back (pinned
+// meanwhile, so that evictions the allocation causes cannot drop them), count as hits, and are
+// registered in the device cache again like blocks the sequence filled.
+//
+// Host logic, deterministic given its inputs (the host tier's copies are its only device work).
+// Invariants: a sequence is in exactly one of
 // waiting_ / running_ or neither (finished); running_ is in admission order; every used block's
 // refcount is the number of sequences in running_ holding it; a block held by two sequences is a
 // full prefix-cache entry at the same index of both block tables, with identical tokens.
@@ -32,8 +53,11 @@
 
 #include "runtime/engine/sequence.h"
 #include "runtime/kv/block_pool.h"
+#include "runtime/kv/host_kv_tier.h"
+#include "runtime/kv/host_prefix_cache.h"
 #include "runtime/kv/kv_groups.h"
 #include "runtime/kv/prefix_cache.h"
+#include "runtime/kv/swap_cost.h"
 
 namespace eli {
 
@@ -45,6 +69,7 @@ struct SchedulerConfig {
   bool enable_prefix_caching = true;
   BlockHashFn block_hash = hash_kv_block;  // injectable for tests (forced collisions)
   KvGroups kv_groups;                       // one full-attention group unless the model has windows
+  KvSwapCost swap_cost;                     // swap or recompute a victim (only with a host tier)
 };
 
 struct ScheduledSeq {
@@ -57,6 +82,13 @@ class Scheduler {
  public:
   // pool1: group 1's pool, exactly when config.kv_groups has two groups.
   Scheduler(const SchedulerConfig& config, BlockPool& pool, BlockPool* pool1 = nullptr);
+
+  // The host tier for swap preemption (null: none, every preemption recomputes). Must outlive the
+  // scheduler; its groups match the pools.
+  void set_host_tier(HostKvTier* tier) { host_ = tier; }
+  // The host-tier prefix cache (null: none). Must outlive the scheduler; needs prefix caching and
+  // a single full-attention KV group (kInvalidArgument otherwise). Hooks group 0's pool evictions.
+  void set_host_prefix_cache(HostPrefixCache* cache);
 
   void add(Sequence* seq);
   // Removes a sequence at any phase and frees its blocks (abort, finish, error).
@@ -73,6 +105,14 @@ class Scheduler {
   // Tokens looked up in the prefix cache at admission, and those found there.
   int64_t prefix_cache_queries() const { return prefix_cache_queries_; }
   int64_t prefix_cache_hits() const { return prefix_cache_hits_; }
+  // Swap preemption: sequences swapped out / back in, and the KV bytes copied each way.
+  int64_t swaps_out() const { return swaps_out_; }
+  int64_t swaps_in() const { return swaps_in_; }
+  // KV bytes copied each way, by swapping and by the host prefix cache together.
+  uint64_t kv_bytes_to_host() const;
+  uint64_t kv_bytes_from_host() const;
+  // Tokens of prefix-cache hits found in the host tier (included in prefix_cache_hits).
+  int64_t host_prefix_hits() const { return host_prefix_hits_; }
   int64_t blocks_for(int64_t n_tokens) const { return (n_tokens + config_.block_size - 1) / config_.block_size; }
   const SchedulerConfig& config() const { return config_; }
 
@@ -85,6 +125,12 @@ class Scheduler {
   void drop_dead_blocks(Sequence* seq);
   void preempt(Sequence* seq);
   void release_blocks(Sequence* seq);
+  // Swaps a victim's KV to the host tier and drops its device blocks; false (nothing changes) when
+  // there is no tier, it lacks room, or the cost rule says recompute.
+  bool try_swap_out(Sequence* seq);
+  // Allocates device blocks for a swapped-out sequence and copies its KV back (blocks must fit).
+  void swap_in(Sequence* seq);
+  void release_host_slots(Sequence* seq);
   // The longest usable prefix hit of seq's full blocks, at most (n_tokens - 1) / block_size of
   // them: group 0's verified chain, shortened until group 1 has the blocks of the window before
   // it. blocks[g] has one entry per hit block; entries below first_live[g] are not taken (out of
@@ -93,6 +139,7 @@ class Scheduler {
     int64_t n = 0;
     std::vector<int32_t> blocks[kMaxKvGroups];
     int64_t first_live[kMaxKvGroups] = {0, 0};
+    std::vector<int32_t> host;  // host-cache slots of the hits after blocks[0]'s (n counts both)
   };
   PrefixHit lookup_prefix(const Sequence& seq) const;
 
@@ -103,6 +150,11 @@ class Scheduler {
   std::vector<Sequence*> running_;
   int64_t preemptions_ = 0;
   int64_t prefix_cache_queries_ = 0, prefix_cache_hits_ = 0;
+  HostKvTier* host_ = nullptr;
+  HostPrefixCache* host_prefix_ = nullptr;
+  int64_t host_prefix_hits_ = 0;
+  int64_t swaps_out_ = 0, swaps_in_ = 0;
+  uint64_t kv_bytes_to_host_ = 0, kv_bytes_from_host_ = 0;
   // Fault point preempt_storm only (empty otherwise): n_tokens of a sequence at its last storm
   // preemption; it is not a storm victim again until it has grown (see scheduler.cc).
   std::unordered_map<const Sequence*, int64_t> storm_len_;

@@ -9,6 +9,8 @@
 // one group; else the same length). Entries [0, n_dropped[g]) of a windowed group's table are out
 // of every future window: released (or never taken), kept only as placeholders that no kernel
 // reads; the sequence holds exactly the entries from n_dropped[g] on.
+// A swapped-out sequence (swapped_len > 0) is waiting, holds no device blocks and has
+// num_computed > 0: its KV is in the host tier (host_slots) until it is swapped back in.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +36,12 @@ struct Sequence {
   int64_t n_cached_blocks = 0;    // leading blocks that are prefix-cache entries
   int64_t n_cached_blocks1 = 0;   // leading group-1 entries already offered to the prefix cache
   bool prefix_cache_stopped = false;  // a block could not be registered: register no more
+  // Swap preemption (runtime/engine/scheduler.h): swapped_len > 0 while the sequence is swapped
+  // out: it holds no device blocks, its table was swapped_len entries long, and host_slots[g] holds
+  // (in order) the KV of its entries [n_dropped[g], swapped_len) in the host tier. num_computed and
+  // n_dropped are kept.
+  int64_t swapped_len = 0;
+  std::vector<int32_t> host_slots[2];
   SeqState state = SeqState::kWaiting;
   // Asynchronous scheduling: when feed_row >= 0, tokens.back() is a placeholder for row feed_row of
   // the samples of launched step feed_serial (not yet completed).

@@ -48,6 +48,12 @@ void BlockPool::evict(int32_t b) {
 bool BlockPool::allocate(int64_t n, std::vector<int32_t>* out) {
   if (n < 0 || n > n_free()) return false;
   const size_t s = refcount_.size();
+  if (evict_hook_) {  // first, so that a throwing hook leaves the pool unchanged
+    int32_t b = next_[s];
+    for (int64_t i = 0; i < n; ++i, b = next_[static_cast<size_t>(b)]) {
+      if (cached(b)) evict_hook_(b);
+    }
+  }
   for (int64_t i = 0; i < n; ++i) {
     const int32_t b = next_[s];
     unlink(b);

@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <unordered_map>
 #include <vector>
 
@@ -58,6 +59,10 @@ class BlockPool {
   uint64_t cache_serial(int32_t block) const { return meta_.at(static_cast<size_t>(block)).serial; }
   uint64_t cache_parent_serial(int32_t block) const { return meta_.at(static_cast<size_t>(block)).parent_serial; }
   const std::vector<int32_t>& cached_tokens(int32_t block) const { return meta_.at(static_cast<size_t>(block)).tokens; }
+  // Called by allocate() with a cached block just before its entry is evicted (its bytes and
+  // metadata still intact): the host-tier prefix cache copies it out (runtime/kv/host_prefix_cache.h).
+  // Must not call back into the pool. Empty (the default): nothing is called.
+  void set_evict_hook(std::function<void(int32_t block)> hook) { evict_hook_ = std::move(hook); }
   // Free block ids, front (next to be evicted) to back. O(n_free); for tests.
   std::vector<int32_t> free_queue() const;
 
@@ -81,6 +86,7 @@ class BlockPool {
   std::unordered_map<uint64_t, int32_t> map_;  // hash -> cached block
   uint64_t next_serial_ = 1;
   bool foreign_parent_keys_ = false;
+  std::function<void(int32_t)> evict_hook_;
 };
 
 }  // namespace eli

@@ -67,6 +67,12 @@ class _EngineCollector:
         yield counter("eli:prefix_cache_hits", "Prefix cache hits (blocks).", hits)
         yield counter("eli:prefix_cache_queries", "Prefix cache queries (blocks).", queries)
         yield counter("eli:num_preemptions", "Requests preempted (KV cache full).", g("preemptions"))
+        yield counter("eli:kv_swaps_out", "Preempted requests whose KV was swapped to host memory.", g("swaps_out"))
+        yield counter("eli:kv_swaps_in", "Swapped-out requests whose KV was copied back.", g("swaps_in"))
+        yield counter("eli:kv_bytes_to_host", "KV bytes copied to the host tier.", g("kv_bytes_to_host"))
+        yield counter("eli:kv_bytes_from_host", "KV bytes copied back from the host tier.", g("kv_bytes_from_host"))
+        yield counter("eli:host_prefix_cache_hits", "Prefix cache hits found in host memory (tokens).",
+                      g("host_prefix_hits"))
         yield counter("eli:prompt_tokens", "Prompt tokens processed.", g("prompt_tokens"))
         yield counter("eli:generation_tokens", "Tokens generated.", g("generated_tokens"))
 

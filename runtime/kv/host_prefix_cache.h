@@ -1,0 +1,70 @@
+// runtime/kv/host_prefix_cache.h: the host-tier prefix cache (option kv_offload_gb): full KV
+// blocks evicted from the device prefix cache (runtime/kv/block_pool.h) are copied to slots of a
+// HostKvTier with their name, and a later prefix lookup that misses on the device but finds them
+// here copies them back instead of recomputing.
+//
+// Names: an entry keeps the hash, the tokens, the serial and the parent serial its block had as a
+// device entry. Device serials are never reused and name one exact block content, so a chain can
+// continue from a device entry into host entries (parent serial = the device parent's serial, or
+// a host entry's original serial) with the same verification as on the device: equal hash, equal
+// parent serial, equal tokens; a hash collision costs a miss, never a wrong block.
+// At most one entry per hash (an offered block whose hash is present is skipped). When full, the
+// least recently used unpinned entry is dropped; pinned entries (hits being copied back) are never
+// dropped, and an offer finding every slot pinned is skipped.
+// Group 0 only: models with sliding-window layers do not use it (the engine refuses the option).
+// Invariants: map_ and the LRU list hold exactly the used slots; every used slot is in the tier's
+// held set; copies are the tier's (synchronous).
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/kv/host_kv_tier.h"
+
+namespace eli {
+
+class HostPrefixCache {
+ public:
+  // `tier` (one group, or group 0 of it) must outlive the cache and be used by nothing else.
+  explicit HostPrefixCache(HostKvTier& tier);
+
+  // Copies device block `block` (a device entry being evicted: hash, serial, parent serial,
+  // tokens) to a slot. Returns false (nothing copied) when the hash is held already or no slot can
+  // be freed.
+  bool offer(int32_t block, uint64_t hash, uint64_t serial, uint64_t parent_serial, const std::vector<int32_t>& tokens);
+  // The slot of the entry named `hash` with `parent_serial` and tokens[0, n), or -1. No side effects.
+  int32_t find(uint64_t hash, uint64_t parent_serial, const int32_t* tokens, int64_t n) const;
+  // The entry's original device serial (what its children's parent serial names).
+  uint64_t serial(int32_t slot) const { return meta_.at(static_cast<size_t>(slot)).serial; }
+  // Pinned entries are not dropped (counted: pin twice, unpin twice).
+  void pin(int32_t slot) { ++meta_.at(static_cast<size_t>(slot)).pins; }
+  void unpin(int32_t slot) { --meta_.at(static_cast<size_t>(slot)).pins; }
+  // Copies an entry into device block `block` and marks it most recently used; the bytes moved.
+  uint64_t copy_in(int32_t slot, int32_t block);
+
+  int64_t n_entries() const { return static_cast<int64_t>(map_.size()); }
+  uint64_t bytes_to_host() const { return bytes_to_host_; }
+  uint64_t bytes_from_host() const { return bytes_from_host_; }
+  // Checks the invariants above; throws eli::Error(kInternal) when broken (tests).
+  void check_invariants() const;
+
+ private:
+  struct Meta {
+    uint64_t hash = 0, serial = 0, parent_serial = 0;
+    std::vector<int32_t> tokens;
+    int pins = 0;
+    bool used = false;
+    std::list<int32_t>::iterator lru;
+  };
+  void drop(int32_t slot);
+
+  HostKvTier& tier_;
+  std::vector<Meta> meta_;                     // per slot
+  std::unordered_map<uint64_t, int32_t> map_;  // hash -> slot
+  std::list<int32_t> lru_;                     // used slots, least recently used first
+  uint64_t bytes_to_host_ = 0, bytes_from_host_ = 0;
+};
+
+}  // namespace eli
