@@ -22,8 +22,24 @@ using quant::load_u32;
 
 inline float h2f(const uint8_t* p) { return f16_to_f32(load_u16(p)); }
 
-// x * 127 / amax rounded to nearest (ties away from zero), in [-127, 127].
-inline int8_t q8(float v, float id) { return static_cast<int8_t>(std::lround(v * id)); }
+// x * 127 / amax rounded to nearest (ties away from zero), in [-127, 127]; 0 for a NaN or an
+// infinity (whose block scale is then non-finite and poisons the product). Written out rather
+// than std::lround, which is a library call per value here (no SSE4.1 rounding in this file):
+// truncation toward zero, then the exact fraction decides.
+inline int8_t q8(float v, float id) {
+  const float y = v * id;
+  if (!(y > -128.0f && y < 128.0f)) return 0;
+  int t = static_cast<int>(y);
+  const float frac = y - static_cast<float>(t);  // exact: y and t share their leading bits
+  t += static_cast<int>(frac >= 0.5f) - static_cast<int>(frac <= -0.5f);
+  return static_cast<int8_t>(t);
+}
+
+// max(amax, |v|) without std::fmax's library call; a NaN v leaves amax as fmax would.
+inline float abs_max(float amax, float v) {
+  const float a = std::fabs(v);
+  return a > amax ? a : amax;
+}
 
 inline float act_value(const float* x, const float* norm_w, float inv_rms, float offset, int64_t j) {
   return norm_w != nullptr ? x[j] * inv_rms * (norm_w[j] + offset) : x[j];
@@ -35,7 +51,7 @@ void quantize_q8x32(const float* x, const float* norm_w, float inv, float off, i
     float amax = 0.0f;
     for (int j = 0; j < 32; ++j) {
       v[j] = act_value(x, norm_w, inv, off, 32 * b + j);
-      amax = std::fmax(amax, std::fabs(v[j]));
+      amax = abs_max(amax, v[j]);
     }
     const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
     int sum = 0;
@@ -54,7 +70,7 @@ void quantize_q8xk(const float* x, const float* norm_w, float inv, float off, in
     float amax = 0.0f;
     for (int j = 0; j < 256; ++j) {
       v[j] = act_value(x, norm_w, inv, off, 256 * b + j);
-      amax = std::fmax(amax, std::fabs(v[j]));
+      amax = abs_max(amax, v[j]);
     }
     const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
     for (int j = 0; j < 256; ++j) out[b].qs[j] = q8(v[j], id);
