@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import datetime
+import random
 import string
 import types
 from typing import Any
@@ -63,6 +64,16 @@ def _to_str(value: Any, st: limits.RenderState) -> str:
 # ---- helpers given to templates -------------------------------------------------------------------
 def _raise_exception(message):
     raise jinja2.exceptions.TemplateError(str(message)[:1000])
+
+
+@pass_context
+def _random_fixed(context, seq):
+    """jinja2's `random` filter made deterministic: a chat prompt must render the same every time
+    (prefix caching, reproducible requests), so the choice comes from a fixed seed."""
+    try:
+        return random.Random(0).choice(seq)
+    except IndexError:
+        return context.environment.undefined("No random item, sequence was empty.")
 
 
 def _strftime_now(fmt):
@@ -448,6 +459,7 @@ class SafeEnv(ImmutableSandboxedEnvironment):
 def make_env() -> SafeEnv:
     env = SafeEnv(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols],
                   optimized=False, finalize=_finalize)
+    env.filters["random"] = _random_fixed
     for name, f in list(env.filters.items()):
         env.filters[name] = _wrap_filter(name, f)
     env.globals["raise_exception"] = _raise_exception

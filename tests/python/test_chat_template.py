@@ -306,3 +306,18 @@ def test_non_string_template_is_invalid_request(template):
 def test_reserved_template_variables(name):
     with pytest.raises(InvalidRequestError, match="reserved"):
         chat_template.render_chat_spans(None, [{"role": "user", "content": "hi"}], template_vars={name: "x"})
+
+
+def test_random_filter_is_deterministic():
+    # A chat prompt renders the same every time (prefix caching, reproducible requests): jinja2's
+    # `random` filter picks with a fixed seed, the same in both render paths (found by the text
+    # fuzzer, tests/fuzz/fuzz_text.py).
+    from eli import chat_template as ct
+
+    template = "{{ (messages[0].content)|random }}{{ [1, 2, 3, 4, 5, 6, 7, 8]|random }}|{{ []|random }}|"
+    msgs = [{"role": "user", "content": "abcdefgh"}]
+    outs = {ct.render_chat(template, msgs) for _ in range(20)}
+    assert len(outs) == 1
+    text, _ = ct.render_chat_spans(template, msgs)
+    assert outs == {text}
+    assert text.endswith("||")  # an empty sequence gives an undefined (empty) value, not an error
