@@ -123,6 +123,14 @@ def conversations(draw):
 
 
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+", re.I)
+_HEX = set("0123456789abcdefABCDEF")
+
+
+def _same_but_addresses(a: str, b: str) -> bool:
+    """a == b up to object addresses: the " at 0x..." of a repr, or (after filters such as upper or
+    list that reshape the repr) any positions where both renders hold a hex digit."""
+    a, b = _ADDRESS.sub("", a), _ADDRESS.sub("", b)
+    return len(a) == len(b) and all(x == y or (x in _HEX and y in _HEX) for x, y in zip(a, b))
 
 
 def check_template(template: str, msgs: list, extra: str) -> None:
@@ -137,7 +145,7 @@ def check_template(template: str, msgs: list, extra: str) -> None:
     except ok_errors:
         return
     if plain is not None:  # (object reprs differ by address between two renders)
-        assert _ADDRESS.sub("", text) == _ADDRESS.sub("", plain), (template, msgs)
+        assert _same_but_addresses(text, plain), (template, msgs)
     tok = _bl_tokenizer()
     try:
         ids = tok.encode_chat(text, spans)
