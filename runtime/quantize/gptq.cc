@@ -107,15 +107,7 @@ IntQuantResult quantize_gptq(const float* w, int64_t n, int64_t k, const float* 
                 ": the calibration Hessian is not positive definite after damping ", opt.damp,
                 " (use more calibration text, or a larger damping)");
 
-  IntQuantResult r;
-  r.n = n;
-  r.k = k;
-  r.group_size = gs;
-  r.groups = k / gs;
-  r.q.resize(static_cast<size_t>(n * k));
-  r.scales.resize(static_cast<size_t>(n * r.groups));
-  r.zeros.resize(static_cast<size_t>(n * r.groups));
-  r.g_idx.resize(static_cast<size_t>(k));
+  IntQuantResult r = sized_int_quant_result(n, k, gs);
   for (int64_t i = 0; i < k; ++i) r.g_idx[perm[i]] = static_cast<int32_t>(i / gs);
 
   const int64_t bs = opt.block_size;

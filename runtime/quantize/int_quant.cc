@@ -63,8 +63,7 @@ uint8_t int_quant_value(float w, float scale, int32_t zero, int bits) {
   return static_cast<uint8_t>(std::min<double>(std::max<double>(q, 0.0), maxq));
 }
 
-IntQuantResult quantize_rtn(const float* w, int64_t n, int64_t k, const IntQuantSpec& spec) {
-  const int64_t gs = checked_group_size(spec, k);
+IntQuantResult sized_int_quant_result(int64_t n, int64_t k, int64_t gs) {
   IntQuantResult r;
   r.n = n;
   r.k = k;
@@ -74,6 +73,12 @@ IntQuantResult quantize_rtn(const float* w, int64_t n, int64_t k, const IntQuant
   r.scales.resize(static_cast<size_t>(n * r.groups));
   r.zeros.resize(static_cast<size_t>(n * r.groups));
   r.g_idx.resize(static_cast<size_t>(k));
+  return r;
+}
+
+IntQuantResult quantize_rtn(const float* w, int64_t n, int64_t k, const IntQuantSpec& spec) {
+  const int64_t gs = checked_group_size(spec, k);
+  IntQuantResult r = sized_int_quant_result(n, k, gs);
   for (int64_t j = 0; j < k; ++j) r.g_idx[j] = static_cast<int32_t>(j / gs);
   for (int64_t row = 0; row < n; ++row) {
     for (int64_t g = 0; g < r.groups; ++g) {

@@ -49,6 +49,9 @@ uint8_t int_quant_value(float w, float scale, int32_t zero, int bits);
 // Round-to-nearest over contiguous groups.
 IntQuantResult quantize_rtn(const float* w, int64_t n, int64_t k, const IntQuantSpec& spec);
 
+// A result of (n, k) with group size gs, every array sized (values zero, g_idx to be filled).
+IntQuantResult sized_int_quant_result(int64_t n, int64_t k, int64_t gs);
+
 // (n, k) f32: (q - z) * s per element, through g_idx.
 std::vector<float> dequantize(const IntQuantResult& r);
 
