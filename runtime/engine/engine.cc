@@ -337,15 +337,19 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   // Swap preemption (runtime/kv/host_kv_tier.h, runtime/kv/swap_cost.h); off: nothing changes.
   if (config.swap_space_gb > 0.0) sc.swap_cost = KvSwapCost::for_device(dev.kind, m.info.n_params);
   m.scheduler = std::make_unique<Scheduler>(sc, *m.blocks, m.blocks1.get());
+  // A host KV tier of `gb` GiB (option `option`), refused when it cannot hold one block.
+  auto make_host_tier = [&](const char* option, double gb) {
+    const uint64_t bytes = gib_bytes(gb);
+    const int64_t slots = HostKvTier::slots_for_bytes(plan.shape, bytes);
+    ELI_CHECK_ARG(slots > 0, option, " = ", gb, " (", format_bytes(bytes),
+                  ") holds no KV block of this model (one block of every layer takes ",
+                  format_bytes(HostKvTier::slot_set_bytes(plan.shape)), "); raise it or set 0 to turn it off");
+    return std::make_unique<HostKvTier>(*m.device, *m.kv, slots);
+  };
   if (config.swap_space_gb > 0.0) {
     ELI_CHECK_KIND(kUnsupported, !m.parallel,
                    "swap_space_gb needs tensor_parallel_size = pipeline_parallel_size = 1 for now");
-    const uint64_t bytes = gib_bytes(config.swap_space_gb);
-    const int64_t slots = HostKvTier::slots_for_bytes(plan.shape, bytes);
-    ELI_CHECK_ARG(slots > 0, "swap_space_gb = ", config.swap_space_gb, " (", format_bytes(bytes),
-                  ") holds no KV block of this model (one block of every layer takes ",
-                  format_bytes(HostKvTier::slot_set_bytes(plan.shape)), "); raise it or set 0 to turn swapping off");
-    m.host_kv = std::make_unique<HostKvTier>(*m.device, *m.kv, slots);
+    m.host_kv = make_host_tier("swap_space_gb", config.swap_space_gb);
     m.scheduler->set_host_tier(m.host_kv.get());
   }
   if (config.kv_offload_gb > 0.0 && config.enable_prefix_caching) {  // without prefix caching: nothing to keep
@@ -353,12 +357,7 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
                    "kv_offload_gb needs tensor_parallel_size = pipeline_parallel_size = 1 for now");
     ELI_CHECK_KIND(kUnsupported, sc.kv_groups.n_groups() == 1 && sc.kv_groups.window[0] == 0,
                    "kv_offload_gb does not support models with sliding-window layers yet; set it to 0");
-    const uint64_t bytes = gib_bytes(config.kv_offload_gb);
-    const int64_t slots = HostKvTier::slots_for_bytes(plan.shape, bytes);
-    ELI_CHECK_ARG(slots > 0, "kv_offload_gb = ", config.kv_offload_gb, " (", format_bytes(bytes),
-                  ") holds no KV block of this model (one block of every layer takes ",
-                  format_bytes(HostKvTier::slot_set_bytes(plan.shape)), "); raise it or set 0 to turn it off");
-    m.offload_kv = std::make_unique<HostKvTier>(*m.device, *m.kv, slots);
+    m.offload_kv = make_host_tier("kv_offload_gb", config.kv_offload_gb);
     m.host_prefix = std::make_unique<HostPrefixCache>(*m.offload_kv);
     m.scheduler->set_host_prefix_cache(m.host_prefix.get());
   }

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "eli/error.h"
+#include "runtime/kv/prefix_cache.h"
 
 namespace eli {
 
@@ -82,9 +83,7 @@ int32_t BlockPool::find_cached(uint64_t hash, uint64_t parent_serial, const int3
   auto it = map_.find(hash);
   if (it == map_.end()) return -1;
   const Meta& m = meta_[static_cast<size_t>(it->second)];
-  if (m.parent_serial != parent_serial || static_cast<int64_t>(m.tokens.size()) != n) return -1;
-  if (!std::equal(m.tokens.begin(), m.tokens.end(), tokens)) return -1;  // collision: verified miss
-  return it->second;
+  return cached_entry_matches(m.parent_serial, m.tokens, parent_serial, tokens, n) ? it->second : -1;
 }
 
 void BlockPool::acquire_cached(int32_t block) {

@@ -11,7 +11,9 @@
 // token block chained on its parent, identical across builds (tests and logs can name blocks).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 namespace eli {
 
@@ -28,5 +30,13 @@ uint64_t prefix_root_hash(uint64_t salt);
 // The default BlockHashFn: FNV-1a-style multiply/xor over the 32-bit tokens, seeded by the
 // parent hash and the length, finished with the splitmix64 avalanche.
 uint64_t hash_kv_block(uint64_t parent_hash, const int32_t* tokens, int64_t n_tokens);
+
+// The verification of a hash hit (BlockPool and HostPrefixCache entries alike): the entry's parent
+// serial and stored tokens equal the lookup's. A collision is then a miss, never a wrong block.
+inline bool cached_entry_matches(uint64_t entry_parent_serial, const std::vector<int32_t>& entry_tokens,
+                                 uint64_t parent_serial, const int32_t* tokens, int64_t n) {
+  return entry_parent_serial == parent_serial && static_cast<int64_t>(entry_tokens.size()) == n &&
+         std::equal(entry_tokens.begin(), entry_tokens.end(), tokens);
+}
 
 }  // namespace eli
