@@ -99,7 +99,9 @@ struct EngineStats {
 struct EngineMemoryInfo {
   uint64_t budget_bytes = 0;     // what eli may hold in all (gpu_memory_utilization x total, or gpu_memory_bytes)
   uint64_t total_bytes = 0;      // the device's memory
-  uint64_t weights_bytes = 0;    // weights on the device
+  uint64_t weights_bytes = 0;    // weights on the device (with offloading: the resident ones and the ring)
+  uint64_t weights_host_bytes = 0;  // offloaded weights in pinned host memory
+  uint64_t weights_disk_bytes = 0;  // offloaded weights read from the model file at each step
   uint64_t workspace_bytes = 0;  // activation workspaces, sized for the largest step
   uint64_t kv_bytes = 0;         // the KV pool
   uint64_t headroom_bytes = 0;   // kept free of the plan (driver, cuBLAS, CUDA graphs, rounding)
@@ -117,6 +119,9 @@ struct EngineInfo {
   int64_t num_kv_window_blocks = 0;  // the sliding-window layers' pool (see EngineStats); 0: none
   std::string kv_cache_dtype;  // dtype of the KV cache ("f32", "bf16", "f16"), like weight_dtype
   EngineMemoryInfo memory;
+  // Where the weights live: "every layer on cuda:0 (...)", or the offloaded layers' tiers and
+  // bytes (runtime/runner/offload_plan.h).
+  std::string weight_placement;
   int n_threads = 0;
 };
 

@@ -25,6 +25,8 @@ enum class ErrorKind {
   kNotCompiled,      // backend absent from this build, e.g. CUDA in a CPU-only wheel
   kDevice,           // a device/driver call failed (CUDA error, ...)
   kInternal,         // a broken invariant inside eli: a bug
+  kIO,               // a file read failed while running (the disk tier of weight offloading): the
+                     //   step's requests end with an error, the engine goes on (-> eli.EliError)
 };
 
 const char* error_kind_name(ErrorKind kind);

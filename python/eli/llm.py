@@ -164,7 +164,9 @@ class EngineFrontend:
                 f"{info['device']}: weights {weights}, KV cache {info['kv_cache_dtype']} {info['num_kv_blocks']} "
                 f"blocks{window} x {info['block_size']} tokens ({kv_mib:.0f} MiB), context {info['max_model_len']}, "
                 f"{info['num_threads']} threads; sampling defaults: {describe_defaults(self.default_sampling)} "
-                f"({self.default_sampling_source})")
+                f"({self.default_sampling_source})"
+                + (f"; weights offloaded: {info['weight_placement']}"
+                   if info["memory"].get("weights_host_bytes") or info["memory"].get("weights_disk_bytes") else ""))
 
     # ---- context manager ----------------------------------------------------------------------
     def __enter__(self):

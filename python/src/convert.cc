@@ -222,11 +222,14 @@ nb::dict engine_info_to_dict(const EngineInfo& info) {
   mem["budget_bytes"] = info.memory.budget_bytes;
   mem["total_bytes"] = info.memory.total_bytes;
   mem["weights_bytes"] = info.memory.weights_bytes;
+  mem["weights_host_bytes"] = info.memory.weights_host_bytes;
+  mem["weights_disk_bytes"] = info.memory.weights_disk_bytes;
   mem["workspace_bytes"] = info.memory.workspace_bytes;
   mem["kv_bytes"] = info.memory.kv_bytes;
   mem["headroom_bytes"] = info.memory.headroom_bytes;
   d["memory"] = mem;
   d["num_threads"] = info.n_threads;
+  d["weight_placement"] = info.weight_placement;
   return d;
 }
 

@@ -28,6 +28,7 @@ const char* error_kind_name(ErrorKind kind) {
     case ErrorKind::kNotCompiled: return "not compiled";
     case ErrorKind::kDevice: return "device error";
     case ErrorKind::kInternal: return "internal error";
+    case ErrorKind::kIO: return "I/O error";
   }
   return "error";
 }

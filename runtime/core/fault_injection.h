@@ -50,8 +50,10 @@ enum class FaultPoint : int {
                      //   allocation failure inside forward() does; on the CPU no step allocates)
   kThreadStart,      // "thread_start": ThreadPool fails to create a worker thread as std::thread
                      //   does at a process or memory limit (std::system_error, EAGAIN)
+  kDiskRead,         // "disk_read": MappedFile::read_at (the disk tier of weight offloading)
+                     //   throws Error(kIO) as a failed pread does
 };
-constexpr int kNumFaultPoints = 6;
+constexpr int kNumFaultPoints = 7;
 
 struct FaultSpec {
   int64_t after = 0;

@@ -6,10 +6,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include "eli/error.h"
+#include "runtime/core/fault_injection.h"
 
 namespace eli {
 
@@ -42,9 +44,10 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path, const std:
   if (file->size_ > 0) {
     void* p = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
     int err = errno;
-    ::close(fd);
+    if (p == MAP_FAILED) ::close(fd);
     ELI_CHECK_KIND(kModelLoad, p != MAP_FAILED, name, ": mmap failed: ", std::strerror(err));
     file->data_ = static_cast<const uint8_t*>(p);
+    file->fd_ = fd;
   } else {
     ::close(fd);
   }
@@ -53,6 +56,35 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path, const std:
 
 MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool MappedFile::contains(const void* p, uint64_t bytes, uint64_t* offset) const {
+  const auto* b = static_cast<const uint8_t*>(p);
+  if (data_ == nullptr || b < data_ || b > data_ + size_ || bytes > static_cast<uint64_t>(data_ + size_ - b)) {
+    return false;
+  }
+  *offset = static_cast<uint64_t>(b - data_);
+  return true;
+}
+
+void MappedFile::read_at(uint64_t offset, uint64_t bytes, void* dst) const {
+  ELI_CHECK_KIND(kInternal, offset <= size_ && bytes <= size_ - offset, path_, ": read of ", bytes, " bytes at ",
+                 offset, " outside the file's ", size_);
+  ELI_CHECK_KIND(kIO, !fault_fires(FaultPoint::kDiskRead), path_, ": read of ", bytes, " bytes at offset ", offset,
+                 " failed: injected fault (disk_read)");
+  auto* out = static_cast<uint8_t*>(dst);
+  while (bytes > 0) {
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(bytes, uint64_t{1} << 30));
+    const ssize_t n = ::pread(fd_, out, chunk, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    const int err = errno;
+    ELI_CHECK_KIND(kIO, n > 0, path_, ": read of ", bytes, " bytes at offset ", offset, " failed: ",
+                   n == 0 ? "unexpected end of file (was it truncated?)" : std::strerror(err));
+    out += n;
+    offset += static_cast<uint64_t>(n);
+    bytes -= static_cast<uint64_t>(n);
+  }
 }
 
 std::string read_regular_file(const std::string& path, uint64_t max_bytes, const std::string& display) {

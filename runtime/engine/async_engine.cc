@@ -8,8 +8,9 @@
 // its own queue longer (at most max_tokens + 1 outputs per request).
 //
 // Fault points (runtime/core/fault_injection.h) checked before each step: slow_step_ms (sleep),
-// step_oom (the step throws kOutOfMemory), kernel_poison (CUDA: the context is broken, so the step
-// fails as after a real kernel fault; CPU: the step throws kDevice).
+// step_oom (the step throws kOutOfMemory; a kIO step error, e.g. disk_read, is survived the same
+// way), kernel_poison (CUDA: the context is broken, so the step fails as after a real kernel fault;
+// CPU: the step throws kDevice).
 #include "eli/async_engine.h"
 
 #include <atomic>
@@ -221,12 +222,14 @@ struct AsyncEngine::Impl {
     live.clear();
   }
 
-  // Loop thread, after a step threw kOutOfMemory (a device allocation failed; the Engine's state is
-  // intact: the step's sequences keep their blocks and nothing advanced). Every in-flight request
-  // ends with kError and its blocks are freed now; the engine stays healthy and takes new work.
-  // (Which requests were in the failed step is not visible here, so all of them end.)
-  void recover_from_oom(const std::string& what) {
-    const std::string message = "out of memory during a step (the request was ended; the engine goes on): " + what;
+  // Loop thread, after a step threw kOutOfMemory (a device allocation failed) or kIO (a disk-tier
+  // weight read failed): the Engine's state is intact (the step's sequences keep their blocks and
+  // nothing advanced). Every in-flight request ends with kError and its blocks are freed now; the
+  // engine stays healthy and takes new work. (Which requests were in the failed step is not
+  // visible here, so all of them end.)
+  void recover_from_step_error(const Error& e) {
+    const std::string message = std::string(e.kind() == ErrorKind::kIO ? "I/O error" : "out of memory") +
+                                " during a step (the request was ended; the engine goes on): " + e.what();
     std::vector<TokenOutput> outs;
     for (int64_t id : live) {
       engine->abort_request(id);  // frees its blocks; publish() drops the kAbort echo
@@ -318,8 +321,8 @@ void AsyncEngine::Impl::loop() {
           step_faults();
           outs = engine->step();
         } catch (const Error& e) {
-          if (e.kind() != ErrorKind::kOutOfMemory) throw;
-          recover_from_oom(e.what());
+          if (e.kind() != ErrorKind::kOutOfMemory && e.kind() != ErrorKind::kIO) throw;
+          recover_from_step_error(e);
           continue;
         }
         steps.fetch_add(1);

@@ -240,7 +240,10 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   opt.compute_dtype = wdtype;
   opt.device = dev.kind;
   opt.gguf_llama_permuted = files.gguf_llama_permuted;
-  opt.defer_merges = on_device;  // merges that need no conversion happen in the upload
+  // Merges that need no conversion happen in the upload; with offloading also on the CPU, so that
+  // an offloaded layer's image can be read from the file (the disk tier).
+  const bool offload_asked = config.offload == "auto" || config.cpu_offload_gb > 0.0;
+  opt.defer_merges = on_device || offload_asked;
   opt.pool = m.pool.get();
   WeightReader reader(files.weights, files.name_of);
   reader.set_quant(resolve_quantization(config.quantization, files.quant, files.format == "safetensors", config.model));
@@ -258,10 +261,23 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   } else {
     model = create_model(files.spec, reader, opt);
   }
+  // Logits rows a step may want: max_num_seqs, or one score() chunk (min(max_num_batched_tokens,
+  // 256) rows), plus the aux rows of prompt logprobs / embeddings (Impl::kAuxRowsPerStep).
+  const int64_t max_logits =
+      std::max<int64_t>(config.max_num_seqs, std::min<int64_t>(config.max_num_batched_tokens, 256)) +
+      Impl::kAuxRowsPerStep;
+  // Weight offloading: which layers stay on the device (runtime/runner/offload_plan.h).
+  OffloadPlan offload;
+  if (offload_asked) {
+    ELI_CHECK_KIND(kUnsupported, par.world() == 1,
+                   "weight offloading (offload / cpu_offload_gb) does not combine with tensor / pipeline parallelism yet");
+    offload = plan_offload(model->weights(), offload_request(config, *model, budget, dev.kind, kv_dtype, max_logits));
+  }
   if (on_device) {
     // Weights over the budget fail here, with the numbers, before any upload; the allocator's
     // budget then bounds the upload, the workspaces and the KV cache.
-    check_weights_fit(budget, model->weights().placed_bytes());
+    check_weights_fit(budget, offload.active() ? offload.resident_bytes + offload.ring_bytes()
+                                               : model->weights().placed_bytes());
     apply_pool_budget(*m.device, budget);
   }
   trace.mark("host weights");
@@ -272,7 +288,10 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   m.info.device = device_name(dev);
   m.info.n_params = m.parallel ? m.parallel->n_params() : model->weights().n_params();
   m.info.n_threads = m.pool->n_threads();
-  if (!m.parallel) m.runner = std::make_unique<ModelRunner>(*m.device, std::move(model), m.pool.get());
+  if (!m.parallel) m.runner = std::make_unique<ModelRunner>(*m.device, std::move(model), m.pool.get(), &offload);
+  m.info.weight_placement = offload.describe(device_name(dev));
+  m.info.memory.weights_host_bytes = offload.host_bytes;
+  m.info.memory.weights_disk_bytes = offload.disk_bytes;
   if (trace.enabled()) {
     if (on_device) trace.mark("upload", trace.bytes_and_rate(m.runner->weight_bytes()));
     else trace.mark("place weights");
@@ -288,12 +307,7 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   EngineMemoryInfo& mem = m.info.memory;
   mem.total_bytes = m.device->total_bytes();
   if (on_device) {
-    // Workspaces for the largest step, reserved before the KV pool takes what is left. Logits
-    // rows: max_num_seqs per step, or one score() chunk (min(max_num_batched_tokens, 256) rows).
-    // Plus the aux rows of prompt logprobs / embeddings (Impl::kAuxRowsPerStep).
-    const int64_t max_logits =
-        std::max<int64_t>(config.max_num_seqs, std::min<int64_t>(config.max_num_batched_tokens, 256)) +
-        Impl::kAuxRowsPerStep;
+    // Workspaces for the largest step, reserved before the KV pool takes what is left.
     mem.workspace_bytes = m.runner->reserve(config.max_num_batched_tokens, max_logits);
     trace.mark("workspace reservation");
     mem.weights_bytes = m.runner->weight_bytes();

@@ -5,12 +5,14 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "eli/error.h"
 #include "runtime/device/device.h"
 #include "runtime/device/host_memory.h"
 #include "runtime/kv/kv_groups.h"
+#include "runtime/model/model.h"
 #include "runtime/model/model_files.h"
 
 namespace eli {
@@ -123,20 +125,6 @@ void validate_memory_config(const EngineConfig& config) {
 
 uint64_t gib_bytes(double gib) { return static_cast<uint64_t>(gib * static_cast<double>(uint64_t{1} << 30)); }
 
-std::string format_bytes(uint64_t bytes) {
-  char buf[64];
-  const double x = static_cast<double>(bytes);
-  if (bytes >= (uint64_t{1} << 30)) {
-    std::snprintf(buf, sizeof(buf), "%.2f GiB", x / static_cast<double>(uint64_t{1} << 30));
-  } else if (bytes >= (uint64_t{1} << 20)) {
-    std::snprintf(buf, sizeof(buf), "%.1f MiB", x / static_cast<double>(uint64_t{1} << 20));
-  } else if (bytes >= 1024) {
-    std::snprintf(buf, sizeof(buf), "%.1f KiB", x / 1024.0);
-  } else {
-    std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(bytes));
-  }
-  return buf;
-}
 
 namespace {
 
@@ -417,6 +405,46 @@ KvPlan plan_device_kv_cache(const EngineConfig& config, const ModelSpec& spec, c
   s.n_blocks1 = group1_blocks(config, spec, s, s.n_blocks);
   finish_kv_plan(config, spec, &plan);
   return plan;
+}
+
+OffloadRequest offload_request(const EngineConfig& config, const Model& model, const MemoryBudget& budget,
+                               DeviceKind device, DType kv_dtype, int64_t max_logits) {
+  OffloadRequest r;
+  ELI_CHECK_ARG(config.offload == "none" || config.offload == "auto", "offload must be \"none\" or \"auto\", got \"",
+                config.offload, "\"");
+  r.cpu_offload_bytes = gib_bytes(config.cpu_offload_gb);
+  r.host_budget = config.cpu_memory_bytes > 0
+                      ? config.cpu_memory_bytes
+                      : static_cast<uint64_t>(kOffloadHostFraction * static_cast<double>(host_available_bytes()));
+  if (const char* e = std::getenv("ELI_OFFLOAD_RING_DEPTH")) {
+    const int d = std::atoi(e);
+    ELI_CHECK_ARG(d >= 1 && d <= 8, "ELI_OFFLOAD_RING_DEPTH must be 1..8, got \"", e, "\"");
+    r.ring_depth = d;
+  }
+  if (config.offload != "auto") return r;
+  if (device == DeviceKind::kCPU) {
+    r.automatic = config.gpu_memory_bytes > 0;
+    r.device_weight_budget = config.gpu_memory_bytes;
+    return r;
+  }
+  r.automatic = true;
+  const ModelSpec& s = model.spec();
+  const WorkspaceSizes ws = model.workspace(config.max_num_batched_tokens, max_logits, device);
+  uint64_t step = 0;
+  for (size_t b : ws.bytes) step += b;
+  step += static_cast<uint64_t>(max_logits) * static_cast<uint64_t>(s.vocab_size + s.hidden_size) * sizeof(float);
+  const int64_t context = config.max_model_len > 0 ? config.max_model_len : model_context_length(s);
+  const uint64_t kv_elem = static_cast<uint64_t>(dtype_info(kv_dtype).block_bytes);
+  const uint64_t kv_token = 2 * static_cast<uint64_t>(s.n_layers * s.n_kv_heads) *
+                            (static_cast<uint64_t>(s.head_dim) * kv_elem + (kv_elem == 1 ? 4 : 0));
+  const uint64_t kv = kv_token * static_cast<uint64_t>(std::min<int64_t>(context, kOffloadKvReserveTokens));
+  const uint64_t reserved = budget.headroom_bytes + step + kv;
+  ELI_CHECK_KIND(kOutOfMemory, budget.budget_bytes > reserved, "offload=\"auto\": the budget ", budget.describe(),
+                 " leaves no room for weights after the headroom (", format_bytes(budget.headroom_bytes),
+                 "), the step buffers (", format_bytes(step), ") and KV for ",
+                 std::min<int64_t>(context, kOffloadKvReserveTokens), " tokens (", format_bytes(kv), ")");
+  r.device_weight_budget = budget.budget_bytes - reserved;
+  return r;
 }
 
 }  // namespace eli

@@ -37,11 +37,14 @@
 #include "eli/device.h"
 #include "eli/dtype.h"
 #include "eli/engine.h"
+#include "runtime/core/format_bytes.h"  // format_bytes
 #include "runtime/kv/kv_cache.h"
+#include "runtime/runner/offload_plan.h"
 
 namespace eli {
 
 class Device;
+class Model;
 struct ModelFiles;
 
 DType choose_weight_dtype(const std::string& requested, const ModelFiles& files, DeviceId device);
@@ -56,8 +59,6 @@ void validate_memory_config(const EngineConfig& config);
 // their sum against the host's RAM.
 uint64_t gib_bytes(double gib);
 
-// "512 B", "1.5 KiB", "12.3 MiB", "71.23 GiB": how memory figures appear in error messages.
-std::string format_bytes(uint64_t bytes);
 
 constexpr uint64_t kHeadroomFixedBytes = uint64_t{256} << 20;
 constexpr double kHeadroomBudgetFraction = 0.02;
@@ -111,5 +112,17 @@ KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const De
 // and rounds each of the 2 x n_layers KV tensors as the allocator will (if it is a PooledDevice).
 KvPlan plan_device_kv_cache(const EngineConfig& config, const ModelSpec& spec, const MemoryBudget& budget,
                             Device& device, uint64_t weight_bytes, uint64_t workspace_bytes, DType kv_dtype);
+
+// Weight offloading (options offload, cpu_offload_gb, cpu_memory_bytes; runtime/runner/offload_plan.h).
+// offload="auto" on a device gives the weights (resident + ring) what the budget leaves after the
+// headroom, the step buffers for max_num_batched_tokens tokens and max_logits rows, and the KV of
+// kOffloadKvReserveTokens tokens (capped by the context), so a KV pool always remains; on the CPU
+// gpu_memory_bytes stands in for that budget (0: nothing is offloaded), which tests use to drive
+// the same paths. The host budget is cpu_memory_bytes, else kOffloadHostFraction of the available
+// RAM. The ring depth is 2 (ELI_OFFLOAD_RING_DEPTH overrides it, 1..8).
+constexpr int64_t kOffloadKvReserveTokens = 4096;
+constexpr double kOffloadHostFraction = 0.75;
+OffloadRequest offload_request(const EngineConfig& config, const Model& model, const MemoryBudget& budget,
+                               DeviceKind device, DType kv_dtype, int64_t max_logits);
 
 }  // namespace eli

@@ -33,8 +33,10 @@ void DecoderModel::forward(const ForwardContext& f) const {
     f.comm->recv_from_prev_stage(f.slot<float>(WsSlot::kResidual), n, f.exec);
   }
   for (size_t l = 0; l < layers_.size(); ++l) {
+    if (f.hooks != nullptr) f.hooks->before_layer(static_cast<int64_t>(l), f.exec);
     attention_block(f, static_cast<int64_t>(l), layers_[l].attn, d_);
     mlp_block(f, layers_[l].mlp, d_);
+    if (f.hooks != nullptr) f.hooks->after_layer(static_cast<int64_t>(l), f.exec);
   }
   if (last) {
     logits_block(f, *final_norm_, static_cast<float>(spec_.rms_norm_eps), *lm_head_, d_);

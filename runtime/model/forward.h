@@ -45,6 +45,17 @@ class ForwardCollectives {
   virtual void recv_from_prev_stage(float* x, int64_t n, const ExecContext& exec) const = 0;
 };
 
+// Called by a model's forward around each of its layers (index in the model's own layers, 0 =
+// its first): the weight streamer (runtime/runner/weight_streamer.h) waits there for an offloaded
+// layer's weights and starts the next copies. Work is queued on the ExecContext's stream; hooks
+// never synchronize the host in a graphable step.
+class LayerHooks {
+ public:
+  virtual ~LayerHooks() = default;
+  virtual void before_layer(int64_t layer, const ExecContext& exec) const = 0;
+  virtual void after_layer(int64_t layer, const ExecContext& exec) const = 0;
+};
+
 // RoPE inputs of one rope set (a model may use two: Gemma 3's global and local layers).
 struct RopeInputs {
   const float* inv_freq = nullptr;          // (n_tables, rot_dim / 2)
@@ -101,8 +112,8 @@ struct Workspace {
 class ForwardContext {
  public:
   ForwardContext(DeviceKind device, const ExecContext& exec, const StepInputs& in, KvCache& kv, const Workspace& ws,
-                 float* logits, const ForwardCollectives* comm = nullptr)
-      : device(device), exec(exec), in(in), kv(kv), ws(ws), logits(logits), comm(comm) {}
+                 float* logits, const ForwardCollectives* comm = nullptr, const LayerHooks* hooks = nullptr)
+      : device(device), exec(exec), in(in), kv(kv), ws(ws), logits(logits), comm(comm), hooks(hooks) {}
 
   template <typename T = void>
   T* slot(WsSlot s) const {
@@ -121,6 +132,7 @@ class ForwardContext {
   const Workspace& ws;
   float* const logits;  // (n_logits, V) f32
   const ForwardCollectives* const comm;  // nullptr: unsharded (one rank)
+  const LayerHooks* const hooks;         // nullptr: every layer's weights are resident
 };
 
 }  // namespace eli

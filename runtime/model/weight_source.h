@@ -39,6 +39,9 @@ class WeightSource {
   const TensorInfo& get(const std::string& name) const;
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   const std::string& path() const { return path_; }
+  // The mapped file holding [p, p + bytes) (and *offset, p's offset in it), or nullptr when the
+  // bytes are not a view of one of this source's files.
+  const MappedFile* file_of(const void* p, uint64_t bytes, uint64_t* offset) const;
 
  protected:
   std::string path_;                         // the directory or file the user named

@@ -92,13 +92,18 @@ Tensor device_copy(Device& device, Tensor host, std::vector<UploadPiece>& pieces
 
 }  // namespace
 
-void WeightStore::place(Device& device, void* stream, ThreadPool* pool) {
+void WeightStore::place(Device& device, void* stream, ThreadPool* pool, const OffloadTarget* offload) {
   ELI_CHECK_KIND(kInternal, !placed_, "weights placed twice");
   const DeviceId id = device.id();
   placements_.clear();
+  auto offloaded = [&](const LinearWeight& w) {
+    return offload != nullptr && w.alias_of == nullptr && offload->tier_of_layer.count(weight_layer(w.name)) > 0;
+  };
+  if (offload != nullptr && !offload->tier_of_layer.empty()) place_offloaded_layers(device, *offload);
   if (device.properties().host_memory) {
     // The host is the device: data stays where it is (a mapped-file view or a host tensor).
     for (LinearWeight& w : linears_) {
+      if (offloaded(w)) continue;
       if (w.deferred()) {
         w.data = w.contiguous_host();
         w.parts.clear();
@@ -111,12 +116,14 @@ void WeightStore::place(Device& device, void* stream, ThreadPool* pool) {
       if (w.alias_of != nullptr) w.data = w.alias_of->data;
     }
     for (const VectorWeight& v : vectors_) placements_.push_back(Placement{v.name, id, MemoryTier::kHost, v.data.nbytes()});
+    add_image_placements();
     placed_ = true;
     return;
   }
   std::vector<UploadPiece> pieces;
   std::vector<Tensor> keep;  // host data of every piece, until the upload is complete
   for (LinearWeight& w : linears_) {
+    if (offloaded(w)) continue;
     if (w.bias.defined()) w.bias = device_copy(device, w.bias, pieces, keep);
     if (w.scales.defined()) w.scales = device_copy(device, w.scales, pieces, keep);
     if (w.zeros.defined()) w.zeros = device_copy(device, w.zeros, pieces, keep);
@@ -152,13 +159,18 @@ void WeightStore::place(Device& device, void* stream, ThreadPool* pool) {
   // Every copy is complete: the host data (and the mapped file behind zero-copy views) can go.
   keep.clear();
   for (LinearWeight& w : linears_) {
+    if (offloaded(w)) continue;
     w.parts.clear();
     w.file_view = false;
     if (w.alias_of != nullptr) w.data = w.alias_of->data;
     placements_.push_back(Placement{w.name, id, MemoryTier::kDevice, w.alias_of != nullptr ? 0 : w.nbytes()});
   }
   for (const VectorWeight& v : vectors_) placements_.push_back(Placement{v.name, id, MemoryTier::kDevice, v.data.nbytes()});
-  source_.reset();
+  add_image_placements();
+  // The disk tier reads its layers from the checkpoint's files at every step: keep them then.
+  bool disk = false;
+  for (const LayerImage& im : images_) disk = disk || im.tier == MemoryTier::kMappedFile;
+  if (!disk) source_.reset();
   placed_ = true;
 }
 

@@ -24,13 +24,30 @@ constexpr int64_t kMaxGraphTokens = 256;
 
 }  // namespace
 
-ModelRunner::ModelRunner(Device& device, std::unique_ptr<Model> model, ThreadPool* pool)
+ModelRunner::ModelRunner(Device& device, std::unique_ptr<Model> model, ThreadPool* pool, const OffloadPlan* offload)
     : device_(device), model_(std::move(model)), pool_(pool), kind_(device.id().kind) {
   ELI_CHECK_KIND(kInternal, model_ != nullptr, "ModelRunner needs a model");
   stream_ = device_.default_stream().native();
-  model_->weights().place(device_, stream_, pool_);
+  WeightStore& store = model_->weights();
+  if (offload != nullptr && offload->active()) {
+    // The ring first: the offloaded weights' tensors are views of its slots from placement on.
+    std::vector<eli::Buffer> slots;
+    OffloadTarget target;
+    target.tier_of_layer = offload->tier_of_layer;
+    for (int i = 0; i < offload->ring_depth; ++i) {
+      slots.push_back(device_.allocate_buffer(offload->slot_bytes, BufferType::kDevice));
+      target.slots.push_back(slots.back().mutable_data());
+    }
+    store.place(device_, stream_, pool_, &target);
+    streamer_ = std::make_unique<WeightStreamer>(device_, store.take_layer_images(), std::move(slots),
+                                                 model_->kv_spec().first_layer, store.source());
+  } else {
+    store.place(device_, stream_, pool_);
+  }
+  // On the device: every placement but the offloaded layers' images, plus the ring.
   weight_bytes_ = 0;
-  for (const Placement& p : model_->weights().placements()) weight_bytes_ += p.bytes;
+  for (const Placement& p : store.placements()) weight_bytes_ += p.bytes;
+  if (streamer_ != nullptr) weight_bytes_ = weight_bytes_ - offload->host_bytes - offload->disk_bytes + offload->ring_bytes();
   rope_specs_ = model_->rope_sets();
   ELI_CHECK_KIND(kInternal, !rope_specs_.empty() && rope_specs_.size() <= static_cast<size_t>(kMaxRopeSets),
                  "a model declares ", rope_specs_.size(), " rope sets");
@@ -221,8 +238,10 @@ void ModelRunner::run_model(KvCache& kv, float* logits) {
     }
     in_.hidden_out = hidden_.t.ptr<float>();
   }
-  const ForwardContext f(kind_, ExecContext{pool_, stream_}, in_, kv, ws_, logits, comm_);
+  const ForwardContext f(kind_, ExecContext{pool_, stream_}, in_, kv, ws_, logits, comm_, streamer_.get());
+  if (streamer_ != nullptr) streamer_->begin_step();
   model_->forward(f);
+  if (streamer_ != nullptr) streamer_->end_step();
 }
 
 Batch ModelRunner::pad_decode_batch(const Batch& batch, int64_t b, int64_t stride) {
@@ -260,7 +279,7 @@ Batch ModelRunner::pad_decode_batch(const Batch& batch, int64_t b, int64_t strid
 bool ModelRunner::graphable(const Batch& batch) const {
   const int64_t T = batch.n_tokens();
   if (!graphs_enabled_ || want_hidden_ || !device_.properties().supports_graphs || !graphs_supported() ||
-      T > kMaxGraphTokens) {
+      T > kMaxGraphTokens || (streamer_ != nullptr && !streamer_->graphable())) {
     return false;
   }
   for (const ModelSpec& rs : rope_specs_) {

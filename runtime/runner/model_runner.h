@@ -25,6 +25,8 @@
 #include "runtime/model/forward.h"
 #include "runtime/model/model.h"
 #include "runtime/model/rope.h"
+#include "runtime/runner/offload_plan.h"
+#include "runtime/runner/weight_streamer.h"
 
 namespace eli {
 
@@ -34,14 +36,18 @@ class ThreadPool;
 
 class ModelRunner {
  public:
-  // Places the model's weights on `device` (one staged upload; the CPU keeps them in place).
-  ModelRunner(Device& device, std::unique_ptr<Model> model, ThreadPool* pool);
+  // Places the model's weights on `device` (one staged upload; the CPU keeps them in place). With an
+  // active `offload` plan (offload_plan.h) its layers go to pinned host memory or stay in the
+  // file, and a WeightStreamer runs them from a device ring.
+  ModelRunner(Device& device, std::unique_ptr<Model> model, ThreadPool* pool, const OffloadPlan* offload = nullptr);
   ~ModelRunner();
 
   const Model& model() const { return *model_; }
   const ModelSpec& spec() const { return model_->spec(); }
-  // Bytes of weights held by the device (placement map total).
+  // Bytes of weights held by the device: the resident weights and the offload ring.
   uint64_t weight_bytes() const { return weight_bytes_; }
+  // The offloaded layers' streamer (nullptr when every layer is resident).
+  const WeightStreamer* streamer() const { return streamer_.get(); }
   // Grows the workspace to serve steps of up to max_tokens tokens and max_logits logits rows (and
   // their hidden states), so that later steps allocate nothing. Returns the bytes the workspace,
   // logits and hidden-state buffers hold.
@@ -97,6 +103,7 @@ class ModelRunner {
 
   Device& device_;
   std::unique_ptr<Model> model_;
+  std::unique_ptr<WeightStreamer> streamer_;  // after model_: destroyed first (its copies read the images)
   ThreadPool* pool_;
   DeviceKind kind_;
   void* stream_ = nullptr;  // the device's default stream

@@ -23,7 +23,7 @@ SOURCES=(
   runtime/core/error.cc runtime/core/dtype.cc runtime/core/json.cc runtime/core/mapped_file.cc
   runtime/model/weight_source.cc runtime/model/model_dir.cc runtime/model/safetensors.cc runtime/model/hf_config.cc
   runtime/model/model_spec_check.cc runtime/model/gguf.cc runtime/model/gguf_spec.cc runtime/model/rope.cc
-  runtime/model/quant_config.cc
+  runtime/model/quant_config.cc runtime/core/fault_injection.cc
 )
 HARNESSES=(json safetensors sharded_index hf_config gguf)
 

@@ -1,0 +1,82 @@
+// runtime/runner/weight_streamer.h: runs the layers held off the device (weight offloading,
+// docs/offloading.md) by copying each one's image into a ring of device slots just before it runs.
+//
+// Ring: K slots (K = ring depth, 2 by default), each as large as the largest image. Offloaded
+// layer j (in forward order) always runs from slot j % K, so its weights' device views are fixed at
+// placement (WeightStore::place) and a captured CUDA graph replays the same addresses. Per step:
+//   begin_step   the copy stream forks from the compute stream (so it is ordered after the previous
+//                step, whose layers last used the slots) and starts copies of layers 0 .. K-1;
+//   before_layer the compute stream waits for the layer's copy (event);
+//   after_layer  the compute stream records that the slot is free; the copy of layer j + K into
+//                it is queued behind that event;
+//   end_step     the compute stream joins the copy stream.
+// The copy of a host-tier layer is one host-to-device copy from its pinned image; a disk-tier layer
+// is first read from the model file (pread) into one of two pinned staging buffers on the host
+// thread, then copied (the staging buffer is reused only after its last copy completed). Disk
+// reads are host work, so steps with a disk-tier layer are never captured in a graph.
+//
+// Invariants: no allocation after construction; every event wait is on the device's own streams;
+// on a host-memory device (the CPU) streams are immediate and the same sequence of copies runs as
+// plain memcpy, which is how the CPU tests prove the ring and the tiers. A failed disk read throws
+// (kIO, naming the file) from the step; the engine fails the running requests and goes on.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "runtime/device/buffer.h"
+#include "runtime/device/stream.h"
+#include "runtime/model/forward.h"
+#include "runtime/model/weight_store.h"
+
+namespace eli {
+
+class Device;
+
+class WeightStreamer final : public LayerHooks {
+ public:
+  // images: from WeightStore::take_layer_images() (increasing layer order); slots: the ring the
+  // store placed them against; first_layer: the model's index of the forward's layer 0.
+  WeightStreamer(Device& device, std::vector<LayerImage> images, std::vector<Buffer> slots, int64_t first_layer,
+                 std::shared_ptr<WeightSource> source);
+  ~WeightStreamer() override;
+
+  // Around Model::forward, on the device's default stream (inside a graph capture too).
+  void begin_step() const;
+  void end_step() const;
+  void before_layer(int64_t layer, const ExecContext& exec) const override;
+  void after_layer(int64_t layer, const ExecContext& exec) const override;
+
+  // False when a layer streams from the disk (host reads cannot be replayed by a graph).
+  bool graphable() const { return !has_disk_; }
+  int64_t n_layers() const { return static_cast<int64_t>(images_.size()); }
+  struct Stats {
+    int64_t layer_copies = 0, disk_reads = 0;
+    uint64_t bytes_copied = 0, bytes_read = 0;
+  };
+  // Counted when copies are queued (a replayed graph's copies are not counted).
+  Stats stats() const { return stats_; }
+
+ private:
+  void issue(int64_t j) const;  // queues the copy of offloaded layer j into its slot
+  int64_t index_of(int64_t local_layer) const;
+
+  Device& device_;
+  std::vector<LayerImage> images_;
+  std::vector<Buffer> slots_;
+  int64_t first_layer_ = 0;
+  std::shared_ptr<WeightSource> source_;  // the files disk-tier pieces are read from
+  std::map<int64_t, int64_t> index_;      // model layer -> j
+  bool has_disk_ = false;
+  std::unique_ptr<Stream> copy_stream_;
+  std::unique_ptr<Event> fork_, join_;
+  std::vector<std::unique_ptr<Event>> copied_, freed_;  // per slot
+  std::vector<Buffer> staging_;                         // disk tier: two pinned buffers
+  std::vector<std::unique_ptr<Event>> staged_;          // per staging buffer: its last copy
+  mutable int64_t next_staging_ = 0;
+  mutable Stats stats_;
+};
+
+}  // namespace eli
