@@ -4,7 +4,8 @@
 //   2. Op::kGemv at m = 1 .. 8: time per call (the per-token quantize kernel included), GB/s of
 //      weight bytes and the fraction of the read ceiling,
 //   3. Op::kGemm at m = 16 .. 4096: TFLOP/s, beside eli's bf16 cuBLASLt GEMM (bf16 x and weights,
-//      f32 out) of the same shape.
+//      f32 out) of the same shape; FP8 also with the opt-in cuBLASLt path (dtype "fp8-w8a8-cublaslt",
+//      ELI_W8A8_CUBLASLT=1; where cuBLASLt has no algorithm that row times the mma kernel again).
 // Weights rotate among copies whose total is >= 4x the L2 (DRAM is measured); calls are replayed
 // from a CUDA graph. Weight bytes are random with bit 6 of every byte clear (no e4m3 NaN). Table on
 // stdout; JSON to argv[1] if given. Correctness is tests/cpp/test_cuda_wq_w8a8.cc's job.
@@ -271,6 +272,10 @@ int main(int argc, char** argv) {
         const double bw = wbytes / sec;
         rows.push_back({"gemv", f.name, sh.name, m, sec * 1e6, bw / 1e9, bw / read_bw, 2.0 * m * sh.n * sh.k / sec / 1e12, 0.0});
       }
+      // FP8: the default mma kernel, then the opt-in cuBLASLt path (ELI_W8A8_CUBLASLT=1, "-cublaslt").
+      for (int lt = 0; lt < (f.format == WeightFormat::kFp8Channel ? 2 : 1); ++lt) {
+      if (lt == 1) setenv("ELI_W8A8_CUBLASLT", "1", 1);
+      const std::string dtype_name = std::string(f.name) + (lt == 1 ? "-cublaslt" : "");
       for (size_t mi = 0; mi < sizeof(kGemmM) / sizeof(kGemmM[0]); ++mi) {
         const int64_t m = kGemmM[mi];
         GemmArgs a{out, x, nullptr, nullptr, m, sh.n, sh.k, sh.n, sh.k};
@@ -283,8 +288,10 @@ int main(int argc, char** argv) {
           gemm->fn(&a, ctx);
         });
         const double bw = wbytes / sec;
-        rows.push_back({"gemm", f.name, sh.name, m, sec * 1e6, bw / 1e9, bw / read_bw, 2.0 * m * sh.n * sh.k / sec / 1e12,
-                        bf16_tflops[mi]});
+        rows.push_back({"gemm", dtype_name, sh.name, m, sec * 1e6, bw / 1e9, bw / read_bw,
+                        2.0 * m * sh.n * sh.k / sec / 1e12, bf16_tflops[mi]});
+      }
+      if (lt == 1) unsetenv("ELI_W8A8_CUBLASLT");
       }
       for (size_t i = first; i < rows.size(); ++i) {
         const Row& r = rows[i];

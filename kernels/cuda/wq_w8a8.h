@@ -11,6 +11,8 @@
 //     mma.sync m16n8k32 e4m3 -> f32 where the device (sm_89+) and the loaded binary have it, else
 //     each e4m3 pair widened exactly to f16 in registers and fed to mma m16n8k16 f16 -> f32.
 //     Epilogue: acc * s_x[row] * s_w[col] + bias, stored or accumulated into f32 out.
+//     ELI_W8A8_CUBLASLT=1 (read per call): the FP8 GEMM through cuBLASLt where it has an algorithm
+//     (wq_w8a8_cublaslt.cu); opt-in until measured against the mma kernel.
 // Any k (rows need not be 16-byte aligned: a byte-wise load path is taken then); x f32, out f32.
 //
 // Workspace (GemvArgs / GemmArgs::workspace, 16-byte aligned, >= wq_w8a8_workspace_bytes(m, k)):

@@ -127,7 +127,7 @@ __device__ __forceinline__ void mma_e4m3_widen(float* d, const uint32_t* a, cons
 }
 
 template <int kMode>
-__global__ void __launch_bounds__(kThreads) gemm_kernel(const GemmParams p) {
+__global__ void __launch_bounds__(kThreads, 2) gemm_kernel(const GemmParams p) {
   using Acc = typename std::conditional<kMode == kInt8, int, float>::type;
   __shared__ __align__(16) uint8_t sa[2][kBM * kLds];
   __shared__ __align__(16) uint8_t sb[2][kBN * kLds];
@@ -273,6 +273,11 @@ void gemm_cuda(const void* args, const ExecContext& ctx) {
   p.out_stride = a.out_stride;
   p.aligned = a.k % 16 == 0 && (reinterpret_cast<uintptr_t>(w.q) & 15u) == 0;
   p.accumulate = a.accumulate;
+  if (kFp8 && cublaslt_fp8_requested() &&
+      fp8_gemm_cublaslt(p.out, p.out_stride, p.xq, p.sx, p.kp, p.w, p.sw, p.bias, p.m, p.n, p.k, p.accumulate,
+                        stream)) {
+    return;
+  }
   const dim3 grid(static_cast<unsigned>(grid_n), static_cast<unsigned>(grid_m));
   if (!kFp8) {
     gemm_kernel<kInt8><<<grid, kThreads, 0, stream>>>(p);

@@ -34,6 +34,13 @@ inline ActView act_view(void* ws, int64_t m, int64_t k) {
 void quantize_rows(const float* x, int64_t x_stride, int64_t m, int64_t k, const float* norm_weight, float norm_eps,
                    float norm_offset, bool fp8, const float* static_scale, const ActView& v, cudaStream_t stream);
 
+// The optional cuBLASLt FP8 GEMM (wq_w8a8_cublaslt.cu): whether ELI_W8A8_CUBLASLT=1, and the
+// call itself (false: no cuBLASLt algorithm for this case; nothing was enqueued).
+bool cublaslt_fp8_requested();
+bool fp8_gemm_cublaslt(float* out, int64_t out_stride, const uint8_t* xq, const float* sx, int64_t kp,
+                       const uint8_t* w, const float* sw, const float* bias, int64_t m, int64_t n, int64_t k,
+                       bool accumulate, cudaStream_t stream);
+
 // Checks common to both ops (caller errors: kInvalidArgument / kUnsupported).
 void check_weight(const WqMatrix& w, bool fp8, const char* op);
 void check_workspace(const void* ws, size_t bytes, int64_t m, int64_t k, const char* op);

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -230,6 +231,24 @@ TEST_P(CudaWqW8a8, GemmMatchesReference) {
       {257, 129, 512, false, true, true},
       {130, 1001, 1000, false, true, false, true},
       {257, 255, 64},
+  };
+  for (const Case& c : cases) run(c, Op::kGemm);
+}
+
+// The opt-in cuBLASLt FP8 path (ELI_W8A8_CUBLASLT=1; where cuBLASLt has no algorithm the mma
+// kernel runs, so this passes on every device): aligned shapes, bias, accumulate, static scales.
+TEST_P(CudaWqW8a8, GemmCublasLtPathMatchesReference) {
+  if (!fp8()) GTEST_SKIP() << "FP8 only";
+  struct EnvGuard {
+    EnvGuard() { ::setenv("ELI_W8A8_CUBLASLT", "1", 1); }
+    ~EnvGuard() { ::unsetenv("ELI_W8A8_CUBLASLT"); }
+  } env;
+  const Case cases[] = {
+      {16, 128, 256},
+      {33, 272, 160, false, true, true},
+      {257, 512, 512, false, true, false, true},
+      {64, 96, 1024, false, false, true, false, GatedAct::kNone, 16, 16},
+      {9, 130, 100},  // k % 16 != 0: the mma kernel
   };
   for (const Case& c : cases) run(c, Op::kGemm);
 }
