@@ -3,7 +3,8 @@
 //   out[m, n] (+)= (codes_x[m, :] . w[n, :]) * s_x[m] * s_w[n] + bias[n],   x and out f32.
 // x is first quantized per row into the workspace (wq_w8a8_quant.cu, rows padded with zero codes to
 // kp = round_up(k, 64)); then a CTA of 256 threads (8 warps, 2 x 4, each 64 x 32) computes a
-// 128 x 128 tile of out over k in steps of 64 bytes, double-buffered in shared memory by cp.async
+// 128 x 128 tile of out over k in steps of 64 bytes (m <= 64: 64 x 128 or 32 x 128 tiles, warps of
+// 32 x 32 or 16 x 32, so short prefills waste fewer MMAs), double-buffered in shared memory by cp.async
 // (row stride 80 bytes: the 32-bit fragment loads of a warp hit 32 distinct banks). Per 32 of k
 // each warp issues 4 x 4 MMAs with fragments read straight from shared memory:
 //   kInt8       mma.sync m16n8k32 s8.s8 -> s32 (exact integer dot products, as the CPU)
@@ -31,7 +32,10 @@ namespace eli {
 namespace w8a8 {
 namespace {
 
-constexpr int kBM = 128, kBN = 128, kBK = 64, kLds = kBK + 16, kThreads = 256;
+// kMI m16 tiles per warp in m: a CTA tile of kBM(kMI) = 32 * kMI rows (128, or 64 / 32 for short m).
+constexpr int kBN = 128, kBK = 64, kLds = kBK + 16, kThreads = 256;
+template <int kMI>
+constexpr int kBM = 32 * kMI;
 enum Mode { kInt8 = 0, kFp8Native = 1, kFp8Widen = 2 };
 
 struct GemmParams {
@@ -55,12 +59,15 @@ __device__ __forceinline__ void cp_async_wait1() { asm volatile("cp.async.wait_g
 __device__ __forceinline__ uint32_t lds32(const uint8_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
 // One 64-byte k step of the x and w tiles into stage buffers sa / sb.
+template <int kMI>
 __device__ __forceinline__ void load_tile(const GemmParams& p, int64_t bm, int64_t bn, int64_t k0, uint8_t* sa,
                                           uint8_t* sb) {
   const int tid = threadIdx.x;
+  constexpr int kAChunks = kBM<kMI> * kBK / 16;  // 16-byte chunks of the x tile
 #pragma unroll
-  for (int i = 0; i < 2; ++i) {
+  for (int i = 0; i < (kAChunks + kThreads - 1) / kThreads; ++i) {
     const int idx = tid + i * kThreads, row = idx >> 2, cc = (idx & 3) * 16;
+    if (kAChunks % kThreads != 0 && idx >= kAChunks) break;
     const int64_t gm = bm + row;
     const uint8_t* src = p.xq + min(gm, p.m - 1) * p.kp + k0 + cc;
     cp_async16(sa + row * kLds + cc, src, gm < p.m ? 16 : 0);
@@ -126,19 +133,19 @@ __device__ __forceinline__ void mma_e4m3_widen(float* d, const uint32_t* a, cons
   mma_f16(d, a2, b2);
 }
 
-template <int kMode>
+template <int kMode, int kMI>
 __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(const GemmParams p) {
   using Acc = typename std::conditional<kMode == kInt8, int, float>::type;
-  __shared__ __align__(16) uint8_t sa[2][kBM * kLds];
+  __shared__ __align__(16) uint8_t sa[2][kBM<kMI> * kLds];
   __shared__ __align__(16) uint8_t sb[2][kBN * kLds];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3;
-  const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
-  const int64_t bn = static_cast<int64_t>(blockIdx.x) * kBN, bm = static_cast<int64_t>(blockIdx.y) * kBM;
+  const int wm = (warp >> 2) * 16 * kMI, wn = (warp & 3) * 32;
+  const int64_t bn = static_cast<int64_t>(blockIdx.x) * kBN, bm = static_cast<int64_t>(blockIdx.y) * kBM<kMI>;
 
-  Acc acc[4][4][4];
+  Acc acc[kMI][4][4];
 #pragma unroll
-  for (int mi = 0; mi < 4; ++mi) {
+  for (int mi = 0; mi < kMI; ++mi) {
 #pragma unroll
     for (int ni = 0; ni < 4; ++ni) {
 #pragma unroll
@@ -147,11 +154,11 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(const GemmParams p) {
   }
 
   const int64_t nk = p.kp / kBK;
-  load_tile(p, bm, bn, 0, sa[0], sb[0]);
+  load_tile<kMI>(p, bm, bn, 0, sa[0], sb[0]);
   cp_async_commit();
   for (int64_t kt = 0; kt < nk; ++kt) {
     const int st = static_cast<int>(kt & 1);
-    if (kt + 1 < nk) load_tile(p, bm, bn, (kt + 1) * kBK, sa[st ^ 1], sb[st ^ 1]);
+    if (kt + 1 < nk) load_tile<kMI>(p, bm, bn, (kt + 1) * kBK, sa[st ^ 1], sb[st ^ 1]);
     cp_async_commit();
     cp_async_wait1();
     __syncthreads();
@@ -159,9 +166,9 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(const GemmParams p) {
     const uint8_t* B = sb[st];
 #pragma unroll
     for (int ks = 0; ks < kBK; ks += 32) {
-      uint32_t af[4][4], bf[4][2];
+      uint32_t af[kMI][4], bf[4][2];
 #pragma unroll
-      for (int mi = 0; mi < 4; ++mi) {
+      for (int mi = 0; mi < kMI; ++mi) {
         const uint8_t* r0 = A + (wm + mi * 16 + g) * kLds + ks + 4 * t;
         af[mi][0] = lds32(r0);
         af[mi][1] = lds32(r0 + 8 * kLds);
@@ -175,7 +182,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(const GemmParams p) {
         bf[ni][1] = lds32(c0 + 16);
       }
 #pragma unroll
-      for (int mi = 0; mi < 4; ++mi) {
+      for (int mi = 0; mi < kMI; ++mi) {
 #pragma unroll
         for (int ni = 0; ni < 4; ++ni) {
           if constexpr (kMode == kInt8) {
@@ -193,7 +200,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(const GemmParams p) {
 
   const float unscale = kMode == kFp8Widen ? kF16WidenUnscale : 1.0f;
 #pragma unroll
-  for (int mi = 0; mi < 4; ++mi) {
+  for (int mi = 0; mi < kMI; ++mi) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int64_t row = bm + wm + mi * 16 + g + 8 * half;
@@ -229,13 +236,26 @@ bool fp8_native() {
     bool yes = major * 10 + minor >= 89;
     if (yes) {
       cudaFuncAttributes attr{};
-      ELI_CUDA_CHECK(cudaFuncGetAttributes(&attr, gemm_kernel<kFp8Native>));
+      ELI_CUDA_CHECK(cudaFuncGetAttributes(&attr, gemm_kernel<kFp8Native, 4>));
       yes = attr.binaryVersion >= 89 && attr.ptxVersion >= 89;  // SASS or JIT from compute_89+ PTX
     }
     v = yes ? 2 : 1;
     cache[dev].store(v, std::memory_order_relaxed);
   }
   return v == 2;
+}
+
+template <int kMI>
+void launch(int mode, const GemmParams& p, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((p.n + kBN - 1) / kBN), static_cast<unsigned>((p.m + kBM<kMI> - 1) / kBM<kMI>));
+  if (mode == kInt8) {
+    gemm_kernel<kInt8, kMI><<<grid, kThreads, 0, stream>>>(p);
+  } else if (mode == kFp8Native) {
+    gemm_kernel<kFp8Native, kMI><<<grid, kThreads, 0, stream>>>(p);
+  } else {
+    gemm_kernel<kFp8Widen, kMI><<<grid, kThreads, 0, stream>>>(p);
+  }
+  ELI_CUDA_CHECK_LAUNCH();
 }
 
 template <bool kFp8>
@@ -253,7 +273,7 @@ void gemm_cuda(const void* args, const ExecContext& ctx) {
   const WqMatrix& w = *static_cast<const WqMatrix*>(a.w);
   check_weight(w, kFp8, op);
   check_workspace(a.workspace, a.workspace_bytes, a.m, a.k, op);
-  const int64_t grid_m = (a.m + kBM - 1) / kBM, grid_n = (a.n + kBN - 1) / kBN;
+  const int64_t grid_m = (a.m + kBM<4> - 1) / kBM<4>, grid_n = (a.n + kBN - 1) / kBN;
   ELI_CHECK_ARG(grid_m <= 65535 && grid_n <= 0x7FFFFFFF, "w8a8 ", op, ": m=", a.m, " n=", a.n, " too large");
   cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
   const ActView v = act_view(a.workspace, a.m, a.k);
@@ -278,15 +298,14 @@ void gemm_cuda(const void* args, const ExecContext& ctx) {
                         stream)) {
     return;
   }
-  const dim3 grid(static_cast<unsigned>(grid_n), static_cast<unsigned>(grid_m));
-  if (!kFp8) {
-    gemm_kernel<kInt8><<<grid, kThreads, 0, stream>>>(p);
-  } else if (fp8_native()) {
-    gemm_kernel<kFp8Native><<<grid, kThreads, 0, stream>>>(p);
+  const int mode = !kFp8 ? kInt8 : fp8_native() ? kFp8Native : kFp8Widen;
+  if (a.m <= kBM<1>) {
+    launch<1>(mode, p, stream);
+  } else if (a.m <= kBM<2>) {
+    launch<2>(mode, p, stream);
   } else {
-    gemm_kernel<kFp8Widen><<<grid, kThreads, 0, stream>>>(p);
+    launch<4>(mode, p, stream);
   }
-  ELI_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
