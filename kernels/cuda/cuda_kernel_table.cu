@@ -1,6 +1,7 @@
 // kernels/cuda/cuda_kernel_table.cu: registers every CUDA kernel (the only list of them).
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/gguf_kernels.h"
+#include "kernels/cuda/wq_w8a8.h"
 
 namespace eli {
 
@@ -29,6 +30,7 @@ void add_cuda_kernels(std::vector<KernelEntry>& table) {
   table.push_back({Op::kSample, DeviceKind::kCUDA, DType::kF32, "cuda", 10, sample_cuda, nullptr});
   table.push_back({Op::kScatterTokens, DeviceKind::kCUDA, DType::kF32, "cuda", 10, scatter_tokens_cuda, nullptr});
   add_gguf_cuda_kernels(table);  // GGUF block-quantized weights (kernels/cuda/gguf_kernel_table.cu)
+  add_wq_w8a8_cuda_kernels(table);  // W8A8 int8 / e4m3 channel weights (kernels/cuda/wq_w8a8_table.cu)
 }
 
 }  // namespace eli

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "eli/error.h"
+#include "kernels/cuda/wq_w8a8.h"
 #include "kernels/ref/float_convert.h"
 #include "kernels/registry.h"
 #include "runtime/model/weight_reader.h"
@@ -189,11 +190,13 @@ void WqLinearBase::repack(LinearWeight& w, const LinearLoadContext& ctx) const {
 
 DType WqLinearBase::input_dtype(const LinearWeight&, int64_t, DeviceKind) const { return DType::kF32; }
 
-void WqLinearBase::scratch_bytes(const LinearWeight& w, int64_t m, DeviceKind, size_t* norm, size_t* mid,
+void WqLinearBase::scratch_bytes(const LinearWeight& w, int64_t m, DeviceKind device, size_t* norm, size_t* mid,
                                  size_t* blas) const {
   *norm = static_cast<size_t>(m * w.cols) * sizeof(float);
   *mid = static_cast<size_t>(m * w.rows) * sizeof(float);
-  *blas = 0;
+  // The W8A8 CUDA kernels quantize x per token into their workspace (kernels/cuda/wq_w8a8.h).
+  const bool channel = w.format == WeightFormat::kInt8Channel || w.format == WeightFormat::kFp8Channel;
+  *blas = channel && device == DeviceKind::kCUDA ? wq_w8a8_workspace_bytes(m, w.cols) : 0;
 }
 
 void WqLinearBase::apply(const LinearWeight& w, int64_t m, const LinearInput& in, const LinearOutput& out,
@@ -221,6 +224,8 @@ void WqLinearBase::apply(const LinearWeight& w, int64_t m, const LinearInput& in
     a.norm_eps = in.norm_eps;
     a.gated = gated ? out.act : GatedAct::kNone;
     a.accumulate = out.epilogue == LinearEpilogue::kAccumulate;
+    a.workspace = s.blas;
+    a.workspace_bytes = s.blas_bytes;
     get_kernel(Op::kGemv, device, w.format, w.dtype).fn(&a, ctx);
     return;
   }
@@ -253,6 +258,8 @@ void WqLinearBase::apply(const LinearWeight& w, int64_t m, const LinearInput& in
   g.k = w.cols;
   g.x_stride = x_stride;
   g.x_dtype = DType::kF32;
+  g.workspace = s.blas;
+  g.workspace_bytes = s.blas_bytes;
   const KernelEntry& gemm = get_kernel(Op::kGemm, device, w.format, w.dtype);
   if (!gated) {
     g.out = out.out;
