@@ -45,11 +45,14 @@ std::vector<int32_t> read_i32(const TensorInfo& t);
 WqMatrix wq_view(const LinearWeight& w);
 
 // apply() through the registry: GEMV (fused RMSNorm prologue and gated / accumulating epilogue)
-// for m <= kGemvMaxRows, else NormCast + GEMM (+ GatedAct). f32 activations on the CPU.
+// for m <= kGemvMaxRows, else NormCast + GEMM (+ GatedAct). f32 activations on the CPU; on CUDA the
+// grouped formats take bf16 rows for the GEMM (input_dtype, NormCast to bf16) and a workspace in the
+// kBlas scratch slot (kernels/cuda/wq_w4a16.cuh's plans).
 class WqLinearBase : public LinearMethod {
  public:
   // The layout is built by load(); repack() only checks that the device has its kernels (kUnsupported
-  // naming the format and device otherwise: the CUDA kernels of these layouts are not written yet).
+  // naming the format and device otherwise: on CUDA the channel formats need kernels/cuda/wq_w8a8*;
+  // the grouped ones run kernels/cuda/wq_w4a16*, which read the canonical layout as is).
   void repack(LinearWeight& w, const LinearLoadContext& ctx) const override;
   DType input_dtype(const LinearWeight& w, int64_t m, DeviceKind device) const override;
   void scratch_bytes(const LinearWeight& w, int64_t m, DeviceKind device, size_t* norm, size_t* mid,
