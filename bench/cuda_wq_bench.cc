@@ -6,7 +6,9 @@
 //      and M = 1, 2, 4, 8 (Op::kGemv, f32 x) and 16, 32, 64, 128, 256 (Op::kGemm, bf16 x): time
 //      per call, GB/s of weight bytes as stored (q + scales + zeros), the fraction of the read
 //      ceiling, TFLOP/s, and eli's bf16 route of the same shape beside it (dense bf16 GEMV for
-//      M <= 8, the cuBLASLt bf16 GEMM beyond) with the speed-up.
+//      M <= 8, the cuBLASLt bf16 GEMM beyond) with the speed-up. For M >= 16 both GEMM routes are
+//      timed (ELI_WQ_DEQUANT_GEMM_ROWS set per run): "mma" (the mma.sync kernel) and "dequant"
+//      (bf16 weight chunks + cuBLASLt), plus M = 512, 1024 to place the route threshold.
 // Weights rotate among copies whose total is >= 4x the L2 (DRAM is measured); calls are replayed
 // from a CUDA graph. Random bytes; scales / zeros are filled as small positive floats. Table on
 // stdout; JSON to argv[1] if given (records carry "dtype": "w4a16-g128" / "w8a16-g128").
@@ -138,7 +140,7 @@ const Shape kShapes[] = {{"qo 4096x4096", 4096, 4096},
                          {"gate_up 28672x4096", 28672, 4096},
                          {"down 4096x14336", 4096, 14336},
                          {"lm_head 128256x4096", 128256, 4096}};
-const int64_t kMs[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+const int64_t kMs[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 constexpr int64_t kGroup = 128;
 
 struct Fmt {
@@ -149,7 +151,7 @@ struct Fmt {
 const Fmt kFmts[] = {{"w4a16-g128", 4, WeightFormat::kInt4Grouped}, {"w8a16-g128", 8, WeightFormat::kInt8Grouped}};
 
 struct Row {
-  std::string op, dtype, shape;
+  std::string op, route, dtype, shape;
   int64_t m;
   double us, gbps, frac_read, tflops, bf16_us;
 };
@@ -197,7 +199,8 @@ int main(int argc, char** argv) {
     CHECK_CUDA(cudaFree(sink));
   }
   std::printf("read-only ceiling: %.0f GB/s\n\n", read_bw / 1e9);
-  std::printf("%-5s %-11s %-20s %4s %10s %9s %7s %9s %10s %8s\n", "op", "dtype", "shape", "m", "us", "GB/s", "%read",
+  std::printf("%-5s %-7s %-11s %-20s %4s %10s %9s %7s %9s %10s %8s\n", "op", "route", "dtype", "shape", "m", "us",
+              "GB/s", "%read",
               "TFLOP/s", "bf16 us", "speedup");
 
   const size_t rotate_target = std::max<size_t>(4 * static_cast<size_t>(prop.l2CacheSize), size_t{256} << 20);
@@ -206,12 +209,16 @@ int main(int argc, char** argv) {
   const size_t blas_ws_bytes = size_t{32} << 20;
   void* blas_ws = dmalloc(blas_ws_bytes);
   for (const Shape& sh : kShapes) {
-    const int64_t max_m = 256;
+    const int64_t max_m = 1024;
     float* x = static_cast<float*>(dmalloc(max_m * sh.k * 4));
     void* xb = dmalloc(max_m * sh.k * 2);
     float* out = static_cast<float*>(dmalloc(max_m * sh.n * 4));
     size_t ws_bytes = wq_cuda::gemv_workspace_bytes(kGemvMaxRows, sh.k);
-    for (int64_t m : kMs) ws_bytes = std::max(ws_bytes, wq_cuda::gemm_workspace_bytes(m, sh.n, sh.k, true));
+    for (const char* route : {"0", "1"}) {
+      setenv("ELI_WQ_DEQUANT_GEMM_ROWS", route, 1);
+      for (int64_t m : kMs) ws_bytes = std::max(ws_bytes, wq_cuda::gemm_workspace_bytes(m, sh.n, sh.k, true));
+    }
+    unsetenv("ELI_WQ_DEQUANT_GEMM_ROWS");
     void* ws = dmalloc(ws_bytes);
     fill(x, max_m * sh.k * 4, 7, 1, -0.5f);
     fill(xb, max_m * sh.k * 2, 8, 0);
@@ -274,32 +281,38 @@ int main(int argc, char** argv) {
       const size_t first = rows.size();
       for (size_t mi = 0; mi < std::size(kMs); ++mi) {
         const int64_t m = kMs[mi];
-        double sec = 0.0;
-        if (m <= kGemvMaxRows) {
-          GemvArgs a{out, x, nullptr, nullptr, nullptr, m, sh.n, sh.k, sh.n, sh.k};
-          a.workspace = ws;
-          a.workspace_bytes = ws_bytes;
-          sec = graph_time(s, nbuf, [&](int i) {
-            a.w = &mats[i];
-            gemv->fn(&a, ctx);
-          });
-        } else {
-          GemmArgs a{out, xb, nullptr, nullptr, m, sh.n, sh.k, sh.n, sh.k};
-          a.x_dtype = DType::kBF16;
-          a.workspace = ws;
-          a.workspace_bytes = ws_bytes;
-          sec = graph_time(s, nbuf, [&](int i) {
-            a.w = &mats[i];
-            gemm->fn(&a, ctx);
-          });
+        for (const char* route : {"mma", "dequant"}) {
+          if (m <= kGemvMaxRows && route[0] == 'd') continue;
+          double sec = 0.0;
+          if (m <= kGemvMaxRows) {
+            GemvArgs a{out, x, nullptr, nullptr, nullptr, m, sh.n, sh.k, sh.n, sh.k};
+            a.workspace = ws;
+            a.workspace_bytes = ws_bytes;
+            sec = graph_time(s, nbuf, [&](int i) {
+              a.w = &mats[i];
+              gemv->fn(&a, ctx);
+            });
+          } else {
+            setenv("ELI_WQ_DEQUANT_GEMM_ROWS", route[0] == 'm' ? "0" : "1", 1);
+            GemmArgs a{out, xb, nullptr, nullptr, m, sh.n, sh.k, sh.n, sh.k};
+            a.x_dtype = DType::kBF16;
+            a.workspace = ws;
+            a.workspace_bytes = ws_bytes;
+            sec = graph_time(s, nbuf, [&](int i) {
+              a.w = &mats[i];
+              gemm->fn(&a, ctx);
+            });
+            unsetenv("ELI_WQ_DEQUANT_GEMM_ROWS");
+          }
+          const double bw = wbytes / sec;
+          rows.push_back({m <= kGemvMaxRows ? "gemv" : "gemm", m <= kGemvMaxRows ? "gemv" : route, f.name, sh.name, m,
+                          sec * 1e6, bw / 1e9, bw / read_bw, 2.0 * m * sh.n * sh.k / sec / 1e12, bf16_us[mi]});
         }
-        const double bw = wbytes / sec;
-        rows.push_back({m <= kGemvMaxRows ? "gemv" : "gemm", f.name, sh.name, m, sec * 1e6, bw / 1e9, bw / read_bw,
-                        2.0 * m * sh.n * sh.k / sec / 1e12, bf16_us[mi]});
       }
       for (size_t i = first; i < rows.size(); ++i) {
         const Row& r = rows[i];
-        std::printf("%-5s %-11s %-20s %4lld %10.1f %9.0f %6.1f%% %9.2f %10.1f %7.2fx\n", r.op.c_str(), r.dtype.c_str(),
+        std::printf("%-5s %-7s %-11s %-20s %4lld %10.1f %9.0f %6.1f%% %9.2f %10.1f %7.2fx\n", r.op.c_str(),
+                    r.route.c_str(), r.dtype.c_str(),
                     r.shape.c_str(), (long long)r.m, r.us, r.gbps, 100.0 * r.frac_read, r.tflops, r.bf16_us,
                     r.bf16_us / r.us);
       }
@@ -326,9 +339,9 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
       std::fprintf(f,
-                   "    {\"op\": \"%s\", \"dtype\": \"%s\", \"shape\": \"%s\", \"m\": %lld, \"us\": %.2f, \"gbps\": %.1f, "
+                   "    {\"op\": \"%s\", \"route\": \"%s\", \"dtype\": \"%s\", \"shape\": \"%s\", \"m\": %lld, \"us\": %.2f, \"gbps\": %.1f, "
                    "\"frac_read\": %.4f, \"tflops\": %.3f, \"bf16_us\": %.2f, \"speedup_vs_bf16\": %.3f}%s\n",
-                   r.op.c_str(), r.dtype.c_str(), r.shape.c_str(), (long long)r.m, r.us, r.gbps, r.frac_read, r.tflops,
+                   r.op.c_str(), r.route.c_str(), r.dtype.c_str(), r.shape.c_str(), (long long)r.m, r.us, r.gbps, r.frac_read, r.tflops,
                    r.bf16_us, r.bf16_us / r.us, i + 1 < rows.size() ? "," : "");
     }
     std::fprintf(f, "  ]\n}\n");

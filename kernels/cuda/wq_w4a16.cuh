@@ -17,11 +17,14 @@
 // (tensor-core mma.sync m16n8k16, bf16 x; f32 x or an act-order permutation are converted /
 // gathered to bf16 rows in the workspace first; split-K over the grid with a deterministic
 // reduction through the workspace when the output tiles are too few to fill the GPU; f32 out, or
-// bf16 out without accumulate for a gated product whose activation rows are bf16).
+// bf16 out without accumulate for a gated product whose activation rows are bf16); from
+// dequant_gemm_rows() rows on, dequantize-to-bf16 in row chunks + cuBLASLt instead.
 #pragma once
 
+#include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 
 #if defined(__CUDACC__)
 #define ELI_WQ_HD __host__ __device__ __forceinline__
@@ -91,8 +94,28 @@ ELI_WQ_HD int gemm_splits(int64_t m, int64_t n, int64_t k) {
 // k-tiles each split takes (the last splits may take fewer, or none).
 ELI_WQ_HD int64_t gemm_split_tiles(int64_t k, int splits) { return (k / kGemmBK + splits - 1) / splits; }
 
-// GEMM workspace: [bf16 x rows (m, k) when x must be converted or gathered][f32 partials
-// (splits, m, n) when splits > 1], each part 256-byte aligned.
+// Large m: the weight is dequantized to bf16 in row chunks of ~kDequantChunkBytes (multiples of
+// 128 rows) and each chunk multiplied by cuBLASLt (eli's bf16 GEMM), which beats the mma.sync
+// kernel once the product is compute-bound. From dequant_gemm_rows() rows on: 512 by default,
+// ELI_WQ_DEQUANT_GEMM_ROWS=<rows> in the environment overrides it (0: never). Read on every call
+// (cheap), so the scratch sizing and the kernel agree as long as it does not change mid-run.
+constexpr size_t kDequantChunkBytes = size_t{64} << 20;
+constexpr size_t kDequantBlasBytes = size_t{4} << 20;  // cuBLASLt's workspace on that route
+inline int64_t dequant_gemm_rows() {
+  const char* v = std::getenv("ELI_WQ_DEQUANT_GEMM_ROWS");
+  if (v == nullptr || *v == '\0') return 512;
+  const long long r = std::atoll(v);
+  return r <= 0 ? INT64_MAX : static_cast<int64_t>(r);
+}
+ELI_WQ_HD int64_t dequant_chunk_rows(int64_t n, int64_t k) {
+  int64_t rows = static_cast<int64_t>(kDequantChunkBytes / (static_cast<size_t>(k) * 2)) / 128 * 128;
+  if (rows < 128) rows = 128;
+  return rows < n ? rows : n;
+}
+
+// GEMM workspace: [bf16 x rows (m, k) when x must be converted or gathered][mma route: f32 partials
+// (splits, m, n) when splits > 1 | dequant route: bf16 weight chunk, then cuBLASLt's workspace],
+// each part 256-byte aligned.
 ELI_WQ_HD size_t gemm_x_bytes(int64_t m, int64_t k, bool convert_x) {
   return convert_x ? align256(static_cast<size_t>(m) * static_cast<size_t>(k) * 2) : 0;
 }
@@ -100,7 +123,11 @@ ELI_WQ_HD size_t gemm_partial_bytes(int64_t m, int64_t n, int64_t k) {
   const int s = gemm_splits(m, n, k);
   return s > 1 ? align256(static_cast<size_t>(s) * static_cast<size_t>(m) * static_cast<size_t>(n) * 4) : 0;
 }
-ELI_WQ_HD size_t gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, bool convert_x) {
+ELI_WQ_HD size_t dequant_chunk_bytes(int64_t n, int64_t k) {
+  return align256(static_cast<size_t>(dequant_chunk_rows(n, k)) * static_cast<size_t>(k) * 2);
+}
+inline size_t gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, bool convert_x) {
+  if (m >= dequant_gemm_rows()) return gemm_x_bytes(m, k, convert_x) + dequant_chunk_bytes(n, k) + kDequantBlasBytes;
   return gemm_x_bytes(m, k, convert_x) + gemm_partial_bytes(m, n, k);
 }
 

@@ -16,15 +16,20 @@
 // then bias and the accumulate. Rows past m are zero-filled, weight rows past n clamped (their
 // outputs are dropped). x rows that are f32, gathered by an act-order permutation, or not 16-byte
 // addressable are first written as bf16 (m, k) into the workspace.
+// From wq_cuda::dequant_gemm_rows() rows on (compute-bound products) the weight is instead
+// dequantized to bf16 in row chunks (the same rounding) and each chunk multiplied by eli's bf16
+// cuBLASLt GEMM (registry Op::kGemm, kBF16), bias / accumulate / bf16 out passed through.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 
 #include "eli/error.h"
 #include "kernels/cuda/wq_w4a16.cuh"
 #include "kernels/ops.h"
+#include "kernels/registry.h"
 #include "kernels/wq_matrix.h"
 #include "runtime/device/cuda/cuda_check.h"
 
@@ -240,6 +245,35 @@ __global__ void wq_gemm_convert_x(__nv_bfloat16* dst, const T* x, int64_t xs, in
   }
 }
 
+// Rows [r0, r0 + rows) of the weight as bf16 (rows, k) into dst: one thread per 16-byte chunk.
+template <int BITS>
+__global__ void wq_dequant_rows(__nv_bfloat16* dst, const GemmParams p, int64_t r0, int64_t rows) {
+  constexpr int VC = BITS == 4 ? 32 : 16;
+  const int64_t chunks = p.row_bytes / 16, total = rows * chunks;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / chunks, c = i - r * chunks;
+    const uint4 v = __ldg(reinterpret_cast<const uint4*>(p.q + (r0 + r) * p.row_bytes) + c);
+    const int64_t gi = (r0 + r) * p.groups + c * VC / p.gs;
+    const float sc = p.scales[gi], zr = p.zeros[gi];
+    const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+    float vals[VC];
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+#pragma unroll
+      for (int e = 0; e < wq_cuda::word_vals(BITS); ++e) {
+        vals[wq_cuda::word_col(BITS, w, e)] = wq_cuda::dequant(wq_cuda::word_q(BITS, words[w], e), sc, zr);
+      }
+    }
+    uint4* out = reinterpret_cast<uint4*>(dst + r * p.k + c * VC);
+#pragma unroll
+    for (int o = 0; o < VC / 8; ++o) {
+      out[o] = make_uint4(pack_bf16(vals[8 * o], vals[8 * o + 1]), pack_bf16(vals[8 * o + 2], vals[8 * o + 3]),
+                          pack_bf16(vals[8 * o + 4], vals[8 * o + 5]), pack_bf16(vals[8 * o + 6], vals[8 * o + 7]));
+    }
+  }
+}
+
 unsigned grid_for(int64_t total) {
   const int64_t b = (total + 255) / 256;
   return static_cast<unsigned>(b < 4096 ? (b < 1 ? 1 : b) : 4096);
@@ -310,7 +344,9 @@ void wq_gemm(const void* args_ptr, const ExecContext& ctx) {
   p.bias = a.bias;
   p.out = a.out;
   p.out_bf16 = a.out_dtype == DType::kBF16;
-  p.partial = splits > 1 ? reinterpret_cast<float*>(ws + wq_cuda::gemm_x_bytes(a.m, a.k, convert)) : nullptr;
+  p.partial = splits > 1 && a.m < wq_cuda::dequant_gemm_rows()
+                  ? reinterpret_cast<float*>(ws + wq_cuda::gemm_x_bytes(a.m, a.k, convert))
+                  : nullptr;
   p.m = a.m;
   p.n = a.n;
   p.k = a.k;
@@ -320,6 +356,35 @@ void wq_gemm(const void* args_ptr, const ExecContext& ctx) {
   p.row_bytes = a.k * BITS / 8;
   p.split_tiles = wq_cuda::gemm_split_tiles(a.k, splits);
   p.accumulate = a.accumulate;
+  if (a.m >= wq_cuda::dequant_gemm_rows()) {  // compute-bound: bf16 weight chunks through cuBLASLt
+    const int64_t rows = wq_cuda::dequant_chunk_rows(a.n, a.k);
+    auto* wb = reinterpret_cast<__nv_bfloat16*>(ws + wq_cuda::gemm_x_bytes(a.m, a.k, convert));
+    uint8_t* blas_ws = ws + wq_cuda::gemm_x_bytes(a.m, a.k, convert) + wq_cuda::dequant_chunk_bytes(a.n, a.k);
+    const KernelEntry& dense = get_kernel(Op::kGemm, DeviceKind::kCUDA, DType::kBF16);
+    const size_t out_elem = p.out_bf16 ? 2 : 4;
+    for (int64_t r0 = 0; r0 < a.n; r0 += rows) {
+      const int64_t nr = std::min<int64_t>(rows, a.n - r0);
+      wq_dequant_rows<BITS><<<grid_for(nr * (p.row_bytes / 16)), 256, 0, stream>>>(wb, p, r0, nr);
+      ELI_CUDA_CHECK_LAUNCH();
+      GemmArgs g{};
+      g.out = static_cast<uint8_t*>(a.out) + static_cast<size_t>(r0) * out_elem;
+      g.x = p.x;
+      g.w = wb;
+      g.bias = a.bias != nullptr ? a.bias + r0 : nullptr;
+      g.m = a.m;
+      g.n = nr;
+      g.k = a.k;
+      g.out_stride = p.out_stride;
+      g.x_stride = p.xs;
+      g.x_dtype = DType::kBF16;
+      g.out_dtype = a.out_dtype;
+      g.accumulate = a.accumulate;
+      g.workspace = blas_ws;
+      g.workspace_bytes = wq_cuda::kDequantBlasBytes;
+      dense.fn(&g, ctx);
+    }
+    return;
+  }
   switch (wq_cuda::gemm_mt(a.m)) {
     case 1: launch_gemm<BITS, 1>(p, splits, stream); break;
     case 2: launch_gemm<BITS, 2>(p, splits, stream); break;

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstdint>
 #include <memory>
 #include <random>
@@ -145,6 +146,7 @@ class CudaWqKernels : public ::testing::TestWithParam<int> {
   }
   WeightFormat format() const { return GetParam() == 4 ? WeightFormat::kInt4Grouped : WeightFormat::kInt8Grouped; }
   const KernelEntry& kernel(Op op) { return get_kernel(op, DeviceKind::kCUDA, format(), DType::kU8); }
+  void run_gemm_cases();
 
   std::unique_ptr<Device> dev_;
   ExecContext ctx_;
@@ -259,7 +261,28 @@ TEST_P(CudaWqKernels, GemvMatchesTheReference) {
   }
 }
 
+// Both GEMM routes: the mma.sync kernel (ELI_WQ_DEQUANT_GEMM_ROWS=0) and dequantize-to-bf16 +
+// cuBLASLt (=1: every m); the default threshold (512) leaves every case here on the first.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) { ::setenv(name, value, 1); }
+  ~ScopedEnv() { ::unsetenv(name_); }
+
+ private:
+  const char* name_;
+};
+
 TEST_P(CudaWqKernels, GemmMatchesTheReference) {
+  ScopedEnv env("ELI_WQ_DEQUANT_GEMM_ROWS", "0");
+  run_gemm_cases();
+}
+
+TEST_P(CudaWqKernels, DequantCublasGemmMatchesTheReference) {
+  ScopedEnv env("ELI_WQ_DEQUANT_GEMM_ROWS", "1");
+  run_gemm_cases();
+}
+
+void CudaWqKernels::run_gemm_cases() {
   const KernelEntry& e = kernel(Op::kGemm);
   std::vector<Case> cases;
   for (int64_t m : {1, 3, 8, 9, 17, 64, 257}) {

@@ -5,6 +5,7 @@
 // GPU by test_cuda_wq_kernels.cc.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -117,12 +118,29 @@ TEST(WqCudaHostPlan, SplitsCoverKAndStayWithinTheWorkspace) {
         } else {
           EXPECT_EQ(wq_cuda::gemm_partial_bytes(m, n, k), 0u);
         }
-        EXPECT_EQ(wq_cuda::gemm_workspace_bytes(m, n, k, true),
-                  wq_cuda::gemm_x_bytes(m, k, true) + wq_cuda::gemm_partial_bytes(m, n, k));
+        if (m < wq_cuda::dequant_gemm_rows()) {
+          EXPECT_EQ(wq_cuda::gemm_workspace_bytes(m, n, k, true),
+                    wq_cuda::gemm_x_bytes(m, k, true) + wq_cuda::gemm_partial_bytes(m, n, k));
+        } else {  // dequantize-to-bf16 chunks + cuBLASLt
+          const int64_t rows = wq_cuda::dequant_chunk_rows(n, k);
+          EXPECT_TRUE(rows == n || rows % 128 == 0) << n << " " << k;
+          EXPECT_LE(rows, n);
+          EXPECT_GE(wq_cuda::dequant_chunk_bytes(n, k), static_cast<size_t>(rows * k * 2));
+          EXPECT_EQ(wq_cuda::gemm_workspace_bytes(m, n, k, true),
+                    wq_cuda::gemm_x_bytes(m, k, true) + wq_cuda::dequant_chunk_bytes(n, k) + wq_cuda::kDequantBlasBytes);
+        }
         EXPECT_GE(wq_cuda::gemm_x_bytes(m, k, true), static_cast<size_t>(m * k * 2));
       }
     }
   }
+  // The route threshold: 512 by default, the environment overrides it, 0 turns the route off.
+  ::unsetenv("ELI_WQ_DEQUANT_GEMM_ROWS");
+  EXPECT_EQ(wq_cuda::dequant_gemm_rows(), 512);
+  ::setenv("ELI_WQ_DEQUANT_GEMM_ROWS", "64", 1);
+  EXPECT_EQ(wq_cuda::dequant_gemm_rows(), 64);
+  ::setenv("ELI_WQ_DEQUANT_GEMM_ROWS", "0", 1);
+  EXPECT_GT(wq_cuda::dequant_gemm_rows(), int64_t{1} << 40);
+  ::unsetenv("ELI_WQ_DEQUANT_GEMM_ROWS");
   EXPECT_EQ(wq_cuda::gemm_mt(9), 1);
   EXPECT_EQ(wq_cuda::gemm_mt(17), 2);
   EXPECT_EQ(wq_cuda::gemm_mt(33), 4);
