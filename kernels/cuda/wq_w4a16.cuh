@@ -61,6 +61,15 @@ ELI_WQ_HD uint32_t tile_q(int bits, const uint8_t* tile, int c) {
 // lane t = lane % 4 (the fragment's column n is lane / 4). The A fragment uses the same k columns.
 ELI_WQ_HD int frag_col(int s, int j, int t, int e) { return 16 * s + 8 * j + 2 * t + e; }
 
+// How the GEMM reads a B fragment from the k-tile: one 16-bit load per register j at byte
+// frag_pair_offset, whose two bytes give the register's two elements (e = 0, 1) via frag_pair_q.
+// int4: the pair at 2t + 8j serves both k-steps (low nibbles: columns 0..15, high: 16..31);
+// int8: the pair at 16 s + 2t + 8j. Equal to tile_q(frag_col(s, j, t, e)) (tested on the host).
+ELI_WQ_HD int frag_pair_offset(int bits, int s, int j, int t) { return (bits == 4 ? 0 : 16 * s) + 8 * j + 2 * t; }
+ELI_WQ_HD uint32_t frag_pair_q(int bits, uint32_t pair, int s, int e) {
+  return bits == 4 ? (pair >> (8 * e + 4 * s)) & 15u : (pair >> (8 * e)) & 255u;
+}
+
 // The f32 weight value, exactly as kernels/ref/wq_ref.cc computes it.
 ELI_WQ_HD float dequant(uint32_t q, float scale, float zero) { return (static_cast<float>(q) - zero) * scale; }
 

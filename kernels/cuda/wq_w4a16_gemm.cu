@@ -9,8 +9,9 @@
 // padded to 80 bytes: conflict-free fragment reads), the packed weight rows as stored (128 x 16
 // bytes int4, 128 x 32 bytes int8 padded to 48) and the 128 scales / zeros of the tile's group.
 // A warp reads its A fragments (m16n8k16, row) from the x tile, dequantizes its B fragments in
-// registers ((q - zero) * scale in f32, rounded once to bf16, wq_cuda::tile_q / frag_col give the
-// element of each fragment register) and issues mma.sync.m16n8k16 bf16 -> f32.
+// registers ((q - zero) * scale in f32, rounded once to bf16; one 16-bit shared load per fragment
+// register, wq_cuda::frag_pair_offset / frag_pair_q, int4 pairs serving both k-steps) and issues
+// mma.sync.m16n8k16 bf16 -> f32.
 // Split-K (wq_cuda::gemm_splits) when the output tiles alone are too few: split s writes its f32
 // partial sums to the workspace, and a reduction kernel adds them in split order (deterministic),
 // then bias and the accumulate. Rows past m are zero-filled, weight rows past n clamped (their
@@ -79,6 +80,9 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
+
+// float(q) for q < 2^23, exactly, without an int-to-float conversion.
+__device__ __forceinline__ float q_float(uint32_t q) { return __int_as_float(0x4B000000u | q) - 8388608.0f; }
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (lo) in the low half
@@ -170,31 +174,44 @@ __global__ void __launch_bounds__(kGemmThreads) wq_gemm_kernel(const GemmParams 
       cp_async_commit();
     }
     const int st = it % S;
+    uint32_t a[2][MT][4];  // A fragments of both k-steps
 #pragma unroll
     for (int ks = 0; ks < 2; ++ks) {
-      uint32_t a[MT][4];
 #pragma unroll
       for (int i = 0; i < MT; ++i) {
         const __nv_bfloat16* base = &sA[st][(i * 16 + g) * kAStride + wq_cuda::frag_col(ks, 0, t, 0)];
-        a[i][0] = *reinterpret_cast<const uint32_t*>(base);
-        a[i][1] = *reinterpret_cast<const uint32_t*>(base + 8 * kAStride);
-        a[i][2] = *reinterpret_cast<const uint32_t*>(base + 8);
-        a[i][3] = *reinterpret_cast<const uint32_t*>(base + 8 * kAStride + 8);
+        a[ks][i][0] = *reinterpret_cast<const uint32_t*>(base);
+        a[ks][i][1] = *reinterpret_cast<const uint32_t*>(base + 8 * kAStride);
+        a[ks][i][2] = *reinterpret_cast<const uint32_t*>(base + 8);
+        a[ks][i][3] = *reinterpret_cast<const uint32_t*>(base + 8 * kAStride + 8);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int row = warp * 32 + j * 8 + g;
+      const uint8_t* wrow = &sB[st][row * T::kBRow];
+      const float sc = sS[st][row], zr = sZ[st][row];
+      uint32_t pr[2][2];  // 16-bit byte pairs [k-step][register] (int4: the same pair for both k-steps)
+#pragma unroll
+      for (int ks = 0; ks < 2; ++ks) {
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          pr[ks][r] = (BITS == 4 && ks == 1)
+                          ? pr[0][r]
+                          : *reinterpret_cast<const uint16_t*>(wrow + wq_cuda::frag_pair_offset(BITS, ks, r, t));
+        }
       }
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int row = warp * 32 + j * 8 + g;
-        const uint8_t* wrow = &sB[st][row * T::kBRow];
-        const float sc = sS[st][row], zr = sZ[st][row];
+      for (int ks = 0; ks < 2; ++ks) {
         uint32_t b[2];
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          const int c = wq_cuda::frag_col(ks, r, t, 0);
-          b[r] = pack_bf16(wq_cuda::dequant(wq_cuda::tile_q(BITS, wrow, c), sc, zr),
-                           wq_cuda::dequant(wq_cuda::tile_q(BITS, wrow, c + 1), sc, zr));
+          const float w0 = (q_float(wq_cuda::frag_pair_q(BITS, pr[ks][r], ks, 0)) - zr) * sc;
+          const float w1 = (q_float(wq_cuda::frag_pair_q(BITS, pr[ks][r], ks, 1)) - zr) * sc;
+          b[r] = pack_bf16(w0, w1);
         }
 #pragma unroll
-        for (int i = 0; i < MT; ++i) mma_bf16(acc[i][j], a[i], b[0], b[1]);
+        for (int i = 0; i < MT; ++i) mma_bf16(acc[i][j], a[ks][i], b[0], b[1]);
       }
     }
   }

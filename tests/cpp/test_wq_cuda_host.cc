@@ -72,6 +72,20 @@ TEST_P(WqCudaHost, ChunkWordsTilesAndDequantMatchTheReference) {
     // GEMM view: 32-column k-tiles.
     for (int64_t kt = 0; kt < k / 32; ++kt) {
       const uint8_t* tile = row + kt * 32 * bits / 8;
+      for (int s = 0; s < 2; ++s) {  // the fragment reads: 16-bit pairs
+        for (int j = 0; j < 2; ++j) {
+          for (int t = 0; t < 4; ++t) {
+            const int off = wq_cuda::frag_pair_offset(bits, s, j, t);
+            ASSERT_EQ(off % 2, 0);
+            ASSERT_LT(off + 1, 32 * bits / 8);
+            const uint32_t pair = tile[off] | (static_cast<uint32_t>(tile[off + 1]) << 8);
+            for (int e = 0; e < 2; ++e) {
+              EXPECT_EQ(wq_cuda::frag_pair_q(bits, pair, s, e), q[r * k + kt * 32 + wq_cuda::frag_col(s, j, t, e)])
+                  << "r " << r << " tile " << kt << " s " << s << " j " << j << " t " << t << " e " << e;
+            }
+          }
+        }
+      }
       for (int c = 0; c < 32; ++c) {
         ASSERT_EQ(wq_cuda::tile_q(bits, tile, c), q[r * k + kt * 32 + c]) << "r " << r << " tile " << kt;
         const int64_t gi = r * (k / gs) + (kt * 32 + c) / gs;
