@@ -7,7 +7,7 @@
 //    the gather x[perm[j]]) into the workspace; otherwise the kernel reads x as given.
 // 2. One warp owns R = 4 weight rows (2 gate + 2 up rows when gated); lane l takes the 16-byte
 //    chunks l, l + 32, ... of every row (one 16-byte load per row per chunk: the weights are read
-//    once, coalesced). Per chunk and 32-bit word it turns the R x 8 (int4) or R x 4 (int8) q into
+//    once, coalesced; the next chunk's loads are issued before the current one is used). Per chunk and 32-bit word it turns the R x 8 (int4) or R x 4 (int8) q into
 //    exact floats once, then for each x row forms sum q x (f32 FMA) and sum x; the chunk lies in
 //    one group, so acc += scale * (sum q x - zero * sum x).
 // 3. Warp-shuffle sums; the lane owning (row, output) applies bias, the gated activation and the
@@ -91,18 +91,25 @@ __global__ void __launch_bounds__(kThreads) wq_gemv_kernel(const GemvParams p) {
     for (int r = 0; r < kR; ++r) acc[i][r] = 0.f;
   }
 
-  for (int64_t c = lane; c < p.nchunks; c += 32) {
-    uint4 wv[kR];
+  // Software pipeline: chunk c + 32's weights, scales and zeros are loaded before chunk c is used.
+  uint4 wv[kR];
+  float sc[kR], zr[kR];
+  auto load = [&](int64_t c, uint4 (&w)[kR], float (&s)[kR], float (&z)[kR]) {
+    const int64_t g = c * VC / p.gs;
 #pragma unroll
-    for (int r = 0; r < kR; ++r) wv[r] = __ldg(reinterpret_cast<const uint4*>(p.q + rows[r] * p.row_bytes) + c);
-    const int64_t col0 = c * VC;
-    const int64_t g = col0 / p.gs;
-    float sc[kR], zr[kR];
+    for (int r = 0; r < kR; ++r) w[r] = __ldg(reinterpret_cast<const uint4*>(p.q + rows[r] * p.row_bytes) + c);
 #pragma unroll
     for (int r = 0; r < kR; ++r) {
-      sc[r] = __ldg(p.scales + rows[r] * p.groups + g);
-      zr[r] = __ldg(p.zeros + rows[r] * p.groups + g);
+      s[r] = __ldg(p.scales + rows[r] * p.groups + g);
+      z[r] = __ldg(p.zeros + rows[r] * p.groups + g);
     }
+  };
+  if (lane < p.nchunks) load(lane, wv, sc, zr);
+  for (int64_t c = lane; c < p.nchunks; c += 32) {
+    uint4 wn[kR];
+    float sn[kR], zn[kR];
+    if (c + 32 < p.nchunks) load(c + 32, wn, sn, zn);
+    const int64_t col0 = c * VC;
     float part[M][kR], sx[M];
 #pragma unroll
     for (int i = 0; i < M; ++i) {
@@ -142,6 +149,12 @@ __global__ void __launch_bounds__(kThreads) wq_gemv_kernel(const GemvParams p) {
     for (int i = 0; i < M; ++i) {
 #pragma unroll
       for (int r = 0; r < kR; ++r) acc[i][r] = fmaf(sc[r], part[i][r] - zr[r] * sx[i], acc[i][r]);
+    }
+#pragma unroll
+    for (int r = 0; r < kR; ++r) {
+      wv[r] = wn[r];
+      sc[r] = sn[r];
+      zr[r] = zn[r];
     }
   }
 
