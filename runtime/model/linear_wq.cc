@@ -209,9 +209,12 @@ void WqLinearBase::repack(LinearWeight& w, const LinearLoadContext& ctx) const {
   }
 }
 
-DType WqLinearBase::input_dtype(const LinearWeight& w, int64_t m, DeviceKind device) const {
-  return cuda_grouped(w, device) && m > kGemvMaxRows ? DType::kBF16 : DType::kF32;
-}
+// f32 everywhere. The CUDA GEMM reads bf16 rows, but asking the model for bf16 input rows is not
+// safe here: the producer of an o_proj input is the attention kernel, whose f32-cache variant
+// writes f32 whatever the request (a float32 model), and the method does not know the model's
+// compute dtype. So the GEMM converts f32 rows to bf16 in its workspace (m * k, small beside the
+// weight), and the norm prologue writes bf16 directly (NormCast). bf16 input rows are accepted too.
+DType WqLinearBase::input_dtype(const LinearWeight&, int64_t, DeviceKind) const { return DType::kF32; }
 
 void WqLinearBase::scratch_bytes(const LinearWeight& w, int64_t m, DeviceKind device, size_t* norm, size_t* mid,
                                  size_t* blas) const {
@@ -226,7 +229,7 @@ void WqLinearBase::apply(const LinearWeight& w, int64_t m, const LinearInput& in
                                 w.format == WeightFormat::kInt8Channel || w.format == WeightFormat::kFp8Channel,
                  w.name, ": ", name(), " got a ", weight_format_name(w.format), " weight");
   const bool cuda_route = cuda_grouped(w, device);
-  // The CUDA GEMM route takes bf16 rows (input_dtype); everything else f32.
+  // The CUDA GEMM route also takes bf16 rows; everything else f32.
   const bool bf16_in = cuda_route && m > kGemvMaxRows && in.norm_weight == nullptr && in.dtype == DType::kBF16;
   // ... and a gated product's activation rows in the dtype the next product reads (bf16 on that route).
   const bool bf16_out =

@@ -45,8 +45,9 @@ std::vector<int32_t> read_i32(const TensorInfo& t);
 WqMatrix wq_view(const LinearWeight& w);
 
 // apply() through the registry: GEMV (fused RMSNorm prologue and gated / accumulating epilogue)
-// for m <= kGemvMaxRows, else NormCast + GEMM (+ GatedAct). f32 activations on the CPU; on CUDA the
-// grouped formats take bf16 rows for the GEMM (input_dtype, NormCast to bf16) and a workspace in the
+// for m <= kGemvMaxRows, else NormCast + GEMM (+ GatedAct). f32 input rows (input_dtype); on CUDA
+// the grouped formats' GEMM reads bf16 (the norm prologue writes bf16, other f32 rows are converted
+// by the kernel; bf16 rows and a bf16 gated output are accepted too) and takes a workspace in the
 // kBlas scratch slot (kernels/cuda/wq_w4a16.cuh's plans).
 class WqLinearBase : public LinearMethod {
  public:
