@@ -7,7 +7,7 @@
 //      per call, GB/s of weight bytes as stored (q + scales + zeros), the fraction of the read
 //      ceiling, TFLOP/s, and eli's bf16 route of the same shape beside it (dense bf16 GEMV for
 //      M <= 8, the cuBLASLt bf16 GEMM beyond) with the speed-up. For M >= 16 both GEMM routes are
-//      timed (ELI_WQ_DEQUANT_GEMM_ROWS set per run): "mma" (the mma.sync kernel) and "dequant"
+//      timed (wq_cuda::dequant_gemm_rows_setting() set per run): "mma" (the mma.sync kernel) and "dequant"
 //      (bf16 weight chunks + cuBLASLt), plus M = 512, 1024 to place the route threshold.
 // Weights rotate among copies whose total is >= 4x the L2 (DRAM is measured); calls are replayed
 // from a CUDA graph. Random bytes; scales / zeros are filled as small positive floats. Table on
@@ -25,6 +25,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -214,11 +215,12 @@ int main(int argc, char** argv) {
     void* xb = dmalloc(max_m * sh.k * 2);
     float* out = static_cast<float*>(dmalloc(max_m * sh.n * 4));
     size_t ws_bytes = wq_cuda::gemv_workspace_bytes(kGemvMaxRows, sh.k);
-    for (const char* route : {"0", "1"}) {
-      setenv("ELI_WQ_DEQUANT_GEMM_ROWS", route, 1);
+    const int64_t default_rows = wq_cuda::dequant_gemm_rows_setting();
+    for (int64_t route_rows : {INT64_MAX, int64_t{1}}) {
+      wq_cuda::dequant_gemm_rows_setting() = route_rows;
       for (int64_t m : kMs) ws_bytes = std::max(ws_bytes, wq_cuda::gemm_workspace_bytes(m, sh.n, sh.k, true));
     }
-    unsetenv("ELI_WQ_DEQUANT_GEMM_ROWS");
+    wq_cuda::dequant_gemm_rows_setting() = default_rows;
     void* ws = dmalloc(ws_bytes);
     fill(x, max_m * sh.k * 4, 7, 1, -0.5f);
     fill(xb, max_m * sh.k * 2, 8, 0);
@@ -293,7 +295,8 @@ int main(int argc, char** argv) {
               gemv->fn(&a, ctx);
             });
           } else {
-            setenv("ELI_WQ_DEQUANT_GEMM_ROWS", route[0] == 'm' ? "0" : "1", 1);
+            const int64_t default_rows = wq_cuda::dequant_gemm_rows_setting();
+            wq_cuda::dequant_gemm_rows_setting() = route[0] == 'm' ? INT64_MAX : 1;
             GemmArgs a{out, xb, nullptr, nullptr, m, sh.n, sh.k, sh.n, sh.k};
             a.x_dtype = DType::kBF16;
             a.workspace = ws;
@@ -302,7 +305,7 @@ int main(int argc, char** argv) {
               a.w = &mats[i];
               gemm->fn(&a, ctx);
             });
-            unsetenv("ELI_WQ_DEQUANT_GEMM_ROWS");
+            wq_cuda::dequant_gemm_rows_setting() = default_rows;
           }
           const double bw = wbytes / sec;
           rows.push_back({m <= kGemvMaxRows ? "gemv" : "gemm", m <= kGemvMaxRows ? "gemv" : route, f.name, sh.name, m,

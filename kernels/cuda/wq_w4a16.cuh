@@ -106,16 +106,21 @@ ELI_WQ_HD int64_t gemm_split_tiles(int64_t k, int splits) { return (k / kGemmBK 
 // Large m: the weight is dequantized to bf16 in row chunks of ~kDequantChunkBytes (multiples of
 // 128 rows) and each chunk multiplied by cuBLASLt (eli's bf16 GEMM), which beats the mma.sync
 // kernel once the product is compute-bound. From dequant_gemm_rows() rows on: 512 by default,
-// ELI_WQ_DEQUANT_GEMM_ROWS=<rows> in the environment overrides it (0: never). Read on every call
-// (cheap), so the scratch sizing and the kernel agree as long as it does not change mid-run.
+// ELI_WQ_DEQUANT_GEMM_ROWS=<rows> in the environment overrides it (0: never), read once per
+// process; tests and the bench set dequant_gemm_rows_setting() directly. The scratch sizing and
+// the kernel read the same setting, so it must not change between sizing and running.
 constexpr size_t kDequantChunkBytes = size_t{64} << 20;
 constexpr size_t kDequantBlasBytes = size_t{4} << 20;  // cuBLASLt's workspace on that route
-inline int64_t dequant_gemm_rows() {
-  const char* v = std::getenv("ELI_WQ_DEQUANT_GEMM_ROWS");
+inline int64_t parse_dequant_gemm_rows(const char* v) {
   if (v == nullptr || *v == '\0') return 512;
   const long long r = std::atoll(v);
   return r <= 0 ? INT64_MAX : static_cast<int64_t>(r);
 }
+inline int64_t& dequant_gemm_rows_setting() {
+  static int64_t rows = parse_dequant_gemm_rows(std::getenv("ELI_WQ_DEQUANT_GEMM_ROWS"));
+  return rows;
+}
+inline int64_t dequant_gemm_rows() { return dequant_gemm_rows_setting(); }
 ELI_WQ_HD int64_t dequant_chunk_rows(int64_t n, int64_t k) {
   int64_t rows = static_cast<int64_t>(kDequantChunkBytes / (static_cast<size_t>(k) * 2)) / 128 * 128;
   if (rows < 128) rows = 128;

@@ -22,12 +22,16 @@ bool grouped(WeightFormat f) { return f == WeightFormat::kInt4Grouped || f == We
 // bf16 tensor-core GEMM beyond, both with a workspace in the kBlas slot.
 bool cuda_grouped(const LinearWeight& w, DeviceKind device) { return device == DeviceKind::kCUDA && grouped(w.format); }
 
-// The CUDA workspace of the grouped formats for any step of up to m rows (the plans depend on m).
+// The CUDA workspace of the grouped formats for any step of up to m rows (the plans depend on m;
+// the mma route's split-K partials are not monotone in m, so its rows are all visited; the
+// dequantize + cuBLASLt route's need grows with m).
 size_t cuda_grouped_workspace(const LinearWeight& w, int64_t m) {
   size_t bytes = wq_cuda::gemv_workspace_bytes(std::min<int64_t>(m, kGemvMaxRows), w.cols);
-  for (int64_t r = kGemvMaxRows + 1; r <= m; ++r) {
-    bytes = std::max(bytes, wq_cuda::gemm_workspace_bytes(r, w.rows, w.cols, /*convert_x=*/true));
+  const int64_t dequant_rows = wq_cuda::dequant_gemm_rows();
+  for (int64_t r = kGemvMaxRows + 1; r <= m && r < dequant_rows; ++r) {
+    bytes = std::max(bytes, wq_cuda::gemm_x_bytes(r, w.cols, true) + wq_cuda::gemm_partial_bytes(r, w.rows, w.cols));
   }
+  if (m >= dequant_rows) bytes = std::max(bytes, wq_cuda::gemm_workspace_bytes(m, w.rows, w.cols, true));
   return bytes;
 }
 

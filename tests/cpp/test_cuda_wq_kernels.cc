@@ -16,8 +16,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <climits>
 #include <cstdio>
-#include <cstdlib>
 #include <cstdint>
 #include <memory>
 #include <random>
@@ -261,24 +261,26 @@ TEST_P(CudaWqKernels, GemvMatchesTheReference) {
   }
 }
 
-// Both GEMM routes: the mma.sync kernel (ELI_WQ_DEQUANT_GEMM_ROWS=0) and dequantize-to-bf16 +
-// cuBLASLt (=1: every m); the default threshold (512) leaves every case here on the first.
-class ScopedEnv {
+// Both GEMM routes: the mma.sync kernel (threshold off) and dequantize-to-bf16 + cuBLASLt
+// (threshold 1: every m); the default threshold (512) leaves every case here on the first.
+class ScopedDequantRows {
  public:
-  ScopedEnv(const char* name, const char* value) : name_(name) { ::setenv(name, value, 1); }
-  ~ScopedEnv() { ::unsetenv(name_); }
+  explicit ScopedDequantRows(int64_t rows) : saved_(wq_cuda::dequant_gemm_rows_setting()) {
+    wq_cuda::dequant_gemm_rows_setting() = rows;
+  }
+  ~ScopedDequantRows() { wq_cuda::dequant_gemm_rows_setting() = saved_; }
 
  private:
-  const char* name_;
+  int64_t saved_;
 };
 
 TEST_P(CudaWqKernels, GemmMatchesTheReference) {
-  ScopedEnv env("ELI_WQ_DEQUANT_GEMM_ROWS", "0");
+  ScopedDequantRows rows(INT64_MAX);
   run_gemm_cases();
 }
 
 TEST_P(CudaWqKernels, DequantCublasGemmMatchesTheReference) {
-  ScopedEnv env("ELI_WQ_DEQUANT_GEMM_ROWS", "1");
+  ScopedDequantRows rows(1);
   run_gemm_cases();
 }
 

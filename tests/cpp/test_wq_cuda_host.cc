@@ -5,7 +5,6 @@
 // GPU by test_cuda_wq_kernels.cc.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -148,13 +147,10 @@ TEST(WqCudaHostPlan, SplitsCoverKAndStayWithinTheWorkspace) {
     }
   }
   // The route threshold: 512 by default, the environment overrides it, 0 turns the route off.
-  ::unsetenv("ELI_WQ_DEQUANT_GEMM_ROWS");
-  EXPECT_EQ(wq_cuda::dequant_gemm_rows(), 512);
-  ::setenv("ELI_WQ_DEQUANT_GEMM_ROWS", "64", 1);
-  EXPECT_EQ(wq_cuda::dequant_gemm_rows(), 64);
-  ::setenv("ELI_WQ_DEQUANT_GEMM_ROWS", "0", 1);
-  EXPECT_GT(wq_cuda::dequant_gemm_rows(), int64_t{1} << 40);
-  ::unsetenv("ELI_WQ_DEQUANT_GEMM_ROWS");
+  EXPECT_EQ(wq_cuda::parse_dequant_gemm_rows(nullptr), 512);
+  EXPECT_EQ(wq_cuda::parse_dequant_gemm_rows(""), 512);
+  EXPECT_EQ(wq_cuda::parse_dequant_gemm_rows("64"), 64);
+  EXPECT_GT(wq_cuda::parse_dequant_gemm_rows("0"), int64_t{1} << 40);
   EXPECT_EQ(wq_cuda::gemm_mt(9), 1);
   EXPECT_EQ(wq_cuda::gemm_mt(17), 2);
   EXPECT_EQ(wq_cuda::gemm_mt(33), 4);
