@@ -2,6 +2,7 @@
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/gguf_kernels.h"
 #include "kernels/cuda/wq_w8a8.h"
+#include "kernels/cuda/wq_w4a16.cuh"
 
 namespace eli {
 
@@ -31,6 +32,11 @@ void add_cuda_kernels(std::vector<KernelEntry>& table) {
   table.push_back({Op::kScatterTokens, DeviceKind::kCUDA, DType::kF32, "cuda", 10, scatter_tokens_cuda, nullptr});
   add_gguf_cuda_kernels(table);  // GGUF block-quantized weights (kernels/cuda/gguf_kernel_table.cu)
   add_wq_w8a8_cuda_kernels(table);  // W8A8 int8 / e4m3 channel weights (kernels/cuda/wq_w8a8_table.cu)
+  // Weight-only grouped integer layouts (kernels/cuda/wq_w4a16.cuh).
+  table.push_back({Op::kGemv, DeviceKind::kCUDA, DType::kU8, "cuda", 10, wq_w4a16_gemv_cuda, nullptr, WeightFormat::kInt4Grouped});
+  table.push_back({Op::kGemm, DeviceKind::kCUDA, DType::kU8, "cuda", 10, wq_w4a16_gemm_cuda, nullptr, WeightFormat::kInt4Grouped});
+  table.push_back({Op::kGemv, DeviceKind::kCUDA, DType::kU8, "cuda", 10, wq_w8a16_gemv_cuda, nullptr, WeightFormat::kInt8Grouped});
+  table.push_back({Op::kGemm, DeviceKind::kCUDA, DType::kU8, "cuda", 10, wq_w8a16_gemm_cuda, nullptr, WeightFormat::kInt8Grouped});
 }
 
 }  // namespace eli

@@ -7,6 +7,8 @@
 
 #include "eli/error.h"
 #include "kernels/cuda/wq_w8a8.h"
+#define ELI_WQ_NO_KERNEL_DECLS
+#include "kernels/cuda/wq_w4a16.cuh"  // host-side plans of the CUDA kernels (plain C++ here)
 #include "kernels/ref/float_convert.h"
 #include "kernels/registry.h"
 #include "runtime/model/weight_reader.h"
@@ -16,6 +18,23 @@ namespace eli {
 namespace {
 
 bool grouped(WeightFormat f) { return f == WeightFormat::kInt4Grouped || f == WeightFormat::kInt8Grouped; }
+
+// The CUDA route of the grouped formats (kernels/cuda/wq_w4a16.cuh): f32 GEMV for m <= kGemvMaxRows,
+// bf16 tensor-core GEMM beyond, both with a workspace in the kBlas slot.
+bool cuda_grouped(const LinearWeight& w, DeviceKind device) { return device == DeviceKind::kCUDA && grouped(w.format); }
+
+// The CUDA workspace of the grouped formats for any step of up to m rows (the plans depend on m;
+// the mma route's split-K partials are not monotone in m, so its rows are all visited; the
+// dequantize + cuBLASLt route's need grows with m).
+size_t cuda_grouped_workspace(const LinearWeight& w, int64_t m) {
+  size_t bytes = wq_cuda::gemv_workspace_bytes(std::min<int64_t>(m, kGemvMaxRows), w.cols);
+  const int64_t dequant_rows = wq_cuda::dequant_gemm_rows();
+  for (int64_t r = kGemvMaxRows + 1; r <= m && r < dequant_rows; ++r) {
+    bytes = std::max(bytes, wq_cuda::gemm_x_bytes(r, w.cols, true) + wq_cuda::gemm_partial_bytes(r, w.rows, w.cols));
+  }
+  if (m >= dequant_rows) bytes = std::max(bytes, wq_cuda::gemm_workspace_bytes(m, w.rows, w.cols, true));
+  return bytes;
+}
 
 DType storage_dtype(WeightFormat f) {
   return f == WeightFormat::kInt8Channel ? DType::kI8 : f == WeightFormat::kFp8Channel ? DType::kF8E4M3 : DType::kU8;
@@ -181,6 +200,13 @@ WqMatrix wq_view(const LinearWeight& w) {
 }
 
 void WqLinearBase::repack(LinearWeight& w, const LinearLoadContext& ctx) const {
+  // The CUDA kernels read the canonical layout as is (kernels/cuda/wq_w4a16.cuh); they need whole
+  // 32-column tiles and groups.
+  if (ctx.device == DeviceKind::kCUDA && grouped(w.format)) {
+    ELI_CHECK_KIND(kUnsupported, w.cols % 32 == 0 && (w.group_size <= 0 || w.group_size % 32 == 0), w.name, ": ",
+                   name(), " weights (", weight_format_name(w.format), ") need k (", w.cols, ") and the group size (",
+                   w.group_size, ") to be multiples of 32 on cuda (run them on the CPU)");
+  }
   for (Op op : {Op::kGemv, Op::kGemm}) {
     ELI_CHECK_KIND(kUnsupported, find_kernel(op, ctx.device, w.format, w.dtype) != nullptr, w.name, ": ", name(),
                    " weights (", weight_format_name(w.format), ") have no ", op_name(op), " kernel on ",
@@ -188,15 +214,23 @@ void WqLinearBase::repack(LinearWeight& w, const LinearLoadContext& ctx) const {
   }
 }
 
+// f32 everywhere. The CUDA GEMM reads bf16 rows, but asking the model for bf16 input rows is not
+// safe here: the producer of an o_proj input is the attention kernel, whose f32-cache variant
+// writes f32 whatever the request (a float32 model), and the method does not know the model's
+// compute dtype. So the GEMM converts f32 rows to bf16 in its workspace (m * k, small beside the
+// weight), and the norm prologue writes bf16 directly (NormCast). bf16 input rows are accepted too.
 DType WqLinearBase::input_dtype(const LinearWeight&, int64_t, DeviceKind) const { return DType::kF32; }
 
 void WqLinearBase::scratch_bytes(const LinearWeight& w, int64_t m, DeviceKind device, size_t* norm, size_t* mid,
                                  size_t* blas) const {
   *norm = static_cast<size_t>(m * w.cols) * sizeof(float);
   *mid = static_cast<size_t>(m * w.rows) * sizeof(float);
-  // The W8A8 CUDA kernels quantize x per token into their workspace (kernels/cuda/wq_w8a8.h).
+  // CUDA kernels' workspaces: the W8A8 kernels quantize x per token into theirs
+  // (kernels/cuda/wq_w8a8.h); the grouped ones convert / gather x rows (kernels/cuda/wq_w4a16.cuh).
   const bool channel = w.format == WeightFormat::kInt8Channel || w.format == WeightFormat::kFp8Channel;
-  *blas = channel && device == DeviceKind::kCUDA ? wq_w8a8_workspace_bytes(m, w.cols) : 0;
+  *blas = channel && device == DeviceKind::kCUDA ? wq_w8a8_workspace_bytes(m, w.cols)
+          : cuda_grouped(w, device)            ? cuda_grouped_workspace(w, m)
+                                               : 0;
 }
 
 void WqLinearBase::apply(const LinearWeight& w, int64_t m, const LinearInput& in, const LinearOutput& out,
@@ -204,11 +238,23 @@ void WqLinearBase::apply(const LinearWeight& w, int64_t m, const LinearInput& in
   ELI_CHECK_KIND(kInternal, w.format == WeightFormat::kInt4Grouped || w.format == WeightFormat::kInt8Grouped ||
                                 w.format == WeightFormat::kInt8Channel || w.format == WeightFormat::kFp8Channel,
                  w.name, ": ", name(), " got a ", weight_format_name(w.format), " weight");
-  ELI_CHECK_KIND(kInternal, in.dtype == DType::kF32 && out.dtype == DType::kF32, w.name,
-                 ": quantized products take and give float32 rows");
+  const bool cuda_route = cuda_grouped(w, device);
+  // The CUDA GEMM route also takes bf16 rows; everything else f32.
+  const bool bf16_in = cuda_route && m > kGemvMaxRows && in.norm_weight == nullptr && in.dtype == DType::kBF16;
+  // ... and a gated product's activation rows in the dtype the next product reads (bf16 on that route).
+  const bool bf16_out =
+      cuda_route && m > kGemvMaxRows && out.epilogue == LinearEpilogue::kGated && out.dtype == DType::kBF16;
+  ELI_CHECK_KIND(kInternal, (in.dtype == DType::kF32 || bf16_in) && (out.dtype == DType::kF32 || bf16_out), w.name,
+                 ": quantized products take and give float32 rows (bf16 rows on the CUDA GEMM route)");
   if (m == 0) return;
   const WqMatrix view = wq_view(w);
   const bool gated = out.epilogue == LinearEpilogue::kGated;
+  if (cuda_route) {
+    const size_t need = m <= kGemvMaxRows ? wq_cuda::gemv_workspace_bytes(m, w.cols)
+                                          : wq_cuda::gemm_workspace_bytes(m, w.rows, w.cols, /*convert_x=*/true);
+    ELI_CHECK_KIND(kInternal, s.blas != nullptr && s.blas_bytes >= need, w.name, ": CUDA workspace too small (",
+                   s.blas_bytes, " < ", need, " bytes)");
+  }
   if (m <= kGemvMaxRows) {
     GemvArgs a{};
     a.out = static_cast<float*>(out.out);
@@ -231,6 +277,7 @@ void WqLinearBase::apply(const LinearWeight& w, int64_t m, const LinearInput& in
   }
   const void* x = in.x;
   int64_t x_stride = in.stride;
+  DType x_dtype = in.dtype;
   if (in.norm_weight != nullptr) {
     ELI_CHECK_KIND(kInternal, s.norm_bytes >= static_cast<size_t>(m * w.cols) * sizeof(float), w.name,
                    ": norm scratch too small");
@@ -244,10 +291,11 @@ void WqLinearBase::apply(const LinearWeight& w, int64_t m, const LinearInput& in
     n.x_stride = in.stride;
     n.eps = in.norm_eps;
     n.weight_offset = 0.0f;
-    n.out_dtype = DType::kF32;
+    n.out_dtype = cuda_route ? DType::kBF16 : DType::kF32;  // the CUDA GEMM reads bf16 rows
     get_kernel(Op::kNormCast, device, DType::kF32).fn(&n, ctx);
     x = s.norm;
     x_stride = w.cols;
+    x_dtype = n.out_dtype;
   }
   GemmArgs g{};
   g.x = x;
@@ -257,7 +305,7 @@ void WqLinearBase::apply(const LinearWeight& w, int64_t m, const LinearInput& in
   g.n = w.rows;
   g.k = w.cols;
   g.x_stride = x_stride;
-  g.x_dtype = DType::kF32;
+  g.x_dtype = x_dtype;
   g.workspace = s.blas;
   g.workspace_bytes = s.blas_bytes;
   const KernelEntry& gemm = get_kernel(Op::kGemm, device, w.format, w.dtype);
@@ -273,9 +321,9 @@ void WqLinearBase::apply(const LinearWeight& w, int64_t m, const LinearInput& in
                  ": gated scratch too small");
   g.out = s.mid;
   g.out_stride = w.rows;
-  g.out_dtype = DType::kF32;
+  g.out_dtype = out.dtype;  // f32, or bf16 on the CUDA route when the activation is written in bf16
   gemm.fn(&g, ctx);
-  GatedActArgs ga{out.out, s.mid, m, w.rows / 2, out.stride, w.rows, DType::kF32, out.act};
+  GatedActArgs ga{out.out, s.mid, m, w.rows / 2, out.stride, w.rows, out.dtype, out.act};
   get_kernel(Op::kGatedAct, device, DType::kF32).fn(&ga, ctx);
 }
 

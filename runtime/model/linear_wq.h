@@ -45,11 +45,15 @@ std::vector<int32_t> read_i32(const TensorInfo& t);
 WqMatrix wq_view(const LinearWeight& w);
 
 // apply() through the registry: GEMV (fused RMSNorm prologue and gated / accumulating epilogue)
-// for m <= kGemvMaxRows, else NormCast + GEMM (+ GatedAct). f32 activations on the CPU.
+// for m <= kGemvMaxRows, else NormCast + GEMM (+ GatedAct). f32 input rows (input_dtype); on CUDA
+// the grouped formats' GEMM reads bf16 (the norm prologue writes bf16, other f32 rows are converted
+// by the kernel; bf16 rows and a bf16 gated output are accepted too) and takes a workspace in the
+// kBlas scratch slot (kernels/cuda/wq_w4a16.cuh's plans).
 class WqLinearBase : public LinearMethod {
  public:
   // The layout is built by load(); repack() only checks that the device has its kernels (kUnsupported
-  // naming the format and device otherwise: the CUDA kernels of these layouts are not written yet).
+  // naming the format and device otherwise: on CUDA the channel formats need kernels/cuda/wq_w8a8*;
+  // the grouped ones run kernels/cuda/wq_w4a16*, which read the canonical layout as is).
   void repack(LinearWeight& w, const LinearLoadContext& ctx) const override;
   DType input_dtype(const LinearWeight& w, int64_t m, DeviceKind device) const override;
   void scratch_bytes(const LinearWeight& w, int64_t m, DeviceKind device, size_t* norm, size_t* mid,
