@@ -6,7 +6,9 @@
 #   usage: bench/device_check.sh [gtest filter, default 'Cuda*'] [pytest files...]
 #   carry: build/gtest_prefix (bench/make_gtest_prefix.sh) when the machine has no GoogleTest.
 # Environment: ELI_CHECK_ARCHS (default 90), ELI_CHECK_TEST_TIMEOUT (seconds per suite, default 240),
-# ELI_CHECK_SKIP_PYTHON=1 (C++ only: no Python module built, no pytest).
+# ELI_CHECK_SKIP_PYTHON=1 (C++ only: no Python module built, no pytest), ELI_CHECK_BENCHES="a b"
+# (benchmark targets eli_cuda_<a>_bench ... built with the rest and run last, each under
+# ELI_CHECK_BENCH_TIMEOUT seconds (default 90), writing $OUT/<a>.json and $OUT/<a>.txt).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${OUT:-$ROOT/device_out}"
@@ -28,10 +30,14 @@ GEN=()
 command -v ninja >/dev/null && GEN=(-G Ninja)
 EXTRA=()
 [ -d "$ROOT/build/gtest_prefix" ] && EXTRA+=(-DCMAKE_PREFIX_PATH="$ROOT/build/gtest_prefix")
+BENCHES=(${ELI_CHECK_BENCHES:-})
+BENCH_TARGETS=()
+for b in "${BENCHES[@]}"; do BENCH_TARGETS+=("eli_cuda_${b}_bench"); done
+[ ${#BENCHES[@]} -gt 0 ] && EXTRA+=(-DELI_BUILD_BENCH=ON)
 if ! { cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" "${EXTRA[@]}" -DCMAKE_BUILD_TYPE=Release -DELI_BUILD_TESTS=ON \
          -DELI_BUILD_PYTHON="$([ "${ELI_CHECK_SKIP_PYTHON:-0}" = 1 ] && echo OFF || echo ON)" -DELI_CUDA=ON -DELI_CUDA_ARCHS="${ELI_CHECK_ARCHS:-90}" -DPython_EXECUTABLE="$(command -v python3)" \
          > "$OUT/configure.txt" 2>&1 &&
-       timeout 480 cmake --build "$BUILD" --target eli_cpp_tests $([ "${ELI_CHECK_SKIP_PYTHON:-0}" = 1 ] || echo _eli) \
+       timeout 480 cmake --build "$BUILD" --target eli_cpp_tests $([ "${ELI_CHECK_SKIP_PYTHON:-0}" = 1 ] || echo _eli) "${BENCH_TARGETS[@]}" \
          -j "$(nproc)" > "$OUT/build.txt" 2>&1; }; then
   echo "build failed ($(el))"
   tail -40 "$OUT/configure.txt" "$OUT/build.txt"
@@ -52,6 +58,11 @@ if [ "${ELI_CHECK_SKIP_PYTHON:-0}" != 1 ]; then
   summary+=("pytest ${PYFILES[*]}: exit $py; $(tail -1 "$OUT/pytest.txt") ($(el))")
   [ $py -ne 0 ] && status=1 && tail -30 "$OUT/pytest.txt"
 fi
+
+for b in "${BENCHES[@]}"; do
+  timeout "${ELI_CHECK_BENCH_TIMEOUT:-90}" "$BUILD/eli_cuda_${b}_bench" "$OUT/$b.json" > "$OUT/$b.txt" 2>&1
+  summary+=("bench $b: exit $? ($(el))")
+done
 
 echo "================ summary"
 cat "$OUT/env.txt"

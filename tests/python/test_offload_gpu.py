@@ -1,0 +1,67 @@
+# tests/python/test_offload_gpu.py (GPU): weight offloading on CUDA. Layers held in pinned host
+# memory (cpu_offload_gb) stream through the device ring on the copy stream, inside captured CUDA
+# graphs too; layers read from the model file (cpu_memory_bytes too small) run eagerly; both give
+# exactly the tokens and logprobs of the fully resident CUDA run (the same kernels read the same
+# bytes), with graphs on and off, on dense and GGUF-quantized models; a failed disk read ends the
+# requests and the engine goes on (offload="auto"'s planning is device-independent: test_offload.py). The CPU twin of every case is tests/python/test_offload.py.
+import pytest
+
+import eli
+from eli import _eli
+
+from testdata import DATA_DIR
+
+pytestmark = pytest.mark.gpu
+
+MODELS = DATA_DIR / "models"
+
+
+def prompts():
+    return [{"prompt_token_ids": [(5 + 7 * i + j) % 29 + 2 for j in range(3 + 2 * i)]} for i in range(6)]
+
+
+def greedy(n=16):
+    return eli.SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=True, logprobs=3)
+
+
+def run(path, **kw):
+    llm = eli.LLM(str(path), device="cuda", skip_tokenizer_init=True, max_num_seqs=8, **kw)
+    try:
+        outs = llm.generate(prompts(), greedy())
+        return ([list(o.token_ids) for o in outs], [[sorted(d.items()) for d in o.logprobs] for o in outs],
+                llm.info, llm.stats())
+    finally:
+        llm.shutdown()
+
+
+@pytest.mark.parametrize("graphs", [True, False])
+@pytest.mark.parametrize("path", [MODELS / "llama_base", MODELS / "qwen2", DATA_DIR / "gguf" / "tiny_llama_mixed.gguf"],
+                         ids=["llama_base", "qwen2", "gguf_mixed"])
+def test_tiers_match_resident_on_cuda(path, graphs):
+    want = run(path, enable_cuda_graphs=graphs)
+    host = run(path, enable_cuda_graphs=graphs, cpu_offload_gb=1024.0)
+    assert host[0] == want[0] and host[1] == want[1]
+    assert host[2]["memory"]["weights_host_bytes"] > 0
+    last = run(path, enable_cuda_graphs=graphs, cpu_offload_gb=1e-9)  # the last layer only
+    assert last[0] == want[0] and last[1] == want[1]
+    total = host[2]["memory"]["weights_host_bytes"]
+    disk = run(path, enable_cuda_graphs=graphs, cpu_offload_gb=1024.0, cpu_memory_bytes=max(total // 2, 65536))
+    assert disk[0] == want[0] and disk[1] == want[1]
+    assert disk[2]["memory"]["weights_disk_bytes"] > 0
+
+
+def test_disk_read_failure_on_cuda_engine_goes_on():
+    path = MODELS / "llama_base"
+    want = run(path)
+    llm = eli.LLM(str(path), device="cuda", skip_tokenizer_init=True, max_num_seqs=8, cpu_offload_gb=1024.0,
+                  cpu_memory_bytes=65536)
+    try:
+        _eli.arm_fault("disk_read", "after=2:times=1")
+        outs = llm.generate(prompts(), greedy())
+        assert all(o.finish_reason == "error" and "I/O error" in o.error for o in outs)
+        assert llm.healthy()
+        again = llm.generate(prompts(), greedy())
+        assert [list(o.token_ids) for o in again] == want[0]
+    finally:
+        _eli.disarm_fault("disk_read")
+        llm.shutdown()
