@@ -68,6 +68,10 @@ bool MappedFile::contains(const void* p, uint64_t bytes, uint64_t* offset) const
   return true;
 }
 
+void MappedFile::drop_cached(uint64_t offset, uint64_t bytes) const {
+  if (fd_ >= 0) (void)::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(bytes), POSIX_FADV_DONTNEED);
+}
+
 void MappedFile::read_at(uint64_t offset, uint64_t bytes, void* dst) const {
   ELI_CHECK_KIND(kInternal, offset <= size_ && bytes <= size_ - offset, path_, ": read of ", bytes, " bytes at ",
                  offset, " outside the file's ", size_);

@@ -34,6 +34,9 @@ class MappedFile {
   // is touched): the disk tier of weight offloading streams layers this way, so an I/O error is an
   // error to report (kIO, naming the file) rather than a SIGBUS on a mapped page. Thread-safe.
   void read_at(uint64_t offset, uint64_t bytes, void* dst) const;
+  // Asks the kernel to drop its cached pages of that range (posix_fadvise DONTNEED; best effort):
+  // a disk tier that must not grow the page cache, and benchmarks that measure the disk.
+  void drop_cached(uint64_t offset, uint64_t bytes) const;
 
  private:
   MappedFile() = default;

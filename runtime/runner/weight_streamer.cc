@@ -2,7 +2,9 @@
 #include "runtime/runner/weight_streamer.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "eli/error.h"
 #include "kernels/ops.h"
@@ -31,6 +33,8 @@ WeightStreamer::WeightStreamer(Device& device, std::vector<LayerImage> images, s
       max_disk = std::max(max_disk, im.bytes);
     }
   }
+  const char* drop = std::getenv("ELI_OFFLOAD_DROP_CACHE");
+  drop_cache_ = drop != nullptr && std::string(drop) == "1";
   copy_stream_ = device_.create_stream();
   fork_ = device_.create_event();
   join_ = device_.create_event();
@@ -77,6 +81,7 @@ void WeightStreamer::issue(int64_t j) const {
     for (const ImagePiece& p : im.pieces) {
       if (p.file != nullptr) {
         p.file->read_at(p.file_offset, p.bytes, buf + p.offset);
+        if (drop_cache_) p.file->drop_cached(p.file_offset, p.bytes);
         stats_.bytes_read += p.bytes;
       } else {
         std::memcpy(buf + p.offset, p.host, p.bytes);

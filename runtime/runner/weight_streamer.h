@@ -13,7 +13,9 @@
 // The copy of a host-tier layer is one host-to-device copy from its pinned image; a disk-tier layer
 // is first read from the model file (pread) into one of two pinned staging buffers on the host
 // thread, then copied (the staging buffer is reused only after its last copy completed). Disk
-// reads are host work, so steps with a disk-tier layer are never captured in a graph.
+// reads are host work, so steps with a disk-tier layer are never captured in a graph. With
+// ELI_OFFLOAD_DROP_CACHE=1 each read range is dropped from the page cache afterwards (a host that
+// must not cache the file; benchmarks of the disk itself).
 //
 // Invariants: no allocation after construction; every event wait is on the device's own streams;
 // on a host-memory device (the CPU) streams are immediate and the same sequence of copies runs as
@@ -70,6 +72,7 @@ class WeightStreamer final : public LayerHooks {
   std::shared_ptr<WeightSource> source_;  // the files disk-tier pieces are read from
   std::map<int64_t, int64_t> index_;      // model layer -> j
   bool has_disk_ = false;
+  bool drop_cache_ = false;               // ELI_OFFLOAD_DROP_CACHE=1
   std::unique_ptr<Stream> copy_stream_;
   std::unique_ptr<Event> fork_, join_;
   std::vector<std::unique_ptr<Event>> copied_, freed_;  // per slot
