@@ -125,6 +125,20 @@ struct EngineInfo {
   int n_threads = 0;
 };
 
+// Where a model's weights would live under `config` (weight offloading: offload, cpu_offload_gb,
+// cpu_memory_bytes), computed as the engine computes it at load, without uploading anything
+// (`eli info --plan`). The model is opened and loaded on the host; the device is created for its
+// budget. Errors are the engine's (kOutOfMemory when even offloading cannot fit, ...).
+struct WeightPlacementReport {
+  std::string device;
+  std::string placement;  // "layers 0-15 on cuda:0, layers 16-31 in pinned host memory; ..."
+  uint64_t budget_bytes = 0;    // the device budget (0 on the CPU)
+  uint64_t resident_bytes = 0;  // weights on the device (ring excluded)
+  uint64_t ring_bytes = 0, host_bytes = 0, disk_bytes = 0;
+  int64_t n_layers = 0, offloaded_layers = 0;
+};
+WeightPlacementReport plan_weight_placement(const EngineConfig& config);
+
 class Engine {
  public:
   // Loads the model and plans memory. Throws eli::Error (kModelLoad for bad files).

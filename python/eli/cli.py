@@ -243,14 +243,19 @@ def build_parser() -> argparse.ArgumentParser:
         "spec, the GGUF metadata and the tensor list; --json prints the same as JSON (small: "
         "vocabulary and merges arrays are given by their lengths).",
         epilog="examples:\n  eli info smollm2\n  eli info ./model-dir --json | jq .architecture\n"
-        "  eli show smollm2 --verbose",
+        "  eli show smollm2 --verbose\n"
+        "  eli info ./Llama-3.1-8B --plan --device cuda --offload auto --gpu-memory-bytes 8589934592",
     )
     _add_model_positional(info)
-    info.add_argument("-m", "--model", default=None, metavar="M", help="same as MODEL")
     info.add_argument("--json", action="store_true", help="machine-readable JSON output")
     info.add_argument("-v", "--verbose", action="store_true",
                       help="also the full spec, metadata and tensor list")
-    info.add_argument("--offline", action="store_true", help="never download")
+    info.add_argument("--plan", action="store_true",
+                      help="also where the weights would live with the engine flags given (device, "
+                      "pinned host memory, the model file: --offload auto, --cpu-offload-gb, "
+                      "--cpu-memory-bytes, --gpu-memory-bytes, ...); opens the model and the device, "
+                      "uploads nothing")
+    _add_model_args(info)
 
     pull = sub.add_parser(
         "pull", formatter_class=fmt, help="download a model into the cache",
@@ -689,6 +694,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     eli = _import_engine("inspect_model")
     path = hub.resolve_model(args.model, allow_download=not args.offline, progress=not args.json)
     info = model_info.summarize(dict(eli.inspect_model(path)), path, verbose=args.verbose)
+    if args.plan:
+        from eli import _eli, engine_options
+
+        values = engine_options.engine_values(_engine_kwargs(args), "eli info --plan")
+        info["placement"] = dict(_eli.plan_placement(engine_options.engine_config(path, values)))
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:

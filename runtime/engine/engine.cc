@@ -53,6 +53,7 @@
 #include "runtime/device/pooled_device.h"
 #include "runtime/engine/device_sampler.h"
 #include "runtime/engine/memory_plan.h"
+#include "runtime/engine/model_load.h"
 #include "runtime/engine/scheduler.h"
 #include "runtime/engine/step_trace.h"
 #include "runtime/engine/token_mask.h"
@@ -219,68 +220,22 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   Impl& m = *impl_;
   PhaseTimer trace("ELI_LOAD_TRACE", "load");  // one stderr line per phase when ELI_LOAD_TRACE=1
   m.config = config;
-  validate_memory_config(config);
   m.seed_rng.seed(config.seed != 0 ? config.seed : std::random_device{}());
-  DeviceId dev = parse_device(resolve_device_name(config.device));  // "auto": CUDA when visible
-  const ParallelPlan par = plan_parallel(config, dev);  // ranks and their devices, checked before any is made
-  // create_device throws kNotCompiled for CUDA in a CPU-only build and kDevice for a missing GPU.
-  m.device = create_device(dev);
-  const bool on_device = dev.kind != DeviceKind::kCPU;
-  m.pool = std::make_unique<ThreadPool>(config.n_threads);
-  trace.mark("device + threads");
-
-  ModelFiles files = open_model_files(config.model);
-  DType wdtype = choose_weight_dtype(config.dtype, files, dev);
-  DType kv_dtype = choose_kv_cache_dtype(config.kv_cache_dtype, wdtype, dev);
-  // The device budget is taken before anything is uploaded: free + held now is what eli can get.
-  MemoryBudget budget;
-  if (on_device) budget = plan_memory_budget(config, *m.device);
-  trace.mark("open files");
-  ModelLoadOptions opt;
-  opt.compute_dtype = wdtype;
-  opt.device = dev.kind;
-  opt.gguf_llama_permuted = files.gguf_llama_permuted;
-  // Merges that need no conversion happen in the upload; with offloading also on the CPU, so that
-  // an offloaded layer's image can be read from the file (the disk tier).
-  const bool offload_asked = config.offload == "auto" || config.cpu_offload_gb > 0.0;
-  opt.defer_merges = on_device || offload_asked;
-  opt.pool = m.pool.get();
-  WeightReader reader(files.weights, files.name_of);
-  reader.set_quant(resolve_quantization(config.quantization, files.quant, files.format == "safetensors", config.model));
-  // Parallelism: tp x pp ranks, each loading only its shard (runtime/parallel).
-  check_shardable(files.spec, par.tp, par.pp);
-  std::unique_ptr<Model> model;
-  if (par.world() > 1) {
-    ELI_CHECK_KIND(kUnsupported, !on_device,
-                   "tensor / pipeline parallelism runs on the CPU in this build: the engine's GPU path does not "
-                   "drive GPU ranks yet (docs/parallelism.md)");
-    ELI_CHECK_KIND(kUnsupported, !reader.quant().quantized(),
-                   "tensor / pipeline parallelism does not shard Hugging Face quantized checkpoints (AWQ, GPTQ, "
-                   "compressed-tensors, fp8) yet; run them with tensor_parallel_size = pipeline_parallel_size = 1");
-    m.parallel = std::make_unique<ParallelRunner>(files, opt, par.tp, par.pp, m.pool->n_threads(), par.devices);
-  } else {
-    model = create_model(files.spec, reader, opt);
-  }
-  // Logits rows a step may want: max_num_seqs, or one score() chunk (min(max_num_batched_tokens,
-  // 256) rows), plus the aux rows of prompt logprobs / embeddings (Impl::kAuxRowsPerStep).
-  const int64_t max_logits =
-      std::max<int64_t>(config.max_num_seqs, std::min<int64_t>(config.max_num_batched_tokens, 256)) +
-      Impl::kAuxRowsPerStep;
-  // Weight offloading: which layers stay on the device (runtime/runner/offload_plan.h).
-  OffloadPlan offload;
-  if (offload_asked) {
-    ELI_CHECK_KIND(kUnsupported, par.world() == 1,
-                   "weight offloading (offload / cpu_offload_gb) does not combine with tensor / pipeline parallelism yet");
-    offload = plan_offload(model->weights(), offload_request(config, *model, budget, dev.kind, kv_dtype, max_logits));
-  }
-  if (on_device) {
-    // Weights over the budget fail here, with the numbers, before any upload; the allocator's
-    // budget then bounds the upload, the workspaces and the KV cache.
-    check_weights_fit(budget, offload.active() ? offload.resident_bytes + offload.ring_bytes()
-                                               : model->weights().placed_bytes());
-    apply_pool_budget(*m.device, budget);
-  }
-  trace.mark("host weights");
+  // Device, threads, files, dtypes, budget, the model on the host and the placement plan
+  // (runtime/engine/model_load.h); nothing is uploaded yet.
+  LoadedModel L = load_model_for(config, Impl::kAuxRowsPerStep, trace);
+  m.device = std::move(L.device);
+  m.pool = std::move(L.pool);
+  m.parallel = std::move(L.parallel);
+  const DeviceId dev = L.dev;
+  const bool on_device = L.on_device;
+  const ModelFiles& files = L.files;
+  const DType wdtype = L.weight_dtype, kv_dtype = L.kv_dtype;
+  const MemoryBudget& budget = L.budget;
+  const OffloadPlan& offload = L.offload;
+  const int64_t max_logits = L.max_logits;
+  std::unique_ptr<Model> model = std::move(L.model);
+  if (on_device) apply_pool_budget(*m.device, budget);
 
   m.info.spec = files.spec;
   m.info.format = files.format;

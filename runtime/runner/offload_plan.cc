@@ -93,7 +93,7 @@ OffloadPlan plan_offload(const WeightStore& store, const OffloadRequest& r) {
 }
 
 std::string OffloadPlan::describe(const std::string& device_name) const {
-  if (!active()) return "every layer on " + device_name + " (" + format_bytes(resident_bytes) + ")";
+  if (!active()) return "every layer on " + device_name;
   // Runs of consecutive layers with the same tier.
   std::map<int64_t, MemoryTier> all;
   for (int64_t l = first_layer; l < first_layer + n_layers; ++l) {

@@ -45,7 +45,8 @@ def test_memory_kwargs_reach_the_engine_and_info(data_dir):
         assert info["kv_cache_dtype"] == "f32"
         mem = info["memory"]
         assert set(mem) == {"budget_bytes", "total_bytes", "weights_bytes", "workspace_bytes", "kv_bytes",
-                            "headroom_bytes"}
+                            "headroom_bytes", "weights_host_bytes", "weights_disk_bytes"}
+        assert mem["weights_host_bytes"] == mem["weights_disk_bytes"] == 0  # nothing offloaded
         spec = info["spec"]
         per_block = 4 * spec["num_kv_heads"] * spec["head_dim"] * 4 * 2 * spec["num_layers"]
         assert mem["kv_bytes"] == 32 * per_block

@@ -161,3 +161,21 @@ def test_bad_options_are_clear_errors():
         run(path, cpu_offload_gb=-1.0)
     with pytest.raises(NotImplementedError, match="offloading"):
         run(path, cpu_offload_gb=1.0, tensor_parallel_size=2)
+
+
+def test_info_plan_prints_the_placement(capsys):
+    from eli import cli
+
+    path = str(MODELS / "gemma3")
+    assert cli.main(["info", path, "--offline", "--plan", "--cpu-offload-gb", "0.0001", "--cpu-memory-bytes",
+                     "200000"]) == 0
+    out = capsys.readouterr().out
+    assert "in pinned host memory" in out and "layers offloaded" in out
+    assert cli.main(["info", path, "--offline", "--plan", "--json", "--cpu-offload-gb", "1024",
+                     "--cpu-memory-bytes", "4096"]) == 0
+    plan = json.loads(capsys.readouterr().out)["placement"]
+    assert plan["offloaded_layers"] == plan["n_layers"] == layers_of("gemma3")
+    assert plan["disk_bytes"] > 0 and plan["host_bytes"] == 0
+    # The plan is the engine's: a run with the same options reports the same bytes.
+    _, _, info = run(path, cpu_offload_gb=1024.0, cpu_memory_bytes=4096)
+    assert info["memory"]["weights_disk_bytes"] == plan["disk_bytes"]

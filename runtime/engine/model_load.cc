@@ -1,0 +1,93 @@
+// runtime/engine/model_load.cc: see model_load.h.
+#include "runtime/engine/model_load.h"
+
+#include <algorithm>
+
+#include "eli/error.h"
+#include "runtime/model/weight_reader.h"
+
+namespace eli {
+
+LoadedModel load_model_for(const EngineConfig& config, int64_t aux_rows, PhaseTimer& trace) {
+  LoadedModel L;
+  validate_memory_config(config);
+  L.dev = parse_device(resolve_device_name(config.device));  // "auto": CUDA when visible
+  L.par = plan_parallel(config, L.dev);  // ranks and their devices, checked before any is made
+  // create_device throws kNotCompiled for CUDA in a CPU-only build and kDevice for a missing GPU.
+  L.device = create_device(L.dev);
+  L.on_device = L.dev.kind != DeviceKind::kCPU;
+  L.pool = std::make_unique<ThreadPool>(config.n_threads);
+  trace.mark("device + threads");
+
+  L.files = open_model_files(config.model);
+  L.weight_dtype = choose_weight_dtype(config.dtype, L.files, L.dev);
+  L.kv_dtype = choose_kv_cache_dtype(config.kv_cache_dtype, L.weight_dtype, L.dev);
+  // The device budget is taken before anything is uploaded: free + held now is what eli can get.
+  if (L.on_device) L.budget = plan_memory_budget(config, *L.device);
+  trace.mark("open files");
+  ModelLoadOptions opt;
+  opt.compute_dtype = L.weight_dtype;
+  opt.device = L.dev.kind;
+  opt.gguf_llama_permuted = L.files.gguf_llama_permuted;
+  // Merges that need no conversion happen in the upload; with offloading also on the CPU, so that
+  // an offloaded layer's image can be read from the file (the disk tier).
+  const bool offload_asked = config.offload == "auto" || config.cpu_offload_gb > 0.0;
+  opt.defer_merges = L.on_device || offload_asked;
+  opt.pool = L.pool.get();
+  WeightReader reader(L.files.weights, L.files.name_of);
+  reader.set_quant(
+      resolve_quantization(config.quantization, L.files.quant, L.files.format == "safetensors", config.model));
+  // Parallelism: tp x pp ranks, each loading only its shard (runtime/parallel).
+  check_shardable(L.files.spec, L.par.tp, L.par.pp);
+  if (L.par.world() > 1) {
+    ELI_CHECK_KIND(kUnsupported, !L.on_device,
+                   "tensor / pipeline parallelism runs on the CPU in this build: the engine's GPU path does not "
+                   "drive GPU ranks yet (docs/parallelism.md)");
+    ELI_CHECK_KIND(kUnsupported, !reader.quant().quantized(),
+                   "tensor / pipeline parallelism does not shard Hugging Face quantized checkpoints (AWQ, GPTQ, "
+                   "compressed-tensors, fp8) yet; run them with tensor_parallel_size = pipeline_parallel_size = 1");
+    ELI_CHECK_KIND(kUnsupported, !offload_asked,
+                   "weight offloading (offload / cpu_offload_gb) does not combine with tensor / pipeline parallelism yet");
+    L.parallel =
+        std::make_unique<ParallelRunner>(L.files, opt, L.par.tp, L.par.pp, L.pool->n_threads(), L.par.devices);
+  } else {
+    L.model = create_model(L.files.spec, reader, opt);
+  }
+  // Logits rows a step may want: max_num_seqs, or one score() chunk (min(max_num_batched_tokens,
+  // 256) rows), plus the aux rows.
+  L.max_logits = std::max<int64_t>(config.max_num_seqs, std::min<int64_t>(config.max_num_batched_tokens, 256)) +
+                 aux_rows;
+  // Weight offloading: which layers stay on the device (runtime/runner/offload_plan.h).
+  if (offload_asked) {
+    L.offload = plan_offload(L.model->weights(),
+                             offload_request(config, *L.model, L.budget, L.dev.kind, L.kv_dtype, L.max_logits));
+  }
+  if (L.on_device) {
+    // Weights over the budget fail here, with the numbers, before any upload; the allocator's
+    // budget then bounds the upload, the workspaces and the KV cache.
+    check_weights_fit(L.budget, L.offload.active() ? L.offload.resident_bytes + L.offload.ring_bytes()
+                                                   : L.model->weights().placed_bytes());
+  }
+  trace.mark("host weights");
+  return L;
+}
+
+WeightPlacementReport plan_weight_placement(const EngineConfig& config) {
+  PhaseTimer trace("ELI_LOAD_TRACE", "plan");
+  const LoadedModel L = load_model_for(config, /*aux_rows=*/0, trace);
+  WeightPlacementReport r;
+  r.device = device_name(L.dev);
+  ELI_CHECK_KIND(kUnsupported, L.model != nullptr, "the placement plan of tensor / pipeline-parallel ranks is not reported yet");
+  const OffloadPlan& p = L.offload;
+  r.placement = p.describe(r.device);
+  r.budget_bytes = L.budget.budget_bytes;
+  r.resident_bytes = p.active() ? p.resident_bytes : L.model->weights().placed_bytes();
+  r.ring_bytes = p.ring_bytes();
+  r.host_bytes = p.host_bytes;
+  r.disk_bytes = p.disk_bytes;
+  r.n_layers = static_cast<int64_t>(L.model->weights().layer_image_bytes().size());
+  r.offloaded_layers = static_cast<int64_t>(p.tier_of_layer.size());
+  return r;
+}
+
+}  // namespace eli
