@@ -616,11 +616,11 @@ def _prompts_without_eli_run(model: str, cases: list[str], short: bool) -> dict:
 
 def _versions() -> dict:
     v = {}
-    for mod in ("llguidance", "llama_cpp", "jsonschema"):
+    for mod, dist in (("llguidance", "llguidance"), ("llama_cpp", "llama-cpp-python"), ("jsonschema", "jsonschema")):
         try:
             from importlib.metadata import version
 
-            v[mod] = version(mod.replace("_", "-") if mod == "llama_cpp" else mod)
+            v[mod] = version(dist)
         except Exception:
             v[mod] = None
     return v
