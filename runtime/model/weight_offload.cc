@@ -6,12 +6,14 @@
 // function (for_each_tensor) for the size query, the pinned copy and the slot views, so the bytes
 // the streamer copies are exactly where the kernels read them; an offloaded weight's tensors are
 // views of its ring slot from place() on (never read before the streamer filled the slot).
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <functional>
 
 #include "eli/error.h"
 #include "runtime/core/mapped_file.h"
+#include "runtime/core/thread_pool.h"
 #include "runtime/device/device.h"
 #include "runtime/model/weight_source.h"
 #include "runtime/model/weight_store.h"
@@ -111,7 +113,7 @@ uint64_t WeightStore::layer_unmapped_bytes(int64_t layer) const {
   return n;
 }
 
-void WeightStore::place_offloaded_layers(Device& device, const OffloadTarget& target) {
+void WeightStore::place_offloaded_layers(Device& device, const OffloadTarget& target, ThreadPool* pool) {
   ELI_CHECK_KIND(kInternal, !target.slots.empty(), "weight offloading needs at least one ring slot");
   const DeviceId id = device.id();
   size_t j = 0;
@@ -127,12 +129,16 @@ void WeightStore::place_offloaded_layers(Device& device, const OffloadTarget& ta
     ELI_CHECK_KIND(kInternal, im.bytes > 0, "offloaded layer ", layer, " has no matrices");
     if (tier == MemoryTier::kHost) im.pinned = device.allocate_buffer(im.bytes, BufferType::kPinnedHost);
     uint8_t* pinned = tier == MemoryTier::kHost ? static_cast<uint8_t*>(im.pinned.mutable_data()) : nullptr;
-    // One piece per contiguous run of source bytes (a deferred weight has one per part).
+    // One piece per contiguous run of source bytes (a deferred weight has one per part); the host
+    // tier's copies into the pinned image run on the pool below, before any source is dropped.
+    std::vector<ImagePiece> to_copy;
+    std::vector<Tensor> sources;  // the host tensors behind to_copy, alive until the copies are done
     auto add_piece = [&](uint64_t offset, uint64_t bytes, const void* src, const Tensor* owner) {
       if (bytes == 0) return;
       ImagePiece p{offset, bytes, src, nullptr, 0};
       if (pinned != nullptr) {
-        std::memcpy(pinned + offset, src, bytes);
+        to_copy.push_back(p);
+        if (owner != nullptr) sources.push_back(*owner);
       } else {
         if (source_ != nullptr) p.file = source_->file_of(src, bytes, &p.file_offset);
         if (p.file == nullptr && owner != nullptr) im.keep.push_back(*owner);  // host data read each step
@@ -157,6 +163,19 @@ void WeightStore::place_offloaded_layers(Device& device, const OffloadTarget& ta
       }
       w.file_view = false;
     });
+    // Host tier: the image in 16 MiB chunks over the pool (a layer of an 8B model is ~0.4 GiB).
+    constexpr uint64_t kChunk = uint64_t{16} << 20;
+    std::vector<ImagePiece> chunks;
+    for (const ImagePiece& p : to_copy) {
+      for (uint64_t o = 0; o < p.bytes; o += kChunk) {
+        chunks.push_back(ImagePiece{p.offset + o, std::min(kChunk, p.bytes - o),
+                                    static_cast<const uint8_t*>(p.host) + o, nullptr, 0});
+      }
+    }
+    parallel_for(pool, static_cast<int64_t>(chunks.size()), [&](int64_t a, int64_t b) {
+      for (int64_t i = a; i < b; ++i) std::memcpy(pinned + chunks[i].offset, chunks[i].host, chunks[i].bytes);
+    });
+    sources.clear();
     ELI_CHECK_KIND(kInternal, tier == MemoryTier::kHost || source_ != nullptr || !im.keep.empty() || im.pieces.empty(),
                    "layer ", layer, " streams from the disk without its files");
     images_.push_back(std::move(im));

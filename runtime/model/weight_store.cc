@@ -99,7 +99,7 @@ void WeightStore::place(Device& device, void* stream, ThreadPool* pool, const Of
   auto offloaded = [&](const LinearWeight& w) {
     return offload != nullptr && w.alias_of == nullptr && offload->tier_of_layer.count(weight_layer(w.name)) > 0;
   };
-  if (offload != nullptr && !offload->tier_of_layer.empty()) place_offloaded_layers(device, *offload);
+  if (offload != nullptr && !offload->tier_of_layer.empty()) place_offloaded_layers(device, *offload, pool);
   if (device.properties().host_memory) {
     // The host is the device: data stays where it is (a mapped-file view or a host tensor).
     for (LinearWeight& w : linears_) {

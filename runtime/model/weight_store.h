@@ -183,7 +183,7 @@ class WeightStore {
   const std::shared_ptr<WeightSource>& source() const { return source_; }
 
  private:
-  void place_offloaded_layers(Device& device, const OffloadTarget& target);  // weight_offload.cc
+  void place_offloaded_layers(Device& device, const OffloadTarget& target, ThreadPool* pool);  // weight_offload.cc
   void add_image_placements();
   std::shared_ptr<WeightSource> source_;  // keeps zero-copy views alive until placement
   std::deque<LinearWeight> linears_;
