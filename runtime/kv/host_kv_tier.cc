@@ -59,7 +59,15 @@ void HostKvTier::release(int g, const std::vector<int32_t>& slots) {
   }
 }
 
+HostKvTier::~HostKvTier() {
+  try {
+    device_.default_stream().synchronize();
+  } catch (...) {  // a broken device context: nothing more to wait for
+  }
+}
+
 const uint8_t* HostKvTier::slot_data(int g, int32_t slot) const {
+  device_.default_stream().synchronize();
   return static_cast<const uint8_t*>(buffers_.at(static_cast<size_t>(g)).data()) + slot_bytes(g) * static_cast<uint64_t>(slot);
 }
 
@@ -75,7 +83,8 @@ uint8_t* block_at(void* base, int32_t b, uint64_t per_block) {
 uint64_t HostKvTier::copy_out(int g, const std::vector<int32_t>& device_blocks, const std::vector<int32_t>& slots) {
   ELI_CHECK_KIND(kInternal, device_blocks.size() == slots.size(), "host KV copy: block and slot lists differ");
   if (slots.empty()) return 0;
-  device_.synchronize();  // a launched step may still be writing these blocks
+  // Queued behind the steps already launched (they may still write these blocks), ahead of later ones.
+  void* stream = device_.default_stream().native();
   const KvCacheShape& s = cache_.shape();
   const uint64_t db = s.data_bytes_per_block(), sb = s.scale_bytes_per_block();
   uint8_t* host = static_cast<uint8_t*>(buffers_.at(static_cast<size_t>(g)).mutable_data());
@@ -84,12 +93,12 @@ uint64_t HostKvTier::copy_out(int g, const std::vector<int32_t>& device_blocks, 
     ELI_CHECK_KIND(kInternal, b >= 0 && b < s.blocks_of_group(g), "host KV copy: device block ", b, " out of range");
     uint8_t* dst = host + slot_bytes(g) * static_cast<uint64_t>(slots[i]);
     for (int64_t l : layers_[static_cast<size_t>(g)]) {
-      device_.copy_device_to_host(dst, block_at(cache_.k(l), b, db), db);
-      device_.copy_device_to_host(dst + db, block_at(cache_.v(l), b, db), db);
+      device_.copy_device_to_host(dst, block_at(cache_.k(l), b, db), db, stream);
+      device_.copy_device_to_host(dst + db, block_at(cache_.v(l), b, db), db, stream);
       dst += 2 * db;
       if (sb > 0) {
-        device_.copy_device_to_host(dst, block_at(cache_.k_scale(l), b, sb), sb);
-        device_.copy_device_to_host(dst + sb, block_at(cache_.v_scale(l), b, sb), sb);
+        device_.copy_device_to_host(dst, block_at(cache_.k_scale(l), b, sb), sb, stream);
+        device_.copy_device_to_host(dst + sb, block_at(cache_.v_scale(l), b, sb), sb, stream);
         dst += 2 * sb;
       }
     }
@@ -100,7 +109,9 @@ uint64_t HostKvTier::copy_out(int g, const std::vector<int32_t>& device_blocks, 
 uint64_t HostKvTier::copy_in(int g, const std::vector<int32_t>& slots, const std::vector<int32_t>& device_blocks) {
   ELI_CHECK_KIND(kInternal, device_blocks.size() == slots.size(), "host KV copy: block and slot lists differ");
   if (slots.empty()) return 0;
-  device_.synchronize();  // a step launched earlier may still write a block freed since (a retired sequence's)
+  // Queued behind the steps already launched (one may still write a block freed since, a retired
+  // sequence's), ahead of the step that reads these blocks.
+  void* stream = device_.default_stream().native();
   const KvCacheShape& s = cache_.shape();
   const uint64_t db = s.data_bytes_per_block(), sb = s.scale_bytes_per_block();
   const uint8_t* host = static_cast<const uint8_t*>(buffers_.at(static_cast<size_t>(g)).data());
@@ -109,12 +120,12 @@ uint64_t HostKvTier::copy_in(int g, const std::vector<int32_t>& slots, const std
     ELI_CHECK_KIND(kInternal, b >= 0 && b < s.blocks_of_group(g), "host KV copy: device block ", b, " out of range");
     const uint8_t* src = host + slot_bytes(g) * static_cast<uint64_t>(slots[i]);
     for (int64_t l : layers_[static_cast<size_t>(g)]) {
-      device_.copy_host_to_device(block_at(cache_.k(l), b, db), src, db);
-      device_.copy_host_to_device(block_at(cache_.v(l), b, db), src + db, db);
+      device_.copy_host_to_device(block_at(cache_.k(l), b, db), src, db, stream);
+      device_.copy_host_to_device(block_at(cache_.v(l), b, db), src + db, db, stream);
       src += 2 * db;
       if (sb > 0) {
-        device_.copy_host_to_device(block_at(cache_.k_scale(l), b, sb), src, sb);
-        device_.copy_host_to_device(block_at(cache_.v_scale(l), b, sb), src + sb, sb);
+        device_.copy_host_to_device(block_at(cache_.k_scale(l), b, sb), src, sb, stream);
+        device_.copy_host_to_device(block_at(cache_.v_scale(l), b, sb), src + sb, sb, stream);
         src += 2 * sb;
       }
     }

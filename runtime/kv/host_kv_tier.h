@@ -9,10 +9,12 @@
 // block: layers_in_group(g) * KvCacheShape::layer_block_bytes() bytes. Slot ids are per group and
 // mean nothing on the device.
 //
-// Copies are synchronous in this first version: both directions first wait for all queued device
-// work (a launched step may still be writing the blocks copied out, or blocks freed since and now
-// copied into), then copy on the default stream, and are complete on return. One copy per (block, layer, array): fine on the CPU, many
-// small transfers on a GPU (batching them, or a gather kernel, is the next step).
+// Copies are asynchronous on the device's default stream, the stream every step runs on: a copy
+// out is ordered after the steps already launched (which may still write its blocks) and before
+// any later step that reuses them; a copy in before the step that reads its blocks. The host never
+// reads or writes a slot's bytes itself, so it never waits. One copy per (block, layer, array):
+// many small transfers on a GPU (a gather kernel over mapped pinned memory is the next step).
+// The buffers are pinned, so the copies are truly asynchronous; the destructor waits for them.
 //
 // Invariants: every slot id in [0, n_slots) is either free (in the free list exactly once) or
 // held; n_free() + held == n_slots; running out is a normal outcome (allocate returns false).
@@ -32,6 +34,9 @@ class HostKvTier {
  public:
   // `device` and `cache` must outlive the tier. n_slots > 0 per group (the same count for each).
   HostKvTier(Device& device, const KvCache& cache, int64_t n_slots);
+  ~HostKvTier();  // waits for queued copies (they read or write the slots)
+  HostKvTier(const HostKvTier&) = delete;
+  HostKvTier& operator=(const HostKvTier&) = delete;
   // Bytes of one slot of every group together, and the slots per group that `bytes` hold.
   static uint64_t slot_set_bytes(const KvCacheShape& shape);
   static int64_t slots_for_bytes(const KvCacheShape& shape, uint64_t bytes);
@@ -49,7 +54,7 @@ class HostKvTier {
   uint64_t copy_out(int g, const std::vector<int32_t>& device_blocks, const std::vector<int32_t>& slots);
   // Copies host slots -> device blocks (same length, pairwise) of group g; returns the bytes moved.
   uint64_t copy_in(int g, const std::vector<int32_t>& slots, const std::vector<int32_t>& device_blocks);
-  // Raw slot bytes (tests).
+  // Raw slot bytes (tests; waits for the queued copies first).
   const uint8_t* slot_data(int g, int32_t slot) const;
 
  private:
