@@ -8,7 +8,8 @@
 # (old, new, new/old) printed last.
 #   prepare (here):  git archive e3adf37 > .whl/old.tar   (.whl is git-excluded; carry it)
 #   usage (device):  bash bench/gpu/regress.sh [.whl/old.tar] ; env REGRESS_SHAPES="1b 8b",
-#                    REGRESS_WHAT="decode prefill coldstart throughput", REGRESS_JOBS (build jobs)
+#                    REGRESS_WHAT="decode prefill coldstart throughput", REGRESS_JOBS (build jobs),
+#                    REGRESS_NEW_TREE (a tree with its module built, e.g. after bench/device_check.sh: no rebuild)
 # Weights: /tmp/eli-bench/weights/<shape> from make_weights.py (written here when missing; kept on
 # a warm machine between calls). Steps already done in an earlier call on the same machine are
 # skipped (their JSON exists in /tmp/eli-regress), so a second call picks up where the first stopped.
@@ -27,6 +28,7 @@ el() { echo "$(( $(date +%s) - t0 ))s"; }
 build_tree() {  # src dir, build dir
   local src="$1" b="$2"
   [ -f "$src/python/eli/.regress_built" ] && return 0
+  [ "$src" = "$R/new" ] && [ -n "${REGRESS_NEW_TREE:-}" ] && return 0
   cmake -S "$src" -B "$b" -G Ninja -DCMAKE_BUILD_TYPE=Release -DELI_BUILD_PYTHON=ON -DELI_CUDA=ON \
     -DELI_CUDA_ARCHS=90 -DPython_EXECUTABLE="$(command -v python3)" > "$b.configure.log" 2>&1 &&
     cmake --build "$b" --target _eli -j "$JOBS" > "$b.build.log" 2>&1 &&
@@ -34,9 +36,14 @@ build_tree() {  # src dir, build dir
 }
 
 if [ ! -d "$R/old" ]; then mkdir -p "$R/old" && tar -C "$R/old" -xf "$TAR"; fi
-rm -rf "$R/new" && mkdir -p "$R/new" && tar -C "$ROOT" --exclude=./.whl --exclude=./build --exclude=./.git -cf - . | tar -C "$R/new" -xf -
+if [ -n "${REGRESS_NEW_TREE:-}" ]; then  # a tree whose python/eli already has its built module (device_check.sh's)
+  rm -rf "$R/new" && ln -s "$REGRESS_NEW_TREE" "$R/new"
+else
+  rm -rf "$R/new" && mkdir -p "$R/new" && tar -C "$ROOT" --exclude=./.whl --exclude=./build --exclude=./.git -cf - . | tar -C "$R/new" -xf -
+fi
+dir_of() { case "$1" in 1b) echo "$W/llama-3.2-1b" ;; 8b) echo "$W/llama-3.1-8b" ;; *) echo "$W/$1" ;; esac; }
 for shape in ${REGRESS_SHAPES:-1b 8b}; do
-  [ -f "$W/$shape/.complete.json" ] || python3 "$ROOT/bench/gpu/make_weights.py" --shape "$shape" --out "$W" --formats hf \
+  [ -f "$(dir_of "$shape")/.complete.json" ] || python3 "$ROOT/bench/gpu/make_weights.py" --shape "$shape" --out "$W" --formats hf \
     > "$R/weights_$shape.log" 2>&1 &
 done
 build_tree "$R/old" "$R/old_build" & b1=$!
@@ -49,7 +56,7 @@ echo "builds: old $s1, new $s2 ($(el))"
 run() {  # tag what shape -- command...
   local tag="$1" what="$2" shape="$3"; shift 4
   local f="$R/regress_${tag}_${what}_${shape}.json"
-  [ -s "$f" ] && return 0
+  [ -s "$f" ] && grep -q '"value"' "$f" && return 0
   PYTHONPATH="$R/$tag/python" timeout 400 "$@" --out "$f" > "$R/regress_${tag}_${what}_${shape}.log" 2>&1 ||
     echo "!! $tag $what $shape failed: $(tail -2 "$R/regress_${tag}_${what}_${shape}.log" | tr '\n' ' ')"
   cp "$f" "$OUT/" 2>/dev/null
@@ -60,12 +67,12 @@ for shape in ${REGRESS_SHAPES:-1b 8b}; do
   for what in ${REGRESS_WHAT:-decode prefill coldstart throughput}; do
     for tag in old new; do
       case "$what" in
-        decode|prefill) run "$tag" "$what" "$shape" -- python3 "$B/bench_eli.py" --model "$W/$shape" --shape "$shape" --what "$what" --reps 3 ;;
-        coldstart) run "$tag" "$what" "$shape" -- python3 "$B/bench_coldstart.py" --shape "$shape" --hf-dir "$W/$shape" --engines eli --reps 3 ;;
+        decode|prefill) run "$tag" "$what" "$shape" -- python3 "$B/bench_eli.py" --model "$(dir_of "$shape")" --shape "$shape" --what "$what" --reps 3 ;;
+        coldstart) run "$tag" "$what" "$shape" -- python3 "$B/bench_coldstart.py" --shape "$shape" --hf-dir "$(dir_of "$shape")" --engines eli --reps 3 ;;
         throughput)
           [ "$shape" = 8b ] || continue
           [ -f "$R/fixed.json" ] || python3 "$B/bench_throughput.py" gen --kind fixed --out "$R/fixed.json" > /dev/null
-          run "$tag" "$what" "$shape" -- python3 "$B/bench_throughput.py" eli --shape "$shape" --model "$W/$shape" --dataset "$R/fixed.json" ;;
+          run "$tag" "$what" "$shape" -- python3 "$B/bench_throughput.py" eli --shape "$shape" --model "$(dir_of "$shape")" --dataset "$R/fixed.json" ;;
       esac
     done
   done
