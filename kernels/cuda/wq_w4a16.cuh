@@ -105,14 +105,16 @@ ELI_WQ_HD int64_t gemm_split_tiles(int64_t k, int splits) { return (k / kGemmBK 
 
 // Large m: the weight is dequantized to bf16 in row chunks of ~kDequantChunkBytes (multiples of
 // 128 rows) and each chunk multiplied by cuBLASLt (eli's bf16 GEMM), which beats the mma.sync
-// kernel once the product is compute-bound. From dequant_gemm_rows() rows on: 512 by default,
+// kernel once the product is compute-bound. From dequant_gemm_rows() rows on: 128 by default (on
+// an H100 the dequantize route beat the mma route from M = 128 on the 8B gate_up / up / qo shapes,
+// bench/results/2026-12-07_h100_wq_w4a16.json),
 // ELI_WQ_DEQUANT_GEMM_ROWS=<rows> in the environment overrides it (0: never), read once per
 // process; tests and the bench set dequant_gemm_rows_setting() directly. The scratch sizing and
 // the kernel read the same setting, so it must not change between sizing and running.
 constexpr size_t kDequantChunkBytes = size_t{64} << 20;
 constexpr size_t kDequantBlasBytes = size_t{4} << 20;  // cuBLASLt's workspace on that route
 inline int64_t parse_dequant_gemm_rows(const char* v) {
-  if (v == nullptr || *v == '\0') return 512;
+  if (v == nullptr || *v == '\0') return 128;
   const long long r = std::atoll(v);
   return r <= 0 ? INT64_MAX : static_cast<int64_t>(r);
 }

@@ -146,9 +146,9 @@ TEST(WqCudaHostPlan, SplitsCoverKAndStayWithinTheWorkspace) {
       }
     }
   }
-  // The route threshold: 512 by default, the environment overrides it, 0 turns the route off.
-  EXPECT_EQ(wq_cuda::parse_dequant_gemm_rows(nullptr), 512);
-  EXPECT_EQ(wq_cuda::parse_dequant_gemm_rows(""), 512);
+  // The route threshold: 128 by default, the environment overrides it, 0 turns the route off.
+  EXPECT_EQ(wq_cuda::parse_dequant_gemm_rows(nullptr), 128);
+  EXPECT_EQ(wq_cuda::parse_dequant_gemm_rows(""), 128);
   EXPECT_EQ(wq_cuda::parse_dequant_gemm_rows("64"), 64);
   EXPECT_GT(wq_cuda::parse_dequant_gemm_rows("0"), int64_t{1} << 40);
   EXPECT_EQ(wq_cuda::gemm_mt(9), 1);
