@@ -15,131 +15,26 @@
 //   nvcc -x cu -O2 -std=c++17 -arch=sm_90 -I include -I . bench/cuda_gguf_gemv_bench.cc \
 //        -L build/<dir> -leli_engine -lcublasLt -o /tmp/gguf_bench
 //   /tmp/gguf_bench [out.json] [type ...]      (types by name, e.g. q4_k q8_0; default: all 12)
-#ifndef __CUDACC__
-#error "compile this file as CUDA: nvcc -x cu ... (see the header)"
-#endif
-
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <functional>
 #include <string>
 #include <vector>
 
-#include "bench/cuda_bench_check.h"
+#include "bench/cuda_bench_util.cuh"
 #include "kernels/cuda/gguf_kernels.h"
 #include "kernels/ops.h"
 #include "kernels/registry.h"
 
 using namespace eli;
+using namespace eli::bench;
 
 namespace {
 
-__device__ __forceinline__ uint32_t hash32(uint64_t i, uint32_t seed) {
-  uint64_t h = i * 0x9e3779b97f4a7c15ull + seed;
-  h ^= h >> 31;
-  h *= 0xbf58476d1ce4e5b9ull;
-  h ^= h >> 29;
-  return static_cast<uint32_t>(h);
-}
-
-// Random 32-bit words with bit 6 of every byte clear (finite fp16 / bf16 halves); f32 mode: uniform
-// floats in [-1, 1).
-__global__ void fill_words(uint32_t* p, size_t n, uint32_t seed, bool as_f32) {
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const uint32_t h = hash32(i, seed);
-    p[i] = as_f32 ? __float_as_uint(-1.f + 2.f * (h >> 8) * (1.0f / 16777216.0f)) : (h & 0xBFBFBFBFu);
-  }
-}
-
-__device__ __forceinline__ uint4 ld_stream16(const void* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-  return v;
-}
-
-template <int kU>
-__global__ void read_sum(const uint4* __restrict__ p, size_t n16, uint32_t* out) {
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
-  uint32_t acc = 0;
-  for (; i + (kU - 1) * stride < n16; i += kU * stride) {
-    uint4 v[kU];
-#pragma unroll
-    for (int u = 0; u < kU; ++u) v[u] = ld_stream16(p + i + u * stride);
-#pragma unroll
-    for (int u = 0; u < kU; ++u) acc += v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
-  }
-  for (; i < n16; i += stride) {
-    const uint4 v = ld_stream16(p + i);
-    acc += v.x ^ v.y ^ v.z ^ v.w;
-  }
-  if (acc == 0x9e3779b9u) out[0] = acc;
-}
-
-void* dmalloc(size_t bytes) {
-  void* p = nullptr;
-  CHECK_CUDA(cudaMalloc(&p, std::max<size_t>(bytes, 256)));
-  return p;
-}
-void fill(void* p, size_t bytes, uint32_t seed, bool as_f32) {
-  fill_words<<<1024, 256>>>(static_cast<uint32_t*>(p), bytes / 4, seed, as_f32);
-  CHECK_CUDA(cudaGetLastError());
-  CHECK_CUDA(cudaDeviceSynchronize());
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n == 0 ? 0.0 : (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
-}
-
-double time_median(cudaStream_t s, int warmup, int reps, const std::function<void()>& enqueue) {
-  cudaEvent_t a, b;
-  CHECK_CUDA(cudaEventCreate(&a));
-  CHECK_CUDA(cudaEventCreate(&b));
-  for (int i = 0; i < warmup; ++i) enqueue();
-  CHECK_CUDA(cudaStreamSynchronize(s));
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    CHECK_CUDA(cudaEventRecord(a, s));
-    enqueue();
-    CHECK_CUDA(cudaEventRecord(b, s));
-    CHECK_CUDA(cudaEventSynchronize(b));
-    float ms = 0.f;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
-    t.push_back(ms * 1e-3);
-  }
-  CHECK_CUDA(cudaEventDestroy(a));
-  CHECK_CUDA(cudaEventDestroy(b));
-  return median(t);
-}
-
-// Seconds per call of `call(i)` (i: which weight copy), replayed from a graph of `iters` calls.
-double graph_time(cudaStream_t s, int nbuf, const std::function<void(int)>& call) {
-  for (int i = 0; i < nbuf; ++i) call(i);  // warm-up outside the capture
-  CHECK_CUDA(cudaStreamSynchronize(s));
-  const int iters = std::max(nbuf, 20) / nbuf * nbuf;
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  CHECK_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-  for (int i = 0; i < iters; ++i) call(i % nbuf);
-  CHECK_CUDA(cudaStreamEndCapture(s, &graph));
-  CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-  const double t = time_median(s, 3, 25, [&] { CHECK_CUDA(cudaGraphLaunch(exec, s)); }) / iters;
-  CHECK_CUDA(cudaGraphExecDestroy(exec));
-  CHECK_CUDA(cudaGraphDestroy(graph));
-  return t;
-}
-
-struct Shape {
-  const char* name;
-  int64_t n, k;
-};
-const Shape kShapes[] = {{"qo 4096x4096", 4096, 4096},
+const NamedShape kShapes[] = {{"qo 4096x4096", 4096, 4096},
                          {"up 14336x4096", 14336, 4096},
                          {"down 4096x14336", 4096, 14336},
                          {"lm_head 128256x4096", 128256, 4096}};
@@ -179,55 +74,34 @@ int main(int argc, char** argv) {
   ctx.stream = s;
   std::vector<Row> rows;
 
-  double read_bw = 0.0;
-  {
-    const size_t bytes = size_t{2} << 30;
-    void* buf = dmalloc(bytes);
-    uint32_t* sink = static_cast<uint32_t*>(dmalloc(256));
-    fill(buf, bytes, 2, false);
-    for (int per_sm : {2, 4, 8}) {
-      for (int threads : {256, 512, 1024}) {
-        if (per_sm * threads > 2048) continue;
-        const double t = time_median(s, 2, 15, [&] {
-          read_sum<4><<<per_sm * prop.multiProcessorCount, threads, 0, s>>>(static_cast<const uint4*>(buf), bytes / 16, sink);
-        });
-        CHECK_CUDA(cudaGetLastError());
-        read_bw = std::max(read_bw, bytes / t);
-      }
-    }
-    CHECK_CUDA(cudaFree(buf));
-    CHECK_CUDA(cudaFree(sink));
-  }
+  const double read_bw = read_ceiling<4>(s, prop, [](void* p, size_t bytes) { fill_bits(p, bytes, 2); });
   std::printf("read-only ceiling: %.0f GB/s\n\n", read_bw / 1e9);
   std::printf("%-5s %-7s %-20s %4s %10s %9s %7s %9s %10s %8s\n", "op", "type", "shape", "m", "us", "GB/s", "%read",
               "TFLOP/s", "bf16 us", "speedup");
 
-  const size_t rotate_target = std::max<size_t>(4 * static_cast<size_t>(prop.l2CacheSize), size_t{256} << 20);
+  const size_t rotate_target = rotate_target_bytes(prop);
   const KernelEntry& dense = get_kernel(Op::kGemv, DeviceKind::kCUDA, DType::kBF16);
-  for (const Shape& sh : kShapes) {
+  for (const NamedShape& sh : kShapes) {
     // Activations and outputs shared by every type; the bf16 baseline's weights.
     const int64_t max_m = 512;
     float* x = static_cast<float*>(dmalloc(max_m * sh.k * 4));
     void* xb = dmalloc(max_m * sh.k * 2);
     float* out = static_cast<float*>(dmalloc(max_m * sh.n * 4));
     void* ws = dmalloc(gguf_gemv_workspace_bytes(kGemvMaxRows, sh.k));
-    fill(x, max_m * sh.k * 4, 7, true);
-    fill(xb, max_m * sh.k * 2, 8, false);
+    fill_uniform_f32(x, max_m * sh.k, 7, -1.f, 2.f);
+    fill_bits(xb, max_m * sh.k * 2, 8);
     double bf16_us[kGemvMaxRows + 1] = {};
     {
       const size_t wbytes = static_cast<size_t>(sh.n) * sh.k * 2;
-      const int nbuf = static_cast<int>(std::max<size_t>(2, (rotate_target + wbytes - 1) / wbytes));
+      const int nbuf = rotate_copies(rotate_target, wbytes);
       std::vector<void*> w(nbuf);
       for (int i = 0; i < nbuf; ++i) {
         w[i] = dmalloc(wbytes);
-        fill(w[i], wbytes, 100 + i, false);
+        fill_bits(w[i], wbytes, 100 + i);
       }
       for (int64_t m : {1, 4, 8}) {
         GemvArgs a{out, x, nullptr, nullptr, nullptr, m, sh.n, sh.k, sh.n, sh.k};
-        bf16_us[m] = 1e6 * graph_time(s, nbuf, [&](int i) {
-          a.w = w[i];
-          dense.fn(&a, ctx);
-        });
+        bf16_us[m] = 1e6 * time_rotating(s, dense, a, w, ctx);
       }
       for (void* p : w) CHECK_CUDA(cudaFree(p));
     }
@@ -240,20 +114,17 @@ int main(int argc, char** argv) {
         continue;
       }
       const size_t wbytes = static_cast<size_t>(sh.n) * (sh.k / info.block_elems) * info.block_bytes;
-      const int nbuf = static_cast<int>(std::max<size_t>(2, (rotate_target + wbytes - 1) / wbytes));
+      const int nbuf = rotate_copies(rotate_target, wbytes);
       std::vector<void*> w(nbuf);
       for (int i = 0; i < nbuf; ++i) {
         w[i] = dmalloc(wbytes);
-        fill(w[i], wbytes, 200 + i, false);
+        fill_bits(w[i], wbytes, 200 + i);
       }
       for (int64_t m : {1, 4, 8}) {
         GemvArgs a{out, x, nullptr, nullptr, nullptr, m, sh.n, sh.k, sh.n, sh.k};
         a.workspace = ws;
         a.workspace_bytes = gguf_gemv_workspace_bytes(kGemvMaxRows, sh.k);
-        const double sec = graph_time(s, nbuf, [&](int i) {
-          a.w = w[i];
-          gemv->fn(&a, ctx);
-        });
+        const double sec = time_rotating(s, *gemv, a, w, ctx);
         const double bw = wbytes / sec;
         rows.push_back({"gemv", info.name, sh.name, m, sec * 1e6, bw / 1e9, bw / read_bw, 2.0 * m * sh.n * sh.k / sec / 1e12,
                         bf16_us[m]});
@@ -261,10 +132,7 @@ int main(int argc, char** argv) {
       for (int64_t m : {16, 128, 512}) {
         GemmArgs a{out, xb, nullptr, nullptr, m, sh.n, sh.k, sh.n, sh.k};
         a.x_dtype = DType::kBF16;
-        const double sec = graph_time(s, nbuf, [&](int i) {
-          a.w = w[i];
-          gemm->fn(&a, ctx);
-        });
+        const double sec = time_rotating(s, *gemm, a, w, ctx);
         const double bw = wbytes / sec;
         rows.push_back({"gemm", info.name, sh.name, m, sec * 1e6, bw / 1e9, bw / read_bw, 2.0 * m * sh.n * sh.k / sec / 1e12, 0.0});
       }
@@ -283,24 +151,17 @@ int main(int argc, char** argv) {
     CHECK_CUDA(cudaFree(ws));
   }
 
-  if (json_path != nullptr) {
-    FILE* f = std::fopen(json_path, "w");
-    if (f == nullptr) {
-      std::perror(json_path);
-      return 1;
-    }
-    std::fprintf(f, "{\n  \"device\": \"%s\",\n  \"read_ceiling_gbps\": %.1f,\n  \"rows\": [\n", prop.name, read_bw / 1e9);
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const Row& r = rows[i];
-      std::fprintf(f,
-                   "    {\"op\": \"%s\", \"dtype\": \"%s\", \"shape\": \"%s\", \"m\": %lld, \"us\": %.2f, \"gbps\": %.1f, "
-                   "\"frac_read\": %.4f, \"tflops\": %.3f, \"bf16_gemv_us\": %.2f}%s\n",
-                   r.op.c_str(), r.type.c_str(), r.shape.c_str(), (long long)r.m, r.us, r.gbps, r.frac_read, r.tflops,
-                   r.bf16_us, i + 1 < rows.size() ? "," : "");
-    }
-    std::fprintf(f, "  ]\n}\n");
-    std::fclose(f);
-    std::printf("\nwrote %s\n", json_path);
+  // JSON: one record per table row.
+  if (json_path != nullptr &&
+      !write_json_rows(json_path, prop.name, read_bw, "", rows.size(), [&](FILE* f, size_t i) {
+        const Row& r = rows[i];
+        std::fprintf(f,
+                     "    {\"op\": \"%s\", \"dtype\": \"%s\", \"shape\": \"%s\", \"m\": %lld, \"us\": %.2f, \"gbps\": %.1f, "
+                     "\"frac_read\": %.4f, \"tflops\": %.3f, \"bf16_gemv_us\": %.2f}",
+                     r.op.c_str(), r.type.c_str(), r.shape.c_str(), (long long)r.m, r.us, r.gbps, r.frac_read, r.tflops,
+                     r.bf16_us);
+      })) {
+    return 1;
   }
   return 0;
 }

@@ -13,10 +13,6 @@
 // of its own (the read ceiling), so it is compiled as CUDA (CMake sets the language).
 // Build: cmake -DELI_BUILD_BENCH=ON -DELI_CUDA=ON ... && cmake --build BUILD --target eli_cuda_matmul_bench
 // Run:   BUILD/eli_cuda_matmul_bench [out.json]
-#ifndef __CUDACC__
-#error "compile this file as CUDA: nvcc -x cu ... (see the header)"
-#endif
-
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -25,113 +21,27 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
-#include <functional>
 #include <string>
 #include <vector>
 
-#include "bench/cuda_bench_check.h"
+#include "bench/cuda_bench_util.cuh"
 #include "kernels/cuda_tuning_knobs.h"
 #include "kernels/ops.h"
 #include "kernels/ref/float_convert.h"
 #include "kernels/registry.h"
 
 using namespace eli;
+using namespace eli::bench;
 
 namespace {
 
-// ---- device helpers ---------------------------------------------------------------------------
-
-__device__ __forceinline__ uint32_t hash32(uint64_t i, uint32_t seed) {
-  uint64_t h = i * 0x9e3779b97f4a7c15ull + seed;
-  h ^= h >> 31;
-  h *= 0xbf58476d1ce4e5b9ull;
-  h ^= h >> 29;
-  return static_cast<uint32_t>(h);
-}
-
-// Uniform in [lo, hi), as f32 or bf16 bits.
-__global__ void fill_f32(float* p, size_t n, uint32_t seed, float lo, float hi) {
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x)
-    p[i] = lo + (hi - lo) * (hash32(i, seed) >> 8) * (1.0f / 16777216.0f);
-}
-__global__ void fill_bf16(uint16_t* p, size_t n, uint32_t seed, float lo, float hi) {
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const float v = lo + (hi - lo) * (hash32(i, seed) >> 8) * (1.0f / 16777216.0f);
-    p[i] = static_cast<uint16_t>(__float_as_uint(v) >> 16);
-  }
-}
-
-__device__ __forceinline__ uint4 ld_stream16(const void* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p));
-  return v;
-}
-
-// Reads n16 16-byte words; kU independent loads in flight per thread. Writes only if the sum hits
-// an (almost) impossible value, so the loads cannot be dropped.
-template <int kU>
-__global__ void read_sum(const uint4* __restrict__ p, size_t n16, uint32_t* out) {
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
-  uint32_t acc = 0;
-  for (; i + (kU - 1) * stride < n16; i += kU * stride) {
-    uint4 v[kU];
-#pragma unroll
-    for (int u = 0; u < kU; ++u) v[u] = ld_stream16(p + i + u * stride);
-#pragma unroll
-    for (int u = 0; u < kU; ++u) acc += v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
-  }
-  for (; i < n16; i += stride) {
-    const uint4 v = ld_stream16(p + i);
-    acc += v.x ^ v.y ^ v.z ^ v.w;
-  }
-  if (acc == 0x9e3779b9u) out[0] = acc;
-}
-
+// f32 or bf16 uniform in [lo, hi).
 void fill(void* p, DType dt, size_t n, uint32_t seed, float lo, float hi) {
   if (dt == DType::kBF16) {
-    fill_bf16<<<1024, 256>>>(static_cast<uint16_t*>(p), n, seed, lo, hi);
+    fill_uniform_bf16(p, n, seed, lo, hi - lo);
   } else {
-    fill_f32<<<1024, 256>>>(static_cast<float*>(p), n, seed, lo, hi);
+    fill_uniform_f32(p, n, seed, lo, hi - lo);
   }
-  CHECK_CUDA(cudaGetLastError());
-  CHECK_CUDA(cudaDeviceSynchronize());  // the fills run on the legacy stream; the bench stream does not wait for it
-}
-
-void* dmalloc(size_t bytes) {
-  void* p = nullptr;
-  CHECK_CUDA(cudaMalloc(&p, std::max<size_t>(bytes, 256)));
-  return p;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n == 0 ? 0.0 : (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
-}
-
-// Median over `reps` of the time (seconds) of `enqueue` on `s`, after `warmup` untimed runs.
-double time_median(cudaStream_t s, int warmup, int reps, const std::function<void()>& enqueue) {
-  cudaEvent_t a, b;
-  CHECK_CUDA(cudaEventCreate(&a));
-  CHECK_CUDA(cudaEventCreate(&b));
-  for (int i = 0; i < warmup; ++i) enqueue();
-  CHECK_CUDA(cudaStreamSynchronize(s));
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    CHECK_CUDA(cudaEventRecord(a, s));
-    enqueue();
-    CHECK_CUDA(cudaEventRecord(b, s));
-    CHECK_CUDA(cudaEventSynchronize(b));
-    float ms = 0.f;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
-    t.push_back(ms * 1e-3);
-  }
-  CHECK_CUDA(cudaEventDestroy(a));
-  CHECK_CUDA(cudaEventDestroy(b));
-  return median(t);
 }
 
 struct Shape {
@@ -203,32 +113,11 @@ int main(int argc, char** argv) {
   }
 
   // ---- 2. read-only ceiling ---------------------------------------------------------------
-  double read_bw = 0.0;
-  {
-    const size_t bytes = size_t{2} << 30;
-    void* buf = dmalloc(bytes);
-    uint32_t* sink = static_cast<uint32_t*>(dmalloc(256));
-    fill(buf, DType::kF32, bytes / 4, 2, -1.f, 1.f);
-    const size_t n16 = bytes / 16;
-    std::string best_cfg;
-    for (int per_sm : {2, 4, 8}) {
-      for (int threads : {256, 512, 1024}) {
-        if (per_sm * threads > 2048) continue;
-        const int blocks = per_sm * prop.multiProcessorCount;
-        const double t = time_median(s, 2, 15, [&] {
-          read_sum<4><<<blocks, threads, 0, s>>>(static_cast<const uint4*>(buf), n16, sink);
-        });
-        CHECK_CUDA(cudaGetLastError());
-        if (bytes / t > read_bw) {
-          read_bw = bytes / t;
-          best_cfg = std::to_string(per_sm) + "x" + std::to_string(threads);
-        }
-      }
-    }
-    rows.push_back({"read-only stream 2 GiB (best " + best_cfg + ")", bytes / read_bw * 1e6, read_bw / 1e9, 1.0, 0.0});
-    CHECK_CUDA(cudaFree(buf));
-    CHECK_CUDA(cudaFree(sink));
-  }
+  std::string best_cfg;
+  const double read_bw = read_ceiling<4>(
+      s, prop, [](void* p, size_t bytes) { fill(p, DType::kF32, bytes / 4, 2, -1.f, 1.f); }, &best_cfg);
+  rows.push_back({"read-only stream 2 GiB (best " + best_cfg + ")", kReadCeilingBytes / read_bw * 1e6, read_bw / 1e9, 1.0,
+                  0.0});
 
   // ---- 3. GEMV ----------------------------------------------------------------------------
   const KernelEntry& gemv = get_kernel(Op::kGemv, DeviceKind::kCUDA, DType::kBF16);
@@ -238,8 +127,7 @@ int main(int argc, char** argv) {
   bool check_ok = true;
   for (const Shape& sh : kShapes) {
     const size_t wbytes = static_cast<size_t>(sh.n) * sh.k * 2;
-    const size_t rotate_target = std::max<size_t>(4 * static_cast<size_t>(prop.l2CacheSize), size_t{256} << 20);
-    const int nbuf = static_cast<int>(std::max<size_t>(2, (rotate_target + wbytes - 1) / wbytes));
+    const int nbuf = rotate_copies(rotate_target_bytes(prop), wbytes);
     std::vector<void*> w(nbuf);
     for (int i = 0; i < nbuf; ++i) {
       w[i] = dmalloc(wbytes);
@@ -259,26 +147,9 @@ int main(int argc, char** argv) {
       // A graph of `iters` calls rotating through the weight copies (a decode step is a graph too),
       // with programmatic dependent launch between the calls (the default) or without it (m = 1 only;
       // in a real step other kernels sit between the GEMVs).
-      const int iters = std::max(nbuf, 20) / nbuf * nbuf;
       auto measure = [&](bool pdl) {
         cuda::set_knob(cuda::Knob::kGemvPdl, pdl ? 1 : 0);  // in force for the capture below
-        for (int i = 0; i < nbuf; ++i) {             // warm-up outside the capture
-          a.w = w[i];
-          gemv.fn(&a, ctx);
-        }
-        CHECK_CUDA(cudaStreamSynchronize(s));
-        cudaGraph_t graph;
-        cudaGraphExec_t exec;
-        CHECK_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-        for (int i = 0; i < iters; ++i) {
-          a.w = w[i % nbuf];
-          gemv.fn(&a, ctx);
-        }
-        CHECK_CUDA(cudaStreamEndCapture(s, &graph));
-        CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-        const double t = time_median(s, 3, 25, [&] { CHECK_CUDA(cudaGraphLaunch(exec, s)); }) / iters;
-        CHECK_CUDA(cudaGraphExecDestroy(exec));
-        CHECK_CUDA(cudaGraphDestroy(graph));
+        const double t = time_rotating(s, gemv, a, w, ctx);
         cuda::set_knob(cuda::Knob::kGemvPdl, 1);
         return t;
       };

@@ -18,10 +18,6 @@
 //   nvcc -x cu -O2 -std=c++17 -arch=sm_90 -I include -I . bench/cuda_wq_bench.cc \
 //        -L build/<dir> -leli_engine -lcublasLt -o /tmp/wq_bench
 //   /tmp/wq_bench [out.json] [w4a16|w8a16 ...]
-#ifndef __CUDACC__
-#error "compile this file as CUDA: nvcc -x cu ... (see the header)"
-#endif
-
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -29,114 +25,22 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <functional>
 #include <iterator>
 #include <string>
 #include <vector>
 
-#include "bench/cuda_bench_check.h"
+#include "bench/cuda_bench_util.cuh"
 #include "kernels/cuda/wq_w4a16.cuh"
 #include "kernels/ops.h"
 #include "kernels/registry.h"
 #include "kernels/wq_matrix.h"
 
 using namespace eli;
+using namespace eli::bench;
 
 namespace {
 
-__device__ __forceinline__ uint32_t hash32(uint64_t i, uint32_t seed) {
-  uint64_t h = i * 0x9e3779b97f4a7c15ull + seed;
-  h ^= h >> 31;
-  h *= 0xbf58476d1ce4e5b9ull;
-  h ^= h >> 29;
-  return static_cast<uint32_t>(h);
-}
-
-// mode 0: random words with bit 6 of every byte clear (finite bf16 halves); 1: floats in [lo, lo + 1).
-__global__ void fill_words(uint32_t* p, size_t n, uint32_t seed, int mode, float lo) {
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const uint32_t h = hash32(i, seed);
-    p[i] = mode == 1 ? __float_as_uint(lo + (h >> 8) * (1.0f / 16777216.0f)) : (h & 0xBFBFBFBFu);
-  }
-}
-
-__device__ __forceinline__ uint4 ld_stream16(const void* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-  return v;
-}
-
-__global__ void read_sum(const uint4* __restrict__ p, size_t n16, uint32_t* out) {
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  uint32_t acc = 0;
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n16; i += stride) {
-    const uint4 v = ld_stream16(p + i);
-    acc += v.x ^ v.y ^ v.z ^ v.w;
-  }
-  if (acc == 0x9e3779b9u) out[0] = acc;
-}
-
-void* dmalloc(size_t bytes) {
-  void* p = nullptr;
-  CHECK_CUDA(cudaMalloc(&p, std::max<size_t>(bytes, 256)));
-  return p;
-}
-void fill(void* p, size_t bytes, uint32_t seed, int mode, float lo = -0.5f) {
-  fill_words<<<1024, 256>>>(static_cast<uint32_t*>(p), bytes / 4, seed, mode, lo);
-  CHECK_CUDA(cudaGetLastError());
-  CHECK_CUDA(cudaDeviceSynchronize());
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n == 0 ? 0.0 : (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
-}
-
-double time_median(cudaStream_t s, int warmup, int reps, const std::function<void()>& enqueue) {
-  cudaEvent_t a, b;
-  CHECK_CUDA(cudaEventCreate(&a));
-  CHECK_CUDA(cudaEventCreate(&b));
-  for (int i = 0; i < warmup; ++i) enqueue();
-  CHECK_CUDA(cudaStreamSynchronize(s));
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    CHECK_CUDA(cudaEventRecord(a, s));
-    enqueue();
-    CHECK_CUDA(cudaEventRecord(b, s));
-    CHECK_CUDA(cudaEventSynchronize(b));
-    float ms = 0.f;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
-    t.push_back(ms * 1e-3);
-  }
-  CHECK_CUDA(cudaEventDestroy(a));
-  CHECK_CUDA(cudaEventDestroy(b));
-  return median(t);
-}
-
-// Seconds per call of `call(i)` (i: which weight copy), replayed from a graph.
-double graph_time(cudaStream_t s, int nbuf, const std::function<void(int)>& call) {
-  for (int i = 0; i < nbuf; ++i) call(i);
-  CHECK_CUDA(cudaStreamSynchronize(s));
-  const int iters = std::max(nbuf, 20) / nbuf * nbuf;
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  CHECK_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-  for (int i = 0; i < iters; ++i) call(i % nbuf);
-  CHECK_CUDA(cudaStreamEndCapture(s, &graph));
-  CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-  const double t = time_median(s, 3, 25, [&] { CHECK_CUDA(cudaGraphLaunch(exec, s)); }) / iters;
-  CHECK_CUDA(cudaGraphExecDestroy(exec));
-  CHECK_CUDA(cudaGraphDestroy(graph));
-  return t;
-}
-
-struct Shape {
-  const char* name;
-  int64_t n, k;
-};
-const Shape kShapes[] = {{"qo 4096x4096", 4096, 4096},
+const NamedShape kShapes[] = {{"qo 4096x4096", 4096, 4096},
                          {"up 14336x4096", 14336, 4096},
                          {"gate_up 28672x4096", 28672, 4096},
                          {"down 4096x14336", 4096, 14336},
@@ -180,36 +84,18 @@ int main(int argc, char** argv) {
   ctx.stream = s;
   std::vector<Row> rows;
 
-  double read_bw = 0.0;
-  {
-    const size_t bytes = size_t{2} << 30;
-    void* buf = dmalloc(bytes);
-    uint32_t* sink = static_cast<uint32_t*>(dmalloc(256));
-    fill(buf, bytes, 2, 0);
-    for (int per_sm : {2, 4, 8}) {
-      for (int threads : {256, 512, 1024}) {
-        if (per_sm * threads > 2048) continue;
-        const double t = time_median(s, 2, 15, [&] {
-          read_sum<<<per_sm * prop.multiProcessorCount, threads, 0, s>>>(static_cast<const uint4*>(buf), bytes / 16, sink);
-        });
-        CHECK_CUDA(cudaGetLastError());
-        read_bw = std::max(read_bw, bytes / t);
-      }
-    }
-    CHECK_CUDA(cudaFree(buf));
-    CHECK_CUDA(cudaFree(sink));
-  }
+  const double read_bw = read_ceiling<1>(s, prop, [](void* p, size_t bytes) { fill_bits(p, bytes, 2); });
   std::printf("read-only ceiling: %.0f GB/s\n\n", read_bw / 1e9);
   std::printf("%-5s %-7s %-11s %-20s %4s %10s %9s %7s %9s %10s %8s\n", "op", "route", "dtype", "shape", "m", "us",
               "GB/s", "%read",
               "TFLOP/s", "bf16 us", "speedup");
 
-  const size_t rotate_target = std::max<size_t>(4 * static_cast<size_t>(prop.l2CacheSize), size_t{256} << 20);
+  const size_t rotate_target = rotate_target_bytes(prop);
   const KernelEntry& dense_gemv = get_kernel(Op::kGemv, DeviceKind::kCUDA, DType::kBF16);
   const KernelEntry& dense_gemm = get_kernel(Op::kGemm, DeviceKind::kCUDA, DType::kBF16);
   const size_t blas_ws_bytes = size_t{32} << 20;
   void* blas_ws = dmalloc(blas_ws_bytes);
-  for (const Shape& sh : kShapes) {
+  for (const NamedShape& sh : kShapes) {
     const int64_t max_m = 1024;
     float* x = static_cast<float*>(dmalloc(max_m * sh.k * 4));
     void* xb = dmalloc(max_m * sh.k * 2);
@@ -222,34 +108,28 @@ int main(int argc, char** argv) {
     }
     wq_cuda::dequant_gemm_rows_setting() = default_rows;
     void* ws = dmalloc(ws_bytes);
-    fill(x, max_m * sh.k * 4, 7, 1, -0.5f);
-    fill(xb, max_m * sh.k * 2, 8, 0);
+    fill_uniform_f32(x, max_m * sh.k, 7, -0.5f, 1.f);
+    fill_bits(xb, max_m * sh.k * 2, 8);
     std::vector<double> bf16_us(std::size(kMs), 0.0);
     {
       const size_t wbytes = static_cast<size_t>(sh.n) * sh.k * 2;
-      const int nbuf = static_cast<int>(std::max<size_t>(2, (rotate_target + wbytes - 1) / wbytes));
+      const int nbuf = rotate_copies(rotate_target, wbytes);
       std::vector<void*> w(nbuf);
       for (int i = 0; i < nbuf; ++i) {
         w[i] = dmalloc(wbytes);
-        fill(w[i], wbytes, 100 + i, 0);
+        fill_bits(w[i], wbytes, 100 + i);
       }
       for (size_t mi = 0; mi < std::size(kMs); ++mi) {
         const int64_t m = kMs[mi];
         if (m <= kGemvMaxRows) {
           GemvArgs a{out, x, nullptr, nullptr, nullptr, m, sh.n, sh.k, sh.n, sh.k};
-          bf16_us[mi] = 1e6 * graph_time(s, nbuf, [&](int i) {
-            a.w = w[i];
-            dense_gemv.fn(&a, ctx);
-          });
+          bf16_us[mi] = 1e6 * time_rotating(s, dense_gemv, a, w, ctx);
         } else {
           GemmArgs a{out, xb, nullptr, nullptr, m, sh.n, sh.k, sh.n, sh.k};
           a.x_dtype = DType::kBF16;
           a.workspace = blas_ws;
           a.workspace_bytes = blas_ws_bytes;
-          bf16_us[mi] = 1e6 * graph_time(s, nbuf, [&](int i) {
-            a.w = w[i];
-            dense_gemm.fn(&a, ctx);
-          });
+          bf16_us[mi] = 1e6 * time_rotating(s, dense_gemm, a, w, ctx);
         }
       }
       for (void* p : w) CHECK_CUDA(cudaFree(p));
@@ -264,16 +144,16 @@ int main(int argc, char** argv) {
       const size_t qbytes = static_cast<size_t>(sh.n) * sh.k * f.bits / 8;
       const size_t gbytes = static_cast<size_t>(sh.n) * (sh.k / kGroup) * 4;
       const size_t wbytes = qbytes + 2 * gbytes;
-      const int nbuf = static_cast<int>(std::max<size_t>(2, (rotate_target + wbytes - 1) / wbytes));
+      const int nbuf = rotate_copies(rotate_target, wbytes);
       std::vector<void*> q(nbuf), sc(nbuf), zr(nbuf);
       std::vector<WqMatrix> mats(nbuf);
       for (int i = 0; i < nbuf; ++i) {
         q[i] = dmalloc(qbytes);
         sc[i] = dmalloc(gbytes);
         zr[i] = dmalloc(gbytes);
-        fill(q[i], qbytes, 200 + i, 0);
-        fill(sc[i], gbytes, 300 + i, 1, 0.001f);
-        fill(zr[i], gbytes, 400 + i, 1, f.bits == 4 ? 7.0f : 127.0f);
+        fill_bits(q[i], qbytes, 200 + i);
+        fill_uniform_f32(sc[i], gbytes / 4, 300 + i, 0.001f, 1.f);
+        fill_uniform_f32(zr[i], gbytes / 4, 400 + i, f.bits == 4 ? 7.0f : 127.0f, 1.f);
         mats[i].q = q[i];
         mats[i].scales = static_cast<const float*>(sc[i]);
         mats[i].zeros = static_cast<const float*>(zr[i]);
@@ -290,10 +170,7 @@ int main(int argc, char** argv) {
             GemvArgs a{out, x, nullptr, nullptr, nullptr, m, sh.n, sh.k, sh.n, sh.k};
             a.workspace = ws;
             a.workspace_bytes = ws_bytes;
-            sec = graph_time(s, nbuf, [&](int i) {
-              a.w = &mats[i];
-              gemv->fn(&a, ctx);
-            });
+            sec = time_rotating(s, *gemv, a, mats, ctx);
           } else {
             const int64_t default_rows = wq_cuda::dequant_gemm_rows_setting();
             wq_cuda::dequant_gemm_rows_setting() = route[0] == 'm' ? INT64_MAX : 1;
@@ -301,10 +178,7 @@ int main(int argc, char** argv) {
             a.x_dtype = DType::kBF16;
             a.workspace = ws;
             a.workspace_bytes = ws_bytes;
-            sec = graph_time(s, nbuf, [&](int i) {
-              a.w = &mats[i];
-              gemm->fn(&a, ctx);
-            });
+            sec = time_rotating(s, *gemm, a, mats, ctx);
             wq_cuda::dequant_gemm_rows_setting() = default_rows;
           }
           const double bw = wbytes / sec;
@@ -332,24 +206,17 @@ int main(int argc, char** argv) {
   }
   CHECK_CUDA(cudaFree(blas_ws));
 
-  if (json_path != nullptr) {
-    FILE* f = std::fopen(json_path, "w");
-    if (f == nullptr) {
-      std::perror(json_path);
-      return 1;
-    }
-    std::fprintf(f, "{\n  \"device\": \"%s\",\n  \"read_ceiling_gbps\": %.1f,\n  \"rows\": [\n", prop.name, read_bw / 1e9);
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const Row& r = rows[i];
-      std::fprintf(f,
-                   "    {\"op\": \"%s\", \"route\": \"%s\", \"dtype\": \"%s\", \"shape\": \"%s\", \"m\": %lld, \"us\": %.2f, \"gbps\": %.1f, "
-                   "\"frac_read\": %.4f, \"tflops\": %.3f, \"bf16_us\": %.2f, \"speedup_vs_bf16\": %.3f}%s\n",
-                   r.op.c_str(), r.route.c_str(), r.dtype.c_str(), r.shape.c_str(), (long long)r.m, r.us, r.gbps, r.frac_read, r.tflops,
-                   r.bf16_us, r.bf16_us / r.us, i + 1 < rows.size() ? "," : "");
-    }
-    std::fprintf(f, "  ]\n}\n");
-    std::fclose(f);
-    std::printf("\nwrote %s\n", json_path);
+  // JSON: one record per table row.
+  if (json_path != nullptr &&
+      !write_json_rows(json_path, prop.name, read_bw, "", rows.size(), [&](FILE* f, size_t i) {
+        const Row& r = rows[i];
+        std::fprintf(f,
+                     "    {\"op\": \"%s\", \"route\": \"%s\", \"dtype\": \"%s\", \"shape\": \"%s\", \"m\": %lld, \"us\": %.2f, "
+                     "\"gbps\": %.1f, \"frac_read\": %.4f, \"tflops\": %.3f, \"bf16_us\": %.2f, \"speedup_vs_bf16\": %.3f}",
+                     r.op.c_str(), r.route.c_str(), r.dtype.c_str(), r.shape.c_str(), (long long)r.m, r.us, r.gbps,
+                     r.frac_read, r.tflops, r.bf16_us, r.bf16_us / r.us);
+      })) {
+    return 1;
   }
   return 0;
 }

@@ -262,8 +262,7 @@ template <bool kFp8>
 void gemm_cuda(const void* args, const ExecContext& ctx) {
   const GemmArgs& a = *static_cast<const GemmArgs*>(args);
   const char* op = kFp8 ? "fp8 gemm" : "int8 gemm";
-  ELI_CHECK_ARG(a.m >= 0 && a.n >= 0 && a.k > 0, "w8a8 ", op, ": bad shape m=", a.m, " n=", a.n, " k=", a.k);
-  ELI_CHECK_ARG(a.k <= (int64_t{1} << 17), "w8a8 ", op, ": k=", a.k, " overflows the int32 dot products");
+  check_shape(a.m, a.n, a.k, op);
   ELI_CHECK_KIND(kUnsupported, a.x_dtype == DType::kF32 && a.out_dtype == DType::kF32, "w8a8 ", op,
                  " (cuda): x and out must be float32, got ", dtype_name(a.x_dtype), " and ", dtype_name(a.out_dtype));
   ELI_CHECK_ARG(a.m <= 1 || (a.x_stride >= a.k && a.out_stride >= a.n), "w8a8 ", op,

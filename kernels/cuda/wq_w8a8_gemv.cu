@@ -201,8 +201,7 @@ template <bool kFp8>
 void gemv_cuda(const void* args, const ExecContext& ctx) {
   const GemvArgs& a = *static_cast<const GemvArgs*>(args);
   const char* op = kFp8 ? "fp8 gemv" : "int8 gemv";
-  ELI_CHECK_ARG(a.m >= 0 && a.n >= 0 && a.k > 0, "w8a8 ", op, ": bad shape m=", a.m, " n=", a.n, " k=", a.k);
-  ELI_CHECK_ARG(a.k <= (int64_t{1} << 17), "w8a8 ", op, ": k=", a.k, " overflows the int32 dot products");
+  check_shape(a.m, a.n, a.k, op);
   const bool gated = a.gated != GatedAct::kNone;
   ELI_CHECK_ARG(!gated || a.n % 2 == 0, "w8a8 ", op, ": a gated activation needs an even n, got ", a.n);
   const int64_t n_out = gated ? a.n / 2 : a.n;

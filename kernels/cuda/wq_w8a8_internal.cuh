@@ -42,6 +42,7 @@ bool fp8_gemm_cublaslt(float* out, int64_t out_stride, const uint8_t* xq, const 
                        bool accumulate, cudaStream_t stream);
 
 // Checks common to both ops (caller errors: kInvalidArgument / kUnsupported).
+void check_shape(int64_t m, int64_t n, int64_t k, const char* op);  // k <= 2^17: int32 dot products
 void check_weight(const WqMatrix& w, bool fp8, const char* op);
 void check_workspace(const void* ws, size_t bytes, int64_t m, int64_t k, const char* op);
 

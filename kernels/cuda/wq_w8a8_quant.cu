@@ -128,6 +128,11 @@ void check_weight(const WqMatrix& w, bool fp8, const char* op) {
   ELI_CHECK_KIND(kUnsupported, w.perm == nullptr, "w8a8 ", op, ": channel formats take no input permutation");
 }
 
+void check_shape(int64_t m, int64_t n, int64_t k, const char* op) {
+  ELI_CHECK_ARG(m >= 0 && n >= 0 && k > 0, "w8a8 ", op, ": bad shape m=", m, " n=", n, " k=", k);
+  ELI_CHECK_ARG(k <= (int64_t{1} << 17), "w8a8 ", op, ": k=", k, " overflows the int32 dot products");
+}
+
 void check_workspace(const void* ws, size_t bytes, int64_t m, int64_t k, const char* op) {
   const size_t need = wq_w8a8_workspace_bytes(m, k);
   ELI_CHECK_ARG(ws != nullptr && bytes >= need && (reinterpret_cast<uintptr_t>(ws) & 15u) == 0, "w8a8 ", op,

@@ -1,16 +1,23 @@
 // tests/cpp/device_test_util.h: helpers shared by the device (CUDA) kernel tests: a device buffer
-// that frees itself, seeded random data, and an element-wise closeness check that reports the
-// first few mismatches. Uses only the Device API, so it compiles in every build.
+// that frees itself, seeded random data, an element-wise closeness check that reports the first
+// few mismatches, a fixture base holding the GPU, a typed-error expectation, and the pieces of the
+// tests that run a tiny fixture model on CUDA against the CPU engine (config, prompts, greedy
+// decoding, the logit gap). Uses only the Device and Engine APIs, so it compiles in every build.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "eli/engine.h"
+#include "eli/error.h"
+#include "kernels/ops.h"
 #include "runtime/device/device.h"
 
 namespace eli {
@@ -59,6 +66,84 @@ inline void expect_close(const std::vector<float>& got, const std::vector<float>
     }
   }
   EXPECT_EQ(bad, 0u) << what;
+}
+
+// The base of a CUDA kernel test fixture with parameter P: skips without a GPU, else holds device 0
+// and an ExecContext on its default stream.
+template <typename P>
+class CudaParamTest : public ::testing::TestWithParam<P> {
+ protected:
+  void SetUp() override {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+    dev_ = create_cuda_device(0);
+    ctx_.stream = dev_->default_stream().native();
+  }
+
+  std::unique_ptr<Device> dev_;
+  ExecContext ctx_;
+};
+
+// f() must throw an eli::Error of `kind`; `accepted` is the failure reported when it throws nothing.
+template <typename F>
+void expect_error_kind(F&& f, ErrorKind kind, const std::string& accepted) {
+  try {
+    f();
+    ADD_FAILURE() << accepted;
+  } catch (const Error& err) {
+    EXPECT_EQ(err.kind(), kind) << err.what();
+  }
+}
+
+// ---- a tiny fixture model on CUDA against the CPU engine ----------------------------------------
+
+// `model` in f32 on the CPU with 2 threads and 32 KV blocks of 8 tokens.
+inline EngineConfig tiny_engine_config(const std::string& model) {
+  EngineConfig c;
+  c.model = model;
+  c.dtype = "float32";
+  c.n_threads = 2;
+  c.num_kv_blocks = 32;
+  c.block_size = 8;
+  c.device = "cpu";
+  return c;
+}
+
+// The prompts scored on both engines: 13 tokens (prefill: the GEMM route) and 3 (the GEMV route).
+inline std::vector<std::vector<int32_t>> engine_test_prompts() {
+  return {std::vector<int32_t>{3, 17, 42, 9, 60, 1, 33, 7, 21, 50, 11, 5, 28}, std::vector<int32_t>{8, 2, 40}};
+}
+
+// The tokens of `max_tokens` greedy steps after `prompt` (temperature 0, EOS ignored); every
+// output must be free of errors.
+inline std::vector<int32_t> greedy_tokens(Engine& e, const std::vector<int32_t>& prompt, int max_tokens) {
+  SamplingParams p;
+  p.max_tokens = max_tokens;
+  p.temperature = 0.0;
+  p.ignore_eos = true;
+  e.add_request(prompt, p);
+  std::vector<int32_t> out;
+  while (e.has_unfinished()) {
+    for (const TokenOutput& o : e.step()) {
+      EXPECT_NE(o.finish, FinishReason::kError) << o.error;
+      if (o.token >= 0) out.push_back(o.token);
+    }
+  }
+  return out;
+}
+
+// Over logits `got` and `want` (the same size): worst = max |got - want| (a NaN sticks, where
+// std::max would drop it), scale = max |want|.
+struct LogitGap {
+  double worst = 0.0, scale = 0.0;
+};
+inline LogitGap logit_gap(const std::vector<float>& got, const std::vector<float>& want) {
+  LogitGap g;
+  for (size_t i = 0; i < got.size(); ++i) {
+    g.scale = std::max(g.scale, static_cast<double>(std::fabs(want[i])));
+    const double d = std::fabs(static_cast<double>(got[i]) - want[i]);
+    g.worst = d <= g.worst ? g.worst : d;
+  }
+  return g;
 }
 
 }  // namespace eli

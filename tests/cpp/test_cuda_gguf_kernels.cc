@@ -44,13 +44,8 @@ namespace {
 
 size_t q8_bytes(int64_t m, int64_t k) { return static_cast<size_t>(m) * static_cast<size_t>(k / 32) * 40; }
 
-class CudaGgufKernels : public ::testing::TestWithParam<DType> {
+class CudaGgufKernels : public CudaParamTest<DType> {
  protected:
-  void SetUp() override {
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-    dev_ = create_cuda_device(0);
-    ctx_.stream = dev_->default_stream().native();
-  }
   const KernelEntry& kernel(Op op) { return get_kernel(op, DeviceKind::kCUDA, WeightFormat::kGgufBlocks, GetParam()); }
 
   // n x k random weight blocks and their reference dequantization (row-major f32).
@@ -76,8 +71,6 @@ class CudaGgufKernels : public ::testing::TestWithParam<DType> {
     }
   }
 
-  std::unique_ptr<Device> dev_;
-  ExecContext ctx_;
   std::mt19937 rng_{23};
 };
 
@@ -313,12 +306,7 @@ TEST_P(CudaGgufKernels, RejectsBadArguments) {
   GemvArgs a{dout.get(), dx.get(), dw.get(), nullptr, nullptr, 2, 4, k, 4, k};
   a.workspace = dws.get();
   a.workspace_bytes = q8_bytes(2, k) - 1;  // one byte short
-  try {
-    kernel(Op::kGemv).fn(&a, ctx_);
-    ADD_FAILURE() << "a short workspace was accepted";
-  } catch (const Error& err) {
-    EXPECT_EQ(err.kind(), ErrorKind::kInvalidArgument) << err.what();
-  }
+  expect_error_kind([&] { kernel(Op::kGemv).fn(&a, ctx_); }, ErrorKind::kInvalidArgument, "a short workspace was accepted");
   a.workspace_bytes = q8_bytes(2, k);
   if (be != 32) {  // k not a multiple of the 256-element superblock
     a.k = k - 32;
@@ -342,13 +330,7 @@ TEST_P(CudaGgufKernels, RejectsBadArguments) {
 // GEMM's bf16 weights add 2^-9 relative), and the same greedy tokens.
 TEST(CudaGgufEngine, MixedFixtureMatchesCpuDequantized) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  EngineConfig c;
-  c.model = std::string(ELI_TEST_DATA_DIR) + "/gguf/tiny_llama_mixed.gguf";
-  c.dtype = "float32";
-  c.n_threads = 2;
-  c.num_kv_blocks = 32;
-  c.block_size = 8;
-  c.device = "cpu";
+  EngineConfig c = tiny_engine_config(std::string(ELI_TEST_DATA_DIR) + "/gguf/tiny_llama_mixed.gguf");
   ::setenv("ELI_GGUF_NATIVE", "0", 1);
   std::unique_ptr<Engine> cpu;
   try {
@@ -360,21 +342,6 @@ TEST(CudaGgufEngine, MixedFixtureMatchesCpuDequantized) {
   ::unsetenv("ELI_GGUF_NATIVE");
   c.device = "cuda";
   c.gpu_memory_bytes = uint64_t{1} << 30;
-  auto greedy = [](Engine& e, const std::vector<int32_t>& prompt) {
-    SamplingParams p;
-    p.max_tokens = 12;
-    p.temperature = 0.0;
-    p.ignore_eos = true;
-    e.add_request(prompt, p);
-    std::vector<int32_t> out;
-    while (e.has_unfinished()) {
-      for (const TokenOutput& o : e.step()) {
-        EXPECT_NE(o.finish, FinishReason::kError) << o.error;
-        if (o.token >= 0) out.push_back(o.token);
-      }
-    }
-    return out;
-  };
   // Native GGUF kernels with CUDA graphs on (decode steps replay a captured graph) and off; the
   // dequantized fallback on CUDA too.
   for (const auto& [graphs, native] : {std::pair{true, true}, std::pair{false, true}, std::pair{true, false}}) {
@@ -391,20 +358,15 @@ TEST(CudaGgufEngine, MixedFixtureMatchesCpuDequantized) {
     Engine& gpu = *made;
     std::printf("graphs %d native %d: device %s, weights %s\n", graphs ? 1 : 0, native ? 1 : 0,
                 gpu.info().device.c_str(), gpu.info().weight_dtype.c_str());
-    for (const std::vector<int32_t>& prompt :
-         {std::vector<int32_t>{3, 17, 42, 9, 60, 1, 33, 7, 21, 50, 11, 5, 28}, std::vector<int32_t>{8, 2, 40}}) {
+    for (const std::vector<int32_t>& prompt : engine_test_prompts()) {
       const std::vector<float> a = gpu.score(prompt), b = cpu->score(prompt);
       ASSERT_EQ(a.size(), b.size());
-      double scale = 0.0, worst = 0.0;
-      for (size_t i = 0; i < a.size(); ++i) {
-        scale = std::max(scale, static_cast<double>(std::fabs(b[i])));
-        const double d = std::fabs(static_cast<double>(a[i]) - b[i]);
-        worst = d <= worst ? worst : d;  // a NaN sticks (std::max would drop it)
-      }
+      const auto [worst, scale] = logit_gap(a, b);
       std::printf("prompt of %zu tokens: max |logit| %.4g, max |delta| %.4g (%.3g%%)\n", prompt.size(), scale, worst,
                   100.0 * worst / scale);
       EXPECT_LE(worst, 0.03 * scale);
-      EXPECT_EQ(greedy(gpu, prompt), greedy(*cpu, prompt)) << "graphs " << graphs << " native " << native;
+      EXPECT_EQ(greedy_tokens(gpu, prompt, 12), greedy_tokens(*cpu, prompt, 12))
+          << "graphs " << graphs << " native " << native;
     }
   }
 }

@@ -137,19 +137,12 @@ std::vector<double> effective_x(const HostWq& h, const float* x, const float* nw
   return out;
 }
 
-class CudaWqKernels : public ::testing::TestWithParam<int> {
+class CudaWqKernels : public CudaParamTest<int> {
  protected:
-  void SetUp() override {
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-    dev_ = create_cuda_device(0);
-    ctx_.stream = dev_->default_stream().native();
-  }
   WeightFormat format() const { return GetParam() == 4 ? WeightFormat::kInt4Grouped : WeightFormat::kInt8Grouped; }
   const KernelEntry& kernel(Op op) { return get_kernel(op, DeviceKind::kCUDA, format(), DType::kU8); }
   void run_gemm_cases();
 
-  std::unique_ptr<Device> dev_;
-  ExecContext ctx_;
   std::mt19937 rng_{41};
 };
 
@@ -384,25 +377,9 @@ TEST_P(CudaWqKernels, RejectsAMissingWorkspace) {
   DeviceWq dw(*dev_, h);
   const WqMatrix dview = dw.view();
   DeviceBuffer<float> dx(*dev_, static_cast<size_t>(4 * 256)), dout(*dev_, static_cast<size_t>(4 * 40));
-  GemvArgs a{};
-  a.out = dout.get();
-  a.x = dx.get();
-  a.w = &dview;
-  a.m = 2;
-  a.n = 40;
-  a.k = 256;
-  a.out_stride = 40;
-  a.x_stride = 256;
+  GemvArgs a{dout.get(), dx.get(), &dview, nullptr, nullptr, 2, 40, 256, 40, 256};
   EXPECT_THROW(kernel(Op::kGemv).fn(&a, ctx_), Error);  // act-order gather needs the workspace
-  GemmArgs g{};
-  g.out = dout.get();
-  g.x = dx.get();
-  g.w = &dview;
-  g.m = 4;
-  g.n = 40;
-  g.k = 256;
-  g.out_stride = 40;
-  g.x_stride = 256;
+  GemmArgs g{dout.get(), dx.get(), &dview, nullptr, 4, 40, 256, 40, 256};
   g.x_dtype = DType::kF32;
   EXPECT_THROW(kernel(Op::kGemm).fn(&g, ctx_), Error);
 }
@@ -415,48 +392,21 @@ class CudaWqEngine : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(CudaWqEngine, FixtureMatchesTheCpuEngine) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  EngineConfig c;
-  c.model = std::string(ELI_TEST_DATA_DIR) + "/models_quantized/" + GetParam();
-  c.dtype = "float32";
-  c.n_threads = 2;
-  c.num_kv_blocks = 32;
-  c.block_size = 8;
-  c.device = "cpu";
+  EngineConfig c = tiny_engine_config(std::string(ELI_TEST_DATA_DIR) + "/models_quantized/" + GetParam());
   Engine cpu(c);
   c.device = "cuda";
   c.gpu_memory_bytes = uint64_t{1} << 30;
-  auto greedy = [](Engine& e, const std::vector<int32_t>& prompt) {
-    SamplingParams p;
-    p.max_tokens = 12;
-    p.temperature = 0.0;
-    p.ignore_eos = true;
-    e.add_request(prompt, p);
-    std::vector<int32_t> out;
-    while (e.has_unfinished()) {
-      for (const TokenOutput& o : e.step()) {
-        EXPECT_NE(o.finish, FinishReason::kError) << o.error;
-        if (o.token >= 0) out.push_back(o.token);
-      }
-    }
-    return out;
-  };
   for (bool graphs : {true, false}) {
     c.enable_cuda_graphs = graphs;
     Engine gpu(c);
-    for (const std::vector<int32_t>& prompt :
-         {std::vector<int32_t>{3, 17, 42, 9, 60, 1, 33, 7, 21, 50, 11, 5, 28}, std::vector<int32_t>{8, 2, 40}}) {
+    for (const std::vector<int32_t>& prompt : engine_test_prompts()) {
       const std::vector<float> a = gpu.score(prompt), b = cpu.score(prompt);
       ASSERT_EQ(a.size(), b.size());
-      double scale = 0.0, worst = 0.0;
-      for (size_t i = 0; i < a.size(); ++i) {
-        scale = std::max(scale, static_cast<double>(std::fabs(b[i])));
-        const double d = std::fabs(static_cast<double>(a[i]) - b[i]);
-        worst = d <= worst ? worst : d;  // a NaN sticks
-      }
+      const auto [worst, scale] = logit_gap(a, b);
       std::printf("%s graphs %d, prompt of %zu tokens: max |logit| %.4g, max |delta| %.4g\n", GetParam(), graphs ? 1 : 0,
                   prompt.size(), scale, worst);
       EXPECT_LE(worst, 0.03 * scale) << GetParam();
-      const std::vector<int32_t> g = greedy(gpu, prompt), h = greedy(cpu, prompt);
+      const std::vector<int32_t> g = greedy_tokens(gpu, prompt, 12), h = greedy_tokens(cpu, prompt, 12);
       ASSERT_EQ(g.size(), h.size());
       size_t same = 0;
       while (same < g.size() && g[same] == h[same]) ++same;

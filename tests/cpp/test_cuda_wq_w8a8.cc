@@ -59,13 +59,8 @@ double act(GatedAct g, double y) {
   return y / (1.0 + std::exp(-y));
 }
 
-class CudaWqW8a8 : public ::testing::TestWithParam<WeightFormat> {
+class CudaWqW8a8 : public CudaParamTest<WeightFormat> {
  protected:
-  void SetUp() override {
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-    dev_ = create_cuda_device(0);
-    ctx_.stream = dev_->default_stream().native();
-  }
   bool fp8() const { return GetParam() == WeightFormat::kFp8Channel; }
   DType dtype() const { return fp8() ? DType::kF8E4M3 : DType::kI8; }
   const KernelEntry& kernel(Op op) { return get_kernel(op, DeviceKind::kCUDA, GetParam(), dtype()); }
@@ -80,8 +75,6 @@ class CudaWqW8a8 : public ::testing::TestWithParam<WeightFormat> {
 
   void run(const Case& c, Op op);
 
-  std::unique_ptr<Device> dev_;
-  ExecContext ctx_;
   std::mt19937 rng_{29};
 };
 
@@ -267,12 +260,7 @@ TEST_P(CudaWqW8a8, RejectsBadArguments) {
   GemvArgs a{dout.get(), dx.get(), &w, nullptr, nullptr, 2, n, k, n, k};
   a.workspace = dws.get();
   a.workspace_bytes = wq_w8a8_workspace_bytes(2, k) - 1;  // one byte short
-  try {
-    kernel(Op::kGemv).fn(&a, ctx_);
-    ADD_FAILURE() << "a short workspace was accepted";
-  } catch (const Error& err) {
-    EXPECT_EQ(err.kind(), ErrorKind::kInvalidArgument) << err.what();
-  }
+  expect_error_kind([&] { kernel(Op::kGemv).fn(&a, ctx_); }, ErrorKind::kInvalidArgument, "a short workspace was accepted");
   a.workspace_bytes = wq_w8a8_workspace_bytes(2, k);
   a.n = 3;
   a.gated = GatedAct::kSilu;  // odd n
@@ -286,12 +274,7 @@ TEST_P(CudaWqW8a8, RejectsBadArguments) {
   EXPECT_THROW(kernel(Op::kGemm).fn(&gm, ctx_), Error);  // the other format
   gm.w = &w;
   gm.x_dtype = DType::kBF16;  // x must be f32
-  try {
-    kernel(Op::kGemm).fn(&gm, ctx_);
-    ADD_FAILURE() << "a bf16 x was accepted";
-  } catch (const Error& err) {
-    EXPECT_EQ(err.kind(), ErrorKind::kUnsupported) << err.what();
-  }
+  expect_error_kind([&] { kernel(Op::kGemm).fn(&gm, ctx_); }, ErrorKind::kUnsupported, "a bf16 x was accepted");
 }
 
 INSTANTIATE_TEST_SUITE_P(CudaW8a8, CudaWqW8a8, ::testing::Values(WeightFormat::kInt8Channel, WeightFormat::kFp8Channel),
@@ -315,48 +298,24 @@ TEST(CudaWqW8a8Engine, FixturesMatchCpu) {
                           {data + "/models/llama_base", "fp8"}};
   for (const Model& md : models) {
     SCOPED_TRACE(md.dir);
-    EngineConfig c;
-    c.model = md.dir;
+    EngineConfig c = tiny_engine_config(md.dir);
     c.quantization = md.quantization;
-    c.dtype = "float32";
-    c.n_threads = 2;
-    c.num_kv_blocks = 32;
-    c.block_size = 8;
-    c.device = "cpu";
     Engine cpu(c);
     c.device = "cuda";
     c.gpu_memory_bytes = uint64_t{1} << 30;
     for (bool graphs : {true, false}) {
       c.enable_cuda_graphs = graphs;
       Engine gpu(c);
-      for (const std::vector<int32_t>& prompt :
-           {std::vector<int32_t>{3, 17, 42, 9, 60, 1, 33, 7, 21, 50, 11, 5, 28}, std::vector<int32_t>{8, 2, 40}}) {
+      for (const std::vector<int32_t>& prompt : engine_test_prompts()) {
         const std::vector<float> a = gpu.score(prompt), b = cpu.score(prompt);
         ASSERT_EQ(a.size(), b.size());
-        double scale = 0.0, worst = 0.0;
-        for (size_t i = 0; i < a.size(); ++i) {
-          scale = std::max(scale, static_cast<double>(std::fabs(b[i])));
-          const double d = std::fabs(static_cast<double>(a[i]) - b[i]);
-          worst = d <= worst ? worst : d;  // a NaN sticks
-        }
+        const auto [worst, scale] = logit_gap(a, b);
         std::printf("%s graphs %d prompt %zu: max |logit| %.4g, max |delta| %.4g\n", md.dir.c_str(), graphs ? 1 : 0,
                     prompt.size(), scale, worst);
         EXPECT_LE(worst, 0.05 * scale);
       }
       // Decode (the GEMV) too: a few greedy steps run without errors.
-      SamplingParams p;
-      p.max_tokens = 6;
-      p.temperature = 0.0;
-      p.ignore_eos = true;
-      gpu.add_request({3, 17, 42}, p);
-      int tokens = 0;
-      while (gpu.has_unfinished()) {
-        for (const TokenOutput& o : gpu.step()) {
-          EXPECT_NE(o.finish, FinishReason::kError) << o.error;
-          if (o.token >= 0) ++tokens;
-        }
-      }
-      EXPECT_EQ(tokens, 6);
+      EXPECT_EQ(greedy_tokens(gpu, {3, 17, 42}, 6).size(), 6u);
     }
   }
 }
