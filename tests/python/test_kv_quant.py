@@ -40,8 +40,8 @@ def log_softmax(x):
 def test_memory_plan_counts_the_smaller_blocks(data_dir, kv):
     path = str(data_dir / "models" / "llama_base")
     budget = 1 << 20
-    ref = eli.LLM(path, dtype="float32", block_size=8, kv_cache_bytes=budget)
-    q = eli.LLM(path, dtype="float32", block_size=8, kv_cache_bytes=budget, kv_cache_dtype=kv)
+    ref = eli.LLM(path, device="cpu", dtype="float32", block_size=8, kv_cache_bytes=budget)
+    q = eli.LLM(path, device="cpu", dtype="float32", block_size=8, kv_cache_bytes=budget, kv_cache_dtype=kv)
     spec = ref.info["spec"]
     n_layers, nkv, hd = spec["num_layers"], spec["num_kv_heads"], spec["head_dim"]
     f32_block = 8 * nkv * hd * 4 * 2 * n_layers
@@ -66,7 +66,7 @@ def smollm2(smollm2_gguf):
     # while the model loads). The native block kernels quantize activations to 8 bits, and a KV
     # perturbation that flips one of those roundings would be charged to the cache (int8's max
     # logprob error measures 0.39 with them, 0.12 without).
-    kw = dict(dtype="float32", n_threads=2, max_num_seqs=8)
+    kw = dict(device="cpu", dtype="float32", n_threads=2, max_num_seqs=8)
     saved = os.environ.get("ELI_GGUF_NATIVE")
     os.environ["ELI_GGUF_NATIVE"] = "0"
     try:
@@ -142,7 +142,7 @@ def test_prefix_cache_and_preemption_give_the_same_tokens(data_dir, kv):
     import random
 
     path = str(data_dir / "models" / "llama_base")
-    kw = dict(dtype="float32", block_size=8, kv_cache_dtype=kv)
+    kw = dict(device="cpu", dtype="float32", block_size=8, kv_cache_dtype=kv)
     rng = random.Random(7)
     prefix = [rng.randrange(3, 263) for _ in range(45)]
     prompts = [prefix + [rng.randrange(3, 263) for _ in range(n)] for n in (3, 9, 1)]
