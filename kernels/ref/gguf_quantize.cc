@@ -11,7 +11,9 @@
 // Storing: sub-block scales are coded against the super-block scale (6-bit unsigned for Q4_K /
 // Q5_K scale and min, int8 for Q6_K), fp16 scales rounded, and only then every value is rounded to
 // its nearest level under the stored scales, so the bytes decode to the nearest representable grid
-// point for each value that lies inside its block's range.
+// point for each value that lies inside its block's range. Q2_K / Q3_K (coarse 4 / 6-bit sub-block
+// codes, 16 sub-blocks) also search the super-block scale and each sub-block's code by the stored
+// block's weighted error. An importance matrix (col_weights) multiplies every weight w above.
 #include "kernels/ref/gguf_quantize.h"
 
 #include <algorithm>
@@ -61,12 +63,18 @@ float max_abs(const float* x, int n) {
   return a;
 }
 
-// w[i] = rms(x) + |x[i]|.
-void importance(const float* x, int n, float* w) {
+// w[i] = rms(x) + |x[i]|, times the importance-matrix column weight qw[i] when qw is given and not
+// all zero over these n values (a block no calibration row reached keeps the plain weights).
+void importance(const float* x, int n, float* w, const float* qw = nullptr) {
   double s2 = 0.0;
   for (int i = 0; i < n; ++i) s2 += static_cast<double>(x[i]) * x[i];
   const float rms = static_cast<float>(std::sqrt(s2 / n));
   for (int i = 0; i < n; ++i) w[i] = rms + std::fabs(x[i]);
+  if (qw == nullptr) return;
+  float total = 0.0f;
+  for (int i = 0; i < n; ++i) total += qw[i];
+  if (!(total > 0.0f)) return;
+  for (int i = 0; i < n; ++i) w[i] *= qw[i];
 }
 
 // ---- symmetric fit: x ~ s * q, q in [-nmax, nmax - 1] ------------------------------------------
@@ -102,7 +110,7 @@ void sym_candidate(const float* x, const float* w, int n, int nmax, float is, Sy
   }
 }
 
-float fit_symmetric(const float* x, int n, int nmax, bool search) {
+float fit_symmetric(const float* x, int n, int nmax, bool search, const float* qw = nullptr) {
   float amax = 0.0f, m = 0.0f;
   for (int i = 0; i < n; ++i)
     if (std::fabs(x[i]) > amax) {
@@ -115,7 +123,7 @@ float fit_symmetric(const float* x, int n, int nmax, bool search) {
   float xn[kQK], wn[kQK];
   const float inv = 1.0f / amax;
   for (int i = 0; i < n; ++i) xn[i] = x[i] * inv;
-  importance(xn, n, wn);
+  importance(xn, n, wn, qw);
   const float mn = m * inv;  // +-1
   SymFit best;
   for (int step = -9; step <= 9; ++step)  // step 0: the max-abs grid
@@ -180,7 +188,7 @@ void asym_candidate(const float* x, const float* w, int n, int nmax, float is, f
   }
 }
 
-ScaleMin fit_asymmetric(const float* x, int n, int nmax, bool search, bool free_offset) {
+ScaleMin fit_asymmetric(const float* x, int n, int nmax, bool search, bool free_offset, const float* qw = nullptr) {
   float lo = free_offset ? x[0] : 0.0f, hi = x[0];
   for (int i = 0; i < n; ++i) {
     lo = std::min(lo, x[i]);
@@ -193,7 +201,7 @@ ScaleMin fit_asymmetric(const float* x, int n, int nmax, bool search, bool free_
   const float amax = std::max(std::fabs(lo), std::fabs(hi)), inv = 1.0f / amax;
   float xn[kQK], wn[kQK];
   for (int i = 0; i < n; ++i) xn[i] = x[i] * inv;
-  importance(xn, n, wn);
+  importance(xn, n, wn, qw);
   const float lon = lo * inv, range = (hi - lo) * inv;
   AsymFit best;
   for (int step = 0; step <= 20; ++step)  // step 10: the min/max grid
@@ -217,8 +225,8 @@ void block_q8_0(const float* x, uint8_t* b, int64_t col) {
 }
 
 // Q4_0: fp16 d, nibble j = q[j] + 8 (low) and q[j + 16] + 8 (high).
-void block_q4_0(const float* x, uint8_t* b, int64_t col, bool search) {
-  const float s = fit_symmetric(x, kQK, 8, search);
+void block_q4_0(const float* x, const float* qw, uint8_t* b, int64_t col, bool search) {
+  const float s = fit_symmetric(x, kQK, 8, search, qw);
   const uint16_t h = scale_to_f16(s, DType::kQ4_0, col, max_abs(x, kQK));
   const float d = f16_to_f32(h);
   store_f16(b, h);
@@ -239,8 +247,8 @@ void store_q5_bits(const int* q, uint8_t* qh_out, uint8_t* qs) {
 }
 
 // Q5_0: fp16 d, u32 qh, nibbles; y = d (q - 16).
-void block_q5_0(const float* x, uint8_t* b, int64_t col, bool search) {
-  const float s = fit_symmetric(x, kQK, 16, search);
+void block_q5_0(const float* x, const float* qw, uint8_t* b, int64_t col, bool search) {
+  const float s = fit_symmetric(x, kQK, 16, search, qw);
   const uint16_t h = scale_to_f16(s, DType::kQ5_0, col, max_abs(x, kQK));
   const float d = f16_to_f32(h);
   store_f16(b, h);
@@ -250,8 +258,8 @@ void block_q5_0(const float* x, uint8_t* b, int64_t col, bool search) {
 }
 
 // Q5_1: fp16 d, fp16 m, u32 qh, nibbles; y = d q + m (m of either sign).
-void block_q5_1(const float* x, uint8_t* b, int64_t col, bool search) {
-  const ScaleMin f = fit_asymmetric(x, kQK, 31, search, true);
+void block_q5_1(const float* x, const float* qw, uint8_t* b, int64_t col, bool search) {
+  const ScaleMin f = fit_asymmetric(x, kQK, 31, search, true, qw);
   const float amax = max_abs(x, kQK);
   const uint16_t dh = scale_to_f16(f.s, DType::kQ5_1, col, amax);
   const uint16_t mh = scale_to_f16(-f.mn, DType::kQ5_1, col, amax);
@@ -264,13 +272,13 @@ void block_q5_1(const float* x, uint8_t* b, int64_t col, bool search) {
 }
 
 // Q4_K (nmax 15) / Q5_K (nmax 31): 8 sub-blocks of 32, each with a 6-bit scale and min code.
-void block_q45_k(const float* x, uint8_t* b, int64_t col, bool q5, bool search) {
+void block_q45_k(const float* x, const float* qw, uint8_t* b, int64_t col, bool q5, bool search) {
   const DType dtype = q5 ? DType::kQ5_K : DType::kQ4_K;
   const int nmax = q5 ? 31 : 15;
   ScaleMin fit[8];
   float max_s = 0.0f, max_m = 0.0f;
   for (int j = 0; j < 8; ++j) {
-    fit[j] = fit_asymmetric(x + 32 * j, 32, nmax, search, false);
+    fit[j] = fit_asymmetric(x + 32 * j, 32, nmax, search, false, qw != nullptr ? qw + 32 * j : nullptr);
     max_s = std::max(max_s, fit[j].s);
     max_m = std::max(max_m, fit[j].mn);
   }
@@ -313,11 +321,11 @@ void block_q45_k(const float* x, uint8_t* b, int64_t col, bool q5, bool search) 
 }
 
 // Q6_K: 16 sub-blocks of 16 with int8 scales against one fp16 d, 6-bit quants biased by 32.
-void block_q6_k(const float* x, uint8_t* b, int64_t col, bool search) {
+void block_q6_k(const float* x, const float* qw, uint8_t* b, int64_t col, bool search) {
   float s[16];
   float ms = 0.0f;  // the sub-block scale of largest magnitude, signed
   for (int j = 0; j < 16; ++j) {
-    s[j] = fit_symmetric(x + 16 * j, 16, 32, search);
+    s[j] = fit_symmetric(x + 16 * j, 16, 32, search, qw != nullptr ? qw + 16 * j : nullptr);
     if (std::fabs(s[j]) > std::fabs(ms)) ms = s[j];
   }
   std::memset(b, 0, 210);
@@ -345,54 +353,258 @@ void block_q6_k(const float* x, uint8_t* b, int64_t col, bool search) {
   }
 }
 
+// ---- Q3_K / Q2_K: 16 sub-blocks of 16, 4-bit / 6-bit sub-block codes ----------------------------
+// Sub-block scales (and Q2_K's mins) come from the fits above; their codes against the super-block
+// scale(s) are coarse (Q2_K: 4 bits), so with search the super-block scale is chosen among a few
+// candidates around the max-abs one (each fp16-rounded as stored) and each sub-block's code among
+// its rounded code and the two beside it, all scored by the block's weighted squared error with
+// every value rounded to its nearest level under the stored scales (what the bytes decode to).
+
+// The weights the stored-block candidates are scored by: per sub-block of 16 as importance().
+void block_weights16(const float* x, const float* qw, float* w) {
+  for (int j = 0; j < 16; ++j) importance(x + 16 * j, 16, w + 16 * j, qw != nullptr ? qw + 16 * j : nullptr);
+}
+
+inline float f16_round(float v) { return f16_to_f32(f32_to_f16(v)); }
+
+// One Q3_K sub-block under scale code `sc`: nearest levels q in [-4, 3], weighted error.
+double q3_sub_error(const float* x, const float* w, float d, int sc, int* q) {
+  const float ds = d * static_cast<float>(sc);
+  double err = 0.0;
+  for (int l = 0; l < 16; ++l) {
+    q[l] = ds != 0.0f ? nearest_clamped(x[l] / ds, -4, 3) : 0;
+    const float e = x[l] - ds * static_cast<float>(q[l]);
+    err += static_cast<double>(w[l]) * e * e;
+  }
+  return err;
+}
+
+// The block under super-block scale d: scale codes in [-32, 31] and levels; returns the error.
+double q3_block(const float* x, const float* w, const float* s, float d, bool search, int* sc, int* q) {
+  double total = 0.0;
+  for (int j = 0; j < 16; ++j) {
+    const int c0 = d != 0.0f ? nearest_clamped(s[j] / d, -32, 31) : 0;
+    int qt[16];
+    double best = q3_sub_error(x + 16 * j, w + 16 * j, d, c0, q + 16 * j);
+    sc[j] = c0;
+    for (int c = std::max(-32, c0 - 1); search && d != 0.0f && c <= std::min(31, c0 + 1); ++c) {
+      if (c == c0) continue;
+      const double e = q3_sub_error(x + 16 * j, w + 16 * j, d, c, qt);
+      if (e < best) {
+        best = e;
+        sc[j] = c;
+        std::copy(qt, qt + 16, q + 16 * j);
+      }
+    }
+    total += best;
+  }
+  return total;
+}
+
+// Q3_K: hmask[32], qs[64], scales[12] (6-bit codes biased by 32), fp16 d; y = d * sc * q.
+void block_q3_k(const float* x, const float* qw, uint8_t* b, int64_t col, bool search) {
+  float s[16];
+  float ms = 0.0f;  // the sub-block scale of largest magnitude, signed
+  for (int j = 0; j < 16; ++j) {
+    s[j] = fit_symmetric(x + 16 * j, 16, 4, search, qw != nullptr ? qw + 16 * j : nullptr);
+    if (std::fabs(s[j]) > std::fabs(ms)) ms = s[j];
+  }
+  const uint16_t dh0 = scale_to_f16(ms != 0.0f ? ms / -32.0f : 0.0f, DType::kQ3_K, col, max_abs(x, kQKK));
+  float w[kQKK];
+  block_weights16(x, qw, w);
+  int sc[16], q[kQKK], sc_t[16], q_t[kQKK];
+  uint16_t dh = dh0;
+  double best = q3_block(x, w, s, f16_to_f32(dh0), search, sc, q);
+  for (int k = -8; search && ms != 0.0f && k <= 8; ++k) {  // divisors 30 .. 34 (k = 0: the max-abs one)
+    if (k == 0) continue;
+    const uint16_t h = f32_to_f16(ms / -(32.0f + 0.25f * static_cast<float>(k)));
+    if (!std::isfinite(f16_to_f32(h)) || h == dh0) continue;
+    const double e = q3_block(x, w, s, f16_to_f32(h), true, sc_t, q_t);
+    if (e < best) {
+      best = e;
+      dh = h;
+      std::copy(sc_t, sc_t + 16, sc);
+      std::copy(q_t, q_t + kQKK, q);
+    }
+  }
+  std::memset(b, 0, 110);
+  uint8_t* hmask = b;
+  uint8_t* qs = b + 32;
+  uint8_t* scales = b + 96;
+  for (int j = 0; j < 16; ++j) {
+    const int c = sc[j] + 32;  // 0 .. 63
+    scales[j % 8] |= static_cast<uint8_t>((c & 0x0f) << (j < 8 ? 0 : 4));
+    scales[8 + j % 4] |= static_cast<uint8_t>((c >> 4) << (2 * (j / 4)));
+  }
+  for (int e = 0; e < kQKK; ++e) {
+    const int u = q[e] + 4;  // 0 .. 7: low 2 bits in qs, bit 2 in hmask
+    const int h = e / 128, sh = (e / 32) % 4, l = e % 32;
+    qs[32 * h + l] |= static_cast<uint8_t>((u & 3) << (2 * sh));
+    if (u & 4) hmask[l] |= static_cast<uint8_t>(1u << (e / 32));
+  }
+  store_f16(b + 108, dh);
+}
+
+// One Q2_K sub-block under codes (cs, cm): nearest levels q in [0, 3], weighted error.
+double q2_sub_error(const float* x, const float* w, float d, float dmin, int cs, int cm, int* q) {
+  const float ds = d * static_cast<float>(cs), dm = dmin * static_cast<float>(cm);
+  double err = 0.0;
+  for (int l = 0; l < 16; ++l) {
+    q[l] = ds > 0.0f ? nearest_clamped((x[l] + dm) / ds, 0, 3) : 0;
+    const float e = x[l] - (ds * static_cast<float>(q[l]) - dm);
+    err += static_cast<double>(w[l]) * e * e;
+  }
+  return err;
+}
+
+// The block under super-block scales (d, dmin): 4-bit scale and min codes and levels; the error.
+double q2_block(const float* x, const float* w, const ScaleMin* fit, float d, float dmin, bool search, int* sc,
+                int* mn, int* q) {
+  double total = 0.0;
+  for (int j = 0; j < 16; ++j) {
+    const int s0 = d > 0.0f ? nearest_clamped(fit[j].s / d, 0, 15) : 0;
+    const int m0 = dmin > 0.0f ? nearest_clamped(fit[j].mn / dmin, 0, 15) : 0;
+    double best = q2_sub_error(x + 16 * j, w + 16 * j, d, dmin, s0, m0, q + 16 * j);
+    sc[j] = s0;
+    mn[j] = m0;
+    if (!search) {
+      total += best;
+      continue;
+    }
+    int qt[16];
+    for (int cs = std::max(0, s0 - 1); cs <= std::min(15, s0 + 1); ++cs)
+      for (int cm = std::max(0, m0 - 1); cm <= std::min(15, m0 + 1); ++cm) {
+        if ((cs == s0 && cm == m0) || (cs > 0 && d <= 0.0f) || (cm > 0 && dmin <= 0.0f)) continue;
+        const double e = q2_sub_error(x + 16 * j, w + 16 * j, d, dmin, cs, cm, qt);
+        if (e < best) {
+          best = e;
+          sc[j] = cs;
+          mn[j] = cm;
+          std::copy(qt, qt + 16, q + 16 * j);
+        }
+      }
+    total += best;
+  }
+  return total;
+}
+
+// Q2_K: scales[16] (low nibble scale code, high nibble min code), qs[64], fp16 d, fp16 dmin;
+// y = d * sc * q - dmin * mn.
+void block_q2_k(const float* x, const float* qw, uint8_t* b, int64_t col, bool search) {
+  ScaleMin fit[16];
+  float max_s = 0.0f, max_m = 0.0f;
+  for (int j = 0; j < 16; ++j) {
+    fit[j] = fit_asymmetric(x + 16 * j, 16, 3, search, false, qw != nullptr ? qw + 16 * j : nullptr);
+    max_s = std::max(max_s, fit[j].s);
+    max_m = std::max(max_m, fit[j].mn);
+  }
+  const float amax = max_abs(x, kQKK);
+  uint16_t dh = scale_to_f16(max_s / 15.0f, DType::kQ2_K, col, amax);
+  uint16_t mh = scale_to_f16(max_m / 15.0f, DType::kQ2_K, col, amax);
+  float w[kQKK];
+  block_weights16(x, qw, w);
+  int sc[16], mn[16], q[kQKK], sc_t[16], mn_t[16], q_t[kQKK];
+  double best = q2_block(x, w, fit, f16_to_f32(dh), f16_to_f32(mh), search, sc, mn, q);
+  // Coordinate search: the scale's divisor (13 .. 17; 15 is the max-abs one), then the min's.
+  for (int pass = 0; search && pass < 2; ++pass) {
+    const float top = pass == 0 ? max_s : max_m;
+    if (!(top > 0.0f)) continue;
+    const uint16_t h0 = pass == 0 ? dh : mh;
+    for (int k = -8; k <= 8; ++k) {
+      const uint16_t h = f32_to_f16(top / (15.0f + 0.25f * static_cast<float>(k)));
+      if (!std::isfinite(f16_to_f32(h)) || h == h0) continue;
+      const float d = pass == 0 ? f16_to_f32(h) : f16_to_f32(dh), dmin = pass == 0 ? f16_to_f32(mh) : f16_to_f32(h);
+      const double e = q2_block(x, w, fit, d, dmin, true, sc_t, mn_t, q_t);
+      if (e < best) {
+        best = e;
+        (pass == 0 ? dh : mh) = h;
+        std::copy(sc_t, sc_t + 16, sc);
+        std::copy(mn_t, mn_t + 16, mn);
+        std::copy(q_t, q_t + kQKK, q);
+      }
+    }
+  }
+  std::memset(b, 0, 84);
+  for (int j = 0; j < 16; ++j) b[j] = static_cast<uint8_t>(sc[j] | (mn[j] << 4));
+  uint8_t* qs = b + 16;
+  for (int e = 0; e < kQKK; ++e) qs[32 * (e / 128) + e % 32] |= static_cast<uint8_t>(q[e] << (2 * ((e / 32) % 4)));
+  store_f16(b + 80, dh);
+  store_f16(b + 82, mh);
+}
+
 }  // namespace
 
 bool gguf_quantize_supported(DType dtype) {
   return dtype == DType::kQ8_0 || dtype == DType::kQ4_0 || dtype == DType::kQ5_0 || dtype == DType::kQ5_1 ||
-         dtype == DType::kQ4_K || dtype == DType::kQ5_K || dtype == DType::kQ6_K;
+         dtype == DType::kQ2_K || dtype == DType::kQ3_K || dtype == DType::kQ4_K || dtype == DType::kQ5_K ||
+         dtype == DType::kQ6_K;
 }
 
-void quantize_row_gguf(DType dtype, const float* x, int64_t n, void* out, bool search) {
+namespace {
+
+void check_supported(DType dtype) {
   ELI_CHECK_ARG(gguf_quantize_supported(dtype), "GGUF quantization to ", dtype_name(dtype),
-                " is not supported (supported: q8_0, q4_0, q5_0, q5_1, q4_k, q5_k, q6_k)");
+                " is not supported (supported: q8_0, q4_0, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k)");
+}
+
+void check_weights(const float* col_weights, int64_t n) {
+  if (col_weights == nullptr) return;
+  for (int64_t i = 0; i < n; ++i)
+    ELI_CHECK_ARG(std::isfinite(col_weights[i]) && col_weights[i] >= 0.0f, "importance weights: the weight of column ",
+                  i, " is ", col_weights[i], "; weights must be finite and >= 0");
+}
+
+void quantize_row_checked(DType dtype, const float* x, int64_t n, void* out, bool search, const float* col_weights) {
   const DTypeInfo& info = dtype_info(dtype);
-  ELI_CHECK_ARG(n >= 0 && n % info.block_elems == 0, dtype_name(dtype), ": row length ", n,
-                " is not a multiple of the block size ", info.block_elems);
   for (int64_t i = 0; i < n; ++i)
     ELI_CHECK_ARG(std::isfinite(x[i]), dtype_name(dtype), ": the value at column ", i, " is ",
                   std::isnan(x[i]) ? "NaN" : "infinite", "; only finite weights can be quantized");
   auto* o = static_cast<uint8_t*>(out);
   for (int64_t blk = 0; blk < n / info.block_elems; ++blk) {
     const float* xb = x + blk * info.block_elems;
+    const float* qw = col_weights != nullptr ? col_weights + blk * info.block_elems : nullptr;
     uint8_t* ob = o + blk * info.block_bytes;
     const int64_t col = blk * info.block_elems;
     switch (dtype) {
       case DType::kQ8_0: block_q8_0(xb, ob, col); break;
-      case DType::kQ4_0: block_q4_0(xb, ob, col, search); break;
-      case DType::kQ5_0: block_q5_0(xb, ob, col, search); break;
-      case DType::kQ5_1: block_q5_1(xb, ob, col, search); break;
-      case DType::kQ4_K: block_q45_k(xb, ob, col, false, search); break;
-      case DType::kQ5_K: block_q45_k(xb, ob, col, true, search); break;
-      case DType::kQ6_K: block_q6_k(xb, ob, col, search); break;
+      case DType::kQ4_0: block_q4_0(xb, qw, ob, col, search); break;
+      case DType::kQ5_0: block_q5_0(xb, qw, ob, col, search); break;
+      case DType::kQ5_1: block_q5_1(xb, qw, ob, col, search); break;
+      case DType::kQ2_K: block_q2_k(xb, qw, ob, col, search); break;
+      case DType::kQ3_K: block_q3_k(xb, qw, ob, col, search); break;
+      case DType::kQ4_K: block_q45_k(xb, qw, ob, col, false, search); break;
+      case DType::kQ5_K: block_q45_k(xb, qw, ob, col, true, search); break;
+      case DType::kQ6_K: block_q6_k(xb, qw, ob, col, search); break;
       default: ELI_THROW(kInternal, "quantize_row_gguf: unhandled dtype ", dtype_name(dtype));
     }
   }
 }
 
+}  // namespace
+
+void quantize_row_gguf(DType dtype, const float* x, int64_t n, void* out, bool search, const float* col_weights) {
+  check_supported(dtype);
+  const DTypeInfo& info = dtype_info(dtype);
+  ELI_CHECK_ARG(n >= 0 && n % info.block_elems == 0, dtype_name(dtype), ": row length ", n,
+                " is not a multiple of the block size ", info.block_elems);
+  check_weights(col_weights, n);
+  quantize_row_checked(dtype, x, n, out, search, col_weights);
+}
+
 void quantize_matrix_gguf(DType dtype, const float* x, int64_t rows, int64_t cols, void* out, ThreadPool* pool,
-                          bool search) {
-  ELI_CHECK_ARG(gguf_quantize_supported(dtype), "GGUF quantization to ", dtype_name(dtype),
-                " is not supported (supported: q8_0, q4_0, q5_0, q5_1, q4_k, q5_k, q6_k)");
+                          bool search, const float* col_weights) {
+  check_supported(dtype);
   const DTypeInfo& info = dtype_info(dtype);
   ELI_CHECK_ARG(rows >= 0 && cols > 0 && cols % info.block_elems == 0, dtype_name(dtype), ": row length ", cols,
                 " is not a positive multiple of the block size ", info.block_elems);
+  check_weights(col_weights, cols);
   const int64_t row_bytes = cols / info.block_elems * info.block_bytes;
   auto* o = static_cast<uint8_t*>(out);
   const int64_t grain = std::max<int64_t>(1, 16384 / cols);
   parallel_for(pool, rows, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       try {
-        quantize_row_gguf(dtype, x + r * cols, cols, o + r * row_bytes, search);
+        quantize_row_checked(dtype, x + r * cols, cols, o + r * row_bytes, search, col_weights);
       } catch (const Error& e) {
         throw Error(e.kind(), detail::concat("row ", r, ": ", e.message()), e.location(), e.condition());
       }
