@@ -17,14 +17,17 @@ Hugging Face directory with a standard quantization_config that eli (and vLLM-st
   int8   int8 weights per channel, dynamic int8 activations     -> compressed-tensors W8A8
 gptq and awq calibrate on a CPU forward of --calib (a text file; default: a built-in English
 paragraph). Embeddings, lm_head and norms stay as stored.
---format gguf: MODEL is a .gguf file, requantized to --type."""
+--format gguf: MODEL is a .gguf file, requantized to --type (q8_0, q4_0, q4_k, q5_k, q6_k, or the
+llama.cpp mixes q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_m, q5_k_m); --imatrix (or --calib FILE) weights
+the quantization error by each input column's mean x^2 from a CPU forward of the calibration text."""
 
 EPILOG = """\
 examples:
   eli quantize ./SmolLM2-135M-Instruct -o ./smollm2-gptq4 --method gptq --bits 4 --group-size 128
   eli quantize ./model -o ./model-awq --method awq --calib my_text.txt
   eli quantize ./model -o ./model-fp8 --method fp8
-  eli quantize ./model.gguf -o ./model-q4k.gguf --format gguf --type Q4_K"""
+  eli quantize ./model.gguf -o ./model-q4k.gguf --format gguf --type Q4_K
+  eli quantize ./model.gguf -o ./model-q3km.gguf --format gguf --type q3_k_m --imatrix --calib my_text.txt"""
 
 
 def add_parser(sub, formatter) -> None:
@@ -39,13 +42,16 @@ def add_parser(sub, formatter) -> None:
                    help="weight bits (default: 4; 8 for fp8 / int8)")
     q.add_argument("--group-size", type=int, default=128, metavar="G",
                    help="inputs per scale (rtn / gptq / awq); -1: one scale per output channel")
-    q.add_argument("--calib", default=None, metavar="FILE", help="calibration text file (gptq / awq)")
+    q.add_argument("--calib", default=None, metavar="FILE", help="calibration text file (gptq / awq; gguf: "
+                   "the imatrix text, implies --imatrix)")
     q.add_argument("--act-order", action="store_true", help="gptq: quantize columns by decreasing activation "
                    "energy (desc_act)")
     q.add_argument("--asym", action="store_true", help="rtn / gptq: asymmetric grid with zero points "
                    "(default symmetric)")
     q.add_argument("--format", default="hf", choices=["hf", "gguf"], help="output format")
-    q.add_argument("--type", default="Q4_K", metavar="T", help="GGUF block type for --format gguf")
+    q.add_argument("--type", default="Q4_K", metavar="T", help="GGUF block type or mix for --format gguf")
+    q.add_argument("--imatrix", action="store_true", help="gguf: weight the quantization error by an importance "
+                   "matrix (mean x^2 per input column) from a CPU forward of --calib (default: a built-in paragraph)")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bars, no summary")
 
 
@@ -55,7 +61,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     bits = args.bits if args.bits is not None else (8 if args.method in ("fp8", "int8") else 4)
     report = quantize(args.model, args.out, method=args.method, bits=bits, group_size=args.group_size,
                       calib=args.calib, format=args.format, gguf_type=args.type, act_order=args.act_order,
-                      sym=not args.asym, progress=not args.quiet)
+                      sym=not args.asym, imatrix=args.imatrix, progress=not args.quiet)
     if not args.quiet:
         errors = report.get("errors") or {}
         line = f"eli quantize: wrote {report['out']}"

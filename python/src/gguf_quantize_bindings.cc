@@ -6,14 +6,17 @@
 //
 // Invariants: inputs are 2-D C-contiguous CPU arrays; a row length that is not a multiple of the
 // type's block size, an unknown type, a byte row of the wrong size or a non-finite value raises
-// ValueError (eli::Error kInvalidArgument); the returned arrays own their memory.
+// ValueError (eli::Error kInvalidArgument); the returned arrays own their memory. gguf_quantize's
+// optional imatrix (cols,) weights the squared error per column (kernels/ref/gguf_quantize.h).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 
 #include <algorithm>
 #include <cctype>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +34,7 @@ namespace {
 
 using F32In = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 using U8In = nb::ndarray<const uint8_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using F32Vec = nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 
 // F32, F16, BF16 or one of the 12 GGUF block types eli reads, by ggml's name (any case).
 DType gguf_type_from_name(const std::string& name) {
@@ -57,20 +61,23 @@ nb::ndarray<nb::numpy, T, nb::ndim<2>> owned_matrix(std::unique_ptr<std::vector<
 }
 
 nb::ndarray<nb::numpy, uint8_t, nb::ndim<2>> gguf_quantize(const std::string& qtype, F32In x, bool search,
-                                                            int n_threads) {
+                                                            int n_threads, std::optional<F32Vec> imatrix) {
   const DType t = gguf_type_from_name(qtype);
   ELI_CHECK_ARG(gguf_quantize_supported(t), "GGUF quantization to ", dtype_name(t),
-                " is not supported (supported: q8_0, q4_0, q5_0, q5_1, q4_k, q5_k, q6_k)");
+                " is not supported (supported: q8_0, q4_0, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k)");
   const DTypeInfo& info = dtype_info(t);
   const auto rows = static_cast<int64_t>(x.shape(0)), cols = static_cast<int64_t>(x.shape(1));
   ELI_CHECK_ARG(cols > 0 && cols % info.block_elems == 0, dtype_name(t), ": row length ", cols,
                 " is not a positive multiple of the block size ", info.block_elems);
+  ELI_CHECK_ARG(!imatrix || static_cast<int64_t>(imatrix->shape(0)) == cols, "imatrix: ", cols,
+                " column weights expected, got ", imatrix ? static_cast<int64_t>(imatrix->shape(0)) : 0);
   const int64_t row_bytes = cols / info.block_elems * info.block_bytes;
   auto out = std::make_unique<std::vector<uint8_t>>(static_cast<size_t>(rows * row_bytes));
   {
     nb::gil_scoped_release release;
     std::unique_ptr<ThreadPool> pool = pool_for(rows * cols, n_threads);
-    quantize_matrix_gguf(t, x.data(), rows, cols, out->data(), pool.get(), search);
+    quantize_matrix_gguf(t, x.data(), rows, cols, out->data(), pool.get(), search,
+                         imatrix ? imatrix->data() : nullptr);
   }
   return owned_matrix(std::move(out), static_cast<size_t>(rows), static_cast<size_t>(row_bytes));
 }
@@ -102,9 +109,10 @@ nb::ndarray<nb::numpy, float, nb::ndim<2>> gguf_dequantize(const std::string& qt
 
 void bind_gguf_quantize(nb::module_& m) {
   m.def("gguf_quantize", &gguf_quantize, "qtype"_a, "x"_a, "search"_a = true, "n_threads"_a = 0,
-        "Quantizes a float32 (rows, cols) matrix to GGUF blocks of qtype (q8_0, q4_0, q5_0, q5_1, q4_k, q5_k, "
-        "q6_k); "
-        "returns uint8 (rows, row_bytes). search=False: plain max-abs scaling.");
+        "imatrix"_a = nb::none(),
+        "Quantizes a float32 (rows, cols) matrix to GGUF blocks of qtype (q8_0, q4_0, q5_0, q5_1, q2_k, q3_k, "
+        "q4_k, q5_k, q6_k); returns uint8 (rows, row_bytes). search=False: plain max-abs scaling. imatrix: "
+        "float32 (cols,) importance weights (mean x_j^2 over calibration rows) weighting the squared error.");
   m.def("gguf_dequantize", &gguf_dequantize, "qtype"_a, "data"_a, "cols"_a, "n_threads"_a = 0,
         "eli's reference dequantization of uint8 (rows, row_bytes) GGUF rows of qtype (any type eli "
         "reads, f32/f16/bf16 included) to float32 (rows, cols).");

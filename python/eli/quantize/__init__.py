@@ -2,12 +2,13 @@
 
     eli.quantize(model, out, method="rtn" | "awq" | "gptq" | "fp8" | "int8", bits=4 | 8,
                  group_size=128 (-1: per channel), calib=None, format="hf" | "gguf",
-                 gguf_type="q4_k", act_order=False, sym=True, progress=True) -> dict
+                 gguf_type="q4_k", act_order=False, sym=True, imatrix=False, progress=True) -> dict
 
 format="hf" writes a Hugging Face directory eli (and vLLM-style loaders) read (eli/quantize/hf.py:
 GPTQ layout for rtn / gptq, AWQ GEMM for awq, compressed-tensors W8A8 for fp8 / int8); AWQ and GPTQ
 calibrate on a CPU forward of `calib` (a text file; default: a built-in English paragraph).
-format="gguf" requantizes a GGUF file to `gguf_type` (eli.quantize.gguf_requant).
+format="gguf" requantizes a GGUF file to `gguf_type` (eli.quantize.gguf_requant); imatrix=True (or
+a `calib` file) weights its quantization error by an importance matrix from a CPU forward of `calib`.
 The package module is itself callable (eli.quantize(...) is quantize(...)), so `eli.quantize` is
 both the function and the namespace of its submodules.
 Returns a report: {"out", "method", "bits", "group_size", "linears", "errors": {linear: {"error",
@@ -58,7 +59,7 @@ def _is_gguf(path: str) -> bool:
 
 def quantize(model: str, out: str, method: str = "rtn", bits: int = 4, group_size: int = 128,
              calib: Optional[str] = None, format: str = "hf", gguf_type: str = "q4_k", act_order: bool = False,
-             sym: bool = True, progress: bool = True) -> dict:
+             sym: bool = True, imatrix: bool = False, progress: bool = True) -> dict:
     """Quantizes `model` (a path or a name eli resolves) into `out` (see the module docstring)."""
     method = str(method).lower()
     _check(method, bits, group_size, format, act_order, sym)
@@ -73,8 +74,14 @@ def quantize(model: str, out: str, method: str = "rtn", bits: int = 4, group_siz
             from .gguf_requant import quantize_gguf
         except ImportError as e:
             raise UnsupportedError(f"--format gguf is not available in this eli ({e})") from e
-        quantize_gguf(src, str(out_path), gguf_type, progress=progress)
-        return {"out": str(out_path), "format": "gguf", "type": gguf_type}
+        weights = None
+        if imatrix or calib is not None:
+            from .calib import calibration_text
+            from .gguf_requant import gguf_imatrix
+
+            weights = gguf_imatrix(src, calibration_text(calib), progress=progress)
+        quantize_gguf(src, str(out_path), gguf_type, imatrix=weights, progress=progress)
+        return {"out": str(out_path), "format": "gguf", "type": gguf_type, "imatrix": weights is not None}
     if _is_gguf(src):
         raise InvalidRequestError(f"{src} is a GGUF file: --format hf needs a float32 / float16 / bfloat16 Hugging "
                                   "Face checkpoint (GGUF weights are already quantized); use --format gguf to "

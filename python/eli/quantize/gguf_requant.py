@@ -1,6 +1,6 @@
 """eli.quantize.gguf_requant: requantize a GGUF model file to another block type, without torch.
 
-quantize_gguf(src, out, qtype) reads a GGUF file with gguf-py (llama.cpp's own reader/writer, the
+quantize_gguf(src, out, qtype, imatrix=None) reads a GGUF file with gguf-py (llama.cpp's own reader/writer, the
 `gguf` package), dequantizes each weight matrix with eli's reference dequantizers
 (kernels/ref/dequant_ref.cc, through _eli.gguf_dequantize), quantizes it with eli's quantizers
 (kernels/ref/gguf_quantize.cc, _eli.gguf_quantize) and writes a new GGUF with gguf-py's GGUFWriter,
@@ -18,10 +18,23 @@ Invariants:
   * bad input (unknown qtype, missing source, out == src, a tensor type eli cannot read, NaN
     weights) raises before or instead of writing, with the tensor's name where one is involved.
 
+Importance matrix (imatrix=): {GGUF tensor name: (row_len,) float32 weights}, the mean x_j^2 of the
+inputs each matrix multiplies, from eli's calibration observer (gguf_imatrix(src, text): a CPU float32
+forward of the source model over the text, runtime/quantize/calibration.h). Each matrix with an entry
+is quantized with its column weights weighting the squared error (kernels/ref/gguf_quantize.h), as
+llama.cpp's --imatrix; matrices without one (the output projection, the embedding) are unweighted.
+
 Tensor types (llama.cpp's llama_tensor_get_type rules for these file types, restated):
   * the output projection, and the token embedding when the model has no separate output
     (tied), gets Q6_K unless the target is Q8_0; Q8_0 when its rows don't divide into the target's
     blocks;
+  * q2_k: attn_v gets Q4_K when the model groups >= 4 query heads per KV head, else Q3_K;
+    ffn_down and attn_output get Q3_K;
+  * q3_k_m: attn_v gets Q5_K in the first two layers, Q4_K after; ffn_down Q5_K in the first
+    sixteenth of the layers (i < n/16), Q4_K after; attn_output and a merged attn_qkv Q4_K;
+  * q3_k_l: attn_v, ffn_down and attn_output get Q5_K, a merged attn_qkv Q4_K;
+  * q3_k_s: every other matrix Q3_K (no bumps, as llama.cpp's Q3_K_S for dense models);
+  * models with 8 experts: attn_output gets Q5_K (q2_k, q3_k_s, q3_k_m, q4_k_m);
   * q4_k_m / q5_k_m: attn_v and ffn_down of the "more bits" layers get Q6_K. With i the layer's
     position among n such tensors, the more-bits layers are the first eighth (i < n/8), the last
     eighth (i >= 7n/8), and every third layer in between ((i - n/8) % 3 == 2, integer division),
@@ -33,7 +46,8 @@ Tensor types (llama.cpp's llama_tensor_get_type rules for these file types, rest
     the nearest llama.cpp type: Q4_K_S, Q5_K_S.)
   * a matrix whose row length is not a multiple of its target's block size falls back as
     llama.cpp's does, with a logged note: Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0 (rows a multiple
-    of 32), else F16. (SmolLM2-135M's hidden size 576 = 2.25 x 256 sends most of its matrices
+    of 32), else F16; Q2_K / Q3_K -> Q4_0 (llama.cpp now takes IQ4_NL, which eli reads but does not
+    write; Q4_0 is its earlier choice, same size). (SmolLM2-135M's hidden size 576 = 2.25 x 256 sends most of its matrices
     there.)
 """
 from __future__ import annotations
@@ -58,6 +72,10 @@ QTYPES = {
     "q6_k": ("Q6_K", 18),
     "q4_k_m": ("Q4_K", 15),
     "q5_k_m": ("Q5_K", 17),
+    "q2_k": ("Q2_K", 10),
+    "q3_k_s": ("Q3_K", 11),
+    "q3_k_m": ("Q3_K", 12),
+    "q3_k_l": ("Q3_K", 13),
 }
 _MIXES = ("q4_k_m", "q5_k_m")
 # GGUF types eli's reference dequantizers read (source tensors that must be requantized).
@@ -67,7 +85,7 @@ _READABLE = {"F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K
 _KEEP = ("_norm.weight", "ffn_gate_inp.weight", "pos_embd", "token_types", "rope_freqs", "attn_rel_b")
 # A K type whose row length is not a multiple of 256 falls back to a 32-element type as llama.cpp's
 # (tensor_type_fallback); anything still not dividing falls back to F16.
-_FALLBACK = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
 _LAYER = re.compile(r"(?:^|\.)blk\.(\d+)\.")
 
 
@@ -105,9 +123,10 @@ def _quantizable(name: str, n_dims: int) -> bool:
     return n_dims >= 2 and name.endswith(".weight") and not any(k in name for k in _KEEP)
 
 
-def plan_tensors(tensors, qtype: str, *, n_layer: Optional[int] = None, n_expert: int = 0):
+def plan_tensors(tensors, qtype: str, *, n_layer: Optional[int] = None, n_expert: int = 0, n_gqa: int = 1):
     """The target type of every tensor. tensors: [(name, src_type_name, ne)] in file order (ne
-    innermost first). Pure function (the rules in the module docstring); returns [TensorPlan]."""
+    innermost first); n_gqa: query heads per KV head. Pure function (the rules in the module
+    docstring); returns [TensorPlan]."""
     base, _ = QTYPES[qtype]
     sizes = _block_sizes()
     names = [t[0] for t in tensors]
@@ -130,6 +149,12 @@ def plan_tensors(tensors, qtype: str, *, n_layer: Optional[int] = None, n_expert
         elif "attn_v.weight" in name:
             if qtype in _MIXES and _use_more_bits(i_attn_v, n_attn_v):
                 t = "Q6_K"
+            elif qtype == "q2_k":
+                t = "Q4_K" if n_gqa >= 4 else "Q3_K"
+            elif qtype == "q3_k_m":
+                t = "Q5_K" if i_attn_v < 2 else "Q4_K"
+            elif qtype == "q3_k_l":
+                t = "Q5_K"
             if n_expert == 8:
                 t = "Q8_0"
             i_attn_v += 1
@@ -141,11 +166,29 @@ def plan_tensors(tensors, qtype: str, *, n_layer: Optional[int] = None, n_expert
                 t = "Q5_K"
             elif qtype == "q5_k_m":
                 t = "Q6_K"
+            elif qtype in ("q3_k_m", "q3_k_l"):
+                t = "Q4_K"
+        elif "attn_output.weight" in name:
+            if n_expert == 8:
+                if qtype in ("q2_k", "q3_k_s", "q3_k_m", "q4_k_m"):
+                    t = "Q5_K"
+            elif qtype == "q2_k":
+                t = "Q3_K"
+            elif qtype == "q3_k_m":
+                t = "Q4_K"
+            elif qtype == "q3_k_l":
+                t = "Q5_K"
         elif "ffn_down" in name:
             m = _LAYER.search(name)
             i = int(m.group(1)) if (m and n_expert > 1) else i_down
             if qtype in _MIXES and _use_more_bits(i, n_down):
                 t = "Q6_K"
+            elif qtype == "q2_k":
+                t = "Q3_K"
+            elif qtype == "q3_k_m":
+                t = "Q5_K" if i < n_down // 16 else "Q4_K"
+            elif qtype == "q3_k_l":
+                t = "Q5_K"
             i_down += 1
         note = ""
         if ne[0] % sizes[t][0] != 0:
@@ -201,12 +244,14 @@ def _check_args(src: str, out: str, qtype: str) -> str:
     return qtype.lower()
 
 
-def quantize_gguf(src: str, out: str, qtype: str, *, progress: bool = True) -> None:
+def quantize_gguf(src: str, out: str, qtype: str, *, imatrix: Optional[dict] = None, progress: bool = True) -> None:
     """Writes `out`, a copy of the GGUF `src` with its weight matrices requantized to `qtype`
-    (q8_0, q4_0, q4_k, q5_k, q6_k, or the llama.cpp mixes q4_k_m, q5_k_m). Metadata (architecture,
-    tokenizer, chat template) is copied; general.file_type is updated."""
+    (q8_0, q4_0, q4_k, q5_k, q6_k, or the llama.cpp mixes q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_m,
+    q5_k_m). Metadata (architecture, tokenizer, chat template) is copied; general.file_type is
+    updated. imatrix: {tensor name: (row_len,) column weights} (gguf_imatrix), or None."""
     src, out = os.fspath(src), os.fspath(out)
     qtype = _check_args(src, out, qtype)
+    imatrix = _check_imatrix(imatrix)
     gguf = _import_gguf()
     from .. import _eli
 
@@ -227,9 +272,14 @@ def quantize_gguf(src: str, out: str, qtype: str, *, progress: bool = True) -> N
         return int(f.contents()) if f is not None and f.types and f.types[0] != gguf.GGUFValueType.ARRAY else None
 
     tensors = [(t.name, t.tensor_type.name, tuple(int(d) for d in t.shape)) for t in reader.tensors]
+    n_head, n_head_kv = meta_int(f"{arch}.attention.head_count"), meta_int(f"{arch}.attention.head_count_kv")
     plans = plan_tensors(tensors, qtype, n_layer=meta_int(f"{arch}.block_count"),
-                         n_expert=meta_int(f"{arch}.expert_count") or 0)
+                         n_expert=meta_int(f"{arch}.expert_count") or 0,
+                         n_gqa=(n_head // n_head_kv) if n_head and n_head_kv else 1)
     for p in plans:
+        w = imatrix.get(p.name)
+        if w is not None and p.target is not None and w.shape != (p.row_len,):
+            raise ValueError(f"imatrix entry {p.name}: {w.shape[0]} column weights for rows of {p.row_len}")
         if p.target is not None and p.target != p.src_type and p.src_type not in _READABLE:
             raise ValueError(f"tensor {p.name}: source type {p.src_type} cannot be dequantized by eli "
                              f"(readable: {', '.join(sorted(_READABLE))})")
@@ -258,7 +308,7 @@ def quantize_gguf(src: str, out: str, qtype: str, *, progress: bool = True) -> N
 
         bar = tqdm(total=len(plans), unit="tensor", desc=f"quantize {qtype}", disable=not progress)
         for p, t in zip(plans, reader.tensors):
-            writer.write_tensor_data(_convert(_eli, p, t))
+            writer.write_tensor_data(_convert(_eli, p, t, imatrix.get(p.name)))
             bar.update(1)
         bar.close()
         writer.close()
@@ -294,8 +344,9 @@ def _copy_metadata(gguf, writer, fields, file_type: int) -> None:
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
 
-def _convert(_eli, p: TensorPlan, t) -> np.ndarray:
-    """The bytes to write for tensor `t` under plan `p` (uint8, (rows, row_bytes))."""
+def _convert(_eli, p: TensorPlan, t, weights=None) -> np.ndarray:
+    """The bytes to write for tensor `t` under plan `p` (uint8, (rows, row_bytes)); weights: the
+    tensor's imatrix column weights or None."""
     raw = _tensor_bytes(t)
     if p.target is None or p.target == p.src_type:
         return raw
@@ -303,6 +354,75 @@ def _convert(_eli, p: TensorPlan, t) -> np.ndarray:
         x = _eli.gguf_dequantize(p.src_type.lower(), raw, p.row_len)
         if p.target == "F16":
             return np.ascontiguousarray(x.astype(np.float16)).view(np.uint8)
-        return _eli.gguf_quantize(p.target.lower(), x)
+        return _eli.gguf_quantize(p.target.lower(), x, imatrix=weights)
     except ValueError as e:
         raise ValueError(f"tensor {p.name} ({p.src_type} -> {p.target}): {e}") from e
+
+
+def _check_imatrix(imatrix) -> dict:
+    if imatrix is None:
+        return {}
+    if not isinstance(imatrix, dict):
+        raise TypeError(f"imatrix must be a dict {{tensor name: column weights}}, got {type(imatrix).__name__}")
+    out = {}
+    for name, w in imatrix.items():
+        w = np.ascontiguousarray(np.asarray(w, dtype=np.float32).reshape(-1))
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError(f"imatrix entry {name}: weights must be finite and >= 0")
+        out[name] = w
+    return out
+
+
+# eli's linear names (runtime/model/gguf_spec.cc maps GGUF names to these; merged projections share
+# their input) -> the GGUF matrices that multiply the same input.
+_ELI_TO_GGUF = {
+    "self_attn.q_proj": ("attn_q",), "self_attn.k_proj": ("attn_k",), "self_attn.v_proj": ("attn_v",),
+    "self_attn.qkv_proj": ("attn_q", "attn_k", "attn_v", "attn_qkv"), "self_attn.o_proj": ("attn_output",),
+    "mlp.gate_proj": ("ffn_gate",), "mlp.up_proj": ("ffn_up",), "mlp.gate_up_proj": ("ffn_gate", "ffn_up"),
+    "mlp.down_proj": ("ffn_down",),
+}
+_ELI_LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
+
+
+def imatrix_names(eli_name: str) -> list:
+    """The GGUF tensor names whose input is eli linear `eli_name`'s ([] if eli's name is not mapped)."""
+    m = _ELI_LAYER.match(eli_name)
+    if not m:
+        return []
+    return [f"blk.{m.group(1)}.{g}.weight" for g in _ELI_TO_GGUF.get(m.group(2), ())]
+
+
+def gguf_imatrix(src: str, text: Optional[str] = None, *, ids: Optional[list] = None, progress: bool = True) -> dict:
+    """The importance matrix of the GGUF model `src` on `text` (None: eli's built-in calibration
+    paragraph) or on token ids `ids` (no tokenizer needed): {GGUF tensor name: mean over calibration
+    rows of x_j^2, float32 (row_len,)}, from a CPU float32 forward with eli's calibration observer
+    (the statistics `eli quantize --method gptq` uses; the diagonal of its mean x x^T)."""
+    from .. import _eli, engine_options
+    from ..tokenizer import Tokenizer
+    from .calib import DEFAULT_TEXT, SEQ_LEN, _bar
+
+    src = os.fspath(src)
+    if not os.path.isfile(src):
+        raise FileNotFoundError(f"GGUF source {src!r} does not exist (or is not a file)")
+    config = engine_options.engine_config(src, device="cpu", dtype="float32", caller="quantize")
+    engine = _eli.Engine(config)
+    info = engine.info()
+    if ids is None:
+        meta = _eli.inspect_model(src)
+        tok = Tokenizer.from_gguf_metadata(meta["gguf_metadata"], n_embedding_rows=info["spec"]["vocab_size"])
+        ids = tok.encode(DEFAULT_TEXT if text is None else text)
+    ids = [int(i) for i in ids]
+    if len(ids) < 2:
+        raise ValueError("the calibration text gives fewer than 2 tokens")
+    step = max(2, min(SEQ_LEN, info["max_model_len"]))
+    acc: dict = {}
+    for i in _bar(range(0, len(ids), step), progress, "imatrix", "seq"):
+        for name, (_, hess, rows) in _eli.calibrate(engine, [ids[i:i + step]]).items():
+            d = np.diagonal(hess).astype(np.float64) * rows
+            a, r = acc.get(name, (0.0, 0))
+            acc[name] = (a + d, r + rows)
+    out = {}
+    for name, (a, r) in acc.items():
+        for g in imatrix_names(name):
+            out[g] = np.ascontiguousarray(a / r, dtype=np.float32)
+    return out
