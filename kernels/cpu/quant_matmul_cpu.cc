@@ -36,6 +36,7 @@ struct QuantProduct {
   DType wtype;
   QuantVecDotFn dot;
   QuantVecDot4Fn dot4;  // nullptr: rows one at a time
+  QuantVecDot2x4Fn dot2x4;  // nullptr: weight rows one at a time
   const float* x;
   int64_t x_stride;
   const float* norm_weight;
@@ -87,7 +88,33 @@ void run(const QuantProduct& p, const CpuIsa& isa, const ExecContext& ctx) {
       const int64_t c0 = t * kColTile, c1 = c0 + kColTile < n_out ? c0 + kColTile : n_out;
       for (int64_t i0 = 0; i0 < p.m; i0 += kRowChunk) {
         const int64_t i1 = i0 + kRowChunk < p.m ? i0 + kRowChunk : p.m;
-        for (int64_t c = c0; c < c1; ++c) {
+        int64_t c = c0;
+        if (p.dot2x4 != nullptr && !gated && i1 - i0 >= 4) {  // 2 weight rows x 4 x rows per tile
+          for (; c + 2 <= c1; c += 2) {
+            const uint8_t* w = p.w + c * w_row;
+            const float b0 = p.bias != nullptr ? p.bias[c] : 0.0f, b1 = p.bias != nullptr ? p.bias[c + 1] : 0.0f;
+            int64_t i = i0;
+            for (; i + 4 <= i1; i += 4) {
+              const void* xr[4] = {xq + i * row_bytes, xq + (i + 1) * row_bytes, xq + (i + 2) * row_bytes,
+                                   xq + (i + 3) * row_bytes};
+              float y[8];
+              p.dot2x4(p.k, w, w_row, xr, y);
+              for (int r = 0; r < 4; ++r) {
+                float* o = p.out + (i + r) * p.out_stride + c;
+                o[0] = p.accumulate ? o[0] + (y[r] + b0) : y[r] + b0;
+                o[1] = p.accumulate ? o[1] + (y[4 + r] + b1) : y[4 + r] + b1;
+              }
+            }
+            for (; i < i1; ++i) {
+              const void* xr = xq + i * row_bytes;
+              float* o = p.out + i * p.out_stride + c;
+              const float y0 = p.dot(p.k, w, xr) + b0, y1 = p.dot(p.k, w + w_row, xr) + b1;
+              o[0] = p.accumulate ? o[0] + y0 : y0;
+              o[1] = p.accumulate ? o[1] + y1 : y1;
+            }
+          }
+        }
+        for (; c < c1; ++c) {
           const uint8_t* w = p.w + c * w_row;
           const float b = p.bias != nullptr ? p.bias[c] : 0.0f;
           const float bu = gated && p.bias != nullptr ? p.bias[c + n_out] : 0.0f;
@@ -140,6 +167,13 @@ QuantVecDot4Fn dot4_for(DType wtype, CpuIsaKind isa) {
   return nullptr;
 }
 
+QuantVecDot2x4Fn dot2x4_for(DType wtype, CpuIsaKind isa) {
+#ifdef ELI_X86
+  if (isa != CpuIsaKind::kGeneric) return quant_vec_dot2x4_avx2(wtype);
+#endif
+  return nullptr;
+}
+
 QuantVecDotFn dot_for(DType wtype, CpuIsaKind isa) {
 #ifdef ELI_X86
   if (isa != CpuIsaKind::kGeneric) return quant_vec_dot_avx2(wtype);
@@ -158,7 +192,7 @@ const CpuIsa& isa_for(CpuIsaKind isa) {
 template <DType D, CpuIsaKind I>
 void gemv_gguf(const void* args, const ExecContext& ctx) {
   const auto& a = *static_cast<const GemvArgs*>(args);
-  run(QuantProduct{D, dot_for(D, I), dot4_for(D, I), a.x, a.x_stride, a.norm_weight, a.norm_eps, a.norm_weight_offset,
+  run(QuantProduct{D, dot_for(D, I), dot4_for(D, I), dot2x4_for(D, I), a.x, a.x_stride, a.norm_weight, a.norm_eps, a.norm_weight_offset,
                    static_cast<const uint8_t*>(a.w), a.bias, a.m, a.n, a.k, a.out, a.out_stride, a.gated,
                    a.accumulate, a.workspace, a.workspace_bytes},
       isa_for(I), ctx);
@@ -170,7 +204,7 @@ void gemm_gguf(const void* args, const ExecContext& ctx) {
   ELI_CHECK_KIND(kUnsupported, a.x_dtype == DType::kF32 && a.out_dtype == DType::kF32, dtype_name(D),
                  " gemm on the CPU takes float32 x and out, got x ", dtype_name(a.x_dtype), ", out ",
                  dtype_name(a.out_dtype));
-  run(QuantProduct{D, dot_for(D, I), dot4_for(D, I), static_cast<const float*>(a.x), a.x_stride, nullptr, 0.0f, 0.0f,
+  run(QuantProduct{D, dot_for(D, I), dot4_for(D, I), dot2x4_for(D, I), static_cast<const float*>(a.x), a.x_stride, nullptr, 0.0f, 0.0f,
                    static_cast<const uint8_t*>(a.w), a.bias, a.m, a.n, a.k, static_cast<float*>(a.out), a.out_stride,
                    GatedAct::kNone, a.accumulate, a.workspace, a.workspace_bytes},
       isa_for(I), ctx);
