@@ -60,6 +60,9 @@ using QuantVecDot4Fn = void (*)(int64_t k, const void* w, const void* const* xq,
 // decoded once for 4 rows, each activation block loaded once for 2 weight rows: prefill).
 using QuantVecDot2x4Fn = void (*)(int64_t k, const void* w, int64_t w_stride, const void* const* xq, float* out);
 #ifdef ELI_X86
+// quantize_act_row with AVX2: the same bytes (the generic rounding, NaN and range rules).
+void quantize_act_row_avx2(DType wtype, const float* x, const float* norm_w, float inv_rms, float offset, int64_t k,
+                           void* out);
 QuantVecDotFn quant_vec_dot_avx2(DType wtype);
 QuantVecDot4Fn quant_vec_dot4_avx2(DType wtype);      // nullptr where only the one-row form exists
 QuantVecDot2x4Fn quant_vec_dot2x4_avx2(DType wtype);  // nullptr where no 2 x 4 tile exists

@@ -468,6 +468,84 @@ struct TypeK {
 using Q4_K = TypeK<tile_q4k<1, 1>, tile_q4k<1, 4>>;
 using Q6_K = TypeK<tile_q6k<1, 1>, tile_q6k<1, 4>>;
 
+// ---- activation quantization: the generic quantizer's values, eight at a time -----------------
+
+// v = x or the normalised x[j] * inv * (norm_w[j] + off), in the generic act_value's order.
+inline __m256 act8(const float* x, const float* norm_w, float inv, float off, int64_t j) {
+  const __m256 v = _mm256_loadu_ps(x + j);
+  if (norm_w == nullptr) return v;
+  return _mm256_mul_ps(_mm256_mul_ps(v, _mm256_set1_ps(inv)), _mm256_add_ps(_mm256_loadu_ps(norm_w + j), _mm256_set1_ps(off)));
+}
+
+// max over |v| of n values, NaN ignored (max_ps(a, m) = a > m ? a : m, the generic abs_max).
+inline float amax_of(const float* x, const float* norm_w, float inv, float off, int64_t j0, int n) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 m = _mm256_setzero_ps();
+  for (int j = 0; j < n; j += 8) m = _mm256_max_ps(_mm256_and_ps(act8(x, norm_w, inv, off, j0 + j), abs_mask), m);
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+
+// round(v * id) half away from zero as 32-bit ints, 0 where v * id is outside (-128, 128) or NaN:
+// truncation, then the exact fraction decides (the generic q8()).
+inline __m256i q8x8(__m256 v, __m256 id) {
+  const __m256 y = _mm256_mul_ps(v, id);
+  const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(y, _mm256_set1_ps(-128.0f), _CMP_GT_OQ),
+                                  _mm256_cmp_ps(y, _mm256_set1_ps(128.0f), _CMP_LT_OQ));
+  __m256i t = _mm256_cvttps_epi32(y);
+  const __m256 frac = _mm256_sub_ps(y, _mm256_cvtepi32_ps(t));
+  t = _mm256_sub_epi32(t, _mm256_castps_si256(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ)));
+  t = _mm256_add_epi32(t, _mm256_castps_si256(_mm256_cmp_ps(frac, _mm256_set1_ps(-0.5f), _CMP_LE_OQ)));
+  return _mm256_and_si256(t, _mm256_castps_si256(ok));
+}
+
+// 32 values at x + j0 quantized with id into qs (bytes in element order); returns their sum.
+inline int quantize32(const float* x, const float* norm_w, float inv, float off, int64_t j0, __m256 id,
+                      int8_t* qs) {
+  const __m256i a = q8x8(act8(x, norm_w, inv, off, j0), id), b = q8x8(act8(x, norm_w, inv, off, j0 + 8), id);
+  const __m256i c = q8x8(act8(x, norm_w, inv, off, j0 + 16), id), d = q8x8(act8(x, norm_w, inv, off, j0 + 24), id);
+  // packs interleave the 128-bit lanes: ab = a0 b0 a1 b1, cd = c0 d0 c1 d1 (int16), abcd = a0 b0 c0
+  // d0 a1 b1 c1 d1 (int8, 4 values each); the dword permutation restores element order. Values are
+  // in [-127, 127] (|v * id| <= 127 up to rounding), so the saturation never acts.
+  const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+  const __m256i q = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), q);
+  const __m256i s32 = _mm256_add_epi32(_mm256_add_epi32(a, b), _mm256_add_epi32(c, d));
+  __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+  return _mm_cvtsi128_si32(h);
+}
+
+void quantize_q8x32_avx2(const float* x, const float* norm_w, float inv, float off, int64_t k, BlockQ8x32* out) {
+  for (int64_t b = 0; b < k / 32; ++b) {
+    const float amax = amax_of(x, norm_w, inv, off, 32 * b, 32);
+    const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+    const int sum = quantize32(x, norm_w, inv, off, 32 * b, _mm256_set1_ps(id), out[b].qs);
+    out[b].d = d;
+    out[b].s = d * static_cast<float>(sum);
+  }
+}
+
+void quantize_q8xk_avx2(const float* x, const float* norm_w, float inv, float off, int64_t k, BlockQ8xK* out) {
+  for (int64_t b = 0; b < k / 256; ++b) {
+    const float amax = amax_of(x, norm_w, inv, off, 256 * b, 256);
+    const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+    for (int c = 0; c < 8; ++c) quantize32(x, norm_w, inv, off, 256 * b + 32 * c, _mm256_set1_ps(id), out[b].qs + 32 * c);
+    for (int g = 0; g < 16; ++g) {  // 16 int8 -> one int16 sum: madd with ones after widening
+      const __m256i w16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(out[b].qs + 16 * g)));
+      const __m256i s32 = _mm256_madd_epi16(w16, ones16());
+      __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+      out[b].bsums[g] = static_cast<int16_t>(_mm_cvtsi128_si32(h));
+    }
+    out[b].d = d;
+  }
+}
+
 }  // namespace
 
 QuantVecDot4Fn quant_vec_dot4_avx2(DType wtype) {
@@ -493,6 +571,15 @@ QuantVecDot2x4Fn quant_vec_dot2x4_avx2(DType wtype) {
     case DType::kQ8_0: return Q8_0::dot2x4;
     case DType::kIQ4_NL: return Iq4Nl::dot2x4;
     default: return nullptr;
+  }
+}
+
+void quantize_act_row_avx2(DType wtype, const float* x, const float* norm_w, float inv_rms, float offset, int64_t k,
+                           void* out) {
+  if (quant_uses_q8k(wtype)) {
+    quantize_q8xk_avx2(x, norm_w, inv_rms, offset, k, static_cast<BlockQ8xK*>(out));
+  } else {
+    quantize_q8x32_avx2(x, norm_w, inv_rms, offset, k, static_cast<BlockQ8x32*>(out));
   }
 }
 

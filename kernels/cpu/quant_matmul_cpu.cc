@@ -29,6 +29,8 @@
 namespace eli {
 namespace {
 
+using QuantizeActFn = void (*)(DType, const float*, const float*, float, float, int64_t, void*);
+
 constexpr int64_t kColTile = 16;  // output columns per task
 constexpr int64_t kRowChunk = 32; // activation rows walked per pass over a column tile
 
@@ -37,6 +39,7 @@ struct QuantProduct {
   QuantVecDotFn dot;
   QuantVecDot4Fn dot4;  // nullptr: rows one at a time
   QuantVecDot2x4Fn dot2x4;  // nullptr: weight rows one at a time
+  QuantizeActFn quantize;   // quantize_act_row or its AVX2 form (the same bytes)
   const float* x;
   int64_t x_stride;
   const float* norm_weight;
@@ -76,7 +79,7 @@ void run(const QuantProduct& p, const CpuIsa& isa, const ExecContext& ctx) {
         isa.scale_mul(xn.data(), x, p.norm_weight, p.norm_offset, inv, p.k);
         x = xn.data();
       }
-      quantize_act_row(p.wtype, x, nullptr, 1.0f, 0.0f, p.k, xq + r * row_bytes);
+      p.quantize(p.wtype, x, nullptr, 1.0f, 0.0f, p.k, xq + r * row_bytes);
     }
   });
   const int64_t w_row = p.k / info.block_elems * info.block_bytes;
@@ -174,6 +177,13 @@ QuantVecDot2x4Fn dot2x4_for(DType wtype, CpuIsaKind isa) {
   return nullptr;
 }
 
+QuantizeActFn quantize_for(CpuIsaKind isa) {
+#ifdef ELI_X86
+  if (isa != CpuIsaKind::kGeneric) return quantize_act_row_avx2;
+#endif
+  return quantize_act_row;
+}
+
 QuantVecDotFn dot_for(DType wtype, CpuIsaKind isa) {
 #ifdef ELI_X86
   if (isa != CpuIsaKind::kGeneric) return quant_vec_dot_avx2(wtype);
@@ -192,7 +202,7 @@ const CpuIsa& isa_for(CpuIsaKind isa) {
 template <DType D, CpuIsaKind I>
 void gemv_gguf(const void* args, const ExecContext& ctx) {
   const auto& a = *static_cast<const GemvArgs*>(args);
-  run(QuantProduct{D, dot_for(D, I), dot4_for(D, I), dot2x4_for(D, I), a.x, a.x_stride, a.norm_weight, a.norm_eps, a.norm_weight_offset,
+  run(QuantProduct{D, dot_for(D, I), dot4_for(D, I), dot2x4_for(D, I), quantize_for(I), a.x, a.x_stride, a.norm_weight, a.norm_eps, a.norm_weight_offset,
                    static_cast<const uint8_t*>(a.w), a.bias, a.m, a.n, a.k, a.out, a.out_stride, a.gated,
                    a.accumulate, a.workspace, a.workspace_bytes},
       isa_for(I), ctx);
@@ -204,7 +214,7 @@ void gemm_gguf(const void* args, const ExecContext& ctx) {
   ELI_CHECK_KIND(kUnsupported, a.x_dtype == DType::kF32 && a.out_dtype == DType::kF32, dtype_name(D),
                  " gemm on the CPU takes float32 x and out, got x ", dtype_name(a.x_dtype), ", out ",
                  dtype_name(a.out_dtype));
-  run(QuantProduct{D, dot_for(D, I), dot4_for(D, I), dot2x4_for(D, I), static_cast<const float*>(a.x), a.x_stride, nullptr, 0.0f, 0.0f,
+  run(QuantProduct{D, dot_for(D, I), dot4_for(D, I), dot2x4_for(D, I), quantize_for(I), static_cast<const float*>(a.x), a.x_stride, nullptr, 0.0f, 0.0f,
                    static_cast<const uint8_t*>(a.w), a.bias, a.m, a.n, a.k, static_cast<float*>(a.out), a.out_stride,
                    GatedAct::kNone, a.accumulate, a.workspace, a.workspace_bytes},
       isa_for(I), ctx);

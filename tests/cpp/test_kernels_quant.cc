@@ -6,7 +6,8 @@
 //     against the reference (dequantize, then the f32 product in double) on odd shapes, with and
 //     without the RMSNorm prologue, bias, gated and accumulating epilogues.
 //   QuantTiles: the AVX2 register tiles (1 x 4 and 2 x 4 weight rows x activation rows) give the
-//     one-row dot product's bits for every pair, on odd block counts and padded weight strides.
+//     one-row dot product's bits for every pair, on odd block counts and padded weight strides;
+//     the AVX2 activation quantizer writes the generic one's bytes.
 // Tolerance (the activation-quantization error, a bound not an estimate): x is quantized per
 // activation block b (32 values, or 256 for the K types) with step d_b = amax_b / 127, so each
 // value moves by at most d_b / 2 and an output sum_j w_j x_j by at most
@@ -420,6 +421,47 @@ TEST(QuantTiles, TwoByFourAndOneByFourGiveTheOneRowBits) {
   }
   EXPECT_GE(tiled, 6) << "2 x 4 tiles: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL";
   EXPECT_GE(four, 8) << "1 x 4 tiles: those and Q4_K, Q6_K";
+}
+
+// The AVX2 activation quantizer writes the generic one's bytes (both formats, with and without the
+// norm prologue): ties at .5 steps (rounded away from zero), zero blocks, a NaN (ignored by amax,
+// quantized to 0), an infinity (an infinite scale, every quant 0) and values near the block max.
+TEST(QuantTiles, Avx2ActivationQuantizationIsTheGenericBytes) {
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(22);
+  const int64_t k = 768;
+  std::vector<float> x = ktest::rand_vec(rng, static_cast<size_t>(k), -3.0f, 3.0f);
+  for (int j = 0; j < 32; ++j) x[static_cast<size_t>(j)] = j == 5 ? 127.0f : 0.5f * static_cast<float>(j - 16);  // ties
+  for (int j = 32; j < 64; ++j) x[static_cast<size_t>(j)] = 0.0f;
+  x[70] = std::nanf("");
+  x[300] = INFINITY;
+  x[400] = -1e-30f;
+  x[513] = 1e30f;
+  const std::vector<float> norm = ktest::rand_vec(rng, static_cast<size_t>(k), 0.5f, 1.5f);
+  for (DType dt : {DType::kQ8_0, DType::kQ4_K}) {
+    for (bool with_norm : {false, true}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + (with_norm ? " norm" : ""));
+      const size_t bytes = quant_act_row_bytes(dt, k);
+      std::vector<uint8_t> a(bytes + 4, 0xcd), b(bytes + 4, 0xcd);
+      const float* nw = with_norm ? norm.data() : nullptr;
+      quantize_act_row(dt, x.data(), nw, 0.37f, 0.25f, k, a.data());
+      quantize_act_row_avx2(dt, x.data(), nw, 0.37f, 0.25f, k, b.data());
+      int diff = 0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        if (a[i] != b[i] && diff++ < 5) ADD_FAILURE() << "byte " << i << ": generic " << int(a[i]) << ", avx2 " << int(b[i]);
+      }
+    }
+  }
+  // The tie row is on the grid (d = 1): quants are the rounded-away values.
+  std::vector<uint8_t> q(quant_act_row_bytes(DType::kQ8_0, k));
+  quantize_act_row_avx2(DType::kQ8_0, x.data(), nullptr, 1.0f, 0.0f, k, q.data());
+  const auto* blk = reinterpret_cast<const BlockQ8x32*>(q.data());
+  EXPECT_EQ(blk[0].d, 1.0f);
+  EXPECT_EQ(blk[0].qs[0], -8);
+  EXPECT_EQ(blk[0].qs[1], -8);  // -7.5 -> -8
+  EXPECT_EQ(blk[0].qs[17], 1);  // 0.5 -> 1
+  EXPECT_EQ(blk[0].qs[19], 2);  // 1.5 -> 2
+  EXPECT_EQ(blk[1].d, 0.0f);
 }
 #endif
 
