@@ -165,6 +165,12 @@ struct Type32 {
     tile32<1, 1, kBytes, kSigned, kOff>(k, static_cast<const uint8_t*>(w), 0, xb, &out, Decode());
     return out;
   }
+  static void rows(int64_t k, const void* w, int64_t w_stride, int64_t n, const void* xq, float* out) {
+    const BlockQ8x32* xb[1] = {static_cast<const BlockQ8x32*>(xq)};
+    for (int64_t c = 0; c < n; ++c) {
+      tile32<1, 1, kBytes, kSigned, kOff>(k, static_cast<const uint8_t*>(w) + c * w_stride, 0, xb, out + c, Decode());
+    }
+  }
   static void dot4(int64_t k, const void* w, const void* const* xq, float* out) {
     const BlockQ8x32* xb[4];
     for (int j = 0; j < 4; ++j) xb[j] = static_cast<const BlockQ8x32*>(xq[j]);
@@ -456,6 +462,10 @@ struct TypeK {
     Tile1(k, static_cast<const uint8_t*>(w), 0, xb, &out);
     return out;
   }
+  static void rows(int64_t k, const void* w, int64_t w_stride, int64_t n, const void* xq, float* out) {
+    const BlockQ8xK* xb[1] = {static_cast<const BlockQ8xK*>(xq)};
+    for (int64_t c = 0; c < n; ++c) Tile1(k, static_cast<const uint8_t*>(w) + c * w_stride, 0, xb, out + c);
+  }
   static void dot4(int64_t k, const void* w, const void* const* xq, float* out) {
     const BlockQ8xK* xb[4];
     for (int j = 0; j < 4; ++j) xb[j] = static_cast<const BlockQ8xK*>(xq[j]);
@@ -546,7 +556,31 @@ void quantize_q8xk_avx2(const float* x, const float* norm_w, float inv, float of
   }
 }
 
+// The rows form of a type with only a one-row dot product.
+template <float (*Dot)(int64_t, const void*, const void*)>
+void rows_of(int64_t k, const void* w, int64_t w_stride, int64_t n, const void* xq, float* out) {
+  for (int64_t c = 0; c < n; ++c) out[c] = Dot(k, static_cast<const uint8_t*>(w) + c * w_stride, xq);
+}
+
 }  // namespace
+
+QuantVecDotRowsFn quant_vec_dot_rows_avx2(DType wtype) {
+  switch (wtype) {
+    case DType::kQ4_0: return Q4_0::rows;
+    case DType::kQ4_1: return Q4_1::rows;
+    case DType::kQ5_0: return Q5_0::rows;
+    case DType::kQ5_1: return Q5_1::rows;
+    case DType::kQ8_0: return Q8_0::rows;
+    case DType::kIQ4_NL: return Iq4Nl::rows;
+    case DType::kQ2_K: return rows_of<dot_q2_k>;
+    case DType::kQ3_K: return rows_of<dot_q3_k>;
+    case DType::kQ4_K: return Q4_K::rows;
+    case DType::kQ5_K: return rows_of<dot_q45_k<5>>;
+    case DType::kQ6_K: return Q6_K::rows;
+    case DType::kIQ4_XS: return rows_of<dot_iq4_xs>;
+    default: return nullptr;
+  }
+}
 
 QuantVecDot4Fn quant_vec_dot4_avx2(DType wtype) {
   switch (wtype) {

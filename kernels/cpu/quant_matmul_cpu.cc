@@ -36,7 +36,7 @@ constexpr int64_t kRowChunk = 32; // activation rows walked per pass over a colu
 
 struct QuantProduct {
   DType wtype;
-  QuantVecDotFn dot;
+  QuantVecDotRowsFn dot_rows;  // dot over consecutive weight rows (the ISA's, or a loop of dot)
   QuantVecDot4Fn dot4;  // nullptr: rows one at a time
   QuantVecDot2x4Fn dot2x4;  // nullptr: weight rows one at a time
   QuantizeActFn quantize;   // quantize_act_row or its AVX2 form (the same bytes)
@@ -91,59 +91,55 @@ void run(const QuantProduct& p, const CpuIsa& isa, const ExecContext& ctx) {
       const int64_t c0 = t * kColTile, c1 = c0 + kColTile < n_out ? c0 + kColTile : n_out;
       for (int64_t i0 = 0; i0 < p.m; i0 += kRowChunk) {
         const int64_t i1 = i0 + kRowChunk < p.m ? i0 + kRowChunk : p.m;
-        int64_t c = c0;
-        if (p.dot2x4 != nullptr && !gated && i1 - i0 >= 4) {  // 2 weight rows x 4 x rows per tile
-          for (; c + 2 <= c1; c += 2) {
-            const uint8_t* w = p.w + c * w_row;
-            const float b0 = p.bias != nullptr ? p.bias[c] : 0.0f, b1 = p.bias != nullptr ? p.bias[c + 1] : 0.0f;
-            int64_t i = i0;
-            for (; i + 4 <= i1; i += 4) {
-              const void* xr[4] = {xq + i * row_bytes, xq + (i + 1) * row_bytes, xq + (i + 2) * row_bytes,
-                                   xq + (i + 3) * row_bytes};
+        // Rows i0 .. i4 in groups of four (not gated): 2 x 4 tiles over column pairs, 1 x 4 for
+        // a last odd column.
+        const int64_t i4 = p.dot4 != nullptr && !gated ? i0 + (i1 - i0) / 4 * 4 : i0;
+        for (int64_t i = i0; i < i4; i += 4) {
+          const void* xr[4] = {xq + i * row_bytes, xq + (i + 1) * row_bytes, xq + (i + 2) * row_bytes,
+                               xq + (i + 3) * row_bytes};
+          int64_t c = c0;
+          if (p.dot2x4 != nullptr) {
+            for (; c + 2 <= c1; c += 2) {
               float y[8];
-              p.dot2x4(p.k, w, w_row, xr, y);
+              p.dot2x4(p.k, p.w + c * w_row, w_row, xr, y);
               for (int r = 0; r < 4; ++r) {
                 float* o = p.out + (i + r) * p.out_stride + c;
-                o[0] = p.accumulate ? o[0] + (y[r] + b0) : y[r] + b0;
-                o[1] = p.accumulate ? o[1] + (y[4 + r] + b1) : y[4 + r] + b1;
+                for (int h = 0; h < 2; ++h) {
+                  const float v = y[4 * h + r] + (p.bias != nullptr ? p.bias[c + h] : 0.0f);
+                  o[h] = p.accumulate ? o[h] + v : v;
+                }
               }
             }
-            for (; i < i1; ++i) {
-              const void* xr = xq + i * row_bytes;
-              float* o = p.out + i * p.out_stride + c;
-              const float y0 = p.dot(p.k, w, xr) + b0, y1 = p.dot(p.k, w + w_row, xr) + b1;
-              o[0] = p.accumulate ? o[0] + y0 : y0;
-              o[1] = p.accumulate ? o[1] + y1 : y1;
+          }
+          for (; c < c1; ++c) {
+            float y[4];
+            p.dot4(p.k, p.w + c * w_row, xr, y);
+            for (int r = 0; r < 4; ++r) {
+              float* o = p.out + (i + r) * p.out_stride + c;
+              const float v = y[r] + (p.bias != nullptr ? p.bias[c] : 0.0f);
+              *o = p.accumulate ? *o + v : v;
             }
           }
         }
-        for (; c < c1; ++c) {
-          const uint8_t* w = p.w + c * w_row;
-          const float b = p.bias != nullptr ? p.bias[c] : 0.0f;
-          const float bu = gated && p.bias != nullptr ? p.bias[c + n_out] : 0.0f;
-          int64_t i = i0;
-          if (p.dot4 != nullptr && !gated) {  // four rows per pass over the weight row
-            for (; i + 4 <= i1; i += 4) {
-              const void* xr[4] = {xq + i * row_bytes, xq + (i + 1) * row_bytes, xq + (i + 2) * row_bytes,
-                                   xq + (i + 3) * row_bytes};
-              float y[4];
-              p.dot4(p.k, w, xr, y);
-              for (int r = 0; r < 4; ++r) {
-                float* o = p.out + (i + r) * p.out_stride + c;
-                *o = p.accumulate ? *o + (y[r] + b) : y[r] + b;
-              }
+        // The other rows (decode: all of them) one at a time, all the tile's columns per call.
+        for (int64_t i = i4; i < i1; ++i) {
+          const void* xr = xq + i * row_bytes;
+          float y[kColTile];
+          p.dot_rows(p.k, p.w + c0 * w_row, w_row, c1 - c0, xr, y);
+          if (gated) {
+            float* g = gate[i - i0];
+            float* u = up[i - i0];
+            p.dot_rows(p.k, p.w + (c0 + n_out) * w_row, w_row, c1 - c0, xr, u);
+            for (int64_t c = c0; c < c1; ++c) {
+              g[c - c0] = y[c - c0] + (p.bias != nullptr ? p.bias[c] : 0.0f);
+              u[c - c0] += p.bias != nullptr ? p.bias[c + n_out] : 0.0f;
             }
+            continue;
           }
-          for (; i < i1; ++i) {
-            const void* xr = xq + i * row_bytes;
-            const float y = p.dot(p.k, w, xr) + b;
-            if (gated) {
-              gate[i - i0][c - c0] = y;
-              up[i - i0][c - c0] = p.dot(p.k, w + n_out * w_row, xr) + bu;
-              continue;
-            }
-            float* o = p.out + i * p.out_stride + c;
-            *o = p.accumulate ? *o + y : y;
+          float* o = p.out + i * p.out_stride;
+          for (int64_t c = c0; c < c1; ++c) {
+            const float v = y[c - c0] + (p.bias != nullptr ? p.bias[c] : 0.0f);
+            o[c] = p.accumulate ? o[c] + v : v;
           }
         }
         if (!gated) continue;
@@ -161,6 +157,22 @@ void run(const QuantProduct& p, const CpuIsa& isa, const ExecContext& ctx) {
       }
     }
   });
+}
+
+// The dot over consecutive weight rows of the instruction set (a loop over the generic dot where
+// there is none).
+template <DType D>
+void generic_rows(int64_t k, const void* w, int64_t w_stride, int64_t n, const void* xq, float* out) {
+  const QuantVecDotFn dot = quant_vec_dot_generic(D);
+  for (int64_t c = 0; c < n; ++c) out[c] = dot(k, static_cast<const uint8_t*>(w) + c * w_stride, xq);
+}
+
+template <DType D>
+QuantVecDotRowsFn dot_rows_for(CpuIsaKind isa) {
+#ifdef ELI_X86
+  if (isa != CpuIsaKind::kGeneric) return quant_vec_dot_rows_avx2(D);
+#endif
+  return generic_rows<D>;
 }
 
 QuantVecDot4Fn dot4_for(DType wtype, CpuIsaKind isa) {
@@ -184,13 +196,6 @@ QuantizeActFn quantize_for(CpuIsaKind isa) {
   return quantize_act_row;
 }
 
-QuantVecDotFn dot_for(DType wtype, CpuIsaKind isa) {
-#ifdef ELI_X86
-  if (isa != CpuIsaKind::kGeneric) return quant_vec_dot_avx2(wtype);
-#endif
-  return quant_vec_dot_generic(wtype);
-}
-
 // The elementwise loops (norm, SiLU) of the instruction set the dot products use.
 const CpuIsa& isa_for(CpuIsaKind isa) {
 #ifdef ELI_X86
@@ -202,7 +207,7 @@ const CpuIsa& isa_for(CpuIsaKind isa) {
 template <DType D, CpuIsaKind I>
 void gemv_gguf(const void* args, const ExecContext& ctx) {
   const auto& a = *static_cast<const GemvArgs*>(args);
-  run(QuantProduct{D, dot_for(D, I), dot4_for(D, I), dot2x4_for(D, I), quantize_for(I), a.x, a.x_stride, a.norm_weight, a.norm_eps, a.norm_weight_offset,
+  run(QuantProduct{D, dot_rows_for<D>(I), dot4_for(D, I), dot2x4_for(D, I), quantize_for(I), a.x, a.x_stride, a.norm_weight, a.norm_eps, a.norm_weight_offset,
                    static_cast<const uint8_t*>(a.w), a.bias, a.m, a.n, a.k, a.out, a.out_stride, a.gated,
                    a.accumulate, a.workspace, a.workspace_bytes},
       isa_for(I), ctx);
@@ -214,7 +219,7 @@ void gemm_gguf(const void* args, const ExecContext& ctx) {
   ELI_CHECK_KIND(kUnsupported, a.x_dtype == DType::kF32 && a.out_dtype == DType::kF32, dtype_name(D),
                  " gemm on the CPU takes float32 x and out, got x ", dtype_name(a.x_dtype), ", out ",
                  dtype_name(a.out_dtype));
-  run(QuantProduct{D, dot_for(D, I), dot4_for(D, I), dot2x4_for(D, I), quantize_for(I), static_cast<const float*>(a.x), a.x_stride, nullptr, 0.0f, 0.0f,
+  run(QuantProduct{D, dot_rows_for<D>(I), dot4_for(D, I), dot2x4_for(D, I), quantize_for(I), static_cast<const float*>(a.x), a.x_stride, nullptr, 0.0f, 0.0f,
                    static_cast<const uint8_t*>(a.w), a.bias, a.m, a.n, a.k, static_cast<float*>(a.out), a.out_stride,
                    GatedAct::kNone, a.accumulate, a.workspace, a.workspace_bytes},
       isa_for(I), ctx);

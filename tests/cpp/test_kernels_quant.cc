@@ -5,8 +5,8 @@
 //   QuantMatmul: every usable CPU kGemv / kGemm entry of WeightFormat::kGgufBlocks (generic, AVX2)
 //     against the reference (dequantize, then the f32 product in double) on odd shapes, with and
 //     without the RMSNorm prologue, bias, gated and accumulating epilogues.
-//   QuantTiles: the AVX2 register tiles (1 x 4 and 2 x 4 weight rows x activation rows) give the
-//     one-row dot product's bits for every pair, on odd block counts and padded weight strides;
+//   QuantTiles: the AVX2 rows form (decode) and register tiles (1 x 4 and 2 x 4 weight rows x
+//     activation rows) give the one-row dot product's bits for every pair, on odd block counts and padded weight strides;
 //     the AVX2 activation quantizer writes the generic one's bytes.
 // Tolerance (the activation-quantization error, a bound not an estimate): x is quantized per
 // activation block b (32 values, or 256 for the K types) with step d_b = amax_b / 127, so each
@@ -362,7 +362,7 @@ TEST(QuantMatmul, RowsAreIndependentOfM) {
 // product's operations: every output must equal it bit for bit (and so the reference within the
 // bounds the matmul tests check), on odd block counts, rows of unequal scale and a weight stride
 // with padding between the two weight rows.
-TEST(QuantTiles, TwoByFourAndOneByFourGiveTheOneRowBits) {
+TEST(QuantTiles, RowsOneByFourAndTwoByFourGiveTheOneRowBits) {
   if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU";
   std::mt19937 rng(21);
   int tiled = 0, four = 0;
@@ -397,6 +397,15 @@ TEST(QuantTiles, TwoByFourAndOneByFourGiveTheOneRowBits) {
       float one[2][4];
       for (int i = 0; i < 2; ++i) {
         for (int r = 0; r < 4; ++r) one[i][r] = dot(k, w.data() + i * stride, xr[r]);
+      }
+      const QuantVecDotRowsFn rows = quant_vec_dot_rows_avx2(dt);
+      ASSERT_NE(rows, nullptr) << dtype_name(dt);
+      for (int r = 0; r < 4; ++r) {
+        float y[2];
+        rows(k, w.data(), stride, 2, xr[r], y);
+        for (int i = 0; i < 2; ++i) {
+          EXPECT_EQ(0, std::memcmp(&y[i], &one[i][r], sizeof(float))) << "rows " << i << " x " << r << ": " << y[i] << " vs " << one[i][r];
+        }
       }
       if (dot4 != nullptr) {
         for (int i = 0; i < 2; ++i) {
