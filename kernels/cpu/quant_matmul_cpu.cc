@@ -5,7 +5,10 @@
 // then every output is one vec_dot of a weight row (read as stored) with a quantized row, plus
 // bias, then the epilogue (store, accumulate, or act(gate) * up for a gated product whose n is
 // gate rows then up rows). Threads split the output columns; for many rows (prefill) rows are
-// walked in chunks so a column tile's weights are reused from cache across the chunk.
+// walked in chunks so a column tile's weights are reused from cache across the chunk. Within a
+// chunk, groups of four rows go through the register tiles (2 weight rows x 4 rows, 1 x 4 for an
+// odd column; not for gated products) and the other rows (decode: the one row) through the rows
+// form, one call per column tile; every form gives the one-row dot product's bits (quant_dot.h).
 //
 // Route invariance: the GEMV's RMSNorm prologue and SiLU epilogue use the ISA table's sum_sq /
 // scale_mul / swiglu_row, exactly as the NormCast and GatedAct kernels do, and every output is
