@@ -52,12 +52,25 @@ void quantize_act_row(DType wtype, const float* x, const float* norm_w, float in
 // sum_j w[j] * x[j] over k values: w one row of `wtype` blocks, xq its quantized activations.
 using QuantVecDotFn = float (*)(int64_t k, const void* w, const void* xq);
 QuantVecDotFn quant_vec_dot_generic(DType wtype);  // nullptr for a non-GGUF dtype
+// out[c] = the vec_dot of weight row w + c * w_stride (bytes) with xq for c < n, each
+// bit-identical to QuantVecDotFn's result (decode: one call per column tile, the rows' work
+// overlapping in one loop).
+using QuantVecDotRowsFn = void (*)(int64_t k, const void* w, int64_t w_stride, int64_t n, const void* xq, float* out);
 // out[r] = the vec_dot of w with xq[r] for r < 4, each bit-identical to QuantVecDotFn's result
 // (the same operations per row; the weight block is decoded once for the 4 rows: prefill).
 using QuantVecDot4Fn = void (*)(int64_t k, const void* w, const void* const* xq, float* out);
+// out[i * 4 + r] = the vec_dot of weight row w + i * w_stride (bytes) with xq[r], for i < 2 and
+// r < 4, each bit-identical to QuantVecDotFn's result (a 2 x 4 register tile: each weight block is
+// decoded once for 4 rows, each activation block loaded once for 2 weight rows: prefill).
+using QuantVecDot2x4Fn = void (*)(int64_t k, const void* w, int64_t w_stride, const void* const* xq, float* out);
 #ifdef ELI_X86
+// quantize_act_row with AVX2: the same bytes (the generic rounding, NaN and range rules).
+void quantize_act_row_avx2(DType wtype, const float* x, const float* norm_w, float inv_rms, float offset, int64_t k,
+                           void* out);
 QuantVecDotFn quant_vec_dot_avx2(DType wtype);
-QuantVecDot4Fn quant_vec_dot4_avx2(DType wtype);  // nullptr where only the one-row form exists
+QuantVecDotRowsFn quant_vec_dot_rows_avx2(DType wtype);  // every GGUF block type
+QuantVecDot4Fn quant_vec_dot4_avx2(DType wtype);      // nullptr where only the one-row form exists
+QuantVecDot2x4Fn quant_vec_dot2x4_avx2(DType wtype);  // nullptr where no 2 x 4 tile exists
 #endif
 
 }  // namespace eli

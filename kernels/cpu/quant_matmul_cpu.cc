@@ -5,7 +5,10 @@
 // then every output is one vec_dot of a weight row (read as stored) with a quantized row, plus
 // bias, then the epilogue (store, accumulate, or act(gate) * up for a gated product whose n is
 // gate rows then up rows). Threads split the output columns; for many rows (prefill) rows are
-// walked in chunks so a column tile's weights are reused from cache across the chunk.
+// walked in chunks so a column tile's weights are reused from cache across the chunk. Within a
+// chunk, groups of four rows go through the register tiles (2 weight rows x 4 rows, 1 x 4 for an
+// odd column; not for gated products) and the other rows (decode: the one row) through the rows
+// form, one call per column tile; every form gives the one-row dot product's bits (quant_dot.h).
 //
 // Route invariance: the GEMV's RMSNorm prologue and SiLU epilogue use the ISA table's sum_sq /
 // scale_mul / swiglu_row, exactly as the NormCast and GatedAct kernels do, and every output is
@@ -29,13 +32,17 @@
 namespace eli {
 namespace {
 
+using QuantizeActFn = void (*)(DType, const float*, const float*, float, float, int64_t, void*);
+
 constexpr int64_t kColTile = 16;  // output columns per task
 constexpr int64_t kRowChunk = 32; // activation rows walked per pass over a column tile
 
 struct QuantProduct {
   DType wtype;
-  QuantVecDotFn dot;
+  QuantVecDotRowsFn dot_rows;  // dot over consecutive weight rows (the ISA's, or a loop of dot)
   QuantVecDot4Fn dot4;  // nullptr: rows one at a time
+  QuantVecDot2x4Fn dot2x4;  // nullptr: weight rows one at a time
+  QuantizeActFn quantize;   // quantize_act_row or its AVX2 form (the same bytes)
   const float* x;
   int64_t x_stride;
   const float* norm_weight;
@@ -75,7 +82,7 @@ void run(const QuantProduct& p, const CpuIsa& isa, const ExecContext& ctx) {
         isa.scale_mul(xn.data(), x, p.norm_weight, p.norm_offset, inv, p.k);
         x = xn.data();
       }
-      quantize_act_row(p.wtype, x, nullptr, 1.0f, 0.0f, p.k, xq + r * row_bytes);
+      p.quantize(p.wtype, x, nullptr, 1.0f, 0.0f, p.k, xq + r * row_bytes);
     }
   });
   const int64_t w_row = p.k / info.block_elems * info.block_bytes;
@@ -87,33 +94,55 @@ void run(const QuantProduct& p, const CpuIsa& isa, const ExecContext& ctx) {
       const int64_t c0 = t * kColTile, c1 = c0 + kColTile < n_out ? c0 + kColTile : n_out;
       for (int64_t i0 = 0; i0 < p.m; i0 += kRowChunk) {
         const int64_t i1 = i0 + kRowChunk < p.m ? i0 + kRowChunk : p.m;
-        for (int64_t c = c0; c < c1; ++c) {
-          const uint8_t* w = p.w + c * w_row;
-          const float b = p.bias != nullptr ? p.bias[c] : 0.0f;
-          const float bu = gated && p.bias != nullptr ? p.bias[c + n_out] : 0.0f;
-          int64_t i = i0;
-          if (p.dot4 != nullptr && !gated) {  // four rows per pass over the weight row
-            for (; i + 4 <= i1; i += 4) {
-              const void* xr[4] = {xq + i * row_bytes, xq + (i + 1) * row_bytes, xq + (i + 2) * row_bytes,
-                                   xq + (i + 3) * row_bytes};
-              float y[4];
-              p.dot4(p.k, w, xr, y);
+        // Rows i0 .. i4 in groups of four (not gated): 2 x 4 tiles over column pairs, 1 x 4 for
+        // a last odd column.
+        const int64_t i4 = p.dot4 != nullptr && !gated ? i0 + (i1 - i0) / 4 * 4 : i0;
+        for (int64_t i = i0; i < i4; i += 4) {
+          const void* xr[4] = {xq + i * row_bytes, xq + (i + 1) * row_bytes, xq + (i + 2) * row_bytes,
+                               xq + (i + 3) * row_bytes};
+          int64_t c = c0;
+          if (p.dot2x4 != nullptr) {
+            for (; c + 2 <= c1; c += 2) {
+              float y[8];
+              p.dot2x4(p.k, p.w + c * w_row, w_row, xr, y);
               for (int r = 0; r < 4; ++r) {
                 float* o = p.out + (i + r) * p.out_stride + c;
-                *o = p.accumulate ? *o + (y[r] + b) : y[r] + b;
+                for (int h = 0; h < 2; ++h) {
+                  const float v = y[4 * h + r] + (p.bias != nullptr ? p.bias[c + h] : 0.0f);
+                  o[h] = p.accumulate ? o[h] + v : v;
+                }
               }
             }
           }
-          for (; i < i1; ++i) {
-            const void* xr = xq + i * row_bytes;
-            const float y = p.dot(p.k, w, xr) + b;
-            if (gated) {
-              gate[i - i0][c - c0] = y;
-              up[i - i0][c - c0] = p.dot(p.k, w + n_out * w_row, xr) + bu;
-              continue;
+          for (; c < c1; ++c) {
+            float y[4];
+            p.dot4(p.k, p.w + c * w_row, xr, y);
+            for (int r = 0; r < 4; ++r) {
+              float* o = p.out + (i + r) * p.out_stride + c;
+              const float v = y[r] + (p.bias != nullptr ? p.bias[c] : 0.0f);
+              *o = p.accumulate ? *o + v : v;
             }
-            float* o = p.out + i * p.out_stride + c;
-            *o = p.accumulate ? *o + y : y;
+          }
+        }
+        // The other rows (decode: all of them) one at a time, all the tile's columns per call.
+        for (int64_t i = i4; i < i1; ++i) {
+          const void* xr = xq + i * row_bytes;
+          float y[kColTile];
+          p.dot_rows(p.k, p.w + c0 * w_row, w_row, c1 - c0, xr, y);
+          if (gated) {
+            float* g = gate[i - i0];
+            float* u = up[i - i0];
+            p.dot_rows(p.k, p.w + (c0 + n_out) * w_row, w_row, c1 - c0, xr, u);
+            for (int64_t c = c0; c < c1; ++c) {
+              g[c - c0] = y[c - c0] + (p.bias != nullptr ? p.bias[c] : 0.0f);
+              u[c - c0] += p.bias != nullptr ? p.bias[c + n_out] : 0.0f;
+            }
+            continue;
+          }
+          float* o = p.out + i * p.out_stride;
+          for (int64_t c = c0; c < c1; ++c) {
+            const float v = y[c - c0] + (p.bias != nullptr ? p.bias[c] : 0.0f);
+            o[c] = p.accumulate ? o[c] + v : v;
           }
         }
         if (!gated) continue;
@@ -133,6 +162,22 @@ void run(const QuantProduct& p, const CpuIsa& isa, const ExecContext& ctx) {
   });
 }
 
+// The dot over consecutive weight rows of the instruction set (a loop over the generic dot where
+// there is none).
+template <DType D>
+void generic_rows(int64_t k, const void* w, int64_t w_stride, int64_t n, const void* xq, float* out) {
+  const QuantVecDotFn dot = quant_vec_dot_generic(D);
+  for (int64_t c = 0; c < n; ++c) out[c] = dot(k, static_cast<const uint8_t*>(w) + c * w_stride, xq);
+}
+
+template <DType D>
+QuantVecDotRowsFn dot_rows_for(CpuIsaKind isa) {
+#ifdef ELI_X86
+  if (isa != CpuIsaKind::kGeneric) return quant_vec_dot_rows_avx2(D);
+#endif
+  return generic_rows<D>;
+}
+
 QuantVecDot4Fn dot4_for(DType wtype, CpuIsaKind isa) {
 #ifdef ELI_X86
   if (isa != CpuIsaKind::kGeneric) return quant_vec_dot4_avx2(wtype);
@@ -140,11 +185,18 @@ QuantVecDot4Fn dot4_for(DType wtype, CpuIsaKind isa) {
   return nullptr;
 }
 
-QuantVecDotFn dot_for(DType wtype, CpuIsaKind isa) {
+QuantVecDot2x4Fn dot2x4_for(DType wtype, CpuIsaKind isa) {
 #ifdef ELI_X86
-  if (isa != CpuIsaKind::kGeneric) return quant_vec_dot_avx2(wtype);
+  if (isa != CpuIsaKind::kGeneric) return quant_vec_dot2x4_avx2(wtype);
 #endif
-  return quant_vec_dot_generic(wtype);
+  return nullptr;
+}
+
+QuantizeActFn quantize_for(CpuIsaKind isa) {
+#ifdef ELI_X86
+  if (isa != CpuIsaKind::kGeneric) return quantize_act_row_avx2;
+#endif
+  return quantize_act_row;
 }
 
 // The elementwise loops (norm, SiLU) of the instruction set the dot products use.
@@ -158,7 +210,7 @@ const CpuIsa& isa_for(CpuIsaKind isa) {
 template <DType D, CpuIsaKind I>
 void gemv_gguf(const void* args, const ExecContext& ctx) {
   const auto& a = *static_cast<const GemvArgs*>(args);
-  run(QuantProduct{D, dot_for(D, I), dot4_for(D, I), a.x, a.x_stride, a.norm_weight, a.norm_eps, a.norm_weight_offset,
+  run(QuantProduct{D, dot_rows_for<D>(I), dot4_for(D, I), dot2x4_for(D, I), quantize_for(I), a.x, a.x_stride, a.norm_weight, a.norm_eps, a.norm_weight_offset,
                    static_cast<const uint8_t*>(a.w), a.bias, a.m, a.n, a.k, a.out, a.out_stride, a.gated,
                    a.accumulate, a.workspace, a.workspace_bytes},
       isa_for(I), ctx);
@@ -170,7 +222,7 @@ void gemm_gguf(const void* args, const ExecContext& ctx) {
   ELI_CHECK_KIND(kUnsupported, a.x_dtype == DType::kF32 && a.out_dtype == DType::kF32, dtype_name(D),
                  " gemm on the CPU takes float32 x and out, got x ", dtype_name(a.x_dtype), ", out ",
                  dtype_name(a.out_dtype));
-  run(QuantProduct{D, dot_for(D, I), dot4_for(D, I), static_cast<const float*>(a.x), a.x_stride, nullptr, 0.0f, 0.0f,
+  run(QuantProduct{D, dot_rows_for<D>(I), dot4_for(D, I), dot2x4_for(D, I), quantize_for(I), static_cast<const float*>(a.x), a.x_stride, nullptr, 0.0f, 0.0f,
                    static_cast<const uint8_t*>(a.w), a.bias, a.m, a.n, a.k, static_cast<float*>(a.out), a.out_stride,
                    GatedAct::kNone, a.accumulate, a.workspace, a.workspace_bytes},
       isa_for(I), ctx);

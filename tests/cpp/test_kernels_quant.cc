@@ -5,6 +5,9 @@
 //   QuantMatmul: every usable CPU kGemv / kGemm entry of WeightFormat::kGgufBlocks (generic, AVX2)
 //     against the reference (dequantize, then the f32 product in double) on odd shapes, with and
 //     without the RMSNorm prologue, bias, gated and accumulating epilogues.
+//   QuantTiles: the AVX2 rows form (decode) and register tiles (1 x 4 and 2 x 4 weight rows x
+//     activation rows) give the one-row dot product's bits for every pair, on odd block counts and padded weight strides;
+//     the AVX2 activation quantizer writes the generic one's bytes.
 // Tolerance (the activation-quantization error, a bound not an estimate): x is quantized per
 // activation block b (32 values, or 256 for the K types) with step d_b = amax_b / 127, so each
 // value moves by at most d_b / 2 and an output sum_j w_j x_j by at most
@@ -26,6 +29,7 @@
 
 #include "eli/error.h"
 #include "kernel_test_util.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/quant_dot.h"
 #include "kernels/ref/activation.h"
 #include "kernels/ref/dequant_ref.h"
@@ -352,6 +356,123 @@ TEST(QuantMatmul, RowsAreIndependentOfM) {
     }
   }
 }
+
+#ifdef ELI_X86
+// The prefill tiles compute each (weight row, activation row) pair with the one-row dot
+// product's operations: every output must equal it bit for bit (and so the reference within the
+// bounds the matmul tests check), on odd block counts, rows of unequal scale and a weight stride
+// with padding between the two weight rows.
+TEST(QuantTiles, RowsOneByFourAndTwoByFourGiveTheOneRowBits) {
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(21);
+  int tiled = 0, four = 0;
+  for (DType dt : kGgufBlockTypes) {
+    const QuantVecDotFn dot = quant_vec_dot_avx2(dt);
+    const QuantVecDot4Fn dot4 = quant_vec_dot4_avx2(dt);
+    const QuantVecDot2x4Fn dot2x4 = quant_vec_dot2x4_avx2(dt);
+    ASSERT_NE(dot, nullptr) << dtype_name(dt);
+    if (dot4 != nullptr) ++four;
+    if (dot2x4 != nullptr) {
+      ++tiled;
+      EXPECT_NE(dot4, nullptr) << dtype_name(dt) << ": a 2 x 4 tile without the 1 x 4 form";
+    }
+    const DTypeInfo& info = dtype_info(dt);
+    for (int64_t blocks : {1, 3, 7}) {
+      const int64_t k = blocks * (info.block_elems == 32 ? 9 : 1) * info.block_elems;
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " k=" + std::to_string(k));
+      const int64_t row = k / info.block_elems * info.block_bytes, stride = row + 3 * info.block_bytes + 5;
+      const std::vector<uint8_t> wr = rand_blocks(rng, dt, 3, k);  // rows 0 and 1, and the padding
+      std::vector<uint8_t> w(static_cast<size_t>(stride + row));
+      std::memcpy(w.data(), wr.data(), static_cast<size_t>(row));
+      std::memcpy(w.data() + row, wr.data() + 2 * row, static_cast<size_t>(stride - row));  // garbage between
+      std::memcpy(w.data() + stride, wr.data() + row, static_cast<size_t>(row));
+      std::vector<std::vector<uint8_t>> xq(4, std::vector<uint8_t>(quant_act_row_bytes(dt, k) + 8));
+      const void* xr[4];
+      for (int r = 0; r < 4; ++r) {
+        const float amp = r == 2 ? 1e-3f : static_cast<float>(r + 1);  // unequal activation scales
+        const std::vector<float> x = ktest::rand_vec(rng, static_cast<size_t>(k), -amp, amp);
+        quantize_act_row(dt, x.data(), nullptr, 1.0f, 0.0f, k, xq[r].data());
+        xr[r] = xq[r].data();
+      }
+      float one[2][4];
+      for (int i = 0; i < 2; ++i) {
+        for (int r = 0; r < 4; ++r) one[i][r] = dot(k, w.data() + i * stride, xr[r]);
+      }
+      const QuantVecDotRowsFn rows = quant_vec_dot_rows_avx2(dt);
+      ASSERT_NE(rows, nullptr) << dtype_name(dt);
+      for (int r = 0; r < 4; ++r) {
+        float y[2];
+        rows(k, w.data(), stride, 2, xr[r], y);
+        for (int i = 0; i < 2; ++i) {
+          EXPECT_EQ(0, std::memcmp(&y[i], &one[i][r], sizeof(float))) << "rows " << i << " x " << r << ": " << y[i] << " vs " << one[i][r];
+        }
+      }
+      if (dot4 != nullptr) {
+        for (int i = 0; i < 2; ++i) {
+          float y[4];
+          dot4(k, w.data() + i * stride, xr, y);
+          for (int r = 0; r < 4; ++r) {
+            EXPECT_EQ(0, std::memcmp(&y[r], &one[i][r], sizeof(float))) << "1x4 row " << i << " x " << r << ": " << y[r] << " vs " << one[i][r];
+          }
+        }
+      }
+      if (dot2x4 != nullptr) {
+        float y[8];
+        dot2x4(k, w.data(), stride, xr, y);
+        for (int i = 0; i < 2; ++i) {
+          for (int r = 0; r < 4; ++r) {
+            EXPECT_EQ(0, std::memcmp(&y[i * 4 + r], &one[i][r], sizeof(float)))
+                << "2x4 row " << i << " x " << r << ": " << y[i * 4 + r] << " vs " << one[i][r];
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GE(tiled, 6) << "2 x 4 tiles: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL";
+  EXPECT_GE(four, 8) << "1 x 4 tiles: those and Q4_K, Q6_K";
+}
+
+// The AVX2 activation quantizer writes the generic one's bytes (both formats, with and without the
+// norm prologue): ties at .5 steps (rounded away from zero), zero blocks, a NaN (ignored by amax,
+// quantized to 0), an infinity (an infinite scale, every quant 0) and values near the block max.
+TEST(QuantTiles, Avx2ActivationQuantizationIsTheGenericBytes) {
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(22);
+  const int64_t k = 768;
+  std::vector<float> x = ktest::rand_vec(rng, static_cast<size_t>(k), -3.0f, 3.0f);
+  for (int j = 0; j < 32; ++j) x[static_cast<size_t>(j)] = j == 5 ? 127.0f : 0.5f * static_cast<float>(j - 16);  // ties
+  for (int j = 32; j < 64; ++j) x[static_cast<size_t>(j)] = 0.0f;
+  x[70] = std::nanf("");
+  x[300] = INFINITY;
+  x[400] = -1e-30f;
+  x[513] = 1e30f;
+  const std::vector<float> norm = ktest::rand_vec(rng, static_cast<size_t>(k), 0.5f, 1.5f);
+  for (DType dt : {DType::kQ8_0, DType::kQ4_K}) {
+    for (bool with_norm : {false, true}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + (with_norm ? " norm" : ""));
+      const size_t bytes = quant_act_row_bytes(dt, k);
+      std::vector<uint8_t> a(bytes + 4, 0xcd), b(bytes + 4, 0xcd);
+      const float* nw = with_norm ? norm.data() : nullptr;
+      quantize_act_row(dt, x.data(), nw, 0.37f, 0.25f, k, a.data());
+      quantize_act_row_avx2(dt, x.data(), nw, 0.37f, 0.25f, k, b.data());
+      int diff = 0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        if (a[i] != b[i] && diff++ < 5) ADD_FAILURE() << "byte " << i << ": generic " << int(a[i]) << ", avx2 " << int(b[i]);
+      }
+    }
+  }
+  // The tie row is on the grid (d = 1): quants are the rounded-away values.
+  std::vector<uint8_t> q(quant_act_row_bytes(DType::kQ8_0, k));
+  quantize_act_row_avx2(DType::kQ8_0, x.data(), nullptr, 1.0f, 0.0f, k, q.data());
+  const auto* blk = reinterpret_cast<const BlockQ8x32*>(q.data());
+  EXPECT_EQ(blk[0].d, 1.0f);
+  EXPECT_EQ(blk[0].qs[0], -8);
+  EXPECT_EQ(blk[0].qs[1], -8);  // -7.5 -> -8
+  EXPECT_EQ(blk[0].qs[17], 1);  // 0.5 -> 1
+  EXPECT_EQ(blk[0].qs[19], 2);  // 1.5 -> 2
+  EXPECT_EQ(blk[1].d, 0.0f);
+}
+#endif
 
 // The block table's row lookup: the reference rows (times the scale), ids clamped into the table.
 TEST(QuantEmbedding, RowsAreTheDequantizedRows) {
