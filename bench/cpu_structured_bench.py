@@ -468,9 +468,21 @@ def worker_main(cfg: dict) -> None:
     print("RESULT " + json.dumps(res), flush=True)
 
 
+def eli_path() -> str:
+    """Where the eli package with its compiled module is: the installed one if it imports (as in
+    CI), else this checkout's python/ (a module built and copied there)."""
+    try:
+        import eli._eli  # noqa: F401
+        import eli as pkg
+
+        return str(pathlib.Path(pkg.__file__).resolve().parent.parent)
+    except ImportError:
+        return str(ROOT / "python")
+
+
 def run_worker(cfg: dict) -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT / "python"), env.get("PYTHONPATH", "")] if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [eli_path(), env.get("PYTHONPATH", "")] if p)
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(cfg)], capture_output=True, text=True,
                           env=env)
     for line in proc.stdout.splitlines():
@@ -540,7 +552,7 @@ def main(argv=None) -> int:
         worker_main(json.loads(args.worker))
         return 0
 
-    sys.path.insert(0, str(ROOT / "python"))
+    sys.path.insert(0, eli_path())
     from eli import hub
 
     model = hub.resolve_model(args.model)

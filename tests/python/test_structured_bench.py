@@ -4,12 +4,15 @@
 # the bounded cases end and validate. No timing is asserted. The llama.cpp part is skipped when
 # llama_cpp is not importable.
 import importlib.util
+import os
 import json
 import pathlib
 import subprocess
 import sys
 
 import pytest
+
+import eli
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench" / "cpu_structured_bench.py"
@@ -70,7 +73,9 @@ def test_tiny_run_writes_record(tmp_path, data_dir):
     cmd = [sys.executable, str(BENCH), "--model", str(data_dir / "models" / "llama_base"), "--engines", "eli",
            "--cases", "flat,regex,nested", "--short-prompts", "--reps", "2", "--warmup", "1",
            "--max-tokens", "240", "--threads", "1", "--out", str(out)]
-    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT / "python")}
+    # The eli this test imports (installed in CI, or the checkout's python/ on PYTHONPATH).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pathlib.Path(eli.__file__).resolve().parent.parent),
+                                                        os.environ.get("PYTHONPATH", "")])}
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     assert "valid" in p.stdout  # the table
