@@ -323,12 +323,9 @@ def format_text(info: dict, *, verbose: bool = False) -> str:
                       f"{info['bytes_per_param']:.3f} bytes per parameter"))
     plan = info.get("placement")
     if plan:
-        ring = f" + ring {format_bytes(plan['ring_bytes'])}" if plan["ring_bytes"] else ""
-        budget = f" of a {format_bytes(plan['budget_bytes'])} budget" if plan["budget_bytes"] else ""
-        lines.append(("placement", f"{plan['placement']}"))
-        lines.append(("bytes per tier", f"{plan['device']} {format_bytes(plan['resident_bytes'])}{ring}{budget}; "
-                      f"pinned host {format_bytes(plan['host_bytes'])}; model file {format_bytes(plan['disk_bytes'])} "
-                      f"({plan['offloaded_layers']} of {plan['n_layers']} layers offloaded)"))
+        # The engine's own description (binary units, as in its load log and error messages).
+        lines.append(("placement", f"{plan['placement']} ({plan['offloaded_layers']} of {plan['n_layers']} "
+                      "layers offloaded)"))
     width = max(len(k) for k, _ in lines) + 1
     text = [f"{k + ':':<{width}} {v}" for k, v in lines]
     groups = info.get("tensor_groups") or []
