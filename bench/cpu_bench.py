@@ -263,28 +263,37 @@ def llama_model_file(src: str, dtype: str, cache_dir: pathlib.Path) -> str:
     return str(out)
 
 
-def bench_llama(cfg: dict) -> dict:
-    import llama_cpp as lc
-
+def llama_open(lc, path: str, threads: int, n_ctx: int, n_batch: int, n_ubatch: int = 512,
+               extra_bufts: bool = True):
+    """(model, context) of llama-cpp-python's low-level API, quiet, mmap'd, `threads` for both
+    decode and batch. Extra buffer types = ggml's AMX and repacked-weight paths (on by default, as in
+    llama-bench)."""
     _llama_quiet(lc)
     lc.llama_backend_init()
     mparams = lc.llama_model_default_params()
     mparams.use_mmap = True
-    # Extra buffer types = ggml's AMX and repacked-weight paths (on by default, as in llama-bench).
-    mparams.use_extra_bufts = cfg.get("extra_bufts", True)
-    model = lc.llama_model_load_from_file(cfg["model"].encode(), mparams)
+    mparams.use_extra_bufts = extra_bufts
+    model = lc.llama_model_load_from_file(path.encode(), mparams)
     if not model:
-        raise RuntimeError(f"llama.cpp could not load {cfg['model']}")
+        raise RuntimeError(f"llama.cpp could not load {path}")
     cparams = lc.llama_context_default_params()
-    cparams.n_ctx = 512
-    cparams.n_batch = 2048
-    cparams.n_ubatch = 512
-    cparams.n_threads = cfg["threads"]
-    cparams.n_threads_batch = cfg["threads"]
+    cparams.n_ctx = n_ctx
+    cparams.n_batch = n_batch
+    cparams.n_ubatch = n_ubatch
+    cparams.n_threads = threads
+    cparams.n_threads_batch = threads
     cparams.no_perf = True
     ctx = lc.llama_init_from_model(model, cparams)
     if not ctx:
         raise RuntimeError("llama.cpp: could not create a context")
+    return model, ctx
+
+
+def bench_llama(cfg: dict) -> dict:
+    import llama_cpp as lc
+
+    extra_bufts = cfg.get("extra_bufts", True)
+    model, ctx = llama_open(lc, cfg["model"], cfg["threads"], n_ctx=512, n_batch=2048, extra_bufts=extra_bufts)
     lc.llama_set_n_threads(ctx, cfg["threads"], cfg["threads"])
     vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(model))
     p_len, g_len = cfg["prompt_len"], cfg["gen_len"]
@@ -319,7 +328,7 @@ def bench_llama(cfg: dict) -> dict:
     sysinfo = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
     res = run_protocol(cfg, prefill_fn, decode_fn, info={"llama_cpp_version": lc.__version__,
                                                          "system_info": sysinfo.strip(),
-                                                         "extra_bufts": mparams.use_extra_bufts})
+                                                         "extra_bufts": extra_bufts})
     lc.llama_free(ctx)
     lc.llama_model_free(model)
     return res

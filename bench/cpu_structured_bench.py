@@ -60,7 +60,7 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from cpu_bench import _llama_quiet, _spread, cpu_busy, cpu_name, cpu_short_name, eli_build, git_commit, load_avg, wait_idle  # noqa: E402
+from cpu_bench import _spread, llama_open, cpu_busy, cpu_name, cpu_short_name, eli_build, git_commit, load_avg, wait_idle  # noqa: E402
 
 # ---- the cases --------------------------------------------------------------------------------
 FLAT = {
@@ -325,21 +325,7 @@ def bench_llama(cfg: dict, prompts: dict) -> dict:
     import llama_cpp as lc
     import numpy as np
 
-    _llama_quiet(lc)
-    lc.llama_backend_init()
-    mparams = lc.llama_model_default_params()
-    model = lc.llama_model_load_from_file(cfg["model"].encode(), mparams)
-    if not model:
-        raise RuntimeError(f"llama.cpp could not load {cfg['model']}")
-    cparams = lc.llama_context_default_params()
-    cparams.n_ctx = 1024
-    cparams.n_batch = 1024
-    cparams.n_threads = cfg["threads"]
-    cparams.n_threads_batch = cfg["threads"]
-    cparams.no_perf = True
-    ctx = lc.llama_init_from_model(model, cparams)
-    if not ctx:
-        raise RuntimeError("llama.cpp: could not create a context")
+    model, ctx = llama_open(lc, cfg["model"], cfg["threads"], n_ctx=1024, n_batch=1024)
     vocab = lc.llama_model_get_vocab(model)
     n_vocab = lc.llama_vocab_n_tokens(vocab)
     mode = cfg["llama_mode"]

@@ -90,21 +90,7 @@ NB_MODULE(_eli, m) {
   m.def("inspect_model", &inspect_model, "path"_a,
         "Reads a model's headers and metadata (no weights) and returns a dict.");
   m.def(
-      "plan_placement",
-      [](const EngineConfig& cfg) {
-        const WeightPlacementReport r = plan_weight_placement(cfg);
-        nb::dict d;
-        d["device"] = r.device;
-        d["placement"] = r.placement;
-        d["budget_bytes"] = r.budget_bytes;
-        d["resident_bytes"] = r.resident_bytes;
-        d["ring_bytes"] = r.ring_bytes;
-        d["host_bytes"] = r.host_bytes;
-        d["disk_bytes"] = r.disk_bytes;
-        d["n_layers"] = r.n_layers;
-        d["offloaded_layers"] = r.offloaded_layers;
-        return d;
-      },
+      "plan_placement", [](const EngineConfig& cfg) { return placement_report_to_dict(plan_weight_placement(cfg)); },
       "config"_a, "Where the weights would live under an EngineConfig (weight offloading), without uploading them.");
   m.def("cuda_device_count", &cuda_device_count);
   m.def("cuda_compiled", &cuda_compiled);

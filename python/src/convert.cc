@@ -233,6 +233,20 @@ nb::dict engine_info_to_dict(const EngineInfo& info) {
   return d;
 }
 
+nb::dict placement_report_to_dict(const WeightPlacementReport& r) {
+  nb::dict d;
+  d["device"] = r.device;
+  d["placement"] = r.placement;
+  d["budget_bytes"] = r.budget_bytes;
+  d["resident_bytes"] = r.resident_bytes;
+  d["ring_bytes"] = r.ring_bytes;
+  d["host_bytes"] = r.host_bytes;
+  d["disk_bytes"] = r.disk_bytes;
+  d["n_layers"] = r.n_layers;
+  d["offloaded_layers"] = r.offloaded_layers;
+  return d;
+}
+
 nb::dict memory_stats_to_dict(const MemoryStats& s) {
   nb::dict d;
   d["reserved_bytes"] = s.reserved_bytes;

@@ -18,6 +18,7 @@ nanobind::dict spec_to_dict(const ModelSpec& s);
 nanobind::dict engine_info_to_dict(const EngineInfo& info);
 nanobind::dict engine_stats_to_dict(const EngineStats& s);
 nanobind::dict memory_stats_to_dict(const MemoryStats& s);
+nanobind::dict placement_report_to_dict(const WeightPlacementReport& r);
 nanobind::dict inspect_model(const std::string& path);
 nanobind::list list_kernels();
 // The 7th element of an output tuple: None, or {"prompt_logprobs": [[(id, logprob), ...], ...],

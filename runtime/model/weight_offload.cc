@@ -9,7 +9,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
-#include <functional>
+#include <utility>
+#include <vector>
 
 #include "eli/error.h"
 #include "runtime/core/mapped_file.h"
@@ -45,30 +46,41 @@ uint64_t matrix_bytes(const LinearWeight& w) {
   return Tensor(make_view_2d(nullptr, w.dtype, DeviceId{}, w.rows, w.cols), nullptr).nbytes();
 }
 
-// One tensor of an image: where it goes and where its bytes are now.
-struct ImageTensor {
-  LinearWeight* w = nullptr;
-  Tensor* field = nullptr;  // the LinearWeight member that will view the slot (data, bias, ...)
-  uint64_t offset = 0, bytes = 0;
-};
-
-// Calls fn for every tensor of `layer`'s image in layout order; returns the image's bytes.
-uint64_t for_each_tensor(std::deque<LinearWeight>& linears, int64_t layer, const std::function<void(ImageTensor)>& fn) {
+// Calls fn(w, field, offset, bytes) for every tensor of `layer`'s image in layout order (field:
+// the member of w holding it: data, bias, scales, zeros, perm); returns the image's bytes. One
+// function for the size query and the placement, so both see the same layout.
+template <typename Linears, typename Fn>
+uint64_t for_each_tensor(Linears& linears, int64_t layer, Fn&& fn) {
   uint64_t off = 0;
-  for (LinearWeight& w : linears) {
+  for (auto& w : linears) {
     if (w.alias_of != nullptr || weight_layer(w.name) != layer) continue;
     off = align_image(off);
     const uint64_t mb = matrix_bytes(w);
-    fn(ImageTensor{&w, &w.data, off, mb});
+    fn(w, &w.data, off, mb);
     off += mb;
-    for (Tensor* t : {&w.bias, &w.scales, &w.zeros, &w.perm}) {
+    for (auto* t : {&w.bias, &w.scales, &w.zeros, &w.perm}) {
       if (!t->defined()) continue;
       off = align_image(off);
-      fn(ImageTensor{&w, t, off, t->nbytes()});
+      fn(w, t, off, t->nbytes());
       off += t->nbytes();
     }
   }
   return align_image(off);
+}
+
+// The contiguous runs of host bytes w's matrix is made of, in row order: one per deferred part,
+// else the whole data.
+std::vector<std::pair<const void*, uint64_t>> matrix_runs(const LinearWeight& w) {
+  if (!w.deferred()) return {{w.ptr(), w.data.nbytes()}};
+  const uint64_t row_bytes = w.rows > 0 ? matrix_bytes(w) / static_cast<uint64_t>(w.rows) : 0;
+  std::vector<std::pair<const void*, uint64_t>> runs;
+  int64_t rows = 0;
+  for (const WeightPart& p : w.parts) {
+    runs.emplace_back(p.data, static_cast<uint64_t>(p.rows) * row_bytes);
+    rows += p.rows;
+  }
+  ELI_CHECK_KIND(kInternal, rows == w.rows, w.name, ": deferred parts hold ", rows, " rows of ", w.rows);
+  return runs;
 }
 
 // The same view as `like` (dtype, shape, strides) of `data` on `device`, kept alive by `owner`.
@@ -83,33 +95,25 @@ Tensor rebase(const Tensor& like, void* data, DeviceId device, const std::shared
 
 std::map<int64_t, uint64_t> WeightStore::layer_image_bytes() const {
   std::map<int64_t, uint64_t> out;
-  // for_each_tensor only reads through its pointers here.
-  auto& linears = const_cast<std::deque<LinearWeight>&>(linears_);
   for (const LinearWeight& w : linears_) {
     const int64_t l = weight_layer(w.name);
-    if (l >= 0 && out.count(l) == 0) out[l] = for_each_tensor(linears, l, [](ImageTensor) {});
+    if (l >= 0 && out.count(l) == 0) out[l] = for_each_tensor(linears_, l, [](const auto&...) {});
   }
   return out;
 }
 
 uint64_t WeightStore::layer_unmapped_bytes(int64_t layer) const {
   uint64_t n = 0, offset = 0;
-  auto mapped = [&](const void* p, uint64_t bytes) {
-    return source_ != nullptr && source_->file_of(p, bytes, &offset) != nullptr;
-  };
-  for (const LinearWeight& w : linears_) {
-    if (w.alias_of != nullptr || weight_layer(w.name) != layer) continue;
-    if (w.deferred()) {
-      const uint64_t row_bytes = w.rows > 0 ? matrix_bytes(w) / static_cast<uint64_t>(w.rows) : 0;
-      for (const WeightPart& p : w.parts) {
-        const uint64_t bytes = static_cast<uint64_t>(p.rows) * row_bytes;
-        if (!mapped(p.data, bytes)) n += bytes;
-      }
-    } else if (!w.file_view || !mapped(w.ptr(), w.data.nbytes())) {
-      n += w.data.nbytes();
+  for_each_tensor(linears_, layer, [&](const LinearWeight& w, const Tensor* field, uint64_t, uint64_t bytes) {
+    if (field != &w.data) {  // biases, scales, zeros, perm: converted at load
+      n += bytes;
+      return;
     }
-    for (const Tensor* t : {&w.bias, &w.scales, &w.zeros, &w.perm}) n += t->defined() ? t->nbytes() : 0;
-  }
+    for (const auto& [p, b] : matrix_runs(w)) {
+      const bool mapped = (w.deferred() || w.file_view) && source_ != nullptr && source_->file_of(p, b, &offset);
+      if (!mapped) n += b;
+    }
+  });
   return n;
 }
 
@@ -125,7 +129,7 @@ void WeightStore::place_offloaded_layers(Device& device, const OffloadTarget& ta
     LayerImage im;
     im.layer = layer;
     im.tier = tier;
-    im.bytes = for_each_tensor(linears_, layer, [](ImageTensor) {});
+    im.bytes = for_each_tensor(linears_, layer, [](const auto&...) {});
     ELI_CHECK_KIND(kInternal, im.bytes > 0, "offloaded layer ", layer, " has no matrices");
     if (tier == MemoryTier::kHost) im.pinned = device.allocate_buffer(im.bytes, BufferType::kPinnedHost);
     uint8_t* pinned = tier == MemoryTier::kHost ? static_cast<uint8_t*>(im.pinned.mutable_data()) : nullptr;
@@ -145,21 +149,20 @@ void WeightStore::place_offloaded_layers(Device& device, const OffloadTarget& ta
       }
       im.pieces.push_back(p);
     };
-    for_each_tensor(linears_, layer, [&](ImageTensor t) {
-      LinearWeight& w = *t.w;
-      if (t.field == &w.data && w.deferred()) {
-        const uint64_t row_bytes = w.rows > 0 ? t.bytes / static_cast<uint64_t>(w.rows) : 0;
-        uint64_t off = t.offset;
-        for (const WeightPart& p : w.parts) {
-          add_piece(off, static_cast<uint64_t>(p.rows) * row_bytes, p.data, nullptr);
-          off += static_cast<uint64_t>(p.rows) * row_bytes;
+    for_each_tensor(linears_, layer, [&](LinearWeight& w, Tensor* field, uint64_t offset, uint64_t bytes) {
+      if (field == &w.data) {
+        uint64_t off = offset;
+        for (const auto& [p, b] : matrix_runs(w)) {
+          add_piece(off, b, p, w.deferred() ? nullptr : field);
+          off += b;
         }
-        ELI_CHECK_KIND(kInternal, off == t.offset + t.bytes, w.name, ": deferred parts do not fill the matrix");
-        w.data = Tensor(make_view_2d(slot + t.offset, w.dtype, id, w.rows, w.cols), target.slots_owner);
+        ELI_CHECK_KIND(kInternal, off == offset + bytes, w.name, ": the matrix's runs do not fill its image bytes");
+        w.data = w.deferred() ? Tensor(make_view_2d(slot + offset, w.dtype, id, w.rows, w.cols), target.slots_owner)
+                              : rebase(w.data, slot + offset, id, target.slots_owner);
         w.parts.clear();
       } else {
-        add_piece(t.offset, t.bytes, t.field->view().data, t.field);
-        *t.field = rebase(*t.field, slot + t.offset, id, target.slots_owner);
+        add_piece(offset, bytes, field->view().data, field);
+        *field = rebase(*field, slot + offset, id, target.slots_owner);
       }
       w.file_view = false;
     });
@@ -176,8 +179,6 @@ void WeightStore::place_offloaded_layers(Device& device, const OffloadTarget& ta
       for (int64_t i = a; i < b; ++i) std::memcpy(pinned + chunks[i].offset, chunks[i].host, chunks[i].bytes);
     });
     sources.clear();
-    ELI_CHECK_KIND(kInternal, tier == MemoryTier::kHost || source_ != nullptr || !im.keep.empty() || im.pieces.empty(),
-                   "layer ", layer, " streams from the disk without its files");
     images_.push_back(std::move(im));
   }
 }

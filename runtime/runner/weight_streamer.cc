@@ -70,13 +70,13 @@ void WeightStreamer::issue(int64_t j) const {
   // The slot's previous user (offloaded layer j - K of this step) must have run; at the start of a
   // step the fork already ordered the copy stream after the previous step.
   if (j >= static_cast<int64_t>(slots_.size())) copy_stream_->wait(*freed_[s]);
-  const void* src = nullptr;
-  if (im.tier == MemoryTier::kHost) {
-    src = im.pinned.data();
-  } else {
+  const void* src = im.pinned.data();
+  Event* staged = nullptr;
+  if (im.tier == MemoryTier::kMappedFile) {
     // Disk tier: read into a staging buffer whose last copy has completed, on this thread.
     const size_t t = static_cast<size_t>(next_staging_++ % 2);
-    staged_[t]->synchronize();
+    staged = staged_[t].get();
+    staged->synchronize();
     auto* buf = static_cast<uint8_t*>(staging_[t].mutable_data());
     for (const ImagePiece& p : im.pieces) {
       if (p.file != nullptr) {
@@ -89,14 +89,9 @@ void WeightStreamer::issue(int64_t j) const {
     }
     ++stats_.disk_reads;
     src = buf;
-    device_.copy_host_to_device(dst, src, im.bytes, copy_stream_->native());
-    staged_[t]->record(*copy_stream_);
-    copied_[s]->record(*copy_stream_);
-    ++stats_.layer_copies;
-    stats_.bytes_copied += im.bytes;
-    return;
   }
   device_.copy_host_to_device(dst, src, im.bytes, copy_stream_->native());
+  if (staged != nullptr) staged->record(*copy_stream_);
   copied_[s]->record(*copy_stream_);
   ++stats_.layer_copies;
   stats_.bytes_copied += im.bytes;
