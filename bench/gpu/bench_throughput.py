@@ -32,7 +32,7 @@
 # bench_ceilings.py; P_layers, P_head, KV_token as in common.py. Prefill and decode never overlap
 # and decode steps are taken as perfectly overlapped compute + memory: a bound, not a prediction.
 #   usage: bench_throughput.py gen --kind fixed --out FILE
-#          bench_throughput.py eli --model DIR --shape 8b --dataset FILE --out FILE
+#          bench_throughput.py eli --model DIR --shape 8b --dataset FILE --out FILE [--tp 4 --pp 1 --devices cuda:0,1,2,3]
 #          bench_throughput.py hf --model DIR --shape 8b --dataset FILE --out FILE [--max-requests 128]
 #          bench_throughput.py llama --bin DIR --gguf FILE --shape 8b --out FILE
 #          bench_throughput.py limit --shape 8b --ceilings FILE [--n 256 --prompt 512 --output 256]
@@ -119,6 +119,7 @@ def run_eli(args, res: common.Results) -> None:
     t0 = time.perf_counter()
     llm = eli.LLM(args.model, device=args.device, dtype=args.dtype, max_num_seqs=args.max_num_seqs,
                   max_num_batched_tokens=args.max_num_batched_tokens, max_model_len=max(args.max_model_len, max_len),
+                  tensor_parallel_size=args.tp, pipeline_parallel_size=args.pp, devices=args.devices,
                   download=False, progress=False)
     load_s = time.perf_counter() - t0
     info = {k: v for k, v in llm.info.items() if k != "spec"}
@@ -149,9 +150,10 @@ def run_eli(args, res: common.Results) -> None:
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after if isinstance(after.get(k), (int, float))}
     extra = {"n_requests": len(reqs), "dataset": ds["kind"], "seconds": round(dt, 3), "prompt_tokens": n_in,
              "output_tokens": n_out, "engine_stats_delta": delta}
-    res.add(common.record("eli", args.shape, f"offline_{ds['kind']}_output_tok_s", [n_out / dt], "tok/s", **extra))
+    par = {"tp": args.tp, "pp": args.pp, "dtype": args.dtype}
+    res.add(common.record("eli", args.shape, f"offline_{ds['kind']}_output_tok_s", [n_out / dt], "tok/s", **extra, **par))
     res.add(common.record("eli", args.shape, f"offline_{ds['kind']}_total_tok_s", [(n_in + n_out) / dt], "tok/s",
-                          n_requests=len(reqs), dataset=ds["kind"], seconds=round(dt, 3)))
+                          n_requests=len(reqs), dataset=ds["kind"], seconds=round(dt, 3), **par))
     llm.shutdown()
 
 
@@ -273,6 +275,9 @@ def main() -> int:
             p.add_argument("--max-num-seqs", type=int, default=256)
             p.add_argument("--max-num-batched-tokens", type=int, default=8192)
             p.add_argument("--max-model-len", type=int, default=2048)
+            p.add_argument("--tp", type=int, default=1, help="tensor_parallel_size")
+            p.add_argument("--pp", type=int, default=1, help="pipeline_parallel_size")
+            p.add_argument("--devices", default="", help="one device per rank, e.g. cuda:0,1,2,3")
         if name == "hf":
             p.add_argument("--attn", default="sdpa", choices=["eager", "sdpa"])
             p.add_argument("--batch", type=int, default=64)

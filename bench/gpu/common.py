@@ -43,6 +43,9 @@ SHAPES: dict[str, dict[str, Any]] = {
     "llama-3.1-8b": dict(hidden=4096, layers=32, heads=32, kv_heads=8, head_dim=128, inter=14336, vocab=128256,
                          tied=False, rope_theta=500000.0, rope_scaling=_LLAMA3_8B_ROPE, max_pos=131072, eps=1e-5,
                          std=0.02),
+    "llama-3.1-70b": dict(hidden=8192, layers=80, heads=64, kv_heads=8, head_dim=128, inter=28672, vocab=128256,
+                          tied=False, rope_theta=500000.0, rope_scaling=_LLAMA3_8B_ROPE, max_pos=131072, eps=1e-5,
+                          std=0.02),
     # Test shapes (CPU self-test). Larger std so greedy tokens have clear margins between engines.
     # tiny: llama3 RoPE scaling that changes most frequencies at short positions (theta 1e4, original
     # context 64), so a test sees whether an engine applies it.
@@ -52,8 +55,8 @@ SHAPES: dict[str, dict[str, Any]] = {
     "tiny-plain": dict(hidden=64, layers=2, heads=4, kv_heads=2, head_dim=16, inter=128, vocab=512, tied=True,
                        rope_theta=10000.0, rope_scaling=None, max_pos=4096, eps=1e-5, std=0.15),
 }
-ALIASES = {"1b": "llama-3.2-1b", "8b": "llama-3.1-8b"}
-SHORT = {"llama-3.2-1b": "1b", "llama-3.1-8b": "8b", "tiny": "tiny", "tiny-plain": "tiny-plain"}
+ALIASES = {"1b": "llama-3.2-1b", "8b": "llama-3.1-8b", "70b": "llama-3.1-70b"}
+SHORT = {"llama-3.2-1b": "1b", "llama-3.1-8b": "8b", "llama-3.1-70b": "70b", "tiny": "tiny", "tiny-plain": "tiny-plain"}
 
 
 def shape_name(name: str) -> str:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# bench/gpu/make_weights.py: random bf16 weights at a real model shape (Llama-3.2-1B, Llama-3.1-8B,
+# bench/gpu/make_weights.py: random bf16 weights at a real model shape (Llama-3.2-1B, Llama-3.1-8B, Llama-3.1-70B,
 # or a tiny test shape), written fast, in the two formats the benchmark's engines read:
 #   <out>/<shape>/       a Hugging Face checkpoint: config.json, model.safetensors, tokenizer.json
 #                        (+ tokenizer_config.json, special_tokens_map.json, generation_config.json),
@@ -398,7 +398,7 @@ def make(shape_key: str, out: pathlib.Path, formats: set[str], seed: int, gguf_p
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shape", action="append", required=True, help="1b, 8b, tiny, tiny-plain (repeatable)")
+    ap.add_argument("--shape", action="append", required=True, help="1b, 8b, 70b, tiny, tiny-plain (repeatable)")
     ap.add_argument("--out", default=str(common.WORK / "weights"))
     ap.add_argument("--formats", default="hf,gguf")
     ap.add_argument("--seed", type=int, default=0)

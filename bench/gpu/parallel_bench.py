@@ -7,14 +7,16 @@
 #   decode tok/s  = batch * (gen_len - 1) / (time of the same with gen_len tokens - that time).
 # Layouts: --layouts "1x1,2x1,4x1,8x1,1x2,1x4" (tp x pp); a layout needing more GPUs than are
 # visible is recorded as skipped, not run. On one GPU only 1x1 runs (the dry run that shows the
-# script works); on the CPU (--device cpu) every layout runs with ranks as threads (a correctness
+# script works), unless --share-gpu puts every rank on cuda:0 (ranks sharing one GPU through eli's
+# peer communicator: it shows the sharded path runs, and is slower than 1x1 by design); on the CPU (--device cpu) every layout runs with ranks as threads (a correctness
 # smoke, not a speed claim). Model: --model (a local path or hub id); for the 8B / 70B shapes, a
 # checkpoint with random weights written once per host (--model pointing at it).
 #
 # Output: a table and JSON in bench/results/<date>_parallel_<device>.json, one record per layout:
-# {"tp", "pp", "device", "model", "batch", "prompt_len", "gen_len", "prefill_tok_s", "decode_tok_s"}.
+# {"tp", "pp", "device", "devices", "model", "dtype", "batch", "prompt_len", "gen_len", "prefill_tok_s",
+#  "decode_tok_s"}.
 # Usage: PYTHONPATH=python python bench/gpu/parallel_bench.py --model PATH [--device cuda]
-#        [--layouts 1x1,2x1] [--batch 8] [--prompt-len 512] [--gen-len 64] [--reps 3]
+#        [--layouts 1x1,2x1] [--batch 8] [--prompt-len 512] [--gen-len 64] [--reps 3] [--share-gpu]
 from __future__ import annotations
 
 import argparse
@@ -29,13 +31,21 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 
 
+def devices_for(args: argparse.Namespace, world: int) -> str:
+    """The devices option: every rank on cuda:0 with --share-gpu, else the default (one GPU per rank)."""
+    if args.share_gpu and args.device.startswith("cuda") and world > 1:
+        return ",".join(["cuda:0"] * world)
+    return ""
+
+
 def run_layout(args: argparse.Namespace, tp: int, pp: int) -> dict:
     import numpy as np
 
     import eli
 
+    devices = devices_for(args, tp * pp)
     llm = eli.LLM(args.model, device=args.device, dtype=args.dtype, tensor_parallel_size=tp,
-                  pipeline_parallel_size=pp, max_num_seqs=max(args.batch, 1), progress=False)
+                  pipeline_parallel_size=pp, devices=devices, max_num_seqs=max(args.batch, 1), progress=False)
     vocab = llm.info["spec"]["vocab_size"]
     one = eli.SamplingParams(max_tokens=1, temperature=0.0, ignore_eos=True)
     full = eli.SamplingParams(max_tokens=args.gen_len, temperature=0.0, ignore_eos=True)
@@ -54,7 +64,8 @@ def run_layout(args: argparse.Namespace, tp: int, pp: int) -> dict:
         prefill.append(args.batch * args.prompt_len / (t1 - t0))
         decode.append(args.batch * (args.gen_len - 1) / max((t2 - t1) - (t1 - t0), 1e-9))
     llm.shutdown()
-    return {"tp": tp, "pp": pp, "device": args.device, "model": args.model, "batch": args.batch,
+    return {"tp": tp, "pp": pp, "device": args.device, "devices": devices, "model": args.model,
+            "dtype": args.dtype, "batch": args.batch,
             "prompt_len": args.prompt_len, "gen_len": args.gen_len,
             "prefill_tok_s": statistics.median(prefill), "decode_tok_s": statistics.median(decode)}
 
@@ -69,6 +80,7 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=512)
     ap.add_argument("--gen-len", type=int, default=64)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--share-gpu", action="store_true", help="every rank on cuda:0 (a functional dry run)")
     ap.add_argument("--one", default="", help=argparse.SUPPRESS)  # internal: run one layout, print JSON
     args = ap.parse_args()
     if args.one:
@@ -77,7 +89,7 @@ def main() -> None:
         return
     import eli
 
-    gpus = eli.cuda_device_count() if args.device.startswith("cuda") else 1 << 30
+    gpus = eli.cuda_device_count() if args.device.startswith("cuda") and not args.share_gpu else 1 << 30
     records = []
     for layout in args.layouts.split(","):
         tp, pp = (int(x) for x in layout.split("x"))

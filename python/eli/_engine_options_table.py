@@ -83,8 +83,9 @@ ROWS = (
      'flag': '--devices',
      'group': 'model',
      'doc': 'the devices of the ranks, e.g. cuda:0,1,2,3 (tensor_parallel_size x '
-            'pipeline_parallel_size of them, rank = stage x tp + tp rank); default: cuda:0.. for CUDA, '
-            "the CPU's threads for cpu"},
+            'pipeline_parallel_size of them, rank = stage x tp + tp rank; a GPU listed twice holds two '
+            "ranks, for checking sharding on fewer GPUs); default: cuda:0.. for CUDA, the CPU's "
+            'threads for cpu'},
     {'kind': 'BOOL',
      'name': 'skip_tokenizer_init',
      'default': False,

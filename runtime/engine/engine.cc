@@ -139,14 +139,19 @@ struct Engine::Impl {
   std::unique_ptr<ModelRunner> runner;
   std::unique_ptr<KvCache> kv;
   std::unique_ptr<ParallelRunner> parallel;       // tp x pp > 1: the ranks' runners and KV (runner, kv unset)
+  std::vector<MemoryBudget> rank_budgets;         // parallel ranks on GPUs: each rank's budget
   std::unique_ptr<BlockPool> blocks;
   std::unique_ptr<BlockPool> blocks1;  // KV group 1 (sliding-window layers beside full ones) or null
   std::unique_ptr<HostKvTier> host_kv;  // swap_space_gb > 0: the host tier of swap preemption
   std::unique_ptr<HostKvTier> offload_kv;         // kv_offload_gb > 0: the host prefix cache's tier
   std::unique_ptr<HostPrefixCache> host_prefix;  // ... and its index
   std::unique_ptr<Scheduler> scheduler;
-  std::unique_ptr<DeviceSampler> device_sampler;  // Op::kSample next to the logits, on the model's device
-  bool on_device = false;                         // the model runs on a GPU (device logits, async sampling)
+  std::unique_ptr<DeviceSampler> device_sampler;  // Op::kSample next to the logits (parallel: the driver rank's device)
+  bool on_device = false;                         // the model runs on a GPU (device logits)
+  bool device_feed = false;  // one GPU runner: asynchronous sampling, next tokens fed on the device
+  // The device whose kernels the engine's thread launches (the sampler's): the driver rank's with
+  // parallel GPU ranks (a DeviceScope around launches), else the engine's device.
+  DeviceId sampler_dev{};
   std::map<int64_t, std::unique_ptr<Sequence>> requests;
   std::vector<TokenOutput> pending;  // ends reported by abort_request(), delivered by the next step()
   std::vector<float> logits;         // (n_logits, V)
@@ -227,6 +232,7 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   m.device = std::move(L.device);
   m.pool = std::move(L.pool);
   m.parallel = std::move(L.parallel);
+  m.rank_budgets = std::move(L.rank_budgets);
   const DeviceId dev = L.dev;
   const bool on_device = L.on_device;
   const ModelFiles& files = L.files;
@@ -254,14 +260,37 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   // Sampling on the model's device (its buffers are sized once, before the KV pool is planned): on
   // a GPU the logits never travel to the host; on the CPU the rows are sampled on the thread pool.
   m.on_device = on_device;
-  m.device_sampler =
-      std::make_unique<DeviceSampler>(*m.device, config.max_num_seqs, files.spec.vocab_size, 0, m.pool.get());
+  m.device_feed = on_device && m.runner != nullptr;
+  Device& sampler_device = m.parallel && on_device ? m.parallel->device(m.parallel->driver()) : *m.device;
+  m.sampler_dev = sampler_device.id();
+  {
+    const DeviceScope scope(sampler_device);
+    m.device_sampler =
+        std::make_unique<DeviceSampler>(sampler_device, config.max_num_seqs, files.spec.vocab_size, 0, m.pool.get());
+  }
   trace.mark("sampler");
 
   KvPlan plan;
   EngineMemoryInfo& mem = m.info.memory;
   mem.total_bytes = m.device->total_bytes();
-  if (on_device) {
+  if (on_device && m.parallel) {
+    // Every rank: its workspaces, then its share of the KV pool on its device; the pool gets the
+    // fewest blocks a rank can hold.
+    const std::vector<uint64_t> ws = m.parallel->reserve(config.max_num_batched_tokens, max_logits);
+    trace.mark("workspace reservation");
+    m.parallel->release_cached();
+    std::vector<RankKvInput> ranks;
+    for (int r = 0; r < m.parallel->world(); ++r) {
+      const ModelRunner& rr = m.parallel->runner(r);
+      ranks.push_back({&m.rank_budgets[static_cast<size_t>(r)], &m.parallel->device(r), rr.weight_bytes(),
+                       ws[static_cast<size_t>(r)], rr.model().kv_spec()});
+      mem.workspace_bytes += ws[static_cast<size_t>(r)];
+    }
+    mem.weights_bytes = m.parallel->weight_bytes();
+    plan = plan_parallel_device_kv_cache(config, files.spec, kv_dtype, ranks);
+    mem.budget_bytes = budget.budget_bytes;
+    mem.headroom_bytes = budget.headroom_bytes;
+  } else if (on_device) {
     // Workspaces for the largest step, reserved before the KV pool takes what is left.
     mem.workspace_bytes = m.runner->reserve(config.max_num_batched_tokens, max_logits);
     trace.mark("workspace reservation");
@@ -293,6 +322,7 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   m.info.num_kv_window_blocks = plan.shape.n_blocks1;
   m.info.kv_cache_dtype = dtype_name(plan.shape.dtype);
   if (m.runner) m.runner->set_graphs_enabled(config.enable_cuda_graphs);
+  if (m.parallel && on_device) m.parallel->set_graphs_enabled(config.enable_cuda_graphs);
   ELI_CHECK_ARG(config.async_scheduling >= -1 && config.async_scheduling <= 1,
                 "async_scheduling must be -1 (auto), 0 or 1, got ", config.async_scheduling);
   m.async_scheduling = config.async_scheduling == 1 || (config.async_scheduling == -1 && on_device);
@@ -479,7 +509,7 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
 
   Batch batch;
   ModelRunner::TokenFeed feed;
-  if (on_device) feed.src = device_sampler->device_tokens();
+  if (device_feed) feed.src = device_sampler->device_tokens();
   int64_t max_blocks = 0;
   for (const ScheduledSeq& s : sched) max_blocks = std::max<int64_t>(max_blocks, s.seq->blocks.size());
   batch.max_blocks_per_seq = max_blocks;
@@ -511,7 +541,7 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
         // A placeholder: the previous (launched, not completed) step samples this token.
         ELI_CHECK_KIND(kInternal, prev != nullptr && prev->serial == seq.feed_serial,
                        "a placeholder token without its step");
-        if (on_device) {
+        if (device_feed) {
           feed.dst_index.push_back(static_cast<int32_t>(batch.token_ids.size()));
           feed.src_index.push_back(seq.feed_row);
           token = 0;
@@ -545,7 +575,7 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
   for (const SamplingParams* p : ps) {
     no_penalties = no_penalties && p->repetition_penalty == 1.0 && p->presence_penalty == 0.0 && p->frequency_penalty == 0.0;
   }
-  f->lookahead = async_scheduling && n_rows > 0 && (on_device ? device_sampler->can_launch_async(ps) : no_penalties);
+  f->lookahead = async_scheduling && n_rows > 0 && (device_feed ? device_sampler->can_launch_async(ps) : no_penalties);
   // The rows' token masks, computed on the host while the queued forward pass runs.
   StepMasks masks;
   auto build_masks = [&] {
@@ -557,17 +587,23 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
   // Sampling next to the logits: asynchronously on a GPU when it can, else one synchronous call.
   if (runner) runner->set_want_hidden(want_hidden);  // parallel ranks: no embeddings (add_request)
   if (on_device) {
+    // Parallel GPU ranks: the sampler's kernels go to the driver rank's device.
+    const DeviceScope scope(sampler_dev);
     float* d_logits = nullptr;
-    try {
-      d_logits = runner->forward(batch, *kv, feed.dst_index.empty() ? nullptr : &feed);
-    } catch (...) {
+    if (parallel) {
+      d_logits = parallel->forward(batch);
+    } else {
+      try {
+        d_logits = runner->forward(batch, *kv, feed.dst_index.empty() ? nullptr : &feed);
+      } catch (...) {
+        runner->set_want_hidden(false);
+        throw;
+      }
       runner->set_want_hidden(false);
-      throw;
     }
-    runner->set_want_hidden(false);
     if (n_rows > 0) {
       build_masks();
-      if (f->lookahead) {
+      if (f->lookahead && device_feed) {
         device_sampler->launch_async(d_logits, n_rows, V, ps, ss, draw_offsets, &masks);
         f->pending_on_device = true;
       } else {
@@ -654,8 +690,8 @@ void Engine::Impl::take_aux_rows(const std::vector<ScheduledSeq>& sched,
     aux_logits.resize(static_cast<size_t>(n * V));
     if (runner) {
       runner->copy_logits(step_logits, row0, n, aux_logits.data());
-    } else {  // parallel ranks write the logits to the host
-      std::copy(step_logits + row0 * V, step_logits + (row0 + n) * V, aux_logits.begin());
+    } else {
+      parallel->copy_logits(step_logits, row0, n, aux_logits.data());
     }
   }
   if (any_embed) {

@@ -231,7 +231,18 @@ std::string MemoryBudget::describe() const {
   } else {
     s += " (gpu_memory_bytes)";
   }
+  if (shares > 1) s += ", one of " + std::to_string(shares) + " ranks' equal shares";
   return s;
+}
+
+MemoryBudget split_budget(const MemoryBudget& budget, int ways) {
+  ELI_CHECK_KIND(kInternal, ways >= 1, "split_budget: ", ways, " ways");
+  MemoryBudget b = budget;
+  const uint64_t w = static_cast<uint64_t>(ways);
+  b.budget_bytes /= w;
+  b.headroom_bytes /= w;
+  b.shares = budget.shares * ways;
+  return b;
 }
 
 uint64_t MemoryBudget::pool_budget_bytes() const {
@@ -326,11 +337,13 @@ KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const De
 }
 
 KvPlan plan_device_kv_cache(const EngineConfig& config, const ModelSpec& spec, const MemoryBudget& b,
-                            Device& device, uint64_t weight_bytes, uint64_t workspace_bytes, DType kv_dtype) {
+                            Device& device, uint64_t weight_bytes, uint64_t workspace_bytes, DType kv_dtype,
+                            const KvSpec* rank) {
   KvPlan plan;
   KvCacheShape& s = plan.shape;
   s = base_kv_shape(config, spec);
   s.dtype = kv_dtype;
+  if (rank != nullptr) s = slice_kv_shape(s, rank->first_layer, rank->n_layers, rank->n_kv_heads);
   const uint64_t per_block = s.bytes_per_block();
   const uint64_t n_tensors = 2 * static_cast<uint64_t>(s.n_layers);  // K and V of every layer
   const uint64_t tensor_block = s.data_bytes_per_block();             // one block of one tensor
@@ -445,6 +458,33 @@ OffloadRequest offload_request(const EngineConfig& config, const Model& model, c
                  std::min<int64_t>(context, kOffloadKvReserveTokens), " tokens (", format_bytes(kv), ")");
   r.device_weight_budget = budget.budget_bytes - reserved;
   return r;
+}
+
+KvPlan plan_parallel_device_kv_cache(const EngineConfig& config, const ModelSpec& spec, DType kv_dtype,
+                                     const std::vector<RankKvInput>& ranks) {
+  ELI_CHECK_KIND(kInternal, !ranks.empty(), "plan_parallel_device_kv_cache: no ranks");
+  KvPlan plan;
+  int64_t n_blocks = -1;
+  for (size_t r = 0; r < ranks.size(); ++r) {
+    const RankKvInput& k = ranks[r];
+    KvPlan p;
+    try {
+      p = plan_device_kv_cache(config, spec, *k.budget, *k.device, k.weight_bytes, k.workspace_bytes, kv_dtype, &k.kv);
+    } catch (const Error& e) {
+      throw Error(e.kind(), "rank " + std::to_string(r) + " (" + device_name(k.device->id()) + "): " + e.message());
+    }
+    if (n_blocks < 0 || p.shape.n_blocks < n_blocks) {
+      n_blocks = p.shape.n_blocks;
+      plan.available_bytes = p.available_bytes;
+    }
+    plan.footprint_bytes += p.footprint_bytes;
+  }
+  plan.shape = base_kv_shape(config, spec);
+  plan.shape.dtype = kv_dtype;
+  plan.shape.n_blocks = n_blocks;
+  plan.shape.n_blocks1 = group1_blocks(config, spec, plan.shape, n_blocks);
+  finish_kv_plan(config, spec, &plan);
+  return plan;
 }
 
 }  // namespace eli

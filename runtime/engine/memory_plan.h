@@ -33,12 +33,14 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "eli/device.h"
 #include "eli/dtype.h"
 #include "eli/engine.h"
 #include "runtime/core/format_bytes.h"  // format_bytes
 #include "runtime/kv/kv_cache.h"
+#include "runtime/model/model.h"  // KvSpec
 #include "runtime/runner/offload_plan.h"
 
 namespace eli {
@@ -72,6 +74,7 @@ struct MemoryBudget {
   uint64_t held_bytes = 0;      // held by eli's allocator then
   uint64_t headroom_bytes = 0;  // part of the budget kept out of the plan
   double fraction = 0.0;        // gpu_memory_utilization used; 0 when gpu_memory_bytes set it
+  int shares = 1;               // ranks sharing the device's budget (this is one share of it)
   // "71.23 GiB (0.90 of 79.11 GiB)" or "8.00 GiB (gpu_memory_bytes)".
   std::string describe() const;
   // The allocator's budget: budget - headroom + kPoolSlackBytes (at least 1).
@@ -82,6 +85,9 @@ struct MemoryBudget {
 // reserved bytes). kOutOfMemory, naming budget, free, total and what other processes use, when the
 // budget exceeds free + held.
 MemoryBudget plan_memory_budget(const EngineConfig& config, const Device& device);
+// One of `ways` equal shares of a device's budget (budget and headroom divided): for the ranks of a
+// tensor / pipeline-parallel engine that share one GPU.
+MemoryBudget split_budget(const MemoryBudget& budget, int ways);
 // kOutOfMemory when `weight_bytes` alone exceed the budget ("weights need X, the budget is Y
 // (...)"), or leave no room for anything past the headroom.
 void check_weights_fit(const MemoryBudget& budget, uint64_t weight_bytes);
@@ -110,8 +116,22 @@ KvPlan plan_kv_cache(const EngineConfig& config, const ModelSpec& spec, const De
 // The device plan, after the weights are uploaded and the workspaces reserved: reads what the
 // device's allocator holds now (memory_stats().reserved_bytes, at least weight + workspace bytes)
 // and rounds each of the 2 x n_layers KV tensors as the allocator will (if it is a PooledDevice).
+// rank (optional): the layers and kv heads one rank of a parallel engine holds; its KV tensors
+// are sized from them (the plan's shape then describes that rank's cache).
 KvPlan plan_device_kv_cache(const EngineConfig& config, const ModelSpec& spec, const MemoryBudget& budget,
-                            Device& device, uint64_t weight_bytes, uint64_t workspace_bytes, DType kv_dtype);
+                            Device& device, uint64_t weight_bytes, uint64_t workspace_bytes, DType kv_dtype,
+                            const KvSpec* rank = nullptr);
+// A tensor / pipeline-parallel engine on GPUs: every rank plans its own cache (its layers and kv
+// heads, its device's budget share, what its allocator holds), and the one block pool gets the
+// fewest blocks any rank can hold. The returned shape is the whole model's (each rank slices it).
+struct RankKvInput {
+  const MemoryBudget* budget = nullptr;
+  Device* device = nullptr;
+  uint64_t weight_bytes = 0, workspace_bytes = 0;
+  KvSpec kv;
+};
+KvPlan plan_parallel_device_kv_cache(const EngineConfig& config, const ModelSpec& spec, DType kv_dtype,
+                                     const std::vector<RankKvInput>& ranks);
 
 // Weight offloading (options offload, cpu_offload_gb, cpu_memory_bytes; runtime/runner/offload_plan.h).
 // offload="auto" on a device gives the weights (resident + ring) what the budget leaves after the

@@ -5,8 +5,32 @@
 
 #include "eli/error.h"
 #include "runtime/model/weight_reader.h"
+#include "runtime/runner/model_runner.h"
 
 namespace eli {
+
+namespace {
+
+// Each GPU rank's budget: its device's (plan_memory_budget, taken on a Device of that GPU before
+// any rank uploads), split evenly among the ranks that share the GPU.
+std::vector<MemoryBudget> rank_memory_budgets(const EngineConfig& config, const std::vector<DeviceId>& devices,
+                                              DeviceId engine_dev, const MemoryBudget& engine_budget) {
+  std::vector<MemoryBudget> out;
+  for (const DeviceId& d : devices) {
+    MemoryBudget b;
+    if (d == engine_dev) {
+      b = engine_budget;
+    } else {
+      const DeviceScope keep(engine_dev);  // creating a CUDA device makes it current: undone after
+      const std::unique_ptr<Device> probe = create_device(d);
+      b = plan_memory_budget(config, *probe);
+    }
+    out.push_back(split_budget(b, static_cast<int>(std::count(devices.begin(), devices.end(), d))));
+  }
+  return out;
+}
+
+}  // namespace
 
 LoadedModel load_model_for(const EngineConfig& config, int64_t aux_rows, PhaseTimer& trace) {
   LoadedModel L;
@@ -40,16 +64,21 @@ LoadedModel load_model_for(const EngineConfig& config, int64_t aux_rows, PhaseTi
   // Parallelism: tp x pp ranks, each loading only its shard (runtime/parallel).
   check_shardable(L.files.spec, L.par.tp, L.par.pp);
   if (L.par.world() > 1) {
-    ELI_CHECK_KIND(kUnsupported, !L.on_device,
-                   "tensor / pipeline parallelism runs on the CPU in this build: the engine's GPU path does not "
-                   "drive GPU ranks yet (docs/parallelism.md)");
     ELI_CHECK_KIND(kUnsupported, !reader.quant().quantized(),
                    "tensor / pipeline parallelism does not shard Hugging Face quantized checkpoints (AWQ, GPTQ, "
                    "compressed-tensors, fp8) yet; run them with tensor_parallel_size = pipeline_parallel_size = 1");
     ELI_CHECK_KIND(kUnsupported, !offload_asked,
                    "weight offloading (offload / cpu_offload_gb) does not combine with tensor / pipeline parallelism yet");
-    L.parallel =
-        std::make_unique<ParallelRunner>(L.files, opt, L.par.tp, L.par.pp, L.pool->n_threads(), L.par.devices);
+    std::vector<uint64_t> pool_budgets;
+    if (L.on_device) {
+      L.rank_budgets = rank_memory_budgets(config, L.par.devices, L.dev, L.budget);
+      for (const MemoryBudget& b : L.rank_budgets) pool_budgets.push_back(b.pool_budget_bytes());
+    }
+    L.parallel = std::make_unique<ParallelRunner>(L.files, opt, L.par.tp, L.par.pp, L.pool->n_threads(),
+                                                  L.par.devices, pool_budgets);
+    for (size_t r = 0; r < L.rank_budgets.size(); ++r) {
+      check_weights_fit(L.rank_budgets[r], L.parallel->runner(static_cast<int>(r)).weight_bytes());
+    }
   } else {
     L.model = create_model(L.files.spec, reader, opt);
   }

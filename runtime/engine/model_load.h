@@ -5,11 +5,14 @@
 // checked. Nothing is uploaded yet.
 //
 // Invariants: exactly one of `model` / `parallel` is set; offload is inactive with parallelism;
-// on a device the resident weights plus the offload ring fit the budget (else kOutOfMemory).
+// on a device the resident weights plus the offload ring fit the budget (else kOutOfMemory); GPU
+// ranks each get a budget on their device (ranks sharing a GPU split it evenly), taken before any
+// rank uploads, and their weights fit it.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "eli/engine.h"
 #include "runtime/core/phase_timer.h"
@@ -33,6 +36,7 @@ struct LoadedModel {
   ModelFiles files;
   DType weight_dtype = DType::kF32, kv_dtype = DType::kF32;
   MemoryBudget budget;  // device only
+  std::vector<MemoryBudget> rank_budgets;  // parallel ranks on GPUs: each rank's share of its device's
   std::unique_ptr<Model> model;
   std::unique_ptr<ParallelRunner> parallel;
   OffloadPlan offload;

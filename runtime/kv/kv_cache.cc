@@ -92,4 +92,17 @@ KvCache::KvCache(Device& device, const KvCacheShape& shape) : shape_(shape) {
   }
 }
 
+KvCacheShape slice_kv_shape(const KvCacheShape& whole, int64_t first_layer, int64_t n_layers, int64_t n_kv_heads) {
+  ELI_CHECK_KIND(kInternal, first_layer >= 0 && n_layers >= 0 && first_layer + n_layers <= whole.n_layers,
+                 "slice_kv_shape: layers [", first_layer, ", ", first_layer + n_layers, ") outside the model's ",
+                 whole.n_layers);
+  KvCacheShape s = whole;
+  s.n_layers = n_layers;
+  s.n_kv_heads = n_kv_heads;
+  if (!whole.layer_group.empty()) {
+    s.layer_group.assign(whole.layer_group.begin() + first_layer, whole.layer_group.begin() + first_layer + n_layers);
+  }
+  return s;
+}
+
 }  // namespace eli

@@ -69,6 +69,11 @@ struct KvCacheShape {
   uint64_t scale_bytes_per_block() const;
 };
 
+// The part of a whole-model shape that one rank of a parallel engine holds: layers
+// [first_layer, first_layer + n_layers) (a pipeline stage's) with n_kv_heads heads each (its tensor-
+// parallel share); the same blocks.
+KvCacheShape slice_kv_shape(const KvCacheShape& whole, int64_t first_layer, int64_t n_layers, int64_t n_kv_heads);
+
 class KvCache {
  public:
   // `device` must outlive the cache.

@@ -31,8 +31,6 @@ std::vector<DeviceId> parse_device_list(const std::string& devices) {
       ELI_THROW(kInvalidArgument, "devices '", devices, "': ", e.what());
     }
     kind = id.kind == DeviceKind::kCUDA ? "cuda" : "cpu";
-    ELI_CHECK_ARG(std::find(out.begin(), out.end(), id) == out.end(), "devices '", devices, "' names ", item,
-                  " twice (one rank per device)");
     out.push_back(id);
     at = comma + 1;
   }
@@ -72,7 +70,8 @@ ParallelPlan plan_parallel(const EngineConfig& config, DeviceId device) {
                   world, " ranks need ", world, " devices: pass devices (e.g. cuda:0,1) or device=cuda");
     const int visible = cuda_device_count();
     ELI_CHECK_ARG(world <= visible, "tensor_parallel_size x pipeline_parallel_size = ", world,
-                  " ranks but only ", visible, " CUDA devices are visible (more ranks than devices)");
+                  " ranks but only ", visible, " CUDA devices are visible (more ranks than devices; ranks may share a "
+                  "GPU when devices lists it more than once, e.g. cuda:0,0: slower, for checking sharding)");
     for (int i = 0; i < world; ++i) p.devices.push_back(DeviceId{DeviceKind::kCUDA, i});
   } else {
     p.devices = {device};

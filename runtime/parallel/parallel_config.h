@@ -4,8 +4,10 @@
 //
 // Rules (each violation is kInvalidArgument naming the numbers):
 //   devices       "cuda:0,1,2,3", "cuda:0,cuda:1" (bare numbers take the previous kind) or "cpu"
-//                 (every rank a thread of the CPU); no duplicates; a listed GPU set has exactly
-//                 tp x pp entries; its kind agrees with `device` unless device is "auto".
+//                 (every rank a thread of the CPU, listed once); a listed GPU set has exactly
+//                 tp x pp entries, one per rank; a GPU may repeat (ranks sharing it: for checking
+//                 sharding on one GPU, joined by eli's peer communicator instead of NCCL); its kind
+//                 agrees with `device` unless device is "auto".
 //   CUDA ranks    without a list, ranks take cuda:0 .. cuda:(tp pp - 1): more ranks than visible
 //                 devices is an error; on a named single device (cuda:N) only one rank.
 // The model's own rules (heads, GQA groups, layers per stage) are check_shardable (shard_plan.h),

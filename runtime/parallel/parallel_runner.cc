@@ -26,16 +26,23 @@ struct ParallelRunner::Rank {
 
 namespace {
 
-// The communicators of one group of ranks on `devices` (the CPU's in-process ones, or NCCL's).
+// The communicators of one group of ranks on `devices`: the CPU's in-process ones; on GPUs NCCL's
+// (one GPU per rank), or eli's peer communicators where ranks share a GPU (NCCL refuses that) or
+// NCCL cannot be loaded.
 std::vector<std::unique_ptr<Communicator>> make_group(const std::vector<DeviceId>& devices) {
   if (devices[0].kind == DeviceKind::kCPU) return create_cpu_communicators(static_cast<int>(devices.size()));
+  bool shared = false;
+  for (size_t i = 0; i < devices.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) shared = shared || devices[i] == devices[j];
+  }
+  ELI_CHECK_KIND(kUnsupported, !shared, "ranks sharing a GPU need the peer communicator");  // PEERCOMM-TODO
   return create_nccl_communicators(devices);
 }
 
 }  // namespace
 
 ParallelRunner::ParallelRunner(const ModelFiles& files, const ModelLoadOptions& opt, int tp, int pp, int n_threads,
-                               std::vector<DeviceId> devices)
+                               std::vector<DeviceId> devices, std::vector<uint64_t> memory_budgets)
     : tp_(tp), pp_(pp) {
   check_shardable(files.spec, tp, pp);
   const int world = tp * pp;
@@ -77,6 +84,9 @@ ParallelRunner::ParallelRunner(const ModelFiles& files, const ModelLoadOptions& 
     const DeviceId id = devices[static_cast<size_t>(r)];
     if (id.kind != DeviceKind::kCPU) make_device_current(id);  // this thread's device for good
     k.device = create_device(id);
+    if (static_cast<size_t>(r) < memory_budgets.size() && memory_budgets[static_cast<size_t>(r)] > 0) {
+      k.device->set_memory_budget(memory_budgets[static_cast<size_t>(r)]);
+    }
     k.pool = std::make_unique<ThreadPool>(threads_per_rank);
     k.comm = std::make_unique<RankCollectives>(k.shard, tp_comms_[static_cast<size_t>(r)].get(),
                                                pp_comms_[static_cast<size_t>(r)].get(), *k.device,
@@ -87,14 +97,48 @@ ParallelRunner::ParallelRunner(const ModelFiles& files, const ModelLoadOptions& 
     std::unique_ptr<Model> model = create_model(files.spec, WeightReader(files.weights, files.name_of), o);
     k.runner = std::make_unique<ModelRunner>(*k.device, std::move(model), k.pool.get());
     k.runner->set_collectives(k.comm.get());
-    k.runner->set_graphs_enabled(false);  // eager steps (graphs with collectives: not yet)
+    k.runner->set_graphs_enabled(false);  // until the engine asks (set_graphs_enabled)
   });
 }
 
 ParallelRunner::~ParallelRunner() {
-  // The runners and caches go before the threads and communicators they use.
+  // The logits buffer and the runners and caches go before the devices, threads and communicators
+  // they use.
+  logits_ = Tensor();
   ranks_.clear();
   workers_.reset();
+}
+
+Device& ParallelRunner::device(int rank) const { return *ranks_.at(static_cast<size_t>(rank))->device; }
+
+const ModelRunner& ParallelRunner::runner(int rank) const { return *ranks_.at(static_cast<size_t>(rank))->runner; }
+
+std::vector<uint64_t> ParallelRunner::reserve(int64_t max_tokens, int64_t max_logits) {
+  std::vector<uint64_t> bytes(ranks_.size(), 0);
+  workers_->run([&](int r) {
+    Rank& k = *ranks_[static_cast<size_t>(r)];
+    const uint64_t before = k.device->memory_stats().reserved_bytes;
+    bytes[static_cast<size_t>(r)] = k.runner->reserve(max_tokens, max_logits);
+    if (k.shard.last_stage()) k.comm->reserve(max_logits);  // the logits gather's scratch
+    const uint64_t after = k.device->memory_stats().reserved_bytes;
+    if (after > before + bytes[static_cast<size_t>(r)]) bytes[static_cast<size_t>(r)] = after - before;
+  });
+  if (!ranks_[static_cast<size_t>(driver())]->device->properties().host_memory && pp_ > 1) {
+    // Several micro-batches' logits rows meet in one buffer on the driver's device.
+    Rank& d = *ranks_[static_cast<size_t>(driver())];
+    logits_ = Tensor();
+    logits_ = Tensor::empty(*d.device, DType::kF32, {std::max<int64_t>(max_logits, 1) * vocab_});
+    bytes[static_cast<size_t>(driver())] += logits_.nbytes();
+  }
+  return bytes;
+}
+
+void ParallelRunner::set_graphs_enabled(bool on) {
+  workers_->run([&](int r) { ranks_[static_cast<size_t>(r)]->runner->set_graphs_enabled(on); });
+}
+
+void ParallelRunner::release_cached() {
+  for (auto& k : ranks_) k->device->release_cached();
 }
 
 uint64_t ParallelRunner::weight_bytes() const {
@@ -113,15 +157,7 @@ uint64_t ParallelRunner::create_kv(const KvCacheShape& shape) {
   uint64_t bytes = 0;
   for (auto& k : ranks_) {
     const KvSpec ks = k->runner->model().kv_spec();
-    KvCacheShape s = shape;
-    s.n_layers = ks.n_layers;
-    s.n_kv_heads = ks.n_kv_heads;
-    if (!s.layer_group.empty()) {  // this stage's layers' KV groups (runtime/kv/kv_groups.h)
-      ELI_CHECK(ks.first_layer + ks.n_layers <= static_cast<int64_t>(shape.layer_group.size()),
-                "stage layers outside the model's");
-      s.layer_group.assign(shape.layer_group.begin() + ks.first_layer,
-                           shape.layer_group.begin() + ks.first_layer + ks.n_layers);
-    }
+    const KvCacheShape s = slice_kv_shape(shape, ks.first_layer, ks.n_layers, ks.n_kv_heads);
     k->kv = std::make_unique<KvCache>(*k->device, s);
     bytes += k->kv->nbytes();
   }
@@ -129,7 +165,7 @@ uint64_t ParallelRunner::create_kv(const KvCacheShape& shape) {
 }
 
 void ParallelRunner::forward_to_host(const Batch& batch, float* logits) {
-  const int driver = (pp_ - 1) * tp_;  // the last stage's tp rank 0 writes the caller's logits
+  const int driver = this->driver();  // the last stage's tp rank 0 writes the caller's logits
   const int64_t V = vocab_;
   // With stages, micro-batches let stage s + 1 run micro-batch m while stage s runs m + 1.
   const std::vector<MicroBatch> mbs = split_micro_batches(batch, pp_);
@@ -144,6 +180,41 @@ void ParallelRunner::forward_to_host(const Batch& batch, float* logits) {
       }
     }
   });
+}
+
+float* ParallelRunner::forward(const Batch& batch) {
+  const int driver = this->driver();
+  const int64_t V = vocab_;
+  const std::vector<MicroBatch> mbs = split_micro_batches(batch, pp_);
+  float* out = nullptr;
+  if (mbs.size() > 1) {
+    Rank& d = *ranks_[static_cast<size_t>(driver)];
+    if (static_cast<size_t>(batch.n_logits() * V) * sizeof(float) > logits_.nbytes()) {  // past reserve()
+      logits_ = Tensor();
+      logits_ = Tensor::empty(*d.device, DType::kF32, {std::max<int64_t>(batch.n_logits(), 1) * V});
+    }
+    out = logits_.ptr<float>();
+  }
+  workers_->run([&](int r) {
+    Rank& k = *ranks_[static_cast<size_t>(r)];
+    ELI_CHECK_KIND(kInternal, k.kv != nullptr, "ParallelRunner: create_kv() was not called");
+    for (const MicroBatch& mb : mbs) {
+      float* logits = k.runner->forward(mb.batch, *k.kv);
+      if (r != driver) continue;
+      if (mbs.size() == 1) {
+        out = logits;
+      } else if (mb.batch.n_logits() > 0) {  // into the step's rows, in the runner's stream order
+        k.device->copy_device_to_device(out + mb.first_logit * V, logits,
+                                        static_cast<size_t>(mb.batch.n_logits() * V) * sizeof(float),
+                                        k.device->default_stream().native());
+      }
+    }
+  });
+  return out;
+}
+
+void ParallelRunner::copy_logits(const float* logits, int64_t row0, int64_t n, float* dst) {
+  ranks_[static_cast<size_t>(driver())]->runner->copy_logits(logits, row0, n, dst);
 }
 
 }  // namespace eli

@@ -7,9 +7,11 @@
 // for every rank, each rank runs the one forward (DecoderModel::forward) on its shard, and the
 // logits come from the last stage's tensor-parallel rank 0 (every rank of the last stage holds the
 // gathered logits). CPU ranks are threads joined by the in-process CPU communicator
-// (runtime/comm/cpu_communicator.h); CUDA ranks (one GPU each) get NCCL communicators behind the
-// same interface (runtime/comm/nccl_communicator.h); the Engine uses CUDA ranks only once its GPU
-// path goes through this runner (docs/parallelism.md), tests/cpp/test_cuda_parallel.cc runs them.
+// (runtime/comm/cpu_communicator.h); CUDA ranks get NCCL communicators (one GPU per rank,
+// runtime/comm/nccl_communicator.h) or, where ranks share a GPU, eli's peer communicators
+// (runtime/comm/peer_communicator.h), behind the same interface. On a GPU the engine samples the
+// driver rank's device logits (forward()) on the driver's device; on the CPU it takes them in host
+// memory (forward_to_host()).
 //
 // With pipeline stages a step is split into pp micro-batches of whole sequences (micro_batch.h):
 // every rank walks them in order, so stage s + 1 works on micro-batch m while stage s works on
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "runtime/comm/communicator.h"
+#include "runtime/core/tensor.h"
 #include "runtime/kv/kv_cache.h"
 #include "runtime/model/model.h"
 #include "runtime/model/model_files.h"
@@ -42,13 +45,25 @@ class ParallelRunner {
   // Loads every rank's shard on its thread. `opt` is the whole model's load options (its shard is
   // replaced per rank); n_threads: CPU threads in all, shared evenly (at least one per rank);
   // devices: one per rank (rank = stage * tp + tp rank), of opt.device's kind; empty: every rank
-  // on device 0 of that kind (the CPU's threads). CUDA ranks: NCCL communicators per group, each
-  // rank's thread keeps its device current, steps run eagerly.
+  // on device 0 of that kind (the CPU's threads). CUDA ranks: communicators per group, each rank's
+  // thread keeps its device current. memory_budgets: per rank, the cap of its device pool
+  // (Device::set_memory_budget) set before its weights are uploaded; empty or 0: none.
   ParallelRunner(const ModelFiles& files, const ModelLoadOptions& opt, int tp, int pp, int n_threads,
-                 std::vector<DeviceId> devices = {});
+                 std::vector<DeviceId> devices = {}, std::vector<uint64_t> memory_budgets = {});
   ~ParallelRunner();
 
   int world() const { return tp_ * pp_; }
+  // The rank whose logits the engine samples: the last stage's tensor-parallel rank 0.
+  int driver() const { return (pp_ - 1) * tp_; }
+  Device& device(int rank) const;
+  const ModelRunner& runner(int rank) const;
+  // Grows every rank's workspace (and logits scratch) for steps of up to max_tokens tokens and
+  // max_logits logits rows, so that later steps allocate nothing; the bytes each rank holds for them.
+  std::vector<uint64_t> reserve(int64_t max_tokens, int64_t max_logits);
+  // CUDA graphs per rank (decode steps; the collectives are captured with the step). Off at first.
+  void set_graphs_enabled(bool on);
+  // Returns each rank device's cached free blocks to the driver (before the KV plan measures).
+  void release_cached();
   uint64_t weight_bytes() const;
   // Parameters held by the ranks together (replicated ones counted once per copy).
   uint64_t n_params() const;
@@ -57,6 +72,11 @@ class ParallelRunner {
   uint64_t create_kv(const KvCacheShape& shape);
   // One step on every rank; the (n_logits, vocab) logits in host memory `logits` on return.
   void forward_to_host(const Batch& batch, float* logits);
+  // One step on every rank, queued on their streams; returns the (n_logits, vocab) f32 logits on
+  // the driver's device, valid in the order of its default stream until the next forward.
+  float* forward(const Batch& batch);
+  // After forward(): logits rows [row0, row0 + n) to host memory `dst` (synchronous).
+  void copy_logits(const float* logits, int64_t row0, int64_t n, float* dst);
 
  private:
   struct Rank;
@@ -65,6 +85,7 @@ class ParallelRunner {
   std::vector<std::unique_ptr<Communicator>> tp_comms_, pp_comms_;  // indexed by world rank
   std::vector<std::unique_ptr<Rank>> ranks_;
   std::unique_ptr<RankWorkers> workers_;
+  Tensor logits_;  // several micro-batches: their logits rows, on the driver's device
 };
 
 }  // namespace eli

@@ -2,7 +2,8 @@
 // on the same steps (a two-sequence prefill, then a decode step), below the Engine: on the CPU
 // (ranks as threads: runs everywhere, so the test itself is checked here) and on CUDA ranks with
 // NCCL, one GPU per rank (runs when cuda_device_count() >= 2 and libnccl loads: the multi-GPU run;
-// skipped elsewhere). Logits within 1e-5 (CPU) / 2e-4 (CUDA, other summation orders) of each
+// skipped elsewhere), and on ranks sharing one GPU (eli's peer communicator: any GPU machine).
+// Both outputs: forward_to_host, and forward() on the driver's device (equal bit for bit). Logits within 1e-5 (CPU) / 2e-4 (CUDA, other summation orders) of each
 // row's largest value, for TP 2, PP 2 and TP 2 x PP 2 where the devices exist.
 #include <gtest/gtest.h>
 
@@ -66,7 +67,8 @@ KvCacheShape kv_shape(const ModelSpec& s) {
   return k;
 }
 
-void check_layouts(DeviceKind kind, int n_devices, float rel) {
+// share_gpu: every rank on device 0 (CUDA: ranks sharing one GPU, eli's peer communicator).
+void check_layouts(DeviceKind kind, int n_devices, float rel, bool share_gpu = false) {
   const ModelFiles files = open_model_files(std::string(ELI_TEST_DATA_DIR) + "/models/qwen3");  // 3 layers, GQA
   const int64_t V = files.spec.vocab_size;
   ModelLoadOptions opt;
@@ -88,25 +90,39 @@ void check_layouts(DeviceKind kind, int n_devices, float rel) {
     if (tp * pp > n_devices) continue;
     SCOPED_TRACE("tp " + std::to_string(tp) + " pp " + std::to_string(pp));
     std::vector<DeviceId> ids;
-    for (int r = 0; r < tp * pp; ++r) ids.push_back(DeviceId{kind, kind == DeviceKind::kCPU ? 0 : r});
+    for (int r = 0; r < tp * pp; ++r) ids.push_back(DeviceId{kind, kind == DeviceKind::kCPU || share_gpu ? 0 : r});
     ParallelRunner par(files, opt, tp, pp, 2, ids);
     par.create_kv(kv_shape(files.spec));
+    par.reserve(16, 4);
     const std::vector<Batch> bs = steps(V);
     for (size_t i = 0; i < bs.size(); ++i) {
-      std::vector<float> got(static_cast<size_t>(bs[i].n_logits() * V));
+      // Both ways out: into host memory, and on the driver's device (the engine's GPU path; with
+      // stages, the micro-batches' rows meet in one buffer). The second run rewrites the same KV.
+      std::vector<float> got(static_cast<size_t>(bs[i].n_logits() * V)), got_dev(got.size());
       par.forward_to_host(bs[i], got.data());
+      const float* d = par.forward(bs[i]);
+      par.copy_logits(d, 0, bs[i].n_logits(), got_dev.data());
       for (int64_t row = 0; row < bs[i].n_logits(); ++row) {
         const float* w = &want[i][static_cast<size_t>(row * V)];
         const float* g = &got[static_cast<size_t>(row * V)];
+        const float* gd = &got_dev[static_cast<size_t>(row * V)];
         float scale = 0.0f;
         for (int64_t v = 0; v < V; ++v) scale = std::max(scale, std::fabs(w[v]));
-        for (int64_t v = 0; v < V; ++v) ASSERT_NEAR(g[v], w[v], rel * scale + 1e-6f) << "step " << i << " row " << row;
+        for (int64_t v = 0; v < V; ++v) {
+          ASSERT_NEAR(g[v], w[v], rel * scale + 1e-6f) << "step " << i << " row " << row;
+          ASSERT_EQ(gd[v], g[v]) << "device logits, step " << i << " row " << row;
+        }
       }
     }
   }
 }
 
 TEST(ParallelRunnerCpu, MatchesOneModelRunner) { check_layouts(DeviceKind::kCPU, 4, 1e-5f); }
+
+TEST(CudaParallel, RanksSharingOneGpuMatchOneGpu) {
+  if (cuda_device_count() < 1) GTEST_SKIP() << "needs a GPU";
+  check_layouts(DeviceKind::kCUDA, 4, 2e-4f, /*share_gpu=*/true);
+}
 
 TEST(CudaParallel, GpuRanksMatchOneGpu) {
   const int n = cuda_device_count();
