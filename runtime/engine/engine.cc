@@ -51,7 +51,7 @@
 #include "runtime/core/thread_pool.h"
 #include "runtime/device/device.h"
 #include "runtime/device/pooled_device.h"
-#include "runtime/engine/device_sampler.h"
+#include "runtime/runner/device_sampler.h"
 #include "runtime/engine/memory_plan.h"
 #include "runtime/engine/model_load.h"
 #include "runtime/engine/scheduler.h"
@@ -146,7 +146,7 @@ struct Engine::Impl {
   std::unique_ptr<HostKvTier> offload_kv;         // kv_offload_gb > 0: the host prefix cache's tier
   std::unique_ptr<HostPrefixCache> host_prefix;  // ... and its index
   std::unique_ptr<Scheduler> scheduler;
-  std::unique_ptr<DeviceSampler> device_sampler;  // Op::kSample next to the logits (parallel: the driver rank's device)
+  DeviceSampler* sampler = nullptr;  // the runner's (parallel: the driver rank's): Op::kSample next to the logits
   bool on_device = false;                         // the model runs on a GPU (device logits)
   bool device_feed = false;  // one GPU runner: asynchronous sampling, next tokens fed on the device
   // The device whose kernels the engine's thread launches (the sampler's): the driver rank's with
@@ -257,16 +257,19 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
     if (on_device) trace.mark("upload", trace.bytes_and_rate(m.runner->weight_bytes()));
     else trace.mark("place weights");
   }
-  // Sampling on the model's device (its buffers are sized once, before the KV pool is planned): on
-  // a GPU the logits never travel to the host; on the CPU the rows are sampled on the thread pool.
   m.on_device = on_device;
   m.device_feed = on_device && m.runner != nullptr;
-  Device& sampler_device = m.parallel && on_device ? m.parallel->device(m.parallel->driver()) : *m.device;
-  m.sampler_dev = sampler_device.id();
-  {
-    const DeviceScope scope(sampler_device);
-    m.device_sampler =
-        std::make_unique<DeviceSampler>(sampler_device, config.max_num_seqs, files.spec.vocab_size, 0, m.pool.get());
+  // Sampling next to the logits, in the runner that makes them (its buffers are sized once, before
+  // the KV pool is planned): on a GPU the logits never travel to the host; on the CPU the rows are
+  // sampled on the thread pool.
+  if (m.parallel) {
+    m.parallel->enable_sampling(config.max_num_seqs, files.spec.vocab_size);
+    m.sampler = &m.parallel->sampler();
+    m.sampler_dev = on_device ? m.parallel->device(m.parallel->driver()).id() : dev;
+  } else {
+    m.runner->enable_sampling(config.max_num_seqs, files.spec.vocab_size);
+    m.sampler = &m.runner->sampler();
+    m.sampler_dev = dev;
   }
   trace.mark("sampler");
 
@@ -481,7 +484,7 @@ std::vector<TokenOutput> Engine::step_inner(std::vector<TokenOutput>& outs) {
         } catch (...) {
         }
       }
-      if (m.device_sampler) m.device_sampler->drop_pending();
+      if (m.sampler) m.sampler->drop_pending();
       throw;
     }
   }
@@ -509,7 +512,7 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
 
   Batch batch;
   ModelRunner::TokenFeed feed;
-  if (device_feed) feed.src = device_sampler->device_tokens();
+  if (device_feed) feed.src = sampler->device_tokens();
   int64_t max_blocks = 0;
   for (const ScheduledSeq& s : sched) max_blocks = std::max<int64_t>(max_blocks, s.seq->blocks.size());
   batch.max_blocks_per_seq = max_blocks;
@@ -575,7 +578,7 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
   for (const SamplingParams* p : ps) {
     no_penalties = no_penalties && p->repetition_penalty == 1.0 && p->presence_penalty == 0.0 && p->frequency_penalty == 0.0;
   }
-  f->lookahead = async_scheduling && n_rows > 0 && (device_feed ? device_sampler->can_launch_async(ps) : no_penalties);
+  f->lookahead = async_scheduling && n_rows > 0 && (device_feed ? sampler->can_launch_async(ps) : no_penalties);
   // The rows' token masks, computed on the host while the queued forward pass runs.
   StepMasks masks;
   auto build_masks = [&] {
@@ -604,11 +607,11 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
     if (n_rows > 0) {
       build_masks();
       if (f->lookahead && device_feed) {
-        device_sampler->launch_async(d_logits, n_rows, V, ps, ss, draw_offsets, &masks);
+        sampler->launch_async(d_logits, n_rows, V, ps, ss, draw_offsets, &masks);
         f->pending_on_device = true;
       } else {
         if (prev != nullptr) collect(*prev);  // sample() needs nothing queued
-        device_sampler->sample(d_logits, n_rows, V, ps, ss, &f->results, &f->errors, &draw_offsets, &masks);
+        sampler->sample(d_logits, n_rows, V, ps, ss, &f->results, &f->errors, &draw_offsets, &masks);
       }
     }
     if (!aux.empty()) take_aux_rows(sched, aux, n_rows, d_logits);  // synchronous reads
@@ -627,7 +630,7 @@ std::unique_ptr<Engine::Impl::Inflight> Engine::Impl::launch(const std::vector<S
     if (runner) runner->set_want_hidden(false);
     build_masks();
     // A poisoned row (non-finite logits) fails its request only (an error string per row).
-    device_sampler->sample(logits.data(), n_rows, V, ps, ss, &f->results, &f->errors, &draw_offsets, &masks);
+    sampler->sample(logits.data(), n_rows, V, ps, ss, &f->results, &f->errors, &draw_offsets, &masks);
     if (!aux.empty()) take_aux_rows(sched, aux, n_rows, logits.data());
   }
 
@@ -749,7 +752,7 @@ void Engine::Impl::collect(Inflight& f) {
   if (!f.pending_on_device) return;
   f.pending_on_device = false;
   const int64_t t0 = trace.enabled() ? StepTrace::now_ns() : 0;
-  device_sampler->collect(&f.results, &f.errors);
+  sampler->collect(&f.results, &f.errors);
   if (trace.enabled()) trace_wait_ns += StepTrace::now_ns() - t0;
 }
 

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "eli/sampling_params.h"
-#include "runtime/engine/sampler.h"
+#include "runtime/runner/sampler.h"
 
 namespace eli {
 

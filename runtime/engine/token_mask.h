@@ -17,18 +17,9 @@
 #include <vector>
 
 #include "eli/sampling_params.h"
+#include "runtime/runner/step_masks.h"
 
 namespace eli {
-
-struct StepMasks {
-  int64_t words = 0;            // (vocab + 31) / 32
-  std::vector<int32_t> row;     // (n_rows) index of the row's mask in `bits`, -1: unmasked
-  std::vector<uint32_t> bits;   // (n_masks, words)
-  bool any() const { return !bits.empty(); }
-  const uint32_t* of(size_t r) const {
-    return row.empty() || row[r] < 0 ? nullptr : bits.data() + static_cast<size_t>(row[r]) * static_cast<size_t>(words);
-  }
-};
 
 // Whether a request's draw number draw_index needs a mask.
 bool needs_mask(const SamplingParams& p, int64_t draw_index);

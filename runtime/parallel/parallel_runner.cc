@@ -137,6 +137,14 @@ void ParallelRunner::set_graphs_enabled(bool on) {
   workers_->run([&](int r) { ranks_[static_cast<size_t>(r)]->runner->set_graphs_enabled(on); });
 }
 
+void ParallelRunner::enable_sampling(int64_t max_rows, int64_t vocab) {
+  workers_->run([&](int r) {
+    if (r == driver()) ranks_[static_cast<size_t>(r)]->runner->enable_sampling(max_rows, vocab);
+  });
+}
+
+DeviceSampler& ParallelRunner::sampler() { return ranks_[static_cast<size_t>(driver())]->runner->sampler(); }
+
 void ParallelRunner::release_cached() {
   for (auto& k : ranks_) k->device->release_cached();
 }

@@ -36,6 +36,7 @@ namespace eli {
 
 struct Batch;
 class Device;
+class DeviceSampler;
 class ModelRunner;
 class RankCollectives;
 class ThreadPool;
@@ -62,6 +63,9 @@ class ParallelRunner {
   std::vector<uint64_t> reserve(int64_t max_tokens, int64_t max_logits);
   // CUDA graphs per rank (decode steps; the collectives are captured with the step). Off at first.
   void set_graphs_enabled(bool on);
+  // The driver rank's sampler (ModelRunner::enable_sampling on the driver's thread) and the sampler.
+  void enable_sampling(int64_t max_rows, int64_t vocab);
+  DeviceSampler& sampler();
   // Returns each rank device's cached free blocks to the driver (before the KV plan measures).
   void release_cached();
   uint64_t weight_bytes() const;

@@ -398,4 +398,13 @@ void ModelRunner::copy_logits(const float* logits, int64_t row0, int64_t n, floa
   device_.copy_device_to_host(dst, logits + row0 * V, static_cast<size_t>(n * V) * sizeof(float), nullptr);
 }
 
+void ModelRunner::enable_sampling(int64_t max_rows, int64_t vocab) {
+  sampler_ = std::make_unique<DeviceSampler>(device_, max_rows, vocab, 0, pool_);
+}
+
+DeviceSampler& ModelRunner::sampler() {
+  ELI_CHECK(sampler_ != nullptr, "ModelRunner::sampler() before enable_sampling()");
+  return *sampler_;
+}
+
 }  // namespace eli

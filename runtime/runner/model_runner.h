@@ -2,7 +2,9 @@
 //
 // The runner owns what a step needs besides the weights and the KV cache: the device copy of the
 // step's inputs (one packed upload per step), the RoPE tables of each rope set, the workspace arena
-// (reserved once for the largest step, then reused), the logits buffer, and the CUDA-graph cache:
+// (reserved once for the largest step, then reused), the logits buffer, the sampler that reads
+// them where they are (DeviceSampler: Op::kSample of the runner's device, with the requests'
+// sampling parameters kept in its per-slot table), and the CUDA-graph cache:
 // a pure decode step (one token and one logits row per sequence, static RoPE) is padded to a bucket
 // of b = next power of two sequences and a power-of-two block-table width; the first sighting of a
 // (b, width) key runs eagerly (warming cuBLASLt's per-shape state), the second captures a graph,
@@ -20,6 +22,7 @@
 #include <vector>
 
 #include "runtime/runner/batch.h"
+#include "runtime/runner/device_sampler.h"
 #include "runtime/core/tensor.h"
 #include "runtime/device/step_graph.h"
 #include "runtime/model/forward.h"
@@ -75,6 +78,12 @@ class ModelRunner {
   // After a forward: copies logits rows [row0, row0 + n) to host memory `dst` (synchronous).
   void copy_logits(const float* logits, int64_t row0, int64_t n, float* dst);
 
+  // Creates the sampler of this runner's logits (buffers sized once: up to max_rows rows per launch
+  // over `vocab` tokens; the CPU kernel runs on the runner's pool). Before the KV pool is planned.
+  void enable_sampling(int64_t max_rows, int64_t vocab);
+  // The sampler (enable_sampling() first).
+  DeviceSampler& sampler();
+
   void set_graphs_enabled(bool on);
   // A rank of a sharded model (runtime/parallel) runs its forwards with its collectives (nullptr:
   // unsharded); they must outlive the runner's forwards.
@@ -126,6 +135,7 @@ class ModelRunner {
   Buffer batch_ints_;
   StepInputs in_;
 
+  std::unique_ptr<DeviceSampler> sampler_;
   const ForwardCollectives* comm_ = nullptr;
   bool graphs_enabled_ = true;
   std::map<std::pair<int64_t, int64_t>, std::unique_ptr<StepGraph>> graphs_;

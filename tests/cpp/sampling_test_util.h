@@ -65,7 +65,7 @@ struct HostBatch {
       seed.push_back(r.seed);
       offset.push_back(r.offset);
       n_logprobs.push_back(r.n_logprobs);
-      // The merged list of runtime/engine/sampler.cc penalty_list: penalised tokens with their
+      // The merged list of runtime/runner/sampler.cc penalty_list: penalised tokens with their
       // counts, bias-only tokens with count -1, each with its bias (0: none).
       std::vector<std::pair<int32_t, std::pair<int32_t, float>>> pen;
       for (const auto& tc : r.penalties) pen.push_back({tc.first, {tc.second, 0.0f}});

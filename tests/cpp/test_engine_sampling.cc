@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "eli/engine.h"
-#include "runtime/engine/sampler.h"
+#include "runtime/runner/sampler.h"
 
 namespace eli {
 namespace {

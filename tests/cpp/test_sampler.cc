@@ -20,7 +20,7 @@
 
 #include "eli/error.h"
 #include "eli/sampling_params.h"
-#include "runtime/engine/sampler.h"
+#include "runtime/runner/sampler.h"
 
 namespace eli {
 namespace {

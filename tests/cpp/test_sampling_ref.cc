@@ -21,8 +21,8 @@
 #include "kernels/registry.h"
 #include "kernels/sample_math.h"
 #include "runtime/device/device.h"
-#include "runtime/engine/device_sampler.h"
-#include "runtime/engine/sampler.h"
+#include "runtime/runner/device_sampler.h"
+#include "runtime/runner/sampler.h"
 #include "tests/cpp/sampling_test_util.h"
 
 namespace eli {

@@ -23,8 +23,8 @@
 #include "eli/token_constraint.h"
 #include "runtime/core/fault_injection.h"
 #include "runtime/device/device.h"
-#include "runtime/engine/device_sampler.h"
-#include "runtime/engine/sampler.h"
+#include "runtime/runner/device_sampler.h"
+#include "runtime/runner/sampler.h"
 #include "runtime/engine/token_mask.h"
 #include "tests/cpp/sampling_test_util.h"
 

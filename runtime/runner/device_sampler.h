@@ -1,10 +1,10 @@
-// runtime/engine/device_sampler.h: sampling on the device that produced the logits (Op::kSample of
+// runtime/runner/device_sampler.h: sampling on the device that produced the logits (Op::kSample of
 // that device, from the kernel registry): the engine's sampler on every device. On a GPU a step
 // moves a few bytes per row to the host instead of (rows, vocab) floats; on the CPU the same path
 // runs the CPU kSample kernel (rows in parallel on the engine's thread pool).
 //
 // Semantics: eli's one sampling semantics (kernels/sample_ops.h), the same as the host Sampler's
-// (runtime/engine/sampler.h, the reference): the same tokens for the same logits on every device,
+// (runtime/runner/sampler.h, the reference): the same tokens for the same logits on every device,
 // bit for bit; logprobs within summation-order rounding. Draw k of a request is keyed by (the
 // request's seed, k), where k is the draw offset given per row (default: the outputs so far), so a
 // seeded request's tokens depend neither on the batch nor on the device.
@@ -15,7 +15,7 @@
 // the device's default stream, and returns when the results are on the host. Rows are processed
 // in chunks when a batch has more rows than max_rows or more penalty tokens than the penalty
 // capacity.
-// Token masks and logit biases (runtime/engine/token_mask.h) ride in the same upload as the other
+// Token masks and logit biases (runtime/runner/step_masks.h) ride in the same upload as the other
 // per-row inputs; the mask area holds max_rows masks of (vocab + 31) / 32 words.
 // Asynchronous use (the engine's asynchronous scheduling): launch_async() queues one chunk and
 // returns at once; collect() waits for the oldest queued launch and unpacks it. At most two are
@@ -34,8 +34,8 @@
 #include "kernels/registry.h"
 #include "runtime/device/device.h"
 #include "runtime/device/host_staging.h"
-#include "runtime/engine/sampler.h"
-#include "runtime/engine/token_mask.h"
+#include "runtime/runner/sampler.h"
+#include "runtime/runner/step_masks.h"
 
 namespace eli {
 

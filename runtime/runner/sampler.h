@@ -1,4 +1,4 @@
-// runtime/engine/sampler.h: a request's sampling state, and the host Sampler: one row of logits ->
+// runtime/runner/sampler.h: a request's sampling state, and the host Sampler: one row of logits ->
 // one token by the reference of eli's sampling semantics (kernels/ref/sampling_ref.cc).
 //
 // The semantics are defined once, in kernels/sample_ops.h (order of operations, vLLM's) and
@@ -8,7 +8,7 @@
 // and a Gumbel-max draw whose random numbers are a counter hash of (the request's seed, the index
 // of the output token, the token id). Every kSample kernel (reference, CPU, CUDA) gives the same
 // token for the same logits: a seeded request draws the same tokens on every device, whatever else
-// is in the batch. The engine samples through DeviceSampler (runtime/engine/device_sampler.h) on
+// is in the batch. The engine samples through DeviceSampler (runtime/runner/device_sampler.h) on
 // every device; Sampler is the reference that tests hold the kernels to.
 //
 // Invariants: params were checked by validate_sampling_params; a SequenceSamplingState belongs to
@@ -82,7 +82,7 @@ class Sampler {
   // output token being drawn (-1: state.n_output(), i.e. the next one). Does not modify logits and
   // does not call state.append_output (the engine does, once the token is accepted). Throws
   // eli::Error(kInvalidArgument) on non-finite logits and bad recorded ids. mask (optional,
-  // (vocab + 31) / 32 words, runtime/engine/token_mask.h): the tokens allowed; p.logit_bias always
+  // (vocab + 31) / 32 words, runtime/runner/step_masks.h): the tokens allowed; p.logit_bias always
   // applies. A mask that allows no token throws eli::Error(kInvalidArgument).
   SampleResult sample(const float* logits, int64_t vocab, const SamplingParams& p,
                       const SequenceSamplingState& state, int64_t draw_index = -1,

@@ -1,6 +1,6 @@
-// runtime/engine/sampler.cc: SequenceSamplingState, the penalty list of a request, and the host
+// runtime/runner/sampler.cc: SequenceSamplingState, the penalty list of a request, and the host
 // Sampler (one row through the kSample reference); see sampler.h.
-#include "runtime/engine/sampler.h"
+#include "runtime/runner/sampler.h"
 
 #include <algorithm>
 #include <climits>

@@ -1,4 +1,4 @@
-// runtime/engine/device_sampler.cc: DeviceSampler (see device_sampler.h): packs the per-row
+// runtime/runner/device_sampler.cc: DeviceSampler (see device_sampler.h): packs the per-row
 // parameters and penalty lists into one staging area, uploads it, launches Op::kSample on the
 // device's default stream, downloads the compact results and unpacks them. Device-agnostic: the
 // kernel comes from the registry and the host staging from the device layer (host_staging.h).
@@ -7,11 +7,11 @@
 //   temperature, top_p, min_p, repetition, presence, frequency (f64 x n), seed, offset (u64 x n),
 //   top_k, n_logprobs (i32 x n), penalty_offsets (i32 x n+1), penalty_tokens, penalty_counts (i32 x nnz),
 //   penalty_bias (f32 x nnz), mask_row (i32 x n), masks (u32 x n_masks * mask_words).
-// Token masks (runtime/engine/token_mask.h) travel with the step's other inputs, in the same single
+// Token masks (runtime/runner/step_masks.h) travel with the step's other inputs, in the same single
 // upload: a constrained row costs its mask's bytes and no extra copy or synchronisation.
 // Result area (ts = the chunk's largest top-logprob count): token, status (i32 x n), logprob (f32 x n),
 //   top_ids (i32 x n*ts), top_logprobs (f32 x n*ts).
-#include "runtime/engine/device_sampler.h"
+#include "runtime/runner/device_sampler.h"
 
 #include <algorithm>
 #include <cstring>
