@@ -41,10 +41,12 @@ __device__ bool rank_barrier(const PeerAllReduceArgs& a, uint32_t epoch) {
       *slot = epoch;
     }
     const long long start = clock64();
+    uint32_t spins = 0;
     for (int p = 0; p < a.n_ranks && ok; ++p) {
       volatile uint32_t* mine = a.signals[a.rank] + kPeerBlocks + p * kPeerBlocks + blockIdx.x;
       while (static_cast<int32_t>(*mine - epoch) < 0) {
-        if (a.abort_word != nullptr && *a.abort_word != 0) {
+        // The abort word is host memory: polled now and then, not on every spin.
+        if (a.abort_word != nullptr && (++spins & 63) == 0 && *a.abort_word != 0) {
           ok = 0;
           break;
         }
