@@ -245,10 +245,16 @@ std::vector<std::unique_ptr<Communicator>> create_nccl_communicators(const std::
         all_pairs = all_pairs && can != 0;
       }
     }
-    if (all_pairs || mode == AllReduceMode::kPeer) {  // forced without peer access: kUnsupported from here
-      PeerCommOptions opt;
-      opt.mailbox_bytes = 4096;  // no send/recv through it
-      peers = create_peer_communicators(devices, opt);
+    PeerCommOptions opt;
+    opt.mailbox_bytes = 4096;  // no send/recv through it
+    if (mode == AllReduceMode::kPeer) {
+      peers = create_peer_communicators(devices, opt);  // without peer access: kUnsupported from here
+    } else if (all_pairs) {
+      try {
+        peers = create_peer_communicators(devices, opt);
+      } catch (const Error&) {
+        peers.clear();  // auto: NCCL alone (e.g. no memory for the staging)
+      }
     }
   }
   check(nccl().CommInitAll(comms.data(), static_cast<int>(ids.size()), ids.data()), "CommInitAll");
