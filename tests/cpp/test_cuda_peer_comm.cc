@@ -216,19 +216,23 @@ TEST(CudaPeerComm, ConformanceOnOneGpu) {
 
 TEST(CudaPeerComm, AllReducePastTheDefaultStaging) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
-  const size_t count = (size_t{32} << 20) / 4 + 1;  // f32: one element past the 32 MB staging
+  // 300001: one chunk, two-shot with 3 ranks (one-shot with 2); 8M + 1: f32 is one element past
+  // the 32 MB staging (two chunks, the first two-shot), 16-bit types one two-shot chunk.
   for (int n : {2, 3}) {
-    for (DType dt : {DType::kF32, DType::kBF16}) {
-      std::vector<std::vector<uint8_t>> in;
-      for (int q = 0; q < n; ++q) in.push_back(comm_conformance::values(dt, count, 11 + q));
-      const std::vector<uint8_t> want = comm_conformance::reference_sum(in, dt, 0, count);
-      RunResult res = run_ranks(on_gpu(n, 0), PeerCommOptions{}, [&](int r, Communicator& c, GpuIo& io) {
-        void* buf = comm_conformance::uploaded(io, in[r]);
-        c.all_reduce(buf, buf, count, dt, ReduceOp::kSum, io.stream());
-        EXPECT_EQ(io.download(buf, want.size()), want) << "n " << n << " " << dtype_name(dt) << " rank " << r;
-        peer_comm_check(c);
-      });
-      EXPECT_EQ(res.cause, "");
+    for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+      for (size_t count : {size_t{300001}, (size_t{32} << 20) / 4 + 1}) {
+        std::vector<std::vector<uint8_t>> in;
+        for (int q = 0; q < n; ++q) in.push_back(comm_conformance::values(dt, count, 11 + q));
+        const std::vector<uint8_t> want = comm_conformance::reference_sum(in, dt, 0, count);
+        RunResult res = run_ranks(on_gpu(n, 0), PeerCommOptions{}, [&](int r, Communicator& c, GpuIo& io) {
+          void* buf = comm_conformance::uploaded(io, in[r]);
+          c.all_reduce(buf, buf, count, dt, ReduceOp::kSum, io.stream());
+          EXPECT_EQ(io.download(buf, want.size()), want) << "n " << n << " " << dtype_name(dt) << " count " << count
+                                                          << " rank " << r;
+          peer_comm_check(c);
+        });
+        EXPECT_EQ(res.cause, "");
+      }
     }
   }
 }
