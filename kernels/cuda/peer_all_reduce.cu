@@ -41,12 +41,22 @@ __device__ bool rank_barrier(const PeerAllReduceArgs& a, uint32_t epoch) {
       *slot = epoch;
     }
     const long long start = clock64();
+    uint32_t spins = 0;
     for (int p = 0; p < a.n_ranks && ok; ++p) {
       volatile uint32_t* mine = a.signals[a.rank] + kPeerBlocks + p * kPeerBlocks + blockIdx.x;
       while (static_cast<int32_t>(*mine - epoch) < 0) {
+        // The abort word is host memory: polled now and then, not on every spin.
+        if (a.abort_word != nullptr && (++spins & 63) == 0 && *a.abort_word != 0) {
+          ok = 0;
+          break;
+        }
         if (clock64() - start > a.timeout_cycles) {
           ok = 0;
-          if (a.error != nullptr) atomicExch(a.error, 1);
+          if (a.error != nullptr) *static_cast<volatile int*>(a.error) = 1;  // may be mapped host memory
+          if (a.abort_word != nullptr) {
+            *a.abort_word = 1;
+            __threadfence_system();
+          }
           break;
         }
       }
@@ -70,8 +80,8 @@ __global__ void peer_all_reduce_kernel(const PeerAllReduceArgs a) {
   T* out = static_cast<T*>(a.out);
   if (!a.two_shot) {
     for (int64_t i = first; i < n; i += stride) {
-      float s = 0.0f;
-      for (int p = 0; p < a.n_ranks; ++p) s += load_f(static_cast<const T*>(a.inputs[p]), i);
+      float s = load_f(static_cast<const T*>(a.inputs[0]), i);
+      for (int p = 1; p < a.n_ranks; ++p) s += load_f(static_cast<const T*>(a.inputs[p]), i);
       store_f(out, i, s);
     }
   } else {
@@ -80,8 +90,8 @@ __global__ void peer_all_reduce_kernel(const PeerAllReduceArgs a) {
     const int64_t lo = a.rank * chunk, hi = lo + chunk < n ? lo + chunk : n;
     T* mine = static_cast<T*>(a.scratch[a.rank]);
     for (int64_t i = lo + first; i < hi; i += stride) {
-      float s = 0.0f;
-      for (int p = 0; p < a.n_ranks; ++p) s += load_f(static_cast<const T*>(a.inputs[p]), i);
+      float s = load_f(static_cast<const T*>(a.inputs[0]), i);
+      for (int p = 1; p < a.n_ranks; ++p) s += load_f(static_cast<const T*>(a.inputs[p]), i);
       store_f(mine, i, s);
     }
     if (!rank_barrier(a, e0 + 2)) return;  // every slice is reduced

@@ -15,8 +15,8 @@
 // writes the new epoch into every peer's slot (r, b) and waits until every peer's slot in its own
 // area holds that epoch; barriers before reading the inputs, between the two shots and at the end
 // (so no rank reuses its buffers while a peer still reads them). Every rank must launch the same
-// sequence of calls with the same sizes. A wait that exceeds ~`timeout_ms` sets *error and returns
-// (a test fails instead of hanging).
+// sequence of calls with the same sizes. A wait that exceeds `timeout_cycles` sets *error and returns
+// (a test fails instead of hanging); so does a set `abort_word`.
 //
 // The same code runs with real peers and with N local buffers on one GPU standing in for them
 // (each "rank" launched on its own stream, concurrently): tests/cpp/test_cuda_peer_all_reduce.cc.
@@ -43,8 +43,11 @@ struct PeerAllReduceArgs {
   DType dtype = DType::kF32;
   int n_ranks = 1, rank = 0;
   bool two_shot = false;
-  int* error = nullptr;                // device int set to 1 on a barrier timeout (nullptr: none)
+  int* error = nullptr;                // set to 1 on a barrier timeout (device or mapped host memory; nullptr: none)
   int64_t timeout_cycles = 4000000000LL;
+  // Optional (the peer communicator's, mapped host memory): a wait also ends when *abort_word is
+  // non-zero, and a timeout sets it (so that the other ranks' waits end too).
+  volatile int* abort_word = nullptr;
 };
 
 // One all-reduce on `stream` (a cudaStream_t). Throws eli::Error(kInvalidArgument) for bad args.

@@ -3,7 +3,28 @@
 // resolved from the dlopen()ed library (a CUDA build without nccl.h compiles the CPU-build stubs).
 #include "runtime/comm/nccl_communicator.h"
 
+#include <cstring>
+
 #include "eli/error.h"
+#include "kernels/cuda/peer_all_reduce.h"
+
+namespace eli {
+
+AllReduceMode parse_all_reduce_mode(const char* value) {
+  if (value == nullptr || *value == 0 || std::strcmp(value, "auto") == 0) return AllReduceMode::kAuto;
+  if (std::strcmp(value, "nccl") == 0) return AllReduceMode::kNccl;
+  if (std::strcmp(value, "peer") == 0) return AllReduceMode::kPeer;
+  ELI_THROW(kInvalidArgument, "ELI_ALLREDUCE must be nccl, peer or auto, not '", value, "'");
+}
+
+bool nccl_uses_peer_all_reduce(AllReduceMode mode, size_t bytes, int world, bool peer_ready) {
+  if (!peer_ready || mode == AllReduceMode::kNccl) return false;
+  if (mode == AllReduceMode::kPeer) return true;
+  bool two_shot = false;
+  return world > 1 && peer_all_reduce_fits(bytes, world, &two_shot);
+}
+
+}  // namespace eli
 
 #if defined(ELI_WITH_CUDA) && ELI_WITH_CUDA && __has_include(<nccl.h>)
 #define ELI_WITH_NCCL 1
@@ -18,6 +39,7 @@
 #include <mutex>
 #include <string>
 
+#include "runtime/comm/peer_communicator.h"
 #include "runtime/device/cuda_library_loader.h"
 #include "runtime/device/stream.h"
 
@@ -82,8 +104,9 @@ ncclDataType_t nccl_type(DType dt, bool reduce) {
 
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(ncclComm_t comm, int rank, int world, DeviceId device)
-      : comm_(comm), rank_(rank), world_(world), device_(device) {}
+  NcclCommunicator(ncclComm_t comm, int rank, int world, DeviceId device, AllReduceMode mode,
+                   std::unique_ptr<Communicator> peer)
+      : comm_(comm), rank_(rank), world_(world), device_(device), mode_(mode), peer_(std::move(peer)) {}
   ~NcclCommunicator() override {
     if (comm_ != nullptr && reason_.empty()) nccl().CommDestroy(comm_);
   }
@@ -95,7 +118,12 @@ class NcclCommunicator final : public Communicator {
   void all_reduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op,
                   const Stream& stream) override {
     live();
-    check(nccl().AllReduce(send, recv, count, nccl_type(dtype, true), ncclSum, comm_, s(stream)), "all_reduce");
+    const ncclDataType_t t = nccl_type(dtype, true);
+    if (nccl_uses_peer_all_reduce(mode_, comm_bytes(count, dtype), world_, peer_ != nullptr)) {
+      peer_->all_reduce(send, recv, count, dtype, op, stream);
+      return;
+    }
+    check(nccl().AllReduce(send, recv, count, t, ncclSum, comm_, s(stream)), "all_reduce");
   }
   void all_gather(const void* send, void* recv, size_t count, DType dtype, const Stream& stream) override {
     live();
@@ -136,6 +164,7 @@ class NcclCommunicator final : public Communicator {
     std::lock_guard<std::mutex> lk(mu_);
     if (!reason_.empty()) return;
     reason_ = reason.empty() ? "aborted" : reason;
+    if (peer_ != nullptr) peer_->abort(reason_);
     if (comm_ != nullptr) nccl().CommAbort(comm_);
   }
   std::string abort_reason() const override {
@@ -158,6 +187,8 @@ class NcclCommunicator final : public Communicator {
   ncclComm_t comm_;
   int rank_, world_;
   DeviceId device_;
+  AllReduceMode mode_;
+  std::unique_ptr<Communicator> peer_;  // this rank's peer communicator (the all-reduce picker); may be null
   void* barrier_word_ = nullptr;
   mutable std::mutex mu_;
   std::string reason_;
@@ -202,11 +233,35 @@ std::vector<std::unique_ptr<Communicator>> create_nccl_communicators(const std::
   }
   check_cuda(cudaSetDevice(prev), "cudaSetDevice");
   std::vector<ncclComm_t> comms(ids.size(), nullptr);
+  const AllReduceMode mode = parse_all_reduce_mode(std::getenv("ELI_ALLREDUCE"));
+  // The peer all-reduce (the header's rule): every pair of devices with peer access.
+  std::vector<std::unique_ptr<Communicator>> peers;
+  if (mode == AllReduceMode::kPeer || (mode == AllReduceMode::kAuto && ids.size() > 1)) {
+    bool all_pairs = ids.size() <= static_cast<size_t>(kMaxPeers);
+    for (int a : ids) {
+      for (int b : ids) {
+        int can = 1;
+        if (a != b) check_cuda(cudaDeviceCanAccessPeer(&can, a, b), "cudaDeviceCanAccessPeer");
+        all_pairs = all_pairs && can != 0;
+      }
+    }
+    PeerCommOptions opt;
+    opt.mailbox_bytes = 4096;  // no send/recv through it
+    if (mode == AllReduceMode::kPeer) {
+      peers = create_peer_communicators(devices, opt);  // without peer access: kUnsupported from here
+    } else if (all_pairs) {
+      try {
+        peers = create_peer_communicators(devices, opt);
+      } catch (const Error&) {
+        peers.clear();  // auto: NCCL alone (e.g. no memory for the staging)
+      }
+    }
+  }
   check(nccl().CommInitAll(comms.data(), static_cast<int>(ids.size()), ids.data()), "CommInitAll");
   std::vector<std::unique_ptr<Communicator>> out;
   for (size_t i = 0; i < comms.size(); ++i) {
     out.push_back(std::make_unique<NcclCommunicator>(comms[i], static_cast<int>(i), static_cast<int>(ids.size()),
-                                                     devices[i]));
+                                                     devices[i], mode, peers.empty() ? nullptr : std::move(peers[i])));
   }
   return out;
 }

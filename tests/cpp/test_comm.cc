@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <random>
 #include <string>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "runtime/comm/cpu_communicator.h"
+#include "tests/cpp/comm_conformance.h"
 #include "runtime/comm/rank_threads.h"
 #include "runtime/core/float_convert.h"
 #include "runtime/device/device.h"
@@ -187,6 +189,37 @@ TEST_F(CommTest, ReduceScatterAllGatherBroadcast) {
         }
       }
       c.barrier(s_);
+    });
+  }
+}
+
+// The shared conformance body (tests/cpp/comm_conformance.h, also run by the GPU communicators).
+class HostIo final : public comm_conformance::RankIo {
+ public:
+  explicit HostIo(const Stream& s) : s_(s) {}
+  void* alloc(size_t bytes) override {
+    mem_.emplace_back(bytes, 0xEE);
+    return mem_.back().data();
+  }
+  void upload(void* dst, const std::vector<uint8_t>& src) override {
+    if (!src.empty()) std::memcpy(dst, src.data(), src.size());
+  }
+  std::vector<uint8_t> download(const void* src, size_t bytes) override {
+    const uint8_t* p = static_cast<const uint8_t*>(src);
+    return bytes == 0 ? std::vector<uint8_t>() : std::vector<uint8_t>(p, p + bytes);
+  }
+  const Stream& stream() override { return s_; }
+
+ private:
+  const Stream& s_;
+  std::deque<std::vector<uint8_t>> mem_;
+};
+
+TEST_F(CommTest, ConformanceBody) {
+  for (int n : kWorlds) {
+    run(n, [&](int r, Communicator& c) {
+      HostIo io(s_);
+      comm_conformance::run_body(n, r, c, io);
     });
   }
 }
