@@ -14,12 +14,15 @@ single-threaded SentencePiece training). Writes, under tests/data/gemma_tokenize
         SentencePiece model, every added token of tokenizer_config.json scored -1000 and typed control
         (special) or user-defined with "\u2581" spelled " "; bos/eos/unk/pad ids, add_bos/add_eos,
         the chat template, add_space_prefix false), a few gemma3 hyper-parameters, no tensors.
+  sp_no_space_prefix.gguf
+        tests/data/tokenizers/sp.gguf's generic 'llama' vocabulary with add_space_prefix = false.
   expected.json
         {"generator", "versions", "texts": [{"text", "hf" (tokenizer.json encode with BOS),
          "hf_split" (special-token strings as plain text), "hf_decode" (decode of "hf", specials
          skipped), "hf_decode_keep", "llama_cpp" (llama_cpp.Llama(vocab_only).tokenize(add_bos,
          special=True)), "llama_cpp_plain" (special=False), "llama_cpp_decode"}],
-         "chat": [{"messages", "add_generation_prompt", "text" (apply_chat_template, tokenize=False)}]}
+         "chat": [{"messages", "add_generation_prompt", "text" (apply_chat_template, tokenize=False)}],
+         "no_space_prefix": [{"text", "llama_cpp"}] (sp_no_space_prefix.gguf, add_bos, special=False)}
 
 Usage (two interpreters: transformers + sentencepiece, and llama-cpp-python, live in different venvs):
   /work/venvs/gemmatok/bin/python scripts/make_gemma_tokenizer_reference.py build
@@ -165,6 +168,7 @@ def build() -> None:
         (OUT / "hf" / "tokenizer_config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=1) + "\n",
                                                           encoding="utf-8")
         _write_gguf(model_file, OUT / "hf" / "tokenizer_config.json", OUT / "gemma.gguf", gguf, spm)
+    _write_no_space_prefix_gguf(gguf)
 
     tok = tokenizers.Tokenizer.from_file(str(OUT / "hf" / "tokenizer.json"))
     split = tokenizers.Tokenizer.from_file(str(OUT / "hf" / "tokenizer.json"))
@@ -247,6 +251,43 @@ def _write_gguf(model_file: pathlib.Path, config_file: pathlib.Path, out: pathli
     w.close()
 
 
+def _write_no_space_prefix_gguf(gguf) -> None:
+    """tests/data/tokenizers/sp.gguf's vocabulary (a generic 'llama' SentencePiece one) with
+    tokenizer.ggml.add_space_prefix = false, as convert_hf_to_gguf.py writes it for a Llama-family
+    model whose tokenizer_config.json says add_prefix_space: false."""
+    reader = gguf.GGUFReader(str(ROOT / "tests" / "data" / "tokenizers" / "sp.gguf"))
+
+    def field(key):
+        f = reader.fields[key]
+        if f.types[0] == gguf.GGUFValueType.ARRAY:
+            if f.types[-1] == gguf.GGUFValueType.STRING:
+                return [bytes(f.parts[i]).decode("utf-8") for i in f.data]
+            return [x.item() for i in f.data for x in f.parts[i]]
+        return f.parts[f.data[0]][0].item()
+
+    w = gguf.GGUFWriter(str(OUT / "sp_no_space_prefix.gguf"), arch="llama")
+    w.add_block_count(1)
+    w.add_context_length(256)
+    w.add_embedding_length(32)
+    w.add_feed_forward_length(64)
+    w.add_head_count(2)
+    w.add_head_count_kv(2)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(field("tokenizer.ggml.tokens"))
+    w.add_token_scores(field("tokenizer.ggml.scores"))
+    w.add_token_types(field("tokenizer.ggml.token_type"))
+    w.add_bos_token_id(field("tokenizer.ggml.bos_token_id"))
+    w.add_eos_token_id(field("tokenizer.ggml.eos_token_id"))
+    w.add_unk_token_id(field("tokenizer.ggml.unknown_token_id"))
+    w.add_add_space_prefix(False)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def add_llama_cpp() -> None:
     import llama_cpp
 
@@ -258,6 +299,12 @@ def add_llama_cpp() -> None:
         row["llama_cpp_plain"] = llm.tokenize(b, add_bos=True, special=False)
         row["llama_cpp_decode"] = llm.detokenize(row["llama_cpp"]).decode("utf-8", "replace")
     doc["versions"]["llama_cpp"] = llama_cpp.__version__
+    # The generic SentencePiece vocabulary without a space prefix (texts with NUL left out: llama.cpp
+    # reads text as a C string there and gives <unk>).
+    sp = llama_cpp.Llama(model_path=str(OUT / "sp_no_space_prefix.gguf"), vocab_only=True, verbose=False)
+    texts = [r["text"] for r in doc["texts"] if "\x00" not in r["text"] and "\u2581" not in r["text"]]
+    doc["no_space_prefix"] = [{"text": t, "llama_cpp": sp.tokenize(t.encode("utf-8"), add_bos=True, special=False)}
+                              for t in texts]
     (OUT / "expected.json").write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     same = sum(r["llama_cpp"] == r["hf"] for r in doc["texts"])
     print(f"llama.cpp agrees with HF on {same}/{len(doc['texts'])} texts")

@@ -6,8 +6,11 @@
 # the behavioural reference; this is an independent implementation):
 #   "gpt2"  byte-level BPE with the file's merges; the split regex picked by `tokenizer.ggml.pre`;
 #           control tokens (type 3) as special added tokens, user-defined ones (type 4) as plain ones.
-#   "llama" SentencePiece-style BPE with byte fallback (<0xNN>), Metaspace prefix on the first word,
-#           merges from the file or derived from the scores; BOS added unless the file says otherwise.
+#   "llama" SentencePiece-style BPE with byte fallback (<0xNN>), Metaspace prefix on the first word
+#           (none where tokenizer.ggml.add_space_prefix is false: a deliberate deviation, transformers
+#           ignores the key while llama.cpp and the model's own tokenizer.json honour it), merges from
+#           the file or derived from the scores; BOS added unless the file says otherwise.
+#           Gemma architectures (kGemmaArchitectures): Google's tokenizer.json shape, see _build_gemma.
 # Everything in `meta` is untrusted: lengths, types and ids are checked, duplicate token strings are
 # refused (as llama.cpp does), the work of deriving merges from scores is bounded, and any problem is
 # a ValueError naming the key (the caller maps it to eli.ModelLoadError). Deliberate deviation:
@@ -353,6 +356,7 @@ def build_gguf_vocab(meta: dict) -> GgufVocab:
         add_bos = model == "llama"  # llama.cpp's default for SentencePiece vocabularies
     add_eos = bool(_get(meta, "tokenizer.ggml.add_eos_token", bool, False))
     chat_template = _get(meta, "tokenizer.chat_template", str)
+    add_space_prefix = _get(meta, "tokenizer.ggml.add_space_prefix", bool)
     arch = meta.get("general.architecture")
 
     if model == "gpt2":
@@ -365,6 +369,13 @@ def build_gguf_vocab(meta: dict) -> GgufVocab:
             tok, specials = _build_gemma(tokens, token_types, merges_raw, ids["unknown_token_id"])
         else:
             tok, specials = _build_llama(tokens, scores, merges_raw)
+            if add_space_prefix is False and arch != "phi3":
+                # No word marker before the first word (llama.cpp honours the key; so does the model's
+                # own Hugging Face tokenizer, whose add_prefix_space = false the converter copied).
+                tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="never",
+                                                             split=False)
+                tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(),
+                                                 decoders.Fuse()])
         if arch == "phi3":
             # Phi-3 prepends the space with a normaliser rather than Metaspace (differs on leading spaces).
             tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])

@@ -143,9 +143,12 @@ def test_merge_order_is_token_position_not_score(meta, hf_tok):
     tok = Tokenizer.from_gguf_metadata(m)
     texts = random_texts(5, 300, kSpecials)
     assert all(tok.encode(t) == hf_tok.encode(t).ids for t in texts)
-    # The generic SentencePiece builder (Metaspace prefix, score-ranked merges, spaces as files spell
-    # them) gets Gemma wrong: the Gemma branch is what makes these match.
+    # The generic SentencePiece builder (score-ranked merges, user-defined space runs as the file spells
+    # them) gets Gemma wrong, even without its prefix space: the Gemma branch is what makes these match.
     plain = Tokenizer.from_gguf_metadata(dict(meta, **{"general.architecture": "llama"}))
+    assert sum(plain.encode(t) != hf_tok.encode(t).ids for t in texts) >= 10
+    prefixed = {k: v for k, v in meta.items() if k != "tokenizer.ggml.add_space_prefix"}
+    plain = Tokenizer.from_gguf_metadata(dict(prefixed, **{"general.architecture": "llama"}))
     assert sum(plain.encode(t) != hf_tok.encode(t).ids for t in texts) > len(texts) // 4
 
 
@@ -189,3 +192,26 @@ def test_token_bytes_match_hf_decode(eli_tok, hf_tok):
             assert got == bytes([int(hf_tok.id_to_token(i)[3:5], 16)]), i
         else:
             assert got.decode("utf-8") == hf_tok.decode([i], skip_special_tokens=False), i
+
+
+# ---- a generic SentencePiece ('llama') vocabulary with tokenizer.ggml.add_space_prefix = false ------
+def test_llama_no_space_prefix_matches_llama_cpp(expected):
+    # convert_hf_to_gguf.py writes the key from tokenizer_config.json's add_prefix_space; llama.cpp
+    # (like the model's own tokenizer.json) then puts no word marker before the first word.
+    tok = Tokenizer.from_gguf_metadata(read_gguf_meta(str(kDir / "sp_no_space_prefix.gguf")))
+    assert len(expected["no_space_prefix"]) > 50
+    for row in expected["no_space_prefix"]:
+        assert tok.encode(row["text"], parse_special=False) == row["llama_cpp"], row["text"]
+        assert tok.decode(row["llama_cpp"]) == row["text"]  # nothing stripped: the text comes back whole
+
+
+def test_llama_no_space_prefix_is_the_prefixed_encoding_of_a_space(expected):
+    meta = read_gguf_meta(str(kDir / "sp_no_space_prefix.gguf"))
+    never = Tokenizer.from_gguf_metadata(meta)
+    first = Tokenizer.from_gguf_metadata({k: v for k, v in meta.items() if k != "tokenizer.ggml.add_space_prefix"})
+    # (Metaspace prepends no marker to empty text or to text that already starts with one.)
+    texts = [t for t in random_texts(11, 400, []) if t and not t.startswith((" ", "\u2581"))]
+    assert len(texts) > 300
+    for text in texts:
+        assert never.encode(" " + text, add_special_tokens=False) == first.encode(text, add_special_tokens=False)
+        assert never.encode(text) != first.encode(text), text
