@@ -311,7 +311,7 @@ def _respell_gemma(tokens: list[str], token_types: list[int] | None) -> list[str
     return out
 
 
-def _build_gemma(tokens, token_types, merges_raw, unk_id) -> tuple[HfTokenizer, list[str]]:
+def _build_gemma(tokens, merges_raw, unk_id) -> tuple[HfTokenizer, list[str]]:
     """Gemma (1/2/3): SentencePiece BPE without a prefix space, as Hugging Face's GemmaTokenizerFast /
     Google's tokenizer.json: normalizer " " -> "\u2581" (no Metaspace, no split), byte fallback, merges
     ranked by token position (the SentencePiece model's piece order: the file's scores, -1000 for every
@@ -366,7 +366,7 @@ def build_gguf_vocab(meta: dict) -> GgufVocab:
     else:
         if arch in kGemmaArchitectures:
             tokens = _respell_gemma(tokens, token_types)
-            tok, specials = _build_gemma(tokens, token_types, merges_raw, ids["unknown_token_id"])
+            tok, specials = _build_gemma(tokens, merges_raw, ids["unknown_token_id"])
         else:
             tok, specials = _build_llama(tokens, scores, merges_raw)
             if add_space_prefix is False and arch != "phi3":
