@@ -6,8 +6,11 @@
 # the behavioural reference; this is an independent implementation):
 #   "gpt2"  byte-level BPE with the file's merges; the split regex picked by `tokenizer.ggml.pre`;
 #           control tokens (type 3) as special added tokens, user-defined ones (type 4) as plain ones.
-#   "llama" SentencePiece-style BPE with byte fallback (<0xNN>), Metaspace prefix on the first word,
-#           merges from the file or derived from the scores; BOS added unless the file says otherwise.
+#   "llama" SentencePiece-style BPE with byte fallback (<0xNN>), Metaspace prefix on the first word
+#           (none where tokenizer.ggml.add_space_prefix is false: a deliberate deviation, transformers
+#           ignores the key while llama.cpp and the model's own tokenizer.json honour it), merges from
+#           the file or derived from the scores; BOS added unless the file says otherwise.
+#           Gemma architectures (kGemmaArchitectures): Google's tokenizer.json shape, see _build_gemma.
 # Everything in `meta` is untrusted: lengths, types and ids are checked, duplicate token strings are
 # refused (as llama.cpp does), the work of deriving merges from scores is bounded, and any problem is
 # a ValueError naming the key (the caller maps it to eli.ModelLoadError). Deliberate deviation:
@@ -78,6 +81,8 @@ kPreTokenizerSplits = {
 }
 
 kSupportedModels = ("gpt2", "llama")
+# general.architecture values whose "llama" (SentencePiece) vocabulary is Gemma's (see _build_gemma).
+kGemmaArchitectures = ("gemma", "gemma2", "gemma3", "gemma3n", "gemma-embedding")
 
 
 @dataclasses.dataclass
@@ -289,6 +294,42 @@ def _build_llama(tokens, scores, merges_raw) -> tuple[HfTokenizer, list[str]]:
     return tok, defaults
 
 
+def _respell_gemma(tokens: list[str], token_types: list[int] | None) -> list[str]:
+    """Gemma's user-defined pieces as the SentencePiece model spells them. convert_hf_to_gguf.py writes
+    every user-defined token with its word markers turned into spaces ("\u2581\u2581" -> "  "); the
+    tokenizer, which sees text after the " " -> "\u2581" normalizer, needs them back. SentencePiece
+    pieces never hold a real space, so the exchange is exact."""
+    if token_types is None:
+        return tokens
+    out = [t.replace(" ", "\u2581") if ty == kTokenUserDefined else t for t, ty in zip(tokens, token_types)]
+    first: dict[str, int] = {}
+    for i, t in enumerate(out):
+        j = first.setdefault(t, i)
+        if j != i and t:
+            raise ValueError(f"GGUF gemma tokenizer: user-defined token {tokens[i][:40]!r} (id {i}) respelled "
+                             f"{t[:40]!r} collides with id {j}")
+    return out
+
+
+def _build_gemma(tokens, merges_raw, unk_id) -> tuple[HfTokenizer, list[str]]:
+    """Gemma (1/2/3): SentencePiece BPE without a prefix space, as Hugging Face's GemmaTokenizerFast /
+    Google's tokenizer.json: normalizer " " -> "\u2581" (no Metaspace, no split), byte fallback, merges
+    ranked by token position (the SentencePiece model's piece order: the file's scores, -1000 for every
+    added token, do not follow it), decoder without a Strip."""
+    vocab = {t: i for i, t in enumerate(tokens)}
+    if merges_raw is not None:
+        merges = _parse_merges(merges_raw, vocab)
+    else:
+        merges = merges_from_scores(tokens, [-float(i) for i in range(len(tokens))])
+    unk = tokens[unk_id] if unk_id is not None else None
+    tok = HfTokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=unk, fuse_unk=True, byte_fallback=True,
+                                 dropout=None))
+    tok.normalizer = normalizers.Replace(" ", "\u2581")
+    tok.pre_tokenizer = None
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    return tok, []
+
+
 def build_gguf_vocab(meta: dict) -> GgufVocab:
     """Build the tokenizer described by GGUF metadata `meta` ({key: value}). ValueError on bad input."""
     if not isinstance(meta, dict):
@@ -315,6 +356,7 @@ def build_gguf_vocab(meta: dict) -> GgufVocab:
         add_bos = model == "llama"  # llama.cpp's default for SentencePiece vocabularies
     add_eos = bool(_get(meta, "tokenizer.ggml.add_eos_token", bool, False))
     chat_template = _get(meta, "tokenizer.chat_template", str)
+    add_space_prefix = _get(meta, "tokenizer.ggml.add_space_prefix", bool)
     arch = meta.get("general.architecture")
 
     if model == "gpt2":
@@ -322,10 +364,18 @@ def build_gguf_vocab(meta: dict) -> GgufVocab:
             raise ValueError("GGUF gpt2 tokenizer lacks 'tokenizer.ggml.merges'")
         tok, specials = _build_gpt2(tokens, token_types, merges_raw)
     else:
-        if arch in ("gemma", "gemma2", "gemma3"):
-            # Gemma needs its own spelling of space runs and merge order: not implemented yet.
-            raise ValueError(f"GGUF llama-type tokenizer for architecture {arch!r} is not supported yet")
-        tok, specials = _build_llama(tokens, scores, merges_raw)
+        if arch in kGemmaArchitectures:
+            tokens = _respell_gemma(tokens, token_types)
+            tok, specials = _build_gemma(tokens, merges_raw, ids["unknown_token_id"])
+        else:
+            tok, specials = _build_llama(tokens, scores, merges_raw)
+            if add_space_prefix is False and arch != "phi3":
+                # No word marker before the first word (llama.cpp honours the key; so does the model's
+                # own Hugging Face tokenizer, whose add_prefix_space = false the converter copied).
+                tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="never",
+                                                             split=False)
+                tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(),
+                                                 decoders.Fuse()])
         if arch == "phi3":
             # Phi-3 prepends the space with a normaliser rather than Metaspace (differs on leading spaces).
             tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])

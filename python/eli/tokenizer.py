@@ -288,7 +288,10 @@ class Tokenizer:
             added = {k: str(t.content) for k, t in self._tok.get_added_tokens_decoder().items()}
             self._added_contents = added
         if i in added:
-            return added[i].encode("utf-8")
+            content = added[i]
+            if i not in self.special_token_ids and self._decoder_style() == "metaspace":
+                content = content.replace("\u2581", " ")  # Gemma's "\u2581\u2581" runs decode as spaces
+            return content.encode("utf-8")
         tok = self._tok.id_to_token(i)
         if tok is None:
             return b""

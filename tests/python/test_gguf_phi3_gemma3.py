@@ -44,7 +44,7 @@ def read_safetensors_f32(path: pathlib.Path) -> dict:
     return out
 
 
-def _common(w, cfg: dict, head_dim: int):
+def _common(w, cfg: dict, head_dim: int, vocab_meta: dict | None = None):
     w.add_block_count(cfg["num_hidden_layers"])
     w.add_context_length(cfg["max_position_embeddings"])
     w.add_embedding_length(cfg["hidden_size"])
@@ -54,12 +54,32 @@ def _common(w, cfg: dict, head_dim: int):
     w.add_key_length(head_dim)
     w.add_value_length(head_dim)
     w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    if vocab_meta is not None:  # a real tokenizer's metadata (tokenizer.ggml.* and the chat template)
+        _add_vocab(w, vocab_meta)
+        return
     w.add_vocab_size(cfg["vocab_size"])
     w.add_tokenizer_model("llama")
     w.add_token_list([f"tok{i}" for i in range(cfg["vocab_size"])])
     w.add_token_scores([0.0] * cfg["vocab_size"])
     w.add_bos_token_id(cfg["bos_token_id"])
     w.add_eos_token_id(cfg["eos_token_id"])
+
+
+def _add_vocab(w, m: dict):
+    w.add_vocab_size(len(m["tokenizer.ggml.tokens"]))
+    w.add_tokenizer_model(m["tokenizer.ggml.model"])
+    w.add_tokenizer_pre(m["tokenizer.ggml.pre"])
+    w.add_token_list(m["tokenizer.ggml.tokens"])
+    w.add_token_scores(m["tokenizer.ggml.scores"])
+    w.add_token_types(m["tokenizer.ggml.token_type"])
+    w.add_bos_token_id(m["tokenizer.ggml.bos_token_id"])
+    w.add_eos_token_id(m["tokenizer.ggml.eos_token_id"])
+    w.add_unk_token_id(m["tokenizer.ggml.unknown_token_id"])
+    w.add_pad_token_id(m["tokenizer.ggml.padding_token_id"])
+    w.add_add_bos_token(m["tokenizer.ggml.add_bos_token"])
+    w.add_add_eos_token(m["tokenizer.ggml.add_eos_token"])
+    w.add_add_space_prefix(m["tokenizer.ggml.add_space_prefix"])
+    w.add_chat_template(m["tokenizer.chat_template"])
 
 
 def _finish(w):
@@ -112,14 +132,22 @@ def write_phi3_gguf(path: pathlib.Path, with_factors: bool = True, long_factor=N
     return path
 
 
-def write_gemma3_gguf(path: pathlib.Path, norm_plus_one: bool = True, pattern=None) -> pathlib.Path:
-    """convert_hf_to_gguf.py's Gemma3Model layout of tests/data/models/gemma3_gguf."""
+def write_gemma3_gguf(path: pathlib.Path, norm_plus_one: bool = True, pattern=None,
+                      vocab_meta: dict | None = None) -> pathlib.Path:
+    """convert_hf_to_gguf.py's Gemma3Model layout of tests/data/models/gemma3_gguf. vocab_meta: GGUF
+    tokenizer metadata to write instead of the placeholder vocabulary; the embedding (tied head) gets
+    zero rows up to its token count, so the logits of the model's own ids are unchanged."""
     src = MODELS / "gemma3_gguf"
     cfg = json.loads((src / "config.json").read_text())
     st = read_safetensors_f32(src / "model.safetensors")
+    if vocab_meta is not None:
+        emb = st["model.embed_tokens.weight"]
+        pad = len(vocab_meta["tokenizer.ggml.tokens"]) - emb.shape[0]
+        assert pad >= 0, "the tokenizer must cover the model's embedding rows"
+        st["model.embed_tokens.weight"] = np.concatenate([emb, np.zeros((pad, emb.shape[1]), np.float32)])
     rp = cfg["rope_parameters"]
     w = gguf.GGUFWriter(str(path), arch="gemma3")
-    _common(w, cfg, cfg["head_dim"])
+    _common(w, cfg, cfg["head_dim"], vocab_meta)
     w.add_rope_freq_base(rp["full_attention"]["rope_theta"])
     w.add_sliding_window(cfg["sliding_window"])
     if pattern is not None:  # an int (every pattern-th layer global) or one bool per layer (True: sliding)
@@ -149,8 +177,8 @@ def _reference(name: str) -> dict:
 
 
 def _run(model_path, ref: dict):
-    # Token ids only: the GGUF holds a placeholder vocabulary (and eli's GGUF tokenizer does not
-    # cover Gemma's yet); the weights are what is compared here.
+    # Token ids only: the GGUF holds a placeholder vocabulary; the weights are what is compared here
+    # (test_gemma3_gguf_tokenizer_from_metadata covers a real Gemma tokenizer).
     llm = eli.LLM(str(model_path), device="cpu", dtype="float32", skip_tokenizer_init=True)
     try:
         logits = np.asarray(llm.score([int(t) for t in ref["input_ids"]]), dtype=np.float64)
@@ -205,6 +233,39 @@ def test_gemma3_specs(tmp_path):
     assert hf["hidden_act"] == "gelu_pytorch_tanh" and hf["query_pre_attn_scalar"] == 24
     g = eli.inspect_model(str(write_gemma3_gguf(tmp_path / "g.gguf")))["spec"]
     assert g["layer_sliding_windows"] == [6, 6, 6, 6, 6, 0] and g["query_pre_attn_scalar"] == 16
+
+
+def test_gemma3_gguf_tokenizer_from_metadata(tmp_path):
+    # The tokenizer comes from the GGUF metadata alone (a Gemma-style SentencePiece vocabulary, as
+    # convert_hf_to_gguf.py writes it): ids, chat prompts and decoding as Hugging Face's tokenizer.json.
+    tokenizers = pytest.importorskip("tokenizers")
+    from test_tokenizer_gguf import read_gguf_meta
+
+    tok_dir = MODELS.parent / "gemma_tokenizer"
+    vocab_meta = read_gguf_meta(str(tok_dir / "gemma.gguf"))
+    hf = tokenizers.Tokenizer.from_file(str(tok_dir / "hf" / "tokenizer.json"))
+    expected = json.loads((tok_dir / "expected.json").read_text(encoding="utf-8"))
+    path = write_gemma3_gguf(tmp_path / "tok.gguf", vocab_meta=vocab_meta)
+    ref = _reference("gemma3_gguf")
+    llm = eli.LLM(str(path), device="cpu", dtype="float32")
+    try:
+        tok = llm.tokenizer
+        assert tok is not None and tok.vocab_size == len(vocab_meta["tokenizer.ggml.tokens"])
+        for row in expected["texts"]:
+            assert tok.encode(row["text"]) == row["hf"], row["text"]
+            assert tok.decode(row["hf"]) == row["hf_decode"], row["text"]
+        for case in expected["chat"]:
+            ids = llm.chat_prompt_ids(case["messages"], add_generation_prompt=case["add_generation_prompt"])
+            assert ids == hf.encode(case["text"], add_special_tokens=False).ids
+        # The padded embedding leaves the model's own logits as they were.
+        logits = np.asarray(llm.score([int(t) for t in ref["input_ids"]]), dtype=np.float64)
+        n = ref["logits"].shape[-1]
+        assert _rel_err(logits[..., :n], ref["logits"]) <= REF_TOL
+        out = llm.generate(["Hello  world"], eli.SamplingParams(max_tokens=3, temperature=0.0, ignore_eos=True))[0]
+        assert out.prompt_token_ids == hf.encode("Hello  world").ids
+        assert out.text == hf.decode(out.token_ids)
+    finally:
+        llm.shutdown()
 
 
 def test_gemma3_27b_gguf_scalar(tmp_path):
