@@ -6,6 +6,7 @@
 #include "eli/error.h"
 #include "runtime/comm/cpu_communicator.h"
 #include "runtime/comm/nccl_communicator.h"
+#include "runtime/comm/peer_communicator.h"
 #include "runtime/core/thread_pool.h"
 #include "runtime/device/device.h"
 #include "runtime/model/weight_reader.h"
@@ -35,7 +36,7 @@ std::vector<std::unique_ptr<Communicator>> make_group(const std::vector<DeviceId
   for (size_t i = 0; i < devices.size(); ++i) {
     for (size_t j = 0; j < i; ++j) shared = shared || devices[i] == devices[j];
   }
-  ELI_CHECK_KIND(kUnsupported, !shared, "ranks sharing a GPU need the peer communicator");  // PEERCOMM-TODO
+  if (shared || !nccl_available()) return create_peer_communicators(devices);
   return create_nccl_communicators(devices);
 }
 
