@@ -68,7 +68,9 @@ struct SampleArgs {
   // ---- in/out scratch
   float* logits;            // (n_rows, vocab), row stride logits_stride; penalised in place
   float* penalty_raw;       // (penalty_offsets[n_rows]) receives the raw logit of each listed token
-  // ---- per-row parameters (all (n_rows), all required)
+  // ---- the requests' parameters (all required): entry row_slot[r] of each array is row r's (a
+  // persistent per-request slot table, runtime/runner/device_sampler.h); without row_slot, entry r
+  const int32_t* row_slot;          // (n_rows) or null
   const double* temperature;        // >= 0; < kSampleGreedyTemperatureEps: greedy
   const int32_t* top_k;             // <= 0 or >= vocab: off; 1: greedy
   const double* top_p;              // (0, 1]; 1: off
@@ -77,7 +79,8 @@ struct SampleArgs {
   const double* presence_penalty;   // 0: off
   const double* frequency_penalty;  // 0: off
   const uint64_t* seed;             // the request's seed (sample_row_key(seed, offset) keys the draw)
-  const uint64_t* offset;           // the index of the output token drawn (0 for the request's first)
+  const uint64_t* offset;           // (n_rows, per row, not per slot) the index of the output token drawn
+                                    //   (0 for the request's first)
   const int32_t* n_logprobs;        // -1: none; 0: the token's logprob; n: plus the top n
   // ---- penalty token lists, CSR over rows (null penalty_offsets: no penalties anywhere)
   const int32_t* penalty_offsets;   // (n_rows + 1) row r owns entries [offsets[r], offsets[r+1])

@@ -86,7 +86,7 @@ void fold_max(float v, int32_t id, float& m, int32_t& am) {
 class RowSampler {
  public:
   RowSampler(const SampleArgs& a, int64_t r, ThreadPool* pool, int n_chunks, Scratch& sc)
-      : a_(a), r_(r), pool_(pool), sc_(sc), V_(static_cast<int32_t>(a.vocab)), x_(a.logits + r * a.logits_stride) {
+      : a_(a), r_(r), p_(a.row_slot != nullptr ? a.row_slot[r] : r), pool_(pool), sc_(sc), V_(static_cast<int32_t>(a.vocab)), x_(a.logits + r * a.logits_stride) {
     n_ = n_chunks;
     if (static_cast<int>(sc_.chunks.size()) < n_) sc_.chunks.resize(static_cast<size_t>(n_));
     for (int c = 0; c < n_; ++c) {
@@ -150,13 +150,13 @@ class RowSampler {
     }
 
     // 2. Raw log-sum-exp (the reference's order and types) and the top-n.
-    const int n_lp = a_.n_logprobs[r_];
+    const int n_lp = a_.n_logprobs[p_];
     double lse = 0.0;
     if (n_lp >= 0) lse = logprobs(m, n_lp);
 
     // 3. Penalties and logit bias in place (raw values saved), 3b. the token mask, then the max
     // of the penalised row.
-    const double rep = a_.repetition_penalty[r_], pres = a_.presence_penalty[r_], freq = a_.frequency_penalty[r_];
+    const double rep = a_.repetition_penalty[p_], pres = a_.presence_penalty[p_], freq = a_.frequency_penalty[p_];
     const bool pen_active = sample_penalties_active(rep, pres, freq);
     int32_t pb = 0, pe = 0;
     if (a_.penalty_offsets != nullptr && (pen_active || a_.penalty_bias != nullptr)) {
@@ -205,13 +205,13 @@ class RowSampler {
 
     // 4./5. Greedy, or the filters and the draw.
     int32_t token = best;
-    const double temperature = a_.temperature[r_];
-    const int32_t k = a_.top_k[r_];
+    const double temperature = a_.temperature[p_];
+    const int32_t k = a_.top_k[p_];
     if (!(temperature < kSampleGreedyTemperatureEps || k == 1)) {
       zmax_ = x_[best];
       inv_t_ = sample_inv_temperature(temperature);
-      const bool listed = select_candidates(k, a_.top_p[r_]);
-      token = draw(best, listed, a_.min_p[r_], sample_row_key(a_.seed[r_], a_.offset[r_]));
+      const bool listed = select_candidates(k, a_.top_p[p_]);
+      token = draw(best, listed, a_.min_p[p_], sample_row_key(a_.seed[p_], a_.offset[r_]));
     }
 
     // 6. Outputs.
@@ -418,6 +418,7 @@ class RowSampler {
 
   const SampleArgs& a_;
   const int64_t r_;
+  const int64_t p_;  // the entry of the request's parameters (SampleArgs::row_slot)
   ThreadPool* pool_;
   Scratch& sc_;
   const int32_t V_;

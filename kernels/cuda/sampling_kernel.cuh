@@ -690,10 +690,11 @@ __device__ int32_t sample_filtered(Smem& sm, const float* x, int32_t V, float zm
 __global__ void __launch_bounds__(1024, 1) sample_rows_kernel(SampleArgs a) {
   __shared__ Smem sm;
   const int64_t row = blockIdx.x;
+  const int64_t slot = a.row_slot != nullptr ? a.row_slot[row] : row;  // the request's parameters
   float* x = a.logits + row * a.logits_stride;
   const int32_t V = static_cast<int32_t>(a.vocab);
   const int32_t ts = static_cast<int32_t>(a.top_stride);
-  const int n_lp = a.n_logprobs[row];
+  const int n_lp = a.n_logprobs[slot];
   const bool want_lse = n_lp >= 0;
 
   // P1: finiteness, max/argmax and the raw log-sum-exp.
@@ -755,7 +756,7 @@ __global__ void __launch_bounds__(1024, 1) sample_rows_kernel(SampleArgs a) {
   }
 
   // Penalties and logit bias in place, then the token mask, then the max of the penalised row.
-  const double rep = a.repetition_penalty[row], pres = a.presence_penalty[row], freq = a.frequency_penalty[row];
+  const double rep = a.repetition_penalty[slot], pres = a.presence_penalty[slot], freq = a.frequency_penalty[slot];
   const bool pen_active = sample_penalties_active(rep, pres, freq);
   int32_t pb = 0, pe = 0;
   if (a.penalty_offsets != nullptr && (pen_active || a.penalty_bias != nullptr)) {
@@ -797,12 +798,12 @@ __global__ void __launch_bounds__(1024, 1) sample_rows_kernel(SampleArgs a) {
     }
   }
 
-  const double temperature = a.temperature[row];
-  const int32_t top_k = a.top_k[row];
+  const double temperature = a.temperature[slot];
+  const int32_t top_k = a.top_k[slot];
   int32_t token = argmax;
   if (!(temperature < kSampleGreedyTemperatureEps || top_k == 1)) {
-    token = sample_filtered(sm, x, V, zmax, argmax, temperature, top_k, a.top_p[row], a.min_p[row],
-                            sample_row_key(a.seed[row], a.offset[row]));
+    token = sample_filtered(sm, x, V, zmax, argmax, temperature, top_k, a.top_p[slot], a.min_p[slot],
+                            sample_row_key(a.seed[slot], a.offset[row]));
   }
 
   // The token's raw logprob (its raw logit was saved if it was penalised).

@@ -34,6 +34,7 @@ void check_sample_args(const SampleArgs& a) {
 
 void sample_ref_row(const SampleArgs& a, int64_t r, SampleRefTrace* trace) {
   const int64_t V = a.vocab;
+  const int64_t p = a.row_slot != nullptr ? a.row_slot[r] : r;  // the entry of the request's parameters
   float* x = a.logits + r * a.logits_stride;
   const int64_t ts = a.top_stride;
   for (int64_t j = 0; j < ts; ++j) {
@@ -54,7 +55,7 @@ void sample_ref_row(const SampleArgs& a, int64_t r, SampleRefTrace* trace) {
   }
 
   // 2. Raw log-softmax (as the host sampler: float exp of a float difference, double sum) and top-n.
-  const int n_lp = a.n_logprobs[r];
+  const int n_lp = a.n_logprobs[p];
   double lse = 0.0;
   if (n_lp >= 0) {
     float max_f = x[0];
@@ -76,7 +77,7 @@ void sample_ref_row(const SampleArgs& a, int64_t r, SampleRefTrace* trace) {
   }
 
   // 3. Penalties and logit bias in place; the raw values are kept for the token's logprob.
-  const double rep = a.repetition_penalty[r], pres = a.presence_penalty[r], freq = a.frequency_penalty[r];
+  const double rep = a.repetition_penalty[p], pres = a.presence_penalty[p], freq = a.frequency_penalty[p];
   const bool pen_active = sample_penalties_active(rep, pres, freq);
   int32_t pb = 0, pe = 0;
   if (a.penalty_offsets != nullptr && (pen_active || a.penalty_bias != nullptr)) {
@@ -115,15 +116,15 @@ void sample_ref_row(const SampleArgs& a, int64_t r, SampleRefTrace* trace) {
     if (x[i] > x[best]) best = static_cast<int32_t>(i);  // strict: ties keep the lowest id
   }
   const float zmax = x[best];
-  const double temperature = a.temperature[r];
-  const int32_t k = a.top_k[r];
+  const double temperature = a.temperature[p];
+  const int32_t k = a.top_k[p];
   int32_t token = best;
   if (temperature < kSampleGreedyTemperatureEps || k == 1) {
     if (trace != nullptr) trace->greedy = true;
   } else {
     // 5. Filters in the order (z desc, id asc), then the Gumbel-max draw.
     const float inv_t = sample_inv_temperature(temperature);
-    const double top_p = a.top_p[r], min_p = a.min_p[r];
+    const double top_p = a.top_p[p], min_p = a.min_p[p];
     std::vector<int32_t> order(static_cast<size_t>(V));
     std::iota(order.begin(), order.end(), 0);
     int64_t kept = V;
@@ -148,7 +149,7 @@ void sample_ref_row(const SampleArgs& a, int64_t r, SampleRefTrace* trace) {
         }
       }
     }
-    const uint64_t key = sample_row_key(a.seed[r], a.offset[r]);
+    const uint64_t key = sample_row_key(a.seed[p], a.offset[r]);
     float best_key = -INFINITY;
     int32_t best_id = INT32_MAX;
     for (int64_t i = 0; i < kept; ++i) {

@@ -3,10 +3,9 @@
 // device's default stream, downloads the compact results and unpacks them. Device-agnostic: the
 // kernel comes from the registry and the host staging from the device layer (host_staging.h).
 //
-// Upload area of a chunk of n rows with nnz penalty tokens (each array 16-byte aligned, in order):
-//   temperature, top_p, min_p, repetition, presence, frequency (f64 x n), seed, offset (u64 x n),
-//   top_k, n_logprobs (i32 x n), penalty_offsets (i32 x n+1), penalty_tokens, penalty_counts (i32 x nnz),
-//   penalty_bias (f32 x nnz), mask_row (i32 x n), masks (u32 x n_masks * mask_words).
+// Upload area: the requests' parameter slot table (TableLayout below; sent only when a request got
+// a slot since the last launch), then the chunk's rows (InLayout: draw offsets, row -> slot,
+// penalty lists, masks; sent every launch).
 // Token masks (runtime/runner/step_masks.h) travel with the step's other inputs, in the same single
 // upload: a constrained row costs its mask's bytes and no extra copy or synchronisation.
 // Result area (ts = the chunk's largest top-logprob count): token, status (i32 x n), logprob (f32 x n),
@@ -27,30 +26,53 @@ namespace {
 
 size_t align16(size_t v) { return (v + 15) & ~size_t{15}; }
 
-struct InLayout {
-  size_t temperature, top_p, min_p, rep, pres, freq, seed, offset, top_k, n_logprobs, pen_offsets, pen_tokens,
-      pen_counts, pen_bias, mask_row, masks, total;
+// The parameter slot table, at the start of the upload area (E entries, each array 16-byte aligned):
+//   temperature, top_p, min_p, repetition, presence, frequency (f64 x E), seed (u64 x E),
+//   top_k, n_logprobs (i32 x E).
+struct TableLayout {
+  size_t temperature, top_p, min_p, rep, pres, freq, seed, top_k, n_logprobs, total;
 };
 
-InLayout in_layout(int64_t n, int64_t nnz, int64_t mask_words_total) {
-  InLayout L{};
+// A chunk's rows, after the table (offsets from the area's start):
+//   offset (u64 x n), row_slot (i32 x n), penalty_offsets (i32 x n+1), penalty_tokens,
+//   penalty_counts (i32 x nnz), penalty_bias (f32 x nnz), mask_row (i32 x n), masks (u32 x ...).
+struct InLayout {
+  size_t offset, row_slot, pen_offsets, pen_tokens, pen_counts, pen_bias, mask_row, masks, total;
+};
+
+TableLayout table_layout(int64_t entries) {
+  TableLayout L{};
   size_t at = 0;
   auto take = [&](size_t bytes) {
     const size_t here = at;
     at = align16(at + bytes);
     return here;
   };
+  const size_t e = static_cast<size_t>(entries);
+  L.temperature = take(e * 8);
+  L.top_p = take(e * 8);
+  L.min_p = take(e * 8);
+  L.rep = take(e * 8);
+  L.pres = take(e * 8);
+  L.freq = take(e * 8);
+  L.seed = take(e * 8);
+  L.top_k = take(e * 4);
+  L.n_logprobs = take(e * 4);
+  L.total = at;
+  return L;
+}
+
+InLayout in_layout(size_t table_bytes, int64_t n, int64_t nnz, int64_t mask_words_total) {
+  InLayout L{};
+  size_t at = table_bytes;
+  auto take = [&](size_t bytes) {
+    const size_t here = at;
+    at = align16(at + bytes);
+    return here;
+  };
   const size_t un = static_cast<size_t>(n), unnz = static_cast<size_t>(nnz);
-  L.temperature = take(un * 8);
-  L.top_p = take(un * 8);
-  L.min_p = take(un * 8);
-  L.rep = take(un * 8);
-  L.pres = take(un * 8);
-  L.freq = take(un * 8);
-  L.seed = take(un * 8);
   L.offset = take(un * 8);
-  L.top_k = take(un * 4);
-  L.n_logprobs = take(un * 4);
+  L.row_slot = take(un * 4);
   L.pen_offsets = take((un + 1) * 4);
   L.pen_tokens = take(unnz * 4);
   L.pen_counts = take(unnz * 4);
@@ -113,7 +135,11 @@ DeviceSampler::DeviceSampler(Device& device, int64_t max_rows, int64_t vocab, in
   max_pen_ = max_penalty_tokens > 0 ? max_penalty_tokens : std::max<int64_t>(vocab, 1024 * max_rows);
   max_pen_ = std::min<int64_t>(std::max<int64_t>(max_pen_, vocab), INT32_MAX);
   mask_words_ = (vocab + 31) / 32;
-  in_bytes_ = in_layout(max_rows_, max_pen_, max_rows_ * mask_words_).total;
+  n_entries_ = 2 * max_rows_;  // a chunk's rows hold distinct entries; room for as many more
+  table_bytes_ = table_layout(n_entries_).total;
+  in_bytes_ = in_layout(table_bytes_, max_rows_, max_pen_, max_rows_ * mask_words_).total;
+  entries_.assign(static_cast<size_t>(n_entries_), Entry{});
+  table_host_.assign(table_bytes_, 0);
   out_bytes_ = out_layout(max_rows_, kSampleMaxTopLogprobs).total;
 
   for (int i = 0; i < kSlots; ++i) {
@@ -256,28 +282,18 @@ DeviceSampler::Launch DeviceSampler::enqueue_chunk(float* device_logits, int64_t
   if (masks != nullptr) {
     for (int64_t r = r0; r < r1; ++r) n_masks += masks->row[static_cast<size_t>(r)] >= 0 ? 1 : 0;
   }
-  const InLayout L = in_layout(n, nnz, n_masks * mask_words_);
+  const InLayout L = in_layout(table_bytes_, n, nnz, n_masks * mask_words_);
   // The slot's previous copies (its upload precedes its download) must be done before it is
   // refilled; after a collected launch this returns at once, after drop_pending() it may wait.
   host_out_[l.slot]->wait();
   void* h = host_in_[l.slot]->data();
+  const bool table_changed = assign_entries(params, states, r0, r1, at_offset<int32_t>(h, L.row_slot));
   for (int64_t i = 0; i < n; ++i) {
-    const SamplingParams& p = *params[r0 + i];
-    const SequenceSamplingState& s = *states[r0 + i];
-    at_offset<double>(h, L.temperature)[i] = p.temperature;
-    at_offset<double>(h, L.top_p)[i] = p.top_p;
-    at_offset<double>(h, L.min_p)[i] = p.min_p;
-    at_offset<double>(h, L.rep)[i] = p.repetition_penalty;
-    at_offset<double>(h, L.pres)[i] = p.presence_penalty;
-    at_offset<double>(h, L.freq)[i] = p.frequency_penalty;
-    at_offset<uint64_t>(h, L.seed)[i] = s.seed();
+    const SequenceSamplingState& st = *states[r0 + i];
     // The draw's index in the request: its outputs so far (given explicitly when some are still
     // in flight). (seed, index) key the draw's random numbers.
     at_offset<uint64_t>(h, L.offset)[i] =
-        static_cast<uint64_t>(draw_offsets != nullptr ? (*draw_offsets)[static_cast<size_t>(r0 + i)] : s.n_output());
-    at_offset<int32_t>(h, L.top_k)[i] =
-        p.top_k == 1 ? 1 : (p.top_k <= 0 || p.top_k >= vocab ? 0 : static_cast<int32_t>(p.top_k));
-    at_offset<int32_t>(h, L.n_logprobs)[i] = p.logprobs;
+        static_cast<uint64_t>(draw_offsets != nullptr ? (*draw_offsets)[static_cast<size_t>(r0 + i)] : st.n_output());
   }
   // The chunk's masks, packed in row order (mask_row indexes them).
   int32_t k = 0;
@@ -297,8 +313,16 @@ DeviceSampler::Launch DeviceSampler::enqueue_chunk(float* device_logits, int64_t
     std::memcpy(at_offset<float>(h, L.pen_bias), pen_bias_.data(), static_cast<size_t>(nnz) * 4);
   }
   // Ordered on the default stream before the launch; the slot's staging is not reused before the
-  // slot's event says its download finished.
-  device_.copy_host_to_device(d_in_, h, L.total, stream_);
+  // slot's event says its download finished. The table goes too when an entry changed (the
+  // device's copy is then replaced in stream order, after every earlier launch read it).
+  if (table_changed || !table_on_device_) {
+    std::memcpy(h, table_host_.data(), table_bytes_);
+    device_.copy_host_to_device(d_in_, h, L.total, stream_);
+    table_on_device_ = true;
+  } else {
+    device_.copy_host_to_device(at_offset<char>(d_in_, table_bytes_), at_offset<char>(h, table_bytes_),
+                                L.total - table_bytes_, stream_);
+  }
 
   const OutLayout O = out_layout(n, l.ts);
   l.out_total = O.total;
@@ -310,16 +334,18 @@ DeviceSampler::Launch DeviceSampler::enqueue_chunk(float* device_logits, int64_t
   a.top_logprobs = l.ts > 0 ? at_offset<float>(d_out_, O.top_logprobs) : nullptr;
   a.logits = device_logits + r0 * vocab;
   a.penalty_raw = d_pen_raw_;
-  a.temperature = at_offset<double>(d_in_, L.temperature);
-  a.top_k = at_offset<int32_t>(d_in_, L.top_k);
-  a.top_p = at_offset<double>(d_in_, L.top_p);
-  a.min_p = at_offset<double>(d_in_, L.min_p);
-  a.repetition_penalty = at_offset<double>(d_in_, L.rep);
-  a.presence_penalty = at_offset<double>(d_in_, L.pres);
-  a.frequency_penalty = at_offset<double>(d_in_, L.freq);
-  a.seed = at_offset<uint64_t>(d_in_, L.seed);
+  const TableLayout T = table_layout(n_entries_);
+  a.row_slot = at_offset<int32_t>(d_in_, L.row_slot);
+  a.temperature = at_offset<double>(d_in_, T.temperature);
+  a.top_k = at_offset<int32_t>(d_in_, T.top_k);
+  a.top_p = at_offset<double>(d_in_, T.top_p);
+  a.min_p = at_offset<double>(d_in_, T.min_p);
+  a.repetition_penalty = at_offset<double>(d_in_, T.rep);
+  a.presence_penalty = at_offset<double>(d_in_, T.pres);
+  a.frequency_penalty = at_offset<double>(d_in_, T.freq);
+  a.seed = at_offset<uint64_t>(d_in_, T.seed);
   a.offset = at_offset<uint64_t>(d_in_, L.offset);
-  a.n_logprobs = at_offset<int32_t>(d_in_, L.n_logprobs);
+  a.n_logprobs = at_offset<int32_t>(d_in_, T.n_logprobs);
   a.penalty_offsets = at_offset<int32_t>(d_in_, L.pen_offsets);
   a.penalty_tokens = at_offset<int32_t>(d_in_, L.pen_tokens);
   a.penalty_counts = at_offset<int32_t>(d_in_, L.pen_counts);
@@ -339,6 +365,55 @@ DeviceSampler::Launch DeviceSampler::enqueue_chunk(float* device_logits, int64_t
   device_.copy_device_to_host(host_out_[l.slot]->data(), d_out_, O.total, stream_);
   host_out_[l.slot]->record(stream_);
   return l;
+}
+
+bool DeviceSampler::assign_entries(const std::vector<const SamplingParams*>& params,
+                                   const std::vector<SequenceSamplingState*>& states, int64_t r0, int64_t r1,
+                                   int32_t* row_slot) {
+  const uint64_t tick = ++tick_;  // this chunk's rows are marked with it: none of them is evicted
+  const TableLayout T = table_layout(n_entries_);
+  void* t = table_host_.data();
+  bool changed = false;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint64_t key = states[r]->key();
+    auto it = entry_of_.find(key);
+    int32_t e = 0;
+    if (it != entry_of_.end()) {
+      e = it->second;
+    } else {
+      // A free entry, else the one used longest ago outside this chunk (n_entries_ >= 2 x rows).
+      int32_t victim = -1;
+      for (int32_t j = 0; j < static_cast<int32_t>(n_entries_); ++j) {
+        const Entry& c = entries_[static_cast<size_t>(j)];
+        if (c.last_use == tick) continue;
+        if (victim < 0 || c.key == 0 || c.last_use < entries_[static_cast<size_t>(victim)].last_use) victim = j;
+        if (c.key == 0) break;
+      }
+      ELI_CHECK_KIND(kInternal, victim >= 0, "DeviceSampler: no free parameter slot for a chunk of ", r1 - r0, " rows");
+      e = victim;
+      Entry& v = entries_[static_cast<size_t>(e)];
+      if (v.key != 0) entry_of_.erase(v.key);
+      v.key = key;
+      entry_of_[key] = e;
+      const SamplingParams& p = *params[r];
+      at_offset<double>(t, T.temperature)[e] = p.temperature;
+      at_offset<double>(t, T.top_p)[e] = p.top_p;
+      at_offset<double>(t, T.min_p)[e] = p.min_p;
+      at_offset<double>(t, T.rep)[e] = p.repetition_penalty;
+      at_offset<double>(t, T.pres)[e] = p.presence_penalty;
+      at_offset<double>(t, T.freq)[e] = p.frequency_penalty;
+      at_offset<uint64_t>(t, T.seed)[e] = states[r]->seed();
+      // top_k against the sampler's vocab (a row's vocab never exceeds it): the kernels treat
+      // k >= their vocab as off either way.
+      at_offset<int32_t>(t, T.top_k)[e] =
+          p.top_k == 1 ? 1 : (p.top_k <= 0 || p.top_k >= vocab_ ? 0 : static_cast<int32_t>(p.top_k));
+      at_offset<int32_t>(t, T.n_logprobs)[e] = p.logprobs;
+      changed = true;
+    }
+    entries_[static_cast<size_t>(e)].last_use = tick;
+    row_slot[r - r0] = e;
+  }
+  return changed;
 }
 
 void DeviceSampler::finish_chunk(const Launch& l, int64_t r0, std::vector<SampleResult>* out,

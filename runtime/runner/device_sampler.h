@@ -28,6 +28,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "eli/sampling_params.h"
@@ -108,6 +109,13 @@ class DeviceSampler {
                        const std::vector<SequenceSamplingState*>& states, const std::vector<int64_t>* draw_offsets,
                        const StepMasks* masks);
   void clear_lists();
+  // The parameter slot table entry of rows [r0, r1) into row_slot[0, r1 - r0): a request keeps its
+  // entry while it is sampled; a new one takes a free entry or the least recently used one that
+  // this chunk does not use, and its parameters are written into table_host_. Returns whether an
+  // entry was (re)written.
+  bool assign_entries(const std::vector<const SamplingParams*>& params,
+                      const std::vector<SequenceSamplingState*>& states, int64_t r0, int64_t r1,
+                      int32_t* row_slot);
   void append_row_list();  // row_pen_ / row_bias_ onto the chunk's lists
   // Waits for l's download and unpacks its rows into (*out)[r0 + i] / (*errors)[r0 + i].
   void finish_chunk(const Launch& l, int64_t r0, std::vector<SampleResult>* out, std::vector<std::string>* errors);
@@ -129,6 +137,20 @@ class DeviceSampler {
   std::vector<std::pair<int32_t, int32_t>> row_pen_;  // scratch: one row's (token, count)
   std::vector<float> row_bias_;                       // scratch: one row's biases
   std::deque<Launch> pending_;  // queued asynchronous launches, oldest first
+  // The requests' parameter slot table: n_entries_ entries at the start of the upload area, kept on
+  // the device between launches and re-sent (whole, in the launch's upload) only when an entry was
+  // written: a request's parameters cross once, when it is first sampled.
+  struct Entry {
+    uint64_t key = 0;       // SequenceSamplingState::key() of the request holding it; 0: free
+    uint64_t last_use = 0;  // tick_ of the last chunk that sampled it
+  };
+  int64_t n_entries_ = 0;
+  size_t table_bytes_ = 0;
+  std::vector<Entry> entries_;
+  std::unordered_map<uint64_t, int32_t> entry_of_;  // key -> entry
+  std::vector<char> table_host_;  // the table as the device should hold it
+  bool table_on_device_ = false;
+  uint64_t tick_ = 0;
   int next_slot_ = 0;
 };
 

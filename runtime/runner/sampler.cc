@@ -3,6 +3,7 @@
 #include "runtime/runner/sampler.h"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cmath>
 
@@ -18,6 +19,8 @@ SequenceSamplingState::SequenceSamplingState(const SamplingParams& p,
                                              const std::vector<int32_t>& prompt_ids,
                                              uint64_t fallback_seed)
     : seed_(p.has_seed ? p.seed : fallback_seed) {
+  static std::atomic<uint64_t> next_key{1};
+  key_ = next_key.fetch_add(1, std::memory_order_relaxed);
   for (size_t i = 0; i < prompt_ids.size(); ++i) {
     ELI_CHECK(prompt_ids[i] >= 0, "prompt token id at position ", i, " is negative: ",
               prompt_ids[i]);

@@ -41,6 +41,9 @@ class SequenceSamplingState {
   void append_output(int32_t token);
 
   uint64_t seed() const { return seed_; }
+  // Unique among every state this process made (never 0): the key of the request's entry in a
+  // DeviceSampler's parameter slot table (its SamplingParams do not change after it is made).
+  uint64_t key() const { return key_; }
   const std::vector<int32_t>& prompt_tokens() const { return prompt_tokens_; }  // sorted, unique
   const std::unordered_map<int32_t, int32_t>& output_counts() const { return output_counts_; }
   int64_t n_output() const { return n_output_; }
@@ -48,6 +51,7 @@ class SequenceSamplingState {
 
  private:
   uint64_t seed_ = 0;
+  uint64_t key_ = 0;
   std::vector<int32_t> prompt_tokens_;                   // (n_unique_prompt,) sorted ascending
   std::unordered_map<int32_t, int32_t> output_counts_;  // token -> times generated
   int64_t n_output_ = 0;

@@ -586,5 +586,61 @@ TEST(DeviceSamplerCpu, SeededDrawsIgnoreTheBatch) {
   EXPECT_TRUE(DeviceSampler::supports(c.params[0]));
 }
 
+// The requests' parameters live in the sampler's slot table (2 x max_rows entries, re-sent only
+// when one is written): rounds that mix requests seen before, new ones and ones whose entry was
+// evicted long ago must each sample with their own parameters, like the host sampler.
+TEST(DeviceSamplerCpu, ParameterSlotsFollowTheirRequests) {
+  auto dev = create_cpu_device();
+  const int64_t V = 500, kRows = 3;  // 6 entries for 14 requests
+  SamplerCase c = make_case(V, 14, 123);
+  std::vector<SequenceSamplingState> states;
+  for (size_t i = 0; i < c.params.size(); ++i) states.push_back(make_state(c.params[i], c.hist[i], 50 + i));
+  DeviceSampler sampler(*dev, kRows, V, 0);
+  float* d = static_cast<float*>(dev->allocate(static_cast<size_t>(kRows * V) * sizeof(float)));
+  std::mt19937_64 rng(7);
+  Sampler host;
+  for (int round = 0; round < 40; ++round) {
+    // 1 to 3 distinct requests: early rounds walk them in order, later ones pick at random.
+    const int64_t n = 1 + round % kRows;
+    std::vector<size_t> pick;
+    while (static_cast<int64_t>(pick.size()) < n) {
+      const size_t k = round < 10 ? (static_cast<size_t>(round) * 2 + pick.size()) % c.params.size()
+                                  : static_cast<size_t>(rng() % c.params.size());
+      if (std::find(pick.begin(), pick.end(), k) == pick.end()) pick.push_back(k);
+    }
+    std::vector<float> logits(static_cast<size_t>(n * V));
+    stest::fill_normal(logits.data(), n * V, rng, 2.5f);
+    dev->copy_host_to_device(d, logits.data(), logits.size() * sizeof(float));
+    std::vector<const SamplingParams*> ps;
+    std::vector<SequenceSamplingState*> ss;
+    for (size_t k : pick) {
+      ps.push_back(&c.params[k]);
+      ss.push_back(&states[k]);
+    }
+    std::vector<SampleResult> out;
+    std::vector<std::string> errors;
+    const bool async = round % 4 == 3 && sampler.can_launch_async(ps);
+    if (async) {
+      std::vector<int64_t> offsets;
+      for (const SequenceSamplingState* st : ss) offsets.push_back(st->n_output());
+      sampler.launch_async(d, n, V, ps, ss, offsets);
+      sampler.collect(&out, &errors);
+    } else {
+      sampler.sample(d, n, V, ps, ss, &out, &errors);
+    }
+    for (int64_t r = 0; r < n; ++r) {
+      SCOPED_TRACE("round " + std::to_string(round) + " request " + std::to_string(pick[r]));
+      ASSERT_TRUE(errors[r].empty()) << errors[r];
+      const SampleResult want = host.sample(logits.data() + r * V, V, c.params[pick[r]], states[pick[r]]);
+      EXPECT_EQ(out[r].token, want.token);
+      if (c.params[pick[r]].logprobs >= 0) {
+        EXPECT_EQ(out[r].logprob, want.logprob);
+        EXPECT_EQ(out[r].top_logprobs.size(), want.top_logprobs.size());
+      }
+    }
+  }
+  dev->free(d);
+}
+
 }  // namespace
 }  // namespace eli
