@@ -17,19 +17,17 @@
 # refusal is an InvalidRequestError naming the caller, the option, the value and the bound.
 from __future__ import annotations
 
-import argparse
-import ast
 import dataclasses
-import difflib
 import math
 import numbers
 import os
 import pathlib
-import pprint
 import re
 import sys
-import textwrap
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
+
+if TYPE_CHECKING:
+    import argparse
 
 from .errors import EliError, InvalidRequestError
 
@@ -165,6 +163,8 @@ def engine_values(kwargs: dict, caller: str = "LLM") -> dict:
     keywords are InvalidRequestError naming `caller` and the closest option."""
     unknown = [k for k in kwargs if k not in BY_NAME]
     if unknown:
+        import difflib  # here, not at import: eli.LLM's import time is part of its cold start
+
         k = unknown[0]
         close = difflib.get_close_matches(str(k), list(BY_NAME) + ["download", "progress"], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -233,6 +233,8 @@ def signature_parameters() -> list:
 # ---- the command line ---------------------------------------------------------------------------
 
 def _arg_type(o: Option):
+    import argparse
+
     def parse(text: str):
         if o.kind == "STR":
             value: Any = text
@@ -258,6 +260,8 @@ def add_cli_arguments(model_group, engine_group) -> None:
     """Adds one flag per option (engine_options.def's FLAG column) to the two argparse groups.
     Every flag defaults to None: cli_kwargs() passes only what was given, so the engine's defaults
     apply otherwise (and are printed here)."""
+    import argparse
+
     for o in OPTIONS:
         if not o.flag:
             continue
@@ -299,6 +303,7 @@ def _tokens(text: str) -> list[str]:
 
 
 def _number(toks: list[str]):
+    import ast
     # Numbers, (1ull << n), "- 1": evaluated with a whitelist of AST nodes.
     expr = " ".join(re.sub(r"(?<=\d)(ull|ULL|ll|LL|u|U|l|L)$", "", t) for t in toks)
 
@@ -318,6 +323,7 @@ def _number(toks: list[str]):
 
 
 def _arg(toks: list[str]):
+    import ast
     if toks and all(t.startswith('"') for t in toks):
         return ("str", "".join(ast.literal_eval(t) for t in toks))
     if len(toks) == 1 and re.fullmatch(r"[A-Za-z_][A-Za-z_0-9]*", toks[0]):
@@ -389,6 +395,9 @@ def _row(args: list) -> dict:
 
 def render_table(rows: Iterable[dict]) -> str:
     """The source of _engine_options_table.py."""
+    import pprint
+    import textwrap
+
     lines = ["# eli/_engine_options_table.py: GENERATED from include/eli/engine_options.def by",
              "# `python -m eli.engine_options`; do not edit (tests/python/test_options.py checks that it is",
              "# current). Plain data, so that the CLI and its --help need no compiled module.",

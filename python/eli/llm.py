@@ -25,7 +25,6 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from . import engine_options, hub
-from .chat_template import render_chat_ids
 from .embeddings import collect_embeddings, embedding_params, finish_embedding
 from .errors import InvalidRequestError, ModelLoadError, UnsupportedError, user_message
 from .outputs import CompletionOutput, RequestOutput
@@ -284,6 +283,8 @@ class EngineFrontend:
         template = None if chat_template is None or chat_template == "" else chat_template
         try:
             # The template writes BOS itself where the model wants one.
+            from .chat_template import render_chat_ids  # jinja2 and the sandbox: imported on first chat use
+
             return render_chat_ids(tok, template, list(messages), add_generation_prompt=add_generation_prompt)
         except InvalidRequestError:
             raise
