@@ -32,6 +32,13 @@ class CpuDevice final : public PooledDevice {
   void copy_host_to_device(void* dst, const void* src, size_t bytes, void*) override { copy(dst, src, bytes); }
   void copy_device_to_host(void* dst, const void* src, size_t bytes, void*) override { copy(dst, src, bytes); }
   void copy_device_to_device(void* dst, const void* src, size_t bytes, void*) override { copy(dst, src, bytes); }
+  void copy_device_to_device_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                                size_t rows, void*) override {
+    ELI_CHECK(rows == 0 || width == 0 || (dst_pitch >= width && src_pitch >= width), "2-d copy: pitch below width");
+    for (size_t i = 0; i < rows; ++i) {
+      copy(static_cast<char*>(dst) + i * dst_pitch, static_cast<const char*>(src) + i * src_pitch, width);
+    }
+  }
   void memset_zero(void* dst, size_t bytes, void*) override {
     if (bytes == 0) return;
     ELI_CHECK(dst != nullptr, "memset_zero of ", bytes, " bytes to null");

@@ -103,6 +103,10 @@ class Device : public Allocator {
   virtual void copy_host_to_device(void* dst, const void* src, size_t bytes, void* stream = nullptr) = 0;
   virtual void copy_device_to_host(void* dst, const void* src, size_t bytes, void* stream = nullptr) = 0;
   virtual void copy_device_to_device(void* dst, const void* src, size_t bytes, void* stream = nullptr) = 0;
+  // `rows` rows of `width` bytes: row i from src + i * src_pitch to dst + i * dst_pitch (one
+  // strided copy; pitches >= width).
+  virtual void copy_device_to_device_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                                        size_t rows, void* stream = nullptr) = 0;
   virtual void memset_zero(void* dst, size_t bytes, void* stream = nullptr) = 0;
 
   // ---- execution ----

@@ -51,10 +51,10 @@ void RankCollectives::gather_logits(int64_t rows, float* out, const ExecContext&
   for (int q = 0; q < W; ++q) {
     const Range& v = vocab_of_rank_[static_cast<size_t>(q)];
     const float* block = blocks + static_cast<size_t>(q) * count;
-    for (int64_t i = 0; i < rows; ++i) {
-      device_.copy_device_to_device(out + i * V + v.begin, block + i * width_,
-                                    static_cast<size_t>(v.size()) * sizeof(float), stream_.native());
-    }
+    device_.copy_device_to_device_2d(out + v.begin, static_cast<size_t>(V) * sizeof(float), block,
+                                     static_cast<size_t>(width_) * sizeof(float),
+                                     static_cast<size_t>(v.size()) * sizeof(float), static_cast<size_t>(rows),
+                                     stream_.native());
   }
 }
 

@@ -4,8 +4,8 @@
 //
 // all_reduce_sum and the stage send / recv are the communicator's calls on the rank's stream. The
 // logits gather: each rank's lm_head shard writes (rows, width) with width = the widest vocab shard
-// (padding columns unused), one all_gather brings every rank's block, and the blocks' columns are
-// copied into (rows, vocab) with the device's copies on the rank's stream (host memcpy on the CPU).
+// (padding columns unused), one all_gather brings every rank's block, and each block's columns are
+// copied into (rows, vocab) with one strided copy on the rank's stream (host memcpy on the CPU).
 //
 // Invariants: the two scratch buffers live on the rank's device and grow on demand (a step with
 // more logits rows than any before; reserve() grows them up front); one forward at a time.

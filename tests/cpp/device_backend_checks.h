@@ -80,6 +80,30 @@ inline void check_streams_and_events(Device& dev) {
 }
 
 // Buffers of each allocatable type: sizes, ids, types, pool accounting, moves, the pinned cache.
+// copy_device_to_device_2d moves `rows` rows of `width` bytes between pitches, on a stream and
+// synchronously, and leaves the bytes between the rows alone.
+inline void check_strided_copy(Device& dev) {
+  const size_t rows = 37, width = 52, spitch = 64, dpitch = 100;
+  const std::vector<uint8_t> src = pattern(rows * spitch, 11);
+  const std::vector<uint8_t> fill = pattern(rows * dpitch, 12);
+  void* s = dev.allocate(src.size());
+  void* d = dev.allocate(fill.size());
+  dev.copy_host_to_device(s, src.data(), src.size());
+  for (const bool on_stream : {false, true}) {
+    dev.copy_host_to_device(d, fill.data(), fill.size());
+    dev.copy_device_to_device_2d(d, dpitch, s, spitch, width, rows, on_stream ? dev.default_stream().native() : nullptr);
+    if (on_stream) dev.default_stream().synchronize();
+    std::vector<uint8_t> got(fill.size());
+    dev.copy_device_to_host(got.data(), d, got.size());
+    std::vector<uint8_t> want = fill;
+    for (size_t i = 0; i < rows; ++i) std::memcpy(&want[i * dpitch], &src[i * spitch], width);
+    EXPECT_EQ(got, want) << (on_stream ? "on the stream" : "synchronous");
+  }
+  dev.copy_device_to_device_2d(d, dpitch, s, spitch, 0, rows);  // nothing to move
+  dev.free(d);
+  dev.free(s);
+}
+
 inline void check_buffers(Device& dev) {
   const MemoryStats before = dev.memory_stats();
   const MemoryStats pinned_before = dev.pinned_memory_stats();

@@ -31,6 +31,12 @@ class FakeAsyncDevice final : public PooledDevice {
   void copy_device_to_device(void* dst, const void* src, size_t bytes, void*) override {
     if (bytes) std::memmove(dst, src, bytes);
   }
+  void copy_device_to_device_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                                size_t rows, void*) override {
+    for (size_t i = 0; i < rows; ++i) {
+      std::memmove(static_cast<char*>(dst) + i * dst_pitch, static_cast<const char*>(src) + i * src_pitch, width);
+    }
+  }
   void memset_zero(void* dst, size_t bytes, void*) override {
     if (bytes) std::memset(dst, 0, bytes);
   }

@@ -64,6 +64,7 @@ TEST(CudaDeviceIndex, PropertiesStreamsEventsAndBuffers) {
   EXPECT_FALSE(dev->supports(Op::kDequant, DType::kQ4_K));  // dequantized on the host today
   backend_checks::check_streams_and_events(*dev);
   backend_checks::check_buffers(*dev);
+  backend_checks::check_strided_copy(*dev);
 }
 
 TEST(CudaDeviceIndex, KernelsRunOnTheDeviceFromAnyThreadThatMakesItCurrent) {

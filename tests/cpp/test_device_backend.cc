@@ -74,6 +74,7 @@ TEST(DeviceBackend, CpuIsAnOrdinaryDevice) {
   dev->make_current();  // no-op on the CPU
   backend_checks::check_streams_and_events(*dev);
   backend_checks::check_buffers(*dev);
+  backend_checks::check_strided_copy(*dev);
 }
 
 TEST(DeviceBackend, EventAndStreamMisuseIsAnError) {

@@ -49,6 +49,7 @@ class FakeCudaDevice final : public PooledDevice {
   void copy_host_to_device(void*, const void*, size_t, void*) override {}
   void copy_device_to_host(void*, const void*, size_t, void*) override {}
   void copy_device_to_device(void*, const void*, size_t, void*) override {}
+  void copy_device_to_device_2d(void*, size_t, const void*, size_t, size_t, size_t, void*) override {}
   void memset_zero(void*, size_t, void*) override {}
   void synchronize() override {}
   MemoryStats memory_stats() const override { return pool_.stats().to_memory_stats(); }

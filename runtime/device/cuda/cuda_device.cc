@@ -69,6 +69,16 @@ class CudaDevice final : public PooledDevice {
   void copy_device_to_device(void* dst, const void* src, size_t bytes, void* stream) override {
     copy(dst, src, bytes, cudaMemcpyDeviceToDevice, stream);
   }
+  void copy_device_to_device_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                                size_t rows, void* stream) override {
+    if (width == 0 || rows == 0) return;
+    ELI_CHECK(dst != nullptr && src != nullptr && dst_pitch >= width && src_pitch >= width,
+              "2-d copy of ", rows, " x ", width, " bytes with a null pointer or a pitch below the width");
+    CudaDeviceGuard guard(index_);
+    cudaStream_t s = stream ? static_cast<cudaStream_t>(stream) : native_stream();
+    ELI_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDeviceToDevice, s));
+    if (stream == nullptr) ELI_CUDA_CHECK(cudaStreamSynchronize(s));
+  }
   void memset_zero(void* dst, size_t bytes, void* stream) override {
     if (bytes == 0) return;
     ELI_CHECK(dst != nullptr, "memset_zero of ", bytes, " bytes to null");
