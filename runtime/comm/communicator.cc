@@ -2,6 +2,7 @@
 #include "runtime/comm/communicator.h"
 
 #include <cstdint>
+#include <string>
 
 namespace eli {
 
@@ -10,6 +11,21 @@ const char* reduce_op_name(ReduceOp op) {
     case ReduceOp::kSum: return "sum";
   }
   return "unknown";
+}
+
+void run_failing_group(int rank, const std::function<void()>& f,
+                       const std::function<void(ErrorKind, const std::string&)>& abort) {
+  try {
+    f();
+  } catch (const CommAbortedError&) {
+    throw;
+  } catch (const Error& e) {
+    abort(e.kind(), "rank " + std::to_string(rank) + ": " + e.what());
+    throw;
+  } catch (const std::exception& e) {
+    abort(ErrorKind::kInternal, "rank " + std::to_string(rank) + ": " + e.what());
+    throw;
+  }
 }
 
 size_t comm_bytes(size_t count, DType dtype) {

@@ -30,6 +30,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "eli/device.h"
@@ -84,6 +85,12 @@ class Communicator {
   // Empty while healthy; the first abort's reason after.
   virtual std::string abort_reason() const = 0;
 };
+
+// Runs one rank's part of a call: a failure of the rank itself (anything but an echo of the group's
+// abort, CommAbortedError) first fails the whole group through abort(kind, "rank R: reason"), so
+// that no peer waits for it, then propagates. For Communicator implementations.
+void run_failing_group(int rank, const std::function<void()>& f,
+                       const std::function<void(ErrorKind, const std::string&)>& abort);
 
 // Bytes of `count` elements of `dtype`: throws kInvalidArgument when a block-quantized count is
 // not whole blocks or the size overflows.

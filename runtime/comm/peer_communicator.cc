@@ -395,17 +395,7 @@ class PeerCommunicator final : public Communicator {
 
   // Any failure of this rank inside a call fails the group, so that no peer waits for it.
   void guarded(const std::function<void()>& f) {
-    try {
-      f();
-    } catch (const CommAbortedError&) {
-      throw;
-    } catch (const Error& e) {
-      g_->abort(e.kind(), "rank " + std::to_string(rank_) + ": " + e.what());
-      throw;
-    } catch (const std::exception& e) {
-      g_->abort(ErrorKind::kInternal, "rank " + std::to_string(rank_) + ": " + e.what());
-      throw;
-    }
+    run_failing_group(rank_, f, [this](ErrorKind kind, const std::string& reason) { g_->abort(kind, reason); });
   }
 
   cudaStream_t checked_stream(const Stream& stream) const {
