@@ -1,4 +1,4 @@
-// bench/gpu/allreduce_bench.cc: eli's peer all-reduce (runtime/comm/peer_communicator.h, the kernel
+// bench/cuda_allreduce_bench.cc: eli's peer all-reduce (runtime/comm/peer_communicator.h, the kernel
 // of kernels/cuda/peer_all_reduce.h) against NCCL (runtime/comm/nccl_communicator.h with
 // ELI_ALLREDUCE=nccl), f32 / bf16 messages from 4 KB to 64 MB, in place. Prints a table and writes
 // JSON (one record per row: tp, impl, placement, dtype, bytes, us, algbw_gbs, busbw_gbs).
@@ -11,7 +11,7 @@
 // Time per call: each rank records events around `iters` back-to-back all-reduces on its own
 // stream (after warm-up); the row is the slowest rank's mean. busbw = algbw * 2 (tp - 1) / tp.
 //
-//   build/cuda/eli_allreduce_bench [--json out.json] [--iters 50] [--tp 2,4]
+//   build/cuda/eli_cuda_allreduce_bench [out.json | --json out.json] [--iters 50] [--tp 2,4]
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -94,8 +94,9 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
     else if (!std::strcmp(argv[i], "--iters") && i + 1 < argc) iters = std::max(1, std::atoi(argv[++i]));
     else if (!std::strcmp(argv[i], "--tp") && i + 1 < argc) tps = parse_list(argv[++i]);
+    else if (argv[i][0] != '-') json_path = argv[i];  // positional: as the other benches (bench/device_check.sh)
     else {
-      std::fprintf(stderr, "usage: %s [--json out.json] [--iters N] [--tp 2,4]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [out.json | --json out.json] [--iters N] [--tp 2,4]\n", argv[0]);
       return 2;
     }
   }
