@@ -9,6 +9,10 @@
 // chunk, groups of four rows go through the register tiles (2 weight rows x 4 rows, 1 x 4 for an
 // odd column; not for gated products) and the other rows (decode: the one row) through the rows
 // form, one call per column tile; every form gives the one-row dot product's bits (quant_dot.h).
+// Grouped route (32-element types on AVX2, not gated, m >= kGroupMinRows: prefill): rows are
+// quantized as groups of four (quant_gemm.h) with the m % 4 last rows after them as rows; each
+// column tile's weight blocks are decoded once per call and then meet every group in 2 x 4
+// register tiles (the last rows through the rows form), again with the one-row bits.
 //
 // Route invariance: the GEMV's RMSNorm prologue and SiLU epilogue use the ISA table's sum_sq /
 // scale_mul / swiglu_row, exactly as the NormCast and GatedAct kernels do, and every output is
@@ -17,7 +21,7 @@
 //
 // Invariants: k is a multiple of the block size (kInvalidArgument otherwise); the workspace holds
 // at least m * quant_act_row_bytes(type, k) bytes, 4-byte aligned (kInvalidArgument otherwise);
-// nothing is allocated.
+// nothing is allocated per call (per-thread scratch rows and decoded tiles grow once).
 #include <cmath>
 
 #include "eli/error.h"
