@@ -77,9 +77,8 @@ struct Gemm32 {
     constexpr float kOffScale = kOff == Off::kMinus8 ? -8.0f : kOff == Off::kMinus16 ? -16.0f : 1.0f;
 #pragma GCC unroll 4
     for (int i = 0; i < R; ++i) {
-      alignas(16) float o[4];
-      _mm_store_ps(o, _mm_mul_ps(offs[i], _mm_set1_ps(kOffScale)));
-      for (int j = 0; j < 4; ++j) out[i * 4 + j] = kOff != Off::kNone ? hsum(acc[i][j]) + o[j] : hsum(acc[i][j]);
+      const __m128 sums = hsum4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+      _mm_storeu_ps(out + i * 4, kOff != Off::kNone ? _mm_add_ps(sums, _mm_mul_ps(offs[i], _mm_set1_ps(kOffScale))) : sums);
     }
   }
 
