@@ -7,7 +7,8 @@
 //     without the RMSNorm prologue, bias, gated and accumulating epilogues.
 //   QuantTiles: the AVX2 rows form (decode) and register tiles (1 x 4 and 2 x 4 weight rows x
 //     activation rows) give the one-row dot product's bits for every pair, on odd block counts and padded weight strides;
-//     the AVX2 activation quantizer writes the generic one's bytes.
+//     the AVX2 activation quantizer writes the generic one's bytes; the grouped prefill GEMM of
+//     the 32-element types (decoded weight tiles x groups of four activation rows) gives them too.
 // Tolerance (the activation-quantization error, a bound not an estimate): x is quantized per
 // activation block b (32 values, or 256 for the K types) with step d_b = amax_b / 127, so each
 // value moves by at most d_b / 2 and an output sum_j w_j x_j by at most
@@ -31,6 +32,7 @@
 #include "kernel_test_util.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/quant_dot.h"
+#include "kernels/cpu/quant_gemm.h"
 #include "kernels/ref/activation.h"
 #include "kernels/ref/dequant_ref.h"
 #include "kernels/registry.h"
@@ -273,6 +275,19 @@ TEST(QuantMatmul, GemmMatchesReferenceOnOddShapes) {
   }
 }
 
+// The grouped prefill route (m >= 8 on AVX2, 32-element types): whole groups of four rows plus 1-3
+// rows after them, column counts that leave partial column tiles (24 wide) and odd register tiles,
+// and more blocks than one scale chunk (32), against the reference; bias and accumulate on and off.
+TEST(QuantMatmul, GemmGroupedRouteMatchesReference) {
+  std::mt19937 rng(19);
+  for (const KernelEntry* e : quant_candidates(Op::kGemm)) {
+    if (dtype_info(e->dtype).block_elems != 32) continue;
+    for (int64_t m : {8, 9, 10, 11}) check_case(*e, {m, 53, 32 * 35, m % 2 == 0, false, m == 9, GatedAct::kNone}, rng);
+    check_case(*e, {12, 1, 32, true, false, false, GatedAct::kNone}, rng);
+    check_case(*e, {20, 24, 64, false, false, true, GatedAct::kNone}, rng);
+  }
+}
+
 // Every m from 1 to 17 through the GEMV of one type per activation format.
 TEST(QuantMatmul, GemvEveryRowCount) {
   std::mt19937 rng(16);
@@ -430,6 +445,60 @@ TEST(QuantTiles, RowsOneByFourAndTwoByFourGiveTheOneRowBits) {
   }
   EXPECT_GE(tiled, 6) << "2 x 4 tiles: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL";
   EXPECT_GE(four, 8) << "1 x 4 tiles: those and Q4_K, Q6_K";
+}
+
+// The grouped GEMM (quant_gemm.h) gives the one-row dot product's bits for every (weight row,
+// activation row) pair: 1 to 5 decoded weight rows (2-row tiles and a 1-row tail), 1, 9 and 35
+// blocks (more than one 32-block scale chunk), weight rows with padding between them, activation
+// rows of unequal scale; the group layout is filled with scatter_q8x32_row.
+TEST(QuantTiles, GroupedGemmGivesTheOneRowBits) {
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(23);
+  int types = 0;
+  for (DType dt : kGgufBlockTypes) {
+    const QuantDecode32Fn decode = quant_decode32_avx2(dt);
+    const QuantGemm32Fn gemm = quant_gemm32_avx2(dt);
+    const DTypeInfo& info = dtype_info(dt);
+    ASSERT_EQ(decode == nullptr, gemm == nullptr) << dtype_name(dt);
+    if (gemm == nullptr) {
+      EXPECT_NE(info.block_elems, 32) << dtype_name(dt) << ": a 32-element type without the grouped GEMM";
+      continue;
+    }
+    ++types;
+    const QuantVecDotFn dot = quant_vec_dot_avx2(dt);
+    for (int64_t nb : {1, 9, 35}) {
+      const int64_t k = 32 * nb, row = nb * info.block_bytes, stride = row + info.block_bytes + 3;
+      for (int64_t rows = 1; rows <= 5; ++rows) {
+        SCOPED_TRACE(std::string(dtype_name(dt)) + " nb=" + std::to_string(nb) + " rows=" + std::to_string(rows));
+        const std::vector<uint8_t> wr = rand_blocks(rng, dt, rows + 1, k);
+        std::vector<uint8_t> w(static_cast<size_t>(stride * rows), 0xa5);
+        for (int64_t r = 0; r < rows; ++r) {
+          std::memcpy(w.data() + r * stride, wr.data() + r * row, static_cast<size_t>(row));
+          std::memcpy(w.data() + r * stride + row, wr.data() + rows * row, static_cast<size_t>(stride - row));
+        }
+        std::vector<std::vector<BlockQ8x32>> xq(4, std::vector<BlockQ8x32>(static_cast<size_t>(nb)));
+        std::vector<BlockQ8x32x4> group(static_cast<size_t>(nb));
+        for (int j = 0; j < 4; ++j) {
+          const float amp = j == 1 ? 1e-3f : static_cast<float>(j + 1);
+          const std::vector<float> x = ktest::rand_vec(rng, static_cast<size_t>(k), -amp, amp);
+          quantize_act_row(dt, x.data(), nullptr, 1.0f, 0.0f, k, xq[j].data());
+          scatter_q8x32_row(nb, xq[j].data(), j, group.data());
+        }
+        std::vector<WBlock32> dec(static_cast<size_t>(rows * nb));
+        decode(nb, w.data(), stride, rows, dec.data());
+        std::vector<float> y(static_cast<size_t>(rows * 4));
+        gemm(nb, dec.data(), rows, group.data(), y.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int j = 0; j < 4; ++j) {
+            const float one = dot(k, w.data() + r * stride, xq[j].data());
+            EXPECT_EQ(0, std::memcmp(&y[static_cast<size_t>(r * 4 + j)], &one, sizeof(float)))
+                << "row " << r << " x " << j << ": " << y[static_cast<size_t>(r * 4 + j)] << " vs " << one;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(types, 6) << "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL";
 }
 
 // The AVX2 activation quantizer writes the generic one's bytes (both formats, with and without the
