@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import eli
-from eli import llm as llm_module
+from eli import chat_template as chat_template_module
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def test_chat_template_errors_become_invalid_requests(llm, monkeypatch):
     def bad_role(*a, **k):
         raise ValueError("messages[0]: unknown role 'robot'")
 
-    monkeypatch.setattr(llm_module, "render_chat_ids", bad_role)
+    monkeypatch.setattr(chat_template_module, "render_chat_ids", bad_role)  # llm.py imports it on first use
     with pytest.raises(eli.InvalidRequestError, match="chat messages: messages\\[0\\]: unknown role 'robot'"):
         llm.chat([{"role": "robot", "content": "x"}], greedy())
     with pytest.raises(eli.InvalidRequestError, match="unknown role"):
