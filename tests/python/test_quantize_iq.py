@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import pathlib
+import platform
 import struct
 
 import numpy as np
@@ -194,8 +195,13 @@ def test_llama_cpp_and_eli_agree_on_elis_iq4_file(f32_model, tmp_path, qtype):
     ref = REF["types"][qtype]
     out = tmp_path / f"eli_{qtype}.gguf"
     quantize_gguf(str(f32_model), str(out), qtype, progress=False)
-    assert hashlib.sha256(out.read_bytes()).hexdigest() == ref["eli_file_sha256"], (
-        "eli's quantizer output changed: rerun scripts/make_iq4_references.py so llama.cpp checks the new bytes")
+    if hashlib.sha256(out.read_bytes()).hexdigest() != ref["eli_file_sha256"]:
+        # The quantizer is plain float / double code built without -mfma on x86-64, so its bytes are
+        # reproducible there; elsewhere (e.g. aarch64's default FMA contraction) they may differ.
+        msg = "eli's quantizer output changed: rerun scripts/make_iq4_references.py so llama.cpp checks the new bytes"
+        if platform.machine() in ("x86_64", "AMD64"):
+            pytest.fail(msg)
+        pytest.skip(msg + f" (on {platform.machine()})")
     types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(out)).tensors}
     assert types["blk.0.attn_q.weight"] == qtype.upper() and types["output.weight"] == "Q6_K"
     llm = eli.LLM(str(out), device="cpu", dtype="float32", n_threads=2, progress=False, skip_tokenizer_init=True)
