@@ -349,14 +349,14 @@ void block_q6_k(const float* x, const float* qw, uint8_t* b, int64_t col, bool s
 bool gguf_quantize_supported(DType dtype) {
   return dtype == DType::kQ8_0 || dtype == DType::kQ4_0 || dtype == DType::kQ5_0 || dtype == DType::kQ5_1 ||
          dtype == DType::kQ2_K || dtype == DType::kQ3_K || dtype == DType::kQ4_K || dtype == DType::kQ5_K ||
-         dtype == DType::kQ6_K;
+         dtype == DType::kQ6_K || dtype == DType::kIQ4_NL || dtype == DType::kIQ4_XS;
 }
 
 namespace {
 
 void check_supported(DType dtype) {
   ELI_CHECK_ARG(gguf_quantize_supported(dtype), "GGUF quantization to ", dtype_name(dtype),
-                " is not supported (supported: q8_0, q4_0, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k)");
+                " is not supported (supported: q8_0, q4_0, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs)");
 }
 
 void check_weights(const float* col_weights, int64_t n) {
@@ -387,6 +387,8 @@ void quantize_row_checked(DType dtype, const float* x, int64_t n, void* out, boo
       case DType::kQ4_K: block_q45_k(xb, qw, ob, col, false, search); break;
       case DType::kQ5_K: block_q45_k(xb, qw, ob, col, true, search); break;
       case DType::kQ6_K: block_q6_k(xb, qw, ob, col, search); break;
+      case DType::kIQ4_NL: block_iq4_nl(xb, qw, ob, col, search); break;
+      case DType::kIQ4_XS: block_iq4_xs(xb, qw, ob, col, search); break;
       default: ELI_THROW(kInternal, "quantize_row_gguf: unhandled dtype ", dtype_name(dtype));
     }
   }

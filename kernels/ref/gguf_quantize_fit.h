@@ -1,5 +1,5 @@
 // kernels/ref/gguf_quantize_fit.h: internal to the GGUF block quantizers (gguf_quantize.cc,
-// gguf_quantize_k23.cc): the shared rounding helpers and the weighted least-squares scale fits.
+// gguf_quantize_k23.cc, gguf_quantize_iq4.cc): the shared rounding helpers and the weighted least-squares scale fits.
 //
 // Invariants: x holds n finite values, n <= 32 and a multiple of 8; qw is null or n importance
 // weights >= 0 (all zero: ignored); fits return the scale (and offset) in x's units; not a public API.
@@ -55,6 +55,9 @@ ScaleMin fit_asymmetric(const float* x, int n, int nmax, bool search, bool free_
 // The Q2_K / Q3_K super-block writers (gguf_quantize_k23.cc): 256 values of x to b; qw null or 256.
 void block_q2_k(const float* x, const float* qw, uint8_t* b, int64_t col, bool search);
 void block_q3_k(const float* x, const float* qw, uint8_t* b, int64_t col, bool search);
+// The IQ4_NL (32 values) / IQ4_XS (256 values) block writers (gguf_quantize_iq4.cc); qw null or as many.
+void block_iq4_nl(const float* x, const float* qw, uint8_t* b, int64_t col, bool search);
+void block_iq4_xs(const float* x, const float* qw, uint8_t* b, int64_t col, bool search);
 
 }  // namespace gguf_detail
 }  // namespace eli

@@ -18,8 +18,12 @@ Hugging Face directory with a standard quantization_config that eli (and vLLM-st
 gptq and awq calibrate on a CPU forward of --calib (a text file; default: a built-in English
 paragraph). Embeddings, lm_head and norms stay as stored.
 --format gguf: MODEL is a .gguf file, requantized to --type (q8_0, q4_0, q4_k, q5_k, q6_k, or the
-llama.cpp mixes q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_m, q5_k_m); --imatrix (or --calib FILE) weights
-the quantization error by each input column's mean x^2 from a CPU forward of the calibration text."""
+llama.cpp mixes q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_m, q5_k_m, iq4_nl, iq4_xs). An importance matrix
+(each input column's mean x^2) weights the quantization error, from either source:
+  --imatrix FILE   read a llama.cpp imatrix file (llama-imatrix's GGUF output or its legacy .dat)
+  --imatrix        (no value) or --calib FILE: compute one with a CPU forward of the calibration
+                   text (default: a built-in paragraph)
+Put MODEL before a bare --imatrix (or end it with --), else MODEL is read as the imatrix FILE."""
 
 EPILOG = """\
 examples:
@@ -27,7 +31,8 @@ examples:
   eli quantize ./model -o ./model-awq --method awq --calib my_text.txt
   eli quantize ./model -o ./model-fp8 --method fp8
   eli quantize ./model.gguf -o ./model-q4k.gguf --format gguf --type Q4_K
-  eli quantize ./model.gguf -o ./model-q3km.gguf --format gguf --type q3_k_m --imatrix --calib my_text.txt"""
+  eli quantize ./model.gguf -o ./model-q3km.gguf --format gguf --type q3_k_m --imatrix --calib my_text.txt
+  eli quantize ./model.gguf -o ./model-iq4xs.gguf --format gguf --type iq4_xs --imatrix imatrix.gguf"""
 
 
 def add_parser(sub, formatter) -> None:
@@ -50,8 +55,10 @@ def add_parser(sub, formatter) -> None:
                    "(default symmetric)")
     q.add_argument("--format", default="hf", choices=["hf", "gguf"], help="output format")
     q.add_argument("--type", default="Q4_K", metavar="T", help="GGUF block type or mix for --format gguf")
-    q.add_argument("--imatrix", action="store_true", help="gguf: weight the quantization error by an importance "
-                   "matrix (mean x^2 per input column) from a CPU forward of --calib (default: a built-in paragraph)")
+    q.add_argument("--imatrix", nargs="?", const=True, default=False, metavar="FILE",
+                   help="gguf: weight the quantization error by an importance matrix (mean x^2 per input column): "
+                   "FILE = a llama.cpp imatrix file (GGUF or legacy .dat) to read; no value = compute one from a CPU "
+                   "forward of --calib (default: a built-in paragraph)")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bars, no summary")
 
 

@@ -64,7 +64,7 @@ nb::ndarray<nb::numpy, uint8_t, nb::ndim<2>> gguf_quantize(const std::string& qt
                                                             int n_threads, std::optional<F32Vec> imatrix) {
   const DType t = gguf_type_from_name(qtype);
   ELI_CHECK_ARG(gguf_quantize_supported(t), "GGUF quantization to ", dtype_name(t),
-                " is not supported (supported: q8_0, q4_0, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k)");
+                " is not supported (supported: q8_0, q4_0, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs)");
   const DTypeInfo& info = dtype_info(t);
   const auto rows = static_cast<int64_t>(x.shape(0)), cols = static_cast<int64_t>(x.shape(1));
   ELI_CHECK_ARG(cols > 0 && cols % info.block_elems == 0, dtype_name(t), ": row length ", cols,
@@ -111,7 +111,7 @@ void bind_gguf_quantize(nb::module_& m) {
   m.def("gguf_quantize", &gguf_quantize, "qtype"_a, "x"_a, "search"_a = true, "n_threads"_a = 0,
         "imatrix"_a = nb::none(),
         "Quantizes a float32 (rows, cols) matrix to GGUF blocks of qtype (q8_0, q4_0, q5_0, q5_1, q2_k, q3_k, "
-        "q4_k, q5_k, q6_k); returns uint8 (rows, row_bytes). search=False: plain max-abs scaling. imatrix: "
+        "q4_k, q5_k, q6_k, iq4_nl, iq4_xs); returns uint8 (rows, row_bytes). search=False: plain max-abs scaling. imatrix: "
         "float32 (cols,) importance weights (mean x_j^2 over calibration rows) weighting the squared error.");
   m.def("gguf_dequantize", &gguf_dequantize, "qtype"_a, "data"_a, "cols"_a, "n_threads"_a = 0,
         "eli's reference dequantization of uint8 (rows, row_bytes) GGUF rows of qtype (any type eli "

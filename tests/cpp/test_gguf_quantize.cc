@@ -1,11 +1,13 @@
 // tests/cpp/test_gguf_quantize.cc: the GGUF block quantizers (kernels/ref/gguf_quantize.h), checked
 // through eli's reference dequantization (kernels/ref/dequant_ref.h).
 //   NearestLevel: on odd numbers of rows and super-blocks (threaded), every value of Q4_0 / Q5_0 /
-//     Q5_1 / Q2_K / Q3_K / Q4_K / Q5_K / Q6_K decodes
+//     Q5_1 / Q2_K / Q3_K / Q4_K / Q5_K / Q6_K (IQ4_NL / IQ4_XS: see IQ4 below) decodes
 //     to the representable level of its sub-block nearest to it under the scales stored in the bytes
 //     (a bound derived from the format alone: |err| <= step / 2 inside the block's range, the nearest
 //     end outside it); Q8_0 (rounded with the f32 d = amax / 127, as specified) errs by at most d / 2
 //     plus 127 times the fp16 rounding of d.
+//   IQ4 (IQ4_NL / IQ4_XS, non-linear grid kIq4Values): every value decodes to the grid point nearest
+//     to it under the stored block (sub-block) scale; IQ4_XS's shared super-block scale costs little.
 //   SearchBeatsMaxAbs: the scale search's mean squared error is below plain max-abs scaling's.
 //   Imatrix: column weights lower the weighted error they define (every searched type); all-ones
 //     weights change nothing; zero / negative / NaN weights are handled or refused.
@@ -31,10 +33,12 @@
 namespace eli {
 namespace {
 
-const DType kTypes[] = {DType::kQ8_0, DType::kQ4_0, DType::kQ5_0, DType::kQ5_1, DType::kQ2_K,
-                        DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+const DType kTypes[] = {DType::kQ8_0, DType::kQ4_0, DType::kQ5_0, DType::kQ5_1, DType::kQ2_K, DType::kQ3_K,
+                        DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_NL, DType::kIQ4_XS};
 const DType kSearched[] = {DType::kQ4_0, DType::kQ5_0, DType::kQ5_1, DType::kQ2_K, DType::kQ3_K,
-                           DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+                           DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_NL, DType::kIQ4_XS};
+
+bool is_iq4(DType t) { return t == DType::kIQ4_NL || t == DType::kIQ4_XS; }
 
 float f16_at(const uint8_t* p) { return f16_to_f32(quant::load_u16(p)); }
 
@@ -107,6 +111,7 @@ TEST(GgufQuantize, EveryValueDecodesToItsNearestStoredLevel) {
   std::mt19937 rng(7);
   ThreadPool pool(3);
   for (DType t : kTypes) {
+    if (is_iq4(t)) continue;  // a non-linear grid: IQ4EveryValueDecodesToItsNearestGridPoint
     SCOPED_TRACE(dtype_name(t));
     const int64_t be = dtype_info(t).block_elems, bb = dtype_info(t).block_bytes;
     const int64_t rows = 7, cols = be == 32 ? 32 * 11 : 256 * 3;  // odd numbers of blocks
@@ -140,6 +145,58 @@ TEST(GgufQuantize, EveryValueDecodesToItsNearestStoredLevel) {
         }
       }
   }
+}
+
+double mse(const std::vector<float>& a, const std::vector<float>& b);
+
+// IQ4_NL / IQ4_XS: the scale of the 32 values holding element e (IQ4_XS: d times its sub-block code);
+// the representable values are that scale times kIq4Values.
+float iq4_scale(DType t, const uint8_t* b, int e) {
+  if (t == DType::kIQ4_NL) return f16_at(b);
+  const int j = e / 32;
+  const int lo = (b[4 + j / 2] >> (4 * (j % 2))) & 0x0f, hi = (quant::load_u16(b + 2) >> (2 * j)) & 3;
+  return f16_at(b) * static_cast<float>((lo | (hi << 4)) - 32);
+}
+
+TEST(GgufQuantize, IQ4EveryValueDecodesToItsNearestGridPoint) {
+  std::mt19937 rng(17);
+  ThreadPool pool(3);
+  for (DType t : {DType::kIQ4_NL, DType::kIQ4_XS}) {
+    SCOPED_TRACE(dtype_name(t));
+    const int64_t be = dtype_info(t).block_elems, bb = dtype_info(t).block_bytes;
+    const int64_t rows = 7, cols = be == 32 ? 32 * 11 : 256 * 3;
+    std::vector<float> x;
+    random_rows(rng, rows, cols, &x);
+    const std::vector<uint8_t> q = quantize(t, x, rows, cols, true, &pool);
+    const std::vector<float> y = dequantize(t, q, rows, cols);
+    int bad = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols && bad < 5; ++c) {
+        const float s = iq4_scale(t, q.data() + r * row_bytes(t, cols) + c / be * bb, static_cast<int>(c % be));
+        const float xv = x[r * cols + c], yv = y[r * cols + c];
+        float best = std::numeric_limits<float>::infinity();
+        for (int8_t v : kIq4Values) best = std::min(best, std::fabs(xv - s * static_cast<float>(v)));
+        if (std::fabs(xv - yv) > best + 1e-5f * std::fabs(s) + 1e-6f * std::fabs(xv)) {
+          ++bad;
+          ADD_FAILURE() << "row " << r << " col " << c << ": x " << xv << " decodes to " << yv
+                        << ", the nearest grid point is " << best << " away (scale " << s << ")";
+        }
+      }
+  }
+}
+
+// IQ4_XS stores its sub-block scales as 6-bit codes of one fp16 d (4.25 bits a value, IQ4_NL 4.5):
+// with the super-block scale and codes searched, that costs under 5% of IQ4_NL's error.
+TEST(GgufQuantize, IQ4XsCloseToNl) {
+  std::mt19937 rng(23);
+  std::student_t_distribution<float> heavy(4.0f);
+  const int64_t rows = 16, cols = 1024;
+  std::vector<float> x(rows * cols);
+  for (auto& v : x) v = 0.02f * heavy(rng);
+  const double nl = mse(x, dequantize(DType::kIQ4_NL, quantize(DType::kIQ4_NL, x, rows, cols), rows, cols));
+  const double xs = mse(x, dequantize(DType::kIQ4_XS, quantize(DType::kIQ4_XS, x, rows, cols), rows, cols));
+  std::printf("IQ4_NL mse %.4g, IQ4_XS mse %.4g\n", nl, xs);
+  EXPECT_LT(xs, 1.05 * nl);
 }
 
 TEST(GgufQuantize, ThreadedEqualsSingleThreaded) {
@@ -200,7 +257,10 @@ TEST(GgufQuantize, ZeroConstantTinyAndLargeRows) {
       EXPECT_NEAR(y[2 * cols + c], -2.5f, 2.5f * 2e-3f) << "negative constant, col " << c;
       EXPECT_LE(std::fabs(y[3 * cols + c]), 1e-29f) << "tiny, col " << c;
       EXPECT_TRUE(std::isfinite(y[4 * cols + c]));
-      EXPECT_EQ(y[5 * cols + c], c == 77 ? y[5 * cols + 77] : 0.0f) << "spike row, col " << c;
+      if (is_iq4(t) && c / 32 == 77 / 32)  // no zero on the IQ4 grid: the spike's 32 decode to +-scale or less
+        EXPECT_LE(std::fabs(y[5 * cols + c]), c == 77 ? 3.1f : 3.0f / 100.0f) << "spike row, col " << c;
+      else
+        EXPECT_EQ(y[5 * cols + c], c == 77 ? y[5 * cols + 77] : 0.0f) << "spike row, col " << c;
     }
     EXPECT_NEAR(y[5 * cols + 77], 3.0f, 3.0f * 2e-3f);
     // The large row keeps its relative accuracy.
@@ -239,7 +299,7 @@ TEST(GgufQuantize, RefusesNonFiniteOverflowingAndMisshapedInput) {
     expect_invalid(t, std::vector<float>(3 * 100, 1.0f), 3, 100, "not a positive multiple of the block size");
   }
   expect_invalid(DType::kQ4_1, std::vector<float>(256, 1.0f), 1, 256, "not supported");
-  expect_invalid(DType::kIQ4_XS, std::vector<float>(256, 1.0f), 1, 256, "not supported");
+  expect_invalid(DType::kF16, std::vector<float>(256, 1.0f), 1, 256, "not supported");
   EXPECT_THROW(quantize_row_gguf(DType::kQ4_K, std::vector<float>(300, 1.0f).data(), 300, nullptr), Error);
 }
 

@@ -28,7 +28,7 @@ from eli.quantize.gguf_requant import QTYPES, gguf_imatrix, imatrix_names, plan_
 DATA = pathlib.Path(__file__).resolve().parent.parent / "data"
 TINY = DATA / "gguf" / "tiny_llama_mixed.gguf"
 Q = gguf.GGMLQuantizationType
-BLOCK_TYPES = ["q8_0", "q4_0", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"]
+BLOCK_TYPES = ["q8_0", "q4_0", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs"]
 
 
 def _rows(rng, rows, cols):
@@ -202,6 +202,7 @@ def test_tiny_fixture_requantizes_loads_and_generates(tmp_path, qtype):
                                               for t in src_r.tensors], qtype, n_layer=2)}
     src_t = {t.name: t for t in src_r.tensors}
     rel_bound = {"Q8_0": 0.01, "Q6_K": 0.03, "Q5_K": 0.06, "Q5_0": 0.06, "Q5_1": 0.06, "Q4_K": 0.12, "Q4_0": 0.12,
+                 "IQ4_NL": 0.12, "IQ4_XS": 0.12,
                  "Q3_K": 0.25, "Q2_K": 0.5}
     for t in out_r.tensors:
         p, s = plans[t.name], src_t[t.name]

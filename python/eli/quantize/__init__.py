@@ -8,7 +8,8 @@ format="hf" writes a Hugging Face directory eli (and vLLM-style loaders) read (e
 GPTQ layout for rtn / gptq, AWQ GEMM for awq, compressed-tensors W8A8 for fp8 / int8); AWQ and GPTQ
 calibrate on a CPU forward of `calib` (a text file; default: a built-in English paragraph).
 format="gguf" requantizes a GGUF file to `gguf_type` (eli.quantize.gguf_requant); imatrix=True (or
-a `calib` file) weights its quantization error by an importance matrix from a CPU forward of `calib`.
+a `calib` file) weights its quantization error by an importance matrix from a CPU forward of `calib`;
+imatrix=PATH reads one from a llama.cpp imatrix file (GGUF or legacy .dat; eli.quantize.imatrix_file).
 The package module is itself callable (eli.quantize(...) is quantize(...)), so `eli.quantize` is
 both the function and the namespace of its submodules.
 Returns a report: {"out", "method", "bits", "group_size", "linears", "errors": {linear: {"error",
@@ -16,6 +17,7 @@ Returns a report: {"out", "method", "bits", "group_size", "linears", "errors": {
 """
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
 import types
@@ -59,10 +61,23 @@ def _is_gguf(path: str) -> bool:
 
 def quantize(model: str, out: str, method: str = "rtn", bits: int = 4, group_size: int = 128,
              calib: Optional[str] = None, format: str = "hf", gguf_type: str = "q4_k", act_order: bool = False,
-             sym: bool = True, imatrix: bool = False, progress: bool = True) -> dict:
+             sym: bool = True, imatrix=False, progress: bool = True) -> dict:
     """Quantizes `model` (a path or a name eli resolves) into `out` (see the module docstring)."""
     method = str(method).lower()
     _check(method, bits, group_size, format, act_order, sym)
+    imatrix_path = None
+    if isinstance(imatrix, (str, os.PathLike)):
+        imatrix_path = os.fspath(imatrix)
+        if format != "gguf":
+            raise InvalidRequestError("an imatrix file applies to --format gguf only")
+        if calib is not None:
+            raise InvalidRequestError(f"--calib computes an importance matrix, --imatrix {imatrix_path} reads one: "
+                                      "give one of them")
+        if not os.path.isfile(imatrix_path):
+            raise InvalidRequestError(f"imatrix file {imatrix_path!r} does not exist (or is not a file)")
+    elif not isinstance(imatrix, bool):
+        raise InvalidRequestError(f"imatrix must be True / False or the path of a llama.cpp imatrix file, "
+                                  f"got {type(imatrix).__name__}")
     out_path = pathlib.Path(out)
     if out_path.exists() and (out_path.is_file() or any(out_path.iterdir())):
         raise InvalidRequestError(f"{out} already exists; remove it or choose another output path")
@@ -74,14 +89,15 @@ def quantize(model: str, out: str, method: str = "rtn", bits: int = 4, group_siz
             from .gguf_requant import quantize_gguf
         except ImportError as e:
             raise UnsupportedError(f"--format gguf is not available in this eli ({e})") from e
-        weights = None
-        if imatrix or calib is not None:
+        weights = imatrix_path
+        if imatrix_path is None and (imatrix or calib is not None):
             from .calib import calibration_text
             from .gguf_requant import gguf_imatrix
 
             weights = gguf_imatrix(src, calibration_text(calib), progress=progress)
         quantize_gguf(src, str(out_path), gguf_type, imatrix=weights, progress=progress)
-        return {"out": str(out_path), "format": "gguf", "type": gguf_type, "imatrix": weights is not None}
+        return {"out": str(out_path), "format": "gguf", "type": gguf_type, "imatrix": weights is not None,
+                "imatrix_file": imatrix_path}
     if _is_gguf(src):
         raise InvalidRequestError(f"{src} is a GGUF file: --format hf needs a float32 / float16 / bfloat16 Hugging "
                                   "Face checkpoint (GGUF weights are already quantized); use --format gguf to "

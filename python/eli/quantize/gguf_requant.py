@@ -19,7 +19,8 @@ Invariants:
     weights) raises before or instead of writing, with the tensor's name where one is involved.
 
 Importance matrix (imatrix=): {GGUF tensor name: (row_len,) float32 weights}, the mean x_j^2 of the
-inputs each matrix multiplies, from eli's calibration observer (gguf_imatrix(src, text): a CPU float32
+inputs each matrix multiplies, read from a llama.cpp imatrix file (imatrix=PATH, GGUF or legacy .dat:
+eli.quantize.imatrix_file; one weight row per expert for stacked experts), or from eli's calibration observer (gguf_imatrix(src, text): a CPU float32
 forward of the source model over the text, runtime/quantize/calibration.h). Each matrix with an entry
 is quantized with its column weights weighting the squared error (kernels/ref/gguf_quantize.h), as
 llama.cpp's --imatrix; matrices without one (the output projection, the embedding) are unweighted.
@@ -34,9 +35,13 @@ Tensor types (llama.cpp's llama_tensor_get_type rules for these file types, rest
     sixteenth of the layers (i < n/16), Q4_K after; attn_output and a merged attn_qkv Q4_K;
   * q3_k_l: attn_v, ffn_down and attn_output get Q5_K, a merged attn_qkv Q4_K;
   * q3_k_s: every other matrix Q3_K (no bumps, as llama.cpp's Q3_K_S for dense models);
-  * models with 8 experts: attn_output gets Q5_K (q2_k, q3_k_s, q3_k_m, q4_k_m);
+  * models with 8 experts: attn_output gets Q5_K (q2_k, q3_k_s, q3_k_m, q4_k_m, iq4_nl, iq4_xs);
+  * iq4_nl / iq4_xs (LLAMA_FTYPE_MOSTLY_IQ4_NL / IQ4_XS): attn_v gets Q5_K when the model groups >= 4
+    query heads per KV head; ffn_down gets Q5_K in the first eighth of the layers (i < n/8) unless an
+    importance matrix is given; every other matrix (the token embedding of a model with a separate
+    output included) gets the target type;
   * q4_k_m / q5_k_m: attn_v and ffn_down of the "more bits" layers get Q6_K. With i the layer's
-    position among n such tensors, the more-bits layers are the first eighth (i < n/8), the last
+    number (blk.i; the position among the n such tensors for a name without one), the more-bits layers are the first eighth (i < n/8), the last
     eighth (i >= 7n/8), and every third layer in between ((i - n/8) % 3 == 2, integer division),
     i.e. the ends of the network plus a regular third of its middle. A merged attn_qkv gets Q5_K
     (q4_k_m) / Q6_K (q5_k_m);
@@ -46,9 +51,9 @@ Tensor types (llama.cpp's llama_tensor_get_type rules for these file types, rest
     the nearest llama.cpp type: Q4_K_S, Q5_K_S.)
   * a matrix whose row length is not a multiple of its target's block size falls back as
     llama.cpp's does, with a logged note: Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0 (rows a multiple
-    of 32), else F16; Q2_K / Q3_K -> Q4_0 (llama.cpp now takes IQ4_NL, which eli reads but does not
-    write; Q4_0 is its earlier choice, same size). (SmolLM2-135M's hidden size 576 = 2.25 x 256 sends most of its matrices
-    there.)
+    of 32), else F16; IQ4_XS -> IQ4_NL; Q2_K / Q3_K -> Q4_0 (what the llama.cpp of llama-cpp-python
+    0.3.36 writes: scripts/make_iq4_references.py checks the SmolLM2 q3_k_m types against it).
+    (SmolLM2-135M's hidden size 576 = 2.25 x 256 sends most of its matrices there.)
 """
 from __future__ import annotations
 
@@ -76,8 +81,11 @@ QTYPES = {
     "q3_k_s": ("Q3_K", 11),
     "q3_k_m": ("Q3_K", 12),
     "q3_k_l": ("Q3_K", 13),
+    "iq4_nl": ("IQ4_NL", 25),
+    "iq4_xs": ("IQ4_XS", 30),
 }
 _MIXES = ("q4_k_m", "q5_k_m")
+_IQ4 = ("iq4_nl", "iq4_xs")
 # GGUF types eli's reference dequantizers read (source tensors that must be requantized).
 _READABLE = {"F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
              "Q6_K", "IQ4_NL", "IQ4_XS"}
@@ -85,7 +93,8 @@ _READABLE = {"F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K
 _KEEP = ("_norm.weight", "ffn_gate_inp.weight", "pos_embd", "token_types", "rope_freqs", "attn_rel_b")
 # A K type whose row length is not a multiple of 256 falls back to a 32-element type as llama.cpp's
 # (tensor_type_fallback); anything still not dividing falls back to F16.
-_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "IQ4_XS": "IQ4_NL", "Q4_K": "Q5_0", "Q5_K": "Q5_1",
+             "Q6_K": "Q8_0"}
 _LAYER = re.compile(r"(?:^|\.)blk\.(\d+)\.")
 
 
@@ -96,6 +105,14 @@ def _import_gguf():
         raise ImportError("GGUF requantization needs the `gguf` package (llama.cpp's gguf-py): "
                           "pip install gguf  (or pip install 'efficient-llm-inference[quantize]')") from e
     return gguf
+
+
+def _layer_index(name: str, counter: int) -> int:
+    """The layer number in `name` (blk.N.), else the running count of such tensors: the files'
+    tensor order need not be the layers' (SmolLM2's GGUF lists blk.0, blk.1, blk.10, ...), and
+    llama.cpp's more-bits rules go by layer."""
+    m = _LAYER.search(name)
+    return int(m.group(1)) if m else counter
 
 
 def _use_more_bits(i: int, n: int) -> bool:
@@ -123,10 +140,12 @@ def _quantizable(name: str, n_dims: int) -> bool:
     return n_dims >= 2 and name.endswith(".weight") and not any(k in name for k in _KEEP)
 
 
-def plan_tensors(tensors, qtype: str, *, n_layer: Optional[int] = None, n_expert: int = 0, n_gqa: int = 1):
+def plan_tensors(tensors, qtype: str, *, n_layer: Optional[int] = None, n_expert: int = 0, n_gqa: int = 1,
+                 has_imatrix: bool = False):
     """The target type of every tensor. tensors: [(name, src_type_name, ne)] in file order (ne
-    innermost first); n_gqa: query heads per KV head. Pure function (the rules in the module
-    docstring); returns [TensorPlan]."""
+    innermost first); n_gqa: query heads per KV head; has_imatrix: an importance matrix will weight
+    the quantization (iq4_nl / iq4_xs then keep ffn_down at their own type, as llama.cpp). Pure
+    function (the rules in the module docstring); returns [TensorPlan]."""
     base, _ = QTYPES[qtype]
     sizes = _block_sizes()
     names = [t[0] for t in tensors]
@@ -147,13 +166,16 @@ def plan_tensors(tensors, qtype: str, *, n_layer: Optional[int] = None, n_expert
             elif base != "Q8_0":
                 t = "Q6_K"
         elif "attn_v.weight" in name:
-            if qtype in _MIXES and _use_more_bits(i_attn_v, n_attn_v):
+            i = _layer_index(name, i_attn_v)
+            if qtype in _MIXES and _use_more_bits(i, n_attn_v):
                 t = "Q6_K"
             elif qtype == "q2_k":
                 t = "Q4_K" if n_gqa >= 4 else "Q3_K"
             elif qtype == "q3_k_m":
-                t = "Q5_K" if i_attn_v < 2 else "Q4_K"
+                t = "Q5_K" if i < 2 else "Q4_K"
             elif qtype == "q3_k_l":
+                t = "Q5_K"
+            elif qtype in _IQ4 and n_gqa >= 4:
                 t = "Q5_K"
             if n_expert == 8:
                 t = "Q8_0"
@@ -170,7 +192,7 @@ def plan_tensors(tensors, qtype: str, *, n_layer: Optional[int] = None, n_expert
                 t = "Q4_K"
         elif "attn_output.weight" in name:
             if n_expert == 8:
-                if qtype in ("q2_k", "q3_k_s", "q3_k_m", "q4_k_m"):
+                if qtype in ("q2_k", "q3_k_s", "q3_k_m", "q4_k_m") + _IQ4:
                     t = "Q5_K"
             elif qtype == "q2_k":
                 t = "Q3_K"
@@ -179,8 +201,7 @@ def plan_tensors(tensors, qtype: str, *, n_layer: Optional[int] = None, n_expert
             elif qtype == "q3_k_l":
                 t = "Q5_K"
         elif "ffn_down" in name:
-            m = _LAYER.search(name)
-            i = int(m.group(1)) if (m and n_expert > 1) else i_down
+            i = _layer_index(name, i_down)
             if qtype in _MIXES and _use_more_bits(i, n_down):
                 t = "Q6_K"
             elif qtype == "q2_k":
@@ -188,6 +209,8 @@ def plan_tensors(tensors, qtype: str, *, n_layer: Optional[int] = None, n_expert
             elif qtype == "q3_k_m":
                 t = "Q5_K" if i < n_down // 16 else "Q4_K"
             elif qtype == "q3_k_l":
+                t = "Q5_K"
+            elif qtype in _IQ4 and i < n_down // 8 and not has_imatrix:
                 t = "Q5_K"
             i_down += 1
         note = ""
@@ -244,13 +267,23 @@ def _check_args(src: str, out: str, qtype: str) -> str:
     return qtype.lower()
 
 
-def quantize_gguf(src: str, out: str, qtype: str, *, imatrix: Optional[dict] = None, progress: bool = True) -> None:
+def quantize_gguf(src: str, out: str, qtype: str, *, imatrix=None, progress: bool = True) -> None:
     """Writes `out`, a copy of the GGUF `src` with its weight matrices requantized to `qtype`
-    (q8_0, q4_0, q4_k, q5_k, q6_k, or the llama.cpp mixes q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_m,
-    q5_k_m). Metadata (architecture, tokenizer, chat template) is copied; general.file_type is
-    updated. imatrix: {tensor name: (row_len,) column weights} (gguf_imatrix), or None."""
+    (q8_0, q4_0, q4_k, q5_k, q6_k, iq4_nl, iq4_xs, or the llama.cpp mixes q2_k, q3_k_s, q3_k_m,
+    q3_k_l, q4_k_m, q5_k_m). Metadata (architecture, tokenizer, chat template) is copied;
+    general.file_type is updated. imatrix: None; {tensor name: (row_len,) column weights, or
+    (n_expert, row_len) for a stack of experts} (gguf_imatrix); or the path of a llama.cpp imatrix
+    file (GGUF or legacy .dat, eli.quantize.imatrix_file), whose entries must match the matrices'
+    row lengths (ValueError naming the tensor); matrices it has no entry for are quantized without
+    weights, with one logged note naming them."""
     src, out = os.fspath(src), os.fspath(out)
     qtype = _check_args(src, out, qtype)
+    imatrix_file = None
+    if isinstance(imatrix, (str, os.PathLike)):
+        from .imatrix_file import read_imatrix
+
+        imatrix_file = read_imatrix(imatrix)
+        imatrix = None
     imatrix = _check_imatrix(imatrix)
     gguf = _import_gguf()
     from .. import _eli
@@ -275,11 +308,23 @@ def quantize_gguf(src: str, out: str, qtype: str, *, imatrix: Optional[dict] = N
     n_head, n_head_kv = meta_int(f"{arch}.attention.head_count"), meta_int(f"{arch}.attention.head_count_kv")
     plans = plan_tensors(tensors, qtype, n_layer=meta_int(f"{arch}.block_count"),
                          n_expert=meta_int(f"{arch}.expert_count") or 0,
-                         n_gqa=(n_head // n_head_kv) if n_head and n_head_kv else 1)
+                         n_gqa=(n_head // n_head_kv) if n_head and n_head_kv else 1,
+                         has_imatrix=bool(imatrix) or imatrix_file is not None)
+    if imatrix_file is not None:
+        from .imatrix_file import match_entries
+
+        quantized = [(p.name, p.ne) for p in plans if p.target is not None and p.target != p.src_type]
+        imatrix, missing = match_entries(imatrix_file, quantized)
+        if missing:
+            log.warning("imatrix %s has no entry for %d of the %d matrices to quantize (%s): those are quantized "
+                        "without importance weights", imatrix_file.path, len(missing), len(quantized),
+                        ", ".join(missing[:6]) + (", ..." if len(missing) > 6 else ""))
     for p in plans:
         w = imatrix.get(p.name)
-        if w is not None and p.target is not None and w.shape != (p.row_len,):
-            raise ValueError(f"imatrix entry {p.name}: {w.shape[0]} column weights for rows of {p.row_len}")
+        n_mat = p.ne[2] if len(p.ne) > 2 else 1
+        if w is not None and p.target is not None and w.shape not in ((p.row_len,), (n_mat, p.row_len)):
+            raise ValueError(f"imatrix entry {p.name}: {' x '.join(map(str, w.shape))} column weights for rows of "
+                             f"{p.row_len}" + (f" ({n_mat} experts)" if n_mat > 1 else ""))
         if p.target is not None and p.target != p.src_type and p.src_type not in _READABLE:
             raise ValueError(f"tensor {p.name}: source type {p.src_type} cannot be dequantized by eli "
                              f"(readable: {', '.join(sorted(_READABLE))})")
@@ -354,6 +399,10 @@ def _convert(_eli, p: TensorPlan, t, weights=None) -> np.ndarray:
         x = _eli.gguf_dequantize(p.src_type.lower(), raw, p.row_len)
         if p.target == "F16":
             return np.ascontiguousarray(x.astype(np.float16)).view(np.uint8)
+        if weights is not None and weights.ndim == 2:  # one weight row per expert matrix
+            per = x.shape[0] // weights.shape[0]
+            return np.concatenate([_eli.gguf_quantize(p.target.lower(), np.ascontiguousarray(x[e * per:(e + 1) * per]),
+                                                      imatrix=weights[e]) for e in range(weights.shape[0])])
         return _eli.gguf_quantize(p.target.lower(), x, imatrix=weights)
     except ValueError as e:
         raise ValueError(f"tensor {p.name} ({p.src_type} -> {p.target}): {e}") from e
@@ -366,7 +415,8 @@ def _check_imatrix(imatrix) -> dict:
         raise TypeError(f"imatrix must be a dict {{tensor name: column weights}}, got {type(imatrix).__name__}")
     out = {}
     for name, w in imatrix.items():
-        w = np.ascontiguousarray(np.asarray(w, dtype=np.float32).reshape(-1))
+        w = np.asarray(w, dtype=np.float32)
+        w = np.ascontiguousarray(w if w.ndim == 2 else w.reshape(-1))
         if not np.all(np.isfinite(w)) or np.any(w < 0):
             raise ValueError(f"imatrix entry {name}: weights must be finite and >= 0")
         out[name] = w
