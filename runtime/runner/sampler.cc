@@ -15,12 +15,34 @@ namespace eli {
 
 // ---- SequenceSamplingState -----------------------------------------------------------------------
 
+namespace {
+
+uint64_t new_state_key() {
+  static std::atomic<uint64_t> next_key{1};
+  return next_key.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+SequenceSamplingState::SequenceSamplingState(const SequenceSamplingState& other)
+    : seed_(other.seed_), key_(new_state_key()), prompt_tokens_(other.prompt_tokens_),
+      output_counts_(other.output_counts_), n_output_(other.n_output_) {}
+
+SequenceSamplingState& SequenceSamplingState::operator=(const SequenceSamplingState& other) {
+  if (this != &other) {
+    seed_ = other.seed_;
+    key_ = new_state_key();
+    prompt_tokens_ = other.prompt_tokens_;
+    output_counts_ = other.output_counts_;
+    n_output_ = other.n_output_;
+  }
+  return *this;
+}
+
 SequenceSamplingState::SequenceSamplingState(const SamplingParams& p,
                                              const std::vector<int32_t>& prompt_ids,
                                              uint64_t fallback_seed)
-    : seed_(p.has_seed ? p.seed : fallback_seed) {
-  static std::atomic<uint64_t> next_key{1};
-  key_ = next_key.fetch_add(1, std::memory_order_relaxed);
+    : seed_(p.has_seed ? p.seed : fallback_seed), key_(new_state_key()) {
   for (size_t i = 0; i < prompt_ids.size(); ++i) {
     ELI_CHECK(prompt_ids[i] >= 0, "prompt token id at position ", i, " is negative: ",
               prompt_ids[i]);

@@ -37,6 +37,13 @@ class SequenceSamplingState {
   SequenceSamplingState(const SamplingParams& p, const std::vector<int32_t>& prompt_ids,
                         uint64_t fallback_seed);
 
+  // A copy is another request's state as far as key() goes (a fresh key), so that a sampler never
+  // mistakes it for the original.
+  SequenceSamplingState(const SequenceSamplingState& other);
+  SequenceSamplingState& operator=(const SequenceSamplingState& other);
+  SequenceSamplingState(SequenceSamplingState&&) noexcept = default;
+  SequenceSamplingState& operator=(SequenceSamplingState&&) noexcept = default;
+
   // Records a generated token (updates the counts used by the penalties).
   void append_output(int32_t token);
 
