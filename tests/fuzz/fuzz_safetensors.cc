@@ -3,9 +3,10 @@
 // opened both as the file and as its directory.
 //
 // Accepted outcomes: a WeightSource, or eli::Error(kModelLoad). For an accepted file the header
-// invariants of safetensors.h are re-checked independently: dtype F32/F16/BF16, every dim > 0,
+// invariants of safetensors.h are re-checked independently: a dtype the reader knows, every dim > 0,
 // nbytes == product(shape) * element size, and the tensors tile the data section exactly
 // ([8 + header_len, file size), no gaps, no overlaps); every byte range is then read.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -29,8 +30,12 @@ void check_source(const eli::WeightSource& src, const uint8_t* data, size_t size
   const uint8_t* base = nullptr;  // start of the data section in the map: lowest tensor pointer
   std::vector<std::pair<const uint8_t*, uint64_t>> ranges;
   for (const auto& [name, t] : src.tensors()) {
-    if (t.dtype != eli::DType::kF32 && t.dtype != eli::DType::kF16 && t.dtype != eli::DType::kBF16)
-      eli_fuzz::report("safetensors", "accepted a dtype other than F32/F16/BF16");
+    // The dtypes runtime/model/safetensors.cc reads (the 16/32-bit floats and the integer / fp8
+    // containers of quantized checkpoints).
+    static const eli::DType kRead[] = {eli::DType::kF32, eli::DType::kF16, eli::DType::kBF16, eli::DType::kI32,
+                                       eli::DType::kI64, eli::DType::kI8,  eli::DType::kU8,   eli::DType::kF8E4M3};
+    if (std::find(std::begin(kRead), std::end(kRead), t.dtype) == std::end(kRead))
+      eli_fuzz::report("safetensors", "accepted a dtype safetensors.cc does not read");
     unsigned __int128 n = 1;
     for (int64_t d : t.shape) {
       if (d <= 0) eli_fuzz::report("safetensors", "accepted a dim <= 0");
