@@ -89,7 +89,7 @@ inline std::vector<uint8_t> reference_sum(const std::vector<std::vector<uint8_t>
   return out;
 }
 
-inline uint32_t seed_of(int rank, size_t count, DType dt, int salt) {
+inline uint32_t seed_of(int rank, size_t count, DType dt, int salt = 0) {
   return static_cast<uint32_t>(rank * 1000003 + count * 17 + static_cast<int>(dt) * 7919 + salt);
 }
 

@@ -38,61 +38,12 @@ std::vector<Communicator*> raw(const std::vector<std::unique_ptr<Communicator>>&
   return r;
 }
 
-// The element values of rank r (seeded), stored in `dtype` (raw bytes).
-std::vector<uint8_t> values(DType dtype, size_t count, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-3.f, 3.f);
-  std::vector<uint8_t> out(comm_bytes(count, dtype));
-  for (size_t i = 0; i < count; ++i) {
-    const float v = d(rng);
-    if (dtype == DType::kF32) {
-      std::memcpy(out.data() + 4 * i, &v, 4);
-    } else if (dtype == DType::kBF16 || dtype == DType::kF16) {
-      const uint16_t h = dtype == DType::kBF16 ? f32_to_bf16(v) : f32_to_f16(v);
-      std::memcpy(out.data() + 2 * i, &h, 2);
-    }
-  }
-  if (dtype != DType::kF32 && dtype != DType::kBF16 && dtype != DType::kF16) {
-    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<uint8_t>(rng());
-  }
-  return out;
-}
-
-float get(const std::vector<uint8_t>& b, DType dt, size_t i) {
-  if (dt == DType::kF32) {
-    float v;
-    std::memcpy(&v, b.data() + 4 * i, 4);
-    return v;
-  }
-  uint16_t h;
-  std::memcpy(&h, b.data() + 2 * i, 2);
-  return dt == DType::kBF16 ? bf16_to_f32(h) : f16_to_f32(h);
-}
-
-void put(std::vector<uint8_t>& b, DType dt, size_t i, float v) {
-  if (dt == DType::kF32) {
-    std::memcpy(b.data() + 4 * i, &v, 4);
-    return;
-  }
-  const uint16_t h = dt == DType::kBF16 ? f32_to_bf16(v) : f32_to_f16(v);
-  std::memcpy(b.data() + 2 * i, &h, 2);
-}
-
-// Sum over inputs[0..n) of elements [offset, offset + count), in f32 in rank order, rounded once.
-std::vector<uint8_t> reference_sum(const std::vector<std::vector<uint8_t>>& inputs, DType dt, size_t offset,
-                                   size_t count) {
-  std::vector<uint8_t> out(comm_bytes(count, dt));
-  for (size_t i = 0; i < count; ++i) {
-    float acc = get(inputs[0], dt, offset + i);
-    for (size_t r = 1; r < inputs.size(); ++r) acc += get(inputs[r], dt, offset + i);
-    put(out, dt, i, acc);
-  }
-  return out;
-}
-
-uint32_t seed_of(int rank, size_t count, DType dt) {
-  return static_cast<uint32_t>(rank * 1000003 + count * 17 + static_cast<int>(dt));
-}
+// The seeded values, the f32 <-> 16-bit accessors and the rank-order reference sum shared with
+// the GPU communicators' tests.
+using comm_conformance::get;
+using comm_conformance::reference_sum;
+using comm_conformance::seed_of;
+using comm_conformance::values;
 
 class CommTest : public ::testing::Test {
  protected:
