@@ -14,16 +14,16 @@ const char* reduce_op_name(ReduceOp op) {
 }
 
 void run_failing_group(int rank, const std::function<void()>& f,
-                       const std::function<void(ErrorKind, const std::string&)>& abort) {
+                       const std::function<void(ErrorKind, const std::string&)>& fail_group) {
   try {
     f();
   } catch (const CommAbortedError&) {
     throw;
   } catch (const Error& e) {
-    abort(e.kind(), "rank " + std::to_string(rank) + ": " + e.what());
+    fail_group(e.kind(), "rank " + std::to_string(rank) + ": " + e.what());
     throw;
   } catch (const std::exception& e) {
-    abort(ErrorKind::kInternal, "rank " + std::to_string(rank) + ": " + e.what());
+    fail_group(ErrorKind::kInternal, "rank " + std::to_string(rank) + ": " + e.what());
     throw;
   }
 }

@@ -87,10 +87,11 @@ class Communicator {
 };
 
 // Runs one rank's part of a call: a failure of the rank itself (anything but an echo of the group's
-// abort, CommAbortedError) first fails the whole group through abort(kind, "rank R: reason"), so
-// that no peer waits for it, then propagates. For Communicator implementations.
+// abort, CommAbortedError) first fails the whole group through fail_group(kind, "rank R: reason")
+// (the implementation's group abort), so that no peer waits for it, then propagates. For
+// Communicator implementations.
 void run_failing_group(int rank, const std::function<void()>& f,
-                       const std::function<void(ErrorKind, const std::string&)>& abort);
+                       const std::function<void(ErrorKind, const std::string&)>& fail_group);
 
 // Bytes of `count` elements of `dtype`: throws kInvalidArgument when a block-quantized count is
 // not whole blocks or the size overflows.

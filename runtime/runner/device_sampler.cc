@@ -26,6 +26,16 @@ namespace {
 
 size_t align16(size_t v) { return (v + 15) & ~size_t{15}; }
 
+// Lays arrays out one after another, each 16-byte aligned: take() returns an array's offset.
+struct Packer {
+  size_t end = 0;
+  size_t take(size_t bytes) {
+    const size_t here = end;
+    end = align16(end + bytes);
+    return here;
+  }
+};
+
 // The parameter slot table, at the start of the upload area (E entries, each array 16-byte aligned):
 //   temperature, top_p, min_p, repetition, presence, frequency (f64 x E), seed (u64 x E),
 //   top_k, n_logprobs (i32 x E).
@@ -42,44 +52,34 @@ struct InLayout {
 
 TableLayout table_layout(int64_t entries) {
   TableLayout L{};
-  size_t at = 0;
-  auto take = [&](size_t bytes) {
-    const size_t here = at;
-    at = align16(at + bytes);
-    return here;
-  };
+  Packer at;
   const size_t e = static_cast<size_t>(entries);
-  L.temperature = take(e * 8);
-  L.top_p = take(e * 8);
-  L.min_p = take(e * 8);
-  L.rep = take(e * 8);
-  L.pres = take(e * 8);
-  L.freq = take(e * 8);
-  L.seed = take(e * 8);
-  L.top_k = take(e * 4);
-  L.n_logprobs = take(e * 4);
-  L.total = at;
+  L.temperature = at.take(e * 8);
+  L.top_p = at.take(e * 8);
+  L.min_p = at.take(e * 8);
+  L.rep = at.take(e * 8);
+  L.pres = at.take(e * 8);
+  L.freq = at.take(e * 8);
+  L.seed = at.take(e * 8);
+  L.top_k = at.take(e * 4);
+  L.n_logprobs = at.take(e * 4);
+  L.total = at.end;
   return L;
 }
 
 InLayout in_layout(size_t table_bytes, int64_t n, int64_t nnz, int64_t mask_words_total) {
   InLayout L{};
-  size_t at = table_bytes;
-  auto take = [&](size_t bytes) {
-    const size_t here = at;
-    at = align16(at + bytes);
-    return here;
-  };
+  Packer at{table_bytes};
   const size_t un = static_cast<size_t>(n), unnz = static_cast<size_t>(nnz);
-  L.offset = take(un * 8);
-  L.row_slot = take(un * 4);
-  L.pen_offsets = take((un + 1) * 4);
-  L.pen_tokens = take(unnz * 4);
-  L.pen_counts = take(unnz * 4);
-  L.pen_bias = take(unnz * 4);
-  L.mask_row = take(un * 4);
-  L.masks = take(static_cast<size_t>(mask_words_total) * 4);
-  L.total = at;
+  L.offset = at.take(un * 8);
+  L.row_slot = at.take(un * 4);
+  L.pen_offsets = at.take((un + 1) * 4);
+  L.pen_tokens = at.take(unnz * 4);
+  L.pen_counts = at.take(unnz * 4);
+  L.pen_bias = at.take(unnz * 4);
+  L.mask_row = at.take(un * 4);
+  L.masks = at.take(static_cast<size_t>(mask_words_total) * 4);
+  L.total = at.end;
   return L;
 }
 
@@ -89,19 +89,14 @@ struct OutLayout {
 
 OutLayout out_layout(int64_t n, int64_t ts) {
   OutLayout L{};
-  size_t at = 0;
-  auto take = [&](size_t bytes) {
-    const size_t here = at;
-    at = align16(at + bytes);
-    return here;
-  };
+  Packer at;
   const size_t un = static_cast<size_t>(n), uts = static_cast<size_t>(ts);
-  L.token = take(un * 4);
-  L.status = take(un * 4);
-  L.logprob = take(un * 4);
-  L.top_ids = take(un * uts * 4);
-  L.top_logprobs = take(un * uts * 4);
-  L.total = at;
+  L.token = at.take(un * 4);
+  L.status = at.take(un * 4);
+  L.logprob = at.take(un * 4);
+  L.top_ids = at.take(un * uts * 4);
+  L.top_logprobs = at.take(un * uts * 4);
+  L.total = at.end;
   return L;
 }
 
