@@ -2,6 +2,7 @@
 #include "runtime/engine/model_load.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "eli/error.h"
 #include "runtime/model/weight_reader.h"
@@ -15,18 +16,22 @@ namespace {
 // any rank uploads), split evenly among the ranks that share the GPU.
 std::vector<MemoryBudget> rank_memory_budgets(const EngineConfig& config, const std::vector<DeviceId>& devices,
                                               DeviceId engine_dev, const MemoryBudget& engine_budget) {
-  std::vector<MemoryBudget> out;
+  std::vector<std::pair<DeviceId, MemoryBudget>> share;  // one probe per distinct GPU
+  auto find = [&](DeviceId d) {
+    return std::find_if(share.begin(), share.end(), [&](const auto& e) { return e.first == d; });
+  };
   for (const DeviceId& d : devices) {
-    MemoryBudget b;
-    if (d == engine_dev) {
-      b = engine_budget;
-    } else {
+    if (find(d) != share.end()) continue;
+    MemoryBudget b = engine_budget;
+    if (!(d == engine_dev)) {
       const DeviceScope keep(engine_dev);  // creating a CUDA device makes it current: undone after
       const std::unique_ptr<Device> probe = create_device(d);
       b = plan_memory_budget(config, *probe);
     }
-    out.push_back(split_budget(b, static_cast<int>(std::count(devices.begin(), devices.end(), d))));
+    share.emplace_back(d, split_budget(b, static_cast<int>(std::count(devices.begin(), devices.end(), d))));
   }
+  std::vector<MemoryBudget> out;
+  for (const DeviceId& d : devices) out.push_back(find(d)->second);
   return out;
 }
 
