@@ -6,7 +6,9 @@
 #   2. decode: eli.LLM on a model directory (random bf16 weights from bench/gpu/make_weights.py) in
 #      configurations, each in its own process: resident (the baseline), offload="auto" under
 #      gpu_memory_bytes (the rest in pinned host memory), and the same with cpu_memory_bytes small
-#      enough that layers are read from the file (ELI_OFFLOAD_DROP_CACHE=1: really from the disk);
+#      enough that layers are read from the file (ELI_OFFLOAD_DROP_CACHE=1: really from the disk),
+#      the same budget with offload_compute="cpu" (the host CPU computes the offloaded layers) and
+#      with "auto" (the planner's pick);
 #      per batch size, the decode step time is (time of 4 + N tokens - time of 4 tokens) / N.
 #   bound of a step = (host + file bytes streamed) / pinned H2D bandwidth, and for file-tier runs at
 #   least file bytes / disk bandwidth; fraction = bound / measured step time.
@@ -108,7 +110,7 @@ def main() -> int:
     ap.add_argument("--batches", default="1,32,128")
     ap.add_argument("--tokens", type=int, default=16)
     ap.add_argument("--out", default="offload.json")
-    ap.add_argument("--skip", default="", help="configurations to leave out: resident, host, disk")
+    ap.add_argument("--skip", default="", help="configurations to leave out: resident, host, disk, cpu, auto")
     a = ap.parse_args()
     batches = [int(b) for b in a.batches.split(",") if b]
     skip = {s for s in a.skip.split(",") if s}
@@ -120,9 +122,13 @@ def main() -> int:
     ms = max(batches + [8])
     configs = [
         ("resident", {"max_num_seqs": ms}, {}),
-        ("host", {"max_num_seqs": ms, "offload": "auto", "gpu_memory_bytes": gpu}, {}),
-        ("disk", {"max_num_seqs": ms, "offload": "auto", "gpu_memory_bytes": gpu,
+        ("host", {"max_num_seqs": ms, "offload": "auto", "offload_compute": "stream", "gpu_memory_bytes": gpu}, {}),
+        ("disk", {"max_num_seqs": ms, "offload": "auto", "offload_compute": "stream", "gpu_memory_bytes": gpu,
                   "cpu_memory_bytes": int(a.host_gib * 2**30)}, {"ELI_OFFLOAD_DROP_CACHE": "1"}),
+        # The same budget, the offloaded layers computed on the host CPU (their bound column is the
+        # streaming bound: above 100% the CPU beats streaming), and what "auto" picks.
+        ("cpu", {"max_num_seqs": ms, "offload": "auto", "offload_compute": "cpu", "gpu_memory_bytes": gpu}, {}),
+        ("auto", {"max_num_seqs": ms, "offload": "auto", "offload_compute": "auto", "gpu_memory_bytes": gpu}, {}),
     ]
     try:
         import subprocess as sp
@@ -145,7 +151,7 @@ def main() -> int:
         host, disk = mem.get("weights_host_bytes", 0), mem.get("weights_disk_bytes", 0)
         for b, t in r["steps"].items():
             bound = None
-            if "h2d_pinned_gbps" in bw and host + disk > 0:
+            if "h2d_pinned_gbps" in bw and host + disk > 0:  # the CPU stage: the streaming bound
                 bound = (host + disk) / (bw["h2d_pinned_gbps"] * 1e9)
                 if disk:
                     bound = max(bound, disk / (bw["disk_read_gbps"] * 1e9))

@@ -136,6 +136,7 @@ struct WeightPlacementReport {
   uint64_t resident_bytes = 0;  // weights on the device (ring excluded)
   uint64_t ring_bytes = 0, host_bytes = 0, disk_bytes = 0;
   int64_t n_layers = 0, offloaded_layers = 0;
+  int64_t cpu_layers = 0;  // offloaded layers the CPU computes (offload_compute; host_bytes are theirs)
 };
 WeightPlacementReport plan_weight_placement(const EngineConfig& config);
 

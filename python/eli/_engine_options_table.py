@@ -146,6 +146,20 @@ ROWS = (
      'group': 'model',
      'doc': 'GiB of weights (the last layers) to hold in host memory and stream to the device at each '
             "step, as vLLM's --cpu-offload-gb; 0: none"},
+    {'kind': 'STR',
+     'name': 'offload_compute',
+     'default': 'auto',
+     'min': 0,
+     'max': 0,
+     'limit': 'NONE',
+     'py_default': 'auto',
+     'choices': ['auto', 'stream', 'cpu'],
+     'flag': '--offload-compute',
+     'group': 'model',
+     'doc': 'who runs the offloaded layers: stream (copied to the GPU at each step), cpu (the host CPU '
+            "computes them, as llama.cpp's -ngl: the first layers run on the CPU, the rest on the GPU) "
+            'or auto (measured at start-up: the CPU when it is faster both for one token and for a '
+            'batch; docs/offloading.md)'},
     {'kind': 'U64',
      'name': 'cpu_memory_bytes',
      'default': 0,

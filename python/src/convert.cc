@@ -244,6 +244,7 @@ nb::dict placement_report_to_dict(const WeightPlacementReport& r) {
   d["disk_bytes"] = r.disk_bytes;
   d["n_layers"] = r.n_layers;
   d["offloaded_layers"] = r.offloaded_layers;
+  d["cpu_layers"] = r.cpu_layers;
   return d;
 }
 

@@ -63,6 +63,7 @@
 #include "runtime/model/model.h"
 #include "runtime/model/model_files.h"
 #include "runtime/model/weight_reader.h"
+#include "runtime/device/host_memory.h"
 #include "runtime/parallel/parallel_config.h"
 #include "runtime/parallel/parallel_runner.h"
 #include "runtime/runner/model_runner.h"
@@ -250,9 +251,15 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   m.info.n_params = m.parallel ? m.parallel->n_params() : model->weights().n_params();
   m.info.n_threads = m.pool->n_threads();
   if (!m.parallel) m.runner = std::make_unique<ModelRunner>(*m.device, std::move(model), m.pool.get(), &offload);
-  m.info.weight_placement = offload.describe(device_name(dev));
-  m.info.memory.weights_host_bytes = offload.host_bytes;
-  m.info.memory.weights_disk_bytes = offload.disk_bytes;
+  if (L.compute.cpu_layers > 0) {  // the CPU stage computes the offloaded layers (rank 0, host memory)
+    m.info.weight_placement = describe_cpu_stage(L.compute, files.spec.n_layers, device_name(dev));
+    m.info.memory.weights_host_bytes = m.parallel->runner(0).weight_bytes();
+  } else {
+    m.info.weight_placement =
+        offload.describe(device_name(dev)) + (L.compute.reason.empty() ? "" : "; " + L.compute.reason);
+    m.info.memory.weights_host_bytes = offload.host_bytes;
+    m.info.memory.weights_disk_bytes = offload.disk_bytes;
+  }
   if (trace.enabled()) {
     if (on_device) trace.mark("upload", trace.bytes_and_rate(m.runner->weight_bytes()));
     else trace.mark("place weights");
@@ -282,15 +289,29 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
     const std::vector<uint64_t> ws = m.parallel->reserve(config.max_num_batched_tokens, max_logits);
     trace.mark("workspace reservation");
     m.parallel->release_cached();
+    // Host ranks (the CPU stage of offload_compute) plan no device KV: their caches, as many
+    // blocks, go to host memory (checked below).
     std::vector<RankKvInput> ranks;
     for (int r = 0; r < m.parallel->world(); ++r) {
+      if (m.parallel->device(r).properties().host_memory) continue;
       const ModelRunner& rr = m.parallel->runner(r);
       ranks.push_back({&m.rank_budgets[static_cast<size_t>(r)], &m.parallel->device(r), rr.weight_bytes(),
                        ws[static_cast<size_t>(r)], rr.model().kv_spec()});
       mem.workspace_bytes += ws[static_cast<size_t>(r)];
+      mem.weights_bytes += rr.weight_bytes();
     }
-    mem.weights_bytes = m.parallel->weight_bytes();
     plan = plan_parallel_device_kv_cache(config, files.spec, kv_dtype, ranks);
+    uint64_t host_kv = 0;
+    for (int r = 0; r < m.parallel->world(); ++r) {
+      if (!m.parallel->device(r).properties().host_memory) continue;
+      KvCacheShape s = plan.shape;
+      s.quantized_query_dtype = wdtype;
+      host_kv += m.parallel->rank_kv_shape(r, s).nbytes();
+    }
+    ELI_CHECK_KIND(kOutOfMemory, host_kv <= host_available_bytes(), "the CPU stage's KV cache (",
+                   plan.shape.n_blocks, " blocks: ", format_bytes(host_kv), ") does not fit the host's available "
+                   "memory (", format_bytes(host_available_bytes()), "); lower num_kv_blocks / kv_cache_bytes or "
+                   "gpu_memory_utilization");
     mem.budget_bytes = budget.budget_bytes;
     mem.headroom_bytes = budget.headroom_bytes;
   } else if (on_device) {
@@ -350,13 +371,15 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   };
   if (config.swap_space_gb > 0.0) {
     ELI_CHECK_KIND(kUnsupported, !m.parallel,
-                   "swap_space_gb needs tensor_parallel_size = pipeline_parallel_size = 1 for now");
+                   "swap_space_gb needs tensor_parallel_size = pipeline_parallel_size = 1 and no CPU stage "
+                   "(offload_compute=cpu) for now");
     m.host_kv = make_host_tier("swap_space_gb", config.swap_space_gb);
     m.scheduler->set_host_tier(m.host_kv.get());
   }
   if (config.kv_offload_gb > 0.0 && config.enable_prefix_caching) {  // without prefix caching: nothing to keep
     ELI_CHECK_KIND(kUnsupported, !m.parallel,
-                   "kv_offload_gb needs tensor_parallel_size = pipeline_parallel_size = 1 for now");
+                   "kv_offload_gb needs tensor_parallel_size = pipeline_parallel_size = 1 and no CPU stage "
+                   "(offload_compute=cpu) for now");
     ELI_CHECK_KIND(kUnsupported, sc.kv_groups.n_groups() == 1 && sc.kv_groups.window[0] == 0,
                    "kv_offload_gb does not support models with sliding-window layers yet; set it to 0");
     m.offload_kv = make_host_tier("kv_offload_gb", config.kv_offload_gb);
@@ -381,7 +404,8 @@ int64_t Engine::add_request(const std::vector<int32_t>& prompt, const SamplingPa
   }
   validate_sampling_params(params, V);
   if (params.pooling != kPoolingNone && m.parallel) {
-    ELI_THROW(kUnsupported, "embeddings are not supported with tensor or pipeline parallelism yet");
+    ELI_THROW(kUnsupported, "embeddings are not supported with tensor or pipeline parallelism, or with the CPU stage "
+                            "of offload_compute=cpu, yet");
   }
   const int64_t n = static_cast<int64_t>(prompt.size());
   const int64_t total = n + params.max_tokens;

@@ -7,6 +7,7 @@
 #include "eli/error.h"
 #include "runtime/model/weight_reader.h"
 #include "runtime/runner/model_runner.h"
+#include "runtime/runner/offload_compute.h"
 
 namespace eli {
 
@@ -35,9 +36,30 @@ std::vector<MemoryBudget> rank_memory_budgets(const EngineConfig& config, const 
   return out;
 }
 
+// The CPU stage of weight offloading: a two-stage pipeline, the first L.compute.cpu_layers layers
+// (and the embedding) on the CPU in host memory, the rest and the logits on the engine's device
+// with its whole budget. The CPU rank holds 16-bit matrices as the CPU backend does (f16 as f32)
+// and takes all threads but one (the GPU rank's host work is launches).
+void build_cpu_stage(const ModelLoadOptions& opt, LoadedModel& L) {
+  const DeviceId cpu{DeviceKind::kCPU, 0};
+  StageLayout layout;
+  layout.stage_layers = {L.compute.cpu_layers, L.files.spec.n_layers - L.compute.cpu_layers};
+  layout.compute_dtypes = {L.weight_dtype == DType::kF16 ? DType::kF32 : L.weight_dtype, L.weight_dtype};
+  const int threads = L.pool->n_threads();
+  if (L.on_device) layout.rank_threads = {std::max(1, threads - 1), 1};
+  std::vector<uint64_t> pool_budgets;
+  if (L.on_device) {
+    L.rank_budgets = {L.budget, L.budget};  // the CPU rank's is not used (host ranks plan no device KV)
+    pool_budgets = {0, L.budget.pool_budget_bytes()};
+  }
+  L.parallel = std::make_unique<ParallelRunner>(L.files, opt, 1, 2, threads, std::vector<DeviceId>{cpu, L.dev},
+                                                pool_budgets, layout);
+  if (L.on_device) check_weights_fit(L.budget, L.parallel->runner(1).weight_bytes());
+}
+
 }  // namespace
 
-LoadedModel load_model_for(const EngineConfig& config, int64_t aux_rows, PhaseTimer& trace) {
+LoadedModel load_model_for(const EngineConfig& config, int64_t aux_rows, PhaseTimer& trace, bool build_ranks) {
   LoadedModel L;
   validate_memory_config(config);
   L.dev = parse_device(resolve_device_name(config.device));  // "auto": CUDA when visible
@@ -91,12 +113,27 @@ LoadedModel load_model_for(const EngineConfig& config, int64_t aux_rows, PhaseTi
   // 256) rows), plus the aux rows.
   L.max_logits = std::max<int64_t>(config.max_num_seqs, std::min<int64_t>(config.max_num_batched_tokens, 256)) +
                  aux_rows;
-  // Weight offloading: which layers stay on the device (runtime/runner/offload_plan.h).
+  // Weight offloading: which layers stay on the device (runtime/runner/offload_plan.h), and
+  // whether the CPU computes the offloaded ones (runtime/runner/offload_compute.h).
+  const OffloadComputeMode compute_mode = parse_offload_compute(config.offload_compute);
   if (offload_asked) {
     L.offload = plan_offload(L.model->weights(),
                              offload_request(config, *L.model, L.budget, L.dev.kind, L.kv_dtype, L.max_logits));
   }
-  if (L.on_device) {
+  if (L.offload.active()) {
+    OffloadRates rates;
+    if (compute_mode == OffloadComputeMode::kAuto && L.on_device) rates = measure_offload_rates(*L.device, *L.pool);
+    L.compute = choose_offload_compute(compute_mode, L.offload, L.files.spec, L.dev.kind, rates, config.max_num_seqs);
+    trace.mark("offload compute choice");
+  }
+  if (L.compute.cpu_layers > 0) {
+    ELI_CHECK_KIND(kUnsupported, !reader.quant().quantized(),
+                   "offload_compute=cpu does not run Hugging Face quantized checkpoints (AWQ, GPTQ, "
+                   "compressed-tensors, fp8) yet; use offload_compute=stream");
+    L.model.reset();
+    if (build_ranks) build_cpu_stage(opt, L);
+  }
+  if (L.on_device && L.model != nullptr) {
     // Weights over the budget fail here, with the numbers, before any upload; the allocator's
     // budget then bounds the upload, the workspaces and the KV cache.
     check_weights_fit(L.budget, L.offload.active() ? L.offload.resident_bytes + L.offload.ring_bytes()
@@ -108,13 +145,21 @@ LoadedModel load_model_for(const EngineConfig& config, int64_t aux_rows, PhaseTi
 
 WeightPlacementReport plan_weight_placement(const EngineConfig& config) {
   PhaseTimer trace("ELI_LOAD_TRACE", "plan");
-  const LoadedModel L = load_model_for(config, /*aux_rows=*/0, trace);
+  const LoadedModel L = load_model_for(config, /*aux_rows=*/0, trace, /*build_ranks=*/false);
   WeightPlacementReport r;
   r.device = device_name(L.dev);
-  ELI_CHECK_KIND(kUnsupported, L.model != nullptr, "the placement plan of tensor / pipeline-parallel ranks is not reported yet");
-  const OffloadPlan& p = L.offload;
-  r.placement = p.describe(r.device);
   r.budget_bytes = L.budget.budget_bytes;
+  const OffloadPlan& p = L.offload;
+  if (L.compute.cpu_layers > 0) {  // the CPU stage: as the streaming plan sized it, without a ring
+    r.placement = describe_cpu_stage(L.compute, L.files.spec.n_layers, r.device);
+    r.resident_bytes = p.resident_bytes;
+    r.host_bytes = L.compute.cpu_bytes;
+    r.n_layers = L.files.spec.n_layers;
+    r.offloaded_layers = r.cpu_layers = L.compute.cpu_layers;
+    return r;
+  }
+  ELI_CHECK_KIND(kUnsupported, L.model != nullptr, "the placement plan of tensor / pipeline-parallel ranks is not reported yet");
+  r.placement = p.describe(r.device) + (L.compute.reason.empty() ? "" : "; " + L.compute.reason);
   r.resident_bytes = p.active() ? p.resident_bytes : L.model->weights().placed_bytes();
   r.ring_bytes = p.ring_bytes();
   r.host_bytes = p.host_bytes;

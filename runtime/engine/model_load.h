@@ -4,7 +4,8 @@
 // mapped files where it can; or the parallel ranks), and the weight placement plan with the budget
 // checked. Nothing is uploaded yet.
 //
-// Invariants: exactly one of `model` / `parallel` is set; offload is inactive with parallelism;
+// Invariants: exactly one of `model` / `parallel` is set (neither for a placement report with a
+// CPU stage); offload streams only without parallelism (with the CPU stage its plan only sized it);
 // on a device the resident weights plus the offload ring fit the budget (else kOutOfMemory); GPU
 // ranks each get a budget on their device (ranks sharing a GPU split it evenly), taken before any
 // rank uploads, and their weights fit it.
@@ -23,6 +24,7 @@
 #include "runtime/model/model_files.h"
 #include "runtime/parallel/parallel_config.h"
 #include "runtime/parallel/parallel_runner.h"
+#include "runtime/runner/offload_compute.h"
 #include "runtime/runner/offload_plan.h"
 
 namespace eli {
@@ -40,12 +42,15 @@ struct LoadedModel {
   std::unique_ptr<Model> model;
   std::unique_ptr<ParallelRunner> parallel;
   OffloadPlan offload;
+  // offload_compute: cpu_layers > 0 when the CPU computes the offloaded layers; `parallel` then
+  // holds the two stages (CPU, device) and `model` is unset (runtime/runner/offload_compute.h).
+  OffloadComputeChoice compute;
   int64_t max_logits = 0;  // logits rows a step may want (the workspace and offload plans use it)
 };
 
 // aux_rows: the engine's extra logits rows per step (prompt logprobs, embeddings). Marks the
-// trace's phases.
-LoadedModel load_model_for(const EngineConfig& config, int64_t aux_rows, PhaseTimer& trace);
+// trace's phases. build_ranks = false (the placement report): the CPU stage is decided, not built.
+LoadedModel load_model_for(const EngineConfig& config, int64_t aux_rows, PhaseTimer& trace, bool build_ranks = true);
 
 
 }  // namespace eli

@@ -31,7 +31,8 @@ bool uniform_mapping(Range q, Range kv, int64_t g) {
 
 }  // namespace
 
-RankShard make_rank_shard(const ModelSpec& s, int tp_rank, int tp_size, int pp_rank, int pp_size) {
+RankShard make_rank_shard(const ModelSpec& s, int tp_rank, int tp_size, int pp_rank, int pp_size,
+                          const std::vector<int64_t>& stage_layers) {
   RankShard r;
   r.tp_rank = tp_rank;
   r.tp_size = tp_size;
@@ -42,7 +43,12 @@ RankShard make_rank_shard(const ModelSpec& s, int tp_rank, int tp_size, int pp_r
   r.kv_heads = kv_heads_of(r.q_heads, g);
   r.intermediate = even_split(s.intermediate_size, tp_size, tp_rank);
   r.vocab = even_split(s.vocab_size, tp_size, tp_rank);
-  r.layers = even_split(s.n_layers, pp_size, pp_rank);
+  if (stage_layers.empty()) {
+    r.layers = even_split(s.n_layers, pp_size, pp_rank);
+  } else {
+    for (int i = 0; i < pp_rank; ++i) r.layers.begin += stage_layers[static_cast<size_t>(i)];
+    r.layers.end = r.layers.begin + stage_layers[static_cast<size_t>(pp_rank)];
+  }
   r.n_heads = s.n_heads;
   r.n_kv_heads = s.n_kv_heads;
   r.head_dim = s.head_dim;
@@ -50,11 +56,21 @@ RankShard make_rank_shard(const ModelSpec& s, int tp_rank, int tp_size, int pp_r
   return r;
 }
 
-void check_shardable(const ModelSpec& s, int tp_size, int pp_size) {
+void check_shardable(const ModelSpec& s, int tp_size, int pp_size, const std::vector<int64_t>& stage_layers) {
   ELI_CHECK_ARG(tp_size >= 1 && pp_size >= 1, "tensor_parallel_size and pipeline_parallel_size must be >= 1, got ",
                 tp_size, " and ", pp_size);
   ELI_CHECK_ARG(pp_size <= s.n_layers, "pipeline_parallel_size ", pp_size, " is more stages than the model's ",
                 s.n_layers, " layers");
+  if (!stage_layers.empty()) {
+    ELI_CHECK_ARG(static_cast<int>(stage_layers.size()) == pp_size, stage_layers.size(), " stage layer counts for ",
+                  pp_size, " pipeline stages");
+    int64_t total = 0;
+    for (int64_t n : stage_layers) {
+      ELI_CHECK_ARG(n >= 1, "every pipeline stage needs at least one layer, got a stage of ", n);
+      total += n;
+    }
+    ELI_CHECK_ARG(total == s.n_layers, "the pipeline stages hold ", total, " layers, the model has ", s.n_layers);
+  }
   if (tp_size == 1) return;
   ELI_CHECK_ARG(tp_size <= s.n_heads, "tensor_parallel_size ", tp_size, " is more ranks than the model's ", s.n_heads,
                 " attention heads");

@@ -16,11 +16,14 @@
 // Ranges are as even as possible and may be uneven (a vocabulary or intermediate size not
 // divisible by tp). Biases of row-parallel products (o, down) are added on tp rank 0 only.
 // Pipeline parallelism over pp stages: stage s holds layers [l0, l1), as even as possible (the
-// first n_layers % pp stages get one more); stage 0 embeds, the last stage computes the logits.
+// first n_layers % pp stages get one more) unless `stage_layers` gives each stage's count (the
+// CPU stage of weight offloading: runtime/runner/offload_compute.h); stage 0 embeds, the last stage
+// computes the logits.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "eli/model_spec.h"
 
@@ -45,9 +48,11 @@ struct RankShard {
 };
 
 // The shard of (tp_rank, pp_rank) for `spec` (no checks: call check_shardable first).
-RankShard make_rank_shard(const ModelSpec& spec, int tp_rank, int tp_size, int pp_rank, int pp_size);
+RankShard make_rank_shard(const ModelSpec& spec, int tp_rank, int tp_size, int pp_rank, int pp_size,
+                          const std::vector<int64_t>& stage_layers = {});
 // kInvalidArgument naming the sizes when `spec` cannot be split over tp x pp ranks: more tp ranks
-// than q heads, an uneven head split GQA cannot serve (see above), more pp stages than layers.
-void check_shardable(const ModelSpec& spec, int tp_size, int pp_size);
+// than q heads, an uneven head split GQA cannot serve (see above), more pp stages than layers,
+// stage_layers (when given) not pp counts of at least 1 adding up to the layers.
+void check_shardable(const ModelSpec& spec, int tp_size, int pp_size, const std::vector<int64_t>& stage_layers = {});
 
 }  // namespace eli

@@ -31,7 +31,10 @@ namespace {
 // (one GPU per rank), or eli's peer communicators where ranks share a GPU (NCCL refuses that) or
 // NCCL cannot be loaded.
 std::vector<std::unique_ptr<Communicator>> make_group(const std::vector<DeviceId>& devices) {
-  if (devices[0].kind == DeviceKind::kCPU) return create_cpu_communicators(static_cast<int>(devices.size()));
+  bool mixed = false;
+  for (const DeviceId& d : devices) mixed = mixed || d.kind != devices[0].kind;
+  // Mixed kinds (a CPU stage before a GPU one): the host's communicator, staged by RankCollectives.
+  if (mixed || devices[0].kind == DeviceKind::kCPU) return create_cpu_communicators(static_cast<int>(devices.size()));
   bool shared = false;
   for (size_t i = 0; i < devices.size(); ++i) {
     for (size_t j = 0; j < i; ++j) shared = shared || devices[i] == devices[j];
@@ -43,17 +46,22 @@ std::vector<std::unique_ptr<Communicator>> make_group(const std::vector<DeviceId
 }  // namespace
 
 ParallelRunner::ParallelRunner(const ModelFiles& files, const ModelLoadOptions& opt, int tp, int pp, int n_threads,
-                               std::vector<DeviceId> devices, std::vector<uint64_t> memory_budgets)
+                               std::vector<DeviceId> devices, std::vector<uint64_t> memory_budgets,
+                               const StageLayout& layout)
     : tp_(tp), pp_(pp) {
-  check_shardable(files.spec, tp, pp);
+  check_shardable(files.spec, tp, pp, layout.stage_layers);
   const int world = tp * pp;
   if (devices.empty()) devices.assign(static_cast<size_t>(world), DeviceId{opt.device, 0});
   ELI_CHECK_KIND(kInternal, static_cast<int>(devices.size()) == world, "ParallelRunner: ", devices.size(),
                  " devices for ", world, " ranks");
-  for (const DeviceId& d : devices) {
-    ELI_CHECK_KIND(kInternal, d.kind == opt.device, "ParallelRunner: ranks on ", device_name(d), " but the model "
-                   "loads for another device kind");
+  for (int r = 0; r < world; ++r) {
+    ELI_CHECK_KIND(kInternal, devices[static_cast<size_t>(r)].kind == devices[static_cast<size_t>(r - r % tp)].kind,
+                   "ParallelRunner: the ranks of a stage must share a device kind");
   }
+  ELI_CHECK_KIND(kInternal, layout.compute_dtypes.empty() || static_cast<int>(layout.compute_dtypes.size()) == world,
+                 "ParallelRunner: ", layout.compute_dtypes.size(), " compute dtypes for ", world, " ranks");
+  ELI_CHECK_KIND(kInternal, layout.rank_threads.empty() || static_cast<int>(layout.rank_threads.size()) == world,
+                 "ParallelRunner: ", layout.rank_threads.size(), " thread counts for ", world, " ranks");
   // tp groups: the tp ranks of each stage; pp groups: the pp ranks holding each tp slice.
   tp_comms_.resize(static_cast<size_t>(world));
   pp_comms_.resize(static_cast<size_t>(world));
@@ -75,7 +83,7 @@ ParallelRunner::ParallelRunner(const ModelFiles& files, const ModelLoadOptions& 
   vocab_ = files.spec.vocab_size;
   for (int r = 0; r < world; ++r) {
     auto k = std::make_unique<Rank>();
-    k->shard = make_rank_shard(files.spec, r % tp, tp, r / tp, pp);
+    k->shard = make_rank_shard(files.spec, r % tp, tp, r / tp, pp, layout.stage_layers);
     ranks_.push_back(std::move(k));
   }
   workers_ = std::make_unique<RankWorkers>(world, all);
@@ -88,13 +96,16 @@ ParallelRunner::ParallelRunner(const ModelFiles& files, const ModelLoadOptions& 
     if (static_cast<size_t>(r) < memory_budgets.size() && memory_budgets[static_cast<size_t>(r)] > 0) {
       k.device->set_memory_budget(memory_budgets[static_cast<size_t>(r)]);
     }
-    k.pool = std::make_unique<ThreadPool>(threads_per_rank);
+    k.pool = std::make_unique<ThreadPool>(
+        layout.rank_threads.empty() ? threads_per_rank : std::max(1, layout.rank_threads[static_cast<size_t>(r)]));
     k.comm = std::make_unique<RankCollectives>(k.shard, tp_comms_[static_cast<size_t>(r)].get(),
                                                pp_comms_[static_cast<size_t>(r)].get(), *k.device,
                                                k.device->default_stream());
     ModelLoadOptions o = opt;
     o.shard = k.shard;
     o.pool = k.pool.get();
+    o.device = id.kind;
+    if (!layout.compute_dtypes.empty()) o.compute_dtype = layout.compute_dtypes[static_cast<size_t>(r)];
     std::unique_ptr<Model> model = create_model(files.spec, WeightReader(files.weights, files.name_of), o);
     k.runner = std::make_unique<ModelRunner>(*k.device, std::move(model), k.pool.get());
     k.runner->set_collectives(k.comm.get());
@@ -121,6 +132,7 @@ std::vector<uint64_t> ParallelRunner::reserve(int64_t max_tokens, int64_t max_lo
     const uint64_t before = k.device->memory_stats().reserved_bytes;
     bytes[static_cast<size_t>(r)] = k.runner->reserve(max_tokens, max_logits);
     if (k.shard.last_stage()) k.comm->reserve(max_logits);  // the logits gather's scratch
+    k.comm->reserve_stage(max_tokens * k.runner->model().spec().hidden_size);  // pinned: not device bytes
     const uint64_t after = k.device->memory_stats().reserved_bytes;
     if (after > before + bytes[static_cast<size_t>(r)]) bytes[static_cast<size_t>(r)] = after - before;
   });
@@ -135,7 +147,10 @@ std::vector<uint64_t> ParallelRunner::reserve(int64_t max_tokens, int64_t max_lo
 }
 
 void ParallelRunner::set_graphs_enabled(bool on) {
-  workers_->run([&](int r) { ranks_[static_cast<size_t>(r)]->runner->set_graphs_enabled(on); });
+  workers_->run([&](int r) {
+    Rank& k = *ranks_[static_cast<size_t>(r)];
+    k.runner->set_graphs_enabled(on && k.comm->capturable());  // host-staged stages wait on the host
+  });
 }
 
 void ParallelRunner::enable_sampling(int64_t max_rows, int64_t vocab) {
@@ -162,13 +177,23 @@ uint64_t ParallelRunner::n_params() const {
   return n;
 }
 
+KvCacheShape ParallelRunner::rank_kv_shape(int r, const KvCacheShape& shape) const {
+  const Rank& k = *ranks_.at(static_cast<size_t>(r));
+  const KvSpec ks = k.runner->model().kv_spec();
+  KvCacheShape s = slice_kv_shape(shape, ks.first_layer, ks.n_layers, ks.n_kv_heads);
+  if (k.device->id().kind == DeviceKind::kCPU) {
+    if (s.dtype == DType::kBF16 || s.dtype == DType::kF16) s.dtype = DType::kF32;
+    s.quantized_query_dtype = DType::kF32;
+  }
+  return s;
+}
+
 uint64_t ParallelRunner::create_kv(const KvCacheShape& shape) {
   uint64_t bytes = 0;
-  for (auto& k : ranks_) {
-    const KvSpec ks = k->runner->model().kv_spec();
-    const KvCacheShape s = slice_kv_shape(shape, ks.first_layer, ks.n_layers, ks.n_kv_heads);
-    k->kv = std::make_unique<KvCache>(*k->device, s);
-    bytes += k->kv->nbytes();
+  for (size_t r = 0; r < ranks_.size(); ++r) {
+    Rank& k = *ranks_[r];
+    k.kv = std::make_unique<KvCache>(*k.device, rank_kv_shape(static_cast<int>(r), shape));
+    bytes += k.kv->nbytes();
   }
   return bytes;
 }

@@ -17,8 +17,14 @@
 // every rank walks them in order, so stage s + 1 works on micro-batch m while stage s works on
 // m + 1 (sends never wait). A one-sequence step (a long prefill, score()) is one micro-batch.
 //
+// Mixed stages (StageLayout): stages may run on devices of different kinds, e.g. the CPU stage of
+// weight offloading (runtime/runner/offload_compute.h): stage 0 on the CPU computing the first
+// layers from host memory, stage 1 on the GPU with the rest and the logits. Each rank loads for its
+// own device kind and compute dtype; such a pipeline exchanges through host memory
+// (RankCollectives' host staging), and its GPU ranks run without CUDA graphs.
+//
 // Invariants: every rank sees the same batches in the same order; a failure on one rank aborts the
-// group (the engine cannot step again).
+// group (the engine cannot step again); the ranks of one stage share a device kind.
 #pragma once
 
 #include <cstdint>
@@ -41,16 +47,25 @@ class ModelRunner;
 class RankCollectives;
 class ThreadPool;
 
+// How ranks differ beyond their shard; every field may be empty (the even, uniform default).
+struct StageLayout {
+  std::vector<int64_t> stage_layers;  // layers per stage (check_shardable's rule)
+  std::vector<DType> compute_dtypes;  // per rank: the dense matrices' dtype (else opt.compute_dtype)
+  std::vector<int> rank_threads;      // per rank: its thread pool (else n_threads shared evenly)
+};
+
 class ParallelRunner {
  public:
   // Loads every rank's shard on its thread. `opt` is the whole model's load options (its shard is
   // replaced per rank); n_threads: CPU threads in all, shared evenly (at least one per rank);
-  // devices: one per rank (rank = stage * tp + tp rank), of opt.device's kind; empty: every rank
-  // on device 0 of that kind (the CPU's threads). CUDA ranks: communicators per group, each rank's
-  // thread keeps its device current. memory_budgets: per rank, the cap of its device pool
-  // (Device::set_memory_budget) set before its weights are uploaded; empty or 0: none.
+  // devices: one per rank (rank = stage * tp + tp rank); each rank loads for its device's kind;
+  // empty: every rank on device 0 of opt.device's kind (the CPU's threads). CUDA ranks:
+  // communicators per group, each rank's thread keeps its device current. memory_budgets: per
+  // rank, the cap of its device pool (Device::set_memory_budget) set before its weights are
+  // uploaded; empty or 0: none.
   ParallelRunner(const ModelFiles& files, const ModelLoadOptions& opt, int tp, int pp, int n_threads,
-                 std::vector<DeviceId> devices = {}, std::vector<uint64_t> memory_budgets = {});
+                 std::vector<DeviceId> devices = {}, std::vector<uint64_t> memory_budgets = {},
+                 const StageLayout& layout = {});
   ~ParallelRunner();
 
   int world() const { return tp_ * pp_; }
@@ -74,6 +89,9 @@ class ParallelRunner {
   // Creates each rank's KV storage from the whole model's `shape` (its layers and kv heads, the
   // same blocks); returns the bytes of all ranks together.
   uint64_t create_kv(const KvCacheShape& shape);
+  // The cache shape rank `r` holds for the whole model's `shape`: its layers and kv heads; a CPU
+  // rank keeps 16-bit caches in f32 (the CPU attention's) and f32 queries.
+  KvCacheShape rank_kv_shape(int r, const KvCacheShape& shape) const;
   // One step on every rank; the (n_logits, vocab) logits in host memory `logits` on return.
   void forward_to_host(const Batch& batch, float* logits);
   // One step on every rank, queued on their streams; returns the (n_logits, vocab) f32 logits on

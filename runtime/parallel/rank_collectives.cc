@@ -1,6 +1,7 @@
 // runtime/parallel/rank_collectives.cc: see rank_collectives.h.
 #include "runtime/parallel/rank_collectives.h"
 
+#include <algorithm>
 
 #include "eli/error.h"
 #include "runtime/device/device.h"
@@ -19,6 +20,37 @@ RankCollectives::RankCollectives(const RankShard& shard, Communicator* tp, Commu
                  "pipeline communicator does not match the rank's shard");
   for (int r = 0; r < shard.tp_size; ++r) vocab_of_rank_.push_back(even_split(shard.vocab_size, shard.tp_size, r));
   width_ = vocab_of_rank_[0].size();  // the first ranks get the larger shards
+  staged_ = pp != nullptr && shard.pp_size > 1 && pp->device().kind == DeviceKind::kCPU &&
+            !device.properties().host_memory;
+  if (staged_) {
+    host_ = create_device(DeviceId{DeviceKind::kCPU, 0});
+    recv_copied_ = device.create_event();
+  }
+}
+
+RankCollectives::~RankCollectives() {
+  if (!recv_pending_) return;
+  try {
+    recv_copied_->synchronize();  // a queued copy still reads recv_stage_
+  } catch (...) {
+  }
+}
+
+float* RankCollectives::stage_buffer(Buffer& b, int64_t n) const {
+  const uint64_t bytes = static_cast<uint64_t>(n) * sizeof(float);
+  if (!b.valid() || b.size() < bytes) {
+    b.reset();
+    b = device_.allocate_buffer(std::max<uint64_t>(bytes, 1), BufferType::kPinnedHost);
+  }
+  return static_cast<float*>(b.mutable_data());
+}
+
+void RankCollectives::reserve_stage(int64_t n) const {
+  if (!staged_) return;
+  if (recv_pending_) recv_copied_->synchronize();  // the buffer may be read by a queued copy
+  recv_pending_ = false;
+  if (!shard_.last_stage()) stage_buffer(send_stage_, n);
+  if (!shard_.first_stage()) stage_buffer(recv_stage_, n);
 }
 
 void RankCollectives::all_reduce_sum(float* buf, int64_t n, const ExecContext&) const {
@@ -60,12 +92,30 @@ void RankCollectives::gather_logits(int64_t rows, float* out, const ExecContext&
 
 void RankCollectives::send_to_next_stage(const float* x, int64_t n, const ExecContext&) const {
   ELI_CHECK_KIND(kInternal, !shard_.last_stage(), "the last stage has no next stage");
-  pp_->send(x, static_cast<size_t>(n), DType::kF32, shard_.pp_rank + 1, stream_);
+  if (!staged_) {
+    pp_->send(x, static_cast<size_t>(n), DType::kF32, shard_.pp_rank + 1, stream_);
+    return;
+  }
+  // Device -> pinned host, then the host send (which copies the message out before returning).
+  float* stage = stage_buffer(send_stage_, n);
+  device_.copy_device_to_host(stage, x, static_cast<size_t>(n) * sizeof(float), stream_.native());
+  stream_.synchronize();
+  pp_->send(stage, static_cast<size_t>(n), DType::kF32, shard_.pp_rank + 1, host_->default_stream());
 }
 
 void RankCollectives::recv_from_prev_stage(float* x, int64_t n, const ExecContext&) const {
   ELI_CHECK_KIND(kInternal, !shard_.first_stage(), "the first stage has no previous stage");
-  pp_->recv(x, static_cast<size_t>(n), DType::kF32, shard_.pp_rank - 1, stream_);
+  if (!staged_) {
+    pp_->recv(x, static_cast<size_t>(n), DType::kF32, shard_.pp_rank - 1, stream_);
+    return;
+  }
+  // The previous message's host -> device copy must have read the buffer before it is refilled.
+  if (recv_pending_) recv_copied_->synchronize();
+  float* stage = stage_buffer(recv_stage_, n);
+  pp_->recv(stage, static_cast<size_t>(n), DType::kF32, shard_.pp_rank - 1, host_->default_stream());
+  device_.copy_host_to_device(x, stage, static_cast<size_t>(n) * sizeof(float), stream_.native());
+  recv_copied_->record(stream_);
+  recv_pending_ = true;
 }
 
 }  // namespace eli

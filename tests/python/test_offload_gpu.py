@@ -4,6 +4,10 @@
 # exactly the tokens and logprobs of the fully resident CUDA run (the same kernels read the same
 # bytes), with graphs on and off, on dense and GGUF-quantized models; a failed disk read ends the
 # requests and the engine goes on (offload="auto"'s planning is device-independent: test_offload.py). The CPU twin of every case is tests/python/test_offload.py.
+# The streaming cases pin offload_compute="stream"; the CPU stage (offload_compute="cpu": the first
+# layers computed on the host, the rest on the GPU, the residual handed over through pinned memory)
+# agrees with the resident run in greedy tokens and in logprobs up to the two backends' rounding,
+# and "auto" measures, decides, says what it chose and runs.
 import pytest
 
 import eli
@@ -25,6 +29,7 @@ def greedy(n=16):
 
 
 def run(path, **kw):
+    kw.setdefault("offload_compute", "stream")
     llm = eli.LLM(str(path), device="cuda", skip_tokenizer_init=True, max_num_seqs=8, **kw)
     try:
         outs = llm.generate(prompts(), greedy())
@@ -54,7 +59,7 @@ def test_disk_read_failure_on_cuda_engine_goes_on():
     path = MODELS / "llama_base"
     want = run(path)
     llm = eli.LLM(str(path), device="cuda", skip_tokenizer_init=True, max_num_seqs=8, cpu_offload_gb=1024.0,
-                  cpu_memory_bytes=65536)
+                  cpu_memory_bytes=65536, offload_compute="stream")
     try:
         _eli.arm_fault("disk_read", "after=2:times=1")
         outs = llm.generate(prompts(), greedy())
@@ -65,3 +70,35 @@ def test_disk_read_failure_on_cuda_engine_goes_on():
     finally:
         _eli.disarm_fault("disk_read")
         llm.shutdown()
+
+
+def close_logprobs(a, b, tol=2e-3):
+    for ra, rb in zip(a, b):
+        for da, db in zip(ra, rb):
+            top_a, top_b = dict(da), dict(db)
+            for t in set(top_a) & set(top_b):
+                if abs(top_a[t] - top_b[t]) > tol:
+                    return False
+    return True
+
+
+@pytest.mark.parametrize("graphs", [True, False])
+@pytest.mark.parametrize("path", [MODELS / "llama_base", MODELS / "gemma3", DATA_DIR / "gguf" / "tiny_llama_mixed.gguf"],
+                         ids=["llama_base", "gemma3", "gguf_mixed"])
+def test_cpu_stage_beside_the_gpu(path, graphs):
+    want = run(path, enable_cuda_graphs=graphs)
+    for extra in (dict(cpu_offload_gb=1e-9), dict(cpu_offload_gb=1024.0)):
+        got = run(path, enable_cuda_graphs=graphs, offload_compute="cpu", **extra)
+        assert "computed on the CPU" in got[2]["weight_placement"]
+        assert got[2]["memory"]["weights_host_bytes"] > 0
+        assert got[0] == want[0], extra
+        assert close_logprobs(got[1], want[1]), extra
+
+
+def test_auto_decides_and_runs():
+    path = MODELS / "llama_base"
+    want = run(path)
+    got = run(path, cpu_offload_gb=1024.0, offload_compute="auto")
+    placement = got[2]["weight_placement"]
+    assert "offload_compute=auto: streaming" in placement and ("streamed" in placement or "computed on the CPU" in placement)
+    assert got[0] == want[0]
