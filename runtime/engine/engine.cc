@@ -251,6 +251,9 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   m.info.n_threads = m.pool->n_threads();
   if (!m.parallel) m.runner = std::make_unique<ModelRunner>(*m.device, std::move(model), m.pool.get(), &offload);
   m.info.weight_placement = offload.describe(device_name(dev));
+  if (m.runner != nullptr && m.runner->streamer() != nullptr) {
+    m.info.weight_placement += m.runner->streamer()->file_reads();  // how the file tier is read
+  }
   m.info.memory.weights_host_bytes = offload.host_bytes;
   m.info.memory.weights_disk_bytes = offload.disk_bytes;
   if (trace.enabled()) {
