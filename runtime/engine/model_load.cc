@@ -73,7 +73,8 @@ LoadedModel load_model_for(const EngineConfig& config, int64_t aux_rows, PhaseTi
                    "tensor / pipeline parallelism does not shard Hugging Face quantized checkpoints (AWQ, GPTQ, "
                    "compressed-tensors, fp8) yet; run them with tensor_parallel_size = pipeline_parallel_size = 1");
     ELI_CHECK_KIND(kUnsupported, !offload_asked,
-                   "weight offloading (offload / cpu_offload_gb / offload_map) does not combine with tensor / pipeline parallelism yet");
+                   "weight offloading (offload / cpu_offload_gb / offload_map) does not combine with tensor / "
+                   "pipeline parallelism yet");
     std::vector<uint64_t> pool_budgets;
     if (L.on_device) {
       L.rank_budgets = rank_memory_budgets(config, L.par.devices, L.dev, L.budget);

@@ -14,11 +14,11 @@
 //     least that many bytes are offloaded (vLLM's meaning).
 //   - automatic (offload="auto"): as few last layers as needed so that the resident weights plus the
 //     ring (ring_depth slots of the largest offloaded image) fit device_weight_budget.
-//   - Tiers (automatic and cpu_offload_bytes): offloaded layers take pinned host memory while host_budget lasts (lowest layers first);
-//     the rest stay in the model file (the disk tier): what of a disk-tier layer is a view of the
-//     file is read from it at each step (layer_unmapped_bytes: the rest), the rest (converted data, biases,
-//     scales) takes host memory too. A layer whose remainder does not fit either is kOutOfMemory
-//     with the numbers and what to change.
+//   - Tiers (automatic and cpu_offload_bytes): offloaded layers take pinned host memory while
+//     host_budget lasts (lowest layers first); the rest stay in the model file (the disk tier):
+//     what of a disk-tier layer is a view of the file is read from it at each step, the rest
+//     (layer_unmapped_bytes: converted data, biases, scales) takes host memory too. A layer whose
+//     remainder does not fit either is kOutOfMemory with the numbers and what to change.
 // Invariants: tier_of_layer names only kHost / kMappedFile layers; resident + ring fit the budget
 // in automatic mode (else kOutOfMemory); ring_depth <= the number of offloaded layers.
 #pragma once

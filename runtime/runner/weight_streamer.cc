@@ -111,6 +111,7 @@ void WeightStreamer::read_piece(const ImagePiece& p, uint8_t* dst) const {
 
 std::string WeightStreamer::file_reads() const {
   if (!has_disk_) return "";
+  if (direct_.empty() && buffered_why_.empty()) return "; file tier: nothing read from the file (converted at load)";
   size_t n_direct = 0;
   for (const auto& [f, r] : direct_) n_direct += r != nullptr ? 1 : 0;
   if (n_direct > 0 && n_direct == direct_.size()) return "; file tier: direct I/O (O_DIRECT)";

@@ -4,7 +4,9 @@
 # exactly the tokens and logprobs of the fully resident CUDA run (the same kernels read the same
 # bytes), with graphs on and off, on dense and GGUF-quantized models, also with an explicit
 # offload_map (any layers, any tiers) and the file tier read with and without O_DIRECT; a failed
-# disk read ends the requests and the engine goes on (offload="auto"'s planning is device-independent: test_offload.py). The CPU twin of every case is tests/python/test_offload.py.
+# disk read ends the requests and the engine goes on (offload="auto"'s planning is
+# device-independent: test_offload.py). The CPU twins: tests/python/test_offload.py and
+# test_offload_map.py.
 import pytest
 
 import eli

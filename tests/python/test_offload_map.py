@@ -172,3 +172,12 @@ def test_info_plan_prints_the_map(capsys):
     _, _, info = run(path, offload_map="1:host,3-:disk")
     assert info["memory"]["weights_disk_bytes"] == plan["disk_bytes"]
     assert info["memory"]["weights_host_bytes"] == plan["host_bytes"]
+
+
+def test_disk_layer_converted_at_load_stays_in_host_memory():
+    # bf16 checkpoint held as float32: nothing of the layer is a view of the file; with room in host
+    # memory it still runs (from host memory) and says so.
+    want = run(MODELS / "llama_bf16", dtype="float32")
+    got = run(MODELS / "llama_bf16", dtype="float32", offload_map="0:disk")
+    assert same(got, want)
+    assert "file tier: nothing read from the file" in got[2]["weight_placement"], got[2]["weight_placement"]
