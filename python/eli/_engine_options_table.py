@@ -160,6 +160,19 @@ ROWS = (
             "computes them, as llama.cpp's -ngl: the first layers run on the CPU, the rest on the GPU) "
             'or auto (measured at start-up: the CPU when it is faster both for one token and for a '
             'batch; docs/offloading.md)'},
+    {'kind': 'STR',
+     'name': 'offload_map',
+     'default': '',
+     'min': 0,
+     'max': 0,
+     'limit': 'NONE',
+     'py_default': '',
+     'choices': [],
+     'flag': '--offload-map',
+     'group': 'model',
+     'doc': "explicit tier of each layer's weights, e.g. 0-7:gpu,8-23:host,24-:disk (ranges as 5, 0-7 "
+            'or 24-; tiers gpu, host (pinned host memory) or disk (read from the model file at each '
+            'step); layers not named stay on the GPU); not with offload=auto or cpu_offload_gb'},
     {'kind': 'U64',
      'name': 'cpu_memory_bytes',
      'default': 0,

@@ -244,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
         "vocabulary and merges arrays are given by their lengths).",
         epilog="examples:\n  eli info smollm2\n  eli info ./model-dir --json | jq .architecture\n"
         "  eli show smollm2 --verbose\n"
-        "  eli info ./Llama-3.1-8B --plan --device cuda --offload auto --gpu-memory-bytes 8589934592",
+        "  eli info ./Llama-3.1-8B --plan --device cuda --offload auto --gpu-memory-bytes 8589934592\n"
+        "  eli info ./Llama-3.1-8B --plan --device cuda --offload-map 0-7:gpu,8-23:host,24-:disk",
     )
     _add_model_positional(info)
     info.add_argument("--json", action="store_true", help="machine-readable JSON output")
@@ -252,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also the full spec, metadata and tensor list")
     info.add_argument("--plan", action="store_true",
                       help="also where the weights would live with the engine flags given (device, "
-                      "pinned host memory, the model file: --offload auto, --cpu-offload-gb, "
+                      "pinned host memory, the model file: --offload auto, --cpu-offload-gb, --offload-map, "
                       "--cpu-memory-bytes, --gpu-memory-bytes, ...); opens the model and the device, "
                       "uploads nothing")
     _add_model_args(info)

@@ -50,7 +50,7 @@ enum class FaultPoint : int {
                      //   allocation failure inside forward() does; on the CPU no step allocates)
   kThreadStart,      // "thread_start": ThreadPool fails to create a worker thread as std::thread
                      //   does at a process or memory limit (std::system_error, EAGAIN)
-  kDiskRead,         // "disk_read": MappedFile::read_at (the disk tier of weight offloading)
+  kDiskRead,         // "disk_read": MappedFile::read_at / DirectReader::read (weight offloading's disk tier)
                      //   throws Error(kIO) as a failed pread does
 };
 constexpr int kNumFaultPoints = 7;

@@ -37,6 +37,8 @@ class MappedFile {
   // Asks the kernel to drop its cached pages of that range (posix_fadvise DONTNEED; best effort):
   // a disk tier that must not grow the page cache, and benchmarks that measure the disk.
   void drop_cached(uint64_t offset, uint64_t bytes) const;
+  // The open descriptor (-1 for an empty file): DirectReader reopens it with O_DIRECT.
+  int descriptor() const { return fd_; }
 
  private:
   MappedFile() = default;

@@ -257,6 +257,9 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
   } else {
     m.info.weight_placement =
         offload.describe(device_name(dev)) + (L.compute.reason.empty() ? "" : "; " + L.compute.reason);
+    if (m.runner != nullptr && m.runner->streamer() != nullptr) {
+      m.info.weight_placement += m.runner->streamer()->file_reads();  // how the file tier is read
+    }
     m.info.memory.weights_host_bytes = offload.host_bytes;
     m.info.memory.weights_disk_bytes = offload.disk_bytes;
   }

@@ -420,12 +420,23 @@ KvPlan plan_device_kv_cache(const EngineConfig& config, const ModelSpec& spec, c
   return plan;
 }
 
+bool offload_requested(const EngineConfig& config) {
+  ELI_CHECK_ARG(config.offload == "none" || config.offload == "auto", "offload must be \"none\" or \"auto\", got \"",
+                config.offload, "\"");
+  const bool map = !parse_offload_map(config.offload_map).empty();
+  ELI_CHECK_ARG(!map || (config.offload != "auto" && config.cpu_offload_gb <= 0.0),
+                "offload_map places each layer itself: it cannot be combined with offload=\"auto\" or "
+                "cpu_offload_gb (got offload=\"", config.offload, "\", cpu_offload_gb=", config.cpu_offload_gb, ")");
+  return map || config.offload == "auto" || config.cpu_offload_gb > 0.0;
+}
+
 OffloadRequest offload_request(const EngineConfig& config, const Model& model, const MemoryBudget& budget,
                                DeviceKind device, DType kv_dtype, int64_t max_logits) {
   OffloadRequest r;
-  ELI_CHECK_ARG(config.offload == "none" || config.offload == "auto", "offload must be \"none\" or \"auto\", got \"",
-                config.offload, "\"");
+  (void)offload_requested(config);  // the option checks
   r.cpu_offload_bytes = gib_bytes(config.cpu_offload_gb);
+  r.map = parse_offload_map(config.offload_map);
+  r.explicit_map = !r.map.empty();
   r.host_budget = config.cpu_memory_bytes > 0
                       ? config.cpu_memory_bytes
                       : static_cast<uint64_t>(kOffloadHostFraction * static_cast<double>(host_available_bytes()));

@@ -133,7 +133,8 @@ struct RankKvInput {
 KvPlan plan_parallel_device_kv_cache(const EngineConfig& config, const ModelSpec& spec, DType kv_dtype,
                                      const std::vector<RankKvInput>& ranks);
 
-// Weight offloading (options offload, cpu_offload_gb, cpu_memory_bytes; runtime/runner/offload_plan.h).
+// Weight offloading (options offload, cpu_offload_gb, offload_map, cpu_memory_bytes;
+// runtime/runner/offload_plan.h). offload_map excludes the other two (kInvalidArgument).
 // offload="auto" on a device gives the weights (resident + ring) what the budget leaves after the
 // headroom, the step buffers for max_num_batched_tokens tokens and max_logits rows, and the KV of
 // kOffloadKvReserveTokens tokens (capped by the context), so a KV pool always remains; on the CPU
@@ -142,6 +143,9 @@ KvPlan plan_parallel_device_kv_cache(const EngineConfig& config, const ModelSpec
 // RAM. The ring depth is 2 (ELI_OFFLOAD_RING_DEPTH overrides it, 1..8).
 constexpr int64_t kOffloadKvReserveTokens = 4096;
 constexpr double kOffloadHostFraction = 0.75;
+// Whether any weight offloading is asked for; checks offload's value, offload_map's syntax and that
+// offload_map is not combined with the other two (kInvalidArgument), before anything is loaded.
+bool offload_requested(const EngineConfig& config);
 OffloadRequest offload_request(const EngineConfig& config, const Model& model, const MemoryBudget& budget,
                                DeviceKind device, DType kv_dtype, int64_t max_logits);
 

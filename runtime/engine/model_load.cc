@@ -82,7 +82,7 @@ LoadedModel load_model_for(const EngineConfig& config, int64_t aux_rows, PhaseTi
   opt.gguf_llama_permuted = L.files.gguf_llama_permuted;
   // Merges that need no conversion happen in the upload; with offloading also on the CPU, so that
   // an offloaded layer's image can be read from the file (the disk tier).
-  const bool offload_asked = config.offload == "auto" || config.cpu_offload_gb > 0.0;
+  const bool offload_asked = offload_requested(config);
   opt.defer_merges = L.on_device || offload_asked;
   opt.pool = L.pool.get();
   WeightReader reader(L.files.weights, L.files.name_of);
@@ -95,7 +95,8 @@ LoadedModel load_model_for(const EngineConfig& config, int64_t aux_rows, PhaseTi
                    "tensor / pipeline parallelism does not shard Hugging Face quantized checkpoints (AWQ, GPTQ, "
                    "compressed-tensors, fp8) yet; run them with tensor_parallel_size = pipeline_parallel_size = 1");
     ELI_CHECK_KIND(kUnsupported, !offload_asked,
-                   "weight offloading (offload / cpu_offload_gb) does not combine with tensor / pipeline parallelism yet");
+                   "weight offloading (offload / cpu_offload_gb / offload_map) does not combine with tensor / "
+                   "pipeline parallelism yet");
     std::vector<uint64_t> pool_budgets;
     if (L.on_device) {
       L.rank_budgets = rank_memory_budgets(config, L.par.devices, L.dev, L.budget);

@@ -14,25 +14,9 @@ namespace {
 // "3", "0-15": a run of consecutive layers.
 std::string layer_range(int64_t a, int64_t b) { return a == b ? std::to_string(a) : std::to_string(a) + "-" + std::to_string(b); }
 
-}  // namespace
-
-OffloadPlan plan_offload(const WeightStore& store, const OffloadRequest& r) {
-  OffloadPlan plan;
-  const std::map<int64_t, uint64_t> layers = store.layer_image_bytes();
-  plan.n_layers = static_cast<int64_t>(layers.size());
-  plan.first_layer = layers.empty() ? 0 : layers.begin()->first;
-  uint64_t layer_total = 0;
-  for (const auto& [l, b] : layers) layer_total += b;
-  const uint64_t placed = store.placed_bytes();
-  // What always stays: embedding, lm_head, norms (and any bytes outside the layer images).
-  const uint64_t fixed = placed > layer_total ? placed - layer_total : 0;
-  plan.resident_bytes = placed;
-  if (!r.active() || layers.empty()) return plan;
-  ELI_CHECK_ARG(r.ring_depth >= 1, "offload ring depth must be at least 1, got ", r.ring_depth);
-
-  // Offload the last layers, one at a time, until the rule is met.
-  std::vector<int64_t> order;
-  for (const auto& [l, b] : layers) order.push_back(l);
+// cpu_offload_bytes / automatic: the last layers, one at a time, until the rule is met.
+std::vector<int64_t> last_layers(const std::map<int64_t, uint64_t>& layers, const std::vector<int64_t>& order,
+                                 uint64_t fixed, uint64_t layer_total, const OffloadRequest& r) {
   uint64_t offloaded = 0, max_image = 0;
   size_t n_off = 0;
   auto ring = [&](size_t n, uint64_t max_img) {
@@ -60,16 +44,56 @@ OffloadPlan plan_offload(const WeightStore& store, const OffloadRequest& r) {
     max_image = std::max(max_image, layers.at(l));
     ++n_off;
   }
-  if (n_off == 0) return plan;
+  return std::vector<int64_t>(order.end() - static_cast<std::ptrdiff_t>(n_off), order.end());
+}
 
-  // Tiers: pinned host memory for the lowest offloaded layers while the host budget lasts; the
-  // rest from the file, except what of them is not in the file (converted data, biases, scales),
-  // which takes host memory too.
+}  // namespace
+
+OffloadPlan plan_offload(const WeightStore& store, const OffloadRequest& r) {
+  OffloadPlan plan;
+  const std::map<int64_t, uint64_t> layers = store.layer_image_bytes();
+  plan.n_layers = static_cast<int64_t>(layers.size());
+  plan.first_layer = layers.empty() ? 0 : layers.begin()->first;
+  uint64_t layer_total = 0;
+  for (const auto& [l, b] : layers) layer_total += b;
+  const uint64_t placed = store.placed_bytes();
+  // What always stays: embedding, lm_head, norms (and any bytes outside the layer images).
+  const uint64_t fixed = placed > layer_total ? placed - layer_total : 0;
+  plan.resident_bytes = placed;
+  if (!r.active() || layers.empty()) return plan;
+  ELI_CHECK_ARG(r.ring_depth >= 1, "offload ring depth must be at least 1, got ", r.ring_depth);
+
+  std::vector<int64_t> order;
+  for (const auto& [l, b] : layers) order.push_back(l);
+  std::vector<int64_t> chosen;  // offloaded layers, increasing
+  std::map<int64_t, MemoryTier> wanted;  // explicit map: their tiers
+  if (r.explicit_map) {
+    wanted = resolve_offload_map(r.map, plan.first_layer, plan.n_layers);
+    for (const auto& [l, t] : wanted) {
+      ELI_CHECK_KIND(kInternal, layers.count(l) > 0, "offload map names layer ", l, ", which has no weights");
+      chosen.push_back(l);
+    }
+  } else {
+    chosen = last_layers(layers, order, fixed, layer_total, r);
+  }
+  if (chosen.empty()) return plan;
+  uint64_t offloaded = 0, max_image = 0;
+  for (int64_t l : chosen) {
+    offloaded += layers.at(l);
+    max_image = std::max(max_image, layers.at(l));
+  }
+
+  // Tiers. The explicit map says each layer's; otherwise pinned host memory for the lowest
+  // offloaded layers while the host budget lasts, the rest from the file. What of a file-tier layer
+  // is not in the file (converted data, biases, scales) takes host memory too.
   uint64_t host = 0;
-  for (size_t i = order.size() - n_off; i < order.size(); ++i) {
-    const int64_t l = order[i];
+  for (int64_t l : chosen) {
     const uint64_t b = layers.at(l);
-    if (host + b <= r.host_budget) {
+    if (r.explicit_map ? wanted.at(l) == MemoryTier::kHost : host + b <= r.host_budget) {
+      ELI_CHECK_KIND(kOutOfMemory, host + b <= r.host_budget, "weight offloading: layer ", l, " (", format_bytes(b),
+                     ") is mapped to host memory by offload_map but does not fit the host memory budget (",
+                     format_bytes(r.host_budget), ", of which ", format_bytes(host),
+                     " is taken); raise cpu_memory_bytes or map it to disk");
       plan.tier_of_layer[l] = MemoryTier::kHost;
       host += b;
       plan.host_bytes += b;
@@ -86,7 +110,7 @@ OffloadPlan plan_offload(const WeightStore& store, const OffloadRequest& r) {
     host += rest;
     plan.disk_bytes += b;
   }
-  plan.ring_depth = std::min<int>(r.ring_depth, static_cast<int>(n_off));
+  plan.ring_depth = std::min<int>(r.ring_depth, static_cast<int>(chosen.size()));
   plan.slot_bytes = max_image;
   plan.resident_bytes = fixed + (layer_total - offloaded);
   return plan;

@@ -3,17 +3,22 @@
 // how to pick the options).
 //
 // Rule (plan_offload):
-//   - Offloaded layers are the last ones: the resident layers run first, so the copies of the first
-//     offloaded layers overlap their compute. Embedding, lm_head and norm vectors always stay.
+//   - Embedding, lm_head and norm vectors always stay on the device.
+//   - explicit map (option offload_map; runtime/runner/offload_map.h): exactly the layers and tiers
+//     it names, anywhere in the model (not only the last ones); exclusive with the two rules below.
+//     A host layer beyond host_budget, or a disk layer whose remainder (below) does not fit it, is
+//     kOutOfMemory naming the layer.
+//   - Otherwise offloaded layers are the last ones: the resident layers run first, so the copies of
+//     the first offloaded layers overlap their compute.
 //   - cpu_offload_bytes > 0 (option cpu_offload_gb): the last layers whose images add up to at
 //     least that many bytes are offloaded (vLLM's meaning).
 //   - automatic (offload="auto"): as few last layers as needed so that the resident weights plus the
 //     ring (ring_depth slots of the largest offloaded image) fit device_weight_budget.
-//   - Tiers: offloaded layers take pinned host memory while host_budget lasts (lowest layers first);
-//     the rest stay in the model file (the disk tier): what of a disk-tier layer is a view of the
-//     file is read from it at each step (layer_unmapped_bytes: the rest), the rest (converted data, biases,
-//     scales) takes host memory too. A layer whose remainder does not fit either is kOutOfMemory
-//     with the numbers and what to change.
+//   - Tiers (automatic and cpu_offload_bytes): offloaded layers take pinned host memory while
+//     host_budget lasts (lowest layers first); the rest stay in the model file (the disk tier):
+//     what of a disk-tier layer is a view of the file is read from it at each step, the rest
+//     (layer_unmapped_bytes: converted data, biases, scales) takes host memory too. A layer whose
+//     remainder does not fit either is kOutOfMemory with the numbers and what to change.
 // Invariants: tier_of_layer names only kHost / kMappedFile layers; resident + ring fit the budget
 // in automatic mode (else kOutOfMemory); ring_depth <= the number of offloaded layers.
 #pragma once
@@ -21,8 +26,10 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "runtime/model/weight_store.h"
+#include "runtime/runner/offload_map.h"
 
 namespace eli {
 
@@ -32,7 +39,9 @@ struct OffloadRequest {
   uint64_t device_weight_budget = 0;  // automatic: bytes the device may give weights + ring
   uint64_t host_budget = 0;           // pinned host bytes for images (beyond: the disk tier)
   int ring_depth = 2;                 // device slots (>= 1)
-  bool active() const { return cpu_offload_bytes > 0 || automatic; }
+  bool explicit_map = false;          // offload_map given: map is the whole answer
+  std::vector<OffloadMapEntry> map;   // parsed offload_map (resolved against the store's layers)
+  bool active() const { return cpu_offload_bytes > 0 || automatic || explicit_map; }
 };
 
 struct OffloadPlan {

@@ -2,6 +2,8 @@
 #include "runtime/runner/weight_streamer.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -43,6 +45,7 @@ WeightStreamer::WeightStreamer(Device& device, std::vector<LayerImage> images, s
     freed_.push_back(device_.create_event());
   }
   if (has_disk_) {
+    open_direct_readers();
     for (int i = 0; i < 2; ++i) {
       staging_.push_back(device_.allocate_buffer(max_disk, BufferType::kPinnedHost));
       staged_.push_back(device_.create_event());
@@ -63,6 +66,63 @@ int64_t WeightStreamer::index_of(int64_t local_layer) const {
   return it == index_.end() ? -1 : it->second;
 }
 
+void WeightStreamer::open_direct_readers() {
+  const DirectIoMode mode = direct_io_mode_from_env();
+  if (mode == DirectIoMode::kOff) {
+    buffered_why_ = "ELI_OFFLOAD_DIRECT_IO=off";
+    return;
+  }
+  for (const LayerImage& im : images_) {
+    if (im.tier != MemoryTier::kMappedFile) continue;
+    for (const ImagePiece& p : im.pieces) {
+      if (p.file == nullptr || direct_.count(p.file) > 0) continue;
+      std::string why;
+      direct_[p.file] = DirectReader::open(*p.file, &why);
+      if (direct_[p.file] == nullptr) note_buffered(p.file->path() + ": " + why, mode == DirectIoMode::kOn);
+    }
+  }
+}
+
+void WeightStreamer::note_buffered(const std::string& why, bool log) const {
+  if (buffered_why_.empty()) buffered_why_ = why;
+  static std::atomic<bool> logged{false};
+  if (log && !logged.exchange(true)) {
+    std::fprintf(stderr, "eli: weight offloading reads %s with buffered pread (%s)\n",
+                 direct_.size() > 1 ? "some model files" : "the model file", why.c_str());
+  }
+}
+
+void WeightStreamer::read_piece(const ImagePiece& p, uint8_t* dst) const {
+  auto it = direct_.find(p.file);
+  if (it != direct_.end() && it->second != nullptr) {
+    if (it->second->read(p.file_offset, p.bytes, dst)) {
+      stats_.bytes_read += p.bytes;
+      stats_.bytes_read_direct += p.bytes;
+      return;
+    }
+    // Refused after the probe passed (EINVAL): this file is read buffered from now on.
+    it->second.reset();
+    note_buffered(p.file->path() + ": O_DIRECT read refused (Invalid argument)", true);
+  }
+  p.file->read_at(p.file_offset, p.bytes, dst);
+  if (drop_cache_) p.file->drop_cached(p.file_offset, p.bytes);
+  stats_.bytes_read += p.bytes;
+}
+
+std::string WeightStreamer::file_reads() const {
+  if (!has_disk_) return "";
+  if (direct_.empty() && buffered_why_.empty()) return "; file tier: nothing read from the file (converted at load)";
+  size_t n_direct = 0;
+  for (const auto& [f, r] : direct_) n_direct += r != nullptr ? 1 : 0;
+  if (n_direct > 0 && n_direct == direct_.size()) return "; file tier: direct I/O (O_DIRECT)";
+  std::string out = "; file tier: buffered reads (" + buffered_why_ + ")";
+  if (n_direct > 0) {
+    out = "; file tier: direct I/O (O_DIRECT) for " + std::to_string(n_direct) + " of " +
+          std::to_string(direct_.size()) + " files, buffered reads for the rest (" + buffered_why_ + ")";
+  }
+  return out;
+}
+
 void WeightStreamer::issue(int64_t j) const {
   const LayerImage& im = images_[static_cast<size_t>(j)];
   const size_t s = static_cast<size_t>(j) % slots_.size();
@@ -80,9 +140,7 @@ void WeightStreamer::issue(int64_t j) const {
     auto* buf = static_cast<uint8_t*>(staging_[t].mutable_data());
     for (const ImagePiece& p : im.pieces) {
       if (p.file != nullptr) {
-        p.file->read_at(p.file_offset, p.bytes, buf + p.offset);
-        if (drop_cache_) p.file->drop_cached(p.file_offset, p.bytes);
-        stats_.bytes_read += p.bytes;
+        read_piece(p, buf + p.offset);
       } else {
         std::memcpy(buf + p.offset, p.host, p.bytes);
       }

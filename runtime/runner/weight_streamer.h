@@ -11,11 +11,16 @@
 //                it is queued behind that event;
 //   end_step     the compute stream joins the copy stream.
 // The copy of a host-tier layer is one host-to-device copy from its pinned image; a disk-tier layer
-// is first read from the model file (pread) into one of two pinned staging buffers on the host
-// thread, then copied (the staging buffer is reused only after its last copy completed). Disk
-// reads are host work, so steps with a disk-tier layer are never captured in a graph. With
-// ELI_OFFLOAD_DROP_CACHE=1 each read range is dropped from the page cache afterwards (a host that
-// must not cache the file; benchmarks of the disk itself).
+// is first read from the model file into one of two pinned staging buffers on the host thread,
+// then copied (the staging buffer is reused only after its last copy completed). Disk reads are
+// host work, so steps with a disk-tier layer are never captured in a graph. The reads bypass the
+// page cache (O_DIRECT, runtime/core/direct_reader.h) where the filesystem allows it and
+// ELI_OFFLOAD_DIRECT_IO (auto|on|off) does not say off; elsewhere they are buffered pread, and
+// with ELI_OFFLOAD_DROP_CACHE=1 each buffered range is dropped from the page cache afterwards (a
+// host that must not cache the file; benchmarks of the disk itself). A file whose O_DIRECT reads
+// are refused (at the construction's probe or later, EINVAL) is read buffered from then on.
+// Offloaded layers may be any layers (offload_map): layer j of the offloaded ones in forward order
+// uses slot j % K whatever resident layers run between them.
 //
 // Invariants: no allocation after construction; every event wait is on the device's own streams;
 // on a host-memory device (the CPU) streams are immediate and the same sequence of copies runs as
@@ -26,8 +31,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "runtime/core/direct_reader.h"
 #include "runtime/device/buffer.h"
 #include "runtime/device/stream.h"
 #include "runtime/model/forward.h"
@@ -53,16 +60,23 @@ class WeightStreamer final : public LayerHooks {
 
   // False when a layer streams from the disk (host reads cannot be replayed by a graph).
   bool graphable() const { return !has_disk_; }
+  // How disk-tier layers are read: "" without any; else "; file tier: direct I/O (O_DIRECT)" or
+  // "; file tier: buffered reads (...why...)" (appended to the placement the engine reports).
+  std::string file_reads() const;
   int64_t n_layers() const { return static_cast<int64_t>(images_.size()); }
   struct Stats {
     int64_t layer_copies = 0, disk_reads = 0;
     uint64_t bytes_copied = 0, bytes_read = 0;
+    uint64_t bytes_read_direct = 0;  // of bytes_read: through O_DIRECT
   };
   // Counted when copies are queued (a replayed graph's copies are not counted).
   Stats stats() const { return stats_; }
 
  private:
   void issue(int64_t j) const;  // queues the copy of offloaded layer j into its slot
+  void read_piece(const ImagePiece& p, uint8_t* dst) const;  // a file piece, direct or buffered
+  void open_direct_readers();                           // per file of the disk tier (constructor)
+  void note_buffered(const std::string& why, bool log) const;  // why; stderr once per process if log
   int64_t index_of(int64_t local_layer) const;
 
   Device& device_;
@@ -73,6 +87,9 @@ class WeightStreamer final : public LayerHooks {
   std::map<int64_t, int64_t> index_;      // model layer -> j
   bool has_disk_ = false;
   bool drop_cache_ = false;               // ELI_OFFLOAD_DROP_CACHE=1
+  // Disk tier: each file's O_DIRECT reader (nullptr: buffered pread), and why some are buffered.
+  mutable std::map<const MappedFile*, std::unique_ptr<DirectReader>> direct_;
+  mutable std::string buffered_why_;
   std::unique_ptr<Stream> copy_stream_;
   std::unique_ptr<Event> fork_, join_;
   std::vector<std::unique_ptr<Event>> copied_, freed_;  // per slot

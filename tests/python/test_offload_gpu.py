@@ -2,8 +2,11 @@
 # memory (cpu_offload_gb) stream through the device ring on the copy stream, inside captured CUDA
 # graphs too; layers read from the model file (cpu_memory_bytes too small) run eagerly; both give
 # exactly the tokens and logprobs of the fully resident CUDA run (the same kernels read the same
-# bytes), with graphs on and off, on dense and GGUF-quantized models; a failed disk read ends the
-# requests and the engine goes on (offload="auto"'s planning is device-independent: test_offload.py). The CPU twin of every case is tests/python/test_offload.py.
+# bytes), with graphs on and off, on dense and GGUF-quantized models, also with an explicit
+# offload_map (any layers, any tiers) and the file tier read with and without O_DIRECT; a failed
+# disk read ends the requests and the engine goes on (offload="auto"'s planning is
+# device-independent: test_offload.py). The CPU twins: tests/python/test_offload.py and
+# test_offload_map.py.
 # The streaming cases pin offload_compute="stream"; the CPU stage (offload_compute="cpu": the first
 # layers computed on the host, the rest on the GPU, the residual handed over through pinned memory)
 # agrees with the resident run in greedy tokens and in logprobs up to the two backends' rounding,
@@ -102,3 +105,24 @@ def test_auto_decides_and_runs():
     placement = got[2]["weight_placement"]
     assert "offload_compute=auto: streaming" in placement and ("streamed" in placement or "computed on the CPU" in placement)
     assert got[0] == want[0]
+
+
+@pytest.mark.parametrize("graphs", [True, False])
+@pytest.mark.parametrize("direct_io", ["auto", "off"])
+@pytest.mark.parametrize("path,omap", [(MODELS / "llama_base", "0:host,1:disk,2:host"),   # alternating tiers
+                                       (MODELS / "llama_base", "0:host"),                 # the first layer only
+                                       (MODELS / "qwen3", "0:disk,2:host"),               # a resident layer between
+                                       (DATA_DIR / "gguf" / "tiny_llama_mixed.gguf", "0:disk")],
+                         ids=["llama_alternating", "llama_first", "qwen3_gap", "gguf_first_disk"])
+def test_offload_map_matches_resident_on_cuda(path, omap, direct_io, graphs, monkeypatch):
+    # offload_map puts any layer in any tier: the ring's slot j % K follows the offloaded layers in
+    # order whatever resident layers run between them; host-only maps are captured in graphs; the
+    # file tier is read with O_DIRECT into the pinned staging (auto) or buffered (off).
+    monkeypatch.setenv("ELI_OFFLOAD_DIRECT_IO", direct_io)
+    want = run(path, enable_cuda_graphs=graphs)
+    got = run(path, enable_cuda_graphs=graphs, offload_map=omap)
+    assert got[0] == want[0] and got[1] == want[1]
+    placement = got[2]["weight_placement"]
+    if ":disk" in omap:
+        assert ("direct I/O" if direct_io == "auto" else "buffered reads") in placement or \
+            "buffered reads (" in placement, placement
