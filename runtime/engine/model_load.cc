@@ -124,7 +124,8 @@ LoadedModel load_model_for(const EngineConfig& config, int64_t aux_rows, PhaseTi
   if (L.offload.active()) {
     OffloadRates rates;
     if (compute_mode == OffloadComputeMode::kAuto && L.on_device) rates = measure_offload_rates(*L.device, *L.pool);
-    L.compute = choose_offload_compute(compute_mode, L.offload, L.files.spec, L.dev.kind, rates, config.max_num_seqs);
+    L.compute = choose_offload_compute(compute_mode, L.offload, L.files.spec, L.dev.kind, rates, config.max_num_seqs,
+                                       !config.offload_map.empty());
     trace.mark("offload compute choice");
   }
   if (L.compute.cpu_layers > 0) {

@@ -114,10 +114,24 @@ uint64_t layer_params(const ModelSpec& s) {
 }
 
 OffloadComputeChoice choose_offload_compute(OffloadComputeMode mode, const OffloadPlan& plan, const ModelSpec& spec,
-                                            DeviceKind device, const OffloadRates& rates, int64_t max_num_seqs) {
+                                            DeviceKind device, const OffloadRates& rates, int64_t max_num_seqs,
+                                            bool explicit_map) {
   OffloadComputeChoice c;
   const int64_t n_off = static_cast<int64_t>(plan.tier_of_layer.size());
   if (n_off == 0) return c;
+  if (explicit_map && mode != OffloadComputeMode::kStream) {
+    // The map chose the layers: the CPU stage can take them only as the model's first layers.
+    const bool prefix = plan.tier_of_layer.begin()->first == plan.first_layer &&
+                        plan.tier_of_layer.rbegin()->first == plan.first_layer + n_off - 1;
+    if (!prefix) {
+      ELI_CHECK_ARG(mode != OffloadComputeMode::kCpu, "offload_compute=cpu computes the model's first layers on "
+                    "the CPU, but offload_map offloads layers ", plan.tier_of_layer.begin()->first, "..",
+                    plan.tier_of_layer.rbegin()->first, " with resident layers among or before them; map the "
+                    "first layers (\"0-K:host\") or use offload_compute=stream");
+      c.reason = "offload_compute=auto with an offload_map of layers other than the first ones: streamed";
+      return c;
+    }
+  }
   const uint64_t bytes = plan.host_bytes + plan.disk_bytes;
   auto take_cpu = [&](const std::string& why) {
     // The first layers: as many as the streaming plan offloads, the GPU stage keeping at least one.

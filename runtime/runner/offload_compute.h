@@ -62,9 +62,12 @@ struct OffloadComputeChoice {
 // Parameters of one decoder layer of `spec` (attention and gated MLP matrices).
 uint64_t layer_params(const ModelSpec& spec);
 // The decision for a streaming plan `plan` (active) of a model with `spec`: see the rule above.
-// `rates` is read only for kAuto on a GPU. kOutOfMemory-free: never fails for a valid plan.
+// `rates` is read only for kAuto on a GPU. explicit_map: the plan is an offload_map's, whose layers
+// the CPU computes only when they are the first ones (0 .. k-1): otherwise "auto" streams and
+// "cpu" is kInvalidArgument naming the layers.
 OffloadComputeChoice choose_offload_compute(OffloadComputeMode mode, const OffloadPlan& plan, const ModelSpec& spec,
-                                            DeviceKind device, const OffloadRates& rates, int64_t max_num_seqs);
+                                            DeviceKind device, const OffloadRates& rates, int64_t max_num_seqs,
+                                            bool explicit_map = false);
 
 // "layers 0-11 computed on the CPU (5.61 GiB of host memory), layers 12-31 on cuda:0;
 // offload_compute=cpu" (the choice made: cpu_layers > 0).

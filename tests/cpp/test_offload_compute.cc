@@ -100,6 +100,24 @@ TEST(OffloadCompute, AutoWeighsOneTokenAndABatch) {
   EXPECT_NE(c.reason.find("streamed"), std::string::npos);
 }
 
+TEST(OffloadCompute, ExplicitMapsGoToTheCpuOnlyAsTheFirstLayers) {
+  const ModelSpec s = spec_8b_like();
+  OffloadPlan first;
+  first.n_layers = 32;
+  first.tier_of_layer = {{0, MemoryTier::kHost}, {1, MemoryTier::kMappedFile}, {2, MemoryTier::kHost}};
+  first.host_bytes = 3000;
+  EXPECT_EQ(choose_offload_compute(OffloadComputeMode::kCpu, first, s, DeviceKind::kCUDA, {}, 8, true).cpu_layers, 3);
+  OffloadPlan gap = first;
+  gap.tier_of_layer.erase(1);
+  EXPECT_THROW(choose_offload_compute(OffloadComputeMode::kCpu, gap, s, DeviceKind::kCUDA, {}, 8, true), Error);
+  OffloadRates fast_cpu;
+  fast_cpu.h2d_bytes_per_s = 1;
+  fast_cpu.cpu_read_bytes_per_s = fast_cpu.cpu_flops = 1e15;
+  const OffloadComputeChoice c = choose_offload_compute(OffloadComputeMode::kAuto, gap, s, DeviceKind::kCUDA, fast_cpu, 8, true);
+  EXPECT_EQ(c.cpu_layers, 0);
+  EXPECT_NE(c.reason.find("streamed"), std::string::npos);
+}
+
 TEST(OffloadCompute, MeasuresPositiveRates) {
   std::unique_ptr<Device> cpu = create_device(DeviceId{DeviceKind::kCPU, 0});
   ThreadPool pool(2);

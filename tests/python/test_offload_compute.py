@@ -141,3 +141,16 @@ def test_info_plan_reports_the_cpu_stage(capsys):
     assert plan["cpu_layers"] == plan["offloaded_layers"] == n - 1
     assert plan["placement"].startswith(f"layers 0-{n - 2} computed on the CPU")
     assert plan["host_bytes"] > 0 and plan["ring_bytes"] == 0
+
+
+def test_offload_map_of_the_first_layers_runs_on_the_cpu():
+    path = MODELS / "llama_base"
+    want_toks, want_lps, _ = run(path, dtype="float32")
+    toks, lps, info = run(path, dtype="float32", offload_map="0-1:host", offload_compute="cpu")
+    assert toks == want_toks and lps == want_lps
+    assert info["weight_placement"].startswith("layers 0-1 computed on the CPU")
+    # Layers other than the first ones: the CPU stage cannot take them.
+    with pytest.raises(ValueError, match="first layers"):
+        run(path, dtype="float32", offload_map="1:host", offload_compute="cpu")
+    _, _, info = run(path, dtype="float32", offload_map="1:host", offload_compute="stream")
+    assert "layers 1 in pinned host memory" in info["weight_placement"]
