@@ -57,6 +57,17 @@ class HostKvTier {
   // Raw slot bytes (tests; waits for the queued copies first).
   const uint8_t* slot_data(int g, int32_t slot) const;
 
+  // For the prefix cache's disk tier (runtime/kv/host_prefix_cache.h), which reads and writes slot
+  // bytes on the host: wait() waits for every queued copy; host_slot() is the slot's address with
+  // no wait (call wait() before touching bytes a queued copy may read or write).
+  void wait() const;
+  uint8_t* host_slot(int g, int32_t slot);
+  // Queues a copy of one slot's worth of host bytes at `src` (pinned, left untouched until the
+  // copies are done: wait()) into device block `block` of group g; returns the bytes moved.
+  uint64_t copy_in_from(int g, const uint8_t* src, int32_t block);
+  // Pinned host memory from the tier's device (staging for the disk tier).
+  Buffer allocate_pinned(uint64_t bytes);
+
  private:
   Device& device_;
   const KvCache& cache_;
@@ -66,6 +77,7 @@ class HostKvTier {
   std::vector<std::vector<int64_t>> layers_;  // per group: its layers, in order
   std::vector<std::vector<int32_t>> free_;    // per group: free slots (a stack)
   std::vector<std::vector<char>> held_;       // per group, per slot
+  void copy_block_in(int g, const uint8_t* src, int32_t block, void* stream);
 };
 
 }  // namespace eli
