@@ -197,12 +197,14 @@ Scheduler::PrefixHit Scheduler::lookup_prefix(const Sequence& seq) const {
   }
   int64_t n = static_cast<int64_t>(hit.blocks[0].size());
   if (host_prefix_ != nullptr) {
-    // The chain goes on in the host tier (one full-attention group: no window rules below).
+    // The chain goes on in the host tier and on disk (one full-attention group: no window rules
+    // below), with at most max_staged() disk entries (what one admission can stage).
+    int64_t n_disk = 0;
     for (int64_t i = n; i < max_blocks; ++i) {
       const int32_t* toks = seq.tokens.data() + i * B;
       const uint64_t h = config_.block_hash(parent_hash, toks, B);
       const HostPrefixCache::Ref r = host_prefix_->lookup(h, parent_serial, toks, B);  // host, else disk
-      if (r.slot < 0) break;
+      if (r.slot < 0 || (r.on_disk && ++n_disk > host_prefix_->max_staged())) break;
       hit.host.push_back(r.slot);
       hit.on_disk.push_back(r.on_disk);
       parent_hash = h;

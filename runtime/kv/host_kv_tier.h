@@ -11,8 +11,9 @@
 //
 // Copies are asynchronous on the device's default stream, the stream every step runs on: a copy
 // out is ordered after the steps already launched (which may still write its blocks) and before
-// any later step that reuses them; a copy in before the step that reads its blocks. The host never
-// reads or writes a slot's bytes itself, so it never waits. One copy per (block, layer, array):
+// any later step that reuses them; a copy in before the step that reads its blocks. Swapping and
+// the host prefix cache never touch a slot's bytes on the host, so they never wait; only the
+// prefix cache's disk tier does (wait() first, see host_prefix_cache.h). One copy per (block, layer, array):
 // many small transfers on a GPU (a gather kernel over mapped pinned memory is the next step).
 // The buffers are pinned, so the copies are truly asynchronous; the destructor waits for them.
 //

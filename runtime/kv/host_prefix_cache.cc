@@ -30,6 +30,7 @@ void HostPrefixCache::set_disk(DiskKvTier* disk) {
   ELI_CHECK_KIND(kInternal, disk == nullptr || disk->slot_bytes() == tier_.slot_bytes(0),
                  "disk KV tier slots differ from the host tier's");
   disk_ = disk;
+  max_staged_ = disk == nullptr ? 0 : std::max<int64_t>(1, static_cast<int64_t>(kMaxStagingBytes / disk->slot_bytes()));
 }
 
 void HostPrefixCache::demote(int32_t slot) {
@@ -88,6 +89,7 @@ HostPrefixCache::Ref HostPrefixCache::lookup(uint64_t hash, uint64_t parent_seri
 int64_t HostPrefixCache::stage_from_disk(const std::vector<int32_t>& slots) {
   ELI_CHECK_KIND(kInternal, disk_ != nullptr || slots.empty(), "disk hits without a disk tier");
   if (slots.empty()) return 0;
+  ELI_CHECK_KIND(kInternal, static_cast<int64_t>(slots.size()) <= max_staged_, "too many disk entries to stage");
   const uint64_t sb = tier_.slot_bytes(0), want = sb * slots.size();
   tier_.wait();  // queued copies may still read the staging buffer
   if (staging_.size() < want) {

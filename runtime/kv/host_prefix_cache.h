@@ -61,6 +61,12 @@ class HostPrefixCache {
   // The entry named `hash` with `parent_serial` and tokens[0, n) in the host tier, else on disk.
   // No side effects.
   Ref lookup(uint64_t hash, uint64_t parent_serial, const int32_t* tokens, int64_t n) const;
+  // The most disk entries one admission may stage: the staging buffer holds them all at once, so
+  // a hit's chain stops after this many disk entries (the rest is recomputed). Default:
+  // kMaxStagingBytes of slots, at least one.
+  static constexpr uint64_t kMaxStagingBytes = uint64_t{256} << 20;
+  int64_t max_staged() const { return max_staged_; }
+  void set_max_staged(int64_t n) { max_staged_ = n; }  // tests
   // Reads the disk entries `slots` (in order) into the staging buffer, entry k at position k.
   // Returns how many were read: all of them, or those before the first failed read (that entry is
   // dropped from the disk tier; the caller recomputes it and what follows).
@@ -110,6 +116,7 @@ class HostPrefixCache {
   uint64_t bytes_to_host_ = 0, bytes_from_host_ = 0;
   DiskKvTier* disk_ = nullptr;
   Buffer staging_;  // pinned: disk entries read for the current admission
+  int64_t max_staged_ = 0;
 };
 
 }  // namespace eli

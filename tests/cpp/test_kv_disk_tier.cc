@@ -349,9 +349,9 @@ struct DiskRig {
     host->check_invariants();
     return out;
   }
-  // a's 12-token prompt (3 full blocks) runs; then a 20-token prompt evicts a's blocks 1 and 2
-  // from the 6-block pool (block 0 stays on the device): with one host slot, one of them goes on
-  // to disk. Returns the re-request of a's prompt and one more token.
+  // a's 12-token prompt (3 full blocks) runs; then a 20-token prompt evicts a's blocks 2 and 1
+  // (in that order, tail first) from the 6-block pool (block 0 stays on the device): with one
+  // host slot, block 2 goes on to disk. Returns the re-request of a's prompt and one more token.
   Sequence* evict_then_rerequest() {
     finish_len = 13;
     Sequence* a = add(0, 12, 1);
@@ -379,6 +379,20 @@ TEST(SchedulerDiskPrefix, EvictedBlocksComeBackFromDisk) {
   EXPECT_EQ(rig.sched->kv_bytes_from_disk(), rig.tier->slot_bytes(0));
   EXPECT_GE(rig.sched->kv_bytes_to_disk(), rig.tier->slot_bytes(0));
   EXPECT_EQ(again->n_cached_blocks, 3);
+  while (rig.n_finished < 3) rig.step();
+  EXPECT_EQ(rig.pool->n_free(), 6);
+}
+
+TEST(SchedulerDiskPrefix, ChainStopsAtTheStagingLimit) {
+  DiskRig rig(/*n_blocks=*/6, /*n_host=*/1, /*n_disk=*/8);
+  EXPECT_GE(rig.host->max_staged(), 1);
+  rig.host->set_max_staged(0);  // no disk entry may be staged: the chain ends at the first one
+  Sequence* again = rig.evict_then_rerequest();
+  std::vector<ScheduledSeq> first = rig.step();
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(rig.sched->disk_prefix_hits(), 0);
+  EXPECT_EQ(rig.sched->prefix_cache_hits(), 8);  // device block 0, host block 1; block 2 is on disk
+  EXPECT_EQ(again->num_computed, 13);
   while (rig.n_finished < 3) rig.step();
   EXPECT_EQ(rig.pool->n_free(), 6);
 }
