@@ -91,6 +91,10 @@ struct EngineStats {
   int64_t swaps_out = 0, swaps_in = 0;
   int64_t kv_bytes_to_host = 0, kv_bytes_from_host = 0;
   int64_t host_prefix_hits = 0;
+  // The prefix cache's disk tier (kv_offload_disk_gb): tokens of hits read from it (counted in
+  // prefix_cache_hits, not in host_prefix_hits), and the KV bytes written to and read from it.
+  int64_t disk_prefix_hits = 0;
+  int64_t kv_bytes_to_disk = 0, kv_bytes_from_disk = 0;
   int64_t prefix_cache_hits = 0, prefix_cache_queries = 0;
   int64_t prompt_tokens = 0, generated_tokens = 0, steps = 0;
 };

@@ -258,6 +258,31 @@ ROWS = (
      'doc': 'host memory in GiB for a second prefix-cache tier: full blocks evicted from the device '
             'prefix cache are kept there and copied back on a later hit (needs prefix caching; not for '
             'sliding-window models); 0: off'},
+    {'kind': 'F64',
+     'name': 'kv_offload_disk_gb',
+     'default': 0.0,
+     'min': 0.0,
+     'max': 1048576.0,
+     'limit': 'NONE',
+     'py_default': 0.0,
+     'choices': [],
+     'flag': '--kv-offload-disk-gb',
+     'group': 'engine',
+     'doc': 'disk space in GiB for a third prefix-cache tier behind kv_offload_gb: blocks the host '
+            'tier drops are written to one preallocated file and read back on a later hit (needs '
+            'kv_offload_gb > 0 and prefix caching); 0: off'},
+    {'kind': 'STR',
+     'name': 'kv_offload_disk_path',
+     'default': '',
+     'min': 0,
+     'max': 0,
+     'limit': 'NONE',
+     'py_default': None,
+     'choices': [],
+     'flag': '--kv-offload-disk-path',
+     'group': 'engine',
+     'doc': 'an existing writable directory for the kv_offload_disk_gb file (default: a fresh '
+            'temporary directory); the file is unlinked at once, so nothing is left behind'},
     {'kind': 'I64',
      'name': 'max_num_seqs',
      'default': 64,

@@ -272,6 +272,9 @@ nb::dict engine_stats_to_dict(const EngineStats& s) {
   d["kv_bytes_to_host"] = s.kv_bytes_to_host;
   d["kv_bytes_from_host"] = s.kv_bytes_from_host;
   d["host_prefix_hits"] = s.host_prefix_hits;
+  d["disk_prefix_hits"] = s.disk_prefix_hits;
+  d["kv_bytes_to_disk"] = s.kv_bytes_to_disk;
+  d["kv_bytes_from_disk"] = s.kv_bytes_from_disk;
   d["prefix_cache_hits"] = s.prefix_cache_hits;
   d["prefix_cache_queries"] = s.prefix_cache_queries;
   d["prompt_tokens"] = s.prompt_tokens;

@@ -21,7 +21,8 @@ std::atomic<uint32_t> g_fault_mask{0};
 namespace {
 
 const char* const kNames[kNumFaultPoints] = {"device_alloc", "preempt_storm", "kernel_poison", "slow_step_ms",
-                                             "step_oom", "thread_start", "disk_read"};
+                                             "step_oom", "thread_start", "disk_read",
+                                             "kv_disk_write", "kv_disk_read"};
 
 struct PointState {
   bool armed = false;

@@ -52,8 +52,12 @@ enum class FaultPoint : int {
                      //   does at a process or memory limit (std::system_error, EAGAIN)
   kDiskRead,         // "disk_read": MappedFile::read_at / DirectReader::read (weight offloading's disk tier)
                      //   throws Error(kIO) as a failed pread does
+  kKvDiskWrite,      // "kv_disk_write": a DiskKvTier write (the prefix cache's disk tier) fails as a
+                     //   failed pwrite does: the block is dropped, the engine goes on
+  kKvDiskRead,       // "kv_disk_read": a DiskKvTier read of a disk hit fails as a failed pread does:
+                     //   the entry is dropped and its blocks are recomputed
 };
-constexpr int kNumFaultPoints = 7;
+constexpr int kNumFaultPoints = 9;
 
 struct FaultSpec {
   int64_t after = 0;

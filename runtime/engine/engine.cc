@@ -57,6 +57,7 @@
 #include "runtime/engine/scheduler.h"
 #include "runtime/engine/step_trace.h"
 #include "runtime/engine/token_mask.h"
+#include "runtime/kv/disk_kv_tier.h"
 #include "runtime/kv/host_kv_tier.h"
 #include "runtime/kv/host_prefix_cache.h"
 #include "runtime/kv/kv_cache.h"
@@ -145,6 +146,7 @@ struct Engine::Impl {
   std::unique_ptr<BlockPool> blocks1;  // KV group 1 (sliding-window layers beside full ones) or null
   std::unique_ptr<HostKvTier> host_kv;  // swap_space_gb > 0: the host tier of swap preemption
   std::unique_ptr<HostKvTier> offload_kv;         // kv_offload_gb > 0: the host prefix cache's tier
+  std::unique_ptr<DiskKvTier> disk_kv;           // kv_offload_disk_gb > 0: its disk tier
   std::unique_ptr<HostPrefixCache> host_prefix;  // ... and its index
   std::unique_ptr<Scheduler> scheduler;
   DeviceSampler* sampler = nullptr;  // the runner's (parallel: the driver rank's): Op::kSample next to the logits
@@ -387,6 +389,15 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
                    "kv_offload_gb does not support models with sliding-window layers yet; set it to 0");
     m.offload_kv = make_host_tier("kv_offload_gb", config.kv_offload_gb);
     m.host_prefix = std::make_unique<HostPrefixCache>(*m.offload_kv);
+    if (config.kv_offload_disk_gb > 0.0) {  // behind the host tier (runtime/kv/disk_kv_tier.h)
+      const uint64_t bytes = gib_bytes(config.kv_offload_disk_gb), slot = m.offload_kv->slot_bytes(0);
+      const int64_t slots = DiskKvTier::slots_for_bytes(slot, bytes);
+      ELI_CHECK_ARG(slots > 0, "kv_offload_disk_gb = ", config.kv_offload_disk_gb, " (", format_bytes(bytes),
+                    ") holds no KV block of this model (one block of every layer takes ", format_bytes(slot),
+                    "); raise it or set 0 to turn it off");
+      m.disk_kv = std::make_unique<DiskKvTier>(config.kv_offload_disk_path, slot, slots);
+      m.host_prefix->set_disk(m.disk_kv.get());
+    }
     m.scheduler->set_host_prefix_cache(m.host_prefix.get());
   }
   trace.mark("scheduler");
@@ -933,6 +944,9 @@ EngineStats Engine::stats() const {
   s.kv_bytes_to_host = static_cast<int64_t>(m.scheduler->kv_bytes_to_host());
   s.kv_bytes_from_host = static_cast<int64_t>(m.scheduler->kv_bytes_from_host());
   s.host_prefix_hits = m.scheduler->host_prefix_hits();
+  s.disk_prefix_hits = m.scheduler->disk_prefix_hits();
+  s.kv_bytes_to_disk = static_cast<int64_t>(m.scheduler->kv_bytes_to_disk());
+  s.kv_bytes_from_disk = static_cast<int64_t>(m.scheduler->kv_bytes_from_disk());
   return s;
 }
 

@@ -113,6 +113,12 @@ void validate_memory_config(const EngineConfig& config) {
   const double swap = config.swap_space_gb, offload = config.kv_offload_gb;
   ELI_CHECK_ARG(swap >= 0.0 && swap <= 1048576.0, "swap_space_gb must be in [0, 1048576] GiB, got ", swap);
   ELI_CHECK_ARG(offload >= 0.0 && offload <= 1048576.0, "kv_offload_gb must be in [0, 1048576] GiB, got ", offload);
+  // The disk tier sits behind the host tier of the prefix cache (runtime/kv/disk_kv_tier.h).
+  ELI_CHECK_ARG(!(config.kv_offload_disk_gb > 0.0) || (offload > 0.0 && config.enable_prefix_caching),
+                "kv_offload_disk_gb needs kv_offload_gb > 0 and enable_prefix_caching (the disk tier keeps "
+                "the blocks the host tier drops)");
+  ELI_CHECK_ARG(config.kv_offload_disk_path.empty() || config.kv_offload_disk_gb > 0.0,
+                "kv_offload_disk_path is set but kv_offload_disk_gb is 0: set both, or neither");
   if (swap > 0.0 || offload > 0.0) {
     // The host tiers are pinned (page-locked on CUDA): together they must leave the host room.
     const uint64_t avail = host_available_bytes();

@@ -48,6 +48,10 @@ uint64_t Scheduler::kv_bytes_from_host() const {
   return kv_bytes_from_host_ + (host_prefix_ ? host_prefix_->bytes_from_host() : 0);
 }
 
+uint64_t Scheduler::kv_bytes_to_disk() const { return host_prefix_ ? host_prefix_->bytes_to_disk() : 0; }
+
+uint64_t Scheduler::kv_bytes_from_disk() const { return host_prefix_ ? host_prefix_->bytes_from_disk() : 0; }
+
 void Scheduler::add(Sequence* seq) {
   seq->state = SeqState::kWaiting;
   waiting_.push_back(seq);
@@ -193,15 +197,18 @@ Scheduler::PrefixHit Scheduler::lookup_prefix(const Sequence& seq) const {
   }
   int64_t n = static_cast<int64_t>(hit.blocks[0].size());
   if (host_prefix_ != nullptr) {
-    // The chain goes on in the host tier (one full-attention group: no window rules below).
+    // The chain goes on in the host tier and on disk (one full-attention group: no window rules
+    // below), with at most max_staged() disk entries (what one admission can stage).
+    int64_t n_disk = 0;
     for (int64_t i = n; i < max_blocks; ++i) {
       const int32_t* toks = seq.tokens.data() + i * B;
       const uint64_t h = config_.block_hash(parent_hash, toks, B);
-      const int32_t s = host_prefix_->find(h, parent_serial, toks, B);
-      if (s < 0) break;
-      hit.host.push_back(s);
+      const HostPrefixCache::Ref r = host_prefix_->lookup(h, parent_serial, toks, B);  // host, else disk
+      if (r.slot < 0 || (r.on_disk && ++n_disk > host_prefix_->max_staged())) break;
+      hit.host.push_back(r.slot);
+      hit.on_disk.push_back(r.on_disk);
       parent_hash = h;
-      parent_serial = host_prefix_->serial(s);
+      parent_serial = r.serial;
     }
     hit.n = n + static_cast<int64_t>(hit.host.size());
     return hit;
@@ -225,6 +232,28 @@ Scheduler::PrefixHit Scheduler::lookup_prefix(const Sequence& seq) const {
   hit.n = n;
   for (int g = 0; g < n_groups(); ++g) hit.first_live[g] = config_.kv_groups.dead_blocks(g, n * B, B);
   return hit;
+}
+
+bool Scheduler::read_disk_hits(PrefixHit* hit) {
+  std::vector<int32_t> disk;
+  size_t first = hit->host.size();
+  for (size_t j = 0; j < hit->host.size(); ++j) {
+    if (!hit->on_disk[j]) continue;
+    if (disk.empty()) first = j;
+    disk.push_back(hit->host[j]);
+  }
+  if (disk.empty()) return true;
+  const int64_t ok = host_prefix_->stage_from_disk(disk);
+  if (ok == static_cast<int64_t>(disk.size())) return true;
+  // Entry `ok` could not be read: the hit ends before it (its blocks and the rest are recomputed).
+  size_t keep = first;
+  for (int64_t k = 0; keep < hit->host.size(); ++keep) {
+    if (hit->on_disk[keep] && k++ == ok) break;
+  }
+  hit->n -= static_cast<int64_t>(hit->host.size() - keep);
+  hit->host.resize(keep);
+  hit->on_disk.resize(keep);
+  return false;
 }
 
 void Scheduler::cache_full_blocks(Sequence* seq, int64_t limit) {
@@ -316,30 +345,35 @@ std::vector<ScheduledSeq> Scheduler::schedule() {
     PrefixHit hit;
     const bool lookup = config_.enable_prefix_caching && seq->num_computed == 0 && seq->blocks.empty();
     if (lookup) hit = lookup_prefix(*seq);
-    const int64_t n_hit = hit.n;
-    const int64_t computed = seq->num_computed + n_hit * B;
-    int64_t remaining = seq->n_tokens() - computed;
-    if (!config_.enable_chunked_prefill && remaining > budget) {
-      // Unchunked: a prompt runs whole. One larger than the whole budget still runs alone.
-      if (!out.empty() || remaining <= config_.max_num_batched_tokens) break;
-    }
-    int64_t n_new = config_.enable_chunked_prefill ? std::min(remaining, budget) : remaining;
-    // Blocks to allocate beyond the hits (in every group); hit blocks that are free leave the free
-    // queue first. Hits out of a windowed group's window are not taken.
-    // A swapped-out sequence needs its held blocks back (not a windowed group's dropped ones).
+    // Whether seq can be admitted with `h` (blocks, budget); sets what it computes.
     const bool swapped = seq->swapped_len > 0;
-    const int64_t need = blocks_for(computed + n_new) - static_cast<int64_t>(seq->blocks.size()) - n_hit;
-    bool fits = true;
-    for (int g = 0; g < n_groups() && fits; ++g) {
-      const std::vector<int32_t>& hb = hit.blocks[g];
-      const int64_t free_hits = std::count_if(hb.begin() + std::min<int64_t>(hit.first_live[g], hb.size()), hb.end(),
-                                              [&](int32_t b) { return pool(g).refcount(b) == 0; });
-      // Host hits need fresh device blocks too.
-      const int64_t host_blocks = g == 0 ? static_cast<int64_t>(hit.host.size()) : 0;
-      fits = need + host_blocks - (swapped ? seq->n_dropped[g] : 0) <= pool(g).n_free() - free_hits;
-    }
-    if (!fits) break;  // no preemption for new work
+    int64_t computed = 0, n_new = 0;
+    auto admissible = [&](const PrefixHit& h) {
+      computed = seq->num_computed + h.n * B;
+      const int64_t remaining = seq->n_tokens() - computed;
+      if (!config_.enable_chunked_prefill && remaining > budget) {
+        // Unchunked: a prompt runs whole. One larger than the whole budget still runs alone.
+        if (!out.empty() || remaining <= config_.max_num_batched_tokens) return false;
+      }
+      n_new = config_.enable_chunked_prefill ? std::min(remaining, budget) : remaining;
+      // Blocks to allocate beyond the hits (in every group); hit blocks that are free leave the free
+      // queue first. Hits out of a windowed group's window are not taken.
+      // A swapped-out sequence needs its held blocks back (not a windowed group's dropped ones).
+      const int64_t need = blocks_for(computed + n_new) - static_cast<int64_t>(seq->blocks.size()) - h.n;
+      for (int g = 0; g < n_groups(); ++g) {
+        const std::vector<int32_t>& hb = h.blocks[g];
+        const int64_t free_hits = std::count_if(hb.begin() + std::min<int64_t>(h.first_live[g], hb.size()), hb.end(),
+                                                [&](int32_t b) { return pool(g).refcount(b) == 0; });
+        // Host and disk hits need fresh device blocks too.
+        const int64_t host_blocks = g == 0 ? static_cast<int64_t>(h.host.size()) : 0;
+        if (need + host_blocks - (swapped ? seq->n_dropped[g] : 0) > pool(g).n_free() - free_hits) return false;
+      }
+      return true;
+    };
+    if (!admissible(hit)) break;  // no preemption for new work
+    if (!read_disk_hits(&hit) && !admissible(hit)) break;  // a failed read shortened the hit
     if (swapped) swap_in(seq);
+    const int64_t n_hit = hit.n;
     const int64_t n_dev_hit = n_hit - static_cast<int64_t>(hit.host.size());
     for (int g = 0; g < n_groups() && n_dev_hit > 0; ++g) {
       const std::vector<int32_t>& hb = hit.blocks[g];
@@ -351,14 +385,29 @@ std::vector<ScheduledSeq> Scheduler::schedule() {
     }
     if (!hit.host.empty()) {
       // Pinned while fresh blocks are taken: evictions they cause are offered to the host cache.
-      for (int32_t s : hit.host) host_prefix_->pin(s);
+      // Disk hits are staged already (read_disk_hits): nothing the allocation does touches them.
+      const size_t nh = hit.host.size();
+      for (size_t j = 0; j < nh; ++j) {
+        if (!hit.on_disk[j]) host_prefix_->pin(hit.host[j]);
+      }
       std::vector<int32_t> fresh;
-      const bool got = pool_.allocate(static_cast<int64_t>(hit.host.size()), &fresh);
-      for (size_t j = 0; got && j < hit.host.size(); ++j) host_prefix_->copy_in(hit.host[j], fresh[j]);
-      for (int32_t s : hit.host) host_prefix_->unpin(s);
+      const bool got = pool_.allocate(static_cast<int64_t>(nh), &fresh);
+      int64_t staged = 0;
+      for (size_t j = 0; got && j < nh; ++j) {
+        if (hit.on_disk[j]) {
+          host_prefix_->copy_in_staged(staged++, fresh[j]);
+        } else {
+          host_prefix_->copy_in(hit.host[j], fresh[j]);
+        }
+      }
+      for (size_t j = 0; j < nh; ++j) {
+        if (!hit.on_disk[j]) host_prefix_->unpin(hit.host[j]);
+      }
       ELI_CHECK_KIND(kInternal, got, "KV blocks vanished during admission");
       seq->blocks.insert(seq->blocks.end(), fresh.begin(), fresh.end());
-      host_prefix_hits_ += static_cast<int64_t>(hit.host.size()) * B;
+      const int64_t n_disk = static_cast<int64_t>(std::count(hit.on_disk.begin(), hit.on_disk.end(), 1));
+      host_prefix_hits_ += (static_cast<int64_t>(nh) - n_disk) * B;
+      disk_prefix_hits_ += n_disk * B;
     }
     seq->num_computed = computed;
     // Host hits are registered again (cache_full_blocks) like blocks the sequence filled.

@@ -37,6 +37,10 @@
 // continues through host entries; those blocks get fresh device blocks, are copied back (pinned
 // meanwhile, so that evictions the allocation causes cannot drop them), count as hits, and are
 // registered in the device cache again like blocks the sequence filled.
+// With a disk tier behind the host cache (kv_offload_disk_gb) the chain goes on through disk
+// entries too; once a sequence is known to fit, its disk hits are read (before anything else
+// changes); a read that fails ends the hit before that block (those blocks are recomputed: the
+// request loses nothing, and the fit is checked again). Then they are copied like host hits.
 //
 // Host logic, deterministic given its inputs (the host tier's copies are its only device work).
 // Invariants: a sequence is in exactly one of
@@ -113,6 +117,11 @@ class Scheduler {
   uint64_t kv_bytes_from_host() const;
   // Tokens of prefix-cache hits found in the host tier (included in prefix_cache_hits).
   int64_t host_prefix_hits() const { return host_prefix_hits_; }
+  // The disk tier behind the host prefix cache: tokens of hits found there (in prefix_cache_hits,
+  // not in host_prefix_hits), and the bytes written to and read from it.
+  int64_t disk_prefix_hits() const { return disk_prefix_hits_; }
+  uint64_t kv_bytes_to_disk() const;
+  uint64_t kv_bytes_from_disk() const;
   int64_t blocks_for(int64_t n_tokens) const { return (n_tokens + config_.block_size - 1) / config_.block_size; }
   const SchedulerConfig& config() const { return config_; }
 
@@ -140,8 +149,12 @@ class Scheduler {
     std::vector<int32_t> blocks[kMaxKvGroups];
     int64_t first_live[kMaxKvGroups] = {0, 0};
     std::vector<int32_t> host;  // host-cache slots of the hits after blocks[0]'s (n counts both)
+    std::vector<char> on_disk;  // per host entry: 1 when its slot is a disk-tier slot
   };
   PrefixHit lookup_prefix(const Sequence& seq) const;
+  // Reads hit's disk entries into the host cache's staging. true: all read; false: the hit was
+  // shortened to end before the first entry that could not be read.
+  bool read_disk_hits(PrefixHit* hit);
 
   SchedulerConfig config_;
   BlockPool& pool_;
@@ -152,7 +165,7 @@ class Scheduler {
   int64_t prefix_cache_queries_ = 0, prefix_cache_hits_ = 0;
   HostKvTier* host_ = nullptr;
   HostPrefixCache* host_prefix_ = nullptr;
-  int64_t host_prefix_hits_ = 0;
+  int64_t host_prefix_hits_ = 0, disk_prefix_hits_ = 0;
   int64_t swaps_out_ = 0, swaps_in_ = 0;
   uint64_t kv_bytes_to_host_ = 0, kv_bytes_from_host_ = 0;
   // Fault point preempt_storm only (empty otherwise): n_tokens of a sequence at its last storm

@@ -106,31 +106,48 @@ uint64_t HostKvTier::copy_out(int g, const std::vector<int32_t>& device_blocks, 
   return slot_bytes(g) * slots.size();
 }
 
+void HostKvTier::copy_block_in(int g, const uint8_t* src, int32_t b, void* stream) {
+  const KvCacheShape& s = cache_.shape();
+  const uint64_t db = s.data_bytes_per_block(), sb = s.scale_bytes_per_block();
+  ELI_CHECK_KIND(kInternal, b >= 0 && b < s.blocks_of_group(g), "host KV copy: device block ", b, " out of range");
+  for (int64_t l : layers_[static_cast<size_t>(g)]) {
+    device_.copy_host_to_device(block_at(cache_.k(l), b, db), src, db, stream);
+    device_.copy_host_to_device(block_at(cache_.v(l), b, db), src + db, db, stream);
+    src += 2 * db;
+    if (sb > 0) {
+      device_.copy_host_to_device(block_at(cache_.k_scale(l), b, sb), src, sb, stream);
+      device_.copy_host_to_device(block_at(cache_.v_scale(l), b, sb), src + sb, sb, stream);
+      src += 2 * sb;
+    }
+  }
+}
+
 uint64_t HostKvTier::copy_in(int g, const std::vector<int32_t>& slots, const std::vector<int32_t>& device_blocks) {
   ELI_CHECK_KIND(kInternal, device_blocks.size() == slots.size(), "host KV copy: block and slot lists differ");
   if (slots.empty()) return 0;
   // Queued behind the steps already launched (one may still write a block freed since, a retired
   // sequence's), ahead of the step that reads these blocks.
   void* stream = device_.default_stream().native();
-  const KvCacheShape& s = cache_.shape();
-  const uint64_t db = s.data_bytes_per_block(), sb = s.scale_bytes_per_block();
   const uint8_t* host = static_cast<const uint8_t*>(buffers_.at(static_cast<size_t>(g)).data());
   for (size_t i = 0; i < slots.size(); ++i) {
-    const int32_t b = device_blocks[i];
-    ELI_CHECK_KIND(kInternal, b >= 0 && b < s.blocks_of_group(g), "host KV copy: device block ", b, " out of range");
-    const uint8_t* src = host + slot_bytes(g) * static_cast<uint64_t>(slots[i]);
-    for (int64_t l : layers_[static_cast<size_t>(g)]) {
-      device_.copy_host_to_device(block_at(cache_.k(l), b, db), src, db, stream);
-      device_.copy_host_to_device(block_at(cache_.v(l), b, db), src + db, db, stream);
-      src += 2 * db;
-      if (sb > 0) {
-        device_.copy_host_to_device(block_at(cache_.k_scale(l), b, sb), src, sb, stream);
-        device_.copy_host_to_device(block_at(cache_.v_scale(l), b, sb), src + sb, sb, stream);
-        src += 2 * sb;
-      }
-    }
+    copy_block_in(g, host + slot_bytes(g) * static_cast<uint64_t>(slots[i]), device_blocks[i], stream);
   }
   return slot_bytes(g) * slots.size();
 }
+
+uint64_t HostKvTier::copy_in_from(int g, const uint8_t* src, int32_t block) {
+  copy_block_in(g, src, block, device_.default_stream().native());
+  return slot_bytes(g);
+}
+
+void HostKvTier::wait() const { device_.default_stream().synchronize(); }
+
+uint8_t* HostKvTier::host_slot(int g, int32_t slot) {
+  ELI_CHECK_KIND(kInternal, slot >= 0 && slot < n_slots_, "host KV slot ", slot, " out of range");
+  return static_cast<uint8_t*>(buffers_.at(static_cast<size_t>(g)).mutable_data()) +
+         slot_bytes(g) * static_cast<uint64_t>(slot);
+}
+
+Buffer HostKvTier::allocate_pinned(uint64_t bytes) { return device_.allocate_buffer(bytes, BufferType::kPinnedHost); }
 
 }  // namespace eli

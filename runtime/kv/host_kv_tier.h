@@ -11,8 +11,9 @@
 //
 // Copies are asynchronous on the device's default stream, the stream every step runs on: a copy
 // out is ordered after the steps already launched (which may still write its blocks) and before
-// any later step that reuses them; a copy in before the step that reads its blocks. The host never
-// reads or writes a slot's bytes itself, so it never waits. One copy per (block, layer, array):
+// any later step that reuses them; a copy in before the step that reads its blocks. Swapping and
+// the host prefix cache never touch a slot's bytes on the host, so they never wait; only the
+// prefix cache's disk tier does (wait() first, see host_prefix_cache.h). One copy per (block, layer, array):
 // many small transfers on a GPU (a gather kernel over mapped pinned memory is the next step).
 // The buffers are pinned, so the copies are truly asynchronous; the destructor waits for them.
 //
@@ -57,6 +58,17 @@ class HostKvTier {
   // Raw slot bytes (tests; waits for the queued copies first).
   const uint8_t* slot_data(int g, int32_t slot) const;
 
+  // For the prefix cache's disk tier (runtime/kv/host_prefix_cache.h), which reads and writes slot
+  // bytes on the host: wait() waits for every queued copy; host_slot() is the slot's address with
+  // no wait (call wait() before touching bytes a queued copy may read or write).
+  void wait() const;
+  uint8_t* host_slot(int g, int32_t slot);
+  // Queues a copy of one slot's worth of host bytes at `src` (pinned, left untouched until the
+  // copies are done: wait()) into device block `block` of group g; returns the bytes moved.
+  uint64_t copy_in_from(int g, const uint8_t* src, int32_t block);
+  // Pinned host memory from the tier's device (staging for the disk tier).
+  Buffer allocate_pinned(uint64_t bytes);
+
  private:
   Device& device_;
   const KvCache& cache_;
@@ -66,6 +78,7 @@ class HostKvTier {
   std::vector<std::vector<int64_t>> layers_;  // per group: its layers, in order
   std::vector<std::vector<int32_t>> free_;    // per group: free slots (a stack)
   std::vector<std::vector<char>> held_;       // per group, per slot
+  void copy_block_in(int g, const uint8_t* src, int32_t block, void* stream);
 };
 
 }  // namespace eli

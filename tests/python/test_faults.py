@@ -93,7 +93,7 @@ def _wait(pred, what, timeout=30.0):
 
 def test_fault_api():
     assert set(_eli.fault_points()) == {"device_alloc", "preempt_storm", "kernel_poison", "slow_step_ms", "step_oom",
-                                        "thread_start", "disk_read"}
+                                        "thread_start", "disk_read", "kv_disk_write", "kv_disk_read"}
     _eli.arm_fault("slow_step_ms", "value=1:times=2")
     assert _eli.fault_armed("slow_step_ms")
     assert _eli.fault_counts("slow_step_ms") == (0, 0)

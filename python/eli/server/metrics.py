@@ -73,6 +73,10 @@ class _EngineCollector:
         yield counter("eli:kv_bytes_from_host", "KV bytes copied back from the host tier.", g("kv_bytes_from_host"))
         yield counter("eli:host_prefix_cache_hits", "Prefix cache hits found in host memory (tokens).",
                       g("host_prefix_hits"))
+        yield counter("eli:disk_prefix_cache_hits", "Prefix cache hits read from the disk tier (tokens).",
+                      g("disk_prefix_hits"))
+        yield counter("eli:kv_bytes_to_disk", "KV bytes written to the disk tier.", g("kv_bytes_to_disk"))
+        yield counter("eli:kv_bytes_from_disk", "KV bytes read back from the disk tier.", g("kv_bytes_from_disk"))
         yield counter("eli:prompt_tokens", "Prompt tokens processed.", g("prompt_tokens"))
         yield counter("eli:generation_tokens", "Tokens generated.", g("generated_tokens"))
 
