@@ -64,6 +64,9 @@ OffloadRates measure_offload_rates(Device& device, ThreadPool& pool) {
     st.synchronize();
     r.h2d_bytes_per_s = 3.0 * kBytes / std::max(seconds_since(t0), 1e-9);
   }
+  // The two buffers go back to the driver, not to the pools' caches (the budget was planned before).
+  device.release_cached(BufferType::kDevice);
+  device.release_cached(BufferType::kPinnedHost);
   // eli's CPU kernels on a bf16 4096 x 4096 matrix (32 MiB: past the caches of most CPUs).
   constexpr int64_t kN = 4096, kK = 4096, kRows = 32;
   std::vector<uint16_t> w(static_cast<size_t>(kN * kK));
