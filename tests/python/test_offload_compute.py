@@ -14,32 +14,7 @@ import eli
 from eli import cli
 
 from testdata import DATA_DIR
-
-MODELS = DATA_DIR / "models"
-TINY = 1e-9  # GiB: the last layer only
-
-
-def layers_of(name):
-    return json.loads((MODELS / name / "config.json").read_text())["num_hidden_layers"]
-
-
-def prompts():
-    return [{"prompt_token_ids": [(3 + 5 * i + j) % 29 + 2 for j in range(2 + 2 * i)]} for i in range(6)]
-
-
-def greedy(n=9):
-    return eli.SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=True, logprobs=3)
-
-
-def run(path, **kw):
-    llm = eli.LLM(str(path), device="cpu", block_size=4, max_num_seqs=8, skip_tokenizer_init=True, **kw)
-    try:
-        outs = llm.generate(prompts(), greedy())
-        toks = [list(o.token_ids) for o in outs]
-        lps = [[sorted(d.items()) for d in o.logprobs] for o in outs]
-        return toks, lps, llm.info
-    finally:
-        llm.shutdown()
+from test_offload import MODELS, TINY, layers_of, run
 
 
 CASES = [
