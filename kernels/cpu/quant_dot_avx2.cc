@@ -10,12 +10,14 @@
 //     then madd.
 // Offsets (Q4_0's -8 d, Q5_0's -16 d, the Q4_1 / Q5_1 min, Q6_K's -32, Q3_K's -4, K mins) are
 // taken out with the activation block sums (s or bsums). Integer sums are exact; one float
-// multiply-add per block.
+// multiply-add per block (the 32-element types: per block and pair, after the exact block dot is
+// reduced to one lane; quant_gemm.h has the canonical arithmetic they share with the GEMM).
 //
-// Register tiles (prefill): every weight row type used by the default model's Q4_K_M / Q8_0 files
-// (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q6_K) has one template computing RW weight rows x
-// RX activation rows; the one-row dot, the 1 x 4 and (32-element types) the 2 x 4 forms are
-// instances of it, so each gives the same bits per (weight row, activation row) pair (quant_dot.h).
+// Register tiles: every weight row type used by the default model's Q4_K_M / Q8_0 files (Q4_0,
+// Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q6_K) has one template computing RW weight rows x RX
+// activation rows; the one-row dot, the rows form (32-element types: 8 x 1), the 1 x 4 and
+// (32-element types) the 2 x 4 forms are instances of it, so each gives the same bits per
+// (weight row, activation row) pair (quant_dot.h).
 #include <immintrin.h>
 
 #include <cmath>

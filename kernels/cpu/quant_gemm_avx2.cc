@@ -4,7 +4,8 @@
 // A column tile's weight blocks are decoded once per call (nibbles, Q5 high bits, IQ4 table, f16
 // scales) into panels of eight rows with the rows in the 32-bit lanes and the quants as int16
 // pairs. The register tile is 16 weight rows (two panels) x RX activation rows: per block, 16
-// steps of one 32-bit activation-pair broadcast and, per panel, one vpmaddwd + one vpaddd into an
+// steps of one 32-bit activation-pair broadcast (a 128-bit load of four pairs, then an in-lane
+// vpshufd per pair) and, per panel, one vpmaddwd + one vpaddd into an
 // int32 accumulator whose lane r is then the exact integer block dot of row r; after the block,
 // one scale product (8 rows' d_w times the broadcast d_x), one convert and one fused multiply-add
 // per panel and activation row. Against the one-register-per-pair form (sign trick, maddubs,
@@ -20,12 +21,6 @@ namespace eli {
 namespace {
 
 using namespace quant_avx2;  // NOLINT: the shared building blocks
-
-inline __m256i bcast_pair(const int16_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return _mm256_set1_epi32(v);
-}
 
 template <int kBytes, bool kSigned, Off kOff, typename Decode>
 struct Panels32 {
