@@ -84,6 +84,15 @@ static inline __m256i iq4_lookup(const uint8_t* p) {
 // whose signed quants are q_u - 8 / q_u - 16). An offset o of a weight block is taken out with the
 // activation block's s = d_x * sum(q_x): offs = fma(o, s, offs) per block, added after the sum.
 enum class Off { kNone, kStored, kMinus8, kMinus16 };
+// The factor c of out = acc + offs * c (a power of two or 1: the product is exact).
+constexpr float off_scale(Off off) { return off == Off::kMinus8 ? -8.0f : off == Off::kMinus16 ? -16.0f : 1.0f; }
+
+// Lane p = the sum of the 8 int32 lanes of v[p] (exact): a phadd tree, then the two halves added.
+static inline __m256i reduce8_epi32(const __m256i* v) {
+  const __m256i ab = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+  const __m256i cd = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(ab, cd, 0x20), _mm256_permute2x128_si256(ab, cd, 0x31));
+}
 
 struct DecodeQ4_0 {
   __m256i operator()(const uint8_t* wb) const { return nibbles(wb + 2); }  // q_u = q + 8

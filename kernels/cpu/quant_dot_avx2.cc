@@ -10,12 +10,14 @@
 //     then madd.
 // Offsets (Q4_0's -8 d, Q5_0's -16 d, the Q4_1 / Q5_1 min, Q6_K's -32, Q3_K's -4, K mins) are
 // taken out with the activation block sums (s or bsums). Integer sums are exact; one float
-// multiply-add per block.
+// multiply-add per block (the 32-element types: per block and pair, after the exact block dot is
+// reduced to one lane; quant_gemm.h has the canonical arithmetic they share with the GEMM).
 //
-// Register tiles (prefill): every weight row type used by the default model's Q4_K_M / Q8_0 files
-// (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q6_K) has one template computing RW weight rows x
-// RX activation rows; the one-row dot, the 1 x 4 and (32-element types) the 2 x 4 forms are
-// instances of it, so each gives the same bits per (weight row, activation row) pair (quant_dot.h).
+// Register tiles: every weight row type used by the default model's Q4_K_M / Q8_0 files (Q4_0,
+// Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q6_K) has one template computing RW weight rows x RX
+// activation rows; the one-row dot, the rows form (32-element types: 8 x 1), the 1 x 4 and
+// (32-element types) the 2 x 4 forms are instances of it, so each gives the same bits per
+// (weight row, activation row) pair (quant_dot.h).
 #include <immintrin.h>
 
 #include <cmath>
@@ -41,59 +43,77 @@ inline void prefetch_ahead(const uint8_t* p) {
 
 // ---- 32-element types: one tile template for every row count ------------------------------
 
-// out[i * RX + j] = sum_j w_i . x_j for RW weight rows (w + i * w_stride) and RX activation rows.
-// Per (i, j) pair the operations, and their order over the blocks, are the same for every RW and
-// RX: integer block dot p (exact), acc = fma(d_w * d_x, float(p), acc) in one register, the offset
-// in one float lane (fused multiply-add), out = hsum(acc) + offs. So every tile shape gives the
-// one-row dot product's bits (decode, chunked and whole prefill agree).
+// Lane p of a pair vector (p = i * RX + j < RW * RX, 0 beyond): the weight row's value a[i] or the
+// activation row's value a[j].
+template <int RW, int RX>
+inline float lane_w(const float* a, int p) {
+  return p < RW * RX ? a[p / RX] : 0.0f;
+}
+template <int RW, int RX>
+inline float lane_x(const float* a, int p) {
+  return p < RW * RX ? a[p % RX] : 0.0f;
+}
+template <int RW, int RX>
+inline __m256 lanes_w(const float* a) {
+  return _mm256_setr_ps(lane_w<RW, RX>(a, 0), lane_w<RW, RX>(a, 1), lane_w<RW, RX>(a, 2), lane_w<RW, RX>(a, 3),
+                        lane_w<RW, RX>(a, 4), lane_w<RW, RX>(a, 5), lane_w<RW, RX>(a, 6), lane_w<RW, RX>(a, 7));
+}
+template <int RW, int RX>
+inline __m256 lanes_x(const float* a) {
+  return _mm256_setr_ps(lane_x<RW, RX>(a, 0), lane_x<RW, RX>(a, 1), lane_x<RW, RX>(a, 2), lane_x<RW, RX>(a, 3),
+                        lane_x<RW, RX>(a, 4), lane_x<RW, RX>(a, 5), lane_x<RW, RX>(a, 6), lane_x<RW, RX>(a, 7));
+}
+
+// out[i * RX + j] = sum_j w_i . x_j for RW weight rows (w + i * w_stride) and RX activation rows,
+// RW * RX <= 8 pairs, one pair per lane. Per pair the canonical arithmetic of the 32-element types
+// (quant_gemm.h, the same in every tile shape and in the grouped GEMM): per block the exact
+// integer dot (maddubs + madd into 8 int32 lanes, then reduce8_epi32), then
+// acc = fma(d_w * d_x, float(dot), acc) and offs = fma(o, s, offs), out = acc + offs * c. So every
+// tile shape gives the one-row dot product's bits (decode, chunked and whole prefill agree).
 template <int RW, int RX, int kBytes, bool kSigned, Off kOff, typename Decode>
 inline void tile32(int64_t k, const uint8_t* w, int64_t w_stride, const BlockQ8x32* const* xb, float* out,
                    Decode decode) {
-  static_assert(RX <= 4, "offsets are kept in one 4-lane register per weight row");
-  __m256 acc[RW][RX];
-  __m128 offs[RW];
-  for (int i = 0; i < RW; ++i) {
-    offs[i] = _mm_setzero_ps();
-    for (int j = 0; j < RX; ++j) acc[i][j] = _mm256_setzero_ps();
-  }
+  static_assert(RW * RX <= 8, "one pair per lane of one register");
+  __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
   const int64_t nb = k / 32;
+  // Decode (RX == 1) streams the weights: one row alone prefetches ahead of itself; eight rows
+  // (a rows panel, contiguous when w_stride is the row size) prefetch the next panel's bytes,
+  // spread evenly over this panel's blocks.
+  const int64_t span = RW * w_stride, per_block = RW > 1 ? (span + nb - 1) / nb : 0;
   for (int64_t b = 0; b < nb; ++b) {
-    if (RX == 1) prefetch_ahead(w + b * kBytes);
-    __m256i q[RW], qa[RW];
-    __m256 dw[RW];
-    __m128 ow[RW];
-    for (int i = 0; i < RW; ++i) {
-      const uint8_t* wb = w + i * w_stride + b * kBytes;
-      q[i] = decode(wb);
-      qa[i] = kSigned ? _mm256_sign_epi8(q[i], q[i]) : q[i];
-      const float d = h2f(wb);
-      dw[i] = _mm256_set1_ps(d);
-      // The constant offsets -8 d / -16 d: d here, the power of two applied once at the end
-      // (exact, so the same bits as fma(-8 d, s, offs) per block).
-      ow[i] = kOff == Off::kStored ? _mm_set1_ps(h2f(wb + 2)) : _mm256_castps256_ps128(dw[i]);
-    }
-    if (kOff != Off::kNone) {
-      const __m128 xs = RX == 1 ? _mm_broadcast_ss(&xb[0][b].s)
-                                : _mm_setr_ps(xb[0][b].s, xb[RX > 1 ? 1 : 0][b].s, xb[RX > 2 ? 2 : 0][b].s,
-                                              xb[RX > 3 ? 3 : 0][b].s);
-      for (int i = 0; i < RW; ++i) offs[i] = _mm_fmadd_ps(ow[i], xs, offs[i]);
-    }
-    for (int j = 0; j < RX; ++j) {
-      const __m256i x = load256(xb[j][b].qs);
-      const __m256 dx = _mm256_broadcast_ss(&xb[j][b].d);
-      for (int i = 0; i < RW; ++i) {
-        const __m256i p = _mm256_maddubs_epi16(qa[i], kSigned ? _mm256_sign_epi8(x, q[i]) : x);
-        const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones16()));
-        acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dw[i], dx), f, acc[i][j]);
+    if (RX == 1 && RW > 1) {
+      for (int64_t o = b * per_block; o < (b + 1) * per_block; o += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + span + o), _MM_HINT_T0);
       }
     }
+    __m256i v[8];
+    float dw[RW], ow[RW], dx[RX], xs[RX];
+    for (int j = 0; j < RX; ++j) {
+      dx[j] = xb[j][b].d;
+      xs[j] = xb[j][b].s;
+    }
+    for (int i = 0; i < RW; ++i) {
+      const uint8_t* wb = w + i * w_stride + b * kBytes;
+      if (RX == 1 && RW == 1) prefetch_ahead(wb);
+      const __m256i q = decode(wb);
+      const __m256i qa = kSigned ? _mm256_sign_epi8(q, q) : q;
+      dw[i] = h2f(wb);
+      // The constant offsets -8 d / -16 d: d here, the power of two applied once at the end.
+      ow[i] = kOff == Off::kStored ? h2f(wb + 2) : dw[i];
+      for (int j = 0; j < RX; ++j) {
+        const __m256i x = load256(xb[j][b].qs);
+        v[i * RX + j] = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, kSigned ? _mm256_sign_epi8(x, q) : x), ones16());
+      }
+    }
+    for (int p = RW * RX; p < 8; ++p) v[p] = _mm256_setzero_si256();
+    const __m256 f = _mm256_cvtepi32_ps(reduce8_epi32(v));
+    acc = _mm256_fmadd_ps(_mm256_mul_ps(lanes_w<RW, RX>(dw), lanes_x<RW, RX>(dx)), f, acc);
+    if (kOff != Off::kNone) offs = _mm256_fmadd_ps(lanes_w<RW, RX>(ow), lanes_x<RW, RX>(xs), offs);
   }
-  for (int i = 0; i < RW; ++i) {
-    alignas(16) float o[4];
-    constexpr float kOffScale = kOff == Off::kMinus8 ? -8.0f : kOff == Off::kMinus16 ? -16.0f : 1.0f;
-    _mm_store_ps(o, _mm_mul_ps(offs[i], _mm_set1_ps(kOffScale)));
-    for (int j = 0; j < RX; ++j) out[i * RX + j] = kOff != Off::kNone ? hsum(acc[i][j]) + o[j] : hsum(acc[i][j]);
-  }
+  alignas(32) float o[8];
+  // c is 1, -8 or -16: the product is exact (no rounding to fuse).
+  _mm256_store_ps(o, kOff != Off::kNone ? _mm256_add_ps(acc, _mm256_mul_ps(offs, _mm256_set1_ps(off_scale(kOff)))) : acc);
+  for (int p = 0; p < RW * RX; ++p) out[p] = o[p];
 }
 
 // A 32-element block type: its tile at every shape the matmul uses.
@@ -105,11 +125,13 @@ struct Type32 {
     tile32<1, 1, kBytes, kSigned, kOff>(k, static_cast<const uint8_t*>(w), 0, xb, &out, Decode());
     return out;
   }
+  // Decode: eight weight rows per tile (one pair per lane), the last rows one at a time.
   static void rows(int64_t k, const void* w, int64_t w_stride, int64_t n, const void* xq, float* out) {
     const BlockQ8x32* xb[1] = {static_cast<const BlockQ8x32*>(xq)};
-    for (int64_t c = 0; c < n; ++c) {
-      tile32<1, 1, kBytes, kSigned, kOff>(k, static_cast<const uint8_t*>(w) + c * w_stride, 0, xb, out + c, Decode());
-    }
+    const auto* wp = static_cast<const uint8_t*>(w);
+    int64_t c = 0;
+    for (; c + 8 <= n; c += 8) tile32<8, 1, kBytes, kSigned, kOff>(k, wp + c * w_stride, w_stride, xb, out + c, Decode());
+    for (; c < n; ++c) tile32<1, 1, kBytes, kSigned, kOff>(k, wp + c * w_stride, 0, xb, out + c, Decode());
   }
   static void dot4(int64_t k, const void* w, const void* const* xq, float* out) {
     const BlockQ8x32* xb[4];

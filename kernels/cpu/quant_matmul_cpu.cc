@@ -10,9 +10,9 @@
 // odd column; not for gated products) and the other rows (decode: the one row) through the rows
 // form, one call per column tile; every form gives the one-row dot product's bits (quant_dot.h).
 // Grouped route (32-element types on AVX2, not gated, m >= kGroupMinRows: prefill): rows are
-// quantized as groups of four (quant_gemm.h) with the m % 4 last rows after them as rows; each
-// column tile's weight blocks are decoded once per call and then meet every group in 2 x 4
-// register tiles (the last rows through the rows form), again with the one-row bits.
+// quantized as rows and widened to int16 blocks (quant_gemm.h) in a buffer of the calling thread;
+// each column tile's weight blocks are decoded once per call into panels of eight rows and then
+// meet every activation row in 16 x 4 register tiles, again with the one-row bits.
 //
 // Route invariance: the GEMV's RMSNorm prologue and SiLU epilogue use the ISA table's sum_sq /
 // scale_mul / swiglu_row, exactly as the NormCast and GatedAct kernels do, and every output is
@@ -23,9 +23,10 @@
 // at least m * quant_act_row_bytes(type, k) bytes, 4-byte aligned (kInvalidArgument otherwise);
 // nothing is allocated per call (per-thread scratch rows and decoded tiles grow once).
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "eli/error.h"
-#include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/quant_dot.h"
@@ -42,18 +43,18 @@ using QuantizeActFn = void (*)(DType, const float*, const float*, float, float, 
 constexpr int64_t kColTile = 16;  // output columns per task
 constexpr int64_t kRowChunk = 32; // activation rows walked per pass over a column tile
 // The grouped GEMM (quant_gemm.h: 32-element types on AVX2, not gated) from this many rows on
-// (below, decoding the weights once per call saves little), over column tiles of this width (a
-// multiple of the 2- and 3-row register tiles).
+// (below, decoding the weights once per call saves little), over column tiles of this width (the
+// 16 weight rows of a register tile: two panels).
 constexpr int64_t kGroupMinRows = 8;
-constexpr int64_t kGroupColTile = 24;
+constexpr int64_t kGroupColTile = 2 * kPanelRows;
 
 struct QuantProduct {
   DType wtype;
   QuantVecDotRowsFn dot_rows;  // dot over consecutive weight rows (the ISA's, or a loop of dot)
   QuantVecDot4Fn dot4;  // nullptr: rows one at a time
   QuantVecDot2x4Fn dot2x4;  // nullptr: weight rows one at a time
-  QuantDecode32Fn decode32;  // with gemm32: the grouped GEMM (nullptr: none)
-  QuantGemm32Fn gemm32;
+  QuantDecodePanelsFn decode_panels;  // with gemm_panels: the grouped GEMM (nullptr: none)
+  QuantGemmPanelsFn gemm_panels;
   QuantizeActFn quantize;   // quantize_act_row or its AVX2 form (the same bytes)
   const float* x;
   int64_t x_stride;
@@ -77,28 +78,28 @@ inline void put(const QuantProduct& p, int64_t i, int64_t c, float y) {
   *o = p.accumulate ? *o + v : v;
 }
 
-// The grouped GEMM (not gated): per column tile, its weight rows decoded once, then every group
-// of four rows through gemm32 and the rows after m4 through the rows form.
-void run_grouped(const QuantProduct& p, int64_t nb, int64_t w_row, int64_t m4, size_t row_bytes,
-                 const uint8_t* xq, const ExecContext& ctx) {
+// The grouped GEMM (not gated): per column tile, its weight rows decoded once into panels, then
+// every activation row (xw: m rows of nb widened blocks) in groups of up to four.
+void run_grouped(const QuantProduct& p, int64_t nb, int64_t w_row, const BlockX16* xw, const ExecContext& ctx) {
   const int64_t tiles = (p.n + kGroupColTile - 1) / kGroupColTile;
-  const auto* groups = reinterpret_cast<const BlockQ8x32x4*>(xq);
   parallel_for(ctx.pool, tiles, [&](int64_t t0, int64_t t1) {
-    thread_local std::vector<WBlock32> dec;  // one column tile decoded (grows once per thread)
-    dec.resize(static_cast<size_t>(kGroupColTile * nb));
-    float y[kGroupColTile * 4];
+    thread_local std::vector<WPanel32> dec;  // one column tile decoded (grows once per thread)
+    dec.resize(static_cast<size_t>(kGroupColTile / kPanelRows * nb));
+    float y[4 * kGroupColTile];
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t c0 = t * kGroupColTile, c1 = c0 + kGroupColTile < p.n ? c0 + kGroupColTile : p.n;
-      p.decode32(nb, p.w + c0 * w_row, w_row, c1 - c0, dec.data());
-      for (int64_t g = 0; g < m4 / 4; ++g) {
-        p.gemm32(nb, dec.data(), c1 - c0, groups + g * nb, y);
-        for (int r = 0; r < 4; ++r) {
-          for (int64_t c = c0; c < c1; ++c) put(p, 4 * g + r, c, y[(c - c0) * 4 + r]);
-        }
+      p.decode_panels(nb, p.w + c0 * w_row, w_row, c1 - c0, dec.data());
+      if (c1 - c0 <= kPanelRows) {  // a last tile of one panel: the second one zero
+        std::memset(static_cast<void*>(dec.data() + nb), 0, static_cast<size_t>(nb) * sizeof(WPanel32));
       }
-      for (int64_t i = m4; i < p.m; ++i) {
-        p.dot_rows(p.k, p.w + c0 * w_row, w_row, c1 - c0, xq + i * row_bytes, y);
-        for (int64_t c = c0; c < c1; ++c) put(p, i, c, y[c - c0]);
+      for (int64_t i = 0; i < p.m; i += 4) {
+        const int rx = p.m - i < 4 ? static_cast<int>(p.m - i) : 4;
+        const BlockX16* xr[4];
+        for (int j = 0; j < 4; ++j) xr[j] = xw + (i + (j < rx ? j : 0)) * nb;
+        p.gemm_panels(nb, dec.data(), xr, rx, y);
+        for (int j = 0; j < rx; ++j) {
+          for (int64_t c = c0; c < c1; ++c) put(p, i + j, c, y[j * kGroupColTile + (c - c0)]);
+        }
       }
     }
   });
@@ -117,14 +118,14 @@ void run(const QuantProduct& p, const CpuIsa& isa, const ExecContext& ctx) {
                 info.name, " matmul: the workspace must hold ", static_cast<size_t>(p.m) * row_bytes,
                 " bytes (4-byte aligned) for ", p.m, " quantized rows, got ", p.workspace_bytes);
   auto* xq = static_cast<uint8_t*>(p.workspace);
-  // Grouped: rows [0, m4) as BlockQ8x32x4 groups (the same bytes per group as four rows), the
-  // others as rows after them.
-  const bool grouped = p.gemm32 != nullptr && !gated && p.m >= kGroupMinRows;
-  const int64_t m4 = grouped ? p.m / 4 * 4 : 0;
+  // Grouped: every row quantized, then widened into the calling thread's buffer (grows once).
+  const bool grouped = p.gemm_panels != nullptr && !gated && p.m >= kGroupMinRows;
   const int64_t nb = p.k / info.block_elems;
+  thread_local std::vector<BlockX16> xw;
+  if (grouped) xw.resize(static_cast<size_t>(p.m * nb));
+  BlockX16* xwp = xw.data();
   parallel_for(ctx.pool, p.m, [&](int64_t r0, int64_t r1) {
     thread_local std::vector<float> xn;  // one normalised row (grows once per thread)
-    thread_local std::vector<BlockQ8x32> xrow;  // one quantized row of a group
     for (int64_t r = r0; r < r1; ++r) {
       const float* x = p.x + r * p.x_stride;
       if (p.norm_weight != nullptr) {
@@ -134,19 +135,13 @@ void run(const QuantProduct& p, const CpuIsa& isa, const ExecContext& ctx) {
         isa.scale_mul(xn.data(), x, p.norm_weight, p.norm_offset, inv, p.k);
         x = xn.data();
       }
-      if (r >= m4) {
-        p.quantize(p.wtype, x, nullptr, 1.0f, 0.0f, p.k, xq + r * row_bytes);
-        continue;
-      }
-      xrow.resize(static_cast<size_t>(nb));
-      p.quantize(p.wtype, x, nullptr, 1.0f, 0.0f, p.k, xrow.data());
-      scatter_q8x32_row(nb, xrow.data(), static_cast<int>(r % 4),
-                        reinterpret_cast<BlockQ8x32x4*>(xq + r / 4 * 4 * row_bytes));
+      p.quantize(p.wtype, x, nullptr, 1.0f, 0.0f, p.k, xq + r * row_bytes);
+      if (grouped) widen_q8x32_row(nb, reinterpret_cast<const BlockQ8x32*>(xq + r * row_bytes), xwp + r * nb);
     }
   });
   const int64_t w_row = p.k / info.block_elems * info.block_bytes;
   if (grouped) {
-    run_grouped(p, nb, w_row, m4, row_bytes, xq, ctx);
+    run_grouped(p, nb, w_row, xwp, ctx);
     return;
   }
   const int64_t n_out = gated ? p.n / 2 : p.n;
@@ -255,16 +250,16 @@ QuantVecDot2x4Fn dot2x4_for(DType wtype, CpuIsaKind isa) {
   return nullptr;
 }
 
-QuantDecode32Fn decode32_for(DType wtype, CpuIsaKind isa) {
+QuantDecodePanelsFn decode_panels_for(DType wtype, CpuIsaKind isa) {
 #ifdef ELI_X86
-  if (isa != CpuIsaKind::kGeneric) return quant_decode32_avx2(wtype);
+  if (isa != CpuIsaKind::kGeneric) return quant_decode_panels_avx2(wtype);
 #endif
   return nullptr;
 }
 
-QuantGemm32Fn gemm32_for(DType wtype, CpuIsaKind isa) {
+QuantGemmPanelsFn gemm_panels_for(DType wtype, CpuIsaKind isa) {
 #ifdef ELI_X86
-  if (isa != CpuIsaKind::kGeneric) return quant_gemm32_avx2(wtype);
+  if (isa != CpuIsaKind::kGeneric) return quant_gemm_panels_avx2(wtype);
 #endif
   return nullptr;
 }
@@ -287,7 +282,7 @@ const CpuIsa& isa_for(CpuIsaKind isa) {
 template <DType D, CpuIsaKind I>
 void gemv_gguf(const void* args, const ExecContext& ctx) {
   const auto& a = *static_cast<const GemvArgs*>(args);
-  run(QuantProduct{D, dot_rows_for<D>(I), dot4_for(D, I), dot2x4_for(D, I), decode32_for(D, I), gemm32_for(D, I), quantize_for(I), a.x, a.x_stride, a.norm_weight, a.norm_eps, a.norm_weight_offset,
+  run(QuantProduct{D, dot_rows_for<D>(I), dot4_for(D, I), dot2x4_for(D, I), decode_panels_for(D, I), gemm_panels_for(D, I), quantize_for(I), a.x, a.x_stride, a.norm_weight, a.norm_eps, a.norm_weight_offset,
                    static_cast<const uint8_t*>(a.w), a.bias, a.m, a.n, a.k, a.out, a.out_stride, a.gated,
                    a.accumulate, a.workspace, a.workspace_bytes},
       isa_for(I), ctx);
@@ -299,7 +294,7 @@ void gemm_gguf(const void* args, const ExecContext& ctx) {
   ELI_CHECK_KIND(kUnsupported, a.x_dtype == DType::kF32 && a.out_dtype == DType::kF32, dtype_name(D),
                  " gemm on the CPU takes float32 x and out, got x ", dtype_name(a.x_dtype), ", out ",
                  dtype_name(a.out_dtype));
-  run(QuantProduct{D, dot_rows_for<D>(I), dot4_for(D, I), dot2x4_for(D, I), decode32_for(D, I), gemm32_for(D, I), quantize_for(I), static_cast<const float*>(a.x), a.x_stride, nullptr, 0.0f, 0.0f,
+  run(QuantProduct{D, dot_rows_for<D>(I), dot4_for(D, I), dot2x4_for(D, I), decode_panels_for(D, I), gemm_panels_for(D, I), quantize_for(I), static_cast<const float*>(a.x), a.x_stride, nullptr, 0.0f, 0.0f,
                    static_cast<const uint8_t*>(a.w), a.bias, a.m, a.n, a.k, static_cast<float*>(a.out), a.out_stride,
                    GatedAct::kNone, a.accumulate, a.workspace, a.workspace_bytes},
       isa_for(I), ctx);

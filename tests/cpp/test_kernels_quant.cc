@@ -448,16 +448,17 @@ TEST(QuantTiles, RowsOneByFourAndTwoByFourGiveTheOneRowBits) {
 }
 
 // The grouped GEMM (quant_gemm.h) gives the one-row dot product's bits for every (weight row,
-// activation row) pair: 1 to 5 decoded weight rows (2-row tiles and a 1-row tail), 1, 9 and 35
-// blocks (more than one 32-block scale chunk), weight rows with padding between them, activation
-// rows of unequal scale; the group layout is filled with scatter_q8x32_row.
+// activation row) pair: 1 to 17 weight rows decoded into panels (a part-filled panel, one and two
+// panels, the second zeroed as the matmul does for a last tile), 1 to 4 activation rows per call,
+// 1, 9 and 35 blocks, weight rows with padding between them, activation rows of unequal scale;
+// the activation rows are widened with widen_q8x32_row.
 TEST(QuantTiles, GroupedGemmGivesTheOneRowBits) {
   if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU";
   std::mt19937 rng(23);
   int types = 0;
   for (DType dt : kGgufBlockTypes) {
-    const QuantDecode32Fn decode = quant_decode32_avx2(dt);
-    const QuantGemm32Fn gemm = quant_gemm32_avx2(dt);
+    const QuantDecodePanelsFn decode = quant_decode_panels_avx2(dt);
+    const QuantGemmPanelsFn gemm = quant_gemm_panels_avx2(dt);
     const DTypeInfo& info = dtype_info(dt);
     ASSERT_EQ(decode == nullptr, gemm == nullptr) << dtype_name(dt);
     if (gemm == nullptr) {
@@ -468,7 +469,7 @@ TEST(QuantTiles, GroupedGemmGivesTheOneRowBits) {
     const QuantVecDotFn dot = quant_vec_dot_avx2(dt);
     for (int64_t nb : {1, 9, 35}) {
       const int64_t k = 32 * nb, row = nb * info.block_bytes, stride = row + info.block_bytes + 3;
-      for (int64_t rows = 1; rows <= 5; ++rows) {
+      for (int64_t rows : {1, 5, 8, 13, 16}) {
         SCOPED_TRACE(std::string(dtype_name(dt)) + " nb=" + std::to_string(nb) + " rows=" + std::to_string(rows));
         const std::vector<uint8_t> wr = rand_blocks(rng, dt, rows + 1, k);
         std::vector<uint8_t> w(static_cast<size_t>(stride * rows), 0xa5);
@@ -477,28 +478,71 @@ TEST(QuantTiles, GroupedGemmGivesTheOneRowBits) {
           std::memcpy(w.data() + r * stride + row, wr.data() + rows * row, static_cast<size_t>(stride - row));
         }
         std::vector<std::vector<BlockQ8x32>> xq(4, std::vector<BlockQ8x32>(static_cast<size_t>(nb)));
-        std::vector<BlockQ8x32x4> group(static_cast<size_t>(nb));
+        std::vector<std::vector<BlockX16>> xw(4, std::vector<BlockX16>(static_cast<size_t>(nb)));
         for (int j = 0; j < 4; ++j) {
           const float amp = j == 1 ? 1e-3f : static_cast<float>(j + 1);
           const std::vector<float> x = ktest::rand_vec(rng, static_cast<size_t>(k), -amp, amp);
           quantize_act_row(dt, x.data(), nullptr, 1.0f, 0.0f, k, xq[j].data());
-          scatter_q8x32_row(nb, xq[j].data(), j, group.data());
+          widen_q8x32_row(nb, xq[j].data(), xw[j].data());
         }
-        std::vector<WBlock32> dec(static_cast<size_t>(rows * nb));
+        std::vector<WPanel32> dec(static_cast<size_t>(2 * nb));
         decode(nb, w.data(), stride, rows, dec.data());
-        std::vector<float> y(static_cast<size_t>(rows * 4));
-        gemm(nb, dec.data(), rows, group.data(), y.data());
-        for (int64_t r = 0; r < rows; ++r) {
-          for (int j = 0; j < 4; ++j) {
-            const float one = dot(k, w.data() + r * stride, xq[j].data());
-            EXPECT_EQ(0, std::memcmp(&y[static_cast<size_t>(r * 4 + j)], &one, sizeof(float)))
-                << "row " << r << " x " << j << ": " << y[static_cast<size_t>(r * 4 + j)] << " vs " << one;
+        if (rows <= kPanelRows) std::memset(static_cast<void*>(dec.data() + nb), 0, static_cast<size_t>(nb) * sizeof(WPanel32));
+        for (int rx = 1; rx <= 4; ++rx) {
+          const BlockX16* xr[4];
+          for (int j = 0; j < 4; ++j) xr[j] = xw[static_cast<size_t>(j < rx ? j : 0)].data();
+          std::vector<float> y(static_cast<size_t>(4 * 16), 0.0f);
+          gemm(nb, dec.data(), xr, rx, y.data());
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int j = 0; j < rx; ++j) {
+              const float one = dot(k, w.data() + r * stride, xq[j].data());
+              EXPECT_EQ(0, std::memcmp(&y[static_cast<size_t>(j * 16 + r)], &one, sizeof(float)))
+                  << "rx " << rx << " row " << r << " x " << j << ": " << y[static_cast<size_t>(j * 16 + r)] << " vs " << one;
+            }
+          }
+          for (int j = 0; j < rx; ++j) {  // rows past the matrix (zero panels) give exact zeros
+            for (int64_t r = rows; r < 16; ++r) EXPECT_EQ(y[static_cast<size_t>(j * 16 + r)], 0.0f);
           }
         }
       }
     }
   }
   EXPECT_EQ(types, 6) << "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL";
+}
+
+// Decode and prefill agree bit for bit: a row through kGemv alone (m = 1) and the same row inside
+// an m = 40 kGemm batch (the grouped route on AVX2, 10 groups of four) give identical outputs,
+// for every type and both ISA variants, with a bias, on odd n and k.
+TEST(QuantMatmul, GemvRowEqualsGemmBatchRowBitForBit) {
+  std::mt19937 rng(29);
+  int checked = 0;
+  for (const KernelEntry* gemm : quant_candidates(Op::kGemm)) {
+    if (std::string(gemm->variant) == "ref") continue;  // the oracle itself
+    const KernelEntry* gemv = nullptr;
+    for (const KernelEntry* e : quant_candidates(Op::kGemv)) {
+      if (e->dtype == gemm->dtype && std::string(e->variant) == gemm->variant) gemv = e;
+    }
+    ASSERT_NE(gemv, nullptr) << ktest::entry_name(*gemm) << ": no kGemv of the same variant";
+    SCOPED_TRACE(ktest::entry_name(*gemm));
+    const DTypeInfo& info = dtype_info(gemm->dtype);
+    const int64_t k = info.block_elems == 32 ? 32 * 19 : 256 * 3;
+    const Case batch{40, 37, k, true, false, false, GatedAct::kNone};
+    const std::vector<float> x = ktest::rand_vec(rng, static_cast<size_t>(batch.m * (k + 5)), -2.0f, 2.0f);
+    const std::vector<uint8_t> w = rand_blocks(rng, gemm->dtype, batch.n, k);
+    const std::vector<float> bias = ktest::rand_vec(rng, static_cast<size_t>(batch.n));
+    const std::vector<float> init(static_cast<size_t>(batch.m * (batch.n + 3)), 0.0f);
+    const std::vector<float> all = run_entry(*gemm, batch, x, w, bias, {}, init, nullptr);
+    for (int64_t r : {int64_t{0}, int64_t{17}, int64_t{39}}) {
+      Case one = batch;
+      one.m = 1;
+      const std::vector<float> xr(x.begin() + r * (k + 5), x.begin() + (r + 1) * (k + 5));
+      const std::vector<float> ir(init.begin() + r * (batch.n + 3), init.begin() + (r + 1) * (batch.n + 3));
+      const std::vector<float> got = run_entry(*gemv, one, xr, w, bias, {}, ir, nullptr);
+      ASSERT_EQ(0, std::memcmp(got.data(), all.data() + r * (batch.n + 3), got.size() * sizeof(float))) << "row " << r;
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 12);
 }
 
 // The AVX2 activation quantizer writes the generic one's bytes (both formats, with and without the
