@@ -238,12 +238,27 @@ ELI_WQ_HD float tile_fma(float acc, float s, float z, float d, float sumq, int32
   return fma32(s * d, fma32(-z, sumq, static_cast<float>(dot)), acc);
 }
 
-// Work split: a warp owns kGemvRows weight rows (half gate, half up when gated); lane l takes the
-// tiles l, l + 32, ... of them, kGemvUnroll(bits) tiles per loop trip (all of a trip's weight loads
-// are issued before the first is used: 16 16-byte loads per lane in flight).
+// Work split: a group of kw warps (kw = 1, or all 4 warps of the CTA) owns kGemvRows weight rows
+// (half gate, half up when gated); thread j = 32 * (warp % kw) + lane of the group takes the tiles
+// j, j + 32 kw, ... of them, gemv_unroll(bits) tiles per loop trip (all of a trip's weight loads are
+// issued before the first is used: 16 16-byte loads per thread in flight). Each warp sums its lanes
+// by the xor butterfly; with kw = 4 the CTA then adds the 4 warps' sums in warp order (shared
+// memory). kw = 4 is for matrices too short to give every SM a CTA with kw = 1 (k/v projections,
+// TP shards): it spreads one row group over 4 warps, 4x the CTAs.
 constexpr int kGemvThreads = 128;
 constexpr int kGemvRows = 4;
 ELI_WQ_HD int gemv_unroll(int bits) { return bits == 4 ? 4 : 2; }
+// 0: pick kw by the shape (gemv_k_warps); 1 or 4: forced (tests, the bench).
+inline int& gemv_k_warps_setting() {
+  static int kw = 0;
+  return kw;
+}
+ELI_WQ_HD int gemv_k_warps(int64_t n_out, bool gated, int sm_count, int setting) {
+  if (setting == 1 || setting == 4) return setting;
+  const int64_t ro = gated ? kGemvRows / 2 : kGemvRows;
+  const int64_t ctas = ((n_out + ro - 1) / ro + 3) / 4;  // with kw = 1
+  return ctas < sm_count ? 4 : 1;
+}
 // The weight row a warp loads as its r-th row (clamped into range; dropped at the store).
 ELI_WQ_HD int64_t gemv_warp_row(int64_t n, bool gated, int64_t o0, int r) {
   if (!gated) return o0 + r < n - 1 ? o0 + r : n - 1;

@@ -17,18 +17,23 @@
 // 1. Prep kernel (one launch, grid (tiles / 32, m)): the effective x rows (RMSNorm with
 //    norm_weight + norm_weight_offset, then the act-order gather x[perm[j]]) quantized per 32-column
 //    tile into the workspace (wq_w4a16.cuh: codes + {d, sum of codes}).
-// 2. GEMV: a warp owns 4 weight rows (2 gate + 2 up rows when gated); lane l takes tiles l, l + 32,
-//    ... of every row, gemv_unroll(bits) tiles per trip: all of a trip's weight loads (16 16-byte
-//    loads per lane), scales and zeros are issued before the first is used. Per tile it unpacks the
-//    codes of its 4 rows once, then per x row loads the x tile (two 16-byte loads + one float2)
-//    and forms 4 integer dot products (tile_dot) scaled in f32 (tile_fma).
-// 3. Warp-shuffle sums; the lane owning (row, output) applies bias, the gated activation and the
-//    (accumulating) store. Rows past n are clamped for loading and dropped at the store.
+// 2. GEMV: a row group of kw warps (1, or the CTA's 4 when one warp per group would leave SMs
+//    idle: wq_cuda::gemv_k_warps) owns 4 weight rows (2 gate + 2 up rows when gated); thread j of
+//    the group takes tiles j, j + 32 kw, ... of every row, gemv_unroll(bits) tiles per trip: all of
+//    a trip's weight loads (16 16-byte loads per thread), scales and zeros are issued before the
+//    first is used. Per tile it unpacks the codes of its 4 rows once, then per x row loads the x
+//    tile (two 16-byte loads + one float2) and forms 4 integer dot products (tile_dot) scaled in
+//    f32 (tile_fma). No split over the grid: the group's rows are finished in one CTA.
+// 3. Warp-shuffle sums (kw = 4: then the 4 warps' sums added in warp order through shared memory);
+//    the thread owning (row, output) applies bias, the gated activation and the (accumulating)
+//    store. Rows past n are clamped for loading and dropped at the store. Deterministic.
+// tests/cpp/test_wq_cuda_host.cc emulates this arithmetic (same helpers, same order) on the CPU.
 // Programmatic dependent launch (pdl.cuh): the prep kernel waits before reading x; the GEMV issues
 // its first trip's weight loads before its wait and reads the workspace, bias and out after it.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdint>
 
@@ -139,18 +144,33 @@ struct GemvParams {
   bool gated, gelu, accumulate;
 };
 
-template <int BITS, int M>
+// out[i, col] (+)= act(y (+ bias), up (+ bias)) for output col of x row i.
+__device__ __forceinline__ void store_out(const GemvParams& p, int i, int64_t col, float y, float up) {
+  if (p.bias != nullptr) y += p.bias[col];
+  if (p.gated) {
+    if (p.bias != nullptr) up += p.bias[p.n_out + col];
+    y = (p.gelu ? 0.5f * y * (1.0f + tanhf(0.7978845608f * (y + 0.044715f * y * y * y))) : y / (1.0f + expf(-y))) * up;
+  }
+  float* dst = p.out + i * p.out_stride + col;
+  *dst = p.accumulate ? *dst + y : y;
+}
+
+template <int BITS, int M, int KW>
 __global__ void __launch_bounds__(kGemvThreads) wq_gemv_kernel(const GemvParams p) {
+  static_assert(KW == 1 || KW == kWarps, "a row group is one warp or the whole CTA");
   constexpr int R = kGemvRows;
   constexpr int U = BITS == 4 ? 4 : 2;  // == wq_cuda::gemv_unroll(BITS)
   constexpr int WW = wq_cuda::TileWords<BITS>::kWords;
   constexpr int TB = 4 * WW;  // bytes of a tile of one row
-  const int lane = threadIdx.x & 31;
-  const int64_t wid = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  constexpr int STEP = 32 * KW;  // tiles between a thread's consecutive tiles
+  __shared__ float red[KW][M * R];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int gl = (warp % KW) * 32 + lane;  // thread index within the row group
+  const int64_t grp = static_cast<int64_t>(blockIdx.x) * (kWarps / KW) + warp / KW;
   const int ro = p.gated ? R / 2 : R;
-  const int64_t o0 = wid * ro;
+  const int64_t o0 = grp * ro;
   cuda::pdl_launch_dependents();
-  if (o0 >= p.n_out) {  // whole warps only; no block-wide barrier below
+  if (o0 >= p.n_out) {  // a whole warp (KW = 1) or the whole CTA (KW = 4): no barrier is skipped
     cuda::pdl_wait();
     return;
   }
@@ -174,12 +194,13 @@ __global__ void __launch_bounds__(kGemvThreads) wq_gemv_kernel(const GemvParams 
   }
 
   bool waited = false;
-  for (int t0 = 0; t0 < p.nt; t0 += 32 * U) {
+  for (int t0 = 0; t0 < p.nt; t0 += STEP * U) {
     uint32_t w[U][R][WW];
     float s[U][R], z[U][R];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int t = min(t0 + 32 * u + lane, p.nt - 1);  // clamped for loading; skipped below
+      const int t = t0 + STEP * u + gl;
+      if (t >= p.nt) continue;  // not loaded, skipped below
       const int g = t / p.tpg;
 #pragma unroll
       for (int r = 0; r < R; ++r) {
@@ -202,7 +223,7 @@ __global__ void __launch_bounds__(kGemvThreads) wq_gemv_kernel(const GemvParams 
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int t = t0 + 32 * u + lane;
+      const int t = t0 + STEP * u + gl;
       if (t >= p.nt) continue;
       uint32_t wu[R][8];
 #pragma unroll
@@ -224,56 +245,89 @@ __global__ void __launch_bounds__(kGemvThreads) wq_gemv_kernel(const GemvParams 
       }
     }
   }
-  cuda::pdl_wait();  // (returns at once: every live lane waited in the first trip)
+  cuda::pdl_wait();  // (returns at once: every live thread waited in the first trip)
 
 #pragma unroll
   for (int i = 0; i < M; ++i) {
 #pragma unroll
     for (int r = 0; r < R; ++r) acc[i][r] = cuda::warp_reduce_sum(acc[i][r]);
   }
-  // Every lane holds every sum; lane (i * R + o) % 32 stores output o of row i.
+  if (KW == 1) {
+    // Every lane holds every sum; lane (i * R + o) % 32 stores output o of row i.
 #pragma unroll
-  for (int i = 0; i < M; ++i) {
+    for (int i = 0; i < M; ++i) {
 #pragma unroll
-    for (int o = 0; o < R; ++o) {
-      if (i >= p.m || o >= ro || lane != ((i * R + o) & 31)) continue;
-      const int64_t col = o0 + o;
-      if (col >= p.n_out) continue;
-      float y = acc[i][o];
-      if (p.bias != nullptr) y += p.bias[col];
-      if (p.gated) {
-        float up = acc[i][o + R / 2];
-        if (p.bias != nullptr) up += p.bias[p.n_out + col];
-        y = (p.gelu ? 0.5f * y * (1.0f + tanhf(0.7978845608f * (y + 0.044715f * y * y * y))) : y / (1.0f + expf(-y))) *
-            up;
+      for (int o = 0; o < R; ++o) {
+        if (i >= p.m || o >= ro || lane != ((i * R + o) & 31)) continue;
+        if (o0 + o >= p.n_out) continue;
+        store_out(p, i, o0 + o, acc[i][o], p.gated ? acc[i][o + R / 2] : 0.f);
       }
-      float* dst = p.out + i * p.out_stride + col;
-      *dst = p.accumulate ? *dst + y : y;
+    }
+  } else {
+    if (lane == 0) {
+#pragma unroll
+      for (int i = 0; i < M; ++i) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) red[warp % KW][i * R + r] = acc[i][r];
+      }
+    }
+    __syncthreads();
+    const int tid = threadIdx.x;
+    if (tid < M * R) {
+      const int i = tid / R, o = tid % R;
+      if (i < p.m && o < ro && o0 + o < p.n_out) {
+        float y = 0.f, up = 0.f;
+#pragma unroll
+        for (int kw = 0; kw < KW; ++kw) {  // warp order: deterministic
+          y += red[kw][i * R + o];
+          if (p.gated) up += red[kw][i * R + o + R / 2];
+        }
+        store_out(p, i, o0 + o, y, up);
+      }
     }
   }
 }
 
 template <int BITS, int M>
-void launch_one(const GemvParams& p, dim3 grid, bool pdl, cudaStream_t stream) {
-  cuda::launch_kernel(wq_gemv_kernel<BITS, M>, grid, dim3(kGemvThreads), 0, stream, pdl, p);
+void launch_one(const GemvParams& p, int kw, bool pdl, cudaStream_t stream) {
+  const int ro = p.gated ? kGemvRows / 2 : kGemvRows;
+  const int64_t groups = (p.n_out + ro - 1) / ro;
+  const int64_t blocks = kw == 1 ? (groups + kWarps - 1) / kWarps : groups;
+  ELI_CHECK(blocks <= INT_MAX, "wq gemv: n=", p.n, " exceeds the grid limit");
+  const dim3 grid(static_cast<unsigned>(blocks));
+  if (kw == 1) {
+    cuda::launch_kernel(wq_gemv_kernel<BITS, M, 1>, grid, dim3(kGemvThreads), 0, stream, pdl, p);
+  } else {
+    cuda::launch_kernel(wq_gemv_kernel<BITS, M, kWarps>, grid, dim3(kGemvThreads), 0, stream, pdl, p);
+  }
 }
 
 template <int BITS>
-void launch_rows(const GemvParams& p, bool pdl, cudaStream_t stream) {
-  const int ro = p.gated ? kGemvRows / 2 : kGemvRows;
-  const int64_t warps = (p.n_out + ro - 1) / ro;
-  const int64_t blocks = (warps + kWarps - 1) / kWarps;
-  ELI_CHECK(blocks <= INT_MAX, "wq gemv: n=", p.n, " exceeds the grid limit");
-  const dim3 grid(static_cast<unsigned>(blocks));
+void launch_rows(const GemvParams& p, int kw, bool pdl, cudaStream_t stream) {
   if (p.m <= 1) {
-    launch_one<BITS, 1>(p, grid, pdl, stream);
+    launch_one<BITS, 1>(p, kw, pdl, stream);
   } else if (p.m <= 2) {
-    launch_one<BITS, 2>(p, grid, pdl, stream);
+    launch_one<BITS, 2>(p, kw, pdl, stream);
   } else if (p.m <= 4) {
-    launch_one<BITS, 4>(p, grid, pdl, stream);
+    launch_one<BITS, 4>(p, kw, pdl, stream);
   } else {
-    launch_one<BITS, 8>(p, grid, pdl, stream);
+    launch_one<BITS, 8>(p, kw, pdl, stream);
   }
+}
+
+// SMs of the current device (cached per device).
+int sm_count() {
+  static std::atomic<int> cache[64];  // 0 = not yet known
+  int dev = 0;
+  ELI_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev < 0 || dev >= 64) dev = 0;
+  int v = cache[dev].load(std::memory_order_relaxed);
+  if (v == 0) {
+    ELI_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+    v = std::max(v, 1);
+    cache[dev].store(v, std::memory_order_relaxed);
+  }
+  return v;
 }
 
 template <int BITS>
@@ -346,7 +400,8 @@ void wq_gemv(const void* args_ptr, const ExecContext& ctx) {
   p.gated = gated;
   p.gelu = a.gated == GatedAct::kGeluTanh;
   p.accumulate = a.accumulate;
-  launch_rows<BITS>(p, pdl, stream);
+  const int kw = wq_cuda::gemv_k_warps(n_out, gated, sm_count(), wq_cuda::gemv_k_warps_setting());
+  launch_rows<BITS>(p, kw, pdl, stream);
 }
 
 }  // namespace

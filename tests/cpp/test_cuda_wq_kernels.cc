@@ -175,6 +175,15 @@ void check(const std::vector<float>& got, const std::vector<float>& want, const 
   EXPECT_EQ(bad, 0u) << what;
 }
 
+class ScopedKWarps {
+ public:
+  explicit ScopedKWarps(int kw) : saved_(wq_cuda::gemv_k_warps_setting()) { wq_cuda::gemv_k_warps_setting() = kw; }
+  ~ScopedKWarps() { wq_cuda::gemv_k_warps_setting() = saved_; }
+
+ private:
+  int saved_;
+};
+
 TEST_P(CudaWqKernels, GemvMatchesTheReference) {
   const KernelEntry& e = kernel(Op::kGemv);
   std::vector<Case> cases;
@@ -262,19 +271,23 @@ TEST_P(CudaWqKernels, GemvMatchesTheReference) {
       }
     }
 
-    DeviceBuffer<float> dx(*dev_, x), dnw(*dev_, nw), dbias(*dev_, bias), dout(*dev_, out0);
+    DeviceBuffer<float> dx(*dev_, x), dnw(*dev_, nw), dbias(*dev_, bias);
     const size_t ws_bytes = wq_cuda::gemv_workspace_bytes(c.m, c.k);
     DeviceBuffer<uint8_t> ws(*dev_, ws_bytes);
-    a.out = dout.get();
     a.x = dx.get();
     a.w = &dview;
     a.bias = c.bias ? dbias.get() : nullptr;
     a.norm_weight = c.norm ? dnw.get() : nullptr;
     a.workspace = ws.get();
     a.workspace_bytes = ws_bytes;
-    e.fn(&a, ctx_);
-    dev_->default_stream().synchronize();
-    check(dout.download(), want, tol, "gemv " + describe(c));
+    for (int kw : {1, 4}) {  // one warp or the whole CTA per row group (wq_w4a16.cuh)
+      ScopedKWarps scoped(kw);
+      DeviceBuffer<float> dout(*dev_, out0);
+      a.out = dout.get();
+      e.fn(&a, ctx_);
+      dev_->default_stream().synchronize();
+      check(dout.download(), want, tol, "gemv kw=" + std::to_string(kw) + " " + describe(c));
+    }
   }
 }
 

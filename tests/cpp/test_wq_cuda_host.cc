@@ -250,6 +250,12 @@ TEST(WqCudaHostPlan, GemvWarpRowsCoverEveryOutputOnce) {
     }
   }
   EXPECT_GE(wq_cuda::gemv_workspace_bytes(8, 4096), size_t{8} * 4096 + 8 * 128 * 8);
+  // kw: 4 only when kw = 1 leaves SMs without a CTA; forced settings win.
+  EXPECT_EQ(wq_cuda::gemv_k_warps(4096, false, 132, 0), 1);   // 256 CTAs
+  EXPECT_EQ(wq_cuda::gemv_k_warps(1024, false, 132, 0), 4);   // 64 CTAs
+  EXPECT_EQ(wq_cuda::gemv_k_warps(14336, true, 132, 0), 1);
+  EXPECT_EQ(wq_cuda::gemv_k_warps(4096, false, 132, 4), 4);
+  EXPECT_EQ(wq_cuda::gemv_k_warps(37, false, 132, 1), 1);
   EXPECT_EQ(wq_cuda::gemv_xq_bytes(3, 96) % 256, 0u);
 }
 
@@ -291,11 +297,12 @@ void emulate_prep(const float* x, int64_t k, const float* nw, float off, float e
   }
 }
 
-// The GEMV kernel's arithmetic for a GemvArgs (host pointers), in its order: lane l of the warp
-// owning output rows o0.. accumulates tiles l, l + 32, ... through tile_unpack / tile_dot /
-// tile_fma, the 32 lanes are summed by the xor butterfly, then bias, act, store. Also returns the
-// per-row prep results (for the tolerance).
-void emulate_gemv(int bits, const GemvArgs& a, std::vector<std::vector<float>>* dx) {
+// The GEMV kernel's arithmetic for a GemvArgs (host pointers) and kw warps per row group, in its
+// order: thread j = 32 * warp + lane of the group owning output rows o0.. accumulates tiles j,
+// j + 32 kw, ... through tile_unpack / tile_dot / tile_fma; each warp's lanes are summed by the xor
+// butterfly, the kw warp sums added in warp order (kw > 1, starting from 0 as the kernel), then
+// bias, act, store. Returns the per-row activation steps d (for the tolerance) in *dx.
+void emulate_gemv(int bits, int kw, const GemvArgs& a, std::vector<std::vector<float>>* dx) {
   const WqMatrix& w = *static_cast<const WqMatrix*>(a.w);
   const int64_t k = a.k, nt = k / 32, gs = w.group_size > 0 ? w.group_size : k, tpg = gs / 32, groups = k / gs;
   const int64_t row_bytes = k * bits / 8, tb = 32 * bits / 8;
@@ -312,45 +319,50 @@ void emulate_gemv(int bits, const GemvArgs& a, std::vector<std::vector<float>>* 
   if (dx != nullptr) *dx = d;
   const uint8_t* q = static_cast<const uint8_t*>(w.q);
   constexpr int R = wq_cuda::kGemvRows;
+  const int64_t e_per = a.m * R;  // sums per thread: [i][r]
   for (int64_t o0 = 0; o0 < n_out; o0 += ro) {
     int64_t rows[R];
     for (int r = 0; r < R; ++r) rows[r] = wq_cuda::gemv_warp_row(a.n, gated, o0, r);
-    std::vector<float> lanes(static_cast<size_t>(32 * a.m * R), 0.f);  // [lane][i][r]
-    for (int lane = 0; lane < 32; ++lane) {
-      for (int64_t t = lane; t < nt; t += 32) {
-        for (int64_t i = 0; i < a.m; ++i) {
-          uint32_t xw[8];
-          for (int v = 0; v < 8; ++v) xw[v] = load_word(reinterpret_cast<const uint8_t*>(qs[i].data()) + 32 * t + 4 * v);
-          for (int r = 0; r < R; ++r) {
-            uint32_t ww[8], u[8];
-            for (int v = 0; v < tb / 4; ++v) ww[v] = load_word(q + rows[r] * row_bytes + t * tb + 4 * v);
-            if (bits == 4) {
-              wq_cuda::tile_unpack<4>(ww, u);
-            } else {
-              wq_cuda::tile_unpack<8>(ww, u);
+    std::vector<float> total(static_cast<size_t>(e_per), 0.f);
+    for (int wp = 0; wp < kw; ++wp) {
+      std::vector<float> lanes(static_cast<size_t>(32 * e_per), 0.f);  // [lane][i][r]
+      for (int lane = 0; lane < 32; ++lane) {
+        for (int64_t t = 32 * wp + lane; t < nt; t += 32 * kw) {
+          for (int64_t i = 0; i < a.m; ++i) {
+            uint32_t xw[8];
+            for (int v = 0; v < 8; ++v) xw[v] = load_word(reinterpret_cast<const uint8_t*>(qs[i].data()) + 32 * t + 4 * v);
+            for (int r = 0; r < R; ++r) {
+              uint32_t ww[8], u[8];
+              for (int v = 0; v < tb / 4; ++v) ww[v] = load_word(q + rows[r] * row_bytes + t * tb + 4 * v);
+              if (bits == 4) {
+                wq_cuda::tile_unpack<4>(ww, u);
+              } else {
+                wq_cuda::tile_unpack<8>(ww, u);
+              }
+              const int64_t g = rows[r] * groups + t / tpg;
+              float& acc = lanes[lane * e_per + i * R + r];
+              acc = wq_cuda::tile_fma(acc, w.scales[g], w.zeros[g], d[i][t], sums[i][t], wq_cuda::tile_dot(u, xw));
             }
-            const int64_t g = rows[r] * groups + t / tpg;
-            float& acc = lanes[(lane * a.m + i) * R + r];
-            acc = wq_cuda::tile_fma(acc, w.scales[g], w.zeros[g], d[i][t], sums[i][t], wq_cuda::tile_dot(u, xw));
           }
         }
       }
-    }
-    for (int off = 16; off > 0; off >>= 1) {  // butterfly, as cuda::warp_reduce_sum
-      std::vector<float> next(lanes.size());
-      for (int lane = 0; lane < 32; ++lane) {
-        for (int64_t e = 0; e < a.m * R; ++e) next[lane * a.m * R + e] = lanes[lane * a.m * R + e] + lanes[(lane ^ off) * a.m * R + e];
+      for (int off = 16; off > 0; off >>= 1) {  // butterfly, as cuda::warp_reduce_sum
+        std::vector<float> next(lanes.size());
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int64_t e = 0; e < e_per; ++e) next[lane * e_per + e] = lanes[lane * e_per + e] + lanes[(lane ^ off) * e_per + e];
+        }
+        lanes.swap(next);
       }
-      lanes.swap(next);
+      for (int64_t e = 0; e < e_per; ++e) total[e] = kw == 1 ? lanes[e] : total[e] + lanes[e];
     }
     for (int64_t i = 0; i < a.m; ++i) {
       for (int o = 0; o < ro; ++o) {
         const int64_t col = o0 + o;
         if (col >= n_out) continue;
-        float y = lanes[i * R + o];
+        float y = total[i * R + o];
         if (a.bias != nullptr) y += a.bias[col];
         if (gated) {
-          float up = lanes[i * R + o + R / 2];
+          float up = total[i * R + o + R / 2];
           if (a.bias != nullptr) up += a.bias[n_out + col];
           y = gated_act_value(a.gated, y) * up;
         }
@@ -424,9 +436,10 @@ TEST_P(WqCudaHost, GemvEmulationMatchesTheReference) {
     std::vector<float> want = out0, got = out0;
     a.out = want.data();
     wq_gemv_ref(&a, ExecContext{});
+    const int kw = (c.n + c.m) % 2 == 0 ? 1 : 4;  // both row-group widths over the cases
     a.out = got.data();
     std::vector<std::vector<float>> dx;
-    emulate_gemv(bits, a, &dx);
+    emulate_gemv(bits, kw, a, &dx);
 
     // Tolerance (docs/quantization.md "Tolerance"): per output, E = sum_t (d_t / 2) sum_{j in t} |w_j|
     // from the activation rounding, plus 1e-4 of sum_j |w_j x_j| for f32 arithmetic; gated: propagated.
@@ -512,16 +525,20 @@ TEST_P(WqCudaHost, GemvEmulationIsExactOnGridActivations) {
     std::vector<float> want(static_cast<size_t>(m * n)), got(want.size());
     a.out = want.data();
     wq_gemv_ref(&a, ExecContext{});
+    for (int kw : {1, 4}) {
+    std::fill(got.begin(), got.end(), 0.f);
     a.out = got.data();
-    emulate_gemv(bits, a, nullptr);
+    emulate_gemv(bits, kw, a, nullptr);
     std::vector<float> row(static_cast<size_t>(kk));
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t r = 0; r < n; ++r) {
         wq_dequant_row(w, kk, r, row.data());
         double mag = 0.0;
         for (int64_t j = 0; j < kk; ++j) mag += std::fabs(row[j] * x[i * kk + j]);
-        EXPECT_LE(std::fabs(got[i * n + r] - want[i * n + r]), 1e-5 * mag + 1e-6) << "gs " << gs << " " << i << " " << r;
+        EXPECT_LE(std::fabs(got[i * n + r] - want[i * n + r]), 1e-5 * mag + 1e-6)
+            << "gs " << gs << " kw " << kw << " " << i << " " << r;
       }
+    }
     }
   }
 }
