@@ -3,7 +3,8 @@
 // in one run on one GPU:
 //   1. the read-only ceiling (a streaming-sum kernel over 2 GiB, best of a few launch shapes),
 //   2. per shape (n x k: 4096x4096, 14336x4096, 28672x4096 (gate_up), 4096x14336, 128256x4096)
-//      and M = 1, 2, 4, 8 (Op::kGemv, f32 x) and 16, 32, 64, 128, 256 (Op::kGemm, bf16 x): time
+//      and M = 1, 2, 4, 8 (Op::kGemv: f32 x, quantized to int8 by its prep kernel, timed with it)
+//      and 16, 32, 64, 128, 256 (Op::kGemm, bf16 x): time
 //      per call, GB/s of weight bytes as stored (q + scales + zeros), the fraction of the read
 //      ceiling, TFLOP/s, and eli's bf16 route of the same shape beside it (dense bf16 GEMV for
 //      M <= 8, the cuBLASLt bf16 GEMM beyond) with the speed-up. For M >= 16 both GEMM routes are

@@ -1,8 +1,9 @@
 // kernels/cuda/wq_w4a16.cuh: the CUDA kernels of eli's weight-only grouped integer layouts
 // (WeightFormat kInt4Grouped "W4A16" and kInt8Grouped "W8A16", kernels/wq_matrix.h), and the
-// index math / plans they share with the host. Plain C++ outside nvcc (the helpers are
-// host-and-device), so runtime/model/linear_wq.cc sizes its scratch with the same functions the
-// kernels check against, and tests/cpp/test_wq_cuda_host.cc tests the index math in CI.
+// index math / plans / per-tile arithmetic they share with the host. Plain C++ outside nvcc (the
+// helpers are host-and-device), so runtime/model/linear_wq.cc sizes its scratch with the same
+// functions the kernels check against, and tests/cpp/test_wq_cuda_host.cc tests the index math and
+// emulates the GEMV's whole arithmetic in CI.
 //
 // Device layout: the canonical one of wq_matrix.h, unchanged (no re-tiling at repack): q row-major
 // (n, k * bits / 8), scales / zeros (n, k / group_size) f32, perm (k) int32. Both kernels read the
@@ -10,10 +11,10 @@
 //   - a 16-byte chunk of a kInt4Grouped row holds 32 columns: byte i -> column i (low nibble) and
 //     16 + i (high nibble); of a kInt8Grouped row 16 columns (byte i -> column i).
 //   - the GEMM's k-tile is 32 columns (one int4 chunk, two int8 chunks); group_size is a multiple
-//     of 32, so a k-tile (and a GEMV chunk) lies in one group.
+//     of 32, so a k-tile (and a GEMV tile) lies in one group.
 //
-// Routes (WqLinearBase::apply): m <= kGemvMaxRows -> Op::kGemv (f32 x; RMSNorm / act-order gather
-// done by a prep kernel into the workspace when asked for); m > kGemvMaxRows -> Op::kGemm
+// Routes (WqLinearBase::apply): m <= kGemvMaxRows -> Op::kGemv (int8 activations, dp4a; see
+// wq_w4a16_gemv.cu and "GEMV" below); m > kGemvMaxRows -> Op::kGemm
 // (tensor-core mma.sync m16n8k16, bf16 x; f32 x or an act-order permutation are converted /
 // gathered to bf16 rows in the workspace first; split-K over the grid with a deterministic
 // reduction through the workspace when the output tiles are too few to fill the GPU; f32 out, or
@@ -24,12 +25,15 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <cmath>
 #include <cstdlib>
 
 #if defined(__CUDACC__)
 #define ELI_WQ_HD __host__ __device__ __forceinline__
+#define ELI_WQ_UNROLL _Pragma("unroll")
 #else
 #define ELI_WQ_HD inline
+#define ELI_WQ_UNROLL
 #endif
 
 namespace eli {
@@ -147,9 +151,120 @@ inline size_t gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, bool convert
   return gemm_x_bytes(m, k, convert_x) + gemm_partial_bytes(m, n, k);
 }
 
-// GEMV workspace: the prepared f32 x rows (m, k) (RMSNorm and / or act-order gather).
+// --- GEMV: int8 activations, exact integer tile dot products -------------------------------------
+//
+// A 32-column k-tile ("tile" t: columns 32t .. 32t + 31) is the GEMV's unit: 16 bytes of an int4
+// row (one chunk), 32 bytes of an int8 row, and one activation block. The prep kernel writes the
+// effective x rows (RMSNorm, then the act-order gather, in stored column order) quantized per tile:
+//   d = max|v| / 127, q_j = round-half-even(v_j / d) in [-127, 127] (d = 0, q = 0 for a zero tile),
+// so |v_j - d q_j| <= d / 2 is the only error against "dequantize, then f32". Per (weight row,
+// tile, x row): dot = sum_j qw_j qx_j (exact int32, 8 dp4a), then
+//   acc += (s_w d) * (dot - z_w sum_j qx_j)     [fma: one rounding of the bracket; sum qx exact]
+// which is sum_j (qw_j - z_w) s_w (d qx_j) up to f32 rounding.
+
+// GEMV workspace: [x codes (m, k) int8, tile t of row i at bytes (i * k + 32 t)][per (i, t): float2
+// {d, sum of the tile's 32 codes (exact)}], each part 256-byte aligned.
+ELI_WQ_HD size_t gemv_xq_bytes(int64_t m, int64_t k) { return align256(static_cast<size_t>(m) * static_cast<size_t>(k)); }
 ELI_WQ_HD size_t gemv_workspace_bytes(int64_t m, int64_t k) {
-  return align256(static_cast<size_t>(m) * static_cast<size_t>(k) * 4);
+  return gemv_xq_bytes(m, k) + align256(static_cast<size_t>(m) * static_cast<size_t>(k / 32) * 8);
+}
+
+// Activation quantization of one element: d and 1/d from the tile's max|v|, the code of v.
+ELI_WQ_HD float xq_scale(float amax) { return amax / 127.f; }
+ELI_WQ_HD float xq_inv_scale(float amax) { return amax > 0.f ? 127.f / amax : 0.f; }
+ELI_WQ_HD int xq_code(float v, float inv) {
+#if defined(__CUDA_ARCH__)
+  const int q = __float2int_rn(v * inv);
+#else
+  const int q = static_cast<int>(std::nearbyint(v * inv));  // default rounding: half to even
+#endif
+  return q < -127 ? -127 : q > 127 ? 127 : q;
+}
+
+// Unsigned-by-signed 4-byte dot product: c + sum_b (uint8) a_b * (int8) b_b (dp4a.u32.s32).
+ELI_WQ_HD int32_t dp4a_us(uint32_t a, uint32_t b, int32_t c) {
+#if defined(__CUDA_ARCH__)
+  int32_t d;
+  asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+#else
+  for (int i = 0; i < 4; ++i) {
+    c += static_cast<int32_t>((a >> (8 * i)) & 255u) * static_cast<int32_t>(static_cast<int8_t>((b >> (8 * i)) & 255u));
+  }
+  return c;
+#endif
+}
+
+// Words of a tile of one weight row as loaded (int4: the chunk's 4 words; int8: the tile's 8 words).
+template <int BITS>
+struct TileWords {
+  static constexpr int kWords = BITS == 4 ? 4 : 8;
+};
+
+// The tile's 32 weight codes as 8 words of 4 bytes in column order (word v: columns 4v .. 4v + 3),
+// matching the x tile's words. int4: chunk word w's low nibbles are columns 4w .. 4w + 3, its high
+// nibbles 16 + 4w .. 16 + 4w + 3 (three operations per 8 codes); int8: the words as loaded.
+template <int BITS>
+ELI_WQ_HD void tile_unpack(const uint32_t* w, uint32_t (&out)[8]) {
+  if (BITS == 4) {
+    ELI_WQ_UNROLL
+    for (int i = 0; i < 4; ++i) {
+      out[i] = w[i] & 0x0F0F0F0Fu;
+      out[4 + i] = (w[i] >> 4) & 0x0F0F0F0Fu;
+    }
+  } else {
+    ELI_WQ_UNROLL
+    for (int i = 0; i < 8; ++i) out[i] = w[i];
+  }
+}
+
+// Exact integer dot product of an unpacked weight tile and an x tile (8 words of int8 codes each).
+ELI_WQ_HD int32_t tile_dot(const uint32_t (&w)[8], const uint32_t (&x)[8]) {
+  int32_t d = 0;
+  ELI_WQ_UNROLL
+  for (int i = 0; i < 8; ++i) d = dp4a_us(w[i], x[i], d);
+  return d;
+}
+
+// acc + (s * d) * (dot - z * sumq) for one (weight row, tile, x row).
+ELI_WQ_HD float fma32(float a, float b, float c) {
+#if defined(__CUDA_ARCH__)
+  return fmaf(a, b, c);
+#else
+  return std::fma(a, b, c);  // fused on the host too: the emulation matches the device bit for bit
+#endif
+}
+ELI_WQ_HD float tile_fma(float acc, float s, float z, float d, float sumq, int32_t dot) {
+  return fma32(s * d, fma32(-z, sumq, static_cast<float>(dot)), acc);
+}
+
+// Work split: a group of kw warps (kw = 1, or all 4 warps of the CTA) owns kGemvRows weight rows
+// (half gate, half up when gated); thread j = 32 * (warp % kw) + lane of the group takes the tiles
+// j, j + 32 kw, ... of them, gemv_unroll(bits) tiles per loop trip (all of a trip's weight loads are
+// issued before the first is used: 16 16-byte loads per thread in flight). Each warp sums its lanes
+// by the xor butterfly; with kw = 4 the CTA then adds the 4 warps' sums in warp order (shared
+// memory). kw = 4 is for matrices too short to give every SM a CTA with kw = 1 (k/v projections,
+// TP shards): it spreads one row group over 4 warps, 4x the CTAs.
+constexpr int kGemvThreads = 128;
+constexpr int kGemvRows = 4;
+ELI_WQ_HD int gemv_unroll(int bits) { return bits == 4 ? 4 : 2; }
+// 0: pick kw by the shape (gemv_k_warps); 1 or 4: forced (tests, the bench).
+inline int& gemv_k_warps_setting() {
+  static int kw = 0;
+  return kw;
+}
+ELI_WQ_HD int gemv_k_warps(int64_t n_out, bool gated, int sm_count, int setting) {
+  if (setting == 1 || setting == 4) return setting;
+  const int64_t ro = gated ? kGemvRows / 2 : kGemvRows;
+  const int64_t ctas = ((n_out + ro - 1) / ro + 3) / 4;  // with kw = 1
+  return ctas < sm_count ? 4 : 1;
+}
+// The weight row a warp loads as its r-th row (clamped into range; dropped at the store).
+ELI_WQ_HD int64_t gemv_warp_row(int64_t n, bool gated, int64_t o0, int r) {
+  if (!gated) return o0 + r < n - 1 ? o0 + r : n - 1;
+  const int64_t half = n / 2, h = kGemvRows / 2;
+  const int64_t rr = r < h ? o0 + r : o0 + r - h;
+  return (r < h ? 0 : half) + (rr < half - 1 ? rr : half - 1);
 }
 
 }  // namespace wq_cuda

@@ -1,25 +1,45 @@
 // kernels/cuda/wq_w4a16_gemv.cu: the decode GEMV (Op::kGemv, m <= kGemvMaxRows) of the grouped
-// integer layouts kInt4Grouped / kInt8Grouped (kernels/cuda/wq_w4a16.cuh):
+// integer layouts kInt4Grouped / kInt8Grouped (kernels/cuda/wq_w4a16.cuh), read as stored:
 //   out[r, :] (+)= act(norm(x[r, :])[perm] @ W^T + bias)
 //
-// 1. When a norm or an act-order permutation is asked for (or x is not 16-byte addressable), a prep
-//    kernel writes the effective f32 x rows (RMSNorm with norm_weight + norm_weight_offset, then
-//    the gather x[perm[j]]) into the workspace; otherwise the kernel reads x as given.
-// 2. One warp owns R = 4 weight rows (2 gate + 2 up rows when gated); lane l takes the 16-byte
-//    chunks l, l + 32, ... of every row (one 16-byte load per row per chunk: the weights are read
-//    once, coalesced; the next chunk's loads are issued before the current one is used). Per chunk and 32-bit word it turns the R x 8 (int4) or R x 4 (int8) q into
-//    exact floats once, then for each x row forms sum q x (f32 FMA) and sum x; the chunk lies in
-//    one group, so acc += scale * (sum q x - zero * sum x).
-// 3. Warp-shuffle sums; the lane owning (row, output) applies bias, the gated activation and the
-//    (accumulating) store. Rows past n are clamped for loading and dropped at the store.
+// Why int8 activations and dp4a (and not int4 -> bf16x2 with packed FMAs): the GEMV must be bound
+// by reading the weight (~7 int4 weights per SM per clock on an H100 at the read ceiling) for
+// every m up to 8. Converting each weight to a float and doing one f32 FMA per weight and x row
+// (the kernel this one replaces) made it ALU-bound from m = 1 on. With x rounded to int8 once per
+// call, a 32-column tile costs 3 integer operations per 8 int4 codes to unpack (once, for all x
+// rows) and one dp4a per 4 weights per x row (exact int32 sums), plus ~4 f32 operations per
+// (tile, x row) to scale; the x codes (32 bytes per tile per row) are shared by the warp's 4
+// weight rows. Packed bf16 FMAs would keep bf16-level accuracy but cost about as many operations
+// per x row as the dp4a route and round the partial sums to bf16 (or convert to f32 every few
+// products). The price is the activation rounding, |v - d q| <= d / 2 per element, which is the
+// GGUF GEMV's (docs/quantization.md "Tolerance" gives the bound; the tests use it).
+//
+// 1. Prep kernel (one launch, grid (tiles / 32, m)): the effective x rows (RMSNorm with
+//    norm_weight + norm_weight_offset, then the act-order gather x[perm[j]]) quantized per 32-column
+//    tile into the workspace (wq_w4a16.cuh: codes + {d, sum of codes}).
+// 2. GEMV: a row group of kw warps (1, or the CTA's 4 when one warp per group would leave SMs
+//    idle: wq_cuda::gemv_k_warps) owns 4 weight rows (2 gate + 2 up rows when gated); thread j of
+//    the group takes tiles j, j + 32 kw, ... of every row, gemv_unroll(bits) tiles per trip: all of
+//    a trip's weight loads (16 16-byte loads per thread), scales and zeros are issued before the
+//    first is used. Per tile it unpacks the codes of its 4 rows once, then per x row loads the x
+//    tile (two 16-byte loads + one float2) and forms 4 integer dot products (tile_dot) scaled in
+//    f32 (tile_fma). No split over the grid: the group's rows are finished in one CTA.
+// 3. Warp-shuffle sums (kw = 4: then the 4 warps' sums added in warp order through shared memory);
+//    the thread owning (row, output) applies bias, the gated activation and the (accumulating)
+//    store. Rows past n are clamped for loading and dropped at the store. Deterministic.
+// tests/cpp/test_wq_cuda_host.cc emulates this arithmetic (same helpers, same order) on the CPU.
+// Programmatic dependent launch (pdl.cuh): the prep kernel waits before reading x; the GEMV issues
+// its first trip's weight loads before its wait and reads the workspace, bias and out after it.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdint>
 
 #include "eli/error.h"
 #include "kernels/cuda/block_reduce.cuh"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/wq_w4a16.cuh"
 #include "kernels/ops.h"
 #include "kernels/wq_matrix.h"
@@ -28,180 +48,286 @@
 namespace eli {
 namespace {
 
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / 32;
-constexpr int kR = 4;
+using wq_cuda::kGemvRows;
+using wq_cuda::kGemvThreads;
+constexpr int kWarps = kGemvThreads / 32;
+constexpr int kPrepThreads = 256;
+constexpr int kPrepTiles = kPrepThreads / 8;  // 8 threads per tile, 4 elements each
+
+struct PrepParams {
+  const float* x;      // (m, k), row stride xs
+  const float* g;      // norm weight (k) or nullptr
+  const int32_t* perm; // (k) or nullptr
+  int8_t* qs;          // (m, k) codes
+  float2* ds;          // (m, nt) {d, sum of codes}
+  int64_t k, xs;
+  int nt;
+  float eps, off;
+  bool vec;  // 16-byte loads of x (aligned, no gather)
+};
+
+__global__ void __launch_bounds__(kPrepThreads) wq_gemv_prep(const PrepParams p) {
+  const int tid = threadIdx.x;
+  const int64_t r = blockIdx.y;
+  const float* x = p.x + r * p.xs;
+  cuda::pdl_launch_dependents();
+  cuda::pdl_wait();
+
+  float inv = 1.f;
+  if (p.g != nullptr) {  // every CTA of the row sums the whole row (a few 10 KB, through L2)
+    float ss = 0.f;
+    if (p.vec) {
+      for (int64_t i = 4 * static_cast<int64_t>(tid); i < p.k; i += 4 * kPrepThreads) {
+        const float4 v = *reinterpret_cast<const float4*>(x + i);
+        ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+      }
+    } else {
+      for (int64_t i = tid; i < p.k; i += kPrepThreads) ss = fmaf(x[i], x[i], ss);
+    }
+    ss = cuda::block_reduce_sum(ss);
+    inv = rsqrtf(ss / static_cast<float>(p.k) + p.eps);
+  }
+
+  // All threads run the shuffles (8 aligned lanes share a tile); those past the last tile compute
+  // on zeros and store nothing.
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * kPrepTiles + tid / 8;
+  const int sub = tid & 7;
+  const bool valid = t < p.nt;
+  float v[4] = {0.f, 0.f, 0.f, 0.f};
+  if (valid) {
+    const int64_t e0 = 32 * t + 4 * sub;
+    int64_t src[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) src[j] = p.perm != nullptr ? static_cast<int64_t>(__ldg(p.perm + e0 + j)) : e0 + j;
+    if (p.vec) {
+      const float4 a = *reinterpret_cast<const float4*>(x + e0);
+      v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+    } else {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) v[j] = x[src[j]];
+    }
+    if (p.g != nullptr) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) v[j] = v[j] * inv * (__ldg(p.g + src[j]) + p.off);
+    }
+  }
+  float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+#pragma unroll
+  for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float id = wq_cuda::xq_inv_scale(amax);
+  int q[4], sum = 0;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    q[j] = wq_cuda::xq_code(v[j], id);
+    sum += q[j];
+  }
+#pragma unroll
+  for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if (valid) {
+    const uint32_t packed = (static_cast<uint32_t>(q[0]) & 0xffu) | ((static_cast<uint32_t>(q[1]) & 0xffu) << 8) |
+                            ((static_cast<uint32_t>(q[2]) & 0xffu) << 16) | (static_cast<uint32_t>(q[3]) << 24);
+    *reinterpret_cast<uint32_t*>(p.qs + r * p.k + 32 * t + 4 * sub) = packed;
+    if (sub == 0) p.ds[r * p.nt + t] = make_float2(wq_cuda::xq_scale(amax), static_cast<float>(sum));
+  }
+}
 
 struct GemvParams {
-  float* out;
-  const float* x;  // (m, k) f32, row stride xs, 16-byte aligned rows
-  const uint8_t* q;
-  const float* scales;
-  const float* zeros;
-  const float* bias;
-  int64_t n, n_out, k, xs, out_stride, groups, gs, row_bytes, nchunks;
-  int m;
+  float* out;          // (m, n_out), row stride out_stride
+  const int8_t* xq;    // (m, k) codes
+  const float2* xds;   // (m, nt)
+  const uint8_t* q;    // (n, row_bytes)
+  const float* scales; // (n, groups)
+  const float* zeros;  // (n, groups)
+  const float* bias;   // (n) or nullptr
+  int64_t n, n_out, k, out_stride, groups, row_bytes;
+  int nt, tpg, m;      // tiles per row, tiles per group, x rows
   bool gated, gelu, accumulate;
 };
 
-// Effective x rows into ws (m, k): RMSNorm (if nw) then the act-order gather (if perm). One block per row.
-__global__ void __launch_bounds__(256) wq_gemv_prep(float* ws, const float* x, int64_t xs, int64_t k, const float* nw,
-                                                    float off, float eps, const int32_t* perm) {
-  const float* xr = x + static_cast<int64_t>(blockIdx.x) * xs;
-  float* o = ws + static_cast<int64_t>(blockIdx.x) * k;
-  float inv = 1.0f;
-  if (nw != nullptr) {
-    float ss = 0.f;
-    for (int64_t j = threadIdx.x; j < k; j += blockDim.x) ss += xr[j] * xr[j];
-    ss = cuda::block_reduce_sum(ss);
-    inv = rsqrtf(ss / static_cast<float>(k) + eps);
+// out[i, col] (+)= act(y (+ bias), up (+ bias)) for output col of x row i.
+__device__ __forceinline__ void store_out(const GemvParams& p, int i, int64_t col, float y, float up) {
+  if (p.bias != nullptr) y += p.bias[col];
+  if (p.gated) {
+    if (p.bias != nullptr) up += p.bias[p.n_out + col];
+    y = (p.gelu ? 0.5f * y * (1.0f + tanhf(0.7978845608f * (y + 0.044715f * y * y * y))) : y / (1.0f + expf(-y))) * up;
   }
-  for (int64_t j = threadIdx.x; j < k; j += blockDim.x) {
-    const int64_t src = perm != nullptr ? perm[j] : j;
-    o[j] = nw != nullptr ? xr[src] * inv * (nw[src] + off) : xr[src];
-  }
+  float* dst = p.out + i * p.out_stride + col;
+  *dst = p.accumulate ? *dst + y : y;
 }
 
-__device__ __forceinline__ float q_float(uint32_t q) { return __int_as_float(0x4B000000u | q) - 8388608.0f; }
+template <int BITS, int M, int KW>
+__global__ void __launch_bounds__(kGemvThreads) wq_gemv_kernel(const GemvParams p) {
+  static_assert(KW == 1 || KW == kWarps, "a row group is one warp or the whole CTA");
+  constexpr int R = kGemvRows;
+  constexpr int U = BITS == 4 ? 4 : 2;  // == wq_cuda::gemv_unroll(BITS)
+  constexpr int WW = wq_cuda::TileWords<BITS>::kWords;
+  constexpr int TB = 4 * WW;  // bytes of a tile of one row
+  constexpr int STEP = 32 * KW;  // tiles between a thread's consecutive tiles
+  __shared__ float red[KW][M * R];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int gl = (warp % KW) * 32 + lane;  // thread index within the row group
+  const int64_t grp = static_cast<int64_t>(blockIdx.x) * (kWarps / KW) + warp / KW;
+  const int ro = p.gated ? R / 2 : R;
+  const int64_t o0 = grp * ro;
+  cuda::pdl_launch_dependents();
+  if (o0 >= p.n_out) {  // a whole warp (KW = 1) or the whole CTA (KW = 4): no barrier is skipped
+    cuda::pdl_wait();
+    return;
+  }
 
-__device__ __forceinline__ int64_t warp_row(const GemvParams& p, int64_t o0, int r) {
-  if (!p.gated) return min(o0 + r, p.n - 1);
-  const int64_t half = p.n / 2;
-  return r < kR / 2 ? min(o0 + r, half - 1) : half + min(o0 + r - kR / 2, half - 1);
-}
-
-template <int BITS, int M>
-__global__ void __launch_bounds__(kThreads) wq_gemv_kernel(const GemvParams p) {
-  constexpr int VW = BITS == 4 ? 8 : 4;  // values per 32-bit word
-  constexpr int VC = 4 * VW;             // columns per chunk
-  const int lane = threadIdx.x & 31;
-  const int64_t wid = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  const int ro = p.gated ? kR / 2 : kR;
-  const int64_t o0 = wid * ro;
-  if (o0 >= p.n_out) return;  // whole warps only; no block-wide barrier below
-
-  int64_t rows[kR];
+  const uint8_t* wrow[R];
+  const float* srow[R];
+  const float* zrow[R];
 #pragma unroll
-  for (int r = 0; r < kR; ++r) rows[r] = warp_row(p, o0, r);
+  for (int r = 0; r < R; ++r) {
+    const int64_t row = wq_cuda::gemv_warp_row(p.n, p.gated, o0, r);
+    wrow[r] = p.q + row * p.row_bytes;
+    srow[r] = p.scales + row * p.groups;
+    zrow[r] = p.zeros + row * p.groups;
+  }
 
-  float acc[M][kR];
+  float acc[M][R];
 #pragma unroll
   for (int i = 0; i < M; ++i) {
 #pragma unroll
-    for (int r = 0; r < kR; ++r) acc[i][r] = 0.f;
+    for (int r = 0; r < R; ++r) acc[i][r] = 0.f;
   }
 
-  // Software pipeline: chunk c + 32's weights, scales and zeros are loaded before chunk c is used.
-  uint4 wv[kR];
-  float sc[kR], zr[kR];
-  auto load = [&](int64_t c, uint4 (&w)[kR], float (&s)[kR], float (&z)[kR]) {
-    const int64_t g = c * VC / p.gs;
+  bool waited = false;
+  for (int t0 = 0; t0 < p.nt; t0 += STEP * U) {
+    uint32_t w[U][R][WW];
+    float s[U][R], z[U][R];
 #pragma unroll
-    for (int r = 0; r < kR; ++r) w[r] = __ldg(reinterpret_cast<const uint4*>(p.q + rows[r] * p.row_bytes) + c);
+    for (int u = 0; u < U; ++u) {
+      const int t = t0 + STEP * u + gl;
+      if (t >= p.nt) continue;  // not loaded, skipped below
+      const int g = t / p.tpg;
 #pragma unroll
-    for (int r = 0; r < kR; ++r) {
-      s[r] = __ldg(p.scales + rows[r] * p.groups + g);
-      z[r] = __ldg(p.zeros + rows[r] * p.groups + g);
-    }
-  };
-  if (lane < p.nchunks) load(lane, wv, sc, zr);
-  for (int64_t c = lane; c < p.nchunks; c += 32) {
-    uint4 wn[kR];
-    float sn[kR], zn[kR];
-    if (c + 32 < p.nchunks) load(c + 32, wn, sn, zn);
-    const int64_t col0 = c * VC;
-    float part[M][kR], sx[M];
+      for (int r = 0; r < R; ++r) {
+        const uint4* src = reinterpret_cast<const uint4*>(wrow[r] + static_cast<int64_t>(t) * TB);
 #pragma unroll
-    for (int i = 0; i < M; ++i) {
-      sx[i] = 0.f;
-#pragma unroll
-      for (int r = 0; r < kR; ++r) part[i][r] = 0.f;
-    }
-#pragma unroll
-    for (int w = 0; w < 4; ++w) {
-      float qf[kR][VW];
-#pragma unroll
-      for (int r = 0; r < kR; ++r) {
-        const uint32_t word = w == 0 ? wv[r].x : w == 1 ? wv[r].y : w == 2 ? wv[r].z : wv[r].w;
-#pragma unroll
-        for (int v = 0; v < VW; ++v) qf[r][v] = q_float(wq_cuda::word_q(BITS, word, v));
+        for (int h = 0; h < WW / 4; ++h) {
+          const uint4 v = __ldg(src + h);
+          w[u][r][4 * h + 0] = v.x;
+          w[u][r][4 * h + 1] = v.y;
+          w[u][r][4 * h + 2] = v.z;
+          w[u][r][4 * h + 3] = v.w;
+        }
+        s[u][r] = __ldg(srow[r] + g);
+        z[u][r] = __ldg(zrow[r] + g);
       }
+    }
+    if (!waited) {  // the first weights are in flight; the x codes need the prep kernel
+      cuda::pdl_wait();
+      waited = true;
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int t = t0 + STEP * u + gl;
+      if (t >= p.nt) continue;
+      uint32_t wu[R][8];
+#pragma unroll
+      for (int r = 0; r < R; ++r) wq_cuda::tile_unpack<BITS>(w[u][r], wu[r]);
 #pragma unroll
       for (int i = 0; i < M; ++i) {
         if (i >= p.m) break;
-        const float* xr = p.x + i * p.xs + col0;
-        float xv[VW];
-        const float4 a = *reinterpret_cast<const float4*>(xr + wq_cuda::word_col(BITS, w, 0));
-        xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w;
-        if (VW == 8) {
-          const float4 b = *reinterpret_cast<const float4*>(xr + wq_cuda::word_col(BITS, w, VW - 4));
-          xv[VW - 4] = b.x, xv[VW - 3] = b.y, xv[VW - 2] = b.z, xv[VW - 1] = b.w;
-        }
+        const int64_t xt = static_cast<int64_t>(i) * p.nt + t;
+        const int4* xp = reinterpret_cast<const int4*>(p.xq + 32 * xt);
+        const int4 a = xp[0], b = xp[1];
+        const float2 ds = p.xds[xt];
+        const uint32_t xw[8] = {static_cast<uint32_t>(a.x), static_cast<uint32_t>(a.y), static_cast<uint32_t>(a.z),
+                                static_cast<uint32_t>(a.w), static_cast<uint32_t>(b.x), static_cast<uint32_t>(b.y),
+                                static_cast<uint32_t>(b.z), static_cast<uint32_t>(b.w)};
 #pragma unroll
-        for (int v = 0; v < VW; ++v) {
-          sx[i] += xv[v];
-#pragma unroll
-          for (int r = 0; r < kR; ++r) part[i][r] = fmaf(qf[r][v], xv[v], part[i][r]);
+        for (int r = 0; r < R; ++r) {
+          acc[i][r] = wq_cuda::tile_fma(acc[i][r], s[u][r], z[u][r], ds.x, ds.y, wq_cuda::tile_dot(wu[r], xw));
         }
       }
     }
-#pragma unroll
-    for (int i = 0; i < M; ++i) {
-#pragma unroll
-      for (int r = 0; r < kR; ++r) acc[i][r] = fmaf(sc[r], part[i][r] - zr[r] * sx[i], acc[i][r]);
-    }
-#pragma unroll
-    for (int r = 0; r < kR; ++r) {
-      wv[r] = wn[r];
-      sc[r] = sn[r];
-      zr[r] = zn[r];
-    }
   }
+  cuda::pdl_wait();  // (returns at once: every live thread waited in the first trip)
 
 #pragma unroll
   for (int i = 0; i < M; ++i) {
 #pragma unroll
-    for (int r = 0; r < kR; ++r) acc[i][r] = cuda::warp_reduce_sum(acc[i][r]);
+    for (int r = 0; r < R; ++r) acc[i][r] = cuda::warp_reduce_sum(acc[i][r]);
   }
-  // Every lane holds every sum; lane (i * kR + o) % 32 stores output o of row i.
+  if (KW == 1) {
+    // Every lane holds every sum; lane (i * R + o) % 32 stores output o of row i.
 #pragma unroll
-  for (int i = 0; i < M; ++i) {
+    for (int i = 0; i < M; ++i) {
 #pragma unroll
-    for (int o = 0; o < kR; ++o) {
-      if (i >= p.m || o >= ro || lane != ((i * kR + o) & 31)) continue;
-      const int64_t col = o0 + o;
-      if (col >= p.n_out) continue;
-      float y = acc[i][o];
-      if (p.bias != nullptr) y += p.bias[col];
-      if (p.gated) {
-        float up = acc[i][o + kR / 2];
-        if (p.bias != nullptr) up += p.bias[p.n_out + col];
-        y = (p.gelu ? 0.5f * y * (1.0f + tanhf(0.7978845608f * (y + 0.044715f * y * y * y))) : y / (1.0f + expf(-y))) *
-            up;
+      for (int o = 0; o < R; ++o) {
+        if (i >= p.m || o >= ro || lane != ((i * R + o) & 31)) continue;
+        if (o0 + o >= p.n_out) continue;
+        store_out(p, i, o0 + o, acc[i][o], p.gated ? acc[i][o + R / 2] : 0.f);
       }
-      float* dst = p.out + i * p.out_stride + col;
-      *dst = p.accumulate ? *dst + y : y;
     }
+  } else {
+    if (lane == 0) {
+#pragma unroll
+      for (int i = 0; i < M; ++i) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) red[warp % KW][i * R + r] = acc[i][r];
+      }
+    }
+    __syncthreads();
+    const int tid = threadIdx.x;
+    if (tid < M * R) {
+      const int i = tid / R, o = tid % R;
+      if (i < p.m && o < ro && o0 + o < p.n_out) {
+        float y = 0.f, up = 0.f;
+#pragma unroll
+        for (int kw = 0; kw < KW; ++kw) {  // warp order: deterministic
+          y += red[kw][i * R + o];
+          if (p.gated) up += red[kw][i * R + o + R / 2];
+        }
+        store_out(p, i, o0 + o, y, up);
+      }
+    }
+  }
+}
+
+template <int BITS, int M>
+void launch_one(const GemvParams& p, int kw, bool pdl, cudaStream_t stream) {
+  const int ro = p.gated ? kGemvRows / 2 : kGemvRows;
+  const int64_t groups = (p.n_out + ro - 1) / ro;
+  const int64_t blocks = kw == 1 ? (groups + kWarps - 1) / kWarps : groups;
+  ELI_CHECK(blocks <= INT_MAX, "wq gemv: n=", p.n, " exceeds the grid limit");
+  const dim3 grid(static_cast<unsigned>(blocks));
+  if (kw == 1) {
+    cuda::launch_kernel(wq_gemv_kernel<BITS, M, 1>, grid, dim3(kGemvThreads), 0, stream, pdl, p);
+  } else {
+    cuda::launch_kernel(wq_gemv_kernel<BITS, M, kWarps>, grid, dim3(kGemvThreads), 0, stream, pdl, p);
   }
 }
 
 template <int BITS>
-void launch_rows(const GemvParams& p, cudaStream_t stream) {
-  const int ro = p.gated ? kR / 2 : kR;
-  const int64_t warps = (p.n_out + ro - 1) / ro;
-  const int64_t blocks = (warps + kWarps - 1) / kWarps;
-  ELI_CHECK(blocks <= INT_MAX, "wq gemv: n=", p.n, " exceeds the grid limit");
-  const dim3 grid(static_cast<unsigned>(blocks));
+void launch_rows(const GemvParams& p, int kw, bool pdl, cudaStream_t stream) {
   if (p.m <= 1) {
-    wq_gemv_kernel<BITS, 1><<<grid, kThreads, 0, stream>>>(p);
+    launch_one<BITS, 1>(p, kw, pdl, stream);
   } else if (p.m <= 2) {
-    wq_gemv_kernel<BITS, 2><<<grid, kThreads, 0, stream>>>(p);
+    launch_one<BITS, 2>(p, kw, pdl, stream);
   } else if (p.m <= 4) {
-    wq_gemv_kernel<BITS, 4><<<grid, kThreads, 0, stream>>>(p);
+    launch_one<BITS, 4>(p, kw, pdl, stream);
   } else {
-    wq_gemv_kernel<BITS, 8><<<grid, kThreads, 0, stream>>>(p);
+    launch_one<BITS, 8>(p, kw, pdl, stream);
   }
-  ELI_CUDA_CHECK_LAUNCH();
+}
+
+// SMs of the current device (cached per device).
+int sm_count() {
+  static std::atomic<int> cache[64];  // 0 = not yet known
+  int dev = 0;
+  ELI_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev < 0 || dev >= 64) dev = 0;
+  int v = cache[dev].load(std::memory_order_relaxed);
+  if (v == 0) {
+    ELI_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+    v = std::max(v, 1);
+    cache[dev].store(v, std::memory_order_relaxed);
+  }
+  return v;
 }
 
 template <int BITS>
@@ -214,6 +340,7 @@ void wq_gemv(const void* args_ptr, const ExecContext& ctx) {
   const WeightFormat want = BITS == 4 ? WeightFormat::kInt4Grouped : WeightFormat::kInt8Grouped;
   ELI_CHECK_ARG(w.format == want, name, ": got a ", weight_format_name(w.format), " weight");
   ELI_CHECK_KIND(kUnsupported, a.k % 32 == 0, name, ": k=", a.k, " is not a multiple of 32");
+  ELI_CHECK_KIND(kUnsupported, a.k / 32 <= INT_MAX, name, ": k=", a.k, " is too large");
   const int64_t gs = w.group_size > 0 ? w.group_size : a.k;
   ELI_CHECK_KIND(kUnsupported, a.k % gs == 0 && gs % 32 == 0, name, ": group size ", gs,
                  " must divide k=", a.k, " and be a multiple of 32");
@@ -226,28 +353,37 @@ void wq_gemv(const void* args_ptr, const ExecContext& ctx) {
   ELI_CHECK_ARG(a.out != nullptr && a.x != nullptr && w.q != nullptr && w.scales != nullptr && w.zeros != nullptr,
                 name, ": null pointer");
   ELI_CHECK_ARG(reinterpret_cast<uintptr_t>(w.q) % 16 == 0, name, ": weights not 16-byte aligned");
+  const size_t need = wq_cuda::gemv_workspace_bytes(a.m, a.k);
+  ELI_CHECK_ARG(a.workspace != nullptr && a.workspace_bytes >= need &&
+                    reinterpret_cast<uintptr_t>(a.workspace) % 16 == 0,
+                name, ": needs a 16-byte aligned workspace of ", need, " bytes (the int8 x rows), got ",
+                a.workspace_bytes);
   cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
+  const bool pdl = cuda::pdl_enabled();
+  const int nt = static_cast<int>(a.k / 32);
+  int8_t* xq = static_cast<int8_t*>(a.workspace);
+  float2* xds = reinterpret_cast<float2*>(static_cast<uint8_t*>(a.workspace) + wq_cuda::gemv_xq_bytes(a.m, a.k));
 
-  const float* x = a.x;
-  int64_t xs = a.m > 1 ? a.x_stride : a.k;
-  const bool aligned = reinterpret_cast<uintptr_t>(x) % 16 == 0 && (a.m <= 1 || xs % 4 == 0);
-  if (a.norm_weight != nullptr || w.perm != nullptr || !aligned) {
-    const size_t need = wq_cuda::gemv_workspace_bytes(a.m, a.k);
-    ELI_CHECK_ARG(a.workspace != nullptr && a.workspace_bytes >= need &&
-                      reinterpret_cast<uintptr_t>(a.workspace) % 16 == 0,
-                  name, ": the norm / act-order / unaligned-x path needs a 16-byte aligned workspace of ", need,
-                  " bytes, got ", a.workspace_bytes);
-    float* ws = static_cast<float*>(a.workspace);
-    wq_gemv_prep<<<static_cast<unsigned>(a.m), 256, 0, stream>>>(ws, a.x, a.m > 1 ? a.x_stride : a.k, a.k,
-                                                                 a.norm_weight, a.norm_weight_offset, a.norm_eps,
-                                                                 w.perm);
-    ELI_CUDA_CHECK_LAUNCH();
-    x = ws;
-    xs = a.k;
-  }
+  PrepParams pp;
+  pp.x = a.x;
+  pp.g = a.norm_weight;
+  pp.perm = w.perm;
+  pp.qs = xq;
+  pp.ds = xds;
+  pp.k = a.k;
+  pp.xs = a.m > 1 ? a.x_stride : a.k;
+  pp.nt = nt;
+  pp.eps = a.norm_eps;
+  pp.off = a.norm_weight_offset;
+  pp.vec = w.perm == nullptr && reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && pp.xs % 4 == 0;
+  const int64_t gx = (nt + kPrepTiles - 1) / kPrepTiles;
+  cuda::launch_kernel(wq_gemv_prep, dim3(static_cast<unsigned>(gx), static_cast<unsigned>(a.m)), dim3(kPrepThreads), 0,
+                      stream, pdl, pp);
+
   GemvParams p;
   p.out = a.out;
-  p.x = x;
+  p.xq = xq;
+  p.xds = xds;
   p.q = static_cast<const uint8_t*>(w.q);
   p.scales = w.scales;
   p.zeros = w.zeros;
@@ -255,17 +391,17 @@ void wq_gemv(const void* args_ptr, const ExecContext& ctx) {
   p.n = a.n;
   p.n_out = n_out;
   p.k = a.k;
-  p.xs = xs;
   p.out_stride = a.m > 1 ? a.out_stride : n_out;
   p.groups = a.k / gs;
-  p.gs = gs;
   p.row_bytes = a.k * BITS / 8;
-  p.nchunks = p.row_bytes / 16;
+  p.nt = nt;
+  p.tpg = static_cast<int>(gs / 32);
   p.m = static_cast<int>(a.m);
   p.gated = gated;
   p.gelu = a.gated == GatedAct::kGeluTanh;
   p.accumulate = a.accumulate;
-  launch_rows<BITS>(p, stream);
+  const int kw = wq_cuda::gemv_k_warps(n_out, gated, sm_count(), wq_cuda::gemv_k_warps_setting());
+  launch_rows<BITS>(p, kw, pdl, stream);
 }
 
 }  // namespace

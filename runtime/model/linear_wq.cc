@@ -19,7 +19,8 @@ namespace {
 
 bool grouped(WeightFormat f) { return f == WeightFormat::kInt4Grouped || f == WeightFormat::kInt8Grouped; }
 
-// The CUDA route of the grouped formats (kernels/cuda/wq_w4a16.cuh): f32 GEMV for m <= kGemvMaxRows,
+// The CUDA route of the grouped formats (kernels/cuda/wq_w4a16.cuh): int8-activation GEMV (x rows
+// quantized into the workspace) for m <= kGemvMaxRows,
 // bf16 tensor-core GEMM beyond, both with a workspace in the kBlas slot.
 bool cuda_grouped(const LinearWeight& w, DeviceKind device) { return device == DeviceKind::kCUDA && grouped(w.format); }
 

@@ -8,7 +8,10 @@
 // stay untouched. Skips with "no CUDA device" without a GPU.
 //
 // Tolerances, per output from mag = sum_j |w_j x_j| (x as the kernel sees it):
-//  - GEMV: f32 products and sums, f32 RMSNorm: |y - y_ref| <= 1e-4 mag + 1e-5.
+//  - GEMV: x is rounded to int8 per 32-column tile t of the effective (normalised, gathered) row
+//    (d_t = max|x_t| / 127, each element within d_t / 2), then exact integer dot products, f32
+//    scaling and sums, f32 RMSNorm: |y - y_ref| <= sum_t (d_t / 2) sum_{j in t} |w_j| + 1e-4 mag
+//    + 1e-5 (d_t from the double effective row, 0.1% slack for the f32 one).
 //  - GEMM: every weight is rounded to bf16 once (relative 2^-9), and so is f32 x (2^-9 more); bf16
 //    x is exact on both sides (the reference gets the same bf16 values): 2^-8 mag + 1e-5.
 //  - gated: |act(g) u - act(g') u'| <= L tg (|u| + tu) + |act(g)| tu with L = 1.2 >= max |act'|.
@@ -172,16 +175,28 @@ void check(const std::vector<float>& got, const std::vector<float>& want, const 
   EXPECT_EQ(bad, 0u) << what;
 }
 
+class ScopedKWarps {
+ public:
+  explicit ScopedKWarps(int kw) : saved_(wq_cuda::gemv_k_warps_setting()) { wq_cuda::gemv_k_warps_setting() = kw; }
+  ~ScopedKWarps() { wq_cuda::gemv_k_warps_setting() = saved_; }
+
+ private:
+  int saved_;
+};
+
 TEST_P(CudaWqKernels, GemvMatchesTheReference) {
   const KernelEntry& e = kernel(Op::kGemv);
   std::vector<Case> cases;
-  for (int64_t m : {1, 3, 8}) {
+  for (int64_t m = 1; m <= kGemvMaxRows; ++m) {
     cases.push_back({m, 37, 416, 32, false, false, false, false, GatedAct::kNone, 0, 0});
     cases.push_back({m, 301, 416, 416, true, true, true, true, GatedAct::kNone, 8, 5});
     cases.push_back({m, 130, 320, 64, false, true, true, false, GatedAct::kSilu, 3, 2});
     cases.push_back({m, 258, 384, 128, true, false, false, true, GatedAct::kGeluTanh, 4, 0});
-    cases.push_back({m, 67, 2144, 32, false, true, false, false, GatedAct::kNone, 1, 3});  // lanes take 2+ chunks
+    cases.push_back({m, 67, 2144, 32, false, true, false, false, GatedAct::kNone, 1, 3});  // int8: 2 trips
+    cases.push_back({m, 11, 4192, 64, true, true, true, true, GatedAct::kNone, 0, 1});     // int4: 2 trips, partial
   }
+  cases.push_back({1, 1, 96, 96, false, false, false, false, GatedAct::kNone, 0, 0});     // one row, 3 tiles
+  cases.push_back({2, 2, 32, 32, false, true, false, false, GatedAct::kSilu, 1, 1});      // one tile, gated
   for (const Case& c : cases) {
     const HostWq h = make_wq(GetParam(), c.n, c.k, c.gs, c.perm, rng_);
     DeviceWq dw(*dev_, h);
@@ -218,6 +233,23 @@ TEST_P(CudaWqKernels, GemvMatchesTheReference) {
     for (int64_t r = 0; r < c.m; ++r) {
       const std::vector<double> xe = effective_x(h, x.data() + r * xs, c.norm ? nw.data() : nullptr, off, eps);
       const std::vector<double> mag = magnitudes(h, xe);
+      // The activation rounding's bound per output (docs/quantization.md "Tolerance").
+      std::vector<double> xerr(static_cast<size_t>(c.n), 0.0);
+      {
+        std::vector<double> half_step(static_cast<size_t>(c.k / 32));
+        for (int64_t t = 0; t < c.k / 32; ++t) {
+          double amax = 0.0;
+          for (int64_t j = 32 * t; j < 32 * t + 32; ++j) amax = std::max(amax, std::fabs(xe[j]));
+          half_step[t] = 0.5 * amax / 127.0 * 1.001;
+        }
+        std::vector<float> row(static_cast<size_t>(c.k));
+        for (int64_t j = 0; j < c.n; ++j) {
+          wq_dequant_row(hview, c.k, j, row.data());
+          double e = 0.0;
+          for (int64_t i = 0; i < c.k; ++i) e += half_step[i / 32] * std::fabs(row[i]);
+          xerr[j] = e;
+        }
+      }
       std::vector<double> pre(static_cast<size_t>(c.n));
       {  // pre-activation values for the gated bound
         std::vector<float> row(static_cast<size_t>(c.k));
@@ -229,28 +261,33 @@ TEST_P(CudaWqKernels, GemvMatchesTheReference) {
         }
       }
       for (int64_t col = 0; col < n_out; ++col) {
-        const double tg = 1e-4 * mag[col] + 1e-5;
+        const double tg = xerr[col] + 1e-4 * mag[col] + 1e-5;
         double t = tg;
         if (gated) {
-          const double tu = 1e-4 * mag[col + n_out] + 1e-5;
+          const double tu = xerr[col + n_out] + 1e-4 * mag[col + n_out] + 1e-5;
           t = 1.2 * tg * (std::fabs(pre[col + n_out]) + tu) + std::fabs(gated_act_value(c.gated, pre[col])) * tu + 1e-5;
         }
         tol[r * os + col] = t + (c.accumulate ? 1e-6 * std::fabs(out0[r * os + col]) : 0.0);
       }
     }
 
-    DeviceBuffer<float> dx(*dev_, x), dnw(*dev_, nw), dbias(*dev_, bias), dout(*dev_, out0);
-    DeviceBuffer<uint8_t> ws(*dev_, static_cast<size_t>(c.m * c.k * 4 + 256));
-    a.out = dout.get();
+    DeviceBuffer<float> dx(*dev_, x), dnw(*dev_, nw), dbias(*dev_, bias);
+    const size_t ws_bytes = wq_cuda::gemv_workspace_bytes(c.m, c.k);
+    DeviceBuffer<uint8_t> ws(*dev_, ws_bytes);
     a.x = dx.get();
     a.w = &dview;
     a.bias = c.bias ? dbias.get() : nullptr;
     a.norm_weight = c.norm ? dnw.get() : nullptr;
     a.workspace = ws.get();
-    a.workspace_bytes = static_cast<size_t>(c.m * c.k * 4 + 256);
-    e.fn(&a, ctx_);
-    dev_->default_stream().synchronize();
-    check(dout.download(), want, tol, "gemv " + describe(c));
+    a.workspace_bytes = ws_bytes;
+    for (int kw : {1, 4}) {  // one warp or the whole CTA per row group (wq_w4a16.cuh)
+      ScopedKWarps scoped(kw);
+      DeviceBuffer<float> dout(*dev_, out0);
+      a.out = dout.get();
+      e.fn(&a, ctx_);
+      dev_->default_stream().synchronize();
+      check(dout.download(), want, tol, "gemv kw=" + std::to_string(kw) + " " + describe(c));
+    }
   }
 }
 
@@ -325,6 +362,23 @@ void CudaWqKernels::run_gemm_cases() {
     for (int64_t r = 0; r < c.m; ++r) {
       const std::vector<double> xe = effective_x(h, x.data() + r * xs, nullptr, 0.f, 0.f);
       const std::vector<double> mag = magnitudes(h, xe);
+      // The activation rounding's bound per output (docs/quantization.md "Tolerance").
+      std::vector<double> xerr(static_cast<size_t>(c.n), 0.0);
+      {
+        std::vector<double> half_step(static_cast<size_t>(c.k / 32));
+        for (int64_t t = 0; t < c.k / 32; ++t) {
+          double amax = 0.0;
+          for (int64_t j = 32 * t; j < 32 * t + 32; ++j) amax = std::max(amax, std::fabs(xe[j]));
+          half_step[t] = 0.5 * amax / 127.0 * 1.001;
+        }
+        std::vector<float> row(static_cast<size_t>(c.k));
+        for (int64_t j = 0; j < c.n; ++j) {
+          wq_dequant_row(hview, c.k, j, row.data());
+          double e = 0.0;
+          for (int64_t i = 0; i < c.k; ++i) e += half_step[i / 32] * std::fabs(row[i]);
+          xerr[j] = e;
+        }
+      }
       for (int64_t col = 0; col < c.n; ++col) {
         tol[r * os + col] = std::ldexp(mag[col], -8) + 1e-5 + (c.accumulate ? 1e-6 * std::fabs(out0[r * os + col]) : 0.0);
       }
@@ -378,7 +432,13 @@ TEST_P(CudaWqKernels, RejectsAMissingWorkspace) {
   const WqMatrix dview = dw.view();
   DeviceBuffer<float> dx(*dev_, static_cast<size_t>(4 * 256)), dout(*dev_, static_cast<size_t>(4 * 40));
   GemvArgs a{dout.get(), dx.get(), &dview, nullptr, nullptr, 2, 40, 256, 40, 256};
-  EXPECT_THROW(kernel(Op::kGemv).fn(&a, ctx_), Error);  // act-order gather needs the workspace
+  EXPECT_THROW(kernel(Op::kGemv).fn(&a, ctx_), Error);  // the int8 x rows need the workspace
+  DeviceBuffer<uint8_t> small(*dev_, wq_cuda::gemv_workspace_bytes(2, 256) - 1);
+  a.workspace = small.get();
+  a.workspace_bytes = wq_cuda::gemv_workspace_bytes(2, 256) - 1;
+  EXPECT_THROW(kernel(Op::kGemv).fn(&a, ctx_), Error);  // one byte short
+  a.workspace = nullptr;
+  a.workspace_bytes = 0;
   GemmArgs g{dout.get(), dx.get(), &dview, nullptr, 4, 40, 256, 40, 256};
   g.x_dtype = DType::kF32;
   EXPECT_THROW(kernel(Op::kGemm).fn(&g, ctx_), Error);
