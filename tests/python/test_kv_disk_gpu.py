@@ -2,8 +2,10 @@
 # CUDA engine, where the host tier's copies are asynchronous on the default stream (a write to disk
 # waits for the copy that filled its slot; disk hits go through a pinned staging buffer), with
 # asynchronous scheduling and CUDA graphs on by default: blocks pushed device -> host -> disk come
-# back with the greedy tokens and logprobs of a CUDA run with no prefix cache; a failed read
-# recomputes and the engine serves on. The CPU twin: tests/python/test_kv_disk.py.
+# back with the greedy tokens of a CUDA run with no prefix cache and its logprobs to 1e-4 (on the
+# GPU a prefill over cached blocks runs another attention kernel than a full prefill: the same
+# values up to f32 summation order, measured ~1e-6 on the H100); a failed read recomputes and the
+# engine serves on. The CPU twin (bit-identical there): tests/python/test_kv_disk.py.
 import pytest
 
 import eli
@@ -17,6 +19,16 @@ pytestmark = pytest.mark.gpu
 MODEL = str(DATA_DIR / "models" / "llama_base")
 
 
+def same(got, want, tol=1e-4):
+    """Equal tokens; logprobs of the same candidates within tol."""
+    assert [t for t, _ in got] == [t for t, _ in want]
+    for (_, la), (_, lb) in zip(got, want):
+        for da, db in zip(la, lb):
+            assert da.keys() == db.keys()
+            assert all(abs(da[k] - db[k]) <= tol for k in da)
+    return True
+
+
 def make(**kw):
     return eli.LLM(MODEL, device="cuda", skip_tokenizer_init=True, block_size=4, max_num_seqs=64, **kw)
 
@@ -28,11 +40,11 @@ def test_disk_hits_on_cuda_match_no_cache(extra):
     # slot_gib(3, "auto") is 3 f32 slots: a few blocks for any KV dtype.
     llm = make(num_kv_blocks=14, kv_offload_gb=slot_gib(3, "auto"), kv_offload_disk_gb=0.01, **extra)
     try:
-        assert results(llm.generate(ps, greedy())) == want
+        assert same(results(llm.generate(ps, greedy())), want)
         llm.generate(flood(), greedy())
         before = llm.stats()
         assert before["kv_bytes_to_disk"] > 0
-        assert results(llm.generate(ps, greedy())) == want
+        assert same(results(llm.generate(ps, greedy())), want)
         after = llm.stats()
         assert after["disk_prefix_hits"] > before["disk_prefix_hits"]
         assert after["kv_blocks_free"] == after["kv_blocks_total"]
@@ -40,11 +52,11 @@ def test_disk_hits_on_cuda_match_no_cache(extra):
         llm.generate(flood(seed=12), greedy())
         _eli.arm_fault("kv_disk_read", "")
         try:
-            assert results(llm.generate(ps, greedy())) == want
+            assert same(results(llm.generate(ps, greedy())), want)
             assert _eli.fault_counts("kv_disk_read")[1] > 0
         finally:
             _eli.disarm_fault("kv_disk_read")
         assert llm.health()["healthy"]
-        assert results(llm.generate(ps, greedy())) == want
+        assert same(results(llm.generate(ps, greedy())), want)
     finally:
         llm.shutdown()
