@@ -35,6 +35,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/cuda/sm_count.h"
 #include "eli/dtype.h"
 #include "eli/error.h"
 #include "kernels/cuda/attention_bf16.cuh"
@@ -60,20 +61,7 @@ constexpr int64_t kPrefillRows = 64;  // query rows per prefill CTA
 // per SM splits between the decode and the prefill kernel (see attention_half_cuda).
 constexpr int64_t kMixedSplitMinUnits = 2;
 
-int64_t sm_count() {
-  static std::atomic<int> cached[64] = {};
-  int dev = 0;
-  ELI_CUDA_CHECK(cudaGetDevice(&dev));
-  if (dev >= 0 && dev < 64) {
-    const int c = cached[dev].load(std::memory_order_relaxed);
-    if (c > 0) return c;
-  }
-  int n = 0;
-  ELI_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-  if (n <= 0) n = 1;
-  if (dev >= 0 && dev < 64) cached[dev].store(n, std::memory_order_relaxed);
-  return n;
-}
+using cuda::sm_count;
 
 // Splits of the decode kernel for `units` CTAs per split and `slots` CTAs resident on the GPU at
 // once (max_splits <= kAttentionMaxSplits). If every CTA of max_splits is resident at once, the

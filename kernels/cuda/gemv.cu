@@ -40,6 +40,7 @@
 
 #include <cuda_fp16.h>
 
+#include "kernels/cuda/sm_count.h"
 #include "eli/error.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/cuda_kernels.h"
@@ -287,20 +288,7 @@ __global__ void __launch_bounds__(kMaxThreads) gemv_kernel(const GemvParams p) {
 
 bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
 
-// SM count of the current device (cached).
-int sm_count() {
-  static std::atomic<int> cache[64];  // 0 = not yet known
-  int dev = 0;
-  ELI_CUDA_CHECK(cudaGetDevice(&dev));
-  if (dev < 0 || dev >= 64) dev = 0;
-  int v = cache[dev].load(std::memory_order_relaxed);
-  if (v == 0) {
-    ELI_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-    v = std::max(v, 1);
-    cache[dev].store(v, std::memory_order_relaxed);
-  }
-  return v;
-}
+using cuda::sm_count;
 
 // The GEMV's own switch (the kGemvPdl knob) on top of the global one.
 bool pdl_enabled() { return cuda::pdl_enabled() && cuda::knob(cuda::Knob::kGemvPdl) != 0; }

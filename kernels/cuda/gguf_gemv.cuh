@@ -25,6 +25,7 @@
 #include <climits>
 #include <cstdint>
 
+#include "kernels/cuda/sm_count.h"
 #include "eli/error.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/gguf_blocks.cuh"
@@ -35,9 +36,9 @@
 namespace eli {
 namespace gguf {
 
-// gguf_quantize_x.cu: x (m, k) -> workspace; the SM count of the current device (cached).
+// gguf_quantize_x.cu: x (m, k) -> workspace.
 void quantize_x(const GemvArgs& a, void* ws, cudaStream_t stream, bool pdl);
-int sm_count();
+using cuda::sm_count;
 
 constexpr int kGemvThreads = 128;
 

@@ -15,6 +15,7 @@
 #include <climits>
 #include <cstdint>
 
+#include "kernels/cuda/sm_count.h"
 #include "eli/error.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/gguf_blocks.cuh"
@@ -126,19 +127,7 @@ void quantize_x(const GemvArgs& a, void* ws, cudaStream_t stream, bool pdl) {
                       stream, pdl, p);
 }
 
-int sm_count() {
-  static std::atomic<int> cache[64];  // 0 = not yet known
-  int dev = 0;
-  ELI_CUDA_CHECK(cudaGetDevice(&dev));
-  if (dev < 0 || dev >= 64) dev = 0;
-  int v = cache[dev].load(std::memory_order_relaxed);
-  if (v == 0) {
-    ELI_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-    v = std::max(v, 1);
-    cache[dev].store(v, std::memory_order_relaxed);
-  }
-  return v;
-}
+
 
 }  // namespace gguf
 

@@ -37,6 +37,7 @@
 #include <climits>
 #include <cstdint>
 
+#include "kernels/cuda/sm_count.h"
 #include "eli/error.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/pdl.cuh"
@@ -315,20 +316,7 @@ void launch_rows(const GemvParams& p, int kw, bool pdl, cudaStream_t stream) {
   }
 }
 
-// SMs of the current device (cached per device).
-int sm_count() {
-  static std::atomic<int> cache[64];  // 0 = not yet known
-  int dev = 0;
-  ELI_CUDA_CHECK(cudaGetDevice(&dev));
-  if (dev < 0 || dev >= 64) dev = 0;
-  int v = cache[dev].load(std::memory_order_relaxed);
-  if (v == 0) {
-    ELI_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-    v = std::max(v, 1);
-    cache[dev].store(v, std::memory_order_relaxed);
-  }
-  return v;
-}
+using cuda::sm_count;
 
 template <int BITS>
 void wq_gemv(const void* args_ptr, const ExecContext& ctx) {
