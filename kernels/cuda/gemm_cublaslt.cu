@@ -395,7 +395,8 @@ void gemm_cuda(const void* args_ptr, const ExecContext& ctx, DType w_dtype) {
     launch_bias(a.out, a.out_dtype, a.bias, a.m, a.n, a.out_stride, a.accumulate, stream);
     return;
   }
-  ELI_CHECK(a.out != nullptr && a.x != nullptr && a.w != nullptr, "gemm: null pointer");
+  ELI_CHECK(a.out != nullptr && a.x != nullptr && a.w != nullptr, "gemm: null pointer (out ", a.out == nullptr ? "null" : "set",
+            ", x ", a.x == nullptr ? "null" : "set", ", w ", a.w == nullptr ? "null" : "set", "; m ", a.m, ", n ", a.n, ", k ", a.k, ")");
 
   PlanKey key;
   std::memset(&key, 0, sizeof(key));  // padding too: the key is compared field by field, but keep it clean

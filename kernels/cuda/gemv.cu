@@ -326,7 +326,8 @@ void gemv_cuda(const void* args_ptr, const ExecContext& ctx) {
   const int64_t n_out = gated ? a.n / 2 : a.n;
   ELI_CHECK(a.m <= 1 || (a.x_stride >= a.k && a.out_stride >= n_out), "gemv: row stride below the row width");
   if (a.m == 0 || a.n == 0) return;
-  ELI_CHECK(a.out != nullptr && a.x != nullptr && a.w != nullptr, "gemv: null pointer");
+  ELI_CHECK(a.out != nullptr && a.x != nullptr && a.w != nullptr, "gemv: null pointer (out ", a.out == nullptr ? "null" : "set",
+            ", x ", a.x == nullptr ? "null" : "set", ", w ", a.w == nullptr ? "null" : "set", "; m ", a.m, ", n ", a.n, ", k ", a.k, ")");
   cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
 
   const bool vec = a.k % kChunk == 0 && (a.m == 1 || a.x_stride % 4 == 0) && aligned16(a.x) && aligned16(a.w) &&

@@ -53,6 +53,8 @@ class DenseLinear final : public LinearMethod {
     ELI_CHECK_KIND(kInternal, is_float(w.dtype) && w.format == WeightFormat::kDense, w.name,
                    ": the dense method got a ", weight_format_name(w.format), " ", dtype_name(w.dtype), " weight");
     if (m == 0) return;
+    ELI_CHECK_KIND(kInternal, w.ptr() != nullptr && in.x != nullptr && out.out != nullptr, w.name, ": null ",
+                   w.ptr() == nullptr ? "weight data" : in.x == nullptr ? "input rows" : "output rows", " (m ", m, ")");
     const bool gated = out.epilogue == LinearEpilogue::kGated;
     if (gemv_route(m) && in.dtype == DType::kF32 && out.dtype == DType::kF32) {
       GemvArgs a{};
