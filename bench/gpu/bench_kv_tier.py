@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
 
 CHILD = r"""
 import json, random, sys, time
@@ -60,11 +63,7 @@ llm.shutdown()
 
 def run_tier(model: str, tokens: int, kv_dtype: str, options: dict, device: str) -> dict:
     cfg = {"model": model, "tokens": tokens, "kv_cache_dtype": kv_dtype, "options": options, "device": device}
-    p = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], capture_output=True, text=True)
-    for line in p.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    return {"error": (p.stderr or p.stdout)[-2000:]}
+    return common.run_result_child(CHILD, cfg)
 
 
 def main() -> int:
@@ -83,11 +82,7 @@ def main() -> int:
         "host": {"kv_offload_gb": gib},
         "disk": {"kv_offload_gb": 0.05, "kv_offload_disk_gb": gib},
     }
-    try:
-        card = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                              text=True).stdout.strip().splitlines()[0]
-    except Exception:
-        card = "unknown"
+    card = common.card_name()
     records = []
     print(f"{'tier':<6} {'tokens':>7} {'cold ms':>9} {'again ms':>9} {'speedup':>8}  hits (prefix / host / disk)")
     for name in [t for t in a.tiers.split(",") if t]:

@@ -21,9 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
 
 CHILD = r"""
 import json, os, random, sys, time
@@ -94,12 +96,7 @@ def bandwidths(model_file: str) -> dict:
 
 def run_config(model: str, options: dict, batches: list[int], tokens: int, env: dict) -> dict:
     cfg = {"model": model, "options": options, "batches": batches, "tokens": tokens}
-    p = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], capture_output=True, text=True,
-                       env={**os.environ, **env}, timeout=900)
-    for line in p.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    return {"error": (p.stderr or p.stdout)[-2000:]}
+    return common.run_result_child(CHILD, cfg, env)
 
 
 def main() -> int:
@@ -130,12 +127,7 @@ def main() -> int:
         ("cpu", {"max_num_seqs": ms, "offload": "auto", "offload_compute": "cpu", "gpu_memory_bytes": gpu}, {}),
         ("auto", {"max_num_seqs": ms, "offload": "auto", "offload_compute": "auto", "gpu_memory_bytes": gpu}, {}),
     ]
-    try:
-        import subprocess as sp
-        card = sp.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                      text=True).stdout.strip().splitlines()[0]
-    except Exception:
-        card = "unknown"
+    card = common.card_name()
     records = []
     print(f"{'config':<9} {'batch':>5} {'tok/s':>9} {'step ms':>9} {'bound ms':>9} {'of bound':>8}  placement")
     for name, opts, env in configs:

@@ -232,6 +232,25 @@ def gpu_info() -> dict:
     return info
 
 
+def card_name() -> str:
+    """The first GPU's name as nvidia-smi prints it; "unknown" without one."""
+    return gpu_info().get("name") or "unknown"
+
+
+def run_result_child(script: str, cfg: dict, env: Optional[dict] = None, timeout: float = 900) -> dict:
+    """Runs `script` (python -c) in a fresh process with json(cfg) as argv[1] and returns the JSON
+    of its line "RESULT {...}", or {"error": the tail of its output} when it printed none."""
+    try:
+        p = subprocess.run([sys.executable, "-c", script, json.dumps(cfg)], capture_output=True, text=True,
+                           env={**os.environ, **(env or {})}, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        return {"error": f"timed out after {timeout} s: {str(e.stdout or '')[-1500:]}"}
+    for line in p.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    return {"error": (p.stderr or p.stdout)[-2000:]}
+
+
 def card_short_name(name: str) -> str:
     import re
 

@@ -309,9 +309,7 @@ Engine::Engine(const EngineConfig& config) : impl_(new Impl) {
     uint64_t host_kv = 0;
     for (int r = 0; r < m.parallel->world(); ++r) {
       if (!m.parallel->device(r).properties().host_memory) continue;
-      KvCacheShape s = plan.shape;
-      s.quantized_query_dtype = wdtype;
-      host_kv += m.parallel->rank_kv_shape(r, s).nbytes();
+      host_kv += m.parallel->rank_kv_shape(r, plan.shape).nbytes();
     }
     ELI_CHECK_KIND(kOutOfMemory, host_kv <= host_available_bytes(), "the CPU stage's KV cache (",
                    plan.shape.n_blocks, " blocks: ", format_bytes(host_kv), ") does not fit the host's available "

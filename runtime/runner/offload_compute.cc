@@ -177,9 +177,8 @@ OffloadComputeChoice choose_offload_compute(OffloadComputeMode mode, const Offlo
 }
 
 std::string describe_cpu_stage(const OffloadComputeChoice& c, int64_t n_layers, const std::string& device_name) {
-  auto range = [](int64_t a, int64_t b) { return a == b ? std::to_string(a) : std::to_string(a) + "-" + std::to_string(b); };
-  return "layers " + range(0, c.cpu_layers - 1) + " computed on the CPU (" + format_bytes(c.cpu_bytes) +
-         " of host memory), layers " + range(c.cpu_layers, n_layers - 1) + " on " + device_name + "; " + c.reason;
+  return "layers " + layer_range(0, c.cpu_layers - 1) + " computed on the CPU (" + format_bytes(c.cpu_bytes) +
+         " of host memory), layers " + layer_range(c.cpu_layers, n_layers - 1) + " on " + device_name + "; " + c.reason;
 }
 
 }  // namespace eli

@@ -9,10 +9,9 @@
 
 namespace eli {
 
-namespace {
-
-// "3", "0-15": a run of consecutive layers.
 std::string layer_range(int64_t a, int64_t b) { return a == b ? std::to_string(a) : std::to_string(a) + "-" + std::to_string(b); }
+
+namespace {
 
 // cpu_offload_bytes / automatic: the last layers, one at a time, until the rule is met.
 std::vector<int64_t> last_layers(const std::map<int64_t, uint64_t>& layers, const std::vector<int64_t>& order,

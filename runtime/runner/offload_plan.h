@@ -60,6 +60,9 @@ struct OffloadPlan {
   std::string describe(const std::string& device_name) const;
 };
 
+// "3", "0-15": the run of layers a .. b for placement texts.
+std::string layer_range(int64_t a, int64_t b);
+
 OffloadPlan plan_offload(const WeightStore& store, const OffloadRequest& request);
 
 }  // namespace eli

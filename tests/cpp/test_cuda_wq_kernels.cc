@@ -130,6 +130,27 @@ std::vector<double> magnitudes(const HostWq& h, const std::vector<double>& xeff)
   return mag;
 }
 
+// Per output row, the bound of x's rounding to 8-bit 32-column tiles (docs/quantization.md
+// "Tolerance"): sum over tiles of (amax_t / 127 / 2) sum_{j in t} |w[row, j]|, with 0.1% slack.
+std::vector<double> rounding_bound(const HostWq& h, const std::vector<double>& xeff) {
+  std::vector<double> half_step(static_cast<size_t>(h.k / 32));
+  for (int64_t t = 0; t < h.k / 32; ++t) {
+    double amax = 0.0;
+    for (int64_t j = 32 * t; j < 32 * t + 32; ++j) amax = std::max(amax, std::fabs(xeff[j]));
+    half_step[t] = 0.5 * amax / 127.0 * 1.001;
+  }
+  const WqMatrix w = h.view();
+  std::vector<float> row(static_cast<size_t>(h.k));
+  std::vector<double> bound(static_cast<size_t>(h.n));
+  for (int64_t r = 0; r < h.n; ++r) {
+    wq_dequant_row(w, h.k, r, row.data());
+    double e = 0.0;
+    for (int64_t j = 0; j < h.k; ++j) e += half_step[j / 32] * std::fabs(row[j]);
+    bound[r] = e;
+  }
+  return bound;
+}
+
 std::vector<double> effective_x(const HostWq& h, const float* x, const float* nw, float off, float eps) {
   std::vector<double> xn(static_cast<size_t>(h.k)), out(static_cast<size_t>(h.k));
   double ss = 0.0;
@@ -234,22 +255,7 @@ TEST_P(CudaWqKernels, GemvMatchesTheReference) {
       const std::vector<double> xe = effective_x(h, x.data() + r * xs, c.norm ? nw.data() : nullptr, off, eps);
       const std::vector<double> mag = magnitudes(h, xe);
       // The activation rounding's bound per output (docs/quantization.md "Tolerance").
-      std::vector<double> xerr(static_cast<size_t>(c.n), 0.0);
-      {
-        std::vector<double> half_step(static_cast<size_t>(c.k / 32));
-        for (int64_t t = 0; t < c.k / 32; ++t) {
-          double amax = 0.0;
-          for (int64_t j = 32 * t; j < 32 * t + 32; ++j) amax = std::max(amax, std::fabs(xe[j]));
-          half_step[t] = 0.5 * amax / 127.0 * 1.001;
-        }
-        std::vector<float> row(static_cast<size_t>(c.k));
-        for (int64_t j = 0; j < c.n; ++j) {
-          wq_dequant_row(hview, c.k, j, row.data());
-          double e = 0.0;
-          for (int64_t i = 0; i < c.k; ++i) e += half_step[i / 32] * std::fabs(row[i]);
-          xerr[j] = e;
-        }
-      }
+      const std::vector<double> xerr = rounding_bound(h, xe);
       std::vector<double> pre(static_cast<size_t>(c.n));
       {  // pre-activation values for the gated bound
         std::vector<float> row(static_cast<size_t>(c.k));
@@ -363,22 +369,7 @@ void CudaWqKernels::run_gemm_cases() {
       const std::vector<double> xe = effective_x(h, x.data() + r * xs, nullptr, 0.f, 0.f);
       const std::vector<double> mag = magnitudes(h, xe);
       // The activation rounding's bound per output (docs/quantization.md "Tolerance").
-      std::vector<double> xerr(static_cast<size_t>(c.n), 0.0);
-      {
-        std::vector<double> half_step(static_cast<size_t>(c.k / 32));
-        for (int64_t t = 0; t < c.k / 32; ++t) {
-          double amax = 0.0;
-          for (int64_t j = 32 * t; j < 32 * t + 32; ++j) amax = std::max(amax, std::fabs(xe[j]));
-          half_step[t] = 0.5 * amax / 127.0 * 1.001;
-        }
-        std::vector<float> row(static_cast<size_t>(c.k));
-        for (int64_t j = 0; j < c.n; ++j) {
-          wq_dequant_row(hview, c.k, j, row.data());
-          double e = 0.0;
-          for (int64_t i = 0; i < c.k; ++i) e += half_step[i / 32] * std::fabs(row[i]);
-          xerr[j] = e;
-        }
-      }
+      const std::vector<double> xerr = rounding_bound(h, xe);
       for (int64_t col = 0; col < c.n; ++col) {
         tol[r * os + col] = std::ldexp(mag[col], -8) + 1e-5 + (c.accumulate ? 1e-6 * std::fabs(out0[r * os + col]) : 0.0);
       }

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "temp_file.h"
 #include "kernels/ops.h"
 #include "kernels/registry.h"
 #include "runtime/core/mapped_file.h"
@@ -38,24 +39,6 @@ class ForeignStream final : public Stream {
   void synchronize() const override {}
   bool query() const override { return true; }
   void wait(const Event&) const override {}
-};
-
-// A temporary file with the given bytes; removed at scope end.
-class TempFile {
- public:
-  explicit TempFile(const std::vector<uint8_t>& bytes) {
-    char tmpl[] = "/tmp/eli_test_mapped_XXXXXX";
-    const int fd = mkstemp(tmpl);
-    EXPECT_GE(fd, 0);
-    path_ = tmpl;
-    if (!bytes.empty()) EXPECT_EQ(write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
-    close(fd);
-  }
-  ~TempFile() { std::remove(path_.c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
 };
 
 TEST(DeviceBackend, CpuIsAnOrdinaryDevice) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "temp_file.h"
 #include "eli/error.h"
 #include "runtime/core/direct_reader.h"
 #include "runtime/core/fault_injection.h"
@@ -22,40 +23,16 @@
 namespace eli {
 namespace {
 
+// Temporary files go next to the test data's build folder (a real disk filesystem where O_DIRECT
+// usually works; /tmp may be tmpfs), else to /tmp.
+const std::string kDiskDir = std::string(ELI_TEST_DATA_DIR) + "/../../build";
+
 std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<uint8_t> out(n);
   for (auto& b : out) b = static_cast<uint8_t>(rng());
   return out;
 }
-
-// A temporary file next to the test data (a real disk filesystem where O_DIRECT usually works;
-// /tmp may be tmpfs); removed at scope end.
-class TempFile {
- public:
-  explicit TempFile(const std::vector<uint8_t>& bytes) {
-    std::string dir = std::string(ELI_TEST_DATA_DIR) + "/../../build";
-    std::string tmpl = dir + "/eli_direct_XXXXXX";
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back(0);
-    int fd = mkstemp(buf.data());
-    if (fd < 0) {  // no build folder there: /tmp
-      char t[] = "/tmp/eli_direct_XXXXXX";
-      fd = mkstemp(t);
-      path_ = t;
-    } else {
-      path_ = buf.data();
-    }
-    EXPECT_GE(fd, 0);
-    if (!bytes.empty()) EXPECT_EQ(write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
-    close(fd);
-  }
-  ~TempFile() { std::remove(path_.c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 TEST(DirectReader, AlignedExtentArithmetic) {
   const uint64_t B = 4096;
@@ -116,7 +93,7 @@ void check_read(DirectReader& r, const std::vector<uint8_t>& bytes, uint64_t off
 TEST(DirectReader, ReadsEveryKindOfRange) {
   const uint64_t B = 4096;
   const std::vector<uint8_t> bytes = random_bytes(9 * B + 1234, 11);  // ends off a block boundary
-  TempFile f(bytes);
+  TempFile f(bytes, kDiskDir);
   auto file = MappedFile::open(f.path());
   std::string why;
   // A small bounce buffer (4 blocks) so that long unaligned ranges take several rounds.
@@ -145,7 +122,7 @@ TEST(DirectReader, ReadsEveryKindOfRange) {
 
 TEST(DirectReader, RefusalIsReportedNotThrown) {
   const std::vector<uint8_t> bytes = random_bytes(10000, 3);
-  TempFile f(bytes);
+  TempFile f(bytes, kDiskDir);
   auto file = MappedFile::open(f.path());
   std::string why;
   // One-byte reads: block filesystems refuse them under O_DIRECT (EINVAL); a filesystem that takes
@@ -157,7 +134,7 @@ TEST(DirectReader, RefusalIsReportedNotThrown) {
 
 TEST(DirectReader, FaultPointFiresAsForBufferedReads) {
   const std::vector<uint8_t> bytes = random_bytes(20000, 5);
-  TempFile f(bytes);
+  TempFile f(bytes, kDiskDir);
   auto file = MappedFile::open(f.path());
   std::string why;
   std::unique_ptr<DirectReader> r = DirectReader::open(*file, &why);

@@ -134,11 +134,13 @@ def test_gguf_offloaded(gguf):
         run(path, cpu_offload_gb=1024.0, cpu_memory_bytes=1)
 
 
-def test_disk_read_failure_ends_requests_engine_goes_on():
+def check_disk_read_failure(**offload):
+    """A failed file-tier read (fault point disk_read, once) ends the step's requests with an I/O
+    error; the engine stays healthy and the next generate gives the resident run's tokens."""
     path = MODELS / "llama_base"
     want_toks, _, _ = run(path, dtype="float32")
-    llm = eli.LLM(str(path), device="cpu", dtype="float32", block_size=4, max_num_seqs=8, cpu_offload_gb=1024.0,
-                  skip_tokenizer_init=True, cpu_memory_bytes=4096)
+    llm = eli.LLM(str(path), device="cpu", dtype="float32", block_size=4, max_num_seqs=8, skip_tokenizer_init=True,
+                  cpu_memory_bytes=4096, **offload)
     try:
         _eli.arm_fault("disk_read", "after=3:times=1")
         outs = llm.generate(prompts(), greedy())
@@ -151,6 +153,10 @@ def test_disk_read_failure_ends_requests_engine_goes_on():
     finally:
         _eli.disarm_fault("disk_read")
         llm.shutdown()
+
+
+def test_disk_read_failure_ends_requests_engine_goes_on():
+    check_disk_read_failure(cpu_offload_gb=1024.0)
 
 
 def test_bad_options_are_clear_errors():

@@ -11,10 +11,9 @@ import json
 import pytest
 
 import eli
-from eli import _eli
 
 from testdata import DATA_DIR
-from test_offload import MODELS, greedy, layers_of, prompts, run
+from test_offload import MODELS, check_disk_read_failure, layers_of, run
 
 
 def same(a, b):
@@ -93,22 +92,7 @@ def test_bad_direct_io_value_is_a_value_error(monkeypatch):
 @pytest.mark.parametrize("mode", ["auto", "off"])
 def test_disk_read_failure_on_both_paths(mode, monkeypatch):
     monkeypatch.setenv("ELI_OFFLOAD_DIRECT_IO", mode)
-    path = MODELS / "llama_base"
-    want_toks, _, _ = run(path, dtype="float32")
-    llm = eli.LLM(str(path), device="cpu", dtype="float32", block_size=4, max_num_seqs=8, skip_tokenizer_init=True,
-                  offload_map="1-:disk", cpu_memory_bytes=4096)
-    try:
-        _eli.arm_fault("disk_read", "after=3:times=1")
-        outs = llm.generate(prompts(), greedy())
-        assert _eli.fault_counts("disk_read")[1] == 1
-        assert all(o.finish_reason == "error" for o in outs)
-        assert all("I/O error" in o.error and "disk_read" in o.error for o in outs)
-        assert llm.healthy()
-        again = llm.generate(prompts(), greedy())
-        assert [list(o.token_ids) for o in again] == want_toks
-    finally:
-        _eli.disarm_fault("disk_read")
-        llm.shutdown()
+    check_disk_read_failure(offload_map="1-:disk")
 
 
 BAD_MAPS = [
