@@ -17,10 +17,10 @@
 
 #include "kernels/cuda/sm_count.h"
 #include "eli/error.h"
-#include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/gguf_blocks.cuh"
 #include "kernels/cuda/gguf_gemv.cuh"
 #include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/x_quant_tile.cuh"
 #include "runtime/device/cuda/cuda_check.h"
 
 namespace eli {
@@ -47,20 +47,7 @@ __global__ void __launch_bounds__(kThreads) quantize_x_kernel(const QuantParams 
   cuda::pdl_launch_dependents();
   cuda::pdl_wait();
 
-  float inv = 1.f;
-  if (p.g != nullptr) {
-    float ss = 0.f;
-    if (p.vec) {
-      for (int64_t i = 4 * static_cast<int64_t>(tid); i < p.k; i += 4 * kThreads) {
-        const float4 v = *reinterpret_cast<const float4*>(x + i);
-        ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
-      }
-    } else {
-      for (int64_t i = tid; i < p.k; i += kThreads) ss = fmaf(x[i], x[i], ss);
-    }
-    ss = cuda::block_reduce_sum(ss);
-    inv = 1.0f / sqrtf(ss / static_cast<float>(p.k) + p.eps);
-  }
+  const float inv = p.g != nullptr ? cuda::row_rms_inverse<kThreads>(x, p.k, p.eps, p.vec) : 1.f;
 
   // Every lane runs the shuffles (groups of 8 aligned lanes share a block); lanes past the row's
   // last block compute on zeros and store nothing.
@@ -82,26 +69,11 @@ __global__ void __launch_bounds__(kThreads) quantize_x_kernel(const QuantParams 
       for (int j = 0; j < 4; ++j) v[j] = v[j] * inv * (__ldg(p.g + e0 + j) + p.g_offset);
     }
   }
-  float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
-#pragma unroll
-  for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-  const float d = amax / 127.f;
-  const float id = amax > 0.f ? 127.f / amax : 0.f;
-  int q[4];
-  int sum = 0;
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    q[j] = max(-127, min(127, __float2int_rn(v[j] * id)));
-    sum += q[j];
-  }
-#pragma unroll
-  for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  const cuda::TileCodes c = cuda::quantize_tile(v);
   if (valid) {
-    const uint32_t packed = (static_cast<uint32_t>(q[0]) & 0xffu) | ((static_cast<uint32_t>(q[1]) & 0xffu) << 8) |
-                            ((static_cast<uint32_t>(q[2]) & 0xffu) << 16) | (static_cast<uint32_t>(q[3]) << 24);
     const int64_t b = r * p.nb + blk;
-    *reinterpret_cast<uint32_t*>(p.qs + b * kItemElems + 4 * sub) = packed;
-    if (sub == 0) *reinterpret_cast<float2*>(p.ds + 2 * b) = make_float2(d, d * static_cast<float>(sum));
+    *reinterpret_cast<uint32_t*>(p.qs + b * kItemElems + 4 * sub) = c.packed;
+    if (sub == 0) *reinterpret_cast<float2*>(p.ds + 2 * b) = make_float2(c.d, c.d * static_cast<float>(c.sum));
   }
 }
 

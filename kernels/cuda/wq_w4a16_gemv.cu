@@ -39,9 +39,9 @@
 
 #include "kernels/cuda/sm_count.h"
 #include "eli/error.h"
-#include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/wq_w4a16.cuh"
+#include "kernels/cuda/x_quant_tile.cuh"
 #include "kernels/ops.h"
 #include "kernels/wq_matrix.h"
 #include "runtime/device/cuda/cuda_check.h"
@@ -74,20 +74,8 @@ __global__ void __launch_bounds__(kPrepThreads) wq_gemv_prep(const PrepParams p)
   cuda::pdl_launch_dependents();
   cuda::pdl_wait();
 
-  float inv = 1.f;
-  if (p.g != nullptr) {  // every CTA of the row sums the whole row (a few 10 KB, through L2)
-    float ss = 0.f;
-    if (p.vec) {
-      for (int64_t i = 4 * static_cast<int64_t>(tid); i < p.k; i += 4 * kPrepThreads) {
-        const float4 v = *reinterpret_cast<const float4*>(x + i);
-        ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
-      }
-    } else {
-      for (int64_t i = tid; i < p.k; i += kPrepThreads) ss = fmaf(x[i], x[i], ss);
-    }
-    ss = cuda::block_reduce_sum(ss);
-    inv = rsqrtf(ss / static_cast<float>(p.k) + p.eps);
-  }
+  // With a norm every CTA of the row sums the whole row (a few 10 KB, through L2).
+  const float inv = p.g != nullptr ? cuda::row_rms_inverse<kPrepThreads>(x, p.k, p.eps, p.vec) : 1.f;
 
   // All threads run the shuffles (8 aligned lanes share a tile); those past the last tile compute
   // on zeros and store nothing.
@@ -112,23 +100,10 @@ __global__ void __launch_bounds__(kPrepThreads) wq_gemv_prep(const PrepParams p)
       for (int j = 0; j < 4; ++j) v[j] = v[j] * inv * (__ldg(p.g + src[j]) + p.off);
     }
   }
-  float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
-#pragma unroll
-  for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-  const float id = wq_cuda::xq_inv_scale(amax);
-  int q[4], sum = 0;
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    q[j] = wq_cuda::xq_code(v[j], id);
-    sum += q[j];
-  }
-#pragma unroll
-  for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  const cuda::TileCodes c = cuda::quantize_tile(v);
   if (valid) {
-    const uint32_t packed = (static_cast<uint32_t>(q[0]) & 0xffu) | ((static_cast<uint32_t>(q[1]) & 0xffu) << 8) |
-                            ((static_cast<uint32_t>(q[2]) & 0xffu) << 16) | (static_cast<uint32_t>(q[3]) << 24);
-    *reinterpret_cast<uint32_t*>(p.qs + r * p.k + 32 * t + 4 * sub) = packed;
-    if (sub == 0) p.ds[r * p.nt + t] = make_float2(wq_cuda::xq_scale(amax), static_cast<float>(sum));
+    *reinterpret_cast<uint32_t*>(p.qs + r * p.k + 32 * t + 4 * sub) = c.packed;
+    if (sub == 0) p.ds[r * p.nt + t] = make_float2(c.d, static_cast<float>(c.sum));
   }
 }
 

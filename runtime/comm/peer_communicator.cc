@@ -51,6 +51,7 @@ std::vector<std::pair<size_t, size_t>> peer_p2p_order(const std::vector<size_t>&
 
 #include "kernels/cuda/peer_all_reduce.h"
 #include "kernels/cuda/peer_signal.h"
+#include "runtime/device/device.h"
 #include "runtime/device/stream.h"
 
 namespace eli {
@@ -62,24 +63,6 @@ void check_cuda(cudaError_t e, const char* what) {
     ELI_THROW(kDevice, what, " failed: ", cudaGetErrorString(e));
   }
 }
-
-// Makes `device` current for a scope (the kernels and copies of a rank go to its device).
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    check_cuda(cudaGetDevice(&prev_), "cudaGetDevice");
-    if (prev_ != device) check_cuda(cudaSetDevice(device), "cudaSetDevice");
-  }
-  ~DeviceScope() {
-    int now = prev_;
-    if (cudaGetDevice(&now) == cudaSuccess && now != prev_) (void)cudaSetDevice(prev_);
-  }
-  DeviceScope(const DeviceScope&) = delete;
-  DeviceScope& operator=(const DeviceScope&) = delete;
-
- private:
-  int prev_ = 0;
-};
 
 enum class Op : int { kAllReduce, kAllGather, kReduceScatter, kBroadcast, kBarrier, kSend, kRecv };
 
@@ -274,7 +257,7 @@ class Group {
     for (size_t r = 0; r < n; ++r) {
       RankMem& m = ranks_[r];
       m.device = devices[r].index;
-      DeviceScope scope(m.device);
+      DeviceScope scope(DeviceId{DeviceKind::kCUDA, m.device});
       check_cuda(cudaMalloc(reinterpret_cast<void**>(&m.staging), options_.staging_bytes), "cudaMalloc (staging)");
       check_cuda(cudaMalloc(reinterpret_cast<void**>(&m.scratch), options_.staging_bytes), "cudaMalloc (scratch)");
       check_cuda(cudaMalloc(reinterpret_cast<void**>(&m.mailbox), options_.mailbox_bytes * n), "cudaMalloc (mailbox)");
@@ -421,7 +404,7 @@ class PeerCommunicator final : public Communicator {
       g_->live(rank_);
       d.seq = seq_++;
       g_->post_collective(rank_, d);
-      DeviceScope scope(device_.index);
+      DeviceScope scope(device_);
       run(s);
     };
     if (depth_ > 0) {
@@ -607,7 +590,7 @@ class PeerCommunicator final : public Communicator {
       n_chunks.push_back((op.bytes + slot - 1) / slot);
       is_send.push_back(op.is_send);
     }
-    DeviceScope scope(device_.index);
+    DeviceScope scope(device_);
     for (const auto& [i, c] : peer_p2p_order(n_chunks, is_send)) {
       const P2p& op = ops[i];
       const size_t off = c * slot, m = std::min(slot, op.bytes - off);
@@ -647,29 +630,32 @@ std::vector<std::unique_ptr<Communicator>> create_peer_communicators(const std::
     ELI_CHECK_ARG(d.kind == DeviceKind::kCUDA && d.index >= 0 && d.index < n_gpus, "peer communicator ranks are CUDA devices (",
                   n_gpus, " visible), not ", device_name(d));
   }
-  int prev = 0;
-  check_cuda(cudaGetDevice(&prev), "cudaGetDevice");
-  {
-    DeviceScope restore(prev);
-    for (const DeviceId& a : devices) {
-      for (const DeviceId& b : devices) {
-        if (a.index == b.index) continue;
-        int can = 0;
-        check_cuda(cudaDeviceCanAccessPeer(&can, a.index, b.index), "cudaDeviceCanAccessPeer");
-        ELI_CHECK_KIND(kUnsupported, can != 0, device_name(a), " cannot access the memory of ", device_name(b),
-                       " (no peer access): the peer communicator needs it between the GPUs of distinct ranks");
-        check_cuda(cudaSetDevice(a.index), "cudaSetDevice");
-        const cudaError_t e = cudaDeviceEnablePeerAccess(b.index, 0);
-        if (e == cudaErrorPeerAccessAlreadyEnabled) {
-          (void)cudaGetLastError();
-        } else {
-          check_cuda(e, "cudaDeviceEnablePeerAccess");
-        }
+  for (size_t i = 0; i < devices.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      ELI_CHECK_KIND(kUnsupported, devices[i].index != devices[j].index || !cuda_loads_kernels_lazily(), "ranks ", j,
+                     " and ", i, " share ", device_name(devices[i]),
+                     ", which needs CUDA_MODULE_LOADING=EAGER in the environment before the process starts: CUDA "
+                     "loads kernels lazily by default, and a lazy load waits for the GPU to go idle while another "
+                     "rank's kernel on it waits for this rank (a deadlock)");
+    }
+  }
+  for (const DeviceId& a : devices) {
+    for (const DeviceId& b : devices) {
+      if (a.index == b.index) continue;
+      int can = 0;
+      check_cuda(cudaDeviceCanAccessPeer(&can, a.index, b.index), "cudaDeviceCanAccessPeer");
+      ELI_CHECK_KIND(kUnsupported, can != 0, device_name(a), " cannot access the memory of ", device_name(b),
+                     " (no peer access): the peer communicator needs it between the GPUs of distinct ranks");
+      DeviceScope on_a(a);  // peer access is enabled from the current device
+      const cudaError_t e = cudaDeviceEnablePeerAccess(b.index, 0);
+      if (e == cudaErrorPeerAccessAlreadyEnabled) {
+        (void)cudaGetLastError();
+      } else {
+        check_cuda(e, "cudaDeviceEnablePeerAccess");
       }
     }
   }
   auto group = std::make_shared<Group>(devices, options);
-  check_cuda(cudaSetDevice(prev), "cudaSetDevice");
   std::vector<std::unique_ptr<Communicator>> comms;
   for (size_t r = 0; r < devices.size(); ++r) {
     comms.push_back(std::make_unique<PeerCommunicator>(group, static_cast<int>(r), devices[r]));

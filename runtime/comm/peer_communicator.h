@@ -58,6 +58,10 @@ struct PeerCommOptions {
 // The communicators of ranks 0 .. n-1 (n in [1, kMaxPeers = 8]); rank i on devices[i] (CUDA).
 // Devices may repeat (ranks sharing a GPU) or differ: peer access is enabled between every
 // distinct pair, and a pair without it is refused with kUnsupported naming the two devices.
+// Ranks sharing a GPU need eager kernel loading (CUDA_MODULE_LOADING=EAGER set before CUDA starts;
+// cuda_loads_kernels_lazily() in runtime/device/device.h): a lazy first launch waits for the GPU to
+// drain, which never happens while a peer's kernel on it spins for this rank. Refused (kUnsupported,
+// naming the variable) otherwise.
 std::vector<std::unique_ptr<Communicator>> create_peer_communicators(const std::vector<DeviceId>& devices,
                                                                      const PeerCommOptions& options = {});
 

@@ -138,6 +138,12 @@ std::unique_ptr<Device> create_device(DeviceId id, const DeviceOptions& options 
 // Number of CUDA devices visible; 0 in a CPU-only build or when the driver is absent.
 int cuda_device_count();
 bool cuda_compiled();
+// True when CUDA loads each kernel at its first launch (CUDA_MODULE_LOADING unset or LAZY: the
+// default since CUDA 12.2). Such a load waits for the GPU's queued work under the context's lock,
+// so it deadlocks against a kernel that spins until a kernel of another thread runs (ranks sharing
+// one GPU, runtime/comm/peer_communicator.h). False with CUDA_MODULE_LOADING=EAGER, in a CPU-only
+// build, or without a driver.
+bool cuda_loads_kernels_lazily();
 
 // Makes `id` the calling thread's current device (for a thread that has an id, not the Device:
 // the engine's step thread). No-op for the CPU; kNotCompiled for CUDA in a CPU-only build;

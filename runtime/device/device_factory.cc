@@ -94,6 +94,7 @@ std::unique_ptr<Device> create_cuda_device(int index, const DeviceOptions&) {
 }
 int cuda_device_count() { return 0; }
 bool cuda_compiled() { return false; }
+bool cuda_loads_kernels_lazily() { return false; }
 int cuda_current_device() { return -1; }
 void cuda_set_current_device(int index) {
   ELI_THROW(kNotCompiled, "eli was built without CUDA (cannot use cuda:", index, ")");

@@ -141,6 +141,26 @@ int cuda_device_count() {
 
 bool cuda_compiled() { return true; }
 
+bool cuda_loads_kernels_lazily() {
+  if (cuda_device_count() == 0) return false;
+  // The driver's cuModuleGetLoadingMode through the runtime (eli links no libcuda).
+  using GetMode = int (*)(int*);  // CUresult cuModuleGetLoadingMode(CUmoduleLoadingMode*)
+  void* fn = nullptr;
+  cudaDriverEntryPointQueryResult found{};
+#if CUDART_VERSION >= 12050
+  const cudaError_t e = cudaGetDriverEntryPointByVersion("cuModuleGetLoadingMode", &fn, 12000, cudaEnableDefault, &found);
+#else
+  const cudaError_t e = cudaGetDriverEntryPoint("cuModuleGetLoadingMode", &fn, cudaEnableDefault, &found);
+#endif
+  if (e != cudaSuccess || found != cudaDriverEntryPointSuccess || fn == nullptr) {
+    (void)cudaGetLastError();
+    return true;  // an old driver: assume the default, lazy
+  }
+  int mode = 0;
+  if (reinterpret_cast<GetMode>(fn)(&mode) != 0) return true;
+  return mode != 1;  // CU_MODULE_EAGER_LOADING = 1, CU_MODULE_LAZY_LOADING = 2
+}
+
 int cuda_current_device() {
   int current = -1;
   if (cudaGetDevice(&current) != cudaSuccess) {
