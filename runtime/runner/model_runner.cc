@@ -316,9 +316,11 @@ float* ModelRunner::forward_into(const Batch& batch, KvCache& kv, const TokenFee
     logits_.t = Tensor::empty(device_, DType::kF32, {std::max<int64_t>(batch.n_logits(), 1) * spec().vocab_size});
     logits_.bytes = logits_.t.nbytes();
   }
-  if (out == nullptr) out = logits_.t.ptr<float>();
   if (!graphable(batch)) {
+    // The device's logits buffer is taken after ensure_workspace, which may allocate or grow it
+    // (a runner used without reserve(), or a step with more logits rows than any before).
     ensure_workspace(T, batch.n_logits());
+    if (out == nullptr) out = logits_.t.ptr<float>();
     build_rope_tables(batch);
     upload(batch, feed);
     in_.n_tokens = T;
