@@ -8,6 +8,8 @@
 # Output: $OUT/parallel_*.json, $OUT/throughput_tp*.json and the tables on stdout.
 #   usage (device): bash bench/gpu/parallel_dry_run.sh [shape]   (PYTHONPATH must find eli)
 set -uo pipefail
+# Ranks sharing a GPU need eager kernel loading (docs/parallelism.md), set before CUDA starts.
+export CUDA_MODULE_LOADING=EAGER
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 OUT="${OUT:-$ROOT/device_out}"
 SHAPE="${1:-1b}"

@@ -9,6 +9,7 @@
 #   prepare (here):  git archive e3adf37 > .whl/old.tar   (.whl is git-excluded; carry it)
 #   usage (device):  bash bench/gpu/regress.sh [.whl/old.tar] ; env REGRESS_SHAPES="1b 8b",
 #                    REGRESS_WHAT="decode prefill coldstart throughput", REGRESS_JOBS (build jobs),
+#                    REGRESS_COLD_ROUNDS (cold start as that many alternating old/new rounds, default 1),
 #                    REGRESS_NEW_TREE (a tree with its module built, e.g. after bench/device_check.sh: no rebuild)
 # Weights: /tmp/eli-bench/weights/<shape> from make_weights.py (written here when missing; kept on
 # a warm machine between calls). Steps already done in an earlier call on the same machine are
@@ -65,10 +66,17 @@ run() {  # tag what shape -- command...
 B="$ROOT/bench/gpu"
 for shape in ${REGRESS_SHAPES:-1b 8b}; do
   for what in ${REGRESS_WHAT:-decode prefill coldstart throughput}; do
+    if [ "$what" = coldstart ]; then  # rounds of old, new: start-up drift hits both alike
+      for i in $(seq 1 "${REGRESS_COLD_ROUNDS:-1}"); do
+        for tag in old new; do
+          run "$tag" "coldstart-r$i" "$shape" -- python3 "$B/bench_coldstart.py" --shape "$shape" --hf-dir "$(dir_of "$shape")" --engines eli --reps 3
+        done
+      done
+      continue
+    fi
     for tag in old new; do
       case "$what" in
         decode|prefill) run "$tag" "$what" "$shape" -- python3 "$B/bench_eli.py" --model "$(dir_of "$shape")" --shape "$shape" --what "$what" --reps 3 ;;
-        coldstart) run "$tag" "$what" "$shape" -- python3 "$B/bench_coldstart.py" --shape "$shape" --hf-dir "$(dir_of "$shape")" --engines eli --reps 3 ;;
         throughput)
           [ "$shape" = 8b ] || continue
           [ -f "$R/fixed.json" ] || python3 "$B/bench_throughput.py" gen --kind fixed --out "$R/fixed.json" > /dev/null
@@ -92,11 +100,21 @@ def values(p):
             key = " ".join(str(x.get(k)) for k in ("model", "metric", "context", "prompt_len", "n") if x.get(k) is not None)
             out[key] = x["value"]
     return out
-print(f"{'benchmark':<70} {'old':>12} {'new':>12} {'new/old':>8}")
+import re, statistics
+# Cold-start rounds (regress_<tag>_coldstart-r<i>_<shape>.json) count as one benchmark: the median
+# of the rounds' medians.
+groups = {}
 for old in sorted(r.glob("regress_old_*.json")):
     new = r / old.name.replace("regress_old_", "regress_new_")
-    a, b = values(old), values(new)
-    for k in sorted(a):
-        if k in b and a[k]:
-            print(f"{k:<70} {a[k]:>12.2f} {b[k]:>12.2f} {b[k] / a[k]:>8.3f}")
+    if new.exists():
+        groups.setdefault(re.sub(r"-r\d+_", "_", old.name), []).append((values(old), values(new)))
+print(f"{'benchmark':<70} {'old':>12} {'new':>12} {'new/old':>8}")
+for name, pairs in sorted(groups.items()):
+    for k in sorted(pairs[0][0]):
+        a = [p[0][k] for p in pairs if k in p[0] and k in p[1]]
+        b = [p[1][k] for p in pairs if k in p[0] and k in p[1]]
+        if a and statistics.median(a):
+            ma, mb = statistics.median(a), statistics.median(b)
+            rounds = f" ({len(a)} rounds)" if len(a) > 1 else ""
+            print(f"{(k + rounds):<70} {ma:>12.3f} {mb:>12.3f} {mb / ma:>8.3f}")
 EOF
