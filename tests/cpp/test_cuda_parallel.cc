@@ -21,6 +21,7 @@
 #include "runtime/model/weight_reader.h"
 #include "runtime/parallel/parallel_runner.h"
 #include "runtime/runner/model_runner.h"
+#include "tests/cpp/runner_test_util.h"
 
 namespace eli {
 namespace {
@@ -56,17 +57,6 @@ std::vector<Batch> steps(int64_t vocab) {
   return {a, d};
 }
 
-KvCacheShape kv_shape(const ModelSpec& s) {
-  KvCacheShape k;
-  k.n_layers = s.n_layers;
-  k.n_blocks = 8;
-  k.block_size = 4;
-  k.n_kv_heads = s.n_kv_heads;
-  k.head_dim = s.head_dim;
-  k.dtype = DType::kF32;
-  return k;
-}
-
 // share_gpu: every rank on device 0 (CUDA: ranks sharing one GPU, eli's peer communicator).
 void check_layouts(DeviceKind kind, int n_devices, float rel, bool share_gpu = false) {
   const ModelFiles files = open_model_files(std::string(ELI_TEST_DATA_DIR) + "/models/qwen3");  // 3 layers, GQA
@@ -80,7 +70,7 @@ void check_layouts(DeviceKind kind, int n_devices, float rel, bool share_gpu = f
   if (kind != DeviceKind::kCPU) make_device_current(DeviceId{kind, 0});
   std::unique_ptr<Device> dev0 = create_device(DeviceId{kind, 0});
   ModelRunner plain(*dev0, create_model(files.spec, WeightReader(files.weights, files.name_of), opt), &pool);
-  KvCache kv(*dev0, kv_shape(files.spec));
+  KvCache kv(*dev0, tiny_kv_shape(files.spec, 8));
   std::vector<std::vector<float>> want;
   for (const Batch& b : steps(V)) {
     want.emplace_back(static_cast<size_t>(b.n_logits() * V));
@@ -92,7 +82,7 @@ void check_layouts(DeviceKind kind, int n_devices, float rel, bool share_gpu = f
     std::vector<DeviceId> ids;
     for (int r = 0; r < tp * pp; ++r) ids.push_back(DeviceId{kind, kind == DeviceKind::kCPU || share_gpu ? 0 : r});
     ParallelRunner par(files, opt, tp, pp, 2, ids);
-    par.create_kv(kv_shape(files.spec));
+    par.create_kv(tiny_kv_shape(files.spec, 8));
     par.reserve(16, 4);
     const std::vector<Batch> bs = steps(V);
     for (size_t i = 0; i < bs.size(); ++i) {

@@ -16,6 +16,7 @@
 #include "runtime/model/model_files.h"
 #include "runtime/model/weight_reader.h"
 #include "runtime/runner/model_runner.h"
+#include "tests/cpp/runner_test_util.h"
 #include "tests/cpp/fake_async_device.h"
 
 namespace eli {
@@ -41,17 +42,6 @@ Batch prefill(const std::vector<int>& lens, int tail, int64_t vocab) {
   return b;
 }
 
-KvCacheShape kv_shape(const ModelSpec& s) {
-  KvCacheShape k;
-  k.n_layers = s.n_layers;
-  k.n_blocks = 16;
-  k.block_size = 4;
-  k.n_kv_heads = s.n_kv_heads;
-  k.head_dim = s.head_dim;
-  k.dtype = DType::kF32;
-  return k;
-}
-
 TEST(ModelRunnerBuffers, DeviceLogitsWithoutReserveAndPastIt) {
   const ModelFiles files = open_model_files(std::string(ELI_TEST_DATA_DIR) + "/models/qwen3");
   const int64_t V = files.spec.vocab_size;
@@ -65,7 +55,7 @@ TEST(ModelRunnerBuffers, DeviceLogitsWithoutReserveAndPastIt) {
   ASSERT_FALSE(fake.properties().host_memory);
   ModelRunner want_runner(*cpu, create_model(files.spec, WeightReader(files.weights, files.name_of), opt), &pool);
   ModelRunner got_runner(fake, create_model(files.spec, WeightReader(files.weights, files.name_of), opt), &pool);
-  KvCache want_kv(*cpu, kv_shape(files.spec)), got_kv(fake, kv_shape(files.spec));
+  KvCache want_kv(*cpu, tiny_kv_shape(files.spec, 16)), got_kv(fake, tiny_kv_shape(files.spec, 16));
   // One logits row first (no reserve() before it), then 3 x 3 rows: past anything reserved.
   for (const Batch& b : {prefill({5}, 1, V), prefill({6, 4, 3}, 3, V)}) {
     std::vector<float> want(static_cast<size_t>(b.n_logits() * V)), got(want.size(), -1.0f);
