@@ -129,4 +129,13 @@ std::vector<KernelEntry> build_kernel_table() {
   return t;
 }
 
+void prepare_kernels(DeviceKind device, int index) {
+#ifdef ELI_WITH_CUDA
+  if (device == DeviceKind::kCUDA) prepare_cuda_kernels(index);
+#else
+  (void)device;
+  (void)index;
+#endif
+}
+
 }  // namespace eli

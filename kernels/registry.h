@@ -38,6 +38,12 @@ const KernelEntry* find_kernel(Op op, DeviceKind device, WeightFormat format, DT
 inline const KernelEntry* find_kernel(Op op, DeviceKind device, DType dtype, const char* variant = nullptr) {
   return find_kernel(op, device, WeightFormat::kDense, dtype, variant);
 }
+// Loads now what a device's kernels would load at their first call (on CUDA the GEMM library's
+// handle for GPU `index`, and with it its code), so that no step loads code: ranks sharing a GPU
+// must not while a peer's kernel waits on the GPU (runtime/comm/peer_communicator.h). Called when a
+// runner is created. Idempotent; a no-op on the CPU.
+void prepare_kernels(DeviceKind device, int index);
+
 // As find_kernel, but throws eli::Error(kUnsupported) naming the key when none exists.
 const KernelEntry& get_kernel(Op op, DeviceKind device, WeightFormat format, DType dtype,
                               const char* variant = nullptr);

@@ -12,6 +12,8 @@
 namespace eli {
 
 void add_cuda_kernels(std::vector<KernelEntry>& table);
+// prepare_kernels (registry.h) for GPU `device`: its cuBLASLt handle (gemm_cublaslt.cu).
+void prepare_cuda_kernels(int device);
 
 // Individual launchers (registered by add_cuda_kernels; declared for benchmarks and tests).
 void embedding_f32_cuda(const void* args, const ExecContext& ctx);   // EmbeddingArgs, f32 table

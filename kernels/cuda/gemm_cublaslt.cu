@@ -13,13 +13,14 @@
 // and x as stored is column-major (k, m; ld x_stride), used as is (TRANSB = N): the "TN" GEMM with
 // M = n, N = m, K = k. The BIAS epilogue adds a vector over D's rows, i.e. bias[n] per output column.
 //
-// Caching (thread-safe): one cuBLASLt handle per device, created on first use; one plan (matmul
+// Caching (thread-safe): one cuBLASLt handle per device, created by prepare_cuda_kernels (when a
+// runner is created) or on first use; one plan (matmul
 // descriptor, the four layouts and the heuristic's algorithm) per (device, m, n, k, strides, dtypes,
 // bias, accumulate, workspace size, pointer alignments), created on first use under a mutex and kept
 // for the life of the process (never destroyed: static teardown order with the CUDA runtime is
 // unknown). Steady-state calls do no allocation and no heuristic query: they only enqueue on
-// ctx.stream, so they can be captured in a CUDA graph. The FIRST call of a shape creates the handle
-// and the plan: run every shape once before capturing (the lead's warm-up step).
+// ctx.stream, so they can be captured in a CUDA graph. The FIRST call of a shape creates the plan
+// (and the handle if it is not there yet): run every shape once before capturing (the warm-up step).
 //
 // Bias: the BIAS epilogue with an f32 bias vector (CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = R_32F). If
 // the heuristic offers no algorithm with it (possible for a 16-bit out), the plan runs without the
@@ -346,12 +347,18 @@ void destroy_plan_descriptors(Plan& plan) {
   plan.a = plan.b = plan.c = nullptr;
 }
 
+// The handle of `device`, created on first use (the caller holds the cache's lock).
+cublasLtHandle_t handle_locked(Cache& c, int device) {
+  cublasLtHandle_t& handle = c.handles[device];
+  if (handle == nullptr) ELI_CUBLASLT_CHECK(cublasLtCreate(&handle));
+  return handle;
+}
+
 // The handle of `device` and the plan of `key` (both created on first use).
 std::pair<cublasLtHandle_t, Plan*> get_plan(const PlanKey& key, DType w_dtype, const void* bias_ptr) {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  cublasLtHandle_t& handle = c.handles[key.device];
-  if (handle == nullptr) ELI_CUBLASLT_CHECK(cublasLtCreate(&handle));
+  const cublasLtHandle_t handle = handle_locked(c, key.device);
   auto it = c.plans.find(key);
   if (it != c.plans.end()) return {handle, it->second.get()};
   auto plan = std::make_unique<Plan>();
@@ -449,5 +456,11 @@ void gemm_cuda(const void* args_ptr, const ExecContext& ctx, DType w_dtype) {
 void gemm_bf16_cuda(const void* args, const ExecContext& ctx) { gemm_cuda(args, ctx, DType::kBF16); }
 void gemm_f16_cuda(const void* args, const ExecContext& ctx) { gemm_cuda(args, ctx, DType::kF16); }
 void gemm_f32_cuda(const void* args, const ExecContext& ctx) { gemm_cuda(args, ctx, DType::kF32); }
+
+void prepare_cuda_kernels(int device) {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  (void)handle_locked(c, device);
+}
 
 }  // namespace eli

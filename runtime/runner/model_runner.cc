@@ -28,6 +28,7 @@ ModelRunner::ModelRunner(Device& device, std::unique_ptr<Model> model, ThreadPoo
     : device_(device), model_(std::move(model)), pool_(pool), kind_(device.id().kind) {
   ELI_CHECK_KIND(kInternal, model_ != nullptr, "ModelRunner needs a model");
   stream_ = device_.default_stream().native();
+  prepare_kernels(kind_, device_.id().index);  // no step loads code (registry.h says why)
   WeightStore& store = model_->weights();
   if (offload != nullptr && offload->active()) {
     // The ring first: the offloaded weights' tensors are views of its slots from placement on.
