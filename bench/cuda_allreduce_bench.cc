@@ -87,6 +87,9 @@ std::vector<int> parse_list(const char* s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Ranks sharing one GPU need eager kernel loading (runtime/comm/peer_communicator.h); CUDA reads
+  // the variable when it starts, which is after this line.
+  setenv("CUDA_MODULE_LOADING", "EAGER", /*overwrite=*/0);
   const char* json_path = nullptr;
   int iters = 50;
   std::vector<int> tps;
