@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import os
 import time
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
@@ -64,6 +65,26 @@ def _resolve_device(device: str) -> str:
         raise UnsupportedError(f"device={device!r}: only {count} CUDA device{'s are' if count > 1 else ' is'} "
                                f"visible (cuda:0..cuda:{count - 1})")
     return device
+
+
+def _eager_loading_for_shared_gpus(devices: str) -> None:
+    """Ranks sharing a GPU (devices="cuda:0,0") need CUDA_MODULE_LOADING=EAGER (docs/parallelism.md:
+    a lazy kernel load waits for the GPU while a peer rank's kernel waits for it). When the caller
+    left the variable unset it is set here, which takes effect if CUDA has not started in this
+    process yet; otherwise the engine refuses with an UnsupportedError naming the variable."""
+    if not devices or "CUDA_MODULE_LOADING" in os.environ:
+        return
+    seen = set()
+    for entry in devices.split(","):
+        entry = entry.strip()
+        index = entry[len("cuda:"):] if entry.startswith("cuda:") else entry
+        if not index.isdigit():
+            continue
+        if index in seen:
+            os.environ["CUDA_MODULE_LOADING"] = "EAGER"
+            _log.info("devices=%r puts ranks on one GPU: CUDA_MODULE_LOADING=EAGER set for this process", devices)
+            return
+        seen.add(index)
 
 
 def _check_text(text: str, what: str) -> str:
@@ -117,6 +138,7 @@ class EngineFrontend:
         for name, v in (("download", download), ("progress", progress)):
             if not isinstance(v, bool):
                 raise InvalidRequestError(f"{self._caller}(): {name} must be True or False, got {v!r}")
+        _eager_loading_for_shared_gpus(str(values.get("devices") or ""))
         native = _native()
         engine_options.check_native(native)
         values["device"] = _resolve_device(values["device"])

@@ -5,6 +5,7 @@
 # Gemma 3 tiny checkpoints with many concurrent requests in a tiny KV pool; bad layouts are
 # ValueErrors naming the numbers; the CLI has the flags.
 import asyncio
+import os
 
 import numpy as np
 import pytest
@@ -91,3 +92,19 @@ def test_cli_has_the_flags():
     args = parser.parse_args(["--tensor-parallel-size", "2", "--pipeline-parallel-size", "3", "--devices", "cuda:0,1"])
     kw = engine_options.cli_kwargs(args)
     assert (kw["tensor_parallel_size"], kw["pipeline_parallel_size"], kw["devices"]) == (2, 3, "cuda:0,1")
+
+
+@pytest.mark.parametrize("devices,sets", [("cuda:0,0", True), ("cuda:0,cuda:0", True), ("cuda:0,1,0,1", True),
+                                          ("cuda:0,1", False), ("cuda:0,cuda:1,cuda:2", False), ("", False),
+                                          ("cpu", False)])
+def test_ranks_sharing_a_gpu_ask_for_eager_kernel_loading(monkeypatch, devices, sets):
+    # Ranks sharing a GPU need CUDA_MODULE_LOADING=EAGER (docs/parallelism.md); eli.LLM sets it
+    # when unset, before CUDA starts, and never overrides the caller's choice.
+    from eli.llm import _eager_loading_for_shared_gpus
+
+    monkeypatch.delenv("CUDA_MODULE_LOADING", raising=False)
+    _eager_loading_for_shared_gpus(devices)
+    assert (os.environ.get("CUDA_MODULE_LOADING") == "EAGER") == sets
+    monkeypatch.setenv("CUDA_MODULE_LOADING", "LAZY")
+    _eager_loading_for_shared_gpus(devices)
+    assert os.environ["CUDA_MODULE_LOADING"] == "LAZY"

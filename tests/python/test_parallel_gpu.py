@@ -1,10 +1,10 @@
 # tests/python/test_parallel_gpu.py: tensor parallel ranks sharing one GPU through the public API
 # (marked `gpu`: run on the GPU machine). Each case runs in a child process, because CUDA reads
-# CUDA_MODULE_LOADING once, when it starts: with lazy loading (CUDA's default) eli.LLM refuses
-# ranks sharing a GPU with an UnsupportedError naming the variable (a lazy kernel load would
-# deadlock against a peer rank's waiting kernel: runtime/comm/peer_communicator.h); with eager
-# loading TP 2 on cuda:0,cuda:0 gives TP 1's greedy tokens and logits within 2e-4 of each row's
-# scale on the same GPU.
+# CUDA_MODULE_LOADING once, when it starts: with lazy loading asked for, eli.LLM refuses ranks
+# sharing a GPU with an UnsupportedError naming the variable (a lazy kernel load would deadlock
+# against a peer rank's waiting kernel: runtime/comm/peer_communicator.h); with eager loading, or
+# the variable unset (eli.LLM then sets it before CUDA starts), TP 2 on cuda:0,cuda:0 gives TP 1's
+# greedy tokens and logits within 2e-4 of each row's scale on the same GPU.
 import json
 import os
 import subprocess
@@ -42,7 +42,9 @@ except eli.UnsupportedError as e:
 
 
 def _child(loading):
-    env = dict(os.environ, CUDA_MODULE_LOADING=loading)
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_MODULE_LOADING"}
+    if loading is not None:
+        env["CUDA_MODULE_LOADING"] = loading
     r = subprocess.run([sys.executable, "-c", CHILD, MODEL], env=env, capture_output=True, text=True, timeout=150)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -55,8 +57,10 @@ def test_lazy_loading_refuses_ranks_sharing_a_gpu():
     assert "CUDA_MODULE_LOADING=EAGER" in out["message"] and "cuda:0" in out["message"]
 
 
-def test_eager_loading_runs_tp2_on_one_gpu_like_tp1():
-    out = _child("EAGER")
+@pytest.mark.parametrize("loading", ["EAGER", None])
+def test_eager_loading_runs_tp2_on_one_gpu_like_tp1(loading):
+    # None: the variable unset, so eli.LLM sets it itself before CUDA starts in the child.
+    out = _child(loading)
     assert out["ok"], out
     assert out["got"] == out["ref"]
     assert out["worst"] < 2e-4, out["worst"]
