@@ -634,9 +634,9 @@ std::vector<std::unique_ptr<Communicator>> create_peer_communicators(const std::
     for (size_t j = 0; j < i; ++j) {
       ELI_CHECK_KIND(kUnsupported, devices[i].index != devices[j].index || !cuda_loads_kernels_lazily(), "ranks ", j,
                      " and ", i, " share ", device_name(devices[i]),
-                     ", which needs CUDA_MODULE_LOADING=EAGER in the environment before the process starts: CUDA "
-                     "loads kernels lazily by default, and a lazy load waits for the GPU to go idle while another "
-                     "rank's kernel on it waits for this rank (a deadlock)");
+                     ", which needs CUDA_MODULE_LOADING=EAGER set before CUDA starts in the process (eli.LLM sets it "
+                     "when it is unset; here CUDA loads lazily): a lazy kernel load waits for the GPU to go idle "
+                     "while another rank's kernel on it waits for this rank (a deadlock)");
     }
   }
   for (const DeviceId& a : devices) {
