@@ -54,21 +54,8 @@ __global__ void __launch_bounds__(kThreads) quantize_x_kernel(const QuantParams 
   const int64_t blk = static_cast<int64_t>(blockIdx.x) * kBlocksPerCta + tid / 8;
   const int sub = tid & 7;
   const bool valid = blk < p.nb;
-  const int64_t e0 = blk * kItemElems + 4 * sub;
   float v[4] = {0.f, 0.f, 0.f, 0.f};
-  if (valid) {
-    if (p.vec) {
-      const float4 t = *reinterpret_cast<const float4*>(x + e0);
-      v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
-    } else {
-#pragma unroll
-      for (int j = 0; j < 4; ++j) v[j] = x[e0 + j];
-    }
-    if (p.g != nullptr) {
-#pragma unroll
-      for (int j = 0; j < 4; ++j) v[j] = v[j] * inv * (__ldg(p.g + e0 + j) + p.g_offset);
-    }
-  }
+  if (valid) cuda::load_lane(x, blk * kItemElems + 4 * sub, nullptr, p.g, p.g_offset, inv, p.vec, v);
   const cuda::TileCodes c = cuda::quantize_tile(v);
   if (valid) {
     const int64_t b = r * p.nb + blk;

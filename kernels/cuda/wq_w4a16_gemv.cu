@@ -83,23 +83,7 @@ __global__ void __launch_bounds__(kPrepThreads) wq_gemv_prep(const PrepParams p)
   const int sub = tid & 7;
   const bool valid = t < p.nt;
   float v[4] = {0.f, 0.f, 0.f, 0.f};
-  if (valid) {
-    const int64_t e0 = 32 * t + 4 * sub;
-    int64_t src[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) src[j] = p.perm != nullptr ? static_cast<int64_t>(__ldg(p.perm + e0 + j)) : e0 + j;
-    if (p.vec) {
-      const float4 a = *reinterpret_cast<const float4*>(x + e0);
-      v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
-    } else {
-#pragma unroll
-      for (int j = 0; j < 4; ++j) v[j] = x[src[j]];
-    }
-    if (p.g != nullptr) {
-#pragma unroll
-      for (int j = 0; j < 4; ++j) v[j] = v[j] * inv * (__ldg(p.g + src[j]) + p.off);
-    }
-  }
+  if (valid) cuda::load_lane(x, 32 * t + 4 * sub, p.perm, p.g, p.off, inv, p.vec, v);
   const cuda::TileCodes c = cuda::quantize_tile(v);
   if (valid) {
     *reinterpret_cast<uint32_t*>(p.qs + r * p.k + 32 * t + 4 * sub) = c.packed;

@@ -1,6 +1,7 @@
 // kernels/cuda/x_quant_tile.cuh: the activation prologue shared by the int8-x GEMVs (the GGUF
 // kernels' gguf_quantize_x.cu and the W4A16 / W8A16 prep of wq_w4a16_gemv.cu): the RMSNorm factor
-// of an x row, and one 32-element tile quantized by 8 aligned lanes of 4 elements each.
+// of an x row, a lane's 4 (normalised, optionally gathered) elements, and one 32-element tile
+// quantized by 8 aligned lanes of 4 elements each.
 //
 // Quantization (wq_w4a16.cuh's xq_* rules, which the host references use too): d = max|v| / 127,
 // q = round-to-nearest-even(v / d) clamped to [-127, 127]; d = 0 and q = 0 for an all-zero tile. So
@@ -36,6 +37,26 @@ __device__ __forceinline__ float row_rms_inverse(const float* x, int64_t k, floa
   }
   ss = block_reduce_sum(ss);
   return 1.0f / sqrtf(ss / static_cast<float>(k) + eps);
+}
+
+// One lane's 4 elements of x from e0 (e0 + j, or perm[e0 + j] with an act-order gather; 16 bytes at
+// once when `vec`, which excludes a gather), times inv * (g + g_offset) with a norm weight g.
+__device__ __forceinline__ void load_lane(const float* x, int64_t e0, const int32_t* perm, const float* g,
+                                          float g_offset, float inv, bool vec, float v[4]) {
+  int64_t src[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) src[j] = perm != nullptr ? static_cast<int64_t>(__ldg(perm + e0 + j)) : e0 + j;
+  if (vec) {
+    const float4 a = *reinterpret_cast<const float4*>(x + e0);
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+  } else {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) v[j] = x[src[j]];
+  }
+  if (g != nullptr) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) v[j] = v[j] * inv * (__ldg(g + src[j]) + g_offset);
+  }
 }
 
 // One lane's share of a 32-element tile: its 4 codes packed little-endian, and the tile's d and

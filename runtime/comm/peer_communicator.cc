@@ -631,13 +631,14 @@ std::vector<std::unique_ptr<Communicator>> create_peer_communicators(const std::
                   n_gpus, " visible), not ", device_name(d));
   }
   for (size_t i = 0; i < devices.size(); ++i) {
-    for (size_t j = 0; j < i; ++j) {
-      ELI_CHECK_KIND(kUnsupported, devices[i].index != devices[j].index || !cuda_loads_kernels_lazily(), "ranks ", j,
-                     " and ", i, " share ", device_name(devices[i]),
-                     ", which needs CUDA_MODULE_LOADING=EAGER set before CUDA starts in the process (eli.LLM sets it "
-                     "when it is unset; here CUDA loads lazily): a lazy kernel load waits for the GPU to go idle "
-                     "while another rank's kernel on it waits for this rank (a deadlock)");
-    }
+    const auto first = std::find(devices.begin(), devices.begin() + static_cast<std::ptrdiff_t>(i), devices[i]);
+    if (first == devices.begin() + static_cast<std::ptrdiff_t>(i)) continue;  // no earlier rank on this GPU
+    ELI_CHECK_KIND(kUnsupported, !cuda_loads_kernels_lazily(), "ranks ", first - devices.begin(), " and ", i, " share ",
+                   device_name(devices[i]),
+                   ", which needs CUDA_MODULE_LOADING=EAGER set before CUDA starts in the process (eli.LLM sets it "
+                   "when it is unset; here CUDA loads lazily): a lazy kernel load waits for the GPU to go idle "
+                   "while another rank's kernel on it waits for this rank (a deadlock)");
+    break;  // one answer for the process
   }
   for (const DeviceId& a : devices) {
     for (const DeviceId& b : devices) {

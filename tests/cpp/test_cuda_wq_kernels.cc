@@ -38,6 +38,7 @@
 #include "runtime/core/float_convert.h"
 #include "runtime/device/device.h"
 #include "tests/cpp/device_test_util.h"
+#include "tests/cpp/wq_test_util.h"
 
 namespace eli {
 namespace {
@@ -48,16 +49,7 @@ struct HostWq {
   std::vector<uint8_t> q;  // packed
   std::vector<float> scales, zeros;
   std::vector<int32_t> perm;
-  WqMatrix view() const {
-    WqMatrix w;
-    w.q = q.data();
-    w.scales = scales.data();
-    w.zeros = zeros.data();
-    w.group_size = gs;
-    w.format = bits == 4 ? WeightFormat::kInt4Grouped : WeightFormat::kInt8Grouped;
-    w.perm = perm.empty() ? nullptr : perm.data();
-    return w;
-  }
+  WqMatrix view() const { return grouped_view(bits, q, scales, zeros, gs, perm); }
 };
 
 HostWq make_wq(int bits, int64_t n, int64_t k, int64_t gs, bool perm, std::mt19937& rng) {
@@ -116,39 +108,37 @@ struct DeviceWq {
   const HostWq& host;
 };
 
-// sum_j |w[row, j] x_eff[j]| for the effective x row (normalised, gathered).
-std::vector<double> magnitudes(const HostWq& h, const std::vector<double>& xeff) {
+// Per output row, sum_j |w[row, j]| * weight[j].
+std::vector<double> weighted_row_sums(const HostWq& h, const std::vector<double>& weight) {
   const WqMatrix w = h.view();
   std::vector<float> row(static_cast<size_t>(h.k));
-  std::vector<double> mag(static_cast<size_t>(h.n));
+  std::vector<double> sums(static_cast<size_t>(h.n));
   for (int64_t r = 0; r < h.n; ++r) {
     wq_dequant_row(w, h.k, r, row.data());
     double s = 0.0;
-    for (int64_t j = 0; j < h.k; ++j) s += std::fabs(row[j] * xeff[j]);
-    mag[r] = s;
+    for (int64_t j = 0; j < h.k; ++j) s += std::fabs(row[j]) * weight[j];
+    sums[r] = s;
   }
-  return mag;
+  return sums;
+}
+
+// sum_j |w[row, j] x_eff[j]| for the effective x row (normalised, gathered).
+std::vector<double> magnitudes(const HostWq& h, const std::vector<double>& xeff) {
+  std::vector<double> ax(xeff.size());
+  for (size_t j = 0; j < xeff.size(); ++j) ax[j] = std::fabs(xeff[j]);
+  return weighted_row_sums(h, ax);
 }
 
 // Per output row, the bound of x's rounding to 8-bit 32-column tiles (docs/quantization.md
 // "Tolerance"): sum over tiles of (amax_t / 127 / 2) sum_{j in t} |w[row, j]|, with 0.1% slack.
 std::vector<double> rounding_bound(const HostWq& h, const std::vector<double>& xeff) {
-  std::vector<double> half_step(static_cast<size_t>(h.k / 32));
+  std::vector<double> half_step(static_cast<size_t>(h.k));
   for (int64_t t = 0; t < h.k / 32; ++t) {
     double amax = 0.0;
     for (int64_t j = 32 * t; j < 32 * t + 32; ++j) amax = std::max(amax, std::fabs(xeff[j]));
-    half_step[t] = 0.5 * amax / 127.0 * 1.001;
+    for (int64_t j = 32 * t; j < 32 * t + 32; ++j) half_step[j] = 0.5 * amax / 127.0 * 1.001;
   }
-  const WqMatrix w = h.view();
-  std::vector<float> row(static_cast<size_t>(h.k));
-  std::vector<double> bound(static_cast<size_t>(h.n));
-  for (int64_t r = 0; r < h.n; ++r) {
-    wq_dequant_row(w, h.k, r, row.data());
-    double e = 0.0;
-    for (int64_t j = 0; j < h.k; ++j) e += half_step[j / 32] * std::fabs(row[j]);
-    bound[r] = e;
-  }
-  return bound;
+  return weighted_row_sums(h, half_step);
 }
 
 std::vector<double> effective_x(const HostWq& h, const float* x, const float* nw, float off, float eps) {

@@ -17,6 +17,7 @@
 #include "kernels/cuda/wq_w4a16.cuh"
 #include "kernels/ref/activation.h"
 #include "kernels/ref/wq_ref.h"
+#include "tests/cpp/wq_test_util.h"
 
 namespace eli {
 namespace {
@@ -50,12 +51,7 @@ TEST_P(WqCudaHost, ChunkWordsTilesAndDequantMatchTheReference) {
     scales[i] = 0.001f * static_cast<float>(1 + rng() % 50);
     zeros[i] = static_cast<float>(rng() % (bits == 4 ? 16 : 256)) + (i % 3 == 0 ? 0.5f : 0.f);
   }
-  WqMatrix w;
-  w.q = packed.data();
-  w.scales = scales.data();
-  w.zeros = zeros.data();
-  w.group_size = gs;
-  w.format = bits == 4 ? WeightFormat::kInt4Grouped : WeightFormat::kInt8Grouped;
+  WqMatrix w = grouped_view(bits, packed, scales, zeros, gs);
   const int64_t row_bytes = k * bits / 8;
   std::vector<float> ref(static_cast<size_t>(k));
   for (int64_t r = 0; r < n; ++r) {
@@ -404,13 +400,7 @@ TEST_P(WqCudaHost, GemvEmulationMatchesTheReference) {
       for (int64_t j = 0; j < c.k; ++j) perm[j] = static_cast<int32_t>(j);
       std::shuffle(perm.begin(), perm.end(), rng);
     }
-    WqMatrix w;
-    w.q = packed.data();
-    w.scales = scales.data();
-    w.zeros = zeros.data();
-    w.group_size = c.gs;
-    w.format = bits == 4 ? WeightFormat::kInt4Grouped : WeightFormat::kInt8Grouped;
-    w.perm = perm.empty() ? nullptr : perm.data();
+    const WqMatrix w = grouped_view(bits, packed, scales, zeros, c.gs, perm);
     const bool gated = c.gated != GatedAct::kNone;
     const int64_t n_out = gated ? c.n / 2 : c.n, xs = c.k + 3, os = n_out + 2;
     std::vector<float> x(static_cast<size_t>(c.m * xs)), nw(static_cast<size_t>(c.k)), bias(static_cast<size_t>(c.n)),
@@ -502,12 +492,7 @@ TEST_P(WqCudaHost, GemvEmulationIsExactOnGridActivations) {
       scales[i] = std::ldexp(static_cast<float>(1 + rng() % 15), -8);
       zeros[i] = static_cast<float>(rng() % qmax);
     }
-    WqMatrix w;
-    w.q = packed.data();
-    w.scales = scales.data();
-    w.zeros = zeros.data();
-    w.group_size = gs;
-    w.format = bits == 4 ? WeightFormat::kInt4Grouped : WeightFormat::kInt8Grouped;
+    WqMatrix w = grouped_view(bits, packed, scales, zeros, gs);
     // x = d * code with d = amax / 127 exactly representable: every tile holds a +-127 code.
     std::vector<float> x(static_cast<size_t>(m * kk));
     for (int64_t i = 0; i < m * kk; ++i) {
